@@ -1,0 +1,247 @@
+//! The coordinator's only state: one [`Store`] trait over the ODB.
+//!
+//! Durable here: clusters with their sealed secrets, join tokens and admin tokens (hashes only),
+//! hosts, and the append-only event log. Nothing is cached in a coordinator's memory, so any number
+//! of coordinators can share one PostgreSQL or MySQL database. Every change and its event are written
+//! in one transaction.
+//!
+//! [`SqlStore`] implements the trait for SQLite, PostgreSQL and MySQL/MariaDB (one implementation
+//! over sqlx's `Any` driver, with migrations per dialect and SQL per dialect where they differ); the
+//! conformance suite in `tests/store_conformance.rs` runs the same behaviour tests on all three.
+
+mod sql;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use muster_proto::v1::{OdbType, Role};
+
+pub use sql::{DatabaseUrl, SqlStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} '{name}' not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} '{name}' already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    #[error("join token {id} refused: {reason}")]
+    TokenRefused { id: String, reason: TokenRefusal },
+    #[error("invalid database URL '{url}': {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot open the database at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot apply the database migrations at {url}")]
+    Migrate {
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database error while trying to {action}")]
+    Database {
+        action: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+}
+
+/// Why a join token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// No such token: never issued, or its cluster was deleted.
+    Unknown,
+    WrongSecret,
+    Revoked,
+    Expired,
+    UsedUp,
+}
+
+impl fmt::Display for TokenRefusal {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            TokenRefusal::Unknown => "no such token (never issued, or its cluster was deleted)",
+            TokenRefusal::WrongSecret => "the secret does not match",
+            TokenRefusal::Revoked => "it was revoked",
+            TokenRefusal::Expired => "it has expired",
+            TokenRefusal::UsedUp => "it has been used as often as it allows",
+        })
+    }
+}
+
+/// The ODB settings of a Zato cluster, as Zato's `--odb-*` options carry them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OdbSettings {
+    pub odb_type: OdbType,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub db_name: String,
+    pub postgresql_schema: String,
+}
+
+/// The secrets of one cluster. Debug shows none of them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSecrets {
+    /// Empty when the ODB needs no password (SQLite).
+    pub odb_password: String,
+    pub secret_key: String,
+    pub jwt_secret: String,
+    pub admin_invoke_password: String,
+}
+
+impl fmt::Debug for ClusterSecrets {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("ClusterSecrets(..)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCluster {
+    pub name: String,
+    pub description: String,
+    pub odb: OdbSettings,
+    pub secrets: ClusterSecrets,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub odb: OdbSettings,
+    pub has_odb_password: bool,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJoinToken {
+    pub id: String,
+    pub secret_hash: String,
+    pub cluster: String,
+    pub roles: Vec<Role>,
+    pub description: String,
+    pub expires_at_ms: i64,
+    /// 0 means unlimited.
+    pub max_uses: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    pub id: String,
+    pub cluster: String,
+    pub roles: Vec<Role>,
+    pub description: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// 0 means unlimited.
+    pub max_uses: u32,
+    pub uses: u32,
+    /// `None` while the token is not revoked.
+    pub revoked_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewHost {
+    pub id: String,
+    pub name: String,
+    pub advertise_address: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub id: String,
+    pub name: String,
+    pub advertise_address: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: String,
+    pub enrolled_at_ms: i64,
+    /// `None` while the host has never reported.
+    pub last_seen_ms: Option<i64>,
+}
+
+/// Who did something, for the event log: an admin token's id, a host, or the coordinator itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: i64,
+    pub at_ms: i64,
+    pub kind: String,
+    /// Empty when the event concerns no cluster.
+    pub cluster: String,
+    /// Empty when the event concerns no host.
+    pub host: String,
+    pub actor: String,
+    pub message: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// A round trip to the database, for health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn create_cluster(&self, new: NewCluster, actor: &Actor) -> Result<Cluster, StoreError>;
+    /// Every cluster, oldest first.
+    async fn list_clusters(&self) -> Result<Vec<Cluster>, StoreError>;
+    async fn get_cluster(&self, name: &str) -> Result<Cluster, StoreError>;
+    /// Opens the cluster's sealed secrets; only for what must send them to a host.
+    async fn cluster_secrets(&self, name: &str) -> Result<ClusterSecrets, StoreError>;
+    /// Deletes the cluster and its join tokens.
+    async fn delete_cluster(&self, name: &str, actor: &Actor) -> Result<(), StoreError>;
+
+    async fn create_join_token(
+        &self,
+        new: NewJoinToken,
+        actor: &Actor,
+    ) -> Result<JoinToken, StoreError>;
+    /// Join tokens, newest first, of one cluster or of all.
+    async fn list_join_tokens(&self, cluster: Option<&str>) -> Result<Vec<JoinToken>, StoreError>;
+    async fn revoke_join_token(&self, id: &str, actor: &Actor) -> Result<JoinToken, StoreError>;
+    /// Checks a presented token and counts one use of it, atomically: of two coordinators redeeming
+    /// the last use at once, one is refused.
+    async fn redeem_join_token(
+        &self,
+        id: &str,
+        secret_hash: &str,
+        now_ms: i64,
+    ) -> Result<JoinToken, StoreError>;
+
+    async fn add_admin_token(
+        &self,
+        id: &str,
+        token_hash: &str,
+        description: &str,
+    ) -> Result<(), StoreError>;
+    /// The id of the admin token with this hash, if there is one.
+    async fn find_admin_token(&self, token_hash: &str) -> Result<Option<String>, StoreError>;
+
+    async fn create_host(&self, new: NewHost, actor: &Actor) -> Result<Host, StoreError>;
+    /// Every host, by name.
+    async fn list_hosts(&self) -> Result<Vec<Host>, StoreError>;
+    async fn get_host(&self, name: &str) -> Result<Host, StoreError>;
+
+    /// Events, newest first, of one cluster or of all.
+    async fn list_events(
+        &self,
+        cluster: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,952 @@
+//! [`SqlStore`]: the [`Store`] on SQLite, PostgreSQL or MySQL/MariaDB through sqlx's `Any` driver.
+//!
+//! Queries are written once with `$1, $2, …` placeholders in order; for MySQL they become `?`.
+//! Everything else that differs between dialects lives in the per-dialect migrations.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use muster_proto::v1::{OdbType, Role};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+
+use super::{
+    Actor, Cluster, ClusterSecrets, Event, Host, JoinToken, NewCluster, NewHost, NewJoinToken,
+    OdbSettings, Store, StoreError, TokenRefusal, now_ms,
+};
+use crate::secrets::{self, SecretBox};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/mysql");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+/// A checked database URL. Display and [`DatabaseUrl::redacted`] never show its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    url: String,
+    dialect: Dialect,
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.redacted())
+    }
+}
+
+impl DatabaseUrl {
+    /// Checks `text` as a database URL: `sqlite://PATH`, `postgres://USER@HOST[:PORT]/DB` or
+    /// `mysql://USER@HOST[:PORT]/DB` (`postgresql://` and `mariadb://` are accepted too).
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        let invalid = |reason: &str| StoreError::InvalidUrl {
+            url: redact(text),
+            reason: reason.to_owned(),
+        };
+        let parsed = url::Url::parse(text).map_err(|error| invalid(&error.to_string()))?;
+        let dialect = match parsed.scheme() {
+            "sqlite" => Dialect::Sqlite,
+            "postgres" | "postgresql" => Dialect::Postgres,
+            "mysql" | "mariadb" => Dialect::MySql,
+            _ => {
+                return Err(invalid(
+                    "unknown scheme; expected sqlite://PATH, postgres://USER@HOST/DB or mysql://USER@HOST/DB",
+                ));
+            }
+        };
+        let mut url = text.to_owned();
+        match dialect {
+            Dialect::Sqlite => {
+                let path = text.trim_start_matches("sqlite:").trim_start_matches("//");
+                if path.is_empty() || path.starts_with('?') {
+                    return Err(invalid("the database file's path is missing"));
+                }
+                if !text.contains("mode=") {
+                    let separator = if text.contains('?') { '&' } else { '?' };
+                    url = format!("{text}{separator}mode=rwc");
+                }
+            }
+            Dialect::Postgres | Dialect::MySql => {
+                if parsed.host_str().unwrap_or_default().is_empty() {
+                    return Err(invalid("the host is missing"));
+                }
+                if parsed.path().trim_start_matches('/').is_empty() {
+                    return Err(invalid(
+                        "the database name is missing (for example /muster)",
+                    ));
+                }
+                if parsed.scheme() == "mariadb" {
+                    url = format!("mysql{}", &text["mariadb".len()..]);
+                }
+            }
+        }
+        Ok(DatabaseUrl { url, dialect })
+    }
+
+    /// The embedded default: a SQLite file, created when missing.
+    pub fn sqlite_file(path: &std::path::Path) -> Self {
+        DatabaseUrl {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            dialect: Dialect::Sqlite,
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The URL as it can be shown: any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// The URL with its password, for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+}
+
+fn redact(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => text.to_owned(),
+        Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
+
+/// The store on a SQL database. Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    secret_box: std::sync::Arc<SecretBox>,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "SqlStore({:?})", self.dialect)
+    }
+}
+
+fn database(action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Database { action, source }
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database_error) if database_error.is_unique_violation())
+}
+
+impl SqlStore {
+    /// Connects and applies this dialect's migrations. Safe to run from several coordinators at
+    /// once: sqlx takes a database lock around migrations on PostgreSQL and MySQL.
+    pub async fn connect(url: &DatabaseUrl, secret_box: SecretBox) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let mut options = AnyPoolOptions::new()
+            .max_connections(if url.dialect == Dialect::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(10));
+        if url.dialect == Dialect::Sqlite {
+            options = options.after_connect(|connection, _metadata| {
+                Box::pin(async move {
+                    connection.execute("PRAGMA journal_mode = WAL").await?;
+                    connection.execute("PRAGMA busy_timeout = 5000").await?;
+                    connection.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect(url.expose())
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: url.redacted(),
+                source,
+            })?;
+        let migrator = match url.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+            Dialect::MySql => &MYSQL_MIGRATIONS,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                url: url.redacted(),
+                source,
+            })?;
+        Ok(SqlStore {
+            pool,
+            dialect: url.dialect,
+            secret_box: std::sync::Arc::new(secret_box),
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The SQL of `query` for this dialect: `$N` placeholders become `?` for MySQL.
+    fn sql(&self, query: &str) -> String {
+        if self.dialect != Dialect::MySql {
+            return query.to_owned();
+        }
+        let mut converted = String::with_capacity(query.len());
+        let mut characters = query.chars().peekable();
+        while let Some(character) = characters.next() {
+            if character == '$' && characters.peek().is_some_and(char::is_ascii_digit) {
+                while characters.peek().is_some_and(char::is_ascii_digit) {
+                    characters.next();
+                }
+                converted.push('?');
+            } else {
+                converted.push(character);
+            }
+        }
+        converted
+    }
+
+    fn seal(&self, cluster_id: &str, column: &str, value: &str) -> Result<String, StoreError> {
+        Ok(self
+            .secret_box
+            .seal(&format!("cluster:{cluster_id}:{column}"), value)?)
+    }
+
+    fn open(&self, cluster_id: &str, column: &str, sealed: &str) -> Result<String, StoreError> {
+        Ok(self
+            .secret_box
+            .open(&format!("cluster:{cluster_id}:{column}"), sealed)?)
+    }
+
+    async fn insert_event(
+        &self,
+        transaction: &mut Transaction<'_, Any>,
+        kind: &str,
+        cluster: &str,
+        host: &str,
+        actor: &Actor,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "INSERT INTO events (created_at, kind, cluster_name, host_name, actor, message)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        );
+        sqlx::query(&sql)
+            .bind(now_ms())
+            .bind(kind)
+            .bind(cluster)
+            .bind(host)
+            .bind(&actor.0)
+            .bind(message)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("record an event"))?;
+        Ok(())
+    }
+
+    async fn fetch_join_token(
+        &self,
+        executor: impl Executor<'_, Database = Any>,
+        id: &str,
+    ) -> Result<Option<(JoinToken, String)>, StoreError> {
+        let sql = self.sql(&format!("{JOIN_TOKEN_SELECT} WHERE t.id = $1"));
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(executor)
+            .await
+            .map_err(database("read a join token"))?;
+        row.map(|row| {
+            let secret_hash: String = row
+                .try_get("secret_hash")
+                .map_err(database("read a join token"))?;
+            Ok((join_token_from_row(&row)?, secret_hash))
+        })
+        .transpose()
+    }
+}
+
+const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
+     odb_db_name, odb_schema, has_odb_password, created_at";
+
+const JOIN_TOKEN_SELECT: &str = "SELECT t.id, c.name AS cluster_name, t.secret_hash, t.roles, \
+     t.description, t.created_at, t.expires_at, t.max_uses, t.uses, t.revoked_at \
+     FROM join_tokens t JOIN clusters c ON c.id = t.cluster_id";
+
+const HOST_COLUMNS: &str = "id, name, advertise_address, labels, state, enrolled_at, last_seen_at";
+
+fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
+    let read = database("read a cluster");
+    let odb_type_name: String = row.try_get("odb_type").map_err(read)?;
+    let odb_type = odb_type_name
+        .parse::<OdbType>()
+        .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    let port: i64 = row
+        .try_get("odb_port")
+        .map_err(database("read a cluster"))?;
+    let has_odb_password: i64 = row
+        .try_get("has_odb_password")
+        .map_err(database("read a cluster"))?;
+    Ok(Cluster {
+        id: row.try_get("id").map_err(database("read a cluster"))?,
+        name: row.try_get("name").map_err(database("read a cluster"))?,
+        description: row
+            .try_get("description")
+            .map_err(database("read a cluster"))?,
+        odb: OdbSettings {
+            odb_type,
+            host: row
+                .try_get("odb_host")
+                .map_err(database("read a cluster"))?,
+            port: u16::try_from(port)
+                .map_err(|_| StoreError::Corrupt(format!("ODB port {port} out of range")))?,
+            user: row
+                .try_get("odb_user")
+                .map_err(database("read a cluster"))?,
+            db_name: row
+                .try_get("odb_db_name")
+                .map_err(database("read a cluster"))?,
+            postgresql_schema: row
+                .try_get("odb_schema")
+                .map_err(database("read a cluster"))?,
+        },
+        has_odb_password: has_odb_password != 0,
+        created_at_ms: row
+            .try_get("created_at")
+            .map_err(database("read a cluster"))?,
+    })
+}
+
+fn roles_to_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|role| role.cli_name())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn roles_from_text(text: &str) -> Result<Vec<Role>, StoreError> {
+    text.split(',')
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            name.parse::<Role>()
+                .map_err(|error| StoreError::Corrupt(error.to_string()))
+        })
+        .collect()
+}
+
+fn count_from(value: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
+}
+
+fn join_token_from_row(row: &AnyRow) -> Result<JoinToken, StoreError> {
+    let read = || database("read a join token");
+    let roles: String = row.try_get("roles").map_err(read())?;
+    let max_uses: i64 = row.try_get("max_uses").map_err(read())?;
+    let uses: i64 = row.try_get("uses").map_err(read())?;
+    Ok(JoinToken {
+        id: row.try_get("id").map_err(read())?,
+        cluster: row.try_get("cluster_name").map_err(read())?,
+        roles: roles_from_text(&roles)?,
+        description: row.try_get("description").map_err(read())?,
+        created_at_ms: row.try_get("created_at").map_err(read())?,
+        expires_at_ms: row.try_get("expires_at").map_err(read())?,
+        max_uses: count_from(max_uses, "max_uses")?,
+        uses: count_from(uses, "uses")?,
+        revoked_at_ms: row.try_get("revoked_at").map_err(read())?,
+    })
+}
+
+fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
+    let read = || database("read a host");
+    let labels: String = row.try_get("labels").map_err(read())?;
+    Ok(Host {
+        id: row.try_get("id").map_err(read())?,
+        name: row.try_get("name").map_err(read())?,
+        advertise_address: row.try_get("advertise_address").map_err(read())?,
+        labels: serde_json::from_str(&labels)
+            .map_err(|error| StoreError::Corrupt(format!("host labels: {error}")))?,
+        state: row.try_get("state").map_err(read())?,
+        enrolled_at_ms: row.try_get("enrolled_at").map_err(read())?,
+        last_seen_ms: row.try_get("last_seen_at").map_err(read())?,
+    })
+}
+
+fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
+    let read = || database("read an event");
+    Ok(Event {
+        id: row.try_get("id").map_err(read())?,
+        at_ms: row.try_get("created_at").map_err(read())?,
+        kind: row.try_get("kind").map_err(read())?,
+        cluster: row.try_get("cluster_name").map_err(read())?,
+        host: row.try_get("host_name").map_err(read())?,
+        actor: row.try_get("actor").map_err(read())?,
+        message: row.try_get("message").map_err(read())?,
+    })
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(database("ping the database"))?;
+        Ok(())
+    }
+
+    async fn create_cluster(&self, new: NewCluster, actor: &Actor) -> Result<Cluster, StoreError> {
+        let id = secrets::random_hex(8)?;
+        let created_at_ms = now_ms();
+        let secrets = &new.secrets;
+        let sql = self.sql(
+            "INSERT INTO clusters (id, name, description, odb_type, odb_host, odb_port, odb_user,
+                 odb_db_name, odb_schema, has_odb_password, odb_password_sealed, secret_key_sealed,
+                 jwt_secret_sealed, admin_invoke_password_sealed, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        );
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(database("begin a transaction"))?;
+        let inserted = sqlx::query(&sql)
+            .bind(&id)
+            .bind(&new.name)
+            .bind(&new.description)
+            .bind(new.odb.odb_type.zato_name())
+            .bind(&new.odb.host)
+            .bind(i64::from(new.odb.port))
+            .bind(&new.odb.user)
+            .bind(&new.odb.db_name)
+            .bind(&new.odb.postgresql_schema)
+            .bind(i64::from(!secrets.odb_password.is_empty()))
+            .bind(self.seal(&id, "odb_password", &secrets.odb_password)?)
+            .bind(self.seal(&id, "secret_key", &secrets.secret_key)?)
+            .bind(self.seal(&id, "jwt_secret", &secrets.jwt_secret)?)
+            .bind(self.seal(&id, "admin_invoke_password", &secrets.admin_invoke_password)?)
+            .bind(created_at_ms)
+            .execute(&mut *transaction)
+            .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => {
+                return Err(StoreError::AlreadyExists {
+                    kind: "cluster",
+                    name: new.name,
+                });
+            }
+            other => other.map_err(database("create a cluster"))?,
+        };
+        let message = format!(
+            "cluster created (ODB {} {}:{}/{})",
+            new.odb.odb_type, new.odb.host, new.odb.port, new.odb.db_name
+        );
+        self.insert_event(
+            &mut transaction,
+            "cluster.created",
+            &new.name,
+            "",
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a new cluster"))?;
+        Ok(Cluster {
+            id,
+            name: new.name,
+            description: new.description,
+            has_odb_password: !secrets.odb_password.is_empty(),
+            odb: new.odb,
+            created_at_ms,
+        })
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<Cluster>, StoreError> {
+        let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters ORDER BY created_at, name");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("list clusters"))?;
+        rows.iter().map(cluster_from_row).collect()
+    }
+
+    async fn get_cluster(&self, name: &str) -> Result<Cluster, StoreError> {
+        let sql = self.sql(&format!(
+            "SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = $1"
+        ));
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database("read a cluster"))?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "cluster",
+                name: name.to_owned(),
+            })?;
+        cluster_from_row(&row)
+    }
+
+    async fn cluster_secrets(&self, name: &str) -> Result<ClusterSecrets, StoreError> {
+        let sql = self.sql(
+            "SELECT id, odb_password_sealed, secret_key_sealed, jwt_secret_sealed,
+                 admin_invoke_password_sealed FROM clusters WHERE name = $1",
+        );
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database("read a cluster's secrets"))?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "cluster",
+                name: name.to_owned(),
+            })?;
+        let read = || database("read a cluster's secrets");
+        let id: String = row.try_get("id").map_err(read())?;
+        let column = |column: &str| -> Result<String, StoreError> {
+            let sealed: String = row
+                .try_get(format!("{column}_sealed").as_str())
+                .map_err(read())?;
+            self.open(&id, column, &sealed)
+        };
+        Ok(ClusterSecrets {
+            odb_password: column("odb_password")?,
+            secret_key: column("secret_key")?,
+            jwt_secret: column("jwt_secret")?,
+            admin_invoke_password: column("admin_invoke_password")?,
+        })
+    }
+
+    async fn delete_cluster(&self, name: &str, actor: &Actor) -> Result<(), StoreError> {
+        let cluster = self.get_cluster(name).await?;
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(database("begin a transaction"))?;
+        let tokens_sql = self.sql("DELETE FROM join_tokens WHERE cluster_id = $1");
+        let tokens = sqlx::query(&tokens_sql)
+            .bind(&cluster.id)
+            .execute(&mut *transaction)
+            .await
+            .map_err(database("delete a cluster's join tokens"))?;
+        let cluster_sql = self.sql("DELETE FROM clusters WHERE id = $1");
+        let deleted = sqlx::query(&cluster_sql)
+            .bind(&cluster.id)
+            .execute(&mut *transaction)
+            .await
+            .map_err(database("delete a cluster"))?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "cluster",
+                name: name.to_owned(),
+            });
+        }
+        let message = format!(
+            "cluster deleted with its {} join token(s)",
+            tokens.rows_affected()
+        );
+        self.insert_event(
+            &mut transaction,
+            "cluster.deleted",
+            name,
+            "",
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a cluster's deletion"))?;
+        Ok(())
+    }
+
+    async fn create_join_token(
+        &self,
+        new: NewJoinToken,
+        actor: &Actor,
+    ) -> Result<JoinToken, StoreError> {
+        let cluster = self.get_cluster(&new.cluster).await?;
+        let created_at_ms = now_ms();
+        let sql = self.sql(
+            "INSERT INTO join_tokens (id, cluster_id, secret_hash, roles, description, created_at,
+                 expires_at, max_uses, uses, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, NULL)",
+        );
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(database("begin a transaction"))?;
+        sqlx::query(&sql)
+            .bind(&new.id)
+            .bind(&cluster.id)
+            .bind(&new.secret_hash)
+            .bind(roles_to_text(&new.roles))
+            .bind(&new.description)
+            .bind(created_at_ms)
+            .bind(new.expires_at_ms)
+            .bind(i64::from(new.max_uses))
+            .execute(&mut *transaction)
+            .await
+            .map_err(database("create a join token"))?;
+        let message = format!(
+            "join token {} created for roles [{}], {} use(s)",
+            new.id,
+            roles_to_text(&new.roles),
+            if new.max_uses == 0 {
+                "unlimited".to_owned()
+            } else {
+                new.max_uses.to_string()
+            }
+        );
+        self.insert_event(
+            &mut transaction,
+            "token.created",
+            &cluster.name,
+            "",
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a new join token"))?;
+        Ok(JoinToken {
+            id: new.id,
+            cluster: cluster.name,
+            roles: new.roles,
+            description: new.description,
+            created_at_ms,
+            expires_at_ms: new.expires_at_ms,
+            max_uses: new.max_uses,
+            uses: 0,
+            revoked_at_ms: None,
+        })
+    }
+
+    async fn list_join_tokens(&self, cluster: Option<&str>) -> Result<Vec<JoinToken>, StoreError> {
+        let rows = match cluster {
+            Some(cluster) => {
+                let sql = self.sql(&format!(
+                    "{JOIN_TOKEN_SELECT} WHERE c.name = $1 ORDER BY t.created_at DESC, t.id"
+                ));
+                sqlx::query(&sql).bind(cluster).fetch_all(&self.pool).await
+            }
+            None => {
+                let sql = format!("{JOIN_TOKEN_SELECT} ORDER BY t.created_at DESC, t.id");
+                sqlx::query(&sql).fetch_all(&self.pool).await
+            }
+        }
+        .map_err(database("list join tokens"))?;
+        rows.iter().map(join_token_from_row).collect()
+    }
+
+    async fn revoke_join_token(&self, id: &str, actor: &Actor) -> Result<JoinToken, StoreError> {
+        let revoked_at_ms = now_ms();
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(database("begin a transaction"))?;
+        // The write comes first, so SQLite takes its write lock before anything is read.
+        let sql =
+            self.sql("UPDATE join_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL");
+        let updated = sqlx::query(&sql)
+            .bind(revoked_at_ms)
+            .bind(id)
+            .execute(&mut *transaction)
+            .await
+            .map_err(database("revoke a join token"))?;
+        let (token, _) = self
+            .fetch_join_token(&mut *transaction, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "join token",
+                name: id.to_owned(),
+            })?;
+        if updated.rows_affected() == 1 {
+            let message = format!("join token {id} revoked");
+            self.insert_event(
+                &mut transaction,
+                "token.revoked",
+                &token.cluster,
+                "",
+                actor,
+                &message,
+            )
+            .await?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a token's revocation"))?;
+        Ok(token)
+    }
+
+    async fn redeem_join_token(
+        &self,
+        id: &str,
+        secret_hash: &str,
+        now_ms: i64,
+    ) -> Result<JoinToken, StoreError> {
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(database("begin a transaction"))?;
+        // One conditional write decides: of several coordinators redeeming the last use at once,
+        // exactly one matches. (Comparing hashes in SQL leaks nothing useful about the secret.)
+        let sql = self.sql(
+            "UPDATE join_tokens SET uses = uses + 1
+             WHERE id = $1 AND secret_hash = $2 AND revoked_at IS NULL AND expires_at > $3
+                 AND (max_uses = 0 OR uses < max_uses)",
+        );
+        let updated = sqlx::query(&sql)
+            .bind(id)
+            .bind(secret_hash)
+            .bind(now_ms)
+            .execute(&mut *transaction)
+            .await
+            .map_err(database("count a join token's use"))?;
+        let found = self.fetch_join_token(&mut *transaction, id).await?;
+        if updated.rows_affected() == 1 {
+            transaction
+                .commit()
+                .await
+                .map_err(database("commit a join token's use"))?;
+        } else {
+            transaction
+                .rollback()
+                .await
+                .map_err(database("roll back a join token's use"))?;
+        }
+        let refused = |reason| StoreError::TokenRefused {
+            id: id.to_owned(),
+            reason,
+        };
+        let (token, stored_hash) = found.ok_or_else(|| refused(TokenRefusal::Unknown))?;
+        if updated.rows_affected() == 1 {
+            return Ok(token);
+        }
+        let reason = if !secrets::constant_time_eq(&stored_hash, secret_hash) {
+            TokenRefusal::WrongSecret
+        } else if token.revoked_at_ms.is_some() {
+            TokenRefusal::Revoked
+        } else if token.expires_at_ms <= now_ms {
+            TokenRefusal::Expired
+        } else {
+            TokenRefusal::UsedUp
+        };
+        Err(refused(reason))
+    }
+
+    async fn add_admin_token(
+        &self,
+        id: &str,
+        token_hash: &str,
+        description: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "INSERT INTO admin_tokens (id, token_hash, description, created_at)
+             VALUES ($1, $2, $3, $4)",
+        );
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(database("begin a transaction"))?;
+        sqlx::query(&sql)
+            .bind(id)
+            .bind(token_hash)
+            .bind(description)
+            .bind(now_ms())
+            .execute(&mut *transaction)
+            .await
+            .map_err(database("add an admin token"))?;
+        let actor = Actor("coordinator".to_owned());
+        let message = format!("admin token {id} created ({description})");
+        self.insert_event(
+            &mut transaction,
+            "admin-token.created",
+            "",
+            "",
+            &actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit an admin token"))?;
+        Ok(())
+    }
+
+    async fn find_admin_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        let sql = self.sql("SELECT id FROM admin_tokens WHERE token_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database("look up an admin token"))?;
+        row.map(|row| row.try_get("id").map_err(database("read an admin token")))
+            .transpose()
+    }
+
+    async fn create_host(&self, new: NewHost, actor: &Actor) -> Result<Host, StoreError> {
+        let enrolled_at_ms = now_ms();
+        let labels = serde_json::to_string(&new.labels)
+            .map_err(|error| StoreError::Corrupt(format!("host labels: {error}")))?;
+        let sql = self.sql(&format!(
+            "INSERT INTO hosts ({HOST_COLUMNS}) VALUES ($1, $2, $3, $4, 'new', $5, NULL)"
+        ));
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(database("begin a transaction"))?;
+        let inserted = sqlx::query(&sql)
+            .bind(&new.id)
+            .bind(&new.name)
+            .bind(&new.advertise_address)
+            .bind(&labels)
+            .bind(enrolled_at_ms)
+            .execute(&mut *transaction)
+            .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => {
+                return Err(StoreError::AlreadyExists {
+                    kind: "host",
+                    name: new.name,
+                });
+            }
+            other => other.map_err(database("create a host"))?,
+        };
+        let message = format!("host enrolled with address {}", new.advertise_address);
+        self.insert_event(
+            &mut transaction,
+            "host.enrolled",
+            "",
+            &new.name,
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a new host"))?;
+        Ok(Host {
+            id: new.id,
+            name: new.name,
+            advertise_address: new.advertise_address,
+            labels: new.labels,
+            state: "new".to_owned(),
+            enrolled_at_ms,
+            last_seen_ms: None,
+        })
+    }
+
+    async fn list_hosts(&self) -> Result<Vec<Host>, StoreError> {
+        let sql = format!("SELECT {HOST_COLUMNS} FROM hosts ORDER BY name");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("list hosts"))?;
+        rows.iter().map(host_from_row).collect()
+    }
+
+    async fn get_host(&self, name: &str) -> Result<Host, StoreError> {
+        let sql = self.sql(&format!("SELECT {HOST_COLUMNS} FROM hosts WHERE name = $1"));
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database("read a host"))?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "host",
+                name: name.to_owned(),
+            })?;
+        host_from_row(&row)
+    }
+
+    async fn list_events(
+        &self,
+        cluster: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let columns = "id, created_at, kind, cluster_name, host_name, actor, message";
+        let rows = match cluster {
+            Some(cluster) => {
+                let sql = self.sql(&format!(
+                    "SELECT {columns} FROM events WHERE cluster_name = $1 ORDER BY id DESC LIMIT $2"
+                ));
+                sqlx::query(&sql)
+                    .bind(cluster)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                let sql = self.sql(&format!(
+                    "SELECT {columns} FROM events ORDER BY id DESC LIMIT $1"
+                ));
+                sqlx::query(&sql)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(database("list events"))?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_checked_and_redacted() {
+        let url = DatabaseUrl::parse("postgres://muster:s3cret@db.example:5432/muster").unwrap();
+        assert_eq!(url.dialect(), Dialect::Postgres);
+        assert!(!url.to_string().contains("s3cret"));
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(
+            DatabaseUrl::parse("mariadb://root@h/db").unwrap().expose(),
+            "mysql://root@h/db"
+        );
+        assert!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db")
+                .unwrap()
+                .expose()
+                .ends_with("?mode=rwc")
+        );
+        for (bad, expected) in [
+            ("not a url", "relative URL"),
+            ("redis://h/db", "unknown scheme"),
+            ("postgres://u:pw@h", "database name is missing"),
+            ("sqlite://", "path is missing"),
+        ] {
+            let error = DatabaseUrl::parse(bad).unwrap_err().to_string();
+            assert!(error.contains(expected), "{bad}: {error}");
+            assert!(!error.contains(":pw@"), "{error}");
+        }
+    }
+}

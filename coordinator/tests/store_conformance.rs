@@ -1,0 +1,508 @@
+//! One behaviour suite for the store, run against SQLite, PostgreSQL and MariaDB.
+//! Each test makes its own database (see `muster_testkit::TestDatabase`) and drops it afterwards.
+
+use std::collections::BTreeMap;
+
+use muster_coordinator::secrets::{self, SecretBox};
+use muster_coordinator::store::{
+    Actor, ClusterSecrets, DatabaseUrl, NewCluster, NewHost, NewJoinToken, OdbSettings, SqlStore,
+    Store, StoreError, TokenRefusal, now_ms,
+};
+use muster_proto::v1::{OdbType, Role};
+use muster_testkit::{Backend, TestDatabase};
+use sqlx::Row;
+
+const KEY: [u8; 32] = [7; 32];
+
+async fn open(database: &TestDatabase) -> SqlStore {
+    let url = DatabaseUrl::parse(&database.url).unwrap();
+    SqlStore::connect(&url, SecretBox::new(&KEY).unwrap())
+        .await
+        .unwrap()
+}
+
+fn actor() -> Actor {
+    Actor("test".to_owned())
+}
+
+fn new_cluster(name: &str) -> NewCluster {
+    NewCluster {
+        name: name.to_owned(),
+        description: "conformance".to_owned(),
+        odb: OdbSettings {
+            odb_type: OdbType::Postgresql,
+            host: "db.internal".to_owned(),
+            port: 5432,
+            user: "zato".to_owned(),
+            db_name: "zato_odb".to_owned(),
+            postgresql_schema: "public".to_owned(),
+        },
+        secrets: ClusterSecrets {
+            odb_password: format!("odb-password-of-{name}"),
+            secret_key: format!("secret-key-of-{name}"),
+            jwt_secret: format!("jwt-secret-of-{name}"),
+            admin_invoke_password: format!("invoke-password-of-{name}"),
+        },
+    }
+}
+
+struct IssuedToken {
+    id: String,
+    secret_hash: String,
+}
+
+async fn issue_token(store: &SqlStore, cluster: &str, max_uses: u32, ttl_ms: i64) -> IssuedToken {
+    let id = secrets::random_hex(8).unwrap();
+    let secret_hash = secrets::sha256_hex(secrets::random_hex(16).unwrap().as_bytes());
+    store
+        .create_join_token(
+            NewJoinToken {
+                id: id.clone(),
+                secret_hash: secret_hash.clone(),
+                cluster: cluster.to_owned(),
+                roles: vec![Role::Server],
+                description: String::new(),
+                expires_at_ms: now_ms() + ttl_ms,
+                max_uses,
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    IssuedToken { id, secret_hash }
+}
+
+fn refusal(result: Result<impl std::fmt::Debug, StoreError>) -> TokenRefusal {
+    match result {
+        Err(StoreError::TokenRefused { reason, .. }) => reason,
+        other => panic!("expected a refused token, got {other:?}"),
+    }
+}
+
+async fn cluster_survives_a_coordinator_restart(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    let created = store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    store.close().await;
+
+    let reopened = open(&database).await;
+    assert_eq!(reopened.get_cluster("prod").await.unwrap(), created);
+    assert_eq!(reopened.list_clusters().await.unwrap(), vec![created]);
+    let secrets = reopened.cluster_secrets("prod").await.unwrap();
+    assert_eq!(secrets, new_cluster("prod").secrets);
+    reopened.close().await;
+}
+
+async fn duplicate_cluster_names_are_refused(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let duplicate = store.create_cluster(new_cluster("prod"), &actor()).await;
+    assert!(
+        matches!(&duplicate, Err(StoreError::AlreadyExists { kind: "cluster", name }) if name == "prod"),
+        "{duplicate:?}"
+    );
+    assert_eq!(store.list_clusters().await.unwrap().len(), 1);
+    store.close().await;
+}
+
+async fn two_coordinators_see_each_others_writes(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let first = open(&database).await;
+    let second = open(&database).await;
+    first
+        .create_cluster(new_cluster("alpha"), &actor())
+        .await
+        .unwrap();
+    second
+        .create_cluster(new_cluster("beta"), &actor())
+        .await
+        .unwrap();
+    let token = issue_token(&second, "alpha", 0, 60_000).await;
+
+    for store in [&first, &second] {
+        let names: Vec<_> = store
+            .list_clusters()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|cluster| cluster.name)
+            .collect();
+        assert_eq!(names, ["alpha", "beta"]);
+        let tokens = store.list_join_tokens(Some("alpha")).await.unwrap();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].id, token.id);
+    }
+    first
+        .redeem_join_token(&token.id, &token.secret_hash, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(second.list_join_tokens(None).await.unwrap()[0].uses, 1);
+    first.close().await;
+    second.close().await;
+}
+
+async fn a_deleted_clusters_tokens_stop_working(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("doomed"), &actor())
+        .await
+        .unwrap();
+    store
+        .create_cluster(new_cluster("kept"), &actor())
+        .await
+        .unwrap();
+    let doomed = issue_token(&store, "doomed", 0, 60_000).await;
+    let kept = issue_token(&store, "kept", 0, 60_000).await;
+    store
+        .redeem_join_token(&doomed.id, &doomed.secret_hash, now_ms())
+        .await
+        .unwrap();
+
+    store.delete_cluster("doomed", &actor()).await.unwrap();
+
+    let result = store
+        .redeem_join_token(&doomed.id, &doomed.secret_hash, now_ms())
+        .await;
+    assert_eq!(refusal(result), TokenRefusal::Unknown);
+    store
+        .redeem_join_token(&kept.id, &kept.secret_hash, now_ms())
+        .await
+        .unwrap();
+    let remaining: Vec<_> = store
+        .list_join_tokens(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|token| token.id)
+        .collect();
+    assert_eq!(remaining, [kept.id]);
+    assert!(matches!(
+        store.get_cluster("doomed").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.delete_cluster("doomed", &actor()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.close().await;
+}
+
+async fn join_tokens_are_refused_for_the_reason_that_applies(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+
+    let once = issue_token(&store, "prod", 1, 60_000).await;
+    let wrong_hash = secrets::sha256_hex(b"wrong");
+    assert_eq!(
+        refusal(
+            store
+                .redeem_join_token(&once.id, &wrong_hash, now_ms())
+                .await
+        ),
+        TokenRefusal::WrongSecret
+    );
+    let redeemed = store
+        .redeem_join_token(&once.id, &once.secret_hash, now_ms())
+        .await
+        .unwrap();
+    assert_eq!((redeemed.uses, redeemed.roles), (1, vec![Role::Server]));
+    assert_eq!(
+        refusal(
+            store
+                .redeem_join_token(&once.id, &once.secret_hash, now_ms())
+                .await
+        ),
+        TokenRefusal::UsedUp
+    );
+
+    let expiring = issue_token(&store, "prod", 0, 1_000).await;
+    assert_eq!(
+        refusal(
+            store
+                .redeem_join_token(&expiring.id, &expiring.secret_hash, now_ms() + 2_000)
+                .await
+        ),
+        TokenRefusal::Expired
+    );
+
+    let revoked = issue_token(&store, "prod", 0, 60_000).await;
+    let token = store
+        .revoke_join_token(&revoked.id, &actor())
+        .await
+        .unwrap();
+    assert!(token.revoked_at_ms.is_some());
+    assert_eq!(
+        refusal(
+            store
+                .redeem_join_token(&revoked.id, &revoked.secret_hash, now_ms())
+                .await
+        ),
+        TokenRefusal::Revoked
+    );
+    assert_eq!(
+        refusal(
+            store
+                .redeem_join_token("0000000000000000", &once.secret_hash, now_ms())
+                .await
+        ),
+        TokenRefusal::Unknown
+    );
+    assert!(matches!(
+        store.revoke_join_token("0000000000000000", &actor()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.close().await;
+}
+
+async fn the_last_use_of_a_token_goes_to_one_caller(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let first = open(&database).await;
+    let second = open(&database).await;
+    first
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let token = issue_token(&first, "prod", 3, 60_000).await;
+
+    let mut attempts = Vec::new();
+    for attempt in 0..8 {
+        let store = if attempt % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let (id, hash) = (token.id.clone(), token.secret_hash.clone());
+        attempts.push(tokio::spawn(async move {
+            store.redeem_join_token(&id, &hash, now_ms()).await
+        }));
+    }
+    let mut granted = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => granted += 1,
+            Err(StoreError::TokenRefused {
+                reason: TokenRefusal::UsedUp,
+                ..
+            }) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(granted, 3);
+    assert_eq!(first.list_join_tokens(None).await.unwrap()[0].uses, 3);
+    first.close().await;
+    second.close().await;
+}
+
+async fn no_secret_is_stored_in_clear(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let token_secret = secrets::random_hex(16).unwrap();
+    let admin_token = format!(
+        "muster-admin.0123456789abcdef.{}",
+        secrets::random_hex(16).unwrap()
+    );
+    store
+        .add_admin_token(
+            "0123456789abcdef",
+            &secrets::sha256_hex(admin_token.as_bytes()),
+            "test",
+        )
+        .await
+        .unwrap();
+    store
+        .create_join_token(
+            NewJoinToken {
+                id: "fedcba9876543210".to_owned(),
+                secret_hash: secrets::sha256_hex(token_secret.as_bytes()),
+                cluster: "prod".to_owned(),
+                roles: vec![Role::Server],
+                description: String::new(),
+                expires_at_ms: now_ms() + 60_000,
+                max_uses: 0,
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    let secrets = new_cluster("prod").secrets;
+    let forbidden = [
+        secrets.odb_password.as_str(),
+        &secrets.secret_key,
+        &secrets.jwt_secret,
+        &secrets.admin_invoke_password,
+        &token_secret,
+        &admin_token,
+    ];
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&database.url).await.unwrap();
+    let mut text_cells = 0;
+    for table in ["clusters", "join_tokens", "admin_tokens", "hosts", "events"] {
+        for row in sqlx::query(&format!("SELECT * FROM {table}"))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        {
+            for index in 0..row.len() {
+                let Ok(Some(cell)) = row.try_get::<Option<String>, _>(index) else {
+                    continue;
+                };
+                text_cells += 1;
+                for secret in forbidden {
+                    assert!(
+                        !cell.contains(secret),
+                        "{table} column {index} holds a secret in clear"
+                    );
+                }
+            }
+        }
+    }
+    assert!(text_cells > 20, "only {text_cells} text cells were read");
+    pool.close().await;
+}
+
+async fn events_are_listed_newest_first_and_by_cluster(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("alpha"), &actor())
+        .await
+        .unwrap();
+    store
+        .create_cluster(new_cluster("beta"), &actor())
+        .await
+        .unwrap();
+    store.delete_cluster("alpha", &actor()).await.unwrap();
+
+    let kinds: Vec<_> = store
+        .list_events(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| format!("{} {}", event.kind, event.cluster))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "cluster.deleted alpha",
+            "cluster.created beta",
+            "cluster.created alpha"
+        ]
+    );
+    let alpha = store.list_events(Some("alpha"), 10).await.unwrap();
+    assert_eq!(alpha.len(), 2);
+    assert!(alpha.iter().all(|event| event.actor == "test"));
+    assert_eq!(store.list_events(None, 1).await.unwrap().len(), 1);
+    store.close().await;
+}
+
+async fn hosts_are_listed_and_unique(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    let labels = BTreeMap::from([("zone".to_owned(), "eu-1".to_owned())]);
+    for name in ["app-2", "app-1"] {
+        let new = NewHost {
+            id: secrets::random_hex(8).unwrap(),
+            name: name.to_owned(),
+            advertise_address: "10.0.0.5".to_owned(),
+            labels: labels.clone(),
+        };
+        store.create_host(new, &actor()).await.unwrap();
+    }
+    let duplicate = NewHost {
+        id: secrets::random_hex(8).unwrap(),
+        name: "app-1".to_owned(),
+        advertise_address: "10.0.0.6".to_owned(),
+        labels: BTreeMap::new(),
+    };
+    assert!(matches!(
+        store.create_host(duplicate, &actor()).await,
+        Err(StoreError::AlreadyExists { kind: "host", .. })
+    ));
+    let names: Vec<_> = store
+        .list_hosts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|host| host.name)
+        .collect();
+    assert_eq!(names, ["app-1", "app-2"]);
+    let host = store.get_host("app-2").await.unwrap();
+    assert_eq!(
+        (host.labels, host.state.as_str(), host.last_seen_ms),
+        (labels, "new", None)
+    );
+    assert!(matches!(
+        store.get_host("nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.close().await;
+}
+
+macro_rules! store_conformance_suite {
+    ($($backend_module:ident => $backend:expr),* $(,)?) => {$(
+        mod $backend_module {
+            use super::*;
+
+            #[tokio::test]
+            async fn cluster_survives_a_coordinator_restart() {
+                super::cluster_survives_a_coordinator_restart($backend).await;
+            }
+            #[tokio::test]
+            async fn duplicate_cluster_names_are_refused() {
+                super::duplicate_cluster_names_are_refused($backend).await;
+            }
+            #[tokio::test]
+            async fn two_coordinators_see_each_others_writes() {
+                super::two_coordinators_see_each_others_writes($backend).await;
+            }
+            #[tokio::test]
+            async fn a_deleted_clusters_tokens_stop_working() {
+                super::a_deleted_clusters_tokens_stop_working($backend).await;
+            }
+            #[tokio::test]
+            async fn join_tokens_are_refused_for_the_reason_that_applies() {
+                super::join_tokens_are_refused_for_the_reason_that_applies($backend).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_last_use_of_a_token_goes_to_one_caller() {
+                super::the_last_use_of_a_token_goes_to_one_caller($backend).await;
+            }
+            #[tokio::test]
+            async fn no_secret_is_stored_in_clear() {
+                super::no_secret_is_stored_in_clear($backend).await;
+            }
+            #[tokio::test]
+            async fn events_are_listed_newest_first_and_by_cluster() {
+                super::events_are_listed_newest_first_and_by_cluster($backend).await;
+            }
+            #[tokio::test]
+            async fn hosts_are_listed_and_unique() {
+                super::hosts_are_listed_and_unique($backend).await;
+            }
+        }
+    )*};
+}
+
+store_conformance_suite! {
+    sqlite => Backend::Sqlite,
+    postgres => Backend::Postgres,
+    mariadb => Backend::MySql,
+}

@@ -1,0 +1,33 @@
+//! Muster's wire protocol, package `muster.v1`, and what both sides of it must agree on.
+//!
+//! - [`v1`]: the generated messages and the `AgentService` / `AdminService` clients and servers.
+//! - [`validate`]: the grammar every name and address must pass before it is stored or reaches a
+//!   config file.
+//! - [`token`]: the textual forms of join tokens and admin tokens.
+//! - [`ApiError`]: the one mapping from Muster's errors to `tonic::Status`.
+//!
+//! Agent and coordinator share types only through this crate.
+
+pub mod token;
+pub mod validate;
+
+mod error;
+mod role;
+
+pub use error::ApiError;
+
+/// The generated code of package `muster.v1`.
+#[allow(clippy::all, clippy::pedantic, unused_qualifications, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("muster.v1");
+}
+
+/// The encoded `FileDescriptorSet` of `muster.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("muster_descriptor");
+
+/// The default port of the coordinator's gRPC listener.
+pub const DEFAULT_GRPC_PORT: u16 = 17300;
+/// The default port of the coordinator's HTTP listener (health, metrics).
+pub const DEFAULT_HTTP_PORT: u16 = 17301;
+/// The largest request the coordinator decodes. Nothing Muster sends comes near it.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
