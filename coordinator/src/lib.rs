@@ -1,7 +1,39 @@
-//! The Muster coordinator: a tonic gRPC server over rustls in front of the ODB, and the `muster` CLI.
+//! The Muster coordinator and the `muster` CLI.
 //!
-//! - [`store`]: the only state, in SQLite, PostgreSQL or MySQL.
-//! - [`secrets`]: sealing cluster secrets at rest, random values, token hashes.
+//! What runs in `muster-coordinator run` ([`server::run`]): one tonic server over rustls with
+//! `AdminService` ([`admin`]), `grpc.health.v1` and server reflection, and one axum server for
+//! `/healthz` and `/metrics` ([`http`]); both hold an `Arc<dyn Store>` ([`store`]) and stop on one
+//! root `CancellationToken` cancelled by SIGTERM or SIGINT. No state lives in memory: every fact is
+//! in the database, so several coordinators can share one PostgreSQL or MySQL database.
+//!
+//! - [`init`]: the data directory (CA, server certificate, secret key, first admin token).
+//! - [`config`]: file, environment and flags, validated.
+//! - [`cli`]: the `muster` command, a client of `AdminService`.
 
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod files;
+pub mod http;
+pub mod init;
+pub mod logging;
+pub mod pki;
 pub mod secrets;
+pub mod server;
 pub mod store;
+
+/// An error and its sources joined by ": ", for logs and one-line messages. A source whose text
+/// the message already holds (sqlx repeats its source) is left out.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

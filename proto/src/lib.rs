@@ -14,6 +14,8 @@ pub mod validate;
 mod error;
 mod role;
 
+pub use role::UnknownName;
+
 pub use error::ApiError;
 
 /// The generated code of package `muster.v1`.

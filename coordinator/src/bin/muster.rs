@@ -1,1 +1,19 @@
-fn main() {}
+//! `muster`: the operator's CLI. The work is in `muster_coordinator::cli`.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use muster_coordinator::cli::{Cli, run};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = std::io::stdout().lock();
+    match run(cli, &mut out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -55,7 +55,11 @@ impl DatabaseUrl {
             url: redact(text),
             reason: reason.to_owned(),
         };
-        let parsed = url::Url::parse(text).map_err(|error| invalid(&error.to_string()))?;
+        let parsed = url::Url::parse(text).map_err(|error| {
+            invalid(&format!(
+                "not a URL ({error}); expected sqlite://PATH, postgres://USER@HOST/DB or mysql://USER@HOST/DB"
+            ))
+        })?;
         let dialect = match parsed.scheme() {
             "sqlite" => Dialect::Sqlite,
             "postgres" | "postgresql" => Dialect::Postgres,
@@ -125,7 +129,9 @@ fn redact(text: &str) -> String {
             parsed.to_string()
         }
         Ok(_) => text.to_owned(),
-        Err(_) => "<unparseable URL>".to_owned(),
+        // Without a parse, credentials cannot be told apart; show the value only when it has none.
+        Err(_) if !text.contains('@') => text.escape_debug().to_string(),
+        Err(_) => "<not shown: it may hold a password>".to_owned(),
     }
 }
 
@@ -449,10 +455,13 @@ impl Store for SqlStore {
             }
             other => other.map_err(database("create a cluster"))?,
         };
-        let message = format!(
-            "cluster created (ODB {} {}:{}/{})",
-            new.odb.odb_type, new.odb.host, new.odb.port, new.odb.db_name
-        );
+        let message = match new.odb.odb_type {
+            OdbType::Sqlite => format!("cluster created (ODB sqlite {})", new.odb.db_name),
+            odb_type => format!(
+                "cluster created (ODB {odb_type} {}@{}:{}/{})",
+                new.odb.user, new.odb.host, new.odb.port, new.odb.db_name
+            ),
+        };
         self.insert_event(
             &mut transaction,
             "cluster.created",
@@ -939,7 +948,7 @@ mod tests {
                 .ends_with("?mode=rwc")
         );
         for (bad, expected) in [
-            ("not a url", "relative URL"),
+            ("not a url", "not a URL"),
             ("redis://h/db", "unknown scheme"),
             ("postgres://u:pw@h", "database name is missing"),
             ("sqlite://", "path is missing"),

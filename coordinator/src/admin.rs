@@ -1,0 +1,435 @@
+//! `AdminService`: the operators' API. Every call is authenticated by an admin token (a bearer
+//! token, looked up by its SHA-256), its input validated before anything is stored, and every change
+//! recorded as an event by the store in the same transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster_proto::token::{self, AdminToken};
+use muster_proto::v1::admin_service_server::AdminService;
+use muster_proto::v1::{self, OdbType, Role};
+use muster_proto::{ApiError, validate};
+use tonic::{Request, Response, Status};
+
+use crate::secrets;
+use crate::store::{
+    Actor, Cluster, ClusterSecrets, Event, Host, JoinToken, NewCluster, NewJoinToken, OdbSettings,
+    Store, StoreError, now_ms,
+};
+
+/// A join token's lifetime when the request names none.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The longest lifetime a join token may have.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+pub struct AdminApi {
+    store: Arc<dyn Store>,
+    ca_sha256: String,
+}
+
+impl AdminApi {
+    pub fn new(store: Arc<dyn Store>, ca_sha256: String) -> Self {
+        AdminApi { store, ca_sha256 }
+    }
+
+    /// Checks the bearer token and says who is acting.
+    async fn authorize<T>(&self, request: &Request<T>) -> Result<Actor, ApiError> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| ApiError::Unauthenticated("no admin token was sent".to_owned()))?;
+        let text = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthenticated("the authorization header must be 'Bearer TOKEN'".into())
+            })?;
+        let admin_token = AdminToken::parse(text)
+            .map_err(|error| ApiError::Unauthenticated(error.to_string()))?;
+        let hash = secrets::sha256_hex(admin_token.to_string().as_bytes());
+        match self
+            .store
+            .find_admin_token(&hash)
+            .await
+            .map_err(api_error)?
+        {
+            Some(id) => Ok(Actor(format!("admin:{id}"))),
+            None => Err(ApiError::Unauthenticated(
+                "the admin token is not valid".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Maps a store error for the caller; database failures are logged here with their whole chain.
+pub fn api_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::NotFound { kind, name } => ApiError::NotFound { kind, name },
+        StoreError::AlreadyExists { kind, name } => ApiError::AlreadyExists { kind, name },
+        StoreError::TokenRefused { .. } => ApiError::PermissionDenied(error.to_string()),
+        StoreError::InvalidUrl { .. } => ApiError::InvalidArgument(error.to_string()),
+        StoreError::Connect { .. } | StoreError::Migrate { .. } | StoreError::Database { .. } => {
+            tracing::error!(error = %crate::error_chain(&error), "database failure");
+            ApiError::Unavailable("the coordinator's database is unavailable; retry later".into())
+        }
+        StoreError::Corrupt(_) | StoreError::Secret(_) => {
+            tracing::error!(error = %crate::error_chain(&error), "stored data cannot be read");
+            ApiError::Internal("stored data cannot be read; see the coordinator's log".into())
+        }
+    }
+}
+
+fn odb_settings(odb: Option<v1::OdbSettings>) -> Result<OdbSettings, ApiError> {
+    let odb = odb.unwrap_or_default();
+    let odb_type = match OdbType::try_from(odb.odb_type) {
+        Ok(OdbType::Unspecified) => OdbType::Sqlite,
+        Ok(odb_type) => odb_type,
+        Err(_) => {
+            return Err(ApiError::InvalidArgument(format!(
+                "unknown ODB type {}",
+                odb.odb_type
+            )));
+        }
+    };
+    let port = match (odb.port, odb_type) {
+        (0, OdbType::Postgresql) => 5432,
+        (0, OdbType::Mysql) => 3306,
+        (0, _) => 0,
+        (port, _) => u16::try_from(port).map_err(|_| {
+            ApiError::InvalidArgument(format!("invalid --odb-port {port}: must be 1 to 65535"))
+        })?,
+    };
+    match odb_type {
+        OdbType::Sqlite => {
+            validate::odb_identifier("--odb-db-name (the SQLite file)", &odb.db_name)?;
+        }
+        _ => {
+            validate::host("--odb-host", &odb.host)?;
+            validate::odb_identifier("--odb-user", &odb.user)?;
+            validate::odb_identifier("--odb-db-name", &odb.db_name)?;
+        }
+    }
+    if !odb.postgresql_schema.is_empty() {
+        if odb_type != OdbType::Postgresql {
+            return Err(ApiError::InvalidArgument(
+                "--postgresql-schema applies only to --odb-type postgresql".to_owned(),
+            ));
+        }
+        validate::odb_identifier("--postgresql-schema", &odb.postgresql_schema)?;
+    }
+    Ok(OdbSettings {
+        odb_type,
+        host: odb.host,
+        port,
+        user: odb.user,
+        db_name: odb.db_name,
+        postgresql_schema: odb.postgresql_schema,
+    })
+}
+
+fn cluster_message(cluster: Cluster) -> v1::Cluster {
+    v1::Cluster {
+        name: cluster.name,
+        description: cluster.description,
+        odb: Some(v1::OdbSettings {
+            odb_type: cluster.odb.odb_type as i32,
+            host: cluster.odb.host,
+            port: u32::from(cluster.odb.port),
+            user: cluster.odb.user,
+            db_name: cluster.odb.db_name,
+            postgresql_schema: cluster.odb.postgresql_schema,
+        }),
+        has_odb_password: cluster.has_odb_password,
+        created_at_unix_ms: cluster.created_at_ms,
+    }
+}
+
+fn join_token_message(token: JoinToken) -> v1::JoinToken {
+    v1::JoinToken {
+        id: token.id,
+        cluster: token.cluster,
+        roles: token.roles.into_iter().map(|role| role as i32).collect(),
+        created_at_unix_ms: token.created_at_ms,
+        expires_at_unix_ms: token.expires_at_ms,
+        max_uses: token.max_uses,
+        uses: token.uses,
+        revoked_at_unix_ms: token.revoked_at_ms.unwrap_or(0),
+        description: token.description,
+    }
+}
+
+fn host_message(host: Host) -> v1::Host {
+    v1::Host {
+        id: host.id,
+        name: host.name,
+        advertise_address: host.advertise_address,
+        labels: host.labels.into_iter().collect(),
+        state: host.state,
+        enrolled_at_unix_ms: host.enrolled_at_ms,
+        last_seen_unix_ms: host.last_seen_ms.unwrap_or(0),
+    }
+}
+
+fn event_message(event: Event) -> v1::Event {
+    v1::Event {
+        id: event.id,
+        at_unix_ms: event.at_ms,
+        kind: event.kind,
+        cluster: event.cluster,
+        host: event.host,
+        actor: event.actor,
+        message: event.message,
+    }
+}
+
+fn roles_from_request(roles: &[i32]) -> Result<Vec<Role>, ApiError> {
+    if roles.is_empty() {
+        return Err(ApiError::InvalidArgument(
+            "a join token needs at least one role".to_owned(),
+        ));
+    }
+    let mut parsed = Vec::new();
+    for &value in roles {
+        match Role::try_from(value) {
+            Ok(Role::Unspecified) | Err(_) => {
+                return Err(ApiError::InvalidArgument(format!("unknown role {value}")));
+            }
+            Ok(role) if !parsed.contains(&role) => parsed.push(role),
+            Ok(_) => {}
+        }
+    }
+    Ok(parsed)
+}
+
+fn optional_cluster(name: &str) -> Result<Option<&str>, ApiError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    validate::name("cluster name", name)?;
+    Ok(Some(name))
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn create_cluster(
+        &self,
+        request: Request<v1::CreateClusterRequest>,
+    ) -> Result<Response<v1::CreateClusterResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.name).map_err(ApiError::from)?;
+        validate::description("description", &request.description).map_err(ApiError::from)?;
+        let odb = odb_settings(request.odb)?;
+        if request.odb_password.chars().any(char::is_control) || request.odb_password.len() > 1024 {
+            return Err(ApiError::InvalidArgument(
+                "the ODB password must be at most 1024 characters without control characters \
+                 (a trailing newline in a password file is removed)"
+                    .to_owned(),
+            )
+            .into());
+        }
+        let secrets = ClusterSecrets {
+            odb_password: request.odb_password,
+            secret_key: secrets::fernet_key().map_err(internal)?,
+            jwt_secret: secrets::fernet_key().map_err(internal)?,
+            admin_invoke_password: secrets::random_hex(16).map_err(internal)?,
+        };
+        let new = NewCluster {
+            name: request.name,
+            description: request.description,
+            odb,
+            secrets,
+        };
+        let cluster = self
+            .store
+            .create_cluster(new, &actor)
+            .await
+            .map_err(api_error)?;
+        tracing::info!(cluster = %cluster.name, actor = %actor.0, "cluster created");
+        Ok(Response::new(v1::CreateClusterResponse {
+            cluster: Some(cluster_message(cluster)),
+        }))
+    }
+
+    async fn list_clusters(
+        &self,
+        request: Request<v1::ListClustersRequest>,
+    ) -> Result<Response<v1::ListClustersResponse>, Status> {
+        self.authorize(&request).await?;
+        let clusters = self.store.list_clusters().await.map_err(api_error)?;
+        Ok(Response::new(v1::ListClustersResponse {
+            clusters: clusters.into_iter().map(cluster_message).collect(),
+        }))
+    }
+
+    async fn get_cluster(
+        &self,
+        request: Request<v1::GetClusterRequest>,
+    ) -> Result<Response<v1::GetClusterResponse>, Status> {
+        self.authorize(&request).await?;
+        let name = request.into_inner().name;
+        validate::name("cluster name", &name).map_err(ApiError::from)?;
+        let cluster = self.store.get_cluster(&name).await.map_err(api_error)?;
+        Ok(Response::new(v1::GetClusterResponse {
+            cluster: Some(cluster_message(cluster)),
+        }))
+    }
+
+    async fn delete_cluster(
+        &self,
+        request: Request<v1::DeleteClusterRequest>,
+    ) -> Result<Response<v1::DeleteClusterResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let name = request.into_inner().name;
+        validate::name("cluster name", &name).map_err(ApiError::from)?;
+        self.store
+            .delete_cluster(&name, &actor)
+            .await
+            .map_err(api_error)?;
+        tracing::info!(cluster = %name, actor = %actor.0, "cluster deleted");
+        Ok(Response::new(v1::DeleteClusterResponse {}))
+    }
+
+    async fn create_join_token(
+        &self,
+        request: Request<v1::CreateJoinTokenRequest>,
+    ) -> Result<Response<v1::CreateJoinTokenResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        validate::description("description", &request.description).map_err(ApiError::from)?;
+        let roles = roles_from_request(&request.roles)?;
+        let ttl = match request.ttl_seconds {
+            0 => DEFAULT_TOKEN_TTL,
+            seconds => Duration::from_secs(seconds),
+        };
+        if ttl > MAX_TOKEN_TTL {
+            return Err(ApiError::InvalidArgument(format!(
+                "a join token's lifetime of {} exceeds the limit of {}",
+                humantime::format_duration(ttl),
+                humantime::format_duration(MAX_TOKEN_TTL)
+            ))
+            .into());
+        }
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let token = token::JoinToken {
+            ca_sha256: self.ca_sha256.clone(),
+            id: secrets::random_hex(token::ID_LEN / 2).map_err(internal)?,
+            secret: secrets::random_hex(token::SECRET_LEN / 2).map_err(internal)?,
+        };
+        let new = NewJoinToken {
+            id: token.id.clone(),
+            secret_hash: secrets::sha256_hex(token.secret.as_bytes()),
+            cluster: request.cluster,
+            roles,
+            description: request.description,
+            expires_at_ms: now_ms().saturating_add(ttl_ms),
+            max_uses: request.max_uses,
+        };
+        let stored = self
+            .store
+            .create_join_token(new, &actor)
+            .await
+            .map_err(api_error)?;
+        tracing::info!(token = %stored.id, cluster = %stored.cluster, actor = %actor.0, "join token created");
+        Ok(Response::new(v1::CreateJoinTokenResponse {
+            token: Some(join_token_message(stored)),
+            secret_token: token.to_string(),
+        }))
+    }
+
+    async fn list_join_tokens(
+        &self,
+        request: Request<v1::ListJoinTokensRequest>,
+    ) -> Result<Response<v1::ListJoinTokensResponse>, Status> {
+        self.authorize(&request).await?;
+        let request = request.into_inner();
+        let cluster = optional_cluster(&request.cluster)?;
+        if let Some(name) = cluster {
+            self.store.get_cluster(name).await.map_err(api_error)?;
+        }
+        let tokens = self
+            .store
+            .list_join_tokens(cluster)
+            .await
+            .map_err(api_error)?;
+        Ok(Response::new(v1::ListJoinTokensResponse {
+            tokens: tokens.into_iter().map(join_token_message).collect(),
+        }))
+    }
+
+    async fn revoke_join_token(
+        &self,
+        request: Request<v1::RevokeJoinTokenRequest>,
+    ) -> Result<Response<v1::RevokeJoinTokenResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let id = request.into_inner().id;
+        if !token::is_token_id(&id) {
+            return Err(ApiError::InvalidArgument(format!(
+                "invalid join token id {id:?}: expected {} lowercase hex digits, as `muster token list` shows",
+                token::ID_LEN
+            ))
+            .into());
+        }
+        let revoked = self
+            .store
+            .revoke_join_token(&id, &actor)
+            .await
+            .map_err(api_error)?;
+        tracing::info!(token = %id, actor = %actor.0, "join token revoked");
+        Ok(Response::new(v1::RevokeJoinTokenResponse {
+            token: Some(join_token_message(revoked)),
+        }))
+    }
+
+    async fn list_hosts(
+        &self,
+        request: Request<v1::ListHostsRequest>,
+    ) -> Result<Response<v1::ListHostsResponse>, Status> {
+        self.authorize(&request).await?;
+        let hosts = self.store.list_hosts().await.map_err(api_error)?;
+        Ok(Response::new(v1::ListHostsResponse {
+            hosts: hosts.into_iter().map(host_message).collect(),
+        }))
+    }
+
+    async fn get_host(
+        &self,
+        request: Request<v1::GetHostRequest>,
+    ) -> Result<Response<v1::GetHostResponse>, Status> {
+        self.authorize(&request).await?;
+        let name = request.into_inner().name;
+        validate::name("host name", &name).map_err(ApiError::from)?;
+        let host = self.store.get_host(&name).await.map_err(api_error)?;
+        Ok(Response::new(v1::GetHostResponse {
+            host: Some(host_message(host)),
+        }))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<v1::ListEventsRequest>,
+    ) -> Result<Response<v1::ListEventsResponse>, Status> {
+        self.authorize(&request).await?;
+        let request = request.into_inner();
+        let cluster = optional_cluster(&request.cluster)?;
+        let limit = match request.limit {
+            0 => 100,
+            limit => limit.min(1000),
+        };
+        let events = self
+            .store
+            .list_events(cluster, limit)
+            .await
+            .map_err(api_error)?;
+        Ok(Response::new(v1::ListEventsResponse {
+            events: events.into_iter().map(event_message).collect(),
+        }))
+    }
+}
+
+fn internal(error: secrets::SecretError) -> ApiError {
+    tracing::error!(error = %error, "cannot make a secret");
+    ApiError::Internal("cannot make a secret".to_owned())
+}

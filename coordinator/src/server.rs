@@ -1,0 +1,156 @@
+//! `muster-coordinator run`: serves gRPC over TLS (AdminService, `grpc.health.v1`, server
+//! reflection) and HTTP (health, metrics) until the root cancellation token fires, then drains for
+//! at most [`DRAIN_DEADLINE`].
+//!
+//! Tasks: the tonic server and the axum server, both stopped by the same token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster_proto::v1::admin_service_server::AdminServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use crate::admin::AdminApi;
+use crate::config::{CoordinatorConfig, DataDir};
+use crate::files::{self, FileError};
+use crate::init::{self, InitError};
+use crate::pki::{self, PkiError};
+use crate::store::{SqlStore, StoreError};
+
+/// How long in-flight calls may take to finish after a shutdown signal.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "{0} is not an initialized data directory (no ca.pem); run `muster-coordinator init --data-dir {0}` first"
+    )]
+    NotInitialized(String),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Init(#[from] InitError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {address} ({key})")]
+    Bind {
+        address: std::net::SocketAddr,
+        key: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the gRPC server failed")]
+    Grpc(#[source] tonic::transport::Error),
+    #[error("the HTTP server failed")]
+    Http(#[source] std::io::Error),
+    #[error("cannot build the reflection service")]
+    Reflection(#[source] tonic_reflection::server::Error),
+}
+
+/// Runs the coordinator until `shutdown` is cancelled.
+pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    let layout = DataDir::new(&config.data_dir);
+    if !layout.ca_certificate().exists() {
+        return Err(RunError::NotInitialized(
+            config.data_dir.display().to_string(),
+        ));
+    }
+    let ca_pem = files::read_to_string(&layout.ca_certificate())?;
+    let certificate_pem = files::read_to_string(&layout.server_certificate())?;
+    let key_pem = files::read_to_string(&layout.server_key())?;
+    let secret_box = init::read_secret_box(&layout)?;
+    let ca_sha256 =
+        pki::certificate_sha256(&ca_pem, &layout.ca_certificate().display().to_string())?;
+
+    let store = Arc::new(SqlStore::connect(&config.database_url, secret_box).await?);
+    tracing::info!(database = %config.database_url, "database ready");
+
+    let grpc_listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| RunError::Bind {
+                address: config.listen,
+                key: "listen",
+                source,
+            })?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            address: config.http_listen,
+            key: "http_listen",
+            source,
+        })?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AdminServiceServer<AdminApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(muster_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(RunError::Reflection)?;
+    let admin = AdminServiceServer::new(AdminApi::new(store.clone(), ca_sha256))
+        .max_decoding_message_size(muster_proto::MAX_REQUEST_BYTES);
+    let tls = ServerTlsConfig::new().identity(Identity::from_pem(certificate_pem, key_pem));
+
+    let grpc = Server::builder()
+        .tls_config(tls)
+        .map_err(RunError::Grpc)?
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    let http = axum::serve(http_listener, crate::http::router(store.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+
+    tracing::info!(grpc = %config.listen, http = %config.http_listen, "coordinator listening");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+    let servers = async {
+        tokio::try_join!(async { grpc.await.map_err(RunError::Grpc) }, async {
+            http.await.map_err(RunError::Http)
+        },)
+    };
+    let drain_deadline = async {
+        shutdown.cancelled().await;
+        tracing::info!("shutting down; draining in-flight calls");
+        tokio::time::sleep(DRAIN_DEADLINE).await;
+    };
+    // Both arms are cancel-safe: dropping the servers closes their listeners and connections.
+    tokio::select! {
+        result = servers => { result?; }
+        () = drain_deadline => tracing::warn!(deadline = ?DRAIN_DEADLINE, "drain deadline passed; closing"),
+    }
+    store.close().await;
+    tracing::info!("coordinator stopped");
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut terminate), Ok(mut interrupt)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        token.cancel();
+    });
+}
