@@ -1,1 +1,1 @@
-//! The Muster host agent: not built yet (see the agent issue). This crate holds its place in the workspace.
+//! The Muster host agent. Not built yet: this crate holds its place in the workspace until the agent lands.

@@ -101,6 +101,8 @@ fn odb_settings(odb: Option<v1::OdbSettings>) -> Result<OdbSettings, ApiError> {
         })?,
     };
     match odb_type {
+        // An empty file name lets the agent choose the file in its components directory.
+        OdbType::Sqlite if odb.db_name.is_empty() => {}
         OdbType::Sqlite => {
             validate::odb_identifier("--odb-db-name (the SQLite file)", &odb.db_name)?;
         }
@@ -231,9 +233,9 @@ impl AdminService for AdminApi {
         }
         let secrets = ClusterSecrets {
             odb_password: request.odb_password,
-            secret_key: secrets::fernet_key().map_err(internal)?,
-            jwt_secret: secrets::fernet_key().map_err(internal)?,
-            admin_invoke_password: secrets::random_hex(16).map_err(internal)?,
+            secret_key: secrets::fernet_key().map_err(|error| internal(&error))?,
+            jwt_secret: secrets::fernet_key().map_err(|error| internal(&error))?,
+            admin_invoke_password: secrets::random_hex(16).map_err(|error| internal(&error))?,
         };
         let new = NewCluster {
             name: request.name,
@@ -315,8 +317,8 @@ impl AdminService for AdminApi {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let token = token::JoinToken {
             ca_sha256: self.ca_sha256.clone(),
-            id: secrets::random_hex(token::ID_LEN / 2).map_err(internal)?,
-            secret: secrets::random_hex(token::SECRET_LEN / 2).map_err(internal)?,
+            id: secrets::random_hex(token::ID_LEN / 2).map_err(|error| internal(&error))?,
+            secret: secrets::random_hex(token::SECRET_LEN / 2).map_err(|error| internal(&error))?,
         };
         let new = NewJoinToken {
             id: token.id.clone(),
@@ -429,7 +431,7 @@ impl AdminService for AdminApi {
     }
 }
 
-fn internal(error: secrets::SecretError) -> ApiError {
+fn internal(error: &secrets::SecretError) -> ApiError {
     tracing::error!(error = %error, "cannot make a secret");
     ApiError::Internal("cannot make a secret".to_owned())
 }

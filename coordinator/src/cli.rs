@@ -134,7 +134,8 @@ struct CreateClusterArgs {
     /// The ODB's user (postgresql, mysql).
     #[arg(long, default_value = "")]
     odb_user: String,
-    /// The ODB's database name; with sqlite, the database file's path.
+    /// The ODB's database name; with sqlite, the database file's path [default with sqlite: a
+    /// file the agent keeps in its components directory].
     #[arg(long, default_value = "")]
     odb_db_name: String,
     /// A file holding the ODB password, or - for standard input. A trailing newline is removed.
@@ -550,6 +551,7 @@ fn cluster_rows(clusters: &[ClusterView]) -> Vec<Vec<String>> {
         .iter()
         .map(|cluster| {
             let location = match cluster.odb_type.as_str() {
+                "sqlite" if cluster.odb_db_name.is_empty() => "(on the agent's host)".to_owned(),
                 "sqlite" => cluster.odb_db_name.clone(),
                 _ => format!(
                     "{}@{}:{}/{}",

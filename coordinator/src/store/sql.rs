@@ -456,6 +456,9 @@ impl Store for SqlStore {
             other => other.map_err(database("create a cluster"))?,
         };
         let message = match new.odb.odb_type {
+            OdbType::Sqlite if new.odb.db_name.is_empty() => {
+                "cluster created (ODB sqlite, a file on the agent's host)".to_owned()
+            }
             OdbType::Sqlite => format!("cluster created (ODB sqlite {})", new.odb.db_name),
             odb_type => format!(
                 "cluster created (ODB {odb_type} {}@{}:{}/{})",
