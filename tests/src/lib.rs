@@ -109,6 +109,43 @@ impl TestDatabase {
         }
     }
 
+    /// This database as Zato's `--odb-*` options take it. SQLite's file is `sqlite_file`, since a
+    /// Zato ODB is a separate database from Muster's own.
+    pub fn zato_odb_options(&self, sqlite_file: &std::path::Path) -> Vec<String> {
+        let mut options = Vec::new();
+        let mut push = |name: &str, value: String| {
+            options.push(name.to_owned());
+            options.push(value);
+        };
+        match self.backend {
+            Backend::Sqlite => {
+                push("--odb-type", "sqlite".to_owned());
+                push("--odb-db-name", sqlite_file.display().to_string());
+            }
+            Backend::Postgres | Backend::MySql => {
+                let url = url::Url::parse(&self.url).expect("a test database URL");
+                let odb_type = if self.backend == Backend::Postgres {
+                    "postgresql"
+                } else {
+                    "mysql"
+                };
+                push("--odb-type", odb_type.to_owned());
+                push("--odb-host", url.host_str().unwrap_or_default().to_owned());
+                push("--odb-port", url.port().unwrap_or_default().to_string());
+                push("--odb-user", url.username().to_owned());
+                push(
+                    "--odb-db-name",
+                    url.path().trim_start_matches('/').to_owned(),
+                );
+                push(
+                    "--odb-password",
+                    url.password().unwrap_or_default().to_owned(),
+                );
+            }
+        }
+        options
+    }
+
     async fn drop_database(backend: Backend, name: String) -> Result<(), sqlx::Error> {
         match backend {
             Backend::Sqlite => Ok(()),
