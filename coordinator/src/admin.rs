@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status};
 
 use crate::secrets;
 use crate::store::{
-    Actor, Cluster, ClusterSecrets, Event, Host, JoinToken, NewCluster, NewJoinToken, OdbSettings,
-    Store, StoreError, now_ms,
+    Actor, Assignment, Cluster, ClusterSecrets, Event, Host, JoinToken, NewAssignment, NewCluster,
+    NewJoinToken, OdbSettings, Store, StoreError, now_ms,
 };
 
 /// A join token's lifetime when the request names none.
@@ -25,11 +25,22 @@ pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 pub struct AdminApi {
     store: Arc<dyn Store>,
     ca_sha256: String,
+    changes: Arc<tokio::sync::Notify>,
 }
 
 impl AdminApi {
-    pub fn new(store: Arc<dyn Store>, ca_sha256: String) -> Self {
-        AdminApi { store, ca_sha256 }
+    /// `changes` is notified after every committed change that may alter a host's desired state,
+    /// so this coordinator's watches send it at once (other coordinators' watches poll).
+    pub fn new(
+        store: Arc<dyn Store>,
+        ca_sha256: String,
+        changes: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        AdminApi {
+            store,
+            ca_sha256,
+            changes,
+        }
     }
 
     /// Checks the bearer token and says who is acting.
@@ -68,6 +79,7 @@ pub fn api_error(error: StoreError) -> ApiError {
         StoreError::NotFound { kind, name } => ApiError::NotFound { kind, name },
         StoreError::AlreadyExists { kind, name } => ApiError::AlreadyExists { kind, name },
         StoreError::TokenRefused { .. } => ApiError::PermissionDenied(error.to_string()),
+        StoreError::Conflict(message) => ApiError::FailedPrecondition(message),
         StoreError::InvalidUrl { .. } => ApiError::InvalidArgument(error.to_string()),
         StoreError::Connect { .. } | StoreError::Migrate { .. } | StoreError::Database { .. } => {
             tracing::error!(error = %crate::error_chain(&error), "database failure");
@@ -105,6 +117,12 @@ fn odb_settings(odb: Option<v1::OdbSettings>) -> Result<OdbSettings, ApiError> {
         OdbType::Sqlite if odb.db_name.is_empty() => {}
         OdbType::Sqlite => {
             validate::odb_identifier("--odb-db-name (the SQLite file)", &odb.db_name)?;
+            if !odb.db_name.starts_with('/') {
+                return Err(ApiError::InvalidArgument(format!(
+                    "invalid --odb-db-name {:?}: the SQLite file must be an absolute path",
+                    odb.db_name
+                )));
+            }
         }
         _ => {
             validate::host("--odb-host", &odb.host)?;
@@ -428,6 +446,110 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::ListEventsResponse {
             events: events.into_iter().map(event_message).collect(),
         }))
+    }
+
+    async fn create_component(
+        &self,
+        request: Request<v1::CreateComponentRequest>,
+    ) -> Result<Response<v1::CreateComponentResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        validate::name("host name", &request.host).map_err(ApiError::from)?;
+        let role = match Role::try_from(request.role) {
+            Ok(Role::Unspecified) | Err(_) => {
+                return Err(
+                    ApiError::InvalidArgument(format!("unknown role {}", request.role)).into(),
+                );
+            }
+            Ok(Role::LoadBalancer) => {
+                return Err(ApiError::FailedPrecondition(
+                    "the load-balancer role is not supported by agents yet".to_owned(),
+                )
+                .into());
+            }
+            Ok(role) => role,
+        };
+        let name = if request.name.is_empty() {
+            None
+        } else {
+            validate::name("component name", &request.name).map_err(ApiError::from)?;
+            Some(request.name)
+        };
+        let port = match request.port {
+            0 => None,
+            port => Some(
+                u16::try_from(port)
+                    .ok()
+                    .filter(|port| *port >= 1024)
+                    .ok_or_else(|| {
+                        ApiError::InvalidArgument(format!(
+                            "invalid --port {port}: must be 1024 to 65535"
+                        ))
+                    })?,
+            ),
+        };
+        let new = NewAssignment {
+            cluster: request.cluster,
+            role,
+            name,
+            host: request.host,
+            port,
+        };
+        let assignment = self
+            .store
+            .create_assignment(new, &actor)
+            .await
+            .map_err(api_error)?;
+        self.changes.notify_waiters();
+        tracing::info!(
+            cluster = %assignment.cluster, role = %assignment.role, name = %assignment.name,
+            host = %assignment.host, port = assignment.port, actor = %actor.0, "component assigned"
+        );
+        Ok(Response::new(v1::CreateComponentResponse {
+            component: Some(assignment_message(assignment)),
+        }))
+    }
+
+    async fn list_components(
+        &self,
+        request: Request<v1::ListComponentsRequest>,
+    ) -> Result<Response<v1::ListComponentsResponse>, Status> {
+        self.authorize(&request).await?;
+        let request = request.into_inner();
+        let cluster = optional_cluster(&request.cluster)?;
+        let assignments = self
+            .store
+            .list_assignments(cluster)
+            .await
+            .map_err(api_error)?;
+        Ok(Response::new(v1::ListComponentsResponse {
+            components: assignments.into_iter().map(assignment_message).collect(),
+        }))
+    }
+}
+
+pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
+    let status = assignment.status.unwrap_or(crate::store::ComponentStatus {
+        cluster: String::new(),
+        role: assignment.role,
+        name: String::new(),
+        state: String::new(),
+        healthy: false,
+        last_error: String::new(),
+        restarts: 0,
+    });
+    v1::ComponentAssignment {
+        cluster: assignment.cluster,
+        role: assignment.role as i32,
+        name: assignment.name,
+        host: assignment.host,
+        port: u32::from(assignment.port),
+        created_at_unix_ms: assignment.created_at_ms,
+        state: status.state,
+        healthy: status.healthy,
+        last_error: status.last_error,
+        restarts: status.restarts,
     }
 }
 

@@ -48,6 +48,12 @@ pub struct RawConfig {
     pub listen: Option<String>,
     /// HTTP listener for /healthz and /metrics; `None` means `127.0.0.1:17301`.
     pub http_listen: Option<String>,
+    /// How long a host may go without a heartbeat before it is marked down, e.g. `15s`; `None`
+    /// means 15 s.
+    pub heartbeat_ttl: Option<String>,
+    /// How long a host certificate is valid, e.g. `30d`; agents renew after two thirds of it.
+    /// `None` means 30 days.
+    pub host_certificate_ttl: Option<String>,
 }
 
 impl RawConfig {
@@ -80,6 +86,12 @@ impl RawConfig {
         }
         if other.http_listen.is_some() {
             self.http_listen = other.http_listen;
+        }
+        if other.heartbeat_ttl.is_some() {
+            self.heartbeat_ttl = other.heartbeat_ttl;
+        }
+        if other.host_certificate_ttl.is_some() {
+            self.host_certificate_ttl = other.host_certificate_ttl;
         }
         self
     }
@@ -114,13 +126,48 @@ impl RawConfig {
             self.http_listen.as_deref(),
             "127.0.0.1:17301",
         )?;
+        let heartbeat_ttl = duration(
+            origin,
+            "heartbeat_ttl",
+            self.heartbeat_ttl.as_deref(),
+            "15s",
+        )?;
+        let host_certificate_ttl = duration(
+            origin,
+            "host_certificate_ttl",
+            self.host_certificate_ttl.as_deref(),
+            "30d",
+        )?;
         Ok(CoordinatorConfig {
             data_dir,
             database_url,
             listen,
             http_listen,
+            heartbeat_ttl,
+            host_certificate_ttl,
         })
     }
+}
+
+fn duration(
+    origin: &str,
+    key: &'static str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<std::time::Duration, ConfigError> {
+    let text = value.unwrap_or(default);
+    let invalid = |reason: String| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        key,
+        value: text.to_owned(),
+        reason,
+    };
+    let parsed = humantime::parse_duration(text)
+        .map_err(|error| invalid(format!("{error}; expected a duration such as 15s or 30d")))?;
+    if parsed < std::time::Duration::from_secs(1) {
+        return Err(invalid("must be at least 1s".to_owned()));
+    }
+    Ok(parsed)
 }
 
 fn socket_address(
@@ -149,6 +196,8 @@ pub struct CoordinatorConfig {
     pub database_url: DatabaseUrl,
     pub listen: SocketAddr,
     pub http_listen: SocketAddr,
+    pub heartbeat_ttl: std::time::Duration,
+    pub host_certificate_ttl: std::time::Duration,
 }
 
 /// The files of an initialized data directory.

@@ -94,11 +94,10 @@ pub async fn init(
     let config = RawConfig {
         data_dir: Some(data_dir.to_owned()),
         database_url: database_url.map(|url| url.expose().to_owned()),
-        listen: None,
-        http_listen: None,
+        ..RawConfig::default()
     };
     let config_text = format!(
-        "# Written by muster-coordinator init. Keys: data_dir, database_url, listen, http_listen.\n{}",
+        "# Written by muster-coordinator init. Keys: data_dir, database_url, listen, http_listen,\n# heartbeat_ttl, host_certificate_ttl.\n{}",
         toml::to_string(&config).unwrap_or_default()
     );
     files::write_atomic(&layout.ca_key(), ca.key_pem.as_bytes(), 0o600)?;

@@ -11,6 +11,7 @@
 //! - [`cli`]: the `muster` command, a client of `AdminService`.
 
 pub mod admin;
+pub mod agent_api;
 pub mod cli;
 pub mod config;
 pub mod files;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod init;
 pub mod logging;
 pub mod pki;
+pub mod planner;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -16,6 +16,64 @@ pub enum PkiError {
     Generate(#[from] rcgen::Error),
     #[error("{what} is not a PEM certificate")]
     NotPem { what: String },
+    #[error("the certificate signing request is not valid")]
+    BadCsr(#[source] rcgen::Error),
+    #[error("the client certificate does not name a Muster host")]
+    NotAHostCertificate,
+}
+
+const HOST_PREFIX: &str = "host:";
+
+/// Signs a host's CSR: the certificate's subject is `CN=host:<host_id>` whatever the CSR asked,
+/// for client authentication only, valid for `ttl`.
+pub fn sign_host_csr(
+    ca: &CertifiedKey,
+    csr_pem: &str,
+    host_id: &str,
+    ttl: std::time::Duration,
+) -> Result<String, PkiError> {
+    let mut csr =
+        rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(PkiError::BadCsr)?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, "Muster");
+    name.push(DnType::CommonName, format!("{HOST_PREFIX}{host_id}"));
+    let params = &mut csr.params;
+    params.distinguished_name = name;
+    params.subject_alt_names = Vec::new();
+    params.is_ca = IsCa::NoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.custom_extensions = Vec::new();
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + Duration::try_from(ttl).unwrap_or(Duration::days(30));
+    let mut serial = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
+        .map_err(|_| PkiError::Generate(rcgen::Error::RingUnspecified))?;
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.certificate_pem, ca_key)?;
+    Ok(csr.signed_by(&issuer)?.pem())
+}
+
+/// The host id a verified client certificate (DER) names.
+pub fn host_id_from_certificate(der: &[u8]) -> Result<String, PkiError> {
+    let (_, certificate) =
+        x509_parser::parse_x509_certificate(der).map_err(|_| PkiError::NotAHostCertificate)?;
+    let common_name = certificate
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|name| name.as_str().ok())
+        .ok_or(PkiError::NotAHostCertificate)?;
+    let host_id = common_name
+        .strip_prefix(HOST_PREFIX)
+        .ok_or(PkiError::NotAHostCertificate)?;
+    if !muster_proto::token::is_token_id(host_id) {
+        return Err(PkiError::NotAHostCertificate);
+    }
+    Ok(host_id.to_owned())
 }
 
 /// A certificate and its private key, both PEM. Debug shows no key.

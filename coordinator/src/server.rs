@@ -8,16 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use muster_proto::v1::admin_service_server::AdminServiceServer;
+use muster_proto::v1::agent_service_server::AgentServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::admin::AdminApi;
+use crate::agent_api::AgentApi;
 use crate::config::{CoordinatorConfig, DataDir};
 use crate::files::{self, FileError};
 use crate::init::{self, InitError};
+use crate::pki::CertifiedKey;
 use crate::pki::{self, PkiError};
+use crate::store::Store;
 use crate::store::{SqlStore, StoreError};
 
 /// How long in-flight calls may take to finish after a shutdown signal.
@@ -61,6 +65,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         ));
     }
     let ca_pem = files::read_to_string(&layout.ca_certificate())?;
+    let ca_key_pem = files::read_to_string(&layout.ca_key())?;
     let certificate_pem = files::read_to_string(&layout.server_certificate())?;
     let key_pem = files::read_to_string(&layout.server_key())?;
     let secret_box = init::read_secret_box(&layout)?;
@@ -95,9 +100,29 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(RunError::Reflection)?;
-    let admin = AdminServiceServer::new(AdminApi::new(store.clone(), ca_sha256))
+    let changes = Arc::new(tokio::sync::Notify::new());
+    let admin = AdminServiceServer::new(AdminApi::new(store.clone(), ca_sha256, changes.clone()))
         .max_decoding_message_size(muster_proto::MAX_REQUEST_BYTES);
-    let tls = ServerTlsConfig::new().identity(Identity::from_pem(certificate_pem, key_pem));
+    let ca = Arc::new(CertifiedKey {
+        certificate_pem: ca_pem.clone(),
+        key_pem: ca_key_pem,
+    });
+    let agent = AgentServiceServer::new(AgentApi::new(
+        store.clone(),
+        ca,
+        config.host_certificate_ttl,
+        changes.clone(),
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(muster_proto::MAX_REQUEST_BYTES);
+    // The chain includes the CA, so an agent that pins the CA by its hash finds it in the
+    // handshake. Client certificates are optional: Enroll and AdminService have none.
+    let chain = format!("{certificate_pem}{ca_pem}");
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(chain, key_pem))
+        .client_ca_root(Certificate::from_pem(&ca_pem))
+        .client_auth_optional(true);
+    spawn_down_sweeper(store.clone(), config.heartbeat_ttl, shutdown.clone());
 
     let grpc = Server::builder()
         .tls_config(tls)
@@ -105,6 +130,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         .add_service(health_service)
         .add_service(reflection)
         .add_service(admin)
+        .add_service(agent)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(grpc_listener),
             shutdown.clone().cancelled_owned(),
@@ -133,6 +159,34 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     store.close().await;
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+/// Marks hosts down when their heartbeats stop for longer than `ttl`, checking every second. Every
+/// coordinator runs one; the conditional update lets exactly one record each transition.
+fn spawn_down_sweeper(store: Arc<SqlStore>, ttl: Duration, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            match store
+                .mark_stale_hosts_down(crate::store::now_ms(), ttl_ms)
+                .await
+            {
+                Ok(hosts) => {
+                    for host in hosts {
+                        tracing::warn!(host = %host, ttl = ?ttl, "host marked down: heartbeats stopped");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %crate::error_chain(&error), "cannot check for silent hosts");
+                }
+            }
+        }
+    });
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use muster_coordinator::planner;
 use muster_coordinator::secrets::{self, SecretBox};
 use muster_coordinator::store::{
-    Actor, ClusterSecrets, DatabaseUrl, NewCluster, NewHost, NewJoinToken, OdbSettings, SqlStore,
-    Store, StoreError, TokenRefusal, now_ms,
+    Actor, BootstrapReport, BootstrapTask, ClusterSecrets, DatabaseUrl, Host, NewAssignment,
+    NewCluster, NewHost, NewJoinToken, OdbSettings, SqlStore, StatusReport, Store, StoreError,
+    TokenRefusal, now_ms,
 };
-use muster_proto::v1::{OdbType, Role};
+use muster_proto::v1::{BootstrapKind, OdbType, Role};
 use muster_testkit::{Backend, TestDatabase};
 use sqlx::Row;
 
@@ -456,6 +458,407 @@ async fn hosts_are_listed_and_unique(backend: Backend) {
     store.close().await;
 }
 
+fn assign(
+    cluster: &str,
+    role: Role,
+    host: &str,
+    name: Option<&str>,
+    port: Option<u16>,
+) -> NewAssignment {
+    NewAssignment {
+        cluster: cluster.to_owned(),
+        role,
+        name: name.map(str::to_owned),
+        host: host.to_owned(),
+        port,
+    }
+}
+
+async fn enroll(store: &SqlStore, cluster: &str, host: &str) -> Host {
+    let token = issue_token(store, cluster, 1, 60_000).await;
+    let new = NewHost {
+        id: secrets::random_hex(8).unwrap(),
+        name: host.to_owned(),
+        advertise_address: format!("10.0.0.{}", host.len()),
+        labels: BTreeMap::new(),
+    };
+    store
+        .enroll_host(&token.id, &token.secret_hash, new)
+        .await
+        .unwrap()
+        .0
+}
+
+fn report(generation: u64, address: &str, bootstrap: Vec<BootstrapReport>) -> StatusReport {
+    StatusReport {
+        applied_generation: generation,
+        advertise_address: address.to_owned(),
+        components: Vec::new(),
+        bootstrap,
+    }
+}
+
+async fn assignments_get_names_and_ports_and_conflicts_are_refused(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    store
+        .create_cluster(new_cluster("test"), &actor())
+        .await
+        .unwrap();
+
+    let first = store
+        .create_assignment(assign("prod", Role::Server, "app-1", None, None), &actor())
+        .await
+        .unwrap();
+    let second = store
+        .create_assignment(assign("prod", Role::Server, "app-1", None, None), &actor())
+        .await
+        .unwrap();
+    assert_eq!((first.name.as_str(), first.port), ("server1", 17010));
+    assert_eq!((second.name.as_str(), second.port), ("server2", 17011));
+    let other_cluster = store
+        .create_assignment(assign("test", Role::Server, "app-1", None, None), &actor())
+        .await
+        .unwrap();
+    assert_eq!(
+        (other_cluster.name.as_str(), other_cluster.port),
+        ("server1", 17012)
+    );
+    let scheduler = store
+        .create_assignment(
+            assign("prod", Role::Scheduler, "app-2", None, None),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (scheduler.name.as_str(), scheduler.port),
+        ("scheduler", 31530)
+    );
+
+    let second_scheduler = store
+        .create_assignment(
+            assign("prod", Role::Scheduler, "app-3", Some("s2"), None),
+            &actor(),
+        )
+        .await;
+    assert!(
+        matches!(&second_scheduler, Err(StoreError::Conflict(message)) if message.contains("already has a scheduler")),
+        "{second_scheduler:?}"
+    );
+    let taken_port = store
+        .create_assignment(
+            assign("prod", Role::WebAdmin, "app-1", None, Some(17010)),
+            &actor(),
+        )
+        .await;
+    assert!(
+        matches!(&taken_port, Err(StoreError::Conflict(message)) if message.contains("port 17010")),
+        "{taken_port:?}"
+    );
+    let same_name = store
+        .create_assignment(
+            assign("prod", Role::Server, "app-9", Some("server1"), None),
+            &actor(),
+        )
+        .await;
+    assert!(matches!(
+        same_name,
+        Err(StoreError::AlreadyExists {
+            kind: "component",
+            ..
+        })
+    ));
+    let unknown = store
+        .create_assignment(assign("nope", Role::Server, "app-1", None, None), &actor())
+        .await;
+    assert!(matches!(
+        unknown,
+        Err(StoreError::NotFound {
+            kind: "cluster",
+            ..
+        })
+    ));
+
+    let listed: Vec<_> = store
+        .list_assignments(Some("prod"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| format!("{} {} {}", a.role, a.name, a.host))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "scheduler scheduler app-2",
+            "server server1 app-1",
+            "server server2 app-1"
+        ]
+    );
+    store.close().await;
+}
+
+async fn enrollment_uses_the_token_and_one_host_bootstraps_each_cluster(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    store
+        .create_assignment(assign("prod", Role::Server, "app-1", None, None), &actor())
+        .await
+        .unwrap();
+    store
+        .create_assignment(assign("prod", Role::Server, "app-2", None, None), &actor())
+        .await
+        .unwrap();
+
+    let token = issue_token(&store, "prod", 1, 60_000).await;
+    let new = |name: &str| NewHost {
+        id: secrets::random_hex(8).unwrap(),
+        name: name.to_owned(),
+        advertise_address: "10.0.0.1".to_owned(),
+        labels: BTreeMap::new(),
+    };
+    let (first, used) = store
+        .enroll_host(&token.id, &token.secret_hash, new("app-1"))
+        .await
+        .unwrap();
+    assert_eq!(used.uses, 1);
+    let reused = store
+        .enroll_host(&token.id, &token.secret_hash, new("app-2"))
+        .await;
+    assert_eq!(refusal(reused.map(|(host, _)| host)), TokenRefusal::UsedUp);
+    assert!(
+        matches!(
+            store.get_host("app-2").await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "a refused enrollment records no host"
+    );
+    let second = enroll(&store, "prod", "app-2").await;
+    let fresh = issue_token(&store, "prod", 1, 60_000).await;
+    let duplicate = store
+        .enroll_host(&fresh.id, &fresh.secret_hash, new("app-1"))
+        .await;
+    assert!(matches!(
+        duplicate,
+        Err(StoreError::AlreadyExists { kind: "host", .. })
+    ));
+    assert_eq!(
+        store
+            .list_join_tokens(None)
+            .await
+            .unwrap()
+            .iter()
+            .find(|t| t.id == fresh.id)
+            .unwrap()
+            .uses,
+        0,
+        "a refused enrollment uses nothing"
+    );
+
+    let first_plan = planner::render(&store.plan_inputs(&first.id).await.unwrap());
+    let kinds: Vec<_> = first_plan
+        .bootstrap_tasks
+        .iter()
+        .map(|task| task.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [BootstrapKind::Odb as i32, BootstrapKind::Cluster as i32]
+    );
+    assert!(
+        first_plan.components.is_empty(),
+        "components wait for the bootstrap"
+    );
+    let odb_task = &first_plan.bootstrap_tasks[0];
+    assert_eq!(
+        odb_task.secrets.as_ref().unwrap().odb_password,
+        "odb-password-of-prod"
+    );
+    assert!(
+        odb_task.secrets.as_ref().unwrap().jwt_secret.is_empty(),
+        "only the secrets the task needs"
+    );
+    let second_plan = planner::render(&store.plan_inputs(&second.id).await.unwrap());
+    assert!(second_plan.bootstrap_tasks.is_empty() && second_plan.components.is_empty());
+    store.close().await;
+}
+
+async fn a_finished_bootstrap_releases_components_with_new_generations(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    store
+        .create_assignment(
+            assign("prod", Role::Scheduler, "sched", None, None),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    store
+        .create_assignment(assign("prod", Role::Server, "app", None, None), &actor())
+        .await
+        .unwrap();
+    let scheduler_host = enroll(&store, "prod", "sched").await;
+    let server_host = enroll(&store, "prod", "app").await;
+    let before = store
+        .host_generation(&server_host.id)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let done = |task| BootstrapReport {
+        cluster: "prod".to_owned(),
+        task,
+        done: true,
+        last_error: String::new(),
+    };
+    // Only the chosen host may finish a bootstrap task.
+    store
+        .record_status(
+            &server_host.id,
+            report(
+                before,
+                "10.0.0.3",
+                vec![done(BootstrapTask::Odb), done(BootstrapTask::Cluster)],
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(
+        planner::render(&store.plan_inputs(&server_host.id).await.unwrap())
+            .components
+            .is_empty()
+    );
+    store
+        .record_status(
+            &scheduler_host.id,
+            report(
+                1,
+                "10.0.0.5",
+                vec![done(BootstrapTask::Odb), done(BootstrapTask::Cluster)],
+            ),
+        )
+        .await
+        .unwrap();
+
+    let after = store
+        .host_generation(&server_host.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(after > before, "generation {after} after {before}");
+    let plan = planner::render(&store.plan_inputs(&server_host.id).await.unwrap());
+    assert_eq!(plan.generation, after);
+    assert!(plan.bootstrap_tasks.is_empty());
+    assert_eq!(plan.components.len(), 1);
+    let server = &plan.components[0];
+    assert_eq!((server.name.as_str(), server.port), ("server1", 17010));
+    assert_eq!(
+        server.peer_addresses,
+        ["http://10.0.0.5:31530"],
+        "the server gets the scheduler's address"
+    );
+    let secrets = server.secrets.as_ref().unwrap();
+    assert_eq!(secrets.jwt_secret, "jwt-secret-of-prod");
+    assert!(
+        secrets.admin_invoke_password.is_empty(),
+        "a server does not get the admin.invoke password"
+    );
+    let scheduler_plan = planner::render(&store.plan_inputs(&scheduler_host.id).await.unwrap());
+    assert_eq!(
+        scheduler_plan.components[0].peer_addresses,
+        ["http://10.0.0.3:17010"]
+    );
+    assert_eq!(
+        scheduler_plan.components[0]
+            .secrets
+            .as_ref()
+            .unwrap()
+            .scheduler_api_password,
+        secrets.scheduler_api_password
+    );
+
+    let kinds: Vec<_> = store
+        .list_events(Some("prod"), 20)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|kind| *kind == "bootstrap.done")
+            .count(),
+        2,
+        "{kinds:?}"
+    );
+    store.close().await;
+}
+
+async fn silent_hosts_are_marked_down_once_and_up_again(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let host = enroll(&store, "prod", "app-1").await;
+    store
+        .record_status(&host.id, report(1, "10.0.0.5", Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(store.get_host("app-1").await.unwrap().state, "up");
+    assert!(
+        store
+            .mark_stale_hosts_down(now_ms(), 15_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .mark_stale_hosts_down(now_ms() + 16_000, 15_000)
+            .await
+            .unwrap(),
+        ["app-1"]
+    );
+    assert!(
+        store
+            .mark_stale_hosts_down(now_ms() + 17_000, 15_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "marked once"
+    );
+    assert_eq!(store.get_host("app-1").await.unwrap().state, "down");
+    store
+        .record_status(&host.id, report(1, "10.0.0.5", Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(store.get_host("app-1").await.unwrap().state, "up");
+    let kinds: Vec<_> = store
+        .list_events(None, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect();
+    assert_eq!(kinds, ["host.up", "host.down", "host.up"]);
+    store.close().await;
+}
+
 macro_rules! store_conformance_suite {
     ($($backend_module:ident => $backend:expr),* $(,)?) => {$(
         mod $backend_module {
@@ -496,6 +899,22 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn hosts_are_listed_and_unique() {
                 super::hosts_are_listed_and_unique($backend).await;
+            }
+            #[tokio::test]
+            async fn assignments_get_names_and_ports_and_conflicts_are_refused() {
+                super::assignments_get_names_and_ports_and_conflicts_are_refused($backend).await;
+            }
+            #[tokio::test]
+            async fn enrollment_uses_the_token_and_one_host_bootstraps_each_cluster() {
+                super::enrollment_uses_the_token_and_one_host_bootstraps_each_cluster($backend).await;
+            }
+            #[tokio::test]
+            async fn a_finished_bootstrap_releases_components_with_new_generations() {
+                super::a_finished_bootstrap_releases_components_with_new_generations($backend).await;
+            }
+            #[tokio::test]
+            async fn silent_hosts_are_marked_down_once_and_up_again() {
+                super::silent_hosts_are_marked_down_once_and_up_again($backend).await;
             }
         }
     )*};

@@ -23,7 +23,8 @@ struct Cli {
 /// environment, which wins over the file.
 #[derive(clap::Args)]
 struct Settings {
-    /// TOML config file (keys: data_dir, database_url, listen, http_listen). Default:
+    /// TOML config file (keys: data_dir, database_url, listen, http_listen, heartbeat_ttl,
+    /// host_certificate_ttl). Default:
     /// DATA_DIR/coordinator.toml when it exists.
     #[arg(long, env = "MUSTER_CONFIG")]
     config: Option<PathBuf>,
@@ -40,6 +41,12 @@ struct Settings {
     /// HTTP listen address for /healthz and /metrics [default: 127.0.0.1:17301].
     #[arg(long, env = "MUSTER_HTTP_LISTEN")]
     http_listen: Option<String>,
+    /// A host without a heartbeat for this long is marked down [default: 15s].
+    #[arg(long, env = "MUSTER_HEARTBEAT_TTL")]
+    heartbeat_ttl: Option<String>,
+    /// How long host certificates are valid; agents renew after two thirds [default: 30d].
+    #[arg(long, env = "MUSTER_HOST_CERTIFICATE_TTL")]
+    host_certificate_ttl: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -78,6 +85,8 @@ fn resolve(settings: Settings) -> anyhow::Result<muster_coordinator::config::Coo
         database_url: settings.database_url,
         listen: settings.listen,
         http_listen: settings.http_listen,
+        heartbeat_ttl: settings.heartbeat_ttl,
+        host_certificate_ttl: settings.host_certificate_ttl,
     };
     let file_path = settings.config.or_else(|| {
         let default = DataDir::new(flags.data_dir.as_ref()?).config();

@@ -25,6 +25,8 @@ pub enum StoreError {
     NotFound { kind: &'static str, name: String },
     #[error("{kind} '{name}' already exists")]
     AlreadyExists { kind: &'static str, name: String },
+    #[error("{0}")]
+    Conflict(String),
     #[error("join token {id} refused: {reason}")]
     TokenRefused { id: String, reason: TokenRefusal },
     #[error("invalid database URL '{url}': {reason}")]
@@ -166,6 +168,108 @@ pub struct Host {
     pub enrolled_at_ms: i64,
     /// `None` while the host has never reported.
     pub last_seen_ms: Option<i64>,
+    /// The generation of what the host must run; bumped with every change to it.
+    pub generation: u64,
+    /// The generation the host last reported applied; 0 before its first report.
+    pub applied_generation: u64,
+}
+
+/// A request to run a component of a role on a host.
+#[derive(Debug, Clone)]
+pub struct NewAssignment {
+    pub cluster: String,
+    pub role: Role,
+    /// `None` for the default: `serverN` (the first free N) for servers, the role's name otherwise.
+    pub name: Option<String>,
+    pub host: String,
+    /// `None` for the role's default: the first free port from 17010 on the host for servers,
+    /// 31530 for the scheduler, 8183 for web-admin, 11223 for the load balancer.
+    pub port: Option<u16>,
+}
+
+/// A component assigned to a host, with what the host last reported of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub cluster: String,
+    pub role: Role,
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub created_at_ms: i64,
+    /// `None` while the host has not reported this component.
+    pub status: Option<ComponentStatus>,
+}
+
+/// What an agent reported of one component (or bootstrap task).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentStatus {
+    pub cluster: String,
+    pub role: Role,
+    pub name: String,
+    pub state: String,
+    pub healthy: bool,
+    pub last_error: String,
+    pub restarts: u32,
+}
+
+/// One of a cluster's once-only bootstrap tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BootstrapTask {
+    Odb,
+    Cluster,
+}
+
+impl BootstrapTask {
+    pub const ALL: [BootstrapTask; 2] = [BootstrapTask::Odb, BootstrapTask::Cluster];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootstrapTask::Odb => "odb",
+            BootstrapTask::Cluster => "cluster",
+        }
+    }
+}
+
+/// Where a cluster's bootstrap stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapState {
+    pub cluster: String,
+    pub task: BootstrapTask,
+    /// The host chosen to run it.
+    pub host: String,
+    pub done: bool,
+    pub last_error: String,
+}
+
+/// What an agent reported of a bootstrap task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapReport {
+    pub cluster: String,
+    pub task: BootstrapTask,
+    pub done: bool,
+    pub last_error: String,
+}
+
+/// A heartbeat, as the store records it.
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    pub applied_generation: u64,
+    pub advertise_address: String,
+    pub components: Vec<ComponentStatus>,
+    pub bootstrap: Vec<BootstrapReport>,
+}
+
+/// Everything the planner needs to render one host's desired state, read at one generation.
+#[derive(Debug, Clone)]
+pub struct PlanInputs {
+    pub host: Host,
+    /// Every assignment of every cluster the host has an assignment in.
+    pub assignments: Vec<Assignment>,
+    /// The enrolled hosts those assignments name, by name.
+    pub hosts: BTreeMap<String, Host>,
+    /// Those clusters, with their secrets.
+    pub clusters: BTreeMap<String, (Cluster, ClusterSecrets)>,
+    pub bootstrap: Vec<BootstrapState>,
 }
 
 /// Who did something, for the event log: an admin token's id, a host, or the coordinator itself.
@@ -229,6 +333,39 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Every host, by name.
     async fn list_hosts(&self) -> Result<Vec<Host>, StoreError>;
     async fn get_host(&self, name: &str) -> Result<Host, StoreError>;
+
+    /// Assigns a component to a host (which may enroll later), choosing its name and port when
+    /// not given, and bumps the generation of every host of the cluster.
+    async fn create_assignment(
+        &self,
+        new: NewAssignment,
+        actor: &Actor,
+    ) -> Result<Assignment, StoreError>;
+    /// Assignments with their last reported status, of one cluster or of all.
+    async fn list_assignments(&self, cluster: Option<&str>) -> Result<Vec<Assignment>, StoreError>;
+
+    /// Redeems a join token and records the new host, in one transaction; a cluster whose first
+    /// component waits on this host gets this host as its bootstrap host.
+    async fn enroll_host(
+        &self,
+        token_id: &str,
+        secret_hash: &str,
+        new: NewHost,
+    ) -> Result<(Host, JoinToken), StoreError>;
+    async fn get_host_by_id(&self, id: &str) -> Result<Host, StoreError>;
+    /// The host's current generation; `None` when the host no longer exists.
+    async fn host_generation(&self, id: &str) -> Result<Option<u64>, StoreError>;
+    /// What the planner needs to render the host's desired state.
+    async fn plan_inputs(&self, host_id: &str) -> Result<PlanInputs, StoreError>;
+    /// Records a heartbeat: marks the host up, stores its components' status, and records the
+    /// bootstrap tasks it finished. Returns the host's desired generation.
+    async fn record_status(&self, host_id: &str, report: StatusReport) -> Result<u64, StoreError>;
+    /// Marks down every up host whose last heartbeat is older than `ttl_ms`; returns their names.
+    async fn mark_stale_hosts_down(
+        &self,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Events, newest first, of one cluster or of all.
     async fn list_events(

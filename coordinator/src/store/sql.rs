@@ -3,6 +3,7 @@
 //! Queries are written once with `$1, $2, …` placeholders in order; for MySQL they become `?`.
 //! Everything else that differs between dialects lives in the per-dialect migrations.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,8 +13,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 use super::{
-    Actor, Cluster, ClusterSecrets, Event, Host, JoinToken, NewCluster, NewHost, NewJoinToken,
-    OdbSettings, Store, StoreError, TokenRefusal, now_ms,
+    Actor, Assignment, BootstrapState, BootstrapTask, Cluster, ClusterSecrets, ComponentStatus,
+    Event, Host, JoinToken, NewAssignment, NewCluster, NewHost, NewJoinToken, OdbSettings,
+    PlanInputs, StatusReport, Store, StoreError, TokenRefusal, now_ms,
 };
 use crate::secrets::{self, SecretBox};
 
@@ -141,6 +143,75 @@ pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
     secret_box: std::sync::Arc<SecretBox>,
+    /// SQLite only: write transactions of this process take turns, so a transaction that read
+    /// before it writes is never refused with SQLITE_BUSY_SNAPSHOT. (SQLite is the one-coordinator
+    /// embedded mode; PostgreSQL and MySQL need no such lock.)
+    sqlite_write_lock: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// Rollbacks of write transactions dropped uncommitted; `close` waits for them, so no
+    /// connection ends with a transaction open (MariaDB would keep its locks).
+    rollbacks: tokio_util::task::TaskTracker,
+}
+
+type WriteGuard = Option<tokio::sync::OwnedMutexGuard<()>>;
+
+/// A write transaction. Dropped without `commit` or `rollback` (an early return with `?`), it
+/// rolls back in a task of its own rather than leaving sqlx's deferred rollback pending on the
+/// pooled connection (which MariaDB connections did not recover from).
+struct WriteTransaction {
+    transaction: Option<Transaction<'static, Any>>,
+    guard: WriteGuard,
+    rollbacks: tokio_util::task::TaskTracker,
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = Transaction<'static, Any>;
+
+    fn deref(&self) -> &Self::Target {
+        self.transaction
+            .as_ref()
+            .expect("a write transaction is open until it ends")
+    }
+}
+
+impl std::ops::DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.transaction
+            .as_mut()
+            .expect("a write transaction is open until it ends")
+    }
+}
+
+impl WriteTransaction {
+    async fn commit(mut self) -> Result<(), sqlx::Error> {
+        match self.transaction.take() {
+            Some(transaction) => transaction.commit().await,
+            None => Ok(()),
+        }
+    }
+
+    async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        match self.transaction.take() {
+            Some(transaction) => transaction.rollback().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for WriteTransaction {
+    fn drop(&mut self) {
+        let (Some(transaction), Ok(runtime)) = (
+            self.transaction.take(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let guard = self.guard.take();
+        let rollback = async move {
+            let _ = transaction.rollback().await;
+            drop(guard);
+        };
+        self.rollbacks.spawn_on(rollback, &runtime);
+    }
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -194,14 +265,38 @@ impl SqlStore {
                 url: url.redacted(),
                 source,
             })?;
+        let sqlite_write_lock = (url.dialect == Dialect::Sqlite)
+            .then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
         Ok(SqlStore {
             pool,
             dialect: url.dialect,
             secret_box: std::sync::Arc::new(secret_box),
+            sqlite_write_lock,
+            rollbacks: tokio_util::task::TaskTracker::new(),
+        })
+    }
+
+    /// Begins a transaction that will write.
+    async fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let guard = match &self.sqlite_write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(database("begin a transaction"))?;
+        Ok(WriteTransaction {
+            transaction: Some(transaction),
+            guard,
+            rollbacks: self.rollbacks.clone(),
         })
     }
 
     pub async fn close(&self) {
+        self.rollbacks.close();
+        self.rollbacks.wait().await;
         self.pool.close().await;
     }
 
@@ -284,6 +379,244 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// Counts one use of a join token inside `transaction`, or says why it is refused. One
+    /// conditional write decides: of several coordinators redeeming the last use at once, exactly
+    /// one matches. (Comparing hashes in SQL leaks nothing useful about the secret.)
+    async fn redeem_in(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        id: &str,
+        secret_hash: &str,
+        now_ms: i64,
+    ) -> Result<JoinToken, StoreError> {
+        let sql = self.sql(
+            "UPDATE join_tokens SET uses = uses + 1
+             WHERE id = $1 AND secret_hash = $2 AND revoked_at IS NULL AND expires_at > $3
+                 AND (max_uses = 0 OR uses < max_uses)",
+        );
+        let updated = sqlx::query(&sql)
+            .bind(id)
+            .bind(secret_hash)
+            .bind(now_ms)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("count a join token's use"))?;
+        let found = self.fetch_join_token(&mut **transaction, id).await?;
+        let refused = |reason| StoreError::TokenRefused {
+            id: id.to_owned(),
+            reason,
+        };
+        let (token, stored_hash) = found.ok_or_else(|| refused(TokenRefusal::Unknown))?;
+        if updated.rows_affected() == 1 {
+            return Ok(token);
+        }
+        let reason = if !secrets::constant_time_eq(&stored_hash, secret_hash) {
+            TokenRefusal::WrongSecret
+        } else if token.revoked_at_ms.is_some() {
+            TokenRefusal::Revoked
+        } else if token.expires_at_ms <= now_ms {
+            TokenRefusal::Expired
+        } else {
+            TokenRefusal::UsedUp
+        };
+        Err(refused(reason))
+    }
+
+    /// Inserts a new host; a taken name is `AlreadyExists`.
+    async fn insert_host(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        new: &NewHost,
+        enrolled_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let labels = serde_json::to_string(&new.labels)
+            .map_err(|error| StoreError::Corrupt(format!("host labels: {error}")))?;
+        let sql = self.sql(
+            "INSERT INTO hosts (id, name, advertise_address, labels, state, enrolled_at,
+                 last_seen_at, generation, applied_generation)
+             VALUES ($1, $2, $3, $4, 'new', $5, NULL, 1, 0)",
+        );
+        let inserted = sqlx::query(&sql)
+            .bind(&new.id)
+            .bind(&new.name)
+            .bind(&new.advertise_address)
+            .bind(&labels)
+            .bind(enrolled_at_ms)
+            .execute(&mut **transaction)
+            .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => Err(StoreError::AlreadyExists {
+                kind: "host",
+                name: new.name.clone(),
+            }),
+            other => other.map(|_| ()).map_err(database("enroll a host")),
+        }
+    }
+
+    /// Bumps the generation of every host with an assignment in the cluster with this id.
+    async fn bump_cluster_hosts(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        cluster_id: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "UPDATE hosts SET generation = generation + 1
+             WHERE name IN (SELECT host_name FROM assignments WHERE cluster_id = $1)",
+        );
+        sqlx::query(&sql)
+            .bind(cluster_id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("bump hosts' generations"))?;
+        Ok(())
+    }
+
+    /// Chooses `host_name` to run the bootstrap tasks of every cluster it has an assignment in
+    /// that has no bootstrap host yet; returns the ids of those clusters.
+    async fn claim_bootstrap(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        host_name: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = self.sql(
+            "SELECT DISTINCT cluster_id FROM assignments a WHERE host_name = $1
+             AND NOT EXISTS (SELECT 1 FROM bootstrap_tasks b WHERE b.cluster_id = a.cluster_id)",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(host_name)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("find clusters to bootstrap"))?;
+        let mut claimed = Vec::new();
+        for row in rows {
+            let cluster_id: String = row
+                .try_get("cluster_id")
+                .map_err(database("find clusters to bootstrap"))?;
+            for task in BootstrapTask::ALL {
+                let insert = self.sql(
+                    "INSERT INTO bootstrap_tasks (cluster_id, task, host_name, done, last_error,
+                         updated_at) VALUES ($1, $2, $3, 0, '', $4)",
+                );
+                sqlx::query(&insert)
+                    .bind(&cluster_id)
+                    .bind(task.as_str())
+                    .bind(host_name)
+                    .bind(now_ms())
+                    .execute(&mut **transaction)
+                    .await
+                    .map_err(database("choose a bootstrap host"))?;
+            }
+            claimed.push(cluster_id);
+        }
+        Ok(claimed)
+    }
+
+    async fn host_in(
+        &self,
+        executor: impl Executor<'_, Database = Any>,
+        column: &str,
+        value: &str,
+    ) -> Result<Option<Host>, StoreError> {
+        let sql = self.sql(&format!(
+            "SELECT {HOST_COLUMNS} FROM hosts WHERE {column} = $1"
+        ));
+        let row = sqlx::query(&sql)
+            .bind(value)
+            .fetch_optional(executor)
+            .await
+            .map_err(database("read a host"))?;
+        row.as_ref().map(host_from_row).transpose()
+    }
+
+    async fn assignments_where(
+        &self,
+        filter: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<Assignment>, StoreError> {
+        let sql = self.sql(&format!(
+            "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port, a.created_at,
+                 s.state, s.healthy, s.last_error, s.restarts
+             FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+             LEFT JOIN hosts h ON h.name = a.host_name
+             LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = c.name
+                 AND s.role = a.role AND s.name = a.name
+             {filter} ORDER BY c.name, a.role, a.name"
+        ));
+        let mut query = sqlx::query(&sql);
+        if let Some(value) = value {
+            query = query.bind(value);
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("list assignments"))?;
+        rows.iter().map(assignment_from_row).collect()
+    }
+}
+
+fn role_from(text: &str) -> Result<Role, StoreError> {
+    text.parse::<Role>()
+        .map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+fn port_from(value: i64) -> Result<u16, StoreError> {
+    u16::try_from(value).map_err(|_| StoreError::Corrupt(format!("port {value} out of range")))
+}
+
+fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError> {
+    let read = || database("read an assignment");
+    let cluster: String = row.try_get("cluster_name").map_err(read())?;
+    let role = role_from(&row.try_get::<String, _>("role").map_err(read())?)?;
+    let name: String = row.try_get("name").map_err(read())?;
+    let state: Option<String> = row.try_get("state").map_err(read())?;
+    let status = match state {
+        Some(state) => Some(ComponentStatus {
+            cluster: cluster.clone(),
+            role,
+            name: name.clone(),
+            state,
+            healthy: row
+                .try_get::<Option<i64>, _>("healthy")
+                .map_err(read())?
+                .unwrap_or(0)
+                != 0,
+            last_error: row
+                .try_get::<Option<String>, _>("last_error")
+                .map_err(read())?
+                .unwrap_or_default(),
+            restarts: count_from(
+                row.try_get::<Option<i64>, _>("restarts")
+                    .map_err(read())?
+                    .unwrap_or(0),
+                "restarts",
+            )?,
+        }),
+        None => None,
+    };
+    Ok(Assignment {
+        cluster,
+        role,
+        name,
+        host: row.try_get("host_name").map_err(read())?,
+        port: port_from(row.try_get("port").map_err(read())?)?,
+        created_at_ms: row.try_get("created_at").map_err(read())?,
+        status,
+    })
+}
+
+/// The default port of a role: the first free one from 17010 for servers.
+fn default_port(role: Role, taken: &[u16]) -> u16 {
+    match role {
+        Role::Server => (17010..u16::MAX)
+            .find(|port| !taken.contains(port))
+            .unwrap_or(17010),
+        Role::Scheduler => 31530,
+        Role::WebAdmin => 8183,
+        Role::LoadBalancer | Role::Unspecified => 11223,
+    }
+}
+
 const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
      odb_db_name, odb_schema, has_odb_password, created_at";
 
@@ -291,7 +624,8 @@ const JOIN_TOKEN_SELECT: &str = "SELECT t.id, c.name AS cluster_name, t.secret_h
      t.description, t.created_at, t.expires_at, t.max_uses, t.uses, t.revoked_at \
      FROM join_tokens t JOIN clusters c ON c.id = t.cluster_id";
 
-const HOST_COLUMNS: &str = "id, name, advertise_address, labels, state, enrolled_at, last_seen_at";
+const HOST_COLUMNS: &str = "id, name, advertise_address, labels, state, enrolled_at, \
+     last_seen_at, generation, applied_generation";
 
 fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
     let read = database("read a cluster");
@@ -387,7 +721,14 @@ fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
         state: row.try_get("state").map_err(read())?,
         enrolled_at_ms: row.try_get("enrolled_at").map_err(read())?,
         last_seen_ms: row.try_get("last_seen_at").map_err(read())?,
+        generation: generation_from(row.try_get("generation").map_err(read())?)?,
+        applied_generation: generation_from(row.try_get("applied_generation").map_err(read())?)?,
     })
+}
+
+fn generation_from(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("generation {value} out of range")))
 }
 
 fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
@@ -423,11 +764,7 @@ impl Store for SqlStore {
                  jwt_secret_sealed, admin_invoke_password_sealed, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         );
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(database("begin a transaction"))?;
+        let mut transaction = self.begin_write().await?;
         let inserted = sqlx::query(&sql)
             .bind(&id)
             .bind(&new.name)
@@ -444,7 +781,7 @@ impl Store for SqlStore {
             .bind(self.seal(&id, "jwt_secret", &secrets.jwt_secret)?)
             .bind(self.seal(&id, "admin_invoke_password", &secrets.admin_invoke_password)?)
             .bind(created_at_ms)
-            .execute(&mut *transaction)
+            .execute(&mut **transaction)
             .await;
         match inserted {
             Err(error) if is_unique_violation(&error) => {
@@ -545,21 +882,27 @@ impl Store for SqlStore {
 
     async fn delete_cluster(&self, name: &str, actor: &Actor) -> Result<(), StoreError> {
         let cluster = self.get_cluster(name).await?;
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(database("begin a transaction"))?;
+        let mut transaction = self.begin_write().await?;
+        self.bump_cluster_hosts(&mut transaction, &cluster.id)
+            .await?;
+        for table in ["assignments", "bootstrap_tasks"] {
+            let sql = self.sql(&format!("DELETE FROM {table} WHERE cluster_id = $1"));
+            sqlx::query(&sql)
+                .bind(&cluster.id)
+                .execute(&mut **transaction)
+                .await
+                .map_err(database("delete a cluster's components"))?;
+        }
         let tokens_sql = self.sql("DELETE FROM join_tokens WHERE cluster_id = $1");
         let tokens = sqlx::query(&tokens_sql)
             .bind(&cluster.id)
-            .execute(&mut *transaction)
+            .execute(&mut **transaction)
             .await
             .map_err(database("delete a cluster's join tokens"))?;
         let cluster_sql = self.sql("DELETE FROM clusters WHERE id = $1");
         let deleted = sqlx::query(&cluster_sql)
             .bind(&cluster.id)
-            .execute(&mut *transaction)
+            .execute(&mut **transaction)
             .await
             .map_err(database("delete a cluster"))?;
         if deleted.rows_affected() == 0 {
@@ -600,11 +943,7 @@ impl Store for SqlStore {
                  expires_at, max_uses, uses, revoked_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, NULL)",
         );
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(database("begin a transaction"))?;
+        let mut transaction = self.begin_write().await?;
         sqlx::query(&sql)
             .bind(&new.id)
             .bind(&cluster.id)
@@ -614,7 +953,7 @@ impl Store for SqlStore {
             .bind(created_at_ms)
             .bind(new.expires_at_ms)
             .bind(i64::from(new.max_uses))
-            .execute(&mut *transaction)
+            .execute(&mut **transaction)
             .await
             .map_err(database("create a join token"))?;
         let message = format!(
@@ -672,22 +1011,18 @@ impl Store for SqlStore {
 
     async fn revoke_join_token(&self, id: &str, actor: &Actor) -> Result<JoinToken, StoreError> {
         let revoked_at_ms = now_ms();
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(database("begin a transaction"))?;
+        let mut transaction = self.begin_write().await?;
         // The write comes first, so SQLite takes its write lock before anything is read.
         let sql =
             self.sql("UPDATE join_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL");
         let updated = sqlx::query(&sql)
             .bind(revoked_at_ms)
             .bind(id)
-            .execute(&mut *transaction)
+            .execute(&mut **transaction)
             .await
             .map_err(database("revoke a join token"))?;
         let (token, _) = self
-            .fetch_join_token(&mut *transaction, id)
+            .fetch_join_token(&mut **transaction, id)
             .await?
             .ok_or_else(|| StoreError::NotFound {
                 kind: "join token",
@@ -718,55 +1053,26 @@ impl Store for SqlStore {
         secret_hash: &str,
         now_ms: i64,
     ) -> Result<JoinToken, StoreError> {
-        let mut transaction = self
-            .pool
-            .begin()
+        let mut transaction = self.begin_write().await?;
+        match self
+            .redeem_in(&mut transaction, id, secret_hash, now_ms)
             .await
-            .map_err(database("begin a transaction"))?;
-        // One conditional write decides: of several coordinators redeeming the last use at once,
-        // exactly one matches. (Comparing hashes in SQL leaks nothing useful about the secret.)
-        let sql = self.sql(
-            "UPDATE join_tokens SET uses = uses + 1
-             WHERE id = $1 AND secret_hash = $2 AND revoked_at IS NULL AND expires_at > $3
-                 AND (max_uses = 0 OR uses < max_uses)",
-        );
-        let updated = sqlx::query(&sql)
-            .bind(id)
-            .bind(secret_hash)
-            .bind(now_ms)
-            .execute(&mut *transaction)
-            .await
-            .map_err(database("count a join token's use"))?;
-        let found = self.fetch_join_token(&mut *transaction, id).await?;
-        if updated.rows_affected() == 1 {
-            transaction
-                .commit()
-                .await
-                .map_err(database("commit a join token's use"))?;
-        } else {
-            transaction
-                .rollback()
-                .await
-                .map_err(database("roll back a join token's use"))?;
+        {
+            Ok(token) => {
+                transaction
+                    .commit()
+                    .await
+                    .map_err(database("commit a join token's use"))?;
+                Ok(token)
+            }
+            Err(error) => {
+                transaction
+                    .rollback()
+                    .await
+                    .map_err(database("roll back a join token's use"))?;
+                Err(error)
+            }
         }
-        let refused = |reason| StoreError::TokenRefused {
-            id: id.to_owned(),
-            reason,
-        };
-        let (token, stored_hash) = found.ok_or_else(|| refused(TokenRefusal::Unknown))?;
-        if updated.rows_affected() == 1 {
-            return Ok(token);
-        }
-        let reason = if !secrets::constant_time_eq(&stored_hash, secret_hash) {
-            TokenRefusal::WrongSecret
-        } else if token.revoked_at_ms.is_some() {
-            TokenRefusal::Revoked
-        } else if token.expires_at_ms <= now_ms {
-            TokenRefusal::Expired
-        } else {
-            TokenRefusal::UsedUp
-        };
-        Err(refused(reason))
     }
 
     async fn add_admin_token(
@@ -779,17 +1085,13 @@ impl Store for SqlStore {
             "INSERT INTO admin_tokens (id, token_hash, description, created_at)
              VALUES ($1, $2, $3, $4)",
         );
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(database("begin a transaction"))?;
+        let mut transaction = self.begin_write().await?;
         sqlx::query(&sql)
             .bind(id)
             .bind(token_hash)
             .bind(description)
             .bind(now_ms())
-            .execute(&mut *transaction)
+            .execute(&mut **transaction)
             .await
             .map_err(database("add an admin token"))?;
         let actor = Actor("coordinator".to_owned());
@@ -823,33 +1125,9 @@ impl Store for SqlStore {
 
     async fn create_host(&self, new: NewHost, actor: &Actor) -> Result<Host, StoreError> {
         let enrolled_at_ms = now_ms();
-        let labels = serde_json::to_string(&new.labels)
-            .map_err(|error| StoreError::Corrupt(format!("host labels: {error}")))?;
-        let sql = self.sql(&format!(
-            "INSERT INTO hosts ({HOST_COLUMNS}) VALUES ($1, $2, $3, $4, 'new', $5, NULL)"
-        ));
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(database("begin a transaction"))?;
-        let inserted = sqlx::query(&sql)
-            .bind(&new.id)
-            .bind(&new.name)
-            .bind(&new.advertise_address)
-            .bind(&labels)
-            .bind(enrolled_at_ms)
-            .execute(&mut *transaction)
-            .await;
-        match inserted {
-            Err(error) if is_unique_violation(&error) => {
-                return Err(StoreError::AlreadyExists {
-                    kind: "host",
-                    name: new.name,
-                });
-            }
-            other => other.map_err(database("create a host"))?,
-        };
+        let mut transaction = self.begin_write().await?;
+        self.insert_host(&mut transaction, &new, enrolled_at_ms)
+            .await?;
         let message = format!("host enrolled with address {}", new.advertise_address);
         self.insert_event(
             &mut transaction,
@@ -872,6 +1150,8 @@ impl Store for SqlStore {
             state: "new".to_owned(),
             enrolled_at_ms,
             last_seen_ms: None,
+            generation: 1,
+            applied_generation: 0,
         })
     }
 
@@ -896,6 +1176,602 @@ impl Store for SqlStore {
                 name: name.to_owned(),
             })?;
         host_from_row(&row)
+    }
+
+    async fn create_assignment(
+        &self,
+        new: NewAssignment,
+        actor: &Actor,
+    ) -> Result<Assignment, StoreError> {
+        let cluster = self.get_cluster(&new.cluster).await?;
+        let mut transaction = self.begin_write().await?;
+        let sql = self.sql(
+            "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port
+             FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+             WHERE a.cluster_id = $1 OR a.host_name = $2",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&cluster.id)
+            .bind(&new.host)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("read assignments"))?;
+        let mut in_cluster = Vec::new();
+        let mut on_host = Vec::new();
+        for row in &rows {
+            let read = || database("read assignments");
+            let entry = (
+                row.try_get::<String, _>("cluster_name").map_err(read())?,
+                role_from(&row.try_get::<String, _>("role").map_err(read())?)?,
+                row.try_get::<String, _>("name").map_err(read())?,
+                row.try_get::<String, _>("host_name").map_err(read())?,
+                port_from(row.try_get("port").map_err(read())?)?,
+            );
+            if entry.3 == new.host {
+                on_host.push(entry.clone());
+            }
+            if entry.0 == cluster.name {
+                in_cluster.push(entry);
+            }
+        }
+        if new.role == Role::Scheduler
+            && let Some(existing) = in_cluster.iter().find(|entry| entry.1 == Role::Scheduler)
+        {
+            return Err(StoreError::Conflict(format!(
+                "cluster '{}' already has a scheduler ('{}' on host '{}'); a cluster runs at most one",
+                cluster.name, existing.2, existing.3
+            )));
+        }
+        let name = match new.name {
+            Some(name) => name,
+            None if new.role == Role::Server => (1..)
+                .map(|number| format!("server{number}"))
+                .find(|candidate| {
+                    !in_cluster
+                        .iter()
+                        .any(|entry| entry.1 == Role::Server && &entry.2 == candidate)
+                })
+                .unwrap_or_default(),
+            None => new.role.cli_name().to_owned(),
+        };
+        if let Some(existing) = in_cluster
+            .iter()
+            .find(|entry| entry.1 == new.role && entry.2 == name)
+        {
+            return Err(StoreError::AlreadyExists {
+                kind: "component",
+                name: format!(
+                    "{} {name} of cluster {} (on host {})",
+                    new.role, cluster.name, existing.3
+                ),
+            });
+        }
+        let taken: Vec<u16> = on_host.iter().map(|entry| entry.4).collect();
+        let port = new.port.unwrap_or_else(|| default_port(new.role, &taken));
+        if let Some(holder) = on_host.iter().find(|entry| entry.4 == port) {
+            return Err(StoreError::Conflict(format!(
+                "port {port} is already taken on host '{}' by {} {} of cluster {}",
+                new.host, holder.1, holder.2, holder.0
+            )));
+        }
+        let created_at_ms = now_ms();
+        let insert = self.sql(
+            "INSERT INTO assignments (id, cluster_id, role, name, host_name, port, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        );
+        let inserted = sqlx::query(&insert)
+            .bind(secrets::random_hex(8)?)
+            .bind(&cluster.id)
+            .bind(new.role.cli_name())
+            .bind(&name)
+            .bind(&new.host)
+            .bind(i64::from(port))
+            .bind(created_at_ms)
+            .execute(&mut **transaction)
+            .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => {
+                return Err(StoreError::Conflict(format!(
+                    "{} {name} of cluster {} or port {port} on host '{}' was taken by a concurrent change; retry",
+                    new.role, cluster.name, new.host
+                )));
+            }
+            other => other.map_err(database("assign a component"))?,
+        };
+        if self
+            .host_in(&mut **transaction, "name", &new.host)
+            .await?
+            .is_some()
+        {
+            self.claim_bootstrap(&mut transaction, &new.host).await?;
+        }
+        self.bump_cluster_hosts(&mut transaction, &cluster.id)
+            .await?;
+        let message = format!(
+            "{} {name} assigned to host {} on port {port}",
+            new.role, new.host
+        );
+        self.insert_event(
+            &mut transaction,
+            "component.assigned",
+            &cluster.name,
+            &new.host,
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit an assignment"))?;
+        Ok(Assignment {
+            cluster: cluster.name,
+            role: new.role,
+            name,
+            host: new.host,
+            port,
+            created_at_ms,
+            status: None,
+        })
+    }
+
+    async fn list_assignments(&self, cluster: Option<&str>) -> Result<Vec<Assignment>, StoreError> {
+        match cluster {
+            Some(cluster) => {
+                self.assignments_where("WHERE c.name = $1", Some(cluster))
+                    .await
+            }
+            None => self.assignments_where("", None).await,
+        }
+    }
+
+    async fn enroll_host(
+        &self,
+        token_id: &str,
+        secret_hash: &str,
+        new: NewHost,
+    ) -> Result<(Host, JoinToken), StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let token = match self
+            .redeem_in(&mut transaction, token_id, secret_hash, now_ms())
+            .await
+        {
+            Ok(token) => token,
+            Err(error) => {
+                transaction
+                    .rollback()
+                    .await
+                    .map_err(database("roll back an enrollment"))?;
+                return Err(error);
+            }
+        };
+        self.insert_host(&mut transaction, &new, now_ms()).await?;
+        let claimed = self.claim_bootstrap(&mut transaction, &new.name).await?;
+        for cluster_id in &claimed {
+            self.bump_cluster_hosts(&mut transaction, cluster_id)
+                .await?;
+        }
+        let actor = Actor(format!("token:{}", token.id));
+        let message = format!(
+            "host enrolled with join token {} at address {}",
+            token.id, new.advertise_address
+        );
+        self.insert_event(
+            &mut transaction,
+            "host.enrolled",
+            &token.cluster,
+            &new.name,
+            &actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit an enrollment"))?;
+        let host = self.get_host_by_id(&new.id).await?;
+        Ok((host, token))
+    }
+
+    async fn get_host_by_id(&self, id: &str) -> Result<Host, StoreError> {
+        self.host_in(&self.pool, "id", id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "host",
+                name: id.to_owned(),
+            })
+    }
+
+    async fn host_generation(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let sql = self.sql("SELECT generation FROM hosts WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database("read a host's generation"))?;
+        row.map(|row| {
+            generation_from(
+                row.try_get("generation")
+                    .map_err(database("read a host's generation"))?,
+            )
+        })
+        .transpose()
+    }
+
+    async fn plan_inputs(&self, host_id: &str) -> Result<PlanInputs, StoreError> {
+        let host = self.get_host_by_id(host_id).await?;
+        let sql = self.sql(
+            "SELECT DISTINCT c.name AS cluster_name FROM assignments a
+             JOIN clusters c ON c.id = a.cluster_id WHERE a.host_name = $1",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&host.name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("read a host's clusters"))?;
+        let mut clusters = BTreeMap::new();
+        let mut assignments = Vec::new();
+        let mut bootstrap = Vec::new();
+        let mut hosts = BTreeMap::new();
+        for row in rows {
+            let name: String = row
+                .try_get("cluster_name")
+                .map_err(database("read a host's clusters"))?;
+            let cluster = self.get_cluster(&name).await?;
+            let secrets = self.cluster_secrets(&name).await?;
+            for assignment in self.list_assignments(Some(&name)).await? {
+                if !hosts.contains_key(&assignment.host)
+                    && let Some(peer) = self.host_in(&self.pool, "name", &assignment.host).await?
+                {
+                    hosts.insert(peer.name.clone(), peer);
+                }
+                assignments.push(assignment);
+            }
+            let sql = self.sql(
+                "SELECT task, host_name, done, last_error FROM bootstrap_tasks WHERE cluster_id = $1",
+            );
+            for task_row in sqlx::query(&sql)
+                .bind(&cluster.id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(database("read bootstrap tasks"))?
+            {
+                let read = || database("read bootstrap tasks");
+                let task = match task_row
+                    .try_get::<String, _>("task")
+                    .map_err(read())?
+                    .as_str()
+                {
+                    "odb" => BootstrapTask::Odb,
+                    "cluster" => BootstrapTask::Cluster,
+                    other => return Err(StoreError::Corrupt(format!("bootstrap task {other:?}"))),
+                };
+                bootstrap.push(BootstrapState {
+                    cluster: name.clone(),
+                    task,
+                    host: task_row.try_get("host_name").map_err(read())?,
+                    done: task_row.try_get::<i64, _>("done").map_err(read())? != 0,
+                    last_error: task_row.try_get("last_error").map_err(read())?,
+                });
+            }
+            clusters.insert(name, (cluster, secrets));
+        }
+        bootstrap
+            .sort_by(|left, right| (&left.cluster, left.task).cmp(&(&right.cluster, right.task)));
+        Ok(PlanInputs {
+            host,
+            assignments,
+            hosts,
+            clusters,
+            bootstrap,
+        })
+    }
+
+    async fn record_status(&self, host_id: &str, report: StatusReport) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let mut transaction = self.begin_write().await?;
+        let host = self
+            .host_in(&mut **transaction, "id", host_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "host",
+                name: host_id.to_owned(),
+            })?;
+        let actor = Actor(format!("host:{}", host.name));
+        let sql = self.sql(
+            "UPDATE hosts SET last_seen_at = $1, applied_generation = $2, state = 'up',
+                 advertise_address = $3 WHERE id = $4",
+        );
+        sqlx::query(&sql)
+            .bind(now)
+            .bind(i64::try_from(report.applied_generation).unwrap_or(i64::MAX))
+            .bind(&report.advertise_address)
+            .bind(host_id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("record a heartbeat"))?;
+        if host.state != "up" {
+            let message = match host.last_seen_ms {
+                None => "host reported for the first time".to_owned(),
+                Some(last) => format!(
+                    "host reported again after {}s without heartbeats",
+                    (now - last) / 1000
+                ),
+            };
+            self.insert_event(
+                &mut transaction,
+                "host.up",
+                "",
+                &host.name,
+                &actor,
+                &message,
+            )
+            .await?;
+        }
+        if host.advertise_address != report.advertise_address {
+            let sql = self.sql("SELECT DISTINCT cluster_id FROM assignments WHERE host_name = $1");
+            let rows = sqlx::query(&sql)
+                .bind(&host.name)
+                .fetch_all(&mut **transaction)
+                .await
+                .map_err(database("read a host's clusters"))?;
+            for row in rows {
+                let cluster_id: String = row
+                    .try_get("cluster_id")
+                    .map_err(database("read a host's clusters"))?;
+                self.bump_cluster_hosts(&mut transaction, &cluster_id)
+                    .await?;
+            }
+            let message = format!(
+                "advertised address changed from {} to {}",
+                host.advertise_address, report.advertise_address
+            );
+            self.insert_event(
+                &mut transaction,
+                "host.address",
+                "",
+                &host.name,
+                &actor,
+                &message,
+            )
+            .await?;
+        }
+
+        let previous_sql = self.sql(
+            "SELECT cluster_name, role, name, state, last_error, restarts FROM component_status WHERE host_id = $1",
+        );
+        let mut previous = BTreeMap::new();
+        for row in sqlx::query(&previous_sql)
+            .bind(host_id)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("read component status"))?
+        {
+            let read = || database("read component status");
+            let key: (String, String, String) = (
+                row.try_get("cluster_name").map_err(read())?,
+                row.try_get("role").map_err(read())?,
+                row.try_get("name").map_err(read())?,
+            );
+            let value: (String, String, i64) = (
+                row.try_get("state").map_err(read())?,
+                row.try_get("last_error").map_err(read())?,
+                row.try_get("restarts").map_err(read())?,
+            );
+            previous.insert(key, value);
+        }
+        let delete = self.sql("DELETE FROM component_status WHERE host_id = $1");
+        sqlx::query(&delete)
+            .bind(host_id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("replace component status"))?;
+        for component in &report.components {
+            let insert = self.sql(
+                "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
+                     last_error, restarts, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            );
+            sqlx::query(&insert)
+                .bind(host_id)
+                .bind(&component.cluster)
+                .bind(component.role.cli_name())
+                .bind(&component.name)
+                .bind(&component.state)
+                .bind(i64::from(component.healthy))
+                .bind(&component.last_error)
+                .bind(i64::from(component.restarts))
+                .bind(now)
+                .execute(&mut **transaction)
+                .await
+                .map_err(database("record component status"))?;
+            let key = (
+                component.cluster.clone(),
+                component.role.cli_name().to_owned(),
+                component.name.clone(),
+            );
+            let (old_state, old_error, old_restarts) = previous
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| (String::new(), String::new(), 0));
+            let label = format!("{} {}", component.role, component.name);
+            if i64::from(component.restarts) > old_restarts {
+                let message = format!(
+                    "{label} died and was restarted by the agent ({} restart(s) so far)",
+                    component.restarts
+                );
+                self.insert_event(
+                    &mut transaction,
+                    "component.restarted",
+                    &component.cluster,
+                    &host.name,
+                    &actor,
+                    &message,
+                )
+                .await?;
+            }
+            if !component.last_error.is_empty() && component.last_error != old_error {
+                let message = format!("{label}: {}", component.last_error);
+                self.insert_event(
+                    &mut transaction,
+                    "component.error",
+                    &component.cluster,
+                    &host.name,
+                    &actor,
+                    &message,
+                )
+                .await?;
+            }
+            if component.state != old_state && component.state == "running" && component.healthy {
+                let message = format!("{label} is running and healthy");
+                self.insert_event(
+                    &mut transaction,
+                    "component.running",
+                    &component.cluster,
+                    &host.name,
+                    &actor,
+                    &message,
+                )
+                .await?;
+            }
+        }
+
+        for task in &report.bootstrap {
+            let sql = self.sql(
+                "SELECT b.cluster_id, b.host_name, b.done, b.last_error FROM bootstrap_tasks b
+                 JOIN clusters c ON c.id = b.cluster_id WHERE c.name = $1 AND b.task = $2",
+            );
+            let Some(row) = sqlx::query(&sql)
+                .bind(&task.cluster)
+                .bind(task.task.as_str())
+                .fetch_optional(&mut **transaction)
+                .await
+                .map_err(database("read a bootstrap task"))?
+            else {
+                continue;
+            };
+            let read = || database("read a bootstrap task");
+            let cluster_id: String = row.try_get("cluster_id").map_err(read())?;
+            let assigned_to: String = row.try_get("host_name").map_err(read())?;
+            let was_done = row.try_get::<i64, _>("done").map_err(read())? != 0;
+            let old_error: String = row.try_get("last_error").map_err(read())?;
+            if assigned_to != host.name || was_done {
+                continue;
+            }
+            if task.done {
+                let sql = self.sql(
+                    "UPDATE bootstrap_tasks SET done = 1, last_error = '', updated_at = $1
+                     WHERE cluster_id = $2 AND task = $3 AND done = 0",
+                );
+                let updated = sqlx::query(&sql)
+                    .bind(now)
+                    .bind(&cluster_id)
+                    .bind(task.task.as_str())
+                    .execute(&mut **transaction)
+                    .await
+                    .map_err(database("record a bootstrap task"))?;
+                if updated.rows_affected() == 1 {
+                    self.bump_cluster_hosts(&mut transaction, &cluster_id)
+                        .await?;
+                    let message =
+                        format!("bootstrap task `zato create {}` done", task.task.as_str());
+                    self.insert_event(
+                        &mut transaction,
+                        "bootstrap.done",
+                        &task.cluster,
+                        &host.name,
+                        &actor,
+                        &message,
+                    )
+                    .await?;
+                }
+            } else if !task.last_error.is_empty() && task.last_error != old_error {
+                let sql = self.sql(
+                    "UPDATE bootstrap_tasks SET last_error = $1, updated_at = $2
+                     WHERE cluster_id = $3 AND task = $4",
+                );
+                sqlx::query(&sql)
+                    .bind(&task.last_error)
+                    .bind(now)
+                    .bind(&cluster_id)
+                    .bind(task.task.as_str())
+                    .execute(&mut **transaction)
+                    .await
+                    .map_err(database("record a bootstrap task"))?;
+                let message = format!(
+                    "bootstrap task `zato create {}` failed: {}",
+                    task.task.as_str(),
+                    task.last_error
+                );
+                self.insert_event(
+                    &mut transaction,
+                    "bootstrap.failed",
+                    &task.cluster,
+                    &host.name,
+                    &actor,
+                    &message,
+                )
+                .await?;
+            }
+        }
+        let generation = self
+            .host_in(&mut **transaction, "id", host_id)
+            .await?
+            .map(|host| host.generation)
+            .unwrap_or(host.generation);
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a heartbeat"))?;
+        Ok(generation)
+    }
+
+    async fn mark_stale_hosts_down(
+        &self,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let cutoff = now_ms - ttl_ms;
+        let sql = self.sql(
+            "SELECT id, name, last_seen_at FROM hosts WHERE state = 'up' AND last_seen_at < $1",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(cutoff)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("find silent hosts"))?;
+        let mut marked = Vec::new();
+        for row in rows {
+            let read = || database("find silent hosts");
+            let id: String = row.try_get("id").map_err(read())?;
+            let name: String = row.try_get("name").map_err(read())?;
+            let last_seen: i64 = row.try_get("last_seen_at").map_err(read())?;
+            let mut transaction = self.begin_write().await?;
+            let update = self.sql(
+                "UPDATE hosts SET state = 'down' WHERE id = $1 AND state = 'up' AND last_seen_at < $2",
+            );
+            let updated = sqlx::query(&update)
+                .bind(&id)
+                .bind(cutoff)
+                .execute(&mut **transaction)
+                .await
+                .map_err(database("mark a host down"))?;
+            if updated.rows_affected() == 1 {
+                let message = format!(
+                    "host marked down: no heartbeat for {}s (TTL {}s)",
+                    (now_ms - last_seen) / 1000,
+                    ttl_ms / 1000
+                );
+                let actor = Actor("coordinator".to_owned());
+                self.insert_event(&mut transaction, "host.down", "", &name, &actor, &message)
+                    .await?;
+                marked.push(name);
+            }
+            transaction
+                .commit()
+                .await
+                .map_err(database("commit a host's state"))?;
+        }
+        Ok(marked)
     }
 
     async fn list_events(

@@ -1,0 +1,314 @@
+//! `AgentService`: what agents call. `Enroll` is authenticated by a join token; every other call by
+//! the host's client certificate (mTLS, verified against the coordinator's CA by rustls), whose
+//! subject names the host. A host reads and reports only for itself, and a host that was removed is
+//! refused even while its certificate is still valid.
+//!
+//! Each `WatchDesiredState` stream is one task: it sends the current desired state at once, then
+//! waits for a local change notification or the poll interval (which is how it sees changes made
+//! through other coordinators), and sends again whenever the host's generation moved.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster_proto::v1::agent_service_server::AgentService;
+use muster_proto::v1::{self, BootstrapKind, Role};
+use muster_proto::{ApiError, token, validate};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::admin::api_error;
+use crate::pki::{self, CertifiedKey};
+use crate::secrets;
+use crate::store::{BootstrapReport, BootstrapTask, ComponentStatus, NewHost, StatusReport, Store};
+
+/// How often a watch checks the host's generation when nothing woke it.
+pub const WATCH_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Enrollments handled at once; more are answered UNAVAILABLE so agents back off and retry.
+pub const MAX_CONCURRENT_ENROLLMENTS: usize = 16;
+
+pub struct AgentApi {
+    store: Arc<dyn Store>,
+    ca: Arc<CertifiedKey>,
+    host_certificate_ttl: Duration,
+    changes: Arc<Notify>,
+    enrollments: Arc<Semaphore>,
+    shutdown: CancellationToken,
+}
+
+impl AgentApi {
+    pub fn new(
+        store: Arc<dyn Store>,
+        ca: Arc<CertifiedKey>,
+        host_certificate_ttl: Duration,
+        changes: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        AgentApi {
+            store,
+            ca,
+            host_certificate_ttl,
+            changes,
+            enrollments: Arc::new(Semaphore::new(MAX_CONCURRENT_ENROLLMENTS)),
+            shutdown,
+        }
+    }
+
+    /// The host the client certificate names, if that host is still enrolled.
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<String, ApiError> {
+        let certificates = request.peer_certs().ok_or_else(|| {
+            ApiError::Unauthenticated(
+                "this call needs the host's client certificate; enroll first".to_owned(),
+            )
+        })?;
+        let leaf = certificates.first().ok_or_else(|| {
+            ApiError::Unauthenticated("no client certificate was presented".to_owned())
+        })?;
+        let host_id = pki::host_id_from_certificate(leaf.as_ref())
+            .map_err(|error| ApiError::PermissionDenied(error.to_string()))?;
+        match self.store.get_host_by_id(&host_id).await {
+            Ok(_) => Ok(host_id),
+            Err(crate::store::StoreError::NotFound { .. }) => Err(ApiError::PermissionDenied(
+                format!("host {host_id} is no longer enrolled"),
+            )),
+            Err(error) => Err(api_error(error)),
+        }
+    }
+
+    fn sign(&self, csr_pem: &str, host_id: &str) -> Result<String, ApiError> {
+        pki::sign_host_csr(&self.ca, csr_pem, host_id, self.host_certificate_ttl).map_err(|error| {
+            ApiError::InvalidArgument(format!("{}: {}", error, crate::error_chain(&error)))
+        })
+    }
+}
+
+/// Refuses a request about a host other than the authenticated one.
+fn same_host(authenticated: &str, asked: &str) -> Result<(), ApiError> {
+    if asked.is_empty() || asked == authenticated {
+        return Ok(());
+    }
+    Err(ApiError::PermissionDenied(format!(
+        "host {authenticated} may not act for host {asked}"
+    )))
+}
+
+/// Renders the desired state at one generation: if the generation moved while rendering, again.
+async fn render_consistent(store: &dyn Store, host_id: &str) -> Result<v1::DesiredState, ApiError> {
+    let mut attempts = 0;
+    loop {
+        let inputs = store.plan_inputs(host_id).await.map_err(api_error)?;
+        let rendered = crate::planner::render(&inputs);
+        let now = store.host_generation(host_id).await.map_err(api_error)?;
+        attempts += 1;
+        if now == Some(rendered.generation) || attempts >= 5 {
+            return Ok(rendered);
+        }
+    }
+}
+
+/// Error text from an agent, made safe to store and show: at most 1024 characters, no control
+/// characters.
+fn clean_text(text: &str) -> String {
+    text.chars()
+        .filter(|character| !character.is_control())
+        .take(1024)
+        .collect()
+}
+
+fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiError> {
+    validate::name("cluster name", &status.cluster)?;
+    validate::name("component name", &status.name)?;
+    let role = match Role::try_from(status.role) {
+        Ok(Role::Unspecified) | Err(_) => {
+            return Err(ApiError::InvalidArgument(format!(
+                "unknown role {}",
+                status.role
+            )));
+        }
+        Ok(role) => role,
+    };
+    Ok(ComponentStatus {
+        cluster: status.cluster,
+        role,
+        name: status.name,
+        state: clean_text(&status.state).chars().take(32).collect(),
+        healthy: status.healthy,
+        last_error: clean_text(&status.last_error),
+        restarts: status.restarts,
+    })
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    type WatchDesiredStateStream = ReceiverStream<Result<v1::DesiredState, Status>>;
+
+    async fn enroll(
+        &self,
+        request: Request<v1::EnrollRequest>,
+    ) -> Result<Response<v1::EnrollResponse>, Status> {
+        let _permit = self.enrollments.clone().try_acquire_owned().map_err(|_| {
+            ApiError::Unavailable("too many enrollments at once; retry with backoff".to_owned())
+        })?;
+        let request = request.into_inner();
+        let (token_id, secret) =
+            token::parse_join_credential(&request.token).map_err(ApiError::from)?;
+        validate::name("host name", &request.host_name).map_err(ApiError::from)?;
+        validate::host("advertise address", &request.advertise_address).map_err(ApiError::from)?;
+        for (key, value) in &request.labels {
+            validate::name("label key", key).map_err(ApiError::from)?;
+            validate::description("label value", value).map_err(ApiError::from)?;
+        }
+        // A CSR that does not parse must not use up the token.
+        rcgen::CertificateSigningRequestParams::from_pem(&request.csr_pem).map_err(|_| {
+            ApiError::InvalidArgument("the certificate signing request is not valid".to_owned())
+        })?;
+        let new = NewHost {
+            id: secrets::random_hex(token::ID_LEN / 2)
+                .map_err(|error| ApiError::Internal(error.to_string()))?,
+            name: request.host_name,
+            advertise_address: request.advertise_address,
+            labels: request.labels.into_iter().collect(),
+        };
+        let (host, join_token) = self
+            .store
+            .enroll_host(&token_id, &secrets::sha256_hex(secret.as_bytes()), new)
+            .await
+            .map_err(api_error)?;
+        let certificate_pem = self.sign(&request.csr_pem, &host.id)?;
+        self.changes.notify_waiters();
+        tracing::info!(host = %host.name, host_id = %host.id, token = %join_token.id, cluster = %join_token.cluster, "host enrolled");
+        Ok(Response::new(v1::EnrollResponse {
+            host_id: host.id,
+            certificate_pem,
+            ca_certificate_pem: self.ca.certificate_pem.clone(),
+        }))
+    }
+
+    async fn watch_desired_state(
+        &self,
+        request: Request<v1::WatchDesiredStateRequest>,
+    ) -> Result<Response<Self::WatchDesiredStateStream>, Status> {
+        let host_id = self.authenticate(&request).await?;
+        same_host(&host_id, &request.get_ref().host_id)?;
+        let (sender, receiver) = mpsc::channel(4);
+        let store = self.store.clone();
+        let changes = self.changes.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut sent: Option<u64> = None;
+            let mut failing = false;
+            loop {
+                // Registered before the generation is read, so a change committed meanwhile
+                // still wakes this loop.
+                let changed = changes.notified();
+                match store.host_generation(&host_id).await {
+                    Ok(None) => {
+                        let status = Status::permission_denied(format!(
+                            "host {host_id} is no longer enrolled"
+                        ));
+                        let _ = sender.send(Err(status)).await;
+                        return;
+                    }
+                    Ok(Some(generation)) if sent != Some(generation) => {
+                        match render_consistent(store.as_ref(), &host_id).await {
+                            Ok(state) => {
+                                let generation = state.generation;
+                                if sender.send(Ok(state)).await.is_err() {
+                                    return;
+                                }
+                                sent = Some(generation);
+                                failing = false;
+                            }
+                            Err(error) if !failing => {
+                                tracing::warn!(host_id = %host_id, error = %error, "cannot render a desired state; will retry");
+                                failing = true;
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Err(error) if !failing => {
+                        tracing::warn!(host_id = %host_id, error = %crate::error_chain(&error), "cannot read a host's generation; will retry");
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+                // Every arm is cancel-safe: each only waits, and the loop re-reads the generation.
+                tokio::select! {
+                    () = changed => {}
+                    () = tokio::time::sleep(WATCH_POLL_INTERVAL) => {}
+                    () = sender.closed() => return,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn report_status(
+        &self,
+        request: Request<v1::ReportStatusRequest>,
+    ) -> Result<Response<v1::ReportStatusResponse>, Status> {
+        let host_id = self.authenticate(&request).await?;
+        let request = request.into_inner();
+        same_host(&host_id, &request.host_id)?;
+        validate::host("advertise address", &request.advertise_address).map_err(ApiError::from)?;
+        let components = request
+            .components
+            .into_iter()
+            .map(component_status)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut bootstrap = Vec::new();
+        for task in request.bootstrap {
+            validate::name("cluster name", &task.cluster).map_err(ApiError::from)?;
+            let kind = match BootstrapKind::try_from(task.kind) {
+                Ok(BootstrapKind::Odb) => BootstrapTask::Odb,
+                Ok(BootstrapKind::Cluster) => BootstrapTask::Cluster,
+                _ => {
+                    return Err(ApiError::InvalidArgument(format!(
+                        "unknown bootstrap task {}",
+                        task.kind
+                    ))
+                    .into());
+                }
+            };
+            bootstrap.push(BootstrapReport {
+                cluster: task.cluster,
+                task: kind,
+                done: task.done,
+                last_error: clean_text(&task.last_error),
+            });
+        }
+        let finished_bootstrap = bootstrap.iter().any(|task| task.done);
+        let report = StatusReport {
+            applied_generation: request.applied_generation,
+            advertise_address: request.advertise_address,
+            components,
+            bootstrap,
+        };
+        let desired_generation = self
+            .store
+            .record_status(&host_id, report)
+            .await
+            .map_err(api_error)?;
+        if finished_bootstrap {
+            self.changes.notify_waiters();
+        }
+        Ok(Response::new(v1::ReportStatusResponse {
+            desired_generation,
+        }))
+    }
+
+    async fn renew_certificate(
+        &self,
+        request: Request<v1::RenewCertificateRequest>,
+    ) -> Result<Response<v1::RenewCertificateResponse>, Status> {
+        let host_id = self.authenticate(&request).await?;
+        let certificate_pem = self.sign(&request.get_ref().csr_pem, &host_id)?;
+        tracing::info!(host_id = %host_id, "host certificate renewed");
+        Ok(Response::new(v1::RenewCertificateResponse {
+            certificate_pem,
+        }))
+    }
+}

@@ -1,0 +1,157 @@
+//! The planner: renders what one host must run from the store's facts ([`PlanInputs`]).
+//!
+//! Rules, for each cluster the host has a component in:
+//! - until both bootstrap tasks (`zato create odb`, then `zato create cluster`) are done, the
+//!   cluster's components are withheld everywhere, and the chosen bootstrap host gets the tasks;
+//! - a server gets the scheduler's address when the cluster's scheduler is on an enrolled host;
+//! - the scheduler gets the address of the cluster's first server (by name) on an enrolled host;
+//! - each component gets only the secrets its role needs.
+//!
+//! The render depends only on assignments, enrolled hosts and their addresses, bootstrap progress
+//! and the clusters; every change to one of those bumps the affected hosts' generations.
+
+use muster_proto::v1::{self, BootstrapKind, Role};
+
+use crate::store::{Assignment, BootstrapTask, Cluster, ClusterSecrets, PlanInputs};
+
+fn odb_message(cluster: &Cluster) -> v1::OdbSettings {
+    v1::OdbSettings {
+        odb_type: cluster.odb.odb_type as i32,
+        host: cluster.odb.host.clone(),
+        port: u32::from(cluster.odb.port),
+        user: cluster.odb.user.clone(),
+        db_name: cluster.odb.db_name.clone(),
+        postgresql_schema: cluster.odb.postgresql_schema.clone(),
+    }
+}
+
+/// A password for one of the API clients that servers and the scheduler share, derived from the
+/// cluster's secret key so both sides get the same value without another stored secret.
+fn derived_password(secrets: &ClusterSecrets, purpose: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secrets.secret_key.as_bytes());
+    hex::encode(&ring::hmac::sign(&key, purpose.as_bytes()).as_ref()[..16])
+}
+
+fn secrets_for(role: Role, secrets: &ClusterSecrets) -> v1::ComponentSecrets {
+    let api_passwords = || {
+        (
+            derived_password(secrets, "scheduler-api-client-for-server"),
+            derived_password(secrets, "server-api-client-for-scheduler"),
+        )
+    };
+    match role {
+        Role::Server => {
+            let (scheduler_api, server_api) = api_passwords();
+            v1::ComponentSecrets {
+                odb_password: secrets.odb_password.clone(),
+                secret_key: secrets.secret_key.clone(),
+                jwt_secret: secrets.jwt_secret.clone(),
+                scheduler_api_password: scheduler_api,
+                server_api_password: server_api,
+                ..Default::default()
+            }
+        }
+        Role::Scheduler => {
+            let (scheduler_api, server_api) = api_passwords();
+            v1::ComponentSecrets {
+                odb_password: secrets.odb_password.clone(),
+                secret_key: secrets.secret_key.clone(),
+                scheduler_api_password: scheduler_api,
+                server_api_password: server_api,
+                ..Default::default()
+            }
+        }
+        Role::WebAdmin => v1::ComponentSecrets {
+            odb_password: secrets.odb_password.clone(),
+            admin_invoke_password: secrets.admin_invoke_password.clone(),
+            ..Default::default()
+        },
+        Role::LoadBalancer | Role::Unspecified => v1::ComponentSecrets::default(),
+    }
+}
+
+fn address_of(inputs: &PlanInputs, assignment: &Assignment) -> Option<String> {
+    let host = inputs.hosts.get(&assignment.host)?;
+    Some(format!(
+        "http://{}:{}",
+        host.advertise_address, assignment.port
+    ))
+}
+
+fn peers(inputs: &PlanInputs, assignment: &Assignment) -> Vec<String> {
+    let in_cluster = inputs
+        .assignments
+        .iter()
+        .filter(|other| other.cluster == assignment.cluster);
+    let wanted = match assignment.role {
+        Role::Server => Role::Scheduler,
+        Role::Scheduler => Role::Server,
+        _ => return Vec::new(),
+    };
+    let mut candidates: Vec<&Assignment> =
+        in_cluster.filter(|other| other.role == wanted).collect();
+    candidates.sort_by(|left, right| left.name.cmp(&right.name));
+    candidates
+        .into_iter()
+        .find_map(|peer| address_of(inputs, peer))
+        .into_iter()
+        .collect()
+}
+
+/// What `inputs.host` must run, at `inputs.host.generation`.
+pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
+    let mut components = Vec::new();
+    let mut bootstrap_tasks = Vec::new();
+    for (cluster_name, (cluster, secrets)) in &inputs.clusters {
+        let tasks: Vec<_> = inputs
+            .bootstrap
+            .iter()
+            .filter(|task| &task.cluster == cluster_name)
+            .collect();
+        let bootstrapped =
+            tasks.len() == BootstrapTask::ALL.len() && tasks.iter().all(|task| task.done);
+        if !bootstrapped {
+            for task in tasks
+                .iter()
+                .filter(|task| task.host == inputs.host.name && !task.done)
+            {
+                let kind = match task.task {
+                    BootstrapTask::Odb => BootstrapKind::Odb,
+                    BootstrapTask::Cluster => BootstrapKind::Cluster,
+                };
+                bootstrap_tasks.push(v1::BootstrapTask {
+                    cluster: cluster_name.clone(),
+                    kind: kind as i32,
+                    odb: Some(odb_message(cluster)),
+                    secrets: Some(v1::ComponentSecrets {
+                        odb_password: secrets.odb_password.clone(),
+                        secret_key: secrets.secret_key.clone(),
+                        admin_invoke_password: secrets.admin_invoke_password.clone(),
+                        ..Default::default()
+                    }),
+                });
+            }
+            continue;
+        }
+        let mine = inputs.assignments.iter().filter(|assignment| {
+            &assignment.cluster == cluster_name && assignment.host == inputs.host.name
+        });
+        for assignment in mine {
+            components.push(v1::Component {
+                role: assignment.role as i32,
+                name: assignment.name.clone(),
+                cluster: cluster_name.clone(),
+                port: u32::from(assignment.port),
+                odb: Some(odb_message(cluster)),
+                peer_addresses: peers(inputs, assignment),
+                secrets: Some(secrets_for(assignment.role, secrets)),
+            });
+        }
+    }
+    v1::DesiredState {
+        host_id: inputs.host.id.clone(),
+        generation: inputs.host.generation,
+        components,
+        bootstrap_tasks,
+    }
+}
