@@ -1,0 +1,300 @@
+//! The agent's configuration: a TOML file (`--config`, default `/etc/muster/agent.toml`), then the
+//! environment (`MUSTER_AGENT_*`), then flags; then [`RawConfig::validate`], whose errors name the
+//! file and the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use muster_proto::validate;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: {key} = {value:?}: {reason}")]
+    Invalid {
+        origin: String,
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("{origin}: {key} is required")]
+    Missing { origin: String, key: &'static str },
+}
+
+/// Every key the file may hold; unknown keys are refused by name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The coordinator's gRPC URL, `https://HOST[:PORT]`.
+    pub coordinator: Option<String>,
+    /// A join token, used on the first start only (when the state directory holds no identity).
+    pub token: Option<String>,
+    /// This host's name in the cluster; `None` means the system's host name.
+    pub host_name: Option<String>,
+    /// The address other hosts reach this one at; `None` means the host name.
+    pub advertise_address: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Where the identity (key, certificate) and the ledger live; `None` means
+    /// `/var/lib/muster-agent`.
+    pub state_dir: Option<PathBuf>,
+    /// The `zato` command; `None` means `zato` from `PATH`.
+    pub zato_bin: Option<PathBuf>,
+    /// Where components are created; `None` means `/opt/zato`.
+    pub components_dir: Option<PathBuf>,
+    /// The user Zato commands run as; `None` or empty means the agent's own.
+    pub run_as: Option<String>,
+    /// How often to report, e.g. `5s`; `None` means 5 s.
+    pub heartbeat_interval: Option<String>,
+}
+
+impl RawConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: error.message().to_owned()
+                + &error
+                    .span()
+                    .map(|span| {
+                        format!(
+                            " (at line {})",
+                            text[..span.start].matches('\n').count() + 1
+                        )
+                    })
+                    .unwrap_or_default(),
+        })
+    }
+
+    /// Every key set in `other` replaces this one's.
+    pub fn overlay(self, other: RawConfig) -> Self {
+        RawConfig {
+            coordinator: other.coordinator.or(self.coordinator),
+            token: other.token.or(self.token),
+            host_name: other.host_name.or(self.host_name),
+            advertise_address: other.advertise_address.or(self.advertise_address),
+            labels: other.labels.or(self.labels),
+            state_dir: other.state_dir.or(self.state_dir),
+            zato_bin: other.zato_bin.or(self.zato_bin),
+            components_dir: other.components_dir.or(self.components_dir),
+            run_as: other.run_as.or(self.run_as),
+            heartbeat_interval: other.heartbeat_interval.or(self.heartbeat_interval),
+        }
+    }
+
+    pub fn validate(&self, origin: &str) -> Result<AgentConfig, ConfigError> {
+        let invalid = |key: &'static str, value: &str, reason: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key,
+            value: value.to_owned(),
+            reason,
+        };
+        let coordinator = self
+            .coordinator
+            .clone()
+            .ok_or_else(|| ConfigError::Missing {
+                origin: origin.to_owned(),
+                key: "coordinator",
+            })?;
+        let parsed = url::Url::parse(&coordinator)
+            .map_err(|error| invalid("coordinator", &coordinator, error.to_string()))?;
+        if parsed.scheme() != "https" || parsed.host_str().is_none() {
+            return Err(invalid(
+                "coordinator",
+                &coordinator,
+                "expected https://HOST[:PORT]; the coordinator speaks TLS only".to_owned(),
+            ));
+        }
+        let host_name = match &self.host_name {
+            Some(name) => name.clone(),
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|name| name.into_string().ok())
+                .unwrap_or_default(),
+        };
+        validate::name("host_name", &host_name)
+            .map_err(|error| invalid("host_name", &host_name, error.reason.to_owned()))?;
+        let advertise_address = self
+            .advertise_address
+            .clone()
+            .unwrap_or_else(|| host_name.clone());
+        validate::host("advertise_address", &advertise_address).map_err(|error| {
+            invalid(
+                "advertise_address",
+                &advertise_address,
+                error.reason.to_owned(),
+            )
+        })?;
+        let labels = self.labels.clone().unwrap_or_default();
+        for (key, value) in &labels {
+            validate::name("labels key", key)
+                .map_err(|error| invalid("labels", key, error.reason.to_owned()))?;
+            validate::description("labels value", value)
+                .map_err(|error| invalid("labels", value, error.reason.to_owned()))?;
+        }
+        if let Some(token) = &self.token {
+            muster_proto::token::JoinToken::parse(token)
+                .map_err(|error| invalid("token", "<not shown>", error.reason))?;
+        }
+        let run_as = self.run_as.clone().filter(|user| !user.is_empty());
+        if let Some(user) = &run_as {
+            validate::name("run_as", user)
+                .map_err(|error| invalid("run_as", user, error.reason.to_owned()))?;
+        }
+        let heartbeat_text = self
+            .heartbeat_interval
+            .clone()
+            .unwrap_or_else(|| "5s".to_owned());
+        let heartbeat_interval = humantime::parse_duration(&heartbeat_text)
+            .map_err(|error| invalid("heartbeat_interval", &heartbeat_text, error.to_string()))?;
+        if heartbeat_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "heartbeat_interval",
+                &heartbeat_text,
+                "must be at least 100ms".to_owned(),
+            ));
+        }
+        let components_dir = self
+            .components_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/opt/zato"));
+        if !components_dir.is_absolute() {
+            return Err(invalid(
+                "components_dir",
+                &components_dir.display().to_string(),
+                "must be an absolute path".to_owned(),
+            ));
+        }
+        let state_dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/muster-agent"));
+        Ok(AgentConfig {
+            coordinator,
+            token: self.token.clone(),
+            host_name,
+            advertise_address,
+            labels,
+            state_dir,
+            zato_bin: self
+                .zato_bin
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("zato")),
+            components_dir,
+            run_as,
+            heartbeat_interval,
+        })
+    }
+}
+
+/// A validated configuration.
+#[derive(Clone)]
+pub struct AgentConfig {
+    pub coordinator: String,
+    /// Only for the first start; never logged.
+    pub token: Option<String>,
+    pub host_name: String,
+    pub advertise_address: String,
+    pub labels: BTreeMap<String, String>,
+    pub state_dir: PathBuf,
+    pub zato_bin: PathBuf,
+    pub components_dir: PathBuf,
+    /// `None` means the agent's own user.
+    pub run_as: Option<String>,
+    pub heartbeat_interval: Duration,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AgentConfig")
+            .field("coordinator", &self.coordinator)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("host_name", &self.host_name)
+            .field("advertise_address", &self.advertise_address)
+            .field("state_dir", &self.state_dir)
+            .field("zato_bin", &self.zato_bin)
+            .field("components_dir", &self.components_dir)
+            .field("run_as", &self.run_as)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        RawConfig::from_file(&path)
+    }
+
+    #[test]
+    fn a_good_file_validates_with_defaults() {
+        let raw = parse("coordinator = \"https://coord:17300\"\nhost_name = \"app-1\"\n").unwrap();
+        let config = raw.validate("agent.toml").unwrap();
+        assert_eq!(config.advertise_address, "app-1");
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(config.components_dir, PathBuf::from("/opt/zato"));
+        assert_eq!(config.run_as, None);
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_named() {
+        let error = parse("coordinator = \"https://c\"\nhostname = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unknown field `hostname`") && error.contains("line 2"),
+            "{error}"
+        );
+        let bad = [
+            (
+                "coordinator = \"http://c\"\nhost_name = \"a\"",
+                "coordinator",
+            ),
+            (
+                "coordinator = \"https://c\"\nhost_name = \"a b\"",
+                "host_name = \"a b\"",
+            ),
+            (
+                "coordinator = \"https://c\"\nhost_name = \"a\"\nadvertise_address = \"x;y\"",
+                "advertise_address",
+            ),
+            (
+                "coordinator = \"https://c\"\nhost_name = \"a\"\nheartbeat_interval = \"soon\"",
+                "heartbeat_interval",
+            ),
+            (
+                "coordinator = \"https://c\"\nhost_name = \"a\"\ncomponents_dir = \"zato\"",
+                "components_dir",
+            ),
+            (
+                "coordinator = \"https://c\"\nhost_name = \"a\"\ntoken = \"K10xyz::secret\"",
+                "token = \"<not shown>\"",
+            ),
+        ];
+        for (text, expected) in bad {
+            let error = parse(text)
+                .unwrap()
+                .validate("agent.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(!error.contains("K10xyz"), "a token is never shown: {error}");
+        }
+    }
+}

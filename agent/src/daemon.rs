@@ -1,0 +1,408 @@
+//! `muster-agent run`: the tasks described in the crate's documentation, wired together.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use muster_proto::v1::agent_service_client::AgentServiceClient;
+use muster_proto::v1::{DesiredState, ReportStatusRequest, WatchDesiredStateRequest};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::config::AgentConfig;
+use crate::identity::{self, Enrollment, Identity, IdentityError};
+use crate::ledger::{Decision, Ledger, LedgerError};
+use crate::reconcile::{HostStatus, PROBE_INTERVAL, Reconciler};
+use crate::zato::{self, RunAs, Zato};
+
+const RECONNECT_FLOOR: Duration = Duration::from_millis(200);
+const RECONNECT_CEILING: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Zato(#[from] zato::ZatoError),
+}
+
+/// Full-jitter backoff for reconnecting: random in [0, min(ceiling, floor * 2^attempt)].
+fn reconnect_delay(attempt: u32) -> Duration {
+    let cap = RECONNECT_FLOOR
+        .saturating_mul(1 << attempt.min(16))
+        .min(RECONNECT_CEILING);
+    let mut byte = [0u8; 1];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
+    cap.mul_f64(f64::from(byte[0]) / 255.0)
+}
+
+/// Waits `delay` unless shutdown comes first; says whether to go on.
+async fn pause(delay: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = shutdown.cancelled() => false,
+    }
+}
+
+fn enrollment(config: &AgentConfig) -> Enrollment {
+    Enrollment {
+        coordinator: config.coordinator.clone(),
+        host_name: config.host_name.clone(),
+        advertise_address: config.advertise_address.clone(),
+        labels: config.labels.clone(),
+        requested_roles: Vec::new(),
+    }
+}
+
+/// The stored identity, or a new one from the config's join token. While the coordinator cannot
+/// be reached, enrollment is retried; a refused token ends it.
+async fn identity_for(
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+) -> Result<Option<Identity>, DaemonError> {
+    if let Some(identity) = Identity::load(&config.state_dir)? {
+        return Ok(Some(identity));
+    }
+    let Some(token) = &config.token else {
+        return Err(IdentityError::NotEnrolled(config.state_dir.display().to_string()).into());
+    };
+    let mut attempt = 0;
+    loop {
+        match identity::enroll(&config.state_dir, &enrollment(config), token).await {
+            Ok(identity) => {
+                tracing::info!(host = %config.host_name, host_id = %identity.host_id, "enrolled");
+                return Ok(Some(identity));
+            }
+            Err(IdentityError::Unreachable { url, detail }) => {
+                attempt += 1;
+                tracing::warn!(coordinator = %url, error = %detail, attempt, "cannot reach the coordinator to enroll; retrying");
+                if !pause(reconnect_delay(attempt), shutdown).await {
+                    return Ok(None);
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Runs the agent until `shutdown`; leaves the components running.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    let run_as = config.run_as.as_deref().map(RunAs::lookup).transpose()?;
+    let Some(identity) = identity_for(&config, &shutdown).await? else {
+        return Ok(());
+    };
+    let ledger = Ledger::open(&config.state_dir, &identity.host_id)?;
+    if let Some(held) = ledger.current() {
+        tracing::info!(
+            generation = held.generation,
+            components = held.components.len(),
+            "starting from the ledger"
+        );
+    }
+    let (desired_sender, desired_receiver) = watch::channel(ledger.current().cloned());
+    let (status_sender, status_receiver) = watch::channel(HostStatus::default());
+    let (channel_sender, channel_receiver) = watch::channel(identity.channel(&config.coordinator)?);
+
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(watch_desired_state(
+        channel_receiver.clone(),
+        ledger,
+        desired_sender,
+        shutdown.clone(),
+    ));
+    tasks.spawn(heartbeat(
+        channel_receiver.clone(),
+        status_receiver,
+        config.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(renew_certificate(
+        identity,
+        config.clone(),
+        channel_receiver,
+        channel_sender,
+        shutdown.clone(),
+    ));
+    let progress = Arc::new(AtomicU64::new(now_seconds()));
+    tasks.spawn(watchdog(progress.clone(), shutdown.clone()));
+    tasks.close();
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(host = %config.host_name, coordinator = %config.coordinator, "agent running");
+
+    let zato = Zato {
+        bin: config.zato_bin.clone(),
+        run_as,
+    };
+    let mut reconciler = Reconciler::new(zato, config.components_dir.clone(), &config.state_dir);
+    reconcile_loop(
+        &mut reconciler,
+        desired_receiver,
+        &status_sender,
+        &progress,
+        &shutdown,
+    )
+    .await;
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tasks.wait().await;
+    tracing::info!("agent stopped; components left running");
+    Ok(())
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default()
+}
+
+async fn reconcile_loop(
+    reconciler: &mut Reconciler,
+    mut desired: watch::Receiver<Option<DesiredState>>,
+    status: &watch::Sender<HostStatus>,
+    progress: &AtomicU64,
+    shutdown: &CancellationToken,
+) {
+    let mut wake_after = Duration::ZERO;
+    let mut last_status_text = String::new();
+    loop {
+        tokio::select! {
+            // Cancel-safe: `changed` only waits; the state is read after the select.
+            changed = desired.changed() => if changed.is_err() { return },
+            // Cancel-safe: a timer.
+            () = tokio::time::sleep(wake_after) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let Some(state) = desired.borrow_and_update().clone() else {
+            wake_after = PROBE_INTERVAL;
+            progress.store(now_seconds(), Ordering::Relaxed);
+            continue;
+        };
+        let outcome = tokio::select! {
+            outcome = reconciler.pass(&state) => outcome,
+            // Leaving a pass midway is safe: a `zato create` in flight goes on and is adopted or
+            // cleaned up by the next start (see `reconcile`).
+            () = shutdown.cancelled() => return,
+        };
+        let (host_status, next) = outcome;
+        wake_after = next;
+        progress.store(now_seconds(), Ordering::Relaxed);
+        let healthy = host_status
+            .components
+            .iter()
+            .filter(|component| component.healthy)
+            .count();
+        let text = format!(
+            "generation {}: {} component(s), {healthy} healthy",
+            host_status.applied_generation,
+            host_status.components.len()
+        );
+        if text != last_status_text {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&text)]);
+            tracing::info!(status = %text, "host status");
+            last_status_text = text;
+        }
+        status.send_if_modified(|current| {
+            if *current == host_status {
+                return false;
+            }
+            *current = host_status;
+            true
+        });
+    }
+}
+
+/// Pings systemd's watchdog at half its interval while the reconcile loop makes progress (a pass
+/// may run a `zato` command for up to its timeout, so progress is judged against that bound).
+async fn watchdog(progress: Arc<AtomicU64>, shutdown: CancellationToken) {
+    let mut microseconds = 0;
+    if !sd_notify::watchdog_enabled(false, &mut microseconds) || microseconds == 0 {
+        return;
+    }
+    let interval = Duration::from_micros(microseconds) / 2;
+    let stalled_after = zato::COMMAND_TIMEOUT + Duration::from_secs(60);
+    loop {
+        if !pause(interval, &shutdown).await {
+            return;
+        }
+        let last = progress.load(Ordering::Relaxed);
+        if now_seconds().saturating_sub(last) < stalled_after.as_secs() {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        } else {
+            tracing::error!("the reconcile loop has made no progress; not pinging the watchdog");
+        }
+    }
+}
+
+async fn watch_desired_state(
+    channel: watch::Receiver<Channel>,
+    mut ledger: Ledger,
+    desired: watch::Sender<Option<DesiredState>>,
+    shutdown: CancellationToken,
+) {
+    let mut attempt = 0u32;
+    loop {
+        let mut client = AgentServiceClient::new(channel.borrow().clone());
+        let request = WatchDesiredStateRequest {
+            known_generation: ledger.generation(),
+            host_id: String::new(),
+        };
+        let opened = tokio::select! {
+            opened = client.watch_desired_state(request) => opened,
+            () = shutdown.cancelled() => return,
+        };
+        match opened {
+            Ok(response) => {
+                if attempt > 0 {
+                    tracing::info!("connected to the coordinator again");
+                }
+                attempt = 0;
+                let mut stream = response.into_inner();
+                loop {
+                    let message = tokio::select! {
+                        // Cancel-safe: `message` only waits for the next frame.
+                        message = stream.message() => message,
+                        () = shutdown.cancelled() => return,
+                    };
+                    match message {
+                        Ok(Some(state)) => accept(&mut ledger, state, &desired),
+                        Ok(None) => {
+                            tracing::warn!("the coordinator closed the watch; reconnecting");
+                            break;
+                        }
+                        Err(status) => {
+                            tracing::warn!(code = ?status.code(), error = %status.message(), "the watch broke; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(status) => {
+                if attempt.is_multiple_of(10) {
+                    tracing::warn!(code = ?status.code(), error = %status.message(), attempt, "cannot watch the desired state; running from the ledger and retrying");
+                }
+            }
+        }
+        attempt += 1;
+        if !pause(reconnect_delay(attempt), &shutdown).await {
+            return;
+        }
+    }
+}
+
+fn accept(ledger: &mut Ledger, state: DesiredState, desired: &watch::Sender<Option<DesiredState>>) {
+    let generation = state.generation;
+    match ledger.offer(state) {
+        Ok(Decision::Accepted) => {
+            tracing::info!(generation, "accepted a new desired state");
+            desired.send_replace(ledger.current().cloned());
+        }
+        Ok(Decision::Unchanged) => {}
+        Ok(refusal) => tracing::error!(?refusal, "refused a desired state from the coordinator"),
+        Err(error) => {
+            tracing::error!(error = %identity::error_detail(&error), "cannot persist a desired state; not acting on it")
+        }
+    }
+}
+
+async fn heartbeat(
+    channel: watch::Receiver<Channel>,
+    mut status: watch::Receiver<HostStatus>,
+    config: AgentConfig,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(config.heartbeat_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            changed = status.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+        let current = status.borrow_and_update().clone();
+        let request = ReportStatusRequest {
+            applied_generation: current.applied_generation,
+            advertise_address: config.advertise_address.clone(),
+            components: current.components,
+            host_id: String::new(),
+            bootstrap: current.bootstrap,
+        };
+        let mut client = AgentServiceClient::new(channel.borrow().clone());
+        let sent = tokio::select! {
+            sent = client.report_status(request) => sent,
+            () = shutdown.cancelled() => return,
+        };
+        match sent {
+            Ok(_) => {
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(after = ?since.elapsed(), "reporting to the coordinator again");
+                }
+            }
+            Err(status) => {
+                if failing_since.is_none() {
+                    tracing::warn!(code = ?status.code(), error = %status.message(), "cannot report to the coordinator; will keep trying");
+                    failing_since = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+async fn renew_certificate(
+    mut identity: Identity,
+    config: AgentConfig,
+    channel: watch::Receiver<Channel>,
+    channel_sender: watch::Sender<Channel>,
+    shutdown: CancellationToken,
+) {
+    let mut attempt = 0u32;
+    loop {
+        let renew_at = match identity.validity() {
+            Ok((_, renew_at)) => renew_at,
+            Err(error) => {
+                tracing::error!(error = %error, "cannot read the host certificate; not renewing it");
+                return;
+            }
+        };
+        let wait = renew_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let delay = if attempt == 0 {
+            wait
+        } else {
+            wait.max(reconnect_delay(attempt))
+        };
+        if !pause(delay, &shutdown).await {
+            return;
+        }
+        let current_channel = channel.borrow().clone();
+        match identity.renew(current_channel).await {
+            Ok(renewed) => {
+                if let Err(error) = renewed.store(&config.state_dir) {
+                    tracing::error!(error = %error, "cannot store the renewed certificate");
+                    attempt += 1;
+                    continue;
+                }
+                match renewed.channel(&config.coordinator) {
+                    Ok(new_channel) => {
+                        channel_sender.send_replace(new_channel);
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %error, "cannot use the renewed certificate")
+                    }
+                }
+                identity = renewed;
+                attempt = 0;
+                tracing::info!("host certificate renewed");
+            }
+            Err(status) => {
+                attempt += 1;
+                tracing::warn!(code = ?status.code(), error = %status.message(), attempt, "cannot renew the host certificate; will retry");
+            }
+        }
+    }
+}

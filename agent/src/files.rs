@@ -1,0 +1,70 @@
+//! Files the agent writes: each replaced atomically (temporary file in the same directory, synced,
+//! renamed, directory synced), so an interrupted write leaves the old file whole.
+
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {path}")]
+pub struct FileError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn file_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
+    let path = path.to_owned();
+    move |source| FileError {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Replaces `path` with `contents` atomically, with permissions `mode`.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
+    let directory = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy())
+        .unwrap_or_default();
+    let temporary = directory.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&temporary)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()
+    })();
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(FileError {
+            action: "write",
+            path: temporary,
+            source,
+        });
+    }
+    std::fs::rename(&temporary, path).map_err(file_error("replace", path))?;
+    std::fs::File::open(directory)
+        .and_then(|handle| handle.sync_all())
+        .map_err(file_error("sync", directory))
+}
+
+pub fn read_to_string(path: &Path) -> Result<String, FileError> {
+    std::fs::read_to_string(path).map_err(file_error("read", path))
+}
+
+/// Creates a directory (and its parents) with mode 0700 if it does not exist.
+pub fn create_private_dir(path: &Path) -> Result<(), FileError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(file_error("create the directory", path))
+}

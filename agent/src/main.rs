@@ -1,0 +1,201 @@
+//! `muster-agent`: run, enroll and validate. The work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use muster_agent::config::{AgentConfig, RawConfig};
+use muster_agent::identity::{self, Enrollment};
+use tokio_util::sync::CancellationToken;
+
+const DEFAULT_CONFIG: &str = "/etc/muster/agent.toml";
+
+/// The Muster host agent: pulls what this host must run from the coordinator and keeps the local
+/// Zato components created, running and healthy.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings a config file, the environment or a flag may give; flags win over the environment,
+/// which wins over the file.
+#[derive(Args)]
+struct Settings {
+    /// The TOML config file [default: /etc/muster/agent.toml when it exists].
+    #[arg(long, env = "MUSTER_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// The coordinator's URL, https://HOST[:PORT].
+    #[arg(long, env = "MUSTER_AGENT_COORDINATOR")]
+    coordinator: Option<String>,
+    /// A join token, MUSTER1-<ca-sha256>::<id>.<secret>; used only when this host has no identity.
+    #[arg(long, env = "MUSTER_AGENT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// This host's name [default: the system's host name].
+    #[arg(long, env = "MUSTER_AGENT_HOST_NAME")]
+    host_name: Option<String>,
+    /// The address other hosts reach this one at [default: the host name].
+    #[arg(long, env = "MUSTER_AGENT_ADVERTISE_ADDRESS")]
+    advertise_address: Option<String>,
+    /// Where the identity and the ledger live [default: /var/lib/muster-agent].
+    #[arg(long, env = "MUSTER_AGENT_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// The zato command [default: zato].
+    #[arg(long, env = "MUSTER_AGENT_ZATO_BIN")]
+    zato_bin: Option<PathBuf>,
+    /// Where components are created [default: /opt/zato].
+    #[arg(long, env = "MUSTER_AGENT_COMPONENTS_DIR")]
+    components_dir: Option<PathBuf>,
+    /// The user Zato commands run as [default: the agent's own].
+    #[arg(long, env = "MUSTER_AGENT_RUN_AS")]
+    run_as: Option<String>,
+    /// How often to report, e.g. 5s [default: 5s].
+    #[arg(long, env = "MUSTER_AGENT_HEARTBEAT_INTERVAL")]
+    heartbeat_interval: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent until SIGTERM; components keep running after it stops.
+    Run {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Enroll this host with a join token and store its identity, then exit.
+    Enroll {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Check a config file and name any bad key or value; exits non-zero if it is not valid.
+    Validate {
+        /// The config file to check.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
+    let flags = RawConfig {
+        coordinator: settings.coordinator,
+        token: settings.token,
+        host_name: settings.host_name,
+        advertise_address: settings.advertise_address,
+        labels: None,
+        state_dir: settings.state_dir,
+        zato_bin: settings.zato_bin,
+        components_dir: settings.components_dir,
+        run_as: settings.run_as,
+        heartbeat_interval: settings.heartbeat_interval,
+    };
+    let path = settings
+        .config
+        .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|default| default.exists()));
+    let (file, origin) = match &path {
+        Some(path) => (RawConfig::from_file(path)?, path.display().to_string()),
+        None => (RawConfig::default(), "the command line".to_owned()),
+    };
+    Ok(file.overlay(flags).validate(&origin)?)
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        registry.with(journald).init();
+        return;
+    }
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    registry
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr),
+        )
+        .init();
+}
+
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut terminate), Ok(mut interrupt)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        token.cancel();
+    });
+}
+
+async fn main_inner(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { settings } => {
+            let config = resolve(settings)?;
+            let shutdown = CancellationToken::new();
+            cancel_on_signal(shutdown.clone());
+            muster_agent::daemon::run(config, shutdown).await?;
+            Ok(())
+        }
+        Command::Enroll { settings } => {
+            let config = resolve(settings)?;
+            let token = config
+                .token
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("enroll needs --token (or token in the config)"))?;
+            if let Some(existing) = identity::Identity::load(&config.state_dir)? {
+                anyhow::bail!(
+                    "this host is already enrolled as {} ({}); nothing was changed",
+                    existing.host_id,
+                    config.state_dir.display()
+                );
+            }
+            let enrollment = Enrollment {
+                coordinator: config.coordinator.clone(),
+                host_name: config.host_name.clone(),
+                advertise_address: config.advertise_address.clone(),
+                labels: config.labels.clone(),
+                requested_roles: Vec::new(),
+            };
+            let identity = identity::enroll(&config.state_dir, &enrollment, &token).await?;
+            println!(
+                "enrolled host {} as {} with {}; identity stored in {}",
+                config.host_name,
+                identity.host_id,
+                config.coordinator,
+                config.state_dir.display()
+            );
+            Ok(())
+        }
+        Command::Validate { config } => {
+            RawConfig::from_file(&config)?.validate(&config.display().to_string())?;
+            println!("{} is valid", config.display());
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Run { .. } | Command::Enroll { .. }) {
+        init_logging();
+    }
+    match main_inner(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", identity::error_detail(error.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}

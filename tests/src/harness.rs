@@ -1,0 +1,378 @@
+//! Real processes for end-to-end tests: a coordinator (`muster-coordinator init` and `run`), agents
+//! (`muster-agent run` with mock-zato), and the `muster` CLI, each found among the workspace's built
+//! binaries. Every process is stopped when its handle is dropped, also after a failed assertion.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::{free_port, wait_for};
+
+/// A binary built by this workspace (`cargo build --workspace` or `cargo nextest run
+/// --workspace` builds them all).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let test_executable = std::env::current_exe().expect("the test's own path");
+    let profile_dir = test_executable
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/PROFILE/deps");
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is not built; run the tests with `cargo nextest run --workspace` (or `cargo build --workspace` first)",
+        binary.display()
+    );
+    binary
+}
+
+/// A command with none of the caller's MUSTER_* variables, so tests do not leak into each other.
+pub fn command(program: &Path) -> Command {
+    let mut command = Command::new(program);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MUSTER_") || key == "NOTIFY_SOCKET" || key.starts_with("WATCHDOG_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Sends SIGTERM (or SIGKILL) to a process.
+pub fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("a pid"));
+    let _ = nix::sys::signal::kill(pid, signal);
+}
+
+/// A GET to 127.0.0.1:`port`; the body when the answer is 200.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// A server's `/zato/ping` answer as JSON.
+pub fn ping(port: u16) -> Option<serde_json::Value> {
+    serde_json::from_str(&http_get(port, "/zato/ping")?).ok()
+}
+
+/// A coordinator's data directory and, while it runs, its process.
+pub struct Coordinator {
+    pub data_dir: PathBuf,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    pub log: PathBuf,
+    extra_args: Vec<String>,
+    process: Option<Child>,
+}
+
+impl Coordinator {
+    /// Initializes a data directory (on `database_url`, or SQLite) and starts the coordinator.
+    pub async fn start(
+        directory: &Path,
+        database_url: Option<&str>,
+        extra_args: &[&str],
+    ) -> Coordinator {
+        let data_dir = directory.join("coordinator");
+        let mut init = command(&workspace_binary("muster-coordinator"));
+        init.arg("init").arg("--data-dir").arg(&data_dir);
+        if let Some(url) = database_url {
+            init.arg("--database-url").arg(url);
+        }
+        let output = init.output().expect("run muster-coordinator init");
+        assert!(
+            output.status.success(),
+            "init failed: {}",
+            text(&output.stderr)
+        );
+        let mut coordinator = Coordinator {
+            log: directory.join("coordinator.log"),
+            data_dir,
+            grpc_port: free_port(),
+            http_port: free_port(),
+            extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
+            process: None,
+        };
+        coordinator.restart().await;
+        coordinator
+    }
+
+    /// Starts the coordinator again on the same directory and ports.
+    pub async fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("the coordinator log");
+        let process = command(&workspace_binary("muster-coordinator"))
+            .args(["run", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--listen", &format!("127.0.0.1:{}", self.grpc_port)])
+            .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the coordinator");
+        self.process = Some(process);
+        let port = self.http_port;
+        let ready = wait_for(
+            "the coordinator's /healthz",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || {
+                let answer = http_get(port, "/healthz");
+                async move { answer }
+            },
+        )
+        .await;
+        if let Err(error) = ready {
+            panic!(
+                "{error}; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+
+    /// Kills the coordinator without warning.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            signal(process.id(), nix::sys::signal::Signal::SIGKILL);
+            let _ = process.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// Runs `muster ARGS` against this coordinator.
+    pub fn muster(&self, args: &[&str]) -> Output {
+        command(&workspace_binary("muster"))
+            .env("MUSTER_DATA_DIR", &self.data_dir)
+            .env("MUSTER_COORDINATOR", self.url())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run muster")
+    }
+
+    /// Runs `muster ARGS` and returns its stdout; fails the test if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.muster(args);
+        assert!(
+            output.status.success(),
+            "muster {args:?} failed: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    /// Runs `muster --output json ARGS`.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut with_json = vec!["--output", "json"];
+        with_json.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&with_json)).expect("JSON from muster")
+    }
+
+    /// A new join token for `cluster` with `roles`, usable `uses` times.
+    pub fn join_token(&self, cluster: &str, roles: &[&str], uses: u32) -> String {
+        let uses = uses.to_string();
+        let mut args = vec!["token", "create", "--cluster", cluster, "--max-uses", &uses];
+        for role in roles {
+            args.extend(["--role", role]);
+        }
+        self.json(&args)["secret_token"]
+            .as_str()
+            .expect("a token")
+            .to_owned()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            signal(process.id(), nix::sys::signal::Signal::SIGTERM);
+            let _ = process.wait();
+        }
+    }
+}
+
+/// An agent's directories and, while it runs, its process. Dropping it stops the agent and the
+/// mock components it started.
+pub struct Agent {
+    pub host_name: String,
+    pub root: PathBuf,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub components_dir: PathBuf,
+    pub log: PathBuf,
+    environment: Vec<(String, String)>,
+    process: Option<Child>,
+}
+
+impl Agent {
+    /// Writes the agent's config (with `token` for its first start) under `directory/HOST_NAME`.
+    pub fn configure(
+        directory: &Path,
+        coordinator: &Coordinator,
+        host_name: &str,
+        token: &str,
+    ) -> Agent {
+        let root = directory.join(host_name);
+        let state_dir = root.join("state");
+        let components_dir = root.join("components");
+        std::fs::create_dir_all(&components_dir).expect("the components directory");
+        let config = root.join("agent.toml");
+        let toml = format!(
+            "coordinator = \"{}\"\ntoken = \"{token}\"\nhost_name = \"{host_name}\"\nadvertise_address = \"127.0.0.1\"\nstate_dir = \"{}\"\ncomponents_dir = \"{}\"\nzato_bin = \"{}\"\nheartbeat_interval = \"1s\"\n",
+            coordinator.url(),
+            state_dir.display(),
+            components_dir.display(),
+            workspace_binary("mock-zato").display(),
+        );
+        std::fs::write(&config, toml).expect("the agent config");
+        Agent {
+            host_name: host_name.to_owned(),
+            log: root.join("agent.log"),
+            root,
+            config,
+            state_dir,
+            components_dir,
+            environment: Vec::new(),
+            process: None,
+        }
+    }
+
+    /// Sets an environment variable for the agent's next starts.
+    pub fn env(&mut self, key: &str, value: &str) {
+        self.environment.retain(|(existing, _)| existing != key);
+        self.environment.push((key.to_owned(), value.to_owned()));
+    }
+
+    pub fn start(&mut self) {
+        self.spawn(None);
+    }
+
+    /// Starts the agent as systemd would with `WatchdogSec=`: `WATCHDOG_USEC` set and
+    /// `WATCHDOG_PID` naming the agent's own process (a shell sets it and execs the agent).
+    pub fn start_with_watchdog(&mut self, watchdog: Duration) {
+        self.spawn(Some(watchdog));
+    }
+
+    fn spawn(&mut self, watchdog: Option<Duration>) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("the agent log");
+        let binary = workspace_binary("muster-agent");
+        let mut agent = match watchdog {
+            None => command(&binary),
+            Some(interval) => {
+                let mut shell = command(Path::new("/bin/sh"));
+                shell
+                    .arg("-c")
+                    .arg(format!(
+                        "WATCHDOG_PID=$$ WATCHDOG_USEC={} exec \"$0\" \"$@\"",
+                        interval.as_micros()
+                    ))
+                    .arg(&binary);
+                shell
+            }
+        };
+        agent
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (key, value) in &self.environment {
+            agent.env(key, value);
+        }
+        self.process = Some(agent.spawn().expect("start the agent"));
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM and waits for the agent to exit; returns its exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut process = self.process.take()?;
+        signal(process.id(), nix::sys::signal::Signal::SIGTERM);
+        process.wait().ok()
+    }
+
+    /// Kills the agent without warning.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            signal(process.id(), nix::sys::signal::Signal::SIGKILL);
+            let _ = process.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Every line mock-zato logged for this agent's commands.
+    pub fn zato_invocations(&self) -> String {
+        let mut all = String::new();
+        for directory in [self.components_dir.clone()].into_iter().chain(
+            std::fs::read_dir(&self.components_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.path()),
+        ) {
+            all.push_str(
+                &std::fs::read_to_string(directory.join("mock-zato.log")).unwrap_or_default(),
+            );
+        }
+        all
+    }
+
+    /// Stops the mock components this agent started (their pidfiles), for cleanup.
+    pub fn stop_components(&self) {
+        let Ok(clusters) = std::fs::read_dir(&self.components_dir) else {
+            return;
+        };
+        for cluster in clusters.flatten() {
+            let Ok(entries) = std::fs::read_dir(cluster.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let pid = std::fs::read_to_string(entry.path().join("pidfile"))
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok());
+                if let Some(pid) = pid {
+                    signal(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+        self.stop_components();
+    }
+}

@@ -1,0 +1,693 @@
+//! The agent end to end: real coordinator, agent and mock-zato processes on this machine.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use muster_testkit::harness::{Agent, Coordinator, command, ping, signal, text, workspace_binary};
+use muster_testkit::{free_port, wait_for};
+use nix::sys::signal::Signal;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(50);
+
+async fn wait_for_ping(port: u16, what: &str) -> serde_json::Value {
+    wait_for(what, PATIENCE, POLL, || {
+        let answer = ping(port);
+        async move { answer }
+    })
+    .await
+    .unwrap()
+}
+
+/// The component list entry of `name`, once `check` holds for it.
+async fn wait_for_component(
+    coordinator: &Coordinator,
+    name: &str,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait_for(what, PATIENCE, Duration::from_millis(200), || {
+        let components = coordinator.json(&["component", "list"]);
+        let found = components
+            .as_array()
+            .and_then(|all| {
+                all.iter()
+                    .find(|component| component["name"] == name)
+                    .cloned()
+            })
+            .filter(|component| check(component));
+        async move { found }
+    })
+    .await
+    .unwrap()
+}
+
+fn creates_in(invocations: &str) -> usize {
+    invocations
+        .lines()
+        .filter(|line| line.contains(" zato create "))
+        .count()
+}
+
+/// A coordinator with cluster `prod` on SQLite, and an enrolled, running agent `app-1`.
+async fn cluster_with_agent(scratch: &Path, coordinator_args: &[&str]) -> (Coordinator, Agent) {
+    let coordinator = Coordinator::start(scratch, None, coordinator_args).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let token = coordinator.join_token("prod", &["server"], 1);
+    let mut agent = Agent::configure(scratch, &coordinator, "app-1", &token);
+    agent.start();
+    wait_for(
+        "app-1 to enroll and report",
+        PATIENCE,
+        Duration::from_millis(100),
+        || {
+            let hosts = coordinator.json(&["host", "list"]);
+            let up = hosts.as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|host| host["name"] == "app-1" && host["state"] == "up")
+            });
+            async move { up.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    (coordinator, agent)
+}
+
+#[tokio::test]
+async fn an_assigned_server_is_created_started_and_kept_through_outages() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (mut coordinator, mut agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let port = free_port();
+
+    let assigned_at = Instant::now();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &port.to_string(),
+    ]);
+    wait_for(
+        "the agent to act on the assignment",
+        PATIENCE,
+        Duration::from_millis(10),
+        || {
+            let started = agent.zato_invocations().contains("zato create odb");
+            async move { started.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    println!(
+        "figure: assignment reached the agent and its first zato command ran after {:?}",
+        assigned_at.elapsed()
+    );
+
+    let pong = wait_for_ping(port, "server1 to answer /zato/ping").await;
+    assert_eq!(
+        (
+            pong["server"].as_str(),
+            pong["cluster"].as_str(),
+            pong["mock"].as_bool()
+        ),
+        (Some("server1"), Some("prod"), Some(true))
+    );
+    let component = wait_for_component(&coordinator, "server1", "server1 reported healthy", |c| {
+        c["healthy"] == true
+    })
+    .await;
+    assert_eq!(component["state"], "running");
+
+    // The seed order ran once, with secrets only on the command line and masked in the log.
+    let invocations = agent.zato_invocations();
+    let order: Vec<&str> = invocations
+        .lines()
+        .filter_map(|line| {
+            ["create odb", "create cluster prod", "create server"]
+                .into_iter()
+                .find(|step| line.contains(step))
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["create odb", "create cluster prod", "create server"],
+        "{invocations}"
+    );
+    assert!(
+        invocations.contains("--secret-key ***") && invocations.contains("--jwt-secret ***"),
+        "{invocations}"
+    );
+    let server_dir = agent.components_dir.join("prod/server-server1");
+    let server_conf = std::fs::read_to_string(server_dir.join("config/repo/server.conf")).unwrap();
+    assert!(
+        server_conf.contains(&format!("gunicorn_bind=0.0.0.0:{port}")),
+        "{server_conf}"
+    );
+    let first_pid = pong["pid"].as_u64().unwrap();
+
+    // The coordinator dies: the server keeps answering.
+    let seen_before = coordinator.json(&["host", "show", "app-1"])["last_seen"]
+        .as_str()
+        .map(str::to_owned);
+    coordinator.kill();
+    assert_eq!(ping(port).unwrap()["pid"].as_u64(), Some(first_pid));
+
+    // The agent restarts while the coordinator is down: it resumes from its ledger.
+    let creates_before = creates_in(&agent.zato_invocations());
+    assert!(
+        agent.stop().unwrap().success(),
+        "the agent stops cleanly on SIGTERM"
+    );
+    assert_eq!(
+        ping(port).unwrap()["pid"].as_u64(),
+        Some(first_pid),
+        "components outlive the agent"
+    );
+    agent.start();
+    wait_for("the agent to start from its ledger", PATIENCE, POLL, || {
+        let log = agent.log_text();
+        async move { log.contains("starting from the ledger").then_some(()) }
+    })
+    .await
+    .unwrap();
+    wait_for(
+        "the agent's first pass after its restart",
+        PATIENCE,
+        POLL,
+        || {
+            let log = agent.log_text();
+            async move { (log.matches("host status").count() >= 2).then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        creates_in(&agent.zato_invocations()),
+        creates_before,
+        "nothing was created again"
+    );
+    assert_eq!(
+        ping(port).unwrap()["pid"].as_u64(),
+        Some(first_pid),
+        "nothing was restarted"
+    );
+
+    // The coordinator comes back: the host reports again, and nothing was restarted.
+    coordinator.restart().await;
+    wait_for(
+        "app-1 to report to the restarted coordinator",
+        PATIENCE,
+        Duration::from_millis(200),
+        || {
+            let host = coordinator.json(&["host", "show", "app-1"]);
+            let fresh = host["last_seen"].as_str().map(str::to_owned) != seen_before
+                && host["state"] == "up";
+            async move { fresh.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    let component = wait_for_component(
+        &coordinator,
+        "server1",
+        "server1 healthy after the outage",
+        |c| c["healthy"] == true,
+    )
+    .await;
+    assert_eq!(component["restarts"], 0);
+    assert_eq!(ping(port).unwrap()["pid"].as_u64(), Some(first_pid));
+    assert_eq!(creates_in(&agent.zato_invocations()), creates_before);
+
+    // kill -9 the component: the agent restarts it and reports the restart.
+    signal(u32::try_from(first_pid).unwrap(), Signal::SIGKILL);
+    let restarted = wait_for("a new server1 process", PATIENCE, POLL, || {
+        let pid = ping(port)
+            .and_then(|pong| pong["pid"].as_u64())
+            .filter(|pid| *pid != first_pid);
+        async move { pid }
+    })
+    .await
+    .unwrap();
+    assert_ne!(restarted, first_pid);
+    wait_for_component(&coordinator, "server1", "the restart to be reported", |c| {
+        c["restarts"] == 1 && c["healthy"] == true
+    })
+    .await;
+    let events = coordinator.json(&["events", "--cluster", "prod"]);
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["kind"] == "component.restarted" && event["host"] == "app-1"),
+        "{events}"
+    );
+
+    // No secret of the cluster reached the agent's log or the coordinator's.
+    let secrets_store = cluster_secrets(&coordinator).await;
+    for secret in secrets_store {
+        assert!(
+            !agent.log_text().contains(&secret),
+            "the agent's log holds a secret"
+        );
+        assert!(
+            !coordinator.log_text().contains(&secret),
+            "the coordinator's log holds a secret"
+        );
+        assert!(
+            !agent.zato_invocations().contains(&secret),
+            "the zato invocation log holds a secret"
+        );
+    }
+}
+
+async fn cluster_secrets(coordinator: &Coordinator) -> Vec<String> {
+    use muster_coordinator::config::DataDir;
+    use muster_coordinator::init::read_secret_box;
+    use muster_coordinator::store::{DatabaseUrl, SqlStore, Store};
+    let layout = DataDir::new(&coordinator.data_dir);
+    let url = DatabaseUrl::sqlite_file(&coordinator.data_dir.join("muster.db"));
+    let store = SqlStore::connect(&url, read_secret_box(&layout).unwrap())
+        .await
+        .unwrap();
+    let secrets = store.cluster_secrets("prod").await.unwrap();
+    store.close().await;
+    [
+        secrets.secret_key,
+        secrets.jwt_secret,
+        secrets.admin_invoke_password,
+    ]
+    .into_iter()
+    .filter(|secret| !secret.is_empty())
+    .collect()
+}
+
+#[tokio::test]
+async fn an_agent_killed_while_creating_converges_on_its_next_start() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, mut agent) = cluster_with_agent(scratch.path(), &[]).await;
+    // Bootstrap first, with a fast mock, so the slow create below is the server's.
+    let first_port = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &first_port.to_string(),
+    ]);
+    wait_for_ping(first_port, "server1").await;
+
+    agent.stop();
+    agent.env("MOCK_ZATO_CREATE_DELAY_MS", "3000");
+    agent.start();
+    let port = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &port.to_string(),
+    ]);
+    let half_made = agent.components_dir.join("prod/.creating-server-server2");
+    wait_for("the create to be under way", PATIENCE, POLL, || {
+        let under_way = half_made.join("config/repo/server.conf").exists();
+        async move { under_way.then_some(()) }
+    })
+    .await
+    .unwrap();
+    agent.kill();
+    assert!(
+        !agent.components_dir.join("prod/server-server2").exists(),
+        "nothing half-made is in place"
+    );
+
+    agent.env("MOCK_ZATO_CREATE_DELAY_MS", "0");
+    agent.start();
+    let pong = wait_for_ping(port, "server2 after the interrupted create").await;
+    assert_eq!(pong["server"], "server2");
+    assert!(
+        agent
+            .components_dir
+            .join("prod/server-server2/.zato-info")
+            .exists()
+    );
+    assert!(!half_made.exists(), "no half-made directory is left");
+    wait_for_component(&coordinator, "server2", "server2 reported healthy", |c| {
+        c["healthy"] == true
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tokens_are_refused_for_the_reason_that_applies() {
+    let scratch = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let enroll = |name: &str, token: &str| {
+        command(&workspace_binary("muster-agent"))
+            .args([
+                "enroll",
+                "--coordinator",
+                &coordinator.url(),
+                "--token",
+                token,
+                "--host-name",
+                name,
+            ])
+            .arg("--state-dir")
+            .arg(scratch.path().join(name))
+            .output()
+            .unwrap()
+    };
+    let once = coordinator.join_token("prod", &["server"], 1);
+    let first = enroll("first", &once);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let reused = enroll("second", &once);
+    assert!(!reused.status.success());
+    assert!(
+        text(&reused.stderr).contains("used as often as it allows"),
+        "{}",
+        text(&reused.stderr)
+    );
+
+    let revoked = coordinator.join_token("prod", &["server"], 1);
+    let id = muster_proto::token::JoinToken::parse(&revoked).unwrap().id;
+    coordinator.ok(&["token", "revoke", &id]);
+    assert!(text(&enroll("third", &revoked).stderr).contains("it was revoked"));
+
+    let created = coordinator.json(&[
+        "token",
+        "create",
+        "--cluster",
+        "prod",
+        "--role",
+        "server",
+        "--ttl",
+        "1s",
+    ]);
+    let expiring = created["secret_token"].as_str().unwrap().to_owned();
+    let expiring_id = created["token"]["id"].as_str().unwrap().to_owned();
+    wait_for(
+        "the token to expire",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let tokens = coordinator.json(&["token", "list"]);
+            let expired =
+                tokens.as_array().unwrap().iter().any(|token| {
+                    token["id"] == expiring_id.as_str() && token["state"] == "expired"
+                });
+            async move { expired.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    let expired = enroll("fourth", &expiring);
+    assert!(
+        text(&expired.stderr).contains("it has expired"),
+        "{}",
+        text(&expired.stderr)
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let other_coordinator = Coordinator::start(other.path(), None, &[]).await;
+    other_coordinator.ok(&["create", "cluster", "prod"]);
+    let foreign = other_coordinator.join_token("prod", &["server"], 1);
+    let refused = enroll("fifth", &foreign);
+    assert!(
+        text(&refused.stderr).contains("the token is for another coordinator"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!scratch.path().join("fifth/host.id").exists());
+    let hosts: Vec<_> = coordinator
+        .json(&["host", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(hosts, ["first"], "refused enrollments leave no host");
+}
+
+#[tokio::test]
+async fn a_host_acts_only_for_itself_and_other_cas_are_refused() {
+    use muster_proto::v1::agent_service_client::AgentServiceClient;
+    use muster_proto::v1::{ReportStatusRequest, WatchDesiredStateRequest};
+    let scratch = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let token = coordinator.join_token("prod", &["server"], 2);
+    let state = |name: &str| scratch.path().join(name);
+    for name in ["alpha", "beta"] {
+        let output = command(&workspace_binary("muster-agent"))
+            .args([
+                "enroll",
+                "--coordinator",
+                &coordinator.url(),
+                "--token",
+                &token,
+                "--host-name",
+                name,
+            ])
+            .arg("--state-dir")
+            .arg(state(name))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    let alpha = muster_agent::identity::Identity::load(&state("alpha"))
+        .unwrap()
+        .unwrap();
+    let beta = muster_agent::identity::Identity::load(&state("beta"))
+        .unwrap()
+        .unwrap();
+    let mut client = AgentServiceClient::new(alpha.channel(&coordinator.url()).unwrap());
+
+    let own = client
+        .watch_desired_state(WatchDesiredStateRequest {
+            known_generation: 0,
+            host_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let first = own.into_inner().message().await.unwrap().unwrap();
+    assert_eq!(first.host_id, alpha.host_id);
+    let other = client
+        .watch_desired_state(WatchDesiredStateRequest {
+            known_generation: 0,
+            host_id: beta.host_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), tonic::Code::PermissionDenied, "{other:?}");
+    let report = ReportStatusRequest {
+        advertise_address: "10.0.0.1".into(),
+        host_id: beta.host_id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(
+        client.report_status(report).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+
+    // A certificate from another CA, for the same host id, does not get through the handshake.
+    let other = tempfile::tempdir().unwrap();
+    let other_coordinator = Coordinator::start(other.path(), None, &[]).await;
+    let layout = muster_coordinator::config::DataDir::new(&other_coordinator.data_dir);
+    let other_ca = muster_coordinator::pki::CertifiedKey {
+        certificate_pem: std::fs::read_to_string(layout.ca_certificate()).unwrap(),
+        key_pem: std::fs::read_to_string(layout.ca_key()).unwrap(),
+    };
+    let key = rcgen_key_and_csr();
+    let forged_certificate = muster_coordinator::pki::sign_host_csr(
+        &other_ca,
+        &key.1,
+        &alpha.host_id,
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let forged = muster_agent::identity::Identity {
+        host_id: alpha.host_id.clone(),
+        certificate_pem: forged_certificate,
+        key_pem: key.0,
+        ca_pem: alpha.ca_pem.clone(),
+    };
+    let mut forged_client = AgentServiceClient::new(forged.channel(&coordinator.url()).unwrap());
+    let refused = forged_client
+        .report_status(ReportStatusRequest {
+            advertise_address: "10.0.0.1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Unauthenticated
+        ),
+        "{refused:?}"
+    );
+    let host = coordinator.json(&["host", "show", "alpha"]);
+    assert_eq!(host["state"], "new", "the forged report was not recorded");
+}
+
+fn rcgen_key_and_csr() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    (key.serialize_pem(), csr)
+}
+
+#[tokio::test]
+async fn silent_hosts_are_marked_down_and_certificates_renew() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, mut agent) = cluster_with_agent(
+        scratch.path(),
+        &["--heartbeat-ttl", "3s", "--host-certificate-ttl", "6s"],
+    )
+    .await;
+    let certificate = agent.state_dir.join("host.pem");
+    let original = std::fs::read_to_string(&certificate).unwrap();
+    wait_for(
+        "the host certificate to be renewed",
+        PATIENCE,
+        Duration::from_millis(200),
+        || {
+            let renewed = std::fs::read_to_string(&certificate)
+                .ok()
+                .filter(|current| *current != original);
+            async move { renewed }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(agent.log_text().contains("host certificate renewed"));
+    // The renewed certificate works: the host keeps reporting.
+    let before = coordinator.json(&["host", "show", "app-1"])["last_seen"].clone();
+    wait_for(
+        "a report with the renewed certificate",
+        PATIENCE,
+        Duration::from_millis(200),
+        || {
+            let fresh = coordinator.json(&["host", "show", "app-1"])["last_seen"] != before;
+            async move { fresh.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+
+    agent.kill();
+    wait_for(
+        "app-1 to be marked down",
+        PATIENCE,
+        Duration::from_millis(200),
+        || {
+            let state = coordinator.json(&["host", "show", "app-1"])["state"].clone();
+            async move { (state == "down").then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    agent.start();
+    wait_for(
+        "app-1 to be up again",
+        PATIENCE,
+        Duration::from_millis(200),
+        || {
+            let state = coordinator.json(&["host", "show", "app-1"])["state"].clone();
+            async move { (state == "up").then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    let kinds: Vec<String> = coordinator
+        .json(&["events"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["host"] == "app-1")
+        .map(|event| event["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        &kinds[..3],
+        ["host.up", "host.down", "host.up"],
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_agent_speaks_the_systemd_notify_protocol() {
+    let scratch = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let token = coordinator.join_token("prod", &["server"], 1);
+    let mut agent = Agent::configure(scratch.path(), &coordinator, "app-1", &token);
+    let socket_path = scratch.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    agent.env("NOTIFY_SOCKET", socket_path.to_str().unwrap());
+    agent.start_with_watchdog(Duration::from_secs(1));
+    let mut seen = String::new();
+    let mut buffer = [0u8; 4096];
+    while !(seen.contains("READY=1")
+        && seen.contains("STATUS=")
+        && seen.matches("WATCHDOG=1").count() >= 2)
+    {
+        let count = socket
+            .recv(&mut buffer)
+            .expect("a notification within 30 s");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..count]));
+        seen.push('\n');
+    }
+    assert!(agent.stop().unwrap().success());
+    let mut stopping = false;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    while let Ok(count) = socket.recv(&mut buffer) {
+        stopping |= String::from_utf8_lossy(&buffer[..count]).contains("STOPPING=1");
+    }
+    assert!(stopping, "the agent says STOPPING=1 on SIGTERM");
+}
+
+#[test]
+fn validate_names_a_bad_key() {
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "coordinator = \"https://coord:17300\"\nhost_name = \"app-1\"\nzato = \"/usr/bin/zato\"\n",
+    )
+    .unwrap();
+    let output = command(&workspace_binary("muster-agent"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("unknown field `zato`"),
+        "{}",
+        text(&output.stderr)
+    );
+    std::fs::write(&config, "coordinator = \"https://coord:17300\"\nhost_name = \"app-1\"\nzato_bin = \"/usr/bin/zato\"\n").unwrap();
+    let output = command(&workspace_binary("muster-agent"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
