@@ -511,6 +511,40 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn delete_component(
+        &self,
+        request: Request<v1::DeleteComponentRequest>,
+    ) -> Result<Response<v1::DeleteComponentResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        validate::name("host name", &request.host).map_err(ApiError::from)?;
+        let role = match Role::try_from(request.role) {
+            Ok(Role::Unspecified) | Err(_) => {
+                return Err(
+                    ApiError::InvalidArgument(format!("unknown role {}", request.role)).into(),
+                );
+            }
+            Ok(role) => role,
+        };
+        let name = if request.name.is_empty() {
+            None
+        } else {
+            validate::name("component name", &request.name).map_err(ApiError::from)?;
+            Some(request.name.as_str())
+        };
+        let removed = self
+            .store
+            .delete_assignment(&request.cluster, role, &request.host, name, &actor)
+            .await
+            .map_err(api_error)?;
+        self.changes.notify_waiters();
+        tracing::info!(cluster = %removed.cluster, role = %role, name = %removed.name, host = %removed.host, actor = %actor.0, "component unassigned");
+        Ok(Response::new(v1::DeleteComponentResponse {
+            component: Some(assignment_message(removed)),
+        }))
+    }
+
     async fn list_components(
         &self,
         request: Request<v1::ListComponentsRequest>,

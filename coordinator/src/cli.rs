@@ -86,6 +86,14 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Unassign a server, scheduler or web-admin from a host; the host stops and archives it.
+    Remove {
+        /// The role: server, scheduler or web-admin.
+        #[arg(value_parser = parse_role)]
+        role: Role,
+        #[command(flatten)]
+        target: RemoveArgs,
+    },
     /// List assigned components and what their hosts report of them.
     Component {
         #[command(subcommand)]
@@ -141,6 +149,19 @@ struct AssignArgs {
     /// 8183 for web-admin].
     #[arg(long)]
     port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+struct RemoveArgs {
+    /// The cluster.
+    #[arg(long)]
+    cluster: String,
+    /// The host the component runs on.
+    #[arg(long)]
+    host: String,
+    /// The component's name; needed only when the host has several of that role.
+    #[arg(long)]
+    name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -867,6 +888,36 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
             what: CreateCommand::WebAdmin(args),
         } => {
             assign(&cli.connection, json, Role::WebAdmin, args, out).await?;
+        }
+        Command::Remove { role, target } => {
+            validate::name("cluster name", &target.cluster)?;
+            validate::name("host name", &target.host)?;
+            if let Some(name) = &target.name {
+                validate::name("component name", name)?;
+            }
+            let mut connection = connect(&cli.connection).await?;
+            let request = v1::DeleteComponentRequest {
+                cluster: target.cluster,
+                role: role as i32,
+                host: target.host,
+                name: target.name.unwrap_or_default(),
+            };
+            let response = connection
+                .client
+                .delete_component(request)
+                .await
+                .map_err(|status| connection.status_error(&status))?;
+            let component =
+                ComponentView::from(response.into_inner().component.unwrap_or_default());
+            if json {
+                write_json(out, &component)?;
+            } else {
+                writeln!(
+                    out,
+                    "unassigned {} {} of cluster {} from host {}",
+                    component.role, component.name, component.cluster, component.host
+                )?;
+            }
         }
         Command::Component {
             command: ComponentCommand::List { cluster },

@@ -341,6 +341,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         new: NewAssignment,
         actor: &Actor,
     ) -> Result<Assignment, StoreError>;
+    /// Unassigns the component of `role` on `host` (named `name`, or the only one), bumping the
+    /// generation of every host of the cluster, this one included.
+    async fn delete_assignment(
+        &self,
+        cluster: &str,
+        role: Role,
+        host: &str,
+        name: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Assignment, StoreError>;
     /// Assignments with their last reported status, of one cluster or of all.
     async fn list_assignments(&self, cluster: Option<&str>) -> Result<Vec<Assignment>, StoreError>;
 

@@ -1315,6 +1315,81 @@ impl Store for SqlStore {
         })
     }
 
+    async fn delete_assignment(
+        &self,
+        cluster: &str,
+        role: Role,
+        host: &str,
+        name: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Assignment, StoreError> {
+        let cluster_row = self.get_cluster(cluster).await?;
+        let candidates: Vec<Assignment> = self
+            .list_assignments(Some(cluster))
+            .await?
+            .into_iter()
+            .filter(|assignment| assignment.role == role && assignment.host == host)
+            .filter(|assignment| name.is_none_or(|name| assignment.name == name))
+            .collect();
+        let assignment = match candidates.as_slice() {
+            [only] => only.clone(),
+            [] => {
+                return Err(StoreError::NotFound {
+                    kind: "component",
+                    name: format!(
+                        "{role} {} of cluster {cluster} on host {host}",
+                        name.unwrap_or("")
+                    ),
+                });
+            }
+            several => {
+                let names: Vec<&str> = several
+                    .iter()
+                    .map(|assignment| assignment.name.as_str())
+                    .collect();
+                return Err(StoreError::Conflict(format!(
+                    "host '{host}' has {} {role}s of cluster {cluster} ({}); name one with --name",
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+        };
+        let mut transaction = self.begin_write().await?;
+        // Bumped while the assignment still names its host, so that host learns of the removal.
+        self.bump_cluster_hosts(&mut transaction, &cluster_row.id)
+            .await?;
+        let sql =
+            self.sql("DELETE FROM assignments WHERE cluster_id = $1 AND role = $2 AND name = $3");
+        let deleted = sqlx::query(&sql)
+            .bind(&cluster_row.id)
+            .bind(role.cli_name())
+            .bind(&assignment.name)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("unassign a component"))?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "component",
+                name: assignment.name,
+            });
+        }
+        let message = format!("{role} {} unassigned from host {host}", assignment.name);
+        self.insert_event(
+            &mut transaction,
+            "component.removed",
+            cluster,
+            host,
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit an unassignment"))?;
+        Ok(assignment)
+    }
+
     async fn list_assignments(&self, cluster: Option<&str>) -> Result<Vec<Assignment>, StoreError> {
         match cluster {
             Some(cluster) => {
