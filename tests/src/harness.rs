@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use crate::{free_port, wait_for};
 
-/// A binary built by this workspace (`cargo build --workspace` or `cargo nextest run
-/// --workspace` builds them all).
+/// A binary built by this workspace (`cargo build --workspace --bins` builds them all).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let test_executable = std::env::current_exe().expect("the test's own path");
     let profile_dir = test_executable
@@ -19,7 +18,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     let binary = profile_dir.join(name);
     assert!(
         binary.exists(),
-        "{} is not built; run the tests with `cargo nextest run --workspace` (or `cargo build --workspace` first)",
+        "{} is not built; run `cargo build --workspace --bins` before the end-to-end tests",
         binary.display()
     );
     binary
