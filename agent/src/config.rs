@@ -43,6 +43,10 @@ pub struct RawConfig {
     /// The address other hosts reach this one at; `None` means the host name.
     pub advertise_address: Option<String>,
     pub labels: Option<BTreeMap<String, String>>,
+    /// Roles this host asks for when it enrolls (`server`, `scheduler`, `web-admin`,
+    /// `load-balancer`); granted only when the join token allows them. `None` or empty means every
+    /// role the token names.
+    pub roles: Option<Vec<String>>,
     /// Where the identity (key, certificate) and the ledger live; `None` means
     /// `/var/lib/muster-agent`.
     pub state_dir: Option<PathBuf>,
@@ -85,6 +89,7 @@ impl RawConfig {
             host_name: other.host_name.or(self.host_name),
             advertise_address: other.advertise_address.or(self.advertise_address),
             labels: other.labels.or(self.labels),
+            roles: other.roles.or(self.roles),
             state_dir: other.state_dir.or(self.state_dir),
             zato_bin: other.zato_bin.or(self.zato_bin),
             components_dir: other.components_dir.or(self.components_dir),
@@ -147,6 +152,17 @@ impl RawConfig {
             muster_proto::token::JoinToken::parse(token)
                 .map_err(|error| invalid("token", "<not shown>", error.reason))?;
         }
+        let mut roles = Vec::new();
+        for name in self.roles.clone().unwrap_or_default() {
+            let role = name.parse::<muster_proto::v1::Role>().map_err(|error| {
+                invalid(
+                    "roles",
+                    &name,
+                    format!("expected one of: {}", error.expected),
+                )
+            })?;
+            roles.push(role);
+        }
         let run_as = self.run_as.clone().filter(|user| !user.is_empty());
         if let Some(user) = &run_as {
             validate::name("run_as", user)
@@ -186,6 +202,7 @@ impl RawConfig {
             host_name,
             advertise_address,
             labels,
+            roles,
             state_dir,
             zato_bin: self
                 .zato_bin
@@ -207,6 +224,8 @@ pub struct AgentConfig {
     pub host_name: String,
     pub advertise_address: String,
     pub labels: BTreeMap<String, String>,
+    /// Roles to ask for at enrollment; empty means every role the token names.
+    pub roles: Vec<muster_proto::v1::Role>,
     pub state_dir: PathBuf,
     pub zato_bin: PathBuf,
     pub components_dir: PathBuf,

@@ -53,7 +53,7 @@ fn enrollment(config: &AgentConfig) -> Enrollment {
         host_name: config.host_name.clone(),
         advertise_address: config.advertise_address.clone(),
         labels: config.labels.clone(),
-        requested_roles: Vec::new(),
+        requested_roles: config.roles.clone(),
     }
 }
 

@@ -82,6 +82,7 @@ fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
         host_name: settings.host_name,
         advertise_address: settings.advertise_address,
         labels: None,
+        roles: None,
         state_dir: settings.state_dir,
         zato_bin: settings.zato_bin,
         components_dir: settings.components_dir,
@@ -165,7 +166,7 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
                 host_name: config.host_name.clone(),
                 advertise_address: config.advertise_address.clone(),
                 labels: config.labels.clone(),
-                requested_roles: Vec::new(),
+                requested_roles: config.roles.clone(),
             };
             let identity = identity::enroll(&config.state_dir, &enrollment, &token).await?;
             println!(

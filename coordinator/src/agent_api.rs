@@ -170,9 +170,23 @@ impl AgentService for AgentApi {
             advertise_address: request.advertise_address,
             labels: request.labels.into_iter().collect(),
         };
+        let mut requested = Vec::new();
+        for value in &request.requested_roles {
+            match Role::try_from(*value) {
+                Ok(Role::Unspecified) | Err(_) => {
+                    return Err(ApiError::InvalidArgument(format!("unknown role {value}")).into());
+                }
+                Ok(role) => requested.push(role),
+            }
+        }
         let (host, join_token) = self
             .store
-            .enroll_host(&token_id, &secrets::sha256_hex(secret.as_bytes()), new)
+            .enroll_host(
+                &token_id,
+                &secrets::sha256_hex(secret.as_bytes()),
+                new,
+                &requested,
+            )
             .await
             .map_err(api_error)?;
         let certificate_pem = self.sign(&request.csr_pem, &host.id)?;

@@ -300,8 +300,10 @@ enum TokenCommand {
         /// The cluster that hosts enrolling with it join.
         #[arg(long)]
         cluster: String,
-        /// A role it allows: server, scheduler, web-admin or load-balancer; repeat for several.
-        #[arg(long = "role", required = true, value_parser = parse_role)]
+        /// A role every host that enrolls with it gets in the cluster (server, scheduler, web-admin
+        /// or load-balancer); repeat for several. Without one, hosts only enroll and get their
+        /// roles through `muster create`.
+        #[arg(long = "role", value_parser = parse_role)]
         roles: Vec<Role>,
         /// How long it is valid, e.g. 24h or 30m (at most 365d).
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]

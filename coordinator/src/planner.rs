@@ -4,7 +4,9 @@
 //! - until both bootstrap tasks (`zato create odb`, then `zato create cluster`) are done, the
 //!   cluster's components are withheld everywhere, and the chosen bootstrap host gets the tasks;
 //! - a server gets the scheduler's address when the cluster's scheduler is on an enrolled host;
-//! - the scheduler gets the address of the cluster's first server (by name) on an enrolled host;
+//! - the scheduler gets the address of the server the store chose by health
+//!   (`Cluster::scheduler_target`), or before any server was healthy, of the cluster's first server
+//!   (by name) on an enrolled host;
 //! - each component gets only the secrets its role needs.
 //!
 //! The render depends only on assignments, enrolled hosts and their addresses, bootstrap progress
@@ -91,6 +93,17 @@ fn peers(inputs: &PlanInputs, assignment: &Assignment) -> Vec<String> {
     let mut candidates: Vec<&Assignment> =
         in_cluster.filter(|other| other.role == wanted).collect();
     candidates.sort_by(|left, right| left.name.cmp(&right.name));
+    let target = inputs
+        .clusters
+        .get(&assignment.cluster)
+        .map(|(cluster, _)| cluster.scheduler_target.as_str())
+        .unwrap_or_default();
+    if wanted == Role::Server
+        && let Some(chosen) = candidates.iter().position(|server| server.name == target)
+    {
+        let preferred = candidates.remove(chosen);
+        candidates.insert(0, preferred);
+    }
     candidates
         .into_iter()
         .find_map(|peer| address_of(inputs, peer))

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use muster_coordinator::planner;
 use muster_coordinator::secrets::{self, SecretBox};
 use muster_coordinator::store::{
-    Actor, BootstrapReport, BootstrapTask, ClusterSecrets, DatabaseUrl, Host, NewAssignment,
-    NewCluster, NewHost, NewJoinToken, OdbSettings, SqlStore, StatusReport, Store, StoreError,
-    TokenRefusal, now_ms,
+    Actor, BootstrapReport, BootstrapTask, ClusterSecrets, ComponentStatus, DatabaseUrl, Host,
+    NewAssignment, NewCluster, NewHost, NewJoinToken, OdbSettings, SqlStore, StatusReport, Store,
+    StoreError, TokenRefusal, now_ms,
 };
 use muster_proto::v1::{BootstrapKind, OdbType, Role};
 use muster_testkit::{Backend, TestDatabase};
@@ -62,7 +62,7 @@ async fn issue_token(store: &SqlStore, cluster: &str, max_uses: u32, ttl_ms: i64
                 id: id.clone(),
                 secret_hash: secret_hash.clone(),
                 cluster: cluster.to_owned(),
-                roles: vec![Role::Server],
+                roles: Vec::new(),
                 description: String::new(),
                 expires_at_ms: now_ms() + ttl_ms,
                 max_uses,
@@ -219,7 +219,7 @@ async fn join_tokens_are_refused_for_the_reason_that_applies(backend: Backend) {
         .redeem_join_token(&once.id, &once.secret_hash, now_ms())
         .await
         .unwrap();
-    assert_eq!((redeemed.uses, redeemed.roles), (1, vec![Role::Server]));
+    assert_eq!((redeemed.uses, redeemed.roles), (1, Vec::new()));
     assert_eq!(
         refusal(
             store
@@ -483,7 +483,7 @@ async fn enroll(store: &SqlStore, cluster: &str, host: &str) -> Host {
         labels: BTreeMap::new(),
     };
     store
-        .enroll_host(&token.id, &token.secret_hash, new)
+        .enroll_host(&token.id, &token.secret_hash, new, &[])
         .await
         .unwrap()
         .0
@@ -626,12 +626,12 @@ async fn enrollment_uses_the_token_and_one_host_bootstraps_each_cluster(backend:
         labels: BTreeMap::new(),
     };
     let (first, used) = store
-        .enroll_host(&token.id, &token.secret_hash, new("app-1"))
+        .enroll_host(&token.id, &token.secret_hash, new("app-1"), &[])
         .await
         .unwrap();
     assert_eq!(used.uses, 1);
     let reused = store
-        .enroll_host(&token.id, &token.secret_hash, new("app-2"))
+        .enroll_host(&token.id, &token.secret_hash, new("app-2"), &[])
         .await;
     assert_eq!(refusal(reused.map(|(host, _)| host)), TokenRefusal::UsedUp);
     assert!(
@@ -644,7 +644,7 @@ async fn enrollment_uses_the_token_and_one_host_bootstraps_each_cluster(backend:
     let second = enroll(&store, "prod", "app-2").await;
     let fresh = issue_token(&store, "prod", 1, 60_000).await;
     let duplicate = store
-        .enroll_host(&fresh.id, &fresh.secret_hash, new("app-1"))
+        .enroll_host(&fresh.id, &fresh.secret_hash, new("app-1"), &[])
         .await;
     assert!(matches!(
         duplicate,
@@ -859,6 +859,267 @@ async fn silent_hosts_are_marked_down_once_and_up_again(backend: Backend) {
     store.close().await;
 }
 
+async fn token_roles_join_hosts_to_the_cluster(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let token = |roles: Vec<Role>| {
+        let store = store.clone();
+        async move {
+            let id = secrets::random_hex(8).unwrap();
+            let secret_hash = secrets::sha256_hex(b"secret");
+            let new = NewJoinToken {
+                id: id.clone(),
+                secret_hash: secret_hash.clone(),
+                cluster: "prod".to_owned(),
+                roles,
+                description: String::new(),
+                expires_at_ms: now_ms() + 60_000,
+                max_uses: 0,
+            };
+            store.create_join_token(new, &actor()).await.unwrap();
+            (id, secret_hash)
+        }
+    };
+    let host = |name: &str| NewHost {
+        id: secrets::random_hex(8).unwrap(),
+        name: name.to_owned(),
+        advertise_address: "10.0.0.1".to_owned(),
+        labels: BTreeMap::new(),
+    };
+    let (servers, servers_hash) = token(vec![Role::Server]).await;
+    for name in ["auto-1", "auto-2", "auto-3"] {
+        store
+            .enroll_host(&servers, &servers_hash, host(name), &[])
+            .await
+            .unwrap();
+    }
+    let joined: Vec<String> = store
+        .list_assignments(Some("prod"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| format!("{} {} {} {}", a.role, a.name, a.host, a.port))
+        .collect();
+    assert_eq!(
+        joined,
+        [
+            "server server1 auto-1 17010",
+            "server server2 auto-2 17010",
+            "server server3 auto-3 17010"
+        ]
+    );
+
+    let (both, both_hash) = token(vec![Role::Server, Role::WebAdmin]).await;
+    store
+        .enroll_host(&both, &both_hash, host("asks-server"), &[Role::Server])
+        .await
+        .unwrap();
+    let refused = store
+        .enroll_host(
+            &both,
+            &both_hash,
+            host("asks-scheduler"),
+            &[Role::Scheduler],
+        )
+        .await;
+    assert_eq!(
+        refusal(refused.map(|(host, _)| host)),
+        TokenRefusal::RoleNotAllowed
+    );
+    let roles_of = |name: &str| {
+        let store = store.clone();
+        let name = name.to_owned();
+        async move {
+            store
+                .list_assignments(Some("prod"))
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.host == name)
+                .map(|a| a.role)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        roles_of("asks-server").await,
+        [Role::Server],
+        "only the requested role"
+    );
+    assert!(matches!(
+        store.get_host("asks-scheduler").await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let (schedulers, schedulers_hash) = token(vec![Role::Scheduler]).await;
+    store
+        .enroll_host(&schedulers, &schedulers_hash, host("sched-1"), &[])
+        .await
+        .unwrap();
+    store
+        .enroll_host(&schedulers, &schedulers_hash, host("sched-2"), &[])
+        .await
+        .unwrap();
+    assert_eq!(roles_of("sched-1").await, [Role::Scheduler]);
+    assert!(
+        roles_of("sched-2").await.is_empty(),
+        "a cluster has one scheduler"
+    );
+    let skipped = store.list_events(Some("prod"), 50).await.unwrap();
+    assert!(
+        skipped
+            .iter()
+            .any(|event| event.kind == "host.join-skipped" && event.host == "sched-2")
+    );
+    let bootstraps: Vec<_> = store
+        .list_events(Some("prod"), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "component.assigned")
+        .collect();
+    assert_eq!(bootstraps.len(), 5);
+    store.close().await;
+}
+
+async fn scheduler_peer(store: &SqlStore, host_id: &str) -> Vec<String> {
+    let plan = planner::render(&store.plan_inputs(host_id).await.unwrap());
+    plan.components
+        .iter()
+        .find(|component| component.name == "scheduler")
+        .unwrap()
+        .peer_addresses
+        .clone()
+}
+
+async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    store
+        .create_assignment(
+            assign("prod", Role::Scheduler, "sched", None, None),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    store
+        .create_assignment(assign("prod", Role::Server, "app-b", None, None), &actor())
+        .await
+        .unwrap();
+    store
+        .create_assignment(assign("prod", Role::Server, "app-c", None, None), &actor())
+        .await
+        .unwrap();
+    let scheduler_host = enroll(&store, "prod", "sched").await;
+    let server_b = enroll(&store, "prod", "app-b").await;
+    let server_c = enroll(&store, "prod", "app-c").await;
+    let done = |task| BootstrapReport {
+        cluster: "prod".to_owned(),
+        task,
+        done: true,
+        last_error: String::new(),
+    };
+    store
+        .record_status(
+            &scheduler_host.id,
+            report(
+                1,
+                "10.0.0.1",
+                vec![done(BootstrapTask::Odb), done(BootstrapTask::Cluster)],
+            ),
+        )
+        .await
+        .unwrap();
+    let healthy = |name: &str| ComponentStatus {
+        cluster: "prod".to_owned(),
+        role: Role::Server,
+        name: name.to_owned(),
+        state: "running".to_owned(),
+        healthy: true,
+        last_error: String::new(),
+        restarts: 0,
+    };
+    let mut report_b = report(1, "10.0.0.2", Vec::new());
+    report_b.components = vec![healthy("server1")];
+    store.record_status(&server_b.id, report_b).await.unwrap();
+    let mut report_c = report(1, "10.0.0.3", Vec::new());
+    report_c.components = vec![healthy("server2")];
+    store.record_status(&server_c.id, report_c).await.unwrap();
+
+    assert_eq!(
+        scheduler_peer(&store, &scheduler_host.id).await,
+        ["http://10.0.0.2:17010"]
+    );
+    assert_eq!(
+        store.get_cluster("prod").await.unwrap().scheduler_target,
+        "server1"
+    );
+
+    // Host B stops reporting; when it is marked down the scheduler moves to C.
+    let mut keep_c = report(1, "10.0.0.3", Vec::new());
+    keep_c.components = vec![healthy("server2")];
+    // C reports again until its heartbeat is strictly newer than B's, so that a cutoff at C's
+    // heartbeat finds B (and no other server) silent.
+    let last_seen_b = store.get_host("app-b").await.unwrap().last_seen_ms.unwrap();
+    let mut last_seen_c = 0;
+    for _ in 0..1000 {
+        store
+            .record_status(&server_c.id, keep_c.clone())
+            .await
+            .unwrap();
+        last_seen_c = store.get_host("app-c").await.unwrap().last_seen_ms.unwrap();
+        if last_seen_c > last_seen_b {
+            break;
+        }
+    }
+    assert!(last_seen_c > last_seen_b);
+    let generation_before = store
+        .host_generation(&scheduler_host.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let marked = store.mark_stale_hosts_down(last_seen_c, 0).await.unwrap();
+    assert!(!marked.contains(&"app-c".to_owned()), "{marked:?}");
+    assert!(marked.contains(&"app-b".to_owned()), "{marked:?}");
+    assert_eq!(
+        store.get_cluster("prod").await.unwrap().scheduler_target,
+        "server2"
+    );
+    assert!(
+        store
+            .host_generation(&scheduler_host.id)
+            .await
+            .unwrap()
+            .unwrap()
+            > generation_before
+    );
+    assert_eq!(
+        scheduler_peer(&store, &scheduler_host.id).await,
+        ["http://10.0.0.3:17010"]
+    );
+    let why = store
+        .list_events(Some("prod"), 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|event| event.kind == "scheduler.target")
+        .unwrap();
+    assert!(
+        why.message.contains("server2")
+            && why.message.contains("host app-b of server server1 is down"),
+        "{}",
+        why.message
+    );
+    store.close().await;
+}
+
 macro_rules! store_conformance_suite {
     ($($backend_module:ident => $backend:expr),* $(,)?) => {$(
         mod $backend_module {
@@ -911,6 +1172,14 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn a_finished_bootstrap_releases_components_with_new_generations() {
                 super::a_finished_bootstrap_releases_components_with_new_generations($backend).await;
+            }
+            #[tokio::test]
+            async fn token_roles_join_hosts_to_the_cluster() {
+                super::token_roles_join_hosts_to_the_cluster($backend).await;
+            }
+            #[tokio::test]
+            async fn the_scheduler_follows_a_healthy_server() {
+                super::the_scheduler_follows_a_healthy_server($backend).await;
             }
             #[tokio::test]
             async fn silent_hosts_are_marked_down_once_and_up_again() {

@@ -53,7 +53,7 @@ fn creates_in(invocations: &str) -> usize {
 async fn cluster_with_agent(scratch: &Path, coordinator_args: &[&str]) -> (Coordinator, Agent) {
     let coordinator = Coordinator::start(scratch, None, coordinator_args).await;
     coordinator.ok(&["create", "cluster", "prod"]);
-    let token = coordinator.join_token("prod", &["server"], 1);
+    let token = coordinator.join_token("prod", &[], 1);
     let mut agent = Agent::configure(scratch, &coordinator, "app-1", &token);
     agent.start();
     wait_for(
@@ -369,7 +369,7 @@ async fn tokens_are_refused_for_the_reason_that_applies() {
             .output()
             .unwrap()
     };
-    let once = coordinator.join_token("prod", &["server"], 1);
+    let once = coordinator.join_token("prod", &[], 1);
     let first = enroll("first", &once);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let reused = enroll("second", &once);
@@ -380,21 +380,12 @@ async fn tokens_are_refused_for_the_reason_that_applies() {
         text(&reused.stderr)
     );
 
-    let revoked = coordinator.join_token("prod", &["server"], 1);
+    let revoked = coordinator.join_token("prod", &[], 1);
     let id = muster_proto::token::JoinToken::parse(&revoked).unwrap().id;
     coordinator.ok(&["token", "revoke", &id]);
     assert!(text(&enroll("third", &revoked).stderr).contains("it was revoked"));
 
-    let created = coordinator.json(&[
-        "token",
-        "create",
-        "--cluster",
-        "prod",
-        "--role",
-        "server",
-        "--ttl",
-        "1s",
-    ]);
+    let created = coordinator.json(&["token", "create", "--cluster", "prod", "--ttl", "1s"]);
     let expiring = created["secret_token"].as_str().unwrap().to_owned();
     let expiring_id = created["token"]["id"].as_str().unwrap().to_owned();
     wait_for(
@@ -422,7 +413,7 @@ async fn tokens_are_refused_for_the_reason_that_applies() {
     let other = tempfile::tempdir().unwrap();
     let other_coordinator = Coordinator::start(other.path(), None, &[]).await;
     other_coordinator.ok(&["create", "cluster", "prod"]);
-    let foreign = other_coordinator.join_token("prod", &["server"], 1);
+    let foreign = other_coordinator.join_token("prod", &[], 1);
     let refused = enroll("fifth", &foreign);
     assert!(
         text(&refused.stderr).contains("the token is for another coordinator"),
@@ -447,7 +438,7 @@ async fn a_host_acts_only_for_itself_and_other_cas_are_refused() {
     let scratch = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
     coordinator.ok(&["create", "cluster", "prod"]);
-    let token = coordinator.join_token("prod", &["server"], 2);
+    let token = coordinator.join_token("prod", &[], 2);
     let state = |name: &str| scratch.path().join(name);
     for name in ["alpha", "beta"] {
         let output = command(&workspace_binary("muster-agent"))
@@ -632,7 +623,7 @@ async fn the_agent_speaks_the_systemd_notify_protocol() {
     let scratch = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
     coordinator.ok(&["create", "cluster", "prod"]);
-    let token = coordinator.join_token("prod", &["server"], 1);
+    let token = coordinator.join_token("prod", &[], 1);
     let mut agent = Agent::configure(scratch.path(), &coordinator, "app-1", &token);
     let socket_path = scratch.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
@@ -840,7 +831,7 @@ async fn server_on_a_database_odb(backend: muster_testkit::Backend) {
     );
     coordinator.ok(&create);
     let port = free_port();
-    let token = coordinator.join_token("orders", &["server"], 1);
+    let token = coordinator.join_token("orders", &[], 1);
     let mut agent = Agent::configure(scratch.path(), &coordinator, "db-1", &token);
     agent.start();
     coordinator.ok(&[
@@ -955,7 +946,7 @@ async fn zato_commands_and_components_run_as_the_configured_user() {
         .expect("a nobody user");
     let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
     coordinator.ok(&["create", "cluster", "prod"]);
-    let token = coordinator.join_token("prod", &["server"], 1);
+    let token = coordinator.join_token("prod", &[], 1);
     let mut agent = Agent::configure(scratch.path(), &coordinator, "app-1", &token);
     let config = std::fs::read_to_string(&agent.config).unwrap() + "run_as = \"nobody\"\n";
     std::fs::write(&agent.config, config).unwrap();

@@ -64,6 +64,8 @@ pub enum TokenRefusal {
     Revoked,
     Expired,
     UsedUp,
+    /// The host asked for a role the token does not allow.
+    RoleNotAllowed,
 }
 
 impl fmt::Display for TokenRefusal {
@@ -74,6 +76,7 @@ impl fmt::Display for TokenRefusal {
             TokenRefusal::Revoked => "it was revoked",
             TokenRefusal::Expired => "it has expired",
             TokenRefusal::UsedUp => "it has been used as often as it allows",
+            TokenRefusal::RoleNotAllowed => "it does not allow a role this host asked for",
         })
     }
 }
@@ -121,6 +124,8 @@ pub struct Cluster {
     pub odb: OdbSettings,
     pub has_odb_password: bool,
     pub created_at_ms: i64,
+    /// The server the scheduler points at, chosen by health; empty until a server is healthy.
+    pub scheduler_target: String,
 }
 
 #[derive(Debug, Clone)]
@@ -356,11 +361,14 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Redeems a join token and records the new host, in one transaction; a cluster whose first
     /// component waits on this host gets this host as its bootstrap host.
+    /// Also the auto-join: the host gets a component of each role the token names (or of each of
+    /// `requested`, which the token must allow) that it does not have yet in the token's cluster.
     async fn enroll_host(
         &self,
         token_id: &str,
         secret_hash: &str,
         new: NewHost,
+        requested: &[Role],
     ) -> Result<(Host, JoinToken), StoreError>;
     async fn get_host_by_id(&self, id: &str) -> Result<Host, StoreError>;
     /// The host's current generation; `None` when the host no longer exists.

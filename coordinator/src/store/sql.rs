@@ -423,6 +423,132 @@ impl SqlStore {
         Err(refused(reason))
     }
 
+    /// `INSERT INTO {rest}` that does nothing when the row's key exists, in this dialect.
+    fn insert_ignoring_duplicates(&self, rest: &str) -> String {
+        match self.dialect {
+            Dialect::MySql => self.sql(&format!("INSERT IGNORE INTO {rest}")),
+            Dialect::Sqlite | Dialect::Postgres => {
+                self.sql(&format!("INSERT INTO {rest} ON CONFLICT DO NOTHING"))
+            }
+        }
+    }
+
+    /// Re-chooses the server the cluster's scheduler points at: the current one while its host is
+    /// up and it reports healthy, otherwise the first healthy server (by name) on an up host. A
+    /// change bumps the cluster's hosts and is recorded with its reason. Nothing changes while
+    /// no server is healthy.
+    async fn replan_scheduler(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        cluster_id: &str,
+        cluster_name: &str,
+    ) -> Result<(), StoreError> {
+        let read = || database("re-plan the scheduler");
+        let sql = self.sql(
+            "SELECT a.role, a.name, a.host_name, h.state, s.healthy
+             FROM assignments a
+             LEFT JOIN hosts h ON h.name = a.host_name
+             LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = $1
+                 AND s.role = a.role AND s.name = a.name
+             WHERE a.cluster_id = $2 ORDER BY a.name",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(cluster_name)
+            .bind(cluster_id)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(read())?;
+        let mut has_scheduler = false;
+        let mut servers = Vec::new();
+        for row in &rows {
+            let role: String = row.try_get("role").map_err(read())?;
+            if role == Role::Scheduler.cli_name() {
+                has_scheduler = true;
+            } else if role == Role::Server.cli_name() {
+                let state: Option<String> = row.try_get("state").map_err(read())?;
+                let healthy = row.try_get::<Option<i64>, _>("healthy").map_err(read())? == Some(1);
+                let name: String = row.try_get("name").map_err(read())?;
+                let host: String = row.try_get("host_name").map_err(read())?;
+                let up = state.as_deref() == Some("up");
+                servers.push((name, host, up && healthy, up));
+            }
+        }
+        if !has_scheduler {
+            return Ok(());
+        }
+        let current_sql = self.sql("SELECT scheduler_target FROM clusters WHERE id = $1");
+        let current: String = sqlx::query(&current_sql)
+            .bind(cluster_id)
+            .fetch_one(&mut **transaction)
+            .await
+            .map_err(read())?
+            .try_get("scheduler_target")
+            .map_err(read())?;
+        let current_server = servers.iter().find(|server| server.0 == current);
+        if current_server.is_some_and(|server| server.2) {
+            return Ok(());
+        }
+        let Some(chosen) = servers.iter().find(|server| server.2) else {
+            return Ok(());
+        };
+        let update = self.sql("UPDATE clusters SET scheduler_target = $1 WHERE id = $2");
+        sqlx::query(&update)
+            .bind(&chosen.0)
+            .bind(cluster_id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(read())?;
+        self.bump_cluster_hosts(transaction, cluster_id).await?;
+        let why = match current_server {
+            None if current.is_empty() => "the first healthy server".to_owned(),
+            None => format!("server {current} was unassigned"),
+            Some((_, host, _, false)) => format!("host {host} of server {current} is down"),
+            Some((_, host, _, true)) => format!("server {current} on host {host} is not healthy"),
+        };
+        let message = format!(
+            "scheduler now points at server {} on host {} ({why})",
+            chosen.0, chosen.1
+        );
+        let actor = Actor("planner".to_owned());
+        self.insert_event(
+            transaction,
+            "scheduler.target",
+            cluster_name,
+            &chosen.1,
+            &actor,
+            &message,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Re-plans the scheduler of every cluster `host_name` has a component in.
+    async fn replan_host_clusters(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        host_name: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "SELECT DISTINCT c.id, c.name FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+             WHERE a.host_name = $1",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(host_name)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("read a host's clusters"))?;
+        for row in rows {
+            let id: String = row
+                .try_get("id")
+                .map_err(database("read a host's clusters"))?;
+            let name: String = row
+                .try_get("name")
+                .map_err(database("read a host's clusters"))?;
+            self.replan_scheduler(transaction, &id, &name).await?;
+        }
+        Ok(())
+    }
+
     /// Inserts a new host; a taken name is `AlreadyExists`.
     async fn insert_host(
         &self,
@@ -452,6 +578,141 @@ impl SqlStore {
             }),
             other => other.map(|_| ()).map_err(database("enroll a host")),
         }
+    }
+
+    /// Assigns a component inside `transaction`: chooses its name and port, refuses conflicts,
+    /// claims the cluster's bootstrap for the host if it is enrolled and none has it, and bumps
+    /// the generation of every host of the cluster.
+    async fn assign_in(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        cluster: &Cluster,
+        new: NewAssignment,
+        actor: &Actor,
+    ) -> Result<Assignment, StoreError> {
+        let sql = self.sql(
+            "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port
+             FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+             WHERE a.cluster_id = $1 OR a.host_name = $2",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&cluster.id)
+            .bind(&new.host)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("read assignments"))?;
+        let mut in_cluster = Vec::new();
+        let mut on_host = Vec::new();
+        for row in &rows {
+            let read = || database("read assignments");
+            let entry = (
+                row.try_get::<String, _>("cluster_name").map_err(read())?,
+                role_from(&row.try_get::<String, _>("role").map_err(read())?)?,
+                row.try_get::<String, _>("name").map_err(read())?,
+                row.try_get::<String, _>("host_name").map_err(read())?,
+                port_from(row.try_get("port").map_err(read())?)?,
+            );
+            if entry.3 == new.host {
+                on_host.push(entry.clone());
+            }
+            if entry.0 == cluster.name {
+                in_cluster.push(entry);
+            }
+        }
+        if new.role == Role::Scheduler
+            && let Some(existing) = in_cluster.iter().find(|entry| entry.1 == Role::Scheduler)
+        {
+            return Err(StoreError::Conflict(format!(
+                "cluster '{}' already has a scheduler ('{}' on host '{}'); a cluster runs at most one",
+                cluster.name, existing.2, existing.3
+            )));
+        }
+        let name = match new.name {
+            Some(name) => name,
+            None if new.role == Role::Server => (1..)
+                .map(|number| format!("server{number}"))
+                .find(|candidate| {
+                    !in_cluster
+                        .iter()
+                        .any(|entry| entry.1 == Role::Server && &entry.2 == candidate)
+                })
+                .unwrap_or_default(),
+            None => new.role.cli_name().to_owned(),
+        };
+        if let Some(existing) = in_cluster
+            .iter()
+            .find(|entry| entry.1 == new.role && entry.2 == name)
+        {
+            return Err(StoreError::AlreadyExists {
+                kind: "component",
+                name: format!(
+                    "{} {name} of cluster {} (on host {})",
+                    new.role, cluster.name, existing.3
+                ),
+            });
+        }
+        let taken: Vec<u16> = on_host.iter().map(|entry| entry.4).collect();
+        let port = new.port.unwrap_or_else(|| default_port(new.role, &taken));
+        if let Some(holder) = on_host.iter().find(|entry| entry.4 == port) {
+            return Err(StoreError::Conflict(format!(
+                "port {port} is already taken on host '{}' by {} {} of cluster {}",
+                new.host, holder.1, holder.2, holder.0
+            )));
+        }
+        let created_at_ms = now_ms();
+        let insert = self.sql(
+            "INSERT INTO assignments (id, cluster_id, role, name, host_name, port, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        );
+        let inserted = sqlx::query(&insert)
+            .bind(secrets::random_hex(8)?)
+            .bind(&cluster.id)
+            .bind(new.role.cli_name())
+            .bind(&name)
+            .bind(&new.host)
+            .bind(i64::from(port))
+            .bind(created_at_ms)
+            .execute(&mut **transaction)
+            .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => {
+                return Err(StoreError::Conflict(format!(
+                    "{} {name} of cluster {} or port {port} on host '{}' was taken by a concurrent change; retry",
+                    new.role, cluster.name, new.host
+                )));
+            }
+            other => other.map_err(database("assign a component"))?,
+        };
+        if self
+            .host_in(&mut **transaction, "name", &new.host)
+            .await?
+            .is_some()
+        {
+            self.claim_bootstrap(transaction, &new.host).await?;
+        }
+        self.bump_cluster_hosts(transaction, &cluster.id).await?;
+        let message = format!(
+            "{} {name} assigned to host {} on port {port}",
+            new.role, new.host
+        );
+        self.insert_event(
+            transaction,
+            "component.assigned",
+            &cluster.name,
+            &new.host,
+            actor,
+            &message,
+        )
+        .await?;
+        Ok(Assignment {
+            cluster: cluster.name.clone(),
+            role: new.role,
+            name,
+            host: new.host,
+            port,
+            created_at_ms,
+            status: None,
+        })
     }
 
     /// Bumps the generation of every host with an assignment in the cluster with this id.
@@ -494,9 +755,10 @@ impl SqlStore {
                 .try_get("cluster_id")
                 .map_err(database("find clusters to bootstrap"))?;
             for task in BootstrapTask::ALL {
-                let insert = self.sql(
-                    "INSERT INTO bootstrap_tasks (cluster_id, task, host_name, done, last_error,
-                         updated_at) VALUES ($1, $2, $3, 0, '', $4)",
+                // Two coordinators may claim at once: the first row wins, the other is ignored.
+                let insert = self.insert_ignoring_duplicates(
+                    "bootstrap_tasks (cluster_id, task, host_name, done, last_error, updated_at)
+                     VALUES ($1, $2, $3, 0, '', $4)",
                 );
                 sqlx::query(&insert)
                     .bind(&cluster_id)
@@ -618,7 +880,7 @@ fn default_port(role: Role, taken: &[u16]) -> u16 {
 }
 
 const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
-     odb_db_name, odb_schema, has_odb_password, created_at";
+     odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target";
 
 const JOIN_TOKEN_SELECT: &str = "SELECT t.id, c.name AS cluster_name, t.secret_hash, t.roles, \
      t.description, t.created_at, t.expires_at, t.max_uses, t.uses, t.revoked_at \
@@ -665,6 +927,9 @@ fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
         has_odb_password: has_odb_password != 0,
         created_at_ms: row
             .try_get("created_at")
+            .map_err(database("read a cluster"))?,
+        scheduler_target: row
+            .try_get("scheduler_target")
             .map_err(database("read a cluster"))?,
     })
 }
@@ -822,6 +1087,7 @@ impl Store for SqlStore {
             has_odb_password: !secrets.odb_password.is_empty(),
             odb: new.odb,
             created_at_ms,
+            scheduler_target: String::new(),
         })
     }
 
@@ -1185,134 +1451,16 @@ impl Store for SqlStore {
     ) -> Result<Assignment, StoreError> {
         let cluster = self.get_cluster(&new.cluster).await?;
         let mut transaction = self.begin_write().await?;
-        let sql = self.sql(
-            "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port
-             FROM assignments a JOIN clusters c ON c.id = a.cluster_id
-             WHERE a.cluster_id = $1 OR a.host_name = $2",
-        );
-        let rows = sqlx::query(&sql)
-            .bind(&cluster.id)
-            .bind(&new.host)
-            .fetch_all(&mut **transaction)
-            .await
-            .map_err(database("read assignments"))?;
-        let mut in_cluster = Vec::new();
-        let mut on_host = Vec::new();
-        for row in &rows {
-            let read = || database("read assignments");
-            let entry = (
-                row.try_get::<String, _>("cluster_name").map_err(read())?,
-                role_from(&row.try_get::<String, _>("role").map_err(read())?)?,
-                row.try_get::<String, _>("name").map_err(read())?,
-                row.try_get::<String, _>("host_name").map_err(read())?,
-                port_from(row.try_get("port").map_err(read())?)?,
-            );
-            if entry.3 == new.host {
-                on_host.push(entry.clone());
-            }
-            if entry.0 == cluster.name {
-                in_cluster.push(entry);
-            }
-        }
-        if new.role == Role::Scheduler
-            && let Some(existing) = in_cluster.iter().find(|entry| entry.1 == Role::Scheduler)
-        {
-            return Err(StoreError::Conflict(format!(
-                "cluster '{}' already has a scheduler ('{}' on host '{}'); a cluster runs at most one",
-                cluster.name, existing.2, existing.3
-            )));
-        }
-        let name = match new.name {
-            Some(name) => name,
-            None if new.role == Role::Server => (1..)
-                .map(|number| format!("server{number}"))
-                .find(|candidate| {
-                    !in_cluster
-                        .iter()
-                        .any(|entry| entry.1 == Role::Server && &entry.2 == candidate)
-                })
-                .unwrap_or_default(),
-            None => new.role.cli_name().to_owned(),
-        };
-        if let Some(existing) = in_cluster
-            .iter()
-            .find(|entry| entry.1 == new.role && entry.2 == name)
-        {
-            return Err(StoreError::AlreadyExists {
-                kind: "component",
-                name: format!(
-                    "{} {name} of cluster {} (on host {})",
-                    new.role, cluster.name, existing.3
-                ),
-            });
-        }
-        let taken: Vec<u16> = on_host.iter().map(|entry| entry.4).collect();
-        let port = new.port.unwrap_or_else(|| default_port(new.role, &taken));
-        if let Some(holder) = on_host.iter().find(|entry| entry.4 == port) {
-            return Err(StoreError::Conflict(format!(
-                "port {port} is already taken on host '{}' by {} {} of cluster {}",
-                new.host, holder.1, holder.2, holder.0
-            )));
-        }
-        let created_at_ms = now_ms();
-        let insert = self.sql(
-            "INSERT INTO assignments (id, cluster_id, role, name, host_name, port, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        );
-        let inserted = sqlx::query(&insert)
-            .bind(secrets::random_hex(8)?)
-            .bind(&cluster.id)
-            .bind(new.role.cli_name())
-            .bind(&name)
-            .bind(&new.host)
-            .bind(i64::from(port))
-            .bind(created_at_ms)
-            .execute(&mut **transaction)
-            .await;
-        match inserted {
-            Err(error) if is_unique_violation(&error) => {
-                return Err(StoreError::Conflict(format!(
-                    "{} {name} of cluster {} or port {port} on host '{}' was taken by a concurrent change; retry",
-                    new.role, cluster.name, new.host
-                )));
-            }
-            other => other.map_err(database("assign a component"))?,
-        };
-        if self
-            .host_in(&mut **transaction, "name", &new.host)
-            .await?
-            .is_some()
-        {
-            self.claim_bootstrap(&mut transaction, &new.host).await?;
-        }
-        self.bump_cluster_hosts(&mut transaction, &cluster.id)
+        let assignment = self
+            .assign_in(&mut transaction, &cluster, new, actor)
             .await?;
-        let message = format!(
-            "{} {name} assigned to host {} on port {port}",
-            new.role, new.host
-        );
-        self.insert_event(
-            &mut transaction,
-            "component.assigned",
-            &cluster.name,
-            &new.host,
-            actor,
-            &message,
-        )
-        .await?;
+        self.replan_scheduler(&mut transaction, &cluster.id, &cluster.name)
+            .await?;
         transaction
             .commit()
             .await
             .map_err(database("commit an assignment"))?;
-        Ok(Assignment {
-            cluster: cluster.name,
-            role: new.role,
-            name,
-            host: new.host,
-            port,
-            created_at_ms,
-            status: None,
-        })
+        Ok(assignment)
     }
 
     async fn delete_assignment(
@@ -1383,6 +1531,8 @@ impl Store for SqlStore {
             &message,
         )
         .await?;
+        self.replan_scheduler(&mut transaction, &cluster_row.id, cluster)
+            .await?;
         transaction
             .commit()
             .await
@@ -1405,6 +1555,7 @@ impl Store for SqlStore {
         token_id: &str,
         secret_hash: &str,
         new: NewHost,
+        requested: &[Role],
     ) -> Result<(Host, JoinToken), StoreError> {
         let mut transaction = self.begin_write().await?;
         let token = match self
@@ -1420,13 +1571,62 @@ impl Store for SqlStore {
                 return Err(error);
             }
         };
+        let granted: Vec<Role> = if requested.is_empty() {
+            token.roles.clone()
+        } else if let Some(refused) = requested.iter().find(|role| !token.roles.contains(role)) {
+            tracing::debug!(role = %refused, "a requested role is not allowed by the token");
+            return Err(StoreError::TokenRefused {
+                id: token.id,
+                reason: TokenRefusal::RoleNotAllowed,
+            });
+        } else {
+            requested.to_vec()
+        };
         self.insert_host(&mut transaction, &new, now_ms()).await?;
+        let actor = Actor(format!("token:{}", token.id));
+        if !granted.is_empty() {
+            let cluster = self.get_cluster(&token.cluster).await?;
+            let held: Vec<Role> = self
+                .list_assignments(Some(&token.cluster))
+                .await?
+                .into_iter()
+                .filter(|assignment| assignment.host == new.name)
+                .map(|assignment| assignment.role)
+                .collect();
+            for role in granted.into_iter().filter(|role| !held.contains(role)) {
+                let join = NewAssignment {
+                    cluster: cluster.name.clone(),
+                    role,
+                    name: None,
+                    host: new.name.clone(),
+                    port: None,
+                };
+                match self
+                    .assign_in(&mut transaction, &cluster, join, &actor)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict(reason)) => {
+                        let message = format!("not joined as {role}: {reason}");
+                        self.insert_event(
+                            &mut transaction,
+                            "host.join-skipped",
+                            &cluster.name,
+                            &new.name,
+                            &actor,
+                            &message,
+                        )
+                        .await?;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        }
         let claimed = self.claim_bootstrap(&mut transaction, &new.name).await?;
         for cluster_id in &claimed {
             self.bump_cluster_hosts(&mut transaction, cluster_id)
                 .await?;
         }
-        let actor = Actor(format!("token:{}", token.id));
         let message = format!(
             "host enrolled with join token {} at address {}",
             token.id, new.advertise_address
@@ -1788,6 +1988,8 @@ impl Store for SqlStore {
                 .await?;
             }
         }
+        self.replan_host_clusters(&mut transaction, &host.name)
+            .await?;
         let generation = self
             .host_in(&mut **transaction, "id", host_id)
             .await?
@@ -1839,6 +2041,7 @@ impl Store for SqlStore {
                 let actor = Actor("coordinator".to_owned());
                 self.insert_event(&mut transaction, "host.down", "", &name, &actor, &message)
                     .await?;
+                self.replan_host_clusters(&mut transaction, &name).await?;
                 marked.push(name);
             }
             transaction

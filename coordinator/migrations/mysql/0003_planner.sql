@@ -1,0 +1,3 @@
+-- The planner: which server the scheduler points at (chosen by health), and drained hosts.
+ALTER TABLE clusters ADD COLUMN scheduler_target VARCHAR(255) NOT NULL DEFAULT '';
+ALTER TABLE hosts ADD COLUMN drained BIGINT NOT NULL DEFAULT 0;
