@@ -42,6 +42,8 @@ pub struct RawConfig {
     pub host_name: Option<String>,
     /// The address other hosts reach this one at; `None` means the host name.
     pub advertise_address: Option<String>,
+    /// The IP address components listen on; `None` means `0.0.0.0` (every address).
+    pub bind_address: Option<String>,
     pub labels: Option<BTreeMap<String, String>>,
     /// Roles this host asks for when it enrolls (`server`, `scheduler`, `web-admin`,
     /// `load-balancer`); granted only when the join token allows them. `None` or empty means every
@@ -88,6 +90,7 @@ impl RawConfig {
             token: other.token.or(self.token),
             host_name: other.host_name.or(self.host_name),
             advertise_address: other.advertise_address.or(self.advertise_address),
+            bind_address: other.bind_address.or(self.bind_address),
             labels: other.labels.or(self.labels),
             roles: other.roles.or(self.roles),
             state_dir: other.state_dir.or(self.state_dir),
@@ -139,6 +142,17 @@ impl RawConfig {
                 "advertise_address",
                 &advertise_address,
                 error.reason.to_owned(),
+            )
+        })?;
+        let bind_text = self
+            .bind_address
+            .clone()
+            .unwrap_or_else(|| "0.0.0.0".to_owned());
+        let bind_address: std::net::IpAddr = bind_text.parse().map_err(|_| {
+            invalid(
+                "bind_address",
+                &bind_text,
+                "expected an IP address".to_owned(),
             )
         })?;
         let labels = self.labels.clone().unwrap_or_default();
@@ -201,6 +215,7 @@ impl RawConfig {
             token: self.token.clone(),
             host_name,
             advertise_address,
+            bind_address,
             labels,
             roles,
             state_dir,
@@ -223,6 +238,8 @@ pub struct AgentConfig {
     pub token: Option<String>,
     pub host_name: String,
     pub advertise_address: String,
+    /// The address components listen on.
+    pub bind_address: std::net::IpAddr,
     pub labels: BTreeMap<String, String>,
     /// Roles to ask for at enrollment; empty means every role the token names.
     pub roles: Vec<muster_proto::v1::Role>,

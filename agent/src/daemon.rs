@@ -136,7 +136,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         bin: config.zato_bin.clone(),
         run_as,
     };
-    let mut reconciler = Reconciler::new(zato, config.components_dir.clone(), &config.state_dir);
+    let mut reconciler = Reconciler::new(
+        zato,
+        config.components_dir.clone(),
+        &config.state_dir,
+        config.bind_address,
+    );
     reconcile_loop(
         &mut reconciler,
         desired_receiver,

@@ -38,6 +38,9 @@ struct Settings {
     /// The address other hosts reach this one at [default: the host name].
     #[arg(long, env = "MUSTER_AGENT_ADVERTISE_ADDRESS")]
     advertise_address: Option<String>,
+    /// The IP address components listen on [default: 0.0.0.0].
+    #[arg(long, env = "MUSTER_AGENT_BIND_ADDRESS")]
+    bind_address: Option<String>,
     /// Where the identity and the ledger live [default: /var/lib/muster-agent].
     #[arg(long, env = "MUSTER_AGENT_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -81,6 +84,7 @@ fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
         token: settings.token,
         host_name: settings.host_name,
         advertise_address: settings.advertise_address,
+        bind_address: settings.bind_address,
         labels: None,
         roles: None,
         state_dir: settings.state_dir,

@@ -103,6 +103,8 @@ struct BootstrapLocal {
 
 pub struct Reconciler {
     zato: Zato,
+    /// The address components listen on.
+    bind_address: std::net::IpAddr,
     components_dir: PathBuf,
     bootstrap_record: PathBuf,
     /// Bootstrap tasks finished on this host, as `CLUSTER/odb` and `CLUSTER/cluster`.
@@ -190,12 +192,10 @@ fn python_bool(value: bool) -> &'static str {
     if value { "True" } else { "False" }
 }
 
-/// Sends one HTTP GET to 127.0.0.1:`port` and returns the status code.
-async fn http_status(port: u16, path: &str) -> Option<u16> {
+/// Sends one HTTP GET to `address`:`port` and returns the status code.
+async fn http_status(address: std::net::IpAddr, port: u16, path: &str) -> Option<u16> {
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
+        let mut stream = tokio::net::TcpStream::connect((address, port)).await.ok()?;
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
@@ -217,17 +217,22 @@ async fn http_status(port: u16, path: &str) -> Option<u16> {
         .flatten()
 }
 
-async fn healthy(role: Role, port: u16) -> bool {
+async fn healthy(role: Role, address: std::net::IpAddr, port: u16) -> bool {
     match role {
-        Role::Server => http_status(port, "/zato/ping").await == Some(200),
-        _ => http_status(port, "/")
+        Role::Server => http_status(address, port, "/zato/ping").await == Some(200),
+        _ => http_status(address, port, "/")
             .await
             .is_some_and(|status| status < 500),
     }
 }
 
 impl Reconciler {
-    pub fn new(zato: Zato, components_dir: PathBuf, state_dir: &Path) -> Reconciler {
+    pub fn new(
+        zato: Zato,
+        components_dir: PathBuf,
+        state_dir: &Path,
+        bind_address: std::net::IpAddr,
+    ) -> Reconciler {
         let bootstrap_record = state_dir.join("bootstrap-done.json");
         let bootstrap_done = std::fs::read_to_string(&bootstrap_record)
             .ok()
@@ -235,6 +240,7 @@ impl Reconciler {
             .unwrap_or_default();
         Reconciler {
             zato,
+            bind_address,
             components_dir,
             bootstrap_record,
             bootstrap_done,
@@ -543,7 +549,7 @@ impl Reconciler {
             return Err(error.to_string());
         }
         if role_of(component) == Role::WebAdmin {
-            set_web_admin_port(&temporary, component.port)?;
+            set_web_admin_bind(&temporary, &self.bind_address.to_string(), component.port)?;
         }
         std::fs::rename(&temporary, &directory)
             .map_err(|error| format!("cannot move {} into place: {error}", temporary.display()))?;
@@ -561,7 +567,8 @@ impl Reconciler {
         let peer = component.peer_addresses.first();
         match role_of(component) {
             Role::Server => {
-                let mut settings = vec![("main", "gunicorn_bind", format!("0.0.0.0:{port}"))];
+                let bind = self.bind_address;
+                let mut settings = vec![("main", "gunicorn_bind", format!("{bind}:{port}"))];
                 if let Some((host, peer_port, tls)) =
                     peer.and_then(|address| split_address(address, 31530))
                 {
@@ -576,7 +583,10 @@ impl Reconciler {
                 self.edit_ini(&repo.join("server.conf"), &settings)
             }
             Role::Scheduler => {
-                let mut settings = vec![("bind", "port", port.to_string())];
+                let mut settings = vec![
+                    ("bind", "host", self.bind_address.to_string()),
+                    ("bind", "port", port.to_string()),
+                ];
                 if let Some((host, peer_port, tls)) =
                     peer.and_then(|address| split_address(address, 17010))
                 {
@@ -591,10 +601,13 @@ impl Reconciler {
                 let text = files::read_to_string(&path).map_err(|error| error.to_string())?;
                 let conf: serde_json::Value = serde_json::from_str(&text)
                     .map_err(|error| format!("{}: {error}", path.display()))?;
-                if conf["port"].as_u64() == Some(u64::from(port)) {
+                let host = self.bind_address.to_string();
+                if conf["port"].as_u64() == Some(u64::from(port))
+                    && conf["host"].as_str() == Some(host.as_str())
+                {
                     return Ok(false);
                 }
-                set_web_admin_port(directory, component.port)?;
+                set_web_admin_bind(directory, &host, component.port)?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -656,6 +669,9 @@ impl Reconciler {
     async fn converge_valid(&mut self, component: &Component, key: &Key) {
         let role = role_of(component);
         let (directory, _, _) = self.component_dirs(component);
+        if component.stopped {
+            return self.keep_stopped(&directory, key).await;
+        }
         match self.ensure_created(component, key).await {
             Ok(true) => {}
             Ok(false) => return,
@@ -732,7 +748,12 @@ impl Reconciler {
             local.state = "starting".to_owned();
         }
         let port = u16::try_from(component.port).unwrap_or_default();
-        let answers = healthy(role, port).await;
+        let probe_address = if self.bind_address.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            self.bind_address
+        };
+        let answers = healthy(role, probe_address, port).await;
         let alive_now = read_pid(&pidfile).is_some_and(alive);
         let local = self.local.entry(key.clone()).or_default();
         local.seen_alive = alive_now;
@@ -752,6 +773,31 @@ impl Reconciler {
         } else {
             local.state = "starting".to_owned();
         }
+    }
+
+    /// A component of a drained host: stopped if it runs, left as it is otherwise.
+    async fn keep_stopped(&mut self, directory: &Path, key: &Key) {
+        let running = read_pid(&directory.join("pidfile")).is_some_and(alive);
+        if running {
+            let stop = [
+                Arg::plain("stop"),
+                Arg::plain(directory.display().to_string()),
+            ];
+            if let Err(error) = self.zato.run(&stop, directory, |_| {}).await {
+                return self
+                    .local
+                    .entry(key.clone())
+                    .or_default()
+                    .fail(error.to_string());
+            }
+            tracing::info!(component = %directory.display(), "component stopped: its host is drained");
+        }
+        let local = self.local.entry(key.clone()).or_default();
+        local.state = "stopped".to_owned();
+        local.healthy = false;
+        local.seen_alive = false;
+        local.last_error.clear();
+        local.retry_at = None;
     }
 
     /// Stops and archives components of this host that are no longer desired.
@@ -837,11 +883,12 @@ impl Reconciler {
     }
 }
 
-fn set_web_admin_port(directory: &Path, port: u32) -> Result<(), String> {
+fn set_web_admin_bind(directory: &Path, host: &str, port: u32) -> Result<(), String> {
     let path = directory.join("config/repo/web-admin.conf");
     let text = files::read_to_string(&path).map_err(|error| error.to_string())?;
     let mut conf: serde_json::Value =
         serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+    conf["host"] = host.into();
     conf["port"] = port.into();
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&path)

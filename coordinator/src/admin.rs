@@ -188,6 +188,9 @@ fn host_message(host: Host) -> v1::Host {
         state: host.state,
         enrolled_at_unix_ms: host.enrolled_at_ms,
         last_seen_unix_ms: host.last_seen_ms.unwrap_or(0),
+        generation: host.generation,
+        applied_generation: host.applied_generation,
+        drained: host.drained,
     }
 }
 
@@ -539,6 +542,79 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::DeleteComponentResponse {
             component: Some(assignment_message(removed)),
         }))
+    }
+
+    async fn list_backends(
+        &self,
+        request: Request<v1::ListBackendsRequest>,
+    ) -> Result<Response<v1::ListBackendsResponse>, Status> {
+        self.authorize(&request).await?;
+        let cluster = request.into_inner().cluster;
+        validate::name("cluster name", &cluster).map_err(ApiError::from)?;
+        self.store.get_cluster(&cluster).await.map_err(api_error)?;
+        let hosts: std::collections::BTreeMap<String, Host> = self
+            .store
+            .list_hosts()
+            .await
+            .map_err(api_error)?
+            .into_iter()
+            .map(|host| (host.name.clone(), host))
+            .collect();
+        let backends = self
+            .store
+            .list_assignments(Some(&cluster))
+            .await
+            .map_err(api_error)?
+            .into_iter()
+            .filter(|assignment| assignment.role == Role::Server)
+            .filter_map(|assignment| {
+                let host = hosts.get(&assignment.host).filter(|host| !host.drained)?;
+                Some(v1::Backend {
+                    name: assignment.name,
+                    host: host.name.clone(),
+                    address: host.advertise_address.clone(),
+                    port: u32::from(assignment.port),
+                    host_state: host.state.clone(),
+                    healthy: assignment.status.is_some_and(|status| status.healthy),
+                })
+            })
+            .collect();
+        Ok(Response::new(v1::ListBackendsResponse { backends }))
+    }
+
+    async fn drain_host(
+        &self,
+        request: Request<v1::DrainHostRequest>,
+    ) -> Result<Response<v1::DrainHostResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("host name", &request.name).map_err(ApiError::from)?;
+        let host = self
+            .store
+            .set_host_drained(&request.name, request.drain, &actor)
+            .await
+            .map_err(api_error)?;
+        self.changes.notify_waiters();
+        tracing::info!(host = %host.name, drained = host.drained, actor = %actor.0, "host drain changed");
+        Ok(Response::new(v1::DrainHostResponse {
+            host: Some(host_message(host)),
+        }))
+    }
+
+    async fn remove_host(
+        &self,
+        request: Request<v1::RemoveHostRequest>,
+    ) -> Result<Response<v1::RemoveHostResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("host name", &request.name).map_err(ApiError::from)?;
+        self.store
+            .remove_host(&request.name, request.force, &actor)
+            .await
+            .map_err(api_error)?;
+        self.changes.notify_waiters();
+        tracing::info!(host = %request.name, actor = %actor.0, "host removed");
+        Ok(Response::new(v1::RemoveHostResponse {}))
     }
 
     async fn list_components(

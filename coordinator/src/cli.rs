@@ -113,6 +113,21 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Each cluster's hosts and components at a glance: state, generation applied versus
+    /// desired, health, restarts and the last error.
+    Status {
+        /// Only this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+    },
+    /// A cluster's servers for an external load balancer (hosts that are enrolled and not drained).
+    Backends {
+        #[arg(long)]
+        cluster: String,
+        /// table, json or haproxy [default: as --output says].
+        #[arg(long, value_enum)]
+        format: Option<BackendFormat>,
+    },
     /// Check that the coordinator answers and accepts the admin token.
     Ping {
         /// Keep trying for this long while the coordinator cannot be reached, e.g. 30s.
@@ -174,7 +189,7 @@ enum ComponentCommand {
     },
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct ComponentView {
     cluster: String,
     role: String,
@@ -331,6 +346,26 @@ enum HostCommand {
     List,
     /// Show one host.
     Show { name: String },
+    /// Drain a host: its servers leave the backends, the scheduler moves off it, and its
+    /// components stop (they stay created).
+    Drain { name: String },
+    /// Undrain a host: its components start again.
+    Undrain { name: String },
+    /// Remove a drained host: its assignments are deleted and its certificate stops working.
+    Remove {
+        name: String,
+        /// Remove it even if it is not drained or has not stopped its components.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendFormat {
+    Table,
+    Json,
+    /// HAProxy `server` lines, as Zato's `zato.config` has them.
+    Haproxy,
 }
 
 fn parse_odb_type(text: &str) -> Result<OdbType, String> {
@@ -595,7 +630,7 @@ impl From<v1::JoinToken> for JoinTokenView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct HostView {
     name: String,
     id: String,
@@ -605,6 +640,9 @@ struct HostView {
     enrolled_at: String,
     /// `None` while the host has never reported.
     last_seen: Option<String>,
+    generation: u64,
+    applied_generation: u64,
+    drained: bool,
 }
 
 impl From<v1::Host> for HostView {
@@ -617,6 +655,9 @@ impl From<v1::Host> for HostView {
             labels: host.labels.into_iter().collect(),
             enrolled_at: format_time(host.enrolled_at_unix_ms),
             last_seen: (host.last_seen_unix_ms != 0).then(|| format_time(host.last_seen_unix_ms)),
+            generation: host.generation,
+            applied_generation: host.applied_generation,
+            drained: host.drained,
         }
     }
 }
@@ -806,6 +847,111 @@ async fn assign(
             "assigned {} {} of cluster {} to host {} on port {}",
             component.role, component.name, component.cluster, component.host, component.port
         )?;
+    }
+    Ok(())
+}
+
+fn write_hosts(out: &mut impl std::io::Write, hosts: &[HostView]) -> std::io::Result<()> {
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|host| {
+            let state = if host.drained {
+                format!("{} (drained)", host.state)
+            } else {
+                host.state.clone()
+            };
+            vec![
+                host.name.clone(),
+                state,
+                host.advertise_address.clone(),
+                format!("{}/{}", host.applied_generation, host.generation),
+                host.last_seen.clone().unwrap_or_else(|| "never".to_owned()),
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        &["HOST", "STATE", "ADDRESS", "GENERATION", "LAST SEEN"],
+        &rows,
+    )
+}
+
+#[derive(Debug, Serialize)]
+struct ClusterStatus {
+    name: String,
+    /// The hosts with a component of this cluster.
+    hosts: Vec<HostView>,
+    components: Vec<ComponentView>,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusView {
+    clusters: Vec<ClusterStatus>,
+    /// Enrolled hosts with no component in any cluster.
+    idle_hosts: Vec<HostView>,
+}
+
+fn status_view(
+    clusters: &[ClusterView],
+    hosts: &[HostView],
+    components: &[ComponentView],
+    with_idle_hosts: bool,
+) -> StatusView {
+    let mut result = Vec::new();
+    for cluster in clusters {
+        let mine: Vec<ComponentView> = components
+            .iter()
+            .filter(|component| component.cluster == cluster.name)
+            .cloned()
+            .collect();
+        let host_names: std::collections::BTreeSet<&str> = mine
+            .iter()
+            .map(|component| component.host.as_str())
+            .collect();
+        let cluster_hosts = hosts
+            .iter()
+            .filter(|host| host_names.contains(host.name.as_str()))
+            .cloned()
+            .collect();
+        result.push(ClusterStatus {
+            name: cluster.name.clone(),
+            hosts: cluster_hosts,
+            components: mine,
+        });
+    }
+    let busy: std::collections::BTreeSet<&str> = components
+        .iter()
+        .map(|component| component.host.as_str())
+        .collect();
+    let idle_hosts = if with_idle_hosts {
+        hosts
+            .iter()
+            .filter(|host| !busy.contains(host.name.as_str()))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    StatusView {
+        clusters: result,
+        idle_hosts,
+    }
+}
+
+fn write_status(out: &mut impl std::io::Write, status: &StatusView) -> std::io::Result<()> {
+    for (index, cluster) in status.clusters.iter().enumerate() {
+        if index > 0 {
+            writeln!(out)?;
+        }
+        writeln!(out, "cluster {}", cluster.name)?;
+        write_hosts(out, &cluster.hosts)?;
+        writeln!(out)?;
+        write_components(out, &cluster.components)?;
+    }
+    if !status.idle_hosts.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "hosts without components")?;
+        write_hosts(out, &status.idle_hosts)?;
     }
     Ok(())
 }
@@ -1133,6 +1279,7 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
         },
         Command::Host { command } => {
             let mut connection = connect(&cli.connection).await?;
+            let drain = matches!(command, HostCommand::Drain { .. });
             let hosts: Vec<HostView> = match command {
                 HostCommand::List => connection
                     .client
@@ -1157,27 +1304,163 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
                     }
                     vec![host]
                 }
+                HostCommand::Drain { name } | HostCommand::Undrain { name } => {
+                    validate::name("host name", &name)?;
+                    let response = connection
+                        .client
+                        .drain_host(v1::DrainHostRequest {
+                            name: name.clone(),
+                            drain,
+                        })
+                        .await
+                        .map_err(|status| connection.status_error(&status))?;
+                    let host = HostView::from(response.into_inner().host.unwrap_or_default());
+                    if json {
+                        return write_json(out, &host);
+                    }
+                    let verb = if drain { "drained" } else { "undrained" };
+                    writeln!(out, "{verb} host {name} (generation {})", host.generation)?;
+                    return Ok(());
+                }
+                HostCommand::Remove { name, force } => {
+                    validate::name("host name", &name)?;
+                    connection
+                        .client
+                        .remove_host(v1::RemoveHostRequest {
+                            name: name.clone(),
+                            force,
+                        })
+                        .await
+                        .map_err(|status| connection.status_error(&status))?;
+                    if json {
+                        return write_json(out, &serde_json::json!({"removed": name}));
+                    }
+                    writeln!(out, "removed host {name}; its certificate no longer works")?;
+                    return Ok(());
+                }
             };
             if json {
                 write_json(out, &hosts)?;
             } else {
-                let rows: Vec<Vec<String>> = hosts
-                    .iter()
-                    .map(|host| {
-                        vec![
-                            host.name.clone(),
-                            host.state.clone(),
-                            host.advertise_address.clone(),
-                            host.enrolled_at.clone(),
-                            host.last_seen.clone().unwrap_or_else(|| "never".to_owned()),
-                        ]
-                    })
-                    .collect();
-                write_table(
-                    out,
-                    &["NAME", "STATE", "ADDRESS", "ENROLLED", "LAST SEEN"],
-                    &rows,
-                )?;
+                write_hosts(out, &hosts)?;
+            }
+        }
+        Command::Status { cluster } => {
+            if let Some(cluster) = &cluster {
+                validate::name("cluster name", cluster)?;
+            }
+            let mut connection = connect(&cli.connection).await?;
+            let clusters: Vec<ClusterView> = match &cluster {
+                Some(name) => vec![ClusterView::from(
+                    connection
+                        .client
+                        .get_cluster(v1::GetClusterRequest { name: name.clone() })
+                        .await
+                        .map_err(|status| connection.status_error(&status))?
+                        .into_inner()
+                        .cluster
+                        .unwrap_or_default(),
+                )],
+                None => connection
+                    .client
+                    .list_clusters(v1::ListClustersRequest {})
+                    .await
+                    .map_err(|status| connection.status_error(&status))?
+                    .into_inner()
+                    .clusters
+                    .into_iter()
+                    .map(ClusterView::from)
+                    .collect(),
+            };
+            let hosts: Vec<HostView> = connection
+                .client
+                .list_hosts(v1::ListHostsRequest {})
+                .await
+                .map_err(|status| connection.status_error(&status))?
+                .into_inner()
+                .hosts
+                .into_iter()
+                .map(HostView::from)
+                .collect();
+            let components: Vec<ComponentView> = connection
+                .client
+                .list_components(v1::ListComponentsRequest {
+                    cluster: cluster.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(|status| connection.status_error(&status))?
+                .into_inner()
+                .components
+                .into_iter()
+                .map(ComponentView::from)
+                .collect();
+            let status = status_view(&clusters, &hosts, &components, cluster.is_none());
+            if json {
+                write_json(out, &status)?;
+            } else {
+                write_status(out, &status)?;
+            }
+        }
+        Command::Backends { cluster, format } => {
+            validate::name("cluster name", &cluster)?;
+            let mut connection = connect(&cli.connection).await?;
+            let backends = connection
+                .client
+                .list_backends(v1::ListBackendsRequest { cluster })
+                .await
+                .map_err(|status| connection.status_error(&status))?
+                .into_inner()
+                .backends;
+            let format = format.unwrap_or(if json {
+                BackendFormat::Json
+            } else {
+                BackendFormat::Table
+            });
+            match format {
+                BackendFormat::Haproxy => {
+                    for backend in &backends {
+                        writeln!(
+                            out,
+                            "server http_plain--{} {}:{} check inter 2s rise 2 fall 2",
+                            backend.name, backend.address, backend.port
+                        )?;
+                    }
+                }
+                BackendFormat::Json => {
+                    let views: Vec<serde_json::Value> = backends
+                        .iter()
+                        .map(|backend| {
+                            serde_json::json!({
+                                "name": backend.name,
+                                "host": backend.host,
+                                "address": backend.address,
+                                "port": backend.port,
+                                "host_state": backend.host_state,
+                                "healthy": backend.healthy,
+                            })
+                        })
+                        .collect();
+                    write_json(out, &views)?;
+                }
+                BackendFormat::Table => {
+                    let rows: Vec<Vec<String>> = backends
+                        .iter()
+                        .map(|backend| {
+                            vec![
+                                backend.name.clone(),
+                                format!("{}:{}", backend.address, backend.port),
+                                backend.host.clone(),
+                                backend.host_state.clone(),
+                                if backend.healthy { "yes" } else { "no" }.to_owned(),
+                            ]
+                        })
+                        .collect();
+                    write_table(
+                        out,
+                        &["SERVER", "ADDRESS", "HOST", "HOST STATE", "HEALTHY"],
+                        &rows,
+                    )?;
+                }
             }
         }
         Command::Events { cluster, limit } => {

@@ -158,6 +158,7 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 odb: Some(odb_message(cluster)),
                 peer_addresses: peers(inputs, assignment),
                 secrets: Some(secrets_for(assignment.role, secrets)),
+                stopped: inputs.host.drained,
             });
         }
     }

@@ -573,6 +573,27 @@ async fn assignments_get_names_and_ports_and_conflicts_are_refused(backend: Back
             ..
         })
     ));
+    let mut local = new_cluster("local");
+    local.odb = OdbSettings {
+        odb_type: OdbType::Sqlite,
+        host: String::new(),
+        port: 0,
+        user: String::new(),
+        db_name: String::new(),
+        postgresql_schema: String::new(),
+    };
+    store.create_cluster(local, &actor()).await.unwrap();
+    store
+        .create_assignment(assign("local", Role::Server, "solo", None, None), &actor())
+        .await
+        .unwrap();
+    let spread = store
+        .create_assignment(assign("local", Role::Server, "other", None, None), &actor())
+        .await;
+    assert!(
+        matches!(&spread, Err(StoreError::Conflict(message)) if message.contains("SQLite file on host 'solo'")),
+        "{spread:?}"
+    );
     let unknown = store
         .create_assignment(assign("nope", Role::Server, "app-1", None, None), &actor())
         .await;

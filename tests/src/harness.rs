@@ -107,6 +107,21 @@ impl Coordinator {
         coordinator
     }
 
+    /// Starts another coordinator on an initialized data directory at `directory/coordinator`
+    /// (a copy of another's, to share its database), on ports of its own.
+    pub async fn attach(directory: &Path) -> Coordinator {
+        let mut coordinator = Coordinator {
+            data_dir: directory.join("coordinator"),
+            grpc_port: free_port(),
+            http_port: free_port(),
+            log: directory.join("coordinator.log"),
+            extra_args: Vec::new(),
+            process: None,
+        };
+        coordinator.restart().await;
+        coordinator
+    }
+
     /// Starts the coordinator again on the same directory and ports.
     pub async fn restart(&mut self) {
         let log = std::fs::OpenOptions::new()
@@ -257,6 +272,18 @@ impl Agent {
             environment: Vec::new(),
             process: None,
         }
+    }
+
+    /// Gives the agent its own address on the loopback network (127.0.0.0/8): it advertises it
+    /// and its components bind it, so several hosts on this machine can use the same ports.
+    pub fn with_address(self, address: &str) -> Agent {
+        let config = std::fs::read_to_string(&self.config).expect("the agent config");
+        let config = config.replace(
+            "advertise_address = \"127.0.0.1\"",
+            &format!("advertise_address = \"{address}\"\nbind_address = \"{address}\""),
+        );
+        std::fs::write(&self.config, config).expect("the agent config");
+        self
     }
 
     /// Sets an environment variable for the agent's next starts.

@@ -177,6 +177,8 @@ pub struct Host {
     pub generation: u64,
     /// The generation the host last reported applied; 0 before its first report.
     pub applied_generation: u64,
+    /// A drained host keeps its components created but stopped, and serves in no backend.
+    pub drained: bool,
 }
 
 /// A request to run a component of a role on a host.
@@ -384,6 +386,17 @@ pub trait Store: Send + Sync + fmt::Debug {
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// Drains (or undrains) a host, bumping its generation and its clusters' hosts'.
+    async fn set_host_drained(
+        &self,
+        name: &str,
+        drained: bool,
+        actor: &Actor,
+    ) -> Result<Host, StoreError>;
+    /// Removes a host with its assignments and reported status. Unless `force`, the host must be
+    /// drained and have applied that (or never have reported).
+    async fn remove_host(&self, name: &str, force: bool, actor: &Actor) -> Result<(), StoreError>;
 
     /// Events, newest first, of one cluster or of all.
     async fn list_events(

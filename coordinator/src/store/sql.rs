@@ -445,7 +445,7 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let read = || database("re-plan the scheduler");
         let sql = self.sql(
-            "SELECT a.role, a.name, a.host_name, h.state, s.healthy
+            "SELECT a.role, a.name, a.host_name, h.state, h.drained, s.healthy
              FROM assignments a
              LEFT JOIN hosts h ON h.name = a.host_name
              LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = $1
@@ -469,7 +469,8 @@ impl SqlStore {
                 let healthy = row.try_get::<Option<i64>, _>("healthy").map_err(read())? == Some(1);
                 let name: String = row.try_get("name").map_err(read())?;
                 let host: String = row.try_get("host_name").map_err(read())?;
-                let up = state.as_deref() == Some("up");
+                let drained = row.try_get::<Option<i64>, _>("drained").map_err(read())? == Some(1);
+                let up = state.as_deref() == Some("up") && !drained;
                 servers.push((name, host, up && healthy, up));
             }
         }
@@ -590,6 +591,16 @@ impl SqlStore {
         new: NewAssignment,
         actor: &Actor,
     ) -> Result<Assignment, StoreError> {
+        // Assignments to one cluster take turns, also across coordinators, so two of them never
+        // choose the same default name or port. (SQLite has one writer already.)
+        if self.dialect != Dialect::Sqlite {
+            let lock = self.sql("SELECT id FROM clusters WHERE id = $1 FOR UPDATE");
+            sqlx::query(&lock)
+                .bind(&cluster.id)
+                .fetch_optional(&mut **transaction)
+                .await
+                .map_err(database("lock a cluster for an assignment"))?;
+        }
         let sql = self.sql(
             "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port
              FROM assignments a JOIN clusters c ON c.id = a.cluster_id
@@ -618,6 +629,17 @@ impl SqlStore {
             if entry.0 == cluster.name {
                 in_cluster.push(entry);
             }
+        }
+        if cluster.odb.odb_type == OdbType::Sqlite
+            && cluster.odb.db_name.is_empty()
+            && let Some(elsewhere) = in_cluster.iter().find(|entry| entry.3 != new.host)
+        {
+            return Err(StoreError::Conflict(format!(
+                "cluster '{}' keeps its ODB in an SQLite file on host '{}', so all its components \
+                 must run there; use PostgreSQL or MySQL for a cluster of several hosts (or an \
+                 SQLite --odb-db-name that every host shares)",
+                cluster.name, elsewhere.3
+            )));
         }
         if new.role == Role::Scheduler
             && let Some(existing) = in_cluster.iter().find(|entry| entry.1 == Role::Scheduler)
@@ -887,7 +909,7 @@ const JOIN_TOKEN_SELECT: &str = "SELECT t.id, c.name AS cluster_name, t.secret_h
      FROM join_tokens t JOIN clusters c ON c.id = t.cluster_id";
 
 const HOST_COLUMNS: &str = "id, name, advertise_address, labels, state, enrolled_at, \
-     last_seen_at, generation, applied_generation";
+     last_seen_at, generation, applied_generation, drained";
 
 fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
     let read = database("read a cluster");
@@ -988,6 +1010,7 @@ fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
         last_seen_ms: row.try_get("last_seen_at").map_err(read())?,
         generation: generation_from(row.try_get("generation").map_err(read())?)?,
         applied_generation: generation_from(row.try_get("applied_generation").map_err(read())?)?,
+        drained: row.try_get::<i64, _>("drained").map_err(read())? != 0,
     })
 }
 
@@ -1418,6 +1441,7 @@ impl Store for SqlStore {
             last_seen_ms: None,
             generation: 1,
             applied_generation: 0,
+            drained: false,
         })
     }
 
@@ -2050,6 +2074,135 @@ impl Store for SqlStore {
                 .map_err(database("commit a host's state"))?;
         }
         Ok(marked)
+    }
+
+    async fn set_host_drained(
+        &self,
+        name: &str,
+        drained: bool,
+        actor: &Actor,
+    ) -> Result<Host, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let sql =
+            self.sql("UPDATE hosts SET drained = $1, generation = generation + 1 WHERE name = $2");
+        let updated = sqlx::query(&sql)
+            .bind(i64::from(drained))
+            .bind(name)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("drain a host"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "host",
+                name: name.to_owned(),
+            });
+        }
+        let clusters_sql =
+            self.sql("SELECT DISTINCT cluster_id FROM assignments WHERE host_name = $1");
+        let rows = sqlx::query(&clusters_sql)
+            .bind(name)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("read a host's clusters"))?;
+        for row in rows {
+            let cluster_id: String = row
+                .try_get("cluster_id")
+                .map_err(database("read a host's clusters"))?;
+            self.bump_cluster_hosts(&mut transaction, &cluster_id)
+                .await?;
+        }
+        self.replan_host_clusters(&mut transaction, name).await?;
+        let (kind, message) = if drained {
+            (
+                "host.drained",
+                "host drained: its servers leave the backends and its components stop",
+            )
+        } else {
+            (
+                "host.undrained",
+                "host undrained: its components start again",
+            )
+        };
+        self.insert_event(&mut transaction, kind, "", name, actor, message)
+            .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a drain"))?;
+        self.get_host(name).await
+    }
+
+    async fn remove_host(&self, name: &str, force: bool, actor: &Actor) -> Result<(), StoreError> {
+        let host = self.get_host(name).await?;
+        if !force {
+            if !host.drained {
+                return Err(StoreError::Conflict(format!(
+                    "host '{name}' is not drained; drain it first (muster host drain {name}) or pass --force"
+                )));
+            }
+            if host.last_seen_ms.is_some()
+                && host.state == "up"
+                && host.applied_generation < host.generation
+            {
+                return Err(StoreError::Conflict(format!(
+                    "host '{name}' has not yet applied its drain (generation {} of {}); wait, or pass --force",
+                    host.applied_generation, host.generation
+                )));
+            }
+        }
+        let mut transaction = self.begin_write().await?;
+        let clusters_sql =
+            self.sql("SELECT DISTINCT cluster_id FROM assignments WHERE host_name = $1");
+        let rows = sqlx::query(&clusters_sql)
+            .bind(name)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("read a host's clusters"))?;
+        let mut cluster_ids = Vec::new();
+        for row in rows {
+            let cluster_id: String = row
+                .try_get("cluster_id")
+                .map_err(database("read a host's clusters"))?;
+            self.bump_cluster_hosts(&mut transaction, &cluster_id)
+                .await?;
+            cluster_ids.push(cluster_id);
+        }
+        for (table, column, value) in [
+            ("assignments", "host_name", name),
+            ("bootstrap_tasks", "host_name", name),
+            ("component_status", "host_id", host.id.as_str()),
+            ("hosts", "id", host.id.as_str()),
+        ] {
+            let sql = self.sql(&format!("DELETE FROM {table} WHERE {column} = $1"));
+            sqlx::query(&sql)
+                .bind(value)
+                .execute(&mut **transaction)
+                .await
+                .map_err(database("remove a host"))?;
+        }
+        for cluster_id in &cluster_ids {
+            let cluster_name_sql = self.sql("SELECT name FROM clusters WHERE id = $1");
+            let cluster_name: String = sqlx::query(&cluster_name_sql)
+                .bind(cluster_id)
+                .fetch_one(&mut **transaction)
+                .await
+                .map_err(database("read a cluster"))?
+                .try_get("name")
+                .map_err(database("read a cluster"))?;
+            self.replan_scheduler(&mut transaction, cluster_id, &cluster_name)
+                .await?;
+        }
+        let message = format!(
+            "host removed with its components; its certificate no longer works (host id {})",
+            host.id
+        );
+        self.insert_event(&mut transaction, "host.removed", "", name, actor, &message)
+            .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a host's removal"))?;
+        Ok(())
     }
 
     async fn list_events(

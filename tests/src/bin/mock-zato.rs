@@ -858,6 +858,8 @@ async fn create_web_admin(parsed: &Parsed) -> Result<()> {
 #[derive(Debug)]
 struct Component {
     kind: String,
+    /// The address it binds, as its config file says (`0.0.0.0` for all).
+    host: String,
     port: u16,
     odb: Option<Odb>,
     /// The server's token, by which it finds its name and cluster in the ODB.
@@ -876,6 +878,11 @@ fn read_component(path: &Path) -> Result<Component> {
         serde_json::from_str(&info_text).map_err(|error| failed(format!(".zato-info: {error}")))?;
     let kind = info["component"].as_str().unwrap_or_default().to_owned();
     let repo = path.join("config/repo");
+    let host_of = |bind: &str| {
+        bind.rsplit_once(':')
+            .map_or("0.0.0.0", |(host, _)| host)
+            .to_owned()
+    };
     let port_of = |bind: &str| -> Result<u16> {
         bind.rsplit(':')
             .next()
@@ -886,6 +893,7 @@ fn read_component(path: &Path) -> Result<Component> {
         "SERVER" => {
             let conf = Ini::read(&repo.join("server.conf"))?;
             Ok(Component {
+                host: host_of(conf.get("main", "gunicorn_bind").unwrap_or_default()),
                 port: port_of(conf.get("main", "gunicorn_bind").unwrap_or_default())?,
                 token: conf.get("main", "token").map(str::to_owned),
                 detail: serde_json::json!({
@@ -899,6 +907,7 @@ fn read_component(path: &Path) -> Result<Component> {
         "SCHEDULER" => {
             let conf = Ini::read(&repo.join("scheduler.conf"))?;
             Ok(Component {
+                host: conf.get("bind", "host").unwrap_or("0.0.0.0").to_owned(),
                 port: conf
                     .get("bind", "port")
                     .unwrap_or("31530")
@@ -924,6 +933,7 @@ fn read_component(path: &Path) -> Result<Component> {
                 .and_then(|port| u16::try_from(port).ok())
                 .ok_or_else(|| failed("web-admin.conf: invalid port"))?;
             Ok(Component {
+                host: conf["host"].as_str().unwrap_or("0.0.0.0").to_owned(),
                 port,
                 token: None,
                 detail: serde_json::json!({}),
@@ -964,7 +974,7 @@ async fn check_config(path: &Path) -> Result<Component> {
             path.join("pidfile").display()
         )));
     }
-    if std::net::TcpListener::bind(("0.0.0.0", component.port)).is_err() {
+    if std::net::TcpListener::bind((component.host.as_str(), component.port)).is_err() {
         return Err(failed(format!("port {} is already in use", component.port)));
     }
     if let Some(odb) = &component.odb {
@@ -1069,7 +1079,7 @@ async fn set_up_status(component: &Component, status: &str) -> Result<(String, S
 async fn serve(path: &Path) -> Result<()> {
     let component = read_component(path)?;
     let (server_name, cluster_name) = set_up_status(&component, "running").await?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", component.port))
+    let listener = tokio::net::TcpListener::bind((component.host.as_str(), component.port))
         .await
         .map_err(|error| failed(format!("cannot bind port {}: {error}", component.port)))?;
     let kind = match component.kind.as_str() {
@@ -1093,7 +1103,10 @@ async fn serve(path: &Path) -> Result<()> {
         body["cluster"] = cluster.clone();
     }
     let body = format!("{body}\n");
-    say(&format!("{kind} listening on 0.0.0.0:{}", component.port));
+    say(&format!(
+        "{kind} listening on {}:{}",
+        component.host, component.port
+    ));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|error| failed(error.to_string()))?;
     loop {
