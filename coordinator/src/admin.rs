@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::secrets;
 use crate::store::{
     Actor, Assignment, Cluster, ClusterSecrets, Event, Host, JoinToken, NewAssignment, NewCluster,
-    NewJoinToken, OdbSettings, Store, StoreError, now_ms,
+    NewJoinToken, OdbSettings, Store, StoreError, now_ms, retry_transient,
 };
 
 /// A join token's lifetime when the request names none.
@@ -495,9 +495,7 @@ impl AdminService for AdminApi {
             host: request.host,
             port,
         };
-        let assignment = self
-            .store
-            .create_assignment(new, &actor)
+        let assignment = retry_transient(|| self.store.create_assignment(new.clone(), &actor))
             .await
             .map_err(api_error)?;
         self.changes.notify_waiters();
@@ -532,11 +530,12 @@ impl AdminService for AdminApi {
             validate::name("component name", &request.name).map_err(ApiError::from)?;
             Some(request.name.as_str())
         };
-        let removed = self
-            .store
-            .delete_assignment(&request.cluster, role, &request.host, name, &actor)
-            .await
-            .map_err(api_error)?;
+        let removed = retry_transient(|| {
+            self.store
+                .delete_assignment(&request.cluster, role, &request.host, name, &actor)
+        })
+        .await
+        .map_err(api_error)?;
         self.changes.notify_waiters();
         tracing::info!(cluster = %removed.cluster, role = %role, name = %removed.name, host = %removed.host, actor = %actor.0, "component unassigned");
         Ok(Response::new(v1::DeleteComponentResponse {
@@ -589,11 +588,12 @@ impl AdminService for AdminApi {
         let actor = self.authorize(&request).await?;
         let request = request.into_inner();
         validate::name("host name", &request.name).map_err(ApiError::from)?;
-        let host = self
-            .store
-            .set_host_drained(&request.name, request.drain, &actor)
-            .await
-            .map_err(api_error)?;
+        let host = retry_transient(|| {
+            self.store
+                .set_host_drained(&request.name, request.drain, &actor)
+        })
+        .await
+        .map_err(api_error)?;
         self.changes.notify_waiters();
         tracing::info!(host = %host.name, drained = host.drained, actor = %actor.0, "host drain changed");
         Ok(Response::new(v1::DrainHostResponse {
@@ -608,8 +608,7 @@ impl AdminService for AdminApi {
         let actor = self.authorize(&request).await?;
         let request = request.into_inner();
         validate::name("host name", &request.name).map_err(ApiError::from)?;
-        self.store
-            .remove_host(&request.name, request.force, &actor)
+        retry_transient(|| self.store.remove_host(&request.name, request.force, &actor))
             .await
             .map_err(api_error)?;
         self.changes.notify_waiters();

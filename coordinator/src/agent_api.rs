@@ -21,7 +21,9 @@ use tonic::{Request, Response, Status};
 use crate::admin::api_error;
 use crate::pki::{self, CertifiedKey};
 use crate::secrets;
-use crate::store::{BootstrapReport, BootstrapTask, ComponentStatus, NewHost, StatusReport, Store};
+use crate::store::{
+    BootstrapReport, BootstrapTask, ComponentStatus, NewHost, StatusReport, Store, retry_transient,
+};
 
 /// How often a watch checks the host's generation when nothing woke it.
 pub const WATCH_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -179,16 +181,13 @@ impl AgentService for AgentApi {
                 Ok(role) => requested.push(role),
             }
         }
-        let (host, join_token) = self
-            .store
-            .enroll_host(
-                &token_id,
-                &secrets::sha256_hex(secret.as_bytes()),
-                new,
-                &requested,
-            )
-            .await
-            .map_err(api_error)?;
+        let secret_hash = secrets::sha256_hex(secret.as_bytes());
+        let (host, join_token) = retry_transient(|| {
+            self.store
+                .enroll_host(&token_id, &secret_hash, new.clone(), &requested)
+        })
+        .await
+        .map_err(api_error)?;
         let certificate_pem = self.sign(&request.csr_pem, &host.id)?;
         self.changes.notify_waiters();
         tracing::info!(host = %host.name, host_id = %host.id, token = %join_token.id, cluster = %join_token.cluster, "host enrolled");
@@ -301,11 +300,10 @@ impl AgentService for AgentApi {
             components,
             bootstrap,
         };
-        let desired_generation = self
-            .store
-            .record_status(&host_id, report)
-            .await
-            .map_err(api_error)?;
+        let desired_generation =
+            retry_transient(|| self.store.record_status(&host_id, report.clone()))
+                .await
+                .map_err(api_error)?;
         if finished_bootstrap {
             self.changes.notify_waiters();
         }

@@ -413,3 +413,48 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default();
     i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }
+
+impl StoreError {
+    /// Whether the database aborted the transaction only because it collided with another one (a
+    /// deadlock, a serialization failure, a busy SQLite file): running it again will likely work.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Database {
+            source: sqlx::Error::Database(error),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let code = error.code();
+        let message = error.message().to_ascii_lowercase();
+        matches!(code.as_deref(), Some("40P01" | "40001"))
+            || message.contains("deadlock")
+            || message.contains("database is locked")
+    }
+}
+
+/// How often [`retry_transient`] runs an operation at the most.
+pub const TRANSIENT_ATTEMPTS: u32 = 5;
+
+/// Runs a store operation again (up to [`TRANSIENT_ATTEMPTS`] times, with a short jittered pause)
+/// while it fails only because its transaction collided with another one.
+pub async fn retry_transient<T, F, Fut>(mut operation: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match operation().await {
+            Err(error) if error.is_transient() && attempt < TRANSIENT_ATTEMPTS => {
+                tracing::debug!(attempt, error = %crate::error_chain(&error), "transaction collided; running it again");
+                let mut byte = [0u8; 1];
+                let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
+                let pause = std::time::Duration::from_millis(5 + u64::from(byte[0]) % 20) * attempt;
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
