@@ -308,7 +308,7 @@ fn accept(ledger: &mut Ledger, state: DesiredState, desired: &watch::Sender<Opti
         Ok(Decision::Unchanged) => {}
         Ok(refusal) => tracing::error!(?refusal, "refused a desired state from the coordinator"),
         Err(error) => {
-            tracing::error!(error = %identity::error_detail(&error), "cannot persist a desired state; not acting on it")
+            tracing::error!(error = %muster_proto::daemon::error_chain(&error), "cannot persist a desired state; not acting on it")
         }
     }
 }

@@ -331,7 +331,7 @@ pub async fn enroll(
         }))
         .await
         .map_err(|error| {
-            let detail = error_detail(&error);
+            let detail = muster_proto::daemon::error_chain(&error);
             if detail.contains("CA hash mismatch") {
                 IdentityError::CaMismatch {
                     expected: token.ca_sha256.clone(),
@@ -388,19 +388,4 @@ fn url_host(host: &str) -> String {
     } else {
         host.to_owned()
     }
-}
-
-/// An error and its sources, for one line.
-pub fn error_detail(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

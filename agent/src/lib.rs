@@ -16,8 +16,9 @@
 
 pub mod config;
 pub mod daemon;
-pub mod files;
 pub mod identity;
 pub mod ledger;
 pub mod reconcile;
 pub mod zato;
+
+pub use muster_proto::files;

@@ -103,52 +103,12 @@ fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
     Ok(file.overlay(flags).validate(&origin)?)
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    if std::env::var_os("JOURNAL_STREAM").is_some()
-        && let Ok(journald) = tracing_journald::layer()
-    {
-        registry.with(journald).init();
-        return;
-    }
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    registry
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(ansi)
-                .with_writer(std::io::stderr),
-        )
-        .init();
-}
-
-fn cancel_on_signal(token: CancellationToken) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut terminate), Ok(mut interrupt)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-        token.cancel();
-    });
-}
-
 async fn main_inner(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { settings } => {
             let config = resolve(settings)?;
             let shutdown = CancellationToken::new();
-            cancel_on_signal(shutdown.clone());
+            muster_proto::daemon::cancel_on_signal(shutdown.clone());
             muster_agent::daemon::run(config, shutdown).await?;
             Ok(())
         }
@@ -194,12 +154,15 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Run { .. } | Command::Enroll { .. }) {
-        init_logging();
+        muster_proto::daemon::init_logging();
     }
     match main_inner(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", identity::error_detail(error.as_ref()));
+            eprintln!(
+                "error: {}",
+                muster_proto::daemon::error_chain(error.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -14,28 +14,13 @@ pub mod admin;
 pub mod agent_api;
 pub mod cli;
 pub mod config;
-pub mod files;
 pub mod http;
 pub mod init;
-pub mod logging;
 pub mod pki;
 pub mod planner;
 pub mod secrets;
 pub mod server;
 pub mod store;
 
-/// An error and its sources joined by ": ", for logs and one-line messages. A source whose text
-/// the message already holds (sqlx repeats its source) is left out.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub use muster_proto::daemon::error_chain;
+pub use muster_proto::files;

@@ -148,6 +148,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     };
     let drain_deadline = async {
         shutdown.cancelled().await;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         tracing::info!("shutting down; draining in-flight calls");
         tokio::time::sleep(DRAIN_DEADLINE).await;
     };
@@ -186,25 +187,5 @@ fn spawn_down_sweeper(store: Arc<SqlStore>, ttl: Duration, shutdown: Cancellatio
                 }
             }
         }
-    });
-}
-
-/// Cancels `token` on SIGTERM or SIGINT.
-pub fn cancel_on_signal(token: CancellationToken) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut terminate), Ok(mut interrupt)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-        token.cancel();
     });
 }

@@ -5,9 +5,13 @@
 //!   config file.
 //! - [`token`]: the textual forms of join tokens and admin tokens.
 //! - [`ApiError`]: the one mapping from Muster's errors to `tonic::Status`.
+//! - [`daemon`] and [`files`]: what both daemons do the same way as processes (logging, signals,
+//!   error text, files replaced atomically).
 //!
 //! Agent and coordinator share types only through this crate.
 
+pub mod daemon;
+pub mod files;
 pub mod token;
 pub mod validate;
 

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use muster_coordinator::config::{DataDir, RawConfig};
 use muster_coordinator::store::DatabaseUrl;
-use muster_coordinator::{init, logging, server};
+use muster_coordinator::{init, server};
 use tokio_util::sync::CancellationToken;
 
 /// The Muster coordinator: holds clusters, hosts and tokens in its database and serves the
@@ -136,7 +136,7 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
         Command::Run { settings } => {
             let config = resolve(settings)?;
             let shutdown = CancellationToken::new();
-            server::cancel_on_signal(shutdown.clone());
+            muster_proto::daemon::cancel_on_signal(shutdown.clone());
             server::run(config, shutdown)
                 .await
                 .context("the coordinator stopped with an error")
@@ -154,7 +154,7 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Run { .. }) {
-        logging::init();
+        muster_proto::daemon::init_logging();
     }
     match main_inner(cli).await {
         Ok(()) => ExitCode::SUCCESS,
