@@ -480,7 +480,7 @@ impl Reconciler {
             }
             Role::LoadBalancer | Role::Unspecified => {
                 return Err(format!(
-                    "this agent cannot run the {} role",
+                    "this agent cannot run the {} role yet (HAProxy support is not built)",
                     role_of(component)
                 ));
             }

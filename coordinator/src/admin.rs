@@ -461,12 +461,6 @@ impl AdminService for AdminApi {
                     ApiError::InvalidArgument(format!("unknown role {}", request.role)).into(),
                 );
             }
-            Ok(Role::LoadBalancer) => {
-                return Err(ApiError::FailedPrecondition(
-                    "the load-balancer role is not supported by agents yet".to_owned(),
-                )
-                .into());
-            }
             Ok(role) => role,
         };
         let name = if request.name.is_empty() {

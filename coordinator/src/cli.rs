@@ -71,7 +71,7 @@ enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a cluster, or assign a server, scheduler or web-admin to a host.
+    /// Create a cluster, or assign a server, scheduler, web-admin or load balancer to a host.
     Create {
         #[command(subcommand)]
         what: CreateCommand,
@@ -147,6 +147,8 @@ enum CreateCommand {
     Scheduler(AssignArgs),
     /// Assign a web-admin dashboard to a host.
     WebAdmin(AssignArgs),
+    /// Assign a load balancer to a host; it gets every server of the cluster as a backend.
+    LoadBalancer(AssignArgs),
 }
 
 #[derive(Debug, Args)]
@@ -1036,6 +1038,11 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
             what: CreateCommand::WebAdmin(args),
         } => {
             assign(&cli.connection, json, Role::WebAdmin, args, out).await?;
+        }
+        Command::Create {
+            what: CreateCommand::LoadBalancer(args),
+        } => {
+            assign(&cli.connection, json, Role::LoadBalancer, args, out).await?;
         }
         Command::Remove { role, target } => {
             validate::name("cluster name", &target.cluster)?;

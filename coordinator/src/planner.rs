@@ -7,6 +7,8 @@
 //! - the scheduler gets the address of the server the store chose by health
 //!   (`Cluster::scheduler_target`), or before any server was healthy, of the cluster's first server
 //!   (by name) on an enrolled host;
+//! - a load balancer gets every server of the cluster on an enrolled host that is not drained, as
+//!   `NAME=http://ADDRESS:PORT`;
 //! - each component gets only the secrets its role needs.
 //!
 //! The render depends only on assignments, enrolled hosts and their addresses, bootstrap progress
@@ -87,7 +89,7 @@ fn peers(inputs: &PlanInputs, assignment: &Assignment) -> Vec<String> {
         .filter(|other| other.cluster == assignment.cluster);
     let wanted = match assignment.role {
         Role::Server => Role::Scheduler,
-        Role::Scheduler => Role::Server,
+        Role::Scheduler | Role::LoadBalancer => Role::Server,
         _ => return Vec::new(),
     };
     let mut candidates: Vec<&Assignment> =
@@ -103,6 +105,21 @@ fn peers(inputs: &PlanInputs, assignment: &Assignment) -> Vec<String> {
     {
         let preferred = candidates.remove(chosen);
         candidates.insert(0, preferred);
+    }
+    if assignment.role == Role::LoadBalancer {
+        // Every server of the cluster on an enrolled host that is not drained, by name.
+        return candidates
+            .into_iter()
+            .filter(|server| {
+                inputs
+                    .hosts
+                    .get(&server.host)
+                    .is_some_and(|host| !host.drained)
+            })
+            .filter_map(|server| {
+                address_of(inputs, server).map(|address| format!("{}={address}", server.name))
+            })
+            .collect();
     }
     candidates
         .into_iter()

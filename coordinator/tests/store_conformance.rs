@@ -796,17 +796,38 @@ async fn a_finished_bootstrap_releases_components_with_new_generations(backend: 
         secrets.admin_invoke_password.is_empty(),
         "a server does not get the admin.invoke password"
     );
-    let scheduler_plan = planner::render(&store.plan_inputs(&scheduler_host.id).await.unwrap());
+    store
+        .create_assignment(
+            assign("prod", Role::LoadBalancer, "sched", None, None),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let balancer = planner::render(&store.plan_inputs(&scheduler_host.id).await.unwrap());
+    let balancer = balancer
+        .components
+        .iter()
+        .find(|component| component.role == Role::LoadBalancer as i32)
+        .unwrap();
+    assert_eq!(balancer.port, 11223);
     assert_eq!(
-        scheduler_plan.components[0].peer_addresses,
-        ["http://10.0.0.3:17010"]
+        balancer.peer_addresses,
+        ["server1=http://10.0.0.3:17010"],
+        "a load balancer gets every server"
     );
+    assert!(
+        balancer.secrets.as_ref().unwrap().secret_key.is_empty(),
+        "and no secret"
+    );
+    let scheduler_plan = planner::render(&store.plan_inputs(&scheduler_host.id).await.unwrap());
+    let scheduler = scheduler_plan
+        .components
+        .iter()
+        .find(|component| component.role == Role::Scheduler as i32)
+        .unwrap();
+    assert_eq!(scheduler.peer_addresses, ["http://10.0.0.3:17010"]);
     assert_eq!(
-        scheduler_plan.components[0]
-            .secrets
-            .as_ref()
-            .unwrap()
-            .scheduler_api_password,
+        scheduler.secrets.as_ref().unwrap().scheduler_api_password,
         secrets.scheduler_api_password
     );
 
