@@ -629,15 +629,15 @@ impl AdminService for AdminApi {
 }
 
 pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
-    let status = assignment.status.unwrap_or(crate::store::ComponentStatus {
-        cluster: String::new(),
-        role: assignment.role,
-        name: String::new(),
-        state: String::new(),
-        healthy: false,
-        last_error: String::new(),
-        restarts: 0,
-    });
+    let (state, healthy, last_error, restarts) = match assignment.status {
+        Some(status) => (
+            status.state,
+            status.healthy,
+            status.last_error,
+            status.restarts,
+        ),
+        None => (String::new(), false, String::new(), 0),
+    };
     v1::ComponentAssignment {
         cluster: assignment.cluster,
         role: assignment.role as i32,
@@ -645,10 +645,10 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         host: assignment.host,
         port: u32::from(assignment.port),
         created_at_unix_ms: assignment.created_at_ms,
-        state: status.state,
-        healthy: status.healthy,
-        last_error: status.last_error,
-        restarts: status.restarts,
+        state,
+        healthy,
+        last_error,
+        restarts,
     }
 }
 

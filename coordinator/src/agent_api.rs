@@ -79,9 +79,8 @@ impl AgentApi {
     }
 
     fn sign(&self, csr_pem: &str, host_id: &str) -> Result<String, ApiError> {
-        pki::sign_host_csr(&self.ca, csr_pem, host_id, self.host_certificate_ttl).map_err(|error| {
-            ApiError::InvalidArgument(format!("{}: {}", error, crate::error_chain(&error)))
-        })
+        pki::sign_host_csr(&self.ca, csr_pem, host_id, self.host_certificate_ttl)
+            .map_err(|error| ApiError::InvalidArgument(crate::error_chain(&error)))
     }
 }
 
