@@ -11,14 +11,8 @@ use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the config file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error(transparent)]
+    File(#[from] muster_proto::files::ConfigFileError),
     #[error("{origin}: {key} = {value:?}: {reason}")]
     Invalid {
         origin: String,
@@ -64,23 +58,7 @@ pub struct RawConfig {
 
 impl RawConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|error| ConfigError::Parse {
-            path: path.to_owned(),
-            message: error.message().to_owned()
-                + &error
-                    .span()
-                    .map(|span| {
-                        format!(
-                            " (at line {})",
-                            text[..span.start].matches('\n').count() + 1
-                        )
-                    })
-                    .unwrap_or_default(),
-        })
+        Ok(muster_proto::files::read_toml(path)?)
     }
 
     /// Every key set in `other` replaces this one's.

@@ -16,14 +16,8 @@ pub const DATA_DIR_CONFIG: &str = "coordinator.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the config file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error(transparent)]
+    File(#[from] muster_proto::files::ConfigFileError),
     #[error("{origin}: {key} = {value:?}: {reason}")]
     Invalid {
         origin: String,
@@ -59,18 +53,7 @@ pub struct RawConfig {
 impl RawConfig {
     /// Reads a TOML file; errors name the file and the key.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|error| ConfigError::Parse {
-            path: path.to_owned(),
-            message: error.message().to_owned()
-                + &error
-                    .span()
-                    .map(|span| format!(" (at line {})", line_of(&text, span.start)))
-                    .unwrap_or_default(),
-        })
+        Ok(muster_proto::files::read_toml(path)?)
     }
 
     /// Every key set in `other` replaces this one's.
@@ -183,10 +166,6 @@ fn socket_address(
         value: text.to_owned(),
         reason: "expected IP:PORT, for example 0.0.0.0:17300".to_owned(),
     })
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// A validated configuration.

@@ -92,3 +92,40 @@ mod tests {
         );
     }
 }
+
+/// A config file that cannot be read or parsed; the message names the file and, for a parse error,
+/// the key and the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("cannot read the config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+/// Reads a TOML config file into `T` (whose unknown keys serde refuses by name).
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|error| {
+        let line = error
+            .span()
+            .map(|span| {
+                format!(
+                    " (at line {})",
+                    text[..span.start.min(text.len())].matches('\n').count() + 1
+                )
+            })
+            .unwrap_or_default();
+        ConfigFileError::Parse {
+            path: path.to_owned(),
+            message: format!("{}{line}", error.message()),
+        }
+    })
+}
