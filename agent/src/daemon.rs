@@ -29,14 +29,9 @@ pub enum DaemonError {
     Zato(#[from] zato::ZatoError),
 }
 
-/// Full-jitter backoff for reconnecting: random in [0, min(ceiling, floor * 2^attempt)].
+/// The delay before the `attempt`-th reconnect in a row.
 fn reconnect_delay(attempt: u32) -> Duration {
-    let cap = RECONNECT_FLOOR
-        .saturating_mul(1 << attempt.min(16))
-        .min(RECONNECT_CEILING);
-    let mut byte = [0u8; 1];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
-    cap.mul_f64(f64::from(byte[0]) / 255.0)
+    muster_proto::daemon::backoff(attempt, RECONNECT_FLOOR, RECONNECT_CEILING)
 }
 
 /// Waits `delay` unless shutdown comes first; says whether to go on.

@@ -81,17 +81,9 @@ impl Local {
     }
 }
 
-/// Full-jitter exponential backoff: a random delay up to `floor * 2^(attempt-1)`, capped, but at
-/// least a tenth of the cap for that attempt.
+/// The reconciler's retry delay for the `attempt`-th failure in a row.
 pub fn backoff(attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(16);
-    let cap = BACKOFF_FLOOR
-        .saturating_mul(1 << exponent)
-        .min(BACKOFF_CEILING);
-    let mut byte = [0u8; 1];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
-    let fraction = 0.1 + 0.9 * f64::from(byte[0]) / 255.0;
-    cap.mul_f64(fraction)
+    muster_proto::daemon::backoff(attempt, BACKOFF_FLOOR, BACKOFF_CEILING)
 }
 
 #[derive(Debug, Default)]
@@ -938,12 +930,5 @@ mod tests {
             Some(("sched.internal".into(), 31530, true))
         );
         assert_eq!(split_address("http://bad host:1", 1), None);
-    }
-
-    #[test]
-    fn backoff_grows_to_its_ceiling() {
-        assert!(backoff(1) <= BACKOFF_FLOOR);
-        assert!(backoff(30) <= BACKOFF_CEILING);
-        assert!(backoff(30) >= BACKOFF_CEILING / 10);
     }
 }

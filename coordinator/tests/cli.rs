@@ -13,29 +13,15 @@ use muster_coordinator::pki::certificate_sha256;
 use muster_coordinator::store::{DatabaseUrl, SqlStore, Store};
 use muster_proto::v1;
 use muster_proto::v1::admin_service_client::AdminServiceClient;
+use muster_testkit::harness::{command, text};
 use muster_testkit::{Backend, TestDatabase, free_port, wait_for};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_muster-coordinator");
 const MUSTER: &str = env!("CARGO_BIN_EXE_muster");
 
-/// A command with none of the caller's MUSTER_* variables, so tests do not leak into each other.
-fn command(program: &str) -> Command {
-    let mut command = Command::new(program);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MUSTER_") {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn init(data_dir: &Path, database_url: Option<&str>) -> Output {
-    let mut init = command(COORDINATOR);
+    let mut init = command(Path::new(COORDINATOR));
     init.arg("init").arg("--data-dir").arg(data_dir);
     if let Some(url) = database_url {
         init.arg("--database-url").arg(url);
@@ -56,7 +42,7 @@ impl Coordinator {
     async fn start(data_dir: &Path) -> Coordinator {
         let (grpc_port, http_port) = (free_port(), free_port());
         let log = data_dir.with_extension(format!("{grpc_port}.log"));
-        let process = command(COORDINATOR)
+        let process = command(Path::new(COORDINATOR))
             .args(["run", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{grpc_port}")])
@@ -102,7 +88,7 @@ impl Coordinator {
     }
 
     fn muster_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = command(MUSTER)
+        let mut child = command(Path::new(MUSTER))
             .env("MUSTER_DATA_DIR", &self.data_dir)
             .env("MUSTER_COORDINATOR", self.url())
             .args(args)
@@ -717,7 +703,7 @@ fn validate_names_a_bad_key_and_accepts_a_good_file() {
         "data_dir = \"/var/lib/muster\"\nlisen = \"0.0.0.0:17300\"\n",
     )
     .unwrap();
-    let output = command(COORDINATOR)
+    let output = command(Path::new(COORDINATOR))
         .args(["validate", "--config"])
         .arg(&bad)
         .output()
@@ -734,7 +720,7 @@ fn validate_names_a_bad_key_and_accepts_a_good_file() {
         "data_dir = \"/x\"\nhttp_listen = \"localhost\"\n",
     )
     .unwrap();
-    let output = command(COORDINATOR)
+    let output = command(Path::new(COORDINATOR))
         .args(["validate", "--config"])
         .arg(&bad_value)
         .output()
@@ -743,7 +729,7 @@ fn validate_names_a_bad_key_and_accepts_a_good_file() {
 
     let good = scratch.path().join("good.toml");
     std::fs::write(&good, "data_dir = \"/var/lib/muster\"\ndatabase_url = \"postgres://muster@db/muster\"\nlisten = \"0.0.0.0:17300\"\n").unwrap();
-    let output = command(COORDINATOR)
+    let output = command(Path::new(COORDINATOR))
         .args(["validate", "--config"])
         .arg(&good)
         .output()

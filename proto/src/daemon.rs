@@ -62,3 +62,31 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// The one backoff of Muster: for the `attempt`-th retry (from 1), a random delay between a tenth
+/// and all of `floor * 2^(attempt-1)`, capped at `ceiling`. The jitter spreads many clients that
+/// failed at once (a coordinator restart) over time.
+pub fn backoff(
+    attempt: u32,
+    floor: std::time::Duration,
+    ceiling: std::time::Duration,
+) -> std::time::Duration {
+    let exponent = attempt.saturating_sub(1).min(16);
+    let cap = floor.saturating_mul(1 << exponent).min(ceiling);
+    let mut byte = [0u8; 1];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
+    cap.mul_f64(0.1 + 0.9 * f64::from(byte[0]) / 255.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_grows_to_its_ceiling() {
+        let (floor, ceiling) = (Duration::from_secs(1), Duration::from_secs(60));
+        assert!(super::backoff(1, floor, ceiling) <= floor);
+        assert!(super::backoff(30, floor, ceiling) <= ceiling);
+        assert!(super::backoff(30, floor, ceiling) >= ceiling / 10);
+    }
+}

@@ -448,9 +448,11 @@ where
         match operation().await {
             Err(error) if error.is_transient() && attempt < TRANSIENT_ATTEMPTS => {
                 tracing::debug!(attempt, error = %crate::error_chain(&error), "transaction collided; running it again");
-                let mut byte = [0u8; 1];
-                let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
-                let pause = std::time::Duration::from_millis(5 + u64::from(byte[0]) % 20) * attempt;
+                let pause = muster_proto::daemon::backoff(
+                    attempt,
+                    std::time::Duration::from_millis(20),
+                    std::time::Duration::from_millis(200),
+                );
                 tokio::time::sleep(pause).await;
                 attempt += 1;
             }
