@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod haproxy;
 pub mod identity;
 pub mod ledger;
 pub mod reconcile;

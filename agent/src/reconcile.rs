@@ -26,6 +26,7 @@ use muster_proto::validate;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::files;
+use crate::haproxy::{self, HaProxy};
 use crate::zato::{self, Arg, Zato, option, secret_option};
 
 /// How often a pass runs when nothing else wakes it: the time to notice a component that died.
@@ -64,6 +65,8 @@ struct Local {
     /// Whether the process was last seen alive: if it is gone at the next look, it died.
     seen_alive: bool,
     started_at: Option<Instant>,
+    /// A load balancer's backend servers as its HAProxy last showed them.
+    backends: Vec<v1::BackendServerState>,
 }
 
 impl Local {
@@ -78,6 +81,27 @@ impl Local {
 
     fn waiting(&self) -> bool {
         self.retry_at.is_some_and(|at| at > Instant::now())
+    }
+
+    /// The process was alive at the last look and is gone now: counts a restart and schedules
+    /// it, at once the first time and with backoff when it keeps dying.
+    fn died(&mut self, what: &str, pid: Option<i32>) {
+        self.seen_alive = false;
+        self.restarts += 1;
+        self.failures += 1;
+        self.retry_at = Some(
+            Instant::now()
+                + if self.failures <= 1 {
+                    Duration::ZERO
+                } else {
+                    backoff(self.failures - 1)
+                },
+        );
+        self.last_error = format!(
+            "the process (pid {}) died; restarting",
+            pid.unwrap_or_default()
+        );
+        tracing::warn!(component = %what, restarts = self.restarts, "component died; restarting");
     }
 }
 
@@ -472,7 +496,7 @@ impl Reconciler {
             }
             Role::LoadBalancer | Role::Unspecified => {
                 return Err(format!(
-                    "this agent cannot run the {} role yet (HAProxy support is not built)",
+                    "the {} role has no `zato create`",
                     role_of(component)
                 ));
             }
@@ -655,11 +679,15 @@ impl Reconciler {
             healthy: local.healthy,
             last_error: local.last_error.clone(),
             restarts: local.restarts,
+            backends: local.backends.clone(),
         }
     }
 
     async fn converge_valid(&mut self, component: &Component, key: &Key) {
         let role = role_of(component);
+        if role == Role::LoadBalancer {
+            return self.converge_load_balancer(component, key).await;
+        }
         let (directory, _, _) = self.component_dirs(component);
         if component.stopped {
             return self.keep_stopped(&directory, key).await;
@@ -699,22 +727,7 @@ impl Reconciler {
         if !running {
             let local = self.local.entry(key.clone()).or_default();
             if local.seen_alive {
-                local.seen_alive = false;
-                local.restarts += 1;
-                local.failures += 1;
-                local.retry_at = Some(
-                    Instant::now()
-                        + if local.failures <= 1 {
-                            Duration::ZERO
-                        } else {
-                            backoff(local.failures - 1)
-                        },
-                );
-                local.last_error = format!(
-                    "the process (pid {}) died; restarting",
-                    pid.unwrap_or_default()
-                );
-                tracing::warn!(component = %directory.display(), restarts = local.restarts, "component died; restarting");
+                local.died(&directory.display().to_string(), pid);
             }
             if local.waiting() {
                 local.state = "restarting".to_owned();
@@ -764,6 +777,111 @@ impl Reconciler {
             local.last_error = format!("{role} {} does not answer on port {port}", component.name);
         } else {
             local.state = "starting".to_owned();
+        }
+    }
+
+    /// A load balancer: HAProxy started, or brought to the plan while it runs; healthy only while
+    /// it answers `/zato-lb-alive`.
+    async fn converge_load_balancer(&mut self, component: &Component, key: &Key) {
+        let plan = match haproxy::Plan::from_component(component) {
+            Ok(plan) => plan,
+            Err(error) => return self.local.entry(key.clone()).or_default().fail(error),
+        };
+        let (directory, _, _) = self.component_dirs(component);
+        let paths = haproxy::Paths::new(&directory);
+        let balancer = HaProxy {
+            paths: &paths,
+            run_as: self.zato.run_as.as_ref(),
+        };
+        if component.stopped {
+            let stopped = balancer.stop().await;
+            let local = self.local.entry(key.clone()).or_default();
+            if let Err(error) = stopped {
+                return local.fail(error);
+            }
+            local.state = "stopped".to_owned();
+            local.healthy = false;
+            local.seen_alive = false;
+            local.last_error.clear();
+            local.retry_at = None;
+            local.backends.clear();
+            return;
+        }
+        if !directory.exists() {
+            let created = self.ensure_cluster_dir(&component.cluster).and_then(|_| {
+                std::fs::create_dir(&directory)
+                    .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
+                self.chown(&directory)
+            });
+            if let Err(error) = created {
+                return self.local.entry(key.clone()).or_default().fail(error);
+            }
+        }
+        let pid = haproxy::master_pid(&paths);
+        let local = self.local.entry(key.clone()).or_default();
+        if pid.is_none() {
+            if local.seen_alive {
+                local.died(&directory.display().to_string(), read_pid(&paths.pidfile));
+            }
+            if local.waiting() {
+                local.state = "restarting".to_owned();
+                local.healthy = false;
+                return;
+            }
+            let started = balancer.start(&plan).await;
+            let local = self.local.entry(key.clone()).or_default();
+            if let Err(error) = started {
+                local.backends.clear();
+                return local.fail(error);
+            }
+            local.started_at = Some(Instant::now());
+            local.state = "starting".to_owned();
+            local.last_error.clear();
+        } else if !local.waiting() {
+            let converged = balancer.converge(&plan).await;
+            let local = self.local.entry(key.clone()).or_default();
+            match converged {
+                Ok(applied) => {
+                    local.last_error = applied.note;
+                    local.failures = 0;
+                    local.retry_at = None;
+                }
+                Err(error) => {
+                    // HAProxy serves on as it was; the change is tried again with backoff.
+                    tracing::warn!(error = %error, "load balancer change failed; will retry");
+                    local.last_error = error;
+                    local.failures += 1;
+                    local.retry_at = Some(Instant::now() + backoff(local.failures));
+                }
+            }
+        }
+        let alive = haproxy::master_pid(&paths).is_some();
+        let answers = alive
+            && http_status(plan.probe_address(), plan.port, "/zato-lb-alive").await == Some(200);
+        let backends = if alive {
+            balancer.backend_states().await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let local = self.local.entry(key.clone()).or_default();
+        local.seen_alive = alive;
+        local.healthy = answers;
+        local.backends = backends;
+        if answers {
+            local.state = "running".to_owned();
+        } else if local
+            .started_at
+            .is_some_and(|at| at.elapsed() <= START_GRACE)
+        {
+            local.state = "starting".to_owned();
+        } else {
+            local.state = "unhealthy".to_owned();
+            if local.last_error.is_empty() {
+                local.last_error = format!(
+                    "load balancer {} does not answer /zato-lb-alive on port {}",
+                    component.name, plan.port
+                );
+            }
         }
     }
 
@@ -817,11 +935,13 @@ impl Reconciler {
             };
             for entry in entries.flatten() {
                 let base = entry.file_name().to_string_lossy().into_owned();
-                let ours = ["web-admin-", "scheduler-", "server-"]
+                let zato_component = ["web-admin-", "scheduler-", "server-"]
                     .iter()
-                    .any(|prefix| base.starts_with(prefix));
-                if !ours
-                    || !entry.path().join(".zato-info").exists()
+                    .any(|prefix| base.starts_with(prefix))
+                    && entry.path().join(".zato-info").exists();
+                let balancer =
+                    base.starts_with("load-balancer-") && entry.path().join("zato.config").exists();
+                if !(zato_component || balancer)
                     || wanted.contains(&(cluster_name.clone(), base.clone()))
                 {
                     continue;
@@ -846,7 +966,17 @@ impl Reconciler {
     }
 
     async fn archive(&self, cluster: &str, base: &str, directory: &Path) {
-        if read_pid(&directory.join("pidfile")).is_some_and(alive) {
+        if base.starts_with("load-balancer-") {
+            let paths = haproxy::Paths::new(directory);
+            let balancer = HaProxy {
+                paths: &paths,
+                run_as: self.zato.run_as.as_ref(),
+            };
+            if let Err(error) = balancer.stop().await {
+                tracing::warn!(component = %directory.display(), error = %error, "cannot stop an unassigned load balancer; will retry");
+                return;
+            }
+        } else if read_pid(&directory.join("pidfile")).is_some_and(alive) {
             let stop = [
                 Arg::plain("stop"),
                 Arg::plain(directory.display().to_string()),

@@ -482,12 +482,26 @@ impl AdminService for AdminApi {
                     })?,
             ),
         };
+        let load_balancer = match (role, request.load_balancer) {
+            (Role::LoadBalancer, given) => Some(
+                muster_proto::haproxy::settings(&given.unwrap_or_default())
+                    .map_err(ApiError::from)?,
+            ),
+            (_, Some(given)) if given != v1::LoadBalancerSettings::default() => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "load-balancer settings were given for a {role}; only a load balancer takes them"
+                ))
+                .into());
+            }
+            _ => None,
+        };
         let new = NewAssignment {
             cluster: request.cluster,
             role,
             name,
             host: request.host,
             port,
+            load_balancer,
         };
         let assignment = retry_transient(|| self.store.create_assignment(new.clone(), &actor))
             .await
@@ -629,14 +643,15 @@ impl AdminService for AdminApi {
 }
 
 pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
-    let (state, healthy, last_error, restarts) = match assignment.status {
+    let (state, healthy, last_error, restarts, backends) = match assignment.status {
         Some(status) => (
             status.state,
             status.healthy,
             status.last_error,
             status.restarts,
+            status.backends,
         ),
-        None => (String::new(), false, String::new(), 0),
+        None => (String::new(), false, String::new(), 0, Vec::new()),
     };
     v1::ComponentAssignment {
         cluster: assignment.cluster,
@@ -649,6 +664,8 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         healthy,
         last_error,
         restarts,
+        load_balancer: assignment.load_balancer,
+        backends,
     }
 }
 

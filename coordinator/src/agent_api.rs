@@ -117,6 +117,9 @@ fn clean_text(text: &str) -> String {
         .collect()
 }
 
+/// The most backend servers one load balancer may report.
+const MAX_BACKENDS: usize = 1000;
+
 fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiError> {
     validate::name("cluster name", &status.cluster)?;
     validate::name("component name", &status.name)?;
@@ -129,6 +132,24 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
         }
         Ok(role) => role,
     };
+    if status.backends.len() > MAX_BACKENDS {
+        return Err(ApiError::InvalidArgument(format!(
+            "{} backend servers reported; at most {MAX_BACKENDS} are accepted",
+            status.backends.len()
+        )));
+    }
+    let mut backends = Vec::with_capacity(status.backends.len());
+    for backend in status.backends {
+        validate::name("backend server name", &backend.name)?;
+        backends.push(v1::BackendServerState {
+            name: backend.name,
+            address: clean_text(&backend.address).chars().take(300).collect(),
+            state: clean_text(&backend.state).chars().take(64).collect(),
+            check: clean_text(&backend.check),
+            sessions: backend.sessions,
+        });
+    }
+    backends.sort_by(|left, right| left.name.cmp(&right.name));
     Ok(ComponentStatus {
         cluster: status.cluster,
         role,
@@ -137,6 +158,7 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
         healthy: status.healthy,
         last_error: clean_text(&status.last_error),
         restarts: status.restarts,
+        backends,
     })
 }
 

@@ -147,8 +147,68 @@ enum CreateCommand {
     Scheduler(AssignArgs),
     /// Assign a web-admin dashboard to a host.
     WebAdmin(AssignArgs),
-    /// Assign a load balancer to a host; it gets every server of the cluster as a backend.
-    LoadBalancer(AssignArgs),
+    /// Assign a load balancer to a host: its agent runs HAProxy (port 11223 by default) with every
+    /// server of the cluster as a backend, kept up to date as servers come and go.
+    LoadBalancer(LoadBalancerArgs),
+}
+
+#[derive(Debug, Args)]
+struct LoadBalancerArgs {
+    #[command(flatten)]
+    assign: AssignArgs,
+    /// The HAProxy binary on the host: an absolute path, or a name looked up in PATH
+    /// [default: haproxy].
+    #[arg(long)]
+    haproxy_bin: Option<String>,
+    /// The IP address the frontend binds [default: 0.0.0.0].
+    #[arg(long)]
+    frontend_address: Option<String>,
+    /// How often each server is checked (`GET /zato/ping`) [default: 2s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    check_inter: Option<Duration>,
+    /// How many passed checks bring a server back [default: 2].
+    #[arg(long)]
+    check_rise: Option<u32>,
+    /// How many failed checks take a server out [default: 2].
+    #[arg(long)]
+    check_fall: Option<u32>,
+}
+
+impl LoadBalancerArgs {
+    /// The settings as given, checked; unset ones stay zero (the coordinator's defaults).
+    fn settings(&self) -> Result<v1::LoadBalancerSettings, CliError> {
+        let check_inter_ms = match self.check_inter {
+            None => 0,
+            Some(inter) => u32::try_from(inter.as_millis())
+                .ok()
+                .filter(|milliseconds| *milliseconds > 0)
+                .ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "invalid --check-inter {}: must be from 100ms to 1h",
+                        humantime::format_duration(inter)
+                    ))
+                })?,
+        };
+        let given = v1::LoadBalancerSettings {
+            haproxy_bin: self.haproxy_bin.clone().unwrap_or_default(),
+            frontend_address: self.frontend_address.clone().unwrap_or_default(),
+            check_inter_ms,
+            check_rise: self.check_rise.unwrap_or(0),
+            check_fall: self.check_fall.unwrap_or(0),
+        };
+        for (flag, value) in [
+            ("--check-rise", self.check_rise),
+            ("--check-fall", self.check_fall),
+        ] {
+            if value == Some(0) {
+                return Err(CliError::Usage(format!(
+                    "invalid {flag} 0: must be from 1 to 100"
+                )));
+            }
+        }
+        muster_proto::haproxy::settings(&given)?;
+        Ok(given)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -163,7 +223,7 @@ struct AssignArgs {
     #[arg(long)]
     name: Option<String>,
     /// Its port [default: the first free one from 17010 for servers, 31530 for the scheduler,
-    /// 8183 for web-admin].
+    /// 8183 for web-admin, 11223 for a load balancer].
     #[arg(long)]
     port: Option<u16>,
 }
@@ -203,6 +263,31 @@ struct ComponentView {
     healthy: bool,
     restarts: u32,
     last_error: String,
+    /// A load balancer's settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load_balancer: Option<LoadBalancerView>,
+    /// A load balancer's backend servers as its HAProxy last reported them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    backends: Vec<BackendStateView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct LoadBalancerView {
+    haproxy_bin: String,
+    frontend_address: String,
+    check_inter_ms: u32,
+    check_rise: u32,
+    check_fall: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct BackendStateView {
+    server: String,
+    address: String,
+    /// HAProxy's own word: UP, DOWN, DRAIN, MAINT, ...
+    state: String,
+    check: String,
+    sessions: u32,
 }
 
 impl From<v1::ComponentAssignment> for ComponentView {
@@ -219,8 +304,67 @@ impl From<v1::ComponentAssignment> for ComponentView {
             healthy: component.healthy,
             restarts: component.restarts,
             last_error: component.last_error,
+            load_balancer: component.load_balancer.map(|settings| LoadBalancerView {
+                haproxy_bin: settings.haproxy_bin,
+                frontend_address: settings.frontend_address,
+                check_inter_ms: settings.check_inter_ms,
+                check_rise: settings.check_rise,
+                check_fall: settings.check_fall,
+            }),
+            backends: component
+                .backends
+                .into_iter()
+                .map(|backend| BackendStateView {
+                    server: backend.name,
+                    address: backend.address,
+                    state: backend.state,
+                    check: backend.check,
+                    sessions: backend.sessions,
+                })
+                .collect(),
         }
     }
+}
+
+/// Each load balancer's backend servers, as its HAProxy last reported them.
+fn write_balancer_backends(
+    out: &mut impl std::io::Write,
+    components: &[ComponentView],
+) -> std::io::Result<()> {
+    for balancer in components
+        .iter()
+        .filter(|component| component.load_balancer.is_some())
+    {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "backend of load-balancer {} on host {} (as its HAProxy sees it)",
+            balancer.name, balancer.host
+        )?;
+        if balancer.backends.is_empty() {
+            writeln!(out, "  no server reported")?;
+            continue;
+        }
+        let rows: Vec<Vec<String>> = balancer
+            .backends
+            .iter()
+            .map(|backend| {
+                vec![
+                    backend.server.clone(),
+                    backend.address.clone(),
+                    backend.state.clone(),
+                    backend.check.clone(),
+                    backend.sessions.to_string(),
+                ]
+            })
+            .collect();
+        write_table(
+            out,
+            &["SERVER", "ADDRESS", "STATE", "CHECK", "SESSIONS"],
+            &rows,
+        )?;
+    }
+    Ok(())
 }
 
 fn write_components(
@@ -822,6 +966,17 @@ async fn assign(
     args: AssignArgs,
     out: &mut impl std::io::Write,
 ) -> Result<(), CliError> {
+    assign_with(connection_args, json, role, args, None, out).await
+}
+
+async fn assign_with(
+    connection_args: &ConnectionArgs,
+    json: bool,
+    role: Role,
+    args: AssignArgs,
+    load_balancer: Option<v1::LoadBalancerSettings>,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
     validate::name("cluster name", &args.cluster)?;
     validate::name("host name", &args.host)?;
     if let Some(name) = &args.name {
@@ -834,6 +989,7 @@ async fn assign(
         host: args.host,
         name: args.name.unwrap_or_default(),
         port: u32::from(args.port.unwrap_or(0)),
+        load_balancer,
     };
     let response = connection
         .client
@@ -949,6 +1105,7 @@ fn write_status(out: &mut impl std::io::Write, status: &StatusView) -> std::io::
         write_hosts(out, &cluster.hosts)?;
         writeln!(out)?;
         write_components(out, &cluster.components)?;
+        write_balancer_backends(out, &cluster.components)?;
     }
     if !status.idle_hosts.is_empty() {
         writeln!(out)?;
@@ -1042,7 +1199,16 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
         Command::Create {
             what: CreateCommand::LoadBalancer(args),
         } => {
-            assign(&cli.connection, json, Role::LoadBalancer, args, out).await?;
+            let settings = args.settings()?;
+            assign_with(
+                &cli.connection,
+                json,
+                Role::LoadBalancer,
+                args.assign,
+                Some(settings),
+                out,
+            )
+            .await?;
         }
         Command::Remove { role, target } => {
             validate::name("cluster name", &target.cluster)?;
@@ -1099,6 +1265,7 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
                 write_json(out, &components)?;
             } else {
                 write_components(out, &components)?;
+                write_balancer_backends(out, &components)?;
             }
         }
         Command::Cluster { command } => {
@@ -1425,11 +1592,18 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
             });
             match format {
                 BackendFormat::Haproxy => {
+                    let settings =
+                        muster_proto::haproxy::settings(&v1::LoadBalancerSettings::default())?;
                     for backend in &backends {
                         writeln!(
                             out,
-                            "server http_plain--{} {}:{} check inter 2s rise 2 fall 2",
-                            backend.name, backend.address, backend.port
+                            "{}",
+                            muster_proto::haproxy::server_line(
+                                &backend.name,
+                                &backend.address,
+                                backend.port,
+                                &settings
+                            )
                         )?;
                     }
                 }

@@ -7,12 +7,17 @@
 //! - the scheduler gets the address of the server the store chose by health
 //!   (`Cluster::scheduler_target`), or before any server was healthy, of the cluster's first server
 //!   (by name) on an enrolled host;
-//! - a load balancer gets every server of the cluster on an enrolled host that is not drained, as
-//!   `NAME=http://ADDRESS:PORT`;
+//! - a load balancer gets its settings and every server of the cluster on an enrolled host, those on
+//!   drained hosts marked `drain`;
+//! - a server on a drained host keeps running until no load balancer of the cluster still sends it
+//!   new requests: every one that is up and healthy reports it as drained, in maintenance, down or
+//!   gone. Load balancers that are down or unhealthy are not waited for. (Every change of a load
+//!   balancer's report bumps the generations of the cluster's drained server hosts.)
 //! - each component gets only the secrets its role needs.
 //!
-//! The render depends only on assignments, enrolled hosts and their addresses, bootstrap progress
-//! and the clusters; every change to one of those bumps the affected hosts' generations.
+//! The render depends only on assignments, enrolled hosts and their addresses, bootstrap progress,
+//! the clusters and load balancers' reports; every change to one of those bumps the affected hosts'
+//! generations.
 
 use muster_proto::v1::{self, BootstrapKind, Role};
 
@@ -107,25 +112,57 @@ fn peers(inputs: &PlanInputs, assignment: &Assignment) -> Vec<String> {
         candidates.insert(0, preferred);
     }
     if assignment.role == Role::LoadBalancer {
-        // Every server of the cluster on an enrolled host that is not drained, by name.
-        return candidates
-            .into_iter()
-            .filter(|server| {
-                inputs
-                    .hosts
-                    .get(&server.host)
-                    .is_some_and(|host| !host.drained)
-            })
-            .filter_map(|server| {
-                address_of(inputs, server).map(|address| format!("{}={address}", server.name))
-            })
-            .collect();
+        return Vec::new();
     }
     candidates
         .into_iter()
         .find_map(|peer| address_of(inputs, peer))
         .into_iter()
         .collect()
+}
+
+/// A load balancer's backend: every server of its cluster on an enrolled host, by name.
+fn backends(inputs: &PlanInputs, assignment: &Assignment) -> Vec<v1::BackendServer> {
+    if assignment.role != Role::LoadBalancer {
+        return Vec::new();
+    }
+    let mut servers: Vec<v1::BackendServer> = inputs
+        .assignments
+        .iter()
+        .filter(|other| other.cluster == assignment.cluster && other.role == Role::Server)
+        .filter_map(|server| {
+            let host = inputs.hosts.get(&server.host)?;
+            Some(v1::BackendServer {
+                name: server.name.clone(),
+                address: host.advertise_address.clone(),
+                port: u32::from(server.port),
+                drain: host.drained,
+            })
+        })
+        .collect();
+    servers.sort_by(|left, right| left.name.cmp(&right.name));
+    servers
+}
+
+/// Whether a load balancer that is up and healthy still sends new requests to `server`.
+fn still_routed(inputs: &PlanInputs, server: &Assignment) -> bool {
+    inputs
+        .assignments
+        .iter()
+        .filter(|other| other.cluster == server.cluster && other.role == Role::LoadBalancer)
+        .filter(|balancer| {
+            inputs
+                .hosts
+                .get(&balancer.host)
+                .is_some_and(|host| host.state == "up")
+        })
+        .filter_map(|balancer| balancer.status.as_ref().filter(|status| status.healthy))
+        .any(|status| {
+            status.backends.iter().any(|backend| {
+                backend.name == server.name
+                    && (backend.state.starts_with("UP") || backend.state == "no check")
+            })
+        })
 }
 
 /// What `inputs.host` must run, at `inputs.host.generation`.
@@ -175,7 +212,10 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 odb: Some(odb_message(cluster)),
                 peer_addresses: peers(inputs, assignment),
                 secrets: Some(secrets_for(assignment.role, secrets)),
-                stopped: inputs.host.drained,
+                stopped: inputs.host.drained
+                    && !(assignment.role == Role::Server && still_routed(inputs, assignment)),
+                load_balancer: assignment.load_balancer.clone(),
+                backends: backends(inputs, assignment),
             });
         }
     }

@@ -10,7 +10,7 @@ use muster_coordinator::store::{
     NewAssignment, NewCluster, NewHost, NewJoinToken, OdbSettings, SqlStore, StatusReport, Store,
     StoreError, TokenRefusal, now_ms,
 };
-use muster_proto::v1::{BootstrapKind, OdbType, Role};
+use muster_proto::v1::{self, BootstrapKind, OdbType, Role};
 use muster_testkit::{Backend, TestDatabase};
 use sqlx::Row;
 
@@ -471,6 +471,7 @@ fn assign(
         name: name.map(str::to_owned),
         host: host.to_owned(),
         port,
+        load_balancer: None,
     }
 }
 
@@ -811,9 +812,24 @@ async fn a_finished_bootstrap_releases_components_with_new_generations(backend: 
         .unwrap();
     assert_eq!(balancer.port, 11223);
     assert_eq!(
-        balancer.peer_addresses,
-        ["server1=http://10.0.0.3:17010"],
+        balancer.backends,
+        [v1::BackendServer {
+            name: "server1".into(),
+            address: "10.0.0.3".into(),
+            port: 17010,
+            drain: false,
+        }],
         "a load balancer gets every server"
+    );
+    let settings = balancer.load_balancer.as_ref().unwrap();
+    assert_eq!(
+        (
+            settings.haproxy_bin.as_str(),
+            settings.frontend_address.as_str(),
+            settings.check_inter_ms
+        ),
+        ("haproxy", "0.0.0.0", 2000),
+        "with the default settings"
     );
     assert!(
         balancer.secrets.as_ref().unwrap().secret_key.is_empty(),
@@ -1087,6 +1103,7 @@ async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
         healthy: true,
         last_error: String::new(),
         restarts: 0,
+        backends: Vec::new(),
     };
     let mut report_b = report(1, "10.0.0.2", Vec::new());
     report_b.components = vec![healthy("server1")];
@@ -1162,6 +1179,126 @@ async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
     store.close().await;
 }
 
+/// The load balancer's report: healthy, with `server1` in `state`.
+fn balancer_report(state: &str) -> StatusReport {
+    let mut balancer = report(1, "10.0.0.9", Vec::new());
+    balancer.components = vec![ComponentStatus {
+        cluster: "prod".to_owned(),
+        role: Role::LoadBalancer,
+        name: "load-balancer".to_owned(),
+        state: "running".to_owned(),
+        healthy: true,
+        last_error: String::new(),
+        restarts: 0,
+        backends: vec![v1::BackendServerState {
+            name: "server1".into(),
+            address: "10.0.0.2:17010".into(),
+            state: state.into(),
+            check: "L7OK 200 Layer7 check passed, code 200".into(),
+            sessions: 3,
+        }],
+    }];
+    balancer
+}
+
+async fn a_drained_server_runs_until_load_balancers_stop_sending_to_it(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    store
+        .create_assignment(assign("prod", Role::Server, "app-b", None, None), &actor())
+        .await
+        .unwrap();
+    let mut edge = assign("prod", Role::LoadBalancer, "edge", None, None);
+    edge.load_balancer = Some(v1::LoadBalancerSettings {
+        haproxy_bin: "/usr/local/sbin/haproxy".into(),
+        check_inter_ms: 5000,
+        ..Default::default()
+    });
+    store.create_assignment(edge, &actor()).await.unwrap();
+    let balancer_host = enroll(&store, "prod", "edge").await;
+    let server_host = enroll(&store, "prod", "app-b").await;
+    let done = |task| BootstrapReport {
+        cluster: "prod".to_owned(),
+        task,
+        done: true,
+        last_error: String::new(),
+    };
+    // Whichever host was chosen to bootstrap the cluster reports it done.
+    for host in [&balancer_host, &server_host] {
+        store
+            .record_status(
+                &host.id,
+                report(
+                    1,
+                    &host.advertise_address,
+                    vec![done(BootstrapTask::Odb), done(BootstrapTask::Cluster)],
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .record_status(&balancer_host.id, balancer_report("UP"))
+        .await
+        .unwrap();
+
+    // The settings and the reported backend come back as stored, defaults filled in.
+    let listed = store.list_assignments(Some("prod")).await.unwrap();
+    let balancer = listed
+        .iter()
+        .find(|assignment| assignment.role == Role::LoadBalancer)
+        .unwrap();
+    let settings = balancer.load_balancer.as_ref().unwrap();
+    assert_eq!(settings.haproxy_bin, "/usr/local/sbin/haproxy");
+    assert_eq!(settings.check_inter_ms, 5000);
+    assert_eq!(settings.check_rise, 2);
+    let reported = &balancer.status.as_ref().unwrap().backends;
+    assert_eq!(reported.len(), 1);
+    assert_eq!(
+        (reported[0].state.as_str(), reported[0].sessions),
+        ("UP", 3)
+    );
+
+    store
+        .set_host_drained("app-b", true, &actor())
+        .await
+        .unwrap();
+    let server_plan = planner::render(&store.plan_inputs(&server_host.id).await.unwrap());
+    assert!(
+        !server_plan.components[0].stopped,
+        "the server serves on while the load balancer still sends it requests"
+    );
+    let balancer_plan = planner::render(&store.plan_inputs(&balancer_host.id).await.unwrap());
+    assert!(
+        balancer_plan.components[0].backends[0].drain,
+        "the load balancer is told to drain it"
+    );
+
+    let before = store
+        .host_generation(&server_host.id)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .record_status(&balancer_host.id, balancer_report("DRAIN"))
+        .await
+        .unwrap();
+    let plan = planner::render(&store.plan_inputs(&server_host.id).await.unwrap());
+    assert!(
+        plan.generation > before,
+        "the server's host gets a new generation"
+    );
+    assert!(
+        plan.components[0].stopped,
+        "and stops once the load balancer drained it"
+    );
+    store.close().await;
+}
+
 macro_rules! store_conformance_suite {
     ($($backend_module:ident => $backend:expr),* $(,)?) => {$(
         mod $backend_module {
@@ -1222,6 +1359,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn the_scheduler_follows_a_healthy_server() {
                 super::the_scheduler_follows_a_healthy_server($backend).await;
+            }
+            #[tokio::test]
+            async fn a_drained_server_runs_until_load_balancers_stop_sending_to_it() {
+                super::a_drained_server_runs_until_load_balancers_stop_sending_to_it($backend).await;
             }
             #[tokio::test]
             async fn silent_hosts_are_marked_down_once_and_up_again() {

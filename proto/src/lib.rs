@@ -4,6 +4,7 @@
 //! - [`validate`]: the grammar every name and address must pass before it is stored or reaches a
 //!   config file.
 //! - [`token`]: the textual forms of join tokens and admin tokens.
+//! - [`haproxy`]: a load balancer's settings and its backend's `server` lines.
 //! - [`ApiError`]: the one mapping from Muster's errors to `tonic::Status`.
 //! - [`daemon`] and [`files`]: what both daemons do the same way as processes (logging, signals,
 //!   error text, files replaced atomically).
@@ -12,6 +13,7 @@
 
 pub mod daemon;
 pub mod files;
+pub mod haproxy;
 pub mod token;
 pub mod validate;
 

@@ -94,6 +94,25 @@ pub fn description(field: &'static str, value: &str) -> Result<(), Invalid> {
 /// A database user, database name or schema for Zato's `--odb-*` options: 1 to 128 of
 /// `A-Z a-z 0-9 . _ - /` (a slash for SQLite's file path), no spaces or quotes.
 pub fn odb_identifier(field: &'static str, value: &str) -> Result<(), Invalid> {
+    restricted(
+        field,
+        value,
+        (128, "must be at most 128 characters"),
+        (
+            "._-/",
+            "may hold only letters, digits, '.', '_', '-' and '/'",
+        ),
+    )
+}
+
+/// 1 to `max.0` characters, each a letter, a digit or one of `allowed.0`; the second member of
+/// each pair is the reason given when the value breaks that rule.
+fn restricted(
+    field: &'static str,
+    value: &str,
+    max: (usize, &'static str),
+    allowed: (&str, &'static str),
+) -> Result<(), Invalid> {
     let invalid = |reason| Invalid {
         field,
         value: value.to_owned(),
@@ -102,16 +121,40 @@ pub fn odb_identifier(field: &'static str, value: &str) -> Result<(), Invalid> {
     if value.is_empty() {
         return Err(invalid("must not be empty"));
     }
-    if value.len() > 128 {
-        return Err(invalid("must be at most 128 characters"));
+    if value.len() > max.0 {
+        return Err(invalid(max.1));
     }
     if !value
         .chars()
-        .all(|character| character.is_ascii_alphanumeric() || "._-/".contains(character))
+        .all(|character| character.is_ascii_alphanumeric() || allowed.0.contains(character))
     {
-        return Err(invalid(
-            "may hold only letters, digits, '.', '_', '-' and '/'",
-        ));
+        return Err(invalid(allowed.1));
+    }
+    Ok(())
+}
+
+/// A program to run: an absolute path, or a name looked up in `PATH`; 1 to 255 of
+/// `A-Z a-z 0-9 . _ - + /`, no spaces, no `..` component.
+pub fn program(field: &'static str, value: &str) -> Result<(), Invalid> {
+    restricted(
+        field,
+        value,
+        (255, "must be at most 255 characters"),
+        (
+            "._-+/",
+            "may hold only letters, digits, '.', '_', '-', '+' and '/'",
+        ),
+    )?;
+    let invalid = |reason| Invalid {
+        field,
+        value: value.to_owned(),
+        reason,
+    };
+    if value.contains('/') && !value.starts_with('/') {
+        return Err(invalid("must be an absolute path or a bare program name"));
+    }
+    if value.split('/').any(|part| part == "..") {
+        return Err(invalid("must not hold '..'"));
     }
     Ok(())
 }
@@ -158,6 +201,27 @@ mod tests {
         }
         for bad in ["", "a b", "a_b", "-a.com", "a..b", "1.2.3.4:80", "a\n"] {
             host("address", bad).unwrap_err();
+        }
+    }
+
+    #[test]
+    fn programs() {
+        for good in [
+            "haproxy",
+            "/usr/sbin/haproxy",
+            "/opt/haproxy-2.8/bin/haproxy",
+        ] {
+            program("haproxy binary", good).unwrap();
+        }
+        for bad in [
+            "",
+            "bin/haproxy",
+            "/usr/sbin/../bin/sh",
+            "haproxy -d",
+            "/a\nb",
+            "a;b",
+        ] {
+            program("haproxy binary", bad).unwrap_err();
         }
     }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use muster_proto::v1::{OdbType, Role};
+use muster_proto::v1::{self, OdbType, Role};
 
 pub use sql::{DatabaseUrl, SqlStore};
 
@@ -192,6 +192,8 @@ pub struct NewAssignment {
     /// `None` for the role's default: the first free port from 17010 on the host for servers,
     /// 31530 for the scheduler, 8183 for web-admin, 11223 for the load balancer.
     pub port: Option<u16>,
+    /// A load balancer's settings, defaults filled in; `None` for other roles.
+    pub load_balancer: Option<v1::LoadBalancerSettings>,
 }
 
 /// A component assigned to a host, with what the host last reported of it.
@@ -203,6 +205,8 @@ pub struct Assignment {
     pub host: String,
     pub port: u16,
     pub created_at_ms: i64,
+    /// A load balancer's settings, defaults filled in; `None` for other roles.
+    pub load_balancer: Option<v1::LoadBalancerSettings>,
     /// `None` while the host has not reported this component.
     pub status: Option<ComponentStatus>,
 }
@@ -217,6 +221,8 @@ pub struct ComponentStatus {
     pub healthy: bool,
     pub last_error: String,
     pub restarts: u32,
+    /// A load balancer's backend servers as its HAProxy sees them, by name.
+    pub backends: Vec<v1::BackendServerState>,
 }
 
 /// One of a cluster's once-only bootstrap tasks.

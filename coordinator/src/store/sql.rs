@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use muster_proto::v1::{OdbType, Role};
+use muster_proto::v1::{self, OdbType, Role};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
@@ -550,6 +550,89 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Replaces the host's reported backend states with those of `report`; returns the previous
+    /// ones as (server, state) by (cluster, load balancer), sorted.
+    async fn replace_backend_states(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        host_id: &str,
+        report: &StatusReport,
+    ) -> Result<BTreeMap<(String, String), Vec<(String, String)>>, StoreError> {
+        let read = || database("read backend states");
+        let sql = self.sql(
+            "SELECT cluster_name, lb_name, server_name, state FROM backend_status
+             WHERE host_id = $1",
+        );
+        let mut previous: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        for row in sqlx::query(&sql)
+            .bind(host_id)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(read())?
+        {
+            previous
+                .entry((
+                    row.try_get("cluster_name").map_err(read())?,
+                    row.try_get("lb_name").map_err(read())?,
+                ))
+                .or_default()
+                .push((
+                    row.try_get("server_name").map_err(read())?,
+                    row.try_get("state").map_err(read())?,
+                ));
+        }
+        for states in previous.values_mut() {
+            states.sort();
+        }
+        let delete = self.sql("DELETE FROM backend_status WHERE host_id = $1");
+        sqlx::query(&delete)
+            .bind(host_id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("replace backend states"))?;
+        let insert = self.sql(
+            "INSERT INTO backend_status (host_id, cluster_name, lb_name, server_name, address,
+                 state, check_result, sessions) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        );
+        for component in &report.components {
+            for backend in &component.backends {
+                sqlx::query(&insert)
+                    .bind(host_id)
+                    .bind(&component.cluster)
+                    .bind(&component.name)
+                    .bind(&backend.name)
+                    .bind(&backend.address)
+                    .bind(&backend.state)
+                    .bind(&backend.check)
+                    .bind(i64::from(backend.sessions))
+                    .execute(&mut **transaction)
+                    .await
+                    .map_err(database("record backend states"))?;
+            }
+        }
+        Ok(previous)
+    }
+
+    /// Bumps the generation of the drained hosts with a server in the cluster: whether such a server
+    /// may stop depends on what the cluster's load balancers report (see the planner).
+    async fn bump_draining_servers(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        cluster_name: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "UPDATE hosts SET generation = generation + 1 WHERE drained = 1 AND name IN
+                 (SELECT a.host_name FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+                  WHERE c.name = $1 AND a.role = 'server')",
+        );
+        sqlx::query(&sql)
+            .bind(cluster_name)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("bump draining hosts' generations"))?;
+        Ok(())
+    }
+
     /// Inserts a new host; a taken name is `AlreadyExists`.
     async fn insert_host(
         &self,
@@ -682,9 +765,16 @@ impl SqlStore {
             )));
         }
         let created_at_ms = now_ms();
+        let load_balancer =
+            (new.role == Role::LoadBalancer).then(|| new.load_balancer.clone().unwrap_or_default());
+        let settings = match &load_balancer {
+            Some(given) => settings_json(given)?,
+            None => String::new(),
+        };
         let insert = self.sql(
-            "INSERT INTO assignments (id, cluster_id, role, name, host_name, port, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO assignments (id, cluster_id, role, name, host_name, port, created_at,
+                 settings)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         );
         let inserted = sqlx::query(&insert)
             .bind(secrets::random_hex(8)?)
@@ -694,6 +784,7 @@ impl SqlStore {
             .bind(&new.host)
             .bind(i64::from(port))
             .bind(created_at_ms)
+            .bind(&settings)
             .execute(&mut **transaction)
             .await;
         match inserted {
@@ -733,6 +824,10 @@ impl SqlStore {
             host: new.host,
             port,
             created_at_ms,
+            load_balancer: load_balancer
+                .as_ref()
+                .map(settings_with_defaults)
+                .transpose()?,
             status: None,
         })
     }
@@ -820,7 +915,7 @@ impl SqlStore {
     ) -> Result<Vec<Assignment>, StoreError> {
         let sql = self.sql(&format!(
             "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port, a.created_at,
-                 s.state, s.healthy, s.last_error, s.restarts
+                 a.settings, s.state, s.healthy, s.last_error, s.restarts
              FROM assignments a JOIN clusters c ON c.id = a.cluster_id
              LEFT JOIN hosts h ON h.name = a.host_name
              LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = c.name
@@ -835,7 +930,61 @@ impl SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(database("list assignments"))?;
-        rows.iter().map(assignment_from_row).collect()
+        let mut assignments: Vec<Assignment> = rows
+            .iter()
+            .map(assignment_from_row)
+            .collect::<Result<_, _>>()?;
+        if assignments
+            .iter()
+            .any(|assignment| assignment.role == Role::LoadBalancer)
+        {
+            let mut backends = self.backend_states().await?;
+            for assignment in &mut assignments {
+                if let Some(status) = &mut assignment.status
+                    && let Some(states) = backends.remove(&(
+                        assignment.host.clone(),
+                        assignment.cluster.clone(),
+                        assignment.name.clone(),
+                    ))
+                {
+                    status.backends = states;
+                }
+            }
+        }
+        Ok(assignments)
+    }
+
+    /// Every load balancer's reported backend servers, by (host name, cluster, load balancer).
+    async fn backend_states(
+        &self,
+    ) -> Result<BTreeMap<(String, String, String), Vec<v1::BackendServerState>>, StoreError> {
+        let sql = self.sql(
+            "SELECT h.name AS host_name, b.cluster_name, b.lb_name, b.server_name, b.address,
+                 b.state, b.check_result, b.sessions
+             FROM backend_status b JOIN hosts h ON h.id = b.host_id
+             ORDER BY b.server_name",
+        );
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("read backend states"))?;
+        let mut states: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        for row in rows {
+            let read = || database("read backend states");
+            let key = (
+                row.try_get("host_name").map_err(read())?,
+                row.try_get("cluster_name").map_err(read())?,
+                row.try_get("lb_name").map_err(read())?,
+            );
+            states.entry(key).or_default().push(v1::BackendServerState {
+                name: row.try_get("server_name").map_err(read())?,
+                address: row.try_get("address").map_err(read())?,
+                state: row.try_get("state").map_err(read())?,
+                check: row.try_get("check_result").map_err(read())?,
+                sessions: count_from(row.try_get("sessions").map_err(read())?, "sessions")?,
+            });
+        }
+        Ok(states)
     }
 }
 
@@ -875,9 +1024,14 @@ fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError> {
                     .unwrap_or(0),
                 "restarts",
             )?,
+            backends: Vec::new(),
         }),
         None => None,
     };
+    let settings: String = row.try_get("settings").map_err(read())?;
+    let load_balancer = (role == Role::LoadBalancer)
+        .then(|| settings_from_json(&settings))
+        .transpose()?;
     Ok(Assignment {
         cluster,
         role,
@@ -885,7 +1039,58 @@ fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError> {
         host: row.try_get("host_name").map_err(read())?,
         port: port_from(row.try_get("port").map_err(read())?)?,
         created_at_ms: row.try_get("created_at").map_err(read())?,
+        load_balancer,
         status,
+    })
+}
+
+/// A load balancer's settings as the `assignments.settings` column keeps them.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct StoredSettings {
+    #[serde(default)]
+    haproxy_bin: String,
+    #[serde(default)]
+    frontend_address: String,
+    #[serde(default)]
+    check_inter_ms: u32,
+    #[serde(default)]
+    check_rise: u32,
+    #[serde(default)]
+    check_fall: u32,
+}
+
+fn settings_json(settings: &v1::LoadBalancerSettings) -> Result<String, StoreError> {
+    serde_json::to_string(&StoredSettings {
+        haproxy_bin: settings.haproxy_bin.clone(),
+        frontend_address: settings.frontend_address.clone(),
+        check_inter_ms: settings.check_inter_ms,
+        check_rise: settings.check_rise,
+        check_fall: settings.check_fall,
+    })
+    .map_err(|error| StoreError::Corrupt(format!("load-balancer settings: {error}")))
+}
+
+fn settings_with_defaults(
+    settings: &v1::LoadBalancerSettings,
+) -> Result<v1::LoadBalancerSettings, StoreError> {
+    muster_proto::haproxy::settings(settings)
+        .map_err(|error| StoreError::Corrupt(format!("load-balancer settings: {error}")))
+}
+
+/// The stored settings (empty for defaults) with the defaults filled in.
+fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings, StoreError> {
+    let stored: StoredSettings = if text.is_empty() {
+        StoredSettings::default()
+    } else {
+        serde_json::from_str(text)
+            .map_err(|error| StoreError::Corrupt(format!("load-balancer settings: {error}")))?
+    };
+    settings_with_defaults(&v1::LoadBalancerSettings {
+        haproxy_bin: stored.haproxy_bin,
+        frontend_address: stored.frontend_address,
+        check_inter_ms: stored.check_inter_ms,
+        check_rise: stored.check_rise,
+        check_fall: stored.check_fall,
     })
 }
 
@@ -1624,6 +1829,7 @@ impl Store for SqlStore {
                     name: None,
                     host: new.name.clone(),
                     port: None,
+                    load_balancer: None,
                 };
                 match self
                     .assign_in(&mut transaction, &cluster, join, &actor)
@@ -1837,7 +2043,8 @@ impl Store for SqlStore {
         }
 
         let previous_sql = self.sql(
-            "SELECT cluster_name, role, name, state, last_error, restarts FROM component_status WHERE host_id = $1",
+            "SELECT cluster_name, role, name, state, healthy, last_error, restarts
+             FROM component_status WHERE host_id = $1",
         );
         let mut previous = BTreeMap::new();
         for row in sqlx::query(&previous_sql)
@@ -1852,13 +2059,17 @@ impl Store for SqlStore {
                 row.try_get("role").map_err(read())?,
                 row.try_get("name").map_err(read())?,
             );
-            let value: (String, String, i64) = (
+            let value: (String, String, i64, i64) = (
                 row.try_get("state").map_err(read())?,
                 row.try_get("last_error").map_err(read())?,
                 row.try_get("restarts").map_err(read())?,
+                row.try_get("healthy").map_err(read())?,
             );
             previous.insert(key, value);
         }
+        let previous_backends = self
+            .replace_backend_states(&mut transaction, host_id, &report)
+            .await?;
         let delete = self.sql("DELETE FROM component_status WHERE host_id = $1");
         sqlx::query(&delete)
             .bind(host_id)
@@ -1888,10 +2099,26 @@ impl Store for SqlStore {
                 component.role.cli_name().to_owned(),
                 component.name.clone(),
             );
-            let (old_state, old_error, old_restarts) = previous
+            let (old_state, old_error, old_restarts, old_healthy) = previous
                 .get(&key)
                 .cloned()
-                .unwrap_or_else(|| (String::new(), String::new(), 0));
+                .unwrap_or_else(|| (String::new(), String::new(), 0, 0));
+            if component.role == Role::LoadBalancer {
+                let before = previous_backends
+                    .get(&(component.cluster.clone(), component.name.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                let mut now: Vec<(String, String)> = component
+                    .backends
+                    .iter()
+                    .map(|backend| (backend.name.clone(), backend.state.clone()))
+                    .collect();
+                now.sort();
+                if before != now || old_healthy != i64::from(component.healthy) {
+                    self.bump_draining_servers(&mut transaction, &component.cluster)
+                        .await?;
+                }
+            }
             let label = format!("{} {}", component.role, component.name);
             if i64::from(component.restarts) > old_restarts {
                 let message = format!(
@@ -2066,6 +2293,23 @@ impl Store for SqlStore {
                 self.insert_event(&mut transaction, "host.down", "", &name, &actor, &message)
                     .await?;
                 self.replan_host_clusters(&mut transaction, &name).await?;
+                // A load balancer that went down is no longer waited for by draining servers.
+                let sql = self.sql(
+                    "SELECT DISTINCT c.name FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+                     WHERE a.host_name = $1 AND a.role = 'load-balancer'",
+                );
+                let balanced = sqlx::query(&sql)
+                    .bind(&name)
+                    .fetch_all(&mut **transaction)
+                    .await
+                    .map_err(database("read a host's load balancers"))?;
+                for row in balanced {
+                    let cluster: String = row
+                        .try_get("name")
+                        .map_err(database("read a host's load balancers"))?;
+                    self.bump_draining_servers(&mut transaction, &cluster)
+                        .await?;
+                }
                 marked.push(name);
             }
             transaction

@@ -1,0 +1,972 @@
+//! The load-balancer role: HAProxy, run by the agent in master-worker mode, with a config laid out
+//! like Zato's `zato.config` and a backend kept equal to the cluster's servers.
+//!
+//! Everything lives in the component directory (`COMPONENTS_DIR/CLUSTER/load-balancer-NAME`):
+//! `zato.config`, the admin stats socket `stats.sock` (the runtime API), the master socket
+//! `master.sock`, `haproxy.pid` (the master), `server-state` (servers' states carried over a
+//! reload) and `haproxy.log` (HAProxy's own startup and reload messages; requests are logged to
+//! syslog at `/dev/log`).
+//!
+//! A change of the backend's servers is made through the runtime API (`add server`, `set server
+//! state`, `set server addr`, `del server`) and written to the file in the same step, after
+//! `haproxy -c` accepted the new file; only a change that the runtime API cannot make (the
+//! frontend, the check settings) reloads HAProxy, and a reload is hitless: the master starts new
+//! workers that take the listening sockets over, and the old ones finish their requests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use muster_proto::haproxy::{BACKEND, FRONTEND, SERVER_PREFIX};
+use muster_proto::v1::{self, LoadBalancerSettings};
+use muster_proto::validate;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::files;
+use crate::zato::RunAs;
+
+/// How long HAProxy may take to start, check a config or answer its sockets.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a reload may take until the master runs a new worker.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long old workers may finish their requests after a reload or a stop.
+const HARD_STOP_AFTER: &str = "30s";
+/// The longest path a unix socket can have (`sun_path` less its terminating zero).
+const SOCKET_PATH_MAX: usize = 107;
+/// `srv_admin_state` bits of `show servers state`: forced maintenance and forced drain.
+const ADMIN_FORCED_MAINT: u32 = 0x01;
+const ADMIN_FORCED_DRAIN: u32 = 0x08;
+
+/// The files of one load balancer.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    /// A new config waits here while `haproxy -c` checks it.
+    pub candidate: PathBuf,
+    pub stats_socket: PathBuf,
+    pub master_socket: PathBuf,
+    pub pidfile: PathBuf,
+    pub state_file: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Paths {
+    pub fn new(dir: &Path) -> Paths {
+        Paths {
+            dir: dir.to_owned(),
+            config: dir.join("zato.config"),
+            candidate: dir.join("zato.config.new"),
+            stats_socket: dir.join("stats.sock"),
+            master_socket: dir.join("master.sock"),
+            pidfile: dir.join("haproxy.pid"),
+            state_file: dir.join("server-state"),
+            log: dir.join("haproxy.log"),
+        }
+    }
+
+    /// Refuses a directory whose path could not be written into HAProxy's config or command line
+    /// as it is, or is too long for a unix socket.
+    fn check(&self) -> Result<(), String> {
+        let text = self.dir.display().to_string();
+        if !text
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "._-+/".contains(character))
+        {
+            return Err(format!(
+                "the load balancer's directory {text:?} may hold only letters, digits and '._-+/' \
+                 to be written into HAProxy's config; choose another components_dir"
+            ));
+        }
+        let longest = self.stats_socket.display().to_string().len();
+        if longest > SOCKET_PATH_MAX {
+            return Err(format!(
+                "the load balancer's socket {} is {longest} bytes long, more than a unix socket \
+                 can have ({SOCKET_PATH_MAX}); choose a shorter components_dir",
+                self.stats_socket.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One backend server as the agent wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub drain: bool,
+}
+
+/// What one load balancer must be, every value checked.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub cluster: String,
+    pub name: String,
+    pub port: u16,
+    pub settings: LoadBalancerSettings,
+    pub servers: Vec<Server>,
+}
+
+impl Plan {
+    /// Checks every value that reaches the config file; the error names the offending one.
+    pub fn from_component(component: &v1::Component) -> Result<Plan, String> {
+        let refused = |error: validate::Invalid| format!("refused: {error}");
+        validate::name("cluster name", &component.cluster).map_err(refused)?;
+        validate::name("load balancer name", &component.name).map_err(refused)?;
+        let port = u16::try_from(component.port)
+            .ok()
+            .filter(|port| *port > 0)
+            .ok_or_else(|| format!("refused: invalid frontend port {}", component.port))?;
+        let settings =
+            muster_proto::haproxy::settings(&component.load_balancer.clone().unwrap_or_default())
+                .map_err(refused)?;
+        let mut servers = Vec::new();
+        for server in &component.backends {
+            validate::name("backend server name", &server.name).map_err(refused)?;
+            validate::host("backend server address", &server.address).map_err(refused)?;
+            let server_port = u16::try_from(server.port)
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or_else(|| {
+                    format!(
+                        "refused: invalid port {} of backend server {}",
+                        server.port, server.name
+                    )
+                })?;
+            servers.push(Server {
+                name: server.name.clone(),
+                address: server.address.clone(),
+                port: server_port,
+                drain: server.drain,
+            });
+        }
+        servers.sort_by(|left, right| left.name.cmp(&right.name));
+        servers.dedup_by(|left, right| left.name == right.name);
+        Ok(Plan {
+            cluster: component.cluster.clone(),
+            name: component.name.clone(),
+            port,
+            settings,
+            servers,
+        })
+    }
+
+    /// The address to ask for `/zato-lb-alive`.
+    pub fn probe_address(&self) -> std::net::IpAddr {
+        let address: std::net::IpAddr = self
+            .settings
+            .frontend_address
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        match address {
+            std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            }
+            std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+                std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])
+            }
+            other => other,
+        }
+    }
+
+    fn server_line(&self, server: &Server) -> String {
+        let line = muster_proto::haproxy::server_line(
+            &server.name,
+            &server.address,
+            u32::from(server.port),
+            &self.settings,
+        );
+        if server.drain {
+            // A drained server stays out of rotation after a reload too.
+            line.replacen(" # ZATO", " disabled # ZATO", 1)
+        } else {
+            line
+        }
+    }
+
+    /// The whole `zato.config`.
+    pub fn render(&self, paths: &Paths) -> String {
+        let begin = format!("# ZATO begin backend {BACKEND}");
+        let end = format!("# ZATO end backend {BACKEND}");
+        let servers: String = self
+            .servers
+            .iter()
+            .map(|server| format!("    {}\n", self.server_line(server)))
+            .collect();
+        format!(
+            "# HAProxy config of load balancer {name} of cluster {cluster}, laid out like Zato's zato.config.
+# Written by muster-agent; edits are overwritten. Backend servers change through HAProxy's runtime
+# API and are written here in the same step, so a reload keeps them.
+# HAProxy binary: {bin}
+
+global
+    log /dev/log local0 info
+    log-tag haproxy-{cluster}-{name}
+    stats socket {stats} mode 600 level admin expose-fd listeners
+    stats timeout 2m
+    server-state-file {state}
+    hard-stop-after {HARD_STOP_AFTER}
+    # Refuse to start beside another process on the same port rather than share it.
+    noreuseport
+
+defaults
+    log global
+    mode http
+    option httplog
+    option dontlognull
+    # A request whose server cannot be reached, or closes without answering, is sent to another.
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+    timeout check 2s
+    load-server-state-from-file global
+
+backend {BACKEND}
+    mode http
+    balance roundrobin
+    option httpchk GET /zato/ping
+    http-check expect status 200
+    # Every server's check: {check}
+
+{begin}
+{servers}{end}
+
+frontend {FRONTEND}
+    mode http
+    bind {bind}
+    default_backend {BACKEND}
+    option forwardfor
+    option httplog
+    log global
+    monitor-uri /zato-lb-alive
+",
+            name = self.name,
+            cluster = self.cluster,
+            bin = self.settings.haproxy_bin,
+            stats = paths.stats_socket.display(),
+            state = paths.state_file.display(),
+            check = muster_proto::haproxy::check_keywords(&self.settings),
+            bind = muster_proto::haproxy::address_text(
+                &self.settings.frontend_address,
+                u32::from(self.port)
+            ),
+        )
+    }
+}
+
+/// The config without the lines of the ZATO backend block: what only a reload can change.
+fn outside_backend_block(text: &str) -> Vec<&str> {
+    let begin = format!("# ZATO begin backend {BACKEND}");
+    let end = format!("# ZATO end backend {BACKEND}");
+    let mut inside = false;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        if line.trim() == begin {
+            inside = true;
+        } else if line.trim() == end {
+            inside = false;
+        } else if !inside {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+/// The binary named in a config's header.
+fn binary_of(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("# HAProxy binary: "))
+}
+
+/// A server as `show servers state` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveServer {
+    /// Without the `http_plain--` prefix.
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub admin_state: u32,
+}
+
+/// Parses `show servers state BACKEND` (format 1).
+pub fn parse_servers_state(text: &str) -> Vec<LiveServer> {
+    let mut header: Vec<&str> = Vec::new();
+    let mut servers = Vec::new();
+    for line in text.lines() {
+        if let Some(names) = line.strip_prefix("# ") {
+            header = names.split_whitespace().collect();
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if header.is_empty() || fields.len() < header.len() {
+            continue;
+        }
+        let field = |name: &str| {
+            header
+                .iter()
+                .position(|column| *column == name)
+                .and_then(|index| fields.get(index).copied())
+        };
+        let (Some(be_name), Some(full_name)) = (field("be_name"), field("srv_name")) else {
+            continue;
+        };
+        let Some(name) = full_name.strip_prefix(SERVER_PREFIX) else {
+            continue;
+        };
+        if be_name != BACKEND {
+            continue;
+        }
+        servers.push(LiveServer {
+            name: name.to_owned(),
+            address: field("srv_addr").unwrap_or_default().to_owned(),
+            port: field("srv_port")
+                .and_then(|port| port.parse().ok())
+                .unwrap_or_default(),
+            admin_state: field("srv_admin_state")
+                .and_then(|state| state.parse().ok())
+                .unwrap_or_default(),
+        });
+    }
+    servers
+}
+
+/// Splits one CSV line of `show stat`; HAProxy quotes a field holding a comma.
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut characters = line.chars().peekable();
+    while let Some(character) = characters.next() {
+        match character {
+            '"' if quoted && characters.peek() == Some(&'"') => {
+                current.push('"');
+                characters.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut current)),
+            other => current.push(other),
+        }
+    }
+    fields.push(current);
+    fields
+}
+
+/// Parses `show stat -1 4 -1` into the backend's servers as HAProxy sees them, by name.
+pub fn parse_stat(text: &str) -> Vec<v1::BackendServerState> {
+    let mut lines = text.lines();
+    let Some(header) = lines.next().and_then(|line| line.strip_prefix("# ")) else {
+        return Vec::new();
+    };
+    let header = csv_fields(header);
+    let column = |name: &str| header.iter().position(|column| column == name);
+    let columns = [
+        "pxname",
+        "svname",
+        "status",
+        "check_status",
+        "check_code",
+        "check_desc",
+        "scur",
+        "addr",
+    ]
+    .map(column);
+    let mut states: Vec<v1::BackendServerState> = lines
+        .filter_map(|line| {
+            let fields = csv_fields(line);
+            let get = |index: usize| {
+                columns[index]
+                    .and_then(|position| fields.get(position))
+                    .map(String::as_str)
+                    .unwrap_or_default()
+            };
+            if get(0) != BACKEND {
+                return None;
+            }
+            let name = get(1).strip_prefix(SERVER_PREFIX)?;
+            let check = [get(3), get(4), get(5)]
+                .into_iter()
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            Some(v1::BackendServerState {
+                name: name.to_owned(),
+                address: get(7).to_owned(),
+                state: get(2).to_owned(),
+                check,
+                sessions: get(6).parse().unwrap_or_default(),
+            })
+        })
+        .collect();
+    states.sort_by(|left, right| left.name.cmp(&right.name));
+    states
+}
+
+/// Sends one command to a HAProxy CLI socket and returns its answer.
+pub async fn command(socket: &Path, command: &str) -> Result<String, String> {
+    let exchange = async {
+        let mut stream = tokio::net::UnixStream::connect(socket).await?;
+        stream.write_all(format!("{command}\n").as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    match tokio::time::timeout(COMMAND_TIMEOUT, exchange).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(error)) => Err(format!(
+            "cannot reach HAProxy's socket {}: {error}",
+            socket.display()
+        )),
+        Err(_) => Err(format!(
+            "HAProxy's socket {} did not answer `{command}` within {COMMAND_TIMEOUT:?}",
+            socket.display()
+        )),
+    }
+}
+
+/// Runs a runtime API command that changes something; HAProxy's refusal comes back verbatim.
+async fn change(socket: &Path, text: &str) -> Result<(), String> {
+    let answer = command(socket, text).await?;
+    let answer = answer.trim();
+    let accepted = answer.is_empty()
+        || [
+            "New server registered.",
+            "Server deleted.",
+            "IP changed from",
+            "port changed from",
+            "no need to change",
+        ]
+        .iter()
+        .any(|success| answer.starts_with(success));
+    if accepted {
+        tracing::info!(command = %text, "HAProxy runtime change applied");
+        Ok(())
+    } else {
+        Err(format!("HAProxy refused `{text}`: {answer}"))
+    }
+}
+
+fn server_ref(name: &str) -> String {
+    format!("{BACKEND}/{SERVER_PREFIX}{name}")
+}
+
+/// The master's process, if it runs with this config.
+pub fn master_pid(paths: &Paths) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(&paths.pidfile)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let config = paths.config.display().to_string();
+    command_line
+        .split(|byte| *byte == 0)
+        .any(|argument| argument == config.as_bytes())
+        .then_some(pid)
+}
+
+/// HAProxy as the agent runs it for one load balancer.
+pub struct HaProxy<'a> {
+    pub paths: &'a Paths,
+    pub run_as: Option<&'a RunAs>,
+}
+
+/// What converging a running load balancer did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// A note for the status report that is not an error (a server waiting to be removed).
+    pub note: String,
+}
+
+impl HaProxy<'_> {
+    fn own(&self, path: &Path) -> Result<(), String> {
+        let Some(user) = self.run_as else {
+            return Ok(());
+        };
+        nix::unistd::chown(
+            path,
+            Some(nix::unistd::Uid::from_raw(user.uid)),
+            Some(nix::unistd::Gid::from_raw(user.gid)),
+        )
+        .map_err(|error| format!("cannot give {} to {}: {error}", path.display(), user.name))
+    }
+
+    fn log_length(&self) -> u64 {
+        std::fs::metadata(&self.paths.log)
+            .map(|metadata| metadata.len())
+            .unwrap_or(0)
+    }
+
+    /// What HAProxy wrote to its log since `offset`: its alerts, or everything if none.
+    fn log_since(&self, offset: u64) -> String {
+        let text = std::fs::read(&self.paths.log).unwrap_or_default();
+        let start = usize::try_from(offset).unwrap_or(0).min(text.len());
+        let text = String::from_utf8_lossy(&text[start..]).into_owned();
+        let alerts: Vec<&str> = text
+            .lines()
+            .filter(|line| line.contains("[ALERT]"))
+            .collect();
+        let chosen = if alerts.is_empty() {
+            text.lines().collect::<Vec<_>>()
+        } else {
+            alerts
+        };
+        chosen.join("\n").trim().to_owned()
+    }
+
+    /// Runs HAProxy with `args`, its output appended to `haproxy.log`; returns its exit status.
+    async fn run(&self, bin: &str, args: &[&str]) -> Result<std::process::ExitStatus, String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.paths.log)
+            .map_err(|error| format!("cannot open {}: {error}", self.paths.log.display()))?;
+        let errors = log
+            .try_clone()
+            .map_err(|error| format!("cannot open {}: {error}", self.paths.log.display()))?;
+        let mut command = tokio::process::Command::new(bin);
+        command
+            .args(args)
+            .current_dir(&self.paths.dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(errors)
+            .kill_on_drop(false);
+        if let Some(user) = self.run_as {
+            command.uid(user.uid).gid(user.gid);
+        }
+        let shown = format!("{bin} {}", args.join(" "));
+        let mut child = command
+            .spawn()
+            .map_err(|error| format!("cannot run `{shown}`: {error}"))?;
+        match tokio::time::timeout(COMMAND_TIMEOUT, child.wait()).await {
+            Ok(Ok(status)) => Ok(status),
+            Ok(Err(error)) => Err(format!("cannot run `{shown}`: {error}")),
+            Err(_) => {
+                let _ = child.start_kill();
+                Err(format!(
+                    "`{shown}` did not finish within {COMMAND_TIMEOUT:?}"
+                ))
+            }
+        }
+    }
+
+    /// Writes `text` as the candidate config and has HAProxy check it; on success the candidate
+    /// is ready to be moved into place, on failure it is removed and HAProxy's words returned.
+    async fn check_candidate(&self, bin: &str, text: &str) -> Result<(), String> {
+        files::write_atomic(&self.paths.candidate, text.as_bytes(), 0o640)
+            .map_err(|error| error.to_string())?;
+        self.own(&self.paths.candidate)?;
+        let offset = self.log_length();
+        let candidate = self.paths.candidate.display().to_string();
+        let status = self.run(bin, &["-c", "-q", "-f", &candidate]).await;
+        match status {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => {
+                let _ = std::fs::remove_file(&self.paths.candidate);
+                Err(format!(
+                    "`haproxy -c` rejected the new config ({status}); the running HAProxy and \
+                     its file are left as they were: {}",
+                    self.log_since(offset)
+                ))
+            }
+            Err(error) => {
+                let _ = std::fs::remove_file(&self.paths.candidate);
+                Err(error)
+            }
+        }
+    }
+
+    fn install_candidate(&self) -> Result<(), String> {
+        std::fs::rename(&self.paths.candidate, &self.paths.config).map_err(|error| {
+            format!(
+                "cannot move {} into place: {error}",
+                self.paths.candidate.display()
+            )
+        })
+    }
+
+    /// Starts HAProxy (master-worker, daemon) with `plan`'s config, written and checked first.
+    pub async fn start(&self, plan: &Plan) -> Result<(), String> {
+        self.paths.check()?;
+        let text = plan.render(self.paths);
+        let current = std::fs::read_to_string(&self.paths.config).ok();
+        if current.as_deref() != Some(text.as_str()) {
+            self.check_candidate(&plan.settings.haproxy_bin, &text)
+                .await?;
+            self.install_candidate()?;
+        }
+        let offset = self.log_length();
+        let pidfile = self.paths.pidfile.display().to_string();
+        let master = format!("{},mode,600", self.paths.master_socket.display());
+        let config = self.paths.config.display().to_string();
+        let status = self
+            .run(
+                &plan.settings.haproxy_bin,
+                &["-W", "-D", "-p", &pidfile, "-S", &master, "-f", &config],
+            )
+            .await?;
+        if !status.success() {
+            return Err(format!(
+                "HAProxy did not start ({status}): {}",
+                self.log_since(offset)
+            ));
+        }
+        tracing::info!(config = %config, "HAProxy started");
+        Ok(())
+    }
+
+    /// Stops HAProxy softly: workers finish their requests (at most `hard-stop-after`), then the
+    /// master leaves. Returns once it is gone.
+    pub async fn stop(&self) -> Result<(), String> {
+        let Some(pid) = master_pid(self.paths) else {
+            return Ok(());
+        };
+        let process = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(process, nix::sys::signal::Signal::SIGUSR1)
+            .map_err(|error| format!("cannot stop HAProxy (pid {pid}): {error}"))?;
+        let deadline = Instant::now() + Duration::from_secs(35);
+        while Instant::now() < deadline {
+            if nix::sys::signal::kill(process, None).is_err() || master_pid(self.paths).is_none() {
+                tracing::info!(pid, "HAProxy stopped");
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = nix::sys::signal::kill(process, nix::sys::signal::Signal::SIGTERM);
+        Err(format!(
+            "HAProxy (pid {pid}) did not stop within 35s; sent SIGTERM"
+        ))
+    }
+
+    /// Brings a running HAProxy to `plan`: a new config is checked first; backend changes go
+    /// through the runtime API, other changes through a hitless reload (or a restart when the
+    /// binary changed); then the live servers are compared with the plan and put right.
+    pub async fn converge(&self, plan: &Plan) -> Result<Applied, String> {
+        self.paths.check()?;
+        let text = plan.render(self.paths);
+        let current = std::fs::read_to_string(&self.paths.config).unwrap_or_default();
+        if current != text {
+            self.check_candidate(&plan.settings.haproxy_bin, &text)
+                .await?;
+            if binary_of(&current) != Some(plan.settings.haproxy_bin.as_str()) {
+                tracing::info!(bin = %plan.settings.haproxy_bin, "HAProxy binary changed; restarting HAProxy");
+                self.stop().await?;
+                self.install_candidate()?;
+                self.start(plan).await?;
+                return Ok(Applied::default());
+            }
+            let needs_reload = outside_backend_block(&current) != outside_backend_block(&text)
+                || plan
+                    .servers
+                    .iter()
+                    .any(|server| server.address.parse::<std::net::IpAddr>().is_err());
+            if needs_reload {
+                self.save_server_state().await?;
+                self.install_candidate()?;
+                self.reload().await?;
+            } else {
+                let applied = self.sync_servers(plan).await?;
+                self.install_candidate()?;
+                return Ok(applied);
+            }
+        }
+        self.sync_servers(plan).await
+    }
+
+    /// Makes the live backend hold exactly the plan's servers, in the planned states.
+    async fn sync_servers(&self, plan: &Plan) -> Result<Applied, String> {
+        let socket = &self.paths.stats_socket;
+        let live =
+            parse_servers_state(&command(socket, &format!("show servers state {BACKEND}")).await?);
+        let live: BTreeMap<&str, &LiveServer> = live
+            .iter()
+            .map(|server| (server.name.as_str(), server))
+            .collect();
+        let mut applied = Applied::default();
+        for server in &plan.servers {
+            let reference = server_ref(&server.name);
+            let wanted_state = if server.drain { "drain" } else { "ready" };
+            let Some(existing) = live.get(server.name.as_str()) else {
+                let address =
+                    muster_proto::haproxy::address_text(&server.address, u32::from(server.port));
+                change(
+                    socket,
+                    &format!(
+                        "add server {reference} {address} {}",
+                        muster_proto::haproxy::check_keywords(&plan.settings)
+                    ),
+                )
+                .await?;
+                change(socket, &format!("enable health {reference}")).await?;
+                // Out of rotation until its checks pass, not assumed up.
+                change(socket, &format!("set server {reference} health down")).await?;
+                change(
+                    socket,
+                    &format!("set server {reference} state {wanted_state}"),
+                )
+                .await?;
+                continue;
+            };
+            if existing.address != server.address || existing.port != server.port {
+                change(
+                    socket,
+                    &format!(
+                        "set server {reference} addr {} port {}",
+                        server.address, server.port
+                    ),
+                )
+                .await?;
+            }
+            let out_of_rotation =
+                existing.admin_state & (ADMIN_FORCED_MAINT | ADMIN_FORCED_DRAIN) != 0;
+            if server.drain != out_of_rotation {
+                change(
+                    socket,
+                    &format!("set server {reference} state {wanted_state}"),
+                )
+                .await?;
+            }
+        }
+        let wanted: Vec<&str> = plan
+            .servers
+            .iter()
+            .map(|server| server.name.as_str())
+            .collect();
+        for (name, existing) in live {
+            if wanted.contains(&name) {
+                continue;
+            }
+            let reference = server_ref(name);
+            if existing.admin_state & ADMIN_FORCED_MAINT == 0 {
+                change(socket, &format!("set server {reference} state maint")).await?;
+            }
+            // Refused while requests are still under way on it: tried again at the next pass.
+            if let Err(refused) = change(socket, &format!("del server {reference}")).await {
+                tracing::info!(server = %name, reason = %refused, "backend server not removed yet");
+                applied.note = format!("removing server {name}: {refused}");
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Writes the live servers' states where the next worker reads them, so a reload keeps them.
+    async fn save_server_state(&self) -> Result<(), String> {
+        let state = command(&self.paths.stats_socket, "show servers state").await?;
+        files::write_atomic(&self.paths.state_file, state.as_bytes(), 0o640)
+            .map_err(|error| error.to_string())?;
+        self.own(&self.paths.state_file)
+    }
+
+    async fn workers(&self) -> Result<(Vec<i32>, u32), String> {
+        let answer = command(&self.paths.master_socket, "show proc").await?;
+        let failed = answer
+            .split("[failed: ")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or(0);
+        let mut workers = Vec::new();
+        let mut section = "";
+        for line in answer.lines() {
+            if line.starts_with('#') {
+                section = line;
+                continue;
+            }
+            let mut fields = line.split_whitespace();
+            if let (Some(pid), Some("worker")) = (fields.next(), fields.next())
+                && section == "# workers"
+                && let Ok(pid) = pid.parse()
+            {
+                workers.push(pid);
+            }
+        }
+        Ok((workers, failed))
+    }
+
+    /// A hitless reload through the master socket; waits for the new worker.
+    pub async fn reload(&self) -> Result<(), String> {
+        let (before, failed_before) = self.workers().await?;
+        let offset = self.log_length();
+        // The master closes the connection as it re-executes itself.
+        let _ = command(&self.paths.master_socket, "reload").await;
+        let deadline = Instant::now() + RELOAD_TIMEOUT;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let Ok((workers, failed)) = self.workers().await else {
+                continue;
+            };
+            if failed > failed_before {
+                return Err(format!(
+                    "HAProxy's reload failed; it runs on with the previous config: {}",
+                    self.log_since(offset)
+                ));
+            }
+            if !workers.is_empty() && workers.iter().all(|pid| !before.contains(pid)) {
+                tracing::info!(workers = ?workers, "HAProxy reloaded");
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "HAProxy did not start a new worker within {RELOAD_TIMEOUT:?} of a reload: {}",
+            self.log_since(offset)
+        ))
+    }
+
+    /// The backend's servers as HAProxy sees them.
+    pub async fn backend_states(&self) -> Result<Vec<v1::BackendServerState>, String> {
+        Ok(parse_stat(
+            &command(&self.paths.stats_socket, "show stat -1 4 -1").await?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(servers: Vec<Server>) -> Plan {
+        Plan {
+            cluster: "prod".into(),
+            name: "load-balancer".into(),
+            port: 11223,
+            settings: muster_proto::haproxy::settings(&LoadBalancerSettings::default()).unwrap(),
+            servers,
+        }
+    }
+
+    fn server(name: &str, address: &str, drain: bool) -> Server {
+        Server {
+            name: name.into(),
+            address: address.into(),
+            port: 17010,
+            drain,
+        }
+    }
+
+    #[test]
+    fn the_config_is_laid_out_like_zatos() {
+        let paths = Paths::new(Path::new("/opt/zato/prod/load-balancer-lb"));
+        let text = plan(vec![
+            server("server1", "10.0.0.1", false),
+            server("server2", "10.0.0.2", true),
+        ])
+        .render(&paths);
+        let expected_block = "# ZATO begin backend bck_http_plain
+    server http_plain--server1 10.0.0.1:17010 check inter 2s rise 2 fall 2 fastinter 250ms downinter 250ms # ZATO backend bck_http_plain:server--server1
+    server http_plain--server2 10.0.0.2:17010 check inter 2s rise 2 fall 2 fastinter 250ms downinter 250ms disabled # ZATO backend bck_http_plain:server--server2
+# ZATO end backend bck_http_plain";
+        assert!(text.contains(expected_block), "{text}");
+        for line in [
+            "frontend front_http_plain",
+            "    bind 0.0.0.0:11223",
+            "    monitor-uri /zato-lb-alive",
+            "    option forwardfor",
+            "    option httpchk GET /zato/ping",
+            "    stats socket /opt/zato/prod/load-balancer-lb/stats.sock mode 600 level admin expose-fd listeners",
+            "    retry-on conn-failure empty-response",
+            "    option redispatch 1",
+        ] {
+            assert!(text.lines().any(|candidate| candidate == line), "{line}");
+        }
+    }
+
+    #[test]
+    fn server_changes_stay_inside_the_backend_block() {
+        let paths = Paths::new(Path::new("/lb"));
+        let one = plan(vec![server("server1", "10.0.0.1", false)]).render(&paths);
+        let two = plan(vec![
+            server("server1", "10.0.0.9", true),
+            server("server2", "10.0.0.2", false),
+        ])
+        .render(&paths);
+        assert_eq!(outside_backend_block(&one), outside_backend_block(&two));
+        let mut slower = plan(vec![server("server1", "10.0.0.1", false)]);
+        slower.settings.check_inter_ms = 5000;
+        assert_ne!(
+            outside_backend_block(&one),
+            outside_backend_block(&slower.render(&paths))
+        );
+        assert_eq!(binary_of(&one), Some("haproxy"));
+    }
+
+    #[test]
+    fn values_that_would_inject_config_are_refused() {
+        let component = |name: &str, address: &str| v1::Component {
+            role: v1::Role::LoadBalancer as i32,
+            name: "lb".into(),
+            cluster: "prod".into(),
+            port: 11223,
+            backends: vec![v1::BackendServer {
+                name: name.into(),
+                address: address.into(),
+                port: 17010,
+                drain: false,
+            }],
+            ..Default::default()
+        };
+        for (name, address) in [
+            ("server1\n    server evil 6.6.6.6:80", "10.0.0.1"),
+            ("server 1", "10.0.0.1"),
+            ("server#1", "10.0.0.1"),
+            ("server1", "10.0.0.1 backup"),
+            ("server1", "10.0.0.1#"),
+        ] {
+            let error = Plan::from_component(&component(name, address)).unwrap_err();
+            assert!(
+                error.starts_with("refused: invalid backend server"),
+                "{error}"
+            );
+        }
+        Plan::from_component(&component("server1", "10.0.0.1")).unwrap();
+    }
+
+    #[test]
+    fn runtime_answers_are_parsed() {
+        let state = "1
+# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+2 bck_http_plain 1 http_plain--s1 127.0.0.1 0 0 1 1 602 8 2 0 6 0 0 0 - 18001 - 0 0 - - 0
+2 bck_http_plain 2 http_plain--s2 127.0.0.2 0 8 1 1 0 1 0 0 2 0 0 0 - 18002 - 0 0 - - 0
+";
+        assert_eq!(
+            parse_servers_state(state),
+            [
+                LiveServer {
+                    name: "s1".into(),
+                    address: "127.0.0.1".into(),
+                    port: 18001,
+                    admin_state: 0
+                },
+                LiveServer {
+                    name: "s2".into(),
+                    address: "127.0.0.2".into(),
+                    port: 18002,
+                    admin_state: 8
+                },
+            ]
+        );
+        let stat = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,cli_abrt,srv_abrt,comp_in,comp_out,comp_byp,comp_rsp,lastsess,last_chk,last_agt,qtime,ctime,rtime,ttime,agent_status,agent_code,agent_duration,check_desc,agent_desc,check_rise,check_fall,check_health,agent_rise,agent_fall,agent_health,addr
+bck_http_plain,http_plain--s1,0,0,3,0,,0,0,0,,0,,0,0,0,0,DOWN,1,1,0,1,1,602,602,,1,2,1,,0,,2,0,,0,L4CON,,0,0,0,0,0,0,0,,,,0,0,0,,,,,-1,Connection refused,,0,0,0,0,,,,Layer4 connection problem,,2,2,0,,,,127.0.0.1:18001
+bck_http_plain,http_plain--s2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1,1,0,,,0,,,1,2,2,,0,,2,0,,0,L7OK,200,,0,0,0,0,0,0,,,,0,0,0,,,,,-1,,,0,0,0,0,,,,\"Layer7 check passed, code 200\",,2,2,4,,,,127.0.0.2:18002
+";
+        let states = parse_stat(stat);
+        assert_eq!(states.len(), 2);
+        assert_eq!(states[0].name, "s1");
+        assert_eq!(states[0].state, "DOWN");
+        assert_eq!(states[0].sessions, 3);
+        assert_eq!(states[0].check, "L4CON Layer4 connection problem");
+        assert_eq!(states[1].state, "UP");
+        assert_eq!(states[1].check, "L7OK 200 Layer7 check passed, code 200");
+        assert_eq!(states[1].address, "127.0.0.2:18002");
+    }
+}
