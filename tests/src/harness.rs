@@ -375,7 +375,8 @@ impl Agent {
         all
     }
 
-    /// Stops the mock components this agent started (their pidfiles), for cleanup.
+    /// Stops the mock components (their pidfiles) and HAProxy masters (with their workers) this
+    /// agent started, for cleanup.
     pub fn stop_components(&self) {
         let Ok(clusters) = std::fs::read_dir(&self.components_dir) else {
             return;
@@ -385,11 +386,16 @@ impl Agent {
                 continue;
             };
             for entry in entries.flatten() {
-                let pid = std::fs::read_to_string(entry.path().join("pidfile"))
-                    .ok()
-                    .and_then(|text| text.trim().parse().ok());
-                if let Some(pid) = pid {
-                    signal(pid, nix::sys::signal::Signal::SIGKILL);
+                for (file, how) in [
+                    ("pidfile", nix::sys::signal::Signal::SIGKILL),
+                    ("haproxy.pid", nix::sys::signal::Signal::SIGTERM),
+                ] {
+                    let pid = std::fs::read_to_string(entry.path().join(file))
+                        .ok()
+                        .and_then(|text| text.trim().parse().ok());
+                    if let Some(pid) = pid {
+                        signal(pid, how);
+                    }
                 }
             }
         }

@@ -25,6 +25,8 @@
 //!
 //! Test hook: `MOCK_ZATO_CREATE_DELAY_MS` makes `create server|scheduler|web-admin` pause after
 //! writing the directory tree and before `.zato-info`, so a test can interrupt a half-made create.
+//! `MOCK_ZATO_START_DELAY_MS` makes a started component wait that long before it listens, as a
+//! real Zato server takes seconds to boot.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -1075,9 +1077,16 @@ async fn set_up_status(component: &Component, status: &str) -> Result<(String, S
     Ok(names)
 }
 
-/// The component process: answers HTTP until SIGTERM.
+/// The component process: answers HTTP until SIGTERM, then stops accepting and finishes the
+/// requests under way (as Zato's gunicorn does on a graceful stop).
 async fn serve(path: &Path) -> Result<()> {
     let component = read_component(path)?;
+    if let Some(milliseconds) = std::env::var("MOCK_ZATO_START_DELAY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(milliseconds)).await;
+    }
     let (server_name, cluster_name) = set_up_status(&component, "running").await?;
     let listener = tokio::net::TcpListener::bind((component.host.as_str(), component.port))
         .await
@@ -1109,12 +1118,14 @@ async fn serve(path: &Path) -> Result<()> {
     ));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|error| failed(error.to_string()))?;
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((mut stream, _)) = accepted else { continue };
                 let body = body.clone();
-                tokio::spawn(async move {
+                while in_flight.try_join_next().is_some() {}
+                in_flight.spawn(async move {
                     let mut request = Vec::new();
                     let mut buffer = [0u8; 1024];
                     while !request.windows(4).any(|window| window == b"\r\n\r\n") && request.len() < 16 * 1024 {
@@ -1134,6 +1145,11 @@ async fn serve(path: &Path) -> Result<()> {
             _ = terminate.recv() => break,
         }
     }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
     if kind == "server" {
         let _ = set_up_status(&component, "clean-down").await;
     }

@@ -1,0 +1,164 @@
+//! A steady stream of requests, as a load balancer's users send them, and HAProxy's own sockets.
+//!
+//! [`RequestStream`] runs a few client threads that each send `GET /zato/ping` over a new
+//! connection, one after another, to one address; every answer that is not a 200 with a server's
+//! JSON counts as a failure. It runs until stopped, and at most [`RequestStream::LIMIT`].
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One GET; the status code and body, or `None` when the exchange failed.
+pub fn get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// What a stream of requests saw.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub succeeded: u64,
+    pub failed: u64,
+    /// The first failures, described.
+    pub failures: Vec<String>,
+    /// How many answers came from each server (the `server` of mock-zato's JSON).
+    pub by_server: BTreeMap<String, u64>,
+}
+
+pub struct RequestStream {
+    stop: Arc<AtomicBool>,
+    tally: Arc<Mutex<Tally>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl RequestStream {
+    /// The longest a stream runs even if nobody stops it.
+    pub const LIMIT: Duration = Duration::from_secs(600);
+
+    /// Starts `clients` threads sending `GET /zato/ping` to `address`.
+    pub fn start(address: SocketAddr, clients: usize) -> RequestStream {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let threads = (0..clients)
+            .map(|_| {
+                let stop = stop.clone();
+                let tally = tally.clone();
+                std::thread::spawn(move || {
+                    let started = Instant::now();
+                    while !stop.load(Ordering::Relaxed) && started.elapsed() < Self::LIMIT {
+                        let answer = get(address, "/zato/ping");
+                        let server = answer.as_ref().and_then(|(status, body)| {
+                            let json: serde_json::Value = serde_json::from_str(body).ok()?;
+                            (*status == 200).then(|| json["server"].as_str().map(str::to_owned))?
+                        });
+                        let mut tally = tally.lock().expect("the tally");
+                        match server {
+                            Some(server) => {
+                                tally.succeeded += 1;
+                                *tally.by_server.entry(server).or_default() += 1;
+                            }
+                            None => {
+                                tally.failed += 1;
+                                if tally.failures.len() < 10 {
+                                    let seconds = started.elapsed().as_secs_f64();
+                                    tally
+                                        .failures
+                                        .push(format!("after {seconds:.3}s: {answer:?}"));
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        RequestStream {
+            stop,
+            tally,
+            threads,
+        }
+    }
+
+    /// What the stream saw so far.
+    pub fn tally(&self) -> Tally {
+        self.tally.lock().expect("the tally").clone()
+    }
+
+    /// Stops the clients and returns what they saw.
+    pub fn stop(mut self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.tally()
+    }
+}
+
+impl Drop for RequestStream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Sends one command to a HAProxy CLI socket (stats or master) and returns its answer.
+pub fn haproxy_command(socket: &Path, command: &str) -> String {
+    let exchange = || -> std::io::Result<String> {
+        let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(format!("{command}\n").as_bytes())?;
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    };
+    exchange().unwrap_or_default()
+}
+
+/// The backend's servers (without the `http_plain--` prefix) and their status column, as
+/// `show stat` on the stats socket gives them; empty when HAProxy does not answer.
+pub fn haproxy_servers(stats_socket: &Path) -> BTreeMap<String, String> {
+    let answer = haproxy_command(stats_socket, "show stat -1 4 -1");
+    let mut lines = answer.lines();
+    let Some(header) = lines.next().and_then(|line| line.strip_prefix("# ")) else {
+        return BTreeMap::new();
+    };
+    let columns: Vec<&str> = header.split(',').collect();
+    let index = |name: &str| columns.iter().position(|column| *column == name);
+    let (Some(name_at), Some(status_at)) = (index("svname"), index("status")) else {
+        return BTreeMap::new();
+    };
+    lines
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let name = fields.get(name_at)?.strip_prefix("http_plain--")?;
+            Some((name.to_owned(), (*fields.get(status_at)?).to_owned()))
+        })
+        .collect()
+}
+
+/// The pids of HAProxy's workers, current and old, as the master socket's `show proc` lists them.
+pub fn haproxy_workers(master_socket: &Path) -> Vec<u32> {
+    haproxy_command(master_socket, "show proc")
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let pid = fields.next()?.parse().ok()?;
+            (fields.next()? == "worker").then_some(pid)
+        })
+        .collect()
+}

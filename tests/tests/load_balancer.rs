@@ -1,0 +1,608 @@
+//! The load-balancer role end to end: a real coordinator, agents on their own loopback addresses,
+//! mock-zato servers (a stand-in for Zato, which cannot be installed here) and the real HAProxy
+//! the load-balancer host's agent runs. Requests go through HAProxy's frontend on port 11223.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use muster_testkit::harness::{Agent, Coordinator, signal};
+use muster_testkit::traffic::{self, RequestStream};
+use muster_testkit::wait_for;
+use nix::sys::signal::Signal;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(50);
+
+/// A cluster `prod` with a load balancer on host `edge` (127.0.0.BASE) and server hosts
+/// `app-1`, `app-2`, ... on the next addresses, none of them with a server yet.
+struct Site {
+    // Dropped in this order: the agents (and their components) before the directory.
+    edge: Agent,
+    hosts: Vec<Agent>,
+    coordinator: Coordinator,
+    base: u8,
+    _scratch: tempfile::TempDir,
+}
+
+impl Site {
+    async fn start(base: u8, server_hosts: usize, balancer_options: &[&str]) -> Site {
+        let scratch = tempfile::tempdir().unwrap();
+        let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+        let odb = scratch.path().join("odb.db");
+        coordinator.ok(&[
+            "create",
+            "cluster",
+            "prod",
+            "--odb-db-name",
+            odb.to_str().unwrap(),
+        ]);
+        let mut edge = Agent::configure(
+            scratch.path(),
+            &coordinator,
+            "edge",
+            &coordinator.join_token("prod", &[], 1),
+        )
+        .with_address(&format!("127.0.0.{base}"));
+        edge.start();
+        let mut hosts = Vec::new();
+        for index in 1..=server_hosts {
+            let name = format!("app-{index}");
+            let token = coordinator.join_token("prod", &[], 1);
+            let mut host = Agent::configure(scratch.path(), &coordinator, &name, &token)
+                .with_address(&format!("127.0.0.{}", usize::from(base) + index));
+            host.start();
+            hosts.push(host);
+        }
+        let frontend = format!("127.0.0.{base}");
+        let mut create = vec![
+            "create",
+            "load-balancer",
+            "--cluster",
+            "prod",
+            "--host",
+            "edge",
+            "--frontend-address",
+            &frontend,
+        ];
+        create.extend_from_slice(balancer_options);
+        coordinator.ok(&create);
+        let site = Site {
+            edge,
+            hosts,
+            coordinator,
+            base,
+            _scratch: scratch,
+        };
+        site.balancer_healthy().await;
+        site
+    }
+
+    fn frontend(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, self.base], 11223))
+    }
+
+    fn server_address(&self, host: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, self.base + u8::try_from(host).unwrap()], 17010))
+    }
+
+    fn balancer_dir(&self) -> PathBuf {
+        self.edge
+            .components_dir
+            .join("prod/load-balancer-load-balancer")
+    }
+
+    fn stats_socket(&self) -> PathBuf {
+        self.balancer_dir().join("stats.sock")
+    }
+
+    fn master_socket(&self) -> PathBuf {
+        self.balancer_dir().join("master.sock")
+    }
+
+    fn config(&self) -> String {
+        std::fs::read_to_string(self.balancer_dir().join("zato.config")).unwrap()
+    }
+
+    fn master_pid(&self) -> u32 {
+        std::fs::read_to_string(self.balancer_dir().join("haproxy.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// The load balancer as `muster component list` shows it.
+    fn balancer(&self) -> serde_json::Value {
+        self.coordinator
+            .json(&["component", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|component| component["role"] == "load-balancer")
+            .cloned()
+            .unwrap()
+    }
+
+    async fn balancer_healthy(&self) {
+        let waited = wait_for("the load balancer to be healthy", PATIENCE, POLL, || {
+            let healthy = self.balancer()["healthy"] == true;
+            async move { healthy.then_some(()) }
+        })
+        .await;
+        if let Err(error) = waited {
+            panic!(
+                "{error}\n{}\nagent log:\n{}",
+                self.coordinator.ok(&["status"]),
+                self.edge.log_text()
+            );
+        }
+    }
+
+    /// Waits until HAProxy's backend holds exactly `expected` (server, status) pairs.
+    async fn backend_is(&self, expected: &[(&str, &str)]) {
+        let mut expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(name, state)| ((*name).to_owned(), (*state).to_owned()))
+            .collect();
+        expected.sort();
+        let waited = wait_for("HAProxy's backend", PATIENCE, POLL, || {
+            let live: Vec<(String, String)> = traffic::haproxy_servers(&self.stats_socket())
+                .into_iter()
+                .collect();
+            let matches = live == expected;
+            async move { matches.then_some(()) }
+        })
+        .await;
+        if let Err(error) = waited {
+            panic!(
+                "{error}: wanted {expected:?}, HAProxy has {:?}\n{}",
+                traffic::haproxy_servers(&self.stats_socket()),
+                self.coordinator.ok(&["status"])
+            );
+        }
+    }
+
+    fn assign_server(&self, host: usize, name: &str) {
+        self.coordinator.ok(&[
+            "create",
+            "server",
+            "--cluster",
+            "prod",
+            "--host",
+            &format!("app-{host}"),
+            "--name",
+            name,
+        ]);
+    }
+}
+
+async fn answers_ping(address: SocketAddr) -> Instant {
+    wait_for(
+        "the server to answer /zato/ping",
+        PATIENCE,
+        Duration::from_millis(10),
+        || {
+            let answered =
+                traffic::get(address, "/zato/ping").is_some_and(|(status, _)| status == 200);
+            async move { answered.then(Instant::now) }
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn servers_join_the_backend_as_they_answer_and_all_get_requests() {
+    let site = Site::start(41, 3, &[]).await;
+    assert_eq!(
+        traffic::get(site.frontend(), "/zato-lb-alive").map(|(status, _)| status),
+        Some(200)
+    );
+    let mut expected = Vec::new();
+    for host in 1..=3 {
+        let name = format!("server{host}");
+        site.assign_server(host, &name);
+        let answered = answers_ping(site.server_address(host)).await;
+        let in_backend = wait_for(
+            "the server to be UP in HAProxy",
+            PATIENCE,
+            Duration::from_millis(10),
+            || {
+                let up = traffic::haproxy_servers(&site.stats_socket())
+                    .get(&name)
+                    .is_some_and(|state| state == "UP");
+                async move { up.then(Instant::now) }
+            },
+        )
+        .await
+        .unwrap();
+        let delay = in_backend.saturating_duration_since(answered);
+        println!("{name}: UP in HAProxy {delay:?} after it first answered /zato/ping");
+        assert!(
+            delay <= Duration::from_secs(1),
+            "{name} joined the backend {delay:?} after it answered"
+        );
+        expected.push((name, "UP"));
+    }
+    let expected: Vec<(&str, &str)> = expected
+        .iter()
+        .map(|(name, state)| (name.as_str(), *state))
+        .collect();
+    site.backend_is(&expected).await;
+
+    // Round robin: requests through the frontend reach every server.
+    let mut seen = BTreeSet::new();
+    for _ in 0..30 {
+        let (status, body) = traffic::get(site.frontend(), "/zato/ping").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        seen.insert(json["server"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from([
+            "server1".to_owned(),
+            "server2".to_owned(),
+            "server3".to_owned()
+        ])
+    );
+
+    // The file holds what the runtime API was told, laid out like zato.config.
+    let config = site.config();
+    for (host, name) in [(1, "server1"), (2, "server2"), (3, "server3")] {
+        let line = format!(
+            "    server http_plain--{name} 127.0.0.{}:17010 check inter 2s rise 2 fall 2",
+            41 + host
+        );
+        assert!(config.contains(&line), "{line}\n{config}");
+    }
+    assert!(config.contains("# ZATO begin backend bck_http_plain\n"));
+    // HAProxy's view reaches `muster status`.
+    let reported = wait_for(
+        "muster status to show three UP servers",
+        PATIENCE,
+        POLL,
+        || {
+            let balancer = site.balancer();
+            let states: Vec<String> = balancer["backends"]
+                .as_array()
+                .map(|all| {
+                    all.iter()
+                        .map(|backend| format!("{}={}", backend["server"], backend["state"]))
+                        .collect()
+                })
+                .unwrap_or_default();
+            async move {
+                (states.len() == 3 && states.iter().all(|state| state.ends_with("=\"UP\"")))
+                    .then_some(states)
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(reported.len(), 3);
+    let table = site.coordinator.ok(&["status"]);
+    assert!(
+        table.contains("backend of load-balancer load-balancer on host edge"),
+        "{table}"
+    );
+    assert_eq!(
+        traffic::haproxy_workers(&site.master_socket()).len(),
+        1,
+        "servers joined without a reload"
+    );
+}
+
+#[tokio::test]
+async fn servers_come_and_go_under_load_without_a_failed_request() {
+    let site = Site::start(51, 3, &[]).await;
+    site.assign_server(1, "server1");
+    site.assign_server(2, "server2");
+    site.backend_is(&[("server1", "UP"), ("server2", "UP")])
+        .await;
+    let stream = RequestStream::start(site.frontend(), 4);
+    let master = site.master_pid();
+    let mut most_workers = 0;
+    for cycle in 1..=20 {
+        let name = format!("extra{cycle}");
+        // Added.
+        site.assign_server(3, &name);
+        site.backend_is(&[("server1", "UP"), ("server2", "UP"), (&name, "UP")])
+            .await;
+        // Drained: out of rotation first, then stopped by its host.
+        site.coordinator.ok(&["host", "drain", "app-3"]);
+        wait_for("the drained server to stop", PATIENCE, POLL, || {
+            let stopped = site
+                .coordinator
+                .json(&["component", "list"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|component| {
+                    component["name"] == name.as_str() && component["state"] == "stopped"
+                });
+            async move { stopped.then_some(()) }
+        })
+        .await
+        .unwrap();
+        let state = traffic::haproxy_servers(&site.stats_socket())
+            .get(&name)
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            state.starts_with("DRAIN") || state.starts_with("MAINT") || state.starts_with("DOWN"),
+            "{name} is {state} in HAProxy once stopped"
+        );
+        // Re-added: back in rotation.
+        site.coordinator.ok(&["host", "undrain", "app-3"]);
+        site.backend_is(&[("server1", "UP"), ("server2", "UP"), (&name, "UP")])
+            .await;
+        // Removed.
+        site.coordinator.ok(&[
+            "remove",
+            "server",
+            "--cluster",
+            "prod",
+            "--host",
+            "app-3",
+            "--name",
+            &name,
+        ]);
+        site.backend_is(&[("server1", "UP"), ("server2", "UP")])
+            .await;
+        most_workers = most_workers.max(traffic::haproxy_workers(&site.master_socket()).len());
+    }
+    let tally = stream.stop();
+    println!(
+        "{} requests through the load balancer during 20 cycles, {} failed; at most {most_workers} \
+         HAProxy worker(s)",
+        tally.succeeded, tally.failed
+    );
+    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
+    assert!(tally.succeeded > 100, "{tally:?}");
+    assert!(
+        tally
+            .by_server
+            .keys()
+            .any(|server| server.starts_with("extra")),
+        "the cycled servers took requests too: {:?}",
+        tally.by_server
+    );
+    assert_eq!(most_workers, 1, "no change needed a reload");
+    assert_eq!(site.master_pid(), master, "HAProxy was never restarted");
+}
+
+#[tokio::test]
+async fn a_killed_server_is_retried_elsewhere_and_comes_back_by_itself() {
+    let mut site = Site::start(61, 2, &[]).await;
+    // server1 boots for two seconds, as a real Zato server takes a while: long enough for
+    // HAProxy's checks to see it down before its agent has it back.
+    site.hosts[0].stop();
+    site.hosts[0].env("MOCK_ZATO_START_DELAY_MS", "2000");
+    site.hosts[0].start();
+    site.assign_server(1, "server1");
+    site.assign_server(2, "server2");
+    site.backend_is(&[("server1", "UP"), ("server2", "UP")])
+        .await;
+    let stream = RequestStream::start(site.frontend(), 4);
+    let pidfile = site.hosts[0]
+        .components_dir
+        .join("prod/server-server1/pidfile");
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    signal(pid, Signal::SIGKILL);
+    site.backend_is(&[("server1", "DOWN"), ("server2", "UP")])
+        .await;
+    let during = stream.tally();
+    // Its agent starts it again and HAProxy's checks bring it back, with no one's help.
+    site.backend_is(&[("server1", "UP"), ("server2", "UP")])
+        .await;
+    let tally = stream.stop();
+    println!(
+        "{} requests, {} failed, while server1 was killed and came back",
+        tally.succeeded, tally.failed
+    );
+    assert!(during.succeeded > 0);
+    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
+    let restarts = site
+        .coordinator
+        .json(&["component", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|component| component["name"] == "server1")
+        .unwrap()["restarts"]
+        .clone();
+    assert_eq!(restarts, 1);
+}
+
+#[tokio::test]
+async fn injected_names_are_refused_and_a_rejected_config_changes_nothing() {
+    // A HAProxy that refuses every config check while a marker file exists.
+    let tools = tempfile::tempdir().unwrap();
+    let marker = tools.path().join("reject");
+    let wrapper = tools.path().join("haproxy");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = -c ] && [ -e {} ]; then\n  echo '[ALERT]    (1) : config : rejected by the test' >&2\n  exit 1\nfi\nexec {} \"$@\"\n",
+            marker.display(),
+            if std::path::Path::new("/usr/sbin/haproxy").exists() {
+                "/usr/sbin/haproxy"
+            } else {
+                "haproxy"
+            }
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let site = Site::start(71, 2, &["--haproxy-bin", wrapper.to_str().unwrap()]).await;
+
+    for bad in ["server 1", "server\n1", "server#1"] {
+        let refused = site.coordinator.muster(&[
+            "create",
+            "server",
+            "--cluster",
+            "prod",
+            "--host",
+            "app-1",
+            "--name",
+            bad,
+        ]);
+        assert!(!refused.status.success());
+        let error = String::from_utf8_lossy(&refused.stderr);
+        assert!(error.contains("invalid component name"), "{error}");
+    }
+
+    site.assign_server(1, "server1");
+    site.backend_is(&[("server1", "UP")]).await;
+    let before = site.config();
+    std::fs::write(&marker, "").unwrap();
+    site.assign_server(2, "server2");
+    let error = wait_for("HAProxy's refusal in muster status", PATIENCE, POLL, || {
+        let error = site.balancer()["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        async move { error.contains("rejected by the test").then_some(error) }
+    })
+    .await
+    .unwrap();
+    assert!(
+        error.contains("`haproxy -c` rejected the new config"),
+        "{error}"
+    );
+    let table = site.coordinator.ok(&["status"]);
+    assert!(table.contains("rejected by the test"), "{table}");
+    assert_eq!(site.config(), before, "the file was left as it was");
+    assert_eq!(
+        traffic::haproxy_servers(&site.stats_socket())
+            .keys()
+            .collect::<Vec<_>>(),
+        ["server1"],
+        "and so was the running HAProxy"
+    );
+    assert_eq!(site.balancer()["healthy"], true, "which serves on");
+
+    std::fs::remove_file(&marker).unwrap();
+    site.backend_is(&[("server1", "UP"), ("server2", "UP")])
+        .await;
+    assert!(site.config().contains("http_plain--server2"));
+}
+
+#[tokio::test]
+async fn restarting_the_agent_or_reloading_haproxy_keeps_the_backend_and_every_request() {
+    let mut site = Site::start(81, 2, &[]).await;
+    site.assign_server(1, "server1");
+    site.assign_server(2, "server2");
+    let both_up = [("server1", "UP"), ("server2", "UP")];
+    site.backend_is(&both_up).await;
+    let stream = RequestStream::start(site.frontend(), 4);
+    let master = site.master_pid();
+
+    // The agent restarts: it adopts the running HAProxy.
+    site.edge.stop();
+    site.edge.start();
+    site.balancer_healthy().await;
+    site.backend_is(&both_up).await;
+    assert_eq!(site.master_pid(), master, "the agent adopted HAProxy");
+
+    // An operator reloads HAProxy (what `systemctl reload` does): new workers, same backend.
+    let workers = traffic::haproxy_workers(&site.master_socket());
+    signal(master, Signal::SIGUSR2);
+    wait_for("a new HAProxy worker", PATIENCE, POLL, || {
+        let now = traffic::haproxy_workers(&site.master_socket());
+        let renewed = !now.is_empty() && now.iter().any(|pid| !workers.contains(pid));
+        async move { renewed.then_some(()) }
+    })
+    .await
+    .unwrap();
+    site.backend_is(&both_up).await;
+    let tally = stream.stop();
+    println!(
+        "{} requests, {} failed, across an agent restart and a HAProxy reload",
+        tally.succeeded, tally.failed
+    );
+    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
+    assert_eq!(site.master_pid(), master);
+
+    // HAProxy dies: the agent starts it again from its file, with the same backend.
+    signal(master, Signal::SIGKILL);
+    for worker in traffic::haproxy_workers(&site.master_socket()) {
+        signal(worker, Signal::SIGKILL);
+    }
+    wait_for("a new HAProxy master", PATIENCE, POLL, || {
+        let renewed = std::fs::read_to_string(site.balancer_dir().join("haproxy.pid"))
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+            .is_some_and(|pid| pid != master);
+        async move { renewed.then_some(()) }
+    })
+    .await
+    .unwrap();
+    site.balancer_healthy().await;
+    site.backend_is(&both_up).await;
+    let balancer = site.balancer();
+    assert_eq!(balancer["restarts"], 1, "{balancer}");
+}
+
+#[tokio::test]
+async fn a_failed_start_is_reported_in_haproxys_words() {
+    // Something else holds the frontend's address and port.
+    let squatter = std::net::TcpListener::bind(("127.0.0.91", 11223)).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let mut edge = Agent::configure(
+        scratch.path(),
+        &coordinator,
+        "edge",
+        &coordinator.join_token("prod", &[], 1),
+    )
+    .with_address("127.0.0.91");
+    edge.start();
+    coordinator.ok(&[
+        "create",
+        "load-balancer",
+        "--cluster",
+        "prod",
+        "--host",
+        "edge",
+        "--frontend-address",
+        "127.0.0.91",
+    ]);
+    let error = wait_for("HAProxy's error in the status", PATIENCE, POLL, || {
+        let balancer = coordinator.json(&["component", "list"])[0].clone();
+        let error = balancer["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let unhealthy = balancer["healthy"] == false;
+        async move { (unhealthy && error.contains("Address already in use")).then_some(error) }
+    })
+    .await
+    .unwrap();
+    assert!(error.starts_with("HAProxy did not start"), "{error}");
+    assert!(error.contains("127.0.0.91:11223"), "{error}");
+    drop(squatter);
+    wait_for(
+        "the load balancer to start once the port is free",
+        PATIENCE,
+        POLL,
+        || {
+            let healthy = coordinator.json(&["component", "list"])[0]["healthy"] == true;
+            async move { healthy.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+}
