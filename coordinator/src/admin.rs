@@ -551,6 +551,41 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn configure_load_balancer(
+        &self,
+        request: Request<v1::ConfigureLoadBalancerRequest>,
+    ) -> Result<Response<v1::ConfigureLoadBalancerResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        validate::name("host name", &request.host).map_err(ApiError::from)?;
+        let name = if request.name.is_empty() {
+            None
+        } else {
+            validate::name("component name", &request.name).map_err(ApiError::from)?;
+            Some(request.name.as_str())
+        };
+        let changes = request.settings.unwrap_or_default();
+        // Every given value is checked; unset ones stand for the stored values.
+        muster_proto::haproxy::settings(&changes).map_err(ApiError::from)?;
+        let configured = retry_transient(|| {
+            self.store.configure_load_balancer(
+                &request.cluster,
+                &request.host,
+                name,
+                &changes,
+                &actor,
+            )
+        })
+        .await
+        .map_err(api_error)?;
+        self.changes.notify_waiters();
+        tracing::info!(cluster = %configured.cluster, name = %configured.name, host = %configured.host, actor = %actor.0, "load balancer reconfigured");
+        Ok(Response::new(v1::ConfigureLoadBalancerResponse {
+            component: Some(assignment_message(configured)),
+        }))
+    }
+
     async fn list_backends(
         &self,
         request: Request<v1::ListBackendsRequest>,

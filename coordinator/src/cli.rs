@@ -81,6 +81,11 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Change a load balancer's settings; its agent applies them with a hitless HAProxy reload.
+    Configure {
+        #[command(subcommand)]
+        what: ConfigureCommand,
+    },
     /// Create, list or revoke join tokens.
     Token {
         #[command(subcommand)]
@@ -88,7 +93,7 @@ enum Command {
     },
     /// Unassign a server, scheduler or web-admin from a host; the host stops and archives it.
     Remove {
-        /// The role: server, scheduler or web-admin.
+        /// The role: server, scheduler, web-admin or load-balancer.
         #[arg(value_parser = parse_role)]
         role: Role,
         #[command(flatten)]
@@ -152,10 +157,30 @@ enum CreateCommand {
     LoadBalancer(LoadBalancerArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigureCommand {
+    /// Change the settings given; the others keep their values.
+    LoadBalancer(ConfigureLoadBalancerArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigureLoadBalancerArgs {
+    #[command(flatten)]
+    target: RemoveArgs,
+    #[command(flatten)]
+    settings: LoadBalancerSettingsArgs,
+}
+
 #[derive(Debug, Args)]
 struct LoadBalancerArgs {
     #[command(flatten)]
     assign: AssignArgs,
+    #[command(flatten)]
+    settings: LoadBalancerSettingsArgs,
+}
+
+#[derive(Debug, Args)]
+struct LoadBalancerSettingsArgs {
     /// The HAProxy binary on the host: an absolute path, or a name looked up in PATH
     /// [default: haproxy].
     #[arg(long)]
@@ -174,7 +199,7 @@ struct LoadBalancerArgs {
     check_fall: Option<u32>,
 }
 
-impl LoadBalancerArgs {
+impl LoadBalancerSettingsArgs {
     /// The settings as given, checked; unset ones stay zero (the coordinator's defaults).
     fn settings(&self) -> Result<v1::LoadBalancerSettings, CliError> {
         let check_inter_ms = match self.check_inter {
@@ -1199,7 +1224,7 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
         Command::Create {
             what: CreateCommand::LoadBalancer(args),
         } => {
-            let settings = args.settings()?;
+            let settings = args.settings.settings()?;
             assign_with(
                 &cli.connection,
                 json,
@@ -1209,6 +1234,53 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
                 out,
             )
             .await?;
+        }
+        Command::Configure {
+            what: ConfigureCommand::LoadBalancer(args),
+        } => {
+            validate::name("cluster name", &args.target.cluster)?;
+            validate::name("host name", &args.target.host)?;
+            if let Some(name) = &args.target.name {
+                validate::name("component name", name)?;
+            }
+            let settings = args.settings.settings()?;
+            if settings == v1::LoadBalancerSettings::default() {
+                return Err(CliError::Usage(
+                    "nothing to change: give at least one of --haproxy-bin, --frontend-address, \
+                     --check-inter, --check-rise, --check-fall"
+                        .to_owned(),
+                ));
+            }
+            let mut connection = connect(&cli.connection).await?;
+            let request = v1::ConfigureLoadBalancerRequest {
+                cluster: args.target.cluster,
+                host: args.target.host,
+                name: args.target.name.unwrap_or_default(),
+                settings: Some(settings),
+            };
+            let response = connection
+                .client
+                .configure_load_balancer(request)
+                .await
+                .map_err(|status| connection.status_error(&status))?;
+            let component =
+                ComponentView::from(response.into_inner().component.unwrap_or_default());
+            if json {
+                write_json(out, &component)?;
+            } else if let Some(settings) = &component.load_balancer {
+                writeln!(
+                    out,
+                    "load-balancer {} on host {} now runs {} with its frontend on {}, checking \
+                     every {}ms (rise {}, fall {})",
+                    component.name,
+                    component.host,
+                    settings.haproxy_bin,
+                    settings.frontend_address,
+                    settings.check_inter_ms,
+                    settings.check_rise,
+                    settings.check_fall
+                )?;
+            }
         }
         Command::Remove { role, target } => {
             validate::name("cluster name", &target.cluster)?;

@@ -476,8 +476,63 @@ async fn bad_input_is_refused_and_changes_nothing() {
         text(&bad_role.stderr)
     );
 
+    for (flag, value, named) in [
+        (
+            "--frontend-address",
+            "0.0.0.0 ssl",
+            r#"invalid frontend address "0.0.0.0 ssl""#,
+        ),
+        (
+            "--haproxy-bin",
+            "haproxy -d",
+            r#"invalid HAProxy binary "haproxy -d""#,
+        ),
+        ("--check-inter", "10ms", r#"invalid check interval "10ms""#),
+    ] {
+        let error = one_line_error(&coordinator.muster(&[
+            "create",
+            "load-balancer",
+            "--cluster",
+            "prod",
+            "--host",
+            "edge",
+            flag,
+            value,
+        ]));
+        assert!(error.contains(named), "{error}");
+    }
+    let nothing = one_line_error(&coordinator.muster(&[
+        "configure",
+        "load-balancer",
+        "--cluster",
+        "prod",
+        "--host",
+        "edge",
+    ]));
+    assert!(nothing.contains("nothing to change"), "{nothing}");
+
     // The server checks too, whatever the client: a name with a newline and a 10 MB request.
     let mut client = AdminServiceClient::new(grpc_channel(&coordinator).await);
+    let injected = v1::CreateComponentRequest {
+        cluster: "prod".into(),
+        role: v1::Role::LoadBalancer as i32,
+        host: "edge".into(),
+        load_balancer: Some(v1::LoadBalancerSettings {
+            frontend_address: "0.0.0.0:80\n    bind *:81".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let status = client
+        .create_component(with_admin_token(&coordinator, injected))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains(r#""0.0.0.0:80\n    bind *:81""#),
+        "{}",
+        status.message()
+    );
     let injected = v1::CreateClusterRequest {
         name: "evil\nbackend x".into(),
         ..Default::default()

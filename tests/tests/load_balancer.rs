@@ -606,3 +606,105 @@ async fn a_failed_start_is_reported_in_haproxys_words() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_server_whose_host_moves_is_followed_without_a_reload() {
+    let mut site = Site::start(101, 1, &[]).await;
+    site.assign_server(1, "server1");
+    site.backend_is(&[("server1", "UP")]).await;
+    let workers = traffic::haproxy_workers(&site.master_socket());
+
+    // The host comes back with another address; its server follows, and so does the backend.
+    let host = &mut site.hosts[0];
+    host.stop();
+    let config = std::fs::read_to_string(&host.config).unwrap();
+    std::fs::write(&host.config, config.replace("127.0.0.102", "127.0.0.109")).unwrap();
+    host.start();
+    let moved = wait_for(
+        "HAProxy to send server1's requests to its new address",
+        PATIENCE,
+        POLL,
+        || {
+            let state =
+                traffic::haproxy_command(&site.stats_socket(), "show servers state bck_http_plain");
+            let moved = state.contains("http_plain--server1 127.0.0.109 ");
+            async move { moved.then_some(state) }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(moved.contains(" 17010 "), "{moved}");
+    site.backend_is(&[("server1", "UP")]).await;
+    let (status, body) = traffic::get(site.frontend(), "/zato/ping").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        site.config()
+            .contains("http_plain--server1 127.0.0.109:17010")
+    );
+    assert_eq!(
+        traffic::haproxy_workers(&site.master_socket()),
+        workers,
+        "changed through the runtime API, not a reload"
+    );
+}
+
+#[tokio::test]
+async fn new_check_settings_reload_haproxy_without_a_failed_request() {
+    let site = Site::start(111, 2, &[]).await;
+    site.assign_server(1, "server1");
+    site.assign_server(2, "server2");
+    let both_up = [("server1", "UP"), ("server2", "UP")];
+    site.backend_is(&both_up).await;
+    let master = site.master_pid();
+    let workers = traffic::haproxy_workers(&site.master_socket());
+    let stream = RequestStream::start(site.frontend(), 4);
+
+    let said = site.coordinator.ok(&[
+        "configure",
+        "load-balancer",
+        "--cluster",
+        "prod",
+        "--host",
+        "edge",
+        "--check-inter",
+        "3s",
+        "--check-fall",
+        "3",
+    ]);
+    assert!(
+        said.contains("checking every 3000ms (rise 2, fall 3)"),
+        "{said}"
+    );
+    wait_for("the new config in zato.config", PATIENCE, POLL, || {
+        let written = site.config().contains("check inter 3s rise 2 fall 3");
+        async move { written.then_some(()) }
+    })
+    .await
+    .unwrap();
+    wait_for("HAProxy's new worker", PATIENCE, POLL, || {
+        let now = traffic::haproxy_workers(&site.master_socket());
+        let renewed = now.len() == 1 && !workers.contains(&now[0]);
+        async move { renewed.then_some(()) }
+    })
+    .await
+    .unwrap();
+    site.backend_is(&both_up).await;
+    // Let the stream run on the new worker for a moment's worth of requests.
+    let before = stream.tally().succeeded;
+    wait_for("requests served by the new worker", PATIENCE, POLL, || {
+        let more = stream.tally().succeeded > before + 50;
+        async move { more.then_some(()) }
+    })
+    .await
+    .unwrap();
+    let tally = stream.stop();
+    println!(
+        "{} requests, {} failed, across a reload for new check settings",
+        tally.succeeded, tally.failed
+    );
+    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
+    assert_eq!(site.master_pid(), master, "reloaded, not restarted");
+    let balancer = site.balancer();
+    assert_eq!(balancer["load_balancer"]["check_inter_ms"], 3000);
+    assert_eq!(balancer["last_error"], "", "{balancer}");
+}

@@ -364,6 +364,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         name: Option<&str>,
         actor: &Actor,
     ) -> Result<Assignment, StoreError>;
+    /// Changes the settings of the load balancer on `host` (named `name`, or the only one): each
+    /// field of `changes` that is set replaces the stored one. Bumps the host's generation.
+    async fn configure_load_balancer(
+        &self,
+        cluster: &str,
+        host: &str,
+        name: Option<&str>,
+        changes: &v1::LoadBalancerSettings,
+        actor: &Actor,
+    ) -> Result<Assignment, StoreError>;
     /// Assignments with their last reported status, of one cluster or of all.
     async fn list_assignments(&self, cluster: Option<&str>) -> Result<Vec<Assignment>, StoreError>;
 

@@ -954,6 +954,44 @@ impl SqlStore {
         Ok(assignments)
     }
 
+    /// The one assignment of `role` on `host` in `cluster` (named `name`, if given).
+    async fn find_assignment(
+        &self,
+        cluster: &str,
+        role: Role,
+        host: &str,
+        name: Option<&str>,
+    ) -> Result<Assignment, StoreError> {
+        let candidates: Vec<Assignment> = self
+            .list_assignments(Some(cluster))
+            .await?
+            .into_iter()
+            .filter(|assignment| assignment.role == role && assignment.host == host)
+            .filter(|assignment| name.is_none_or(|name| assignment.name == name))
+            .collect();
+        match candidates.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(StoreError::NotFound {
+                kind: "component",
+                name: format!(
+                    "{role} {} of cluster {cluster} on host {host}",
+                    name.unwrap_or("")
+                ),
+            }),
+            several => {
+                let names: Vec<&str> = several
+                    .iter()
+                    .map(|assignment| assignment.name.as_str())
+                    .collect();
+                Err(StoreError::Conflict(format!(
+                    "host '{host}' has {} {role}s of cluster {cluster} ({}); name one with --name",
+                    names.len(),
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
     /// Every load balancer's reported backend servers, by (host name, cluster, load balancer).
     async fn backend_states(
         &self,
@@ -1701,36 +1739,7 @@ impl Store for SqlStore {
         actor: &Actor,
     ) -> Result<Assignment, StoreError> {
         let cluster_row = self.get_cluster(cluster).await?;
-        let candidates: Vec<Assignment> = self
-            .list_assignments(Some(cluster))
-            .await?
-            .into_iter()
-            .filter(|assignment| assignment.role == role && assignment.host == host)
-            .filter(|assignment| name.is_none_or(|name| assignment.name == name))
-            .collect();
-        let assignment = match candidates.as_slice() {
-            [only] => only.clone(),
-            [] => {
-                return Err(StoreError::NotFound {
-                    kind: "component",
-                    name: format!(
-                        "{role} {} of cluster {cluster} on host {host}",
-                        name.unwrap_or("")
-                    ),
-                });
-            }
-            several => {
-                let names: Vec<&str> = several
-                    .iter()
-                    .map(|assignment| assignment.name.as_str())
-                    .collect();
-                return Err(StoreError::Conflict(format!(
-                    "host '{host}' has {} {role}s of cluster {cluster} ({}); name one with --name",
-                    names.len(),
-                    names.join(", ")
-                )));
-            }
-        };
+        let assignment = self.find_assignment(cluster, role, host, name).await?;
         let mut transaction = self.begin_write().await?;
         // Bumped while the assignment still names its host, so that host learns of the removal.
         self.bump_cluster_hosts(&mut transaction, &cluster_row.id)
@@ -1766,6 +1775,72 @@ impl Store for SqlStore {
             .commit()
             .await
             .map_err(database("commit an unassignment"))?;
+        Ok(assignment)
+    }
+
+    async fn configure_load_balancer(
+        &self,
+        cluster: &str,
+        host: &str,
+        name: Option<&str>,
+        changes: &v1::LoadBalancerSettings,
+        actor: &Actor,
+    ) -> Result<Assignment, StoreError> {
+        let cluster_row = self.get_cluster(cluster).await?;
+        let mut assignment = self
+            .find_assignment(cluster, Role::LoadBalancer, host, name)
+            .await?;
+        let current = assignment.load_balancer.clone().unwrap_or_default();
+        let pick =
+            |given: &str, current: &str| if given.is_empty() { current } else { given }.to_owned();
+        let pick_number = |given: u32, current: u32| if given == 0 { current } else { given };
+        let merged = v1::LoadBalancerSettings {
+            haproxy_bin: pick(&changes.haproxy_bin, &current.haproxy_bin),
+            frontend_address: pick(&changes.frontend_address, &current.frontend_address),
+            check_inter_ms: pick_number(changes.check_inter_ms, current.check_inter_ms),
+            check_rise: pick_number(changes.check_rise, current.check_rise),
+            check_fall: pick_number(changes.check_fall, current.check_fall),
+        };
+        let merged = settings_with_defaults(&merged)?;
+        let mut transaction = self.begin_write().await?;
+        let sql = self.sql(
+            "UPDATE assignments SET settings = $1 WHERE cluster_id = $2 AND role = $3 AND name = $4",
+        );
+        sqlx::query(&sql)
+            .bind(settings_json(&merged)?)
+            .bind(&cluster_row.id)
+            .bind(Role::LoadBalancer.cli_name())
+            .bind(&assignment.name)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("configure a load balancer"))?;
+        let bump = self.sql("UPDATE hosts SET generation = generation + 1 WHERE name = $1");
+        sqlx::query(&bump)
+            .bind(host)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("bump a host's generation"))?;
+        let message = format!(
+            "load-balancer {} reconfigured: HAProxy {}, frontend {}, {}",
+            assignment.name,
+            merged.haproxy_bin,
+            merged.frontend_address,
+            muster_proto::haproxy::check_keywords(&merged)
+        );
+        self.insert_event(
+            &mut transaction,
+            "component.configured",
+            cluster,
+            host,
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a load balancer's settings"))?;
+        assignment.load_balancer = Some(merged);
         Ok(assignment)
     }
 
