@@ -3,8 +3,8 @@
 //!
 //! Everything lives in the component directory (`COMPONENTS_DIR/CLUSTER/load-balancer-NAME`):
 //! `zato.config`, the admin stats socket `stats.sock` (the runtime API), the master socket
-//! `master.sock`, `haproxy.pid` (the master), `server-state` (servers' states carried over a
-//! reload) and `haproxy.log` (HAProxy's own startup and reload messages; requests are logged to
+//! `master.sock`, `haproxy.pid` (the master), `server-state` (servers' states carried over one
+//! reload of the agent's, removed once it is done) and `haproxy.log` (HAProxy's own startup and reload messages; requests are logged to
 //! syslog at `/dev/log`).
 //!
 //! A change of the backend's servers is made through the runtime API (`add server`, `set server
@@ -814,6 +814,9 @@ impl HaProxy<'_> {
             }
             if !workers.is_empty() && workers.iter().all(|pid| !before.contains(pid)) {
                 tracing::info!(workers = ?workers, "HAProxy reloaded");
+                // The saved states served this reload; a later one (an operator's) must not
+                // start from them once they are stale.
+                let _ = std::fs::remove_file(&self.paths.state_file);
                 return Ok(());
             }
         }
