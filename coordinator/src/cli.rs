@@ -6,6 +6,8 @@
 //! `admin.token`). Output is a table for people and `--output json` for programs. Every failure is
 //! one line on stderr and a non-zero exit.
 
+mod quickstart;
+
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -133,6 +135,10 @@ enum Command {
         #[arg(long, value_enum)]
         format: Option<BackendFormat>,
     },
+    /// A whole Zato cluster on this host in one command: a coordinator on SQLite, an agent,
+    /// web-admin, a load balancer, N servers and the scheduler, all on 127.0.0.1. Also
+    /// `quickstart status --dir DIR` and `quickstart stop --dir DIR`.
+    Quickstart(quickstart::QuickstartArgs),
     /// Check that the coordinator answers and accepts the admin token.
     Ping {
         /// Keep trying for this long while the coordinator cannot be reached, e.g. 30s.
@@ -1140,6 +1146,63 @@ fn write_status(out: &mut impl std::io::Write, status: &StatusView) -> std::io::
     Ok(())
 }
 
+/// Each cluster's hosts and components (or one cluster's), as `muster status` shows them.
+async fn fetch_status(
+    connection: &mut Connection,
+    cluster: Option<String>,
+) -> Result<StatusView, CliError> {
+    let clusters: Vec<ClusterView> = match &cluster {
+        Some(name) => vec![ClusterView::from(
+            connection
+                .client
+                .get_cluster(v1::GetClusterRequest { name: name.clone() })
+                .await
+                .map_err(|status| connection.status_error(&status))?
+                .into_inner()
+                .cluster
+                .unwrap_or_default(),
+        )],
+        None => connection
+            .client
+            .list_clusters(v1::ListClustersRequest {})
+            .await
+            .map_err(|status| connection.status_error(&status))?
+            .into_inner()
+            .clusters
+            .into_iter()
+            .map(ClusterView::from)
+            .collect(),
+    };
+    let hosts: Vec<HostView> = connection
+        .client
+        .list_hosts(v1::ListHostsRequest {})
+        .await
+        .map_err(|status| connection.status_error(&status))?
+        .into_inner()
+        .hosts
+        .into_iter()
+        .map(HostView::from)
+        .collect();
+    let components: Vec<ComponentView> = connection
+        .client
+        .list_components(v1::ListComponentsRequest {
+            cluster: cluster.clone().unwrap_or_default(),
+        })
+        .await
+        .map_err(|status| connection.status_error(&status))?
+        .into_inner()
+        .components
+        .into_iter()
+        .map(ComponentView::from)
+        .collect();
+    Ok(status_view(
+        &clusters,
+        &hosts,
+        &components,
+        cluster.is_none(),
+    ))
+}
+
 /// Runs one `muster` command, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError> {
     let json = cli.output == OutputFormat::Json;
@@ -1235,6 +1298,7 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
             )
             .await?;
         }
+        Command::Quickstart(args) => quickstart::run(args, json, out).await?,
         Command::Configure {
             what: ConfigureCommand::LoadBalancer(args),
         } => {
@@ -1596,51 +1660,7 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
                 validate::name("cluster name", cluster)?;
             }
             let mut connection = connect(&cli.connection).await?;
-            let clusters: Vec<ClusterView> = match &cluster {
-                Some(name) => vec![ClusterView::from(
-                    connection
-                        .client
-                        .get_cluster(v1::GetClusterRequest { name: name.clone() })
-                        .await
-                        .map_err(|status| connection.status_error(&status))?
-                        .into_inner()
-                        .cluster
-                        .unwrap_or_default(),
-                )],
-                None => connection
-                    .client
-                    .list_clusters(v1::ListClustersRequest {})
-                    .await
-                    .map_err(|status| connection.status_error(&status))?
-                    .into_inner()
-                    .clusters
-                    .into_iter()
-                    .map(ClusterView::from)
-                    .collect(),
-            };
-            let hosts: Vec<HostView> = connection
-                .client
-                .list_hosts(v1::ListHostsRequest {})
-                .await
-                .map_err(|status| connection.status_error(&status))?
-                .into_inner()
-                .hosts
-                .into_iter()
-                .map(HostView::from)
-                .collect();
-            let components: Vec<ComponentView> = connection
-                .client
-                .list_components(v1::ListComponentsRequest {
-                    cluster: cluster.clone().unwrap_or_default(),
-                })
-                .await
-                .map_err(|status| connection.status_error(&status))?
-                .into_inner()
-                .components
-                .into_iter()
-                .map(ComponentView::from)
-                .collect();
-            let status = status_view(&clusters, &hosts, &components, cluster.is_none());
+            let status = fetch_status(&mut connection, cluster).await?;
             if json {
                 write_json(out, &status)?;
             } else {

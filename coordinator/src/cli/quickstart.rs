@@ -1,0 +1,684 @@
+//! `muster quickstart`: a whole Zato cluster on this host in one command.
+//!
+//! It checks everything it needs before it starts anything (the binaries, Zato or `--demo`,
+//! HAProxy, free ports, an unused directory), then initializes a coordinator on SQLite in
+//! `DIR/coordinator`, starts it and an agent in the background, assigns web-admin, a load balancer,
+//! N servers and the scheduler to this host, and waits, showing each component's progress, until
+//! every one is healthy. Everything listens on 127.0.0.1 only.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use muster_proto::v1::{self, Role};
+use muster_proto::validate;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CliError, ComponentView, ConnectionArgs, connect, fetch_status, write_json, write_status,
+};
+
+const GRPC_PORT: u16 = muster_proto::DEFAULT_GRPC_PORT;
+const HTTP_PORT: u16 = muster_proto::DEFAULT_HTTP_PORT;
+const LOAD_BALANCER_PORT: u16 = muster_proto::haproxy::DEFAULT_FRONTEND_PORT;
+const DASHBOARD_PORT: u16 = 8183;
+const SCHEDULER_PORT: u16 = 31530;
+const FIRST_SERVER_PORT: u16 = 17010;
+const HOST_NAME: &str = "local";
+const STATE_FILE: &str = "quickstart.json";
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(super) struct QuickstartArgs {
+    #[command(subcommand)]
+    action: Option<QuickstartAction>,
+    #[command(flatten)]
+    start: StartArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum QuickstartAction {
+    /// Show whether the quickstart's coordinator and agent run, and the cluster's status.
+    Status {
+        /// The quickstart's directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Stop the agent, every component (Zato's and HAProxy) and the coordinator.
+    Stop {
+        /// The quickstart's directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct StartArgs {
+    /// The directory to create; it holds everything (coordinator, agent, components, logs).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// How many Zato servers (ports from 17010 upward).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
+    servers: u16,
+    /// The cluster's name.
+    #[arg(long, default_value = "quickstart")]
+    cluster: String,
+    /// Use mock-zato (built with Muster, a stand-in for Zato) instead of Zato.
+    #[arg(long)]
+    demo: bool,
+    /// The zato command [default: `zato` from PATH].
+    #[arg(long, conflicts_with = "demo")]
+    zato_bin: Option<PathBuf>,
+    /// How long to wait for every component to be healthy.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    wait: Duration,
+}
+
+/// What `DIR/quickstart.json` records for `status` and `stop`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Recorded {
+    cluster: String,
+    servers: u16,
+    zato_bin: PathBuf,
+    demo: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    cluster: String,
+    demo: bool,
+    load_balancer: String,
+    dashboard: String,
+    servers: Vec<String>,
+    scheduler: String,
+    coordinator: String,
+    data_dir: PathBuf,
+}
+
+pub(super) async fn run(
+    args: QuickstartArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    match args.action {
+        Some(QuickstartAction::Status { dir }) => status(&dir, json, out).await,
+        Some(QuickstartAction::Stop { dir }) => stop(&dir, out).await,
+        None => start(args.start, json, out).await,
+    }
+}
+
+fn usage(message: impl Into<String>) -> CliError {
+    CliError::Usage(message.into())
+}
+
+/// A program beside this `muster` binary (they are built and installed together).
+fn sibling(name: &str) -> Result<PathBuf, CliError> {
+    let here = std::env::current_exe().map_err(|error| {
+        usage(format!(
+            "cannot find the muster binary's directory: {error}"
+        ))
+    })?;
+    let path = here.with_file_name(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(usage(format!(
+            "{} is missing; build or install it beside muster (cargo build --release builds both)",
+            path.display()
+        )))
+    }
+}
+
+/// `name` found in PATH (or in /usr/sbin and /sbin, where Debian puts HAProxy).
+fn in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|directory| directory.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate).is_ok_and(|metadata| {
+                metadata.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o111 != 0
+            })
+        })
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// The ports the quickstart's processes will listen on, with what each is for.
+fn ports(servers: u16) -> Vec<(u16, String)> {
+    let mut ports = vec![
+        (GRPC_PORT, "the coordinator".to_owned()),
+        (HTTP_PORT, "the coordinator's health endpoint".to_owned()),
+        (LOAD_BALANCER_PORT, "the load balancer".to_owned()),
+        (DASHBOARD_PORT, "the dashboard".to_owned()),
+        (SCHEDULER_PORT, "the scheduler".to_owned()),
+    ];
+    for index in 0..servers {
+        ports.push((FIRST_SERVER_PORT + index, format!("server{}", index + 1)));
+    }
+    ports
+}
+
+/// A command for one of Muster's own programs, without the caller's MUSTER_* variables (they
+/// would override the quickstart's settings).
+fn muster_process(program: &Path) -> Process {
+    let mut command = Process::new(program);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MUSTER_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Starts `command` in the background, in its own process group, with its output appended to
+/// `log`; records its pid in `pidfile`.
+fn spawn_background(mut command: Process, log: &Path, pidfile: &Path) -> Result<u32, CliError> {
+    use std::os::unix::process::CommandExt as _;
+    let output = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|error| usage(format!("cannot open {}: {error}", log.display())))?;
+    let errors = output
+        .try_clone()
+        .map_err(|error| usage(format!("cannot open {}: {error}", log.display())))?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(errors)
+        .process_group(0)
+        .spawn()
+        .map_err(|error| usage(format!("cannot start {command:?}: {error}")))?;
+    let pid = child.id();
+    std::fs::write(pidfile, format!("{pid}\n"))
+        .map_err(|error| usage(format!("cannot write {}: {error}", pidfile.display())))?;
+    Ok(pid)
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+fn connection_args(dir: &Path) -> ConnectionArgs {
+    ConnectionArgs {
+        coordinator: format!("https://127.0.0.1:{GRPC_PORT}"),
+        ca_file: None,
+        token: None,
+        token_file: None,
+        data_dir: Some(dir.join("coordinator")),
+        timeout: Duration::from_secs(30),
+    }
+}
+
+async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Result<(), CliError> {
+    let dir = args
+        .dir
+        .ok_or_else(|| usage("give the quickstart's directory with --dir DIR"))?;
+    validate::name("cluster name", &args.cluster)?;
+
+    // Everything is checked before anything starts.
+    if dir.join(STATE_FILE).exists() || dir.join("coordinator").exists() {
+        return Err(usage(format!(
+            "{} already holds a quickstart: see `muster quickstart status --dir {0}`, or stop it \
+             with `muster quickstart stop --dir {0}` and remove the directory to start over",
+            dir.display()
+        )));
+    }
+    let coordinator_bin = sibling("muster-coordinator")?;
+    let agent_bin = sibling("muster-agent")?;
+    let zato_bin = if args.demo {
+        sibling("mock-zato")?
+    } else if let Some(given) = args.zato_bin {
+        if !given.exists() {
+            return Err(usage(format!(
+                "--zato-bin {} does not exist",
+                given.display()
+            )));
+        }
+        given
+    } else {
+        in_path("zato").ok_or_else(|| {
+            usage(
+                "no `zato` in PATH: install Zato 3.2 (https://zato.io/docs), pass --zato-bin PATH, \
+                 or run `muster quickstart --demo` to use mock-zato, Muster's stand-in for Zato",
+            )
+        })?
+    };
+    let haproxy = in_path("haproxy").ok_or_else(|| {
+        usage(
+            "no `haproxy` found for the load balancer: install it (Debian: apt-get install haproxy)",
+        )
+    })?;
+    let taken: Vec<String> = ports(args.servers)
+        .into_iter()
+        .filter(|(port, _)| !port_free(*port))
+        .map(|(port, what)| format!("{port} ({what})"))
+        .collect();
+    if !taken.is_empty() {
+        return Err(usage(format!(
+            "ports in use on 127.0.0.1: {}; stop what holds them (another quickstart: `muster \
+             quickstart stop --dir DIR`) and try again",
+            taken.join(", ")
+        )));
+    }
+
+    let progress = |out: &mut dyn std::io::Write, line: String| -> Result<(), CliError> {
+        if !json {
+            writeln!(out, "{line}")?;
+            out.flush()?;
+        }
+        Ok(())
+    };
+    if args.demo {
+        progress(
+            out,
+            format!(
+                "demo mode: components are run by mock-zato ({}), a stand-in for Zato that \
+                 answers like it",
+                zato_bin.display()
+            ),
+        )?;
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|error| usage(format!("cannot create {}: {error}", dir.display())))?;
+    let dir = std::fs::canonicalize(&dir)
+        .map_err(|error| usage(format!("cannot resolve {}: {error}", dir.display())))?;
+    let data_dir = dir.join("coordinator");
+    let recorded = Recorded {
+        cluster: args.cluster.clone(),
+        servers: args.servers,
+        zato_bin: zato_bin.clone(),
+        demo: args.demo,
+    };
+    let record = serde_json::to_string_pretty(&recorded)
+        .map_err(|error| usage(format!("cannot record the quickstart: {error}")))?;
+    muster_proto::files::write_atomic(&dir.join(STATE_FILE), record.as_bytes(), 0o600)
+        .map_err(|error| usage(error.to_string()))?;
+
+    progress(
+        out,
+        format!("initializing a coordinator in {}", data_dir.display()),
+    )?;
+    let init = muster_process(&coordinator_bin)
+        .arg("init")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()
+        .map_err(|error| usage(format!("cannot run muster-coordinator init: {error}")))?;
+    if !init.status.success() {
+        return Err(usage(format!(
+            "muster-coordinator init failed: {}",
+            String::from_utf8_lossy(&init.stderr).trim()
+        )));
+    }
+    let mut coordinator = muster_process(&coordinator_bin);
+    coordinator
+        .arg("run")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{GRPC_PORT}"))
+        .arg("--http-listen")
+        .arg(format!("127.0.0.1:{HTTP_PORT}"));
+    let pid = spawn_background(
+        coordinator,
+        &dir.join("coordinator.log"),
+        &dir.join("coordinator.pid"),
+    )?;
+    progress(
+        out,
+        format!(
+            "coordinator started (pid {pid}), log in {}/coordinator.log",
+            dir.display()
+        ),
+    )?;
+
+    let connection_args = connection_args(&dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut connection = loop {
+        match connect(&connection_args).await {
+            Ok(connection) => break connection,
+            Err(CliError::Unreachable { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    connection
+        .client
+        .create_cluster(v1::CreateClusterRequest {
+            name: args.cluster.clone(),
+            description: "made by muster quickstart".to_owned(),
+            odb: Some(v1::OdbSettings {
+                odb_type: v1::OdbType::Sqlite as i32,
+                ..Default::default()
+            }),
+            odb_password: String::new(),
+        })
+        .await
+        .map_err(|status| connection.status_error(&status))?;
+    let token = connection
+        .client
+        .create_join_token(v1::CreateJoinTokenRequest {
+            cluster: args.cluster.clone(),
+            roles: Vec::new(),
+            ttl_seconds: 3600,
+            max_uses: 1,
+            description: "the quickstart's agent".to_owned(),
+        })
+        .await
+        .map_err(|status| connection.status_error(&status))?
+        .into_inner()
+        .secret_token;
+    progress(out, format!("cluster {} created on SQLite", args.cluster))?;
+
+    let agent_config = dir.join("agent.toml");
+    let toml = format!(
+        "# The quickstart's agent: this host, everything on 127.0.0.1.\n\
+         coordinator = \"https://127.0.0.1:{GRPC_PORT}\"\n\
+         token = \"{token}\"\n\
+         host_name = \"{HOST_NAME}\"\n\
+         advertise_address = \"127.0.0.1\"\n\
+         bind_address = \"127.0.0.1\"\n\
+         state_dir = \"{}\"\n\
+         components_dir = \"{}\"\n\
+         zato_bin = \"{}\"\n\
+         heartbeat_interval = \"2s\"\n",
+        dir.join("agent").display(),
+        dir.join("zato").display(),
+        zato_bin.display()
+    );
+    muster_proto::files::write_atomic(&agent_config, toml.as_bytes(), 0o600)
+        .map_err(|error| usage(error.to_string()))?;
+    let mut agent = muster_process(&agent_bin);
+    agent.arg("run").arg("--config").arg(&agent_config);
+    let pid = spawn_background(agent, &dir.join("agent.log"), &dir.join("agent.pid"))?;
+    progress(
+        out,
+        format!(
+            "agent started (pid {pid}) as host {HOST_NAME}, log in {}/agent.log",
+            dir.display()
+        ),
+    )?;
+
+    let mut assignments = vec![
+        (Role::WebAdmin, String::new(), u32::from(DASHBOARD_PORT)),
+        (
+            Role::LoadBalancer,
+            String::new(),
+            u32::from(LOAD_BALANCER_PORT),
+        ),
+    ];
+    for index in 0..args.servers {
+        assignments.push((
+            Role::Server,
+            format!("server{}", index + 1),
+            u32::from(FIRST_SERVER_PORT + index),
+        ));
+    }
+    assignments.push((Role::Scheduler, String::new(), u32::from(SCHEDULER_PORT)));
+    for (role, name, port) in assignments {
+        let load_balancer = (role == Role::LoadBalancer).then(|| v1::LoadBalancerSettings {
+            haproxy_bin: haproxy.display().to_string(),
+            frontend_address: "127.0.0.1".to_owned(),
+            ..Default::default()
+        });
+        connection
+            .client
+            .create_component(v1::CreateComponentRequest {
+                cluster: args.cluster.clone(),
+                role: role as i32,
+                host: HOST_NAME.to_owned(),
+                name,
+                port,
+                load_balancer,
+            })
+            .await
+            .map_err(|status| connection.status_error(&status))?;
+    }
+    let expected = usize::from(args.servers) + 3;
+    progress(
+        out,
+        format!(
+            "assigned web-admin, load-balancer, {} server(s) and the scheduler; waiting for them \
+             (at most {})",
+            args.servers,
+            humantime::format_duration(args.wait)
+        ),
+    )?;
+
+    let deadline = Instant::now() + args.wait;
+    let mut shown: std::collections::BTreeMap<String, String> = Default::default();
+    loop {
+        let components: Vec<ComponentView> = connection
+            .client
+            .list_components(v1::ListComponentsRequest {
+                cluster: args.cluster.clone(),
+            })
+            .await
+            .map_err(|status| connection.status_error(&status))?
+            .into_inner()
+            .components
+            .into_iter()
+            .map(ComponentView::from)
+            .collect();
+        let healthy = components
+            .iter()
+            .filter(|component| component.healthy)
+            .count();
+        for component in &components {
+            let label = format!("{} {}", component.role, component.name);
+            let state = match (component.state.as_str(), component.healthy) {
+                ("", _) => "pending".to_owned(),
+                (state, true) => format!("{state}, healthy"),
+                (state, false) if component.last_error.is_empty() => state.to_owned(),
+                (state, false) => format!("{state}: {}", component.last_error),
+            };
+            if shown.get(&label) != Some(&state) {
+                progress(out, format!("  [{healthy}/{expected}] {label:<28} {state}"))?;
+                shown.insert(label, state);
+            }
+        }
+        if components.len() == expected && healthy == expected {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let waiting: Vec<String> = components
+                .iter()
+                .filter(|component| !component.healthy)
+                .map(|component| {
+                    format!(
+                        "{} {} ({})",
+                        component.role, component.name, component.state
+                    )
+                })
+                .collect();
+            return Err(usage(format!(
+                "not every component was healthy within {}: {}; everything keeps running (see \
+                 `muster quickstart status --dir {}` and the logs there; `muster quickstart stop \
+                 --dir {2}` stops it)",
+                humantime::format_duration(args.wait),
+                waiting.join(", "),
+                dir.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let summary = Summary {
+        cluster: args.cluster.clone(),
+        demo: args.demo,
+        load_balancer: format!("http://127.0.0.1:{LOAD_BALANCER_PORT}"),
+        dashboard: format!("http://127.0.0.1:{DASHBOARD_PORT}"),
+        servers: (0..args.servers)
+            .map(|index| format!("http://127.0.0.1:{}", FIRST_SERVER_PORT + index))
+            .collect(),
+        scheduler: format!("http://127.0.0.1:{SCHEDULER_PORT}"),
+        coordinator: format!("https://127.0.0.1:{GRPC_PORT}"),
+        data_dir: data_dir.clone(),
+    };
+    if json {
+        return write_json(out, &summary);
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Zato cluster {} is up on this host{}:",
+        summary.cluster,
+        if args.demo {
+            " (demo: mock-zato stands in for Zato)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "  load balancer  {}/zato/ping  (HAProxy, round robin over the servers)",
+        summary.load_balancer
+    )?;
+    writeln!(out, "  dashboard      {}", summary.dashboard)?;
+    for (index, server) in summary.servers.iter().enumerate() {
+        writeln!(out, "  server{:<8} {server}", index + 1)?;
+    }
+    writeln!(out, "  scheduler      {}", summary.scheduler)?;
+    writeln!(
+        out,
+        "  coordinator    {}  (admin token in {}/admin.token)",
+        summary.coordinator,
+        data_dir.display()
+    )?;
+    writeln!(out)?;
+    writeln!(out, "Use the CLI against it:")?;
+    writeln!(out, "  export MUSTER_DATA_DIR={}", data_dir.display())?;
+    writeln!(out, "  muster status")?;
+    writeln!(
+        out,
+        "Stop everything: muster quickstart stop --dir {}",
+        dir.display()
+    )?;
+    Ok(())
+}
+
+fn recorded(dir: &Path) -> Result<Recorded, CliError> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|error| {
+        usage(format!(
+            "{} is not a quickstart directory (cannot read {}: {error})",
+            dir.display(),
+            path.display()
+        ))
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|error| usage(format!("{} is damaged: {error}", path.display())))
+}
+
+fn process_line(dir: &Path, name: &str) -> String {
+    match read_pid(&dir.join(format!("{name}.pid"))) {
+        Some(pid) if alive(pid) => format!("{name}: running (pid {pid})"),
+        Some(pid) => format!("{name}: stopped (was pid {pid})"),
+        None => format!("{name}: never started"),
+    }
+}
+
+async fn status(dir: &Path, json: bool, out: &mut impl std::io::Write) -> Result<(), CliError> {
+    let recorded = recorded(dir)?;
+    let coordinator_up = read_pid(&dir.join("coordinator.pid")).is_some_and(alive);
+    if !json {
+        writeln!(out, "{}", process_line(dir, "coordinator"))?;
+        writeln!(out, "{}", process_line(dir, "agent"))?;
+    }
+    if !coordinator_up {
+        if json {
+            write_json(out, &serde_json::json!({"coordinator": "stopped"}))?;
+        }
+        return Ok(());
+    }
+    let mut connection = connect(&connection_args(dir)).await?;
+    let status = fetch_status(&mut connection, Some(recorded.cluster)).await?;
+    if json {
+        write_json(out, &status)
+    } else {
+        writeln!(out)?;
+        write_status(out, &status)?;
+        Ok(())
+    }
+}
+
+/// Signals `pid` and waits up to `patience` for it to exit, then kills it; says whether it exited
+/// by itself.
+async fn stop_process(pid: i32, signal: nix::sys::signal::Signal, patience: Duration) -> bool {
+    let process = nix::unistd::Pid::from_raw(pid);
+    if nix::sys::signal::kill(process, signal).is_err() {
+        return true;
+    }
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = nix::sys::signal::kill(process, nix::sys::signal::Signal::SIGKILL);
+    false
+}
+
+async fn stop(dir: &Path, out: &mut impl std::io::Write) -> Result<(), CliError> {
+    use nix::sys::signal::Signal;
+    let recorded = recorded(dir)?;
+    // The agent first, so that it does not start again what is stopped next.
+    if let Some(pid) = read_pid(&dir.join("agent.pid")).filter(|pid| alive(*pid)) {
+        stop_process(pid, Signal::SIGTERM, Duration::from_secs(20)).await;
+        writeln!(out, "agent stopped (pid {pid})")?;
+    }
+    let cluster_dir = dir.join("zato").join(&recorded.cluster);
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&cluster_dir)
+        .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(pid) = read_pid(&path.join("haproxy.pid")).filter(|pid| alive(*pid)) {
+            // A soft stop: workers finish their requests first.
+            stop_process(pid, Signal::SIGUSR1, Duration::from_secs(10)).await;
+            writeln!(out, "{name} stopped (HAProxy pid {pid})")?;
+        } else if read_pid(&path.join("pidfile")).is_some_and(alive) {
+            let stopped = Process::new(&recorded.zato_bin)
+                .arg("stop")
+                .arg(&path)
+                .current_dir(&path)
+                .output()
+                .map_err(|error| usage(format!("cannot run zato stop: {error}")))?;
+            if stopped.status.success() {
+                writeln!(out, "{name} stopped")?;
+            } else {
+                writeln!(
+                    out,
+                    "{name}: `zato stop` failed: {}",
+                    String::from_utf8_lossy(&stopped.stderr).trim()
+                )?;
+            }
+        }
+    }
+    if let Some(pid) = read_pid(&dir.join("coordinator.pid")).filter(|pid| alive(*pid)) {
+        stop_process(pid, Signal::SIGTERM, Duration::from_secs(20)).await;
+        writeln!(out, "coordinator stopped (pid {pid})")?;
+    }
+    writeln!(
+        out,
+        "quickstart in {} stopped; remove the directory to start over",
+        dir.display()
+    )?;
+    Ok(())
+}
