@@ -162,6 +162,7 @@ fn cluster_message(cluster: Cluster) -> v1::Cluster {
         }),
         has_odb_password: cluster.has_odb_password,
         created_at_unix_ms: cluster.created_at_ms,
+        scheduler_target: cluster.scheduler_target,
     }
 }
 
@@ -671,9 +672,39 @@ impl AdminService for AdminApi {
             .list_assignments(cluster)
             .await
             .map_err(api_error)?;
-        Ok(Response::new(v1::ListComponentsResponse {
-            components: assignments.into_iter().map(assignment_message).collect(),
-        }))
+        let hosts: std::collections::BTreeMap<String, Host> = self
+            .store
+            .list_hosts()
+            .await
+            .map_err(api_error)?
+            .into_iter()
+            .map(|host| (host.name.clone(), host))
+            .collect();
+        let components = assignments
+            .into_iter()
+            .map(|assignment| {
+                let host = hosts.get(&assignment.host).cloned();
+                let mut message = assignment_message(assignment);
+                // What a down host last reported is stale: say so, and since when.
+                if let Some(host) = host.filter(|host| host.state == "down")
+                    && !message.state.is_empty()
+                {
+                    message.last_error = format!(
+                        "host {} is down: no heartbeat since {} (it last reported {}{})",
+                        host.name,
+                        host.last_seen_ms
+                            .map(crate::unix_ms_text)
+                            .unwrap_or_else(|| "never".to_owned()),
+                        message.state,
+                        if message.healthy { ", healthy" } else { "" }
+                    );
+                    message.state = "down".to_owned();
+                    message.healthy = false;
+                }
+                message
+            })
+            .collect();
+        Ok(Response::new(v1::ListComponentsResponse { components }))
     }
 }
 

@@ -707,11 +707,7 @@ async fn connect(args: &ConnectionArgs) -> Result<Connection, CliError> {
 }
 
 fn format_time(unix_ms: i64) -> String {
-    if unix_ms <= 0 {
-        return String::new();
-    }
-    let time = UNIX_EPOCH + Duration::from_millis(unix_ms.unsigned_abs());
-    humantime::format_rfc3339_seconds(time).to_string()
+    crate::unix_ms_text(unix_ms)
 }
 
 fn role_names(roles: &[i32]) -> Vec<String> {
@@ -737,6 +733,8 @@ struct ClusterView {
     postgresql_schema: String,
     has_odb_password: bool,
     created_at: String,
+    /// The server the scheduler is pointed at; empty before any.
+    scheduler_target: String,
 }
 
 impl From<v1::Cluster> for ClusterView {
@@ -756,6 +754,7 @@ impl From<v1::Cluster> for ClusterView {
             postgresql_schema: odb.postgresql_schema,
             has_odb_password: cluster.has_odb_password,
             created_at: format_time(cluster.created_at_unix_ms),
+            scheduler_target: cluster.scheduler_target,
         }
     }
 }

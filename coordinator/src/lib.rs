@@ -24,3 +24,12 @@ pub mod store;
 
 pub use muster_proto::daemon::error_chain;
 pub use muster_proto::files;
+
+/// A time in milliseconds since the Unix epoch as RFC 3339 (UTC, seconds); empty for 0.
+pub fn unix_ms_text(unix_ms: i64) -> String {
+    if unix_ms <= 0 {
+        return String::new();
+    }
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms.unsigned_abs());
+    humantime::format_rfc3339_seconds(time).to_string()
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::netns::Host;
 use crate::{free_port, wait_for};
 
 /// A binary built by this workspace (`cargo build --workspace --bins` builds them all).
@@ -66,12 +67,22 @@ pub fn ping(port: u16) -> Option<serde_json::Value> {
     serde_json::from_str(&http_get(port, "/zato/ping")?).ok()
 }
 
+/// A command for `program` on `host`, or on this machine.
+fn on(host: Option<&Host>, program: &Path) -> Command {
+    match host {
+        Some(host) => host.command(program),
+        None => command(program),
+    }
+}
+
 /// A coordinator's data directory and, while it runs, its process.
 pub struct Coordinator {
     pub data_dir: PathBuf,
     pub grpc_port: u16,
     pub http_port: u16,
     pub log: PathBuf,
+    /// The test host it runs on, or `None` for this machine's loopback.
+    pub host: Option<Host>,
     extra_args: Vec<String>,
     process: Option<Child>,
 }
@@ -83,11 +94,33 @@ impl Coordinator {
         database_url: Option<&str>,
         extra_args: &[&str],
     ) -> Coordinator {
+        Coordinator::start_with(None, directory, database_url, extra_args).await
+    }
+
+    /// The same on a test host: it listens on the host's address, which its certificate names.
+    pub async fn start_on(
+        host: &Host,
+        directory: &Path,
+        database_url: Option<&str>,
+        extra_args: &[&str],
+    ) -> Coordinator {
+        Coordinator::start_with(Some(host.clone()), directory, database_url, extra_args).await
+    }
+
+    async fn start_with(
+        host: Option<Host>,
+        directory: &Path,
+        database_url: Option<&str>,
+        extra_args: &[&str],
+    ) -> Coordinator {
         let data_dir = directory.join("coordinator");
-        let mut init = command(&workspace_binary("muster-coordinator"));
+        let mut init = on(host.as_ref(), &workspace_binary("muster-coordinator"));
         init.arg("init").arg("--data-dir").arg(&data_dir);
         if let Some(url) = database_url {
             init.arg("--database-url").arg(url);
+        }
+        if let Some(host) = &host {
+            init.arg("--advertise").arg(host.address.to_string());
         }
         let output = init.output().expect("run muster-coordinator init");
         assert!(
@@ -95,11 +128,16 @@ impl Coordinator {
             "init failed: {}",
             text(&output.stderr)
         );
+        let (grpc_port, http_port) = match host {
+            Some(_) => (17300, 17301),
+            None => (free_port(), free_port()),
+        };
         let mut coordinator = Coordinator {
             log: directory.join("coordinator.log"),
             data_dir,
-            grpc_port: free_port(),
-            http_port: free_port(),
+            grpc_port,
+            http_port,
+            host,
             extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
             process: None,
         };
@@ -115,6 +153,7 @@ impl Coordinator {
             grpc_port: free_port(),
             http_port: free_port(),
             log: directory.join("coordinator.log"),
+            host: None,
             extra_args: Vec::new(),
             process: None,
         };
@@ -129,10 +168,14 @@ impl Coordinator {
             .append(true)
             .open(&self.log)
             .expect("the coordinator log");
-        let process = command(&workspace_binary("muster-coordinator"))
+        let listen = match &self.host {
+            Some(host) => host.address.to_string(),
+            None => "127.0.0.1".to_owned(),
+        };
+        let process = on(self.host.as_ref(), &workspace_binary("muster-coordinator"))
             .args(["run", "--data-dir"])
             .arg(&self.data_dir)
-            .args(["--listen", &format!("127.0.0.1:{}", self.grpc_port)])
+            .args(["--listen", &format!("{listen}:{}", self.grpc_port)])
             .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
@@ -141,6 +184,16 @@ impl Coordinator {
             .spawn()
             .expect("start the coordinator");
         self.process = Some(process);
+        if self.host.is_some() {
+            let output = self.muster(&["ping", "--wait", "30s"]);
+            assert!(
+                output.status.success(),
+                "the coordinator did not answer: {}; log:\n{}",
+                text(&output.stderr),
+                self.log_text()
+            );
+            return;
+        }
         let port = self.http_port;
         let ready = wait_for(
             "the coordinator's /healthz",
@@ -169,12 +222,15 @@ impl Coordinator {
     }
 
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.grpc_port)
+        match &self.host {
+            Some(host) => format!("https://{}:{}", host.address, self.grpc_port),
+            None => format!("https://127.0.0.1:{}", self.grpc_port),
+        }
     }
 
-    /// Runs `muster ARGS` against this coordinator.
+    /// Runs `muster ARGS` against this coordinator (on its host, when it has one).
     pub fn muster(&self, args: &[&str]) -> Output {
-        command(&workspace_binary("muster"))
+        on(self.host.as_ref(), &workspace_binary("muster"))
             .env("MUSTER_DATA_DIR", &self.data_dir)
             .env("MUSTER_COORDINATOR", self.url())
             .args(args)
@@ -237,6 +293,8 @@ pub struct Agent {
     pub state_dir: PathBuf,
     pub components_dir: PathBuf,
     pub log: PathBuf,
+    /// The test host it runs on, or `None` for this machine.
+    pub host: Option<Host>,
     environment: Vec<(String, String)>,
     process: Option<Child>,
 }
@@ -269,9 +327,23 @@ impl Agent {
             config,
             state_dir,
             components_dir,
+            host: None,
             environment: Vec::new(),
             process: None,
         }
+    }
+
+    /// An agent on a test host, named after it, advertising and binding the host's address.
+    pub fn configure_on(
+        host: &Host,
+        directory: &Path,
+        coordinator: &Coordinator,
+        token: &str,
+    ) -> Agent {
+        let mut agent = Agent::configure(directory, coordinator, &host.name, token)
+            .with_address(&host.address.to_string());
+        agent.host = Some(host.clone());
+        agent
     }
 
     /// Gives the agent its own address on the loopback network (127.0.0.0/8): it advertises it
@@ -310,7 +382,7 @@ impl Agent {
             .expect("the agent log");
         let binary = workspace_binary("muster-agent");
         let mut agent = match watchdog {
-            None => command(&binary),
+            None => on(self.host.as_ref(), &binary),
             Some(interval) => {
                 let mut shell = command(Path::new("/bin/sh"));
                 shell

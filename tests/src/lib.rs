@@ -10,6 +10,7 @@
 //! pointed elsewhere with `MUSTER_TEST_POSTGRES_URL` and `MUSTER_TEST_MYSQL_URL`.
 
 pub mod harness;
+pub mod netns;
 pub mod traffic;
 
 use std::future::Future;

@@ -30,6 +30,19 @@ pub fn get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body.to_owned()))
 }
 
+/// [`get`] from inside a test host's network namespace.
+pub fn get_from(namespace: &str, address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let namespace = namespace.to_owned();
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        crate::netns::enter(&namespace);
+        get(address, &path)
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
 /// What a stream of requests saw.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
@@ -53,13 +66,26 @@ impl RequestStream {
 
     /// Starts `clients` threads sending `GET /zato/ping` to `address`.
     pub fn start(address: SocketAddr, clients: usize) -> RequestStream {
+        RequestStream::start_from(None, address, clients)
+    }
+
+    /// The same from inside a test host's network namespace (see [`crate::netns`]).
+    pub fn start_from(
+        namespace: Option<&str>,
+        address: SocketAddr,
+        clients: usize,
+    ) -> RequestStream {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::default()));
         let threads = (0..clients)
             .map(|_| {
                 let stop = stop.clone();
                 let tally = tally.clone();
+                let namespace = namespace.map(str::to_owned);
                 std::thread::spawn(move || {
+                    if let Some(namespace) = &namespace {
+                        crate::netns::enter(namespace);
+                    }
                     let started = Instant::now();
                     while !stop.load(Ordering::Relaxed) && started.elapsed() < Self::LIMIT {
                         let answer = get(address, "/zato/ping");

@@ -27,6 +27,7 @@ const SCHEDULER_PORT: u16 = 31530;
 const FIRST_SERVER_PORT: u16 = 17010;
 const HOST_NAME: &str = "local";
 const STATE_FILE: &str = "quickstart.json";
+const DEFAULT_DIR: &str = "muster-quickstart";
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -42,13 +43,13 @@ enum QuickstartAction {
     /// Show whether the quickstart's coordinator and agent run, and the cluster's status.
     Status {
         /// The quickstart's directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
     },
     /// Stop the agent, every component (Zato's and HAProxy) and the coordinator.
     Stop {
         /// The quickstart's directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
     },
 }
@@ -56,8 +57,8 @@ enum QuickstartAction {
 #[derive(Debug, Args)]
 struct StartArgs {
     /// The directory to create; it holds everything (coordinator, agent, components, logs).
-    #[arg(long)]
-    dir: Option<PathBuf>,
+    #[arg(long, default_value = DEFAULT_DIR)]
+    dir: PathBuf,
     /// How many Zato servers (ports from 17010 upward).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
     servers: u16,
@@ -220,9 +221,7 @@ fn connection_args(dir: &Path) -> ConnectionArgs {
 }
 
 async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Result<(), CliError> {
-    let dir = args
-        .dir
-        .ok_or_else(|| usage("give the quickstart's directory with --dir DIR"))?;
+    let dir = args.dir;
     validate::name("cluster name", &args.cluster)?;
 
     // Everything is checked before anything starts.
@@ -644,6 +643,8 @@ async fn stop(dir: &Path, out: &mut impl std::io::Write) -> Result<(), CliError>
         .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
         .unwrap_or_default();
     entries.sort();
+    // Zato's components stop side by side; each `zato stop` waits for its own.
+    let mut stopping = Vec::new();
     for path in entries {
         let name = path
             .file_name()
@@ -654,21 +655,27 @@ async fn stop(dir: &Path, out: &mut impl std::io::Write) -> Result<(), CliError>
             stop_process(pid, Signal::SIGUSR1, Duration::from_secs(10)).await;
             writeln!(out, "{name} stopped (HAProxy pid {pid})")?;
         } else if read_pid(&path.join("pidfile")).is_some_and(alive) {
-            let stopped = Process::new(&recorded.zato_bin)
+            let child = tokio::process::Command::new(&recorded.zato_bin)
                 .arg("stop")
                 .arg(&path)
                 .current_dir(&path)
-                .output()
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
                 .map_err(|error| usage(format!("cannot run zato stop: {error}")))?;
-            if stopped.status.success() {
-                writeln!(out, "{name} stopped")?;
-            } else {
-                writeln!(
-                    out,
-                    "{name}: `zato stop` failed: {}",
-                    String::from_utf8_lossy(&stopped.stderr).trim()
-                )?;
-            }
+            stopping.push((name, child));
+        }
+    }
+    for (name, child) in stopping {
+        match child.wait_with_output().await {
+            Ok(stopped) if stopped.status.success() => writeln!(out, "{name} stopped")?,
+            Ok(stopped) => writeln!(
+                out,
+                "{name}: `zato stop` failed: {}",
+                String::from_utf8_lossy(&stopped.stderr).trim()
+            )?,
+            Err(error) => writeln!(out, "{name}: cannot run `zato stop`: {error}")?,
         }
     }
     if let Some(pid) = read_pid(&dir.join("coordinator.pid")).filter(|pid| alive(*pid)) {

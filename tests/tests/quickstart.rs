@@ -1,0 +1,137 @@
+//! `muster quickstart` as a new user runs it, on a test host of its own (a network namespace, so
+//! its fixed ports are its own): a whole cluster in one command, its status, and its stop.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use muster_testkit::harness::{text, workspace_binary};
+use muster_testkit::netns::{Host, Network};
+use muster_testkit::traffic;
+
+fn muster(host: &Host, args: &[&str], path: Option<&str>) -> std::process::Output {
+    let mut command = host.command(&workspace_binary("muster"));
+    command.args(args).stdin(std::process::Stdio::null());
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    command.output().unwrap()
+}
+
+fn processes_in(host: &Host) -> usize {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "pids", &host.namespace])
+        .output()
+        .unwrap();
+    text(&output.stdout).lines().count()
+}
+
+#[test]
+fn one_command_makes_a_cluster_that_answers_through_its_load_balancer() {
+    let mut network = Network::create();
+    let host = network.add_host("box");
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("qs");
+    let dir_text = dir.to_str().unwrap();
+
+    // Without Zato and without --demo it stops before it starts anything, and says what to do.
+    let refused = muster(
+        &host,
+        &["quickstart", "--dir", dir_text],
+        Some("/usr/bin:/bin"),
+    );
+    assert!(!refused.status.success());
+    let error = text(&refused.stderr);
+    assert!(
+        error.contains("no `zato` in PATH") && error.contains("--demo"),
+        "{error}"
+    );
+    assert!(!dir.exists(), "nothing was created");
+
+    let started = muster(
+        &host,
+        &["quickstart", "--dir", dir_text, "--demo", "--servers", "2"],
+        None,
+    );
+    let output = text(&started.stdout);
+    assert!(
+        started.status.success(),
+        "{output}\n{}",
+        text(&started.stderr)
+    );
+    assert!(
+        output.contains("demo mode: components are run by mock-zato"),
+        "{output}"
+    );
+    for line in [
+        "load balancer  http://127.0.0.1:11223/zato/ping",
+        "dashboard      http://127.0.0.1:8183",
+        "server1        http://127.0.0.1:17010",
+        "server2        http://127.0.0.1:17011",
+        "scheduler      http://127.0.0.1:31530",
+        "coordinator    https://127.0.0.1:17300",
+        "muster status",
+    ] {
+        assert!(output.contains(line), "{line}\n{output}");
+    }
+    assert!(output.contains("[5/5]"), "progress is shown:\n{output}");
+
+    // It returned with the cluster up: the load balancer alternates between the servers.
+    let frontend = SocketAddr::from(([127, 0, 0, 1], 11223));
+    let servers: Vec<String> = (0..4)
+        .map(|_| {
+            let (status, body) =
+                traffic::get_from(&host.namespace, frontend, "/zato/ping").unwrap();
+            assert_eq!(status, 200, "{body}");
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            json["server"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(servers.contains(&"server1".to_owned()) && servers.contains(&"server2".to_owned()));
+    assert_ne!(servers[0], servers[1], "round robin: {servers:?}");
+
+    let status = muster(&host, &["quickstart", "status", "--dir", dir_text], None);
+    let status_text = text(&status.stdout);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(
+        status_text.contains("coordinator: running"),
+        "{status_text}"
+    );
+    assert!(status_text.contains("agent: running"), "{status_text}");
+    assert!(
+        status_text.contains("server2  127.0.0.1:17011  UP"),
+        "{status_text}"
+    );
+
+    // A second quickstart finds the ports taken and says which, before it starts anything.
+    let other = scratch.path().join("other");
+    let refused = muster(
+        &host,
+        &["quickstart", "--dir", other.to_str().unwrap(), "--demo"],
+        None,
+    );
+    assert!(!refused.status.success());
+    let error = text(&refused.stderr);
+    assert!(
+        error.contains("ports in use") && error.contains("11223 (the load balancer)"),
+        "{error}"
+    );
+    assert!(!other.exists());
+
+    let stopped = muster(&host, &["quickstart", "stop", "--dir", dir_text], None);
+    let said = text(&stopped.stdout);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    for line in [
+        "agent stopped",
+        "load-balancer-load-balancer stopped",
+        "server-server1 stopped",
+        "coordinator stopped",
+    ] {
+        assert!(said.contains(line), "{line}\n{said}");
+    }
+    assert_eq!(
+        processes_in(&host),
+        0,
+        "nothing of the quickstart runs on:\n{said}"
+    );
+    assert!(Path::new(&dir).join("quickstart.json").exists());
+}
