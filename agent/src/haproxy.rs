@@ -432,47 +432,49 @@ pub async fn command(socket: &Path, command: &str) -> Result<String, String> {
     }
 }
 
-/// Runs a runtime API command that changes something; HAProxy's refusal comes back verbatim.
-async fn change(socket: &Path, text: &str) -> Result<(), String> {
-    let answer = command(socket, text).await?;
-    let answer = answer.trim();
-    let accepted = answer.is_empty()
-        || [
-            "New server registered.",
-            "Server deleted.",
-            "IP changed from",
-            "port changed from",
-            "no need to change",
-        ]
-        .iter()
-        .any(|success| answer.starts_with(success));
-    if accepted {
-        tracing::info!(command = %text, "HAProxy runtime change applied");
-        Ok(())
-    } else {
-        Err(format!("HAProxy refused `{text}`: {answer}"))
-    }
-}
-
 fn server_ref(name: &str) -> String {
     format!("{BACKEND}/{SERVER_PREFIX}{name}")
 }
 
-/// The master's process, if it runs with this config.
-pub fn master_pid(paths: &Paths) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(&paths.pidfile)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()?;
-    let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+/// Whether process `pid` runs HAProxy with this config.
+fn runs_config(pid: i32, paths: &Paths) -> bool {
+    let Ok(command_line) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
     let config = paths.config.display().to_string();
     command_line
         .split(|byte| *byte == 0)
         .any(|argument| argument == config.as_bytes())
-        .then_some(pid)
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("PPid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The master's process, if one runs with this config: the one its pidfile names, or else (a
+/// pidfile not written yet, or lost) the process running this config whose parent does not.
+pub fn master_pid(paths: &Paths) -> Option<i32> {
+    let recorded = std::fs::read_to_string(&paths.pidfile)
+        .ok()
+        .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
+        .filter(|pid| runs_config(*pid, paths));
+    if recorded.is_some() {
+        return recorded;
+    }
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            runs_config(*pid, paths)
+                && parent_of(*pid).is_none_or(|parent| !runs_config(parent, paths))
+        })
 }
 
 /// HAProxy as the agent runs it for one load balancer.
@@ -490,15 +492,7 @@ pub struct Applied {
 
 impl HaProxy<'_> {
     fn own(&self, path: &Path) -> Result<(), String> {
-        let Some(user) = self.run_as else {
-            return Ok(());
-        };
-        nix::unistd::chown(
-            path,
-            Some(nix::unistd::Uid::from_raw(user.uid)),
-            Some(nix::unistd::Gid::from_raw(user.gid)),
-        )
-        .map_err(|error| format!("cannot give {} to {}: {error}", path.display(), user.name))
+        self.run_as.map_or(Ok(()), |user| user.give(path))
     }
 
     fn log_length(&self) -> u64 {
@@ -622,6 +616,23 @@ impl HaProxy<'_> {
                 self.log_since(offset)
             ));
         }
+        // Started means: its master runs and its runtime API answers.
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        loop {
+            if master_pid(self.paths).is_some()
+                && command(&self.paths.stats_socket, "show info").await.is_ok()
+            {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "HAProxy started but its master or runtime API did not come up within \
+                     {COMMAND_TIMEOUT:?}: {}",
+                    self.log_since(offset)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         tracing::info!(config = %config, "HAProxy started");
         Ok(())
     }
@@ -684,11 +695,46 @@ impl HaProxy<'_> {
         self.sync_servers(plan).await
     }
 
+    /// A runtime API command, through the stats socket or, should that not answer (its file
+    /// removed or replaced), through the master socket to the current worker.
+    async fn runtime(&self, text: &str) -> Result<String, String> {
+        match command(&self.paths.stats_socket, text).await {
+            Ok(answer) => Ok(answer),
+            Err(error) => command(&self.paths.master_socket, &format!("@1 {text}"))
+                .await
+                .map_err(|_| error),
+        }
+    }
+
+    /// Runs a runtime API command that changes something; HAProxy's refusal comes back verbatim.
+    async fn change(&self, text: &str) -> Result<(), String> {
+        let answer = self.runtime(text).await?;
+        let answer = answer.trim();
+        let accepted = answer.is_empty()
+            || [
+                "New server registered.",
+                "Server deleted.",
+                "IP changed from",
+                "port changed from",
+                "no need to change",
+            ]
+            .iter()
+            .any(|success| answer.starts_with(success));
+        if accepted {
+            tracing::info!(command = %text, "HAProxy runtime change applied");
+            Ok(())
+        } else {
+            Err(format!("HAProxy refused `{text}`: {answer}"))
+        }
+    }
+
     /// Makes the live backend hold exactly the plan's servers, in the planned states.
     async fn sync_servers(&self, plan: &Plan) -> Result<Applied, String> {
-        let socket = &self.paths.stats_socket;
-        let live =
-            parse_servers_state(&command(socket, &format!("show servers state {BACKEND}")).await?);
+        let live = parse_servers_state(
+            &self
+                .runtime(&format!("show servers state {BACKEND}"))
+                .await?,
+        );
         let live: BTreeMap<&str, &LiveServer> = live
             .iter()
             .map(|server| (server.name.as_str(), server))
@@ -700,42 +746,31 @@ impl HaProxy<'_> {
             let Some(existing) = live.get(server.name.as_str()) else {
                 let address =
                     muster_proto::haproxy::address_text(&server.address, u32::from(server.port));
-                change(
-                    socket,
-                    &format!(
-                        "add server {reference} {address} {}",
-                        muster_proto::haproxy::check_keywords(&plan.settings)
-                    ),
-                )
+                self.change(&format!(
+                    "add server {reference} {address} {}",
+                    muster_proto::haproxy::check_keywords(&plan.settings)
+                ))
                 .await?;
-                change(socket, &format!("enable health {reference}")).await?;
+                self.change(&format!("enable health {reference}")).await?;
                 // Out of rotation until its checks pass, not assumed up.
-                change(socket, &format!("set server {reference} health down")).await?;
-                change(
-                    socket,
-                    &format!("set server {reference} state {wanted_state}"),
-                )
-                .await?;
+                self.change(&format!("set server {reference} health down"))
+                    .await?;
+                self.change(&format!("set server {reference} state {wanted_state}"))
+                    .await?;
                 continue;
             };
             if existing.address != server.address || existing.port != server.port {
-                change(
-                    socket,
-                    &format!(
-                        "set server {reference} addr {} port {}",
-                        server.address, server.port
-                    ),
-                )
+                self.change(&format!(
+                    "set server {reference} addr {} port {}",
+                    server.address, server.port
+                ))
                 .await?;
             }
             let out_of_rotation =
                 existing.admin_state & (ADMIN_FORCED_MAINT | ADMIN_FORCED_DRAIN) != 0;
             if server.drain != out_of_rotation {
-                change(
-                    socket,
-                    &format!("set server {reference} state {wanted_state}"),
-                )
-                .await?;
+                self.change(&format!("set server {reference} state {wanted_state}"))
+                    .await?;
             }
         }
         let wanted: Vec<&str> = plan
@@ -749,10 +784,11 @@ impl HaProxy<'_> {
             }
             let reference = server_ref(name);
             if existing.admin_state & ADMIN_FORCED_MAINT == 0 {
-                change(socket, &format!("set server {reference} state maint")).await?;
+                self.change(&format!("set server {reference} state maint"))
+                    .await?;
             }
             // Refused while requests are still under way on it: tried again at the next pass.
-            if let Err(refused) = change(socket, &format!("del server {reference}")).await {
+            if let Err(refused) = self.change(&format!("del server {reference}")).await {
                 tracing::info!(server = %name, reason = %refused, "backend server not removed yet");
                 applied.note = format!("removing server {name}: {refused}");
             }
@@ -762,7 +798,7 @@ impl HaProxy<'_> {
 
     /// Writes the live servers' states where the next worker reads them, so a reload keeps them.
     async fn save_server_state(&self) -> Result<(), String> {
-        let state = command(&self.paths.stats_socket, "show servers state").await?;
+        let state = self.runtime("show servers state").await?;
         files::write_atomic(&self.paths.state_file, state.as_bytes(), 0o640)
             .map_err(|error| error.to_string())?;
         self.own(&self.paths.state_file)
@@ -828,9 +864,7 @@ impl HaProxy<'_> {
 
     /// The backend's servers as HAProxy sees them.
     pub async fn backend_states(&self) -> Result<Vec<v1::BackendServerState>, String> {
-        Ok(parse_stat(
-            &command(&self.paths.stats_socket, "show stat -1 4 -1").await?,
-        ))
+        Ok(parse_stat(&self.runtime("show stat -1 4 -1").await?))
     }
 }
 

@@ -270,15 +270,10 @@ impl Reconciler {
     }
 
     fn chown(&self, path: &Path) -> Result<(), String> {
-        let Some(user) = &self.zato.run_as else {
-            return Ok(());
-        };
-        nix::unistd::chown(
-            path,
-            Some(nix::unistd::Uid::from_raw(user.uid)),
-            Some(nix::unistd::Gid::from_raw(user.gid)),
-        )
-        .map_err(|error| format!("cannot give {} to {}: {error}", path.display(), user.name))
+        self.zato
+            .run_as
+            .as_ref()
+            .map_or(Ok(()), |user| user.give(path))
     }
 
     fn ensure_cluster_dir(&self, cluster: &str) -> Result<PathBuf, String> {

@@ -63,6 +63,16 @@ pub struct RunAs {
 }
 
 impl RunAs {
+    /// Makes this user the owner of `path`.
+    pub fn give(&self, path: &Path) -> Result<(), String> {
+        nix::unistd::chown(
+            path,
+            Some(nix::unistd::Uid::from_raw(self.uid)),
+            Some(nix::unistd::Gid::from_raw(self.gid)),
+        )
+        .map_err(|error| format!("cannot give {} to {}: {error}", path.display(), self.name))
+    }
+
     pub fn lookup(name: &str) -> Result<RunAs, ZatoError> {
         let user = nix::unistd::User::from_name(name)
             .ok()

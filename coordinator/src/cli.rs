@@ -1145,6 +1145,25 @@ fn write_status(out: &mut impl std::io::Write, status: &StatusView) -> std::io::
     Ok(())
 }
 
+/// The components of one cluster, or of all.
+async fn list_components(
+    connection: &mut Connection,
+    cluster: Option<&str>,
+) -> Result<Vec<ComponentView>, CliError> {
+    Ok(connection
+        .client
+        .list_components(v1::ListComponentsRequest {
+            cluster: cluster.unwrap_or_default().to_owned(),
+        })
+        .await
+        .map_err(|status| connection.status_error(&status))?
+        .into_inner()
+        .components
+        .into_iter()
+        .map(ComponentView::from)
+        .collect())
+}
+
 /// Each cluster's hosts and components (or one cluster's), as `muster status` shows them.
 async fn fetch_status(
     connection: &mut Connection,
@@ -1182,18 +1201,7 @@ async fn fetch_status(
         .into_iter()
         .map(HostView::from)
         .collect();
-    let components: Vec<ComponentView> = connection
-        .client
-        .list_components(v1::ListComponentsRequest {
-            cluster: cluster.clone().unwrap_or_default(),
-        })
-        .await
-        .map_err(|status| connection.status_error(&status))?
-        .into_inner()
-        .components
-        .into_iter()
-        .map(ComponentView::from)
-        .collect();
+    let components = list_components(connection, cluster.as_deref()).await?;
     Ok(status_view(
         &clusters,
         &hosts,
@@ -1382,20 +1390,7 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
                 validate::name("cluster name", cluster)?;
             }
             let mut connection = connect(&cli.connection).await?;
-            let request = v1::ListComponentsRequest {
-                cluster: cluster.unwrap_or_default(),
-            };
-            let response = connection
-                .client
-                .list_components(request)
-                .await
-                .map_err(|status| connection.status_error(&status))?;
-            let components: Vec<ComponentView> = response
-                .into_inner()
-                .components
-                .into_iter()
-                .map(ComponentView::from)
-                .collect();
+            let components = list_components(&mut connection, cluster.as_deref()).await?;
             if json {
                 write_json(out, &components)?;
             } else {

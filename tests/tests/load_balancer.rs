@@ -527,9 +527,45 @@ async fn restarting_the_agent_or_reloading_haproxy_keeps_the_backend_and_every_r
     .await
     .unwrap();
     site.backend_is(&both_up).await;
+
+    // The stats socket's file goes away (a clean-up script, say): the agent reaches the runtime
+    // API through the master socket, and still drains and undrains a server.
+    std::fs::remove_file(site.stats_socket()).unwrap();
+    let reported = |server: &str| {
+        site.balancer()["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|backend| backend["server"] == server)
+            .and_then(|backend| backend["state"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    site.coordinator.ok(&["host", "drain", "app-2"]);
+    wait_for("server2 drained and stopped", PATIENCE, POLL, || {
+        let state = reported("server2");
+        let stopped = site
+            .coordinator
+            .json(&["component", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|component| component["name"] == "server2" && component["state"] == "stopped");
+        let done = stopped && !state.starts_with("UP");
+        async move { done.then_some(()) }
+    })
+    .await
+    .unwrap();
+    site.coordinator.ok(&["host", "undrain", "app-2"]);
+    wait_for("server2 back in rotation", PATIENCE, POLL, || {
+        let up = reported("server2") == "UP" && reported("server1") == "UP";
+        async move { up.then_some(()) }
+    })
+    .await
+    .unwrap();
     let tally = stream.stop();
     println!(
-        "{} requests, {} failed, across an agent restart and a HAProxy reload",
+        "{} requests, {} failed, across an agent restart, a HAProxy reload and a drain without the \
+         stats socket",
         tally.succeeded, tally.failed
     );
     assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);

@@ -16,7 +16,7 @@ use muster_proto::validate;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CliError, ComponentView, ConnectionArgs, connect, fetch_status, write_json, write_status,
+    CliError, ConnectionArgs, connect, fetch_status, list_components, write_json, write_status,
 };
 
 const GRPC_PORT: u16 = muster_proto::DEFAULT_GRPC_PORT;
@@ -458,18 +458,7 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
     let deadline = Instant::now() + args.wait;
     let mut shown: std::collections::BTreeMap<String, String> = Default::default();
     loop {
-        let components: Vec<ComponentView> = connection
-            .client
-            .list_components(v1::ListComponentsRequest {
-                cluster: args.cluster.clone(),
-            })
-            .await
-            .map_err(|status| connection.status_error(&status))?
-            .into_inner()
-            .components
-            .into_iter()
-            .map(ComponentView::from)
-            .collect();
+        let components = list_components(&mut connection, Some(&args.cluster)).await?;
         let healthy = components
             .iter()
             .filter(|component| component.healthy)
