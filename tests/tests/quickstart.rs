@@ -117,7 +117,12 @@ fn one_command_makes_a_cluster_that_answers_through_its_load_balancer() {
     );
     assert!(!other.exists());
 
-    let stopped = muster(&host, &["quickstart", "stop", "--dir", dir_text], None);
+    // Stopped from the directory above it, with a relative --dir, as README has it.
+    let mut stop = host.command(&workspace_binary("muster"));
+    stop.args(["quickstart", "stop", "--dir", "qs"])
+        .current_dir(scratch.path())
+        .stdin(std::process::Stdio::null());
+    let stopped = stop.output().unwrap();
     let said = text(&stopped.stdout);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
     for line in [

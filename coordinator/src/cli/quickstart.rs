@@ -103,10 +103,20 @@ pub(super) async fn run(
     out: &mut impl std::io::Write,
 ) -> Result<(), CliError> {
     match args.action {
-        Some(QuickstartAction::Status { dir }) => status(&dir, json, out).await,
-        Some(QuickstartAction::Stop { dir }) => stop(&dir, out).await,
+        Some(QuickstartAction::Status { dir }) => status(&existing(&dir)?, json, out).await,
+        Some(QuickstartAction::Stop { dir }) => stop(&existing(&dir)?, out).await,
         None => start(args.start, json, out).await,
     }
+}
+
+/// The quickstart's directory as an absolute path (commands run in other directories get it).
+fn existing(dir: &Path) -> Result<PathBuf, CliError> {
+    std::fs::canonicalize(dir).map_err(|error| {
+        usage(format!(
+            "{} is not a quickstart directory: {error}",
+            dir.display()
+        ))
+    })
 }
 
 fn usage(message: impl Into<String>) -> CliError {
