@@ -2,7 +2,7 @@
 //! new user to, on SQLite, PostgreSQL and MariaDB.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use muster_coordinator::pki::certificate_sha256;
 use muster_coordinator::store::{DatabaseUrl, SqlStore, Store};
 use muster_proto::v1;
 use muster_proto::v1::admin_service_client::AdminServiceClient;
-use muster_testkit::harness::{command, text};
+use muster_testkit::harness::{command, http_get, text};
 use muster_testkit::{Backend, TestDatabase, free_port, wait_for};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
@@ -65,7 +65,7 @@ impl Coordinator {
             Duration::from_millis(50),
             || {
                 let answer = http_get(http_port, "/healthz");
-                async move { answer.filter(|body| body.starts_with("HTTP/1.1 200")) }
+                async move { answer }
             },
         )
         .await;
@@ -146,19 +146,6 @@ impl Drop for Coordinator {
             self.terminate();
         }
     }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
 }
 
 async fn grpc_channel(coordinator: &Coordinator) -> Channel {

@@ -48,18 +48,9 @@ pub fn signal(pid: u32, signal: nix::sys::signal::Signal) {
 
 /// A GET to 127.0.0.1:`port`; the body when the answer is 200.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    let (status, body) =
+        crate::traffic::get(std::net::SocketAddr::from(([127, 0, 0, 1], port)), path)?;
+    (status == 200).then_some(body)
 }
 
 /// A server's `/zato/ping` answer as JSON.

@@ -177,6 +177,35 @@ pub fn haproxy_servers(stats_socket: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Waits (at most `timeout`) until the backend holds exactly `expected` (server, status) pairs;
+/// the error says what HAProxy had instead.
+pub async fn await_backend(
+    stats_socket: &Path,
+    expected: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(), String> {
+    let expected: BTreeMap<String, String> = expected
+        .iter()
+        .map(|(name, state)| ((*name).to_owned(), (*state).to_owned()))
+        .collect();
+    let waited = crate::wait_for(
+        "HAProxy's backend",
+        timeout,
+        Duration::from_millis(50),
+        || {
+            let matches = haproxy_servers(stats_socket) == expected;
+            async move { matches.then_some(()) }
+        },
+    )
+    .await;
+    waited.map_err(|error| {
+        format!(
+            "{error}: wanted {expected:?}, HAProxy has {:?}",
+            haproxy_servers(stats_socket)
+        )
+    })
+}
+
 /// The pids of HAProxy's workers, current and old, as the master socket's `show proc` lists them.
 pub fn haproxy_workers(master_socket: &Path) -> Vec<u32> {
     haproxy_command(master_socket, "show proc")

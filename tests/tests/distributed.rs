@@ -184,21 +184,8 @@ impl Site {
 
     /// Waits until HAProxy's backend holds exactly these (server, status) pairs.
     async fn backend_is(&self, expected: &[(&str, &str)]) {
-        let expected: BTreeMap<String, String> = expected
-            .iter()
-            .map(|(name, state)| ((*name).to_owned(), (*state).to_owned()))
-            .collect();
-        let waited = wait_for("HAProxy's backend", PATIENCE, POLL, || {
-            let matches = traffic::haproxy_servers(&self.stats_socket()) == expected;
-            async move { matches.then_some(()) }
-        })
-        .await;
-        if let Err(error) = waited {
-            panic!(
-                "{error}: wanted {expected:?}, HAProxy has {:?}\n{}",
-                traffic::haproxy_servers(&self.stats_socket()),
-                self.coordinator.ok(&["status"])
-            );
+        if let Err(error) = traffic::await_backend(&self.stats_socket(), expected, PATIENCE).await {
+            panic!("{error}\n{}", self.coordinator.ok(&["status"]));
         }
     }
 

@@ -142,25 +142,8 @@ impl Site {
 
     /// Waits until HAProxy's backend holds exactly `expected` (server, status) pairs.
     async fn backend_is(&self, expected: &[(&str, &str)]) {
-        let mut expected: Vec<(String, String)> = expected
-            .iter()
-            .map(|(name, state)| ((*name).to_owned(), (*state).to_owned()))
-            .collect();
-        expected.sort();
-        let waited = wait_for("HAProxy's backend", PATIENCE, POLL, || {
-            let live: Vec<(String, String)> = traffic::haproxy_servers(&self.stats_socket())
-                .into_iter()
-                .collect();
-            let matches = live == expected;
-            async move { matches.then_some(()) }
-        })
-        .await;
-        if let Err(error) = waited {
-            panic!(
-                "{error}: wanted {expected:?}, HAProxy has {:?}\n{}",
-                traffic::haproxy_servers(&self.stats_socket()),
-                self.coordinator.ok(&["status"])
-            );
+        if let Err(error) = traffic::await_backend(&self.stats_socket(), expected, PATIENCE).await {
+            panic!("{error}\n{}", self.coordinator.ok(&["status"]));
         }
     }
 

@@ -12,17 +12,9 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// The JSON a component at `address`:`port` answers with.
 fn answer(address: &str, port: u16) -> Option<serde_json::Value> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect((address, port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET /zato/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
+    let address = std::net::SocketAddr::new(address.parse().ok()?, port);
+    let (_, body) = muster_testkit::traffic::get(address, "/zato/ping")?;
+    serde_json::from_str(&body).ok()
 }
 
 async fn wait_for_answer(address: &str, port: u16, what: &str) -> serde_json::Value {
