@@ -938,7 +938,7 @@ impl SqlStore {
             .iter()
             .any(|assignment| assignment.role == Role::LoadBalancer)
         {
-            let mut backends = self.backend_states().await?;
+            let mut backends = self.backend_states(value).await?;
             for assignment in &mut assignments {
                 if let Some(status) = &mut assignment.status
                     && let Some(states) = backends.remove(&(
@@ -992,17 +992,28 @@ impl SqlStore {
         }
     }
 
-    /// Every load balancer's reported backend servers, by (host name, cluster, load balancer).
+    /// The load balancers' reported backend servers, of one cluster or of all, by (host name,
+    /// cluster, load balancer).
     async fn backend_states(
         &self,
+        cluster: Option<&str>,
     ) -> Result<BTreeMap<(String, String, String), Vec<v1::BackendServerState>>, StoreError> {
-        let sql = self.sql(
+        let sql = self.sql(&format!(
             "SELECT h.name AS host_name, b.cluster_name, b.lb_name, b.server_name, b.address,
                  b.state, b.check_result, b.sessions
              FROM backend_status b JOIN hosts h ON h.id = b.host_id
-             ORDER BY b.server_name",
-        );
-        let rows = sqlx::query(&sql)
+             {} ORDER BY b.server_name",
+            if cluster.is_some() {
+                "WHERE b.cluster_name = $1"
+            } else {
+                ""
+            }
+        ));
+        let mut query = sqlx::query(&sql);
+        if let Some(cluster) = cluster {
+            query = query.bind(cluster);
+        }
+        let rows = query
             .fetch_all(&self.pool)
             .await
             .map_err(database("read backend states"))?;
