@@ -529,25 +529,39 @@ impl SqlStore {
         transaction: &mut Transaction<'static, Any>,
         host_name: &str,
     ) -> Result<(), StoreError> {
-        let sql = self.sql(
-            "SELECT DISTINCT c.id, c.name FROM assignments a JOIN clusters c ON c.id = a.cluster_id
-             WHERE a.host_name = $1",
-        );
-        let rows = sqlx::query(&sql)
-            .bind(host_name)
-            .fetch_all(&mut **transaction)
-            .await
-            .map_err(database("read a host's clusters"))?;
-        for row in rows {
-            let id: String = row
-                .try_get("id")
-                .map_err(database("read a host's clusters"))?;
-            let name: String = row
-                .try_get("name")
-                .map_err(database("read a host's clusters"))?;
+        for (id, name) in self.host_clusters(transaction, host_name, None).await? {
             self.replan_scheduler(transaction, &id, &name).await?;
         }
         Ok(())
+    }
+
+    /// The (id, name) of each cluster the host has a component in (of `role`, if given).
+    async fn host_clusters(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        host_name: &str,
+        role: Option<Role>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let read = || database("read a host's clusters");
+        let sql =
+            self.sql(&format!(
+            "SELECT DISTINCT c.id, c.name FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+             WHERE a.host_name = $1{}",
+            if role.is_some() { " AND a.role = $2" } else { "" }
+        ));
+        let mut query = sqlx::query(&sql).bind(host_name);
+        if let Some(role) = role {
+            query = query.bind(role.cli_name());
+        }
+        let rows = query.fetch_all(&mut **transaction).await.map_err(read())?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("id").map_err(read())?,
+                    row.try_get("name").map_err(read())?,
+                ))
+            })
+            .collect()
     }
 
     /// Replaces the host's reported backend states with those of `report`; returns the previous
@@ -2100,16 +2114,10 @@ impl Store for SqlStore {
             .await?;
         }
         if host.advertise_address != report.advertise_address {
-            let sql = self.sql("SELECT DISTINCT cluster_id FROM assignments WHERE host_name = $1");
-            let rows = sqlx::query(&sql)
-                .bind(&host.name)
-                .fetch_all(&mut **transaction)
-                .await
-                .map_err(database("read a host's clusters"))?;
-            for row in rows {
-                let cluster_id: String = row
-                    .try_get("cluster_id")
-                    .map_err(database("read a host's clusters"))?;
+            for (cluster_id, _) in self
+                .host_clusters(&mut transaction, &host.name, None)
+                .await?
+            {
                 self.bump_cluster_hosts(&mut transaction, &cluster_id)
                     .await?;
             }
@@ -2380,19 +2388,10 @@ impl Store for SqlStore {
                     .await?;
                 self.replan_host_clusters(&mut transaction, &name).await?;
                 // A load balancer that went down is no longer waited for by draining servers.
-                let sql = self.sql(
-                    "SELECT DISTINCT c.name FROM assignments a JOIN clusters c ON c.id = a.cluster_id
-                     WHERE a.host_name = $1 AND a.role = 'load-balancer'",
-                );
-                let balanced = sqlx::query(&sql)
-                    .bind(&name)
-                    .fetch_all(&mut **transaction)
-                    .await
-                    .map_err(database("read a host's load balancers"))?;
-                for row in balanced {
-                    let cluster: String = row
-                        .try_get("name")
-                        .map_err(database("read a host's load balancers"))?;
+                let balanced = self
+                    .host_clusters(&mut transaction, &name, Some(Role::LoadBalancer))
+                    .await?;
+                for (_, cluster) in balanced {
                     self.bump_draining_servers(&mut transaction, &cluster)
                         .await?;
                 }
