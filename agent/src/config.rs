@@ -52,6 +52,10 @@ pub struct RawConfig {
     pub components_dir: Option<PathBuf>,
     /// The user Zato commands run as; `None` or empty means the agent's own.
     pub run_as: Option<String>,
+    /// The first of Zato's IPC ports for this host's servers (each server gets ten from here, in
+    /// the order of their HTTP ports); `None` means 17050, Zato's own. Change it only when 17050 is
+    /// taken or several agents share one network namespace.
+    pub zato_ipc_port_start: Option<u16>,
     /// How often to report, e.g. `5s`; `None` means 5 s.
     pub heartbeat_interval: Option<String>,
 }
@@ -75,6 +79,7 @@ impl RawConfig {
             zato_bin: other.zato_bin.or(self.zato_bin),
             components_dir: other.components_dir.or(self.components_dir),
             run_as: other.run_as.or(self.run_as),
+            zato_ipc_port_start: other.zato_ipc_port_start.or(self.zato_ipc_port_start),
             heartbeat_interval: other.heartbeat_interval.or(self.heartbeat_interval),
         }
     }
@@ -188,6 +193,14 @@ impl RawConfig {
             .state_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("/var/lib/muster-agent"));
+        let zato_ipc_port_start = self.zato_ipc_port_start.unwrap_or(17050);
+        if !(1024..=64000).contains(&zato_ipc_port_start) {
+            return Err(invalid(
+                "zato_ipc_port_start",
+                &zato_ipc_port_start.to_string(),
+                "must be between 1024 and 64000".to_owned(),
+            ));
+        }
         Ok(AgentConfig {
             coordinator,
             token: self.token.clone(),
@@ -203,6 +216,7 @@ impl RawConfig {
                 .unwrap_or_else(|| PathBuf::from("zato")),
             components_dir,
             run_as,
+            zato_ipc_port_start,
             heartbeat_interval,
         })
     }
@@ -226,6 +240,8 @@ pub struct AgentConfig {
     pub components_dir: PathBuf,
     /// `None` means the agent's own user.
     pub run_as: Option<String>,
+    /// The first of Zato's IPC ports for this host's servers.
+    pub zato_ipc_port_start: u16,
     pub heartbeat_interval: Duration,
 }
 

@@ -27,6 +27,8 @@ pub enum DaemonError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Zato(#[from] zato::ZatoError),
+    #[error("zato_bin: {0}")]
+    ZatoBin(String),
 }
 
 /// The delay before the `attempt`-th reconnect in a row.
@@ -86,6 +88,12 @@ async fn identity_for(
 /// Runs the agent until `shutdown`; leaves the components running.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let run_as = config.run_as.as_deref().map(RunAs::lookup).transpose()?;
+    if let Some(user) = &run_as
+        && config.zato_bin.exists()
+    {
+        user.check_can_execute(&config.zato_bin)
+            .map_err(DaemonError::ZatoBin)?;
+    }
     let Some(identity) = identity_for(&config, &shutdown).await? else {
         return Ok(());
     };
@@ -136,7 +144,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         config.components_dir.clone(),
         &config.state_dir,
         config.bind_address,
-    );
+    )
+    .with_ipc_port_start(config.zato_ipc_port_start);
     reconcile_loop(
         &mut reconciler,
         desired_receiver,

@@ -765,6 +765,10 @@ impl HaProxy<'_> {
                     server.address, server.port
                 ))
                 .await?;
+                // Nothing may listen at the new address yet (the server restarts there, and a
+                // real Zato server takes seconds): out of rotation until its checks pass there.
+                self.change(&format!("set server {reference} health down"))
+                    .await?;
             }
             let out_of_rotation =
                 existing.admin_state & (ADMIN_FORCED_MAINT | ADMIN_FORCED_DRAIN) != 0;

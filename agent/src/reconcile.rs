@@ -1,42 +1,63 @@
 //! One reconcile pass drives the host toward its desired state and says how it stands.
 //!
-//! - Bootstrap tasks run in order (`zato create odb`, then `zato create cluster`, both with
-//!   `--skip-if-exists`), once: a finished task is recorded in `STATE_DIR/bootstrap-done.json`.
+//! - Bootstrap tasks run in order, once: `zato create odb --skip-if-exists`, then `zato create
+//!   cluster`, which is done when it creates the cluster row or finds it (Zato's
+//!   CLUSTER_NAME_ALREADY_EXISTS). A finished task is recorded in `STATE_DIR/bootstrap-done.json`.
 //! - A missing component is created in `COMPONENTS_DIR/CLUSTER/.creating-ROLE-NAME` (the pid of
 //!   the `zato create` is kept beside it) and renamed into `ROLE-NAME` only when Zato finished, so an
 //!   interrupted create never leaves a half-made component in place: the next pass waits for a
 //!   create still running, adopts one that finished (its `.zato-info` is written last), or removes
-//!   the leftovers and creates again.
-//! - A component whose port or peer address changed gets its config file rewritten (atomically)
-//!   and is restarted.
+//!   the leftovers and creates again. A server whose name Zato's ODB still holds (a removed server,
+//!   or a create killed after Zato inserted the row) has that stale row removed, and is created
+//!   again. Symlinks into the `.creating-` directory are re-pointed after the rename. A web-admin
+//!   gets the password of the dashboard's user `admin` set once, with `zato update password`.
+//! - Cluster and component directories are mode 0700, owned by `run_as`: Zato writes the cluster's
+//!   secrets into files of mode 0644 in them.
+//! - A component whose port, peer address or IPC range changed gets its config file rewritten
+//!   (atomically) and is restarted. Each server of the host gets its own range of Zato's IPC ports.
 //! - A stopped component is started (a stale pidfile is removed first, which `zato start` would
-//!   refuse); one that died is restarted with backoff and the restart is counted and reported.
-//! - Health is the component's HTTP answer: `/zato/ping` with 200 for a server, any answer below
-//!   500 for the scheduler and web-admin.
-//! - A component no longer desired is stopped and moved to `COMPONENTS_DIR/.archive`.
+//!   refuse). A component counts as running while its process lives, found by its pidfile or, in
+//!   the seconds before a real Zato writes one, by its command line; it is never started twice. One
+//!   that died is restarted with backoff and the restart is counted and reported.
+//! - Health proves the role works (see `zato::health`): a server's `/zato/ping` says `ZATO_OK`,
+//!   the scheduler accepts the servers' credentials, the dashboard serves its login form.
+//! - A component no longer desired is stopped and moved to `COMPONENTS_DIR/.archive`; a server's
+//!   row is removed from Zato's ODB too.
 //!
 //! Every failed step is retried with backoff and its error text (with secrets scrubbed) reported.
+//! A failing `zato` command backs off from [`STEP_BACKOFF_FLOOR`] to [`STEP_BACKOFF_CEILING`]: each
+//! run is a Python process of seconds of CPU.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use muster_proto::v1::{self, BootstrapKind, Component, DesiredState, Role};
 use muster_proto::validate;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::files;
 use crate::haproxy::{self, HaProxy};
-use crate::zato::{self, Arg, Zato, option, secret_option};
+use crate::zato::{
+    self, Zato, ZatoError, command, conf, health,
+    process::{self, alive, read_pid},
+};
 
 /// How often a pass runs when nothing else wakes it: the time to notice a component that died.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-/// How long a started component may take to answer before it is reported unhealthy.
-pub const START_GRACE: Duration = Duration::from_secs(30);
+/// How long a started component may take to answer before it is reported unhealthy (a real Zato
+/// server takes up to ~25 s on a busy host to write its pidfile, more to answer).
+pub const START_GRACE: Duration = Duration::from_secs(90);
 const BACKOFF_FLOOR: Duration = Duration::from_secs(1);
 const BACKOFF_CEILING: Duration = Duration::from_secs(60);
-const SCHEDULER_API_USER: &str = "scheduler_api_client";
-const SERVER_API_USER: &str = "server_api_client";
+/// The first retry delay of a failing `zato` command (create, start, bootstrap).
+pub const STEP_BACKOFF_FLOOR: Duration = Duration::from_secs(10);
+/// The longest retry delay of a failing `zato` command.
+pub const STEP_BACKOFF_CEILING: Duration = Duration::from_secs(300);
+/// How long a component without a pidfile gets to end after SIGTERM.
+const STOP_PATIENCE: Duration = Duration::from_secs(30);
+/// The marker of a web-admin whose dashboard password Muster has set.
+const DASHBOARD_PASSWORD_MARKER: &str = ".muster-dashboard-password-set";
 
 /// What the host reports.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -65,18 +86,31 @@ struct Local {
     /// Whether the process was last seen alive: if it is gone at the next look, it died.
     seen_alive: bool,
     started_at: Option<Instant>,
+    /// When the scheduler last accepted the servers' credentials.
+    deep_probe_at: Option<Instant>,
     /// A load balancer's backend servers as its HAProxy last showed them.
     backends: Vec<v1::BackendServerState>,
+    /// The component as last desired: what removing a server from Zato's ODB needs.
+    spec: Option<Component>,
 }
 
 impl Local {
     fn fail(&mut self, error: String) {
+        self.fail_after(error, backoff);
+    }
+
+    /// A failed `zato` command: retried with the slower backoff of Zato steps.
+    fn fail_step(&mut self, error: String) {
+        self.fail_after(error, step_backoff);
+    }
+
+    fn fail_after(&mut self, error: String, delay: fn(u32) -> Duration) {
         tracing::warn!(error = %error, "component step failed; will retry");
         self.last_error = error;
         self.state = "failed".to_owned();
         self.healthy = false;
         self.failures += 1;
-        self.retry_at = Some(Instant::now() + backoff(self.failures));
+        self.retry_at = Some(Instant::now() + delay(self.failures));
     }
 
     fn waiting(&self) -> bool {
@@ -97,10 +131,10 @@ impl Local {
                     backoff(self.failures - 1)
                 },
         );
-        self.last_error = format!(
-            "the process (pid {}) died; restarting",
-            pid.unwrap_or_default()
-        );
+        self.last_error = match pid {
+            Some(pid) => format!("the process (pid {pid}) died; restarting"),
+            None => "the process died; restarting".to_owned(),
+        };
         tracing::warn!(component = %what, restarts = self.restarts, "component died; restarting");
     }
 }
@@ -108,6 +142,15 @@ impl Local {
 /// The reconciler's retry delay for the `attempt`-th failure in a row.
 pub fn backoff(attempt: u32) -> Duration {
     muster_proto::daemon::backoff(attempt, BACKOFF_FLOOR, BACKOFF_CEILING)
+}
+
+/// The retry delay after the `attempt`-th failure in a row of a `zato` command: more than half of
+/// `STEP_BACKOFF_FLOOR * 2^(attempt-1)` and at most all of it, at most [`STEP_BACKOFF_CEILING`].
+pub fn step_backoff(attempt: u32) -> Duration {
+    let cap = STEP_BACKOFF_FLOOR
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(STEP_BACKOFF_CEILING);
+    cap / 2 + muster_proto::daemon::backoff(1, cap / 2, cap / 2)
 }
 
 #[derive(Debug, Default)]
@@ -120,126 +163,73 @@ struct BootstrapLocal {
 pub struct Reconciler {
     zato: Zato,
     /// The address components listen on.
-    bind_address: std::net::IpAddr,
+    bind_address: IpAddr,
     components_dir: PathBuf,
     bootstrap_record: PathBuf,
     /// Bootstrap tasks finished on this host, as `CLUSTER/odb` and `CLUSTER/cluster`.
     bootstrap_done: BTreeSet<String>,
     bootstrap: BTreeMap<String, BootstrapLocal>,
     local: BTreeMap<Key, Local>,
+    /// The first of Zato's IPC ports for this host's servers.
+    ipc_port_start: u16,
+    /// Each server's first IPC port, by the order of the host's servers' HTTP ports.
+    ipc_port_starts: BTreeMap<Key, u16>,
 }
 
 fn role_of(component: &Component) -> Role {
     Role::try_from(component.role).unwrap_or(Role::Unspecified)
 }
 
-fn alive(pid: i32) -> bool {
-    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+fn key_of(component: &Component) -> Key {
+    Key {
+        cluster: component.cluster.clone(),
+        role: role_of(component).cli_name().to_owned(),
+        name: component.name.clone(),
+    }
 }
 
-fn read_pid(path: &Path) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+/// Makes `path` a directory of mode 0700 (creating it if needed).
+fn private_dir(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !path.exists() {
+        std::fs::create_dir_all(path)
+            .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+    }
+    let metadata =
+        std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    if metadata.permissions().mode() & 0o777 != 0o700 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|error| format!("cannot make {} private: {error}", path.display()))?;
+    }
+    Ok(())
 }
 
-/// Sets `key=value` in `[section]` of an INI text, adding the key (or the section) if missing.
-pub fn set_ini(text: &str, section: &str, key: &str, value: &str) -> String {
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let header = format!("[{section}]");
-    let Some(start) = lines.iter().position(|line| line.trim() == header) else {
-        lines.push(String::new());
-        lines.push(header);
-        lines.push(format!("{key}={value}"));
-        return lines.join("\n") + "\n";
-    };
-    let end = lines[start + 1..]
+/// Each server of `desired` gets its own range of Zato's IPC ports, in the order of their HTTP
+/// ports, so that servers on one host do not collide on `ipc_port_start`.
+fn ipc_port_starts(desired: &DesiredState, first: u16) -> BTreeMap<Key, u16> {
+    let mut servers: Vec<&Component> = desired
+        .components
         .iter()
-        .position(|line| line.trim_start().starts_with('['))
-        .map_or(lines.len(), |offset| start + 1 + offset);
-    let existing = (start + 1..end).find(|&index| {
-        lines[index]
-            .split_once('=')
-            .is_some_and(|(name, _)| name.trim() == key)
+        .filter(|component| role_of(component) == Role::Server)
+        .collect();
+    servers.sort_by_key(|component| {
+        (
+            component.port,
+            component.cluster.clone(),
+            component.name.clone(),
+        )
     });
-    match existing {
-        Some(index) => lines[index] = format!("{key}={value}"),
-        None => {
-            let insert_at = (start + 1..end)
-                .rev()
-                .find(|&index| !lines[index].trim().is_empty())
-                .map_or(start + 1, |index| index + 1);
-            lines.insert(insert_at, format!("{key}={value}"));
-        }
-    }
-    lines.join("\n") + "\n"
-}
-
-fn get_ini(text: &str, section: &str, key: &str) -> Option<String> {
-    let mut in_section = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_section = line == format!("[{section}]");
-        } else if in_section
-            && let Some((name, value)) = line.split_once('=')
-            && name.trim() == key
-        {
-            return Some(value.trim().to_owned());
-        }
-    }
-    None
-}
-
-/// `http://HOST:PORT` → (host, port, use TLS).
-fn split_address(address: &str, default_port: u16) -> Option<(String, u16, bool)> {
-    let (use_tls, rest) = match address.split_once("://") {
-        Some(("https", rest)) => (true, rest),
-        Some(("http", rest)) => (false, rest),
-        _ => (true, address),
-    };
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().ok()?),
-        None => (rest, default_port),
-    };
-    validate::host("peer address", host).ok()?;
-    Some((host.to_owned(), port, use_tls))
-}
-
-fn python_bool(value: bool) -> &'static str {
-    if value { "True" } else { "False" }
-}
-
-/// Sends one HTTP GET to `address`:`port` and returns the status code.
-async fn http_status(address: std::net::IpAddr, port: u16, path: &str) -> Option<u16> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect((address, port)).await.ok()?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut head = [0u8; 64];
-        let mut read = 0;
-        while read < 12 {
-            let count = stream.read(&mut head[read..]).await.ok()?;
-            if count == 0 {
-                break;
-            }
-            read += count;
-        }
-        let line = String::from_utf8_lossy(&head[..read]).into_owned();
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    tokio::time::timeout(Duration::from_secs(2), exchange)
-        .await
-        .ok()
-        .flatten()
-}
-
-async fn healthy(role: Role, address: std::net::IpAddr, port: u16) -> bool {
-    match role {
-        Role::Server => http_status(address, port, "/zato/ping").await == Some(200),
-        _ => http_status(address, port, "/")
-            .await
-            .is_some_and(|status| status < 500),
-    }
+    servers
+        .into_iter()
+        .enumerate()
+        .map(|(index, component)| {
+            let offset = u16::try_from(index).unwrap_or(u16::MAX / conf::IPC_PORTS_PER_SERVER);
+            (
+                key_of(component),
+                first.saturating_add(offset.saturating_mul(conf::IPC_PORTS_PER_SERVER)),
+            )
+        })
+        .collect()
 }
 
 impl Reconciler {
@@ -247,7 +237,7 @@ impl Reconciler {
         zato: Zato,
         components_dir: PathBuf,
         state_dir: &Path,
-        bind_address: std::net::IpAddr,
+        bind_address: IpAddr,
     ) -> Reconciler {
         let bootstrap_record = state_dir.join("bootstrap-done.json");
         let bootstrap_done = std::fs::read_to_string(&bootstrap_record)
@@ -262,11 +252,33 @@ impl Reconciler {
             bootstrap_done,
             bootstrap: BTreeMap::new(),
             local: BTreeMap::new(),
+            ipc_port_start: conf::IPC_PORT_START,
+            ipc_port_starts: BTreeMap::new(),
         }
+    }
+
+    /// Zato's IPC ports of this host's servers start at `port` rather than Zato's 17050.
+    pub fn with_ipc_port_start(mut self, port: u16) -> Reconciler {
+        self.ipc_port_start = port;
+        self
     }
 
     fn cluster_dir(&self, cluster: &str) -> PathBuf {
         self.components_dir.join(cluster)
+    }
+
+    /// The SQLite file of a cluster whose ODB settings name none.
+    fn default_sqlite(&self, cluster: &str) -> PathBuf {
+        self.cluster_dir(cluster).join("odb.db")
+    }
+
+    /// Where components answer this host's probes.
+    fn probe_address(&self) -> IpAddr {
+        if self.bind_address.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            self.bind_address
+        }
     }
 
     fn chown(&self, path: &Path) -> Result<(), String> {
@@ -276,19 +288,18 @@ impl Reconciler {
             .map_or(Ok(()), |user| user.give(path))
     }
 
+    /// The cluster's directory, mode 0700 and owned by the Zato user.
     fn ensure_cluster_dir(&self, cluster: &str) -> Result<PathBuf, String> {
         let directory = self.cluster_dir(cluster);
-        if !directory.exists() {
-            std::fs::create_dir_all(&directory)
-                .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
-            self.chown(&directory)?;
-        }
+        private_dir(&directory)?;
+        self.chown(&directory)?;
         Ok(directory)
     }
 
     /// One pass toward `desired`; returns the host's status and when to run again at the latest.
     pub async fn pass(&mut self, desired: &DesiredState) -> (HostStatus, Duration) {
         let bootstrap = self.bootstrap(desired).await;
+        self.ipc_port_starts = ipc_port_starts(desired, self.ipc_port_start);
         let mut components = Vec::new();
         for component in &desired.components {
             components.push(self.converge(component).await);
@@ -360,7 +371,7 @@ impl Reconciler {
                 Err(error) => {
                     tracing::warn!(cluster = %task.cluster, task = kind_name, error = %error, "bootstrap task failed; will retry");
                     local.failures += 1;
-                    local.retry_at = Some(Instant::now() + backoff(local.failures));
+                    local.retry_at = Some(Instant::now() + step_backoff(local.failures));
                     local.last_error.clone_from(&error);
                     status.last_error = error;
                     blocked_clusters.insert(task.cluster.clone());
@@ -378,34 +389,50 @@ impl Reconciler {
     ) -> Result<(), String> {
         validate::name("cluster name", &task.cluster).map_err(|error| error.to_string())?;
         let directory = self.ensure_cluster_dir(&task.cluster)?;
-        let odb = task.odb.clone().unwrap_or_default();
+        let default_sqlite = self.default_sqlite(&task.cluster);
+        let odb_settings = task.odb.clone().unwrap_or_default();
         let secrets = task.secrets.clone().unwrap_or_default();
-        let mut args = vec![Arg::plain("create")];
-        match kind {
-            BootstrapKind::Odb => args.push(Arg::plain("odb")),
-            _ => {
-                args.push(Arg::plain("cluster"));
-                args.push(Arg::plain(task.cluster.clone()));
-            }
+        let odb = zato::odb::Odb {
+            settings: &odb_settings,
+            password: &secrets.odb_password,
+            default_sqlite: &default_sqlite,
+        };
+        if kind == BootstrapKind::Odb {
+            return self
+                .zato
+                .run(
+                    &command::create_odb(task, &default_sqlite),
+                    &directory,
+                    |_| {},
+                )
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string());
         }
-        args.extend(zato::odb_options(
-            &odb,
-            &secrets.odb_password,
-            &directory.join("odb.db"),
-        ));
-        if kind == BootstrapKind::Cluster {
-            args.extend(secret_option("--secret-key", &secrets.secret_key));
-            args.extend(secret_option(
-                "--admin-invoke-password",
-                &secrets.admin_invoke_password,
-            ));
-        }
-        args.push(Arg::plain("--skip-if-exists"));
-        self.zato
-            .run(&args, &directory, |_| {})
+        if odb
+            .cluster_exists(&task.cluster)
             .await
-            .map(|_| ())
-            .map_err(|error| error.to_string())
+            .map_err(|error| error.to_string())?
+        {
+            tracing::info!(cluster = %task.cluster, "the ODB already holds the cluster's row");
+            return Ok(());
+        }
+        let created = self
+            .zato
+            .run(
+                &command::create_cluster(task, &default_sqlite),
+                &directory,
+                |_| {},
+            )
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Another run (an agent killed after Zato committed) may have made it meanwhile.
+            Err(error) => match odb.cluster_exists(&task.cluster).await {
+                Ok(true) => Ok(()),
+                _ => Err(error.to_string()),
+            },
+        }
     }
 
     fn component_dirs(&self, component: &Component) -> (PathBuf, PathBuf, PathBuf) {
@@ -420,83 +447,89 @@ impl Reconciler {
 
     /// The `zato create` arguments for a component in `path`; `Err` with a reason when it must
     /// wait (the scheduler before any server has an address).
-    fn create_args(&self, component: &Component, path: &Path) -> Result<Vec<Arg>, String> {
-        let odb = component.odb.clone().unwrap_or_default();
-        let secrets = component.secrets.clone().unwrap_or_default();
-        let default_sqlite = self.cluster_dir(&component.cluster).join("odb.db");
-        let path_text = path.display().to_string();
-        let mut args = vec![Arg::plain("create")];
+    fn create_args(&self, component: &Component, path: &Path) -> Result<Vec<zato::Arg>, String> {
+        let default_sqlite = self.default_sqlite(&component.cluster);
+        let peer = component.peer_addresses.first().map(String::as_str);
         match role_of(component) {
-            Role::Server => {
-                args.extend([
-                    Arg::plain("server"),
-                    Arg::plain(path_text),
-                    Arg::plain(component.cluster.clone()),
-                    Arg::plain(component.name.clone()),
-                ]);
-                args.extend(zato::odb_options(
-                    &odb,
-                    &secrets.odb_password,
-                    &default_sqlite,
-                ));
-                args.extend(secret_option("--secret-key", &secrets.secret_key));
-                args.extend(secret_option("--jwt-secret", &secrets.jwt_secret));
-                args.extend(option("--http-port", component.port.to_string()));
-                if let Some(scheduler) = component.peer_addresses.first() {
-                    args.extend(option("--scheduler-address-for-server", scheduler.clone()));
-                }
-                args.extend(option(
-                    "--scheduler-api-client-for-server-username",
-                    SCHEDULER_API_USER,
-                ));
-                args.extend(secret_option(
-                    "--scheduler-api-client-for-server-password",
-                    &secrets.scheduler_api_password,
-                ));
-                args.extend(option(
-                    "--server-api-client-for-scheduler-username",
-                    SERVER_API_USER,
-                ));
-                args.extend(secret_option(
-                    "--server-api-client-for-scheduler-password",
-                    &secrets.server_api_password,
-                ));
-            }
+            Role::Server => Ok(command::create_server(
+                component,
+                path,
+                peer,
+                &default_sqlite,
+            )),
             Role::Scheduler => {
-                let server = component.peer_addresses.first().ok_or_else(|| {
+                let server = peer.ok_or_else(|| {
                     "waiting for a server of the cluster to have an address".to_owned()
                 })?;
-                args.extend([Arg::plain("scheduler"), Arg::plain(path_text)]);
-                args.extend(zato::odb_options(
-                    &odb,
-                    &secrets.odb_password,
+                Ok(command::create_scheduler(
+                    component,
+                    path,
+                    server,
                     &default_sqlite,
-                ));
-                args.extend(option("--cluster-name", component.cluster.clone()));
-                args.extend(secret_option("--secret-key", &secrets.secret_key));
-                args.extend(option("--server-address-for-scheduler", server.clone()));
-                args.extend(option("--bind-port", component.port.to_string()));
+                ))
             }
-            Role::WebAdmin => {
-                args.extend([Arg::plain("web-admin"), Arg::plain(path_text)]);
-                args.extend(zato::odb_options(
-                    &odb,
-                    &secrets.odb_password,
-                    &default_sqlite,
-                ));
-                args.extend(secret_option(
-                    "--admin-invoke-password",
-                    &secrets.admin_invoke_password,
-                ));
-            }
-            Role::LoadBalancer | Role::Unspecified => {
-                return Err(format!(
-                    "the {} role has no `zato create`",
-                    role_of(component)
-                ));
+            Role::WebAdmin => Ok(command::create_web_admin(component, path, &default_sqlite)),
+            Role::LoadBalancer | Role::Unspecified => Err(format!(
+                "the {} role has no `zato create`",
+                role_of(component)
+            )),
+        }
+    }
+
+    /// Runs `zato create` for a server in `temporary`; a name that Zato's ODB still holds from a
+    /// removed server or a killed create has its stale row removed, and the create runs again.
+    async fn create_server_or_recover(
+        &self,
+        component: &Component,
+        args: &[zato::Arg],
+        temporary: &Path,
+        marker: &Path,
+    ) -> Result<(), ZatoError> {
+        let cluster_dir = self.cluster_dir(&component.cluster);
+        let record_pid = |pid: u32| {
+            let _ = files::write_atomic(marker, format!("{pid}\n").as_bytes(), 0o644);
+        };
+        let first = self.zato.run(args, &cluster_dir, record_pid).await;
+        let Err(error) = first else {
+            return Ok(());
+        };
+        if role_of(component) != Role::Server
+            || !error.exited_with(zato::EXIT_SERVER_NAME_ALREADY_EXISTS)
+        {
+            return Err(error);
+        }
+        let odb_settings = component.odb.clone().unwrap_or_default();
+        let secrets = component.secrets.clone().unwrap_or_default();
+        let default_sqlite = self.default_sqlite(&component.cluster);
+        let odb = zato::odb::Odb {
+            settings: &odb_settings,
+            password: &secrets.odb_password,
+            default_sqlite: &default_sqlite,
+        };
+        let removed = odb.remove_server(&component.cluster, &component.name).await;
+        match removed {
+            Ok(rows) => tracing::warn!(
+                cluster = %component.cluster,
+                server = %component.name,
+                rows,
+                "removed a stale server row from Zato's ODB (a removed server, or a create that was interrupted); creating the server again"
+            ),
+            Err(odb_error) => {
+                tracing::warn!(error = %odb_error, "cannot remove a stale server row");
+                return Err(error);
             }
         }
-        Ok(args)
+        let _ = std::fs::remove_dir_all(temporary);
+        std::fs::create_dir(temporary).map_err(|source| ZatoError::Spawn {
+            command: format!("mkdir {}", temporary.display()),
+            source,
+        })?;
+        let _ = private_dir(temporary);
+        let _ = self.chown(temporary);
+        self.zato
+            .run(args, &cluster_dir, record_pid)
+            .await
+            .map(|_| ())
     }
 
     /// Makes sure the component's directory exists, creating it if needed. `Ok(false)` means it is
@@ -517,9 +550,7 @@ impl Reconciler {
             return Ok(false);
         }
         if temporary.join(".zato-info").exists() {
-            std::fs::rename(&temporary, &directory).map_err(|error| {
-                format!("cannot move {} into place: {error}", temporary.display())
-            })?;
+            self.finish_create(component, &temporary, &directory)?;
             let _ = std::fs::remove_file(&marker);
             tracing::info!(component = %directory.display(), "adopted a component whose create finished while the agent was away");
             return Ok(true);
@@ -542,17 +573,14 @@ impl Reconciler {
                 return Ok(false);
             }
         };
-        let cluster_dir = self.ensure_cluster_dir(&component.cluster)?;
+        self.ensure_cluster_dir(&component.cluster)?;
         std::fs::create_dir(&temporary)
             .map_err(|error| format!("cannot create {}: {error}", temporary.display()))?;
+        private_dir(&temporary)?;
         self.chown(&temporary)?;
         self.local.entry(key.clone()).or_default().state = "creating".to_owned();
-        let marker_path = marker.clone();
         let created = self
-            .zato
-            .run(&args, &cluster_dir, move |pid| {
-                let _ = files::write_atomic(&marker_path, format!("{pid}\n").as_bytes(), 0o644);
-            })
+            .create_server_or_recover(component, &args, &temporary, &marker)
             .await;
         if let Err(error) = created {
             let _ = std::fs::remove_dir_all(&temporary);
@@ -560,38 +588,85 @@ impl Reconciler {
             return Err(error.to_string());
         }
         if role_of(component) == Role::WebAdmin {
-            set_web_admin_bind(&temporary, &self.bind_address.to_string(), component.port)?;
+            conf::set_web_admin_bind(&temporary, &self.bind_address.to_string(), component.port)
+                .map_err(|error| error.to_string())?;
         }
-        std::fs::rename(&temporary, &directory)
-            .map_err(|error| format!("cannot move {} into place: {error}", temporary.display()))?;
+        self.finish_create(component, &temporary, &directory)?;
         let _ = std::fs::remove_file(&marker);
         tracing::info!(component = %directory.display(), "component created");
         Ok(true)
     }
 
-    /// Rewrites the component's config where the desired port or peer changed; says whether it
-    /// did (the component must then restart).
+    /// Moves a finished create into place: the directory renamed, the symlinks Zato made into the
+    /// old path re-pointed.
+    fn finish_create(
+        &self,
+        component: &Component,
+        temporary: &Path,
+        directory: &Path,
+    ) -> Result<(), String> {
+        std::fs::rename(temporary, directory)
+            .map_err(|error| format!("cannot move {} into place: {error}", temporary.display()))?;
+        if role_of(component) == Role::Server {
+            conf::repoint_symlinks(directory, temporary).map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Sets the password of the dashboard's user `admin` once per web-admin (`zato create
+    /// web-admin` makes one up and never shows it).
+    async fn ensure_dashboard_password(
+        &self,
+        component: &Component,
+        directory: &Path,
+    ) -> Result<(), ZatoError> {
+        let marker = directory.join(DASHBOARD_PASSWORD_MARKER);
+        let password = component
+            .secrets
+            .as_ref()
+            .map(|secrets| secrets.dashboard_password.as_str())
+            .unwrap_or_default();
+        if marker.exists() || password.is_empty() {
+            return Ok(());
+        }
+        self.zato
+            .run(
+                &command::set_dashboard_password(directory, password),
+                directory,
+                |_| {},
+            )
+            .await?;
+        let _ = files::write_atomic(&marker, b"", 0o600);
+        tracing::info!(component = %directory.display(), "dashboard password set");
+        Ok(())
+    }
+
+    /// Rewrites the component's config where the desired port, peer or IPC range changed; says
+    /// whether it did (the component must then restart).
     fn reconfigure(&self, component: &Component, directory: &Path) -> Result<bool, String> {
         let repo = directory.join("config/repo");
         let port = u16::try_from(component.port)
             .map_err(|_| format!("invalid port {}", component.port))?;
         let peer = component.peer_addresses.first();
-        match role_of(component) {
+        let changed = match role_of(component) {
             Role::Server => {
                 let bind = self.bind_address;
                 let mut settings = vec![("main", "gunicorn_bind", format!("{bind}:{port}"))];
+                if let Some(ipc_start) = self.ipc_port_starts.get(&key_of(component)) {
+                    settings.push(("main", "ipc_port_start", ipc_start.to_string()));
+                }
                 if let Some((host, peer_port, tls)) =
-                    peer.and_then(|address| split_address(address, 31530))
+                    peer.and_then(|address| conf::split_address(address, 31530))
                 {
                     settings.push(("scheduler", "scheduler_host", host));
                     settings.push(("scheduler", "scheduler_port", peer_port.to_string()));
                     settings.push((
                         "scheduler",
                         "scheduler_use_tls",
-                        python_bool(tls).to_owned(),
+                        conf::python_bool(tls).to_owned(),
                     ));
                 }
-                self.edit_ini(&repo.join("server.conf"), &settings)
+                conf::edit_ini(&repo.join("server.conf"), &settings)
             }
             Role::Scheduler => {
                 let mut settings = vec![
@@ -599,62 +674,32 @@ impl Reconciler {
                     ("bind", "port", port.to_string()),
                 ];
                 if let Some((host, peer_port, tls)) =
-                    peer.and_then(|address| split_address(address, 17010))
+                    peer.and_then(|address| conf::split_address(address, 17010))
                 {
                     settings.push(("server", "server_host", host));
                     settings.push(("server", "server_port", peer_port.to_string()));
-                    settings.push(("server", "server_use_tls", python_bool(tls).to_owned()));
+                    settings.push((
+                        "server",
+                        "server_use_tls",
+                        conf::python_bool(tls).to_owned(),
+                    ));
                 }
-                self.edit_ini(&repo.join("scheduler.conf"), &settings)
+                conf::edit_ini(&repo.join("scheduler.conf"), &settings)
             }
             Role::WebAdmin => {
-                let path = repo.join("web-admin.conf");
-                let text = files::read_to_string(&path).map_err(|error| error.to_string())?;
-                let conf: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|error| format!("{}: {error}", path.display()))?;
-                let host = self.bind_address.to_string();
-                if conf["port"].as_u64() == Some(u64::from(port))
-                    && conf["host"].as_str() == Some(host.as_str())
-                {
-                    return Ok(false);
-                }
-                set_web_admin_bind(directory, &host, component.port)?;
-                Ok(true)
+                conf::set_web_admin_bind(directory, &self.bind_address.to_string(), component.port)
             }
             _ => Ok(false),
         }
-    }
-
-    fn edit_ini(&self, path: &Path, settings: &[(&str, &str, String)]) -> Result<bool, String> {
-        let text = files::read_to_string(path).map_err(|error| error.to_string())?;
-        let mut updated = text.clone();
-        for (section, key, value) in settings {
-            if get_ini(&updated, section, key).as_deref() != Some(value.as_str()) {
-                updated = set_ini(&updated, section, key, value);
-            }
+        .map_err(|error| error.to_string())?;
+        if changed {
+            tracing::info!(component = %directory.display(), "component reconfigured");
         }
-        if updated == text {
-            return Ok(false);
-        }
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(path)
-                .map_err(|error| error.to_string())?
-                .permissions(),
-        );
-        files::write_atomic(path, updated.as_bytes(), mode & 0o777)
-            .map_err(|error| error.to_string())?;
-        self.chown(path)?;
-        tracing::info!(file = %path.display(), "component reconfigured");
-        Ok(true)
+        Ok(changed)
     }
 
     async fn converge(&mut self, component: &Component) -> v1::ComponentStatus {
-        let role = role_of(component);
-        let key = Key {
-            cluster: component.cluster.clone(),
-            role: role.cli_name().to_owned(),
-            name: component.name.clone(),
-        };
+        let key = key_of(component);
         let names_valid = validate::name("cluster name", &component.cluster)
             .and_then(|()| validate::name("component name", &component.name));
         match names_valid {
@@ -663,7 +708,10 @@ impl Reconciler {
                 .entry(key.clone())
                 .or_default()
                 .fail(format!("refused: {error}")),
-            Ok(()) => self.converge_valid(component, &key).await,
+            Ok(()) => {
+                self.local.entry(key.clone()).or_default().spec = Some(component.clone());
+                self.converge_valid(component, &key).await;
+            }
         }
         let local = self.local.entry(key).or_default();
         v1::ComponentStatus {
@@ -675,6 +723,58 @@ impl Reconciler {
             last_error: local.last_error.clone(),
             restarts: local.restarts,
             backends: local.backends.clone(),
+        }
+    }
+
+    /// Stops the component in `directory`: `zato stop` when it has a pidfile, signals to its
+    /// processes when it has none yet.
+    async fn stop_component(&self, directory: &Path) -> Result<(), String> {
+        if read_pid(&directory.join("pidfile")).is_some_and(alive) {
+            return self
+                .zato
+                .run(&command::stop(directory), directory, |_| {})
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string());
+        }
+        if process::terminate(directory, STOP_PATIENCE).await {
+            Ok(())
+        } else {
+            Err(format!(
+                "the processes of {} did not end after SIGTERM and SIGKILL",
+                directory.display()
+            ))
+        }
+    }
+
+    /// Whether the component answers as its role must; `Err` says why not.
+    async fn probe(&mut self, component: &Component, key: &Key) -> Result<(), String> {
+        let port = u16::try_from(component.port).unwrap_or_default();
+        let address = self.probe_address();
+        match role_of(component) {
+            Role::Server => health::server(address, port).await,
+            Role::WebAdmin => health::dashboard(address, port).await,
+            Role::Scheduler => {
+                let local = self.local.entry(key.clone()).or_default();
+                let recently = local.healthy
+                    && local
+                        .deep_probe_at
+                        .is_some_and(|at| at.elapsed() < health::SCHEDULER_PROBE_INTERVAL);
+                if recently {
+                    return Ok(());
+                }
+                let password = component
+                    .secrets
+                    .as_ref()
+                    .map(|secrets| secrets.scheduler_api_password.clone())
+                    .unwrap_or_default();
+                let result = health::scheduler(address, port, &password).await;
+                if result.is_ok() {
+                    self.local.entry(key.clone()).or_default().deep_probe_at = Some(Instant::now());
+                }
+                result
+            }
+            Role::LoadBalancer | Role::Unspecified => Ok(()),
         }
     }
 
@@ -690,31 +790,26 @@ impl Reconciler {
         match self.ensure_created(component, key).await {
             Ok(true) => {}
             Ok(false) => return,
-            Err(error) => return self.local.entry(key.clone()).or_default().fail(error),
+            Err(error) => return self.local.entry(key.clone()).or_default().fail_step(error),
+        }
+        if role == Role::WebAdmin
+            && let Err(error) = self.ensure_dashboard_password(component, &directory).await
+        {
+            return self
+                .local
+                .entry(key.clone())
+                .or_default()
+                .fail_step(error.to_string());
         }
         let reconfigured = match self.reconfigure(component, &directory) {
             Ok(changed) => changed,
             Err(error) => return self.local.entry(key.clone()).or_default().fail(error),
         };
         let pidfile = directory.join("pidfile");
-        let pid = read_pid(&pidfile);
-        let mut running = pid.is_some_and(alive);
-        let directory_arg = Arg::plain(directory.display().to_string());
+        let mut running = process::find(&directory).is_some();
         if running && reconfigured {
-            if let Err(error) = self
-                .zato
-                .run(
-                    &[Arg::plain("stop"), directory_arg.clone()],
-                    &directory,
-                    |_| {},
-                )
-                .await
-            {
-                return self
-                    .local
-                    .entry(key.clone())
-                    .or_default()
-                    .fail(error.to_string());
+            if let Err(error) = self.stop_component(&directory).await {
+                return self.local.entry(key.clone()).or_default().fail(error);
             }
             running = false;
             self.local.entry(key.clone()).or_default().seen_alive = false;
@@ -722,42 +817,38 @@ impl Reconciler {
         if !running {
             let local = self.local.entry(key.clone()).or_default();
             if local.seen_alive {
-                local.died(&directory.display().to_string(), pid);
+                local.died(&directory.display().to_string(), read_pid(&pidfile));
             }
             if local.waiting() {
                 local.state = "restarting".to_owned();
                 local.healthy = false;
                 return;
             }
-            if pid.is_some() {
+            if pidfile.exists() {
                 let _ = std::fs::remove_file(&pidfile);
             }
             if let Err(error) = self
                 .zato
-                .run(&[Arg::plain("start"), directory_arg], &directory, |_| {})
+                .run(&command::start(&directory), &directory, |_| {})
                 .await
             {
                 return self
                     .local
                     .entry(key.clone())
                     .or_default()
-                    .fail(error.to_string());
+                    .fail_step(error.to_string());
             }
             let local = self.local.entry(key.clone()).or_default();
             local.started_at = Some(Instant::now());
             local.state = "starting".to_owned();
+            local.healthy = false;
+            local.deep_probe_at = None;
         }
-        let port = u16::try_from(component.port).unwrap_or_default();
-        let probe_address = if self.bind_address.is_unspecified() {
-            std::net::IpAddr::from([127, 0, 0, 1])
-        } else {
-            self.bind_address
-        };
-        let answers = healthy(role, probe_address, port).await;
-        let alive_now = read_pid(&pidfile).is_some_and(alive);
+        let probed = self.probe(component, key).await;
+        let alive_now = process::find(&directory).is_some();
         let local = self.local.entry(key.clone()).or_default();
         local.seen_alive = alive_now;
-        local.healthy = answers && alive_now;
+        local.healthy = probed.is_ok() && alive_now;
         if local.healthy {
             local.state = "running".to_owned();
             local.last_error.clear();
@@ -769,7 +860,10 @@ impl Reconciler {
             || local.started_at.is_none()
         {
             local.state = "unhealthy".to_owned();
-            local.last_error = format!("{role} {} does not answer on port {port}", component.name);
+            local.last_error = match probed {
+                Err(reason) => format!("{role} {}: {reason}", component.name),
+                Ok(()) => format!("{role} {} has no process", component.name),
+            };
         } else {
             local.state = "starting".to_owned();
         }
@@ -804,8 +898,7 @@ impl Reconciler {
         }
         if !directory.exists() {
             let created = self.ensure_cluster_dir(&component.cluster).and_then(|_| {
-                std::fs::create_dir(&directory)
-                    .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
+                private_dir(&directory)?;
                 self.chown(&directory)
             });
             if let Err(error) = created {
@@ -852,7 +945,16 @@ impl Reconciler {
         }
         let alive = haproxy::master_pid(&paths).is_some();
         let answers = alive
-            && http_status(plan.probe_address(), plan.port, "/zato-lb-alive").await == Some(200);
+            && health::request(
+                plan.probe_address(),
+                plan.port,
+                "GET",
+                "/zato-lb-alive",
+                &[],
+                "",
+            )
+            .await
+            .is_ok_and(|answer| answer.status == 200);
         let backends = if alive {
             balancer.backend_states().await.unwrap_or_default()
         } else {
@@ -882,18 +984,9 @@ impl Reconciler {
 
     /// A component of a drained host: stopped if it runs, left as it is otherwise.
     async fn keep_stopped(&mut self, directory: &Path, key: &Key) {
-        let running = read_pid(&directory.join("pidfile")).is_some_and(alive);
-        if running {
-            let stop = [
-                Arg::plain("stop"),
-                Arg::plain(directory.display().to_string()),
-            ];
-            if let Err(error) = self.zato.run(&stop, directory, |_| {}).await {
-                return self
-                    .local
-                    .entry(key.clone())
-                    .or_default()
-                    .fail(error.to_string());
+        if process::find(directory).is_some() {
+            if let Err(error) = self.stop_component(directory).await {
+                return self.local.entry(key.clone()).or_default().fail(error);
             }
             tracing::info!(component = %directory.display(), "component stopped: its host is drained");
         }
@@ -907,16 +1000,7 @@ impl Reconciler {
 
     /// Stops and archives components of this host that are no longer desired.
     async fn archive_unwanted(&mut self, desired: &DesiredState) {
-        let wanted: BTreeSet<(String, String)> = desired
-            .components
-            .iter()
-            .map(|component| {
-                (
-                    component.cluster.clone(),
-                    format!("{}-{}", role_of(component).cli_name(), component.name),
-                )
-            })
-            .collect();
+        let wanted: BTreeSet<Key> = desired.components.iter().map(key_of).collect();
         let Ok(clusters) = std::fs::read_dir(&self.components_dir) else {
             return;
         };
@@ -930,37 +1014,65 @@ impl Reconciler {
             };
             for entry in entries.flatten() {
                 let base = entry.file_name().to_string_lossy().into_owned();
-                let zato_component = ["web-admin-", "scheduler-", "server-"]
+                let Some((role, name)) = ["web-admin", "scheduler", "server", "load-balancer"]
                     .iter()
-                    .any(|prefix| base.starts_with(prefix))
-                    && entry.path().join(".zato-info").exists();
-                let balancer =
-                    base.starts_with("load-balancer-") && entry.path().join("zato.config").exists();
-                if !(zato_component || balancer)
-                    || wanted.contains(&(cluster_name.clone(), base.clone()))
-                {
+                    .find_map(|role| Some((*role, base.strip_prefix(&format!("{role}-"))?)))
+                else {
+                    continue;
+                };
+                let marker = if role == "load-balancer" {
+                    "zato.config"
+                } else {
+                    ".zato-info"
+                };
+                let key = Key {
+                    cluster: cluster_name.clone(),
+                    role: role.to_owned(),
+                    name: name.to_owned(),
+                };
+                if !entry.path().join(marker).exists() || wanted.contains(&key) {
                     continue;
                 }
-                self.archive(&cluster_name, &base, &entry.path()).await;
+                if self.archive(&cluster_name, &base, &entry.path()).await && role == "server" {
+                    self.remove_server_row(&key).await;
+                }
             }
         }
-        let wanted_keys: BTreeSet<(String, String, String)> = desired
-            .components
-            .iter()
-            .map(|component| {
-                (
-                    component.cluster.clone(),
-                    role_of(component).cli_name().to_owned(),
-                    component.name.clone(),
-                )
-            })
-            .collect();
-        self.local.retain(|key, _| {
-            wanted_keys.contains(&(key.cluster.clone(), key.role.clone(), key.name.clone()))
-        });
+        self.local.retain(|key, _| wanted.contains(key));
     }
 
-    async fn archive(&self, cluster: &str, base: &str, directory: &Path) {
+    /// Removes an unassigned server's row from Zato's ODB, with the settings it was last desired
+    /// with. Without them (the agent restarted since), the row stays until a server of that name
+    /// is created again, which removes it then.
+    async fn remove_server_row(&self, key: &Key) {
+        let Some(spec) = self.local.get(key).and_then(|local| local.spec.as_ref()) else {
+            return;
+        };
+        let odb_settings = spec.odb.clone().unwrap_or_default();
+        let password = spec
+            .secrets
+            .as_ref()
+            .map(|secrets| secrets.odb_password.clone())
+            .unwrap_or_default();
+        let default_sqlite = self.default_sqlite(&key.cluster);
+        let odb = zato::odb::Odb {
+            settings: &odb_settings,
+            password: &password,
+            default_sqlite: &default_sqlite,
+        };
+        let removed = odb.remove_server(&key.cluster, &key.name).await;
+        match removed {
+            Ok(rows) => {
+                tracing::info!(cluster = %key.cluster, server = %key.name, rows, "server removed from Zato's ODB")
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot remove an unassigned server from Zato's ODB; a new server of that name will")
+            }
+        }
+    }
+
+    /// Stops a component and moves it into the archive; says whether it did.
+    async fn archive(&self, cluster: &str, base: &str, directory: &Path) -> bool {
         if base.starts_with("load-balancer-") {
             let paths = haproxy::Paths::new(directory);
             let balancer = HaProxy {
@@ -969,17 +1081,13 @@ impl Reconciler {
             };
             if let Err(error) = balancer.stop().await {
                 tracing::warn!(component = %directory.display(), error = %error, "cannot stop an unassigned load balancer; will retry");
-                return;
+                return false;
             }
-        } else if read_pid(&directory.join("pidfile")).is_some_and(alive) {
-            let stop = [
-                Arg::plain("stop"),
-                Arg::plain(directory.display().to_string()),
-            ];
-            if let Err(error) = self.zato.run(&stop, directory, |_| {}).await {
-                tracing::warn!(component = %directory.display(), error = %error, "cannot stop an unassigned component; will retry");
-                return;
-            }
+        } else if process::find(directory).is_some()
+            && let Err(error) = self.stop_component(directory).await
+        {
+            tracing::warn!(component = %directory.display(), error = %error, "cannot stop an unassigned component; will retry");
+            return false;
         }
         let archive_dir = self.components_dir.join(".archive");
         let stamp = std::time::SystemTime::now()
@@ -987,73 +1095,80 @@ impl Reconciler {
             .map(|elapsed| elapsed.as_secs())
             .unwrap_or_default();
         let target = archive_dir.join(format!("{cluster}.{base}.{stamp}"));
-        let moved = std::fs::create_dir_all(&archive_dir)
-            .and_then(|()| std::fs::rename(directory, &target));
+        let moved = private_dir(&archive_dir)
+            .and_then(|()| std::fs::rename(directory, &target).map_err(|error| error.to_string()));
         match moved {
             Ok(()) => {
-                tracing::info!(component = %directory.display(), archive = %target.display(), "component unassigned: stopped and archived")
+                tracing::info!(component = %directory.display(), archive = %target.display(), "component unassigned: stopped and archived");
+                true
             }
             Err(error) => {
-                tracing::warn!(component = %directory.display(), error = %error, "cannot archive an unassigned component; will retry")
+                tracing::warn!(component = %directory.display(), error = %error, "cannot archive an unassigned component; will retry");
+                false
             }
         }
     }
-}
-
-fn set_web_admin_bind(directory: &Path, host: &str, port: u32) -> Result<(), String> {
-    let path = directory.join("config/repo/web-admin.conf");
-    let text = files::read_to_string(&path).map_err(|error| error.to_string())?;
-    let mut conf: serde_json::Value =
-        serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
-    conf["host"] = host.into();
-    conf["port"] = port.into();
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&path)
-            .map_err(|error| error.to_string())?
-            .permissions(),
-    );
-    files::write_atomic(&path, format!("{conf:#}\n").as_bytes(), mode & 0o777)
-        .map_err(|error| error.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn ini_values_are_replaced_or_added_in_their_section() {
-        let text = "[main]\ngunicorn_bind=0.0.0.0:17010\n\n[scheduler]\nscheduler_host=a\nscheduler_port=31530\n";
-        let updated = set_ini(text, "scheduler", "scheduler_host", "10.0.0.5");
-        assert_eq!(
-            get_ini(&updated, "scheduler", "scheduler_host").as_deref(),
-            Some("10.0.0.5")
-        );
-        assert_eq!(
-            get_ini(&updated, "main", "gunicorn_bind").as_deref(),
-            Some("0.0.0.0:17010")
-        );
-        let added = set_ini(&updated, "scheduler", "scheduler_use_tls", "False");
-        assert!(
-            added.contains("scheduler_port=31530\nscheduler_use_tls=False\n"),
-            "{added}"
-        );
-        let new_section = set_ini(text, "odb", "engine", "sqlite");
-        assert_eq!(
-            get_ini(&new_section, "odb", "engine").as_deref(),
-            Some("sqlite")
-        );
+    fn server(cluster: &str, name: &str, port: u32) -> Component {
+        Component {
+            role: Role::Server as i32,
+            name: name.into(),
+            cluster: cluster.into(),
+            port,
+            ..Default::default()
+        }
     }
 
     #[test]
-    fn peer_addresses_are_split_as_zato_reads_them() {
-        assert_eq!(
-            split_address("http://10.0.0.5:31530", 1),
-            Some(("10.0.0.5".into(), 31530, false))
-        );
-        assert_eq!(
-            split_address("sched.internal", 31530),
-            Some(("sched.internal".into(), 31530, true))
-        );
-        assert_eq!(split_address("http://bad host:1", 1), None);
+    fn each_server_of_a_host_gets_its_own_ipc_ports() {
+        let desired = DesiredState {
+            components: vec![
+                server("prod", "server2", 17011),
+                server("prod", "server1", 17010),
+                server("test", "server1", 17020),
+            ],
+            ..Default::default()
+        };
+        let starts = ipc_port_starts(&desired, conf::IPC_PORT_START);
+        let start_of = |cluster: &str, name: &str| starts[&key_of(&server(cluster, name, 0))];
+        assert_eq!(start_of("prod", "server1"), 17050);
+        assert_eq!(start_of("prod", "server2"), 17060);
+        assert_eq!(start_of("test", "server1"), 17070);
+    }
+
+    /// A `zato create` that keeps failing is a Python process of seconds of CPU each time: it is
+    /// retried no more than a handful of times a minute at first, and then rarely.
+    #[test]
+    fn failing_zato_steps_back_off_to_a_ceiling() {
+        let mut elapsed = Duration::ZERO;
+        let mut attempts_in_45_seconds = 1;
+        for attempt in 1..=20 {
+            let delay = step_backoff(attempt);
+            assert!(delay <= STEP_BACKOFF_CEILING, "{delay:?}");
+            assert!(delay >= STEP_BACKOFF_FLOOR / 2, "{delay:?}");
+            elapsed += delay;
+            if elapsed <= Duration::from_secs(45) {
+                attempts_in_45_seconds += 1;
+            }
+        }
+        assert!(attempts_in_45_seconds <= 4, "{attempts_in_45_seconds}");
+        assert!(step_backoff(20) >= STEP_BACKOFF_CEILING / 2);
+    }
+
+    #[test]
+    fn component_directories_are_closed_to_other_users() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let scratch = tempfile::tempdir().unwrap();
+        let directory = scratch.path().join("prod");
+        std::fs::create_dir(&directory).unwrap();
+        std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&directory).unwrap();
+        let mode = std::fs::metadata(&directory).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 }

@@ -44,6 +44,18 @@ impl AdminApi {
     }
 
     /// Checks the bearer token and says who is acting.
+    /// Every host, by name.
+    async fn hosts_by_name(&self) -> Result<std::collections::BTreeMap<String, Host>, ApiError> {
+        Ok(self
+            .store
+            .list_hosts()
+            .await
+            .map_err(api_error)?
+            .into_iter()
+            .map(|host| (host.name.clone(), host))
+            .collect())
+    }
+
     async fn authorize<T>(&self, request: &Request<T>) -> Result<Actor, ApiError> {
         let header = request
             .metadata()
@@ -241,6 +253,14 @@ impl AdminService for AdminApi {
         validate::name("cluster name", &request.name).map_err(ApiError::from)?;
         validate::description("description", &request.description).map_err(ApiError::from)?;
         let odb = odb_settings(request.odb)?;
+        if odb.odb_type != OdbType::Sqlite && request.odb_password.is_empty() {
+            return Err(ApiError::InvalidArgument(
+                "a PostgreSQL or MySQL ODB needs a password (--odb-password-file): Zato 3.2's \
+                 `create cluster` asks for an empty one on a terminal, and fails without one"
+                    .to_owned(),
+            )
+            .into());
+        }
         if request.odb_password.chars().any(char::is_control) || request.odb_password.len() > 1024 {
             return Err(ApiError::InvalidArgument(
                 "the ODB password must be at most 1024 characters without control characters \
@@ -595,14 +615,7 @@ impl AdminService for AdminApi {
         let cluster = request.into_inner().cluster;
         validate::name("cluster name", &cluster).map_err(ApiError::from)?;
         self.store.get_cluster(&cluster).await.map_err(api_error)?;
-        let hosts: std::collections::BTreeMap<String, Host> = self
-            .store
-            .list_hosts()
-            .await
-            .map_err(api_error)?
-            .into_iter()
-            .map(|host| (host.name.clone(), host))
-            .collect();
+        let hosts = self.hosts_by_name().await?;
         let backends = self
             .store
             .list_assignments(Some(&cluster))
@@ -623,6 +636,44 @@ impl AdminService for AdminApi {
             })
             .collect();
         Ok(Response::new(v1::ListBackendsResponse { backends }))
+    }
+
+    async fn get_dashboard_login(
+        &self,
+        request: Request<v1::GetDashboardLoginRequest>,
+    ) -> Result<Response<v1::GetDashboardLoginResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let cluster = request.into_inner().cluster;
+        validate::name("cluster name", &cluster).map_err(ApiError::from)?;
+        let secrets = self
+            .store
+            .cluster_secrets(&cluster)
+            .await
+            .map_err(api_error)?;
+        let hosts = self.hosts_by_name().await?;
+        let urls = self
+            .store
+            .list_assignments(Some(&cluster))
+            .await
+            .map_err(api_error)?
+            .into_iter()
+            .filter(|assignment| assignment.role == Role::WebAdmin)
+            .filter_map(|assignment| {
+                let host = hosts
+                    .get(&assignment.host)
+                    .filter(|host| !host.advertise_address.is_empty())?;
+                Some(format!(
+                    "http://{}:{}",
+                    host.advertise_address, assignment.port
+                ))
+            })
+            .collect();
+        tracing::info!(actor = %actor.0, cluster = %cluster, "dashboard login revealed");
+        Ok(Response::new(v1::GetDashboardLoginResponse {
+            username: muster_proto::zato::DASHBOARD_USER.to_owned(),
+            password: crate::planner::dashboard_password(&secrets),
+            urls,
+        }))
     }
 
     async fn drain_host(
@@ -672,14 +723,7 @@ impl AdminService for AdminApi {
             .list_assignments(cluster)
             .await
             .map_err(api_error)?;
-        let hosts: std::collections::BTreeMap<String, Host> = self
-            .store
-            .list_hosts()
-            .await
-            .map_err(api_error)?
-            .into_iter()
-            .map(|host| (host.name.clone(), host))
-            .collect();
+        let hosts = self.hosts_by_name().await?;
         let components = assignments
             .into_iter()
             .map(|assignment| {

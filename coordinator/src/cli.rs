@@ -476,6 +476,8 @@ enum ClusterCommand {
     List,
     /// Show one cluster.
     Show { name: String },
+    /// Show the user and password that log in to the cluster's Zato dashboard, and where it is.
+    DashboardLogin { name: String },
     /// Delete a cluster and its join tokens.
     Delete {
         name: String,
@@ -1417,6 +1419,31 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
                         write_json(out, &clusters)?;
                     } else {
                         write_table(out, &CLUSTER_HEADERS, &cluster_rows(&clusters))?;
+                    }
+                }
+                ClusterCommand::DashboardLogin { name } => {
+                    validate::name("cluster name", &name)?;
+                    let login = connection
+                        .client
+                        .get_dashboard_login(v1::GetDashboardLoginRequest { cluster: name })
+                        .await
+                        .map_err(|status| connection.status_error(&status))?
+                        .into_inner();
+                    if json {
+                        write_json(
+                            out,
+                            &serde_json::json!({
+                                "username": login.username,
+                                "password": login.password,
+                                "urls": login.urls,
+                            }),
+                        )?;
+                    } else {
+                        writeln!(out, "user       {}", login.username)?;
+                        writeln!(out, "password   {}", login.password)?;
+                        for url in &login.urls {
+                            writeln!(out, "dashboard  {url}")?;
+                        }
                     }
                 }
                 ClusterCommand::Show { name } => {

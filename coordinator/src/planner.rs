@@ -34,8 +34,9 @@ fn odb_message(cluster: &Cluster) -> v1::OdbSettings {
     }
 }
 
-/// A password for one of the API clients that servers and the scheduler share, derived from the
-/// cluster's secret key so both sides get the same value without another stored secret.
+/// A password for one of the API clients that servers and the scheduler share, or the dashboard's,
+/// derived from the cluster's secret key so every side gets the same value without another stored
+/// secret.
 fn derived_password(secrets: &ClusterSecrets, purpose: &str) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secrets.secret_key.as_bytes());
     hex::encode(&ring::hmac::sign(&key, purpose.as_bytes()).as_ref()[..16])
@@ -73,10 +74,37 @@ fn secrets_for(role: Role, secrets: &ClusterSecrets) -> v1::ComponentSecrets {
         Role::WebAdmin => v1::ComponentSecrets {
             odb_password: secrets.odb_password.clone(),
             admin_invoke_password: secrets.admin_invoke_password.clone(),
+            dashboard_password: dashboard_password(secrets),
             ..Default::default()
         },
         Role::LoadBalancer | Role::Unspecified => v1::ComponentSecrets::default(),
     }
+}
+
+/// The password of the dashboard's user `admin` (`muster_proto::zato::DASHBOARD_USER`); the agent
+/// of every web-admin sets it.
+pub fn dashboard_password(secrets: &ClusterSecrets) -> String {
+    derived_password(secrets, "dashboard-admin")
+}
+
+/// Where the cluster's dashboards send their calls to servers: its first load balancer (by name)
+/// on an enrolled host, or else its first server on one.
+fn dashboard_target(inputs: &PlanInputs, cluster: &str) -> Option<v1::Endpoint> {
+    let mut candidates: Vec<&Assignment> = inputs
+        .assignments
+        .iter()
+        .filter(|assignment| assignment.cluster == cluster)
+        .filter(|assignment| matches!(assignment.role, Role::LoadBalancer | Role::Server))
+        .collect();
+    candidates.sort_by_key(|assignment| (assignment.role != Role::LoadBalancer, &assignment.name));
+    candidates.into_iter().find_map(|assignment| {
+        let host = inputs.hosts.get(&assignment.host)?;
+        Some(v1::Endpoint {
+            host: host.advertise_address.clone(),
+            port: u32::from(assignment.port),
+            tls: false,
+        })
+    })
 }
 
 fn address_of(inputs: &PlanInputs, assignment: &Assignment) -> Option<String> {
@@ -196,6 +224,9 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                         admin_invoke_password: secrets.admin_invoke_password.clone(),
                         ..Default::default()
                     }),
+                    dashboard_target: (kind == BootstrapKind::Cluster)
+                        .then(|| dashboard_target(inputs, cluster_name))
+                        .flatten(),
                 });
             }
             continue;

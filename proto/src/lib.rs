@@ -16,6 +16,7 @@ pub mod files;
 pub mod haproxy;
 pub mod token;
 pub mod validate;
+pub mod zato;
 
 mod error;
 mod role;

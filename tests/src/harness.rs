@@ -304,11 +304,12 @@ impl Agent {
         std::fs::create_dir_all(&components_dir).expect("the components directory");
         let config = root.join("agent.toml");
         let toml = format!(
-            "coordinator = \"{}\"\ntoken = \"{token}\"\nhost_name = \"{host_name}\"\nadvertise_address = \"127.0.0.1\"\nstate_dir = \"{}\"\ncomponents_dir = \"{}\"\nzato_bin = \"{}\"\nheartbeat_interval = \"1s\"\n",
+            "coordinator = \"{}\"\ntoken = \"{token}\"\nhost_name = \"{host_name}\"\nadvertise_address = \"127.0.0.1\"\nstate_dir = \"{}\"\ncomponents_dir = \"{}\"\nzato_bin = \"{}\"\nheartbeat_interval = \"1s\"\n# Agents of parallel tests share this machine's loopback: each gets its own IPC ports.\nzato_ipc_port_start = {}\n",
             coordinator.url(),
             state_dir.display(),
             components_dir.display(),
             workspace_binary("mock-zato").display(),
+            crate::free_port_block(40),
         );
         std::fs::write(&config, toml).expect("the agent config");
         Agent {
@@ -345,6 +346,15 @@ impl Agent {
             "advertise_address = \"127.0.0.1\"",
             &format!("advertise_address = \"{address}\"\nbind_address = \"{address}\""),
         );
+        std::fs::write(&self.config, config).expect("the agent config");
+        self
+    }
+
+    /// Makes the agent run `zato` (the real one) instead of mock-zato.
+    pub fn with_zato(self, zato: &Path) -> Agent {
+        let config = std::fs::read_to_string(&self.config).expect("the agent config");
+        let mock = workspace_binary("mock-zato").display().to_string();
+        let config = config.replace(&mock, &zato.display().to_string());
         std::fs::write(&self.config, config).expect("the agent config");
         self
     }

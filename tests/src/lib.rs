@@ -32,6 +32,11 @@ pub struct TestDatabase {
     pub backend: Backend,
     /// The URL the code under test connects to.
     pub url: String,
+    /// A login of this database's own, with a password (Zato 3.2 refuses an empty ODB password):
+    /// the owner of the database (PostgreSQL) or a user with every privilege on it (MariaDB).
+    /// Empty for SQLite.
+    pub odb_user: String,
+    pub odb_password: String,
     name: String,
     directory: Option<PathBuf>,
 }
@@ -72,6 +77,8 @@ impl TestDatabase {
                 TestDatabase {
                     backend,
                     url,
+                    odb_user: String::new(),
+                    odb_password: String::new(),
                     name,
                     directory: Some(directory),
                 }
@@ -83,13 +90,21 @@ impl TestDatabase {
                     .unwrap_or_else(|error| {
                         panic!("connect to PostgreSQL at {admin_url}: {error}")
                     });
-                sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut connection)
-                    .await
-                    .expect("create a PostgreSQL test database");
+                let password = format!("-Odb-{}", random_suffix());
+                for statement in [
+                    format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"),
+                    format!("CREATE DATABASE {name} OWNER {name}"),
+                ] {
+                    sqlx::raw_sql(&statement)
+                        .execute(&mut connection)
+                        .await
+                        .expect("create a PostgreSQL test database and its owner");
+                }
                 TestDatabase {
                     backend,
                     url: with_database(&admin_url, &name),
+                    odb_user: name.clone(),
+                    odb_password: password,
                     name,
                     directory: None,
                 }
@@ -99,13 +114,20 @@ impl TestDatabase {
                 let mut connection = sqlx::MySqlConnection::connect(&admin_url)
                     .await
                     .unwrap_or_else(|error| panic!("connect to MariaDB at {admin_url}: {error}"));
-                sqlx::raw_sql(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-                    .execute(&mut connection)
-                    .await
-                    .expect("create a MariaDB test database");
+                let password = format!("-Odb-{}", random_suffix());
+                sqlx::raw_sql(&format!(
+                    "CREATE DATABASE {name} CHARACTER SET utf8mb4; \
+                     CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'; \
+                     GRANT ALL PRIVILEGES ON {name}.* TO '{name}'@'%'"
+                ))
+                .execute(&mut connection)
+                .await
+                .expect("create a MariaDB test database and its user");
                 TestDatabase {
                     backend,
                     url: with_database(&admin_url, &name),
+                    odb_user: name.clone(),
+                    odb_password: password,
                     name,
                     directory: None,
                 }
@@ -113,14 +135,12 @@ impl TestDatabase {
         }
     }
 
-    /// This database as Zato's `--odb-*` options take it. SQLite's file is `sqlite_file`, since a
-    /// Zato ODB is a separate database from Muster's own.
+    /// This database as Zato's `--odb-*` options take it, each `--name=value` (the password may
+    /// start with `-`). SQLite's file is `sqlite_file`, since a Zato ODB is a separate database
+    /// from Muster's own.
     pub fn zato_odb_options(&self, sqlite_file: &std::path::Path) -> Vec<String> {
         let mut options = Vec::new();
-        let mut push = |name: &str, value: String| {
-            options.push(name.to_owned());
-            options.push(value);
-        };
+        let mut push = |name: &str, value: String| options.push(format!("{name}={value}"));
         match self.backend {
             Backend::Sqlite => {
                 push("--odb-type", "sqlite".to_owned());
@@ -136,18 +156,51 @@ impl TestDatabase {
                 push("--odb-type", odb_type.to_owned());
                 push("--odb-host", url.host_str().unwrap_or_default().to_owned());
                 push("--odb-port", url.port().unwrap_or_default().to_string());
-                push("--odb-user", url.username().to_owned());
+                push("--odb-user", self.odb_user.clone());
                 push(
                     "--odb-db-name",
                     url.path().trim_start_matches('/').to_owned(),
                 );
-                push(
-                    "--odb-password",
-                    url.password().unwrap_or_default().to_owned(),
-                );
+                push("--odb-password", self.odb_password.clone());
             }
         }
         options
+    }
+
+    /// This database as `muster create cluster` takes it: the `--odb-*` options, with the password
+    /// in a file written into `directory`.
+    pub fn muster_odb_options(&self, directory: &std::path::Path) -> Vec<String> {
+        let password_file = directory.join(format!("{}.odb-password", self.name));
+        std::fs::write(&password_file, &self.odb_password).expect("write the ODB password file");
+        self.zato_odb_options(std::path::Path::new("/unused"))
+            .into_iter()
+            .map(|option| {
+                if option.starts_with("--odb-password=") {
+                    format!("--odb-password-file={}", password_file.display())
+                } else {
+                    option
+                }
+            })
+            .collect()
+    }
+
+    /// [`TestDatabase::muster_odb_options`] for hosts that reach the database at `host` (a
+    /// forwarder on a test host, see `netns::forward`) rather than at 127.0.0.1.
+    pub fn muster_odb_options_via(
+        &self,
+        host: std::net::Ipv4Addr,
+        directory: &std::path::Path,
+    ) -> Vec<String> {
+        self.muster_odb_options(directory)
+            .into_iter()
+            .map(|option| {
+                if option.starts_with("--odb-host=") {
+                    format!("--odb-host={host}")
+                } else {
+                    option
+                }
+            })
+            .collect()
     }
 
     async fn drop_database(backend: Backend, name: String) -> Result<(), sqlx::Error> {
@@ -155,16 +208,21 @@ impl TestDatabase {
             Backend::Sqlite => Ok(()),
             Backend::Postgres => {
                 let mut connection = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
-                sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut connection)
-                    .await?;
+                for statement in [
+                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    format!("DROP ROLE IF EXISTS {name}"),
+                ] {
+                    sqlx::raw_sql(&statement).execute(&mut connection).await?;
+                }
                 Ok(())
             }
             Backend::MySql => {
                 let mut connection = sqlx::MySqlConnection::connect(&mysql_admin_url()).await?;
-                sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}"))
-                    .execute(&mut connection)
-                    .await?;
+                sqlx::raw_sql(&format!(
+                    "DROP DATABASE IF EXISTS {name}; DROP USER IF EXISTS '{name}'@'%'"
+                ))
+                .execute(&mut connection)
+                .await?;
                 Ok(())
             }
         }
@@ -215,6 +273,22 @@ where
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// The first of `count` consecutive ports that are free now, below 64000.
+pub fn free_port_block(count: u16) -> u16 {
+    for _ in 0..200 {
+        let first = free_port();
+        if first > 64000 - count {
+            continue;
+        }
+        let all_free = (first..first + count)
+            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if all_free {
+            return first;
+        }
+    }
+    panic!("no block of {count} free ports");
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

@@ -43,6 +43,71 @@ pub fn get_from(namespace: &str, address: SocketAddr, path: &str) -> Option<(u16
     .flatten()
 }
 
+/// One HTTP/1.1 exchange from inside a test host's network namespace: `request` is the whole
+/// request (head and body). Returns the status, the head's header lines and the body.
+pub fn exchange_from(
+    namespace: &str,
+    address: SocketAddr,
+    request: &str,
+) -> Option<(u16, String, String)> {
+    let namespace = namespace.to_owned();
+    let request = request.to_owned();
+    std::thread::spawn(move || {
+        crate::netns::enter(&namespace);
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .ok()?;
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, head.to_owned(), body.to_owned()))
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// Each backend server's total of sessions (HAProxy's `stot`) on the stats socket: requests
+/// HAProxy sent it, health checks not counted.
+pub fn haproxy_sessions(stats_socket: &Path) -> BTreeMap<String, u64> {
+    let stat = haproxy_command(stats_socket, "show stat");
+    let mut lines = stat.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let column = |name: &str| header.iter().position(|field| *field == name);
+    let (Some(proxy), Some(server), Some(total)) =
+        (column("pxname"), column("svname"), column("stot"))
+    else {
+        return BTreeMap::new();
+    };
+    lines
+        .map(|line| line.split(',').collect::<Vec<&str>>())
+        .filter(|fields| {
+            fields.get(proxy) == Some(&"bck_http_plain")
+                && fields
+                    .get(server)
+                    .is_some_and(|name| name.starts_with("http_plain--"))
+        })
+        .map(|fields| {
+            (
+                fields[server].trim_start_matches("http_plain--").to_owned(),
+                fields
+                    .get(total)
+                    .and_then(|count| count.parse().ok())
+                    .unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
 /// What a stream of requests saw.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {

@@ -127,7 +127,10 @@ async fn an_assigned_server_is_created_started_and_kept_through_outages() {
     let order: Vec<&str> = invocations
         .lines()
         .filter_map(|line| {
-            ["create odb", "create cluster prod", "create server"]
+            if line.contains("zato create cluster ") && line.ends_with(" prod") {
+                return Some("create cluster prod");
+            }
+            ["create odb", "create server"]
                 .into_iter()
                 .find(|step| line.contains(step))
         })
@@ -138,7 +141,7 @@ async fn an_assigned_server_is_created_started_and_kept_through_outages() {
         "{invocations}"
     );
     assert!(
-        invocations.contains("--secret-key ***") && invocations.contains("--jwt-secret ***"),
+        invocations.contains("--secret-key=***") && invocations.contains("--jwt-secret=***"),
         "{invocations}"
     );
     let server_dir = agent.components_dir.join("prod/server-server1");
@@ -821,14 +824,9 @@ async fn server_on_a_database_odb(backend: muster_testkit::Backend) {
     let database = muster_testkit::TestDatabase::create(backend).await;
     let scratch = tempfile::tempdir().unwrap();
     let (coordinator, _agent) = cluster_with_agent(scratch.path(), &[]).await;
-    let options = database.zato_odb_options(Path::new("/unused"));
+    let options = database.muster_odb_options(scratch.path());
     let mut create = vec!["create", "cluster", "orders"];
-    create.extend(
-        options
-            .iter()
-            .map(String::as_str)
-            .filter(|option| !option.is_empty() && *option != "--odb-password"),
-    );
+    create.extend(options.iter().map(String::as_str));
     coordinator.ok(&create);
     let port = free_port();
     let token = coordinator.join_token("orders", &[], 1);
@@ -886,10 +884,14 @@ async fn an_unreachable_odb_is_reported_and_nothing_is_released() {
     let scratch = tempfile::tempdir().unwrap();
     let (coordinator, agent) = cluster_with_agent(scratch.path(), &[]).await;
     let closed = free_port().to_string();
+    let password_file = scratch.path().join("odb-password");
+    std::fs::write(&password_file, "-odb-password").unwrap();
+    let password_option = format!("--odb-password-file={}", password_file.display());
     coordinator.ok(&[
         "create",
         "cluster",
         "unreachable",
+        &password_option,
         "--odb-type",
         "postgresql",
         "--odb-host",

@@ -80,26 +80,9 @@ impl Site {
                     SocketAddr::from(([127, 0, 0, 1], port)),
                 );
                 hosts.insert("db".to_owned(), db.clone());
-                let odb_type = if backend == Backend::Postgres {
-                    "postgresql"
-                } else {
-                    "mysql"
-                };
-                (
-                    vec![
-                        "--odb-type".to_owned(),
-                        odb_type.to_owned(),
-                        "--odb-host".to_owned(),
-                        db.address.to_string(),
-                        "--odb-port".to_owned(),
-                        port.to_string(),
-                        "--odb-user".to_owned(),
-                        url.username().to_owned(),
-                        "--odb-db-name".to_owned(),
-                        url.path().trim_start_matches('/').to_owned(),
-                    ],
-                    Some(database),
-                )
+                // The hosts reach the database through the forwarder on host `db`.
+                let options = database.muster_odb_options_via(db.address, scratch.path());
+                (options, Some(database))
             }
         };
         let mut create = vec!["create", "cluster", "prod"];

@@ -45,23 +45,64 @@ fn refused(output: &Output, status: i32, expected: &str) {
     );
 }
 
-const SERVER_SECRETS: [&str; 6] = [
+const SERVER_SECRETS: [&str; 4] = [
     "--jwt-secret",
     "jwt-secret-value",
     "--scheduler-api-client-for-server-password",
     "scheduler-api-password-value",
-    "--server-api-client-for-scheduler-password",
-    "server-api-password-value",
 ];
 
-fn http_get(port: u16) -> Option<serde_json::Value> {
+/// One HTTP exchange: (status, body).
+fn http(port: u16, request: &str) -> Option<(u16, String)> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(stream, "GET /zato/ping HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
     let (_, body) = response.split_once("\r\n\r\n")?;
-    serde_json::from_str(body).ok()
+    Some((status, body.to_owned()))
+}
+
+fn http_get(port: u16) -> Option<serde_json::Value> {
+    let (_, body) = http(port, "GET /zato/ping HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    serde_json::from_str(&body).ok()
+}
+
+fn http_post(port: u16, path: &str, headers: &str, body: &str) -> Option<(u16, String)> {
+    http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Gives the server in `server_dir` IPC ports of its own: tests run side by side on one host.
+fn own_ipc_range(server_dir: &Path) {
+    let path = server_dir.join("config/repo/server.conf");
+    let conf = std::fs::read_to_string(&path).unwrap();
+    let first = muster_testkit::free_port_block(5);
+    std::fs::write(
+        &path,
+        conf.replace("ipc_port_start=17050", &format!("ipc_port_start={first}")),
+    )
+    .unwrap();
+}
+
+async fn answering(port: u16) -> serde_json::Value {
+    wait_for(
+        "the mock component",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let answer = http_get(port);
+            async move { answer }
+        },
+    )
+    .await
+    .unwrap()
 }
 
 async fn seed_procedure(backend: Backend) {
@@ -86,12 +127,33 @@ async fn seed_procedure(backend: Backend) {
     ];
     server_args.extend(SERVER_SECRETS);
 
-    // Out of order: no ODB yet.
+    // Out of order: no ODB yet. Zato writes the server's tree before it fails.
     assert!(!zato(work, &server_args, &odb).status.success());
+    std::fs::remove_dir_all(&server_dir).unwrap();
+    std::fs::create_dir(&server_dir).unwrap();
     ok(zato(work, &["create", "odb"], &odb));
     refused(&zato(work, &["create", "odb"], &odb), 1, "ODB_EXISTS");
     ok(zato(work, &["create", "odb", "--skip-if-exists"], &odb));
-    refused(&zato(work, &server_args, &odb), 1, "NO_SUCH_CLUSTER");
+    // As in Zato 3.2, `--skip-if-exists` skips whenever the ODB's tables exist: no cluster row.
+    ok(zato(
+        work,
+        &[
+            "create",
+            "cluster",
+            "prod",
+            "--admin-invoke-password",
+            "invoke-value",
+            "--skip-if-exists",
+        ],
+        &odb,
+    ));
+    refused(
+        &zato(work, &server_args, &odb),
+        8,
+        "Cluster `prod` doesn't exist in ODB",
+    );
+    std::fs::remove_dir_all(&server_dir).unwrap();
+    std::fs::create_dir(&server_dir).unwrap();
     ok(zato(
         work,
         &[
@@ -109,8 +171,8 @@ async fn seed_procedure(backend: Backend) {
             &["create", "cluster", "prod", "--admin-invoke-password", "x"],
             &odb,
         ),
-        1,
-        "already exists",
+        16,
+        "IntegrityError",
     );
     ok(zato(work, &server_args, &odb));
     let conf = std::fs::read_to_string(server_dir.join("config/repo/server.conf")).unwrap();
@@ -130,25 +192,12 @@ async fn seed_procedure(backend: Backend) {
     std::fs::create_dir(&again).unwrap();
     let mut duplicate = server_args.clone();
     duplicate[2] = "again";
-    refused(
-        &zato(work, &duplicate, &odb),
-        1,
-        "SERVER_NAME_ALREADY_EXISTS",
-    );
+    refused(&zato(work, &duplicate, &odb), 7, "already exists");
     refused(&zato(work, &server_args, &odb), 1, "not empty");
 
+    own_ipc_range(&server_dir);
     ok(zato(work, &["start", "server1"], &[]));
-    let pong = wait_for(
-        "the mock server",
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        || {
-            let answer = http_get(port);
-            async move { answer }
-        },
-    )
-    .await
-    .unwrap();
+    let pong = answering(port).await;
     assert_eq!(
         (
             pong["pong"].as_str(),
@@ -171,7 +220,6 @@ async fn seed_procedure(backend: Backend) {
     for secret in [
         "jwt-secret-value",
         "scheduler-api-password-value",
-        "server-api-password-value",
         "the-secret-key",
         "invoke-value",
     ] {
@@ -234,8 +282,48 @@ fn strict_parsing_refuses_what_zato_refuses() {
     );
     refused(
         &zato(work, &["create", "cluster", "prod"], &sqlite),
+        1,
+        "--admin-invoke-password is missing or empty",
+    );
+    refused(
+        &zato(
+            work,
+            &["create", "cluster", "prod", "--admin-invoke-password="],
+            &sqlite,
+        ),
+        1,
+        "--admin-invoke-password is missing or empty",
+    );
+    // argparse takes a separate value that starts with `-` for an option.
+    refused(
+        &zato(
+            work,
+            &[
+                "create",
+                "cluster",
+                "prod",
+                "--admin-invoke-password",
+                "-abc",
+            ],
+            &sqlite,
+        ),
         2,
-        "--admin-invoke-password is missing",
+        "argument --admin-invoke-password: expected one argument",
+    );
+    // A Zato command word before the first option is taken as that command.
+    refused(
+        &zato(
+            work,
+            &[
+                "create",
+                "cluster",
+                "quickstart",
+                "--admin-invoke-password=x",
+            ],
+            &sqlite,
+        ),
+        1,
+        "IndexError",
     );
     let postgres = [
         "--odb-type",
@@ -249,9 +337,13 @@ fn strict_parsing_refuses_what_zato_refuses() {
     ]
     .map(String::from);
     refused(
-        &zato(work, &["create", "odb"], &postgres),
-        2,
-        "--odb-password is missing",
+        &zato(
+            work,
+            &["create", "cluster", "prod", "--admin-invoke-password=x"],
+            &postgres,
+        ),
+        1,
+        "--odb-password is missing or empty",
     );
     refused(
         &zato(work, &["create", "server", "a", "prod"], &sqlite),
@@ -300,4 +392,224 @@ fn a_stale_pidfile_or_a_taken_port_stops_start() {
     drop(listener);
     std::fs::write(work.join("s/pidfile"), "999999\n").unwrap();
     refused(&zato(work, &["start", "s"], &[]), 1, "stale pidfile");
+}
+
+/// A cluster with an SQLite ODB in `work`; returns its `--odb-*` options.
+fn sqlite_cluster(work: &Path) -> [String; 2] {
+    let odb = [
+        "--odb-type=sqlite".to_owned(),
+        format!("--odb-db-name={}", work.join("odb.db").display()),
+    ];
+    ok(zato(work, &["create", "odb"], &odb));
+    ok(zato(
+        work,
+        &["create", "cluster", "--admin-invoke-password=x", "prod"],
+        &odb,
+    ));
+    odb
+}
+
+fn create_server(work: &Path, odb: &[String], name: &str, port: u16, extra: &[&str]) {
+    std::fs::create_dir(work.join(name)).unwrap();
+    let mut args = vec![
+        "create".to_owned(),
+        "server".to_owned(),
+        format!("--http-port={port}"),
+        "--jwt-secret=j".to_owned(),
+    ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    args.extend([name.to_owned(), "prod".to_owned(), name.to_owned()]);
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(zato(work, &words, odb));
+}
+
+/// `zato start` returns before the component writes its pidfile; a second start in that window
+/// makes a second process that fails on the port and removes the pidfile, and the first one
+/// serves on, unmanaged: what a real Zato server does.
+#[tokio::test]
+async fn start_returns_before_the_pidfile_and_a_second_start_orphans_the_first() {
+    let scratch = tempfile::tempdir().unwrap();
+    let work = scratch.path();
+    let odb = sqlite_cluster(work);
+    let port = free_port();
+    create_server(work, &odb, "s", port, &[]);
+    let conf = std::fs::read_to_string(work.join("s/config/repo/server.conf")).unwrap();
+    assert!(conf.contains("ipc_port_start=17050"), "{conf}");
+    let link = std::fs::read_link(work.join("s/config/repo/user-conf")).unwrap();
+    assert!(
+        link.is_absolute(),
+        "Zato links user-conf absolutely: {link:?}"
+    );
+    own_ipc_range(&work.join("s"));
+    ok(zato(work, &["start", "s"], &[]));
+    assert!(
+        !work.join("s/pidfile").exists(),
+        "the pidfile comes seconds after start returned"
+    );
+    ok(zato(work, &["start", "s"], &[]));
+    let first = answering(port).await;
+    wait_for(
+        "the second process to give up",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let log =
+                std::fs::read_to_string(work.join("s/logs/mock-component.log")).unwrap_or_default();
+            log.contains("cannot bind port").then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        !work.join("s/pidfile").exists(),
+        "the second process removed the pidfile"
+    );
+    assert_eq!(
+        http_get(port).unwrap()["pid"],
+        first["pid"],
+        "the first serves on"
+    );
+    let pid = i32::try_from(first["pid"].as_i64().unwrap()).unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+}
+
+/// Two servers with the same `ipc_port_start` collide on Zato's IPC port.
+#[tokio::test]
+async fn two_servers_with_one_ipc_range_collide() {
+    let scratch = tempfile::tempdir().unwrap();
+    let work = scratch.path();
+    let odb = sqlite_cluster(work);
+    let ipc = muster_testkit::free_port_block(5).to_string();
+    let (first_port, second_port) = (free_port(), free_port());
+    for (name, port) in [("a", first_port), ("b", second_port)] {
+        create_server(work, &odb, name, port, &[]);
+        let path = work.join(name).join("config/repo/server.conf");
+        let conf = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            conf.replace("ipc_port_start=17050", &format!("ipc_port_start={ipc}")),
+        )
+        .unwrap();
+        ok(zato(work, &["start", name], &[]));
+    }
+    answering(first_port).await;
+    wait_for(
+        "the second server to fail on the IPC port",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            let log =
+                std::fs::read_to_string(work.join("b/logs/mock-component.log")).unwrap_or_default();
+            log.contains("cannot bind the IPC port").then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert!(http_get(second_port).is_none());
+    ok(zato(work, &["stop", "a"], &[]));
+}
+
+/// Without `--scheduler-api-client-for-server-*` the scheduler makes up its own credentials and
+/// refuses the servers' calls; with the servers' ones it accepts them.
+#[tokio::test]
+async fn the_scheduler_accepts_only_the_credentials_it_was_created_with() {
+    use base64::Engine as _;
+    let scratch = tempfile::tempdir().unwrap();
+    let work = scratch.path();
+    let odb = sqlite_cluster(work);
+    let call = |port: u16, password: &str| {
+        let credentials = base64::engine::general_purpose::STANDARD
+            .encode(format!("scheduler_api_client:{password}"));
+        http_post(
+            port,
+            "/",
+            &format!("Authorization: Basic {credentials}\r\n"),
+            "{\"action\": \"100004\", \"name\": \"x\"}",
+        )
+        .map(|(status, _)| status)
+    };
+    for (name, given) in [("made-up", None), ("shared", Some("-shared-password"))] {
+        let port = free_port();
+        std::fs::create_dir(work.join(name)).unwrap();
+        let mut args = vec![
+            "create".to_owned(),
+            "scheduler".to_owned(),
+            "--cluster-name=prod".to_owned(),
+            "--server-address-for-scheduler=http://127.0.0.1:17010".to_owned(),
+            format!("--bind-port={port}"),
+        ];
+        if let Some(password) = given {
+            args.push("--scheduler-api-client-for-server-username=scheduler_api_client".to_owned());
+            args.push(format!(
+                "--scheduler-api-client-for-server-password={password}"
+            ));
+        }
+        args.push(name.to_owned());
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(zato(work, &words, &odb));
+        ok(zato(work, &["start", name], &[]));
+        answering(port).await;
+        let expected = if given.is_some() { 200 } else { 500 };
+        assert_eq!(call(port, "-shared-password"), Some(expected), "{name}");
+        ok(zato(work, &["stop", name], &[]));
+    }
+}
+
+/// `create web-admin` gives user `admin` a password nobody sees; `update password` sets one that
+/// the dashboard's login form then accepts.
+#[tokio::test]
+async fn the_dashboard_login_takes_the_password_set_with_update_password() {
+    let scratch = tempfile::tempdir().unwrap();
+    let work = scratch.path();
+    let odb = sqlite_cluster(work);
+    std::fs::create_dir(work.join("wa")).unwrap();
+    ok(zato(
+        work,
+        &["create", "web-admin", "--admin-invoke-password=x", "wa"],
+        &odb,
+    ));
+    let port = free_port();
+    let path = work.join("wa/config/repo/web-admin.conf");
+    let mut conf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    conf["port"] = port.into();
+    std::fs::write(&path, conf.to_string()).unwrap();
+    ok(zato(work, &["start", "wa"], &[]));
+    answering(port).await;
+    let login = |password: &str| {
+        http_post(
+            port,
+            "/accounts/login/",
+            "Content-Type: application/x-www-form-urlencoded\r\n",
+            &format!("csrfmiddlewaretoken=t&username=admin&password={password}"),
+        )
+        .map(|(status, _)| status)
+    };
+    assert_eq!(
+        login("-new-password"),
+        Some(200),
+        "refused before it is set"
+    );
+    refused(
+        &zato(work, &["update", "password", "wa", "admin"], &[]),
+        1,
+        "--password is missing or empty",
+    );
+    ok(zato(
+        work,
+        &[
+            "update",
+            "password",
+            "--password=-new-password",
+            "wa",
+            "admin",
+        ],
+        &[],
+    ));
+    assert_eq!(login("-new-password"), Some(302));
+    assert_eq!(login("wrong"), Some(200));
+    ok(zato(work, &["stop", "wa"], &[]));
 }

@@ -486,7 +486,18 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
                 shown.insert(label, state);
             }
         }
-        if components.len() == expected && healthy == expected {
+        // Healthy servers are not yet in HAProxy's rotation: it adds each one down until its
+        // checks pass. The cluster is up when requests through the load balancer reach them all.
+        let in_rotation = components
+            .iter()
+            .filter(|component| component.role == Role::LoadBalancer.cli_name())
+            .flat_map(|balancer| &balancer.backends)
+            .filter(|backend| backend.state.starts_with("UP"))
+            .count();
+        if components.len() == expected
+            && healthy == expected
+            && in_rotation == usize::from(args.servers)
+        {
             break;
         }
         if Instant::now() >= deadline {
@@ -543,7 +554,11 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
         "  load balancer  {}/zato/ping  (HAProxy, round robin over the servers)",
         summary.load_balancer
     )?;
-    writeln!(out, "  dashboard      {}", summary.dashboard)?;
+    writeln!(
+        out,
+        "  dashboard      {}  (user admin; `muster cluster dashboard-login {}` shows the password)",
+        summary.dashboard, summary.cluster
+    )?;
     for (index, server) in summary.servers.iter().enumerate() {
         writeln!(out, "  server{:<8} {server}", index + 1)?;
     }

@@ -60,7 +60,15 @@ enum MockError {
     Usage(String),
     /// A command that ran and failed (exit status 1).
     Failed(String),
+    /// A failure Zato reports with one of its own exit statuses (`SYS_ERROR` in `zato.cli`).
+    Exit(u8, String),
 }
+
+/// Zato's `SYS_ERROR` exit statuses that Muster meets.
+const SERVER_NAME_ALREADY_EXISTS: u8 = 7;
+const NO_SUCH_CLUSTER: u8 = 8;
+/// Any exception a command did not handle itself (an IntegrityError, say).
+const EXCEPTION_CAUGHT: u8 = 16;
 
 type Result<T> = std::result::Result<T, MockError>;
 
@@ -123,7 +131,8 @@ fn parse(spec: &Spec, args: &[String]) -> Result<Parsed> {
         } else if spec.options.contains(&name.as_str()) {
             let value = match inline_value {
                 Some(value) => value,
-                None if index < args.len() => {
+                // argparse takes a separate value that starts with `-` for an option.
+                None if index < args.len() && !args[index].starts_with('-') => {
                     index += 1;
                     args[index - 1].clone()
                 }
@@ -172,16 +181,21 @@ fn with(base: &[&'static str], more: &[&'static str]) -> Vec<&'static str> {
     base.iter().chain(more).copied().collect()
 }
 
-/// Zato prompts on the terminal for a missing option whose name holds `password` or `secret`
-/// (except `--secret-key`, and the ODB password on SQLite); a caller without a terminal must pass
-/// every one, so the mock refuses instead of prompting.
+/// Zato asks on the terminal for every option whose name holds `password` or `secret` that is
+/// missing or empty (except `--secret-key`, and the ODB password on SQLite), unless the command
+/// allows empty secrets: `create odb|server|scheduler|web-admin` do, `create cluster` and `update
+/// password` do not. Without a terminal the question fails, so the mock fails as Zato would there.
 fn require_secrets(parsed: &Parsed, secrets: &[&str]) -> Result<()> {
-    let why = "Zato would prompt for it on the terminal; pass it on the command line";
+    let why =
+        "Zato would ask for it on the terminal (and fail without one); pass it on the command line";
+    let mut asked: Vec<&str> = secrets.to_vec();
     if parsed.get_or("--odb-type", "sqlite") != "sqlite" {
-        parsed.require("--odb-password", why)?;
+        asked.insert(0, "--odb-password");
     }
-    for secret in secrets {
-        parsed.require(secret, why)?;
+    for secret in asked {
+        if parsed.get(secret).is_none_or(str::is_empty) {
+            return Err(failed(format!("{secret} is missing or empty; {why}")));
+        }
     }
     Ok(())
 }
@@ -442,7 +456,6 @@ fn user_and_host() -> (String, String) {
 }
 
 async fn create_odb(parsed: &Parsed) -> Result<()> {
-    require_secrets(parsed, &[])?;
     let odb = Odb::from_options(parsed)?;
     let mut connection = odb.connect(true).await?;
     if table_exists(&mut connection, "install_state").await {
@@ -492,6 +505,14 @@ async fn create_cluster(parsed: &Parsed) -> Result<()> {
         .parse()
         .map_err(|_| MockError::Usage("argument --lb-agent_port: invalid int value".into()))?;
     let mut connection = odb.connect(false).await?;
+    // Zato 3.2 skips when the ODB's tables exist, which they always do after `create odb`: the
+    // flag never creates the cluster.
+    if parsed.flags.contains("--skip-if-exists")
+        && table_exists(&mut connection, "install_state").await
+    {
+        say("OK (--skip-if-exists: the ODB's tables exist; no cluster was created)");
+        return Ok(());
+    }
     if !table_exists(&mut connection, "cluster").await {
         return Err(failed(
             "the ODB has no cluster table; run `zato create odb` first",
@@ -503,15 +524,12 @@ async fn create_cluster(parsed: &Parsed) -> Result<()> {
         .await
         .map_err(odb_error("look up the cluster"))?;
     if existing.is_some() {
-        if parsed.flags.contains("--skip-if-exists") {
-            say(&format!(
-                "cluster {name} already exists, skipped (--skip-if-exists)"
-            ));
-            return Ok(());
-        }
-        return Err(failed(format!(
-            "CLUSTER_ALREADY_EXISTS: cluster {name} already exists"
-        )));
+        return Err(MockError::Exit(
+            EXCEPTION_CAUGHT,
+            format!(
+                "IntegrityError: ('(sqlite3.IntegrityError) UNIQUE constraint failed: cluster.name',) (cluster {name})"
+            ),
+        ));
     }
     let port: i64 = odb.port.parse().unwrap_or(0);
     sqlx::query(&odb.sql(
@@ -605,13 +623,6 @@ fn write(path: &Path, contents: &str) -> Result<()> {
         .map_err(|error| failed(format!("cannot write {}: {error}", path.display())))
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<()> {
-    write(path, contents)?;
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|error| failed(format!("cannot protect {}: {error}", path.display())))
-}
-
 fn make_tree(path: &Path) -> Result<()> {
     for directory in ["config/repo", "logs", "pickup/incoming", "work"] {
         std::fs::create_dir_all(path.join(directory))
@@ -683,15 +694,25 @@ fn random_token() -> Result<String> {
     Ok(hex::encode(bytes))
 }
 
+/// The API client servers call the scheduler with: the given one, or one Zato makes up (then the
+/// servers and the scheduler disagree, as with the real Zato).
+fn scheduler_api_client(parsed: &Parsed) -> Result<(String, String)> {
+    let username = parsed
+        .get("--scheduler-api-client-for-server-username")
+        .filter(|name| !name.is_empty())
+        .unwrap_or("server_api_client1")
+        .to_owned();
+    let password = match parsed
+        .get("--scheduler-api-client-for-server-password")
+        .filter(|password| !password.is_empty())
+    {
+        Some(password) => password.to_owned(),
+        None => random_token()?,
+    };
+    Ok((username, password))
+}
+
 async fn create_server(parsed: &Parsed) -> Result<()> {
-    require_secrets(
-        parsed,
-        &[
-            "--jwt-secret",
-            "--scheduler-api-client-for-server-password",
-            "--server-api-client-for-scheduler-password",
-        ],
-    )?;
     let path = PathBuf::from(&parsed.positionals[0]);
     let (cluster_name, server_name) = (&parsed.positionals[1], &parsed.positionals[2]);
     let odb = Odb::from_options(parsed)?;
@@ -702,7 +723,19 @@ async fn create_server(parsed: &Parsed) -> Result<()> {
     let threads = parsed.get_or("--threads", "1");
     let scheduler = parsed.get_or("--scheduler-address-for-server", "https://127.0.0.1:31530");
     let (scheduler_host, scheduler_port, scheduler_tls) = split_address(scheduler, 31530)?;
+    let (api_username, api_password) = scheduler_api_client(parsed)?;
     require_empty_directory(&path)?;
+    let absolute = std::fs::canonicalize(&path).map_err(|error| failed(error.to_string()))?;
+
+    // Zato writes the directory tree before it looks at the ODB: a refused create leaves it.
+    make_tree(&path)?;
+    std::fs::create_dir_all(path.join("pickup/incoming/user-conf"))
+        .map_err(|error| failed(format!("cannot create pickup/incoming/user-conf: {error}")))?;
+    std::os::unix::fs::symlink(
+        absolute.join("pickup/incoming/user-conf"),
+        path.join("config/repo/user-conf"),
+    )
+    .map_err(|error| failed(format!("cannot link config/repo/user-conf: {error}")))?;
 
     let mut connection = odb.connect(false).await?;
     let cluster = sqlx::query(&odb.sql("SELECT id FROM cluster WHERE name = $1"))
@@ -711,9 +744,10 @@ async fn create_server(parsed: &Parsed) -> Result<()> {
         .await
         .map_err(odb_error("look up the cluster"))?
         .ok_or_else(|| {
-            failed(format!(
-                "NO_SUCH_CLUSTER: cluster {cluster_name} does not exist"
-            ))
+            MockError::Exit(
+                NO_SUCH_CLUSTER,
+                format!("Cluster `{cluster_name}` doesn't exist in ODB"),
+            )
         })?;
     let cluster_id: i64 = cluster
         .try_get::<i32, _>(0)
@@ -727,9 +761,10 @@ async fn create_server(parsed: &Parsed) -> Result<()> {
         .await
         .map_err(odb_error("look up the server"))?;
     if taken.is_some() {
-        return Err(failed(format!(
-            "SERVER_NAME_ALREADY_EXISTS: server {server_name} already exists in cluster {cluster_name}"
-        )));
+        return Err(MockError::Exit(
+            SERVER_NAME_ALREADY_EXISTS,
+            format!("Server name `{server_name}` already exists"),
+        ));
     }
     let token = random_token()?;
     let (_, host) = user_and_host();
@@ -748,18 +783,17 @@ async fn create_server(parsed: &Parsed) -> Result<()> {
     .await
     .map_err(odb_error("insert the server"))?;
 
-    make_tree(&path)?;
     let server_conf = format!(
-        "[main]\ngunicorn_bind=0.0.0.0:{http_port}\ngunicorn_workers={threads}\ntoken={token}\n\n{}\n[scheduler]\nscheduler_host={scheduler_host}\nscheduler_port={scheduler_port}\nscheduler_use_tls={}\n",
+        "[main]\ngunicorn_bind=0.0.0.0:{http_port}\ngunicorn_workers={threads}\nipc_host=127.0.0.1\nipc_port_start=17050\ntoken={token}\n\n{}\n[scheduler]\nscheduler_host={scheduler_host}\nscheduler_port={scheduler_port}\nscheduler_use_tls={}\nscheduler_api_username={api_username}\nscheduler_api_password={api_password}\n",
         odb.ini_section(),
         python_bool(scheduler_tls)
     );
-    write_private(&path.join("config/repo/server.conf"), &server_conf)?;
+    write(&path.join("config/repo/server.conf"), &server_conf)?;
     let secrets = format!(
         "[secret_keys]\nkey1={}\n\n[zato]\nserver_conf.kvdb.password=\n",
         conceal(parsed.get_or("--secret-key", ""))
     );
-    write_private(&path.join("config/repo/secrets.conf"), &secrets)?;
+    write(&path.join("config/repo/secrets.conf"), &secrets)?;
     create_pause();
     write_zato_info(&path, "SERVER")?;
     say(&format!(
@@ -770,7 +804,6 @@ async fn create_server(parsed: &Parsed) -> Result<()> {
 }
 
 async fn create_scheduler(parsed: &Parsed) -> Result<()> {
-    require_secrets(parsed, &[])?;
     let path = PathBuf::from(&parsed.positionals[0]);
     let odb = Odb::from_options(parsed)?;
     let cluster_name = parsed.require("--cluster-name", "the scheduler needs its cluster")?;
@@ -795,14 +828,15 @@ async fn create_scheduler(parsed: &Parsed) -> Result<()> {
     let (server_host, server_port, server_tls) = split_address(&server_address, 17010)?;
     let bind_host = parsed.get_or("--bind-host", "0.0.0.0");
     let bind_port = parsed.get_or("--bind-port", "31530");
+    let (api_username, api_password) = scheduler_api_client(parsed)?;
     require_empty_directory(&path)?;
     make_tree(&path)?;
     let conf = format!(
-        "[bind]\nhost={bind_host}\nport={bind_port}\n\n[cluster]\nname={cluster_name}\n\n[server]\nserver_host={server_host}\nserver_port={server_port}\nserver_use_tls={}\n\n{}",
+        "[bind]\nhost={bind_host}\nport={bind_port}\n\n[cluster]\nname={cluster_name}\n\n[server]\nserver_host={server_host}\nserver_port={server_port}\nserver_use_tls={}\n\n{}\n[api_clients]\nauth_required=True\n{api_username}={api_password}\n",
         python_bool(server_tls),
         odb.ini_section()
     );
-    write_private(&path.join("config/repo/scheduler.conf"), &conf)?;
+    write(&path.join("config/repo/scheduler.conf"), &conf)?;
     create_pause();
     write_zato_info(&path, "SCHEDULER")?;
     say(&format!(
@@ -813,7 +847,6 @@ async fn create_scheduler(parsed: &Parsed) -> Result<()> {
 }
 
 async fn create_web_admin(parsed: &Parsed) -> Result<()> {
-    require_secrets(parsed, &["--admin-invoke-password"])?;
     let path = PathBuf::from(&parsed.positionals[0]);
     let odb = Odb::from_options(parsed)?;
     require_empty_directory(&path)?;
@@ -824,14 +857,18 @@ async fn create_web_admin(parsed: &Parsed) -> Result<()> {
         ));
     }
     if !table_exists(&mut connection, "auth_user").await {
-        sqlx::query("CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username VARCHAR(150) NOT NULL UNIQUE)")
+        sqlx::query("CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username VARCHAR(150) NOT NULL UNIQUE, password VARCHAR(128) NOT NULL)")
             .execute(&mut connection)
             .await
             .map_err(odb_error("create the dashboard's tables"))?;
-        sqlx::query("INSERT INTO auth_user (id, username) VALUES (1, 'admin')")
-            .execute(&mut connection)
-            .await
-            .map_err(odb_error("create the dashboard's admin user"))?;
+        // As Zato: user `admin` gets a password that nobody is shown.
+        sqlx::query(
+            &odb.sql("INSERT INTO auth_user (id, username, password) VALUES (1, 'admin', $1)"),
+        )
+        .bind(password_hash(&random_token()?))
+        .execute(&mut connection)
+        .await
+        .map_err(odb_error("create the dashboard's admin user"))?;
     }
     make_tree(&path)?;
     let conf = serde_json::json!({
@@ -847,10 +884,41 @@ async fn create_web_admin(parsed: &Parsed) -> Result<()> {
         &path.join("config/repo/web-admin.conf"),
         &format!("{conf:#}\n"),
     )?;
-    write_private(&path.join("config/repo/odb.conf"), &odb.ini_section())?;
+    write(&path.join("config/repo/odb.conf"), &odb.ini_section())?;
     create_pause();
     write_zato_info(&path, "WEB_ADMIN")?;
     say(&format!("web-admin created in {}", path.display()));
+    Ok(())
+}
+
+fn password_hash(password: &str) -> String {
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        password.as_bytes(),
+    ))
+}
+
+/// `zato update password PATH USERNAME --password=...`: a dashboard user's password, in the ODB
+/// that the web-admin in PATH uses.
+async fn update_password(parsed: &Parsed) -> Result<()> {
+    require_secrets(parsed, &["--password"])?;
+    let path = PathBuf::from(&parsed.positionals[0]);
+    let username = &parsed.positionals[1];
+    let component = read_component(&path)?;
+    let Some(odb) = component.odb.filter(|_| component.kind == "WEB_ADMIN") else {
+        return Err(failed(format!("{} is not a web-admin", path.display())));
+    };
+    let mut connection = odb.connect(false).await?;
+    let updated = sqlx::query(&odb.sql("UPDATE auth_user SET password = $1 WHERE username = $2"))
+        .bind(password_hash(parsed.get_or("--password", "")))
+        .bind(username.as_str())
+        .execute(&mut connection)
+        .await
+        .map_err(odb_error("update the password"))?;
+    if updated.rows_affected() == 0 {
+        return Err(failed(format!("No such user `{username}`")));
+    }
+    say(&format!("password of {username} updated"));
     Ok(())
 }
 
@@ -867,6 +935,10 @@ struct Component {
     /// The server's token, by which it finds its name and cluster in the ODB.
     token: Option<String>,
     detail: serde_json::Value,
+    /// A server's IPC ports: (ipc_host, ipc_port_start, gunicorn_workers).
+    ipc: Option<(String, u16, u16)>,
+    /// The scheduler's API client for servers: (user name, password).
+    api_client: Option<(String, String)>,
 }
 
 fn read_component(path: &Path) -> Result<Component> {
@@ -902,6 +974,18 @@ fn read_component(path: &Path) -> Result<Component> {
                     "scheduler_host": conf.get("scheduler", "scheduler_host"),
                     "scheduler_port": conf.get("scheduler", "scheduler_port"),
                 }),
+                ipc: Some((
+                    conf.get("main", "ipc_host")
+                        .unwrap_or("127.0.0.1")
+                        .to_owned(),
+                    conf.get("main", "ipc_port_start")
+                        .and_then(|port| port.parse().ok())
+                        .unwrap_or(17050),
+                    conf.get("main", "gunicorn_workers")
+                        .and_then(|workers| workers.parse().ok())
+                        .unwrap_or(1),
+                )),
+                api_client: None,
                 odb: Some(Odb::from_ini(&conf)?),
                 kind,
             })
@@ -921,6 +1005,16 @@ fn read_component(path: &Path) -> Result<Component> {
                     "server_host": conf.get("server", "server_host"),
                     "server_port": conf.get("server", "server_port"),
                 }),
+                ipc: None,
+                api_client: conf
+                    .sections
+                    .get("api_clients")
+                    .and_then(|clients| {
+                        clients
+                            .iter()
+                            .find(|(name, _)| name.as_str() != "auth_required")
+                    })
+                    .map(|(name, password)| (name.clone(), password.clone())),
                 odb: Some(Odb::from_ini(&conf)?),
                 kind,
             })
@@ -939,6 +1033,8 @@ fn read_component(path: &Path) -> Result<Component> {
                 port,
                 token: None,
                 detail: serde_json::json!({}),
+                ipc: None,
+                api_client: None,
                 odb: Some(Odb::from_ini(&Ini::read(&repo.join("odb.conf"))?)?),
                 kind,
             })
@@ -989,6 +1085,18 @@ async fn check_config(path: &Path) -> Result<Component> {
     Ok(component)
 }
 
+/// The module a real Zato component runs as (`python -m MODULE DIR`).
+fn module_of(kind: &str) -> &'static str {
+    match kind {
+        "SERVER" => "zato.server.main",
+        "SCHEDULER" => "zato.scheduler.main",
+        _ => "zato.admin.main",
+    }
+}
+
+/// Launches the component and returns at once, as `zato start` does: the component process
+/// (`mock-zato -m zato.server.main DIR`, a command line like the real one's) writes its own
+/// pidfile later.
 async fn start(parsed: &Parsed) -> Result<()> {
     let path = PathBuf::from(&parsed.positionals[0]);
     let component = check_config(&path).await?;
@@ -1004,7 +1112,8 @@ async fn start(parsed: &Parsed) -> Result<()> {
     let absolute = std::fs::canonicalize(&path).map_err(|error| failed(error.to_string()))?;
     use std::os::unix::process::CommandExt as _;
     let child = std::process::Command::new(executable)
-        .arg("__serve")
+        .arg("-m")
+        .arg(module_of(&component.kind))
         .arg(&absolute)
         .current_dir(&absolute)
         .stdin(std::process::Stdio::null())
@@ -1013,9 +1122,8 @@ async fn start(parsed: &Parsed) -> Result<()> {
         .process_group(0)
         .spawn()
         .map_err(|error| failed(format!("cannot launch the component: {error}")))?;
-    write(&path.join("pidfile"), &format!("{}\n", child.id()))?;
     say(&format!(
-        "{} started in {} (pid {}, port {})",
+        "{} starting in {} (pid {}, port {}); it writes its pidfile when it has bound its port",
         component.kind,
         path.display(),
         child.id(),
@@ -1077,20 +1185,205 @@ async fn set_up_status(component: &Component, status: &str) -> Result<(String, S
     Ok(names)
 }
 
-/// The component process: answers HTTP until SIGTERM, then stops accepting and finishes the
-/// requests under way (as Zato's gunicorn does on a graceful stop).
+fn env_milliseconds(name: &str, default: u64) -> Duration {
+    Duration::from_millis(
+        std::env::var(name)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+/// What the component process answers with.
+struct Responder {
+    kind: &'static str,
+    /// A server's and a scheduler's JSON answer to every GET.
+    body: String,
+    /// The scheduler's API client: (user name, password).
+    api_client: Option<(String, String)>,
+    /// The web-admin's ODB, where its users are.
+    odb: Option<Odb>,
+}
+
+/// One HTTP request as the component read it.
+struct Request {
+    method: String,
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Request> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let head_end = loop {
+        if let Some(end) = received.windows(4).position(|window| window == b"\r\n\r\n") {
+            break end;
+        }
+        if received.len() > 64 * 1024 {
+            return None;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
+            Ok(Ok(read)) if read > 0 => received.extend_from_slice(&buffer[..read]),
+            _ => return None,
+        }
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let mut first = lines.next()?.split_whitespace();
+    let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|length| length.parse().ok())
+        .unwrap_or(0)
+        .min(64 * 1024);
+    let mut body = received[head_end + 4..].to_vec();
+    while body.len() < length {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
+            Ok(Ok(read)) if read > 0 => body.extend_from_slice(&buffer[..read]),
+            _ => return None,
+        }
+    }
+    Some(Request {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn form_value(body: &str, name: &str) -> Option<String> {
+    body.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| {
+            url::form_urlencoded::parse(format!("v={value}").as_bytes())
+                .next()
+                .map(|(_, value)| value.into_owned())
+                .unwrap_or_default()
+        })
+    })
+}
+
+const LOGIN_FORM: &str = "<html><body><!-- mock-zato dashboard -->\
+<form method=\"post\" action=\"/accounts/login/\">\
+<input type=\"hidden\" name=\"csrfmiddlewaretoken\" value=\"mock-csrf-token\">\
+<input name=\"username\"><input type=\"password\" name=\"password\"></form></body></html>\n";
+
+impl Responder {
+    /// (status line, content type, extra headers, body)
+    async fn respond(&self, request: &Request) -> (&'static str, &'static str, String, String) {
+        match self.kind {
+            "scheduler" if request.method == "POST" && !request.body.is_empty() => {
+                // Zato's scheduler checks Basic credentials against its [api_clients].
+                let given = request
+                    .headers
+                    .get("authorization")
+                    .and_then(|value| value.strip_prefix("Basic "))
+                    .and_then(|encoded| {
+                        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
+                            .ok()
+                    })
+                    .map(|decoded| String::from_utf8_lossy(&decoded).into_owned());
+                let expected = self
+                    .api_client
+                    .as_ref()
+                    .map(|(user, password)| format!("{user}:{password}"));
+                if given.is_some() && given == expected {
+                    (
+                        "200 OK",
+                        "application/json",
+                        String::new(),
+                        "{\"status\": \"ok\", \"response\": {}}\n".to_owned(),
+                    )
+                } else {
+                    say("Credentials error -> Invalid_Username_Or_Password");
+                    (
+                        "500 Internal Server Error",
+                        "application/json",
+                        String::new(),
+                        "{\"status\": \"error\", \"response\": {}}\n".to_owned(),
+                    )
+                }
+            }
+            "web-admin" if request.path.starts_with("/accounts/login") => {
+                if request.method != "POST" {
+                    return ("200 OK", "text/html", String::new(), LOGIN_FORM.to_owned());
+                }
+                let username = form_value(&request.body, "username").unwrap_or_default();
+                let password = form_value(&request.body, "password").unwrap_or_default();
+                if self.login(&username, &password).await {
+                    (
+                        "302 Found",
+                        "text/html",
+                        "Location: /\r\nSet-Cookie: sessionid=mock-session; HttpOnly; Path=/\r\n"
+                            .to_owned(),
+                        String::new(),
+                    )
+                } else {
+                    ("200 OK", "text/html", String::new(), LOGIN_FORM.to_owned())
+                }
+            }
+            _ => (
+                "200 OK",
+                "application/json",
+                String::new(),
+                self.body.clone(),
+            ),
+        }
+    }
+
+    async fn login(&self, username: &str, password: &str) -> bool {
+        let Some(odb) = &self.odb else { return false };
+        let Ok(mut connection) = odb.connect(false).await else {
+            return false;
+        };
+        let stored: Option<String> =
+            sqlx::query(&odb.sql("SELECT password FROM auth_user WHERE username = $1"))
+                .bind(username)
+                .fetch_optional(&mut connection)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|row| row.try_get(0).ok());
+        stored.is_some_and(|stored| stored == password_hash(password))
+    }
+}
+
+/// The component process. Like a real Zato component it writes its pidfile only seconds after
+/// `zato start` returned (`MOCK_ZATO_PIDFILE_DELAY_MS`, default 1000), then binds its port; if the
+/// port is taken it removes the pidfile (another process's, by then) and exits, as a second real
+/// server does. A server also binds Zato's IPC ports (`[main] ipc_port_start` and one more
+/// per worker) on `ipc_host`. Then it answers HTTP until SIGTERM, stops accepting and finishes
+/// the requests under way (as Zato's gunicorn does on a graceful stop).
 async fn serve(path: &Path) -> Result<()> {
     let component = read_component(path)?;
-    if let Some(milliseconds) = std::env::var("MOCK_ZATO_START_DELAY_MS")
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-    {
-        tokio::time::sleep(Duration::from_millis(milliseconds)).await;
-    }
-    let (server_name, cluster_name) = set_up_status(&component, "running").await?;
+    tokio::time::sleep(env_milliseconds("MOCK_ZATO_PIDFILE_DELAY_MS", 1000)).await;
+    let pidfile = path.join("pidfile");
+    write(&pidfile, &format!("{}\n", std::process::id()))?;
+    let give_up = |message: String| {
+        let _ = std::fs::remove_file(&pidfile);
+        failed(message)
+    };
     let listener = tokio::net::TcpListener::bind((component.host.as_str(), component.port))
         .await
-        .map_err(|error| failed(format!("cannot bind port {}: {error}", component.port)))?;
+        .map_err(|error| give_up(format!("cannot bind port {}: {error}", component.port)))?;
+    let mut ipc_listeners = Vec::new();
+    if let Some((ipc_host, ipc_start, workers)) = &component.ipc {
+        for port in *ipc_start..ipc_start.saturating_add(*workers) {
+            let ipc = std::net::TcpListener::bind((ipc_host.as_str(), port)).map_err(|error| {
+                give_up(format!(
+                    "cannot bind the IPC port {ipc_host}:{port} (ipc_port_start): {error}"
+                ))
+            })?;
+            ipc_listeners.push(ipc);
+        }
+    }
+    tokio::time::sleep(env_milliseconds("MOCK_ZATO_START_DELAY_MS", 0)).await;
+    let (server_name, cluster_name) = set_up_status(&component, "running").await?;
     let kind = match component.kind.as_str() {
         "SERVER" => "server",
         "SCHEDULER" => "scheduler",
@@ -1111,7 +1404,12 @@ async fn serve(path: &Path) -> Result<()> {
     } else if let Some(cluster) = component.detail.get("cluster") {
         body["cluster"] = cluster.clone();
     }
-    let body = format!("{body}\n");
+    let responder = std::sync::Arc::new(Responder {
+        kind,
+        body: format!("{body}\n"),
+        api_client: component.api_client.clone(),
+        odb: component.odb.clone(),
+    });
     say(&format!(
         "{kind} listening on {}:{}",
         component.host, component.port
@@ -1123,19 +1421,13 @@ async fn serve(path: &Path) -> Result<()> {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((mut stream, _)) = accepted else { continue };
-                let body = body.clone();
+                let responder = responder.clone();
                 while in_flight.try_join_next().is_some() {}
                 in_flight.spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buffer = [0u8; 1024];
-                    while !request.windows(4).any(|window| window == b"\r\n\r\n") && request.len() < 16 * 1024 {
-                        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
-                            Ok(Ok(read)) if read > 0 => request.extend_from_slice(&buffer[..read]),
-                            _ => return,
-                        }
-                    }
+                    let Some(request) = read_request(&mut stream).await else { return };
+                    let (status, content_type, extra, body) = responder.respond(&request).await;
                     let response = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = stream.write_all(response.as_bytes()).await;
@@ -1146,6 +1438,7 @@ async fn serve(path: &Path) -> Result<()> {
         }
     }
     drop(listener);
+    drop(ipc_listeners);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while in_flight.join_next().await.is_some() {}
     })
@@ -1159,7 +1452,29 @@ async fn serve(path: &Path) -> Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 
+/// Zato pre-processes its command line: `quickstart` among the words before the first `--` option
+/// is taken as its `quickstart` command, which then fails on the rest (`IndexError` in
+/// `pre_process_quickstart`). Options first, positional arguments last, is safe.
+fn pre_process(args: &[String]) -> Result<()> {
+    let options_at = args
+        .iter()
+        .position(|arg| arg.starts_with("--"))
+        .unwrap_or(args.len());
+    let is_component_process = args.first().map(String::as_str) == Some("-m");
+    if !is_component_process
+        && args.first().map(String::as_str) != Some("quickstart")
+        && args[..options_at].iter().any(|arg| arg == "quickstart")
+    {
+        return Err(failed(
+            "IndexError: list index out of range (in pre_process_quickstart: the word \
+             `quickstart` before the first option was taken as Zato's quickstart command)",
+        ));
+    }
+    Ok(())
+}
+
 async fn dispatch(args: &[String]) -> Result<()> {
+    pre_process(args)?;
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["--version"] => {
@@ -1228,6 +1543,10 @@ async fn dispatch(args: &[String]) -> Result<()> {
                         "--server-path",
                         "--bind-host",
                         "--bind-port",
+                        "--scheduler-api-client-for-server-username",
+                        "--scheduler-api-client-for-server-password",
+                        "--server-api-client-for-scheduler-username",
+                        "--server-api-client-for-scheduler-password",
                     ],
                 ),
                 flags: &[],
@@ -1285,7 +1604,16 @@ async fn dispatch(args: &[String]) -> Result<()> {
             say("config is OK");
             Ok(())
         }
-        ["__serve", path] => serve(Path::new(path)).await,
+        ["update", "password", rest @ ..] => {
+            let spec = Spec {
+                command: "update password",
+                positionals: &["path", "username"],
+                options: vec!["--password"],
+                flags: &[],
+            };
+            update_password(&parse(&spec, &owned(rest))?).await
+        }
+        ["-m", _module, path] => serve(Path::new(path)).await,
         _ => Err(MockError::Usage(format!(
             "zato: error: unknown command {:?}",
             words.join(" ")
@@ -1315,7 +1643,7 @@ fn component_path(args: &[String]) -> Option<PathBuf> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some("__serve") {
+    if args.first().map(String::as_str) != Some("-m") {
         log_invocation(&args, component_path(&args).as_deref());
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -1337,6 +1665,10 @@ fn main() -> ExitCode {
         Err(MockError::Failed(message)) => {
             eprintln!("{LABEL} {message}");
             ExitCode::FAILURE
+        }
+        Err(MockError::Exit(code, message)) => {
+            eprintln!("{LABEL} {message}");
+            ExitCode::from(code)
         }
     }
 }

@@ -1,0 +1,299 @@
+//! The argument lists of the `zato` commands the agent runs, in the order and with the options that
+//! Zato's own `quickstart.py` uses, so that every component of a cluster agrees with the others:
+//! - `create odb --skip-if-exists` (Zato's flag works for this command);
+//! - `create cluster` without `--skip-if-exists`: in 3.2 that flag skips whenever the ODB's tables
+//!   exist, which is always after `create odb`, so it would never create the cluster row; a
+//!   cluster that exists makes Zato exit with CLUSTER_NAME_ALREADY_EXISTS, which the caller
+//!   treats as done;
+//! - `create server` and `create scheduler` with the same
+//!   `--scheduler-api-client-for-server-username/-password`: without them the scheduler makes up
+//!   its own and refuses every call from the servers (`--server-api-client-for-scheduler-*` on
+//!   `create server` is ignored by 3.2: the scheduler reads the server's credentials from the ODB);
+//! - `create web-admin` with the cluster's admin.invoke password, then `update password` for its
+//!   user `admin`, whose password `create web-admin` makes up and never shows.
+//!
+//! Every option is one argument `--name=value` and comes before the positional arguments (see
+//! the module above for why).
+
+use std::path::Path;
+
+use muster_proto::v1::{self, OdbSettings, OdbType};
+use muster_proto::zato::DASHBOARD_USER;
+
+use super::{Arg, option, secret_option};
+
+/// The user name of the API client that servers call the scheduler with.
+pub const SCHEDULER_API_USER: &str = "scheduler_api_client";
+
+fn words(words: &[&str]) -> Vec<Arg> {
+    words.iter().map(|word| Arg::plain(*word)).collect()
+}
+
+fn path_arg(path: &Path) -> Arg {
+    Arg::plain(path.display().to_string())
+}
+
+/// Zato's `--odb-*` options for a cluster's ODB. An SQLite ODB without a file name gets
+/// `default_sqlite`. The password goes only to a server database; Zato does not ask for one with
+/// SQLite.
+pub fn odb_options(odb: &OdbSettings, password: &str, default_sqlite: &Path) -> Vec<Arg> {
+    let odb_type = OdbType::try_from(odb.odb_type).unwrap_or(OdbType::Sqlite);
+    match odb_type {
+        OdbType::Sqlite | OdbType::Unspecified => {
+            let file = if odb.db_name.is_empty() {
+                default_sqlite.display().to_string()
+            } else {
+                odb.db_name.clone()
+            };
+            vec![
+                option("--odb-type", "sqlite"),
+                option("--odb-db-name", file),
+            ]
+        }
+        OdbType::Postgresql | OdbType::Mysql => {
+            let mut args = vec![
+                option("--odb-type", odb_type.zato_name()),
+                option("--odb-host", &odb.host),
+                option("--odb-port", odb.port),
+                option("--odb-user", &odb.user),
+                option("--odb-db-name", &odb.db_name),
+                secret_option("--odb-password", password),
+            ];
+            if !odb.postgresql_schema.is_empty() {
+                args.push(option("--postgresql-schema", &odb.postgresql_schema));
+            }
+            args
+        }
+    }
+}
+
+/// `zato create odb`, idempotent through Zato's own `--skip-if-exists`.
+pub fn create_odb(task: &v1::BootstrapTask, default_sqlite: &Path) -> Vec<Arg> {
+    let odb = task.odb.clone().unwrap_or_default();
+    let secrets = task.secrets.clone().unwrap_or_default();
+    let mut args = words(&["create", "odb"]);
+    args.extend(odb_options(&odb, &secrets.odb_password, default_sqlite));
+    args.push(Arg::plain("--skip-if-exists"));
+    args
+}
+
+/// `zato create cluster NAME`, with the dashboard's target as the cluster row's `lb_host` and
+/// `lb_port` when the plan has one.
+pub fn create_cluster(task: &v1::BootstrapTask, default_sqlite: &Path) -> Vec<Arg> {
+    let odb = task.odb.clone().unwrap_or_default();
+    let secrets = task.secrets.clone().unwrap_or_default();
+    let mut args = words(&["create", "cluster"]);
+    args.extend(odb_options(&odb, &secrets.odb_password, default_sqlite));
+    if let Some(target) = &task.dashboard_target {
+        args.push(option("--lb-host", &target.host));
+        args.push(option("--lb-port", target.port));
+    }
+    args.push(secret_option("--secret-key", &secrets.secret_key));
+    args.push(secret_option(
+        "--admin-invoke-password",
+        &secrets.admin_invoke_password,
+    ));
+    args.push(Arg::plain(task.cluster.clone()));
+    args
+}
+
+/// `zato create server PATH CLUSTER NAME`. `scheduler` is the scheduler's address as Zato takes
+/// it (`http://HOST:PORT`), when the cluster has one.
+pub fn create_server(
+    component: &v1::Component,
+    path: &Path,
+    scheduler: Option<&str>,
+    default_sqlite: &Path,
+) -> Vec<Arg> {
+    let odb = component.odb.clone().unwrap_or_default();
+    let secrets = component.secrets.clone().unwrap_or_default();
+    let mut args = words(&["create", "server"]);
+    args.extend(odb_options(&odb, &secrets.odb_password, default_sqlite));
+    args.push(secret_option("--secret-key", &secrets.secret_key));
+    args.push(secret_option("--jwt-secret", &secrets.jwt_secret));
+    args.push(option("--http-port", component.port));
+    if let Some(scheduler) = scheduler {
+        args.push(option("--scheduler-address-for-server", scheduler));
+    }
+    args.extend(scheduler_api_client(&secrets));
+    args.push(path_arg(path));
+    args.push(Arg::plain(component.cluster.clone()));
+    args.push(Arg::plain(component.name.clone()));
+    args
+}
+
+/// `zato create scheduler PATH`, pointed at `server` (`http://HOST:PORT`).
+pub fn create_scheduler(
+    component: &v1::Component,
+    path: &Path,
+    server: &str,
+    default_sqlite: &Path,
+) -> Vec<Arg> {
+    let odb = component.odb.clone().unwrap_or_default();
+    let secrets = component.secrets.clone().unwrap_or_default();
+    let mut args = words(&["create", "scheduler"]);
+    args.extend(odb_options(&odb, &secrets.odb_password, default_sqlite));
+    args.push(option("--cluster-name", &component.cluster));
+    args.push(secret_option("--secret-key", &secrets.secret_key));
+    args.push(option("--server-address-for-scheduler", server));
+    args.push(option("--bind-port", component.port));
+    args.extend(scheduler_api_client(&secrets));
+    args.push(path_arg(path));
+    args
+}
+
+/// The credentials servers call the scheduler with; both sides must get the same.
+fn scheduler_api_client(secrets: &v1::ComponentSecrets) -> [Arg; 2] {
+    [
+        option(
+            "--scheduler-api-client-for-server-username",
+            SCHEDULER_API_USER,
+        ),
+        secret_option(
+            "--scheduler-api-client-for-server-password",
+            &secrets.scheduler_api_password,
+        ),
+    ]
+}
+
+/// `zato create web-admin PATH`.
+pub fn create_web_admin(component: &v1::Component, path: &Path, default_sqlite: &Path) -> Vec<Arg> {
+    let odb = component.odb.clone().unwrap_or_default();
+    let secrets = component.secrets.clone().unwrap_or_default();
+    let mut args = words(&["create", "web-admin"]);
+    args.extend(odb_options(&odb, &secrets.odb_password, default_sqlite));
+    args.push(secret_option(
+        "--admin-invoke-password",
+        &secrets.admin_invoke_password,
+    ));
+    args.push(path_arg(path));
+    args
+}
+
+/// `zato update password PATH admin`: sets the password of the dashboard's user `admin`, in the
+/// ODB that the web-admin in `path` uses.
+pub fn set_dashboard_password(path: &Path, password: &str) -> Vec<Arg> {
+    let mut args = words(&["update", "password"]);
+    args.push(secret_option("--password", password));
+    args.push(path_arg(path));
+    args.push(Arg::plain(DASHBOARD_USER));
+    args
+}
+
+pub fn start(path: &Path) -> Vec<Arg> {
+    vec![Arg::plain("start"), path_arg(path)]
+}
+
+pub fn stop(path: &Path) -> Vec<Arg> {
+    vec![Arg::plain("stop"), path_arg(path)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(args: &[Arg]) -> Vec<String> {
+        args.iter().map(Arg::text).collect()
+    }
+
+    #[test]
+    fn odb_options_follow_the_odb_type() {
+        let sqlite = OdbSettings {
+            odb_type: OdbType::Sqlite as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            texts(&odb_options(
+                &sqlite,
+                "",
+                Path::new("/opt/zato/prod/odb.db")
+            )),
+            ["--odb-type=sqlite", "--odb-db-name=/opt/zato/prod/odb.db"]
+        );
+        let postgres = OdbSettings {
+            odb_type: OdbType::Postgresql as i32,
+            host: "db".into(),
+            port: 5432,
+            user: "zato".into(),
+            db_name: "odb".into(),
+            postgresql_schema: String::new(),
+        };
+        let args = odb_options(&postgres, "-pw", Path::new("/unused"));
+        assert!(matches!(&args[5], Arg::Secret { value, .. } if value == "-pw"));
+        assert_eq!(texts(&args)[5], "--odb-password=-pw");
+    }
+
+    /// A cluster named like a Zato command (`quickstart`) and secrets that start with `-` reach
+    /// Zato as arguments it cannot mistake: options first, each with its value.
+    #[test]
+    fn positional_arguments_come_after_every_option() {
+        let task = v1::BootstrapTask {
+            cluster: "quickstart".into(),
+            kind: v1::BootstrapKind::Cluster as i32,
+            odb: Some(OdbSettings::default()),
+            secrets: Some(v1::ComponentSecrets {
+                secret_key: "-starts-with-a-dash=".into(),
+                admin_invoke_password: "pw".into(),
+                ..Default::default()
+            }),
+            dashboard_target: Some(v1::Endpoint {
+                host: "10.0.0.9".into(),
+                port: 11223,
+                tls: false,
+            }),
+        };
+        let args = texts(&create_cluster(&task, Path::new("/z/odb.db")));
+        assert_eq!(args[..2], ["create", "cluster"]);
+        assert_eq!(args.last().map(String::as_str), Some("quickstart"));
+        assert!(
+            args[2..args.len() - 1]
+                .iter()
+                .all(|arg| arg.starts_with("--"))
+        );
+        assert!(args.contains(&"--secret-key=-starts-with-a-dash=".to_owned()));
+        assert!(args.contains(&"--lb-host=10.0.0.9".to_owned()));
+        assert!(args.contains(&"--lb-port=11223".to_owned()));
+        assert!(!args.iter().any(|arg| arg == "--skip-if-exists"));
+    }
+
+    #[test]
+    fn servers_and_the_scheduler_get_the_same_api_client() {
+        let component = v1::Component {
+            role: v1::Role::Server as i32,
+            name: "server1".into(),
+            cluster: "prod".into(),
+            port: 17010,
+            odb: Some(OdbSettings::default()),
+            secrets: Some(v1::ComponentSecrets {
+                scheduler_api_password: "shared".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let server = texts(&create_server(
+            &component,
+            Path::new("/z/server"),
+            Some("http://10.0.0.2:31530"),
+            Path::new("/z/odb.db"),
+        ));
+        let scheduler = texts(&create_scheduler(
+            &component,
+            Path::new("/z/scheduler"),
+            "http://10.0.0.1:17010",
+            Path::new("/z/odb.db"),
+        ));
+        for expected in [
+            "--scheduler-api-client-for-server-username=scheduler_api_client",
+            "--scheduler-api-client-for-server-password=shared",
+        ] {
+            assert!(server.contains(&expected.to_owned()), "{server:?}");
+            assert!(scheduler.contains(&expected.to_owned()), "{scheduler:?}");
+        }
+        assert_eq!(server[server.len() - 3..], ["/z/server", "prod", "server1"]);
+        assert!(
+            !server
+                .iter()
+                .any(|arg| arg.starts_with("--server-api-client"))
+        );
+    }
+}

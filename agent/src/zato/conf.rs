@@ -1,0 +1,249 @@
+//! The files Zato writes that the agent changes afterwards, each rewritten atomically with its mode
+//! kept: `server.conf` and `scheduler.conf` (INI, `key=value` without spaces, as Zato writes them)
+//! and `web-admin.conf` (JSON); and the absolute symlink `config/repo/user-conf` that `zato create
+//! server` points into the directory it was given, which the agent renames.
+
+use std::path::Path;
+
+use muster_proto::validate;
+
+use crate::files;
+
+/// Zato's first IPC port of a server (`[main] ipc_port_start`); each of its worker processes binds
+/// the next one.
+pub const IPC_PORT_START: u16 = 17050;
+/// IPC ports kept for each server on a host: a server may run up to this many worker processes.
+pub const IPC_PORTS_PER_SERVER: u16 = 10;
+
+/// The error of one file operation, with the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    File(#[from] files::FileError),
+    #[error("{path}: not the JSON Zato writes: {source}")]
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ConfError + '_ {
+    move |source| ConfError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Sets `key=value` in `[section]` of an INI text, adding the key (or the section) if missing.
+pub fn set_ini(text: &str, section: &str, key: &str, value: &str) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let header = format!("[{section}]");
+    let Some(start) = lines.iter().position(|line| line.trim() == header) else {
+        lines.push(String::new());
+        lines.push(header);
+        lines.push(format!("{key}={value}"));
+        return lines.join("\n") + "\n";
+    };
+    let end = lines[start + 1..]
+        .iter()
+        .position(|line| line.trim_start().starts_with('['))
+        .map_or(lines.len(), |offset| start + 1 + offset);
+    let existing = (start + 1..end).find(|&index| {
+        lines[index]
+            .split_once('=')
+            .is_some_and(|(name, _)| name.trim() == key)
+    });
+    match existing {
+        Some(index) => lines[index] = format!("{key}={value}"),
+        None => {
+            let insert_at = (start + 1..end)
+                .rev()
+                .find(|&index| !lines[index].trim().is_empty())
+                .map_or(start + 1, |index| index + 1);
+            lines.insert(insert_at, format!("{key}={value}"));
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+pub fn get_ini(text: &str, section: &str, key: &str) -> Option<String> {
+    let mut in_section = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_section = line == format!("[{section}]");
+        } else if in_section
+            && let Some((name, value)) = line.split_once('=')
+            && name.trim() == key
+        {
+            return Some(value.trim().to_owned());
+        }
+    }
+    None
+}
+
+/// Sets every `(section, key, value)` of `settings` in the INI file at `path`; says whether the
+/// file changed.
+pub fn edit_ini(path: &Path, settings: &[(&str, &str, String)]) -> Result<bool, ConfError> {
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    let mut updated = text.clone();
+    for (section, key, value) in settings {
+        if get_ini(&updated, section, key).as_deref() != Some(value.as_str()) {
+            updated = set_ini(&updated, section, key, value);
+        }
+    }
+    if updated == text {
+        return Ok(false);
+    }
+    write_keeping_mode(path, updated.as_bytes())?;
+    Ok(true)
+}
+
+fn write_keeping_mode(path: &Path, contents: &[u8]) -> Result<(), ConfError> {
+    let metadata = std::fs::metadata(path).map_err(io_error(path))?;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
+    files::write_atomic(path, contents, mode)?;
+    let owner = std::os::unix::fs::MetadataExt::uid(&metadata);
+    let group = std::os::unix::fs::MetadataExt::gid(&metadata);
+    std::os::unix::fs::chown(path, Some(owner), Some(group)).map_err(io_error(path))
+}
+
+/// `web-admin.conf`'s `host` and `port`; says whether they changed.
+pub fn set_web_admin_bind(directory: &Path, host: &str, port: u32) -> Result<bool, ConfError> {
+    let path = directory.join("config/repo/web-admin.conf");
+    let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+    let mut conf: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| ConfError::Json {
+            path: path.display().to_string(),
+            source,
+        })?;
+    if conf["port"].as_u64() == Some(u64::from(port)) && conf["host"].as_str() == Some(host) {
+        return Ok(false);
+    }
+    conf["host"] = host.into();
+    conf["port"] = port.into();
+    write_keeping_mode(&path, format!("{conf:#}\n").as_bytes())?;
+    Ok(true)
+}
+
+/// Points every symlink under `directory/config/repo` that leads into `old` (the directory the
+/// component was created in) at the same place under `directory`, so that renaming a component
+/// leaves none dangling.
+pub fn repoint_symlinks(directory: &Path, old: &Path) -> Result<(), ConfError> {
+    let repo = directory.join("config/repo");
+    let entries = std::fs::read_dir(&repo).map_err(io_error(&repo))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error(&repo))?;
+        let link = entry.path();
+        let Ok(target) = std::fs::read_link(&link) else {
+            continue;
+        };
+        let Ok(inside) = target.strip_prefix(old) else {
+            continue;
+        };
+        let temporary = link.with_extension("muster-new");
+        let _ = std::fs::remove_file(&temporary);
+        std::os::unix::fs::symlink(directory.join(inside), &temporary)
+            .map_err(io_error(&temporary))?;
+        if let Ok(metadata) = std::fs::symlink_metadata(&link) {
+            let _ = std::os::unix::fs::lchown(
+                &temporary,
+                Some(std::os::unix::fs::MetadataExt::uid(&metadata)),
+                Some(std::os::unix::fs::MetadataExt::gid(&metadata)),
+            );
+        }
+        std::fs::rename(&temporary, &link).map_err(io_error(&link))?;
+    }
+    Ok(())
+}
+
+/// An address as Zato takes it, `SCHEME://HOST[:PORT]`, split into host, port and TLS; Zato
+/// assumes `https` without a scheme.
+pub fn split_address(address: &str, default_port: u16) -> Option<(String, u16, bool)> {
+    let (use_tls, rest) = match address.split_once("://") {
+        Some(("https", rest)) => (true, rest),
+        Some(("http", rest)) => (false, rest),
+        _ => (true, address),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (rest, default_port),
+    };
+    validate::host("peer address", host).ok()?;
+    Some((host.to_owned(), port, use_tls))
+}
+
+pub fn python_bool(value: bool) -> &'static str {
+    if value { "True" } else { "False" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ini_values_are_replaced_or_added_in_their_section() {
+        let text = "[main]\ngunicorn_bind=0.0.0.0:17010\n\n[scheduler]\nscheduler_host=a\nscheduler_port=31530\n";
+        let updated = set_ini(text, "scheduler", "scheduler_host", "10.0.0.5");
+        assert_eq!(
+            get_ini(&updated, "scheduler", "scheduler_host").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(
+            get_ini(&updated, "main", "gunicorn_bind").as_deref(),
+            Some("0.0.0.0:17010")
+        );
+        let added = set_ini(&updated, "scheduler", "scheduler_use_tls", "False");
+        assert!(
+            added.contains("scheduler_port=31530\nscheduler_use_tls=False\n"),
+            "{added}"
+        );
+        let new_section = set_ini(text, "odb", "engine", "sqlite");
+        assert_eq!(
+            get_ini(&new_section, "odb", "engine").as_deref(),
+            Some("sqlite")
+        );
+    }
+
+    #[test]
+    fn peer_addresses_are_split_as_zato_reads_them() {
+        assert_eq!(
+            split_address("http://10.0.0.5:31530", 1),
+            Some(("10.0.0.5".into(), 31530, false))
+        );
+        assert_eq!(
+            split_address("sched.internal", 31530),
+            Some(("sched.internal".into(), 31530, true))
+        );
+        assert_eq!(split_address("http://bad host:1", 1), None);
+    }
+
+    #[test]
+    fn a_renamed_component_keeps_its_symlinks_working() {
+        let scratch = tempfile::tempdir().unwrap();
+        let old = scratch.path().join(".creating-server-server1");
+        let new = scratch.path().join("server-server1");
+        std::fs::create_dir_all(old.join("config/repo")).unwrap();
+        std::fs::create_dir_all(old.join("pickup/incoming/user-conf")).unwrap();
+        std::os::unix::fs::symlink(
+            old.join("pickup/incoming/user-conf"),
+            old.join("config/repo/user-conf"),
+        )
+        .unwrap();
+        std::fs::rename(&old, &new).unwrap();
+        assert!(!new.join("config/repo/user-conf").exists(), "dangles first");
+        repoint_symlinks(&new, &old).unwrap();
+        assert_eq!(
+            std::fs::read_link(new.join("config/repo/user-conf")).unwrap(),
+            new.join("pickup/incoming/user-conf")
+        );
+        assert!(new.join("config/repo/user-conf").is_dir());
+    }
+}

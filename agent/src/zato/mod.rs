@@ -1,0 +1,289 @@
+//! The `zato` command, as the agent runs it, and what the agent knows of Zato 3.2 (read from its
+//! source and checked against the real thing; `packaging/docs/zato.md` lists it):
+//! - [`command`]: the argument lists of `zato create|start|stop|update password`;
+//! - [`conf`]: the files Zato writes that the agent edits afterwards (`server.conf`,
+//!   `scheduler.conf`, `web-admin.conf`) and the symlink a create leaves behind;
+//! - [`process`]: finding the process that runs a component, before and after its pidfile exists;
+//! - [`health`]: the probes that say a component works;
+//! - [`odb`]: the one ODB row the agent removes itself (a stale `server` row).
+//!
+//! Zato takes secrets only as command-line options (or, for a few, environment variables), so they
+//! go there and nowhere else: every command is logged with secret values as `***`, and any secret
+//! that shows up in Zato's output is replaced by `***` before the output is reported. Every option
+//! is one argument `--name=value`, since argparse takes a separate value that starts with `-` for an
+//! option, and every command puts its options before its positional arguments, since Zato takes a
+//! command word (`quickstart`, ...) among the positional arguments before the first option as a
+//! command of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+pub mod command;
+pub mod conf;
+pub mod health;
+pub mod odb;
+pub mod process;
+
+/// How long one `zato` command may run.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Zato's exit status when `create server` finds a server of that name in the cluster
+/// (SERVER_NAME_ALREADY_EXISTS).
+pub const EXIT_SERVER_NAME_ALREADY_EXISTS: i32 = 7;
+
+/// One command-line argument; a secret option is shown as `--name=***` wherever the command is
+/// shown.
+#[derive(Clone)]
+pub enum Arg {
+    Plain(String),
+    Secret { option: &'static str, value: String },
+}
+
+impl Arg {
+    pub fn plain(text: impl Into<String>) -> Arg {
+        Arg::Plain(text.into())
+    }
+
+    /// What the command gets.
+    fn text(&self) -> String {
+        match self {
+            Arg::Plain(text) => text.clone(),
+            Arg::Secret { option, value } => format!("{option}={value}"),
+        }
+    }
+
+    /// What logs and errors show.
+    fn shown(&self) -> String {
+        match self {
+            Arg::Plain(text) => text.clone(),
+            Arg::Secret { option, .. } => format!("{option}=***"),
+        }
+    }
+}
+
+/// An option and its value, as one argument.
+pub fn option(name: &str, value: impl std::fmt::Display) -> Arg {
+    Arg::Plain(format!("{name}={value}"))
+}
+
+pub fn secret_option(name: &'static str, value: &str) -> Arg {
+    Arg::Secret {
+        option: name,
+        value: value.to_owned(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZatoError {
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` did not finish within {timeout:?}")]
+    Timeout { command: String, timeout: Duration },
+    #[error("`{command}` failed ({status}): {output}")]
+    Failed {
+        command: String,
+        status: String,
+        /// Zato's exit status; `None` when a signal ended it.
+        code: Option<i32>,
+        output: String,
+    },
+    #[error("unknown user {0:?} in run_as")]
+    UnknownUser(String),
+}
+
+/// The user Zato commands run as.
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl ZatoError {
+    /// Whether Zato exited with `code`.
+    pub fn exited_with(&self, code: i32) -> bool {
+        matches!(self, ZatoError::Failed { code: Some(actual), .. } if *actual == code)
+    }
+}
+
+impl RunAs {
+    /// Makes this user the owner of `path`.
+    pub fn give(&self, path: &Path) -> Result<(), String> {
+        nix::unistd::chown(
+            path,
+            Some(nix::unistd::Uid::from_raw(self.uid)),
+            Some(nix::unistd::Gid::from_raw(self.gid)),
+        )
+        .map_err(|error| format!("cannot give {} to {}: {error}", path.display(), self.name))
+    }
+
+    /// Says why this user cannot run `program`, from the permission bits of the program and of
+    /// every directory above it (Zato's installer makes `bin/zato` mode 0740, owned by root).
+    pub fn check_can_execute(&self, program: &Path) -> Result<(), String> {
+        let name = std::ffi::CString::new(self.name.clone())
+            .map_err(|_| format!("invalid user name {:?}", self.name))?;
+        let groups: Vec<u32> =
+            nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(self.gid))
+                .map(|groups| groups.into_iter().map(|gid| gid.as_raw()).collect())
+                .unwrap_or_else(|_| vec![self.gid]);
+        let allowed = |path: &Path, bit: u32| -> Result<bool, String> {
+            let metadata =
+                std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
+            let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions());
+            let owner = std::os::unix::fs::MetadataExt::uid(&metadata);
+            let group = std::os::unix::fs::MetadataExt::gid(&metadata);
+            Ok(if self.uid == 0 {
+                !metadata.is_file() || mode & 0o111 != 0
+            } else if owner == self.uid {
+                mode & (bit << 6) != 0
+            } else if groups.contains(&group) {
+                mode & (bit << 3) != 0
+            } else {
+                mode & bit != 0
+            })
+        };
+        let mut ancestors: Vec<&Path> = program.ancestors().skip(1).collect();
+        ancestors.reverse();
+        for directory in ancestors
+            .into_iter()
+            .filter(|path| !path.as_os_str().is_empty())
+        {
+            if !allowed(directory, 0o1)? {
+                return Err(format!(
+                    "run_as user {} cannot run {}: it may not enter {}",
+                    self.name,
+                    program.display(),
+                    directory.display()
+                ));
+            }
+        }
+        if !allowed(program, 0o1)? {
+            return Err(format!(
+                "run_as user {user} cannot run {program}: no execute permission for that user \
+                 (Zato's installer makes bin/zato mode 0740 owned by root: give the user's group \
+                 read and execute, e.g. chgrp {user} {program} && chmod 0750 {program})",
+                user = self.name,
+                program = program.display()
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn lookup(name: &str) -> Result<RunAs, ZatoError> {
+        let user = nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ZatoError::UnknownUser(name.to_owned()))?;
+        Ok(RunAs {
+            name: name.to_owned(),
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Zato {
+    pub bin: PathBuf,
+    pub run_as: Option<RunAs>,
+}
+
+impl Zato {
+    fn shown(&self, args: &[Arg]) -> String {
+        let mut shown = vec![self.bin.display().to_string()];
+        shown.extend(args.iter().map(Arg::shown));
+        shown.join(" ")
+    }
+
+    /// Runs `zato ARGS` in `directory`; `on_spawn` gets the child's pid (to mark work in
+    /// progress). Returns the (scrubbed) output on success.
+    pub async fn run(
+        &self,
+        args: &[Arg],
+        directory: &Path,
+        on_spawn: impl FnOnce(u32),
+    ) -> Result<String, ZatoError> {
+        let command_text = self.shown(args);
+        tracing::info!(command = %command_text, directory = %directory.display(), "running zato");
+        let mut command = tokio::process::Command::new(&self.bin);
+        command
+            .args(args.iter().map(Arg::text))
+            .current_dir(directory)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false);
+        if let Some(user) = &self.run_as {
+            command.uid(user.uid).gid(user.gid);
+        }
+        let child = command.spawn().map_err(|source| ZatoError::Spawn {
+            command: command_text.clone(),
+            source,
+        })?;
+        if let Some(pid) = child.id() {
+            on_spawn(pid);
+        }
+        let output = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+            .await
+            .map_err(|_| ZatoError::Timeout {
+                command: command_text.clone(),
+                timeout: COMMAND_TIMEOUT,
+            })?
+            .map_err(|source| ZatoError::Spawn {
+                command: command_text.clone(),
+                source,
+            })?;
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        let text = scrub(text.trim(), args);
+        if output.status.success() {
+            Ok(text)
+        } else {
+            Err(ZatoError::Failed {
+                command: command_text,
+                status: output.status.to_string(),
+                code: output.status.code(),
+                output: text,
+            })
+        }
+    }
+}
+
+/// `text` with every secret among `args` replaced by `***`.
+pub fn scrub(text: &str, args: &[Arg]) -> String {
+    let mut scrubbed = text.to_owned();
+    for arg in args {
+        if let Arg::Secret { value, .. } = arg
+            && !value.is_empty()
+        {
+            scrubbed = scrubbed.replace(value.as_str(), "***");
+        }
+    }
+    scrubbed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_and_scrubbed() {
+        let zato = Zato {
+            bin: "zato".into(),
+            run_as: None,
+        };
+        let args = vec![
+            Arg::plain("create"),
+            Arg::plain("odb"),
+            secret_option("--odb-password", "-hunter2"),
+        ];
+        assert_eq!(zato.shown(&args), "zato create odb --odb-password=***");
+        assert_eq!(args[2].text(), "--odb-password=-hunter2");
+        assert_eq!(scrub("login -hunter2 failed", &args), "login *** failed");
+    }
+}

@@ -1,0 +1,228 @@
+//! What the agent reads and changes in a Zato ODB itself, because Zato's command line cannot tell it
+//! or do it:
+//! - whether the `cluster` row exists. `zato create cluster --skip-if-exists` skips whenever the
+//!   ODB's tables exist (always, after `create odb`), and a plain second `create cluster` fails
+//!   with an IntegrityError (exit status 16, the same as any other failure), so the bootstrap
+//!   looks at the row before and after it runs the command;
+//! - removing a server's row. Zato 3.2 keeps a removed server's row for ever and has no command to
+//!   delete one (only the admin service `zato.server.delete`, which needs another running server of
+//!   the cluster), so a server removed and later created again under the same name, or a create
+//!   killed after Zato inserted the row, would fail with SERVER_NAME_ALREADY_EXISTS for good. The
+//!   agent deletes the row as Zato's own service does: the `server` row, and with it (`ON DELETE
+//!   CASCADE`) what refers to it.
+
+use std::path::Path;
+
+use muster_proto::v1::{OdbSettings, OdbType};
+use sqlx::Connection as _;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OdbError {
+    #[error("cannot reach the ODB ({odb}): {source}")]
+    Connect {
+        odb: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot {action} in the ODB ({odb}): {source}")]
+    Query {
+        action: String,
+        odb: String,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// A connection to a Zato ODB of any of its three kinds.
+enum Connection {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+    MySql(sqlx::MySqlConnection),
+}
+
+/// One ODB, as the settings a component got describe it.
+pub struct Odb<'a> {
+    pub settings: &'a OdbSettings,
+    pub password: &'a str,
+    /// The SQLite file when the settings name none.
+    pub default_sqlite: &'a Path,
+}
+
+impl Odb<'_> {
+    fn describe(&self) -> String {
+        let settings = self.settings;
+        match OdbType::try_from(settings.odb_type).unwrap_or(OdbType::Sqlite) {
+            OdbType::Sqlite | OdbType::Unspecified => {
+                format!("SQLite {}", self.sqlite_file().display())
+            }
+            OdbType::Postgresql => format!(
+                "PostgreSQL {}:{}/{}",
+                settings.host, settings.port, settings.db_name
+            ),
+            OdbType::Mysql => format!(
+                "MySQL {}:{}/{}",
+                settings.host, settings.port, settings.db_name
+            ),
+        }
+    }
+
+    fn sqlite_file(&self) -> std::path::PathBuf {
+        if self.settings.db_name.is_empty() {
+            self.default_sqlite.to_path_buf()
+        } else {
+            self.settings.db_name.clone().into()
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, OdbError> {
+        let settings = self.settings;
+        let connect_error = |source| OdbError::Connect {
+            odb: self.describe(),
+            source,
+        };
+        let connection = match OdbType::try_from(settings.odb_type).unwrap_or(OdbType::Sqlite) {
+            OdbType::Sqlite | OdbType::Unspecified => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.sqlite_file())
+                    .create_if_missing(false)
+                    .foreign_keys(true);
+                Connection::Sqlite(
+                    sqlx::SqliteConnection::connect_with(&options)
+                        .await
+                        .map_err(connect_error)?,
+                )
+            }
+            OdbType::Postgresql => {
+                let mut options = sqlx::postgres::PgConnectOptions::new()
+                    .host(&settings.host)
+                    .port(u16::try_from(settings.port).unwrap_or(5432))
+                    .username(&settings.user)
+                    .password(self.password)
+                    .database(&settings.db_name);
+                if !settings.postgresql_schema.is_empty() {
+                    options =
+                        options.options([("search_path", settings.postgresql_schema.as_str())]);
+                }
+                Connection::Postgres(
+                    sqlx::PgConnection::connect_with(&options)
+                        .await
+                        .map_err(connect_error)?,
+                )
+            }
+            OdbType::Mysql => {
+                let options = sqlx::mysql::MySqlConnectOptions::new()
+                    .host(&settings.host)
+                    .port(u16::try_from(settings.port).unwrap_or(3306))
+                    .username(&settings.user)
+                    .password(self.password)
+                    .database(&settings.db_name);
+                Connection::MySql(
+                    sqlx::MySqlConnection::connect_with(&options)
+                        .await
+                        .map_err(connect_error)?,
+                )
+            }
+        };
+        Ok(connection)
+    }
+
+    fn query_error(&self, action: String) -> impl FnOnce(sqlx::Error) -> OdbError + '_ {
+        move |source| OdbError::Query {
+            action,
+            odb: self.describe(),
+            source,
+        }
+    }
+
+    /// Whether the ODB holds the row of cluster `cluster`. An ODB without Zato's tables holds none.
+    pub async fn cluster_exists(&self, cluster: &str) -> Result<bool, OdbError> {
+        let error = self.query_error(format!("look for cluster {cluster}"));
+        let count: i64 = match self.connect().await? {
+            Connection::Sqlite(mut connection) => {
+                let tables: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'cluster'",
+                )
+                .fetch_one(&mut connection)
+                .await
+                .map_err(error)?;
+                if tables == 0 {
+                    return Ok(false);
+                }
+                sqlx::query_scalar("SELECT COUNT(*) FROM cluster WHERE name = $1")
+                    .bind(cluster)
+                    .fetch_one(&mut connection)
+                    .await
+                    .map_err(self.query_error(format!("look for cluster {cluster}")))?
+            }
+            Connection::Postgres(mut connection) => {
+                let table: Option<String> =
+                    sqlx::query_scalar("SELECT to_regclass('cluster')::text")
+                        .fetch_one(&mut connection)
+                        .await
+                        .map_err(error)?;
+                if table.is_none() {
+                    return Ok(false);
+                }
+                sqlx::query_scalar("SELECT COUNT(*) FROM cluster WHERE name = $1")
+                    .bind(cluster)
+                    .fetch_one(&mut connection)
+                    .await
+                    .map_err(self.query_error(format!("look for cluster {cluster}")))?
+            }
+            Connection::MySql(mut connection) => {
+                let tables: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.tables \
+                     WHERE table_schema = DATABASE() AND table_name = 'cluster'",
+                )
+                .fetch_one(&mut connection)
+                .await
+                .map_err(error)?;
+                if tables == 0 {
+                    return Ok(false);
+                }
+                sqlx::query_scalar("SELECT COUNT(*) FROM cluster WHERE name = ?")
+                    .bind(cluster)
+                    .fetch_one(&mut connection)
+                    .await
+                    .map_err(self.query_error(format!("look for cluster {cluster}")))?
+            }
+        };
+        Ok(count > 0)
+    }
+
+    /// Deletes the `server` row named `server` of cluster `cluster`; returns how many rows went
+    /// (0 or 1).
+    pub async fn remove_server(&self, cluster: &str, server: &str) -> Result<u64, OdbError> {
+        let error = self.query_error(format!("remove server {server} of cluster {cluster}"));
+        let result = match self.connect().await? {
+            Connection::Sqlite(mut connection) => sqlx::query(
+                "DELETE FROM server WHERE name = $1 \
+                 AND cluster_id IN (SELECT id FROM cluster WHERE name = $2)",
+            )
+            .bind(server)
+            .bind(cluster)
+            .execute(&mut connection)
+            .await
+            .map(|done| done.rows_affected()),
+            Connection::Postgres(mut connection) => sqlx::query(
+                "DELETE FROM server WHERE name = $1 \
+                 AND cluster_id IN (SELECT id FROM cluster WHERE name = $2)",
+            )
+            .bind(server)
+            .bind(cluster)
+            .execute(&mut connection)
+            .await
+            .map(|done| done.rows_affected()),
+            Connection::MySql(mut connection) => sqlx::query(
+                "DELETE FROM server WHERE name = ? \
+                 AND cluster_id IN (SELECT id FROM cluster WHERE name = ?)",
+            )
+            .bind(server)
+            .bind(cluster)
+            .execute(&mut connection)
+            .await
+            .map(|done| done.rows_affected()),
+        };
+        result.map_err(error)
+    }
+}
