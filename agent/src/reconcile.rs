@@ -1,8 +1,8 @@
 //! One reconcile pass drives the host toward its desired state and says how it stands.
 //!
-//! - Bootstrap tasks run in order, once: `zato create odb --skip-if-exists`, then `zato create
-//!   cluster`, which is done when it creates the cluster row or finds it (Zato's
-//!   CLUSTER_NAME_ALREADY_EXISTS). A finished task is recorded in `STATE_DIR/bootstrap-done.json`.
+//! - Bootstrap tasks run in order, once, one a pass: `zato create odb --skip-if-exists`, then
+//!   `zato create cluster`, which is done when it creates the cluster row or finds it in the ODB.
+//!   A finished task is recorded in `STATE_DIR/bootstrap-done.json`.
 //! - A missing component is created in `COMPONENTS_DIR/CLUSTER/.creating-ROLE-NAME` (the pid of
 //!   the `zato create` is kept beside it) and renamed into `ROLE-NAME` only when Zato finished, so an
 //!   interrupted create never leaves a half-made component in place: the next pass waits for a
@@ -132,8 +132,8 @@ impl Local {
                 },
         );
         self.last_error = match pid {
-            Some(pid) => format!("the process (pid {pid}) died; restarting"),
-            None => "the process died; restarting".to_owned(),
+            Some(pid) => format!("the process (pid {pid}) died, restarting"),
+            None => "the process died, restarting".to_owned(),
         };
         tracing::warn!(component = %what, restarts = self.restarts, "component died; restarting");
     }
@@ -174,6 +174,9 @@ pub struct Reconciler {
     ipc_port_start: u16,
     /// Each server's first IPC port, by the order of the host's servers' HTTP ports.
     ipc_port_starts: BTreeMap<Key, u16>,
+    /// Held by a `zato` command that writes an SQLite ODB: components converge side by side, but
+    /// Python's SQLite waits only 5 s for a lock that another Zato command holds.
+    sqlite_writes: tokio::sync::Mutex<()>,
 }
 
 fn role_of(component: &Component) -> Role {
@@ -254,6 +257,7 @@ impl Reconciler {
             local: BTreeMap::new(),
             ipc_port_start: conf::IPC_PORT_START,
             ipc_port_starts: BTreeMap::new(),
+            sqlite_writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -300,9 +304,27 @@ impl Reconciler {
     pub async fn pass(&mut self, desired: &DesiredState) -> (HostStatus, Duration) {
         let bootstrap = self.bootstrap(desired).await;
         self.ipc_port_starts = ipc_port_starts(desired, self.ipc_port_start);
-        let mut components = Vec::new();
-        for component in &desired.components {
-            components.push(self.converge(component).await);
+        // Every component's step runs side by side, each on its own state: a host's creates,
+        // starts and probes overlap rather than queue (a real `zato create` or start takes
+        // seconds).
+        let mut work: Vec<(&Component, Local)> = desired
+            .components
+            .iter()
+            .map(|component| {
+                let local = self.local.remove(&key_of(component)).unwrap_or_default();
+                (component, local)
+            })
+            .collect();
+        let components = {
+            let this = &*self;
+            futures_util::future::join_all(
+                work.iter_mut()
+                    .map(|(component, local)| this.converge(component, local)),
+            )
+            .await
+        };
+        for (component, local) in work {
+            self.local.insert(key_of(component), local);
         }
         self.archive_unwanted(desired).await;
         let soonest_retry = self
@@ -327,6 +349,9 @@ impl Reconciler {
     async fn bootstrap(&mut self, desired: &DesiredState) -> Vec<v1::BootstrapStatus> {
         let mut statuses = Vec::new();
         let mut blocked_clusters = BTreeSet::new();
+        // One task a pass: the next one runs with the newest desired state (`create cluster` takes
+        // the load balancer's address, which may have been assigned while `create odb` ran).
+        let mut ran_one = false;
         for task in &desired.bootstrap_tasks {
             let kind = BootstrapKind::try_from(task.kind).unwrap_or(BootstrapKind::Unspecified);
             let kind_name = match kind {
@@ -348,12 +373,13 @@ impl Reconciler {
             }
             let local = self.bootstrap.entry(record.clone()).or_default();
             let waiting = local.retry_at.is_some_and(|at| at > Instant::now());
-            if waiting || blocked_clusters.contains(&task.cluster) {
+            if waiting || ran_one || blocked_clusters.contains(&task.cluster) {
                 status.last_error = local.last_error.clone();
                 statuses.push(status);
                 blocked_clusters.insert(task.cluster.clone());
                 continue;
             }
+            ran_one = true;
             let result = self.run_bootstrap(task, kind).await;
             let local = self.bootstrap.entry(record.clone()).or_default();
             match result {
@@ -476,6 +502,23 @@ impl Reconciler {
         }
     }
 
+    /// Waits for the turn to write `component`'s ODB when it is an SQLite file; nothing to wait for
+    /// with PostgreSQL and MySQL, nor for the scheduler (its create writes nothing to the ODB).
+    async fn odb_writer(&self, component: &Component) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if role_of(component) == Role::Scheduler {
+            return None;
+        }
+        let odb_type = component
+            .odb
+            .as_ref()
+            .and_then(|odb| v1::OdbType::try_from(odb.odb_type).ok())
+            .unwrap_or(v1::OdbType::Sqlite);
+        match odb_type {
+            v1::OdbType::Sqlite | v1::OdbType::Unspecified => Some(self.sqlite_writes.lock().await),
+            v1::OdbType::Postgresql | v1::OdbType::Mysql => None,
+        }
+    }
+
     /// Runs `zato create` for a server in `temporary`; a name that Zato's ODB still holds from a
     /// removed server or a killed create has its stale row removed, and the create runs again.
     async fn create_server_or_recover(
@@ -534,7 +577,11 @@ impl Reconciler {
 
     /// Makes sure the component's directory exists, creating it if needed. `Ok(false)` means it is
     /// not there yet (a create is in flight or must wait).
-    async fn ensure_created(&mut self, component: &Component, key: &Key) -> Result<bool, String> {
+    async fn ensure_created(
+        &self,
+        component: &Component,
+        local: &mut Local,
+    ) -> Result<bool, String> {
         let (directory, temporary, marker) = self.component_dirs(component);
         if directory.join(".zato-info").exists() {
             return Ok(true);
@@ -546,7 +593,7 @@ impl Reconciler {
             ));
         }
         if read_pid(&marker).is_some_and(alive) {
-            self.local.entry(key.clone()).or_default().state = "creating".to_owned();
+            local.state = "creating".to_owned();
             return Ok(false);
         }
         if temporary.join(".zato-info").exists() {
@@ -555,7 +602,7 @@ impl Reconciler {
             tracing::info!(component = %directory.display(), "adopted a component whose create finished while the agent was away");
             return Ok(true);
         }
-        if self.local.get(key).is_some_and(Local::waiting) {
+        if local.waiting() {
             return Ok(false);
         }
         if temporary.exists() {
@@ -567,7 +614,6 @@ impl Reconciler {
         let args = match self.create_args(component, &temporary) {
             Ok(args) => args,
             Err(reason) => {
-                let local = self.local.entry(key.clone()).or_default();
                 local.state = "waiting".to_owned();
                 local.last_error = reason;
                 return Ok(false);
@@ -578,10 +624,12 @@ impl Reconciler {
             .map_err(|error| format!("cannot create {}: {error}", temporary.display()))?;
         private_dir(&temporary)?;
         self.chown(&temporary)?;
-        self.local.entry(key.clone()).or_default().state = "creating".to_owned();
+        local.state = "creating".to_owned();
+        let writing = self.odb_writer(component).await;
         let created = self
             .create_server_or_recover(component, &args, &temporary, &marker)
             .await;
+        drop(writing);
         if let Err(error) = created {
             let _ = std::fs::remove_dir_all(&temporary);
             let _ = std::fs::remove_file(&marker);
@@ -629,6 +677,7 @@ impl Reconciler {
         if marker.exists() || password.is_empty() {
             return Ok(());
         }
+        let _writing = self.odb_writer(component).await;
         self.zato
             .run(
                 &command::set_dashboard_password(directory, password),
@@ -698,22 +747,16 @@ impl Reconciler {
         Ok(changed)
     }
 
-    async fn converge(&mut self, component: &Component) -> v1::ComponentStatus {
-        let key = key_of(component);
+    async fn converge(&self, component: &Component, local: &mut Local) -> v1::ComponentStatus {
         let names_valid = validate::name("cluster name", &component.cluster)
             .and_then(|()| validate::name("component name", &component.name));
         match names_valid {
-            Err(error) => self
-                .local
-                .entry(key.clone())
-                .or_default()
-                .fail(format!("refused: {error}")),
+            Err(error) => local.fail(format!("refused: {error}")),
             Ok(()) => {
-                self.local.entry(key.clone()).or_default().spec = Some(component.clone());
-                self.converge_valid(component, &key).await;
+                local.spec = Some(component.clone());
+                self.converge_valid(component, local).await;
             }
         }
-        let local = self.local.entry(key).or_default();
         v1::ComponentStatus {
             role: component.role,
             name: component.name.clone(),
@@ -748,14 +791,13 @@ impl Reconciler {
     }
 
     /// Whether the component answers as its role must; `Err` says why not.
-    async fn probe(&mut self, component: &Component, key: &Key) -> Result<(), String> {
+    async fn probe(&self, component: &Component, local: &mut Local) -> Result<(), String> {
         let port = u16::try_from(component.port).unwrap_or_default();
         let address = self.probe_address();
         match role_of(component) {
             Role::Server => health::server(address, port).await,
             Role::WebAdmin => health::dashboard(address, port).await,
             Role::Scheduler => {
-                let local = self.local.entry(key.clone()).or_default();
                 let recently = local.healthy
                     && local
                         .deep_probe_at
@@ -770,7 +812,7 @@ impl Reconciler {
                     .unwrap_or_default();
                 let result = health::scheduler(address, port, &password).await;
                 if result.is_ok() {
-                    self.local.entry(key.clone()).or_default().deep_probe_at = Some(Instant::now());
+                    local.deep_probe_at = Some(Instant::now());
                 }
                 result
             }
@@ -778,46 +820,44 @@ impl Reconciler {
         }
     }
 
-    async fn converge_valid(&mut self, component: &Component, key: &Key) {
+    async fn converge_valid(&self, component: &Component, local: &mut Local) {
         let role = role_of(component);
         if role == Role::LoadBalancer {
-            return self.converge_load_balancer(component, key).await;
+            return self.converge_load_balancer(component, local).await;
         }
         let (directory, _, _) = self.component_dirs(component);
         if component.stopped {
-            return self.keep_stopped(&directory, key).await;
+            return self.keep_stopped(&directory, local).await;
         }
-        match self.ensure_created(component, key).await {
+        match self.ensure_created(component, local).await {
             Ok(true) => {}
             Ok(false) => return,
-            Err(error) => return self.local.entry(key.clone()).or_default().fail_step(error),
+            Err(error) => return local.fail_step(error),
         }
         if role == Role::WebAdmin
             && let Err(error) = self.ensure_dashboard_password(component, &directory).await
         {
-            return self
-                .local
-                .entry(key.clone())
-                .or_default()
-                .fail_step(error.to_string());
+            return local.fail_step(error.to_string());
         }
         let reconfigured = match self.reconfigure(component, &directory) {
             Ok(changed) => changed,
-            Err(error) => return self.local.entry(key.clone()).or_default().fail(error),
+            Err(error) => return local.fail(error),
         };
         let pidfile = directory.join("pidfile");
         let mut running = process::find(&directory).is_some();
         if running && reconfigured {
             if let Err(error) = self.stop_component(&directory).await {
-                return self.local.entry(key.clone()).or_default().fail(error);
+                return local.fail(error);
             }
             running = false;
-            self.local.entry(key.clone()).or_default().seen_alive = false;
+            local.seen_alive = false;
         }
         if !running {
-            let local = self.local.entry(key.clone()).or_default();
             if local.seen_alive {
                 local.died(&directory.display().to_string(), read_pid(&pidfile));
+                if let Some(cause) = process::last_logged_error(&directory) {
+                    local.last_error = format!("{}: {cause}", local.last_error);
+                }
             }
             if local.waiting() {
                 local.state = "restarting".to_owned();
@@ -832,21 +872,15 @@ impl Reconciler {
                 .run(&command::start(&directory), &directory, |_| {})
                 .await
             {
-                return self
-                    .local
-                    .entry(key.clone())
-                    .or_default()
-                    .fail_step(error.to_string());
+                return local.fail_step(error.to_string());
             }
-            let local = self.local.entry(key.clone()).or_default();
             local.started_at = Some(Instant::now());
             local.state = "starting".to_owned();
             local.healthy = false;
             local.deep_probe_at = None;
         }
-        let probed = self.probe(component, key).await;
+        let probed = self.probe(component, local).await;
         let alive_now = process::find(&directory).is_some();
-        let local = self.local.entry(key.clone()).or_default();
         local.seen_alive = alive_now;
         local.healthy = probed.is_ok() && alive_now;
         if local.healthy {
@@ -871,10 +905,10 @@ impl Reconciler {
 
     /// A load balancer: HAProxy started, or brought to the plan while it runs; healthy only while
     /// it answers `/zato-lb-alive`.
-    async fn converge_load_balancer(&mut self, component: &Component, key: &Key) {
+    async fn converge_load_balancer(&self, component: &Component, local: &mut Local) {
         let plan = match haproxy::Plan::from_component(component) {
             Ok(plan) => plan,
-            Err(error) => return self.local.entry(key.clone()).or_default().fail(error),
+            Err(error) => return local.fail(error),
         };
         let (directory, _, _) = self.component_dirs(component);
         let paths = haproxy::Paths::new(&directory);
@@ -884,7 +918,6 @@ impl Reconciler {
         };
         if component.stopped {
             let stopped = balancer.stop().await;
-            let local = self.local.entry(key.clone()).or_default();
             if let Err(error) = stopped {
                 return local.fail(error);
             }
@@ -902,11 +935,10 @@ impl Reconciler {
                 self.chown(&directory)
             });
             if let Err(error) = created {
-                return self.local.entry(key.clone()).or_default().fail(error);
+                return local.fail(error);
             }
         }
         let pid = haproxy::master_pid(&paths);
-        let local = self.local.entry(key.clone()).or_default();
         if pid.is_none() {
             if local.seen_alive {
                 local.died(&directory.display().to_string(), read_pid(&paths.pidfile));
@@ -917,7 +949,6 @@ impl Reconciler {
                 return;
             }
             let started = balancer.start(&plan).await;
-            let local = self.local.entry(key.clone()).or_default();
             if let Err(error) = started {
                 local.backends.clear();
                 return local.fail(error);
@@ -927,7 +958,6 @@ impl Reconciler {
             local.last_error.clear();
         } else if !local.waiting() {
             let converged = balancer.converge(&plan).await;
-            let local = self.local.entry(key.clone()).or_default();
             match converged {
                 Ok(applied) => {
                     local.last_error = applied.note;
@@ -960,7 +990,6 @@ impl Reconciler {
         } else {
             Vec::new()
         };
-        let local = self.local.entry(key.clone()).or_default();
         local.seen_alive = alive;
         local.healthy = answers;
         local.backends = backends;
@@ -983,14 +1012,13 @@ impl Reconciler {
     }
 
     /// A component of a drained host: stopped if it runs, left as it is otherwise.
-    async fn keep_stopped(&mut self, directory: &Path, key: &Key) {
+    async fn keep_stopped(&self, directory: &Path, local: &mut Local) {
         if process::find(directory).is_some() {
             if let Err(error) = self.stop_component(directory).await {
-                return self.local.entry(key.clone()).or_default().fail(error);
+                return local.fail(error);
             }
             tracing::info!(component = %directory.display(), "component stopped: its host is drained");
         }
-        let local = self.local.entry(key.clone()).or_default();
         local.state = "stopped".to_owned();
         local.healthy = false;
         local.seen_alive = false;

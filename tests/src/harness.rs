@@ -472,7 +472,37 @@ impl Agent {
                 }
             }
         }
+        // A component that has not written its pidfile yet (Zato's take seconds): found by its
+        // command line or working directory, as the agent finds it.
+        for pid in zato_processes_under(&self.components_dir) {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
     }
+}
+
+/// Processes that run a Zato component (`-m zato.*.main`) from a directory under `root`.
+fn zato_processes_under(root: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let words: Vec<String> = argv
+                .split(|byte| *byte == 0)
+                .map(|word| String::from_utf8_lossy(word).into_owned())
+                .collect();
+            let runs_zato = words
+                .windows(2)
+                .any(|pair| pair[0] == "-m" && pair[1].starts_with("zato."));
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            runs_zato
+                && (cwd.starts_with(root)
+                    || words.iter().any(|word| Path::new(word).starts_with(root)))
+        })
+        .collect()
 }
 
 impl Drop for Agent {

@@ -145,6 +145,18 @@ async fn an_assigned_server_is_created_started_and_kept_through_outages() {
         "{invocations}"
     );
     let server_dir = agent.components_dir.join("prod/server-server1");
+    // Started once: a second `zato start` before the first process wrote its pidfile would have
+    // made a second process (mock-zato writes it a second after start returns, as Zato does).
+    let server_invocations = std::fs::read_to_string(server_dir.join("mock-zato.log")).unwrap();
+    let starts = server_invocations
+        .lines()
+        .filter(|line| line.contains(" zato start "))
+        .count();
+    assert_eq!(starts, 1, "{server_invocations}");
+    assert!(
+        server_dir.join("config/repo/user-conf").is_dir(),
+        "Zato's user-conf symlink points into the renamed directory"
+    );
     let server_conf = std::fs::read_to_string(server_dir.join("config/repo/server.conf")).unwrap();
     assert!(
         server_conf.contains(&format!("gunicorn_bind=0.0.0.0:{port}")),
@@ -983,4 +995,52 @@ async fn zato_commands_and_components_run_as_the_configured_user() {
     .unwrap()
     .uid();
     assert_eq!(owner, nobody.uid.as_raw());
+    // Closed to other users: Zato writes the cluster's secrets into files of mode 0644.
+    for directory in ["prod", "prod/server-server1"] {
+        let metadata = std::fs::metadata(agent.components_dir.join(directory)).unwrap();
+        assert_eq!(metadata.permissions().mode() & 0o777, 0o700, "{directory}");
+        assert_eq!(metadata.uid(), nobody.uid.as_raw(), "{directory}");
+    }
+}
+
+/// Zato's installer makes `bin/zato` mode 0740, owned by root: a `run_as` user outside root's group
+/// cannot run it, and the agent says so before it tries anything.
+#[tokio::test]
+async fn an_agent_whose_run_as_cannot_run_zato_refuses_to_start_and_says_why() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let zato = scratch.path().join("zato");
+    std::fs::copy(workspace_binary("mock-zato"), &zato).unwrap();
+    std::fs::set_permissions(&zato, std::fs::Permissions::from_mode(0o740)).unwrap();
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let token = coordinator.join_token("prod", &[], 1);
+    let mut agent = Agent::configure(scratch.path(), &coordinator, "app-1", &token);
+    let config = std::fs::read_to_string(&agent.config).unwrap().replace(
+        &workspace_binary("mock-zato").display().to_string(),
+        &zato.display().to_string(),
+    ) + "run_as = \"nobody\"\n";
+    std::fs::write(&agent.config, config).unwrap();
+    agent.start();
+    let said = wait_for("the agent to refuse", PATIENCE, POLL, || {
+        let log = agent.log_text();
+        async move { log.contains("cannot run").then_some(log) }
+    })
+    .await
+    .unwrap();
+    assert!(
+        said.contains(&format!("run_as user nobody cannot run {}", zato.display())),
+        "{said}"
+    );
+    let exited = agent.stop();
+    assert!(exited.is_some_and(|status| !status.success()), "{exited:?}");
+    assert!(
+        coordinator
+            .json(&["host", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "it did not even enroll"
+    );
 }

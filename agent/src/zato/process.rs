@@ -1,5 +1,6 @@
 //! The process that runs a component. `zato start DIR` returns about a second after it launched
-//! `python -m zato.server.main DIR` (or `zato.scheduler.main`, `zato.admin.main`); the component
+//! `python -m zato.server.main DIR` (or `zato.scheduler.main`; the dashboard's `zato.admin.main`
+//! gets no directory, it runs in DIR); the component
 //! writes `DIR/pidfile` seconds later (up to ~25 s on a busy host). A second `zato start` in that
 //! window makes a second process that fails on the port and removes the pidfile, leaving the first
 //! one serving and unmanaged. So a component counts as running while either its pidfile names a
@@ -34,15 +35,17 @@ fn parent(pid: i32) -> Option<i32> {
     after_command.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Whether `argv` runs a Zato component (`-m zato.*.main`) from `directory`.
-fn runs_component(argv: &[String], directory: &str) -> bool {
+/// Whether a process with `argv` and working directory `cwd` runs a Zato component
+/// (`-m zato.*.main`) from `directory`: named among its arguments, or as the directory it runs in.
+fn runs_component(argv: &[String], cwd: Option<&Path>, directory: &str) -> bool {
     let module = argv
         .windows(2)
         .any(|pair| pair[0] == "-m" && pair[1].starts_with("zato.") && pair[1].ends_with(".main"));
     module
-        && argv
+        && (argv
             .iter()
             .any(|word| word.trim_end_matches('/') == directory)
+            || cwd.is_some_and(|cwd| cwd == Path::new(directory)))
 }
 
 /// Every live process that runs a Zato component from `directory`.
@@ -55,7 +58,12 @@ fn component_processes(directory: &Path) -> Vec<i32> {
     let mut found: Vec<i32> = entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| command_line(*pid).is_some_and(|argv| runs_component(&argv, directory)))
+        .filter(|pid| {
+            command_line(*pid).is_some_and(|argv| {
+                let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+                runs_component(&argv, cwd.as_deref(), directory)
+            })
+        })
         .collect();
     found.sort_unstable();
     found
@@ -96,6 +104,50 @@ pub async fn terminate(directory: &Path, patience: Duration) -> bool {
     component_processes(directory).is_empty()
 }
 
+/// The logs a component writes its failures to, by the file names Zato uses (and mock-zato's).
+const COMPONENT_LOGS: [&str; 4] = [
+    "server.log",
+    "scheduler.log",
+    "web-admin.log",
+    "mock-component.log",
+];
+
+/// The last exception a component in `directory` logged (a Python `SomeError: message` line), at
+/// most 300 characters: why a component that died did.
+pub fn last_logged_error(directory: &Path) -> Option<String> {
+    use std::io::{Read as _, Seek as _};
+    let mut newest: Option<(std::time::SystemTime, String)> = None;
+    for name in COMPONENT_LOGS {
+        let path = directory.join("logs").join(name);
+        let Ok(mut file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let modified = file.metadata().and_then(|meta| meta.modified()).ok()?;
+        let length = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+        let _ = file.seek(std::io::SeekFrom::Start(length.saturating_sub(64 * 1024)));
+        let mut tail = Vec::new();
+        let _ = file.read_to_end(&mut tail);
+        let text = String::from_utf8_lossy(&tail);
+        let Some(error) = text.lines().rev().find_map(exception_in) else {
+            continue;
+        };
+        if newest.as_ref().is_none_or(|(time, _)| modified > *time) {
+            newest = Some((modified, error));
+        }
+    }
+    newest.map(|(_, error)| error)
+}
+
+/// `OperationalError: ...` from a line that reports a Python exception.
+fn exception_in(line: &str) -> Option<String> {
+    let at = line.find("Error: ").or_else(|| line.find("Exception: "))?;
+    let start = line[..at]
+        .rfind(|character: char| character.is_whitespace())
+        .map_or(0, |space| space + 1);
+    let error: String = line[start..].trim().chars().take(300).collect();
+    Some(error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,15 +165,66 @@ mod tests {
             "/srv/zato/prod/server-server1",
             "sync_internal=False",
         ]);
-        assert!(runs_component(&server, "/srv/zato/prod/server-server1"));
-        assert!(!runs_component(&server, "/srv/zato/prod/server-server2"));
+        assert!(runs_component(
+            &server,
+            None,
+            "/srv/zato/prod/server-server1"
+        ));
+        assert!(!runs_component(
+            &server,
+            None,
+            "/srv/zato/prod/server-server2"
+        ));
+        let dashboard = argv(&[
+            "/opt/zato/code/bin/python",
+            "-m",
+            "zato.admin.main",
+            "fg=False",
+        ]);
+        let dashboard_dir = Path::new("/srv/zato/prod/web-admin-web-admin");
+        assert!(runs_component(
+            &dashboard,
+            Some(dashboard_dir),
+            "/srv/zato/prod/web-admin-web-admin"
+        ));
+        assert!(!runs_component(
+            &dashboard,
+            Some(dashboard_dir),
+            "/srv/zato/prod/server-server1"
+        ));
         let starting = argv(&[
             "/opt/zato/code/bin/python",
             "/opt/zato/code/bin/zato",
             "start",
             "/srv/zato/prod/server-server1",
         ]);
-        assert!(!runs_component(&starting, "/srv/zato/prod/server-server1"));
+        assert!(!runs_component(
+            &starting,
+            None,
+            "/srv/zato/prod/server-server1"
+        ));
+    }
+
+    #[test]
+    fn the_exception_a_component_died_of_is_found_in_its_log() {
+        let scratch = tempfile::tempdir().unwrap();
+        std::fs::create_dir(scratch.path().join("logs")).unwrap();
+        std::fs::write(
+            scratch.path().join("logs/server.log"),
+            "2026-11-30 20:26:16,952 - INFO - 2324:MainThread - zato:0 - Starting\n\
+             sqlalchemy.exc.OperationalError: (pymysql.err.OperationalError) (4079, \"Illegal parameter data type bigint for operation 'get_lock'\")\n\
+             [SQL: SELECT get_lock(%(get_lock_2)s, %(get_lock_3)s) AS get_lock_1]\n\
+             2026-11-30 20:26:16,953 - INFO - 2324:MainThread - zato:0 - Worker exiting (pid: 2324)\n",
+        )
+        .unwrap();
+        let error = last_logged_error(scratch.path()).unwrap();
+        assert!(
+            error.starts_with(
+                "sqlalchemy.exc.OperationalError: (pymysql.err.OperationalError) (4079"
+            ),
+            "{error}"
+        );
+        assert_eq!(last_logged_error(&scratch.path().join("nothing")), None);
     }
 
     #[test]

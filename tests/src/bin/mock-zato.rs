@@ -1,32 +1,49 @@
 //! `mock-zato`: a TEST AND DEMO DOUBLE for Zato 3.2's `zato` command, for machines where Zato is
 //! not installed. Every line it prints starts with `[mock-zato]`. Production hosts use the real
-//! `zato`.
+//! `zato`; `tests/tests/real_zato.rs` runs Muster against it.
 //!
 //! It has the command-line surface of the sub-commands Muster calls — `create odb|cluster|server|
-//! scheduler|web-admin`, `start`, `stop`, `check-config` — and behaves as Zato does where Muster
-//! depends on it (see `shared/ZATO.md`):
-//! - options are parsed strictly: an unknown option, a missing positional or a missing secret
-//!   (which Zato would prompt for on a terminal) is refused with exit status 2;
-//! - the `--odb-*` options reach a real database (SQLite, PostgreSQL or MySQL): `create odb` makes
-//!   the `install_state`, `cluster` and `server` tables and refuses when they exist (ODB_EXISTS),
-//!   `create cluster` inserts the cluster, `create server` fails with NO_SUCH_CLUSTER or
-//!   SERVER_NAME_ALREADY_EXISTS as Zato does, and a running server sets its `up_status`;
-//! - `create server|scheduler|web-admin PATH` needs an empty directory and writes `.zato-info` (last)
-//!   and `config/repo/server.conf` (with its `[scheduler]` section), `scheduler.conf` or
-//!   `web-admin.conf`;
-//! - `start PATH` refuses a stale pidfile or a taken port, launches a background HTTP process in its
-//!   own process group, writes `PATH/pidfile` and returns at once; `stop PATH` ends it.
+//! scheduler|web-admin`, `update password`, `start`, `stop`, `check-config` — and reproduces what
+//! the real Zato 3.2 does where Muster depends on it (`packaging/docs/zato.md`):
+//! - argv: the word `quickstart` before the first option is taken as Zato's quickstart command
+//!   and fails (IndexError); a separate value that starts with `-` is taken for an option (exit 2);
+//!   unknown options and missing positionals are refused (exit 2);
+//! - secrets: `create cluster` and `update password` fail on a missing or empty password or
+//!   secret option (Zato would ask on a terminal); `create odb|server|scheduler|web-admin` accept
+//!   empty ones, as Zato does;
+//! - the ODB is real (SQLite, PostgreSQL or MySQL): `create odb` makes the `install_state`,
+//!   `cluster` and `server` tables and refuses when they exist; `create cluster --skip-if-exists`
+//!   skips whenever the tables exist (so never creates the row), and a cluster that exists is an
+//!   IntegrityError (exit 16); `create server` writes its tree first, then fails with
+//!   NO_SUCH_CLUSTER (exit 8) or SERVER_NAME_ALREADY_EXISTS (exit 7); a running server sets its
+//!   `up_status`;
+//! - files: `.zato-info` (written last), `server.conf` (`[main] ipc_port_start`, `[scheduler]` with
+//!   the API client), `scheduler.conf` (`[api_clients]`), `web-admin.conf`, mode 0644 as Zato writes
+//!   them; an absolute `config/repo/user-conf` symlink;
+//! - credentials: without `--scheduler-api-client-for-server-*`, server and scheduler each make
+//!   up their own; the scheduler refuses a call without its credentials (HTTP 500, "Credentials
+//!   error" in its log); the dashboard's user `admin` gets a password nobody sees until `update
+//!   password` sets one, and `POST /accounts/login/` answers 302 with a session only to it;
+//! - processes: `start` returns at once and the component (`-m zato.server.main DIR`; the
+//!   dashboard's `-m zato.admin.main` runs in DIR) writes its pidfile later
+//!   (`MOCK_ZATO_PIDFILE_DELAY_MS`, default 1000; the real Zato takes 3-25 s), then binds its port:
+//!   a second process fails on the port and removes the pidfile; a server binds its IPC ports
+//!   (`ipc_port_start` + workers) and fails on a taken one; a component that gives up logs
+//!   `Exception: ...`; `start` refuses a stale pidfile or a taken port, `stop` ends the pid.
 //!
-//! The HTTP process answers every GET with JSON naming itself, for a server:
-//! `{"pong": "zato", "server": NAME, "cluster": CLUSTER, "mock": true, ...}`.
+//! What it does not reproduce: TLS, Zato's services, jobs and pub/sub (a server answers every GET
+//! with JSON naming itself, `{"pong": "zato", "zato_env": {"result": "ZATO_OK"}, "server": NAME,
+//! "cluster": CLUSTER, "mock": true, ...}`), the scheduler calling servers, the dashboard's pages
+//! beyond its login, Zato's CPU and memory (a real server takes ~430 MB), encryption of secrets in
+//! its files, the MariaDB incompatibility of Zato's servers, and commands Muster does not call.
 //!
 //! Every invocation is appended, with the values of options whose names hold `password` or
 //! `secret` masked, to `mock-zato.log` in the working directory and in the component directory.
 //!
-//! Test hook: `MOCK_ZATO_CREATE_DELAY_MS` makes `create server|scheduler|web-admin` pause after
+//! Test hooks: `MOCK_ZATO_CREATE_DELAY_MS` makes `create server|scheduler|web-admin` pause after
 //! writing the directory tree and before `.zato-info`, so a test can interrupt a half-made create.
-//! `MOCK_ZATO_START_DELAY_MS` makes a started component wait that long before it listens, as a
-//! real Zato server takes seconds to boot.
+//! `MOCK_ZATO_START_DELAY_MS` makes a started component wait that long after binding its port
+//! before it answers, as a real Zato server takes seconds to boot.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -248,8 +265,10 @@ fn log_invocation(args: &[String], component_path: Option<&Path>) {
         masked(args)
     );
     append_log(Path::new("mock-zato.log"), &line);
+    let working_dir = std::env::current_dir().ok();
     if let Some(path) = component_path
         && path.is_dir()
+        && std::fs::canonicalize(path).ok() != working_dir
     {
         append_log(&path.join("mock-zato.log"), &line);
     }
@@ -1095,8 +1114,8 @@ fn module_of(kind: &str) -> &'static str {
 }
 
 /// Launches the component and returns at once, as `zato start` does: the component process
-/// (`mock-zato -m zato.server.main DIR`, a command line like the real one's) writes its own
-/// pidfile later.
+/// (`mock-zato -m zato.server.main DIR`, a command line like the real one's; the dashboard's is
+/// `-m zato.admin.main` run in DIR) writes its own pidfile later.
 async fn start(parsed: &Parsed) -> Result<()> {
     let path = PathBuf::from(&parsed.positionals[0]);
     let component = check_config(&path).await?;
@@ -1111,10 +1130,13 @@ async fn start(parsed: &Parsed) -> Result<()> {
     let executable = std::env::current_exe().map_err(|error| failed(error.to_string()))?;
     let absolute = std::fs::canonicalize(&path).map_err(|error| failed(error.to_string()))?;
     use std::os::unix::process::CommandExt as _;
-    let child = std::process::Command::new(executable)
-        .arg("-m")
-        .arg(module_of(&component.kind))
-        .arg(&absolute)
+    let mut launch = std::process::Command::new(executable);
+    launch.arg("-m").arg(module_of(&component.kind));
+    // As Zato does: the dashboard gets no directory, it runs in it.
+    if component.kind != "WEB_ADMIN" {
+        launch.arg(&absolute);
+    }
+    let child = launch
         .current_dir(&absolute)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(|error| failed(error.to_string()))?)
@@ -1614,6 +1636,7 @@ async fn dispatch(args: &[String]) -> Result<()> {
             update_password(&parse(&spec, &owned(rest))?).await
         }
         ["-m", _module, path] => serve(Path::new(path)).await,
+        ["-m", _module] => serve(Path::new(".")).await,
         _ => Err(MockError::Usage(format!(
             "zato: error: unknown command {:?}",
             words.join(" ")
@@ -1661,6 +1684,11 @@ fn main() -> ExitCode {
         Err(MockError::Usage(message)) => {
             eprintln!("{LABEL} {message}");
             ExitCode::from(2)
+        }
+        // A component process that gives up logs it as a Python component does.
+        Err(MockError::Failed(message)) if args.first().map(String::as_str) == Some("-m") => {
+            eprintln!("{LABEL} Exception: {message}");
+            ExitCode::FAILURE
         }
         Err(MockError::Failed(message)) => {
             eprintln!("{LABEL} {message}");

@@ -1,0 +1,666 @@
+//! Muster against the real Zato 3.2: no mock anywhere. The `zato` command is
+//! `MUSTER_TEST_ZATO_BIN`, or `/opt/zato-3.2/code/bin/zato` where `../shared/zato/install.sh` put
+//! it (`.ci/setup` runs that script). Without a real Zato each test prints one line saying it was
+//! skipped and why; under CI (`CI` set) a missing Zato fails the test instead: CI never skips
+//! this suite.
+//!
+//! A real server takes ~430 MB and seconds of CPU to start, so these tests run one at a time (the
+//! `real-zato` test group in `.config/nextest.toml`), each on test hosts of its own (network
+//! namespaces), and print how long the cluster took to come up.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use muster_testkit::harness::{Agent, Coordinator, text, workspace_binary};
+use muster_testkit::netns::{self, Host, Network};
+use muster_testkit::traffic;
+use muster_testkit::{Backend, TestDatabase, wait_for};
+
+/// How long a real cluster may take to come up on a busy 2-core machine.
+const PATIENCE: Duration = Duration::from_secs(420);
+const POLL: Duration = Duration::from_millis(500);
+const INSTALLED_ZATO: &str = "/opt/zato-3.2/code/bin/zato";
+
+/// The real `zato`, or `None` (with a line saying so) where there is none and this is not CI.
+fn real_zato() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("MUSTER_TEST_ZATO_BIN").filter(|path| !path.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.exists(),
+            "MUSTER_TEST_ZATO_BIN={} does not exist",
+            path.display()
+        );
+        return Some(path);
+    }
+    if Path::new(INSTALLED_ZATO).exists() {
+        return Some(PathBuf::from(INSTALLED_ZATO));
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false");
+    assert!(
+        !in_ci,
+        "CI runs the real-Zato suite: no Zato at {INSTALLED_ZATO} and MUSTER_TEST_ZATO_BIN is not \
+         set (`.ci/setup` installs it with ../shared/zato/install.sh)"
+    );
+    println!(
+        "skipped: no real Zato (install it with ../shared/zato/install.sh, or set \
+         MUSTER_TEST_ZATO_BIN to a zato command)"
+    );
+    None
+}
+
+/// Every Zato component log under `directory` that holds `needle`.
+fn logs_with(directory: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() && !path.is_symlink() {
+            found.extend(logs_with(&path, needle));
+        } else if path.extension().is_some_and(|extension| extension == "log")
+            && std::fs::read_to_string(&path).is_ok_and(|content| content.contains(needle))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// What the scheduler or a server writes when the other refuses its credentials.
+const CREDENTIAL_ERRORS: [&str; 2] = ["Credentials error", "Invalid_Username_Or_Password"];
+
+fn assert_no_credential_errors(components: &Path) {
+    for needle in CREDENTIAL_ERRORS {
+        let logs = logs_with(components, needle);
+        assert!(logs.is_empty(), "{needle:?} in {logs:?}");
+    }
+}
+
+/// Sends `count` requests to the load balancer from `host` and returns how many each server got,
+/// from HAProxy's own counters.
+fn spread_through_balancer(
+    host: &Host,
+    frontend: SocketAddr,
+    stats_socket: &Path,
+    count: usize,
+) -> BTreeMap<String, u64> {
+    let before = traffic::haproxy_sessions(stats_socket);
+    for _ in 0..count {
+        let (status, body) = traffic::get_from(&host.namespace, frontend, "/zato/ping")
+            .expect("an answer through the load balancer");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("ZATO_OK"), "{body}");
+    }
+    traffic::haproxy_sessions(stats_socket)
+        .into_iter()
+        .map(|(server, total)| {
+            let earlier = before.get(&server).copied().unwrap_or(0);
+            (server, total - earlier)
+        })
+        .collect()
+}
+
+/// Logs in to the dashboard at `address` from `host` as Django's login form does; says whether it
+/// was accepted (a redirect and a session cookie).
+fn dashboard_login(host: &Host, address: SocketAddr, user: &str, password: &str) -> bool {
+    let (status, head, body) = traffic::exchange_from(
+        &host.namespace,
+        address,
+        &format!("GET /accounts/login/ HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"),
+    )
+    .expect("the dashboard's login page");
+    assert_eq!(status, 200, "{body}");
+    let cookie = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, value)| value.trim().split(';').next())
+        .find(|pair| pair.starts_with("csrftoken="))
+        .unwrap_or_default()
+        .to_owned();
+    let marker = "name=\"csrfmiddlewaretoken\" value=\"";
+    let token = body
+        .split_once(marker)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(token, _)| token.to_owned())
+        .expect("the login form's CSRF token");
+    let form = format!("csrfmiddlewaretoken={token}&username={user}&password={password}");
+    let (status, head, _) = traffic::exchange_from(
+        &host.namespace,
+        address,
+        &format!(
+            "POST /accounts/login/ HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+             Cookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+    .expect("the dashboard's answer to the login");
+    status == 302 && head.contains("sessionid=")
+}
+
+/// Creates an interval job through Zato's own admin service on the server in `server_dir`, and
+/// waits until the job's service ran on a server of the cluster (its input in a server's log).
+async fn a_job_reaches_a_server(host: &Host, zato: &Path, server_dir: &Path, components: &Path) {
+    let marker = format!("muster-job-{}", std::process::id());
+    let start = time_in_a_second();
+    let payload = serde_json::json!({
+        "cluster_id": 1,
+        "name": marker,
+        "is_active": true,
+        "job_type": "interval_based",
+        "service": "zato.helpers.input-logger",
+        "seconds": 1,
+        "start_date": start,
+        "extra": format!("muster_marker={marker}"),
+    });
+    let created = host
+        .command(zato)
+        .arg("service")
+        .arg("invoke")
+        .arg(format!("--payload={payload}"))
+        .arg(server_dir)
+        .arg("zato.scheduler.job.create")
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success() && text(&created.stdout).contains(&marker),
+        "zato.scheduler.job.create: {}{}",
+        text(&created.stdout),
+        text(&created.stderr)
+    );
+    let reached = wait_for("the job to run on a server", PATIENCE, POLL, || {
+        let logs: Vec<PathBuf> = logs_with(components, &format!("muster_marker': '{marker}"))
+            .into_iter()
+            .filter(|log| log.ends_with("server.log"))
+            .collect();
+        async move { (!logs.is_empty()).then_some(logs) }
+    })
+    .await
+    .unwrap();
+    println!("the scheduler ran job {marker} on a server: {reached:?}");
+}
+
+/// Ends every process in `host`'s network namespace, as a host that is switched off.
+fn kill_everything_in(host: &Host) {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "pids", &host.namespace])
+        .output()
+        .unwrap();
+    for pid in text(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// UTC one second from now, as Zato's job `start_date` takes it.
+fn time_in_a_second() -> String {
+    let output = std::process::Command::new("date")
+        .args(["-u", "-d", "+1 second", "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
+    text(&output.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
+    let Some(zato) = real_zato() else { return };
+    netns::sweep_stale();
+    let mut network = Network::create();
+    let host = network.add_host("box");
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("qs");
+    let muster = |args: &[&str]| {
+        host.command(&workspace_binary("muster"))
+            .args(args)
+            .env("MUSTER_DATA_DIR", dir.join("coordinator"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    // The default cluster name is `quickstart`, a word Zato's command line takes for a command.
+    let started_at = Instant::now();
+    let started = muster(&[
+        "quickstart",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--zato-bin",
+        zato.to_str().unwrap(),
+    ]);
+    let output = text(&started.stdout);
+    assert!(
+        started.status.success(),
+        "{output}\n{}",
+        text(&started.stderr)
+    );
+    println!(
+        "figure: muster quickstart with the real Zato: every component healthy and both servers in \
+         the load balancer's rotation after {:?} (Zato's own quickstart and zato-qs-start.sh: ~26 s \
+         on this machine kind)",
+        started_at.elapsed()
+    );
+    assert!(output.contains("[5/5]"), "{output}");
+    assert!(
+        !output.contains("demo") && !output.contains("mock"),
+        "{output}"
+    );
+    assert!(
+        output.contains("muster cluster dashboard-login quickstart"),
+        "the quickstart says how to log in to the dashboard:\n{output}"
+    );
+
+    // Requests through the load balancer alternate between the real servers.
+    let components = dir.join("zato/quickstart");
+    let stats_socket = components.join("load-balancer-load-balancer/stats.sock");
+    let spread = spread_through_balancer(
+        &host,
+        SocketAddr::from(([127, 0, 0, 1], 11223)),
+        &stats_socket,
+        20,
+    );
+    assert_eq!(
+        spread.keys().collect::<Vec<_>>(),
+        ["server1", "server2"],
+        "{spread:?}"
+    );
+    assert!(
+        spread.values().all(|count| *count >= 9),
+        "round robin over both servers: {spread:?}"
+    );
+
+    // The dashboard takes the credentials Muster gives, and refuses others.
+    let login = muster(&["-o", "json", "cluster", "dashboard-login", "quickstart"]);
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    let login: serde_json::Value = serde_json::from_slice(&login.stdout).unwrap();
+    let (user, password) = (
+        login["username"].as_str().unwrap(),
+        login["password"].as_str().unwrap(),
+    );
+    let dashboard = SocketAddr::from(([127, 0, 0, 1], 8183));
+    assert!(dashboard_login(&host, dashboard, user, password));
+    assert!(!dashboard_login(&host, dashboard, user, "not-the-password"));
+    assert_eq!(
+        logs_with(scratch.path(), password),
+        Vec::<PathBuf>::new(),
+        "the dashboard password is in no log"
+    );
+
+    // The scheduler accepts the servers' calls, and a job created through Zato reaches a server.
+    a_job_reaches_a_server(
+        &host,
+        &zato,
+        &components.join("server-server1"),
+        &components,
+    )
+    .await;
+    assert_no_credential_errors(&components);
+
+    let stopped = muster(&["quickstart", "stop", "--dir", dir.to_str().unwrap()]);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+}
+
+/// One cluster `prod` of real Zato components on separate test hosts: `coord` (the coordinator),
+/// `db` (a forwarder to this machine's PostgreSQL or MariaDB), `admin` (web-admin and the
+/// scheduler), `lb` (the load balancer), `app-1`..`app-3` (servers) and `client`.
+/// Fields drop in order: agents, the coordinator, the hosts (and what runs in them), the database.
+struct Site {
+    agents: BTreeMap<String, Agent>,
+    coordinator: Coordinator,
+    network: Network,
+    hosts: BTreeMap<String, Host>,
+    zato: PathBuf,
+    scratch: tempfile::TempDir,
+    database: TestDatabase,
+    assigned_at: Instant,
+}
+
+impl Site {
+    async fn start(zato: PathBuf, backend: Backend) -> Site {
+        netns::sweep_stale();
+        let scratch = tempfile::tempdir().unwrap();
+        let mut network = Network::create();
+        let coord = network.add_host("coord");
+        let coordinator = Coordinator::start_on(&coord, scratch.path(), None, &[]).await;
+        let mut hosts = BTreeMap::from([("coord".to_owned(), coord)]);
+        for name in ["admin", "lb", "app-1", "app-2", "app-3", "client", "db"] {
+            hosts.insert(name.to_owned(), network.add_host(name));
+        }
+        let database = TestDatabase::create(backend).await;
+        let port = url::Url::parse(&database.url).unwrap().port().unwrap();
+        let db = &hosts["db"];
+        netns::forward(
+            &db.namespace,
+            SocketAddrV4::new(db.address, port),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        );
+        let options = database.muster_odb_options_via(db.address, scratch.path());
+        let mut create = vec!["create", "cluster", "prod"];
+        create.extend(options.iter().map(String::as_str));
+        coordinator.ok(&create);
+        let mut site = Site {
+            agents: BTreeMap::new(),
+            coordinator,
+            network,
+            hosts,
+            zato,
+            scratch,
+            database,
+            assigned_at: Instant::now(),
+        };
+        for name in ["admin", "lb", "app-1", "app-2", "app-3"] {
+            let token = site.coordinator.join_token("prod", &[], 1);
+            site.start_agent(name, &token);
+        }
+        for (role, host) in [
+            ("web-admin", "admin"),
+            ("scheduler", "admin"),
+            ("load-balancer", "lb"),
+            ("server", "app-1"),
+            ("server", "app-2"),
+            ("server", "app-3"),
+        ] {
+            site.coordinator
+                .ok(&["create", role, "--cluster", "prod", "--host", host]);
+        }
+        site.assigned_at = Instant::now();
+        site
+    }
+
+    /// Waits until every component is healthy and the load balancer has every server in rotation.
+    async fn up(&self) {
+        self.all_healthy(6).await;
+        self.backend_is(&[("server1", "UP"), ("server2", "UP"), ("server3", "UP")])
+            .await;
+        println!(
+            "figure: a distributed real-Zato cluster on {:?} (3 servers, scheduler, dashboard, \
+             load balancer on 5 hosts) healthy and in rotation {:?} after assignment",
+            self.database.backend,
+            self.assigned_at.elapsed()
+        );
+    }
+
+    fn start_agent(&mut self, host: &str, token: &str) {
+        let mut agent = Agent::configure_on(
+            &self.hosts[host],
+            self.scratch.path(),
+            &self.coordinator,
+            token,
+        )
+        .with_zato(&self.zato);
+        agent.start();
+        self.agents.insert(host.to_owned(), agent);
+    }
+
+    fn stats_socket(&self) -> PathBuf {
+        self.agents["lb"]
+            .components_dir
+            .join("prod/load-balancer-load-balancer/stats.sock")
+    }
+
+    fn frontend(&self) -> SocketAddr {
+        SocketAddr::from((self.hosts["lb"].address, 11223))
+    }
+
+    async fn all_healthy(&self, count: usize) {
+        let waited = wait_for("every component healthy", PATIENCE, POLL, || {
+            let components = self.coordinator.json(&["component", "list"]);
+            let done = components.as_array().is_some_and(|components| {
+                components.len() == count
+                    && components
+                        .iter()
+                        .all(|component| component["healthy"] == true)
+            });
+            async move { done.then_some(()) }
+        })
+        .await;
+        if let Err(error) = waited {
+            panic!("{error}\n{}", self.coordinator.ok(&["status"]));
+        }
+    }
+
+    async fn backend_is(&self, expected: &[(&str, &str)]) {
+        if let Err(error) = traffic::await_backend(&self.stats_socket(), expected, PATIENCE).await {
+            panic!("{error}\n{}", self.coordinator.ok(&["status"]));
+        }
+    }
+
+    /// The ODB's cluster names and server names, read from the database itself.
+    async fn odb_rows(&self) -> (Vec<String>, Vec<String>) {
+        use sqlx::Row as _;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.database.url).await.unwrap();
+        let names = |rows: Vec<sqlx::any::AnyRow>| -> Vec<String> {
+            let mut names: Vec<String> = rows
+                .iter()
+                .map(|row| row.try_get::<String, _>(0).unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        let clusters = sqlx::query("SELECT name FROM cluster")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let servers = sqlx::query("SELECT name FROM server")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        (names(clusters), names(servers))
+    }
+
+    /// The cluster row's `lb_host` and `lb_port`: where Zato's dashboard sends calls to servers.
+    async fn odb_load_balancer(&self) -> (String, i64) {
+        use sqlx::Row as _;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.database.url).await.unwrap();
+        let row = sqlx::query("SELECT lb_host, CAST(lb_port AS BIGINT) FROM cluster")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (row.try_get(0).unwrap(), row.try_get(1).unwrap())
+    }
+
+    fn assert_served_by(&self, servers: &[&str]) {
+        let spread = spread_through_balancer(
+            &self.hosts["client"],
+            self.frontend(),
+            &self.stats_socket(),
+            10 * servers.len(),
+        );
+        for server in servers {
+            assert!(
+                spread.get(*server).copied().unwrap_or(0) > 0,
+                "{server} got no request through the load balancer: {spread:?}"
+            );
+        }
+    }
+
+    fn components_of(&self, host: &str) -> PathBuf {
+        self.agents[host].components_dir.join("prod")
+    }
+}
+
+/// Zato 3.2's servers cannot run on MariaDB 10.5 and later (Debian 12's is 10.11): at every start
+/// Zato's SQL lock calls `SELECT get_lock(<a number>, 0)`, which MariaDB refuses ("Illegal
+/// parameter data type bigint for operation 'get_lock'"), and the server exits. Nothing in Muster
+/// can change that; what it must do is bring up what Zato can run, keep retrying the rest with
+/// backoff, and say why in the status rather than only "died".
+#[tokio::test]
+async fn on_mariadb_the_cluster_is_bootstrapped_and_the_status_names_zatos_error() {
+    let Some(zato) = real_zato() else { return };
+    let site = Site::start(zato, Backend::MySql).await;
+    let reported = wait_for(
+        "every server to report Zato's error",
+        PATIENCE,
+        POLL,
+        || {
+            let components = site.coordinator.json(&["component", "list"]);
+            let errors: Vec<String> = components
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|component| component["role"] == "server")
+                .filter_map(|component| component["last_error"].as_str().map(str::to_owned))
+                .filter(|error| error.contains("get_lock"))
+                .collect();
+            async move { (errors.len() == 3).then_some(errors) }
+        },
+    )
+    .await
+    .unwrap();
+    println!(
+        "what the status says of a server on MariaDB: {}",
+        reported[0]
+    );
+    let (clusters, servers) = site.odb_rows().await;
+    assert_eq!(clusters, ["prod"], "one cluster row");
+    assert_eq!(
+        servers,
+        ["server1", "server2", "server3"],
+        "three server rows"
+    );
+    let scheduler = site.coordinator.json(&["component", "list"]);
+    let scheduler = scheduler
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|component| component["role"] == "scheduler")
+        .unwrap()
+        .clone();
+    assert_eq!(scheduler["healthy"], true, "{scheduler}");
+}
+
+/// On PostgreSQL, then:/// On PostgreSQL, then: a server removed and added again under its name; a scale-in followed by a
+/// host that auto-joins and gets the freed name; and that host's agent killed, together with its
+/// `zato create server`, in the middle of the create.
+#[tokio::test]
+async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_killed_create() {
+    let Some(zato) = real_zato() else { return };
+    let mut site = Site::start(zato, Backend::Postgres).await;
+    site.up().await;
+    let (clusters, servers) = site.odb_rows().await;
+    assert_eq!(clusters, ["prod"], "one cluster row");
+    assert_eq!(
+        servers,
+        ["server1", "server2", "server3"],
+        "three server rows"
+    );
+    assert_eq!(
+        site.odb_load_balancer().await,
+        (site.hosts["lb"].address.to_string(), 11223),
+        "the dashboard reaches the servers through the cluster's load balancer"
+    );
+    site.assert_served_by(&["server1", "server2", "server3"]);
+    for host in ["admin", "app-1", "app-2", "app-3"] {
+        assert_no_credential_errors(&site.components_of(host));
+    }
+    let login = site
+        .coordinator
+        .json(&["cluster", "dashboard-login", "prod"]);
+    let dashboard = SocketAddr::from((site.hosts["admin"].address, 8183));
+    assert_eq!(
+        login["urls"][0].as_str(),
+        Some(format!("http://{dashboard}").as_str())
+    );
+    assert!(dashboard_login(
+        &site.hosts["client"],
+        dashboard,
+        login["username"].as_str().unwrap(),
+        login["password"].as_str().unwrap(),
+    ));
+
+    // Removed: stopped, archived, out of the backend and out of Zato's ODB.
+    site.coordinator.ok(&[
+        "remove",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-3",
+        "--name",
+        "server3",
+    ]);
+    site.backend_is(&[("server1", "UP"), ("server2", "UP")])
+        .await;
+    wait_for("server3's row to leave the ODB", PATIENCE, POLL, || async {
+        let (_, servers) = site.odb_rows().await;
+        (servers == ["server1", "server2"]).then_some(())
+    })
+    .await
+    .unwrap();
+    // Added again under the same name.
+    site.coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-3",
+        "--name",
+        "server3",
+    ]);
+    site.all_healthy(6).await;
+    site.backend_is(&[("server1", "UP"), ("server2", "UP"), ("server3", "UP")])
+        .await;
+    site.assert_served_by(&["server3"]);
+
+    // Scale-in as an autoscaling group does it: app-3's instance goes away with everything on it,
+    // and the host is removed. Nothing removed server3's row from the ODB.
+    if let Some(mut agent) = site.agents.remove("app-3") {
+        agent.kill();
+    }
+    kill_everything_in(&site.hosts["app-3"]);
+    site.coordinator.ok(&["host", "remove", "app-3", "--force"]);
+    site.backend_is(&[("server1", "UP"), ("server2", "UP")])
+        .await;
+    let (_, servers) = site.odb_rows().await;
+    assert_eq!(servers, ["server1", "server2", "server3"], "a stale row");
+
+    // A new host auto-joins with a server token and gets the freed name, server3. Its agent is
+    // killed with its `zato create server` while the create runs, then started again.
+    let host = site.network.add_host("app-4");
+    site.hosts.insert("app-4".to_owned(), host);
+    let token = site.coordinator.join_token("prod", &["server"], 1);
+    site.start_agent("app-4", &token);
+    let marker = site
+        .components_of("app-4")
+        .join(".creating-server-server3.pid");
+    let create_pid = wait_for("app-4's zato create server", PATIENCE, POLL, || {
+        let pid = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok());
+        async move { pid }
+    })
+    .await
+    .unwrap();
+    let agent = site.agents.get_mut("app-4").unwrap();
+    agent.kill();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(create_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    agent.start();
+    site.all_healthy(6).await;
+    site.backend_is(&[("server1", "UP"), ("server2", "UP"), ("server3", "UP")])
+        .await;
+    site.assert_served_by(&["server1", "server2", "server3"]);
+    let (_, servers) = site.odb_rows().await;
+    assert_eq!(servers, ["server1", "server2", "server3"]);
+    let status = site.coordinator.json(&["component", "list"]);
+    let server3 = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|component| component["name"] == "server3")
+        .unwrap();
+    assert_eq!(server3["host"], "app-4", "{server3}");
+}
