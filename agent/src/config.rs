@@ -52,6 +52,10 @@ pub struct RawConfig {
     pub components_dir: Option<PathBuf>,
     /// The user Zato commands run as; `None` or empty means the agent's own.
     pub run_as: Option<String>,
+    /// The HAProxy binaries this host runs for a load-balancer role (absolute paths, or names looked
+    /// up in `PATH`); an assignment that names another one is refused. `None` means `["haproxy"]`.
+    /// The host decides what it executes, not whoever holds an admin token.
+    pub haproxy_bins: Option<Vec<PathBuf>>,
     /// The first of Zato's IPC ports for this host's servers (each server gets ten from here, in
     /// the order of their HTTP ports); `None` means 17050, Zato's own. Change it only when 17050 is
     /// taken or several agents share one network namespace.
@@ -79,6 +83,7 @@ impl RawConfig {
             zato_bin: other.zato_bin.or(self.zato_bin),
             components_dir: other.components_dir.or(self.components_dir),
             run_as: other.run_as.or(self.run_as),
+            haproxy_bins: other.haproxy_bins.or(self.haproxy_bins),
             zato_ipc_port_start: other.zato_ipc_port_start.or(self.zato_ipc_port_start),
             heartbeat_interval: other.heartbeat_interval.or(self.heartbeat_interval),
         }
@@ -201,6 +206,20 @@ impl RawConfig {
                 "must be between 1024 and 64000".to_owned(),
             ));
         }
+        let haproxy_bins = self
+            .haproxy_bins
+            .clone()
+            .unwrap_or_else(|| vec![PathBuf::from("haproxy")]);
+        if let Some(relative) = haproxy_bins
+            .iter()
+            .find(|bin| !bin.is_absolute() && bin.components().count() > 1)
+        {
+            return Err(invalid(
+                "haproxy_bins",
+                &relative.display().to_string(),
+                "each must be an absolute path or a program name looked up in PATH".to_owned(),
+            ));
+        }
         Ok(AgentConfig {
             coordinator,
             token: self.token.clone(),
@@ -216,6 +235,7 @@ impl RawConfig {
                 .unwrap_or_else(|| PathBuf::from("zato")),
             components_dir,
             run_as,
+            haproxy_bins,
             zato_ipc_port_start,
             heartbeat_interval,
         })
@@ -240,6 +260,8 @@ pub struct AgentConfig {
     pub components_dir: PathBuf,
     /// `None` means the agent's own user.
     pub run_as: Option<String>,
+    /// The HAProxy binaries this host agrees to run.
+    pub haproxy_bins: Vec<PathBuf>,
     /// The first of Zato's IPC ports for this host's servers.
     pub zato_ipc_port_start: u16,
     pub heartbeat_interval: Duration,

@@ -85,9 +85,36 @@ async fn identity_for(
     }
 }
 
+/// Zato takes most secrets only as command-line options: without `hidepid` on `/proc`, any local
+/// user can read them while a `zato` command runs. Said once, at start.
+fn warn_without_hidepid() {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let hidden = mounts
+        .lines()
+        .filter(|line| line.split_whitespace().nth(1) == Some("/proc"))
+        .any(|line| {
+            line.split_whitespace().nth(3).is_some_and(|options| {
+                options.split(',').any(|option| {
+                    matches!(
+                        option,
+                        "hidepid=1" | "hidepid=2" | "hidepid=noaccess" | "hidepid=invisible"
+                    )
+                })
+            })
+        });
+    if !hidden {
+        tracing::warn!(
+            "/proc is mounted without hidepid: while a zato command runs, other local users can read \
+             the secrets Zato takes on its command line; mount /proc with hidepid=2 (see \
+             packaging/README.md)"
+        );
+    }
+}
+
 /// Runs the agent until `shutdown`; leaves the components running.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let run_as = config.run_as.as_deref().map(RunAs::lookup).transpose()?;
+    warn_without_hidepid();
     if let Some(user) = &run_as
         && config.zato_bin.exists()
     {
@@ -98,6 +125,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         return Ok(());
     };
     let ledger = Ledger::open(&config.state_dir, &identity.host_id)?;
+    if let Some(reason) = ledger.unreadable() {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(reason)]);
+    }
     if let Some(held) = ledger.current() {
         tracing::info!(
             generation = held.generation,
@@ -145,7 +175,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         &config.state_dir,
         config.bind_address,
     )
-    .with_ipc_port_start(config.zato_ipc_port_start);
+    .with_ipc_port_start(config.zato_ipc_port_start)
+    .with_haproxy_bins(config.haproxy_bins.clone());
     reconcile_loop(
         &mut reconciler,
         desired_receiver,
@@ -277,7 +308,13 @@ async fn watch_desired_state(
                         () = shutdown.cancelled() => return,
                     };
                     match message {
-                        Ok(Some(state)) => accept(&mut ledger, state, &desired),
+                        Ok(Some(state)) => {
+                            if !accept(&mut ledger, state, &desired) {
+                                // Not persisted (a full disk, say): reconnect with backoff and
+                                // the generation held, so the coordinator sends it again.
+                                break;
+                            }
+                        }
                         Ok(None) => {
                             tracing::warn!("the coordinator closed the watch; reconnecting");
                             break;
@@ -302,17 +339,28 @@ async fn watch_desired_state(
     }
 }
 
-fn accept(ledger: &mut Ledger, state: DesiredState, desired: &watch::Sender<Option<DesiredState>>) {
+/// Offers `state` to the ledger; says whether the watch can go on (false: it was not persisted,
+/// and must be received again).
+fn accept(
+    ledger: &mut Ledger,
+    state: DesiredState,
+    desired: &watch::Sender<Option<DesiredState>>,
+) -> bool {
     let generation = state.generation;
     match ledger.offer(state) {
         Ok(Decision::Accepted) => {
             tracing::info!(generation, "accepted a new desired state");
             desired.send_replace(ledger.current().cloned());
+            true
         }
-        Ok(Decision::Unchanged) => {}
-        Ok(refusal) => tracing::error!(?refusal, "refused a desired state from the coordinator"),
+        Ok(Decision::Unchanged) => true,
+        Ok(refusal) => {
+            tracing::error!(?refusal, "refused a desired state from the coordinator");
+            true
+        }
         Err(error) => {
-            tracing::error!(error = %muster_proto::daemon::error_chain(&error), "cannot persist a desired state; not acting on it")
+            tracing::error!(generation, error = %muster_proto::daemon::error_chain(&error), "cannot persist a desired state; not acting on it until it is written (retrying)");
+            false
         }
     }
 }

@@ -563,7 +563,8 @@ impl HaProxy<'_> {
         self.own(&self.paths.candidate)?;
         let offset = self.log_length();
         let candidate = self.paths.candidate.display().to_string();
-        let status = self.run(bin, &["-c", "-q", "-f", &candidate]).await;
+        // Without -q: HAProxy names what it rejects, and that text reaches `muster status`.
+        let status = self.run(bin, &["-c", "-f", &candidate]).await;
         match status {
             Ok(status) if status.success() => Ok(()),
             Ok(status) => {

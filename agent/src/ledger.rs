@@ -5,6 +5,11 @@
 //! the same generation is accepted again only with the same content. An accepted state is written
 //! (atomically) before anything acts on it, so after a restart the agent reconciles from it even
 //! when the coordinator cannot be reached.
+//!
+//! A ledger that cannot be what the agent wrote — empty (protobuf decodes zero bytes as a valid,
+//! empty state), undecodable, or for another host or generation 0 — is *unreadable*: the agent
+//! holds no state then, so it neither stops nor archives anything; its components run on as they
+//! are until the coordinator's state arrives and replaces the file.
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +22,6 @@ use crate::files::{self, FileError};
 pub enum LedgerError {
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("the ledger {0} is corrupt; remove it to start from the coordinator's state")]
-    Corrupt(PathBuf),
 }
 
 /// What the ledger made of an offered state.
@@ -41,16 +44,15 @@ pub struct Ledger {
     path: PathBuf,
     host_id: String,
     current: Option<DesiredState>,
+    /// Why the file on disk was not used; `None` when it was, or there was none.
+    unreadable: Option<String>,
 }
 
 impl Ledger {
     pub fn open(state_dir: &Path, host_id: &str) -> Result<Ledger, LedgerError> {
         let path = state_dir.join("desired-state.pb");
-        let current = match std::fs::read(&path) {
-            Ok(bytes) => Some(
-                DesiredState::decode(bytes.as_slice())
-                    .map_err(|_| LedgerError::Corrupt(path.clone()))?,
-            ),
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
                 return Err(FileError {
@@ -61,11 +63,30 @@ impl Ledger {
                 .into());
             }
         };
+        let (current, unreadable) = match bytes.map(|bytes| held_state(&bytes, host_id)) {
+            None => (None, None),
+            Some(Ok(state)) => (Some(state), None),
+            Some(Err(reason)) => {
+                let reason = format!(
+                    "the ledger {} is unreadable ({reason}); components are left as they are \
+                     until the coordinator's state arrives",
+                    path.display()
+                );
+                tracing::warn!(reason = %reason, "ledger unreadable");
+                (None, Some(reason))
+            }
+        };
         Ok(Ledger {
             path,
             host_id: host_id.to_owned(),
             current,
+            unreadable,
         })
+    }
+
+    /// Why the ledger on disk was not used, until a state from the coordinator replaces it.
+    pub fn unreadable(&self) -> Option<&str> {
+        self.unreadable.as_deref()
     }
 
     pub fn current(&self) -> Option<&DesiredState> {
@@ -101,8 +122,28 @@ impl Ledger {
         }
         files::write_atomic(&self.path, &state.encode_to_vec(), 0o600)?;
         self.current = Some(state);
+        self.unreadable = None;
         Ok(Decision::Accepted)
     }
+}
+
+/// The state in a ledger file's `bytes`, or why it cannot be one this agent wrote.
+fn held_state(bytes: &[u8], host_id: &str) -> Result<DesiredState, String> {
+    if bytes.is_empty() {
+        return Err("the file is empty".to_owned());
+    }
+    let state =
+        DesiredState::decode(bytes).map_err(|error| format!("not a desired state: {error}"))?;
+    if state.host_id != host_id {
+        return Err(format!(
+            "it is for host {:?}, not this host {host_id:?}",
+            state.host_id
+        ));
+    }
+    if state.generation == 0 {
+        return Err("it has no generation".to_owned());
+    }
+    Ok(state)
 }
 
 #[cfg(test)]
@@ -156,14 +197,32 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
     }
 
+    /// An empty, garbled or foreign ledger holds no state: nothing to act on (and so nothing to
+    /// archive) until the coordinator's state arrives, which is then accepted and written.
     #[test]
-    fn a_corrupt_ledger_is_named() {
-        let directory = tempfile::tempdir().unwrap();
-        std::fs::write(directory.path().join("desired-state.pb"), b"\xff\xff\xff").unwrap();
-        let error = Ledger::open(directory.path(), "x").unwrap_err().to_string();
-        assert!(
-            error.contains("desired-state.pb") && error.contains("corrupt"),
-            "{error}"
-        );
+    fn an_unreadable_ledger_holds_nothing_and_is_replaced() {
+        let host = "0123456789abcdef";
+        let mut foreign = state(3, "x");
+        foreign.host_id = "ffffffffffffffff".into();
+        for (contents, reason) in [
+            (Vec::new(), "empty"),
+            (b"\xff\xff\xff".to_vec(), "not a desired state"),
+            (foreign.encode_to_vec(), "not this host"),
+        ] {
+            let directory = tempfile::tempdir().unwrap();
+            let path = directory.path().join("desired-state.pb");
+            std::fs::write(&path, &contents).unwrap();
+            let mut ledger = Ledger::open(directory.path(), host).unwrap();
+            assert_eq!(ledger.current(), None, "{reason}");
+            let said = ledger.unreadable().unwrap();
+            assert!(
+                said.contains("desired-state.pb") && said.contains(reason),
+                "{said}"
+            );
+            assert_eq!(ledger.offer(state(1, "a")).unwrap(), Decision::Accepted);
+            assert_eq!(ledger.unreadable(), None);
+            let reopened = Ledger::open(directory.path(), host).unwrap();
+            assert_eq!(reopened.current(), Some(&state(1, "a")));
+        }
     }
 }

@@ -91,6 +91,7 @@ fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
         zato_bin: settings.zato_bin,
         components_dir: settings.components_dir,
         run_as: settings.run_as,
+        haproxy_bins: None,
         zato_ipc_port_start: None,
         heartbeat_interval: settings.heartbeat_interval,
     };

@@ -174,6 +174,8 @@ pub struct Reconciler {
     ipc_port_start: u16,
     /// Each server's first IPC port, by the order of the host's servers' HTTP ports.
     ipc_port_starts: BTreeMap<Key, u16>,
+    /// The HAProxy binaries this host agrees to run (its own config decides).
+    haproxy_bins: Vec<PathBuf>,
     /// Held by a `zato` command that writes an SQLite ODB: components converge side by side, but
     /// Python's SQLite waits only 5 s for a lock that another Zato command holds.
     sqlite_writes: tokio::sync::Mutex<()>,
@@ -189,6 +191,19 @@ fn key_of(component: &Component) -> Key {
         role: role_of(component).cli_name().to_owned(),
         name: component.name.clone(),
     }
+}
+
+/// The file a program path or name (looked up in `PATH`) runs, with symlinks resolved.
+fn resolve_program(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return std::fs::canonicalize(program).ok();
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|directory| Path::new(directory).join(program))
+        .find(|candidate| candidate.is_file())
+        .and_then(|found| std::fs::canonicalize(found).ok())
 }
 
 /// Makes `path` a directory of mode 0700 (creating it if needed).
@@ -258,7 +273,24 @@ impl Reconciler {
             ipc_port_start: conf::IPC_PORT_START,
             ipc_port_starts: BTreeMap::new(),
             sqlite_writes: tokio::sync::Mutex::new(()),
+            haproxy_bins: vec![PathBuf::from("haproxy")],
         }
+    }
+
+    /// The HAProxy binaries this host runs; a load balancer that names another is refused.
+    pub fn with_haproxy_bins(mut self, bins: Vec<PathBuf>) -> Reconciler {
+        self.haproxy_bins = bins;
+        self
+    }
+
+    /// Whether this host agrees to run `bin` (the same file as one of its `haproxy_bins`).
+    fn haproxy_allowed(&self, bin: &str) -> bool {
+        let wanted = resolve_program(Path::new(if bin.is_empty() { "haproxy" } else { bin }));
+        wanted.is_some()
+            && self
+                .haproxy_bins
+                .iter()
+                .any(|allowed| resolve_program(allowed) == wanted)
     }
 
     /// Zato's IPC ports of this host's servers start at `port` rather than Zato's 17050.
@@ -910,6 +942,18 @@ impl Reconciler {
             Ok(plan) => plan,
             Err(error) => return local.fail(error),
         };
+        if !self.haproxy_allowed(&plan.settings.haproxy_bin) {
+            return local.fail(format!(
+                "refused: haproxy_bin {:?} is not among this host's haproxy_bins ({}); the host's \
+                 agent config decides which programs it runs",
+                plan.settings.haproxy_bin,
+                self.haproxy_bins
+                    .iter()
+                    .map(|bin| bin.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         let (directory, _, _) = self.component_dirs(component);
         let paths = haproxy::Paths::new(&directory);
         let balancer = HaProxy {

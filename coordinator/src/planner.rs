@@ -2,7 +2,9 @@
 //!
 //! Rules, for each cluster the host has a component in:
 //! - until both bootstrap tasks (`zato create odb`, then `zato create cluster`) are done, the
-//!   cluster's components are withheld everywhere, and the chosen bootstrap host gets the tasks;
+//!   cluster's components are withheld everywhere except load balancers (which need neither the
+//!   ODB nor a secret), and the chosen bootstrap host (one with a server, scheduler or web-admin)
+//!   gets the tasks;
 //! - a server gets the scheduler's address when the cluster's scheduler is on an enrolled host;
 //! - the scheduler gets the address of the server the store chose by health
 //!   (`Cluster::scheduler_target`), or before any server was healthy, of the cluster's first server
@@ -229,18 +231,20 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                         .flatten(),
                 });
             }
-            continue;
         }
         let mine = inputs.assignments.iter().filter(|assignment| {
             &assignment.cluster == cluster_name && assignment.host == inputs.host.name
         });
-        for assignment in mine {
+        // A load balancer needs neither the ODB nor a secret: it runs before the bootstrap too.
+        for assignment in
+            mine.filter(|assignment| bootstrapped || assignment.role == Role::LoadBalancer)
+        {
             components.push(v1::Component {
                 role: assignment.role as i32,
                 name: assignment.name.clone(),
                 cluster: cluster_name.clone(),
                 port: u32::from(assignment.port),
-                odb: Some(odb_message(cluster)),
+                odb: (assignment.role != Role::LoadBalancer).then(|| odb_message(cluster)),
                 peer_addresses: peers(inputs, assignment),
                 secrets: Some(secrets_for(assignment.role, secrets)),
                 stopped: inputs.host.drained

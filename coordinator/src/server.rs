@@ -33,6 +33,12 @@ pub enum RunError {
         "{0} is not an initialized data directory (no ca.pem); run `muster-coordinator init --data-dir {0}` first"
     )]
     NotInitialized(String),
+    #[error(
+        "the database {path} of the initialized data directory {data_dir} is missing; restore it \
+         from a backup (muster-coordinator never makes a new database on `run`: every host would \
+         be unknown and the admin token invalid; only `init` creates one)"
+    )]
+    DatabaseMissing { path: String, data_dir: String },
     #[error(transparent)]
     File(#[from] FileError),
     #[error(transparent)]
@@ -72,7 +78,16 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     let ca_sha256 =
         pki::certificate_sha256(&ca_pem, &layout.ca_certificate().display().to_string())?;
 
-    let store = Arc::new(SqlStore::connect(&config.database_url, secret_box).await?);
+    if let Some(path) = config.database_url.sqlite_path()
+        && !path.exists()
+    {
+        return Err(RunError::DatabaseMissing {
+            path: path.display().to_string(),
+            data_dir: config.data_dir.display().to_string(),
+        });
+    }
+    let store =
+        Arc::new(SqlStore::connect(&config.database_url.existing_only(), secret_box).await?);
     tracing::info!(database = %config.database_url, "database ready");
 
     let grpc_listener =

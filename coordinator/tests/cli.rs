@@ -371,6 +371,39 @@ async fn init_refuses_an_initialized_directory_and_changes_nothing() {
     assert_eq!(snapshot(&data_dir), before);
 }
 
+/// An initialized data directory whose SQLite database is gone (deleted, a lost volume) is not
+/// a new coordinator: `run` refuses, names the file, and creates nothing.
+#[tokio::test]
+async fn run_refuses_an_initialized_directory_whose_database_is_missing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("muster");
+    assert!(init(&data_dir, None).status.success());
+    let database = data_dir.join("muster.db");
+    assert!(database.exists(), "init made the embedded database");
+    for file in ["muster.db", "muster.db-wal", "muster.db-shm"] {
+        let _ = std::fs::remove_file(data_dir.join(file));
+    }
+    let run = command(Path::new(COORDINATOR))
+        .arg("run")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--http-listen")
+        .arg("127.0.0.1:0")
+        .output()
+        .unwrap();
+    let error = one_line_error(&run);
+    assert!(
+        error.contains(&format!(
+            "the database {} of the initialized data directory",
+            database.display()
+        )) && error.contains("restore it from a backup"),
+        "{error}"
+    );
+    assert!(!database.exists(), "run made no new database");
+}
+
 #[tokio::test]
 async fn init_with_a_bad_database_url_creates_nothing() {
     let scratch = tempfile::tempdir().unwrap();

@@ -1299,6 +1299,137 @@ async fn a_drained_server_runs_until_load_balancers_stop_sending_to_it(backend: 
     store.close().await;
 }
 
+/// A host enrolling under a name an admin gave roles of another cluster (or, with a token that
+/// names roles, other roles of the token's cluster) gets nothing: no host, no role, no bootstrap,
+/// no secret; the token keeps its use; an event says who tried what. (Found by attacking Muster:
+/// a role-less token of `dev` took over a pre-assigned server of `pg` and its secrets.)
+async fn enrollment_never_hands_a_host_what_its_token_does_not_allow(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    for cluster in ["pg", "dev"] {
+        store
+            .create_cluster(new_cluster(cluster), &actor())
+            .await
+            .unwrap();
+    }
+    store
+        .create_assignment(assign("pg", Role::Server, "app-9", None, None), &actor())
+        .await
+        .unwrap();
+    let host = |name: &str| NewHost {
+        id: secrets::random_hex(8).unwrap(),
+        name: name.to_owned(),
+        advertise_address: "10.0.0.9".to_owned(),
+        labels: BTreeMap::new(),
+    };
+    let dev = issue_token(&store, "dev", 5, 60_000).await;
+    let refused = store
+        .enroll_host(&dev.id, &dev.secret_hash, host("app-9"), &[])
+        .await;
+    assert_eq!(
+        refusal(refused.map(|(host, _)| host)),
+        TokenRefusal::HostNameClaimed
+    );
+    assert!(matches!(
+        store.get_host("app-9").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let tokens = store.list_join_tokens(Some("dev")).await.unwrap();
+    assert_eq!(tokens[0].uses, 0, "a refused enrollment uses nothing");
+    let events = store.list_events(Some("dev"), 10).await.unwrap();
+    let event = events
+        .iter()
+        .find(|event| event.kind == "host.enroll-refused")
+        .expect("an event");
+    assert!(
+        event.host == "app-9" && event.message.contains("server of cluster pg"),
+        "{event:?}"
+    );
+    // The same token under a name of its own enrolls.
+    store
+        .enroll_host(&dev.id, &dev.secret_hash, host("dev-1"), &[])
+        .await
+        .unwrap();
+
+    // A token that names roles cannot take others pre-assigned in its own cluster either.
+    store
+        .create_assignment(assign("pg", Role::WebAdmin, "app-10", None, None), &actor())
+        .await
+        .unwrap();
+    let servers_only = NewJoinToken {
+        id: secrets::random_hex(8).unwrap(),
+        secret_hash: secrets::sha256_hex(b"servers"),
+        cluster: "pg".to_owned(),
+        roles: vec![Role::Server],
+        description: String::new(),
+        expires_at_ms: now_ms() + 60_000,
+        max_uses: 0,
+    };
+    store
+        .create_join_token(servers_only.clone(), &actor())
+        .await
+        .unwrap();
+    let refused = store
+        .enroll_host(
+            &servers_only.id,
+            &servers_only.secret_hash,
+            host("app-10"),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        refusal(refused.map(|(host, _)| host)),
+        TokenRefusal::HostNameClaimed
+    );
+
+    // A role-less token of pg takes what an admin assigned to that name in pg: its purpose.
+    let pg = issue_token(&store, "pg", 1, 60_000).await;
+    store
+        .enroll_host(&pg.id, &pg.secret_hash, host("app-9"), &[])
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+/// A load balancer needs no cluster secret: a host with only that role never bootstraps the
+/// cluster (the tasks carry the ODB password, the secret key and the admin.invoke password).
+async fn only_a_host_that_reaches_the_odb_bootstraps(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    store
+        .create_assignment(
+            assign("prod", Role::LoadBalancer, "lb-1", None, None),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let balancer = enroll(&store, "prod", "lb-1").await;
+    let plan = store.plan_inputs(&balancer.id).await.unwrap();
+    assert!(
+        plan.bootstrap.iter().all(|task| task.host != "lb-1"),
+        "{:?}",
+        plan.bootstrap
+    );
+    let rendered = planner::render(&plan);
+    assert!(rendered.bootstrap_tasks.is_empty());
+    store
+        .create_assignment(assign("prod", Role::Server, "app-1", None, None), &actor())
+        .await
+        .unwrap();
+    let server = enroll(&store, "prod", "app-1").await;
+    let plan = store.plan_inputs(&server.id).await.unwrap();
+    assert!(
+        !plan.bootstrap.is_empty() && plan.bootstrap.iter().all(|task| task.host == "app-1"),
+        "{:?}",
+        plan.bootstrap
+    );
+    store.close().await;
+}
+
 macro_rules! store_conformance_suite {
     ($($backend_module:ident => $backend:expr),* $(,)?) => {$(
         mod $backend_module {
@@ -1363,6 +1494,14 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn a_drained_server_runs_until_load_balancers_stop_sending_to_it() {
                 super::a_drained_server_runs_until_load_balancers_stop_sending_to_it($backend).await;
+            }
+            #[tokio::test]
+            async fn enrollment_never_hands_a_host_what_its_token_does_not_allow() {
+                super::enrollment_never_hands_a_host_what_its_token_does_not_allow($backend).await;
+            }
+            #[tokio::test]
+            async fn only_a_host_that_reaches_the_odb_bootstraps() {
+                super::only_a_host_that_reaches_the_odb_bootstraps($backend).await;
             }
             #[tokio::test]
             async fn silent_hosts_are_marked_down_once_and_up_again() {

@@ -3,13 +3,43 @@
 //! so it can never inject configuration.
 
 /// A value that does not fit its grammar. The Display names the field and shows the value escaped,
-/// so a newline in it is visible rather than breaking the message.
+/// so a newline in it is visible rather than breaking the message, and shortened: a long value is
+/// not echoed back whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {field} {value:?}: {reason}")]
 pub struct Invalid {
     pub field: &'static str,
     pub value: String,
     pub reason: &'static str,
+}
+
+/// How many characters of an offending value an error shows.
+const SHOWN_MAX: usize = 64;
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let length = self.value.chars().count();
+        if length <= SHOWN_MAX {
+            return write!(
+                formatter,
+                "invalid {} {:?}: {}",
+                self.field, self.value, self.reason
+            );
+        }
+        let start: String = self.value.chars().take(SHOWN_MAX).collect();
+        write!(
+            formatter,
+            "invalid {} {start:?}… ({length} characters): {}",
+            self.field, self.reason
+        )
+    }
+}
+
+/// Unicode's bidirectional controls, which can make a text read otherwise than it is stored.
+fn is_bidi_control(character: char) -> bool {
+    matches!(
+        character,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 const NAME_MAX: usize = 63;
@@ -88,6 +118,11 @@ pub fn description(field: &'static str, value: &str) -> Result<(), Invalid> {
     if value.chars().any(char::is_control) {
         return Err(invalid("must not hold control characters such as newlines"));
     }
+    if value.chars().any(is_bidi_control) {
+        return Err(invalid(
+            "must not hold bidirectional control characters (they make text read otherwise than it is)",
+        ));
+    }
     Ok(())
 }
 
@@ -102,7 +137,21 @@ pub fn odb_identifier(field: &'static str, value: &str) -> Result<(), Invalid> {
             "._-/",
             "may hold only letters, digits, '.', '_', '-' and '/'",
         ),
-    )
+    )?;
+    let invalid = |reason| Invalid {
+        field,
+        value: value.to_owned(),
+        reason,
+    };
+    if value.starts_with('-') {
+        return Err(invalid(
+            "must not start with '-' (a command line would take it for an option)",
+        ));
+    }
+    if value.split('/').any(|component| component == "..") {
+        return Err(invalid("must not hold a '..' component"));
+    }
+    Ok(())
 }
 
 /// 1 to `max.0` characters, each a letter, a digit or one of `allowed.0`; the second member of
@@ -230,5 +279,25 @@ mod tests {
         description("description", "Production, eu-west").unwrap();
         description("description", "two\nlines").unwrap_err();
         description("description", &"x".repeat(1025)).unwrap_err();
+    }
+
+    #[test]
+    fn odb_identifiers_refuse_options_and_parent_directories() {
+        assert!(odb_identifier("--odb-user", "zato").is_ok());
+        assert!(odb_identifier("--odb-db-name", "/var/lib/zato/odb.db").is_ok());
+        for bad in ["-zato", "--help", "/var/lib/../../etc/odb.db", "../odb.db"] {
+            assert!(odb_identifier("--odb-user", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn descriptions_refuse_bidi_controls_and_long_values_are_not_echoed() {
+        assert!(description("description", "orders, EU").is_ok());
+        let error = description("description", "pay \u{202E}rof").unwrap_err();
+        assert!(error.to_string().contains("bidirectional"), "{error}");
+        let long = "x".repeat(10_000);
+        let shown = name("cluster name", &long).unwrap_err().to_string();
+        assert!(shown.len() < 300, "{shown}");
+        assert!(shown.contains("(10000 characters)"), "{shown}");
     }
 }

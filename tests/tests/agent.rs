@@ -1044,3 +1044,233 @@ async fn an_agent_whose_run_as_cannot_run_zato_refuses_to_start_and_says_why() {
         "it did not even enroll"
     );
 }
+
+/// A ledger left empty (a crash, a full disk) or garbled is no desired state: the agent keeps its
+/// components running as they are, says so, waits for the coordinator, and then converges without
+/// having stopped or archived anything.
+#[tokio::test]
+async fn an_unreadable_ledger_neither_stops_the_agent_nor_its_components() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (mut coordinator, mut agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let port = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &port.to_string(),
+    ]);
+    let server = wait_for_component(&coordinator, "server1", "server1 healthy", |component| {
+        component["healthy"] == true
+    })
+    .await;
+    assert_eq!(server["state"], "running");
+    let server_pid = ping(port).unwrap()["pid"].as_u64();
+    let ledger = agent.state_dir.join("desired-state.pb");
+    for contents in [&b""[..], &b"\xff\xff\xff garbage"[..]] {
+        agent.stop();
+        coordinator.kill();
+        std::fs::write(&ledger, contents).unwrap();
+        agent.start();
+        wait_for(
+            "the agent to say its ledger is unreadable",
+            PATIENCE,
+            POLL,
+            || {
+                let said = agent.log_text().matches("ledger unreadable").count();
+                async move { (said >= 1).then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            agent
+                .pid()
+                .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+            "the agent runs on"
+        );
+        coordinator.restart().await;
+        wait_for(
+            "the agent to accept the coordinator's state",
+            PATIENCE,
+            POLL,
+            || {
+                let written =
+                    std::fs::read(&ledger).is_ok_and(|bytes| bytes.len() > contents.len());
+                async move { written.then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+        wait_for_component(
+            &coordinator,
+            "server1",
+            "server1 healthy again",
+            |component| component["healthy"] == true,
+        )
+        .await;
+        assert_eq!(
+            ping(port).unwrap()["pid"].as_u64(),
+            server_pid,
+            "the same server process ran throughout"
+        );
+        assert!(
+            !agent.components_dir.join(".archive").exists(),
+            "nothing was archived"
+        );
+    }
+}
+
+/// Which programs a host runs is the host's decision: a load balancer whose `--haproxy-bin` (set
+/// by anyone with an admin token) is not among the agent's `haproxy_bins` is refused, and the
+/// program never runs.
+#[tokio::test]
+async fn a_haproxy_bin_the_host_does_not_allow_is_refused_and_never_run() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, _agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let marker = scratch.path().join("ran-as-root");
+    let script = scratch.path().join("not-haproxy");
+    std::fs::write(&script, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    coordinator.ok(&[
+        "create",
+        "load-balancer",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &free_port().to_string(),
+        "--haproxy-bin",
+        script.to_str().unwrap(),
+    ]);
+    let component = wait_for_component(
+        &coordinator,
+        "load-balancer",
+        "the load balancer to be refused",
+        |component| {
+            component["last_error"]
+                .as_str()
+                .is_some_and(|error| error.contains("refused: haproxy_bin"))
+        },
+    )
+    .await;
+    assert!(
+        component["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not among this host's haproxy_bins (haproxy)"),
+        "{component}"
+    );
+    assert!(!marker.exists(), "the program never ran");
+}
+
+/// A filesystem of its own, mounted for one test and unmounted when dropped.
+struct SmallFilesystem {
+    path: std::path::PathBuf,
+}
+
+impl SmallFilesystem {
+    fn mount(path: &Path, size: &str) -> SmallFilesystem {
+        std::fs::create_dir_all(path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount a tmpfs at {}", path.display());
+        SmallFilesystem {
+            path: path.to_owned(),
+        }
+    }
+
+    /// Writes a file until the filesystem is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// A desired state that cannot be written (the state directory's disk is full) is not acted on,
+/// and not lost either: the agent keeps trying, and applies it once there is room.
+#[tokio::test]
+async fn a_desired_state_that_cannot_be_written_is_retried_until_there_is_room() {
+    let scratch = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let token = coordinator.join_token("prod", &[], 1);
+    let mut agent = Agent::configure(scratch.path(), &coordinator, "app-1", &token);
+    let disk = SmallFilesystem::mount(&agent.state_dir, "256k");
+    agent.start();
+    let first = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--name",
+        "server1",
+        "--port",
+        &first.to_string(),
+    ]);
+    wait_for_ping(first, "server1").await;
+
+    let filler = disk.fill();
+    let second = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--name",
+        "server2",
+        "--port",
+        &second.to_string(),
+    ]);
+    wait_for("the agent to say it cannot persist", PATIENCE, POLL, || {
+        let said = agent.log_text().contains("cannot persist a desired state");
+        async move { said.then_some(()) }
+    })
+    .await
+    .unwrap();
+    let host = coordinator.json(&["host", "show", "app-1"]);
+    assert!(
+        host["applied_generation"].as_u64() < host["generation"].as_u64(),
+        "the status shows the host behind: {host}"
+    );
+    assert!(ping(second).is_none(), "not acted on while not written");
+
+    std::fs::remove_file(filler).unwrap();
+    let pong = wait_for_ping(second, "server2 once there is room again").await;
+    assert_eq!(pong["server"], "server2");
+    drop(agent);
+    drop(disk);
+}

@@ -45,6 +45,18 @@ impl Site {
             &coordinator.join_token("prod", &[], 1),
         )
         .with_address(&format!("127.0.0.{base}"));
+        // The load balancer's host runs only the HAProxy binaries its own config names.
+        if let Some(position) = balancer_options
+            .iter()
+            .position(|option| *option == "--haproxy-bin")
+        {
+            let config = std::fs::read_to_string(&edge.config).unwrap()
+                + &format!(
+                    "haproxy_bins = [\"haproxy\", \"{}\"]\n",
+                    balancer_options[position + 1]
+                );
+            std::fs::write(&edge.config, config).unwrap();
+        }
         edge.start();
         let mut hosts = Vec::new();
         for index in 1..=server_hosts {

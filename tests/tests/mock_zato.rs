@@ -531,7 +531,12 @@ async fn the_scheduler_accepts_only_the_credentials_it_was_created_with() {
         )
         .map(|(status, _)| status)
     };
-    for (name, given) in [("made-up", None), ("shared", Some("-shared-password"))] {
+    // The password as an option, or in Zato's environment variable (out of the command line).
+    for (name, given, in_env) in [
+        ("made-up", None, false),
+        ("shared", Some("-shared-password"), false),
+        ("from-env", Some("-shared-password"), true),
+    ] {
         let port = free_port();
         std::fs::create_dir(work.join(name)).unwrap();
         let mut args = vec![
@@ -541,15 +546,20 @@ async fn the_scheduler_accepts_only_the_credentials_it_was_created_with() {
             "--server-address-for-scheduler=http://127.0.0.1:17010".to_owned(),
             format!("--bind-port={port}"),
         ];
+        let mut command = Command::new(MOCK_ZATO);
+        command.current_dir(work);
         if let Some(password) = given {
             args.push("--scheduler-api-client-for-server-username=scheduler_api_client".to_owned());
-            args.push(format!(
-                "--scheduler-api-client-for-server-password={password}"
-            ));
+            if in_env {
+                command.env("Zato_Scheduler_API_Client_For_Server_Password", password);
+            } else {
+                args.push(format!(
+                    "--scheduler-api-client-for-server-password={password}"
+                ));
+            }
         }
         args.push(name.to_owned());
-        let words: Vec<&str> = args.iter().map(String::as_str).collect();
-        ok(zato(work, &words, &odb));
+        ok(command.args(&args).args(&odb).output().unwrap());
         ok(zato(work, &["start", name], &[]));
         answering(port).await;
         let expected = if given.is_some() { 200 } else { 500 };

@@ -20,7 +20,7 @@ use std::path::Path;
 use muster_proto::v1::{self, OdbSettings, OdbType};
 use muster_proto::zato::DASHBOARD_USER;
 
-use super::{Arg, option, secret_option};
+use super::{Arg, option, secret_env, secret_option};
 
 /// The user name of the API client that servers call the scheduler with.
 pub const SCHEDULER_API_USER: &str = "scheduler_api_client";
@@ -142,17 +142,19 @@ pub fn create_scheduler(
     args
 }
 
-/// The credentials servers call the scheduler with; both sides must get the same.
+/// Zato reads the scheduler API client's password from this environment variable before its
+/// option (`zato.common.util.config.get_scheduler_api_client_for_server_password`).
+pub const SCHEDULER_API_PASSWORD_ENV: &str = "Zato_Scheduler_API_Client_For_Server_Password";
+
+/// The credentials servers call the scheduler with; both sides must get the same. The password
+/// goes in Zato's environment variable, out of the command line.
 fn scheduler_api_client(secrets: &v1::ComponentSecrets) -> [Arg; 2] {
     [
         option(
             "--scheduler-api-client-for-server-username",
             SCHEDULER_API_USER,
         ),
-        secret_option(
-            "--scheduler-api-client-for-server-password",
-            &secrets.scheduler_api_password,
-        ),
+        secret_env(SCHEDULER_API_PASSWORD_ENV, &secrets.scheduler_api_password),
     ]
 }
 
@@ -193,7 +195,7 @@ mod tests {
     use super::*;
 
     fn texts(args: &[Arg]) -> Vec<String> {
-        args.iter().map(Arg::text).collect()
+        args.iter().filter_map(Arg::text).collect()
     }
 
     #[test]
@@ -270,24 +272,30 @@ mod tests {
             }),
             ..Default::default()
         };
-        let server = texts(&create_server(
+        let server_args = create_server(
             &component,
             Path::new("/z/server"),
             Some("http://10.0.0.2:31530"),
             Path::new("/z/odb.db"),
-        ));
-        let scheduler = texts(&create_scheduler(
+        );
+        let scheduler_args = create_scheduler(
             &component,
             Path::new("/z/scheduler"),
             "http://10.0.0.1:17010",
             Path::new("/z/odb.db"),
-        ));
-        for expected in [
-            "--scheduler-api-client-for-server-username=scheduler_api_client",
-            "--scheduler-api-client-for-server-password=shared",
-        ] {
-            assert!(server.contains(&expected.to_owned()), "{server:?}");
-            assert!(scheduler.contains(&expected.to_owned()), "{scheduler:?}");
+        );
+        let (server, scheduler) = (texts(&server_args), texts(&scheduler_args));
+        let expected = "--scheduler-api-client-for-server-username=scheduler_api_client";
+        assert!(server.contains(&expected.to_owned()), "{server:?}");
+        assert!(scheduler.contains(&expected.to_owned()), "{scheduler:?}");
+        for args in [&server_args, &scheduler_args] {
+            assert!(
+                args.iter()
+                    .any(|arg| matches!(arg, Arg::SecretEnv { name, value }
+                    if *name == SCHEDULER_API_PASSWORD_ENV && value == "shared")),
+                "the password goes in Zato's environment"
+            );
+            assert!(!texts(args).iter().any(|arg| arg.contains("shared")));
         }
         assert_eq!(server[server.len() - 3..], ["/z/server", "prod", "server1"]);
         assert!(

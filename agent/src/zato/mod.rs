@@ -37,7 +37,16 @@ pub const EXIT_SERVER_NAME_ALREADY_EXISTS: i32 = 7;
 #[derive(Clone)]
 pub enum Arg {
     Plain(String),
-    Secret { option: &'static str, value: String },
+    Secret {
+        option: &'static str,
+        value: String,
+    },
+    /// An environment variable of the command, not an argument: the way to give Zato a secret
+    /// that it also reads from its environment, out of `/proc/PID/cmdline`.
+    SecretEnv {
+        name: &'static str,
+        value: String,
+    },
 }
 
 impl Arg {
@@ -45,11 +54,12 @@ impl Arg {
         Arg::Plain(text.into())
     }
 
-    /// What the command gets.
-    fn text(&self) -> String {
+    /// What the command gets as an argument; `None` for an environment variable.
+    fn text(&self) -> Option<String> {
         match self {
-            Arg::Plain(text) => text.clone(),
-            Arg::Secret { option, value } => format!("{option}={value}"),
+            Arg::Plain(text) => Some(text.clone()),
+            Arg::Secret { option, value } => Some(format!("{option}={value}")),
+            Arg::SecretEnv { .. } => None,
         }
     }
 
@@ -58,6 +68,14 @@ impl Arg {
         match self {
             Arg::Plain(text) => text.clone(),
             Arg::Secret { option, .. } => format!("{option}=***"),
+            Arg::SecretEnv { name, .. } => format!("{name}=***"),
+        }
+    }
+
+    fn secret(&self) -> Option<&str> {
+        match self {
+            Arg::Plain(_) => None,
+            Arg::Secret { value, .. } | Arg::SecretEnv { value, .. } => Some(value),
         }
     }
 }
@@ -65,6 +83,14 @@ impl Arg {
 /// An option and its value, as one argument.
 pub fn option(name: &str, value: impl std::fmt::Display) -> Arg {
     Arg::Plain(format!("{name}={value}"))
+}
+
+/// A secret Zato reads from its environment, given there rather than on the command line.
+pub fn secret_env(name: &'static str, value: &str) -> Arg {
+    Arg::SecretEnv {
+        name,
+        value: value.to_owned(),
+    }
 }
 
 pub fn secret_option(name: &'static str, value: &str) -> Arg {
@@ -194,10 +220,21 @@ pub struct Zato {
 }
 
 impl Zato {
+    /// The command as logs show it: its environment variables first, secrets as `***`.
     fn shown(&self, args: &[Arg]) -> String {
-        let mut shown = vec![self.bin.display().to_string()];
-        shown.extend(args.iter().map(Arg::shown));
-        shown.join(" ")
+        let environment = args
+            .iter()
+            .filter(|arg| matches!(arg, Arg::SecretEnv { .. }))
+            .map(Arg::shown);
+        let command = args
+            .iter()
+            .filter(|arg| !matches!(arg, Arg::SecretEnv { .. }))
+            .map(Arg::shown);
+        environment
+            .chain(std::iter::once(self.bin.display().to_string()))
+            .chain(command)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Runs `zato ARGS` in `directory`; `on_spawn` gets the child's pid (to mark work in
@@ -212,7 +249,11 @@ impl Zato {
         tracing::info!(command = %command_text, directory = %directory.display(), "running zato");
         let mut command = tokio::process::Command::new(&self.bin);
         command
-            .args(args.iter().map(Arg::text))
+            .args(args.iter().filter_map(Arg::text))
+            .envs(args.iter().filter_map(|arg| match arg {
+                Arg::SecretEnv { name, value } => Some((*name, value.as_str())),
+                _ => None,
+            }))
             .current_dir(directory)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -257,11 +298,9 @@ impl Zato {
 /// `text` with every secret among `args` replaced by `***`.
 pub fn scrub(text: &str, args: &[Arg]) -> String {
     let mut scrubbed = text.to_owned();
-    for arg in args {
-        if let Arg::Secret { value, .. } = arg
-            && !value.is_empty()
-        {
-            scrubbed = scrubbed.replace(value.as_str(), "***");
+    for secret in args.iter().filter_map(Arg::secret) {
+        if !secret.is_empty() {
+            scrubbed = scrubbed.replace(secret, "***");
         }
     }
     scrubbed
@@ -283,7 +322,7 @@ mod tests {
             secret_option("--odb-password", "-hunter2"),
         ];
         assert_eq!(zato.shown(&args), "zato create odb --odb-password=***");
-        assert_eq!(args[2].text(), "--odb-password=-hunter2");
+        assert_eq!(args[2].text().as_deref(), Some("--odb-password=-hunter2"));
         assert_eq!(scrub("login -hunter2 failed", &args), "login *** failed");
     }
 }

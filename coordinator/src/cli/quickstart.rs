@@ -401,10 +401,12 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
          state_dir = \"{}\"\n\
          components_dir = \"{}\"\n\
          zato_bin = \"{}\"\n\
+         haproxy_bins = [\"{}\"]\n\
          heartbeat_interval = \"2s\"\n",
         dir.join("agent").display(),
         dir.join("zato").display(),
-        zato_bin.display()
+        zato_bin.display(),
+        haproxy.display()
     );
     muster_proto::files::write_atomic(&agent_config, toml.as_bytes(), 0o600)
         .map_err(|error| usage(error.to_string()))?;

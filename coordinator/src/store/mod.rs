@@ -66,6 +66,9 @@ pub enum TokenRefusal {
     UsedUp,
     /// The host asked for a role the token does not allow.
     RoleNotAllowed,
+    /// The host's name holds assignments the token does not allow: another cluster's, or roles
+    /// the token does not name.
+    HostNameClaimed,
 }
 
 impl fmt::Display for TokenRefusal {
@@ -77,6 +80,10 @@ impl fmt::Display for TokenRefusal {
             TokenRefusal::Expired => "it has expired",
             TokenRefusal::UsedUp => "it has been used as often as it allows",
             TokenRefusal::RoleNotAllowed => "it does not allow a role this host asked for",
+            TokenRefusal::HostNameClaimed => {
+                "this host name holds assignments the token does not allow (another cluster's, or \
+                 roles it does not name); enroll under another name, or with a token that allows them"
+            }
         })
     }
 }

@@ -101,6 +101,28 @@ impl DatabaseUrl {
         Ok(DatabaseUrl { url, dialect })
     }
 
+    /// An SQLite URL's database file; `None` for PostgreSQL and MySQL.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        if self.dialect != Dialect::Sqlite {
+            return None;
+        }
+        let path = self
+            .url
+            .trim_start_matches("sqlite:")
+            .trim_start_matches("//");
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        Some(std::path::PathBuf::from(path))
+    }
+
+    /// The same database, never created: an SQLite file that is missing is an error (only `init`
+    /// creates a database).
+    pub fn existing_only(&self) -> DatabaseUrl {
+        DatabaseUrl {
+            url: self.url.replace("mode=rwc", "mode=rw"),
+            dialect: self.dialect,
+        }
+    }
+
     /// The embedded default: a SQLite file, created when missing.
     pub fn sqlite_file(path: &std::path::Path) -> Self {
         DatabaseUrl {
@@ -871,8 +893,11 @@ impl SqlStore {
         transaction: &mut Transaction<'static, Any>,
         host_name: &str,
     ) -> Result<Vec<String>, StoreError> {
+        // Only a host whose roles reach the ODB bootstraps: the tasks carry the ODB password,
+        // the secret key and the admin.invoke password, which a load balancer has no use for.
         let sql = self.sql(
             "SELECT DISTINCT cluster_id FROM assignments a WHERE host_name = $1
+             AND a.role IN ('server', 'scheduler', 'web-admin')
              AND NOT EXISTS (SELECT 1 FROM bootstrap_tasks b WHERE b.cluster_id = a.cluster_id)",
         );
         let rows = sqlx::query(&sql)
@@ -1904,6 +1929,10 @@ impl Store for SqlStore {
             token.roles.clone()
         } else if let Some(refused) = requested.iter().find(|role| !token.roles.contains(role)) {
             tracing::debug!(role = %refused, "a requested role is not allowed by the token");
+            transaction
+                .rollback()
+                .await
+                .map_err(database("roll back an enrollment"))?;
             return Err(StoreError::TokenRefused {
                 id: token.id,
                 reason: TokenRefusal::RoleNotAllowed,
@@ -1911,6 +1940,53 @@ impl Store for SqlStore {
         } else {
             requested.to_vec()
         };
+        // Whatever the host calls itself, it gets nothing its token does not allow: a name that an
+        // admin assigned roles of another cluster (or, for a token that names roles, other roles)
+        // is refused, so it cannot take over those roles and their secrets.
+        let claimed: Vec<String> = self
+            .list_assignments(None)
+            .await?
+            .into_iter()
+            .filter(|assignment| assignment.host == new.name)
+            .filter(|assignment| {
+                assignment.cluster != token.cluster
+                    || (!token.roles.is_empty() && !token.roles.contains(&assignment.role))
+            })
+            .map(|assignment| format!("{} of cluster {}", assignment.role, assignment.cluster))
+            .collect();
+        if !claimed.is_empty() {
+            transaction
+                .rollback()
+                .await
+                .map_err(database("roll back an enrollment"))?;
+            let message = format!(
+                "enrollment refused: host name {} holds {}, which join token {} (cluster {}) does \
+                 not allow",
+                new.name,
+                claimed.join(", "),
+                token.id,
+                token.cluster
+            );
+            tracing::warn!(host = %new.name, token = %token.id, reason = %message, "enrollment refused");
+            let mut events = self.begin_write().await?;
+            self.insert_event(
+                &mut events,
+                "host.enroll-refused",
+                &token.cluster,
+                &new.name,
+                &Actor(format!("token:{}", token.id)),
+                &message,
+            )
+            .await?;
+            events
+                .commit()
+                .await
+                .map_err(database("record a refused enrollment"))?;
+            return Err(StoreError::TokenRefused {
+                id: token.id,
+                reason: TokenRefusal::HostNameClaimed,
+            });
+        }
         self.insert_host(&mut transaction, &new, now_ms()).await?;
         let actor = Actor(format!("token:{}", token.id));
         if !granted.is_empty() {

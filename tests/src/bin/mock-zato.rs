@@ -713,19 +713,27 @@ fn random_token() -> Result<String> {
     Ok(hex::encode(bytes))
 }
 
-/// The API client servers call the scheduler with: the given one, or one Zato makes up (then the
-/// servers and the scheduler disagree, as with the real Zato).
+/// The API client servers call the scheduler with: from Zato's environment variables, else the
+/// options, else one Zato makes up (then the servers and the scheduler disagree, as with the real
+/// Zato).
 fn scheduler_api_client(parsed: &Parsed) -> Result<(String, String)> {
-    let username = parsed
-        .get("--scheduler-api-client-for-server-username")
-        .filter(|name| !name.is_empty())
-        .unwrap_or("server_api_client1")
-        .to_owned();
-    let password = match parsed
-        .get("--scheduler-api-client-for-server-password")
-        .filter(|password| !password.is_empty())
-    {
-        Some(password) => password.to_owned(),
+    // As Zato: its environment variables first, then the options.
+    let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let username = from_env("Zato_Scheduler_API_Client_For_Server_Username")
+        .or_else(|| {
+            parsed
+                .get("--scheduler-api-client-for-server-username")
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "server_api_client1".to_owned());
+    let password = match from_env("Zato_Scheduler_API_Client_For_Server_Password").or_else(|| {
+        parsed
+            .get("--scheduler-api-client-for-server-password")
+            .filter(|password| !password.is_empty())
+            .map(str::to_owned)
+    }) {
+        Some(password) => password,
         None => random_token()?,
     };
     Ok((username, password))
