@@ -43,7 +43,6 @@ impl AdminApi {
         }
     }
 
-    /// Checks the bearer token and says who is acting.
     /// Every host, by name.
     async fn hosts_by_name(&self) -> Result<std::collections::BTreeMap<String, Host>, ApiError> {
         Ok(self
@@ -56,6 +55,7 @@ impl AdminApi {
             .collect())
     }
 
+    /// Checks the bearer token and says who is acting.
     async fn authorize<T>(&self, request: &Request<T>) -> Result<Actor, ApiError> {
         let header = request
             .metadata()

@@ -100,7 +100,10 @@ fn dashboard_target(inputs: &PlanInputs, cluster: &str) -> Option<v1::Endpoint> 
         .collect();
     candidates.sort_by_key(|assignment| (assignment.role != Role::LoadBalancer, &assignment.name));
     candidates.into_iter().find_map(|assignment| {
-        let host = inputs.hosts.get(&assignment.host)?;
+        let host = inputs
+            .hosts
+            .get(&assignment.host)
+            .filter(|host| !host.advertise_address.is_empty())?;
         Some(v1::Endpoint {
             host: host.advertise_address.clone(),
             port: u32::from(assignment.port),
