@@ -417,17 +417,22 @@ async fn renew_certificate(
     shutdown: CancellationToken,
 ) {
     let mut attempt = 0u32;
+    // When this host received its current certificate (unknown for the one found at start).
+    let mut received: Option<Instant> = None;
     loop {
-        let renew_at = match identity.validity() {
-            Ok((_, renew_at)) => renew_at,
+        let (not_before, not_after) = match identity.validity() {
+            Ok(validity) => validity,
             Err(error) => {
                 tracing::error!(error = %error, "cannot read the host certificate; not renewing it");
                 return;
             }
         };
-        let wait = renew_at
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
+        let wait = identity::renewal_delay(
+            SystemTime::now(),
+            not_before,
+            not_after,
+            received.map(|at| at.elapsed()),
+        );
         let delay = if attempt == 0 {
             wait
         } else {
@@ -452,7 +457,13 @@ async fn renew_certificate(
                         tracing::error!(error = %error, "cannot use the renewed certificate")
                     }
                 }
+                if let Ok((not_before, _)) = renewed.validity()
+                    && let Some(skew) = identity::clock_skew(SystemTime::now(), not_before)
+                {
+                    tracing::warn!(skew = %skew, "clock skew");
+                }
                 identity = renewed;
+                received = Some(Instant::now());
                 attempt = 0;
                 tracing::info!("host certificate renewed");
             }

@@ -111,8 +111,7 @@ impl Identity {
         Ok(())
     }
 
-    /// When the certificate stops being valid, and when it should be renewed (after two thirds of
-    /// its lifetime).
+    /// The certificate's validity, `not_before` and `not_after`, by the coordinator's clock.
     pub fn validity(&self) -> Result<(SystemTime, SystemTime), IdentityError> {
         let bad = || IdentityError::BadCertificate(PathBuf::from("host.pem"));
         let der =
@@ -122,10 +121,10 @@ impl Identity {
         let to_time = |seconds: i64| {
             SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
         };
-        let not_before = to_time(validity.not_before.timestamp());
-        let not_after = to_time(validity.not_after.timestamp());
-        let lifetime = not_after.duration_since(not_before).unwrap_or_default();
-        Ok((not_after, not_before + lifetime * 2 / 3))
+        Ok((
+            to_time(validity.not_before.timestamp()),
+            to_time(validity.not_after.timestamp()),
+        ))
     }
 
     /// An mTLS channel to the coordinator. It connects lazily, so it can be made while the
@@ -387,5 +386,81 @@ fn url_host(host: &str) -> String {
         format!("[{host}]")
     } else {
         host.to_owned()
+    }
+}
+
+/// The coordinator dates a host certificate's `not_before` this long before it issues it.
+const CERTIFICATE_BACKDATE: Duration =
+    Duration::from_secs(muster_proto::HOST_CERTIFICATE_BACKDATE_SECONDS);
+/// How far this host's clock may be off the coordinator's before the agent says so.
+const SKEW_TOLERANCE: Duration = Duration::from_secs(120);
+
+/// How long to wait before renewing a certificate valid `not_before..not_after`: until two thirds
+/// of its lifetime (counted from its issue, `not_before` plus the backdating). For a certificate this host received `received_ago` (its monotonic clock), that
+/// is counted from then, so a host whose clock is off neither renews at once, again and again, nor
+/// too late; a certificate found on disk at start is judged by the wall clock `now`.
+pub fn renewal_delay(
+    now: SystemTime,
+    not_before: SystemTime,
+    not_after: SystemTime,
+    received_ago: Option<Duration>,
+) -> Duration {
+    let issued = not_before + CERTIFICATE_BACKDATE;
+    let renew_after = not_after.duration_since(issued).unwrap_or_default() * 2 / 3;
+    match received_ago {
+        Some(age) => renew_after.saturating_sub(age),
+        None => (issued + renew_after)
+            .duration_since(now)
+            .unwrap_or_default(),
+    }
+}
+
+/// This host's clock against the coordinator's, read from the `not_before` of a certificate the
+/// coordinator just issued: words for an operator when they differ by more than two minutes.
+pub fn clock_skew(now: SystemTime, not_before: SystemTime) -> Option<String> {
+    let coordinator_now = not_before + CERTIFICATE_BACKDATE;
+    let (direction, difference) = match now.duration_since(coordinator_now) {
+        Ok(ahead) => ("ahead of", ahead),
+        Err(behind) => ("behind", behind.duration()),
+    };
+    (difference > SKEW_TOLERANCE).then(|| {
+        format!(
+            "this host's clock is {} {direction} the coordinator's; certificate renewals are timed \
+             by elapsed time, but set the clock right (NTP): TLS checks certificates against it",
+            humantime::format_duration(Duration::from_secs(difference.as_secs()))
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// A host whose clock is 25 days ahead, with 30-day certificates, used to renew at once, every
+    /// time (3,265 renewals in 162 s): each new certificate looked two thirds spent by its clock.
+    #[test]
+    fn a_host_clock_ahead_renews_by_elapsed_time_and_says_so() {
+        let issued = SystemTime::UNIX_EPOCH + 20_000 * DAY;
+        let not_before = issued - CERTIFICATE_BACKDATE;
+        let not_after = issued + 30 * DAY;
+        let host_now = issued + 25 * DAY;
+        // Just received: two thirds of its lifetime from now, whatever the wall clock says.
+        let delay = renewal_delay(host_now, not_before, not_after, Some(Duration::ZERO));
+        assert!(delay > 19 * DAY && delay < 21 * DAY, "{delay:?}");
+        // Found on disk at start: judged by the wall clock, so renewed at once, once.
+        assert_eq!(
+            renewal_delay(host_now, not_before, not_after, None),
+            Duration::ZERO
+        );
+        let said = clock_skew(host_now, not_before).unwrap();
+        assert!(
+            said.starts_with("this host's clock is 25days ahead of the coordinator's"),
+            "{said}"
+        );
+        assert!(clock_skew(issued + Duration::from_secs(30), not_before).is_none());
+        let behind = clock_skew(issued - DAY, not_before).unwrap();
+        assert!(behind.contains("1day behind"), "{behind}");
     }
 }

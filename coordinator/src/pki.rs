@@ -45,7 +45,10 @@ pub fn sign_host_csr(
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.custom_extensions = Vec::new();
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::minutes(5);
+    params.not_before = now
+        - Duration::seconds(
+            i64::try_from(muster_proto::HOST_CERTIFICATE_BACKDATE_SECONDS).unwrap_or(300),
+        );
     params.not_after = now + Duration::try_from(ttl).unwrap_or(Duration::days(30));
     let mut serial = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)

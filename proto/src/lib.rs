@@ -11,6 +11,11 @@
 //!
 //! Agent and coordinator share types only through this crate.
 
+/// How long before its issue the coordinator dates a host certificate's `not_before` (clocks a
+/// little apart must not make a fresh certificate "not yet valid"); the agent counts a
+/// certificate's lifetime from `not_before` plus this.
+pub const HOST_CERTIFICATE_BACKDATE_SECONDS: u64 = 300;
+
 pub mod daemon;
 pub mod files;
 pub mod haproxy;
