@@ -14,20 +14,25 @@ use std::time::{Duration, Instant};
 
 /// One GET; the status code and body, or `None` when the exchange failed.
 pub fn get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let (status, _, body) = exchange(address, &request, Duration::from_secs(10))?;
+    Some((status, body))
+}
+
+/// Sends `request` (head and body) and reads the whole answer: its status, head and body.
+fn exchange(
+    address: SocketAddr,
+    request: &str,
+    read_timeout: Duration,
+) -> Option<(u16, String, String)> {
     let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    stream.set_read_timeout(Some(read_timeout)).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
+    Some((status, head.to_owned(), body.to_owned()))
 }
 
 /// [`get`] from inside a test host's network namespace.
@@ -54,17 +59,7 @@ pub fn exchange_from(
     let request = request.to_owned();
     std::thread::spawn(move || {
         crate::netns::enter(&namespace);
-        let mut stream =
-            std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .ok()?;
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let (head, body) = response.split_once("\r\n\r\n")?;
-        let status = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, head.to_owned(), body.to_owned()))
+        exchange(address, &request, Duration::from_secs(30))
     })
     .join()
     .ok()

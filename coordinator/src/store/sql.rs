@@ -1943,11 +1943,11 @@ impl Store for SqlStore {
         // Whatever the host calls itself, it gets nothing its token does not allow: a name that an
         // admin assigned roles of another cluster (or, for a token that names roles, other roles)
         // is refused, so it cannot take over those roles and their secrets.
-        let claimed: Vec<String> = self
-            .list_assignments(None)
-            .await?
-            .into_iter()
-            .filter(|assignment| assignment.host == new.name)
+        let on_this_name = self
+            .assignments_where("WHERE a.host_name = $1", Some(&new.name))
+            .await?;
+        let claimed: Vec<String> = on_this_name
+            .iter()
             .filter(|assignment| {
                 assignment.cluster != token.cluster
                     || (!token.roles.is_empty() && !token.roles.contains(&assignment.role))
@@ -1991,11 +1991,9 @@ impl Store for SqlStore {
         let actor = Actor(format!("token:{}", token.id));
         if !granted.is_empty() {
             let cluster = self.get_cluster(&token.cluster).await?;
-            let held: Vec<Role> = self
-                .list_assignments(Some(&token.cluster))
-                .await?
-                .into_iter()
-                .filter(|assignment| assignment.host == new.name)
+            let held: Vec<Role> = on_this_name
+                .iter()
+                .filter(|assignment| assignment.cluster == token.cluster)
                 .map(|assignment| assignment.role)
                 .collect();
             for role in granted.into_iter().filter(|role| !held.contains(role)) {
