@@ -1,9 +1,10 @@
 //! The coordinator's HTTP listener (127.0.0.1:17301 by default): `/healthz` answers 200 when the
-//! database answers and 503 otherwise; `/metrics` is the Prometheus text format, its gauges read
-//! from the database at scrape time.
+//! database takes a write, and 503 when it does not or takes longer than [`HEALTH_CHECK_TIMEOUT`];
+//! `/metrics` is the Prometheus text format, its gauges read from the database at scrape time.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -20,17 +21,24 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         .with_state(store)
 }
 
+/// How long `/healthz` and `/metrics` wait for the database: a database that hangs (a network
+/// partition, a full connection pool) is reported as down within this bound.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
 async fn healthz(State(store): State<Arc<dyn Store>>) -> impl IntoResponse {
-    match store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
-        Err(error) => {
-            tracing::warn!(error = %crate::error_chain(&error), "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database unreachable\n".to_owned(),
-            )
-        }
-    }
+    let unhealthy = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, store.probe_write()).await {
+        Ok(Ok(())) => return (StatusCode::OK, "ok\n".to_owned()),
+        Ok(Err(error)) => crate::error_chain(&error),
+        Err(_) => format!(
+            "the database did not take a write within {} s",
+            HEALTH_CHECK_TIMEOUT.as_secs()
+        ),
+    };
+    tracing::warn!(error = %unhealthy, "health check failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database cannot take a write; see the coordinator's log\n".to_owned(),
+    )
 }
 
 async fn metrics(State(store): State<Arc<dyn Store>>) -> impl IntoResponse {
@@ -42,19 +50,36 @@ async fn metrics(State(store): State<Arc<dyn Store>>) -> impl IntoResponse {
         "muster_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    let database_up = store.ping().await.is_ok();
+    let database_up = matches!(
+        tokio::time::timeout(HEALTH_CHECK_TIMEOUT, store.ping()).await,
+        Ok(Ok(()))
+    );
     let _ = writeln!(
         text,
         "# HELP muster_database_up Whether the database answers."
     );
     let _ = writeln!(text, "# TYPE muster_database_up gauge");
     let _ = writeln!(text, "muster_database_up {}", u8::from(database_up));
-    if let Ok(clusters) = store.list_clusters().await {
+    let clusters = match database_up {
+        true => tokio::time::timeout(HEALTH_CHECK_TIMEOUT, store.list_clusters())
+            .await
+            .ok()
+            .and_then(Result::ok),
+        false => None,
+    };
+    if let Some(clusters) = clusters {
         let _ = writeln!(text, "# HELP muster_clusters Clusters defined.");
         let _ = writeln!(text, "# TYPE muster_clusters gauge");
         let _ = writeln!(text, "muster_clusters {}", clusters.len());
     }
-    if let Ok(hosts) = store.list_hosts().await {
+    let hosts = match database_up {
+        true => tokio::time::timeout(HEALTH_CHECK_TIMEOUT, store.list_hosts())
+            .await
+            .ok()
+            .and_then(Result::ok),
+        false => None,
+    };
+    if let Some(hosts) = hosts {
         let _ = writeln!(text, "# HELP muster_hosts Enrolled hosts by state.");
         let _ = writeln!(text, "# TYPE muster_hosts gauge");
         for state in ["new", "up", "down"] {

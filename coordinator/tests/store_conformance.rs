@@ -114,6 +114,19 @@ async fn duplicate_cluster_names_are_refused(backend: Backend) {
     store.close().await;
 }
 
+/// The health probe commits a write, from several coordinators on one database at once.
+async fn the_health_probe_commits_a_write(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let first = open(&database).await;
+    let second = open(&database).await;
+    for _ in 0..5 {
+        let (one, other) = tokio::join!(first.probe_write(), second.probe_write());
+        one.unwrap();
+        other.unwrap();
+    }
+    first.ping().await.unwrap();
+}
+
 async fn two_coordinators_see_each_others_writes(backend: Backend) {
     let database = TestDatabase::create(backend).await;
     let first = open(&database).await;
@@ -1442,6 +1455,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn duplicate_cluster_names_are_refused() {
                 super::duplicate_cluster_names_are_refused($backend).await;
+            }
+            #[tokio::test]
+            async fn the_health_probe_commits_a_write() {
+                super::the_health_probe_commits_a_write($backend).await;
             }
             #[tokio::test]
             async fn two_coordinators_see_each_others_writes() {

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use muster_testkit::harness::{Agent, Coordinator, command, ping, signal, text, workspace_binary};
+use muster_testkit::disk::SmallFilesystem;
 use muster_testkit::{free_port, wait_for};
 use nix::sys::signal::Signal;
 
@@ -1167,52 +1168,6 @@ async fn a_haproxy_bin_the_host_does_not_allow_is_refused_and_never_run() {
         "{component}"
     );
     assert!(!marker.exists(), "the program never ran");
-}
-
-/// A filesystem of its own, mounted for one test and unmounted when dropped.
-struct SmallFilesystem {
-    path: std::path::PathBuf,
-}
-
-impl SmallFilesystem {
-    fn mount(path: &Path, size: &str) -> SmallFilesystem {
-        std::fs::create_dir_all(path).unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(mounted.success(), "mount a tmpfs at {}", path.display());
-        SmallFilesystem {
-            path: path.to_owned(),
-        }
-    }
-
-    /// Writes a file until the filesystem is full.
-    fn fill(&self) -> std::path::PathBuf {
-        use std::io::Write as _;
-        let filler = self.path.join("filler");
-        let mut file = std::fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 4096];
-        while file.write_all(&block).is_ok() {}
-        let _ = file.sync_all();
-        filler
-    }
-}
-
-impl Drop for SmallFilesystem {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.path)
-            .status();
-    }
 }
 
 /// A desired state that cannot be written (the state directory's disk is full) is not acted on,

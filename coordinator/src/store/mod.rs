@@ -311,8 +311,11 @@ pub struct Event {
 
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
-    /// A round trip to the database, for health checks.
+    /// A round trip to the database.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Commits a write to the database (one row kept for this), for health checks: a store that
+    /// answers reads but cannot write is not healthy.
+    async fn probe_write(&self) -> Result<(), StoreError>;
 
     async fn create_cluster(&self, new: NewCluster, actor: &Actor) -> Result<Cluster, StoreError>;
     /// Every cluster, oldest first.

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use muster_proto::v1::{self, OdbType, Role};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Executor, Row};
 
 use super::{
     Actor, Assignment, BootstrapState, BootstrapTask, Cluster, ClusterSecrets, ComponentStatus,
@@ -176,20 +177,25 @@ pub struct SqlStore {
 
 type WriteGuard = Option<tokio::sync::OwnedMutexGuard<()>>;
 
-/// A write transaction. Dropped without `commit` or `rollback` (an early return with `?`), it
-/// rolls back in a task of its own rather than leaving sqlx's deferred rollback pending on the
-/// pooled connection (which MariaDB connections did not recover from).
+/// A write transaction on a pooled connection of its own. Muster runs `BEGIN`, `COMMIT` and
+/// `ROLLBACK` itself rather than through sqlx's `Transaction`: when a commit fails (SQLite on a full
+/// or unwritable disk), sqlx kept counting the transaction as open, so the connection went back to
+/// the pool with a stale depth; the next "transaction" on it was only a savepoint inside the
+/// failed one, acknowledged but never committed, and holding SQLite's write lock ("database is
+/// locked" for every other connection). Here a connection whose commit or rollback failed is
+/// closed, never reused. Dropped without `commit` or `rollback` (an early return with `?`), it
+/// rolls back in a task of its own.
 struct WriteTransaction {
-    transaction: Option<Transaction<'static, Any>>,
+    connection: Option<PoolConnection<Any>>,
     guard: WriteGuard,
     rollbacks: tokio_util::task::TaskTracker,
 }
 
 impl std::ops::Deref for WriteTransaction {
-    type Target = Transaction<'static, Any>;
+    type Target = PoolConnection<Any>;
 
     fn deref(&self) -> &Self::Target {
-        self.transaction
+        self.connection
             .as_ref()
             .expect("a write transaction is open until it ends")
     }
@@ -197,7 +203,7 @@ impl std::ops::Deref for WriteTransaction {
 
 impl std::ops::DerefMut for WriteTransaction {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        self.transaction
+        self.connection
             .as_mut()
             .expect("a write transaction is open until it ends")
     }
@@ -205,31 +211,48 @@ impl std::ops::DerefMut for WriteTransaction {
 
 impl WriteTransaction {
     async fn commit(mut self) -> Result<(), sqlx::Error> {
-        match self.transaction.take() {
-            Some(transaction) => transaction.commit().await,
+        match self.connection.take() {
+            Some(connection) => end_transaction(connection, "COMMIT").await,
             None => Ok(()),
         }
     }
 
     async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        match self.transaction.take() {
-            Some(transaction) => transaction.rollback().await,
+        match self.connection.take() {
+            Some(connection) => end_transaction(connection, "ROLLBACK").await,
             None => Ok(()),
+        }
+    }
+}
+
+/// Ends the transaction open on `connection` with `COMMIT` or `ROLLBACK`. The connection returns
+/// to the pool only when that succeeded; otherwise whatever remains of the transaction is rolled
+/// back and the connection closed, so no pooled connection is ever left inside a transaction.
+async fn end_transaction(
+    mut connection: PoolConnection<Any>,
+    statement: &'static str,
+) -> Result<(), sqlx::Error> {
+    match connection.execute(statement).await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            let _ = connection.execute("ROLLBACK").await;
+            let _ = connection.close().await;
+            Err(error)
         }
     }
 }
 
 impl Drop for WriteTransaction {
     fn drop(&mut self) {
-        let (Some(transaction), Ok(runtime)) = (
-            self.transaction.take(),
+        let (Some(connection), Ok(runtime)) = (
+            self.connection.take(),
             tokio::runtime::Handle::try_current(),
         ) else {
             return;
         };
         let guard = self.guard.take();
         let rollback = async move {
-            let _ = transaction.rollback().await;
+            let _ = end_transaction(connection, "ROLLBACK").await;
             drop(guard);
         };
         self.rollbacks.spawn_on(rollback, &runtime);
@@ -262,6 +285,8 @@ impl SqlStore {
             options = options.after_connect(|connection, _metadata| {
                 Box::pin(async move {
                     connection.execute("PRAGMA journal_mode = WAL").await?;
+                    // A commit is on disk when it is acknowledged.
+                    connection.execute("PRAGMA synchronous = FULL").await?;
                     connection.execute("PRAGMA busy_timeout = 5000").await?;
                     connection.execute("PRAGMA foreign_keys = ON").await?;
                     Ok(())
@@ -304,13 +329,25 @@ impl SqlStore {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let transaction = self
+        let mut connection = self
             .pool
-            .begin()
+            .acquire()
             .await
             .map_err(database("begin a transaction"))?;
+        // SQLite: take the write lock now, not at the first write after a read.
+        let begin = match self.dialect {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres | Dialect::MySql => "BEGIN",
+        };
+        if let Err(error) = connection.execute(begin).await {
+            let _ = connection.close().await;
+            return Err(StoreError::Database {
+                action: "begin a transaction",
+                source: error,
+            });
+        }
         Ok(WriteTransaction {
-            transaction: Some(transaction),
+            connection: Some(connection),
             guard,
             rollbacks: self.rollbacks.clone(),
         })
@@ -356,7 +393,7 @@ impl SqlStore {
 
     async fn insert_event(
         &self,
-        transaction: &mut Transaction<'_, Any>,
+        transaction: &mut PoolConnection<Any>,
         kind: &str,
         cluster: &str,
         host: &str,
@@ -407,7 +444,7 @@ impl SqlStore {
     /// one matches. (Comparing hashes in SQL leaks nothing useful about the secret.)
     async fn redeem_in(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut PoolConnection<Any>,
         id: &str,
         secret_hash: &str,
         now_ms: i64,
@@ -461,7 +498,7 @@ impl SqlStore {
     /// no server is healthy.
     async fn replan_scheduler(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut PoolConnection<Any>,
         cluster_id: &str,
         cluster_name: &str,
     ) -> Result<(), StoreError> {
@@ -548,7 +585,7 @@ impl SqlStore {
     /// Re-plans the scheduler of every cluster `host_name` has a component in.
     async fn replan_host_clusters(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut PoolConnection<Any>,
         host_name: &str,
     ) -> Result<(), StoreError> {
         for (id, name) in self.host_clusters(transaction, host_name, None).await? {
@@ -560,7 +597,7 @@ impl SqlStore {
     /// The (id, name) of each cluster the host has a component in (of `role`, if given).
     async fn host_clusters(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut PoolConnection<Any>,
         host_name: &str,
         role: Option<Role>,
     ) -> Result<Vec<(String, String)>, StoreError> {
@@ -590,7 +627,7 @@ impl SqlStore {
     /// ones as (server, state) by (cluster, load balancer), sorted.
     async fn replace_backend_states(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut PoolConnection<Any>,
         host_id: &str,
         report: &StatusReport,
     ) -> Result<BTreeMap<(String, String), Vec<(String, String)>>, StoreError> {
@@ -653,7 +690,7 @@ impl SqlStore {
     /// may stop depends on what the cluster's load balancers report (see the planner).
     async fn bump_draining_servers(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut PoolConnection<Any>,
         cluster_name: &str,
     ) -> Result<(), StoreError> {
         let sql = self.sql(
@@ -672,7 +709,7 @@ impl SqlStore {
     /// Inserts a new host; a taken name is `AlreadyExists`.
     async fn insert_host(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut PoolConnection<Any>,
         new: &NewHost,
         enrolled_at_ms: i64,
     ) -> Result<(), StoreError> {
@@ -705,7 +742,7 @@ impl SqlStore {
     /// the generation of every host of the cluster.
     async fn assign_in(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut PoolConnection<Any>,
         cluster: &Cluster,
         new: NewAssignment,
         actor: &Actor,
@@ -871,7 +908,7 @@ impl SqlStore {
     /// Bumps the generation of every host with an assignment in the cluster with this id.
     async fn bump_cluster_hosts(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut PoolConnection<Any>,
         cluster_id: &str,
     ) -> Result<(), StoreError> {
         let sql = self.sql(
@@ -890,7 +927,7 @@ impl SqlStore {
     /// that has no bootstrap host yet; returns the ids of those clusters.
     async fn claim_bootstrap(
         &self,
-        transaction: &mut Transaction<'static, Any>,
+        transaction: &mut PoolConnection<Any>,
         host_name: &str,
     ) -> Result<Vec<String>, StoreError> {
         // Only a host whose roles reach the ODB bootstraps: the tasks carry the ODB password,
@@ -1333,6 +1370,19 @@ impl Store for SqlStore {
             .await
             .map_err(database("ping the database"))?;
         Ok(())
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        let mut transaction = self.begin_write().await?;
+        sqlx::query(&self.sql("UPDATE store_probe SET written_at = $1 WHERE id = 1"))
+            .bind(now_ms())
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("write the health probe"))?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit the health probe"))
     }
 
     async fn create_cluster(&self, new: NewCluster, actor: &Actor) -> Result<Cluster, StoreError> {
