@@ -242,6 +242,69 @@ impl RawConfig {
     }
 }
 
+impl AgentConfig {
+    /// Replaces a DNS name in `advertise_address` (the default is the host name) with the address
+    /// it resolves to on this host, once, at start: the coordinator and every load balancer get an
+    /// address, never a name they may be unable to resolve (HAProxy refuses a whole config for one
+    /// name it cannot resolve). `origin` names the config for errors.
+    pub fn resolve_advertise_address(&mut self, origin: &str) -> Result<(), ConfigError> {
+        let value = self.advertise_address.clone();
+        let invalid = |reason: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: "advertise_address",
+            value: value.clone(),
+            reason,
+        };
+        let address = match value.parse::<std::net::IpAddr>() {
+            Ok(address) => address,
+            Err(_) => {
+                let found: Vec<std::net::IpAddr> =
+                    std::net::ToSocketAddrs::to_socket_addrs(&(value.as_str(), 0))
+                        .map_err(|error| {
+                            invalid(format!(
+                                "this name does not resolve on this host ({error}); set \
+                                 advertise_address to the IP address other hosts reach this one at"
+                            ))
+                        })?
+                        .map(|socket| socket.ip())
+                        .collect();
+                advertised_among(&found).map_err(invalid)?
+            }
+        };
+        if address.is_unspecified() || address.is_multicast() {
+            return Err(invalid(
+                "not an address other hosts can reach this one at".to_owned(),
+            ));
+        }
+        if address.to_string() != value {
+            tracing::info!(name = %value, %address, "advertise_address resolved");
+        }
+        self.advertise_address = address.to_string();
+        Ok(())
+    }
+}
+
+/// Which of the addresses a name resolved to this host advertises: the first IPv4 address that
+/// is not loopback, else the first such IPv6 one. A name that resolves only to loopback (Debian's
+/// `/etc/hosts` maps the host's own name to 127.0.1.1) is refused: no other host could reach it.
+pub fn advertised_among(found: &[std::net::IpAddr]) -> Result<std::net::IpAddr, String> {
+    let reachable =
+        |address: &&std::net::IpAddr| !address.is_loopback() && !address.is_unspecified();
+    found
+        .iter()
+        .filter(reachable)
+        .find(|address| address.is_ipv4())
+        .or_else(|| found.iter().find(reachable))
+        .copied()
+        .ok_or_else(|| match found.first() {
+            Some(loopback) => format!(
+                "this name resolves only to {loopback}, which other hosts cannot reach; set \
+                 advertise_address to this host's IP address (127.0.0.1 for a one-host cluster)"
+            ),
+            None => "this name resolves to no address".to_owned(),
+        })
+}
+
 /// A validated configuration.
 #[derive(Clone)]
 pub struct AgentConfig {
@@ -302,6 +365,40 @@ mod tests {
         assert_eq!(config.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(config.components_dir, PathBuf::from("/opt/zato"));
         assert_eq!(config.run_as, None);
+    }
+
+    #[test]
+    fn an_advertised_name_must_resolve_beyond_loopback() {
+        let addresses = |texts: &[&str]| -> Vec<std::net::IpAddr> {
+            texts.iter().map(|text| text.parse().unwrap()).collect()
+        };
+        assert_eq!(
+            advertised_among(&addresses(&["::1", "fd00::5", "127.0.1.1", "10.0.0.5"])),
+            Ok("10.0.0.5".parse().unwrap())
+        );
+        assert_eq!(
+            advertised_among(&addresses(&["127.0.1.1", "fd00::5"])),
+            Ok("fd00::5".parse().unwrap())
+        );
+        let refused = advertised_among(&addresses(&["127.0.1.1", "::1"])).unwrap_err();
+        assert!(
+            refused.contains("resolves only to 127.0.1.1, which other hosts cannot reach"),
+            "{refused}"
+        );
+        let mut literal = parse(
+            "coordinator = \"https://c\"\nhost_name = \"a\"\nadvertise_address = \"0.0.0.0\"",
+        )
+        .unwrap()
+        .validate("agent.toml")
+        .unwrap();
+        let error = literal
+            .resolve_advertise_address("agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("advertise_address = \"0.0.0.0\": not an address other hosts"),
+            "{error}"
+        );
     }
 
     #[test]

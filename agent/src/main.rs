@@ -102,7 +102,9 @@ fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
         Some(path) => (RawConfig::from_file(path)?, path.display().to_string()),
         None => (RawConfig::default(), "the command line".to_owned()),
     };
-    Ok(file.overlay(flags).validate(&origin)?)
+    let mut config = file.overlay(flags).validate(&origin)?;
+    config.resolve_advertise_address(&origin)?;
+    Ok(config)
 }
 
 async fn main_inner(cli: Cli) -> anyhow::Result<()> {
@@ -145,7 +147,10 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Validate { config } => {
-            RawConfig::from_file(&config)?.validate(&config.display().to_string())?;
+            let origin = config.display().to_string();
+            RawConfig::from_file(&config)?
+                .validate(&origin)?
+                .resolve_advertise_address(&origin)?;
             println!("{} is valid", config.display());
             Ok(())
         }

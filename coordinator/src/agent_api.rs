@@ -177,7 +177,8 @@ impl AgentService for AgentApi {
         let (token_id, secret) =
             token::parse_join_credential(&request.token).map_err(ApiError::from)?;
         validate::name("host name", &request.host_name).map_err(ApiError::from)?;
-        validate::host("advertise address", &request.advertise_address).map_err(ApiError::from)?;
+        validate::ip_address("advertise address", &request.advertise_address)
+            .map_err(ApiError::from)?;
         for (key, value) in &request.labels {
             validate::name("label key", key).map_err(ApiError::from)?;
             validate::description("label value", value).map_err(ApiError::from)?;
@@ -287,7 +288,8 @@ impl AgentService for AgentApi {
         let host_id = self.authenticate(&request).await?;
         let request = request.into_inner();
         same_host(&host_id, &request.host_id)?;
-        validate::host("advertise address", &request.advertise_address).map_err(ApiError::from)?;
+        validate::ip_address("advertise address", &request.advertise_address)
+            .map_err(ApiError::from)?;
         let components = request
             .components
             .into_iter()

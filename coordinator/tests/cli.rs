@@ -861,7 +861,8 @@ async fn the_sqlite_store_recovers_from_a_full_disk_and_keeps_what_it_acknowledg
     acknowledged.push("after".to_owned());
 
     let names = |coordinator: &Coordinator| -> Vec<String> {
-        let mut names: Vec<String> = coordinator.json(&["cluster", "list"])
+        let mut names: Vec<String> = coordinator
+            .json(&["cluster", "list"])
             .as_array()
             .unwrap()
             .iter()

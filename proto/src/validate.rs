@@ -70,6 +70,24 @@ pub fn name(field: &'static str, value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// An address other hosts can reach a host at: an IPv4 or IPv6 address, not a name (an agent
+/// resolves its advertised name before it sends it, so no other host has to resolve it), and not
+/// 0.0.0.0, `::` or a multicast address.
+pub fn ip_address(field: &'static str, value: &str) -> Result<std::net::IpAddr, Invalid> {
+    let invalid = |reason| Invalid {
+        field,
+        value: value.to_owned(),
+        reason,
+    };
+    let address = value
+        .parse::<std::net::IpAddr>()
+        .map_err(|_| invalid("must be an IP address"))?;
+    if address.is_unspecified() || address.is_multicast() {
+        return Err(invalid("must be an address other hosts can reach"));
+    }
+    Ok(address)
+}
+
 /// A host name or IP address (no port): DNS labels of `A-Z a-z 0-9 -` joined by dots, an IPv4
 /// address, or an IPv6 address.
 pub fn host(field: &'static str, value: &str) -> Result<(), Invalid> {
@@ -250,6 +268,16 @@ mod tests {
         }
         for bad in ["", "a b", "a_b", "-a.com", "a..b", "1.2.3.4:80", "a\n"] {
             host("address", bad).unwrap_err();
+        }
+    }
+
+    #[test]
+    fn advertised_addresses() {
+        for good in ["10.0.0.1", "127.0.0.1", "fd00::5"] {
+            ip_address("advertise address", good).unwrap();
+        }
+        for bad in ["app-1", "0.0.0.0", "::", "224.0.0.1", "10.0.0.1:80", ""] {
+            assert!(ip_address("advertise address", bad).is_err(), "{bad}");
         }
     }
 

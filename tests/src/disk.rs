@@ -47,4 +47,3 @@ impl Drop for SmallFilesystem {
             .status();
     }
 }
-

@@ -338,6 +338,25 @@ impl Agent {
         agent
     }
 
+    /// An agent on a test host, named after it, binding the host's address and advertising its
+    /// name (the agent's default), which only the host itself can resolve.
+    pub fn configure_on_by_name(
+        host: &Host,
+        directory: &Path,
+        coordinator: &Coordinator,
+        token: &str,
+    ) -> Agent {
+        let mut agent = Agent::configure(directory, coordinator, &host.name, token);
+        let config = std::fs::read_to_string(&agent.config).expect("the agent config");
+        let config = config.replace(
+            "advertise_address = \"127.0.0.1\"",
+            &format!("bind_address = \"{}\"", host.address),
+        );
+        std::fs::write(&agent.config, config).expect("the agent config");
+        agent.host = Some(host.clone());
+        agent
+    }
+
     /// Gives the agent its own address on the loopback network (127.0.0.0/8): it advertises it
     /// and its components bind it, so several hosts on this machine can use the same ports.
     pub fn with_address(self, address: &str) -> Agent {

@@ -4,6 +4,11 @@
 //! when the [`Network`] is dropped; namespaces left by a test process that died are swept when the
 //! next network is made.
 //!
+//! Each host resolves names as a cloud instance often does: its `/etc/hosts` (a file under
+//! `/etc/netns/NAMESPACE/`, which `ip netns exec` mounts over the machine's) names only localhost and
+//! itself, and its `resolv.conf` points at 127.0.0.1 inside the host, where nothing answers, so a
+//! name no file holds fails at once and no lookup leaves the host.
+//!
 //! Names: `mst-PID-N-sw` for the switch and `mst-PID-N-HOST` for hosts, where PID is the test
 //! process and N counts networks within it. `MUSTER_KEEP_HOSTS=1` keeps them after the test, for
 //! debugging (`ip netns list`, `ip netns exec mst-…-HOST bash`); the next run sweeps them.
@@ -71,9 +76,19 @@ fn remove_namespace(namespace: &str) {
         .status();
 }
 
+/// The directory whose files `ip netns exec` mounts over `/etc` for `namespace`.
+fn etc_dir(namespace: &str) -> std::path::PathBuf {
+    Path::new("/etc/netns").join(namespace)
+}
+
 /// Removes the namespaces of test processes that no longer run.
 pub fn sweep_stale() {
-    for namespace in namespaces() {
+    let etc_dirs = std::fs::read_dir("/etc/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok());
+    for namespace in namespaces().into_iter().chain(etc_dirs) {
         let Some(rest) = namespace.strip_prefix(PREFIX) else {
             continue;
         };
@@ -83,6 +98,7 @@ pub fn sweep_stale() {
             .and_then(|pid| pid.parse::<i32>().ok());
         if owner.is_some_and(|pid| !alive(pid)) {
             remove_namespace(&namespace);
+            let _ = std::fs::remove_dir_all(etc_dir(&namespace));
         }
     }
 }
@@ -168,6 +184,15 @@ impl Network {
             "eth0",
         ]);
         ip(&["-n", &namespace, "link", "set", "eth0", "up"]);
+        let etc = etc_dir(&namespace);
+        std::fs::create_dir_all(&etc).expect("create /etc/netns/NAMESPACE");
+        std::fs::write(
+            etc.join("hosts"),
+            format!("127.0.0.1 localhost\n{address} {name}\n"),
+        )
+        .expect("the host's /etc/hosts");
+        std::fs::write(etc.join("resolv.conf"), "nameserver 127.0.0.1\n")
+            .expect("the host's /etc/resolv.conf");
         let host = Host {
             name: name.to_owned(),
             namespace,
@@ -204,6 +229,7 @@ impl Drop for Network {
         }
         for host in &self.hosts {
             remove_namespace(&host.namespace);
+            let _ = std::fs::remove_dir_all(etc_dir(&host.namespace));
         }
         remove_namespace(&self.switch);
     }

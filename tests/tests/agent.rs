@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use muster_testkit::harness::{Agent, Coordinator, command, ping, signal, text, workspace_binary};
 use muster_testkit::disk::SmallFilesystem;
+use muster_testkit::harness::{Agent, Coordinator, command, ping, signal, text, workspace_binary};
+use muster_testkit::netns::Network;
 use muster_testkit::{free_port, wait_for};
 use nix::sys::signal::Signal;
 
@@ -379,6 +380,8 @@ async fn tokens_are_refused_for_the_reason_that_applies() {
                 token,
                 "--host-name",
                 name,
+                "--advertise-address",
+                "127.0.0.1",
             ])
             .arg("--state-dir")
             .arg(scratch.path().join(name))
@@ -466,6 +469,8 @@ async fn a_host_acts_only_for_itself_and_other_cas_are_refused() {
                 &token,
                 "--host-name",
                 name,
+                "--advertise-address",
+                "127.0.0.1",
             ])
             .arg("--state-dir")
             .arg(state(name))
@@ -671,33 +676,53 @@ async fn the_agent_speaks_the_systemd_notify_protocol() {
     assert!(stopping, "the agent says STOPPING=1 on SIGTERM");
 }
 
+/// `validate` names a bad key, and resolves the advertised address as the agent will at start, on
+/// a test host whose `/etc/hosts` names only itself (so no lookup leaves it).
 #[test]
-fn validate_names_a_bad_key() {
+fn validate_names_a_bad_key_and_an_address_that_does_not_resolve() {
     let scratch = tempfile::tempdir().unwrap();
+    let mut network = Network::create();
+    let host = network.add_host("app-1");
     let config = scratch.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        "coordinator = \"https://coord:17300\"\nhost_name = \"app-1\"\nzato = \"/usr/bin/zato\"\n",
-    )
-    .unwrap();
-    let output = command(&workspace_binary("muster-agent"))
-        .args(["validate", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
+    let validate = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let output = host
+            .command(&workspace_binary("muster-agent"))
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        (output.status.success(), text_of(&output))
+    };
+    let base = "coordinator = \"https://coord:17300\"\nhost_name = \"app-1\"\n";
+    let (valid, output) = validate(&format!("{base}zato = \"/usr/bin/zato\"\n"));
     assert!(
-        text(&output.stderr).contains("unknown field `zato`"),
-        "{}",
-        text(&output.stderr)
+        !valid && output.contains("unknown field `zato`"),
+        "{output}"
     );
-    std::fs::write(&config, "coordinator = \"https://coord:17300\"\nhost_name = \"app-1\"\nzato_bin = \"/usr/bin/zato\"\n").unwrap();
-    let output = command(&workspace_binary("muster-agent"))
-        .args(["validate", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    // The default advertised address is the host name, which this host resolves.
+    let (valid, output) = validate(&format!("{base}zato_bin = \"/usr/bin/zato\"\n"));
+    assert!(valid, "{output}");
+    let (valid, output) = validate(&format!("{base}advertise_address = \"nowhere\"\n"));
+    assert!(
+        !valid
+            && output.contains(
+                "advertise_address = \"nowhere\": this name does not resolve on this host"
+            ),
+        "{output}"
+    );
+    let (valid, output) = validate(&format!("{base}advertise_address = \"localhost\"\n"));
+    assert!(
+        !valid
+            && output
+                .contains("this name resolves only to 127.0.0.1, which other hosts cannot reach"),
+        "{output}"
+    );
+    drop(network);
+}
+
+fn text_of(output: &std::process::Output) -> String {
+    format!("{}{}", text(&output.stdout), text(&output.stderr))
 }
 
 #[tokio::test]

@@ -117,8 +117,11 @@ impl Site {
         site
     }
 
+    /// Starts an agent on `host` that advertises its host name (the default): it resolves the
+    /// name on its own host, and only the address reaches the coordinator and the load balancer,
+    /// which could not resolve the name.
     fn start_agent(&mut self, host: &str, token: &str) {
-        let mut agent = Agent::configure_on(
+        let mut agent = Agent::configure_on_by_name(
             &self.hosts[host],
             self.scratch.path(),
             &self.coordinator,
@@ -227,6 +230,16 @@ async fn the_seeds_distributed_cluster(odb: Odb) {
     let status = site.coordinator.ok(&["status"]);
     for host in ["admin", "lb", "app-1", "app-2", "app-3"] {
         assert!(status.contains(&format!("\n{host} ")), "{status}");
+    }
+    // Each agent advertised its host name, which only its own host resolves; the coordinator
+    // (and so the load balancer) got the address.
+    for host in site.coordinator.json(&["host", "list"]).as_array().unwrap() {
+        let name = host["name"].as_str().unwrap();
+        assert_eq!(
+            host["advertise_address"],
+            site.hosts[name].address.to_string(),
+            "{host}"
+        );
     }
     // Each server runs on its own host, at its own address.
     for (index, host) in SERVERS.iter().enumerate() {
