@@ -11,6 +11,7 @@ use muster_proto::v1::{self, OdbType, Role};
 use muster_proto::{ApiError, validate};
 use tonic::{Request, Response, Status};
 
+use crate::audit::{Door, Refusals};
 use crate::secrets;
 use crate::store::{
     Actor, Assignment, Cluster, ClusterSecrets, Event, Host, JoinToken, NewAssignment, NewCluster,
@@ -26,6 +27,7 @@ pub struct AdminApi {
     store: Arc<dyn Store>,
     ca_sha256: String,
     changes: Arc<tokio::sync::Notify>,
+    refusals: Arc<Refusals>,
 }
 
 impl AdminApi {
@@ -35,11 +37,13 @@ impl AdminApi {
         store: Arc<dyn Store>,
         ca_sha256: String,
         changes: Arc<tokio::sync::Notify>,
+        refusals: Arc<Refusals>,
     ) -> Self {
         AdminApi {
             store,
             ca_sha256,
             changes,
+            refusals,
         }
     }
 
@@ -55,21 +59,38 @@ impl AdminApi {
             .collect())
     }
 
-    /// Checks the bearer token and says who is acting.
+    /// Checks the bearer token and says who is acting. A refusal is logged and counted.
     async fn authorize<T>(&self, request: &Request<T>) -> Result<Actor, ApiError> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| ApiError::Unauthenticated("no admin token was sent".to_owned()))?;
-        let text = header
+        let refuse = |reason: &'static str, who: &str, error: ApiError| {
+            self.refusals
+                .refused(Door::Admin, reason, who, request.remote_addr(), &error);
+            error
+        };
+        let Some(header) = request.metadata().get("authorization") else {
+            return Err(refuse(
+                "no-token",
+                "nobody",
+                ApiError::Unauthenticated("no admin token was sent".to_owned()),
+            ));
+        };
+        let Some(text) = header
             .to_str()
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::Unauthenticated("the authorization header must be 'Bearer TOKEN'".into())
-            })?;
-        let admin_token = AdminToken::parse(text)
-            .map_err(|error| ApiError::Unauthenticated(error.to_string()))?;
+        else {
+            return Err(refuse(
+                "malformed-token",
+                "unknown",
+                ApiError::Unauthenticated("the authorization header must be 'Bearer TOKEN'".into()),
+            ));
+        };
+        let admin_token = AdminToken::parse(text).map_err(|error| {
+            refuse(
+                "malformed-token",
+                "unknown",
+                ApiError::Unauthenticated(error.to_string()),
+            )
+        })?;
         let hash = secrets::sha256_hex(admin_token.to_string().as_bytes());
         match self
             .store
@@ -78,8 +99,10 @@ impl AdminApi {
             .map_err(api_error)?
         {
             Some(id) => Ok(Actor(format!("admin:{id}"))),
-            None => Err(ApiError::Unauthenticated(
-                "the admin token is not valid".to_owned(),
+            None => Err(refuse(
+                "unknown-token",
+                &format!("admin token {}", admin_token.id),
+                ApiError::Unauthenticated("the admin token is not valid".to_owned()),
             )),
         }
     }

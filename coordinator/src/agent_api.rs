@@ -19,10 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::admin::api_error;
+use crate::audit::{Door, Refusals};
 use crate::pki::{self, CertifiedKey};
 use crate::secrets;
 use crate::store::{
-    BootstrapReport, BootstrapTask, ComponentStatus, NewHost, StatusReport, Store, retry_transient,
+    BootstrapReport, BootstrapTask, ComponentStatus, NewHost, StatusReport, Store, StoreError,
+    retry_transient,
 };
 
 /// How often a watch checks the host's generation when nothing woke it.
@@ -37,6 +39,7 @@ pub struct AgentApi {
     changes: Arc<Notify>,
     enrollments: Arc<Semaphore>,
     shutdown: CancellationToken,
+    refusals: Arc<Refusals>,
 }
 
 impl AgentApi {
@@ -46,6 +49,7 @@ impl AgentApi {
         host_certificate_ttl: Duration,
         changes: Arc<Notify>,
         shutdown: CancellationToken,
+        refusals: Arc<Refusals>,
     ) -> Self {
         AgentApi {
             store,
@@ -54,28 +58,117 @@ impl AgentApi {
             changes,
             enrollments: Arc::new(Semaphore::new(MAX_CONCURRENT_ENROLLMENTS)),
             shutdown,
+            refusals,
         }
     }
 
-    /// The host the client certificate names, if that host is still enrolled.
-    async fn authenticate<T>(&self, request: &Request<T>) -> Result<String, ApiError> {
-        let certificates = request.peer_certs().ok_or_else(|| {
-            ApiError::Unauthenticated(
-                "this call needs the host's client certificate; enroll first".to_owned(),
+    /// The host the client certificate names, if that host is still enrolled and `asked` (the
+    /// host the request is about; empty when it names none) is that host. A refusal is logged and
+    /// counted.
+    async fn authenticate<T>(&self, request: &Request<T>, asked: &str) -> Result<String, ApiError> {
+        let refuse = |reason: &'static str, who: &str, error: ApiError| {
+            self.refusals
+                .refused(Door::Agent, reason, who, request.remote_addr(), &error);
+            error
+        };
+        let Some(leaf) = request
+            .peer_certs()
+            .and_then(|certificates| certificates.first().cloned())
+        else {
+            return Err(refuse(
+                "no-certificate",
+                "nobody",
+                ApiError::Unauthenticated(
+                    "this call needs the host's client certificate; enroll first".to_owned(),
+                ),
+            ));
+        };
+        let host_id = pki::host_id_from_certificate(leaf.as_ref()).map_err(|error| {
+            refuse(
+                "bad-certificate",
+                "unknown",
+                ApiError::PermissionDenied(error.to_string()),
             )
         })?;
-        let leaf = certificates.first().ok_or_else(|| {
-            ApiError::Unauthenticated("no client certificate was presented".to_owned())
-        })?;
-        let host_id = pki::host_id_from_certificate(leaf.as_ref())
-            .map_err(|error| ApiError::PermissionDenied(error.to_string()))?;
+        let who = format!("host {host_id}");
         match self.store.get_host_by_id(&host_id).await {
-            Ok(_) => Ok(host_id),
-            Err(crate::store::StoreError::NotFound { .. }) => Err(ApiError::PermissionDenied(
-                format!("host {host_id} is no longer enrolled"),
-            )),
-            Err(error) => Err(api_error(error)),
+            Ok(_) => {}
+            Err(StoreError::NotFound { .. }) => {
+                return Err(refuse(
+                    "host-removed",
+                    &who,
+                    ApiError::PermissionDenied(format!("host {host_id} is no longer enrolled")),
+                ));
+            }
+            Err(error) => return Err(api_error(error)),
         }
+        if !asked.is_empty() && asked != host_id {
+            return Err(refuse(
+                "other-host",
+                &who,
+                ApiError::PermissionDenied(format!("host {host_id} may not act for host {asked}")),
+            ));
+        }
+        Ok(host_id)
+    }
+
+    /// Enrolls the host `request` describes with join token `token_id`/`secret`.
+    async fn enroll_checked(
+        &self,
+        token_id: &str,
+        secret: &str,
+        request: v1::EnrollRequest,
+    ) -> Result<v1::EnrollResponse, Refused> {
+        validate::name("host name", &request.host_name)?;
+        validate::ip_address("advertise address", &request.advertise_address)?;
+        for (key, value) in &request.labels {
+            validate::name("label key", key)?;
+            validate::description("label value", value)?;
+        }
+        // A CSR that does not parse must not use up the token.
+        rcgen::CertificateSigningRequestParams::from_pem(&request.csr_pem).map_err(|_| {
+            ApiError::InvalidArgument("the certificate signing request is not valid".to_owned())
+        })?;
+        let new = NewHost {
+            id: secrets::random_hex(token::ID_LEN / 2)
+                .map_err(|error| ApiError::Internal(error.to_string()))?,
+            name: request.host_name,
+            advertise_address: request.advertise_address,
+            labels: request.labels.into_iter().collect(),
+        };
+        let mut requested = Vec::new();
+        for value in &request.requested_roles {
+            match Role::try_from(*value) {
+                Ok(Role::Unspecified) | Err(_) => {
+                    return Err(ApiError::InvalidArgument(format!("unknown role {value}")).into());
+                }
+                Ok(role) => requested.push(role),
+            }
+        }
+        let secret_hash = secrets::sha256_hex(secret.as_bytes());
+        let (host, join_token) = retry_transient(|| {
+            self.store
+                .enroll_host(token_id, &secret_hash, new.clone(), &requested)
+        })
+        .await
+        .map_err(|error| {
+            let reason = match &error {
+                StoreError::TokenRefused { reason, .. } => Some(reason.label()),
+                _ => None,
+            };
+            Refused {
+                reason,
+                error: api_error(error),
+            }
+        })?;
+        let certificate_pem = self.sign(&request.csr_pem, &host.id)?;
+        self.changes.notify_waiters();
+        tracing::info!(host = %host.name, host_id = %host.id, token = %join_token.id, cluster = %join_token.cluster, "host enrolled");
+        Ok(v1::EnrollResponse {
+            host_id: host.id,
+            certificate_pem,
+            ca_certificate_pem: self.ca.certificate_pem.clone(),
+        })
     }
 
     fn sign(&self, csr_pem: &str, host_id: &str) -> Result<String, ApiError> {
@@ -84,14 +177,24 @@ impl AgentApi {
     }
 }
 
-/// Refuses a request about a host other than the authenticated one.
-fn same_host(authenticated: &str, asked: &str) -> Result<(), ApiError> {
-    if asked.is_empty() || asked == authenticated {
-        return Ok(());
+/// An enrollment refused: what the caller is told, and the reason it is counted under (`None`
+/// when it is not the caller's doing, such as a database outage).
+struct Refused {
+    reason: Option<&'static str>,
+    error: ApiError,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        let reason = matches!(error, ApiError::InvalidArgument(_)).then_some("invalid-request");
+        Refused { reason, error }
     }
-    Err(ApiError::PermissionDenied(format!(
-        "host {authenticated} may not act for host {asked}"
-    )))
+}
+
+impl From<validate::Invalid> for Refused {
+    fn from(invalid: validate::Invalid) -> Self {
+        Refused::from(ApiError::from(invalid))
+    }
 }
 
 /// Renders the desired state at one generation: if the generation moved while rendering, again.
@@ -173,59 +276,40 @@ impl AgentService for AgentApi {
         let _permit = self.enrollments.clone().try_acquire_owned().map_err(|_| {
             ApiError::Unavailable("too many enrollments at once; retry with backoff".to_owned())
         })?;
+        let from = request.remote_addr();
         let request = request.into_inner();
-        let (token_id, secret) =
-            token::parse_join_credential(&request.token).map_err(ApiError::from)?;
-        validate::name("host name", &request.host_name).map_err(ApiError::from)?;
-        validate::ip_address("advertise address", &request.advertise_address)
-            .map_err(ApiError::from)?;
-        for (key, value) in &request.labels {
-            validate::name("label key", key).map_err(ApiError::from)?;
-            validate::description("label value", value).map_err(ApiError::from)?;
-        }
-        // A CSR that does not parse must not use up the token.
-        rcgen::CertificateSigningRequestParams::from_pem(&request.csr_pem).map_err(|_| {
-            ApiError::InvalidArgument("the certificate signing request is not valid".to_owned())
-        })?;
-        let new = NewHost {
-            id: secrets::random_hex(token::ID_LEN / 2)
-                .map_err(|error| ApiError::Internal(error.to_string()))?,
-            name: request.host_name,
-            advertise_address: request.advertise_address,
-            labels: request.labels.into_iter().collect(),
+        let shown_name: String = request.host_name.chars().take(64).collect();
+        let credential = token::parse_join_credential(&request.token);
+        let who = match &credential {
+            Ok((token_id, _)) => format!("host name {shown_name:?}, join token {token_id}"),
+            Err(_) => format!("host name {shown_name:?}"),
         };
-        let mut requested = Vec::new();
-        for value in &request.requested_roles {
-            match Role::try_from(*value) {
-                Ok(Role::Unspecified) | Err(_) => {
-                    return Err(ApiError::InvalidArgument(format!("unknown role {value}")).into());
+        let enrolled = match credential {
+            Ok((token_id, secret)) => self.enroll_checked(&token_id, &secret, request).await,
+            Err(error) => Err(Refused {
+                reason: Some("malformed-token"),
+                error: error.into(),
+            }),
+        };
+        match enrolled {
+            Ok(response) => Ok(Response::new(response)),
+            Err(Refused { reason, error }) => {
+                if let Some(reason) = reason {
+                    self.refusals
+                        .refused(Door::Enrollment, reason, &who, from, &error);
                 }
-                Ok(role) => requested.push(role),
+                Err(error.into())
             }
         }
-        let secret_hash = secrets::sha256_hex(secret.as_bytes());
-        let (host, join_token) = retry_transient(|| {
-            self.store
-                .enroll_host(&token_id, &secret_hash, new.clone(), &requested)
-        })
-        .await
-        .map_err(api_error)?;
-        let certificate_pem = self.sign(&request.csr_pem, &host.id)?;
-        self.changes.notify_waiters();
-        tracing::info!(host = %host.name, host_id = %host.id, token = %join_token.id, cluster = %join_token.cluster, "host enrolled");
-        Ok(Response::new(v1::EnrollResponse {
-            host_id: host.id,
-            certificate_pem,
-            ca_certificate_pem: self.ca.certificate_pem.clone(),
-        }))
     }
 
     async fn watch_desired_state(
         &self,
         request: Request<v1::WatchDesiredStateRequest>,
     ) -> Result<Response<Self::WatchDesiredStateStream>, Status> {
-        let host_id = self.authenticate(&request).await?;
-        same_host(&host_id, &request.get_ref().host_id)?;
+        let host_id = self
+            .authenticate(&request, &request.get_ref().host_id)
+            .await?;
         let (sender, receiver) = mpsc::channel(4);
         let store = self.store.clone();
         let changes = self.changes.clone();
@@ -285,9 +369,10 @@ impl AgentService for AgentApi {
         &self,
         request: Request<v1::ReportStatusRequest>,
     ) -> Result<Response<v1::ReportStatusResponse>, Status> {
-        let host_id = self.authenticate(&request).await?;
+        let host_id = self
+            .authenticate(&request, &request.get_ref().host_id)
+            .await?;
         let request = request.into_inner();
-        same_host(&host_id, &request.host_id)?;
         validate::ip_address("advertise address", &request.advertise_address)
             .map_err(ApiError::from)?;
         let components = request
@@ -339,7 +424,7 @@ impl AgentService for AgentApi {
         &self,
         request: Request<v1::RenewCertificateRequest>,
     ) -> Result<Response<v1::RenewCertificateResponse>, Status> {
-        let host_id = self.authenticate(&request).await?;
+        let host_id = self.authenticate(&request, "").await?;
         let certificate_pem = self.sign(&request.get_ref().csr_pem, &host_id)?;
         tracing::info!(host_id = %host_id, "host certificate renewed");
         Ok(Response::new(v1::RenewCertificateResponse {

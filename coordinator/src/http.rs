@@ -12,20 +12,28 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::audit::Refusals;
 use crate::store::Store;
 
-pub fn router(store: Arc<dyn Store>) -> Router {
+/// What the handlers read.
+#[derive(Clone)]
+struct Shared {
+    store: Arc<dyn Store>,
+    refusals: Arc<Refusals>,
+}
+
+pub fn router(store: Arc<dyn Store>, refusals: Arc<Refusals>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(store)
+        .with_state(Shared { store, refusals })
 }
 
 /// How long `/healthz` and `/metrics` wait for the database: a database that hangs (a network
 /// partition, a full connection pool) is reported as down within this bound.
 pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
-async fn healthz(State(store): State<Arc<dyn Store>>) -> impl IntoResponse {
+async fn healthz(State(Shared { store, .. }): State<Shared>) -> impl IntoResponse {
     let unhealthy = match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, store.probe_write()).await {
         Ok(Ok(())) => return (StatusCode::OK, "ok\n".to_owned()),
         Ok(Err(error)) => crate::error_chain(&error),
@@ -41,7 +49,7 @@ async fn healthz(State(store): State<Arc<dyn Store>>) -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(store): State<Arc<dyn Store>>) -> impl IntoResponse {
+async fn metrics(State(Shared { store, refusals }): State<Shared>) -> impl IntoResponse {
     let mut text = String::new();
     let _ = writeln!(text, "# HELP muster_build_info The coordinator's version.");
     let _ = writeln!(text, "# TYPE muster_build_info gauge");
@@ -87,5 +95,6 @@ async fn metrics(State(store): State<Arc<dyn Store>>) -> impl IntoResponse {
             let _ = writeln!(text, "muster_hosts{{state=\"{state}\"}} {count}");
         }
     }
+    refusals.render(&mut text);
     ([("content-type", "text/plain; version=0.0.4")], text)
 }

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod agent_api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod http;

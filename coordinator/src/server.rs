@@ -116,8 +116,14 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         .build_v1()
         .map_err(RunError::Reflection)?;
     let changes = Arc::new(tokio::sync::Notify::new());
-    let admin = AdminServiceServer::new(AdminApi::new(store.clone(), ca_sha256, changes.clone()))
-        .max_decoding_message_size(muster_proto::MAX_REQUEST_BYTES);
+    let refusals = Arc::new(crate::audit::Refusals::default());
+    let admin = AdminServiceServer::new(AdminApi::new(
+        store.clone(),
+        ca_sha256,
+        changes.clone(),
+        refusals.clone(),
+    ))
+    .max_decoding_message_size(muster_proto::MAX_REQUEST_BYTES);
     let ca = Arc::new(CertifiedKey {
         certificate_pem: ca_pem.clone(),
         key_pem: ca_key_pem,
@@ -128,6 +134,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         config.host_certificate_ttl,
         changes.clone(),
         shutdown.clone(),
+        refusals.clone(),
     ))
     .max_decoding_message_size(muster_proto::MAX_REQUEST_BYTES);
     // The chain includes the CA, so an agent that pins the CA by its hash finds it in the
@@ -150,7 +157,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
             TcpListenerStream::new(grpc_listener),
             shutdown.clone().cancelled_owned(),
         );
-    let http = axum::serve(http_listener, crate::http::router(store.clone()))
+    let http = axum::serve(http_listener, crate::http::router(store.clone(), refusals))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
 
     tracing::info!(grpc = %config.listen, http = %config.http_listen, "coordinator listening");

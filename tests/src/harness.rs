@@ -261,6 +261,45 @@ impl Coordinator {
             .to_owned()
     }
 
+    /// Runs `muster-agent enroll` for a host `name` (advertising 127.0.0.1) with `token`, its
+    /// identity kept in `state_dir`.
+    pub fn enroll(&self, state_dir: &Path, name: &str, token: &str) -> Output {
+        command(&workspace_binary("muster-agent"))
+            .args(["enroll", "--coordinator", &self.url(), "--token", token])
+            .args(["--host-name", name, "--advertise-address", "127.0.0.1"])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .output()
+            .expect("run muster-agent enroll")
+    }
+
+    /// A join token of `cluster` that has expired: made with a lifetime of 1 s, returned once the
+    /// coordinator lists it as expired.
+    pub async fn expired_join_token(&self, cluster: &str) -> String {
+        let created = self.json(&["token", "create", "--cluster", cluster, "--ttl", "1s"]);
+        let id = created["token"]["id"].as_str().expect("an id").to_owned();
+        wait_for(
+            "the 1 s join token to expire",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || {
+                let tokens = self.json(&["token", "list", "--cluster", cluster]);
+                let expired = tokens.as_array().is_some_and(|tokens| {
+                    tokens
+                        .iter()
+                        .any(|token| token["id"] == id.as_str() && token["state"] == "expired")
+                });
+                async move { expired.then_some(()) }
+            },
+        )
+        .await
+        .expect("the token expires");
+        created["secret_token"]
+            .as_str()
+            .expect("a token")
+            .to_owned()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use muster_testkit::disk::SmallFilesystem;
-use muster_testkit::harness::{Agent, Coordinator, command, ping, signal, text, workspace_binary};
+use muster_testkit::harness::{Agent, Coordinator, ping, signal, text, workspace_binary};
 use muster_testkit::netns::Network;
 use muster_testkit::{free_port, wait_for};
 use nix::sys::signal::Signal;
@@ -370,24 +370,8 @@ async fn tokens_are_refused_for_the_reason_that_applies() {
     let scratch = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
     coordinator.ok(&["create", "cluster", "prod"]);
-    let enroll = |name: &str, token: &str| {
-        command(&workspace_binary("muster-agent"))
-            .args([
-                "enroll",
-                "--coordinator",
-                &coordinator.url(),
-                "--token",
-                token,
-                "--host-name",
-                name,
-                "--advertise-address",
-                "127.0.0.1",
-            ])
-            .arg("--state-dir")
-            .arg(scratch.path().join(name))
-            .output()
-            .unwrap()
-    };
+    let enroll =
+        |name: &str, token: &str| coordinator.enroll(&scratch.path().join(name), name, token);
     let once = coordinator.join_token("prod", &[], 1);
     let first = enroll("first", &once);
     assert!(first.status.success(), "{}", text(&first.stderr));
@@ -404,24 +388,7 @@ async fn tokens_are_refused_for_the_reason_that_applies() {
     coordinator.ok(&["token", "revoke", &id]);
     assert!(text(&enroll("third", &revoked).stderr).contains("it was revoked"));
 
-    let created = coordinator.json(&["token", "create", "--cluster", "prod", "--ttl", "1s"]);
-    let expiring = created["secret_token"].as_str().unwrap().to_owned();
-    let expiring_id = created["token"]["id"].as_str().unwrap().to_owned();
-    wait_for(
-        "the token to expire",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || {
-            let tokens = coordinator.json(&["token", "list"]);
-            let expired =
-                tokens.as_array().unwrap().iter().any(|token| {
-                    token["id"] == expiring_id.as_str() && token["state"] == "expired"
-                });
-            async move { expired.then_some(()) }
-        },
-    )
-    .await
-    .unwrap();
+    let expiring = coordinator.expired_join_token("prod").await;
     let expired = enroll("fourth", &expiring);
     assert!(
         text(&expired.stderr).contains("it has expired"),
@@ -448,118 +415,6 @@ async fn tokens_are_refused_for_the_reason_that_applies() {
         .map(|h| h["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(hosts, ["first"], "refused enrollments leave no host");
-}
-
-#[tokio::test]
-async fn a_host_acts_only_for_itself_and_other_cas_are_refused() {
-    use muster_proto::v1::agent_service_client::AgentServiceClient;
-    use muster_proto::v1::{ReportStatusRequest, WatchDesiredStateRequest};
-    let scratch = tempfile::tempdir().unwrap();
-    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
-    coordinator.ok(&["create", "cluster", "prod"]);
-    let token = coordinator.join_token("prod", &[], 2);
-    let state = |name: &str| scratch.path().join(name);
-    for name in ["alpha", "beta"] {
-        let output = command(&workspace_binary("muster-agent"))
-            .args([
-                "enroll",
-                "--coordinator",
-                &coordinator.url(),
-                "--token",
-                &token,
-                "--host-name",
-                name,
-                "--advertise-address",
-                "127.0.0.1",
-            ])
-            .arg("--state-dir")
-            .arg(state(name))
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", text(&output.stderr));
-    }
-    let alpha = muster_agent::identity::Identity::load(&state("alpha"))
-        .unwrap()
-        .unwrap();
-    let beta = muster_agent::identity::Identity::load(&state("beta"))
-        .unwrap()
-        .unwrap();
-    let mut client = AgentServiceClient::new(alpha.channel(&coordinator.url()).unwrap());
-
-    let own = client
-        .watch_desired_state(WatchDesiredStateRequest {
-            known_generation: 0,
-            host_id: String::new(),
-        })
-        .await
-        .unwrap();
-    let first = own.into_inner().message().await.unwrap().unwrap();
-    assert_eq!(first.host_id, alpha.host_id);
-    let other = client
-        .watch_desired_state(WatchDesiredStateRequest {
-            known_generation: 0,
-            host_id: beta.host_id.clone(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(other.code(), tonic::Code::PermissionDenied, "{other:?}");
-    let report = ReportStatusRequest {
-        advertise_address: "10.0.0.1".into(),
-        host_id: beta.host_id.clone(),
-        ..Default::default()
-    };
-    assert_eq!(
-        client.report_status(report).await.unwrap_err().code(),
-        tonic::Code::PermissionDenied
-    );
-
-    // A certificate from another CA, for the same host id, does not get through the handshake:
-    // the coordinator closes the connection, which the client sees as a transport failure.
-    let other = tempfile::tempdir().unwrap();
-    let other_coordinator = Coordinator::start(other.path(), None, &[]).await;
-    let layout = muster_coordinator::config::DataDir::new(&other_coordinator.data_dir);
-    let other_ca = muster_coordinator::pki::CertifiedKey {
-        certificate_pem: std::fs::read_to_string(layout.ca_certificate()).unwrap(),
-        key_pem: std::fs::read_to_string(layout.ca_key()).unwrap(),
-    };
-    let key = rcgen_key_and_csr();
-    let forged_certificate = muster_coordinator::pki::sign_host_csr(
-        &other_ca,
-        &key.1,
-        &alpha.host_id,
-        Duration::from_secs(600),
-    )
-    .unwrap();
-    let forged = muster_agent::identity::Identity {
-        host_id: alpha.host_id.clone(),
-        certificate_pem: forged_certificate,
-        key_pem: key.0,
-        ca_pem: alpha.ca_pem.clone(),
-    };
-    let mut forged_client = AgentServiceClient::new(forged.channel(&coordinator.url()).unwrap());
-    let refused = forged_client
-        .report_status(ReportStatusRequest {
-            advertise_address: "10.0.0.1".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            refused.code(),
-            tonic::Code::Cancelled | tonic::Code::Unavailable | tonic::Code::Unknown
-        ),
-        "{refused:?}"
-    );
-    let host = coordinator.json(&["host", "show", "alpha"]);
-    assert_eq!(host["state"], "new", "the forged report was not recorded");
-}
-
-fn rcgen_key_and_csr() -> (String, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
-    (key.serialize_pem(), csr)
 }
 
 #[tokio::test]

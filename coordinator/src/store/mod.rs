@@ -71,6 +71,21 @@ pub enum TokenRefusal {
     HostNameClaimed,
 }
 
+impl TokenRefusal {
+    /// The reason's label in `/metrics` (`muster_enrollments_refused_total{reason=...}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            TokenRefusal::Unknown => "unknown-token",
+            TokenRefusal::WrongSecret => "wrong-secret",
+            TokenRefusal::Revoked => "revoked",
+            TokenRefusal::Expired => "expired",
+            TokenRefusal::UsedUp => "used-up",
+            TokenRefusal::RoleNotAllowed => "role-not-allowed",
+            TokenRefusal::HostNameClaimed => "host-name-claimed",
+        }
+    }
+}
+
 impl fmt::Display for TokenRefusal {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(match self {
