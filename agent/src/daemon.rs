@@ -320,7 +320,7 @@ async fn watch_desired_state(
                             break;
                         }
                         Err(status) => {
-                            tracing::warn!(code = ?status.code(), error = %status.message(), "the watch broke; reconnecting");
+                            tracing::warn!(code = ?status.code(), error = %identity::describe_failure(&status), "the watch broke; reconnecting");
                             break;
                         }
                     }
@@ -328,7 +328,7 @@ async fn watch_desired_state(
             }
             Err(status) => {
                 if attempt.is_multiple_of(10) {
-                    tracing::warn!(code = ?status.code(), error = %status.message(), attempt, "cannot watch the desired state; running from the ledger and retrying");
+                    tracing::warn!(code = ?status.code(), error = %identity::describe_failure(&status), attempt, "cannot watch the desired state; running from the ledger and retrying");
                 }
             }
         }
@@ -401,7 +401,7 @@ async fn heartbeat(
             }
             Err(status) => {
                 if failing_since.is_none() {
-                    tracing::warn!(code = ?status.code(), error = %status.message(), "cannot report to the coordinator; will keep trying");
+                    tracing::warn!(code = ?status.code(), error = %identity::describe_failure(&status), "cannot report to the coordinator; will keep trying");
                     failing_since = Some(Instant::now());
                 }
             }
@@ -469,7 +469,7 @@ async fn renew_certificate(
             }
             Err(status) => {
                 attempt += 1;
-                tracing::warn!(code = ?status.code(), error = %status.message(), attempt, "cannot renew the host certificate; will retry");
+                tracing::warn!(code = ?status.code(), error = %identity::describe_failure(&status), attempt, "cannot renew the host certificate; will retry");
             }
         }
     }

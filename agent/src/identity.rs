@@ -338,7 +338,7 @@ pub async fn enroll(
             } else {
                 IdentityError::Unreachable {
                     url: enrollment.coordinator.clone(),
-                    detail,
+                    detail: with_clock_hint(detail),
                 }
             }
         })?;
@@ -392,6 +392,34 @@ fn url_host(host: &str) -> String {
 /// The coordinator dates a host certificate's `not_before` this long before it issues it.
 const CERTIFICATE_BACKDATE: Duration =
     Duration::from_secs(muster_proto::HOST_CERTIFICATE_BACKDATE_SECONDS);
+/// A failed call to the coordinator in words: its message and every cause under it (tonic's own
+/// message is often only "transport error"), with [`with_clock_hint`].
+pub fn describe_failure(status: &tonic::Status) -> String {
+    let mut text = status.message().to_owned();
+    if let Some(source) = std::error::Error::source(status) {
+        text.push_str(": ");
+        text.push_str(&muster_proto::daemon::error_chain(source));
+    }
+    with_clock_hint(text)
+}
+
+/// `detail`, with what it means added when TLS refused the coordinator's certificate for its
+/// dates: the certificate is checked against this host's clock, so a coordinator certificate that
+/// looks expired or not yet valid usually means this host's clock is wrong.
+pub fn with_clock_hint(detail: String) -> String {
+    let dated = ["expired", "not valid yet", "NotValidYet"]
+        .iter()
+        .any(|words| detail.contains(words));
+    if !dated || !detail.contains("certificate") {
+        return detail;
+    }
+    format!(
+        "{detail} — the coordinator's certificate is outside its validity by this host's clock \
+         ({}); if the certificate is current, this host's clock is wrong: set it right (NTP)",
+        humantime::format_rfc3339_seconds(SystemTime::now())
+    )
+}
+
 /// How far this host's clock may be off the coordinator's before the agent says so.
 const SKEW_TOLERANCE: Duration = Duration::from_secs(120);
 

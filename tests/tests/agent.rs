@@ -417,6 +417,50 @@ async fn tokens_are_refused_for_the_reason_that_applies() {
     assert_eq!(hosts, ["first"], "refused enrollments leave no host");
 }
 
+/// A coordinator certificate outside its validity by the agent's clock is what a host whose clock
+/// is far off sees: the agent says so in words (the clock), at enrollment and while it runs, not
+/// as "transport error". (The coordinator's certificate is made expired here; the agent cannot
+/// tell that from its own clock being ahead.)
+#[tokio::test]
+async fn a_certificate_refused_for_its_dates_is_reported_as_a_clock_problem() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (mut coordinator, agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let token = coordinator.join_token("prod", &[], 1);
+
+    coordinator.kill();
+    let layout = muster_coordinator::config::DataDir::new(&coordinator.data_dir);
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(layout.ca_key()).unwrap()).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(layout.ca_certificate()).unwrap(),
+        ca_key,
+    )
+    .unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let expired = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(layout.server_certificate(), expired.pem()).unwrap();
+    std::fs::write(layout.server_key(), key.serialize_pem()).unwrap();
+    coordinator.restart().await;
+
+    let clock = "by this host's clock";
+    let enroll = coordinator.enroll(&scratch.path().join("second"), "second", &token);
+    assert!(!enroll.status.success());
+    let said = text(&enroll.stderr);
+    assert!(
+        said.contains("expired") && said.contains(clock) && said.contains("(NTP)"),
+        "{said}"
+    );
+    wait_for("the running agent to say why", PATIENCE, POLL, || {
+        let log = agent.log_text();
+        async move { log.contains(clock).then_some(()) }
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn silent_hosts_are_marked_down_and_certificates_renew() {
     let scratch = tempfile::tempdir().unwrap();
