@@ -198,7 +198,9 @@ impl RawConfig {
             .state_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("/var/lib/muster-agent"));
-        let zato_ipc_port_start = self.zato_ipc_port_start.unwrap_or(17050);
+        let zato_ipc_port_start = self
+            .zato_ipc_port_start
+            .unwrap_or(muster_proto::zato::FIRST_IPC_PORT);
         if !(1024..=64000).contains(&zato_ipc_port_start) {
             return Err(invalid(
                 "zato_ipc_port_start",

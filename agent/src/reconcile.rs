@@ -736,9 +736,9 @@ impl Reconciler {
                 if let Some(ipc_start) = self.ipc_port_starts.get(&key_of(component)) {
                     settings.push(("main", "ipc_port_start", ipc_start.to_string()));
                 }
-                if let Some((host, peer_port, tls)) =
-                    peer.and_then(|address| conf::split_address(address, 31530))
-                {
+                if let Some((host, peer_port, tls)) = peer.and_then(|address| {
+                    conf::split_address(address, muster_proto::zato::SCHEDULER_PORT)
+                }) {
                     settings.push(("scheduler", "scheduler_host", host));
                     settings.push(("scheduler", "scheduler_port", peer_port.to_string()));
                     settings.push((
@@ -754,9 +754,9 @@ impl Reconciler {
                     ("bind", "host", self.bind_address.to_string()),
                     ("bind", "port", port.to_string()),
                 ];
-                if let Some((host, peer_port, tls)) =
-                    peer.and_then(|address| conf::split_address(address, 17010))
-                {
+                if let Some((host, peer_port, tls)) = peer.and_then(|address| {
+                    conf::split_address(address, muster_proto::zato::FIRST_SERVER_PORT)
+                }) {
                     settings.push(("server", "server_host", host));
                     settings.push(("server", "server_port", peer_port.to_string()));
                     settings.push((

@@ -12,10 +12,11 @@ use muster_proto::{ApiError, validate};
 use tonic::{Request, Response, Status};
 
 use crate::audit::{Door, Refusals};
+use crate::error::api_error;
 use crate::secrets;
 use crate::store::{
     Actor, Assignment, Cluster, ClusterSecrets, Event, Host, JoinToken, NewAssignment, NewCluster,
-    NewJoinToken, OdbSettings, Store, StoreError, now_ms, retry_transient,
+    NewJoinToken, OdbSettings, Store, now_ms, retry_transient,
 };
 
 /// A join token's lifetime when the request names none.
@@ -104,25 +105,6 @@ impl AdminApi {
                 &format!("admin token {}", admin_token.id),
                 ApiError::Unauthenticated("the admin token is not valid".to_owned()),
             )),
-        }
-    }
-}
-
-/// Maps a store error for the caller; database failures are logged here with their whole chain.
-pub fn api_error(error: StoreError) -> ApiError {
-    match error {
-        StoreError::NotFound { kind, name } => ApiError::NotFound { kind, name },
-        StoreError::AlreadyExists { kind, name } => ApiError::AlreadyExists { kind, name },
-        StoreError::TokenRefused { .. } => ApiError::PermissionDenied(error.to_string()),
-        StoreError::Conflict(message) => ApiError::FailedPrecondition(message),
-        StoreError::InvalidUrl { .. } => ApiError::InvalidArgument(error.to_string()),
-        StoreError::Connect { .. } | StoreError::Migrate { .. } | StoreError::Database { .. } => {
-            tracing::error!(error = %crate::error_chain(&error), "database failure");
-            ApiError::Unavailable("the coordinator's database is unavailable; retry later".into())
-        }
-        StoreError::Corrupt(_) | StoreError::Secret(_) => {
-            tracing::error!(error = %crate::error_chain(&error), "stored data cannot be read");
-            ApiError::Internal("stored data cannot be read; see the coordinator's log".into())
         }
     }
 }

@@ -18,8 +18,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::admin::api_error;
 use crate::audit::{Door, Refusals};
+use crate::error::api_error;
 use crate::pki::{self, CertifiedKey};
 use crate::secrets;
 use crate::store::{

@@ -9,16 +9,21 @@
 //! - [`init`]: the data directory (CA, server certificate, secret key, first admin token).
 //! - [`config`]: file, environment and flags, validated.
 //! - [`cli`]: the `muster` command, a client of `AdminService`.
+//! - [`policy`]: the cluster's rules as pure functions (the scheduler's target), which the store
+//!   calls inside its transactions; [`planner`]: a host's desired state from the database's facts.
+//! - [`error`]: store errors as callers see them; [`audit`]: refused calls, logged and counted.
 
 pub mod admin;
 pub mod agent_api;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod http;
 pub mod init;
 pub mod pki;
 pub mod planner;
+pub mod policy;
 pub mod secrets;
 pub mod server;
 pub mod store;

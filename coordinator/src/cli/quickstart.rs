@@ -22,9 +22,9 @@ use super::{
 const GRPC_PORT: u16 = muster_proto::DEFAULT_GRPC_PORT;
 const HTTP_PORT: u16 = muster_proto::DEFAULT_HTTP_PORT;
 const LOAD_BALANCER_PORT: u16 = muster_proto::haproxy::DEFAULT_FRONTEND_PORT;
-const DASHBOARD_PORT: u16 = 8183;
-const SCHEDULER_PORT: u16 = 31530;
-const FIRST_SERVER_PORT: u16 = 17010;
+const DASHBOARD_PORT: u16 = muster_proto::zato::DASHBOARD_PORT;
+const SCHEDULER_PORT: u16 = muster_proto::zato::SCHEDULER_PORT;
+const FIRST_SERVER_PORT: u16 = muster_proto::zato::FIRST_SERVER_PORT;
 const HOST_NAME: &str = "local";
 const STATE_FILE: &str = "quickstart.json";
 const DEFAULT_DIR: &str = "muster-quickstart";

@@ -18,6 +18,7 @@ use super::{
     Event, Host, JoinToken, NewAssignment, NewCluster, NewHost, NewJoinToken, OdbSettings,
     PlanInputs, StatusReport, Store, StoreError, TokenRefusal, now_ms,
 };
+use crate::policy;
 use crate::secrets::{self, SecretBox};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -492,10 +493,8 @@ impl SqlStore {
         }
     }
 
-    /// Re-chooses the server the cluster's scheduler points at: the current one while its host is
-    /// up and it reports healthy, otherwise the first healthy server (by name) on an up host. A
-    /// change bumps the cluster's hosts and is recorded with its reason. Nothing changes while
-    /// no server is healthy.
+    /// Re-chooses the server the cluster's scheduler points at ([`policy::scheduler_target`]). A
+    /// change bumps the cluster's hosts and is recorded with its reason.
     async fn replan_scheduler(
         &self,
         transaction: &mut PoolConnection<Any>,
@@ -525,12 +524,13 @@ impl SqlStore {
                 has_scheduler = true;
             } else if role == Role::Server.cli_name() {
                 let state: Option<String> = row.try_get("state").map_err(read())?;
-                let healthy = row.try_get::<Option<i64>, _>("healthy").map_err(read())? == Some(1);
-                let name: String = row.try_get("name").map_err(read())?;
-                let host: String = row.try_get("host_name").map_err(read())?;
                 let drained = row.try_get::<Option<i64>, _>("drained").map_err(read())? == Some(1);
-                let up = state.as_deref() == Some("up") && !drained;
-                servers.push((name, host, up && healthy, up));
+                servers.push(policy::ServerCandidate {
+                    name: row.try_get("name").map_err(read())?,
+                    host: row.try_get("host_name").map_err(read())?,
+                    host_up: state.as_deref() == Some("up") && !drained,
+                    healthy: row.try_get::<Option<i64>, _>("healthy").map_err(read())? == Some(1),
+                });
             }
         }
         if !has_scheduler {
@@ -544,39 +544,25 @@ impl SqlStore {
             .map_err(read())?
             .try_get("scheduler_target")
             .map_err(read())?;
-        let current_server = servers.iter().find(|server| server.0 == current);
-        if current_server.is_some_and(|server| server.2) {
-            return Ok(());
-        }
-        let Some(chosen) = servers.iter().find(|server| server.2) else {
+        let Some(moved) = policy::scheduler_target(&current, &servers) else {
             return Ok(());
         };
         let update = self.sql("UPDATE clusters SET scheduler_target = $1 WHERE id = $2");
         sqlx::query(&update)
-            .bind(&chosen.0)
+            .bind(&moved.server)
             .bind(cluster_id)
             .execute(&mut **transaction)
             .await
             .map_err(read())?;
         self.bump_cluster_hosts(transaction, cluster_id).await?;
-        let why = match current_server {
-            None if current.is_empty() => "the first healthy server".to_owned(),
-            None => format!("server {current} was unassigned"),
-            Some((_, host, _, false)) => format!("host {host} of server {current} is down"),
-            Some((_, host, _, true)) => format!("server {current} on host {host} is not healthy"),
-        };
-        let message = format!(
-            "scheduler now points at server {} on host {} ({why})",
-            chosen.0, chosen.1
-        );
         let actor = Actor("planner".to_owned());
         self.insert_event(
             transaction,
             "scheduler.target",
             cluster_name,
-            &chosen.1,
+            &moved.host,
             &actor,
-            &message,
+            &moved.message(),
         )
         .await?;
         Ok(())
@@ -830,7 +816,9 @@ impl SqlStore {
             });
         }
         let taken: Vec<u16> = on_host.iter().map(|entry| entry.4).collect();
-        let port = new.port.unwrap_or_else(|| default_port(new.role, &taken));
+        let port = new
+            .port
+            .unwrap_or_else(|| muster_proto::zato::default_port(new.role, &taken));
         if let Some(holder) = on_host.iter().find(|entry| entry.4 == port) {
             return Err(StoreError::Conflict(format!(
                 "port {port} is already taken on host '{}' by {} {} of cluster {}",
@@ -1217,18 +1205,6 @@ fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings, StoreError
         check_rise: stored.check_rise,
         check_fall: stored.check_fall,
     })
-}
-
-/// The default port of a role: the first free one from 17010 for servers.
-fn default_port(role: Role, taken: &[u16]) -> u16 {
-    match role {
-        Role::Server => (17010..u16::MAX)
-            .find(|port| !taken.contains(port))
-            .unwrap_or(17010),
-        Role::Scheduler => 31530,
-        Role::WebAdmin => 8183,
-        Role::LoadBalancer | Role::Unspecified => 11223,
-    }
 }
 
 const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
