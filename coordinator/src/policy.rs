@@ -65,6 +65,92 @@ pub fn scheduler_target(current: &str, servers: &[ServerCandidate]) -> Option<Sc
     })
 }
 
+/// Something a rule says happened, for the store to record as an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Happened {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl Happened {
+    fn new(kind: &'static str, message: String) -> Self {
+        Happened { kind, message }
+    }
+}
+
+/// The events of a host's report about the host itself: it is up again (or for the first time),
+/// its advertised address changed. `state_before` and `last_seen_ms` are what was stored.
+pub fn host_report_events(
+    state_before: &str,
+    last_seen_ms: Option<i64>,
+    now_ms: i64,
+    address_before: &str,
+    address_now: &str,
+) -> Vec<Happened> {
+    let mut happened = Vec::new();
+    if state_before != "up" {
+        let message = match last_seen_ms {
+            None => "host reported for the first time".to_owned(),
+            Some(last) => format!(
+                "host reported again after {}s without heartbeats",
+                (now_ms - last) / 1000
+            ),
+        };
+        happened.push(Happened::new("host.up", message));
+    }
+    if address_before != address_now {
+        happened.push(Happened::new(
+            "host.address",
+            format!("advertised address changed from {address_before} to {address_now}"),
+        ));
+    }
+    happened
+}
+
+/// A component's status as its host reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComponentReport {
+    pub state: String,
+    pub healthy: bool,
+    pub last_error: String,
+    pub restarts: u32,
+}
+
+/// The events of one component's report against its previous one (`None`: its first): it died
+/// and was restarted, it has a new error, it became running and healthy. `label` names it
+/// (`server server1`).
+pub fn component_report_events(
+    label: &str,
+    before: Option<&ComponentReport>,
+    now: &ComponentReport,
+) -> Vec<Happened> {
+    let first = ComponentReport::default();
+    let before = before.unwrap_or(&first);
+    let mut happened = Vec::new();
+    if now.restarts > before.restarts {
+        happened.push(Happened::new(
+            "component.restarted",
+            format!(
+                "{label} died and was restarted by the agent ({} restart(s) so far)",
+                now.restarts
+            ),
+        ));
+    }
+    if !now.last_error.is_empty() && now.last_error != before.last_error {
+        happened.push(Happened::new(
+            "component.error",
+            format!("{label}: {}", now.last_error),
+        ));
+    }
+    if now.state != before.state && now.state == "running" && now.healthy {
+        happened.push(Happened::new(
+            "component.running",
+            format!("{label} is running and healthy"),
+        ));
+    }
+    happened
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +225,65 @@ mod tests {
         assert_eq!(scheduler_target("server1", &servers), None);
         assert_eq!(scheduler_target("", &servers), None);
         assert_eq!(scheduler_target("server1", &[]), None);
+    }
+
+    fn kinds(happened: &[Happened]) -> Vec<&str> {
+        happened.iter().map(|event| event.kind).collect()
+    }
+
+    #[test]
+    fn a_host_is_up_again_or_for_the_first_time_and_its_new_address_is_said() {
+        let first = host_report_events("new", None, 10_000, "", "10.0.0.5");
+        assert_eq!(kinds(&first), ["host.up", "host.address"]);
+        assert_eq!(first[0].message, "host reported for the first time");
+        let back = host_report_events("down", Some(1_000), 31_000, "10.0.0.5", "10.0.0.5");
+        assert_eq!(back.len(), 1);
+        assert_eq!(
+            back[0].message,
+            "host reported again after 30s without heartbeats"
+        );
+        assert!(host_report_events("up", Some(1_000), 2_000, "10.0.0.5", "10.0.0.5").is_empty());
+        let moved = host_report_events("up", Some(1_000), 2_000, "10.0.0.5", "10.0.0.6");
+        assert_eq!(
+            moved[0].message,
+            "advertised address changed from 10.0.0.5 to 10.0.0.6"
+        );
+    }
+
+    #[test]
+    fn a_component_report_says_what_changed_once() {
+        let running = ComponentReport {
+            state: "running".into(),
+            healthy: true,
+            ..Default::default()
+        };
+        let first = component_report_events("server server1", None, &running);
+        assert_eq!(kinds(&first), ["component.running"]);
+        assert_eq!(first[0].message, "server server1 is running and healthy");
+        assert!(component_report_events("server server1", Some(&running), &running).is_empty());
+
+        let died = ComponentReport {
+            restarts: 2,
+            last_error: "exited with 1".into(),
+            ..running.clone()
+        };
+        let events = component_report_events("server server1", Some(&running), &died);
+        assert_eq!(kinds(&events), ["component.restarted", "component.error"]);
+        assert_eq!(
+            events[0].message,
+            "server server1 died and was restarted by the agent (2 restart(s) so far)"
+        );
+        assert_eq!(events[1].message, "server server1: exited with 1");
+        // The same error again is not news.
+        assert!(component_report_events("server server1", Some(&died), &died).is_empty());
+
+        let starting_unhealthy = ComponentReport {
+            state: "running".into(),
+            healthy: false,
+            ..Default::default()
+        };
+        assert!(
+            component_report_events("scheduler scheduler1", None, &starting_unhealthy).is_empty()
+        );
     }
 }

@@ -2195,24 +2195,6 @@ impl Store for SqlStore {
             .execute(&mut **transaction)
             .await
             .map_err(database("record a heartbeat"))?;
-        if host.state != "up" {
-            let message = match host.last_seen_ms {
-                None => "host reported for the first time".to_owned(),
-                Some(last) => format!(
-                    "host reported again after {}s without heartbeats",
-                    (now - last) / 1000
-                ),
-            };
-            self.insert_event(
-                &mut transaction,
-                "host.up",
-                "",
-                &host.name,
-                &actor,
-                &message,
-            )
-            .await?;
-        }
         if host.advertise_address != report.advertise_address {
             for (cluster_id, _) in self
                 .host_clusters(&mut transaction, &host.name, None)
@@ -2221,17 +2203,22 @@ impl Store for SqlStore {
                 self.bump_cluster_hosts(&mut transaction, &cluster_id)
                     .await?;
             }
-            let message = format!(
-                "advertised address changed from {} to {}",
-                host.advertise_address, report.advertise_address
-            );
+        }
+        let happened = policy::host_report_events(
+            &host.state,
+            host.last_seen_ms,
+            now,
+            &host.advertise_address,
+            &report.advertise_address,
+        );
+        for event in happened {
             self.insert_event(
                 &mut transaction,
-                "host.address",
+                event.kind,
                 "",
                 &host.name,
                 &actor,
-                &message,
+                &event.message,
             )
             .await?;
         }
@@ -2253,12 +2240,13 @@ impl Store for SqlStore {
                 row.try_get("role").map_err(read())?,
                 row.try_get("name").map_err(read())?,
             );
-            let value: (String, String, i64, i64) = (
-                row.try_get("state").map_err(read())?,
-                row.try_get("last_error").map_err(read())?,
-                row.try_get("restarts").map_err(read())?,
-                row.try_get("healthy").map_err(read())?,
-            );
+            let value = policy::ComponentReport {
+                state: row.try_get("state").map_err(read())?,
+                healthy: row.try_get::<i64, _>("healthy").map_err(read())? != 0,
+                last_error: row.try_get("last_error").map_err(read())?,
+                restarts: u32::try_from(row.try_get::<i64, _>("restarts").map_err(read())?)
+                    .unwrap_or(u32::MAX),
+            };
             previous.insert(key, value);
         }
         let previous_backends = self
@@ -2293,63 +2281,39 @@ impl Store for SqlStore {
                 component.role.cli_name().to_owned(),
                 component.name.clone(),
             );
-            let (old_state, old_error, old_restarts, old_healthy) = previous
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| (String::new(), String::new(), 0, 0));
+            let before = previous.get(&key);
             if component.role == Role::LoadBalancer {
-                let before = previous_backends
+                let backends_before = previous_backends
                     .get(&(component.cluster.clone(), component.name.clone()))
                     .cloned()
                     .unwrap_or_default();
-                let mut now: Vec<(String, String)> = component
+                let mut backends_now: Vec<(String, String)> = component
                     .backends
                     .iter()
                     .map(|backend| (backend.name.clone(), backend.state.clone()))
                     .collect();
-                now.sort();
-                if before != now || old_healthy != i64::from(component.healthy) {
+                backends_now.sort();
+                let healthy_before = before.is_some_and(|before| before.healthy);
+                if backends_before != backends_now || healthy_before != component.healthy {
                     self.bump_draining_servers(&mut transaction, &component.cluster)
                         .await?;
                 }
             }
             let label = format!("{} {}", component.role, component.name);
-            if i64::from(component.restarts) > old_restarts {
-                let message = format!(
-                    "{label} died and was restarted by the agent ({} restart(s) so far)",
-                    component.restarts
-                );
+            let now_report = policy::ComponentReport {
+                state: component.state.clone(),
+                healthy: component.healthy,
+                last_error: component.last_error.clone(),
+                restarts: component.restarts,
+            };
+            for event in policy::component_report_events(&label, before, &now_report) {
                 self.insert_event(
                     &mut transaction,
-                    "component.restarted",
+                    event.kind,
                     &component.cluster,
                     &host.name,
                     &actor,
-                    &message,
-                )
-                .await?;
-            }
-            if !component.last_error.is_empty() && component.last_error != old_error {
-                let message = format!("{label}: {}", component.last_error);
-                self.insert_event(
-                    &mut transaction,
-                    "component.error",
-                    &component.cluster,
-                    &host.name,
-                    &actor,
-                    &message,
-                )
-                .await?;
-            }
-            if component.state != old_state && component.state == "running" && component.healthy {
-                let message = format!("{label} is running and healthy");
-                self.insert_event(
-                    &mut transaction,
-                    "component.running",
-                    &component.cluster,
-                    &host.name,
-                    &actor,
-                    &message,
+                    &event.message,
                 )
                 .await?;
             }
