@@ -151,6 +151,47 @@ pub fn component_report_events(
     happened
 }
 
+/// What a host's report of a bootstrap task changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootstrapOutcome {
+    /// The task is done: mark it, bump the cluster's hosts (they wait for it), record the event.
+    Done(Happened),
+    /// It failed with an error not recorded before: record the error and the event.
+    Failed(Happened),
+}
+
+/// The outcome of a report of bootstrap task `task` (`create odb`, ...) from `reporting_host`,
+/// against the stored task: only the host it is assigned to may change it, and a done task stays
+/// done. `None` means nothing to record.
+pub fn bootstrap_report_outcome(
+    task: &str,
+    assigned_to: &str,
+    reporting_host: &str,
+    was_done: bool,
+    error_before: &str,
+    report: &crate::store::BootstrapReport,
+) -> Option<BootstrapOutcome> {
+    if assigned_to != reporting_host || was_done {
+        return None;
+    }
+    if report.done {
+        return Some(BootstrapOutcome::Done(Happened::new(
+            "bootstrap.done",
+            format!("bootstrap task `zato create {task}` done"),
+        )));
+    }
+    if !report.last_error.is_empty() && report.last_error != error_before {
+        return Some(BootstrapOutcome::Failed(Happened::new(
+            "bootstrap.failed",
+            format!(
+                "bootstrap task `zato create {task}` failed: {}",
+                report.last_error
+            ),
+        )));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +325,64 @@ mod tests {
         };
         assert!(
             component_report_events("scheduler scheduler1", None, &starting_unhealthy).is_empty()
+        );
+    }
+
+    #[test]
+    fn only_the_assigned_host_moves_a_bootstrap_task_and_done_stays_done() {
+        let report = |done: bool, error: &str| crate::store::BootstrapReport {
+            cluster: "prod".into(),
+            task: crate::store::BootstrapTask::Cluster,
+            done,
+            last_error: error.into(),
+        };
+        let done =
+            bootstrap_report_outcome("cluster", "app-1", "app-1", false, "", &report(true, ""));
+        assert_eq!(
+            done,
+            Some(BootstrapOutcome::Done(Happened::new(
+                "bootstrap.done",
+                "bootstrap task `zato create cluster` done".into()
+            )))
+        );
+        assert_eq!(
+            bootstrap_report_outcome("cluster", "app-1", "app-2", false, "", &report(true, "")),
+            None,
+            "another host's report changes nothing"
+        );
+        assert_eq!(
+            bootstrap_report_outcome(
+                "cluster",
+                "app-1",
+                "app-1",
+                true,
+                "",
+                &report(false, "boom")
+            ),
+            None,
+            "a done task stays done"
+        );
+        let failed = bootstrap_report_outcome(
+            "cluster",
+            "app-1",
+            "app-1",
+            false,
+            "",
+            &report(false, "boom"),
+        );
+        assert!(matches!(failed, Some(BootstrapOutcome::Failed(ref event))
+            if event.message == "bootstrap task `zato create cluster` failed: boom"));
+        assert_eq!(
+            bootstrap_report_outcome(
+                "cluster",
+                "app-1",
+                "app-1",
+                false,
+                "boom",
+                &report(false, "boom")
+            ),
+            None,
+            "the same error again is not news"
         );
     }
 }

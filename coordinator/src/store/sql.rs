@@ -2338,64 +2338,60 @@ impl Store for SqlStore {
             let assigned_to: String = row.try_get("host_name").map_err(read())?;
             let was_done = row.try_get::<i64, _>("done").map_err(read())? != 0;
             let old_error: String = row.try_get("last_error").map_err(read())?;
-            if assigned_to != host.name || was_done {
-                continue;
-            }
-            if task.done {
-                let sql = self.sql(
-                    "UPDATE bootstrap_tasks SET done = 1, last_error = '', updated_at = $1
-                     WHERE cluster_id = $2 AND task = $3 AND done = 0",
-                );
-                let updated = sqlx::query(&sql)
-                    .bind(now)
-                    .bind(&cluster_id)
-                    .bind(task.task.as_str())
-                    .execute(&mut **transaction)
-                    .await
-                    .map_err(database("record a bootstrap task"))?;
-                if updated.rows_affected() == 1 {
+            let outcome = policy::bootstrap_report_outcome(
+                task.task.as_str(),
+                &assigned_to,
+                &host.name,
+                was_done,
+                &old_error,
+                task,
+            );
+            let event = match outcome {
+                None => continue,
+                Some(policy::BootstrapOutcome::Done(event)) => {
+                    let sql = self.sql(
+                        "UPDATE bootstrap_tasks SET done = 1, last_error = '', updated_at = $1
+                         WHERE cluster_id = $2 AND task = $3 AND done = 0",
+                    );
+                    let updated = sqlx::query(&sql)
+                        .bind(now)
+                        .bind(&cluster_id)
+                        .bind(task.task.as_str())
+                        .execute(&mut **transaction)
+                        .await
+                        .map_err(database("record a bootstrap task"))?;
+                    if updated.rows_affected() != 1 {
+                        continue;
+                    }
                     self.bump_cluster_hosts(&mut transaction, &cluster_id)
                         .await?;
-                    let message =
-                        format!("bootstrap task `zato create {}` done", task.task.as_str());
-                    self.insert_event(
-                        &mut transaction,
-                        "bootstrap.done",
-                        &task.cluster,
-                        &host.name,
-                        &actor,
-                        &message,
-                    )
-                    .await?;
+                    event
                 }
-            } else if !task.last_error.is_empty() && task.last_error != old_error {
-                let sql = self.sql(
-                    "UPDATE bootstrap_tasks SET last_error = $1, updated_at = $2
-                     WHERE cluster_id = $3 AND task = $4",
-                );
-                sqlx::query(&sql)
-                    .bind(&task.last_error)
-                    .bind(now)
-                    .bind(&cluster_id)
-                    .bind(task.task.as_str())
-                    .execute(&mut **transaction)
-                    .await
-                    .map_err(database("record a bootstrap task"))?;
-                let message = format!(
-                    "bootstrap task `zato create {}` failed: {}",
-                    task.task.as_str(),
-                    task.last_error
-                );
-                self.insert_event(
-                    &mut transaction,
-                    "bootstrap.failed",
-                    &task.cluster,
-                    &host.name,
-                    &actor,
-                    &message,
-                )
-                .await?;
-            }
+                Some(policy::BootstrapOutcome::Failed(event)) => {
+                    let sql = self.sql(
+                        "UPDATE bootstrap_tasks SET last_error = $1, updated_at = $2
+                         WHERE cluster_id = $3 AND task = $4",
+                    );
+                    sqlx::query(&sql)
+                        .bind(&task.last_error)
+                        .bind(now)
+                        .bind(&cluster_id)
+                        .bind(task.task.as_str())
+                        .execute(&mut **transaction)
+                        .await
+                        .map_err(database("record a bootstrap task"))?;
+                    event
+                }
+            };
+            self.insert_event(
+                &mut transaction,
+                event.kind,
+                &task.cluster,
+                &host.name,
+                &actor,
+                &event.message,
+            )
+            .await?;
         }
         self.replan_host_clusters(&mut transaction, &host.name)
             .await?;
