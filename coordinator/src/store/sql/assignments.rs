@@ -1,0 +1,496 @@
+//! Assignments of roles to hosts, the bootstrap tasks, and the generations they bump.
+
+use super::*;
+
+impl SqlStore {
+    /// Assigns a component inside `transaction`: chooses its name and port, refuses conflicts,
+    /// claims the cluster's bootstrap for the host if it is enrolled and none has it, and bumps
+    /// the generation of every host of the cluster.
+    pub(super) async fn assign_in(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster: &Cluster,
+        new: NewAssignment,
+        actor: &Actor,
+    ) -> Result<Assignment, StoreError> {
+        // Assignments to one cluster take turns, also across coordinators, so two of them never
+        // choose the same default name or port. (SQLite has one writer already.)
+        if self.dialect != Dialect::Sqlite {
+            let lock = self.sql("SELECT id FROM clusters WHERE id = $1 FOR UPDATE");
+            sqlx::query(&lock)
+                .bind(&cluster.id)
+                .fetch_optional(&mut **transaction)
+                .await
+                .map_err(database("lock a cluster for an assignment"))?;
+        }
+        let sql = self.sql(
+            "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port
+             FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+             WHERE a.cluster_id = $1 OR a.host_name = $2",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&cluster.id)
+            .bind(&new.host)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("read assignments"))?;
+        let mut in_cluster = Vec::new();
+        let mut on_host = Vec::new();
+        for row in &rows {
+            let read = || database("read assignments");
+            let entry = (
+                row.try_get::<String, _>("cluster_name").map_err(read())?,
+                role_from(&row.try_get::<String, _>("role").map_err(read())?)?,
+                row.try_get::<String, _>("name").map_err(read())?,
+                row.try_get::<String, _>("host_name").map_err(read())?,
+                port_from(row.try_get("port").map_err(read())?)?,
+            );
+            if entry.3 == new.host {
+                on_host.push(entry.clone());
+            }
+            if entry.0 == cluster.name {
+                in_cluster.push(entry);
+            }
+        }
+        if cluster.odb.odb_type == OdbType::Sqlite
+            && cluster.odb.db_name.is_empty()
+            && let Some(elsewhere) = in_cluster.iter().find(|entry| entry.3 != new.host)
+        {
+            return Err(StoreError::Conflict(format!(
+                "cluster '{}' keeps its ODB in an SQLite file on host '{}', so all its components \
+                 must run there; use PostgreSQL or MySQL for a cluster of several hosts (or an \
+                 SQLite --odb-db-name that every host shares)",
+                cluster.name, elsewhere.3
+            )));
+        }
+        if new.role == Role::Scheduler
+            && let Some(existing) = in_cluster.iter().find(|entry| entry.1 == Role::Scheduler)
+        {
+            return Err(StoreError::Conflict(format!(
+                "cluster '{}' already has a scheduler ('{}' on host '{}'); a cluster runs at most one",
+                cluster.name, existing.2, existing.3
+            )));
+        }
+        let name = match new.name {
+            Some(name) => name,
+            None if new.role == Role::Server => (1..)
+                .map(|number| format!("server{number}"))
+                .find(|candidate| {
+                    !in_cluster
+                        .iter()
+                        .any(|entry| entry.1 == Role::Server && &entry.2 == candidate)
+                })
+                .unwrap_or_default(),
+            None => new.role.cli_name().to_owned(),
+        };
+        if let Some(existing) = in_cluster
+            .iter()
+            .find(|entry| entry.1 == new.role && entry.2 == name)
+        {
+            return Err(StoreError::AlreadyExists {
+                kind: "component",
+                name: format!(
+                    "{} {name} of cluster {} (on host {})",
+                    new.role, cluster.name, existing.3
+                ),
+            });
+        }
+        let taken: Vec<u16> = on_host.iter().map(|entry| entry.4).collect();
+        let port = new
+            .port
+            .unwrap_or_else(|| muster_proto::zato::default_port(new.role, &taken));
+        if let Some(holder) = on_host.iter().find(|entry| entry.4 == port) {
+            return Err(StoreError::Conflict(format!(
+                "port {port} is already taken on host '{}' by {} {} of cluster {}",
+                new.host, holder.1, holder.2, holder.0
+            )));
+        }
+        let created_at_ms = now_ms();
+        let load_balancer =
+            (new.role == Role::LoadBalancer).then(|| new.load_balancer.clone().unwrap_or_default());
+        let settings = match &load_balancer {
+            Some(given) => settings_json(given)?,
+            None => String::new(),
+        };
+        let insert = self.sql(
+            "INSERT INTO assignments (id, cluster_id, role, name, host_name, port, created_at,
+                 settings)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        );
+        let inserted = sqlx::query(&insert)
+            .bind(secrets::random_hex(8)?)
+            .bind(&cluster.id)
+            .bind(new.role.cli_name())
+            .bind(&name)
+            .bind(&new.host)
+            .bind(i64::from(port))
+            .bind(created_at_ms)
+            .bind(&settings)
+            .execute(&mut **transaction)
+            .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => {
+                return Err(StoreError::Conflict(format!(
+                    "{} {name} of cluster {} or port {port} on host '{}' was taken by a concurrent change; retry",
+                    new.role, cluster.name, new.host
+                )));
+            }
+            other => other.map_err(database("assign a component"))?,
+        };
+        if self
+            .host_in(&mut **transaction, "name", &new.host)
+            .await?
+            .is_some()
+        {
+            self.claim_bootstrap(transaction, &new.host).await?;
+        }
+        self.bump_cluster_hosts(transaction, &cluster.id).await?;
+        let message = format!(
+            "{} {name} assigned to host {} on port {port}",
+            new.role, new.host
+        );
+        self.insert_event(
+            transaction,
+            "component.assigned",
+            &cluster.name,
+            &new.host,
+            actor,
+            &message,
+        )
+        .await?;
+        Ok(Assignment {
+            cluster: cluster.name.clone(),
+            role: new.role,
+            name,
+            host: new.host,
+            port,
+            created_at_ms,
+            load_balancer: load_balancer
+                .as_ref()
+                .map(settings_with_defaults)
+                .transpose()?,
+            status: None,
+        })
+    }
+
+    pub(super) async fn assignments_where(
+        &self,
+        filter: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<Assignment>, StoreError> {
+        let sql = self.sql(&format!(
+            "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port, a.created_at,
+                 a.settings, s.state, s.healthy, s.last_error, s.restarts
+             FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+             LEFT JOIN hosts h ON h.name = a.host_name
+             LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = c.name
+                 AND s.role = a.role AND s.name = a.name
+             {filter} ORDER BY c.name, a.role, a.name"
+        ));
+        let mut query = sqlx::query(&sql);
+        if let Some(value) = value {
+            query = query.bind(value);
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("list assignments"))?;
+        let mut assignments: Vec<Assignment> = rows
+            .iter()
+            .map(assignment_from_row)
+            .collect::<Result<_, _>>()?;
+        if assignments
+            .iter()
+            .any(|assignment| assignment.role == Role::LoadBalancer)
+        {
+            let mut backends = self.backend_states(value).await?;
+            for assignment in &mut assignments {
+                if let Some(status) = &mut assignment.status
+                    && let Some(states) = backends.remove(&(
+                        assignment.host.clone(),
+                        assignment.cluster.clone(),
+                        assignment.name.clone(),
+                    ))
+                {
+                    status.backends = states;
+                }
+            }
+        }
+        Ok(assignments)
+    }
+
+    /// The one assignment of `role` on `host` in `cluster` (named `name`, if given).
+    pub(super) async fn find_assignment(
+        &self,
+        cluster: &str,
+        role: Role,
+        host: &str,
+        name: Option<&str>,
+    ) -> Result<Assignment, StoreError> {
+        let candidates: Vec<Assignment> = self
+            .list_assignments(Some(cluster))
+            .await?
+            .into_iter()
+            .filter(|assignment| assignment.role == role && assignment.host == host)
+            .filter(|assignment| name.is_none_or(|name| assignment.name == name))
+            .collect();
+        match candidates.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(StoreError::NotFound {
+                kind: "component",
+                name: format!(
+                    "{role} {} of cluster {cluster} on host {host}",
+                    name.unwrap_or("")
+                ),
+            }),
+            several => {
+                let names: Vec<&str> = several
+                    .iter()
+                    .map(|assignment| assignment.name.as_str())
+                    .collect();
+                Err(StoreError::Conflict(format!(
+                    "host '{host}' has {} {role}s of cluster {cluster} ({}); name one with --name",
+                    names.len(),
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
+    pub(super) async fn create_assignment(
+        &self,
+        new: NewAssignment,
+        actor: &Actor,
+    ) -> Result<Assignment, StoreError> {
+        let cluster = self.get_cluster(&new.cluster).await?;
+        let mut transaction = self.begin_write().await?;
+        let assignment = self
+            .assign_in(&mut transaction, &cluster, new, actor)
+            .await?;
+        self.replan_scheduler(&mut transaction, &cluster.id, &cluster.name)
+            .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit an assignment"))?;
+        Ok(assignment)
+    }
+
+    pub(super) async fn delete_assignment(
+        &self,
+        cluster: &str,
+        role: Role,
+        host: &str,
+        name: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Assignment, StoreError> {
+        let cluster_row = self.get_cluster(cluster).await?;
+        let assignment = self.find_assignment(cluster, role, host, name).await?;
+        let mut transaction = self.begin_write().await?;
+        // Bumped while the assignment still names its host, so that host learns of the removal.
+        self.bump_cluster_hosts(&mut transaction, &cluster_row.id)
+            .await?;
+        let sql =
+            self.sql("DELETE FROM assignments WHERE cluster_id = $1 AND role = $2 AND name = $3");
+        let deleted = sqlx::query(&sql)
+            .bind(&cluster_row.id)
+            .bind(role.cli_name())
+            .bind(&assignment.name)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("unassign a component"))?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "component",
+                name: assignment.name,
+            });
+        }
+        let message = format!("{role} {} unassigned from host {host}", assignment.name);
+        self.insert_event(
+            &mut transaction,
+            "component.removed",
+            cluster,
+            host,
+            actor,
+            &message,
+        )
+        .await?;
+        self.replan_scheduler(&mut transaction, &cluster_row.id, cluster)
+            .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit an unassignment"))?;
+        Ok(assignment)
+    }
+
+    pub(super) async fn configure_load_balancer(
+        &self,
+        cluster: &str,
+        host: &str,
+        name: Option<&str>,
+        changes: &v1::LoadBalancerSettings,
+        actor: &Actor,
+    ) -> Result<Assignment, StoreError> {
+        let cluster_row = self.get_cluster(cluster).await?;
+        let mut assignment = self
+            .find_assignment(cluster, Role::LoadBalancer, host, name)
+            .await?;
+        let current = assignment.load_balancer.clone().unwrap_or_default();
+        let pick =
+            |given: &str, current: &str| if given.is_empty() { current } else { given }.to_owned();
+        let pick_number = |given: u32, current: u32| if given == 0 { current } else { given };
+        let merged = v1::LoadBalancerSettings {
+            haproxy_bin: pick(&changes.haproxy_bin, &current.haproxy_bin),
+            frontend_address: pick(&changes.frontend_address, &current.frontend_address),
+            check_inter_ms: pick_number(changes.check_inter_ms, current.check_inter_ms),
+            check_rise: pick_number(changes.check_rise, current.check_rise),
+            check_fall: pick_number(changes.check_fall, current.check_fall),
+        };
+        let merged = settings_with_defaults(&merged)?;
+        let mut transaction = self.begin_write().await?;
+        let sql = self.sql(
+            "UPDATE assignments SET settings = $1 WHERE cluster_id = $2 AND role = $3 AND name = $4",
+        );
+        sqlx::query(&sql)
+            .bind(settings_json(&merged)?)
+            .bind(&cluster_row.id)
+            .bind(Role::LoadBalancer.cli_name())
+            .bind(&assignment.name)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("configure a load balancer"))?;
+        let bump = self.sql("UPDATE hosts SET generation = generation + 1 WHERE name = $1");
+        sqlx::query(&bump)
+            .bind(host)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("bump a host's generation"))?;
+        let message = format!(
+            "load-balancer {} reconfigured: HAProxy {}, frontend {}, {}",
+            assignment.name,
+            merged.haproxy_bin,
+            merged.frontend_address,
+            muster_proto::haproxy::check_keywords(&merged)
+        );
+        self.insert_event(
+            &mut transaction,
+            "component.configured",
+            cluster,
+            host,
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a load balancer's settings"))?;
+        assignment.load_balancer = Some(merged);
+        Ok(assignment)
+    }
+
+    pub(super) async fn list_assignments(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<Assignment>, StoreError> {
+        match cluster {
+            Some(cluster) => {
+                self.assignments_where("WHERE c.name = $1", Some(cluster))
+                    .await
+            }
+            None => self.assignments_where("", None).await,
+        }
+    }
+
+    /// Chooses `host_name` to run the bootstrap tasks of every cluster it has an assignment in
+    /// that has no bootstrap host yet; returns the ids of those clusters.
+    pub(super) async fn claim_bootstrap(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        host_name: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        // Only a host whose roles reach the ODB bootstraps: the tasks carry the ODB password,
+        // the secret key and the admin.invoke password, which a load balancer has no use for.
+        let sql = self.sql(
+            "SELECT DISTINCT cluster_id FROM assignments a WHERE host_name = $1
+             AND a.role IN ('server', 'scheduler', 'web-admin')
+             AND NOT EXISTS (SELECT 1 FROM bootstrap_tasks b WHERE b.cluster_id = a.cluster_id)",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(host_name)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("find clusters to bootstrap"))?;
+        let mut claimed = Vec::new();
+        for row in rows {
+            let cluster_id: String = row
+                .try_get("cluster_id")
+                .map_err(database("find clusters to bootstrap"))?;
+            for task in BootstrapTask::ALL {
+                // Two coordinators may claim at once: the first row wins, the other is ignored.
+                let insert = self.insert_ignoring_duplicates(
+                    "bootstrap_tasks (cluster_id, task, host_name, done, last_error, updated_at)
+                     VALUES ($1, $2, $3, 0, '', $4)",
+                );
+                sqlx::query(&insert)
+                    .bind(&cluster_id)
+                    .bind(task.as_str())
+                    .bind(host_name)
+                    .bind(now_ms())
+                    .execute(&mut **transaction)
+                    .await
+                    .map_err(database("choose a bootstrap host"))?;
+            }
+            claimed.push(cluster_id);
+        }
+        Ok(claimed)
+    }
+
+    /// Bumps the generation of every host with an assignment in the cluster with this id.
+    pub(super) async fn bump_cluster_hosts(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster_id: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "UPDATE hosts SET generation = generation + 1
+             WHERE name IN (SELECT host_name FROM assignments WHERE cluster_id = $1)",
+        );
+        sqlx::query(&sql)
+            .bind(cluster_id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("bump hosts' generations"))?;
+        Ok(())
+    }
+
+    /// The (id, name) of each cluster the host has a component in (of `role`, if given).
+    pub(super) async fn host_clusters(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        host_name: &str,
+        role: Option<Role>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let read = || database("read a host's clusters");
+        let sql =
+            self.sql(&format!(
+            "SELECT DISTINCT c.id, c.name FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+             WHERE a.host_name = $1{}",
+            if role.is_some() { " AND a.role = $2" } else { "" }
+        ));
+        let mut query = sqlx::query(&sql).bind(host_name);
+        if let Some(role) = role {
+            query = query.bind(role.cli_name());
+        }
+        let rows = query.fetch_all(&mut **transaction).await.map_err(read())?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("id").map_err(read())?,
+                    row.try_get("name").map_err(read())?,
+                ))
+            })
+            .collect()
+    }
+}

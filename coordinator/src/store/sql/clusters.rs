@@ -1,0 +1,187 @@
+//! Clusters: their ODB settings and sealed secrets.
+
+use super::*;
+
+impl SqlStore {
+    pub(super) async fn create_cluster(
+        &self,
+        new: NewCluster,
+        actor: &Actor,
+    ) -> Result<Cluster, StoreError> {
+        let id = secrets::random_hex(8)?;
+        let created_at_ms = now_ms();
+        let secrets = &new.secrets;
+        let sql = self.sql(
+            "INSERT INTO clusters (id, name, description, odb_type, odb_host, odb_port, odb_user,
+                 odb_db_name, odb_schema, has_odb_password, odb_password_sealed, secret_key_sealed,
+                 jwt_secret_sealed, admin_invoke_password_sealed, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        );
+        let mut transaction = self.begin_write().await?;
+        let inserted = sqlx::query(&sql)
+            .bind(&id)
+            .bind(&new.name)
+            .bind(&new.description)
+            .bind(new.odb.odb_type.zato_name())
+            .bind(&new.odb.host)
+            .bind(i64::from(new.odb.port))
+            .bind(&new.odb.user)
+            .bind(&new.odb.db_name)
+            .bind(&new.odb.postgresql_schema)
+            .bind(i64::from(!secrets.odb_password.is_empty()))
+            .bind(self.seal(&id, "odb_password", &secrets.odb_password)?)
+            .bind(self.seal(&id, "secret_key", &secrets.secret_key)?)
+            .bind(self.seal(&id, "jwt_secret", &secrets.jwt_secret)?)
+            .bind(self.seal(&id, "admin_invoke_password", &secrets.admin_invoke_password)?)
+            .bind(created_at_ms)
+            .execute(&mut **transaction)
+            .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => {
+                return Err(StoreError::AlreadyExists {
+                    kind: "cluster",
+                    name: new.name,
+                });
+            }
+            other => other.map_err(database("create a cluster"))?,
+        };
+        let message = match new.odb.odb_type {
+            OdbType::Sqlite if new.odb.db_name.is_empty() => {
+                "cluster created (ODB sqlite, a file on the agent's host)".to_owned()
+            }
+            OdbType::Sqlite => format!("cluster created (ODB sqlite {})", new.odb.db_name),
+            odb_type => format!(
+                "cluster created (ODB {odb_type} {}@{}:{}/{})",
+                new.odb.user, new.odb.host, new.odb.port, new.odb.db_name
+            ),
+        };
+        self.insert_event(
+            &mut transaction,
+            "cluster.created",
+            &new.name,
+            "",
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a new cluster"))?;
+        Ok(Cluster {
+            id,
+            name: new.name,
+            description: new.description,
+            has_odb_password: !secrets.odb_password.is_empty(),
+            odb: new.odb,
+            created_at_ms,
+            scheduler_target: String::new(),
+        })
+    }
+
+    pub(super) async fn list_clusters(&self) -> Result<Vec<Cluster>, StoreError> {
+        let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters ORDER BY created_at, name");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("list clusters"))?;
+        rows.iter().map(cluster_from_row).collect()
+    }
+
+    pub(super) async fn get_cluster(&self, name: &str) -> Result<Cluster, StoreError> {
+        let sql = self.sql(&format!(
+            "SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = $1"
+        ));
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database("read a cluster"))?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "cluster",
+                name: name.to_owned(),
+            })?;
+        cluster_from_row(&row)
+    }
+
+    pub(super) async fn cluster_secrets(&self, name: &str) -> Result<ClusterSecrets, StoreError> {
+        let sql = self.sql(
+            "SELECT id, odb_password_sealed, secret_key_sealed, jwt_secret_sealed,
+                 admin_invoke_password_sealed FROM clusters WHERE name = $1",
+        );
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database("read a cluster's secrets"))?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "cluster",
+                name: name.to_owned(),
+            })?;
+        let read = || database("read a cluster's secrets");
+        let id: String = row.try_get("id").map_err(read())?;
+        let column = |column: &str| -> Result<String, StoreError> {
+            let sealed: String = row
+                .try_get(format!("{column}_sealed").as_str())
+                .map_err(read())?;
+            self.open(&id, column, &sealed)
+        };
+        Ok(ClusterSecrets {
+            odb_password: column("odb_password")?,
+            secret_key: column("secret_key")?,
+            jwt_secret: column("jwt_secret")?,
+            admin_invoke_password: column("admin_invoke_password")?,
+        })
+    }
+
+    pub(super) async fn delete_cluster(&self, name: &str, actor: &Actor) -> Result<(), StoreError> {
+        let cluster = self.get_cluster(name).await?;
+        let mut transaction = self.begin_write().await?;
+        self.bump_cluster_hosts(&mut transaction, &cluster.id)
+            .await?;
+        for table in ["assignments", "bootstrap_tasks"] {
+            let sql = self.sql(&format!("DELETE FROM {table} WHERE cluster_id = $1"));
+            sqlx::query(&sql)
+                .bind(&cluster.id)
+                .execute(&mut **transaction)
+                .await
+                .map_err(database("delete a cluster's components"))?;
+        }
+        let tokens_sql = self.sql("DELETE FROM join_tokens WHERE cluster_id = $1");
+        let tokens = sqlx::query(&tokens_sql)
+            .bind(&cluster.id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("delete a cluster's join tokens"))?;
+        let cluster_sql = self.sql("DELETE FROM clusters WHERE id = $1");
+        let deleted = sqlx::query(&cluster_sql)
+            .bind(&cluster.id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("delete a cluster"))?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "cluster",
+                name: name.to_owned(),
+            });
+        }
+        let message = format!(
+            "cluster deleted with its {} join token(s)",
+            tokens.rows_affected()
+        );
+        self.insert_event(
+            &mut transaction,
+            "cluster.deleted",
+            name,
+            "",
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a cluster's deletion"))?;
+        Ok(())
+    }
+}

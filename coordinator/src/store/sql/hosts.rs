@@ -1,0 +1,478 @@
+//! Hosts: enrollment, heartbeats going stale, drains and removal.
+
+use super::*;
+
+impl SqlStore {
+    /// Inserts a new host; a taken name is `AlreadyExists`.
+    pub(super) async fn insert_host(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        new: &NewHost,
+        enrolled_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let labels = serde_json::to_string(&new.labels)
+            .map_err(|error| StoreError::Corrupt(format!("host labels: {error}")))?;
+        let sql = self.sql(
+            "INSERT INTO hosts (id, name, advertise_address, labels, state, enrolled_at,
+                 last_seen_at, generation, applied_generation)
+             VALUES ($1, $2, $3, $4, 'new', $5, NULL, 1, 0)",
+        );
+        let inserted = sqlx::query(&sql)
+            .bind(&new.id)
+            .bind(&new.name)
+            .bind(&new.advertise_address)
+            .bind(&labels)
+            .bind(enrolled_at_ms)
+            .execute(&mut **transaction)
+            .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => Err(StoreError::AlreadyExists {
+                kind: "host",
+                name: new.name.clone(),
+            }),
+            other => other.map(|_| ()).map_err(database("enroll a host")),
+        }
+    }
+
+    pub(super) async fn host_in(
+        &self,
+        executor: impl Executor<'_, Database = Any>,
+        column: &str,
+        value: &str,
+    ) -> Result<Option<Host>, StoreError> {
+        let sql = self.sql(&format!(
+            "SELECT {HOST_COLUMNS} FROM hosts WHERE {column} = $1"
+        ));
+        let row = sqlx::query(&sql)
+            .bind(value)
+            .fetch_optional(executor)
+            .await
+            .map_err(database("read a host"))?;
+        row.as_ref().map(host_from_row).transpose()
+    }
+
+    pub(super) async fn create_host(
+        &self,
+        new: NewHost,
+        actor: &Actor,
+    ) -> Result<Host, StoreError> {
+        let enrolled_at_ms = now_ms();
+        let mut transaction = self.begin_write().await?;
+        self.insert_host(&mut transaction, &new, enrolled_at_ms)
+            .await?;
+        let message = format!("host enrolled with address {}", new.advertise_address);
+        self.insert_event(
+            &mut transaction,
+            "host.enrolled",
+            "",
+            &new.name,
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a new host"))?;
+        Ok(Host {
+            id: new.id,
+            name: new.name,
+            advertise_address: new.advertise_address,
+            labels: new.labels,
+            state: "new".to_owned(),
+            enrolled_at_ms,
+            last_seen_ms: None,
+            generation: 1,
+            applied_generation: 0,
+            drained: false,
+        })
+    }
+
+    pub(super) async fn list_hosts(&self) -> Result<Vec<Host>, StoreError> {
+        let sql = format!("SELECT {HOST_COLUMNS} FROM hosts ORDER BY name");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("list hosts"))?;
+        rows.iter().map(host_from_row).collect()
+    }
+
+    pub(super) async fn get_host(&self, name: &str) -> Result<Host, StoreError> {
+        let sql = self.sql(&format!("SELECT {HOST_COLUMNS} FROM hosts WHERE name = $1"));
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database("read a host"))?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "host",
+                name: name.to_owned(),
+            })?;
+        host_from_row(&row)
+    }
+
+    pub(super) async fn enroll_host(
+        &self,
+        token_id: &str,
+        secret_hash: &str,
+        new: NewHost,
+        requested: &[Role],
+    ) -> Result<(Host, JoinToken), StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let token = match self
+            .redeem_in(&mut transaction, token_id, secret_hash, now_ms())
+            .await
+        {
+            Ok(token) => token,
+            Err(error) => {
+                transaction
+                    .rollback()
+                    .await
+                    .map_err(database("roll back an enrollment"))?;
+                return Err(error);
+            }
+        };
+        let granted: Vec<Role> = if requested.is_empty() {
+            token.roles.clone()
+        } else if let Some(refused) = requested.iter().find(|role| !token.roles.contains(role)) {
+            tracing::debug!(role = %refused, "a requested role is not allowed by the token");
+            transaction
+                .rollback()
+                .await
+                .map_err(database("roll back an enrollment"))?;
+            return Err(StoreError::TokenRefused {
+                id: token.id,
+                reason: TokenRefusal::RoleNotAllowed,
+            });
+        } else {
+            requested.to_vec()
+        };
+        // Whatever the host calls itself, it gets nothing its token does not allow: a name that an
+        // admin assigned roles of another cluster (or, for a token that names roles, other roles)
+        // is refused, so it cannot take over those roles and their secrets.
+        let on_this_name = self
+            .assignments_where("WHERE a.host_name = $1", Some(&new.name))
+            .await?;
+        let claimed: Vec<String> = on_this_name
+            .iter()
+            .filter(|assignment| {
+                assignment.cluster != token.cluster
+                    || (!token.roles.is_empty() && !token.roles.contains(&assignment.role))
+            })
+            .map(|assignment| format!("{} of cluster {}", assignment.role, assignment.cluster))
+            .collect();
+        if !claimed.is_empty() {
+            transaction
+                .rollback()
+                .await
+                .map_err(database("roll back an enrollment"))?;
+            let message = format!(
+                "enrollment refused: host name {} holds {}, which join token {} (cluster {}) does \
+                 not allow",
+                new.name,
+                claimed.join(", "),
+                token.id,
+                token.cluster
+            );
+            tracing::warn!(host = %new.name, token = %token.id, reason = %message, "enrollment refused");
+            let mut events = self.begin_write().await?;
+            self.insert_event(
+                &mut events,
+                "host.enroll-refused",
+                &token.cluster,
+                &new.name,
+                &Actor(format!("token:{}", token.id)),
+                &message,
+            )
+            .await?;
+            events
+                .commit()
+                .await
+                .map_err(database("record a refused enrollment"))?;
+            return Err(StoreError::TokenRefused {
+                id: token.id,
+                reason: TokenRefusal::HostNameClaimed,
+            });
+        }
+        self.insert_host(&mut transaction, &new, now_ms()).await?;
+        let actor = Actor(format!("token:{}", token.id));
+        if !granted.is_empty() {
+            let cluster = self.get_cluster(&token.cluster).await?;
+            let held: Vec<Role> = on_this_name
+                .iter()
+                .filter(|assignment| assignment.cluster == token.cluster)
+                .map(|assignment| assignment.role)
+                .collect();
+            for role in granted.into_iter().filter(|role| !held.contains(role)) {
+                let join = NewAssignment {
+                    cluster: cluster.name.clone(),
+                    role,
+                    name: None,
+                    host: new.name.clone(),
+                    port: None,
+                    load_balancer: None,
+                };
+                match self
+                    .assign_in(&mut transaction, &cluster, join, &actor)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict(reason)) => {
+                        let message = format!("not joined as {role}: {reason}");
+                        self.insert_event(
+                            &mut transaction,
+                            "host.join-skipped",
+                            &cluster.name,
+                            &new.name,
+                            &actor,
+                            &message,
+                        )
+                        .await?;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        let claimed = self.claim_bootstrap(&mut transaction, &new.name).await?;
+        for cluster_id in &claimed {
+            self.bump_cluster_hosts(&mut transaction, cluster_id)
+                .await?;
+        }
+        let message = format!(
+            "host enrolled with join token {} at address {}",
+            token.id, new.advertise_address
+        );
+        self.insert_event(
+            &mut transaction,
+            "host.enrolled",
+            &token.cluster,
+            &new.name,
+            &actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit an enrollment"))?;
+        let host = self.get_host_by_id(&new.id).await?;
+        Ok((host, token))
+    }
+
+    pub(super) async fn get_host_by_id(&self, id: &str) -> Result<Host, StoreError> {
+        self.host_in(&self.pool, "id", id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "host",
+                name: id.to_owned(),
+            })
+    }
+
+    pub(super) async fn host_generation(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let sql = self.sql("SELECT generation FROM hosts WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database("read a host's generation"))?;
+        row.map(|row| {
+            generation_from(
+                row.try_get("generation")
+                    .map_err(database("read a host's generation"))?,
+            )
+        })
+        .transpose()
+    }
+
+    pub(super) async fn mark_stale_hosts_down(
+        &self,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let cutoff = now_ms - ttl_ms;
+        let sql = self.sql(
+            "SELECT id, name, last_seen_at FROM hosts WHERE state = 'up' AND last_seen_at < $1",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(cutoff)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("find silent hosts"))?;
+        let mut marked = Vec::new();
+        for row in rows {
+            let read = || database("find silent hosts");
+            let id: String = row.try_get("id").map_err(read())?;
+            let name: String = row.try_get("name").map_err(read())?;
+            let last_seen: i64 = row.try_get("last_seen_at").map_err(read())?;
+            let mut transaction = self.begin_write().await?;
+            let update = self.sql(
+                "UPDATE hosts SET state = 'down' WHERE id = $1 AND state = 'up' AND last_seen_at < $2",
+            );
+            let updated = sqlx::query(&update)
+                .bind(&id)
+                .bind(cutoff)
+                .execute(&mut **transaction)
+                .await
+                .map_err(database("mark a host down"))?;
+            if updated.rows_affected() == 1 {
+                let message = format!(
+                    "host marked down: no heartbeat for {}s (TTL {}s)",
+                    (now_ms - last_seen) / 1000,
+                    ttl_ms / 1000
+                );
+                let actor = Actor("coordinator".to_owned());
+                self.insert_event(&mut transaction, "host.down", "", &name, &actor, &message)
+                    .await?;
+                self.replan_host_clusters(&mut transaction, &name).await?;
+                // A load balancer that went down is no longer waited for by draining servers.
+                let balanced = self
+                    .host_clusters(&mut transaction, &name, Some(Role::LoadBalancer))
+                    .await?;
+                for (_, cluster) in balanced {
+                    self.bump_draining_servers(&mut transaction, &cluster)
+                        .await?;
+                }
+                marked.push(name);
+            }
+            transaction
+                .commit()
+                .await
+                .map_err(database("commit a host's state"))?;
+        }
+        Ok(marked)
+    }
+
+    pub(super) async fn set_host_drained(
+        &self,
+        name: &str,
+        drained: bool,
+        actor: &Actor,
+    ) -> Result<Host, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let sql =
+            self.sql("UPDATE hosts SET drained = $1, generation = generation + 1 WHERE name = $2");
+        let updated = sqlx::query(&sql)
+            .bind(i64::from(drained))
+            .bind(name)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("drain a host"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "host",
+                name: name.to_owned(),
+            });
+        }
+        let clusters_sql =
+            self.sql("SELECT DISTINCT cluster_id FROM assignments WHERE host_name = $1");
+        let rows = sqlx::query(&clusters_sql)
+            .bind(name)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("read a host's clusters"))?;
+        for row in rows {
+            let cluster_id: String = row
+                .try_get("cluster_id")
+                .map_err(database("read a host's clusters"))?;
+            self.bump_cluster_hosts(&mut transaction, &cluster_id)
+                .await?;
+        }
+        self.replan_host_clusters(&mut transaction, name).await?;
+        let (kind, message) = if drained {
+            (
+                "host.drained",
+                "host drained: its servers leave the backends and its components stop",
+            )
+        } else {
+            (
+                "host.undrained",
+                "host undrained: its components start again",
+            )
+        };
+        self.insert_event(&mut transaction, kind, "", name, actor, message)
+            .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a drain"))?;
+        self.get_host(name).await
+    }
+
+    pub(super) async fn remove_host(
+        &self,
+        name: &str,
+        force: bool,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        let host = self.get_host(name).await?;
+        if !force {
+            if !host.drained {
+                return Err(StoreError::Conflict(format!(
+                    "host '{name}' is not drained; drain it first (muster host drain {name}) or pass --force"
+                )));
+            }
+            if host.last_seen_ms.is_some()
+                && host.state == "up"
+                && host.applied_generation < host.generation
+            {
+                return Err(StoreError::Conflict(format!(
+                    "host '{name}' has not yet applied its drain (generation {} of {}); wait, or pass --force",
+                    host.applied_generation, host.generation
+                )));
+            }
+        }
+        let mut transaction = self.begin_write().await?;
+        let clusters_sql =
+            self.sql("SELECT DISTINCT cluster_id FROM assignments WHERE host_name = $1");
+        let rows = sqlx::query(&clusters_sql)
+            .bind(name)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("read a host's clusters"))?;
+        let mut cluster_ids = Vec::new();
+        for row in rows {
+            let cluster_id: String = row
+                .try_get("cluster_id")
+                .map_err(database("read a host's clusters"))?;
+            self.bump_cluster_hosts(&mut transaction, &cluster_id)
+                .await?;
+            cluster_ids.push(cluster_id);
+        }
+        for (table, column, value) in [
+            ("assignments", "host_name", name),
+            ("bootstrap_tasks", "host_name", name),
+            ("component_status", "host_id", host.id.as_str()),
+            ("hosts", "id", host.id.as_str()),
+        ] {
+            let sql = self.sql(&format!("DELETE FROM {table} WHERE {column} = $1"));
+            sqlx::query(&sql)
+                .bind(value)
+                .execute(&mut **transaction)
+                .await
+                .map_err(database("remove a host"))?;
+        }
+        for cluster_id in &cluster_ids {
+            let cluster_name_sql = self.sql("SELECT name FROM clusters WHERE id = $1");
+            let cluster_name: String = sqlx::query(&cluster_name_sql)
+                .bind(cluster_id)
+                .fetch_one(&mut **transaction)
+                .await
+                .map_err(database("read a cluster"))?
+                .try_get("name")
+                .map_err(database("read a cluster"))?;
+            self.replan_scheduler(&mut transaction, cluster_id, &cluster_name)
+                .await?;
+        }
+        let message = format!(
+            "host removed with its components; its certificate no longer works (host id {})",
+            host.id
+        );
+        self.insert_event(&mut transaction, "host.removed", "", name, actor, &message)
+            .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a host's removal"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,528 @@
+//! What hosts report (component status, HAProxy's backends, bootstrap tasks), the re-planning
+//! it causes, and the facts the planner renders a host's desired state from.
+
+use super::*;
+
+impl SqlStore {
+    pub(super) async fn record_status(
+        &self,
+        host_id: &str,
+        report: StatusReport,
+    ) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let mut transaction = self.begin_write().await?;
+        let host = self
+            .host_in(&mut **transaction, "id", host_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "host",
+                name: host_id.to_owned(),
+            })?;
+        let actor = Actor(format!("host:{}", host.name));
+        let sql = self.sql(
+            "UPDATE hosts SET last_seen_at = $1, applied_generation = $2, state = 'up',
+                 advertise_address = $3 WHERE id = $4",
+        );
+        sqlx::query(&sql)
+            .bind(now)
+            .bind(i64::try_from(report.applied_generation).unwrap_or(i64::MAX))
+            .bind(&report.advertise_address)
+            .bind(host_id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("record a heartbeat"))?;
+        if host.advertise_address != report.advertise_address {
+            for (cluster_id, _) in self
+                .host_clusters(&mut transaction, &host.name, None)
+                .await?
+            {
+                self.bump_cluster_hosts(&mut transaction, &cluster_id)
+                    .await?;
+            }
+        }
+        let happened = policy::host_report_events(
+            &host.state,
+            host.last_seen_ms,
+            now,
+            &host.advertise_address,
+            &report.advertise_address,
+        );
+        for event in happened {
+            self.insert_event(
+                &mut transaction,
+                event.kind,
+                "",
+                &host.name,
+                &actor,
+                &event.message,
+            )
+            .await?;
+        }
+
+        let previous_sql = self.sql(
+            "SELECT cluster_name, role, name, state, healthy, last_error, restarts
+             FROM component_status WHERE host_id = $1",
+        );
+        let mut previous = BTreeMap::new();
+        for row in sqlx::query(&previous_sql)
+            .bind(host_id)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(database("read component status"))?
+        {
+            let read = || database("read component status");
+            let key: (String, String, String) = (
+                row.try_get("cluster_name").map_err(read())?,
+                row.try_get("role").map_err(read())?,
+                row.try_get("name").map_err(read())?,
+            );
+            let value = policy::ComponentReport {
+                state: row.try_get("state").map_err(read())?,
+                healthy: row.try_get::<i64, _>("healthy").map_err(read())? != 0,
+                last_error: row.try_get("last_error").map_err(read())?,
+                restarts: u32::try_from(row.try_get::<i64, _>("restarts").map_err(read())?)
+                    .unwrap_or(u32::MAX),
+            };
+            previous.insert(key, value);
+        }
+        let previous_backends = self
+            .replace_backend_states(&mut transaction, host_id, &report)
+            .await?;
+        let delete = self.sql("DELETE FROM component_status WHERE host_id = $1");
+        sqlx::query(&delete)
+            .bind(host_id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("replace component status"))?;
+        for component in &report.components {
+            let insert = self.sql(
+                "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
+                     last_error, restarts, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            );
+            sqlx::query(&insert)
+                .bind(host_id)
+                .bind(&component.cluster)
+                .bind(component.role.cli_name())
+                .bind(&component.name)
+                .bind(&component.state)
+                .bind(i64::from(component.healthy))
+                .bind(&component.last_error)
+                .bind(i64::from(component.restarts))
+                .bind(now)
+                .execute(&mut **transaction)
+                .await
+                .map_err(database("record component status"))?;
+            let key = (
+                component.cluster.clone(),
+                component.role.cli_name().to_owned(),
+                component.name.clone(),
+            );
+            let before = previous.get(&key);
+            if component.role == Role::LoadBalancer {
+                let backends_before = previous_backends
+                    .get(&(component.cluster.clone(), component.name.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                let mut backends_now: Vec<(String, String)> = component
+                    .backends
+                    .iter()
+                    .map(|backend| (backend.name.clone(), backend.state.clone()))
+                    .collect();
+                backends_now.sort();
+                let healthy_before = before.is_some_and(|before| before.healthy);
+                if backends_before != backends_now || healthy_before != component.healthy {
+                    self.bump_draining_servers(&mut transaction, &component.cluster)
+                        .await?;
+                }
+            }
+            let label = format!("{} {}", component.role, component.name);
+            let now_report = policy::ComponentReport {
+                state: component.state.clone(),
+                healthy: component.healthy,
+                last_error: component.last_error.clone(),
+                restarts: component.restarts,
+            };
+            for event in policy::component_report_events(&label, before, &now_report) {
+                self.insert_event(
+                    &mut transaction,
+                    event.kind,
+                    &component.cluster,
+                    &host.name,
+                    &actor,
+                    &event.message,
+                )
+                .await?;
+            }
+        }
+
+        for task in &report.bootstrap {
+            let sql = self.sql(
+                "SELECT b.cluster_id, b.host_name, b.done, b.last_error FROM bootstrap_tasks b
+                 JOIN clusters c ON c.id = b.cluster_id WHERE c.name = $1 AND b.task = $2",
+            );
+            let Some(row) = sqlx::query(&sql)
+                .bind(&task.cluster)
+                .bind(task.task.as_str())
+                .fetch_optional(&mut **transaction)
+                .await
+                .map_err(database("read a bootstrap task"))?
+            else {
+                continue;
+            };
+            let read = || database("read a bootstrap task");
+            let cluster_id: String = row.try_get("cluster_id").map_err(read())?;
+            let assigned_to: String = row.try_get("host_name").map_err(read())?;
+            let was_done = row.try_get::<i64, _>("done").map_err(read())? != 0;
+            let old_error: String = row.try_get("last_error").map_err(read())?;
+            let outcome = policy::bootstrap_report_outcome(
+                task.task.as_str(),
+                &assigned_to,
+                &host.name,
+                was_done,
+                &old_error,
+                task,
+            );
+            let event = match outcome {
+                None => continue,
+                Some(policy::BootstrapOutcome::Done(event)) => {
+                    let sql = self.sql(
+                        "UPDATE bootstrap_tasks SET done = 1, last_error = '', updated_at = $1
+                         WHERE cluster_id = $2 AND task = $3 AND done = 0",
+                    );
+                    let updated = sqlx::query(&sql)
+                        .bind(now)
+                        .bind(&cluster_id)
+                        .bind(task.task.as_str())
+                        .execute(&mut **transaction)
+                        .await
+                        .map_err(database("record a bootstrap task"))?;
+                    if updated.rows_affected() != 1 {
+                        continue;
+                    }
+                    self.bump_cluster_hosts(&mut transaction, &cluster_id)
+                        .await?;
+                    event
+                }
+                Some(policy::BootstrapOutcome::Failed(event)) => {
+                    let sql = self.sql(
+                        "UPDATE bootstrap_tasks SET last_error = $1, updated_at = $2
+                         WHERE cluster_id = $3 AND task = $4",
+                    );
+                    sqlx::query(&sql)
+                        .bind(&task.last_error)
+                        .bind(now)
+                        .bind(&cluster_id)
+                        .bind(task.task.as_str())
+                        .execute(&mut **transaction)
+                        .await
+                        .map_err(database("record a bootstrap task"))?;
+                    event
+                }
+            };
+            self.insert_event(
+                &mut transaction,
+                event.kind,
+                &task.cluster,
+                &host.name,
+                &actor,
+                &event.message,
+            )
+            .await?;
+        }
+        self.replan_host_clusters(&mut transaction, &host.name)
+            .await?;
+        let generation = self
+            .host_in(&mut **transaction, "id", host_id)
+            .await?
+            .map(|host| host.generation)
+            .unwrap_or(host.generation);
+        transaction
+            .commit()
+            .await
+            .map_err(database("commit a heartbeat"))?;
+        Ok(generation)
+    }
+
+    /// Replaces the host's reported backend states with those of `report`; returns the previous
+    /// ones as (server, state) by (cluster, load balancer), sorted.
+    pub(super) async fn replace_backend_states(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        host_id: &str,
+        report: &StatusReport,
+    ) -> Result<BTreeMap<(String, String), Vec<(String, String)>>, StoreError> {
+        let read = || database("read backend states");
+        let sql = self.sql(
+            "SELECT cluster_name, lb_name, server_name, state FROM backend_status
+             WHERE host_id = $1",
+        );
+        let mut previous: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        for row in sqlx::query(&sql)
+            .bind(host_id)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(read())?
+        {
+            previous
+                .entry((
+                    row.try_get("cluster_name").map_err(read())?,
+                    row.try_get("lb_name").map_err(read())?,
+                ))
+                .or_default()
+                .push((
+                    row.try_get("server_name").map_err(read())?,
+                    row.try_get("state").map_err(read())?,
+                ));
+        }
+        for states in previous.values_mut() {
+            states.sort();
+        }
+        let delete = self.sql("DELETE FROM backend_status WHERE host_id = $1");
+        sqlx::query(&delete)
+            .bind(host_id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("replace backend states"))?;
+        let insert = self.sql(
+            "INSERT INTO backend_status (host_id, cluster_name, lb_name, server_name, address,
+                 state, check_result, sessions) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        );
+        for component in &report.components {
+            for backend in &component.backends {
+                sqlx::query(&insert)
+                    .bind(host_id)
+                    .bind(&component.cluster)
+                    .bind(&component.name)
+                    .bind(&backend.name)
+                    .bind(&backend.address)
+                    .bind(&backend.state)
+                    .bind(&backend.check)
+                    .bind(i64::from(backend.sessions))
+                    .execute(&mut **transaction)
+                    .await
+                    .map_err(database("record backend states"))?;
+            }
+        }
+        Ok(previous)
+    }
+
+    /// Bumps the generation of the drained hosts with a server in the cluster: whether such a server
+    /// may stop depends on what the cluster's load balancers report (see the planner).
+    pub(super) async fn bump_draining_servers(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster_name: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "UPDATE hosts SET generation = generation + 1 WHERE drained = 1 AND name IN
+                 (SELECT a.host_name FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+                  WHERE c.name = $1 AND a.role = 'server')",
+        );
+        sqlx::query(&sql)
+            .bind(cluster_name)
+            .execute(&mut **transaction)
+            .await
+            .map_err(database("bump draining hosts' generations"))?;
+        Ok(())
+    }
+
+    /// The load balancers' reported backend servers, of one cluster or of all, by (host name,
+    /// cluster, load balancer).
+    pub(super) async fn backend_states(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<BTreeMap<(String, String, String), Vec<v1::BackendServerState>>, StoreError> {
+        let sql = self.sql(&format!(
+            "SELECT h.name AS host_name, b.cluster_name, b.lb_name, b.server_name, b.address,
+                 b.state, b.check_result, b.sessions
+             FROM backend_status b JOIN hosts h ON h.id = b.host_id
+             {} ORDER BY b.server_name",
+            if cluster.is_some() {
+                "WHERE b.cluster_name = $1"
+            } else {
+                ""
+            }
+        ));
+        let mut query = sqlx::query(&sql);
+        if let Some(cluster) = cluster {
+            query = query.bind(cluster);
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("read backend states"))?;
+        let mut states: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        for row in rows {
+            let read = || database("read backend states");
+            let key = (
+                row.try_get("host_name").map_err(read())?,
+                row.try_get("cluster_name").map_err(read())?,
+                row.try_get("lb_name").map_err(read())?,
+            );
+            states.entry(key).or_default().push(v1::BackendServerState {
+                name: row.try_get("server_name").map_err(read())?,
+                address: row.try_get("address").map_err(read())?,
+                state: row.try_get("state").map_err(read())?,
+                check: row.try_get("check_result").map_err(read())?,
+                sessions: count_from(row.try_get("sessions").map_err(read())?, "sessions")?,
+            });
+        }
+        Ok(states)
+    }
+
+    /// Re-chooses the server the cluster's scheduler points at ([`policy::scheduler_target`]). A
+    /// change bumps the cluster's hosts and is recorded with its reason.
+    pub(super) async fn replan_scheduler(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster_id: &str,
+        cluster_name: &str,
+    ) -> Result<(), StoreError> {
+        let read = || database("re-plan the scheduler");
+        let sql = self.sql(
+            "SELECT a.role, a.name, a.host_name, h.state, h.drained, s.healthy
+             FROM assignments a
+             LEFT JOIN hosts h ON h.name = a.host_name
+             LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = $1
+                 AND s.role = a.role AND s.name = a.name
+             WHERE a.cluster_id = $2 ORDER BY a.name",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(cluster_name)
+            .bind(cluster_id)
+            .fetch_all(&mut **transaction)
+            .await
+            .map_err(read())?;
+        let mut has_scheduler = false;
+        let mut servers = Vec::new();
+        for row in &rows {
+            let role: String = row.try_get("role").map_err(read())?;
+            if role == Role::Scheduler.cli_name() {
+                has_scheduler = true;
+            } else if role == Role::Server.cli_name() {
+                let state: Option<String> = row.try_get("state").map_err(read())?;
+                let drained = row.try_get::<Option<i64>, _>("drained").map_err(read())? == Some(1);
+                servers.push(policy::ServerCandidate {
+                    name: row.try_get("name").map_err(read())?,
+                    host: row.try_get("host_name").map_err(read())?,
+                    host_up: state.as_deref() == Some("up") && !drained,
+                    healthy: row.try_get::<Option<i64>, _>("healthy").map_err(read())? == Some(1),
+                });
+            }
+        }
+        if !has_scheduler {
+            return Ok(());
+        }
+        let current_sql = self.sql("SELECT scheduler_target FROM clusters WHERE id = $1");
+        let current: String = sqlx::query(&current_sql)
+            .bind(cluster_id)
+            .fetch_one(&mut **transaction)
+            .await
+            .map_err(read())?
+            .try_get("scheduler_target")
+            .map_err(read())?;
+        let Some(moved) = policy::scheduler_target(&current, &servers) else {
+            return Ok(());
+        };
+        let update = self.sql("UPDATE clusters SET scheduler_target = $1 WHERE id = $2");
+        sqlx::query(&update)
+            .bind(&moved.server)
+            .bind(cluster_id)
+            .execute(&mut **transaction)
+            .await
+            .map_err(read())?;
+        self.bump_cluster_hosts(transaction, cluster_id).await?;
+        let actor = Actor("planner".to_owned());
+        self.insert_event(
+            transaction,
+            "scheduler.target",
+            cluster_name,
+            &moved.host,
+            &actor,
+            &moved.message(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Re-plans the scheduler of every cluster `host_name` has a component in.
+    pub(super) async fn replan_host_clusters(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        host_name: &str,
+    ) -> Result<(), StoreError> {
+        for (id, name) in self.host_clusters(transaction, host_name, None).await? {
+            self.replan_scheduler(transaction, &id, &name).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn plan_inputs(&self, host_id: &str) -> Result<PlanInputs, StoreError> {
+        let host = self.get_host_by_id(host_id).await?;
+        let sql = self.sql(
+            "SELECT DISTINCT c.name AS cluster_name FROM assignments a
+             JOIN clusters c ON c.id = a.cluster_id WHERE a.host_name = $1",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&host.name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("read a host's clusters"))?;
+        let mut clusters = BTreeMap::new();
+        let mut assignments = Vec::new();
+        let mut bootstrap = Vec::new();
+        let mut hosts = BTreeMap::new();
+        for row in rows {
+            let name: String = row
+                .try_get("cluster_name")
+                .map_err(database("read a host's clusters"))?;
+            let cluster = self.get_cluster(&name).await?;
+            let secrets = self.cluster_secrets(&name).await?;
+            for assignment in self.list_assignments(Some(&name)).await? {
+                if !hosts.contains_key(&assignment.host)
+                    && let Some(peer) = self.host_in(&self.pool, "name", &assignment.host).await?
+                {
+                    hosts.insert(peer.name.clone(), peer);
+                }
+                assignments.push(assignment);
+            }
+            let sql = self.sql(
+                "SELECT task, host_name, done, last_error FROM bootstrap_tasks WHERE cluster_id = $1",
+            );
+            for task_row in sqlx::query(&sql)
+                .bind(&cluster.id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(database("read bootstrap tasks"))?
+            {
+                let read = || database("read bootstrap tasks");
+                let task = match task_row
+                    .try_get::<String, _>("task")
+                    .map_err(read())?
+                    .as_str()
+                {
+                    "odb" => BootstrapTask::Odb,
+                    "cluster" => BootstrapTask::Cluster,
+                    other => return Err(StoreError::Corrupt(format!("bootstrap task {other:?}"))),
+                };
+                bootstrap.push(BootstrapState {
+                    cluster: name.clone(),
+                    task,
+                    host: task_row.try_get("host_name").map_err(read())?,
+                    done: task_row.try_get::<i64, _>("done").map_err(read())? != 0,
+                    last_error: task_row.try_get("last_error").map_err(read())?,
+                });
+            }
+            clusters.insert(name, (cluster, secrets));
+        }
+        bootstrap
+            .sort_by(|left, right| (&left.cluster, left.task).cmp(&(&right.cluster, right.task)));
+        Ok(PlanInputs {
+            host,
+            assignments,
+            hosts,
+            clusters,
+            bootstrap,
+        })
+    }
+}
