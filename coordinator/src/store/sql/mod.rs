@@ -6,9 +6,9 @@
 //! This file holds what every query shares: the pool, write transactions (see
 //! [`WriteTransaction`] for why Muster runs BEGIN/COMMIT itself), dialect SQL, sealing, and the
 //! [`Store`] impl, each method of which hands over to the aggregate's module:
-//! [`clusters`], [`tokens`], [`hosts`], [`assignments`] (and the bootstrap tasks and generation
-//! bumps), [`status`] (reports, re-planning, the planner's inputs), [`events`]; rows become types
-//! in [`rows`], database URLs are [`url`]'s. The rules a change follows are not here but in
+//! `clusters`, `tokens`, `hosts`, `assignments` (and the bootstrap tasks and generation
+//! bumps), `status` (reports, re-planning, the planner's inputs), `events`; rows become types
+//! in `rows`, database URLs are `url`'s. The rules a change follows are not here but in
 //! [`crate::policy`]: the store gathers their inputs inside the transaction and writes what they
 //! decide.
 

@@ -1,0 +1,308 @@
+//! `muster create cluster` and `muster cluster list|show|delete|dashboard-login`.
+
+use super::*;
+
+#[derive(Debug, Args)]
+pub(super) struct CreateClusterArgs {
+    /// The cluster's name: letters, digits, '.', '_' and '-'.
+    pub(super) name: String,
+    /// A note for people.
+    #[arg(long, default_value = "")]
+    pub(super) description: String,
+    /// The ODB's type: sqlite, postgresql or mysql.
+    #[arg(long, default_value = "sqlite", value_parser = parse_odb_type)]
+    pub(super) odb_type: OdbType,
+    /// The ODB's host (postgresql, mysql).
+    #[arg(long, default_value = "")]
+    pub(super) odb_host: String,
+    /// The ODB's port [default: 5432 for postgresql, 3306 for mysql].
+    #[arg(long)]
+    pub(super) odb_port: Option<u16>,
+    /// The ODB's user (postgresql, mysql).
+    #[arg(long, default_value = "")]
+    pub(super) odb_user: String,
+    /// The ODB's database name; with sqlite, the database file's path [default with sqlite: a
+    /// file the agent keeps in its components directory].
+    #[arg(long, default_value = "")]
+    pub(super) odb_db_name: String,
+    /// A file holding the ODB password, or - for standard input. A trailing newline is removed.
+    #[arg(long)]
+    pub(super) odb_password_file: Option<PathBuf>,
+    /// The PostgreSQL schema (postgresql only).
+    #[arg(long, default_value = "")]
+    pub(super) postgresql_schema: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ClusterCommand {
+    /// List every cluster.
+    List,
+    /// Show one cluster.
+    Show { name: String },
+    /// Show the user and password that log in to the cluster's Zato dashboard, and where it is.
+    DashboardLogin { name: String },
+    /// Delete a cluster and its join tokens.
+    Delete {
+        name: String,
+        /// Do not ask for confirmation (required when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct ClusterView {
+    pub(super) name: String,
+    pub(super) description: String,
+    pub(super) odb_type: String,
+    pub(super) odb_host: String,
+    pub(super) odb_port: u32,
+    pub(super) odb_user: String,
+    pub(super) odb_db_name: String,
+    pub(super) postgresql_schema: String,
+    pub(super) has_odb_password: bool,
+    pub(super) created_at: String,
+    /// The server the scheduler is pointed at; empty before any.
+    pub(super) scheduler_target: String,
+}
+
+impl From<v1::Cluster> for ClusterView {
+    fn from(cluster: v1::Cluster) -> Self {
+        let odb = cluster.odb.unwrap_or_default();
+        ClusterView {
+            name: cluster.name,
+            description: cluster.description,
+            odb_type: OdbType::try_from(odb.odb_type)
+                .unwrap_or_default()
+                .zato_name()
+                .to_owned(),
+            odb_host: odb.host,
+            odb_port: odb.port,
+            odb_user: odb.user,
+            odb_db_name: odb.db_name,
+            postgresql_schema: odb.postgresql_schema,
+            has_odb_password: cluster.has_odb_password,
+            created_at: format_time(cluster.created_at_unix_ms),
+            scheduler_target: cluster.scheduler_target,
+        }
+    }
+}
+
+pub(super) fn cluster_rows(clusters: &[ClusterView]) -> Vec<Vec<String>> {
+    clusters
+        .iter()
+        .map(|cluster| {
+            let location = match cluster.odb_type.as_str() {
+                "sqlite" if cluster.odb_db_name.is_empty() => "(on the agent's host)".to_owned(),
+                "sqlite" => cluster.odb_db_name.clone(),
+                _ => format!(
+                    "{}@{}:{}/{}",
+                    cluster.odb_user, cluster.odb_host, cluster.odb_port, cluster.odb_db_name
+                ),
+            };
+            vec![
+                cluster.name.clone(),
+                cluster.odb_type.clone(),
+                location,
+                cluster.created_at.clone(),
+                cluster.description.clone(),
+            ]
+        })
+        .collect()
+}
+
+pub(super) const CLUSTER_HEADERS: [&str; 5] =
+    ["NAME", "ODB", "ODB LOCATION", "CREATED", "DESCRIPTION"];
+
+pub(super) fn read_password_file(path: &Path) -> Result<String, CliError> {
+    let mut text = String::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(path).map(|contents| text = contents)
+    };
+    read.map_err(|error| {
+        CliError::Usage(format!(
+            "cannot read the ODB password file {}: {error}",
+            path.display()
+        ))
+    })?;
+    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned())
+}
+
+pub(super) fn confirm_deletion(name: &str, yes: bool) -> Result<(), CliError> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage(format!(
+            "refusing to delete cluster '{name}' without --yes (standard input is not a terminal to ask)"
+        )));
+    }
+    eprint!("Delete cluster '{name}' and its join tokens? Type its name to confirm: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() != name {
+        return Err(CliError::Usage(format!("cluster '{name}' was not deleted")));
+    }
+    Ok(())
+}
+
+/// `muster create cluster`.
+pub(super) async fn create_cluster(
+    args: CreateClusterArgs,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    validate::name("cluster name", &args.name)?;
+    validate::description("description", &args.description)?;
+    let odb_password = match &args.odb_password_file {
+        Some(path) => read_password_file(path)?,
+        None => String::new(),
+    };
+    let request = v1::CreateClusterRequest {
+        name: args.name,
+        description: args.description,
+        odb: Some(v1::OdbSettings {
+            odb_type: args.odb_type as i32,
+            host: args.odb_host,
+            port: u32::from(args.odb_port.unwrap_or(0)),
+            user: args.odb_user,
+            db_name: args.odb_db_name,
+            postgresql_schema: args.postgresql_schema,
+        }),
+        odb_password,
+    };
+    let mut connection = connect(connection_args).await?;
+    let response = connection
+        .client
+        .create_cluster(request)
+        .await
+        .map_err(|status| connection.status_error(&status))?;
+    let cluster = ClusterView::from(response.into_inner().cluster.unwrap_or_default());
+    if json {
+        write_json(out, &cluster)?;
+    } else {
+        writeln!(out, "created cluster {}", cluster.name)?;
+    }
+    Ok(())
+}
+
+/// `muster cluster …`.
+pub(super) async fn cluster_command(
+    command: ClusterCommand,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    let mut connection = connect(connection_args).await?;
+    match command {
+        ClusterCommand::List => {
+            let response = connection
+                .client
+                .list_clusters(v1::ListClustersRequest {})
+                .await
+                .map_err(|status| connection.status_error(&status))?;
+            let clusters: Vec<ClusterView> = response
+                .into_inner()
+                .clusters
+                .into_iter()
+                .map(ClusterView::from)
+                .collect();
+            if json {
+                write_json(out, &clusters)?;
+            } else {
+                write_table(out, &CLUSTER_HEADERS, &cluster_rows(&clusters))?;
+            }
+        }
+        ClusterCommand::DashboardLogin { name } => {
+            validate::name("cluster name", &name)?;
+            let login = connection
+                .client
+                .get_dashboard_login(v1::GetDashboardLoginRequest { cluster: name })
+                .await
+                .map_err(|status| connection.status_error(&status))?
+                .into_inner();
+            if json {
+                write_json(
+                    out,
+                    &serde_json::json!({
+                        "username": login.username,
+                        "password": login.password,
+                        "urls": login.urls,
+                    }),
+                )?;
+            } else {
+                writeln!(out, "user       {}", login.username)?;
+                writeln!(out, "password   {}", login.password)?;
+                for url in &login.urls {
+                    writeln!(out, "dashboard  {url}")?;
+                }
+            }
+        }
+        ClusterCommand::Show { name } => {
+            validate::name("cluster name", &name)?;
+            let response = connection
+                .client
+                .get_cluster(v1::GetClusterRequest { name })
+                .await
+                .map_err(|status| connection.status_error(&status))?;
+            let cluster = ClusterView::from(response.into_inner().cluster.unwrap_or_default());
+            if json {
+                write_json(out, &cluster)?;
+            } else {
+                let port = if cluster.odb_port == 0 {
+                    String::new()
+                } else {
+                    cluster.odb_port.to_string()
+                };
+                let rows = [
+                    ("name", cluster.name.clone()),
+                    ("description", cluster.description.clone()),
+                    ("odb type", cluster.odb_type.clone()),
+                    ("odb host", cluster.odb_host.clone()),
+                    ("odb port", port),
+                    ("odb user", cluster.odb_user.clone()),
+                    ("odb db name", cluster.odb_db_name.clone()),
+                    ("postgresql schema", cluster.postgresql_schema.clone()),
+                    (
+                        "odb password",
+                        if cluster.has_odb_password {
+                            "set"
+                        } else {
+                            "none"
+                        }
+                        .to_owned(),
+                    ),
+                    ("created", cluster.created_at.clone()),
+                ];
+                for (key, value) in rows {
+                    writeln!(out, "{key:<18} {value}")?;
+                }
+            }
+        }
+        ClusterCommand::Delete { name, yes } => {
+            validate::name("cluster name", &name)?;
+            connection
+                .client
+                .get_cluster(v1::GetClusterRequest { name: name.clone() })
+                .await
+                .map_err(|status| connection.status_error(&status))?;
+            confirm_deletion(&name, yes)?;
+            connection
+                .client
+                .delete_cluster(v1::DeleteClusterRequest { name: name.clone() })
+                .await
+                .map_err(|status| connection.status_error(&status))?;
+            if json {
+                write_json(out, &serde_json::json!({"deleted": name}))?;
+            } else {
+                writeln!(out, "deleted cluster {name}")?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! `muster host list|show|drain|undrain|remove`.
+
+use super::*;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum HostCommand {
+    /// List enrolled hosts.
+    List,
+    /// Show one host.
+    Show { name: String },
+    /// Drain a host: its servers leave the backends, the scheduler moves off it, and its
+    /// components stop (they stay created).
+    Drain { name: String },
+    /// Undrain a host: its components start again.
+    Undrain { name: String },
+    /// Remove a drained host: its assignments are deleted and its certificate stops working.
+    Remove {
+        name: String,
+        /// Remove it even if it is not drained or has not stopped its components.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct HostView {
+    pub(super) name: String,
+    pub(super) id: String,
+    pub(super) state: String,
+    pub(super) advertise_address: String,
+    pub(super) labels: std::collections::BTreeMap<String, String>,
+    pub(super) enrolled_at: String,
+    /// `None` while the host has never reported.
+    pub(super) last_seen: Option<String>,
+    pub(super) generation: u64,
+    pub(super) applied_generation: u64,
+    pub(super) drained: bool,
+}
+
+impl From<v1::Host> for HostView {
+    fn from(host: v1::Host) -> Self {
+        HostView {
+            name: host.name,
+            id: host.id,
+            state: host.state,
+            advertise_address: host.advertise_address,
+            labels: host.labels.into_iter().collect(),
+            enrolled_at: format_time(host.enrolled_at_unix_ms),
+            last_seen: (host.last_seen_unix_ms != 0).then(|| format_time(host.last_seen_unix_ms)),
+            generation: host.generation,
+            applied_generation: host.applied_generation,
+            drained: host.drained,
+        }
+    }
+}
+
+pub(super) fn write_hosts(
+    out: &mut impl std::io::Write,
+    hosts: &[HostView],
+) -> std::io::Result<()> {
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|host| {
+            let state = if host.drained {
+                format!("{} (drained)", host.state)
+            } else {
+                host.state.clone()
+            };
+            vec![
+                host.name.clone(),
+                state,
+                host.advertise_address.clone(),
+                format!("{}/{}", host.applied_generation, host.generation),
+                host.last_seen.clone().unwrap_or_else(|| "never".to_owned()),
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        &["HOST", "STATE", "ADDRESS", "GENERATION", "LAST SEEN"],
+        &rows,
+    )
+}
+
+/// `muster host …`.
+pub(super) async fn host_command(
+    command: HostCommand,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    let mut connection = connect(connection_args).await?;
+    let drain = matches!(command, HostCommand::Drain { .. });
+    let hosts: Vec<HostView> = match command {
+        HostCommand::List => connection
+            .client
+            .list_hosts(v1::ListHostsRequest {})
+            .await
+            .map_err(|status| connection.status_error(&status))?
+            .into_inner()
+            .hosts
+            .into_iter()
+            .map(HostView::from)
+            .collect(),
+        HostCommand::Show { name } => {
+            validate::name("host name", &name)?;
+            let response = connection
+                .client
+                .get_host(v1::GetHostRequest { name })
+                .await
+                .map_err(|status| connection.status_error(&status))?;
+            let host = HostView::from(response.into_inner().host.unwrap_or_default());
+            if json {
+                return write_json(out, &host);
+            }
+            vec![host]
+        }
+        HostCommand::Drain { name } | HostCommand::Undrain { name } => {
+            validate::name("host name", &name)?;
+            let response = connection
+                .client
+                .drain_host(v1::DrainHostRequest {
+                    name: name.clone(),
+                    drain,
+                })
+                .await
+                .map_err(|status| connection.status_error(&status))?;
+            let host = HostView::from(response.into_inner().host.unwrap_or_default());
+            if json {
+                return write_json(out, &host);
+            }
+            let verb = if drain { "drained" } else { "undrained" };
+            writeln!(out, "{verb} host {name} (generation {})", host.generation)?;
+            return Ok(());
+        }
+        HostCommand::Remove { name, force } => {
+            validate::name("host name", &name)?;
+            connection
+                .client
+                .remove_host(v1::RemoveHostRequest {
+                    name: name.clone(),
+                    force,
+                })
+                .await
+                .map_err(|status| connection.status_error(&status))?;
+            if json {
+                return write_json(out, &serde_json::json!({"removed": name}));
+            }
+            writeln!(out, "removed host {name}; its certificate no longer works")?;
+            return Ok(());
+        }
+    };
+    if json {
+        write_json(out, &hosts)?;
+    } else {
+        write_hosts(out, &hosts)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! `muster`: the operator's client of `AdminService`.
+//!
+//! It finds the coordinator from `--coordinator`, `--ca-file` and `--token`/`--token-file`, or the
+//! environment (`MUSTER_COORDINATOR`, `MUSTER_CA_FILE`, `MUSTER_TOKEN`, `MUSTER_TOKEN_FILE`), or a
+//! local coordinator's data directory (`--data-dir`, `MUSTER_DATA_DIR`: its `ca.pem` and
+//! `admin.token`). Output is a table for people and `--output json` for programs. Every failure is
+//! one line on stderr and a non-zero exit.
+//!
+//! One module per noun: `cluster`, `tokens`, `host`, `component` (assignments, load
+//! balancers, backends), `status` (and `ping`), `events`, `quickstart`; each holds its
+//! arguments, its views and the function that runs it. `connection` reaches the coordinator and
+//! words its errors; `output` writes tables and JSON. This file holds the command tree and
+//! [`run`], which hands each command to its module.
+
+mod cluster;
+mod component;
+mod connection;
+mod events;
+mod host;
+mod output;
+mod quickstart;
+mod status;
+mod tokens;
+
+use cluster::*;
+use component::*;
+use connection::*;
+use events::*;
+
+use host::*;
+use output::*;
+use status::*;
+use tokens::*;
+
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use muster_proto::token::{self, AdminToken};
+use muster_proto::v1::admin_service_client::AdminServiceClient;
+use muster_proto::v1::{self, OdbType, Role};
+use muster_proto::validate;
+use serde::Serialize;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Request, Status};
+
+/// Drive a Muster coordinator: clusters, join tokens, hosts and the event log.
+#[derive(Debug, Parser)]
+#[command(name = "muster", version)]
+pub struct Cli {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Output format: a table for people, JSON for programs.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a cluster, or assign a server, scheduler, web-admin or load balancer to a host.
+    Create {
+        #[command(subcommand)]
+        what: CreateCommand,
+    },
+    /// List, show or delete clusters.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Change a load balancer's settings; its agent applies them with a hitless HAProxy reload.
+    Configure {
+        #[command(subcommand)]
+        what: ConfigureCommand,
+    },
+    /// Create, list or revoke join tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Unassign a server, scheduler or web-admin from a host; the host stops and archives it.
+    Remove {
+        /// The role: server, scheduler, web-admin or load-balancer.
+        #[arg(value_parser = parse_role)]
+        role: Role,
+        #[command(flatten)]
+        target: RemoveArgs,
+    },
+    /// List assigned components and what their hosts report of them.
+    Component {
+        #[command(subcommand)]
+        command: ComponentCommand,
+    },
+    /// List or show enrolled hosts.
+    Host {
+        #[command(subcommand)]
+        command: HostCommand,
+    },
+    /// The audit log of every change, newest first.
+    Events {
+        /// Only this cluster's events.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// How many events, at most 1000.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Each cluster's hosts and components at a glance: state, generation applied versus
+    /// desired, health, restarts and the last error.
+    Status {
+        /// Only this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+    },
+    /// A cluster's servers for an external load balancer (hosts that are enrolled and not drained).
+    Backends {
+        #[arg(long)]
+        cluster: String,
+        /// table, json or haproxy [default: as --output says].
+        #[arg(long, value_enum)]
+        format: Option<BackendFormat>,
+    },
+    /// A whole Zato cluster on this host in one command: a coordinator on SQLite, an agent,
+    /// web-admin, a load balancer, N servers and the scheduler, all on 127.0.0.1. Also
+    /// `quickstart status --dir DIR` and `quickstart stop --dir DIR`.
+    Quickstart(quickstart::QuickstartArgs),
+    /// Check that the coordinator answers and accepts the admin token.
+    Ping {
+        /// Keep trying for this long while the coordinator cannot be reached, e.g. 30s.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wait: Option<Duration>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CreateCommand {
+    /// Create a cluster with the ODB settings that Zato's --odb-* options take. Its Zato secret
+    /// key, JWT secret and admin.invoke password are generated by the coordinator.
+    Cluster(CreateClusterArgs),
+    /// Assign a Zato server to a host (which may enroll later).
+    Server(AssignArgs),
+    /// Assign the cluster's scheduler to a host (at most one per cluster).
+    Scheduler(AssignArgs),
+    /// Assign a web-admin dashboard to a host.
+    WebAdmin(AssignArgs),
+    /// Assign a load balancer to a host: its agent runs HAProxy (port 11223 by default) with every
+    /// server of the cluster as a backend, kept up to date as servers come and go.
+    LoadBalancer(LoadBalancerArgs),
+}
+
+fn parse_odb_type(text: &str) -> Result<OdbType, String> {
+    text.parse()
+        .map_err(|error: muster_proto::UnknownName| error.to_string())
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse()
+        .map_err(|error: muster_proto::UnknownName| error.to_string())
+}
+
+/// A failure, said in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach the coordinator at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("the coordinator at {url} refused the admin token: {message}")]
+    Unauthenticated { url: String, message: String },
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl From<validate::Invalid> for CliError {
+    fn from(error: validate::Invalid) -> Self {
+        CliError::Usage(error.to_string())
+    }
+}
+
+/// Runs one `muster` command, writing what it shows to `out`.
+pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError> {
+    let json = cli.output == OutputFormat::Json;
+    let connection = &cli.connection;
+    match cli.command {
+        Command::Ping { wait } => ping(wait, connection, json, out).await,
+        Command::Create { what } => match what {
+            CreateCommand::Cluster(args) => create_cluster(args, connection, json, out).await,
+            CreateCommand::Server(args) => assign(connection, json, Role::Server, args, out).await,
+            CreateCommand::Scheduler(args) => {
+                assign(connection, json, Role::Scheduler, args, out).await
+            }
+            CreateCommand::WebAdmin(args) => {
+                assign(connection, json, Role::WebAdmin, args, out).await
+            }
+            CreateCommand::LoadBalancer(args) => {
+                create_load_balancer(args, connection, json, out).await
+            }
+        },
+        Command::Quickstart(args) => quickstart::run(args, json, out).await,
+        Command::Configure {
+            what: ConfigureCommand::LoadBalancer(args),
+        } => configure_load_balancer(args, connection, json, out).await,
+        Command::Remove { role, target } => {
+            remove_component(role, target, connection, json, out).await
+        }
+        Command::Component {
+            command: ComponentCommand::List { cluster },
+        } => component_list(cluster, connection, json, out).await,
+        Command::Cluster { command } => cluster_command(command, connection, json, out).await,
+        Command::Token { command } => token_command(command, connection, json, out).await,
+        Command::Host { command } => host_command(command, connection, json, out).await,
+        Command::Status { cluster } => status_command(cluster, connection, json, out).await,
+        Command::Backends { cluster, format } => {
+            backends(cluster, format, connection, json, out).await
+        }
+        Command::Events { cluster, limit } => {
+            events_command(cluster, limit, connection, json, out).await
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `muster ping` and `muster status`: what runs where, at a glance.
+
+use super::*;
+
+#[derive(Debug, Serialize)]
+pub(super) struct ClusterStatus {
+    pub(super) name: String,
+    /// The hosts with a component of this cluster.
+    pub(super) hosts: Vec<HostView>,
+    pub(super) components: Vec<ComponentView>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct StatusView {
+    pub(super) clusters: Vec<ClusterStatus>,
+    /// Enrolled hosts with no component in any cluster.
+    pub(super) idle_hosts: Vec<HostView>,
+}
+
+pub(super) fn status_view(
+    clusters: &[ClusterView],
+    hosts: &[HostView],
+    components: &[ComponentView],
+    with_idle_hosts: bool,
+) -> StatusView {
+    let mut result = Vec::new();
+    for cluster in clusters {
+        let mine: Vec<ComponentView> = components
+            .iter()
+            .filter(|component| component.cluster == cluster.name)
+            .cloned()
+            .collect();
+        let host_names: std::collections::BTreeSet<&str> = mine
+            .iter()
+            .map(|component| component.host.as_str())
+            .collect();
+        let cluster_hosts = hosts
+            .iter()
+            .filter(|host| host_names.contains(host.name.as_str()))
+            .cloned()
+            .collect();
+        result.push(ClusterStatus {
+            name: cluster.name.clone(),
+            hosts: cluster_hosts,
+            components: mine,
+        });
+    }
+    let busy: std::collections::BTreeSet<&str> = components
+        .iter()
+        .map(|component| component.host.as_str())
+        .collect();
+    let idle_hosts = if with_idle_hosts {
+        hosts
+            .iter()
+            .filter(|host| !busy.contains(host.name.as_str()))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    StatusView {
+        clusters: result,
+        idle_hosts,
+    }
+}
+
+pub(super) fn write_status(
+    out: &mut impl std::io::Write,
+    status: &StatusView,
+) -> std::io::Result<()> {
+    for (index, cluster) in status.clusters.iter().enumerate() {
+        if index > 0 {
+            writeln!(out)?;
+        }
+        writeln!(out, "cluster {}", cluster.name)?;
+        write_hosts(out, &cluster.hosts)?;
+        writeln!(out)?;
+        write_components(out, &cluster.components)?;
+        write_balancer_backends(out, &cluster.components)?;
+    }
+    if !status.idle_hosts.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "hosts without components")?;
+        write_hosts(out, &status.idle_hosts)?;
+    }
+    Ok(())
+}
+
+/// Each cluster's hosts and components (or one cluster's), as `muster status` shows them.
+pub(super) async fn fetch_status(
+    connection: &mut Connection,
+    cluster: Option<String>,
+) -> Result<StatusView, CliError> {
+    let clusters: Vec<ClusterView> = match &cluster {
+        Some(name) => vec![ClusterView::from(
+            connection
+                .client
+                .get_cluster(v1::GetClusterRequest { name: name.clone() })
+                .await
+                .map_err(|status| connection.status_error(&status))?
+                .into_inner()
+                .cluster
+                .unwrap_or_default(),
+        )],
+        None => connection
+            .client
+            .list_clusters(v1::ListClustersRequest {})
+            .await
+            .map_err(|status| connection.status_error(&status))?
+            .into_inner()
+            .clusters
+            .into_iter()
+            .map(ClusterView::from)
+            .collect(),
+    };
+    let hosts: Vec<HostView> = connection
+        .client
+        .list_hosts(v1::ListHostsRequest {})
+        .await
+        .map_err(|status| connection.status_error(&status))?
+        .into_inner()
+        .hosts
+        .into_iter()
+        .map(HostView::from)
+        .collect();
+    let components = list_components(connection, cluster.as_deref()).await?;
+    Ok(status_view(
+        &clusters,
+        &hosts,
+        &components,
+        cluster.is_none(),
+    ))
+}
+
+/// `muster ping`: the coordinator answers and takes the admin token (waiting up to `wait`).
+pub(super) async fn ping(
+    wait: Option<Duration>,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    let deadline = Instant::now() + wait.unwrap_or_default();
+    loop {
+        let attempt = async {
+            let mut connection = connect(connection_args).await?;
+            let request = v1::ListClustersRequest {};
+            match connection.client.list_clusters(request).await {
+                Ok(_) => Ok(connection.url),
+                Err(status) => Err(connection.status_error(&status)),
+            }
+        };
+        match attempt.await {
+            Ok(url) => {
+                if json {
+                    write_json(out, &serde_json::json!({"coordinator": url, "ok": true}))?;
+                } else {
+                    writeln!(out, "coordinator at {url} answers; admin token accepted")?;
+                }
+                return Ok(());
+            }
+            Err(CliError::Unreachable { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// `muster status`.
+pub(super) async fn status_command(
+    cluster: Option<String>,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    if let Some(cluster) = &cluster {
+        validate::name("cluster name", cluster)?;
+    }
+    let mut connection = connect(connection_args).await?;
+    let status = fetch_status(&mut connection, cluster).await?;
+    if json {
+        write_json(out, &status)?;
+    } else {
+        write_status(out, &status)?;
+    }
+    Ok(())
+}
