@@ -507,22 +507,32 @@ impl Reconciler {
     /// wait (the scheduler before any server has an address).
     fn create_args(&self, component: &Component, path: &Path) -> Result<Vec<zato::Arg>, String> {
         let default_sqlite = self.default_sqlite(&component.cluster);
-        let peer = component.peer_addresses.first().map(String::as_str);
         match role_of(component) {
-            Role::Server => Ok(command::create_server(
-                component,
-                path,
-                peer,
-                &default_sqlite,
-            )),
+            Role::Server => {
+                let scheduler = component
+                    .scheduler
+                    .as_ref()
+                    .and_then(conf::peer)
+                    .map(|scheduler| scheduler.zato_address());
+                Ok(command::create_server(
+                    component,
+                    path,
+                    scheduler.as_deref(),
+                    &default_sqlite,
+                ))
+            }
             Role::Scheduler => {
-                let server = peer.ok_or_else(|| {
-                    "waiting for a server of the cluster to have an address".to_owned()
-                })?;
+                let server = component
+                    .server
+                    .as_ref()
+                    .and_then(conf::peer)
+                    .ok_or_else(|| {
+                        "waiting for a server of the cluster to have an address".to_owned()
+                    })?;
                 Ok(command::create_scheduler(
                     component,
                     path,
-                    server,
+                    &server.zato_address(),
                     &default_sqlite,
                 ))
             }
@@ -728,7 +738,6 @@ impl Reconciler {
         let repo = directory.join("config/repo");
         let port = u16::try_from(component.port)
             .map_err(|_| format!("invalid port {}", component.port))?;
-        let peer = component.peer_addresses.first();
         let changed = match role_of(component) {
             Role::Server => {
                 let bind = self.bind_address;
@@ -736,15 +745,13 @@ impl Reconciler {
                 if let Some(ipc_start) = self.ipc_port_starts.get(&key_of(component)) {
                     settings.push(("main", "ipc_port_start", ipc_start.to_string()));
                 }
-                if let Some((host, peer_port, tls)) = peer.and_then(|address| {
-                    conf::split_address(address, muster_proto::zato::SCHEDULER_PORT)
-                }) {
-                    settings.push(("scheduler", "scheduler_host", host));
-                    settings.push(("scheduler", "scheduler_port", peer_port.to_string()));
+                if let Some(scheduler) = component.scheduler.as_ref().and_then(conf::peer) {
+                    settings.push(("scheduler", "scheduler_host", scheduler.host));
+                    settings.push(("scheduler", "scheduler_port", scheduler.port.to_string()));
                     settings.push((
                         "scheduler",
                         "scheduler_use_tls",
-                        conf::python_bool(tls).to_owned(),
+                        conf::python_bool(scheduler.tls).to_owned(),
                     ));
                 }
                 conf::edit_ini(&repo.join("server.conf"), &settings)
@@ -754,15 +761,13 @@ impl Reconciler {
                     ("bind", "host", self.bind_address.to_string()),
                     ("bind", "port", port.to_string()),
                 ];
-                if let Some((host, peer_port, tls)) = peer.and_then(|address| {
-                    conf::split_address(address, muster_proto::zato::FIRST_SERVER_PORT)
-                }) {
-                    settings.push(("server", "server_host", host));
-                    settings.push(("server", "server_port", peer_port.to_string()));
+                if let Some(server) = component.server.as_ref().and_then(conf::peer) {
+                    settings.push(("server", "server_host", server.host));
+                    settings.push(("server", "server_port", server.port.to_string()));
                     settings.push((
                         "server",
                         "server_use_tls",
-                        conf::python_bool(tls).to_owned(),
+                        conf::python_bool(server.tls).to_owned(),
                     ));
                 }
                 conf::edit_ini(&repo.join("scheduler.conf"), &settings)

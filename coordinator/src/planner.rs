@@ -112,26 +112,30 @@ fn dashboard_target(inputs: &PlanInputs, cluster: &str) -> Option<v1::Endpoint> 
     })
 }
 
-fn address_of(inputs: &PlanInputs, assignment: &Assignment) -> Option<String> {
+/// Where `assignment` listens: its host's advertised address and its port (Zato's components
+/// speak plain HTTP to each other, as Zato's quickstart sets them up).
+fn endpoint_of(inputs: &PlanInputs, assignment: &Assignment) -> Option<v1::Endpoint> {
     let host = inputs.hosts.get(&assignment.host)?;
-    Some(format!(
-        "http://{}:{}",
-        host.advertise_address, assignment.port
-    ))
+    Some(v1::Endpoint {
+        host: host.advertise_address.clone(),
+        port: u32::from(assignment.port),
+        tls: false,
+    })
 }
 
-fn peers(inputs: &PlanInputs, assignment: &Assignment) -> Vec<String> {
-    let in_cluster = inputs
-        .assignments
-        .iter()
-        .filter(|other| other.cluster == assignment.cluster);
+/// The peer a server or the scheduler calls: the scheduler for a server; for the scheduler, the
+/// cluster's scheduler target first, then the other servers by name. The first with an address.
+fn peer(inputs: &PlanInputs, assignment: &Assignment) -> Option<v1::Endpoint> {
     let wanted = match assignment.role {
         Role::Server => Role::Scheduler,
-        Role::Scheduler | Role::LoadBalancer => Role::Server,
-        _ => return Vec::new(),
+        Role::Scheduler => Role::Server,
+        _ => return None,
     };
-    let mut candidates: Vec<&Assignment> =
-        in_cluster.filter(|other| other.role == wanted).collect();
+    let mut candidates: Vec<&Assignment> = inputs
+        .assignments
+        .iter()
+        .filter(|other| other.cluster == assignment.cluster && other.role == wanted)
+        .collect();
     candidates.sort_by(|left, right| left.name.cmp(&right.name));
     let target = inputs
         .clusters
@@ -144,14 +148,9 @@ fn peers(inputs: &PlanInputs, assignment: &Assignment) -> Vec<String> {
         let preferred = candidates.remove(chosen);
         candidates.insert(0, preferred);
     }
-    if assignment.role == Role::LoadBalancer {
-        return Vec::new();
-    }
     candidates
         .into_iter()
-        .find_map(|peer| address_of(inputs, peer))
-        .into_iter()
-        .collect()
+        .find_map(|candidate| endpoint_of(inputs, candidate))
 }
 
 /// A load balancer's backend: every server of its cluster on an enrolled host, by name.
@@ -248,7 +247,12 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 cluster: cluster_name.clone(),
                 port: u32::from(assignment.port),
                 odb: (assignment.role != Role::LoadBalancer).then(|| odb_message(cluster)),
-                peer_addresses: peers(inputs, assignment),
+                scheduler: (assignment.role == Role::Server)
+                    .then(|| peer(inputs, assignment))
+                    .flatten(),
+                server: (assignment.role == Role::Scheduler)
+                    .then(|| peer(inputs, assignment))
+                    .flatten(),
                 secrets: Some(secrets_for(assignment.role, secrets)),
                 stopped: inputs.host.drained
                     && !(assignment.role == Role::Server && still_routed(inputs, assignment)),

@@ -800,7 +800,7 @@ async fn a_finished_bootstrap_releases_components_with_new_generations(backend: 
     let server = &plan.components[0];
     assert_eq!((server.name.as_str(), server.port), ("server1", 17010));
     assert_eq!(
-        server.peer_addresses,
+        peer_address(server.scheduler.as_ref()),
         ["http://10.0.0.5:31530"],
         "the server gets the scheduler's address"
     );
@@ -854,7 +854,10 @@ async fn a_finished_bootstrap_releases_components_with_new_generations(backend: 
         .iter()
         .find(|component| component.role == Role::Scheduler as i32)
         .unwrap();
-    assert_eq!(scheduler.peer_addresses, ["http://10.0.0.3:17010"]);
+    assert_eq!(
+        peer_address(scheduler.server.as_ref()),
+        ["http://10.0.0.3:17010"]
+    );
     assert_eq!(
         scheduler.secrets.as_ref().unwrap().scheduler_api_password,
         secrets.scheduler_api_password
@@ -1058,12 +1061,24 @@ async fn token_roles_join_hosts_to_the_cluster(backend: Backend) {
 
 async fn scheduler_peer(store: &SqlStore, host_id: &str) -> Vec<String> {
     let plan = planner::render(&store.plan_inputs(host_id).await.unwrap());
-    plan.components
+    let scheduler = plan
+        .components
         .iter()
         .find(|component| component.name == "scheduler")
-        .unwrap()
-        .peer_addresses
-        .clone()
+        .unwrap();
+    peer_address(scheduler.server.as_ref())
+}
+
+/// A peer endpoint of a desired state as Zato's address options take it, in a list of one (or
+/// none): how these tests say which peer a component gets.
+fn peer_address(endpoint: Option<&v1::Endpoint>) -> Vec<String> {
+    endpoint
+        .map(|endpoint| {
+            let scheme = if endpoint.tls { "https" } else { "http" };
+            format!("{scheme}://{}:{}", endpoint.host, endpoint.port)
+        })
+        .into_iter()
+        .collect()
 }
 
 async fn the_scheduler_follows_a_healthy_server(backend: Backend) {

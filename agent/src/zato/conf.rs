@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use muster_proto::validate;
+use muster_proto::{v1, validate};
 
 use crate::files;
 
@@ -164,20 +164,32 @@ pub fn repoint_symlinks(directory: &Path, old: &Path) -> Result<(), ConfError> {
     Ok(())
 }
 
-/// An address as Zato takes it, `SCHEME://HOST[:PORT]`, split into host, port and TLS; Zato
-/// assumes `https` without a scheme.
-pub fn split_address(address: &str, default_port: u16) -> Option<(String, u16, bool)> {
-    let (use_tls, rest) = match address.split_once("://") {
-        Some(("https", rest)) => (true, rest),
-        Some(("http", rest)) => (false, rest),
-        _ => (true, address),
-    };
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().ok()?),
-        None => (rest, default_port),
-    };
-    validate::host("peer address", host).ok()?;
-    Some((host.to_owned(), port, use_tls))
+/// A peer as the config files take it: its host, port and TLS, or `None` when the host is not an
+/// IP address or DNS name, or the port is 0 or out of range (nothing of it reaches a file then).
+pub fn peer(endpoint: &v1::Endpoint) -> Option<Peer> {
+    validate::host("peer address", &endpoint.host).ok()?;
+    let port = u16::try_from(endpoint.port).ok().filter(|port| *port > 0)?;
+    Some(Peer {
+        host: endpoint.host.clone(),
+        port,
+        tls: endpoint.tls,
+    })
+}
+
+/// A checked peer endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl Peer {
+    /// As Zato's `--scheduler-address-for-server` and `--server-address-for-scheduler` take it.
+    pub fn zato_address(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
+    }
 }
 
 pub fn python_bool(value: bool) -> &'static str {
@@ -213,16 +225,28 @@ mod tests {
     }
 
     #[test]
-    fn peer_addresses_are_split_as_zato_reads_them() {
+    fn a_peer_reaches_files_and_zato_only_when_it_is_valid() {
+        let endpoint = |host: &str, port: u32, tls: bool| v1::Endpoint {
+            host: host.into(),
+            port,
+            tls,
+        };
+        let scheduler = peer(&endpoint("10.0.0.5", 31530, false)).unwrap();
+        assert_eq!(scheduler.zato_address(), "http://10.0.0.5:31530");
         assert_eq!(
-            split_address("http://10.0.0.5:31530", 1),
-            Some(("10.0.0.5".into(), 31530, false))
+            peer(&endpoint("sched.internal", 31530, true))
+                .unwrap()
+                .zato_address(),
+            "https://sched.internal:31530"
         );
-        assert_eq!(
-            split_address("sched.internal", 31530),
-            Some(("sched.internal".into(), 31530, true))
-        );
-        assert_eq!(split_address("http://bad host:1", 1), None);
+        for bad in [
+            endpoint("bad host", 1, false),
+            endpoint("a\nb", 1, false),
+            endpoint("10.0.0.5", 0, false),
+            endpoint("10.0.0.5", 70_000, false),
+        ] {
+            assert_eq!(peer(&bad), None, "{bad:?}");
+        }
     }
 
     #[test]
