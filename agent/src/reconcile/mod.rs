@@ -36,6 +36,10 @@ use std::time::{Duration, Instant};
 use muster_proto::v1::{self, BootstrapKind, Component, DesiredState, Role};
 use muster_proto::validate;
 
+mod drivers;
+mod lifecycle;
+
+use self::lifecycle::{ComponentState, Local};
 use crate::files;
 use crate::haproxy::{self, HaProxy};
 use crate::zato::{
@@ -73,70 +77,6 @@ struct Key {
     cluster: String,
     role: String,
     name: String,
-}
-
-#[derive(Debug, Default)]
-struct Local {
-    state: String,
-    healthy: bool,
-    last_error: String,
-    restarts: u32,
-    failures: u32,
-    retry_at: Option<Instant>,
-    /// Whether the process was last seen alive: if it is gone at the next look, it died.
-    seen_alive: bool,
-    started_at: Option<Instant>,
-    /// When the scheduler last accepted the servers' credentials.
-    deep_probe_at: Option<Instant>,
-    /// A load balancer's backend servers as its HAProxy last showed them.
-    backends: Vec<v1::BackendServerState>,
-    /// The component as last desired: what removing a server from Zato's ODB needs.
-    spec: Option<Component>,
-}
-
-impl Local {
-    fn fail(&mut self, error: String) {
-        self.fail_after(error, backoff);
-    }
-
-    /// A failed `zato` command: retried with the slower backoff of Zato steps.
-    fn fail_step(&mut self, error: String) {
-        self.fail_after(error, step_backoff);
-    }
-
-    fn fail_after(&mut self, error: String, delay: fn(u32) -> Duration) {
-        tracing::warn!(error = %error, "component step failed; will retry");
-        self.last_error = error;
-        self.state = "failed".to_owned();
-        self.healthy = false;
-        self.failures += 1;
-        self.retry_at = Some(Instant::now() + delay(self.failures));
-    }
-
-    fn waiting(&self) -> bool {
-        self.retry_at.is_some_and(|at| at > Instant::now())
-    }
-
-    /// The process was alive at the last look and is gone now: counts a restart and schedules
-    /// it, at once the first time and with backoff when it keeps dying.
-    fn died(&mut self, what: &str, pid: Option<i32>) {
-        self.seen_alive = false;
-        self.restarts += 1;
-        self.failures += 1;
-        self.retry_at = Some(
-            Instant::now()
-                + if self.failures <= 1 {
-                    Duration::ZERO
-                } else {
-                    backoff(self.failures - 1)
-                },
-        );
-        self.last_error = match pid {
-            Some(pid) => format!("the process (pid {pid}) died, restarting"),
-            None => "the process died, restarting".to_owned(),
-        };
-        tracing::warn!(component = %what, restarts = self.restarts, "component died; restarting");
-    }
 }
 
 /// The reconciler's retry delay for the `attempt`-th failure in a row.
@@ -635,7 +575,7 @@ impl Reconciler {
             ));
         }
         if read_pid(&marker).is_some_and(alive) {
-            local.state = "creating".to_owned();
+            local.state = ComponentState::Creating;
             return Ok(false);
         }
         if temporary.join(".zato-info").exists() {
@@ -656,7 +596,7 @@ impl Reconciler {
         let args = match self.create_args(component, &temporary) {
             Ok(args) => args,
             Err(reason) => {
-                local.state = "waiting".to_owned();
+                local.state = ComponentState::Waiting;
                 local.last_error = reason;
                 return Ok(false);
             }
@@ -666,7 +606,7 @@ impl Reconciler {
             .map_err(|error| format!("cannot create {}: {error}", temporary.display()))?;
         private_dir(&temporary)?;
         self.chown(&temporary)?;
-        local.state = "creating".to_owned();
+        local.state = ComponentState::Creating;
         let writing = self.odb_writer(component).await;
         let created = self
             .create_server_or_recover(component, &args, &temporary, &marker)
@@ -791,19 +731,61 @@ impl Reconciler {
             Err(error) => local.fail(format!("refused: {error}")),
             Ok(()) => {
                 local.spec = Some(component.clone());
-                self.converge_valid(component, local).await;
+                if role_of(component) == Role::LoadBalancer {
+                    match self.load_balancer(component) {
+                        Ok(driver) => lifecycle::converge(&driver, local).await,
+                        Err(error) => local.fail(error),
+                    }
+                } else {
+                    let driver = drivers::ZatoComponent {
+                        reconciler: self,
+                        component,
+                        directory: self.component_dirs(component).0,
+                    };
+                    lifecycle::converge(&driver, local).await;
+                }
             }
         }
         v1::ComponentStatus {
             role: component.role,
             name: component.name.clone(),
             cluster: component.cluster.clone(),
-            state: local.state.clone(),
+            state: local.state.as_str().to_owned(),
             healthy: local.healthy,
             last_error: local.last_error.clone(),
             restarts: local.restarts,
             backends: local.backends.clone(),
         }
+    }
+
+    /// A load balancer's driver, once its plan is checked and its HAProxy binary is one this host
+    /// runs.
+    fn load_balancer<'a>(
+        &'a self,
+        component: &'a Component,
+    ) -> Result<drivers::LoadBalancer<'a>, String> {
+        let plan = haproxy::Plan::from_component(component)?;
+        if !self.haproxy_allowed(&plan.settings.haproxy_bin) {
+            return Err(format!(
+                "refused: haproxy_bin {:?} is not among this host's haproxy_bins ({}); the host's \
+                 agent config decides which programs it runs",
+                plan.settings.haproxy_bin,
+                self.haproxy_bins
+                    .iter()
+                    .map(|bin| bin.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let directory = self.component_dirs(component).0;
+        let paths = haproxy::Paths::new(&directory);
+        Ok(drivers::LoadBalancer {
+            reconciler: self,
+            component,
+            plan,
+            directory,
+            paths,
+        })
     }
 
     /// Stops the component in `directory`: `zato stop` when it has a pidfile, signals to its
@@ -855,224 +837,6 @@ impl Reconciler {
             }
             Role::LoadBalancer | Role::Unspecified => Ok(()),
         }
-    }
-
-    async fn converge_valid(&self, component: &Component, local: &mut Local) {
-        let role = role_of(component);
-        if role == Role::LoadBalancer {
-            return self.converge_load_balancer(component, local).await;
-        }
-        let (directory, _, _) = self.component_dirs(component);
-        if component.stopped {
-            return self.keep_stopped(&directory, local).await;
-        }
-        match self.ensure_created(component, local).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(error) => return local.fail_step(error),
-        }
-        if role == Role::WebAdmin
-            && let Err(error) = self.ensure_dashboard_password(component, &directory).await
-        {
-            return local.fail_step(error.to_string());
-        }
-        let reconfigured = match self.reconfigure(component, &directory) {
-            Ok(changed) => changed,
-            Err(error) => return local.fail(error),
-        };
-        let pidfile = directory.join("pidfile");
-        let mut running = process::find(&directory).is_some();
-        if running && reconfigured {
-            if let Err(error) = self.stop_component(&directory).await {
-                return local.fail(error);
-            }
-            running = false;
-            local.seen_alive = false;
-        }
-        if !running {
-            if local.seen_alive {
-                local.died(&directory.display().to_string(), read_pid(&pidfile));
-                if let Some(cause) = process::last_logged_error(&directory) {
-                    local.last_error = format!("{}: {cause}", local.last_error);
-                }
-            }
-            if local.waiting() {
-                local.state = "restarting".to_owned();
-                local.healthy = false;
-                return;
-            }
-            if pidfile.exists() {
-                let _ = std::fs::remove_file(&pidfile);
-            }
-            if let Err(error) = self
-                .zato
-                .run(&command::start(&directory), &directory, |_| {})
-                .await
-            {
-                return local.fail_step(error.to_string());
-            }
-            local.started_at = Some(Instant::now());
-            local.state = "starting".to_owned();
-            local.healthy = false;
-            local.deep_probe_at = None;
-        }
-        let probed = self.probe(component, local).await;
-        let alive_now = process::find(&directory).is_some();
-        local.seen_alive = alive_now;
-        local.healthy = probed.is_ok() && alive_now;
-        if local.healthy {
-            local.state = "running".to_owned();
-            local.last_error.clear();
-            local.failures = 0;
-            local.retry_at = None;
-        } else if local
-            .started_at
-            .is_some_and(|at| at.elapsed() > START_GRACE)
-            || local.started_at.is_none()
-        {
-            local.state = "unhealthy".to_owned();
-            local.last_error = match probed {
-                Err(reason) => format!("{role} {}: {reason}", component.name),
-                Ok(()) => format!("{role} {} has no process", component.name),
-            };
-        } else {
-            local.state = "starting".to_owned();
-        }
-    }
-
-    /// A load balancer: HAProxy started, or brought to the plan while it runs; healthy only while
-    /// it answers `/zato-lb-alive`.
-    async fn converge_load_balancer(&self, component: &Component, local: &mut Local) {
-        let plan = match haproxy::Plan::from_component(component) {
-            Ok(plan) => plan,
-            Err(error) => return local.fail(error),
-        };
-        if !self.haproxy_allowed(&plan.settings.haproxy_bin) {
-            return local.fail(format!(
-                "refused: haproxy_bin {:?} is not among this host's haproxy_bins ({}); the host's \
-                 agent config decides which programs it runs",
-                plan.settings.haproxy_bin,
-                self.haproxy_bins
-                    .iter()
-                    .map(|bin| bin.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        let (directory, _, _) = self.component_dirs(component);
-        let paths = haproxy::Paths::new(&directory);
-        let balancer = HaProxy {
-            paths: &paths,
-            run_as: self.zato.run_as.as_ref(),
-        };
-        if component.stopped {
-            let stopped = balancer.stop().await;
-            if let Err(error) = stopped {
-                return local.fail(error);
-            }
-            local.state = "stopped".to_owned();
-            local.healthy = false;
-            local.seen_alive = false;
-            local.last_error.clear();
-            local.retry_at = None;
-            local.backends.clear();
-            return;
-        }
-        if !directory.exists() {
-            let created = self.ensure_cluster_dir(&component.cluster).and_then(|_| {
-                private_dir(&directory)?;
-                self.chown(&directory)
-            });
-            if let Err(error) = created {
-                return local.fail(error);
-            }
-        }
-        let pid = haproxy::master_pid(&paths);
-        if pid.is_none() {
-            if local.seen_alive {
-                local.died(&directory.display().to_string(), read_pid(&paths.pidfile));
-            }
-            if local.waiting() {
-                local.state = "restarting".to_owned();
-                local.healthy = false;
-                return;
-            }
-            let started = balancer.start(&plan).await;
-            if let Err(error) = started {
-                local.backends.clear();
-                return local.fail(error);
-            }
-            local.started_at = Some(Instant::now());
-            local.state = "starting".to_owned();
-            local.last_error.clear();
-        } else if !local.waiting() {
-            let converged = balancer.converge(&plan).await;
-            match converged {
-                Ok(applied) => {
-                    local.last_error = applied.note;
-                    local.failures = 0;
-                    local.retry_at = None;
-                }
-                Err(error) => {
-                    // HAProxy serves on as it was; the change is tried again with backoff.
-                    tracing::warn!(error = %error, "load balancer change failed; will retry");
-                    local.last_error = error;
-                    local.failures += 1;
-                    local.retry_at = Some(Instant::now() + backoff(local.failures));
-                }
-            }
-        }
-        let alive = haproxy::master_pid(&paths).is_some();
-        let answers = alive
-            && health::request(
-                plan.probe_address(),
-                plan.port,
-                "GET",
-                "/zato-lb-alive",
-                &[],
-                "",
-            )
-            .await
-            .is_ok_and(|answer| answer.status == 200);
-        let backends = if alive {
-            balancer.backend_states().await.unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        local.seen_alive = alive;
-        local.healthy = answers;
-        local.backends = backends;
-        if answers {
-            local.state = "running".to_owned();
-        } else if local
-            .started_at
-            .is_some_and(|at| at.elapsed() <= START_GRACE)
-        {
-            local.state = "starting".to_owned();
-        } else {
-            local.state = "unhealthy".to_owned();
-            if local.last_error.is_empty() {
-                local.last_error = format!(
-                    "load balancer {} does not answer /zato-lb-alive on port {}",
-                    component.name, plan.port
-                );
-            }
-        }
-    }
-
-    /// A component of a drained host: stopped if it runs, left as it is otherwise.
-    async fn keep_stopped(&self, directory: &Path, local: &mut Local) {
-        if process::find(directory).is_some() {
-            if let Err(error) = self.stop_component(directory).await {
-                return local.fail(error);
-            }
-            tracing::info!(component = %directory.display(), "component stopped: its host is drained");
-        }
-        local.state = "stopped".to_owned();
-        local.healthy = false;
-        local.seen_alive = false;
-        local.last_error.clear();
-        local.retry_at = None;
     }
 
     /// Stops and archives components of this host that are no longer desired.
