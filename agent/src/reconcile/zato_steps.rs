@@ -1,0 +1,364 @@
+//! The Zato side of a component's life, as the reconciler's steps: where a component lives, the
+//! `zato create` it needs (and the interrupted create it recovers from), its config files, the
+//! dashboard's password, stopping it, and probing it. [`super::drivers::ZatoComponent`] calls them.
+
+use super::*;
+
+impl Reconciler {
+    pub(super) fn component_dirs(&self, component: &Component) -> (PathBuf, PathBuf, PathBuf) {
+        let cluster_dir = self.cluster_dir(&component.cluster);
+        let base = format!("{}-{}", role_of(component).cli_name(), component.name);
+        (
+            cluster_dir.join(&base),
+            cluster_dir.join(format!(".creating-{base}")),
+            cluster_dir.join(format!(".creating-{base}.pid")),
+        )
+    }
+
+    /// The `zato create` arguments for a component in `path`; `Err` with a reason when it must
+    /// wait (the scheduler before any server has an address).
+    pub(super) fn create_args(
+        &self,
+        component: &Component,
+        path: &Path,
+    ) -> Result<Vec<zato::Arg>, String> {
+        let default_sqlite = self.default_sqlite(&component.cluster);
+        match role_of(component) {
+            Role::Server => {
+                let scheduler = component
+                    .scheduler
+                    .as_ref()
+                    .and_then(conf::peer)
+                    .map(|scheduler| scheduler.zato_address());
+                Ok(command::create_server(
+                    component,
+                    path,
+                    scheduler.as_deref(),
+                    &default_sqlite,
+                ))
+            }
+            Role::Scheduler => {
+                let server = component
+                    .server
+                    .as_ref()
+                    .and_then(conf::peer)
+                    .ok_or_else(|| {
+                        "waiting for a server of the cluster to have an address".to_owned()
+                    })?;
+                Ok(command::create_scheduler(
+                    component,
+                    path,
+                    &server.zato_address(),
+                    &default_sqlite,
+                ))
+            }
+            Role::WebAdmin => Ok(command::create_web_admin(component, path, &default_sqlite)),
+            Role::LoadBalancer | Role::Unspecified => Err(format!(
+                "the {} role has no `zato create`",
+                role_of(component)
+            )),
+        }
+    }
+
+    /// Waits for the turn to write `component`'s ODB when it is an SQLite file; nothing to wait for
+    /// with PostgreSQL and MySQL, nor for the scheduler (its create writes nothing to the ODB).
+    pub(super) async fn odb_writer(
+        &self,
+        component: &Component,
+    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if role_of(component) == Role::Scheduler {
+            return None;
+        }
+        let odb_type = component
+            .odb
+            .as_ref()
+            .and_then(|odb| v1::OdbType::try_from(odb.odb_type).ok())
+            .unwrap_or(v1::OdbType::Sqlite);
+        match odb_type {
+            v1::OdbType::Sqlite | v1::OdbType::Unspecified => Some(self.sqlite_writes.lock().await),
+            v1::OdbType::Postgresql | v1::OdbType::Mysql => None,
+        }
+    }
+
+    /// Runs `zato create` for a server in `temporary`; a name that Zato's ODB still holds from a
+    /// removed server or a killed create has its stale row removed, and the create runs again.
+    pub(super) async fn create_server_or_recover(
+        &self,
+        component: &Component,
+        args: &[zato::Arg],
+        temporary: &Path,
+        marker: &Path,
+    ) -> Result<(), ZatoError> {
+        let cluster_dir = self.cluster_dir(&component.cluster);
+        let record_pid = |pid: u32| {
+            let _ = files::write_atomic(marker, format!("{pid}\n").as_bytes(), 0o644);
+        };
+        let first = self.zato.run(args, &cluster_dir, record_pid).await;
+        let Err(error) = first else {
+            return Ok(());
+        };
+        if role_of(component) != Role::Server
+            || !error.exited_with(zato::EXIT_SERVER_NAME_ALREADY_EXISTS)
+        {
+            return Err(error);
+        }
+        let odb_settings = component.odb.clone().unwrap_or_default();
+        let secrets = component.secrets.clone().unwrap_or_default();
+        let default_sqlite = self.default_sqlite(&component.cluster);
+        let odb = zato::odb::Odb {
+            settings: &odb_settings,
+            password: &secrets.odb_password,
+            default_sqlite: &default_sqlite,
+        };
+        let removed = odb.remove_server(&component.cluster, &component.name).await;
+        match removed {
+            Ok(rows) => tracing::warn!(
+                cluster = %component.cluster,
+                server = %component.name,
+                rows,
+                "removed a stale server row from Zato's ODB (a removed server, or a create that was interrupted); creating the server again"
+            ),
+            Err(odb_error) => {
+                tracing::warn!(error = %odb_error, "cannot remove a stale server row");
+                return Err(error);
+            }
+        }
+        let _ = std::fs::remove_dir_all(temporary);
+        std::fs::create_dir(temporary).map_err(|source| ZatoError::Spawn {
+            command: format!("mkdir {}", temporary.display()),
+            source,
+        })?;
+        let _ = private_dir(temporary);
+        let _ = self.chown(temporary);
+        self.zato
+            .run(args, &cluster_dir, record_pid)
+            .await
+            .map(|_| ())
+    }
+
+    /// Makes sure the component's directory exists, creating it if needed. `Ok(false)` means it is
+    /// not there yet (a create is in flight or must wait).
+    pub(super) async fn ensure_created(
+        &self,
+        component: &Component,
+        local: &mut Local,
+    ) -> Result<bool, String> {
+        let (directory, temporary, marker) = self.component_dirs(component);
+        if directory.join(".zato-info").exists() {
+            return Ok(true);
+        }
+        if directory.exists() {
+            return Err(format!(
+                "{} exists but is not a finished Zato component (no .zato-info); move it away",
+                directory.display()
+            ));
+        }
+        if read_pid(&marker).is_some_and(alive) {
+            local.state = ComponentState::Creating;
+            return Ok(false);
+        }
+        if temporary.join(".zato-info").exists() {
+            self.finish_create(component, &temporary, &directory)?;
+            let _ = std::fs::remove_file(&marker);
+            tracing::info!(component = %directory.display(), "adopted a component whose create finished while the agent was away");
+            return Ok(true);
+        }
+        if local.waiting() {
+            return Ok(false);
+        }
+        if temporary.exists() {
+            tracing::info!(directory = %temporary.display(), "removing a half-made component left by an interrupted create");
+            std::fs::remove_dir_all(&temporary)
+                .map_err(|error| format!("cannot remove {}: {error}", temporary.display()))?;
+        }
+        let _ = std::fs::remove_file(&marker);
+        let args = match self.create_args(component, &temporary) {
+            Ok(args) => args,
+            Err(reason) => {
+                local.state = ComponentState::Waiting;
+                local.last_error = reason;
+                return Ok(false);
+            }
+        };
+        self.ensure_cluster_dir(&component.cluster)?;
+        std::fs::create_dir(&temporary)
+            .map_err(|error| format!("cannot create {}: {error}", temporary.display()))?;
+        private_dir(&temporary)?;
+        self.chown(&temporary)?;
+        local.state = ComponentState::Creating;
+        let writing = self.odb_writer(component).await;
+        let created = self
+            .create_server_or_recover(component, &args, &temporary, &marker)
+            .await;
+        drop(writing);
+        if let Err(error) = created {
+            let _ = std::fs::remove_dir_all(&temporary);
+            let _ = std::fs::remove_file(&marker);
+            return Err(error.to_string());
+        }
+        if role_of(component) == Role::WebAdmin {
+            conf::set_web_admin_bind(&temporary, &self.bind_address.to_string(), component.port)
+                .map_err(|error| error.to_string())?;
+        }
+        self.finish_create(component, &temporary, &directory)?;
+        let _ = std::fs::remove_file(&marker);
+        tracing::info!(component = %directory.display(), "component created");
+        Ok(true)
+    }
+
+    /// Moves a finished create into place: the directory renamed, the symlinks Zato made into the
+    /// old path re-pointed.
+    pub(super) fn finish_create(
+        &self,
+        component: &Component,
+        temporary: &Path,
+        directory: &Path,
+    ) -> Result<(), String> {
+        std::fs::rename(temporary, directory)
+            .map_err(|error| format!("cannot move {} into place: {error}", temporary.display()))?;
+        if role_of(component) == Role::Server {
+            conf::repoint_symlinks(directory, temporary).map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Sets the password of the dashboard's user `admin` once per web-admin (`zato create
+    /// web-admin` makes one up and never shows it).
+    pub(super) async fn ensure_dashboard_password(
+        &self,
+        component: &Component,
+        directory: &Path,
+    ) -> Result<(), ZatoError> {
+        let marker = directory.join(DASHBOARD_PASSWORD_MARKER);
+        let password = component
+            .secrets
+            .as_ref()
+            .map(|secrets| secrets.dashboard_password.as_str())
+            .unwrap_or_default();
+        if marker.exists() || password.is_empty() {
+            return Ok(());
+        }
+        let _writing = self.odb_writer(component).await;
+        self.zato
+            .run(
+                &command::set_dashboard_password(directory, password),
+                directory,
+                |_| {},
+            )
+            .await?;
+        let _ = files::write_atomic(&marker, b"", 0o600);
+        tracing::info!(component = %directory.display(), "dashboard password set");
+        Ok(())
+    }
+
+    /// Rewrites the component's config where the desired port, peer or IPC range changed; says
+    /// whether it did (the component must then restart).
+    pub(super) fn reconfigure(
+        &self,
+        component: &Component,
+        directory: &Path,
+    ) -> Result<bool, String> {
+        let repo = directory.join("config/repo");
+        let port = u16::try_from(component.port)
+            .map_err(|_| format!("invalid port {}", component.port))?;
+        let changed = match role_of(component) {
+            Role::Server => {
+                let bind = self.bind_address;
+                let mut settings = vec![("main", "gunicorn_bind", format!("{bind}:{port}"))];
+                if let Some(ipc_start) = self.ipc_port_starts.get(&key_of(component)) {
+                    settings.push(("main", "ipc_port_start", ipc_start.to_string()));
+                }
+                if let Some(scheduler) = component.scheduler.as_ref().and_then(conf::peer) {
+                    settings.push(("scheduler", "scheduler_host", scheduler.host));
+                    settings.push(("scheduler", "scheduler_port", scheduler.port.to_string()));
+                    settings.push((
+                        "scheduler",
+                        "scheduler_use_tls",
+                        conf::python_bool(scheduler.tls).to_owned(),
+                    ));
+                }
+                conf::edit_ini(&repo.join("server.conf"), &settings)
+            }
+            Role::Scheduler => {
+                let mut settings = vec![
+                    ("bind", "host", self.bind_address.to_string()),
+                    ("bind", "port", port.to_string()),
+                ];
+                if let Some(server) = component.server.as_ref().and_then(conf::peer) {
+                    settings.push(("server", "server_host", server.host));
+                    settings.push(("server", "server_port", server.port.to_string()));
+                    settings.push((
+                        "server",
+                        "server_use_tls",
+                        conf::python_bool(server.tls).to_owned(),
+                    ));
+                }
+                conf::edit_ini(&repo.join("scheduler.conf"), &settings)
+            }
+            Role::WebAdmin => {
+                conf::set_web_admin_bind(directory, &self.bind_address.to_string(), component.port)
+            }
+            _ => Ok(false),
+        }
+        .map_err(|error| error.to_string())?;
+        if changed {
+            tracing::info!(component = %directory.display(), "component reconfigured");
+        }
+        Ok(changed)
+    }
+
+    /// Stops the component in `directory`: `zato stop` when it has a pidfile, signals to its
+    /// processes when it has none yet.
+    pub(super) async fn stop_component(&self, directory: &Path) -> Result<(), String> {
+        if read_pid(&directory.join("pidfile")).is_some_and(alive) {
+            return self
+                .zato
+                .run(&command::stop(directory), directory, |_| {})
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string());
+        }
+        if process::terminate(directory, STOP_PATIENCE).await {
+            Ok(())
+        } else {
+            Err(format!(
+                "the processes of {} did not end after SIGTERM and SIGKILL",
+                directory.display()
+            ))
+        }
+    }
+
+    /// Whether the component answers as its role must; `Err` says why not.
+    pub(super) async fn probe(
+        &self,
+        component: &Component,
+        local: &mut Local,
+    ) -> Result<(), String> {
+        let port = u16::try_from(component.port).unwrap_or_default();
+        let address = self.probe_address();
+        match role_of(component) {
+            Role::Server => health::server(address, port).await,
+            Role::WebAdmin => health::dashboard(address, port).await,
+            Role::Scheduler => {
+                let recently = local.healthy
+                    && local
+                        .deep_probe_at
+                        .is_some_and(|at| at.elapsed() < health::SCHEDULER_PROBE_INTERVAL);
+                if recently {
+                    return Ok(());
+                }
+                let password = component
+                    .secrets
+                    .as_ref()
+                    .map(|secrets| secrets.scheduler_api_password.clone())
+                    .unwrap_or_default();
+                let result = health::scheduler(address, port, &password).await;
+                if result.is_ok() {
+                    local.deep_probe_at = Some(Instant::now());
+                }
+                result
+            }
+            Role::LoadBalancer | Role::Unspecified => Ok(()),
+        }
+    }
+}
