@@ -241,13 +241,18 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
             status.backends.len()
         )));
     }
+    let state = status.state().word().to_owned();
     let mut backends = Vec::with_capacity(status.backends.len());
     for backend in status.backends {
         validate::name("backend server name", &backend.name)?;
+        let state: String = clean_text(&backend.state).chars().take(64).collect();
         backends.push(v1::BackendServerState {
             name: backend.name,
             address: clean_text(&backend.address).chars().take(300).collect(),
-            state: clean_text(&backend.state).chars().take(64).collect(),
+            // Read from HAProxy's words here too: the coordinator does not take an agent's word
+            // for what they mean.
+            status: v1::BackendStatus::from_haproxy(&state) as i32,
+            state,
             check: clean_text(&backend.check),
             sessions: backend.sessions,
         });
@@ -257,7 +262,7 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
         cluster: status.cluster,
         role,
         name: status.name,
-        state: clean_text(&status.state).chars().take(32).collect(),
+        state,
         healthy: status.healthy,
         last_error: clean_text(&status.last_error),
         restarts: status.restarts,

@@ -190,10 +190,10 @@ fn still_routed(inputs: &PlanInputs, server: &Assignment) -> bool {
         })
         .filter_map(|balancer| balancer.status.as_ref().filter(|status| status.healthy))
         .any(|status| {
-            status.backends.iter().any(|backend| {
-                backend.name == server.name
-                    && (backend.state.starts_with("UP") || backend.state == "no check")
-            })
+            status
+                .backends
+                .iter()
+                .any(|backend| backend.name == server.name && backend.status().in_rotation())
         })
 }
 

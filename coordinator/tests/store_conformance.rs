@@ -1224,6 +1224,7 @@ fn balancer_report(state: &str) -> StatusReport {
             state: state.into(),
             check: "L7OK 200 Layer7 check passed, code 200".into(),
             sessions: 3,
+            status: v1::BackendStatus::from_haproxy(state) as i32,
         }],
     }];
     balancer

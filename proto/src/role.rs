@@ -118,3 +118,72 @@ mod tests {
         );
     }
 }
+
+impl crate::v1::ComponentState {
+    /// The word people see (`muster status`, `--output json`, the database): "running", ...;
+    /// empty for a component not yet looked at.
+    pub fn word(self) -> &'static str {
+        use crate::v1::ComponentState;
+        match self {
+            ComponentState::Unspecified => "",
+            ComponentState::Creating => "creating",
+            ComponentState::Waiting => "waiting",
+            ComponentState::Starting => "starting",
+            ComponentState::Running => "running",
+            ComponentState::Unhealthy => "unhealthy",
+            ComponentState::Restarting => "restarting",
+            ComponentState::Stopped => "stopped",
+            ComponentState::Failed => "failed",
+        }
+    }
+}
+
+impl crate::v1::BackendStatus {
+    /// What HAProxy's status column says: `UP`, `UP 1/2`, `DOWN`, `DOWN 1/2`, `DRAIN`, `MAINT`,
+    /// `no check`, ... (`MAINT (via ...)` and the like count as their first word).
+    pub fn from_haproxy(status: &str) -> Self {
+        use crate::v1::BackendStatus;
+        let first = status.split_whitespace().next().unwrap_or_default();
+        match first {
+            "UP" => BackendStatus::Up,
+            "DOWN" | "NOLB" => BackendStatus::Down,
+            "DRAIN" => BackendStatus::Drain,
+            "MAINT" => BackendStatus::Maint,
+            "no" if status.trim() == "no check" => BackendStatus::Unchecked,
+            _ => BackendStatus::Unspecified,
+        }
+    }
+
+    /// HAProxy sends it new requests.
+    pub fn in_rotation(self) -> bool {
+        matches!(
+            self,
+            crate::v1::BackendStatus::Up | crate::v1::BackendStatus::Unchecked
+        )
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use crate::v1::BackendStatus;
+
+    #[test]
+    fn haproxys_status_column_is_understood() {
+        for (text, status, in_rotation) in [
+            ("UP", BackendStatus::Up, true),
+            ("UP 1/2", BackendStatus::Up, true),
+            ("DOWN", BackendStatus::Down, false),
+            ("DOWN 1/2", BackendStatus::Down, false),
+            ("NOLB", BackendStatus::Down, false),
+            ("DRAIN", BackendStatus::Drain, false),
+            ("MAINT", BackendStatus::Maint, false),
+            ("MAINT (via bck/server1)", BackendStatus::Maint, false),
+            ("no check", BackendStatus::Unchecked, true),
+            ("", BackendStatus::Unspecified, false),
+            ("UPPER", BackendStatus::Unspecified, false),
+        ] {
+            assert_eq!(BackendStatus::from_haproxy(text), status, "{text}");
+            assert_eq!(status.in_rotation(), in_rotation, "{text}");
+        }
+    }
+}

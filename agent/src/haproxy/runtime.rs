@@ -119,6 +119,7 @@ pub fn parse_stat(text: &str) -> Vec<v1::BackendServerState> {
                 state: get(2).to_owned(),
                 check,
                 sessions: get(6).parse().unwrap_or_default(),
+                status: v1::BackendStatus::from_haproxy(get(2)) as i32,
             })
         })
         .collect();

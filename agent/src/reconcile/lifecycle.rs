@@ -11,46 +11,9 @@ use muster_proto::v1;
 
 use super::{START_GRACE, backoff, step_backoff};
 
-/// A component's state as its host reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ComponentState {
-    /// Not yet looked at.
-    #[default]
-    New,
-    /// Its `zato create` runs.
-    Creating,
-    /// It cannot be created yet (the scheduler waits for a server with an address).
-    Waiting,
-    /// Started, not yet answering, within its start grace.
-    Starting,
-    /// It runs and answers as its role must.
-    Running,
-    /// It runs (or should) but does not answer, past its start grace.
-    Unhealthy,
-    /// It died and waits for its restart's backoff.
-    Restarting,
-    /// Stopped on purpose: its host is drained.
-    Stopped,
-    /// A step failed; retried with backoff.
-    Failed,
-}
-
-impl ComponentState {
-    /// The word reported for it (`muster status` shows it).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ComponentState::New => "",
-            ComponentState::Creating => "creating",
-            ComponentState::Waiting => "waiting",
-            ComponentState::Starting => "starting",
-            ComponentState::Running => "running",
-            ComponentState::Unhealthy => "unhealthy",
-            ComponentState::Restarting => "restarting",
-            ComponentState::Stopped => "stopped",
-            ComponentState::Failed => "failed",
-        }
-    }
-}
+/// A component's state as its host reports it: the wire's enum, so agent and coordinator agree
+/// on its values (`ComponentState::word` is what people see).
+pub use muster_proto::v1::ComponentState;
 
 /// What the agent keeps of one component between passes.
 #[derive(Debug, Default)]

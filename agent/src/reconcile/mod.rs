@@ -465,7 +465,7 @@ impl Reconciler {
             role: component.role,
             name: component.name.clone(),
             cluster: component.cluster.clone(),
-            state: local.state.as_str().to_owned(),
+            state: local.state as i32,
             healthy: local.healthy,
             last_error: local.last_error.clone(),
             restarts: local.restarts,

@@ -157,6 +157,8 @@ pub(super) struct BackendStateView {
     pub(super) address: String,
     /// HAProxy's own word: UP, DOWN, DRAIN, MAINT, ...
     pub(super) state: String,
+    /// HAProxy sends it new requests (UP, or "no check").
+    pub(super) in_rotation: bool,
     pub(super) check: String,
     pub(super) sessions: u32,
 }
@@ -186,6 +188,7 @@ impl From<v1::ComponentAssignment> for ComponentView {
                 .backends
                 .into_iter()
                 .map(|backend| BackendStateView {
+                    in_rotation: backend.status().in_rotation(),
                     server: backend.name,
                     address: backend.address,
                     state: backend.state,

@@ -494,7 +494,7 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
             .iter()
             .filter(|component| component.role == Role::LoadBalancer.cli_name())
             .flat_map(|balancer| &balancer.backends)
-            .filter(|backend| backend.state.starts_with("UP"))
+            .filter(|backend| backend.in_rotation)
             .count();
         if components.len() == expected
             && healthy == expected

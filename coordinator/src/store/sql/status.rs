@@ -359,10 +359,12 @@ impl SqlStore {
                 row.try_get("cluster_name").map_err(read())?,
                 row.try_get("lb_name").map_err(read())?,
             );
+            let state: String = row.try_get("state").map_err(read())?;
             states.entry(key).or_default().push(v1::BackendServerState {
                 name: row.try_get("server_name").map_err(read())?,
                 address: row.try_get("address").map_err(read())?,
-                state: row.try_get("state").map_err(read())?,
+                status: v1::BackendStatus::from_haproxy(&state) as i32,
+                state,
                 check: row.try_get("check_result").map_err(read())?,
                 sessions: count_from(row.try_get("sessions").map_err(read())?, "sessions")?,
             });
