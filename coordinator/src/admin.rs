@@ -15,8 +15,8 @@ use crate::audit::{Door, Refusals};
 use crate::error::api_error;
 use crate::secrets;
 use crate::store::{
-    Actor, Assignment, Cluster, ClusterSecrets, Event, Host, JoinToken, NewAssignment, NewCluster,
-    NewJoinToken, OdbSettings, Store, now_ms, retry_transient,
+    Actor, Assignment, Cluster, ClusterSecrets, Event, Host, HostState, JoinToken, NewAssignment,
+    NewCluster, NewJoinToken, OdbSettings, Store, now_ms, retry_transient,
 };
 
 /// A join token's lifetime when the request names none.
@@ -203,7 +203,7 @@ fn host_message(host: Host) -> v1::Host {
         name: host.name,
         advertise_address: host.advertise_address,
         labels: host.labels.into_iter().collect(),
-        state: host.state,
+        state: host.state.as_str().to_owned(),
         enrolled_at_unix_ms: host.enrolled_at_ms,
         last_seen_unix_ms: host.last_seen_ms.unwrap_or(0),
         generation: host.generation,
@@ -635,7 +635,7 @@ impl AdminService for AdminApi {
                     host: host.name.clone(),
                     address: host.advertise_address.clone(),
                     port: u32::from(assignment.port),
-                    host_state: host.state.clone(),
+                    host_state: host.state.as_str().to_owned(),
                     healthy: assignment.status.is_some_and(|status| status.healthy),
                 })
             })
@@ -735,7 +735,7 @@ impl AdminService for AdminApi {
                 let host = hosts.get(&assignment.host).cloned();
                 let mut message = assignment_message(assignment);
                 // What a down host last reported is stale: say so, and since when.
-                if let Some(host) = host.filter(|host| host.state == "down")
+                if let Some(host) = host.filter(|host| host.state == HostState::Down)
                     && !message.state.is_empty()
                 {
                     message.last_error = format!(

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::audit::Refusals;
-use crate::store::Store;
+use crate::store::{HostState, Store};
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -90,7 +90,7 @@ async fn metrics(State(Shared { store, refusals }): State<Shared>) -> impl IntoR
     if let Some(hosts) = hosts {
         let _ = writeln!(text, "# HELP muster_hosts Enrolled hosts by state.");
         let _ = writeln!(text, "# TYPE muster_hosts gauge");
-        for state in ["new", "up", "down"] {
+        for state in HostState::ALL {
             let count = hosts.iter().filter(|host| host.state == state).count();
             let _ = writeln!(text, "muster_hosts{{state=\"{state}\"}} {count}");
         }

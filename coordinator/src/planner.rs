@@ -23,7 +23,7 @@
 
 use muster_proto::v1::{self, BootstrapKind, Role};
 
-use crate::store::{Assignment, BootstrapTask, Cluster, ClusterSecrets, PlanInputs};
+use crate::store::{Assignment, BootstrapTask, Cluster, ClusterSecrets, HostState, PlanInputs};
 
 fn odb_message(cluster: &Cluster) -> v1::OdbSettings {
     v1::OdbSettings {
@@ -186,7 +186,7 @@ fn still_routed(inputs: &PlanInputs, server: &Assignment) -> bool {
             inputs
                 .hosts
                 .get(&balancer.host)
-                .is_some_and(|host| host.state == "up")
+                .is_some_and(|host| host.state == HostState::Up)
         })
         .filter_map(|balancer| balancer.status.as_ref().filter(|status| status.healthy))
         .any(|status| {

@@ -2,6 +2,8 @@
 //! its transaction, then writes what they decide. A rule is tested here in milliseconds, without a
 //! database.
 
+use crate::store::HostState;
+
 /// A server of the cluster, as the choice of the scheduler's target sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerCandidate {
@@ -81,14 +83,14 @@ impl Happened {
 /// The events of a host's report about the host itself: it is up again (or for the first time),
 /// its advertised address changed. `state_before` and `last_seen_ms` are what was stored.
 pub fn host_report_events(
-    state_before: &str,
+    state_before: HostState,
     last_seen_ms: Option<i64>,
     now_ms: i64,
     address_before: &str,
     address_now: &str,
 ) -> Vec<Happened> {
     let mut happened = Vec::new();
-    if state_before != "up" {
+    if state_before != HostState::Up {
         let message = match last_seen_ms {
             None => "host reported for the first time".to_owned(),
             Some(last) => format!(
@@ -274,17 +276,20 @@ mod tests {
 
     #[test]
     fn a_host_is_up_again_or_for_the_first_time_and_its_new_address_is_said() {
-        let first = host_report_events("new", None, 10_000, "", "10.0.0.5");
+        let first = host_report_events(HostState::New, None, 10_000, "", "10.0.0.5");
         assert_eq!(kinds(&first), ["host.up", "host.address"]);
         assert_eq!(first[0].message, "host reported for the first time");
-        let back = host_report_events("down", Some(1_000), 31_000, "10.0.0.5", "10.0.0.5");
+        let back = host_report_events(HostState::Down, Some(1_000), 31_000, "10.0.0.5", "10.0.0.5");
         assert_eq!(back.len(), 1);
         assert_eq!(
             back[0].message,
             "host reported again after 30s without heartbeats"
         );
-        assert!(host_report_events("up", Some(1_000), 2_000, "10.0.0.5", "10.0.0.5").is_empty());
-        let moved = host_report_events("up", Some(1_000), 2_000, "10.0.0.5", "10.0.0.6");
+        assert!(
+            host_report_events(HostState::Up, Some(1_000), 2_000, "10.0.0.5", "10.0.0.5")
+                .is_empty()
+        );
+        let moved = host_report_events(HostState::Up, Some(1_000), 2_000, "10.0.0.5", "10.0.0.6");
         assert_eq!(
             moved[0].message,
             "advertised address changed from 10.0.0.5 to 10.0.0.6"

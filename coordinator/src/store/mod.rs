@@ -185,13 +185,55 @@ pub struct NewHost {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Whether a host's heartbeats arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    /// Enrolled, and has not reported yet.
+    New,
+    /// Reports within the heartbeat TTL.
+    Up,
+    /// Has not reported within the heartbeat TTL.
+    Down,
+}
+
+impl HostState {
+    pub const ALL: [HostState; 3] = [HostState::New, HostState::Up, HostState::Down];
+
+    /// The word stored in the database and shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::New => "new",
+            HostState::Up => "up",
+            HostState::Down => "down",
+        }
+    }
+
+    pub fn from_word(word: &str) -> Option<HostState> {
+        HostState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == word)
+    }
+}
+
+impl PartialEq<&str> for HostState {
+    fn eq(&self, word: &&str) -> bool {
+        self.as_str() == *word
+    }
+}
+
+impl fmt::Display for HostState {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     pub id: String,
     pub name: String,
     pub advertise_address: String,
     pub labels: BTreeMap<String, String>,
-    pub state: String,
+    pub state: HostState,
     pub enrolled_at_ms: i64,
     /// `None` while the host has never reported.
     pub last_seen_ms: Option<i64>,

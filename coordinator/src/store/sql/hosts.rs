@@ -79,7 +79,7 @@ impl SqlStore {
             name: new.name,
             advertise_address: new.advertise_address,
             labels: new.labels,
-            state: "new".to_owned(),
+            state: HostState::New,
             enrolled_at_ms,
             last_seen_ms: None,
             generation: 1,
@@ -412,7 +412,7 @@ impl SqlStore {
                 )));
             }
             if host.last_seen_ms.is_some()
-                && host.state == "up"
+                && host.state == HostState::Up
                 && host.applied_generation < host.generation
             {
                 return Err(StoreError::Conflict(format!(

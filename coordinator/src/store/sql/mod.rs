@@ -24,8 +24,8 @@ use sqlx::{Any, AnyPool, Executor, Row};
 
 use super::{
     Actor, Assignment, BootstrapState, BootstrapTask, Cluster, ClusterSecrets, ComponentStatus,
-    Event, Host, JoinToken, NewAssignment, NewCluster, NewHost, NewJoinToken, OdbSettings,
-    PlanInputs, StatusReport, Store, StoreError, TokenRefusal, now_ms,
+    Event, Host, HostState, JoinToken, NewAssignment, NewCluster, NewHost, NewJoinToken,
+    OdbSettings, PlanInputs, StatusReport, Store, StoreError, TokenRefusal, now_ms,
 };
 use crate::policy;
 use crate::secrets::{self, SecretBox};

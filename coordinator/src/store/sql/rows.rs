@@ -212,7 +212,11 @@ pub(super) fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
         advertise_address: row.try_get("advertise_address").map_err(read())?,
         labels: serde_json::from_str(&labels)
             .map_err(|error| StoreError::Corrupt(format!("host labels: {error}")))?,
-        state: row.try_get("state").map_err(read())?,
+        state: {
+            let word: String = row.try_get("state").map_err(read())?;
+            HostState::from_word(&word)
+                .ok_or_else(|| StoreError::Corrupt(format!("host state {word:?}")))?
+        },
         enrolled_at_ms: row.try_get("enrolled_at").map_err(read())?,
         last_seen_ms: row.try_get("last_seen_at").map_err(read())?,
         generation: generation_from(row.try_get("generation").map_err(read())?)?,

@@ -41,7 +41,7 @@ impl SqlStore {
             }
         }
         let happened = policy::host_report_events(
-            &host.state,
+            host.state,
             host.last_seen_ms,
             now,
             &host.advertise_address,
@@ -407,7 +407,7 @@ impl SqlStore {
                 servers.push(policy::ServerCandidate {
                     name: row.try_get("name").map_err(read())?,
                     host: row.try_get("host_name").map_err(read())?,
-                    host_up: state.as_deref() == Some("up") && !drained,
+                    host_up: state.as_deref() == Some(HostState::Up.as_str()) && !drained,
                     healthy: row.try_get::<Option<i64>, _>("healthy").map_err(read())? == Some(1),
                 });
             }
