@@ -16,7 +16,8 @@ use muster_proto::validate;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CliError, ConnectionArgs, connect, fetch_status, list_components, write_json, write_status,
+    CliError, Connection, ConnectionArgs, connect, fetch_status, list_components, write_json,
+    write_status,
 };
 
 const GRPC_PORT: u16 = muster_proto::DEFAULT_GRPC_PORT;
@@ -230,247 +231,20 @@ fn connection_args(dir: &Path) -> ConnectionArgs {
     }
 }
 
-async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Result<(), CliError> {
-    let dir = args.dir;
-    validate::name("cluster name", &args.cluster)?;
-
-    // Everything is checked before anything starts.
-    if dir.join(STATE_FILE).exists() || dir.join("coordinator").exists() {
-        return Err(usage(format!(
-            "{} already holds a quickstart: see `muster quickstart status --dir {0}`, or stop it \
-             with `muster quickstart stop --dir {0}` and remove the directory to start over",
-            dir.display()
-        )));
-    }
-    let coordinator_bin = sibling("muster-coordinator")?;
-    let agent_bin = sibling("muster-agent")?;
-    let zato_bin = if args.demo {
-        sibling("mock-zato")?
-    } else if let Some(given) = args.zato_bin {
-        if !given.exists() {
-            return Err(usage(format!(
-                "--zato-bin {} does not exist",
-                given.display()
-            )));
-        }
-        given
-    } else {
-        in_path("zato").ok_or_else(|| {
-            usage(
-                "no `zato` in PATH: install Zato 3.2 (https://zato.io/docs), pass --zato-bin PATH, \
-                 or run `muster quickstart --demo` to use mock-zato, Muster's stand-in for Zato",
-            )
-        })?
-    };
-    let haproxy = in_path("haproxy").ok_or_else(|| {
-        usage(
-            "no `haproxy` found for the load balancer: install it (Debian: apt-get install haproxy)",
-        )
-    })?;
-    let taken: Vec<String> = ports(args.servers)
-        .into_iter()
-        .filter(|(port, _)| !port_free(*port))
-        .map(|(port, what)| format!("{port} ({what})"))
-        .collect();
-    if !taken.is_empty() {
-        return Err(usage(format!(
-            "ports in use on 127.0.0.1: {}; stop what holds them (another quickstart: `muster \
-             quickstart stop --dir DIR`) and try again",
-            taken.join(", ")
-        )));
-    }
-
-    let progress = |out: &mut dyn std::io::Write, line: String| -> Result<(), CliError> {
-        if !json {
-            writeln!(out, "{line}")?;
-            out.flush()?;
-        }
-        Ok(())
-    };
-    if args.demo {
-        progress(
-            out,
-            format!(
-                "demo mode: components are run by mock-zato ({}), a stand-in for Zato that \
-                 answers like it",
-                zato_bin.display()
-            ),
-        )?;
-    }
-    std::fs::create_dir_all(&dir)
-        .map_err(|error| usage(format!("cannot create {}: {error}", dir.display())))?;
-    let dir = std::fs::canonicalize(&dir)
-        .map_err(|error| usage(format!("cannot resolve {}: {error}", dir.display())))?;
-    let data_dir = dir.join("coordinator");
-    let recorded = Recorded {
-        cluster: args.cluster.clone(),
-        servers: args.servers,
-        zato_bin: zato_bin.clone(),
-        demo: args.demo,
-    };
-    let record = serde_json::to_string_pretty(&recorded)
-        .map_err(|error| usage(format!("cannot record the quickstart: {error}")))?;
-    muster_proto::files::write_atomic(&dir.join(STATE_FILE), record.as_bytes(), 0o600)
-        .map_err(|error| usage(error.to_string()))?;
-
-    progress(
-        out,
-        format!("initializing a coordinator in {}", data_dir.display()),
-    )?;
-    let init = muster_process(&coordinator_bin)
-        .arg("init")
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .output()
-        .map_err(|error| usage(format!("cannot run muster-coordinator init: {error}")))?;
-    if !init.status.success() {
-        return Err(usage(format!(
-            "muster-coordinator init failed: {}",
-            String::from_utf8_lossy(&init.stderr).trim()
-        )));
-    }
-    let mut coordinator = muster_process(&coordinator_bin);
-    coordinator
-        .arg("run")
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{GRPC_PORT}"))
-        .arg("--http-listen")
-        .arg(format!("127.0.0.1:{HTTP_PORT}"));
-    let pid = spawn_background(
-        coordinator,
-        &dir.join("coordinator.log"),
-        &dir.join("coordinator.pid"),
-    )?;
-    progress(
-        out,
-        format!(
-            "coordinator started (pid {pid}), log in {}/coordinator.log",
-            dir.display()
-        ),
-    )?;
-
-    let connection_args = connection_args(&dir);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut connection = loop {
-        match connect(&connection_args).await {
-            Ok(connection) => break connection,
-            Err(CliError::Unreachable { .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => return Err(error),
-        }
-    };
-    connection
-        .client
-        .create_cluster(v1::CreateClusterRequest {
-            name: args.cluster.clone(),
-            description: "made by muster quickstart".to_owned(),
-            odb: Some(v1::OdbSettings {
-                odb_type: v1::OdbType::Sqlite as i32,
-                ..Default::default()
-            }),
-            odb_password: String::new(),
-        })
-        .await
-        .map_err(|status| connection.status_error(&status))?;
-    let token = connection
-        .client
-        .create_join_token(v1::CreateJoinTokenRequest {
-            cluster: args.cluster.clone(),
-            roles: Vec::new(),
-            ttl_seconds: 3600,
-            max_uses: 1,
-            description: "the quickstart's agent".to_owned(),
-        })
-        .await
-        .map_err(|status| connection.status_error(&status))?
-        .into_inner()
-        .secret_token;
-    progress(out, format!("cluster {} created on SQLite", args.cluster))?;
-
-    let agent_config = dir.join("agent.toml");
-    let toml = format!(
-        "# The quickstart's agent: this host, everything on 127.0.0.1.\n\
-         coordinator = \"https://127.0.0.1:{GRPC_PORT}\"\n\
-         token = \"{token}\"\n\
-         host_name = \"{HOST_NAME}\"\n\
-         advertise_address = \"127.0.0.1\"\n\
-         bind_address = \"127.0.0.1\"\n\
-         state_dir = \"{}\"\n\
-         components_dir = \"{}\"\n\
-         zato_bin = \"{}\"\n\
-         haproxy_bins = [\"{}\"]\n\
-         heartbeat_interval = \"2s\"\n",
-        dir.join("agent").display(),
-        dir.join("zato").display(),
-        zato_bin.display(),
-        haproxy.display()
-    );
-    muster_proto::files::write_atomic(&agent_config, toml.as_bytes(), 0o600)
-        .map_err(|error| usage(error.to_string()))?;
-    let mut agent = muster_process(&agent_bin);
-    agent.arg("run").arg("--config").arg(&agent_config);
-    let pid = spawn_background(agent, &dir.join("agent.log"), &dir.join("agent.pid"))?;
-    progress(
-        out,
-        format!(
-            "agent started (pid {pid}) as host {HOST_NAME}, log in {}/agent.log",
-            dir.display()
-        ),
-    )?;
-
-    let mut assignments = vec![
-        (Role::WebAdmin, String::new(), u32::from(DASHBOARD_PORT)),
-        (
-            Role::LoadBalancer,
-            String::new(),
-            u32::from(LOAD_BALANCER_PORT),
-        ),
-    ];
-    for index in 0..args.servers {
-        assignments.push((
-            Role::Server,
-            format!("server{}", index + 1),
-            u32::from(FIRST_SERVER_PORT + index),
-        ));
-    }
-    assignments.push((Role::Scheduler, String::new(), u32::from(SCHEDULER_PORT)));
-    for (role, name, port) in assignments {
-        let load_balancer = (role == Role::LoadBalancer).then(|| v1::LoadBalancerSettings {
-            haproxy_bin: haproxy.display().to_string(),
-            frontend_address: "127.0.0.1".to_owned(),
-            ..Default::default()
-        });
-        connection
-            .client
-            .create_component(v1::CreateComponentRequest {
-                cluster: args.cluster.clone(),
-                role: role as i32,
-                host: HOST_NAME.to_owned(),
-                name,
-                port,
-                load_balancer,
-            })
-            .await
-            .map_err(|status| connection.status_error(&status))?;
-    }
+/// Waits until every component is healthy and every server is in HAProxy's rotation, showing
+/// each component's state as it changes; at most `args.wait`.
+async fn wait_until_up(
+    connection: &mut Connection,
+    args: &StartArgs,
+    dir: &Path,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
     let expected = usize::from(args.servers) + 3;
-    progress(
-        out,
-        format!(
-            "assigned web-admin, load-balancer, {} server(s) and the scheduler; waiting for them \
-             (at most {})",
-            args.servers,
-            humantime::format_duration(args.wait)
-        ),
-    )?;
-
     let deadline = Instant::now() + args.wait;
     let mut shown: std::collections::BTreeMap<String, String> = Default::default();
     loop {
-        let components = list_components(&mut connection, Some(&args.cluster)).await?;
+        let components = list_components(connection, Some(&args.cluster)).await?;
         let healthy = components
             .iter()
             .filter(|component| component.healthy)
@@ -484,7 +258,11 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
                 (state, false) => format!("{state}: {}", component.last_error),
             };
             if shown.get(&label) != Some(&state) {
-                progress(out, format!("  [{healthy}/{expected}] {label:<28} {state}"))?;
+                progress(
+                    out,
+                    json,
+                    &format!("  [{healthy}/{expected}] {label:<28} {state}"),
+                )?;
                 shown.insert(label, state);
             }
         }
@@ -524,7 +302,276 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    Ok(())
+}
 
+/// What `start` runs, found and checked before anything starts.
+struct Tools {
+    coordinator_bin: PathBuf,
+    agent_bin: PathBuf,
+    zato_bin: PathBuf,
+    haproxy: PathBuf,
+}
+
+/// Finds the programs the quickstart runs and checks that its ports are free.
+fn tools(args: &StartArgs) -> Result<Tools, CliError> {
+    let coordinator_bin = sibling("muster-coordinator")?;
+    let agent_bin = sibling("muster-agent")?;
+    let zato_bin = if args.demo {
+        sibling("mock-zato")?
+    } else if let Some(given) = args.zato_bin.clone() {
+        if !given.exists() {
+            return Err(usage(format!(
+                "--zato-bin {} does not exist",
+                given.display()
+            )));
+        }
+        given
+    } else {
+        in_path("zato").ok_or_else(|| {
+            usage(
+                "no `zato` in PATH: install Zato 3.2 (https://zato.io/docs), pass --zato-bin PATH, \
+                 or run `muster quickstart --demo` to use mock-zato, Muster's stand-in for Zato",
+            )
+        })?
+    };
+    let haproxy = in_path("haproxy").ok_or_else(|| {
+        usage(
+            "no `haproxy` found for the load balancer: install it (Debian: apt-get install haproxy)",
+        )
+    })?;
+    let taken: Vec<String> = ports(args.servers)
+        .into_iter()
+        .filter(|(port, _)| !port_free(*port))
+        .map(|(port, what)| format!("{port} ({what})"))
+        .collect();
+    if !taken.is_empty() {
+        return Err(usage(format!(
+            "ports in use on 127.0.0.1: {}; stop what holds them (another quickstart: `muster \
+             quickstart stop --dir DIR`) and try again",
+            taken.join(", ")
+        )));
+    }
+    Ok(Tools {
+        coordinator_bin,
+        agent_bin,
+        zato_bin,
+        haproxy,
+    })
+}
+
+/// A line of progress for people; nothing with `--output json`.
+fn progress(out: &mut dyn std::io::Write, json: bool, line: &str) -> Result<(), CliError> {
+    if !json {
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Result<(), CliError> {
+    let dir = args.dir.clone();
+    validate::name("cluster name", &args.cluster)?;
+
+    // Everything is checked before anything starts.
+    if dir.join(STATE_FILE).exists() || dir.join("coordinator").exists() {
+        return Err(usage(format!(
+            "{} already holds a quickstart: see `muster quickstart status --dir {0}`, or stop it \
+             with `muster quickstart stop --dir {0}` and remove the directory to start over",
+            dir.display()
+        )));
+    }
+    let tools = tools(&args)?;
+    let Tools {
+        coordinator_bin,
+        agent_bin,
+        zato_bin,
+        haproxy,
+    } = &tools;
+    if args.demo {
+        progress(
+            out,
+            json,
+            &format!(
+                "demo mode: components are run by mock-zato ({}), a stand-in for Zato that \
+                 answers like it",
+                zato_bin.display()
+            ),
+        )?;
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|error| usage(format!("cannot create {}: {error}", dir.display())))?;
+    let dir = std::fs::canonicalize(&dir)
+        .map_err(|error| usage(format!("cannot resolve {}: {error}", dir.display())))?;
+    let data_dir = dir.join("coordinator");
+    let recorded = Recorded {
+        cluster: args.cluster.clone(),
+        servers: args.servers,
+        zato_bin: zato_bin.clone(),
+        demo: args.demo,
+    };
+    let record = serde_json::to_string_pretty(&recorded)
+        .map_err(|error| usage(format!("cannot record the quickstart: {error}")))?;
+    muster_proto::files::write_atomic(&dir.join(STATE_FILE), record.as_bytes(), 0o600)
+        .map_err(|error| usage(error.to_string()))?;
+    progress(
+        out,
+        json,
+        &format!("initializing a coordinator in {}", data_dir.display()),
+    )?;
+    let init = muster_process(coordinator_bin)
+        .arg("init")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()
+        .map_err(|error| usage(format!("cannot run muster-coordinator init: {error}")))?;
+    if !init.status.success() {
+        return Err(usage(format!(
+            "muster-coordinator init failed: {}",
+            String::from_utf8_lossy(&init.stderr).trim()
+        )));
+    }
+    let mut coordinator = muster_process(coordinator_bin);
+    coordinator
+        .arg("run")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{GRPC_PORT}"))
+        .arg("--http-listen")
+        .arg(format!("127.0.0.1:{HTTP_PORT}"));
+    let pid = spawn_background(
+        coordinator,
+        &dir.join("coordinator.log"),
+        &dir.join("coordinator.pid"),
+    )?;
+    progress(
+        out,
+        json,
+        &format!(
+            "coordinator started (pid {pid}), log in {}/coordinator.log",
+            dir.display()
+        ),
+    )?;
+    let connection_args = connection_args(&dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut connection = loop {
+        match connect(&connection_args).await {
+            Ok(connection) => break connection,
+            Err(CliError::Unreachable { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    connection
+        .client
+        .create_cluster(v1::CreateClusterRequest {
+            name: args.cluster.clone(),
+            description: "made by muster quickstart".to_owned(),
+            odb: Some(v1::OdbSettings {
+                odb_type: v1::OdbType::Sqlite as i32,
+                ..Default::default()
+            }),
+            odb_password: String::new(),
+        })
+        .await
+        .map_err(|status| connection.status_error(&status))?;
+    let token = connection
+        .client
+        .create_join_token(v1::CreateJoinTokenRequest {
+            cluster: args.cluster.clone(),
+            roles: Vec::new(),
+            ttl_seconds: 3600,
+            max_uses: 1,
+            description: "the quickstart's agent".to_owned(),
+        })
+        .await
+        .map_err(|status| connection.status_error(&status))?
+        .into_inner()
+        .secret_token;
+    progress(
+        out,
+        json,
+        &format!("cluster {} created on SQLite", args.cluster),
+    )?;
+    let agent_config = dir.join("agent.toml");
+    let toml = format!(
+        "# The quickstart's agent: this host, everything on 127.0.0.1.\n\
+         coordinator = \"https://127.0.0.1:{GRPC_PORT}\"\n\
+         token = \"{token}\"\n\
+         host_name = \"{HOST_NAME}\"\n\
+         advertise_address = \"127.0.0.1\"\n\
+         bind_address = \"127.0.0.1\"\n\
+         state_dir = \"{}\"\n\
+         components_dir = \"{}\"\n\
+         zato_bin = \"{}\"\n\
+         haproxy_bins = [\"{}\"]\n\
+         heartbeat_interval = \"2s\"\n",
+        dir.join("agent").display(),
+        dir.join("zato").display(),
+        zato_bin.display(),
+        haproxy.display()
+    );
+    muster_proto::files::write_atomic(&agent_config, toml.as_bytes(), 0o600)
+        .map_err(|error| usage(error.to_string()))?;
+    let mut agent = muster_process(agent_bin);
+    agent.arg("run").arg("--config").arg(&agent_config);
+    let pid = spawn_background(agent, &dir.join("agent.log"), &dir.join("agent.pid"))?;
+    progress(
+        out,
+        json,
+        &format!(
+            "agent started (pid {pid}) as host {HOST_NAME}, log in {}/agent.log",
+            dir.display()
+        ),
+    )?;
+    let mut assignments = vec![
+        (Role::WebAdmin, String::new(), u32::from(DASHBOARD_PORT)),
+        (
+            Role::LoadBalancer,
+            String::new(),
+            u32::from(LOAD_BALANCER_PORT),
+        ),
+    ];
+    for index in 0..args.servers {
+        assignments.push((
+            Role::Server,
+            format!("server{}", index + 1),
+            u32::from(FIRST_SERVER_PORT + index),
+        ));
+    }
+    assignments.push((Role::Scheduler, String::new(), u32::from(SCHEDULER_PORT)));
+    for (role, name, port) in assignments {
+        let load_balancer = (role == Role::LoadBalancer).then(|| v1::LoadBalancerSettings {
+            haproxy_bin: haproxy.display().to_string(),
+            frontend_address: "127.0.0.1".to_owned(),
+            ..Default::default()
+        });
+        connection
+            .client
+            .create_component(v1::CreateComponentRequest {
+                cluster: args.cluster.clone(),
+                role: role as i32,
+                host: HOST_NAME.to_owned(),
+                name,
+                port,
+                load_balancer,
+            })
+            .await
+            .map_err(|status| connection.status_error(&status))?;
+    }
+    progress(
+        out,
+        json,
+        &format!(
+            "assigned web-admin, load-balancer, {} server(s) and the scheduler; waiting for them \
+             (at most {})",
+            args.servers,
+            humantime::format_duration(args.wait)
+        ),
+    )?;
+    wait_until_up(&mut connection, &args, &dir, json, out).await?;
     let summary = Summary {
         cluster: args.cluster.clone(),
         demo: args.demo,
@@ -540,12 +587,21 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
     if json {
         return write_json(out, &summary);
     }
+    write_summary(out, &summary, &dir)
+}
+
+/// What the quickstart made, for people.
+fn write_summary(
+    out: &mut impl std::io::Write,
+    summary: &Summary,
+    dir: &Path,
+) -> Result<(), CliError> {
     writeln!(out)?;
     writeln!(
         out,
         "Zato cluster {} is up on this host{}:",
         summary.cluster,
-        if args.demo {
+        if summary.demo {
             " (demo: mock-zato stands in for Zato)"
         } else {
             ""
@@ -569,11 +625,15 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
         out,
         "  coordinator    {}  (admin token in {}/admin.token)",
         summary.coordinator,
-        data_dir.display()
+        summary.data_dir.display()
     )?;
     writeln!(out)?;
     writeln!(out, "Use the CLI against it:")?;
-    writeln!(out, "  export MUSTER_DATA_DIR={}", data_dir.display())?;
+    writeln!(
+        out,
+        "  export MUSTER_DATA_DIR={}",
+        summary.data_dir.display()
+    )?;
     writeln!(out, "  muster status")?;
     writeln!(
         out,
