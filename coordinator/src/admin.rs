@@ -12,7 +12,6 @@ use muster_proto::{ApiError, validate};
 use tonic::{Request, Response, Status};
 
 use crate::audit::{Door, Refusals};
-use crate::error::api_error;
 use crate::secrets;
 use crate::store::{
     Actor, Assignment, Cluster, ClusterSecrets, Event, Host, HostState, JoinToken, NewAssignment,
@@ -53,8 +52,7 @@ impl AdminApi {
         Ok(self
             .store
             .list_hosts()
-            .await
-            .map_err(api_error)?
+            .await?
             .into_iter()
             .map(|host| (host.name.clone(), host))
             .collect())
@@ -93,12 +91,7 @@ impl AdminApi {
             )
         })?;
         let hash = secrets::sha256_hex(admin_token.to_string().as_bytes());
-        match self
-            .store
-            .find_admin_token(&hash)
-            .await
-            .map_err(api_error)?
-        {
+        match self.store.find_admin_token(&hash).await? {
             Some(id) => Ok(Actor(format!("admin:{id}"))),
             None => Err(refuse(
                 "unknown-token",
@@ -286,11 +279,7 @@ impl AdminService for AdminApi {
             odb,
             secrets,
         };
-        let cluster = self
-            .store
-            .create_cluster(new, &actor)
-            .await
-            .map_err(api_error)?;
+        let cluster = self.store.create_cluster(new, &actor).await?;
         tracing::info!(cluster = %cluster.name, actor = %actor.0, "cluster created");
         Ok(Response::new(v1::CreateClusterResponse {
             cluster: Some(cluster_message(cluster)),
@@ -302,7 +291,7 @@ impl AdminService for AdminApi {
         request: Request<v1::ListClustersRequest>,
     ) -> Result<Response<v1::ListClustersResponse>, Status> {
         self.authorize(&request).await?;
-        let clusters = self.store.list_clusters().await.map_err(api_error)?;
+        let clusters = self.store.list_clusters().await?;
         Ok(Response::new(v1::ListClustersResponse {
             clusters: clusters.into_iter().map(cluster_message).collect(),
         }))
@@ -315,7 +304,7 @@ impl AdminService for AdminApi {
         self.authorize(&request).await?;
         let name = request.into_inner().name;
         validate::name("cluster name", &name).map_err(ApiError::from)?;
-        let cluster = self.store.get_cluster(&name).await.map_err(api_error)?;
+        let cluster = self.store.get_cluster(&name).await?;
         Ok(Response::new(v1::GetClusterResponse {
             cluster: Some(cluster_message(cluster)),
         }))
@@ -328,10 +317,7 @@ impl AdminService for AdminApi {
         let actor = self.authorize(&request).await?;
         let name = request.into_inner().name;
         validate::name("cluster name", &name).map_err(ApiError::from)?;
-        self.store
-            .delete_cluster(&name, &actor)
-            .await
-            .map_err(api_error)?;
+        self.store.delete_cluster(&name, &actor).await?;
         tracing::info!(cluster = %name, actor = %actor.0, "cluster deleted");
         Ok(Response::new(v1::DeleteClusterResponse {}))
     }
@@ -372,11 +358,7 @@ impl AdminService for AdminApi {
             expires_at_ms: now_ms().saturating_add(ttl_ms),
             max_uses: request.max_uses,
         };
-        let stored = self
-            .store
-            .create_join_token(new, &actor)
-            .await
-            .map_err(api_error)?;
+        let stored = self.store.create_join_token(new, &actor).await?;
         tracing::info!(token = %stored.id, cluster = %stored.cluster, actor = %actor.0, "join token created");
         Ok(Response::new(v1::CreateJoinTokenResponse {
             token: Some(join_token_message(stored)),
@@ -392,13 +374,9 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         let cluster = optional_cluster(&request.cluster)?;
         if let Some(name) = cluster {
-            self.store.get_cluster(name).await.map_err(api_error)?;
+            self.store.get_cluster(name).await?;
         }
-        let tokens = self
-            .store
-            .list_join_tokens(cluster)
-            .await
-            .map_err(api_error)?;
+        let tokens = self.store.list_join_tokens(cluster).await?;
         Ok(Response::new(v1::ListJoinTokensResponse {
             tokens: tokens.into_iter().map(join_token_message).collect(),
         }))
@@ -417,11 +395,7 @@ impl AdminService for AdminApi {
             ))
             .into());
         }
-        let revoked = self
-            .store
-            .revoke_join_token(&id, &actor)
-            .await
-            .map_err(api_error)?;
+        let revoked = self.store.revoke_join_token(&id, &actor).await?;
         tracing::info!(token = %id, actor = %actor.0, "join token revoked");
         Ok(Response::new(v1::RevokeJoinTokenResponse {
             token: Some(join_token_message(revoked)),
@@ -433,7 +407,7 @@ impl AdminService for AdminApi {
         request: Request<v1::ListHostsRequest>,
     ) -> Result<Response<v1::ListHostsResponse>, Status> {
         self.authorize(&request).await?;
-        let hosts = self.store.list_hosts().await.map_err(api_error)?;
+        let hosts = self.store.list_hosts().await?;
         Ok(Response::new(v1::ListHostsResponse {
             hosts: hosts.into_iter().map(host_message).collect(),
         }))
@@ -446,7 +420,7 @@ impl AdminService for AdminApi {
         self.authorize(&request).await?;
         let name = request.into_inner().name;
         validate::name("host name", &name).map_err(ApiError::from)?;
-        let host = self.store.get_host(&name).await.map_err(api_error)?;
+        let host = self.store.get_host(&name).await?;
         Ok(Response::new(v1::GetHostResponse {
             host: Some(host_message(host)),
         }))
@@ -463,11 +437,7 @@ impl AdminService for AdminApi {
             0 => 100,
             limit => limit.min(1000),
         };
-        let events = self
-            .store
-            .list_events(cluster, limit)
-            .await
-            .map_err(api_error)?;
+        let events = self.store.list_events(cluster, limit).await?;
         Ok(Response::new(v1::ListEventsResponse {
             events: events.into_iter().map(event_message).collect(),
         }))
@@ -529,9 +499,8 @@ impl AdminService for AdminApi {
             port,
             load_balancer,
         };
-        let assignment = retry_transient(|| self.store.create_assignment(new.clone(), &actor))
-            .await
-            .map_err(api_error)?;
+        let assignment =
+            retry_transient(|| self.store.create_assignment(new.clone(), &actor)).await?;
         self.changes.notify_waiters();
         tracing::info!(
             cluster = %assignment.cluster, role = %assignment.role, name = %assignment.name,
@@ -568,8 +537,7 @@ impl AdminService for AdminApi {
             self.store
                 .delete_assignment(&request.cluster, role, &request.host, name, &actor)
         })
-        .await
-        .map_err(api_error)?;
+        .await?;
         self.changes.notify_waiters();
         tracing::info!(cluster = %removed.cluster, role = %role, name = %removed.name, host = %removed.host, actor = %actor.0, "component unassigned");
         Ok(Response::new(v1::DeleteComponentResponse {
@@ -603,8 +571,7 @@ impl AdminService for AdminApi {
                 &actor,
             )
         })
-        .await
-        .map_err(api_error)?;
+        .await?;
         self.changes.notify_waiters();
         tracing::info!(cluster = %configured.cluster, name = %configured.name, host = %configured.host, actor = %actor.0, "load balancer reconfigured");
         Ok(Response::new(v1::ConfigureLoadBalancerResponse {
@@ -619,13 +586,12 @@ impl AdminService for AdminApi {
         self.authorize(&request).await?;
         let cluster = request.into_inner().cluster;
         validate::name("cluster name", &cluster).map_err(ApiError::from)?;
-        self.store.get_cluster(&cluster).await.map_err(api_error)?;
+        self.store.get_cluster(&cluster).await?;
         let hosts = self.hosts_by_name().await?;
         let backends = self
             .store
             .list_assignments(Some(&cluster))
-            .await
-            .map_err(api_error)?
+            .await?
             .into_iter()
             .filter(|assignment| assignment.role == Role::Server)
             .filter_map(|assignment| {
@@ -650,17 +616,12 @@ impl AdminService for AdminApi {
         let actor = self.authorize(&request).await?;
         let cluster = request.into_inner().cluster;
         validate::name("cluster name", &cluster).map_err(ApiError::from)?;
-        let secrets = self
-            .store
-            .cluster_secrets(&cluster)
-            .await
-            .map_err(api_error)?;
+        let secrets = self.store.cluster_secrets(&cluster).await?;
         let hosts = self.hosts_by_name().await?;
         let urls = self
             .store
             .list_assignments(Some(&cluster))
-            .await
-            .map_err(api_error)?
+            .await?
             .into_iter()
             .filter(|assignment| assignment.role == Role::WebAdmin)
             .filter_map(|assignment| {
@@ -692,8 +653,7 @@ impl AdminService for AdminApi {
             self.store
                 .set_host_drained(&request.name, request.drain, &actor)
         })
-        .await
-        .map_err(api_error)?;
+        .await?;
         self.changes.notify_waiters();
         tracing::info!(host = %host.name, drained = host.drained, actor = %actor.0, "host drain changed");
         Ok(Response::new(v1::DrainHostResponse {
@@ -708,9 +668,7 @@ impl AdminService for AdminApi {
         let actor = self.authorize(&request).await?;
         let request = request.into_inner();
         validate::name("host name", &request.name).map_err(ApiError::from)?;
-        retry_transient(|| self.store.remove_host(&request.name, request.force, &actor))
-            .await
-            .map_err(api_error)?;
+        retry_transient(|| self.store.remove_host(&request.name, request.force, &actor)).await?;
         self.changes.notify_waiters();
         tracing::info!(host = %request.name, actor = %actor.0, "host removed");
         Ok(Response::new(v1::RemoveHostResponse {}))
@@ -723,11 +681,7 @@ impl AdminService for AdminApi {
         self.authorize(&request).await?;
         let request = request.into_inner();
         let cluster = optional_cluster(&request.cluster)?;
-        let assignments = self
-            .store
-            .list_assignments(cluster)
-            .await
-            .map_err(api_error)?;
+        let assignments = self.store.list_assignments(cluster).await?;
         let hosts = self.hosts_by_name().await?;
         let components = assignments
             .into_iter()

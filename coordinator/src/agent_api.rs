@@ -201,9 +201,9 @@ impl From<validate::Invalid> for Refused {
 async fn render_consistent(store: &dyn Store, host_id: &str) -> Result<v1::DesiredState, ApiError> {
     let mut attempts = 0;
     loop {
-        let inputs = store.plan_inputs(host_id).await.map_err(api_error)?;
+        let inputs = store.plan_inputs(host_id).await?;
         let rendered = crate::planner::render(&inputs);
-        let now = store.host_generation(host_id).await.map_err(api_error)?;
+        let now = store.host_generation(host_id).await?;
         attempts += 1;
         if now == Some(rendered.generation) || attempts >= 5 {
             return Ok(rendered);
@@ -414,9 +414,7 @@ impl AgentService for AgentApi {
             bootstrap,
         };
         let desired_generation =
-            retry_transient(|| self.store.record_status(&host_id, report.clone()))
-                .await
-                .map_err(api_error)?;
+            retry_transient(|| self.store.record_status(&host_id, report.clone())).await?;
         if finished_bootstrap {
             self.changes.notify_waiters();
         }

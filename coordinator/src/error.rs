@@ -5,6 +5,19 @@ use muster_proto::ApiError;
 
 use crate::store::StoreError;
 
+/// So a handler writes `self.store.get_host(name).await?`.
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        api_error(error)
+    }
+}
+
+impl From<StoreError> for tonic::Status {
+    fn from(error: StoreError) -> Self {
+        api_error(error).into()
+    }
+}
+
 /// Maps a store error for the caller; database failures are logged here with their whole chain.
 pub fn api_error(error: StoreError) -> ApiError {
     match error {
