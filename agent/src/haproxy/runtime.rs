@@ -212,10 +212,13 @@ impl HaProxy<'_> {
                 ))
                 .await?;
                 self.change(&format!("enable health {reference}")).await?;
-                // Out of rotation until its checks pass, not assumed up.
-                self.change(&format!("set server {reference} health down"))
-                    .await?;
                 self.change(&format!("set server {reference} state {wanted_state}"))
+                    .await?;
+                // Out of rotation until its checks pass, not assumed up. HAProxy 2.6 takes no
+                // health change while a server is in maintenance (where `add server` puts it), so
+                // this comes after the state: before it, the new server left maintenance UP and
+                // took requests it could not answer yet (503s when every retry hit one).
+                self.change(&format!("set server {reference} health down"))
                     .await?;
                 continue;
             };
