@@ -268,3 +268,176 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
         bootstrap_tasks,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    use crate::store::{BootstrapState, Host, HostState, OdbSettings};
+
+    fn host(name: &str, address: &str) -> Host {
+        Host {
+            id: format!("id-{name}"),
+            name: name.to_owned(),
+            advertise_address: address.to_owned(),
+            labels: Default::default(),
+            state: HostState::Up,
+            enrolled_at_ms: 0,
+            last_seen_ms: Some(0),
+            generation: 7,
+            applied_generation: 7,
+            drained: false,
+        }
+    }
+
+    fn assignment(role: Role, name: &str, host: &str, port: u16) -> Assignment {
+        Assignment {
+            cluster: "prod".to_owned(),
+            role,
+            name: name.to_owned(),
+            host: host.to_owned(),
+            port,
+            created_at_ms: 0,
+            load_balancer: (role == Role::LoadBalancer).then(v1::LoadBalancerSettings::default),
+            status: None,
+        }
+    }
+
+    /// The cluster `prod` bootstrapped, with a scheduler on `admin`, servers on `app-1` and
+    /// `app-2` and a load balancer on `lb`; planned for `for_host`.
+    fn inputs(for_host: &str) -> PlanInputs {
+        let hosts: BTreeMap<String, Host> = [
+            ("admin", "10.0.0.2"),
+            ("lb", "10.0.0.3"),
+            ("app-1", "10.0.0.4"),
+            ("app-2", "10.0.0.5"),
+        ]
+        .into_iter()
+        .map(|(name, address)| (name.to_owned(), host(name, address)))
+        .collect();
+        let cluster = Cluster {
+            id: "c1".to_owned(),
+            name: "prod".to_owned(),
+            description: String::new(),
+            odb: OdbSettings {
+                odb_type: v1::OdbType::Postgresql,
+                host: "10.0.0.9".to_owned(),
+                port: 5432,
+                user: "zato".to_owned(),
+                db_name: "zato".to_owned(),
+                postgresql_schema: String::new(),
+            },
+            has_odb_password: true,
+            created_at_ms: 0,
+            scheduler_target: "server2".to_owned(),
+        };
+        let secrets = ClusterSecrets {
+            odb_password: "odb-password".to_owned(),
+            secret_key: "secret-key".to_owned(),
+            jwt_secret: "jwt-secret".to_owned(),
+            admin_invoke_password: "admin-invoke".to_owned(),
+        };
+        let bootstrap = BootstrapTask::ALL
+            .into_iter()
+            .map(|task| BootstrapState {
+                cluster: "prod".to_owned(),
+                task,
+                host: "admin".to_owned(),
+                done: true,
+                last_error: String::new(),
+            })
+            .collect();
+        PlanInputs {
+            host: hosts[for_host].clone(),
+            assignments: vec![
+                assignment(Role::Scheduler, "scheduler", "admin", 31530),
+                assignment(Role::LoadBalancer, "load-balancer", "lb", 11223),
+                assignment(Role::Server, "server1", "app-1", 17010),
+                assignment(Role::Server, "server2", "app-2", 17010),
+            ],
+            hosts,
+            clusters: BTreeMap::from([("prod".to_owned(), (cluster, secrets))]),
+            bootstrap,
+        }
+    }
+
+    #[test]
+    fn a_server_gets_the_scheduler_and_only_its_roles_secrets() {
+        let plan = render(&inputs("app-1"));
+        assert_eq!((plan.host_id.as_str(), plan.generation), ("id-app-1", 7));
+        let [server] = plan.components.as_slice() else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(server.name, "server1");
+        let scheduler = server.scheduler.as_ref().unwrap();
+        assert_eq!(
+            (scheduler.host.as_str(), scheduler.port),
+            ("10.0.0.2", 31530)
+        );
+        let secrets = server.secrets.as_ref().unwrap();
+        assert_eq!(secrets.odb_password, "odb-password");
+        assert!(secrets.admin_invoke_password.is_empty());
+        assert!(
+            plan.bootstrap_tasks.is_empty(),
+            "the cluster is bootstrapped"
+        );
+    }
+
+    #[test]
+    fn the_scheduler_calls_its_target_server() {
+        let plan = render(&inputs("admin"));
+        let scheduler = &plan.components[0];
+        let server = scheduler.server.as_ref().unwrap();
+        assert_eq!((server.host.as_str(), server.port), ("10.0.0.5", 17010));
+    }
+
+    #[test]
+    fn a_load_balancer_gets_every_server_and_no_secret() {
+        let plan = render(&inputs("lb"));
+        let balancer = &plan.components[0];
+        let backends: Vec<(&str, &str)> = balancer
+            .backends
+            .iter()
+            .map(|backend| (backend.name.as_str(), backend.address.as_str()))
+            .collect();
+        assert_eq!(backends, [("server1", "10.0.0.4"), ("server2", "10.0.0.5")]);
+        assert_eq!(balancer.secrets, Some(v1::ComponentSecrets::default()));
+        assert!(balancer.odb.is_none());
+    }
+
+    #[test]
+    fn before_the_bootstrap_only_the_load_balancer_runs() {
+        let mut unbootstrapped = inputs("lb");
+        unbootstrapped.bootstrap[1].done = false;
+        assert_eq!(render(&unbootstrapped).components.len(), 1);
+        let mut server_host = inputs("app-1");
+        server_host.bootstrap[1].done = false;
+        assert!(render(&server_host).components.is_empty());
+    }
+
+    #[test]
+    fn a_drained_hosts_server_stops_once_no_load_balancer_routes_to_it() {
+        let mut drained = inputs("app-1");
+        drained.host.drained = true;
+        // The load balancer still sends it requests: it runs on until they stop.
+        drained.assignments[1].status = Some(crate::store::ComponentStatus {
+            cluster: "prod".to_owned(),
+            role: Role::LoadBalancer,
+            name: "load-balancer".to_owned(),
+            state: "running".to_owned(),
+            healthy: true,
+            last_error: String::new(),
+            restarts: 0,
+            backends: vec![v1::BackendServerState {
+                name: "server1".to_owned(),
+                state: "UP".to_owned(),
+                status: v1::BackendStatus::Up as i32,
+                ..Default::default()
+            }],
+        });
+        assert!(!render(&drained).components[0].stopped);
+        drained.assignments[1].status = None;
+        assert!(render(&drained).components[0].stopped);
+    }
+}
