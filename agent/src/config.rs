@@ -273,11 +273,9 @@ impl AgentConfig {
                 advertised_among(&found).map_err(invalid)?
             }
         };
-        if address.is_unspecified() || address.is_multicast() {
-            return Err(invalid(
-                "not an address other hosts can reach this one at".to_owned(),
-            ));
-        }
+        // The same rule the coordinator applies to what agents send.
+        validate::ip_address("advertise_address", &address.to_string())
+            .map_err(|error| invalid(error.reason.to_owned()))?;
         if address.to_string() != value {
             tracing::info!(name = %value, %address, "advertise_address resolved");
         }

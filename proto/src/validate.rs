@@ -83,7 +83,7 @@ pub fn ip_address(field: &'static str, value: &str) -> Result<std::net::IpAddr, 
         .parse::<std::net::IpAddr>()
         .map_err(|_| invalid("must be an IP address"))?;
     if address.is_unspecified() || address.is_multicast() {
-        return Err(invalid("must be an address other hosts can reach"));
+        return Err(invalid("not an address other hosts can reach"));
     }
     Ok(address)
 }
