@@ -19,9 +19,8 @@ impl SqlStore {
             let lock = self.sql("SELECT id FROM clusters WHERE id = $1 FOR UPDATE");
             sqlx::query(&lock)
                 .bind(&cluster.id)
-                .fetch_optional(&mut **transaction)
-                .await
-                .map_err(database("lock a cluster for an assignment"))?;
+                .optional_row(&mut **transaction, "lock a cluster for an assignment")
+                .await?;
         }
         let sql = self.sql(
             "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port
@@ -31,19 +30,17 @@ impl SqlStore {
         let rows = sqlx::query(&sql)
             .bind(&cluster.id)
             .bind(&new.host)
-            .fetch_all(&mut **transaction)
-            .await
-            .map_err(database("read assignments"))?;
+            .rows(&mut **transaction, "read assignments")
+            .await?;
         let mut in_cluster = Vec::new();
         let mut on_host = Vec::new();
         for row in &rows {
-            let read = || database("read assignments");
             let entry = (
-                row.try_get::<String, _>("cluster_name").map_err(read())?,
-                role_from(&row.try_get::<String, _>("role").map_err(read())?)?,
-                row.try_get::<String, _>("name").map_err(read())?,
-                row.try_get::<String, _>("host_name").map_err(read())?,
-                port_from(row.try_get("port").map_err(read())?)?,
+                row.value::<String>("cluster_name")?,
+                role_from(&row.value::<String>("role")?)?,
+                row.value::<String>("name")?,
+                row.value::<String>("host_name")?,
+                port_from(row.value("port")?)?,
             );
             if entry.3 == new.host {
                 on_host.push(entry.clone());
@@ -191,10 +188,7 @@ impl SqlStore {
         if let Some(value) = value {
             query = query.bind(value);
         }
-        let rows = query
-            .fetch_all(&self.pool)
-            .await
-            .map_err(database("list assignments"))?;
+        let rows = query.rows(&self.pool, "list assignments").await?;
         let mut assignments: Vec<Assignment> = rows
             .iter()
             .map(assignment_from_row)
@@ -269,10 +263,7 @@ impl SqlStore {
             .await?;
         self.replan_scheduler(&mut transaction, &cluster.id, &cluster.name)
             .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit an assignment"))?;
+        transaction.commit("commit an assignment").await?;
         Ok(assignment)
     }
 
@@ -296,9 +287,8 @@ impl SqlStore {
             .bind(&cluster_row.id)
             .bind(role.cli_name())
             .bind(&assignment.name)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("unassign a component"))?;
+            .run(&mut **transaction, "unassign a component")
+            .await?;
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound {
                 kind: "component",
@@ -317,10 +307,7 @@ impl SqlStore {
         .await?;
         self.replan_scheduler(&mut transaction, &cluster_row.id, cluster)
             .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit an unassignment"))?;
+        transaction.commit("commit an unassignment").await?;
         Ok(assignment)
     }
 
@@ -357,15 +344,13 @@ impl SqlStore {
             .bind(&cluster_row.id)
             .bind(Role::LoadBalancer.cli_name())
             .bind(&assignment.name)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("configure a load balancer"))?;
+            .run(&mut **transaction, "configure a load balancer")
+            .await?;
         let bump = self.sql("UPDATE hosts SET generation = generation + 1 WHERE name = $1");
         sqlx::query(&bump)
             .bind(host)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("bump a host's generation"))?;
+            .run(&mut **transaction, "bump a host's generation")
+            .await?;
         let message = format!(
             "load-balancer {} reconfigured: HAProxy {}, frontend {}, {}",
             assignment.name,
@@ -383,9 +368,8 @@ impl SqlStore {
         )
         .await?;
         transaction
-            .commit()
-            .await
-            .map_err(database("commit a load balancer's settings"))?;
+            .commit("commit a load balancer's settings")
+            .await?;
         assignment.load_balancer = Some(merged);
         Ok(assignment)
     }
@@ -419,14 +403,11 @@ impl SqlStore {
         );
         let rows = sqlx::query(&sql)
             .bind(host_name)
-            .fetch_all(&mut **transaction)
-            .await
-            .map_err(database("find clusters to bootstrap"))?;
+            .rows(&mut **transaction, "find clusters to bootstrap")
+            .await?;
         let mut claimed = Vec::new();
         for row in rows {
-            let cluster_id: String = row
-                .try_get("cluster_id")
-                .map_err(database("find clusters to bootstrap"))?;
+            let cluster_id: String = row.value("cluster_id")?;
             for task in BootstrapTask::ALL {
                 // Two coordinators may claim at once: the first row wins, the other is ignored.
                 let insert = self.insert_ignoring_duplicates(
@@ -438,9 +419,8 @@ impl SqlStore {
                     .bind(task.as_str())
                     .bind(host_name)
                     .bind(now_ms())
-                    .execute(&mut **transaction)
-                    .await
-                    .map_err(database("choose a bootstrap host"))?;
+                    .run(&mut **transaction, "choose a bootstrap host")
+                    .await?;
             }
             claimed.push(cluster_id);
         }
@@ -459,9 +439,8 @@ impl SqlStore {
         );
         sqlx::query(&sql)
             .bind(cluster_id)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("bump hosts' generations"))?;
+            .run(&mut **transaction, "bump hosts' generations")
+            .await?;
         Ok(())
     }
 
@@ -472,7 +451,6 @@ impl SqlStore {
         host_name: &str,
         role: Option<Role>,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let read = || database("read a host's clusters");
         let sql =
             self.sql(&format!(
             "SELECT DISTINCT c.id, c.name FROM assignments a JOIN clusters c ON c.id = a.cluster_id
@@ -483,14 +461,11 @@ impl SqlStore {
         if let Some(role) = role {
             query = query.bind(role.cli_name());
         }
-        let rows = query.fetch_all(&mut **transaction).await.map_err(read())?;
+        let rows = query
+            .rows(&mut **transaction, "read a host's clusters")
+            .await?;
         rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("id").map_err(read())?,
-                    row.try_get("name").map_err(read())?,
-                ))
-            })
+            .map(|row| Ok((row.value("id")?, row.value("name")?)))
             .collect()
     }
 }

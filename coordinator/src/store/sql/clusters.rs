@@ -64,10 +64,7 @@ impl SqlStore {
             &message,
         )
         .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit a new cluster"))?;
+        transaction.commit("commit a new cluster").await?;
         Ok(Cluster {
             id,
             name: new.name,
@@ -81,10 +78,7 @@ impl SqlStore {
 
     pub(super) async fn list_clusters(&self) -> Result<Vec<Cluster>, StoreError> {
         let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters ORDER BY created_at, name");
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(database("list clusters"))?;
+        let rows = sqlx::query(&sql).rows(&self.pool, "list clusters").await?;
         rows.iter().map(cluster_from_row).collect()
     }
 
@@ -94,9 +88,8 @@ impl SqlStore {
         ));
         let row = sqlx::query(&sql)
             .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(database("read a cluster"))?
+            .optional_row(&self.pool, "read a cluster")
+            .await?
             .ok_or_else(|| StoreError::NotFound {
                 kind: "cluster",
                 name: name.to_owned(),
@@ -111,19 +104,15 @@ impl SqlStore {
         );
         let row = sqlx::query(&sql)
             .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(database("read a cluster's secrets"))?
+            .optional_row(&self.pool, "read a cluster's secrets")
+            .await?
             .ok_or_else(|| StoreError::NotFound {
                 kind: "cluster",
                 name: name.to_owned(),
             })?;
-        let read = || database("read a cluster's secrets");
-        let id: String = row.try_get("id").map_err(read())?;
+        let id: String = row.value("id")?;
         let column = |column: &str| -> Result<String, StoreError> {
-            let sealed: String = row
-                .try_get(format!("{column}_sealed").as_str())
-                .map_err(read())?;
+            let sealed: String = row.value(format!("{column}_sealed").as_str())?;
             self.open(&id, column, &sealed)
         };
         Ok(ClusterSecrets {
@@ -143,22 +132,19 @@ impl SqlStore {
             let sql = self.sql(&format!("DELETE FROM {table} WHERE cluster_id = $1"));
             sqlx::query(&sql)
                 .bind(&cluster.id)
-                .execute(&mut **transaction)
-                .await
-                .map_err(database("delete a cluster's components"))?;
+                .run(&mut **transaction, "delete a cluster's components")
+                .await?;
         }
         let tokens_sql = self.sql("DELETE FROM join_tokens WHERE cluster_id = $1");
         let tokens = sqlx::query(&tokens_sql)
             .bind(&cluster.id)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("delete a cluster's join tokens"))?;
+            .run(&mut **transaction, "delete a cluster's join tokens")
+            .await?;
         let cluster_sql = self.sql("DELETE FROM clusters WHERE id = $1");
         let deleted = sqlx::query(&cluster_sql)
             .bind(&cluster.id)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("delete a cluster"))?;
+            .run(&mut **transaction, "delete a cluster")
+            .await?;
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound {
                 kind: "cluster",
@@ -178,10 +164,7 @@ impl SqlStore {
             &message,
         )
         .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit a cluster's deletion"))?;
+        transaction.commit("commit a cluster's deletion").await?;
         Ok(())
     }
 }

@@ -23,9 +23,8 @@ impl SqlStore {
             .bind(host)
             .bind(&actor.0)
             .bind(message)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("record an event"))?;
+            .run(&mut **transaction, "record an event")
+            .await?;
         Ok(())
     }
 
@@ -43,7 +42,7 @@ impl SqlStore {
                 sqlx::query(&sql)
                     .bind(cluster)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .rows(&self.pool, "list events")
                     .await
             }
             None => {
@@ -52,11 +51,10 @@ impl SqlStore {
                 ));
                 sqlx::query(&sql)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .rows(&self.pool, "list events")
                     .await
             }
-        }
-        .map_err(database("list events"))?;
+        }?;
         rows.iter().map(event_from_row).collect()
     }
 }

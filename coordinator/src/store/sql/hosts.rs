@@ -45,9 +45,8 @@ impl SqlStore {
         ));
         let row = sqlx::query(&sql)
             .bind(value)
-            .fetch_optional(executor)
-            .await
-            .map_err(database("read a host"))?;
+            .optional_row(executor, "read a host")
+            .await?;
         row.as_ref().map(host_from_row).transpose()
     }
 
@@ -70,10 +69,7 @@ impl SqlStore {
             &message,
         )
         .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit a new host"))?;
+        transaction.commit("commit a new host").await?;
         Ok(Host {
             id: new.id,
             name: new.name,
@@ -90,10 +86,7 @@ impl SqlStore {
 
     pub(super) async fn list_hosts(&self) -> Result<Vec<Host>, StoreError> {
         let sql = format!("SELECT {HOST_COLUMNS} FROM hosts ORDER BY name");
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(database("list hosts"))?;
+        let rows = sqlx::query(&sql).rows(&self.pool, "list hosts").await?;
         rows.iter().map(host_from_row).collect()
     }
 
@@ -101,9 +94,8 @@ impl SqlStore {
         let sql = self.sql(&format!("SELECT {HOST_COLUMNS} FROM hosts WHERE name = $1"));
         let row = sqlx::query(&sql)
             .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(database("read a host"))?
+            .optional_row(&self.pool, "read a host")
+            .await?
             .ok_or_else(|| StoreError::NotFound {
                 kind: "host",
                 name: name.to_owned(),
@@ -125,10 +117,7 @@ impl SqlStore {
         {
             Ok(token) => token,
             Err(error) => {
-                transaction
-                    .rollback()
-                    .await
-                    .map_err(database("roll back an enrollment"))?;
+                transaction.rollback("roll back an enrollment").await?;
                 return Err(error);
             }
         };
@@ -136,10 +125,7 @@ impl SqlStore {
             token.roles.clone()
         } else if let Some(refused) = requested.iter().find(|role| !token.roles.contains(role)) {
             tracing::debug!(role = %refused, "a requested role is not allowed by the token");
-            transaction
-                .rollback()
-                .await
-                .map_err(database("roll back an enrollment"))?;
+            transaction.rollback("roll back an enrollment").await?;
             return Err(StoreError::TokenRefused {
                 id: token.id,
                 reason: TokenRefusal::RoleNotAllowed,
@@ -162,10 +148,7 @@ impl SqlStore {
             .map(|assignment| format!("{} of cluster {}", assignment.role, assignment.cluster))
             .collect();
         if !claimed.is_empty() {
-            transaction
-                .rollback()
-                .await
-                .map_err(database("roll back an enrollment"))?;
+            transaction.rollback("roll back an enrollment").await?;
             let message = format!(
                 "enrollment refused: host name {} holds {}, which join token {} (cluster {}) does \
                  not allow",
@@ -185,10 +168,7 @@ impl SqlStore {
                 &message,
             )
             .await?;
-            events
-                .commit()
-                .await
-                .map_err(database("record a refused enrollment"))?;
+            events.commit("record a refused enrollment").await?;
             return Err(StoreError::TokenRefused {
                 id: token.id,
                 reason: TokenRefusal::HostNameClaimed,
@@ -251,10 +231,7 @@ impl SqlStore {
             &message,
         )
         .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit an enrollment"))?;
+        transaction.commit("commit an enrollment").await?;
         let host = self.get_host_by_id(&new.id).await?;
         Ok((host, token))
     }
@@ -272,16 +249,10 @@ impl SqlStore {
         let sql = self.sql("SELECT generation FROM hosts WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(database("read a host's generation"))?;
-        row.map(|row| {
-            generation_from(
-                row.try_get("generation")
-                    .map_err(database("read a host's generation"))?,
-            )
-        })
-        .transpose()
+            .optional_row(&self.pool, "read a host's generation")
+            .await?;
+        row.map(|row| generation_from(row.value("generation")?))
+            .transpose()
     }
 
     pub(super) async fn mark_stale_hosts_down(
@@ -295,15 +266,13 @@ impl SqlStore {
         );
         let rows = sqlx::query(&sql)
             .bind(cutoff)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(database("find silent hosts"))?;
+            .rows(&self.pool, "find silent hosts")
+            .await?;
         let mut marked = Vec::new();
         for row in rows {
-            let read = || database("find silent hosts");
-            let id: String = row.try_get("id").map_err(read())?;
-            let name: String = row.try_get("name").map_err(read())?;
-            let last_seen: i64 = row.try_get("last_seen_at").map_err(read())?;
+            let id: String = row.value("id")?;
+            let name: String = row.value("name")?;
+            let last_seen: i64 = row.value("last_seen_at")?;
             let mut transaction = self.begin_write().await?;
             let update = self.sql(
                 "UPDATE hosts SET state = 'down' WHERE id = $1 AND state = 'up' AND last_seen_at < $2",
@@ -311,9 +280,8 @@ impl SqlStore {
             let updated = sqlx::query(&update)
                 .bind(&id)
                 .bind(cutoff)
-                .execute(&mut **transaction)
-                .await
-                .map_err(database("mark a host down"))?;
+                .run(&mut **transaction, "mark a host down")
+                .await?;
             if updated.rows_affected() == 1 {
                 let message = format!(
                     "host marked down: no heartbeat for {}s (TTL {}s)",
@@ -334,10 +302,7 @@ impl SqlStore {
                 }
                 marked.push(name);
             }
-            transaction
-                .commit()
-                .await
-                .map_err(database("commit a host's state"))?;
+            transaction.commit("commit a host's state").await?;
         }
         Ok(marked)
     }
@@ -354,9 +319,8 @@ impl SqlStore {
         let updated = sqlx::query(&sql)
             .bind(i64::from(drained))
             .bind(name)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("drain a host"))?;
+            .run(&mut **transaction, "drain a host")
+            .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound {
                 kind: "host",
@@ -367,13 +331,10 @@ impl SqlStore {
             self.sql("SELECT DISTINCT cluster_id FROM assignments WHERE host_name = $1");
         let rows = sqlx::query(&clusters_sql)
             .bind(name)
-            .fetch_all(&mut **transaction)
-            .await
-            .map_err(database("read a host's clusters"))?;
+            .rows(&mut **transaction, "read a host's clusters")
+            .await?;
         for row in rows {
-            let cluster_id: String = row
-                .try_get("cluster_id")
-                .map_err(database("read a host's clusters"))?;
+            let cluster_id: String = row.value("cluster_id")?;
             self.bump_cluster_hosts(&mut transaction, &cluster_id)
                 .await?;
         }
@@ -391,10 +352,7 @@ impl SqlStore {
         };
         self.insert_event(&mut transaction, kind, "", name, actor, message)
             .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit a drain"))?;
+        transaction.commit("commit a drain").await?;
         self.get_host(name).await
     }
 
@@ -426,14 +384,11 @@ impl SqlStore {
             self.sql("SELECT DISTINCT cluster_id FROM assignments WHERE host_name = $1");
         let rows = sqlx::query(&clusters_sql)
             .bind(name)
-            .fetch_all(&mut **transaction)
-            .await
-            .map_err(database("read a host's clusters"))?;
+            .rows(&mut **transaction, "read a host's clusters")
+            .await?;
         let mut cluster_ids = Vec::new();
         for row in rows {
-            let cluster_id: String = row
-                .try_get("cluster_id")
-                .map_err(database("read a host's clusters"))?;
+            let cluster_id: String = row.value("cluster_id")?;
             self.bump_cluster_hosts(&mut transaction, &cluster_id)
                 .await?;
             cluster_ids.push(cluster_id);
@@ -447,19 +402,16 @@ impl SqlStore {
             let sql = self.sql(&format!("DELETE FROM {table} WHERE {column} = $1"));
             sqlx::query(&sql)
                 .bind(value)
-                .execute(&mut **transaction)
-                .await
-                .map_err(database("remove a host"))?;
+                .run(&mut **transaction, "remove a host")
+                .await?;
         }
         for cluster_id in &cluster_ids {
             let cluster_name_sql = self.sql("SELECT name FROM clusters WHERE id = $1");
             let cluster_name: String = sqlx::query(&cluster_name_sql)
                 .bind(cluster_id)
-                .fetch_one(&mut **transaction)
-                .await
-                .map_err(database("read a cluster"))?
-                .try_get("name")
-                .map_err(database("read a cluster"))?;
+                .row(&mut **transaction, "read a cluster")
+                .await?
+                .value("name")?;
             self.replan_scheduler(&mut transaction, cluster_id, &cluster_name)
                 .await?;
         }
@@ -469,10 +421,7 @@ impl SqlStore {
         );
         self.insert_event(&mut transaction, "host.removed", "", name, actor, &message)
             .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit a host's removal"))?;
+        transaction.commit("commit a host's removal").await?;
         Ok(())
     }
 }

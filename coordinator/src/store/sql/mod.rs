@@ -20,7 +20,7 @@ use muster_proto::v1::{self, OdbType, Role};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Executor, Row};
+use sqlx::{Any, AnyPool, Executor};
 
 use super::{
     Actor, Assignment, BootstrapState, BootstrapTask, Cluster, ClusterSecrets, ComponentStatus,
@@ -34,11 +34,13 @@ mod assignments;
 mod clusters;
 mod events;
 mod hosts;
+mod query;
 mod rows;
 mod status;
 mod tokens;
 mod url;
 
+use query::{Run, Value};
 use rows::*;
 pub use url::{DatabaseUrl, Dialect};
 
@@ -96,16 +98,22 @@ impl std::ops::DerefMut for WriteTransaction {
 }
 
 impl WriteTransaction {
-    async fn commit(mut self) -> Result<(), sqlx::Error> {
+    /// Commits; a failure is a database error naming `action`.
+    async fn commit(mut self, action: &'static str) -> Result<(), StoreError> {
         match self.connection.take() {
-            Some(connection) => end_transaction(connection, "COMMIT").await,
+            Some(connection) => end_transaction(connection, "COMMIT")
+                .await
+                .map_err(database(action)),
             None => Ok(()),
         }
     }
 
-    async fn rollback(mut self) -> Result<(), sqlx::Error> {
+    /// Rolls back; a failure is a database error naming `action`.
+    async fn rollback(mut self, action: &'static str) -> Result<(), StoreError> {
         match self.connection.take() {
-            Some(connection) => end_transaction(connection, "ROLLBACK").await,
+            Some(connection) => end_transaction(connection, "ROLLBACK")
+                .await
+                .map_err(database(action)),
             None => Ok(()),
         }
     }
@@ -292,9 +300,8 @@ impl SqlStore {
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(database("ping the database"))?;
+            .run(&self.pool, "ping the database")
+            .await?;
         Ok(())
     }
 
@@ -302,13 +309,9 @@ impl Store for SqlStore {
         let mut transaction = self.begin_write().await?;
         sqlx::query(&self.sql("UPDATE store_probe SET written_at = $1 WHERE id = 1"))
             .bind(now_ms())
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("write the health probe"))?;
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit the health probe"))
+            .run(&mut **transaction, "write the health probe")
+            .await?;
+        transaction.commit("commit the health probe").await
     }
 
     async fn list_events(

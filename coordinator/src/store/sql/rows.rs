@@ -12,37 +12,29 @@ pub(super) fn port_from(value: i64) -> Result<u16, StoreError> {
 }
 
 pub(super) fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError> {
-    let read = || database("read an assignment");
-    let cluster: String = row.try_get("cluster_name").map_err(read())?;
-    let role = role_from(&row.try_get::<String, _>("role").map_err(read())?)?;
-    let name: String = row.try_get("name").map_err(read())?;
-    let state: Option<String> = row.try_get("state").map_err(read())?;
+    let cluster: String = row.value("cluster_name")?;
+    let role = role_from(&row.value::<String>("role")?)?;
+    let name: String = row.value("name")?;
+    let state: Option<String> = row.value("state")?;
     let status = match state {
         Some(state) => Some(ComponentStatus {
             cluster: cluster.clone(),
             role,
             name: name.clone(),
             state,
-            healthy: row
-                .try_get::<Option<i64>, _>("healthy")
-                .map_err(read())?
-                .unwrap_or(0)
-                != 0,
+            healthy: row.value::<Option<i64>>("healthy")?.unwrap_or(0) != 0,
             last_error: row
-                .try_get::<Option<String>, _>("last_error")
-                .map_err(read())?
+                .value::<Option<String>>("last_error")?
                 .unwrap_or_default(),
             restarts: count_from(
-                row.try_get::<Option<i64>, _>("restarts")
-                    .map_err(read())?
-                    .unwrap_or(0),
+                row.value::<Option<i64>>("restarts")?.unwrap_or(0),
                 "restarts",
             )?,
             backends: Vec::new(),
         }),
         None => None,
     };
-    let settings: String = row.try_get("settings").map_err(read())?;
+    let settings: String = row.value("settings")?;
     let load_balancer = (role == Role::LoadBalancer)
         .then(|| settings_from_json(&settings))
         .transpose()?;
@@ -50,9 +42,9 @@ pub(super) fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError
         cluster,
         role,
         name,
-        host: row.try_get("host_name").map_err(read())?,
-        port: port_from(row.try_get("port").map_err(read())?)?,
-        created_at_ms: row.try_get("created_at").map_err(read())?,
+        host: row.value("host_name")?,
+        port: port_from(row.value("port")?)?,
+        created_at_ms: row.value("created_at")?,
         load_balancer,
         status,
     })
@@ -119,47 +111,28 @@ pub(super) const HOST_COLUMNS: &str = "id, name, advertise_address, labels, stat
      last_seen_at, generation, applied_generation, drained";
 
 pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
-    let read = database("read a cluster");
-    let odb_type_name: String = row.try_get("odb_type").map_err(read)?;
+    let odb_type_name: String = row.value("odb_type")?;
     let odb_type = odb_type_name
         .parse::<OdbType>()
         .map_err(|error| StoreError::Corrupt(error.to_string()))?;
-    let port: i64 = row
-        .try_get("odb_port")
-        .map_err(database("read a cluster"))?;
-    let has_odb_password: i64 = row
-        .try_get("has_odb_password")
-        .map_err(database("read a cluster"))?;
+    let port: i64 = row.value("odb_port")?;
+    let has_odb_password: i64 = row.value("has_odb_password")?;
     Ok(Cluster {
-        id: row.try_get("id").map_err(database("read a cluster"))?,
-        name: row.try_get("name").map_err(database("read a cluster"))?,
-        description: row
-            .try_get("description")
-            .map_err(database("read a cluster"))?,
+        id: row.value("id")?,
+        name: row.value("name")?,
+        description: row.value("description")?,
         odb: OdbSettings {
             odb_type,
-            host: row
-                .try_get("odb_host")
-                .map_err(database("read a cluster"))?,
+            host: row.value("odb_host")?,
             port: u16::try_from(port)
                 .map_err(|_| StoreError::Corrupt(format!("ODB port {port} out of range")))?,
-            user: row
-                .try_get("odb_user")
-                .map_err(database("read a cluster"))?,
-            db_name: row
-                .try_get("odb_db_name")
-                .map_err(database("read a cluster"))?,
-            postgresql_schema: row
-                .try_get("odb_schema")
-                .map_err(database("read a cluster"))?,
+            user: row.value("odb_user")?,
+            db_name: row.value("odb_db_name")?,
+            postgresql_schema: row.value("odb_schema")?,
         },
         has_odb_password: has_odb_password != 0,
-        created_at_ms: row
-            .try_get("created_at")
-            .map_err(database("read a cluster"))?,
-        scheduler_target: row
-            .try_get("scheduler_target")
-            .map_err(database("read a cluster"))?,
+        created_at_ms: row.value("created_at")?,
+        scheduler_target: row.value("scheduler_target")?,
     })
 }
 
@@ -186,42 +159,40 @@ pub(super) fn count_from(value: i64, what: &str) -> Result<u32, StoreError> {
 }
 
 pub(super) fn join_token_from_row(row: &AnyRow) -> Result<JoinToken, StoreError> {
-    let read = || database("read a join token");
-    let roles: String = row.try_get("roles").map_err(read())?;
-    let max_uses: i64 = row.try_get("max_uses").map_err(read())?;
-    let uses: i64 = row.try_get("uses").map_err(read())?;
+    let roles: String = row.value("roles")?;
+    let max_uses: i64 = row.value("max_uses")?;
+    let uses: i64 = row.value("uses")?;
     Ok(JoinToken {
-        id: row.try_get("id").map_err(read())?,
-        cluster: row.try_get("cluster_name").map_err(read())?,
+        id: row.value("id")?,
+        cluster: row.value("cluster_name")?,
         roles: roles_from_text(&roles)?,
-        description: row.try_get("description").map_err(read())?,
-        created_at_ms: row.try_get("created_at").map_err(read())?,
-        expires_at_ms: row.try_get("expires_at").map_err(read())?,
+        description: row.value("description")?,
+        created_at_ms: row.value("created_at")?,
+        expires_at_ms: row.value("expires_at")?,
         max_uses: count_from(max_uses, "max_uses")?,
         uses: count_from(uses, "uses")?,
-        revoked_at_ms: row.try_get("revoked_at").map_err(read())?,
+        revoked_at_ms: row.value("revoked_at")?,
     })
 }
 
 pub(super) fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
-    let read = || database("read a host");
-    let labels: String = row.try_get("labels").map_err(read())?;
+    let labels: String = row.value("labels")?;
     Ok(Host {
-        id: row.try_get("id").map_err(read())?,
-        name: row.try_get("name").map_err(read())?,
-        advertise_address: row.try_get("advertise_address").map_err(read())?,
+        id: row.value("id")?,
+        name: row.value("name")?,
+        advertise_address: row.value("advertise_address")?,
         labels: serde_json::from_str(&labels)
             .map_err(|error| StoreError::Corrupt(format!("host labels: {error}")))?,
         state: {
-            let word: String = row.try_get("state").map_err(read())?;
+            let word: String = row.value("state")?;
             HostState::from_word(&word)
                 .ok_or_else(|| StoreError::Corrupt(format!("host state {word:?}")))?
         },
-        enrolled_at_ms: row.try_get("enrolled_at").map_err(read())?,
-        last_seen_ms: row.try_get("last_seen_at").map_err(read())?,
-        generation: generation_from(row.try_get("generation").map_err(read())?)?,
-        applied_generation: generation_from(row.try_get("applied_generation").map_err(read())?)?,
-        drained: row.try_get::<i64, _>("drained").map_err(read())? != 0,
+        enrolled_at_ms: row.value("enrolled_at")?,
+        last_seen_ms: row.value("last_seen_at")?,
+        generation: generation_from(row.value("generation")?)?,
+        applied_generation: generation_from(row.value("applied_generation")?)?,
+        drained: row.value::<i64>("drained")? != 0,
     })
 }
 
@@ -231,14 +202,13 @@ pub(super) fn generation_from(value: i64) -> Result<u64, StoreError> {
 }
 
 pub(super) fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
-    let read = || database("read an event");
     Ok(Event {
-        id: row.try_get("id").map_err(read())?,
-        at_ms: row.try_get("created_at").map_err(read())?,
-        kind: row.try_get("kind").map_err(read())?,
-        cluster: row.try_get("cluster_name").map_err(read())?,
-        host: row.try_get("host_name").map_err(read())?,
-        actor: row.try_get("actor").map_err(read())?,
-        message: row.try_get("message").map_err(read())?,
+        id: row.value("id")?,
+        at_ms: row.value("created_at")?,
+        kind: row.value("kind")?,
+        cluster: row.value("cluster_name")?,
+        host: row.value("host_name")?,
+        actor: row.value("actor")?,
+        message: row.value("message")?,
     })
 }

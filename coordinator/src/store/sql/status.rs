@@ -28,9 +28,8 @@ impl SqlStore {
             .bind(i64::try_from(report.applied_generation).unwrap_or(i64::MAX))
             .bind(&report.advertise_address)
             .bind(host_id)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("record a heartbeat"))?;
+            .run(&mut **transaction, "record a heartbeat")
+            .await?;
         if host.advertise_address != report.advertise_address {
             for (cluster_id, _) in self
                 .host_clusters(&mut transaction, &host.name, None)
@@ -66,22 +65,19 @@ impl SqlStore {
         let mut previous = BTreeMap::new();
         for row in sqlx::query(&previous_sql)
             .bind(host_id)
-            .fetch_all(&mut **transaction)
-            .await
-            .map_err(database("read component status"))?
+            .rows(&mut **transaction, "read component status")
+            .await?
         {
-            let read = || database("read component status");
             let key: (String, String, String) = (
-                row.try_get("cluster_name").map_err(read())?,
-                row.try_get("role").map_err(read())?,
-                row.try_get("name").map_err(read())?,
+                row.value("cluster_name")?,
+                row.value("role")?,
+                row.value("name")?,
             );
             let value = policy::ComponentReport {
-                state: row.try_get("state").map_err(read())?,
-                healthy: row.try_get::<i64, _>("healthy").map_err(read())? != 0,
-                last_error: row.try_get("last_error").map_err(read())?,
-                restarts: u32::try_from(row.try_get::<i64, _>("restarts").map_err(read())?)
-                    .unwrap_or(u32::MAX),
+                state: row.value("state")?,
+                healthy: row.value::<i64>("healthy")? != 0,
+                last_error: row.value("last_error")?,
+                restarts: u32::try_from(row.value::<i64>("restarts")?).unwrap_or(u32::MAX),
             };
             previous.insert(key, value);
         }
@@ -91,9 +87,8 @@ impl SqlStore {
         let delete = self.sql("DELETE FROM component_status WHERE host_id = $1");
         sqlx::query(&delete)
             .bind(host_id)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("replace component status"))?;
+            .run(&mut **transaction, "replace component status")
+            .await?;
         for component in &report.components {
             let insert = self.sql(
                 "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
@@ -109,9 +104,8 @@ impl SqlStore {
                 .bind(&component.last_error)
                 .bind(i64::from(component.restarts))
                 .bind(now)
-                .execute(&mut **transaction)
-                .await
-                .map_err(database("record component status"))?;
+                .run(&mut **transaction, "record component status")
+                .await?;
             let key = (
                 component.cluster.clone(),
                 component.role.cli_name().to_owned(),
@@ -163,17 +157,15 @@ impl SqlStore {
             let Some(row) = sqlx::query(&sql)
                 .bind(&task.cluster)
                 .bind(task.task.as_str())
-                .fetch_optional(&mut **transaction)
-                .await
-                .map_err(database("read a bootstrap task"))?
+                .optional_row(&mut **transaction, "read a bootstrap task")
+                .await?
             else {
                 continue;
             };
-            let read = || database("read a bootstrap task");
-            let cluster_id: String = row.try_get("cluster_id").map_err(read())?;
-            let assigned_to: String = row.try_get("host_name").map_err(read())?;
-            let was_done = row.try_get::<i64, _>("done").map_err(read())? != 0;
-            let old_error: String = row.try_get("last_error").map_err(read())?;
+            let cluster_id: String = row.value("cluster_id")?;
+            let assigned_to: String = row.value("host_name")?;
+            let was_done = row.value::<i64>("done")? != 0;
+            let old_error: String = row.value("last_error")?;
             let outcome = policy::bootstrap_report_outcome(
                 task.task.as_str(),
                 &assigned_to,
@@ -193,9 +185,8 @@ impl SqlStore {
                         .bind(now)
                         .bind(&cluster_id)
                         .bind(task.task.as_str())
-                        .execute(&mut **transaction)
-                        .await
-                        .map_err(database("record a bootstrap task"))?;
+                        .run(&mut **transaction, "record a bootstrap task")
+                        .await?;
                     if updated.rows_affected() != 1 {
                         continue;
                     }
@@ -213,9 +204,8 @@ impl SqlStore {
                         .bind(now)
                         .bind(&cluster_id)
                         .bind(task.task.as_str())
-                        .execute(&mut **transaction)
-                        .await
-                        .map_err(database("record a bootstrap task"))?;
+                        .run(&mut **transaction, "record a bootstrap task")
+                        .await?;
                     event
                 }
             };
@@ -236,10 +226,7 @@ impl SqlStore {
             .await?
             .map(|host| host.generation)
             .unwrap_or(host.generation);
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit a heartbeat"))?;
+        transaction.commit("commit a heartbeat").await?;
         Ok(generation)
     }
 
@@ -251,7 +238,6 @@ impl SqlStore {
         host_id: &str,
         report: &StatusReport,
     ) -> Result<BTreeMap<(String, String), Vec<(String, String)>>, StoreError> {
-        let read = || database("read backend states");
         let sql = self.sql(
             "SELECT cluster_name, lb_name, server_name, state FROM backend_status
              WHERE host_id = $1",
@@ -259,20 +245,13 @@ impl SqlStore {
         let mut previous: BTreeMap<_, Vec<_>> = BTreeMap::new();
         for row in sqlx::query(&sql)
             .bind(host_id)
-            .fetch_all(&mut **transaction)
-            .await
-            .map_err(read())?
+            .rows(&mut **transaction, "read backend states")
+            .await?
         {
             previous
-                .entry((
-                    row.try_get("cluster_name").map_err(read())?,
-                    row.try_get("lb_name").map_err(read())?,
-                ))
+                .entry((row.value("cluster_name")?, row.value("lb_name")?))
                 .or_default()
-                .push((
-                    row.try_get("server_name").map_err(read())?,
-                    row.try_get("state").map_err(read())?,
-                ));
+                .push((row.value("server_name")?, row.value("state")?));
         }
         for states in previous.values_mut() {
             states.sort();
@@ -280,9 +259,8 @@ impl SqlStore {
         let delete = self.sql("DELETE FROM backend_status WHERE host_id = $1");
         sqlx::query(&delete)
             .bind(host_id)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("replace backend states"))?;
+            .run(&mut **transaction, "replace backend states")
+            .await?;
         let insert = self.sql(
             "INSERT INTO backend_status (host_id, cluster_name, lb_name, server_name, address,
                  state, check_result, sessions) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -298,9 +276,8 @@ impl SqlStore {
                     .bind(&backend.state)
                     .bind(&backend.check)
                     .bind(i64::from(backend.sessions))
-                    .execute(&mut **transaction)
-                    .await
-                    .map_err(database("record backend states"))?;
+                    .run(&mut **transaction, "record backend states")
+                    .await?;
             }
         }
         Ok(previous)
@@ -320,9 +297,8 @@ impl SqlStore {
         );
         sqlx::query(&sql)
             .bind(cluster_name)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("bump draining hosts' generations"))?;
+            .run(&mut **transaction, "bump draining hosts' generations")
+            .await?;
         Ok(())
     }
 
@@ -347,26 +323,22 @@ impl SqlStore {
         if let Some(cluster) = cluster {
             query = query.bind(cluster);
         }
-        let rows = query
-            .fetch_all(&self.pool)
-            .await
-            .map_err(database("read backend states"))?;
+        let rows = query.rows(&self.pool, "read backend states").await?;
         let mut states: BTreeMap<_, Vec<_>> = BTreeMap::new();
         for row in rows {
-            let read = || database("read backend states");
             let key = (
-                row.try_get("host_name").map_err(read())?,
-                row.try_get("cluster_name").map_err(read())?,
-                row.try_get("lb_name").map_err(read())?,
+                row.value("host_name")?,
+                row.value("cluster_name")?,
+                row.value("lb_name")?,
             );
-            let state: String = row.try_get("state").map_err(read())?;
+            let state: String = row.value("state")?;
             states.entry(key).or_default().push(v1::BackendServerState {
-                name: row.try_get("server_name").map_err(read())?,
-                address: row.try_get("address").map_err(read())?,
+                name: row.value("server_name")?,
+                address: row.value("address")?,
                 status: v1::BackendStatus::from_haproxy(&state) as i32,
                 state,
-                check: row.try_get("check_result").map_err(read())?,
-                sessions: count_from(row.try_get("sessions").map_err(read())?, "sessions")?,
+                check: row.value("check_result")?,
+                sessions: count_from(row.value("sessions")?, "sessions")?,
             });
         }
         Ok(states)
@@ -380,7 +352,6 @@ impl SqlStore {
         cluster_id: &str,
         cluster_name: &str,
     ) -> Result<(), StoreError> {
-        let read = || database("re-plan the scheduler");
         let sql = self.sql(
             "SELECT a.role, a.name, a.host_name, h.state, h.drained, s.healthy
              FROM assignments a
@@ -392,23 +363,22 @@ impl SqlStore {
         let rows = sqlx::query(&sql)
             .bind(cluster_name)
             .bind(cluster_id)
-            .fetch_all(&mut **transaction)
-            .await
-            .map_err(read())?;
+            .rows(&mut **transaction, "re-plan the scheduler")
+            .await?;
         let mut has_scheduler = false;
         let mut servers = Vec::new();
         for row in &rows {
-            let role: String = row.try_get("role").map_err(read())?;
+            let role: String = row.value("role")?;
             if role == Role::Scheduler.cli_name() {
                 has_scheduler = true;
             } else if role == Role::Server.cli_name() {
-                let state: Option<String> = row.try_get("state").map_err(read())?;
-                let drained = row.try_get::<Option<i64>, _>("drained").map_err(read())? == Some(1);
+                let state: Option<String> = row.value("state")?;
+                let drained = row.value::<Option<i64>>("drained")? == Some(1);
                 servers.push(policy::ServerCandidate {
-                    name: row.try_get("name").map_err(read())?,
-                    host: row.try_get("host_name").map_err(read())?,
+                    name: row.value("name")?,
+                    host: row.value("host_name")?,
                     host_up: state.as_deref() == Some(HostState::Up.as_str()) && !drained,
-                    healthy: row.try_get::<Option<i64>, _>("healthy").map_err(read())? == Some(1),
+                    healthy: row.value::<Option<i64>>("healthy")? == Some(1),
                 });
             }
         }
@@ -418,11 +388,9 @@ impl SqlStore {
         let current_sql = self.sql("SELECT scheduler_target FROM clusters WHERE id = $1");
         let current: String = sqlx::query(&current_sql)
             .bind(cluster_id)
-            .fetch_one(&mut **transaction)
-            .await
-            .map_err(read())?
-            .try_get("scheduler_target")
-            .map_err(read())?;
+            .row(&mut **transaction, "re-plan the scheduler")
+            .await?
+            .value("scheduler_target")?;
         let Some(moved) = policy::scheduler_target(&current, &servers) else {
             return Ok(());
         };
@@ -430,9 +398,8 @@ impl SqlStore {
         sqlx::query(&update)
             .bind(&moved.server)
             .bind(cluster_id)
-            .execute(&mut **transaction)
-            .await
-            .map_err(read())?;
+            .run(&mut **transaction, "re-plan the scheduler")
+            .await?;
         self.bump_cluster_hosts(transaction, cluster_id).await?;
         let actor = Actor("planner".to_owned());
         self.insert_event(
@@ -467,17 +434,14 @@ impl SqlStore {
         );
         let rows = sqlx::query(&sql)
             .bind(&host.name)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(database("read a host's clusters"))?;
+            .rows(&self.pool, "read a host's clusters")
+            .await?;
         let mut clusters = BTreeMap::new();
         let mut assignments = Vec::new();
         let mut bootstrap = Vec::new();
         let mut hosts = BTreeMap::new();
         for row in rows {
-            let name: String = row
-                .try_get("cluster_name")
-                .map_err(database("read a host's clusters"))?;
+            let name: String = row.value("cluster_name")?;
             let cluster = self.get_cluster(&name).await?;
             let secrets = self.cluster_secrets(&name).await?;
             for assignment in self.list_assignments(Some(&name)).await? {
@@ -493,16 +457,10 @@ impl SqlStore {
             );
             for task_row in sqlx::query(&sql)
                 .bind(&cluster.id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(database("read bootstrap tasks"))?
+                .rows(&self.pool, "read bootstrap tasks")
+                .await?
             {
-                let read = || database("read bootstrap tasks");
-                let task = match task_row
-                    .try_get::<String, _>("task")
-                    .map_err(read())?
-                    .as_str()
-                {
+                let task = match task_row.value::<String>("task")?.as_str() {
                     "odb" => BootstrapTask::Odb,
                     "cluster" => BootstrapTask::Cluster,
                     other => return Err(StoreError::Corrupt(format!("bootstrap task {other:?}"))),
@@ -510,9 +468,9 @@ impl SqlStore {
                 bootstrap.push(BootstrapState {
                     cluster: name.clone(),
                     task,
-                    host: task_row.try_get("host_name").map_err(read())?,
-                    done: task_row.try_get::<i64, _>("done").map_err(read())? != 0,
-                    last_error: task_row.try_get("last_error").map_err(read())?,
+                    host: task_row.value("host_name")?,
+                    done: task_row.value::<i64>("done")? != 0,
+                    last_error: task_row.value("last_error")?,
                 });
             }
             clusters.insert(name, (cluster, secrets));

@@ -11,13 +11,10 @@ impl SqlStore {
         let sql = self.sql(&format!("{JOIN_TOKEN_SELECT} WHERE t.id = $1"));
         let row = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(executor)
-            .await
-            .map_err(database("read a join token"))?;
+            .optional_row(executor, "read a join token")
+            .await?;
         row.map(|row| {
-            let secret_hash: String = row
-                .try_get("secret_hash")
-                .map_err(database("read a join token"))?;
+            let secret_hash: String = row.value("secret_hash")?;
             Ok((join_token_from_row(&row)?, secret_hash))
         })
         .transpose()
@@ -42,9 +39,8 @@ impl SqlStore {
             .bind(id)
             .bind(secret_hash)
             .bind(now_ms)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("count a join token's use"))?;
+            .run(&mut **transaction, "count a join token's use")
+            .await?;
         let found = self.fetch_join_token(&mut **transaction, id).await?;
         let refused = |reason| StoreError::TokenRefused {
             id: id.to_owned(),
@@ -88,9 +84,8 @@ impl SqlStore {
             .bind(created_at_ms)
             .bind(new.expires_at_ms)
             .bind(i64::from(new.max_uses))
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("create a join token"))?;
+            .run(&mut **transaction, "create a join token")
+            .await?;
         let message = format!(
             "join token {} created for roles [{}], {} use(s)",
             new.id,
@@ -110,10 +105,7 @@ impl SqlStore {
             &message,
         )
         .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit a new join token"))?;
+        transaction.commit("commit a new join token").await?;
         Ok(JoinToken {
             id: new.id,
             cluster: cluster.name,
@@ -136,14 +128,16 @@ impl SqlStore {
                 let sql = self.sql(&format!(
                     "{JOIN_TOKEN_SELECT} WHERE c.name = $1 ORDER BY t.created_at DESC, t.id"
                 ));
-                sqlx::query(&sql).bind(cluster).fetch_all(&self.pool).await
+                sqlx::query(&sql)
+                    .bind(cluster)
+                    .rows(&self.pool, "list join tokens")
+                    .await
             }
             None => {
                 let sql = format!("{JOIN_TOKEN_SELECT} ORDER BY t.created_at DESC, t.id");
-                sqlx::query(&sql).fetch_all(&self.pool).await
+                sqlx::query(&sql).rows(&self.pool, "list join tokens").await
             }
-        }
-        .map_err(database("list join tokens"))?;
+        }?;
         rows.iter().map(join_token_from_row).collect()
     }
 
@@ -160,9 +154,8 @@ impl SqlStore {
         let updated = sqlx::query(&sql)
             .bind(revoked_at_ms)
             .bind(id)
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("revoke a join token"))?;
+            .run(&mut **transaction, "revoke a join token")
+            .await?;
         let (token, _) = self
             .fetch_join_token(&mut **transaction, id)
             .await?
@@ -182,10 +175,7 @@ impl SqlStore {
             )
             .await?;
         }
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit a token's revocation"))?;
+        transaction.commit("commit a token's revocation").await?;
         Ok(token)
     }
 
@@ -201,17 +191,11 @@ impl SqlStore {
             .await
         {
             Ok(token) => {
-                transaction
-                    .commit()
-                    .await
-                    .map_err(database("commit a join token's use"))?;
+                transaction.commit("commit a join token's use").await?;
                 Ok(token)
             }
             Err(error) => {
-                transaction
-                    .rollback()
-                    .await
-                    .map_err(database("roll back a join token's use"))?;
+                transaction.rollback("roll back a join token's use").await?;
                 Err(error)
             }
         }
@@ -233,9 +217,8 @@ impl SqlStore {
             .bind(token_hash)
             .bind(description)
             .bind(now_ms())
-            .execute(&mut **transaction)
-            .await
-            .map_err(database("add an admin token"))?;
+            .run(&mut **transaction, "add an admin token")
+            .await?;
         let actor = Actor("coordinator".to_owned());
         let message = format!("admin token {id} created ({description})");
         self.insert_event(
@@ -247,10 +230,7 @@ impl SqlStore {
             &message,
         )
         .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(database("commit an admin token"))?;
+        transaction.commit("commit an admin token").await?;
         Ok(())
     }
 
@@ -261,10 +241,8 @@ impl SqlStore {
         let sql = self.sql("SELECT id FROM admin_tokens WHERE token_hash = $1");
         let row = sqlx::query(&sql)
             .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(database("look up an admin token"))?;
-        row.map(|row| row.try_get("id").map_err(database("read an admin token")))
-            .transpose()
+            .optional_row(&self.pool, "look up an admin token")
+            .await?;
+        row.map(|row| row.value("id")).transpose()
     }
 }
