@@ -181,8 +181,8 @@ pub(super) async fn create_cluster(
         .client
         .create_cluster(request)
         .await
-        .map_err(|status| connection.status_error(&status))?;
-    let cluster = ClusterView::from(response.into_inner().cluster.unwrap_or_default());
+        .answer(&connection)?;
+    let cluster = ClusterView::from(response.cluster.unwrap_or_default());
     if json {
         write_json(out, &cluster)?;
     } else {
@@ -205,9 +205,8 @@ pub(super) async fn cluster_command(
                 .client
                 .list_clusters(v1::ListClustersRequest {})
                 .await
-                .map_err(|status| connection.status_error(&status))?;
+                .answer(&connection)?;
             let clusters: Vec<ClusterView> = response
-                .into_inner()
                 .clusters
                 .into_iter()
                 .map(ClusterView::from)
@@ -224,8 +223,7 @@ pub(super) async fn cluster_command(
                 .client
                 .get_dashboard_login(v1::GetDashboardLoginRequest { cluster: name })
                 .await
-                .map_err(|status| connection.status_error(&status))?
-                .into_inner();
+                .answer(&connection)?;
             if json {
                 write_json(
                     out,
@@ -249,8 +247,8 @@ pub(super) async fn cluster_command(
                 .client
                 .get_cluster(v1::GetClusterRequest { name })
                 .await
-                .map_err(|status| connection.status_error(&status))?;
-            let cluster = ClusterView::from(response.into_inner().cluster.unwrap_or_default());
+                .answer(&connection)?;
+            let cluster = ClusterView::from(response.cluster.unwrap_or_default());
             if json {
                 write_json(out, &cluster)?;
             } else {
@@ -290,13 +288,13 @@ pub(super) async fn cluster_command(
                 .client
                 .get_cluster(v1::GetClusterRequest { name: name.clone() })
                 .await
-                .map_err(|status| connection.status_error(&status))?;
+                .answer(&connection)?;
             confirm_deletion(&name, yes)?;
             connection
                 .client
                 .delete_cluster(v1::DeleteClusterRequest { name: name.clone() })
                 .await
-                .map_err(|status| connection.status_error(&status))?;
+                .answer(&connection)?;
             if json {
                 write_json(out, &serde_json::json!({"deleted": name}))?;
             } else {

@@ -326,8 +326,8 @@ pub(super) async fn assign_with(
         .client
         .create_component(request)
         .await
-        .map_err(|status| connection.status_error(&status))?;
-    let component = ComponentView::from(response.into_inner().component.unwrap_or_default());
+        .answer(&connection)?;
+    let component = ComponentView::from(response.component.unwrap_or_default());
     if json {
         write_json(out, &component)?;
     } else {
@@ -351,8 +351,7 @@ pub(super) async fn list_components(
             cluster: cluster.unwrap_or_default().to_owned(),
         })
         .await
-        .map_err(|status| connection.status_error(&status))?
-        .into_inner()
+        .answer(&connection)?
         .components
         .into_iter()
         .map(ComponentView::from)
@@ -410,8 +409,8 @@ pub(super) async fn configure_load_balancer(
         .client
         .configure_load_balancer(request)
         .await
-        .map_err(|status| connection.status_error(&status))?;
-    let component = ComponentView::from(response.into_inner().component.unwrap_or_default());
+        .answer(&connection)?;
+    let component = ComponentView::from(response.component.unwrap_or_default());
     if json {
         write_json(out, &component)?;
     } else if let Some(settings) = &component.load_balancer {
@@ -455,8 +454,8 @@ pub(super) async fn remove_component(
         .client
         .delete_component(request)
         .await
-        .map_err(|status| connection.status_error(&status))?;
-    let component = ComponentView::from(response.into_inner().component.unwrap_or_default());
+        .answer(&connection)?;
+    let component = ComponentView::from(response.component.unwrap_or_default());
     if json {
         write_json(out, &component)?;
     } else {
@@ -504,8 +503,7 @@ pub(super) async fn backends(
         .client
         .list_backends(v1::ListBackendsRequest { cluster })
         .await
-        .map_err(|status| connection.status_error(&status))?
-        .into_inner()
+        .answer(&connection)?
         .backends;
     let format = format.unwrap_or(if json {
         BackendFormat::Json

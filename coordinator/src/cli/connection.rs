@@ -49,6 +49,19 @@ pub(super) struct Connection {
     pub(super) url: String,
 }
 
+/// A call's answer as the CLI uses it: the message, or the error that says what went wrong and
+/// where (`connection.client.list_hosts(request).await.answer(&connection)?`).
+pub(super) trait Answer<T> {
+    fn answer(self, connection: &Connection) -> Result<T, CliError>;
+}
+
+impl<T> Answer<T> for Result<tonic::Response<T>, Status> {
+    fn answer(self, connection: &Connection) -> Result<T, CliError> {
+        self.map(tonic::Response::into_inner)
+            .map_err(|status| connection.status_error(&status))
+    }
+}
+
 impl Connection {
     pub(super) fn status_error(&self, status: &Status) -> CliError {
         match status.code() {

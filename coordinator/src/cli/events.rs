@@ -47,13 +47,8 @@ pub(super) async fn events_command(
         .client
         .list_events(request)
         .await
-        .map_err(|status| connection.status_error(&status))?;
-    let events: Vec<EventView> = response
-        .into_inner()
-        .events
-        .into_iter()
-        .map(EventView::from)
-        .collect();
+        .answer(&connection)?;
+    let events: Vec<EventView> = response.events.into_iter().map(EventView::from).collect();
     if json {
         write_json(out, &events)?;
     } else {

@@ -96,8 +96,7 @@ pub(super) async fn host_command(
             .client
             .list_hosts(v1::ListHostsRequest {})
             .await
-            .map_err(|status| connection.status_error(&status))?
-            .into_inner()
+            .answer(&connection)?
             .hosts
             .into_iter()
             .map(HostView::from)
@@ -108,8 +107,8 @@ pub(super) async fn host_command(
                 .client
                 .get_host(v1::GetHostRequest { name })
                 .await
-                .map_err(|status| connection.status_error(&status))?;
-            let host = HostView::from(response.into_inner().host.unwrap_or_default());
+                .answer(&connection)?;
+            let host = HostView::from(response.host.unwrap_or_default());
             if json {
                 return write_json(out, &host);
             }
@@ -124,8 +123,8 @@ pub(super) async fn host_command(
                     drain,
                 })
                 .await
-                .map_err(|status| connection.status_error(&status))?;
-            let host = HostView::from(response.into_inner().host.unwrap_or_default());
+                .answer(&connection)?;
+            let host = HostView::from(response.host.unwrap_or_default());
             if json {
                 return write_json(out, &host);
             }
@@ -142,7 +141,7 @@ pub(super) async fn host_command(
                     force,
                 })
                 .await
-                .map_err(|status| connection.status_error(&status))?;
+                .answer(&connection)?;
             if json {
                 return write_json(out, &serde_json::json!({"removed": name}));
             }

@@ -16,8 +16,8 @@ use muster_proto::validate;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CliError, Connection, ConnectionArgs, connect, fetch_status, list_components, write_json,
-    write_status,
+    Answer as _, CliError, Connection, ConnectionArgs, connect, fetch_status, list_components,
+    write_json, write_status,
 };
 
 const GRPC_PORT: u16 = muster_proto::DEFAULT_GRPC_PORT;
@@ -476,7 +476,7 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
             odb_password: String::new(),
         })
         .await
-        .map_err(|status| connection.status_error(&status))?;
+        .answer(&connection)?;
     let token = connection
         .client
         .create_join_token(v1::CreateJoinTokenRequest {
@@ -487,8 +487,7 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
             description: "the quickstart's agent".to_owned(),
         })
         .await
-        .map_err(|status| connection.status_error(&status))?
-        .into_inner()
+        .answer(&connection)?
         .secret_token;
     progress(
         out,
@@ -559,7 +558,7 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
                 load_balancer,
             })
             .await
-            .map_err(|status| connection.status_error(&status))?;
+            .answer(&connection)?;
     }
     progress(
         out,

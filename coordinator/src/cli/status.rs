@@ -97,8 +97,7 @@ pub(super) async fn fetch_status(
                 .client
                 .get_cluster(v1::GetClusterRequest { name: name.clone() })
                 .await
-                .map_err(|status| connection.status_error(&status))?
-                .into_inner()
+                .answer(&connection)?
                 .cluster
                 .unwrap_or_default(),
         )],
@@ -106,8 +105,7 @@ pub(super) async fn fetch_status(
             .client
             .list_clusters(v1::ListClustersRequest {})
             .await
-            .map_err(|status| connection.status_error(&status))?
-            .into_inner()
+            .answer(&connection)?
             .clusters
             .into_iter()
             .map(ClusterView::from)
@@ -117,8 +115,7 @@ pub(super) async fn fetch_status(
         .client
         .list_hosts(v1::ListHostsRequest {})
         .await
-        .map_err(|status| connection.status_error(&status))?
-        .into_inner()
+        .answer(&connection)?
         .hosts
         .into_iter()
         .map(HostView::from)

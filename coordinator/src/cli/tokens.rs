@@ -141,8 +141,7 @@ pub(super) async fn token_command(
                 .client
                 .create_join_token(request)
                 .await
-                .map_err(|status| connection.status_error(&status))?
-                .into_inner();
+                .answer(&connection)?;
             let token = JoinTokenView::from(response.token.unwrap_or_default());
             if json {
                 write_json(
@@ -180,9 +179,8 @@ pub(super) async fn token_command(
                 .client
                 .list_join_tokens(request)
                 .await
-                .map_err(|status| connection.status_error(&status))?;
+                .answer(&connection)?;
             let tokens: Vec<JoinTokenView> = response
-                .into_inner()
                 .tokens
                 .into_iter()
                 .map(JoinTokenView::from)
@@ -205,8 +203,8 @@ pub(super) async fn token_command(
                 .client
                 .revoke_join_token(v1::RevokeJoinTokenRequest { id })
                 .await
-                .map_err(|status| connection.status_error(&status))?;
-            let token = JoinTokenView::from(response.into_inner().token.unwrap_or_default());
+                .answer(&connection)?;
+            let token = JoinTokenView::from(response.token.unwrap_or_default());
             if json {
                 write_json(out, &token)?;
             } else {
