@@ -351,7 +351,7 @@ pub(super) async fn list_components(
             cluster: cluster.unwrap_or_default().to_owned(),
         })
         .await
-        .answer(&connection)?
+        .answer(connection)?
         .components
         .into_iter()
         .map(ComponentView::from)

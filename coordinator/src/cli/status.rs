@@ -97,7 +97,7 @@ pub(super) async fn fetch_status(
                 .client
                 .get_cluster(v1::GetClusterRequest { name: name.clone() })
                 .await
-                .answer(&connection)?
+                .answer(connection)?
                 .cluster
                 .unwrap_or_default(),
         )],
@@ -105,7 +105,7 @@ pub(super) async fn fetch_status(
             .client
             .list_clusters(v1::ListClustersRequest {})
             .await
-            .answer(&connection)?
+            .answer(connection)?
             .clusters
             .into_iter()
             .map(ClusterView::from)
@@ -115,7 +115,7 @@ pub(super) async fn fetch_status(
         .client
         .list_hosts(v1::ListHostsRequest {})
         .await
-        .answer(&connection)?
+        .answer(connection)?
         .hosts
         .into_iter()
         .map(HostView::from)
