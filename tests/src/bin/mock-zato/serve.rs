@@ -1,0 +1,271 @@
+//! A started component's process: its pidfile, ports and answers (`-m zato.*.main`).
+
+use super::*;
+
+pub(crate) fn env_milliseconds(name: &str, default: u64) -> Duration {
+    Duration::from_millis(
+        std::env::var(name)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+/// What the component process answers with.
+pub(crate) struct Responder {
+    pub(crate) kind: &'static str,
+    /// A server's and a scheduler's JSON answer to every GET.
+    pub(crate) body: String,
+    /// The scheduler's API client: (user name, password).
+    pub(crate) api_client: Option<(String, String)>,
+    /// The web-admin's ODB, where its users are.
+    pub(crate) odb: Option<Odb>,
+}
+
+/// One HTTP request as the component read it.
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: String,
+}
+
+pub(crate) async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Request> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let head_end = loop {
+        if let Some(end) = received.windows(4).position(|window| window == b"\r\n\r\n") {
+            break end;
+        }
+        if received.len() > 64 * 1024 {
+            return None;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
+            Ok(Ok(read)) if read > 0 => received.extend_from_slice(&buffer[..read]),
+            _ => return None,
+        }
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let mut first = lines.next()?.split_whitespace();
+    let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|length| length.parse().ok())
+        .unwrap_or(0)
+        .min(64 * 1024);
+    let mut body = received[head_end + 4..].to_vec();
+    while body.len() < length {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
+            Ok(Ok(read)) if read > 0 => body.extend_from_slice(&buffer[..read]),
+            _ => return None,
+        }
+    }
+    Some(Request {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+pub(crate) fn form_value(body: &str, name: &str) -> Option<String> {
+    body.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| {
+            url::form_urlencoded::parse(format!("v={value}").as_bytes())
+                .next()
+                .map(|(_, value)| value.into_owned())
+                .unwrap_or_default()
+        })
+    })
+}
+
+pub(crate) const LOGIN_FORM: &str = "<html><body><!-- mock-zato dashboard -->\
+<form method=\"post\" action=\"/accounts/login/\">\
+<input type=\"hidden\" name=\"csrfmiddlewaretoken\" value=\"mock-csrf-token\">\
+<input name=\"username\"><input type=\"password\" name=\"password\"></form></body></html>\n";
+
+impl Responder {
+    /// (status line, content type, extra headers, body)
+    pub(crate) async fn respond(
+        &self,
+        request: &Request,
+    ) -> (&'static str, &'static str, String, String) {
+        match self.kind {
+            "scheduler" if request.method == "POST" && !request.body.is_empty() => {
+                // Zato's scheduler checks Basic credentials against its [api_clients].
+                let given = request
+                    .headers
+                    .get("authorization")
+                    .and_then(|value| value.strip_prefix("Basic "))
+                    .and_then(|encoded| {
+                        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
+                            .ok()
+                    })
+                    .map(|decoded| String::from_utf8_lossy(&decoded).into_owned());
+                let expected = self
+                    .api_client
+                    .as_ref()
+                    .map(|(user, password)| format!("{user}:{password}"));
+                if given.is_some() && given == expected {
+                    (
+                        "200 OK",
+                        "application/json",
+                        String::new(),
+                        "{\"status\": \"ok\", \"response\": {}}\n".to_owned(),
+                    )
+                } else {
+                    say("Credentials error -> Invalid_Username_Or_Password");
+                    (
+                        "500 Internal Server Error",
+                        "application/json",
+                        String::new(),
+                        "{\"status\": \"error\", \"response\": {}}\n".to_owned(),
+                    )
+                }
+            }
+            "web-admin" if request.path.starts_with("/accounts/login") => {
+                if request.method != "POST" {
+                    return ("200 OK", "text/html", String::new(), LOGIN_FORM.to_owned());
+                }
+                let username = form_value(&request.body, "username").unwrap_or_default();
+                let password = form_value(&request.body, "password").unwrap_or_default();
+                if self.login(&username, &password).await {
+                    (
+                        "302 Found",
+                        "text/html",
+                        "Location: /\r\nSet-Cookie: sessionid=mock-session; HttpOnly; Path=/\r\n"
+                            .to_owned(),
+                        String::new(),
+                    )
+                } else {
+                    ("200 OK", "text/html", String::new(), LOGIN_FORM.to_owned())
+                }
+            }
+            _ => (
+                "200 OK",
+                "application/json",
+                String::new(),
+                self.body.clone(),
+            ),
+        }
+    }
+
+    pub(crate) async fn login(&self, username: &str, password: &str) -> bool {
+        let Some(odb) = &self.odb else { return false };
+        let Ok(mut connection) = odb.connect(false).await else {
+            return false;
+        };
+        let stored: Option<String> =
+            sqlx::query(&odb.sql("SELECT password FROM auth_user WHERE username = $1"))
+                .bind(username)
+                .fetch_optional(&mut connection)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|row| row.try_get(0).ok());
+        stored.is_some_and(|stored| stored == password_hash(password))
+    }
+}
+
+/// The component process. Like a real Zato component it writes its pidfile only seconds after
+/// `zato start` returned (`MOCK_ZATO_PIDFILE_DELAY_MS`, default 1000), then binds its port; if the
+/// port is taken it removes the pidfile (another process's, by then) and exits, as a second real
+/// server does. A server also binds Zato's IPC ports (`[main] ipc_port_start` and one more
+/// per worker) on `ipc_host`. Then it answers HTTP until SIGTERM, stops accepting and finishes
+/// the requests under way (as Zato's gunicorn does on a graceful stop).
+pub(crate) async fn serve(path: &Path) -> Result<()> {
+    let component = read_component(path)?;
+    tokio::time::sleep(env_milliseconds("MOCK_ZATO_PIDFILE_DELAY_MS", 1000)).await;
+    let pidfile = path.join("pidfile");
+    write(&pidfile, &format!("{}\n", std::process::id()))?;
+    let give_up = |message: String| {
+        let _ = std::fs::remove_file(&pidfile);
+        failed(message)
+    };
+    let listener = tokio::net::TcpListener::bind((component.host.as_str(), component.port))
+        .await
+        .map_err(|error| give_up(format!("cannot bind port {}: {error}", component.port)))?;
+    let mut ipc_listeners = Vec::new();
+    if let Some((ipc_host, ipc_start, workers)) = &component.ipc {
+        for port in *ipc_start..ipc_start.saturating_add(*workers) {
+            let ipc = std::net::TcpListener::bind((ipc_host.as_str(), port)).map_err(|error| {
+                give_up(format!(
+                    "cannot bind the IPC port {ipc_host}:{port} (ipc_port_start): {error}"
+                ))
+            })?;
+            ipc_listeners.push(ipc);
+        }
+    }
+    tokio::time::sleep(env_milliseconds("MOCK_ZATO_START_DELAY_MS", 0)).await;
+    let (server_name, cluster_name) = set_up_status(&component, "running").await?;
+    let kind = match component.kind.as_str() {
+        "SERVER" => "server",
+        "SCHEDULER" => "scheduler",
+        _ => "web-admin",
+    };
+    let mut body = serde_json::json!({
+        "pong": "zato",
+        "zato_env": {"result": "ZATO_OK"},
+        "mock": true,
+        "component": kind,
+        "pid": std::process::id(),
+        "port": component.port,
+        "detail": component.detail,
+    });
+    if kind == "server" {
+        body["server"] = server_name.into();
+        body["cluster"] = cluster_name.into();
+    } else if let Some(cluster) = component.detail.get("cluster") {
+        body["cluster"] = cluster.clone();
+    }
+    let responder = std::sync::Arc::new(Responder {
+        kind,
+        body: format!("{body}\n"),
+        api_client: component.api_client.clone(),
+        odb: component.odb.clone(),
+    });
+    say(&format!(
+        "{kind} listening on {}:{}",
+        component.host, component.port
+    ));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|error| failed(error.to_string()))?;
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((mut stream, _)) = accepted else { continue };
+                let responder = responder.clone();
+                while in_flight.try_join_next().is_some() {}
+                in_flight.spawn(async move {
+                    let Some(request) = read_request(&mut stream).await else { return };
+                    let (status, content_type, extra, body) = responder.respond(&request).await;
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+            _ = terminate.recv() => break,
+        }
+    }
+    drop(listener);
+    drop(ipc_listeners);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if kind == "server" {
+        let _ = set_up_status(&component, "clean-down").await;
+    }
+    say(&format!("{kind} stopped"));
+    Ok(())
+}
