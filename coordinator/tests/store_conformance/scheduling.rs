@@ -1,0 +1,229 @@
+//! The scheduler's target and drains: what follows a server's health and a load balancer's view.
+
+use super::*;
+
+pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    store
+        .create_assignment(
+            assign("prod", Role::Scheduler, "sched", None, None),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    store
+        .create_assignment(assign("prod", Role::Server, "app-b", None, None), &actor())
+        .await
+        .unwrap();
+    store
+        .create_assignment(assign("prod", Role::Server, "app-c", None, None), &actor())
+        .await
+        .unwrap();
+    let scheduler_host = enroll(&store, "prod", "sched").await;
+    let server_b = enroll(&store, "prod", "app-b").await;
+    let server_c = enroll(&store, "prod", "app-c").await;
+    let done = |task| BootstrapReport {
+        cluster: "prod".to_owned(),
+        task,
+        done: true,
+        last_error: String::new(),
+    };
+    store
+        .record_status(
+            &scheduler_host.id,
+            report(
+                1,
+                "10.0.0.1",
+                vec![done(BootstrapTask::Odb), done(BootstrapTask::Cluster)],
+            ),
+        )
+        .await
+        .unwrap();
+    let healthy = |name: &str| ComponentStatus {
+        cluster: "prod".to_owned(),
+        role: Role::Server,
+        name: name.to_owned(),
+        state: "running".to_owned(),
+        healthy: true,
+        last_error: String::new(),
+        restarts: 0,
+        backends: Vec::new(),
+    };
+    let mut report_b = report(1, "10.0.0.2", Vec::new());
+    report_b.components = vec![healthy("server1")];
+    store.record_status(&server_b.id, report_b).await.unwrap();
+    let mut report_c = report(1, "10.0.0.3", Vec::new());
+    report_c.components = vec![healthy("server2")];
+    store.record_status(&server_c.id, report_c).await.unwrap();
+
+    assert_eq!(
+        scheduler_peer(&store, &scheduler_host.id).await,
+        ["http://10.0.0.2:17010"]
+    );
+    assert_eq!(
+        store.get_cluster("prod").await.unwrap().scheduler_target,
+        "server1"
+    );
+
+    // Host B stops reporting; when it is marked down the scheduler moves to C.
+    let mut keep_c = report(1, "10.0.0.3", Vec::new());
+    keep_c.components = vec![healthy("server2")];
+    // C reports again until its heartbeat is strictly newer than B's, so that a cutoff at C's
+    // heartbeat finds B (and no other server) silent.
+    let last_seen_b = store.get_host("app-b").await.unwrap().last_seen_ms.unwrap();
+    let mut last_seen_c = 0;
+    for _ in 0..1000 {
+        store
+            .record_status(&server_c.id, keep_c.clone())
+            .await
+            .unwrap();
+        last_seen_c = store.get_host("app-c").await.unwrap().last_seen_ms.unwrap();
+        if last_seen_c > last_seen_b {
+            break;
+        }
+    }
+    assert!(last_seen_c > last_seen_b);
+    let generation_before = store
+        .host_generation(&scheduler_host.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let marked = store.mark_stale_hosts_down(last_seen_c, 0).await.unwrap();
+    assert!(!marked.contains(&"app-c".to_owned()), "{marked:?}");
+    assert!(marked.contains(&"app-b".to_owned()), "{marked:?}");
+    assert_eq!(
+        store.get_cluster("prod").await.unwrap().scheduler_target,
+        "server2"
+    );
+    assert!(
+        store
+            .host_generation(&scheduler_host.id)
+            .await
+            .unwrap()
+            .unwrap()
+            > generation_before
+    );
+    assert_eq!(
+        scheduler_peer(&store, &scheduler_host.id).await,
+        ["http://10.0.0.3:17010"]
+    );
+    let why = store
+        .list_events(Some("prod"), 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|event| event.kind == "scheduler.target")
+        .unwrap();
+    assert!(
+        why.message.contains("server2")
+            && why.message.contains("host app-b of server server1 is down"),
+        "{}",
+        why.message
+    );
+    store.close().await;
+}
+
+pub(crate) async fn a_drained_server_runs_until_load_balancers_stop_sending_to_it(
+    backend: Backend,
+) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    store
+        .create_assignment(assign("prod", Role::Server, "app-b", None, None), &actor())
+        .await
+        .unwrap();
+    let mut edge = assign("prod", Role::LoadBalancer, "edge", None, None);
+    edge.load_balancer = Some(v1::LoadBalancerSettings {
+        haproxy_bin: "/usr/local/sbin/haproxy".into(),
+        check_inter_ms: 5000,
+        ..Default::default()
+    });
+    store.create_assignment(edge, &actor()).await.unwrap();
+    let balancer_host = enroll(&store, "prod", "edge").await;
+    let server_host = enroll(&store, "prod", "app-b").await;
+    let done = |task| BootstrapReport {
+        cluster: "prod".to_owned(),
+        task,
+        done: true,
+        last_error: String::new(),
+    };
+    // Whichever host was chosen to bootstrap the cluster reports it done.
+    for host in [&balancer_host, &server_host] {
+        store
+            .record_status(
+                &host.id,
+                report(
+                    1,
+                    &host.advertise_address,
+                    vec![done(BootstrapTask::Odb), done(BootstrapTask::Cluster)],
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .record_status(&balancer_host.id, balancer_report("UP"))
+        .await
+        .unwrap();
+
+    // The settings and the reported backend come back as stored, defaults filled in.
+    let listed = store.list_assignments(Some("prod")).await.unwrap();
+    let balancer = listed
+        .iter()
+        .find(|assignment| assignment.role == Role::LoadBalancer)
+        .unwrap();
+    let settings = balancer.load_balancer.as_ref().unwrap();
+    assert_eq!(settings.haproxy_bin, "/usr/local/sbin/haproxy");
+    assert_eq!(settings.check_inter_ms, 5000);
+    assert_eq!(settings.check_rise, 2);
+    let reported = &balancer.status.as_ref().unwrap().backends;
+    assert_eq!(reported.len(), 1);
+    assert_eq!(
+        (reported[0].state.as_str(), reported[0].sessions),
+        ("UP", 3)
+    );
+
+    store
+        .set_host_drained("app-b", true, &actor())
+        .await
+        .unwrap();
+    let server_plan = planner::render(&store.plan_inputs(&server_host.id).await.unwrap());
+    assert!(
+        !server_plan.components[0].stopped,
+        "the server serves on while the load balancer still sends it requests"
+    );
+    let balancer_plan = planner::render(&store.plan_inputs(&balancer_host.id).await.unwrap());
+    assert!(
+        balancer_plan.components[0].backends[0].drain,
+        "the load balancer is told to drain it"
+    );
+
+    let before = store
+        .host_generation(&server_host.id)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .record_status(&balancer_host.id, balancer_report("DRAIN"))
+        .await
+        .unwrap();
+    let plan = planner::render(&store.plan_inputs(&server_host.id).await.unwrap());
+    assert!(
+        plan.generation > before,
+        "the server's host gets a new generation"
+    );
+    assert!(
+        plan.components[0].stopped,
+        "and stops once the load balancer drained it"
+    );
+    store.close().await;
+}
