@@ -1,0 +1,404 @@
+//! A component's life on one host: created, started, kept through outages, re-pointed at the
+//! scheduler, archived when unassigned, and converged after the agent itself was killed.
+
+use super::*;
+
+#[tokio::test]
+async fn an_assigned_server_is_created_started_and_kept_through_outages() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (mut coordinator, mut agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let port = free_port();
+
+    let assigned_at = Instant::now();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &port.to_string(),
+    ]);
+    wait_for(
+        "the agent to act on the assignment",
+        PATIENCE,
+        Duration::from_millis(10),
+        || {
+            let started = agent.zato_invocations().contains("zato create odb");
+            async move { started.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    println!(
+        "figure: assignment reached the agent and its first zato command ran after {:?}",
+        assigned_at.elapsed()
+    );
+
+    let pong = wait_for_ping(port, "server1 to answer /zato/ping").await;
+    assert_eq!(
+        (
+            pong["server"].as_str(),
+            pong["cluster"].as_str(),
+            pong["mock"].as_bool()
+        ),
+        (Some("server1"), Some("prod"), Some(true))
+    );
+    let component = wait_for_component(&coordinator, "server1", "server1 reported healthy", |c| {
+        c["healthy"] == true
+    })
+    .await;
+    assert_eq!(component["state"], "running");
+
+    // The seed order ran once, with secrets only on the command line and masked in the log.
+    let invocations = agent.zato_invocations();
+    let order: Vec<&str> = invocations
+        .lines()
+        .filter_map(|line| {
+            if line.contains("zato create cluster ") && line.ends_with(" prod") {
+                return Some("create cluster prod");
+            }
+            ["create odb", "create server"]
+                .into_iter()
+                .find(|step| line.contains(step))
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["create odb", "create cluster prod", "create server"],
+        "{invocations}"
+    );
+    assert!(
+        invocations.contains("--secret-key=***") && invocations.contains("--jwt-secret=***"),
+        "{invocations}"
+    );
+    let server_dir = agent.components_dir.join("prod/server-server1");
+    // Started once: a second `zato start` before the first process wrote its pidfile would have
+    // made a second process (mock-zato writes it a second after start returns, as Zato does).
+    let server_invocations = std::fs::read_to_string(server_dir.join("mock-zato.log")).unwrap();
+    let starts = server_invocations
+        .lines()
+        .filter(|line| line.contains(" zato start "))
+        .count();
+    assert_eq!(starts, 1, "{server_invocations}");
+    assert!(
+        server_dir.join("config/repo/user-conf").is_dir(),
+        "Zato's user-conf symlink points into the renamed directory"
+    );
+    let server_conf = std::fs::read_to_string(server_dir.join("config/repo/server.conf")).unwrap();
+    assert!(
+        server_conf.contains(&format!("gunicorn_bind=0.0.0.0:{port}")),
+        "{server_conf}"
+    );
+    let first_pid = pong["pid"].as_u64().unwrap();
+
+    // The coordinator dies: the server keeps answering.
+    let seen_before = coordinator.json(&["host", "show", "app-1"])["last_seen"]
+        .as_str()
+        .map(str::to_owned);
+    coordinator.kill();
+    assert_eq!(ping(port).unwrap()["pid"].as_u64(), Some(first_pid));
+
+    // The agent restarts while the coordinator is down: it resumes from its ledger.
+    let creates_before = creates_in(&agent.zato_invocations());
+    assert!(
+        agent.stop().unwrap().success(),
+        "the agent stops cleanly on SIGTERM"
+    );
+    assert_eq!(
+        ping(port).unwrap()["pid"].as_u64(),
+        Some(first_pid),
+        "components outlive the agent"
+    );
+    agent.start();
+    wait_for("the agent to start from its ledger", PATIENCE, POLL, || {
+        let log = agent.log_text();
+        async move { log.contains("starting from the ledger").then_some(()) }
+    })
+    .await
+    .unwrap();
+    wait_for(
+        "the agent's first pass after its restart",
+        PATIENCE,
+        POLL,
+        || {
+            let log = agent.log_text();
+            async move { (log.matches("host status").count() >= 2).then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        creates_in(&agent.zato_invocations()),
+        creates_before,
+        "nothing was created again"
+    );
+    assert_eq!(
+        ping(port).unwrap()["pid"].as_u64(),
+        Some(first_pid),
+        "nothing was restarted"
+    );
+
+    // The coordinator comes back: the host reports again, and nothing was restarted.
+    coordinator.restart().await;
+    wait_for(
+        "app-1 to report to the restarted coordinator",
+        PATIENCE,
+        Duration::from_millis(200),
+        || {
+            let host = coordinator.json(&["host", "show", "app-1"]);
+            let fresh = host["last_seen"].as_str().map(str::to_owned) != seen_before
+                && host["state"] == "up";
+            async move { fresh.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    let component = wait_for_component(
+        &coordinator,
+        "server1",
+        "server1 healthy after the outage",
+        |c| c["healthy"] == true,
+    )
+    .await;
+    assert_eq!(component["restarts"], 0);
+    assert_eq!(ping(port).unwrap()["pid"].as_u64(), Some(first_pid));
+    assert_eq!(creates_in(&agent.zato_invocations()), creates_before);
+
+    // kill -9 the component: the agent restarts it and reports the restart.
+    signal(u32::try_from(first_pid).unwrap(), Signal::SIGKILL);
+    let restarted = wait_for("a new server1 process", PATIENCE, POLL, || {
+        let pid = ping(port)
+            .and_then(|pong| pong["pid"].as_u64())
+            .filter(|pid| *pid != first_pid);
+        async move { pid }
+    })
+    .await
+    .unwrap();
+    assert_ne!(restarted, first_pid);
+    wait_for_component(&coordinator, "server1", "the restart to be reported", |c| {
+        c["restarts"] == 1 && c["healthy"] == true
+    })
+    .await;
+    let events = coordinator.json(&["events", "--cluster", "prod"]);
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["kind"] == "component.restarted" && event["host"] == "app-1"),
+        "{events}"
+    );
+
+    // No secret of the cluster reached the agent's log or the coordinator's.
+    let secrets_store = cluster_secrets(&coordinator).await;
+    for secret in secrets_store {
+        assert!(
+            !agent.log_text().contains(&secret),
+            "the agent's log holds a secret"
+        );
+        assert!(
+            !coordinator.log_text().contains(&secret),
+            "the coordinator's log holds a secret"
+        );
+        assert!(
+            !agent.zato_invocations().contains(&secret),
+            "the zato invocation log holds a secret"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_agent_killed_while_creating_converges_on_its_next_start() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, mut agent) = cluster_with_agent(scratch.path(), &[]).await;
+    // Bootstrap first, with a fast mock, so the slow create below is the server's.
+    let first_port = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &first_port.to_string(),
+    ]);
+    wait_for_ping(first_port, "server1").await;
+
+    agent.stop();
+    agent.env("MOCK_ZATO_CREATE_DELAY_MS", "3000");
+    agent.start();
+    let port = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &port.to_string(),
+    ]);
+    let half_made = agent.components_dir.join("prod/.creating-server-server2");
+    wait_for("the create to be under way", PATIENCE, POLL, || {
+        let under_way = half_made.join("config/repo/server.conf").exists();
+        async move { under_way.then_some(()) }
+    })
+    .await
+    .unwrap();
+    agent.kill();
+    assert!(
+        !agent.components_dir.join("prod/server-server2").exists(),
+        "nothing half-made is in place"
+    );
+
+    agent.env("MOCK_ZATO_CREATE_DELAY_MS", "0");
+    agent.start();
+    let pong = wait_for_ping(port, "server2 after the interrupted create").await;
+    assert_eq!(pong["server"], "server2");
+    assert!(
+        agent
+            .components_dir
+            .join("prod/server-server2/.zato-info")
+            .exists()
+    );
+    assert!(!half_made.exists(), "no half-made directory is left");
+    wait_for_component(&coordinator, "server2", "server2 reported healthy", |c| {
+        c["healthy"] == true
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn servers_follow_the_scheduler_and_unassigned_components_are_archived() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let (server_port, scheduler_port, dashboard_port) = (free_port(), free_port(), free_port());
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &server_port.to_string(),
+    ]);
+    let first_pid = wait_for_ping(server_port, "server1").await["pid"].as_u64();
+
+    coordinator.ok(&[
+        "create",
+        "scheduler",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &scheduler_port.to_string(),
+    ]);
+    coordinator.ok(&[
+        "create",
+        "web-admin",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &dashboard_port.to_string(),
+    ]);
+    let scheduler = wait_for_ping(scheduler_port, "the scheduler").await;
+    assert_eq!(
+        (
+            scheduler["component"].as_str(),
+            scheduler["cluster"].as_str()
+        ),
+        (Some("scheduler"), Some("prod"))
+    );
+    assert_eq!(
+        scheduler["detail"]["server_port"],
+        server_port.to_string(),
+        "the scheduler points at server1"
+    );
+    let dashboard = wait_for_ping(dashboard_port, "web-admin").await;
+    assert_eq!(dashboard["component"], "web-admin");
+
+    // The server learns the scheduler's address and restarts with it.
+    let server_conf = agent
+        .components_dir
+        .join("prod/server-server1/config/repo/server.conf");
+    wait_for("server.conf to name the scheduler", PATIENCE, POLL, || {
+        let conf = std::fs::read_to_string(&server_conf).unwrap_or_default();
+        let expected = format!(
+            "scheduler_host=127.0.0.1\nscheduler_port={scheduler_port}\nscheduler_use_tls=False"
+        );
+        async move { conf.contains(&expected).then_some(()) }
+    })
+    .await
+    .unwrap();
+    let restarted = wait_for(
+        "server1 restarted with its new config",
+        PATIENCE,
+        POLL,
+        || {
+            let pong = ping(server_port).filter(|pong| pong["pid"].as_u64() != first_pid);
+            async move { pong }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        restarted["detail"]["scheduler_port"],
+        scheduler_port.to_string()
+    );
+    for name in ["server1", "scheduler", "web-admin"] {
+        let component = wait_for_component(&coordinator, name, "every component healthy", |c| {
+            c["healthy"] == true
+        })
+        .await;
+        assert_eq!(
+            component["restarts"], 0,
+            "a planned restart is not a death: {component}"
+        );
+    }
+
+    // Unassigned: stopped and archived.
+    coordinator.ok(&[
+        "remove",
+        "web-admin",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+    ]);
+    wait_for("web-admin to stop", PATIENCE, POLL, || {
+        let gone = ping(dashboard_port).is_none()
+            && !agent
+                .components_dir
+                .join("prod/web-admin-web-admin")
+                .exists();
+        async move { gone.then_some(()) }
+    })
+    .await
+    .unwrap();
+    let archived: Vec<String> = std::fs::read_dir(agent.components_dir.join(".archive"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        archived
+            .iter()
+            .any(|name| name.starts_with("prod.web-admin-web-admin.")),
+        "{archived:?}"
+    );
+    let names: Vec<String> = coordinator
+        .json(&["component", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["scheduler", "server1"]);
+    assert!(ping(server_port).is_some(), "the others keep running");
+}

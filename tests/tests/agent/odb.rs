@@ -1,0 +1,122 @@
+//! Servers on a PostgreSQL and a MariaDB ODB, and an ODB that cannot be reached.
+
+use super::*;
+
+async fn server_on_a_database_odb(backend: muster_testkit::Backend) {
+    use sqlx::Row as _;
+    let database = muster_testkit::TestDatabase::create(backend).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, _agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let options = database.muster_odb_options(scratch.path());
+    let mut create = vec!["create", "cluster", "orders"];
+    create.extend(options.iter().map(String::as_str));
+    coordinator.ok(&create);
+    let port = free_port();
+    let token = coordinator.join_token("orders", &[], 1);
+    let mut agent = Agent::configure(scratch.path(), &coordinator, "db-1", &token);
+    agent.start();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "orders",
+        "--host",
+        "db-1",
+        "--port",
+        &port.to_string(),
+    ]);
+    let pong = wait_for_ping(port, "a server whose ODB is a real database").await;
+    assert_eq!(pong["cluster"], "orders");
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&database.url).await.unwrap();
+    let row = sqlx::query("SELECT s.up_status, c.name FROM server s JOIN cluster c ON c.id = s.cluster_id WHERE s.name = 'server1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        row.try_get::<String, _>(0).unwrap(),
+        "running",
+        "the running server set its up_status"
+    );
+    assert_eq!(row.try_get::<String, _>(1).unwrap(), "orders");
+    let installs = sqlx::query("SELECT COUNT(*) FROM install_state")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        installs.try_get::<i64, _>(0).unwrap(),
+        1,
+        "the ODB was created once"
+    );
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_server_on_a_postgres_odb() {
+    server_on_a_database_odb(muster_testkit::Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_server_on_a_mariadb_odb() {
+    server_on_a_database_odb(muster_testkit::Backend::MySql).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_odb_is_reported_and_nothing_is_released() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let closed = free_port().to_string();
+    let password_file = scratch.path().join("odb-password");
+    std::fs::write(&password_file, "-odb-password").unwrap();
+    let password_option = format!("--odb-password-file={}", password_file.display());
+    coordinator.ok(&[
+        "create",
+        "cluster",
+        "unreachable",
+        &password_option,
+        "--odb-type",
+        "postgresql",
+        "--odb-host",
+        "127.0.0.1",
+        "--odb-port",
+        &closed,
+        "--odb-user",
+        "zato",
+        "--odb-db-name",
+        "zato",
+    ]);
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "unreachable",
+        "--host",
+        "app-1",
+    ]);
+    let failure = wait_for(
+        "the bootstrap failure to be reported",
+        PATIENCE,
+        Duration::from_millis(200),
+        || {
+            let events = coordinator.json(&["events", "--cluster", "unreachable"]);
+            let failure = events
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|event| event["kind"] == "bootstrap.failed")
+                .map(|event| event["message"].as_str().unwrap().to_owned());
+            async move { failure }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(failure.contains("cannot connect to the ODB"), "{failure}");
+    assert!(
+        !agent.zato_invocations().contains("create server"),
+        "no component before its cluster's bootstrap"
+    );
+    let component =
+        wait_for_component(&coordinator, "server1", "the pending server", |_| true).await;
+    assert_eq!(component["state"], "", "the server was never released");
+}

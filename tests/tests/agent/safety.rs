@@ -1,0 +1,283 @@
+//! What the agent refuses or survives: who Zato runs as, an unreadable ledger, a program the host
+//! does not allow, a full disk.
+
+use super::*;
+
+#[tokio::test]
+async fn zato_commands_and_components_run_as_the_configured_user() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("a nobody user");
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let token = coordinator.join_token("prod", &[], 1);
+    let mut agent = Agent::configure(scratch.path(), &coordinator, "app-1", &token);
+    let config = std::fs::read_to_string(&agent.config).unwrap() + "run_as = \"nobody\"\n";
+    std::fs::write(&agent.config, config).unwrap();
+    agent.start();
+    let port = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &port.to_string(),
+    ]);
+    let pong = wait_for_ping(port, "a server run as nobody").await;
+    let pid = pong["pid"].as_u64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status
+        .lines()
+        .find(|line| line.starts_with("Uid:"))
+        .unwrap();
+    assert!(
+        uid_line.split_whitespace().nth(1) == Some(&nobody.uid.to_string()),
+        "{uid_line}"
+    );
+    let owner = std::fs::metadata(
+        agent
+            .components_dir
+            .join("prod/server-server1/config/repo/server.conf"),
+    )
+    .unwrap()
+    .uid();
+    assert_eq!(owner, nobody.uid.as_raw());
+    // Closed to other users: Zato writes the cluster's secrets into files of mode 0644.
+    for directory in ["prod", "prod/server-server1"] {
+        let metadata = std::fs::metadata(agent.components_dir.join(directory)).unwrap();
+        assert_eq!(metadata.permissions().mode() & 0o777, 0o700, "{directory}");
+        assert_eq!(metadata.uid(), nobody.uid.as_raw(), "{directory}");
+    }
+}
+
+/// Zato's installer makes `bin/zato` mode 0740, owned by root: a `run_as` user outside root's group
+/// cannot run it, and the agent says so before it tries anything.
+#[tokio::test]
+async fn an_agent_whose_run_as_cannot_run_zato_refuses_to_start_and_says_why() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let zato = scratch.path().join("zato");
+    std::fs::copy(workspace_binary("mock-zato"), &zato).unwrap();
+    std::fs::set_permissions(&zato, std::fs::Permissions::from_mode(0o740)).unwrap();
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let token = coordinator.join_token("prod", &[], 1);
+    let mut agent = Agent::configure(scratch.path(), &coordinator, "app-1", &token);
+    let config = std::fs::read_to_string(&agent.config).unwrap().replace(
+        &workspace_binary("mock-zato").display().to_string(),
+        &zato.display().to_string(),
+    ) + "run_as = \"nobody\"\n";
+    std::fs::write(&agent.config, config).unwrap();
+    agent.start();
+    let said = wait_for("the agent to refuse", PATIENCE, POLL, || {
+        let log = agent.log_text();
+        async move { log.contains("cannot run").then_some(log) }
+    })
+    .await
+    .unwrap();
+    assert!(
+        said.contains(&format!("run_as user nobody cannot run {}", zato.display())),
+        "{said}"
+    );
+    let exited = agent.stop();
+    assert!(exited.is_some_and(|status| !status.success()), "{exited:?}");
+    assert!(
+        coordinator
+            .json(&["host", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "it did not even enroll"
+    );
+}
+
+/// A ledger left empty (a crash, a full disk) or garbled is no desired state: the agent keeps its
+/// components running as they are, says so, waits for the coordinator, and then converges without
+/// having stopped or archived anything.
+#[tokio::test]
+async fn an_unreadable_ledger_neither_stops_the_agent_nor_its_components() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (mut coordinator, mut agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let port = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &port.to_string(),
+    ]);
+    let server = wait_for_component(&coordinator, "server1", "server1 healthy", |component| {
+        component["healthy"] == true
+    })
+    .await;
+    assert_eq!(server["state"], "running");
+    let server_pid = ping(port).unwrap()["pid"].as_u64();
+    let ledger = agent.state_dir.join("desired-state.pb");
+    for contents in [&b""[..], &b"\xff\xff\xff garbage"[..]] {
+        agent.stop();
+        coordinator.kill();
+        std::fs::write(&ledger, contents).unwrap();
+        agent.start();
+        wait_for(
+            "the agent to say its ledger is unreadable",
+            PATIENCE,
+            POLL,
+            || {
+                let said = agent.log_text().matches("ledger unreadable").count();
+                async move { (said >= 1).then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            agent
+                .pid()
+                .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+            "the agent runs on"
+        );
+        coordinator.restart().await;
+        wait_for(
+            "the agent to accept the coordinator's state",
+            PATIENCE,
+            POLL,
+            || {
+                let written =
+                    std::fs::read(&ledger).is_ok_and(|bytes| bytes.len() > contents.len());
+                async move { written.then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+        wait_for_component(
+            &coordinator,
+            "server1",
+            "server1 healthy again",
+            |component| component["healthy"] == true,
+        )
+        .await;
+        assert_eq!(
+            ping(port).unwrap()["pid"].as_u64(),
+            server_pid,
+            "the same server process ran throughout"
+        );
+        assert!(
+            !agent.components_dir.join(".archive").exists(),
+            "nothing was archived"
+        );
+    }
+}
+
+/// Which programs a host runs is the host's decision: a load balancer whose `--haproxy-bin` (set
+/// by anyone with an admin token) is not among the agent's `haproxy_bins` is refused, and the
+/// program never runs.
+#[tokio::test]
+async fn a_haproxy_bin_the_host_does_not_allow_is_refused_and_never_run() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, _agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let marker = scratch.path().join("ran-as-root");
+    let script = scratch.path().join("not-haproxy");
+    std::fs::write(&script, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    coordinator.ok(&[
+        "create",
+        "load-balancer",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &free_port().to_string(),
+        "--haproxy-bin",
+        script.to_str().unwrap(),
+    ]);
+    let component = wait_for_component(
+        &coordinator,
+        "load-balancer",
+        "the load balancer to be refused",
+        |component| {
+            component["last_error"]
+                .as_str()
+                .is_some_and(|error| error.contains("refused: haproxy_bin"))
+        },
+    )
+    .await;
+    assert!(
+        component["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not among this host's haproxy_bins (haproxy)"),
+        "{component}"
+    );
+    assert!(!marker.exists(), "the program never ran");
+}
+
+/// A desired state that cannot be written (the state directory's disk is full) is not acted on,
+/// and not lost either: the agent keeps trying, and applies it once there is room.
+#[tokio::test]
+async fn a_desired_state_that_cannot_be_written_is_retried_until_there_is_room() {
+    let scratch = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let token = coordinator.join_token("prod", &[], 1);
+    let mut agent = Agent::configure(scratch.path(), &coordinator, "app-1", &token);
+    let disk = SmallFilesystem::mount(&agent.state_dir, "256k");
+    agent.start();
+    let first = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--name",
+        "server1",
+        "--port",
+        &first.to_string(),
+    ]);
+    wait_for_ping(first, "server1").await;
+
+    let filler = disk.fill();
+    let second = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--name",
+        "server2",
+        "--port",
+        &second.to_string(),
+    ]);
+    wait_for("the agent to say it cannot persist", PATIENCE, POLL, || {
+        let said = agent.log_text().contains("cannot persist a desired state");
+        async move { said.then_some(()) }
+    })
+    .await
+    .unwrap();
+    let host = coordinator.json(&["host", "show", "app-1"]);
+    assert!(
+        host["applied_generation"].as_u64() < host["generation"].as_u64(),
+        "the status shows the host behind: {host}"
+    );
+    assert!(ping(second).is_none(), "not acted on while not written");
+
+    std::fs::remove_file(filler).unwrap();
+    let pong = wait_for_ping(second, "server2 once there is room again").await;
+    assert_eq!(pong["server"], "server2");
+    drop(agent);
+    drop(disk);
+}
