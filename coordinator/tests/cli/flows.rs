@@ -1,0 +1,170 @@
+//! README's first steps on each database, restarts, two coordinators on one database, and an
+//! `init` that will not overwrite.
+
+use super::*;
+
+/// README's first steps: init, run, create a cluster, list it; then tokens, events, delete.
+async fn new_user_flow(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("muster");
+    let url = (backend != Backend::Sqlite).then_some(database.url.as_str());
+
+    let initialized = init(&data_dir, url);
+    assert!(
+        initialized.status.success(),
+        "init failed: {}",
+        text(&initialized.stderr)
+    );
+    let printed = text(&initialized.stdout);
+    let token_file = std::fs::read_to_string(data_dir.join("admin.token")).unwrap();
+    assert!(
+        printed.contains(token_file.trim()),
+        "init prints the admin token once: {printed}"
+    );
+    for private in ["admin.token", "ca.key", "server.key", "secret.key"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(data_dir.join(private))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{private}");
+    }
+
+    let coordinator = Coordinator::start(&data_dir).await;
+    assert_eq!(
+        coordinator.ok(&["create", "cluster", "demo"]).trim(),
+        "created cluster demo"
+    );
+    let table = coordinator.ok(&["cluster", "list"]);
+    assert!(table.lines().next().unwrap().starts_with("NAME"), "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("demo "),
+        "{table}"
+    );
+    let clusters = coordinator.json(&["cluster", "list"]);
+    assert_eq!(clusters[0]["name"], "demo");
+    assert_eq!(clusters[0]["odb_type"], "sqlite");
+
+    let created = coordinator.json(&[
+        "token",
+        "create",
+        "--cluster",
+        "demo",
+        "--role",
+        "server",
+        "--max-uses",
+        "2",
+    ]);
+    let secret_token = created["secret_token"].as_str().unwrap();
+    let parsed = muster_proto::token::JoinToken::parse(secret_token).unwrap();
+    let ca_pem = std::fs::read_to_string(data_dir.join("ca.pem")).unwrap();
+    assert_eq!(
+        parsed.ca_sha256,
+        certificate_sha256(&ca_pem, "ca.pem").unwrap()
+    );
+    let tokens = coordinator.json(&["token", "list", "--cluster", "demo"]);
+    assert_eq!(tokens[0]["id"], parsed.id.as_str());
+    assert_eq!(
+        (tokens[0]["state"].as_str(), tokens[0]["max_uses"].as_u64()),
+        (Some("active"), Some(2))
+    );
+    coordinator.ok(&["token", "revoke", &parsed.id]);
+    assert_eq!(coordinator.json(&["token", "list"])[0]["state"], "revoked");
+
+    let events = coordinator.json(&["events", "--cluster", "demo"]);
+    let kinds: Vec<_> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["token.revoked", "token.created", "cluster.created"]);
+
+    coordinator.ok(&["cluster", "delete", "demo", "--yes"]);
+    assert_eq!(
+        coordinator.json(&["cluster", "list"]),
+        serde_json::json!([])
+    );
+    assert_eq!(coordinator.json(&["token", "list"]), serde_json::json!([]));
+    assert!(
+        coordinator.stop().success(),
+        "the coordinator exits cleanly on SIGTERM"
+    );
+}
+
+#[tokio::test]
+async fn new_user_flow_on_sqlite() {
+    new_user_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn new_user_flow_on_postgres() {
+    new_user_flow(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn new_user_flow_on_mariadb() {
+    new_user_flow(Backend::MySql).await;
+}
+
+#[tokio::test]
+async fn a_cluster_survives_a_coordinator_restart() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("muster");
+    assert!(init(&data_dir, None).status.success());
+    let coordinator = Coordinator::start(&data_dir).await;
+    coordinator.ok(&["create", "cluster", "kept", "--description", "survives"]);
+    assert!(coordinator.stop().success());
+
+    let restarted = Coordinator::start(&data_dir).await;
+    let cluster = restarted.json(&["cluster", "show", "kept"]);
+    assert_eq!(
+        (cluster["name"].as_str(), cluster["description"].as_str()),
+        (Some("kept"), Some("survives"))
+    );
+}
+
+#[tokio::test]
+async fn two_coordinators_on_one_postgres_database_see_each_others_writes() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let first_dir = scratch.path().join("first");
+    assert!(init(&first_dir, Some(&database.url)).status.success());
+    // A second copy shares the CA, keys and database: copy the data directory, as an operator would.
+    let second_dir = scratch.path().join("second");
+    std::fs::create_dir(&second_dir).unwrap();
+    for entry in std::fs::read_dir(&first_dir).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), second_dir.join(entry.file_name())).unwrap();
+    }
+    let first = Coordinator::start(&first_dir).await;
+    let second = Coordinator::start(&second_dir).await;
+
+    first.ok(&["create", "cluster", "alpha"]);
+    second.ok(&["create", "cluster", "beta"]);
+    for coordinator in [&first, &second] {
+        let names: Vec<_> = coordinator
+            .json(&["cluster", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["alpha", "beta"]);
+    }
+    let duplicate = second.muster(&["create", "cluster", "alpha"]);
+    assert!(one_line_error(&duplicate).contains("cluster 'alpha' already exists"));
+}
+
+#[tokio::test]
+async fn init_refuses_an_initialized_directory_and_changes_nothing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("muster");
+    assert!(init(&data_dir, None).status.success());
+    let before = snapshot(&data_dir);
+    let again = init(&data_dir, None);
+    let error = one_line_error(&again);
+    assert!(error.contains("already initialized"), "{error}");
+    assert_eq!(snapshot(&data_dir), before);
+}
