@@ -112,6 +112,17 @@ pub(super) struct RemoveArgs {
     pub(super) name: Option<String>,
 }
 
+/// Checks the names that pick a component (cluster, host and, if given, the component's own)
+/// before anything is sent.
+fn validate_component(cluster: &str, host: &str, name: Option<&str>) -> Result<(), CliError> {
+    validate::name("cluster name", cluster)?;
+    validate::name("host name", host)?;
+    if let Some(name) = name {
+        validate::name("component name", name)?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Subcommand)]
 pub(super) enum ComponentCommand {
     /// List components, with the state, health and restarts their hosts last reported.
@@ -308,11 +319,7 @@ pub(super) async fn assign_with(
     load_balancer: Option<v1::LoadBalancerSettings>,
     out: &mut impl std::io::Write,
 ) -> Result<(), CliError> {
-    validate::name("cluster name", &args.cluster)?;
-    validate::name("host name", &args.host)?;
-    if let Some(name) = &args.name {
-        validate::name("component name", name)?;
-    }
+    validate_component(&args.cluster, &args.host, args.name.as_deref())?;
     let mut connection = connect(connection_args).await?;
     let request = v1::CreateComponentRequest {
         cluster: args.cluster,
@@ -438,11 +445,7 @@ pub(super) async fn remove_component(
     json: bool,
     out: &mut impl std::io::Write,
 ) -> Result<(), CliError> {
-    validate::name("cluster name", &target.cluster)?;
-    validate::name("host name", &target.host)?;
-    if let Some(name) = &target.name {
-        validate::name("component name", name)?;
-    }
+    validate_component(&target.cluster, &target.host, target.name.as_deref())?;
     let mut connection = connect(connection_args).await?;
     let request = v1::DeleteComponentRequest {
         cluster: target.cluster,
