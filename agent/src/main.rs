@@ -76,6 +76,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Write man pages and shell completions into a directory (for packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
@@ -109,6 +115,10 @@ fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
 
 async fn main_inner(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::GenerateDocs { out } => {
+            use clap::CommandFactory as _;
+            Ok(muster_proto::docs::write(Cli::command(), &out)?)
+        }
         Command::Run { settings } => {
             let config = resolve(settings)?;
             let shutdown = CancellationToken::new();

@@ -39,10 +39,21 @@ pub struct Initialized {
     pub ca_sha256: String,
 }
 
+/// Where `init` records the database URL and the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigRecord {
+    /// In `DATA_DIR/coordinator.toml`, which `run --data-dir DATA_DIR` then reads.
+    DataDir,
+    /// Nowhere: they came from a config file (`init --config`), which stays their record and which
+    /// `run --config` reads, as the packaged service does.
+    ConfigFile,
+}
+
 pub async fn init(
     data_dir: &Path,
     database_url: Option<&DatabaseUrl>,
     advertise: &[String],
+    record: ConfigRecord,
 ) -> Result<Initialized, InitError> {
     for name in advertise {
         validate::host("--advertise name", name)?;
@@ -117,7 +128,9 @@ pub async fn init(
         format!("{admin_token}\n").as_bytes(),
         0o600,
     )?;
-    files::write_atomic(&layout.config(), config_text.as_bytes(), 0o600)?;
+    if record == ConfigRecord::DataDir {
+        files::write_atomic(&layout.config(), config_text.as_bytes(), 0o600)?;
+    }
     // Last: its presence is what marks the directory as initialized.
     files::write_atomic(
         &layout.ca_certificate(),

@@ -17,6 +17,7 @@
 pub const HOST_CERTIFICATE_BACKDATE_SECONDS: u64 = 300;
 
 pub mod daemon;
+pub mod docs;
 pub mod files;
 pub mod haproxy;
 pub mod token;

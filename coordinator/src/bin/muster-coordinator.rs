@@ -55,9 +55,14 @@ enum Command {
     /// database. The database must exist (SQLite's file is created). Refuses an initialized
     /// directory.
     Init {
-        /// The data directory to create.
-        #[arg(long, env = "MUSTER_DATA_DIR")]
-        data_dir: PathBuf,
+        /// A config file to take data_dir and database_url from (flags win), as the packaged
+        /// service's /etc/muster/coordinator.toml; `run --config FILE` then reads the same file.
+        /// Without it, init records the database URL in DATA_DIR/coordinator.toml.
+        #[arg(long, env = "MUSTER_CONFIG")]
+        config: Option<PathBuf>,
+        /// The data directory to create (or fill, when it exists and is empty).
+        #[arg(long, env = "MUSTER_DATA_DIR", required_unless_present = "config")]
+        data_dir: Option<PathBuf>,
         /// Database URL (see `run --help`). Default: the SQLite file DATA_DIR/muster.db.
         #[arg(long, env = "MUSTER_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
@@ -76,6 +81,12 @@ enum Command {
         /// The config file to check.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Write man pages and shell completions into a directory (for packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -101,16 +112,41 @@ fn resolve(settings: Settings) -> anyhow::Result<muster_coordinator::config::Coo
 
 async fn main_inner(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::GenerateDocs { out } => {
+            use clap::CommandFactory as _;
+            Ok(muster_proto::docs::write(Cli::command(), &out)?)
+        }
         Command::Init {
+            config,
             data_dir,
             database_url,
             advertise,
         } => {
+            let (data_dir, database_url, record) = match &config {
+                Some(path) => {
+                    let file = RawConfig::from_file(path)?.overlay(RawConfig {
+                        data_dir,
+                        database_url,
+                        ..RawConfig::default()
+                    });
+                    let origin = path.display().to_string();
+                    let data_dir = file.data_dir.clone().ok_or_else(|| {
+                        anyhow::anyhow!("{origin}: data_dir is required (or --data-dir)")
+                    })?;
+                    (data_dir, file.database_url, init::ConfigRecord::ConfigFile)
+                }
+                None => (
+                    data_dir.expect("clap requires --data-dir without --config"),
+                    database_url,
+                    init::ConfigRecord::DataDir,
+                ),
+            };
             let database_url = database_url
                 .as_deref()
                 .map(DatabaseUrl::parse)
                 .transpose()?;
-            let initialized = init::init(&data_dir, database_url.as_ref(), &advertise).await?;
+            let initialized =
+                init::init(&data_dir, database_url.as_ref(), &advertise, record).await?;
             let layout = DataDir::new(&data_dir);
             let database = database_url
                 .map(|url| url.redacted())
@@ -127,10 +163,16 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
                 "                  (shown once; also in {}, mode 0600)",
                 layout.admin_token().display()
             );
-            println!(
-                "Next: muster-coordinator run --data-dir {}",
-                data_dir.display()
-            );
+            match &config {
+                Some(path) => println!(
+                    "Next: systemctl start muster-coordinator, or muster-coordinator run --config {}",
+                    path.display()
+                ),
+                None => println!(
+                    "Next: muster-coordinator run --data-dir {}",
+                    data_dir.display()
+                ),
+            }
             Ok(())
         }
         Command::Run { settings } => {

@@ -135,6 +135,12 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         wait: Option<Duration>,
     },
+    /// Write man pages and shell completions into a directory (for packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +195,10 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
     let json = cli.output == OutputFormat::Json;
     let connection = &cli.connection;
     match cli.command {
+        Command::GenerateDocs { out: directory } => {
+            use clap::CommandFactory as _;
+            muster_proto::docs::write(Cli::command(), &directory).map_err(CliError::Output)
+        }
         Command::Ping { wait } => ping(wait, connection, json, out).await,
         Command::Create { what } => match what {
             CreateCommand::Cluster(args) => create_cluster(args, connection, json, out).await,
