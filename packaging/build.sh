@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds Muster's packages into target/packages/:
+#   muster-coordinator_VERSION_ARCH.deb and muster-agent_VERSION_ARCH.deb  (cargo-deb)
+#   muster-coordinator-VERSION.ARCH.rpm and muster-agent-VERSION.ARCH.rpm  (cargo-generate-rpm)
+# from [package.metadata.deb] and [package.metadata.generate-rpm] in coordinator/ and agent/
+# Cargo.toml. Needs cargo-deb and cargo-generate-rpm (`bash .ci/setup` installs both).
+# Usage: bash packaging/build.sh [deb|rpm]...   (default: both)
+# MUSTER_PACKAGE_PROFILE=dev packages the debug build instead of a release build (the tests do, to
+# reuse the build they run on); the packages are the same but for the binaries' speed and size.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+formats=("$@")
+((${#formats[@]})) || formats=(deb rpm)
+profile=${MUSTER_PACKAGE_PROFILE:-release}
+case "$profile" in
+    release) bin=target/release ;;
+    dev) bin=target/debug ;;
+    *) echo "build: MUSTER_PACKAGE_PROFILE must be release or dev, not $profile" >&2; exit 2 ;;
+esac
+
+echo "build: binaries ($profile)"
+cargo build --profile "$profile" --locked -p muster-coordinator -p muster-agent
+
+# What goes into the packages is staged in a target directory of its own, as a release build's:
+# stripped copies of the binaries (the build's own stay whole) and the man pages and shell
+# completions they make from their own --help. Both tools read it through CARGO_TARGET_DIR and
+# find the assets' target/release/ paths there.
+stage=target/package-bin
+rm -rf "$stage"
+mkdir -p "$stage/release"
+for binary in muster-coordinator muster muster-agent; do
+    cp "$bin/$binary" "$stage/release/"
+    strip "$stage/release/$binary"
+done
+docs=$stage/release/package-docs
+"$stage"/release/muster-coordinator generate-docs --out "$docs/coordinator"
+"$stage"/release/muster generate-docs --out "$docs/coordinator"
+"$stage"/release/muster-agent generate-docs --out "$docs/agent"
+gzip -9n "$docs"/*/man/*.1
+
+out=$PWD/target/packages
+rm -rf "$out"
+mkdir -p "$out"
+for format in "${formats[@]}"; do
+    for package in coordinator agent; do
+        case "$format" in
+            deb) CARGO_TARGET_DIR=$stage cargo deb --no-build --no-strip --locked -p "muster-$package" --output "$out/" ;;
+            rpm) cargo generate-rpm --target-dir "$stage" -p "$package" --output "$out/" ;;
+            *) echo "build: unknown format $format (deb or rpm)" >&2; exit 2 ;;
+        esac
+    done
+done
+ls -l "$out"
