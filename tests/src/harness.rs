@@ -509,32 +509,40 @@ impl Agent {
     /// Stops the mock components (their pidfiles) and HAProxy masters (with their workers) this
     /// agent started, for cleanup.
     pub fn stop_components(&self) {
-        let Ok(clusters) = std::fs::read_dir(&self.components_dir) else {
-            return;
-        };
-        for cluster in clusters.flatten() {
-            let Ok(entries) = std::fs::read_dir(cluster.path()) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                for (file, how) in [
-                    ("pidfile", nix::sys::signal::Signal::SIGKILL),
-                    ("haproxy.pid", nix::sys::signal::Signal::SIGTERM),
-                ] {
-                    let pid = std::fs::read_to_string(entry.path().join(file))
-                        .ok()
-                        .and_then(|text| text.trim().parse().ok());
-                    if let Some(pid) = pid {
-                        signal(pid, how);
-                    }
-                }
+        stop_components_under(&self.components_dir);
+    }
+}
+
+/// Stops the mock components and HAProxy masters under an agent's components directory
+/// (`CLUSTER/COMPONENT/`), for cleanup.
+pub fn stop_components_under(components_dir: &Path) {
+    let components = std::fs::read_dir(components_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|cluster| {
+            std::fs::read_dir(cluster.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        });
+    for component in components {
+        for (file, how) in [
+            ("pidfile", nix::sys::signal::Signal::SIGKILL),
+            ("haproxy.pid", nix::sys::signal::Signal::SIGTERM),
+        ] {
+            let pid = std::fs::read_to_string(component.path().join(file))
+                .ok()
+                .and_then(|text| text.trim().parse().ok());
+            if let Some(pid) = pid {
+                signal(pid, how);
             }
         }
-        // A component that has not written its pidfile yet (Zato's take seconds): found by its
-        // command line or working directory, as the agent finds it.
-        for pid in zato_processes_under(&self.components_dir) {
-            signal(pid, nix::sys::signal::Signal::SIGKILL);
-        }
+    }
+    // A component that has not written its pidfile yet (Zato's take seconds): found by its
+    // command line or working directory, as the agent finds it.
+    for pid in zato_processes_under(components_dir) {
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
     }
 }
 
