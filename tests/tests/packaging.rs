@@ -398,6 +398,58 @@ async fn the_packages_build_lint_install_run_and_purge() {
     .unwrap();
     assert_eq!(healthy["host"], "pkg", "{healthy}");
     drop(agent);
+
+    // An upgrade in place (the next package revision) keeps the edited config and the host's
+    // identity: the agent starts again as the same host, without a token.
+    let host_id = std::fs::read_to_string("/var/lib/muster-agent/host.id").expect("host.id");
+    let agent_config = std::fs::read_to_string("/etc/muster/agent.toml").unwrap();
+    succeeds(
+        Command::new("cargo")
+            .args([
+                "deb",
+                "--no-build",
+                "--no-strip",
+                "--locked",
+                "-p",
+                "muster-agent",
+            ])
+            .args(["--deb-revision", "2", "--output"])
+            .arg(&packages)
+            .env("CARGO_TARGET_DIR", root.join("target/package-bin"))
+            .current_dir(&root),
+    );
+    let next = package_file(&packages, "muster-agent_0.1.0-2", ".deb");
+    succeeds(Command::new("dpkg").arg("-i").arg(&next));
+    assert_eq!(
+        std::fs::read_to_string("/etc/muster/agent.toml").unwrap(),
+        agent_config
+    );
+    assert_eq!(
+        std::fs::read_to_string("/var/lib/muster-agent/host.id").unwrap(),
+        host_id
+    );
+    let version =
+        succeeds(Command::new("dpkg-query").args(["-W", "-f=${Version}", "muster-agent"]));
+    assert_eq!(version, "0.1.0-2");
+    let last_seen = |output: std::io::Result<Output>| {
+        let host: serde_json::Value = serde_json::from_slice(&output.ok()?.stdout).ok()?;
+        host["last_seen"].as_str().map(str::to_owned)
+    };
+    let before = last_seen(muster(&["host", "show", "pkg", "-o", "json"]).output());
+    let agent = Service::start(&units[1], &host, &scratch.path().join("agent-upgraded.log"));
+    wait_for("the upgraded agent to report again", PATIENCE, POLL, || {
+        let now = last_seen(muster(&["host", "show", "pkg", "-o", "json"]).output());
+        let before = before.clone();
+        async move { (now.is_some() && now != before).then_some(()) }
+    })
+    .await
+    .unwrap();
+    let upgraded_log = std::fs::read_to_string(scratch.path().join("agent-upgraded.log")).unwrap();
+    assert!(
+        !upgraded_log.contains(": enrolled"),
+        "the upgraded agent enrolled again:\n{upgraded_log}"
+    );
+    drop(agent);
     drop(coordinator);
     stop_components_under(&components);
     drop(network);
