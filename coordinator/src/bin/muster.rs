@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use muster_coordinator::cli::{Cli, run};
+use muster_coordinator::cli::{Cli, CliError, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -11,6 +11,10 @@ async fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     match run(cli, &mut out).await {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`muster … | head`): what it wanted was written; not an error.
+        Err(CliError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE

@@ -45,6 +45,14 @@ async fn new_user_flow(backend: Backend) {
     let clusters = coordinator.json(&["cluster", "list"]);
     assert_eq!(clusters[0]["name"], "demo");
     assert_eq!(clusters[0]["odb_type"], "sqlite");
+    // Read by a reader that stops (`muster cluster list | head -0`): no "Broken pipe" error.
+    let closed = coordinator.muster_into_closed_pipe(&["cluster", "list"]);
+    assert!(
+        closed.status.success() && closed.stderr.is_empty(),
+        "{:?}: {}",
+        closed.status,
+        text(&closed.stderr)
+    );
 
     let created = coordinator.json(&[
         "token",
@@ -122,6 +130,11 @@ async fn a_cluster_survives_a_coordinator_restart() {
     assert_eq!(
         (cluster["name"].as_str(), cluster["description"].as_str()),
         (Some("kept"), Some("survives"))
+    );
+    let table = restarted.ok(&["cluster", "show", "kept"]);
+    assert!(
+        table.contains("scheduler target   none yet (no healthy server)"),
+        "{table}"
     );
 }
 

@@ -110,6 +110,22 @@ impl Coordinator {
         child.wait_with_output().unwrap()
     }
 
+    /// Runs `muster ARGS` with its output to a pipe whose reader has already gone, as
+    /// `muster … | head` makes when `head` has read its lines.
+    fn muster_into_closed_pipe(&self, args: &[&str]) -> Output {
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        drop(reader);
+        command(Path::new(MUSTER))
+            .env("MUSTER_DATA_DIR", &self.data_dir)
+            .env("MUSTER_COORDINATOR", self.url())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    }
+
     /// Runs `muster ARGS` and returns its stdout, failing the test if it fails.
     fn ok(&self, args: &[&str]) -> String {
         let output = self.muster(args);
