@@ -275,11 +275,17 @@ pub(super) async fn cluster_command(
                         }
                         .to_owned(),
                     ),
+                    (
+                        "scheduler target",
+                        if cluster.scheduler_target.is_empty() {
+                            "none yet (no healthy server)".to_owned()
+                        } else {
+                            cluster.scheduler_target.clone()
+                        },
+                    ),
                     ("created", cluster.created_at.clone()),
                 ];
-                for (key, value) in rows {
-                    writeln!(out, "{key:<18} {value}")?;
-                }
+                write_fields(out, &rows)?;
             }
         }
         ClusterCommand::Delete { name, yes } => {

@@ -82,6 +82,50 @@ pub(super) fn write_hosts(
     )
 }
 
+/// `muster host show NAME`: every field, its labels, and what is assigned to it.
+fn write_host(
+    out: &mut impl std::io::Write,
+    host: &HostView,
+    components: &[ComponentView],
+) -> Result<(), CliError> {
+    let labels = host
+        .labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    write_fields(
+        out,
+        &[
+            ("name", host.name.clone()),
+            ("id", host.id.clone()),
+            ("state", host.state.clone()),
+            (
+                "drained",
+                if host.drained { "yes" } else { "no" }.to_owned(),
+            ),
+            ("address", host.advertise_address.clone()),
+            ("labels", labels),
+            ("enrolled", host.enrolled_at.clone()),
+            (
+                "last seen",
+                host.last_seen.clone().unwrap_or_else(|| "never".to_owned()),
+            ),
+            (
+                "generation",
+                format!("{} applied of {}", host.applied_generation, host.generation),
+            ),
+        ],
+    )?;
+    writeln!(out)?;
+    if components.is_empty() {
+        writeln!(out, "no components assigned")?;
+    } else {
+        write_components(out, components)?;
+    }
+    Ok(())
+}
+
 /// `muster host …`.
 pub(super) async fn host_command(
     command: HostCommand,
@@ -112,7 +156,12 @@ pub(super) async fn host_command(
             if json {
                 return write_json(out, &host);
             }
-            vec![host]
+            let components: Vec<ComponentView> = list_components(&mut connection, None)
+                .await?
+                .into_iter()
+                .filter(|component| component.host == host.name)
+                .collect();
+            return write_host(out, &host, &components);
         }
         HostCommand::Drain { name } | HostCommand::Undrain { name } => {
             validate::name("host name", &name)?;

@@ -23,6 +23,18 @@ pub(super) fn role_names(roles: &[i32]) -> Vec<String> {
         .collect()
 }
 
+/// Writes one thing's fields, a `name  value` line each, for `show` commands.
+pub(super) fn write_fields(
+    out: &mut impl std::io::Write,
+    fields: &[(&str, String)],
+) -> std::io::Result<()> {
+    let width = fields.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    for (name, value) in fields {
+        writeln!(out, "{name:<width$}  {value}")?;
+    }
+    Ok(())
+}
+
 /// Writes rows as aligned columns under a header.
 pub(super) fn write_table(
     out: &mut impl std::io::Write,

@@ -60,7 +60,7 @@ struct StartArgs {
     /// The directory to create; it holds everything (coordinator, agent, components, logs).
     #[arg(long, default_value = DEFAULT_DIR)]
     dir: PathBuf,
-    /// How many Zato servers (ports from 17010 upward).
+    /// How many Zato servers, 1 to 32 (ports from 17010 upward).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
     servers: u16,
     /// The cluster's name.

@@ -93,6 +93,18 @@ async fn an_assigned_server_is_created_started_and_kept_through_outages() {
     );
     let first_pid = pong["pid"].as_u64().unwrap();
 
+    // `host show` tells everything about the host, and what runs on it.
+    let shown = coordinator.ok(&["host", "show", "app-1"]);
+    for expected in [
+        "name        app-1",
+        "state       up",
+        "address     127.0.0.1",
+        "server1",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} not in:\n{shown}");
+    }
+    assert!(shown.contains("running"), "{shown}");
+
     // The coordinator dies: the server keeps answering.
     let seen_before = coordinator.json(&["host", "show", "app-1"])["last_seen"]
         .as_str()
