@@ -21,6 +21,7 @@ mod output;
 mod quickstart;
 mod status;
 mod tokens;
+mod wait;
 
 use cluster::*;
 use component::*;
@@ -31,6 +32,7 @@ use host::*;
 use output::*;
 use status::*;
 use tokens::*;
+use wait::*;
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -117,6 +119,20 @@ enum Command {
         #[arg(long)]
         cluster: Option<String>,
     },
+    /// Wait until a cluster has converged: every component healthy and every load balancer
+    /// routing to every server (of hosts not drained). Progress on stderr; exit status 0 once
+    /// converged, 1 with what is still waiting when the timeout runs out.
+    Wait {
+        /// The cluster.
+        #[arg(long)]
+        cluster: String,
+        /// The condition; `healthy` is the one there is.
+        #[arg(long = "for", value_enum, default_value_t = WaitFor::Healthy)]
+        condition: WaitFor,
+        /// How long to wait at most, e.g. 5m.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+        timeout: Duration,
+    },
     /// A cluster's servers for an external load balancer (hosts that are enrolled and not drained).
     Backends {
         #[arg(long)]
@@ -141,6 +157,12 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// What `muster wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WaitFor {
+    Healthy,
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +249,11 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
         Command::Token { command } => token_command(command, connection, json, out).await,
         Command::Host { command } => host_command(command, connection, json, out).await,
         Command::Status { cluster } => status_command(cluster, connection, json, out).await,
+        Command::Wait {
+            cluster,
+            condition: WaitFor::Healthy,
+            timeout,
+        } => wait_command(cluster, timeout, connection, json, out).await,
         Command::Backends { cluster, format } => {
             backends(cluster, format, connection, json, out).await
         }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Answer as _, CliError, Connection, ConnectionArgs, connect, fetch_status, list_components,
-    write_json, write_status,
+    not_healthy, state_line, write_json, write_status,
 };
 
 const GRPC_PORT: u16 = muster_proto::DEFAULT_GRPC_PORT;
@@ -251,12 +251,7 @@ async fn wait_until_up(
             .count();
         for component in &components {
             let label = format!("{} {}", component.role, component.name);
-            let state = match (component.state.as_str(), component.healthy) {
-                ("", _) => "pending".to_owned(),
-                (state, true) => format!("{state}, healthy"),
-                (state, false) if component.last_error.is_empty() => state.to_owned(),
-                (state, false) => format!("{state}: {}", component.last_error),
-            };
+            let state = state_line(component);
             if shown.get(&label) != Some(&state) {
                 progress(
                     out,
@@ -281,16 +276,7 @@ async fn wait_until_up(
             break;
         }
         if Instant::now() >= deadline {
-            let waiting: Vec<String> = components
-                .iter()
-                .filter(|component| !component.healthy)
-                .map(|component| {
-                    format!(
-                        "{} {} ({})",
-                        component.role, component.name, component.state
-                    )
-                })
-                .collect();
+            let waiting = not_healthy(&components);
             return Err(usage(format!(
                 "not every component was healthy within {}: {}; everything keeps running (see \
                  `muster quickstart status --dir {}` and the logs there; `muster quickstart stop \

@@ -105,6 +105,25 @@ async fn an_assigned_server_is_created_started_and_kept_through_outages() {
     }
     assert!(shown.contains("running"), "{shown}");
 
+    // `muster wait` returns at once for a converged cluster, and gives up on one that cannot
+    // converge (its server's host never enrolls), naming what it waited for.
+    let waited = coordinator.ok(&["wait", "--cluster", "prod", "--timeout", "30s"]);
+    assert_eq!(
+        waited.trim(),
+        "cluster prod: 1/1 healthy, every server in rotation"
+    );
+    coordinator.ok(&["create", "cluster", "stuck"]);
+    coordinator.ok(&["create", "server", "--cluster", "stuck", "--host", "ghost"]);
+    let stuck = coordinator.muster(&["wait", "--cluster", "stuck", "--timeout", "2s"]);
+    let stuck_error = text(&stuck.stderr);
+    assert!(!stuck.status.success(), "{stuck_error}");
+    assert!(
+        stuck_error.contains("cluster stuck did not converge within 2s")
+            && stuck_error.contains("server server1 on ghost (pending)"),
+        "{stuck_error}"
+    );
+    coordinator.ok(&["cluster", "delete", "stuck", "--yes"]);
+
     // The coordinator dies: the server keeps answering.
     let seen_before = coordinator.json(&["host", "show", "app-1"])["last_seen"]
         .as_str()
