@@ -69,10 +69,25 @@ fn one_command_makes_a_cluster_that_answers_through_its_load_balancer() {
         "server2        http://127.0.0.1:17011",
         "scheduler      http://127.0.0.1:31530",
         "coordinator    https://127.0.0.1:17300",
-        "muster status",
     ] {
         assert!(output.contains(line), "{line}\n{output}");
     }
+    // Its hints name the muster that ran (not on PATH after `cargo build`), and work as shown.
+    let hint = format!("{} status", workspace_binary("muster").display());
+    assert!(output.contains(&hint), "{hint}\n{output}");
+    let data_dir = output
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("export MUSTER_DATA_DIR="))
+        .expect("the export hint")
+        .to_owned();
+    let hinted = host
+        .command(&workspace_binary("muster"))
+        .arg("status")
+        .env("MUSTER_DATA_DIR", &data_dir)
+        .output()
+        .unwrap();
+    assert!(hinted.status.success(), "{}", text(&hinted.stderr));
+    assert!(text(&hinted.stdout).contains("cluster quickstart"));
     assert!(output.contains("[5/5]"), "progress is shown:\n{output}");
 
     // It returned with the cluster up: the load balancer alternates between the servers.

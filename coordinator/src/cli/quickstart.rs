@@ -612,6 +612,10 @@ fn write_summary(
         summary.coordinator,
         summary.data_dir.display()
     )?;
+    // The hints name this very muster: after `cargo build`, `muster` is not on PATH.
+    let muster = std::env::current_exe()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| "muster".to_owned());
     writeln!(out)?;
     writeln!(out, "Use the CLI against it:")?;
     writeln!(
@@ -619,10 +623,10 @@ fn write_summary(
         "  export MUSTER_DATA_DIR={}",
         summary.data_dir.display()
     )?;
-    writeln!(out, "  muster status")?;
+    writeln!(out, "  {muster} status")?;
     writeln!(
         out,
-        "Stop everything: muster quickstart stop --dir {}",
+        "Stop everything: {muster} quickstart stop --dir {}",
         dir.display()
     )?;
     Ok(())
