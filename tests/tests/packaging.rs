@@ -704,21 +704,20 @@ async fn the_ansible_roles_deploy_the_distributed_cluster_on_test_hosts() {
             "{expected:?} not in {placed:?}"
         );
     }
-    let backends = wait_for("both servers in HAProxy's rotation", PATIENCE, POLL, || {
-        let output = muster(&["backends", "--cluster", "prod", "-o", "json"]).output();
-        async move {
-            let text = String::from_utf8(output.ok()?.stdout).ok()?;
-            (text.matches("\"UP\"").count() == 2).then_some(text)
-        }
-    })
-    .await;
+    // Both servers in HAProxy's rotation: what `muster wait` waits for.
+    succeeds(&mut muster(&[
+        "wait",
+        "--cluster",
+        "prod",
+        "--timeout",
+        "90s",
+    ]));
     let hosts_json: serde_json::Value =
         serde_json::from_str(&succeeds(&mut muster(&["host", "list", "-o", "json"]))).unwrap();
     assert!(
         hosts_json.to_string().contains("deployed-by"),
         "the inventory's labels reached the hosts: {hosts_json}"
     );
-    drop(backends);
 
     // Run again on an enrolled host, the role takes the join token out of agent.toml.
     let app = scratch.join("app-1/etc/agent.toml");
