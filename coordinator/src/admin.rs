@@ -9,13 +9,16 @@ use muster_proto::token::{self, AdminToken};
 use muster_proto::v1::admin_service_server::AdminService;
 use muster_proto::v1::{self, OdbType, Role};
 use muster_proto::{ApiError, validate};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{Door, Refusals};
+use crate::condition::condition;
 use crate::secrets;
 use crate::store::{
-    Actor, Assignment, Cluster, ClusterSecrets, Event, Host, HostState, JoinToken, NewAssignment,
-    NewCluster, NewJoinToken, OdbSettings, Store, now_ms, retry_transient,
+    Actor, Assignment, Cluster, ClusterSecrets, Event, Host, JoinToken, NewAssignment, NewCluster,
+    NewJoinToken, OdbSettings, Store, now_ms, retry_transient,
 };
 
 /// A join token's lifetime when the request names none.
@@ -23,12 +26,19 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The longest lifetime a join token may have.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
+#[derive(Clone)]
 pub struct AdminApi {
     store: Arc<dyn Store>,
     ca_sha256: String,
     changes: Arc<tokio::sync::Notify>,
     refusals: Arc<Refusals>,
+    /// Ends the event watches when the coordinator stops.
+    shutdown: CancellationToken,
 }
+
+/// How often an event watch reads the log for new events. Events of other coordinators over the
+/// same database appear as soon; one small indexed query per watching operator.
+const EVENT_POLL: Duration = Duration::from_secs(1);
 
 impl AdminApi {
     /// `changes` is notified after every committed change that may alter a host's desired state,
@@ -38,13 +48,42 @@ impl AdminApi {
         ca_sha256: String,
         changes: Arc<tokio::sync::Notify>,
         refusals: Arc<Refusals>,
+        shutdown: CancellationToken,
     ) -> Self {
         AdminApi {
             store,
             ca_sha256,
             changes,
             refusals,
+            shutdown,
         }
+    }
+
+    /// Each event as the API shows it, a host's own events with the clusters of their host.
+    async fn event_messages(&self, events: Vec<Event>) -> Result<Vec<v1::Event>, ApiError> {
+        let needs_clusters = events
+            .iter()
+            .any(|event| event.cluster.is_empty() && !event.host.is_empty());
+        let mut host_clusters: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        if needs_clusters {
+            for assignment in self.store.list_assignments(None).await? {
+                let clusters = host_clusters.entry(assignment.host).or_default();
+                if !clusters.contains(&assignment.cluster) {
+                    clusters.push(assignment.cluster);
+                }
+            }
+        }
+        Ok(events
+            .into_iter()
+            .map(|event| {
+                let clusters = if event.cluster.is_empty() {
+                    host_clusters.get(&event.host).cloned().unwrap_or_default()
+                } else {
+                    vec![event.cluster.clone()]
+                };
+                event_message(event, clusters)
+            })
+            .collect())
     }
 
     /// Every host, by name.
@@ -205,8 +244,9 @@ fn host_message(host: Host) -> v1::Host {
     }
 }
 
-fn event_message(event: Event) -> v1::Event {
+fn event_message(event: Event, clusters: Vec<String>) -> v1::Event {
     v1::Event {
+        clusters,
         id: event.id,
         at_unix_ms: event.at_ms,
         kind: event.kind,
@@ -437,10 +477,66 @@ impl AdminService for AdminApi {
             0 => 100,
             limit => limit.min(1000),
         };
-        let events = self.store.list_events(cluster, limit).await?;
+        let events = self.store.list_events(cluster, None, limit).await?;
         Ok(Response::new(v1::ListEventsResponse {
-            events: events.into_iter().map(event_message).collect(),
+            events: self.event_messages(events).await?,
         }))
+    }
+
+    type WatchEventsStream = ReceiverStream<Result<v1::Event, Status>>;
+
+    async fn watch_events(
+        &self,
+        request: Request<v1::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        self.authorize(&request).await?;
+        let request = request.into_inner();
+        let cluster = optional_cluster(&request.cluster)?.map(str::to_owned);
+        let mut after = match request.after_id {
+            None => self
+                .store
+                .list_events(None, None, 1)
+                .await?
+                .first()
+                .map_or(0, |newest| newest.id),
+            Some(id) => id,
+        };
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        let api = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch = match api
+                    .store
+                    .list_events(cluster.as_deref(), Some(after), 100)
+                    .await
+                {
+                    Ok(events) => api.event_messages(events).await.map_err(Status::from),
+                    Err(error) => Err(Status::from(ApiError::from(error))),
+                };
+                match batch {
+                    Ok(events) => {
+                        let full = events.len() == 100;
+                        for event in events {
+                            after = event.id;
+                            if sender.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                        if full {
+                            continue;
+                        }
+                    }
+                    // A database hiccup is not the end of the log: say it, keep following.
+                    Err(status) => tracing::warn!(error = %status.message(), "cannot read events"),
+                }
+                tokio::select! {
+                    () = api.shutdown.cancelled() => return,
+                    () = sender.closed() => return,
+                    () = tokio::time::sleep(EVENT_POLL) => {}
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
     async fn create_component(
@@ -683,27 +779,20 @@ impl AdminService for AdminApi {
         let cluster = optional_cluster(&request.cluster)?;
         let assignments = self.store.list_assignments(cluster).await?;
         let hosts = self.hosts_by_name().await?;
+        let bootstrap = self.store.list_bootstrap(cluster).await?;
         let components = assignments
             .into_iter()
             .map(|assignment| {
-                let host = hosts.get(&assignment.host).cloned();
+                let tasks: Vec<_> = bootstrap
+                    .iter()
+                    .filter(|task| task.cluster == assignment.cluster)
+                    .cloned()
+                    .collect();
+                let shown = condition(&assignment, hosts.get(&assignment.host), &tasks);
                 let mut message = assignment_message(assignment);
-                // What a down host last reported is stale: say so, and since when.
-                if let Some(host) = host.filter(|host| host.state == HostState::Down)
-                    && !message.state.is_empty()
-                {
-                    message.last_error = format!(
-                        "host {} is down: no heartbeat since {} (it last reported {}{})",
-                        host.name,
-                        host.last_seen_ms
-                            .map(crate::unix_ms_text)
-                            .unwrap_or_else(|| "never".to_owned()),
-                        message.state,
-                        if message.healthy { ", healthy" } else { "" }
-                    );
-                    message.state = "down".to_owned();
-                    message.healthy = false;
-                }
+                message.state = shown.state;
+                message.healthy = shown.healthy;
+                message.reason = shown.reason;
                 message
             })
             .collect();
@@ -735,6 +824,7 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         restarts,
         load_balancer: assignment.load_balancer,
         backends,
+        reason: String::new(),
     }
 }
 

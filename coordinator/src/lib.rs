@@ -17,6 +17,7 @@ pub mod admin;
 pub mod agent_api;
 pub mod audit;
 pub mod cli;
+pub mod condition;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -2,23 +2,23 @@
 //! its transaction, then writes what they decide. A rule is tested here in milliseconds, without a
 //! database.
 
-use crate::store::HostState;
-
 /// A server of the cluster, as the choice of the scheduler's target sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerCandidate {
     pub name: String,
     /// The host it is assigned to.
     pub host: String,
-    /// Its host is up (heartbeats arrive) and not drained.
+    /// Its host is up (heartbeats arrive).
     pub host_up: bool,
+    /// Its host is drained.
+    pub host_drained: bool,
     /// It reports healthy.
     pub healthy: bool,
 }
 
 impl ServerCandidate {
     fn eligible(&self) -> bool {
-        self.host_up && self.healthy
+        self.host_up && !self.host_drained && self.healthy
     }
 }
 
@@ -55,6 +55,9 @@ pub fn scheduler_target(current: &str, servers: &[ServerCandidate]) -> Option<Sc
     let reason = match current_server {
         None if current.is_empty() => "the first healthy server".to_owned(),
         None => format!("server {current} was unassigned"),
+        Some(server) if server.host_drained => {
+            format!("host {} of server {current} is drained", server.host)
+        }
         Some(server) if !server.host_up => {
             format!("host {} of server {current} is down", server.host)
         }
@@ -81,16 +84,17 @@ impl Happened {
 }
 
 /// The events of a host's report about the host itself: it is up again (or for the first time),
-/// its advertised address changed. `state_before` and `last_seen_ms` are what was stored.
+/// its advertised address changed. `came_up`: this report changed the stored state to up;
+/// `last_seen_ms` is what was stored.
 pub fn host_report_events(
-    state_before: HostState,
+    came_up: bool,
     last_seen_ms: Option<i64>,
     now_ms: i64,
     address_before: &str,
     address_now: &str,
 ) -> Vec<Happened> {
     let mut happened = Vec::new();
-    if state_before != HostState::Up {
+    if came_up {
         let message = match last_seen_ms {
             None => "host reported for the first time".to_owned(),
             Some(last) => format!(
@@ -203,6 +207,7 @@ mod tests {
             name: name.to_owned(),
             host: host.to_owned(),
             host_up,
+            host_drained: false,
             healthy,
         }
     }
@@ -252,6 +257,13 @@ mod tests {
             scheduler_target("server1", &unhealthy).unwrap().reason,
             "server server1 on host app-1 is not healthy"
         );
+        let mut drained = down.clone();
+        drained[0].host_up = true;
+        drained[0].host_drained = true;
+        assert_eq!(
+            scheduler_target("server1", &drained).unwrap().reason,
+            "host app-1 of server server1 is drained"
+        );
         let gone = [server("server2", "app-2", true, true)];
         assert_eq!(
             scheduler_target("server1", &gone).unwrap().reason,
@@ -276,20 +288,17 @@ mod tests {
 
     #[test]
     fn a_host_is_up_again_or_for_the_first_time_and_its_new_address_is_said() {
-        let first = host_report_events(HostState::New, None, 10_000, "", "10.0.0.5");
+        let first = host_report_events(true, None, 10_000, "", "10.0.0.5");
         assert_eq!(kinds(&first), ["host.up", "host.address"]);
         assert_eq!(first[0].message, "host reported for the first time");
-        let back = host_report_events(HostState::Down, Some(1_000), 31_000, "10.0.0.5", "10.0.0.5");
+        let back = host_report_events(true, Some(1_000), 31_000, "10.0.0.5", "10.0.0.5");
         assert_eq!(back.len(), 1);
         assert_eq!(
             back[0].message,
             "host reported again after 30s without heartbeats"
         );
-        assert!(
-            host_report_events(HostState::Up, Some(1_000), 2_000, "10.0.0.5", "10.0.0.5")
-                .is_empty()
-        );
-        let moved = host_report_events(HostState::Up, Some(1_000), 2_000, "10.0.0.5", "10.0.0.6");
+        assert!(host_report_events(false, Some(1_000), 2_000, "10.0.0.5", "10.0.0.5").is_empty());
+        let moved = host_report_events(false, Some(1_000), 2_000, "10.0.0.5", "10.0.0.6");
         assert_eq!(
             moved[0].message,
             "advertised address changed from 10.0.0.5 to 10.0.0.6"

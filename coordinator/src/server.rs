@@ -110,10 +110,18 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     health_reporter
         .set_serving::<AdminServiceServer<AdminApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(muster_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Both versions of reflection: grpcurl and grpcui as Debian and most distributions ship
+    // them still ask v1alpha; newer clients ask v1.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(muster_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
+        .map_err(RunError::Reflection)?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
         .map_err(RunError::Reflection)?;
     let changes = Arc::new(tokio::sync::Notify::new());
     let refusals = Arc::new(crate::audit::Refusals::default());
@@ -122,6 +130,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         ca_sha256,
         changes.clone(),
         refusals.clone(),
+        shutdown.clone(),
     ))
     .max_decoding_message_size(muster_proto::MAX_REQUEST_BYTES);
     let ca = Arc::new(CertifiedKey {
@@ -151,6 +160,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         .map_err(RunError::Grpc)?
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(admin)
         .add_service(agent)
         .serve_with_incoming_shutdown(

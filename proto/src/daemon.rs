@@ -1,5 +1,5 @@
-//! What the coordinator and the agent do the same way as processes: logging, signals, and the
-//! one-line text of an error chain.
+//! What the coordinator and the agent do the same way as processes: logging, signals, the
+//! one-line text of an error chain, and the one-line cause of a long error.
 
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -63,6 +63,91 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The longest cause [`cause`] gives, in characters.
+pub const CAUSE_MAX_CHARS: usize = 200;
+
+/// A long error (a failed `zato` command with its whole command line and output, a traceback)
+/// shortened to its cause, in one line, for tables: a failed command is named by its program and
+/// sub-commands (`zato create odb`, not its ~700-character command line) and followed by its
+/// verdict (up to its exit status and what follows it before the output) and one line of its
+/// output: HAProxy's first `[ALERT]`, or else the last line (where Python puts the exception).
+/// Anything else keeps its first line. The full text stays where it came from.
+pub fn cause(error: &str) -> String {
+    let error = error.trim();
+    let text = match failed_command(error) {
+        Some((command, rest)) => {
+            let (verdict, output) = split_verdict(rest);
+            let lines: Vec<&str> = output
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect();
+            let line = lines
+                .iter()
+                .find(|line| line.contains("[ALERT]"))
+                .or(lines.last());
+            match line {
+                Some(line) => format!("`{command}` {verdict}: {line}"),
+                None => format!("`{command}` {verdict}"),
+            }
+        }
+        None => error.lines().next().unwrap_or_default().trim().to_owned(),
+    };
+    shorten(&text, CAUSE_MAX_CHARS)
+}
+
+/// "failed (exit status: 1): OUTPUT" into the verdict and the output: the verdict ends at the
+/// first ": " after its parenthesis; without one, it is the first line.
+fn split_verdict(rest: &str) -> (String, &str) {
+    let split = rest
+        .find(')')
+        .and_then(|close| rest[close..].find(": ").map(|colon| close + colon));
+    match split {
+        Some(at) => (rest[..at].to_owned(), &rest[at + 2..]),
+        None => (
+            rest.lines()
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches(':')
+                .to_owned(),
+            "",
+        ),
+    }
+}
+
+/// For "`PROGRAM ARGS` REST": the program's file name with its sub-commands (the first words of
+/// ARGS that are not paths or `option=value`, at most two), and REST.
+fn failed_command(error: &str) -> Option<(String, &str)> {
+    let start = error.find('`')?;
+    let length = error[start + 1..].find('`')?;
+    let command_line = &error[start + 1..start + 1 + length];
+    let rest = error[start + 1 + length + 1..].trim_start();
+    let mut words = command_line
+        .split_whitespace()
+        // Secrets given in the environment are shown first, as `NAME=***`.
+        .skip_while(|word| word.contains('='));
+    let program = words.next()?;
+    let program = program.rsplit('/').next().unwrap_or(program);
+    let sub_commands = words
+        .take_while(|word| !word.contains(['/', '=']) && word.len() <= 16)
+        .take(2);
+    let named = std::iter::once(program)
+        .chain(sub_commands)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some((named, rest))
+}
+
+/// `text` cut to at most `max` characters, with "…" where it was cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
+    short.push('…');
+    short
+}
+
 /// The one backoff of Muster: for the `attempt`-th retry (from 1), a random delay between a tenth
 /// and all of `floor * 2^(attempt-1)`, capped at `ceiling`. The jitter spreads many clients that
 /// failed at once (a coordinator restart) over time.
@@ -81,6 +166,53 @@ pub fn backoff(
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn a_failed_command_is_named_by_its_sub_commands_and_its_last_line() {
+        let error = "`ZATO_SECRET=*** /opt/zato/3.2/code/bin/zato create odb --odb_type=postgresql \
+                     --odb_host=db --odb_password=*** /var/lib/muster-agent/prod` failed \
+                     (exit status: 1): Traceback (most recent call last):\n  File \"x.py\", line 1\n\
+                     sqlalchemy.exc.OperationalError: password authentication failed\n";
+        assert_eq!(
+            super::cause(error),
+            "`zato create odb` failed (exit status: 1): \
+             sqlalchemy.exc.OperationalError: password authentication failed"
+        );
+        assert_eq!(
+            super::cause("`/bin/false create cluster --x=1 /d` failed (exit status: 1): "),
+            "`false create cluster` failed (exit status: 1)"
+        );
+        assert_eq!(
+            super::cause("`zato start /opt/zato/prod/server1` did not finish within 300s"),
+            "`zato start` did not finish within 300s"
+        );
+    }
+
+    #[test]
+    fn haproxys_first_alert_is_its_cause() {
+        let error = "`haproxy -c` rejected the new config (exit status: 1); the running HAProxy \
+                     and its file are left as they were: [NOTICE] (1) : haproxy version is 2.6\n\
+                     [ALERT]    (1) : config : parsing [zato.config:12] : unknown keyword 'x'\n\
+                     [ALERT]    (1) : config : Fatal errors found in configuration.";
+        assert_eq!(
+            super::cause(error),
+            "`haproxy -c` rejected the new config (exit status: 1); the running HAProxy and its \
+             file are left as they were: [ALERT]    (1) : config : parsing [zato.config:12] : \
+             unknown keyword 'x'"
+        );
+    }
+
+    #[test]
+    fn other_errors_keep_their_first_line_and_no_cause_is_longer_than_its_bound() {
+        assert_eq!(
+            super::cause("haproxy -c refused it\n[ALERT] line 3"),
+            "haproxy -c refused it"
+        );
+        let long = "x".repeat(500);
+        let cause = super::cause(&long);
+        assert_eq!(cause.chars().count(), super::CAUSE_MAX_CHARS);
+        assert!(cause.ends_with('…'));
+    }
 
     #[test]
     fn backoff_grows_to_its_ceiling() {

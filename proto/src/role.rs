@@ -154,6 +154,14 @@ impl crate::v1::BackendStatus {
         }
     }
 
+    /// Whether a backend server's `check` (`BackendServerState::check`: HAProxy's check status,
+    /// code and description) says its last health check passed. A server HAProxy has not checked
+    /// yet (`INI`: it has just started) counts as UP there without being known to answer.
+    pub fn check_passed(check: &str) -> bool {
+        let status = check.trim_start_matches("* ").split_whitespace().next();
+        matches!(status, Some("L4OK" | "L6OK" | "L7OK" | "L7OKC"))
+    }
+
     /// HAProxy sends it new requests.
     pub fn in_rotation(self) -> bool {
         matches!(
@@ -166,6 +174,21 @@ impl crate::v1::BackendStatus {
 #[cfg(test)]
 mod status_tests {
     use crate::v1::BackendStatus;
+
+    #[test]
+    fn only_a_passed_check_counts_as_passed() {
+        for (check, passed) in [
+            ("L7OK 200", true),
+            ("* L7OK 200", true),
+            ("L4OK", true),
+            ("INI", false),
+            ("L4CON Connection refused", false),
+            ("L7STS 503", false),
+            ("", false),
+        ] {
+            assert_eq!(BackendStatus::check_passed(check), passed, "{check}");
+        }
+    }
 
     #[test]
     fn haproxys_status_column_is_understood() {

@@ -230,6 +230,32 @@ impl Coordinator {
             .expect("run muster")
     }
 
+    /// Starts `muster ARGS` that keeps running (`--follow`, `--watch`), its output piped, as
+    /// lines on the returned channel; the process is the caller's to kill.
+    pub fn follow(&self, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+        let mut child = on(self.host.as_ref(), &workspace_binary("muster"))
+            .env("MUSTER_DATA_DIR", &self.data_dir)
+            .env("MUSTER_COORDINATOR", self.url())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run muster");
+        let stdout = child.stdout.take().expect("muster's stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, receiver)
+    }
+
     /// Runs `muster ARGS` and returns its stdout; fails the test if it fails.
     pub fn ok(&self, args: &[&str]) -> String {
         let output = self.muster(args);

@@ -568,10 +568,10 @@ async fn scenario_5_a_lost_host_is_named_with_its_components_and_since_when() {
     assert_eq!(host["state"], "down");
     let since = host["last_seen"].as_str().unwrap().to_owned();
     assert!(!since.is_empty());
-    let error = component["last_error"].as_str().unwrap();
+    let reason = component["reason"].as_str().unwrap();
     assert!(
-        error.contains("host app-2 is down") && error.contains(&since),
-        "{error} (last seen {since})"
+        reason.contains("host app-2 is down") && reason.contains(&since),
+        "{reason} (last seen {since})"
     );
     assert_eq!(component["healthy"], false);
     let table = site.coordinator.ok(&["status"]);

@@ -316,7 +316,7 @@ async fn servers_come_and_go_under_load_without_a_failed_request() {
                 .unwrap()
                 .iter()
                 .any(|component| {
-                    component["name"] == name.as_str() && component["state"] == "stopped"
+                    component["name"] == name.as_str() && component["state"] == "drained"
                 });
             async move { stopped.then_some(()) }
         })
@@ -544,7 +544,7 @@ async fn restarting_the_agent_or_reloading_haproxy_keeps_the_backend_and_every_r
             .as_array()
             .unwrap()
             .iter()
-            .any(|component| component["name"] == "server2" && component["state"] == "stopped");
+            .any(|component| component["name"] == "server2" && component["state"] == "drained");
         let done = stopped && !state.starts_with("UP");
         async move { done.then_some(()) }
     })

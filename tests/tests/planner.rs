@@ -195,7 +195,8 @@ async fn roles_assigned_in_any_order_come_up_wired_to_the_scheduler() {
         4
     );
     let table = coordinator.ok(&["status"]);
-    assert!(table.starts_with("cluster prod\nHOST"), "{table}");
+    assert!(table.starts_with("cluster prod: "), "{table}");
+    assert!(table.contains("\nHOST "), "{table}");
     let haproxy = coordinator.ok(&["backends", "--cluster", "prod", "--format", "haproxy"]);
     assert_eq!(
         haproxy,

@@ -127,7 +127,9 @@ fn one_command_makes_a_cluster_that_answers_through_its_load_balancer() {
     assert!(!refused.status.success());
     let error = text(&refused.stderr);
     assert!(
-        error.contains("ports in use") && error.contains("11223 (the load balancer)"),
+        error.contains("ports in use")
+            && error.contains("11223 (the load balancer) is held by pid ")
+            && error.contains("(haproxy)"),
         "{error}"
     );
     assert!(!other.exists());
@@ -154,4 +156,39 @@ fn one_command_makes_a_cluster_that_answers_through_its_load_balancer() {
         "nothing of the quickstart runs on:\n{said}"
     );
     assert!(Path::new(&dir).join("quickstart.json").exists());
+
+    // A stopped quickstart starts again as it was, not as another one.
+    let other_size = muster(
+        &host,
+        &["quickstart", "--dir", dir_text, "--servers", "3"],
+        None,
+    );
+    assert_eq!(other_size.status.code(), Some(2));
+    assert!(
+        text(&other_size.stderr).contains("not with --servers 3 (it has 2)"),
+        "{}",
+        text(&other_size.stderr)
+    );
+    assert_eq!(processes_in(&host), 0, "a refused start starts nothing");
+    // With -o json the output is only the JSON; the progress goes to stderr.
+    let again = muster(
+        &host,
+        &["quickstart", "--dir", dir_text, "-o", "json"],
+        None,
+    );
+    let progress = text(&again.stderr);
+    assert!(again.status.success(), "{progress}");
+    assert!(
+        progress.contains("starting the stopped quickstart") && progress.contains("[5/5]"),
+        "{progress}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(summary["cluster"], "quickstart");
+    assert_eq!(summary["servers"].as_array().unwrap().len(), 2);
+    let (status, body) = traffic::get_from(&host.namespace, frontend, "/zato/ping")
+        .unwrap_or_else(|| panic!("no answer after:\n{progress}"));
+    assert_eq!(status, 200, "{body}");
+    let stopped = muster(&host, &["quickstart", "stop", "--dir", dir_text], None);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    assert_eq!(processes_in(&host), 0);
 }

@@ -521,6 +521,24 @@ async fn on_mariadb_the_cluster_is_bootstrapped_and_the_status_names_zatos_error
         "what the status says of a server on MariaDB: {}",
         reported[0]
     );
+    // The table gets that error in one line: its cause, not its command line.
+    let components = site.coordinator.json(&["component", "list"]);
+    for server in components
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|component| component["role"] == "server" && component["healthy"] == false)
+    {
+        let reason = server["reason"].as_str().unwrap();
+        println!("its reason in muster status: {reason}");
+        assert!(
+            !reason.is_empty()
+                && !reason.contains('\n')
+                && reason.chars().count() <= muster_proto::daemon::CAUSE_MAX_CHARS
+                && !reason.contains("--odb_password"),
+            "{reason}"
+        );
+    }
     let (clusters, servers) = site.odb_rows().await;
     assert_eq!(clusters, ["prod"], "one cluster row");
     assert_eq!(

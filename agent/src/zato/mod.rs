@@ -325,4 +325,31 @@ mod tests {
         assert_eq!(args[2].text().as_deref(), Some("--odb-password=-hunter2"));
         assert_eq!(scrub("login -hunter2 failed", &args), "login *** failed");
     }
+
+    /// Status tables show a failed command's cause (`muster_proto::daemon::cause`), which reads
+    /// the form of this error's text.
+    #[test]
+    fn a_failed_command_has_a_one_line_cause() {
+        let zato = Zato {
+            bin: "/opt/zato/3.2/code/bin/zato".into(),
+            run_as: None,
+        };
+        let args = vec![
+            secret_env("ZATO_ODB_PASSWORD", "-hunter2"),
+            Arg::plain("create"),
+            Arg::plain("server"),
+            option("--odb_host", "db"),
+            Arg::plain("/var/lib/muster-agent/prod/server1"),
+        ];
+        let error = ZatoError::Failed {
+            command: zato.shown(&args),
+            status: "exit status: 1".to_owned(),
+            code: Some(1),
+            output: "Traceback (most recent call last):\n  ...\nValueError: no such ODB".to_owned(),
+        };
+        assert_eq!(
+            muster_proto::daemon::cause(&error.to_string()),
+            "`zato create server` failed (exit status: 1): ValueError: no such ODB"
+        );
+    }
 }

@@ -177,18 +177,81 @@ pub(super) async fn create_cluster(
         odb_password,
     };
     let mut connection = connect(connection_args).await?;
-    let response = connection
-        .client
-        .create_cluster(request)
-        .await
-        .answer(&connection)?;
-    let cluster = ClusterView::from(response.cluster.unwrap_or_default());
+    let wanted = request.clone();
+    let (cluster, created) = match connection.client.create_cluster(request).await {
+        Ok(response) => (response.into_inner().cluster.unwrap_or_default(), true),
+        Err(status) if status.code() == Code::AlreadyExists => {
+            // The same request again is done already; a different one under that name is not.
+            let existing = connection
+                .client
+                .get_cluster(v1::GetClusterRequest {
+                    name: wanted.name.clone(),
+                })
+                .await
+                .answer(&connection)?
+                .cluster
+                .unwrap_or_default();
+            let differences = cluster_differences(&wanted, &existing);
+            if !differences.is_empty() {
+                return Err(CliError::Exists(format!(
+                    "cluster '{}' already exists with other settings: {}",
+                    wanted.name,
+                    differences.join(", ")
+                )));
+            }
+            (existing, false)
+        }
+        Err(status) => return Err(connection.status_error(&status)),
+    };
+    let cluster = ClusterView::from(cluster);
     if json {
         write_json(out, &cluster)?;
-    } else {
+    } else if created {
         writeln!(out, "created cluster {}", cluster.name)?;
+    } else {
+        writeln!(
+            out,
+            "cluster {} already exists with these settings; unchanged",
+            cluster.name
+        )?;
     }
     Ok(())
+}
+
+/// What `existing` has other than `wanted` asks, as `odb-host db-1 (asked: db-2)`; only what
+/// the request sets is compared (the coordinator fills defaults), and never the password, which
+/// the coordinator does not give back.
+fn cluster_differences(wanted: &v1::CreateClusterRequest, existing: &v1::Cluster) -> Vec<String> {
+    let asked = wanted.odb.clone().unwrap_or_default();
+    let has = existing.odb.clone().unwrap_or_default();
+    let kind = |odb: &v1::OdbSettings| {
+        OdbType::try_from(odb.odb_type)
+            .unwrap_or_default()
+            .zato_name()
+            .to_owned()
+    };
+    let pairs = [
+        ("odb-type", kind(&has), kind(&asked)),
+        ("odb-host", has.host, asked.host),
+        ("odb-port", has.port.to_string(), asked.port.to_string()),
+        ("odb-user", has.user, asked.user),
+        ("odb-db-name", has.db_name, asked.db_name),
+        (
+            "postgresql-schema",
+            has.postgresql_schema,
+            asked.postgresql_schema,
+        ),
+        (
+            "description",
+            existing.description.clone(),
+            wanted.description.clone(),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, has, asked)| !asked.is_empty() && asked != "0" && has != asked)
+        .map(|(field, has, asked)| format!("{field} {has:?} (asked: {asked:?})"))
+        .collect()
 }
 
 /// `muster cluster …`.

@@ -125,11 +125,23 @@ fn validate_component(cluster: &str, host: &str, name: Option<&str>) -> Result<(
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ComponentCommand {
-    /// List components, with the state, health and restarts their hosts last reported.
+    /// List components, with the state, health and restarts their hosts last reported and, for
+    /// each one not healthy, why in one line.
     List {
         /// Only this cluster's components.
         #[arg(long)]
         cluster: Option<String>,
+    },
+    /// Show one component: every field, and its last error whole.
+    Show {
+        /// The role: server, scheduler, web-admin or load-balancer.
+        #[arg(value_parser = parse_role)]
+        role: Role,
+        /// The component's name (`muster component list` shows them).
+        name: String,
+        /// The cluster.
+        #[arg(long)]
+        cluster: String,
     },
 }
 
@@ -140,10 +152,14 @@ pub(super) struct ComponentView {
     pub(super) name: String,
     pub(super) host: String,
     pub(super) port: u32,
-    /// Empty while the host has not reported it.
+    /// What its host reported, or `pending`, `down` or `drained` (the coordinator's words for
+    /// what the host cannot say).
     pub(super) state: String,
     pub(super) healthy: bool,
+    /// Why it is not healthy (or the error it reports while healthy), in one line.
+    pub(super) reason: String,
     pub(super) restarts: u32,
+    /// The last error its host reported, whole.
     pub(super) last_error: String,
     /// A load balancer's settings.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,7 +184,8 @@ pub(super) struct BackendStateView {
     pub(super) address: String,
     /// HAProxy's own word: UP, DOWN, DRAIN, MAINT, ...
     pub(super) state: String,
-    /// HAProxy sends it new requests (UP, or "no check").
+    /// HAProxy sends it new requests (UP, or "no check") and, when checked, its last check
+    /// passed: a server HAProxy has just started with counts as UP before its first check.
     pub(super) in_rotation: bool,
     pub(super) check: String,
     pub(super) sessions: u32,
@@ -186,6 +203,7 @@ impl From<v1::ComponentAssignment> for ComponentView {
             port: component.port,
             state: component.state,
             healthy: component.healthy,
+            reason: component.reason,
             restarts: component.restarts,
             last_error: component.last_error,
             load_balancer: component.load_balancer.map(|settings| LoadBalancerView {
@@ -199,7 +217,9 @@ impl From<v1::ComponentAssignment> for ComponentView {
                 .backends
                 .into_iter()
                 .map(|backend| BackendStateView {
-                    in_rotation: backend.status().in_rotation(),
+                    in_rotation: backend.status().in_rotation()
+                        && (backend.status() == v1::BackendStatus::Unchecked
+                            || v1::BackendStatus::check_passed(&backend.check)),
                     server: backend.name,
                     address: backend.address,
                     state: backend.state,
@@ -234,10 +254,21 @@ pub(super) fn write_balancer_backends(
             .backends
             .iter()
             .map(|backend| {
+                // A server stopped because its host is drained is out of rotation on purpose.
+                let drained = components.iter().any(|server| {
+                    server.cluster == balancer.cluster
+                        && server.role == Role::Server.cli_name()
+                        && server.name == backend.server
+                        && server.state == "drained"
+                });
                 vec![
                     backend.server.clone(),
                     backend.address.clone(),
-                    backend.state.clone(),
+                    if drained {
+                        format!("{} (host drained)", backend.state)
+                    } else {
+                        backend.state.clone()
+                    },
                     backend.check.clone(),
                     backend.sessions.to_string(),
                 ]
@@ -265,31 +296,85 @@ pub(super) fn write_components(
                 component.name.clone(),
                 component.host.clone(),
                 component.port.to_string(),
-                if component.state.is_empty() {
-                    "pending".to_owned()
-                } else {
-                    component.state.clone()
-                },
+                component.state.clone(),
                 if component.healthy { "yes" } else { "no" }.to_owned(),
                 component.restarts.to_string(),
-                component.last_error.clone(),
+                component.reason.clone(),
             ]
         })
         .collect();
     write_table(
         out,
         &[
-            "CLUSTER",
-            "ROLE",
-            "NAME",
-            "HOST",
-            "PORT",
-            "STATE",
-            "HEALTHY",
-            "RESTARTS",
-            "LAST ERROR",
+            "CLUSTER", "ROLE", "NAME", "HOST", "PORT", "STATE", "HEALTHY", "RESTARTS", "REASON",
         ],
         &rows,
+    )
+}
+
+/// `muster component show`: every field of one component, its last error whole.
+fn write_component(
+    out: &mut impl std::io::Write,
+    component: &ComponentView,
+) -> std::io::Result<()> {
+    let mut fields = vec![
+        ("cluster", component.cluster.clone()),
+        ("role", component.role.clone()),
+        ("name", component.name.clone()),
+        ("host", component.host.clone()),
+        ("port", component.port.to_string()),
+        ("state", component.state.clone()),
+        (
+            "healthy",
+            if component.healthy { "yes" } else { "no" }.to_owned(),
+        ),
+        ("restarts", component.restarts.to_string()),
+        ("reason", component.reason.clone()),
+    ];
+    if let Some(settings) = &component.load_balancer {
+        fields.extend([
+            ("haproxy", settings.haproxy_bin.clone()),
+            ("frontend address", settings.frontend_address.clone()),
+            (
+                "checks",
+                format!(
+                    "every {} ms, rise {}, fall {}",
+                    settings.check_inter_ms, settings.check_rise, settings.check_fall
+                ),
+            ),
+        ]);
+    }
+    write_fields(out, &fields)?;
+    writeln!(out)?;
+    if component.last_error.is_empty() {
+        writeln!(out, "last error: none")?;
+    } else {
+        writeln!(out, "last error:")?;
+        for line in component.last_error.lines() {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    write_balancer_backends(out, std::slice::from_ref(component))
+}
+
+/// The order people read components in: by cluster, then role (servers first), then name with
+/// its number read as a number (`server2` before `server10`).
+fn reading_order(component: &ComponentView) -> (String, i32, String, u64, String) {
+    let role = component
+        .role
+        .parse::<Role>()
+        .map(|role| role as i32)
+        .unwrap_or(i32::MAX);
+    let prefix = component
+        .name
+        .trim_end_matches(|c: char| c.is_ascii_digit());
+    let number = component.name[prefix.len()..].parse().unwrap_or(0);
+    (
+        component.cluster.clone(),
+        role,
+        prefix.to_owned(),
+        number,
+        component.name.clone(),
     )
 }
 
@@ -329,22 +414,99 @@ pub(super) async fn assign_with(
         port: u32::from(args.port.unwrap_or(0)),
         load_balancer,
     };
-    let response = connection
-        .client
-        .create_component(request)
-        .await
-        .answer(&connection)?;
-    let component = ComponentView::from(response.component.unwrap_or_default());
+    let wanted = request.clone();
+    let (component, created) = match connection.client.create_component(request).await {
+        Ok(response) => (
+            ComponentView::from(response.into_inner().component.unwrap_or_default()),
+            true,
+        ),
+        Err(status) if status.code() == Code::AlreadyExists => {
+            // The same request again is done already; a different one under that name is not.
+            let existing = list_components(&mut connection, Some(&wanted.cluster))
+                .await?
+                .into_iter()
+                .find(|component| same_component(&wanted, component))
+                .ok_or_else(|| CliError::Exists(status.message().to_owned()))?;
+            (existing, false)
+        }
+        Err(status) => return Err(connection.status_error(&status)),
+    };
     if json {
         write_json(out, &component)?;
-    } else {
+    } else if created {
         writeln!(
             out,
             "assigned {} {} of cluster {} to host {} on port {}",
             component.role, component.name, component.cluster, component.host, component.port
         )?;
+    } else {
+        writeln!(
+            out,
+            "{} {} of cluster {} is already on host {} on port {}; unchanged",
+            component.role, component.name, component.cluster, component.host, component.port
+        )?;
+    }
+    warn_if_not_enrolled(&mut connection, &component.host).await
+}
+
+/// Whether `existing` is what `wanted` asks for: the role and host, and the name, port and load
+/// balancer settings where the request gives them.
+fn same_component(wanted: &v1::CreateComponentRequest, existing: &ComponentView) -> bool {
+    let role = Role::try_from(wanted.role).unwrap_or_default();
+    let settings_match = match (&wanted.load_balancer, &existing.load_balancer) {
+        (None, _) => true,
+        (Some(asked), Some(has)) => {
+            (asked.haproxy_bin.is_empty() || asked.haproxy_bin == has.haproxy_bin)
+                && (asked.frontend_address.is_empty()
+                    || asked.frontend_address == has.frontend_address)
+                && (asked.check_inter_ms == 0 || asked.check_inter_ms == has.check_inter_ms)
+                && (asked.check_rise == 0 || asked.check_rise == has.check_rise)
+                && (asked.check_fall == 0 || asked.check_fall == has.check_fall)
+        }
+        (Some(_), None) => false,
+    };
+    existing.role == role.cli_name()
+        && existing.host == wanted.host
+        && (wanted.name.is_empty() || existing.name == wanted.name)
+        && (wanted.port == 0 || existing.port == wanted.port)
+        && settings_match
+}
+
+/// Says on stderr when `host` has not enrolled: the component waits for an agent of that name,
+/// which a typo would make forever. Names the enrolled hosts that come close.
+async fn warn_if_not_enrolled(connection: &mut Connection, host: &str) -> Result<(), CliError> {
+    let hosts: Vec<String> = connection
+        .client
+        .list_hosts(v1::ListHostsRequest {})
+        .await
+        .answer(connection)?
+        .hosts
+        .into_iter()
+        .map(|host| host.name)
+        .collect();
+    if let Some(warning) = not_enrolled_warning(host, &hosts) {
+        eprintln!("warning: {warning}");
     }
     Ok(())
+}
+
+/// The warning for components assigned to `host` when no host of that name has enrolled;
+/// `None` when it has.
+pub(super) fn not_enrolled_warning(host: &str, enrolled: &[String]) -> Option<String> {
+    if enrolled.iter().any(|name| name == host) {
+        return None;
+    }
+    let close: Vec<&str> = enrolled
+        .iter()
+        .filter(|name| strsim::levenshtein(name, host) <= 2)
+        .map(String::as_str)
+        .collect();
+    let hint = if close.is_empty() {
+        "it runs once an agent enrolls with that name".to_owned()
+    } else {
+        format!("did you mean {}?", close.join(" or "))
+    };
+    Some(format!("host {host} has not enrolled: {hint}"))
 }
 
 /// The components of one cluster, or of all.
@@ -352,7 +514,7 @@ pub(super) async fn list_components(
     connection: &mut Connection,
     cluster: Option<&str>,
 ) -> Result<Vec<ComponentView>, CliError> {
-    Ok(connection
+    let mut components: Vec<ComponentView> = connection
         .client
         .list_components(v1::ListComponentsRequest {
             cluster: cluster.unwrap_or_default().to_owned(),
@@ -362,7 +524,9 @@ pub(super) async fn list_components(
         .components
         .into_iter()
         .map(ComponentView::from)
-        .collect())
+        .collect();
+    components.sort_by_cached_key(reading_order);
+    Ok(components)
 }
 
 /// `muster create load-balancer`.
@@ -488,6 +652,33 @@ pub(super) async fn component_list(
     } else {
         write_components(out, &components)?;
         write_balancer_backends(out, &components)?;
+    }
+    Ok(())
+}
+
+/// `muster component show ROLE NAME --cluster C`.
+pub(super) async fn component_show(
+    role: Role,
+    name: String,
+    cluster: String,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    validate::name("cluster name", &cluster)?;
+    validate::name("component name", &name)?;
+    let mut connection = connect(connection_args).await?;
+    let component = list_components(&mut connection, Some(&cluster))
+        .await?
+        .into_iter()
+        .find(|component| component.role == role.cli_name() && component.name == name)
+        .ok_or_else(|| {
+            CliError::NotFound(format!("{role} '{name}' not found in cluster '{cluster}'"))
+        })?;
+    if json {
+        write_json(out, &component)?;
+    } else {
+        write_component(out, &component)?;
     }
     Ok(())
 }

@@ -73,6 +73,9 @@ impl Connection {
                 url: self.url.clone(),
                 detail: transport_detail(status),
             },
+            Code::NotFound => CliError::NotFound(status.message().to_owned()),
+            Code::AlreadyExists => CliError::Exists(status.message().to_owned()),
+            Code::InvalidArgument => CliError::Usage(status.message().to_owned()),
             _ => CliError::Refused(status.message().to_owned()),
         }
     }

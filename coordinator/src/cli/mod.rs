@@ -108,9 +108,14 @@ enum Command {
         /// Only this cluster's events.
         #[arg(long)]
         cluster: Option<String>,
-        /// How many events, at most 1000.
+        /// How many events, at most 1000 (with --follow: how many recent ones first).
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Keep following: after the recent events, show each new one as it is recorded (with
+        /// -o json one object per line). Reconnects after a coordinator restart without losing
+        /// or repeating an event. Until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
     /// Each cluster's hosts and components at a glance: state, generation applied versus
     /// desired, health, restarts and the last error.
@@ -118,6 +123,14 @@ enum Command {
         /// Only this cluster.
         #[arg(long)]
         cluster: Option<String>,
+        /// Keep watching: show the status again whenever it changes (a terminal is redrawn; a
+        /// pipe gets each new status after a `---` line, or with -o json one object per line).
+        /// Until interrupted.
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// How often --watch asks the coordinator.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "watch")]
+        interval: Duration,
     },
     /// Wait until a cluster has converged: every component healthy and every load balancer
     /// routing to every server (of hosts not drained). Progress on stderr; exit status 0 once
@@ -191,19 +204,45 @@ fn parse_role(text: &str) -> Result<Role, String> {
         .map_err(|error: muster_proto::UnknownName| error.to_string())
 }
 
-/// A failure, said in one line.
+/// A failure, said in one line. Each kind has its own exit status ([`CliError::exit_code`]), so
+/// scripts can tell "not found" from "cannot reach the coordinator".
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// A bad command line or value, caught here or by the coordinator (exit 2, as clap's own).
     #[error("{0}")]
     Usage(String),
     #[error("cannot reach the coordinator at {url}: {detail}")]
     Unreachable { url: String, detail: String },
     #[error("the coordinator at {url} refused the admin token: {message}")]
     Unauthenticated { url: String, message: String },
+    /// The coordinator refused the request as it stands (a conflict, a precondition).
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Something different already holds the name (the same request again succeeds instead).
+    #[error("{0}")]
+    Exists(String),
+    /// `muster wait` ran out of time.
+    #[error("{0}")]
+    TimedOut(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// The exit status for this failure, as README's "Exit status" lists them.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Refused(_) | CliError::Output(_) => 1,
+            CliError::Usage(_) => 2,
+            CliError::NotFound(_) => 3,
+            CliError::Exists(_) => 4,
+            CliError::Unreachable { .. } => 5,
+            CliError::Unauthenticated { .. } => 6,
+            CliError::TimedOut(_) => 7,
+        }
+    }
 }
 
 impl From<validate::Invalid> for CliError {
@@ -242,13 +281,27 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
         Command::Remove { role, target } => {
             remove_component(role, target, connection, json, out).await
         }
-        Command::Component {
-            command: ComponentCommand::List { cluster },
-        } => component_list(cluster, connection, json, out).await,
+        Command::Component { command } => match command {
+            ComponentCommand::List { cluster } => {
+                component_list(cluster, connection, json, out).await
+            }
+            ComponentCommand::Show {
+                role,
+                name,
+                cluster,
+            } => component_show(role, name, cluster, connection, json, out).await,
+        },
         Command::Cluster { command } => cluster_command(command, connection, json, out).await,
         Command::Token { command } => token_command(command, connection, json, out).await,
         Command::Host { command } => host_command(command, connection, json, out).await,
-        Command::Status { cluster } => status_command(cluster, connection, json, out).await,
+        Command::Status {
+            cluster,
+            watch,
+            interval,
+        } => {
+            let every = watch.then_some(interval);
+            status_command(cluster, every, connection, json, out).await
+        }
         Command::Wait {
             cluster,
             condition: WaitFor::Healthy,
@@ -257,8 +310,10 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
         Command::Backends { cluster, format } => {
             backends(cluster, format, connection, json, out).await
         }
-        Command::Events { cluster, limit } => {
-            events_command(cluster, limit, connection, json, out).await
-        }
+        Command::Events {
+            cluster,
+            limit,
+            follow,
+        } => events_command(cluster, limit, follow, connection, json, out).await,
     }
 }

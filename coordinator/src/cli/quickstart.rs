@@ -1,10 +1,11 @@
 //! `muster quickstart`: a whole Zato cluster on this host in one command.
 //!
 //! It checks everything it needs before it starts anything (the binaries, Zato or `--demo`,
-//! HAProxy, free ports, an unused directory), then initializes a coordinator on SQLite in
+//! HAProxy, free ports — naming what holds one —, an unused directory), then initializes a coordinator on SQLite in
 //! `DIR/coordinator`, starts it and an agent in the background, assigns web-admin, a load balancer,
 //! N servers and the scheduler to this host, and waits, showing each component's progress, until
-//! every one is healthy. Everything listens on 127.0.0.1 only.
+//! every one is healthy. Everything listens on 127.0.0.1 only. On the directory of a stopped
+//! quickstart it starts the coordinator and the agent again, which start every component again.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
@@ -57,15 +58,17 @@ enum QuickstartAction {
 
 #[derive(Debug, Args)]
 struct StartArgs {
-    /// The directory to create; it holds everything (coordinator, agent, components, logs).
+    /// The directory to create; it holds everything (coordinator, agent, components, logs). A
+    /// directory of a stopped quickstart is started again as it was.
     #[arg(long, default_value = DEFAULT_DIR)]
     dir: PathBuf,
-    /// How many Zato servers, 1 to 32 (ports from 17010 upward).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
-    servers: u16,
-    /// The cluster's name.
-    #[arg(long, default_value = "quickstart")]
-    cluster: String,
+    /// How many Zato servers, 1 to 32 (ports from 17010 upward) [default: 2; a stopped
+    /// quickstart starts again with the number it had].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32))]
+    servers: Option<u16>,
+    /// The cluster's name [default: quickstart; a stopped quickstart keeps its own].
+    #[arg(long)]
+    cluster: Option<String>,
     /// Use mock-zato (built with Muster, a stand-in for Zato) instead of Zato.
     #[arg(long)]
     demo: bool,
@@ -160,6 +163,56 @@ fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
+/// The process listening on TCP `port`, as `pid 1234 (haproxy)`, when this user may see it
+/// (`/proc/net/tcp*` for the socket, then the `/proc/PID/fd` that holds it).
+fn port_holder(port: u16) -> Option<String> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let local_port = fields.get(1)?.rsplit(':').next()?;
+                    // State 0A is LISTEN.
+                    (u16::from_str_radix(local_port, 16).ok()? == port && fields.get(3)? == &"0A")
+                        .then(|| fields.get(9).map(|inode| inode.to_string()))
+                        .flatten()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let wanted: Vec<String> = inodes
+        .iter()
+        .map(|inode| format!("socket:[{inode}]"))
+        .collect();
+    for process in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = process.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(descriptors) = std::fs::read_dir(process.path().join("fd")) else {
+            continue;
+        };
+        let holds = descriptors.flatten().any(|descriptor| {
+            std::fs::read_link(descriptor.path()).is_ok_and(|target| {
+                wanted
+                    .iter()
+                    .any(|want| target.as_os_str() == want.as_str())
+            })
+        });
+        if holds {
+            let name = std::fs::read_to_string(process.path().join("comm")).unwrap_or_default();
+            return Some(format!("pid {pid} ({})", name.trim()));
+        }
+    }
+    None
+}
+
 /// The ports the quickstart's processes will listen on, with what each is for.
 fn ports(servers: u16) -> Vec<(u16, String)> {
     let mut ports = vec![
@@ -235,21 +288,32 @@ fn connection_args(dir: &Path) -> ConnectionArgs {
 /// each component's state as it changes; at most `args.wait`.
 async fn wait_until_up(
     connection: &mut Connection,
-    args: &StartArgs,
-    dir: &Path,
+    plan: &Plan,
     json: bool,
     out: &mut impl std::io::Write,
 ) -> Result<(), CliError> {
-    let expected = usize::from(args.servers) + 3;
-    let deadline = Instant::now() + args.wait;
+    let expected = usize::from(plan.servers) + 3;
+    let deadline = Instant::now() + plan.wait;
     let mut shown: std::collections::BTreeMap<String, String> = Default::default();
     loop {
-        let components = list_components(connection, Some(&args.cluster)).await?;
+        // The host first: components read after a report since the start reflect it.
+        let reported_now = plan.reported_since_ms == 0
+            || connection
+                .client
+                .get_host(v1::GetHostRequest {
+                    name: HOST_NAME.to_owned(),
+                })
+                .await
+                .answer(connection)?
+                .host
+                .is_some_and(|host| host.last_seen_unix_ms >= plan.reported_since_ms);
+        let components = list_components(connection, Some(&plan.cluster)).await?;
         let healthy = components
             .iter()
             .filter(|component| component.healthy)
             .count();
-        for component in &components {
+        // What the database held from before a stop is not shown as progress.
+        for component in components.iter().filter(|_| reported_now) {
             let label = format!("{} {}", component.role, component.name);
             let state = state_line(component);
             if shown.get(&label) != Some(&state) {
@@ -269,9 +333,10 @@ async fn wait_until_up(
             .flat_map(|balancer| &balancer.backends)
             .filter(|backend| backend.in_rotation)
             .count();
-        if components.len() == expected
+        if reported_now
+            && components.len() == expected
             && healthy == expected
-            && in_rotation == usize::from(args.servers)
+            && in_rotation == usize::from(plan.servers)
         {
             break;
         }
@@ -281,9 +346,9 @@ async fn wait_until_up(
                 "not every component was healthy within {}: {}; everything keeps running (see \
                  `muster quickstart status --dir {}` and the logs there; `muster quickstart stop \
                  --dir {2}` stops it)",
-                humantime::format_duration(args.wait),
+                humantime::format_duration(plan.wait),
                 waiting.join(", "),
-                dir.display()
+                plan.dir.display()
             )));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -300,7 +365,7 @@ struct Tools {
 }
 
 /// Finds the programs the quickstart runs and checks that its ports are free.
-fn tools(args: &StartArgs) -> Result<Tools, CliError> {
+fn tools(args: &StartArgs, servers: u16) -> Result<Tools, CliError> {
     let coordinator_bin = sibling("muster-coordinator")?;
     let agent_bin = sibling("muster-agent")?;
     let zato_bin = if args.demo {
@@ -326,10 +391,13 @@ fn tools(args: &StartArgs) -> Result<Tools, CliError> {
             "no `haproxy` found for the load balancer: install it (Debian: apt-get install haproxy)",
         )
     })?;
-    let taken: Vec<String> = ports(args.servers)
+    let taken: Vec<String> = ports(servers)
         .into_iter()
         .filter(|(port, _)| !port_free(*port))
-        .map(|(port, what)| format!("{port} ({what})"))
+        .map(|(port, what)| match port_holder(port) {
+            Some(holder) => format!("{port} ({what}) is held by {holder}"),
+            None => format!("{port} ({what})"),
+        })
         .collect();
     if !taken.is_empty() {
         return Err(usage(format!(
@@ -346,34 +414,50 @@ fn tools(args: &StartArgs) -> Result<Tools, CliError> {
     })
 }
 
-/// A line of progress for people; nothing with `--output json`.
+/// A line of progress for people: on the output, or with `--output json` on stderr (the output
+/// holds only the JSON).
 fn progress(out: &mut dyn std::io::Write, json: bool, line: &str) -> Result<(), CliError> {
-    if !json {
+    if json {
+        eprintln!("{line}");
+    } else {
         writeln!(out, "{line}")?;
         out.flush()?;
     }
     Ok(())
 }
 
+/// What a start brings up: the directory and the cluster it holds.
+struct Plan {
+    dir: PathBuf,
+    cluster: String,
+    servers: u16,
+    wait: Duration,
+    /// On a start again: the agent's reports count from this time (Unix ms) on; what the
+    /// database holds from before the stop says nothing of now.
+    reported_since_ms: i64,
+}
+
 async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Result<(), CliError> {
     let dir = args.dir.clone();
-    validate::name("cluster name", &args.cluster)?;
+    if dir.join(STATE_FILE).exists() {
+        return restart(args, json, out).await;
+    }
+    let cluster = args
+        .cluster
+        .clone()
+        .unwrap_or_else(|| "quickstart".to_owned());
+    let servers = args.servers.unwrap_or(2);
+    validate::name("cluster name", &cluster)?;
 
     // Everything is checked before anything starts.
-    if dir.join(STATE_FILE).exists() || dir.join("coordinator").exists() {
+    if dir.join("coordinator").exists() {
         return Err(usage(format!(
-            "{} already holds a quickstart: see `muster quickstart status --dir {0}`, or stop it \
-             with `muster quickstart stop --dir {0}` and remove the directory to start over",
+            "{} holds a coordinator but no {STATE_FILE}: it is not a quickstart this muster can \
+             start again; choose another --dir",
             dir.display()
         )));
     }
-    let tools = tools(&args)?;
-    let Tools {
-        coordinator_bin,
-        agent_bin,
-        zato_bin,
-        haproxy,
-    } = &tools;
+    let tools = tools(&args, servers)?;
     if args.demo {
         progress(
             out,
@@ -381,7 +465,7 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
             &format!(
                 "demo mode: components are run by mock-zato ({}), a stand-in for Zato that \
                  answers like it",
-                zato_bin.display()
+                tools.zato_bin.display()
             ),
         )?;
     }
@@ -391,9 +475,9 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
         .map_err(|error| usage(format!("cannot resolve {}: {error}", dir.display())))?;
     let data_dir = dir.join("coordinator");
     let recorded = Recorded {
-        cluster: args.cluster.clone(),
-        servers: args.servers,
-        zato_bin: zato_bin.clone(),
+        cluster: cluster.clone(),
+        servers,
+        zato_bin: tools.zato_bin.clone(),
         demo: args.demo,
     };
     let record = serde_json::to_string_pretty(&recorded)
@@ -405,7 +489,7 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
         json,
         &format!("initializing a coordinator in {}", data_dir.display()),
     )?;
-    let init = muster_process(coordinator_bin)
+    let init = muster_process(&tools.coordinator_bin)
         .arg("init")
         .arg("--data-dir")
         .arg(&data_dir)
@@ -417,11 +501,200 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
             String::from_utf8_lossy(&init.stderr).trim()
         )));
     }
-    let mut coordinator = muster_process(coordinator_bin);
+    let mut connection = start_coordinator(&tools, &dir, json, out).await?;
+    connection
+        .client
+        .create_cluster(v1::CreateClusterRequest {
+            name: cluster.clone(),
+            description: "made by muster quickstart".to_owned(),
+            odb: Some(v1::OdbSettings {
+                odb_type: v1::OdbType::Sqlite as i32,
+                ..Default::default()
+            }),
+            odb_password: String::new(),
+        })
+        .await
+        .answer(&connection)?;
+    let token = connection
+        .client
+        .create_join_token(v1::CreateJoinTokenRequest {
+            cluster: cluster.clone(),
+            roles: Vec::new(),
+            ttl_seconds: 3600,
+            max_uses: 1,
+            description: "the quickstart's agent".to_owned(),
+        })
+        .await
+        .answer(&connection)?
+        .secret_token;
+    progress(out, json, &format!("cluster {cluster} created on SQLite"))?;
+    let agent_config = dir.join("agent.toml");
+    let toml = format!(
+        "# The quickstart's agent: this host, everything on 127.0.0.1.\n\
+         coordinator = \"https://127.0.0.1:{GRPC_PORT}\"\n\
+         token = \"{token}\"\n\
+         host_name = \"{HOST_NAME}\"\n\
+         advertise_address = \"127.0.0.1\"\n\
+         bind_address = \"127.0.0.1\"\n\
+         state_dir = \"{}\"\n\
+         components_dir = \"{}\"\n\
+         zato_bin = \"{}\"\n\
+         haproxy_bins = [\"{}\"]\n\
+         heartbeat_interval = \"2s\"\n",
+        dir.join("agent").display(),
+        dir.join("zato").display(),
+        tools.zato_bin.display(),
+        tools.haproxy.display()
+    );
+    muster_proto::files::write_atomic(&agent_config, toml.as_bytes(), 0o600)
+        .map_err(|error| usage(error.to_string()))?;
+    start_agent(&tools, &dir, json, out)?;
+    let mut assignments = vec![
+        (Role::WebAdmin, String::new(), u32::from(DASHBOARD_PORT)),
+        (
+            Role::LoadBalancer,
+            String::new(),
+            u32::from(LOAD_BALANCER_PORT),
+        ),
+    ];
+    for index in 0..servers {
+        assignments.push((
+            Role::Server,
+            format!("server{}", index + 1),
+            u32::from(FIRST_SERVER_PORT + index),
+        ));
+    }
+    assignments.push((Role::Scheduler, String::new(), u32::from(SCHEDULER_PORT)));
+    for (role, name, port) in assignments {
+        let load_balancer = (role == Role::LoadBalancer).then(|| v1::LoadBalancerSettings {
+            haproxy_bin: tools.haproxy.display().to_string(),
+            frontend_address: "127.0.0.1".to_owned(),
+            ..Default::default()
+        });
+        connection
+            .client
+            .create_component(v1::CreateComponentRequest {
+                cluster: cluster.clone(),
+                role: role as i32,
+                host: HOST_NAME.to_owned(),
+                name,
+                port,
+                load_balancer,
+            })
+            .await
+            .answer(&connection)?;
+    }
+    progress(
+        out,
+        json,
+        &format!(
+            "assigned web-admin, load-balancer, {servers} server(s) and the scheduler; waiting \
+             for them (at most {})",
+            humantime::format_duration(args.wait)
+        ),
+    )?;
+    let plan = Plan {
+        dir,
+        cluster,
+        servers,
+        wait: args.wait,
+        reported_since_ms: 0,
+    };
+    finish(&mut connection, &plan, args.demo, json, out).await
+}
+
+/// Starts a stopped quickstart again as it was: its coordinator with its database, its agent
+/// with its identity, and through it every component, then waits as a first start does.
+async fn restart(
+    args: StartArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    let dir = existing(&args.dir)?;
+    let recorded = recorded(&dir)?;
+    for name in ["coordinator", "agent"] {
+        if let Some(pid) = read_pid(&dir.join(format!("{name}.pid"))).filter(|pid| alive(*pid)) {
+            return Err(usage(format!(
+                "{} holds a quickstart whose {name} runs (pid {pid}): see `muster quickstart \
+                 status --dir {0}`; `muster quickstart stop --dir {0}` stops it",
+                dir.display()
+            )));
+        }
+    }
+    let differs = |given: Option<String>, had: String, flag: &str| match given {
+        Some(given) if given != had => Some(format!("{flag} {given} (it has {had})")),
+        _ => None,
+    };
+    let conflicts: Vec<String> = [
+        differs(args.cluster.clone(), recorded.cluster.clone(), "--cluster"),
+        differs(
+            args.servers.map(|servers| servers.to_string()),
+            recorded.servers.to_string(),
+            "--servers",
+        ),
+        differs(
+            args.zato_bin
+                .as_ref()
+                .map(|path| path.display().to_string()),
+            recorded.zato_bin.display().to_string(),
+            "--zato-bin",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !conflicts.is_empty() {
+        return Err(usage(format!(
+            "{} holds a stopped quickstart that starts again as it was, not with {}; choose \
+             another --dir for a different one",
+            dir.display(),
+            conflicts.join(", ")
+        )));
+    }
+    let as_recorded = StartArgs {
+        dir: dir.clone(),
+        servers: Some(recorded.servers),
+        cluster: Some(recorded.cluster.clone()),
+        demo: recorded.demo,
+        zato_bin: (!recorded.demo).then(|| recorded.zato_bin.clone()),
+        wait: args.wait,
+    };
+    let tools = tools(&as_recorded, recorded.servers)?;
+    progress(
+        out,
+        json,
+        &format!(
+            "starting the stopped quickstart in {} again: cluster {}, {} server(s)",
+            dir.display(),
+            recorded.cluster,
+            recorded.servers
+        ),
+    )?;
+    let started_ms = crate::store::now_ms();
+    let mut connection = start_coordinator(&tools, &dir, json, out).await?;
+    start_agent(&tools, &dir, json, out)?;
+    let plan = Plan {
+        dir,
+        cluster: recorded.cluster,
+        servers: recorded.servers,
+        wait: args.wait,
+        reported_since_ms: started_ms,
+    };
+    finish(&mut connection, &plan, recorded.demo, json, out).await
+}
+
+/// Starts the coordinator of `dir` in the background and connects to it.
+async fn start_coordinator(
+    tools: &Tools,
+    dir: &Path,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<Connection, CliError> {
+    let mut coordinator = muster_process(&tools.coordinator_bin);
     coordinator
         .arg("run")
         .arg("--data-dir")
-        .arg(&data_dir)
+        .arg(dir.join("coordinator"))
         .arg("--listen")
         .arg(format!("127.0.0.1:{GRPC_PORT}"))
         .arg("--http-listen")
@@ -439,69 +712,34 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
             dir.display()
         ),
     )?;
-    let connection_args = connection_args(&dir);
+    let connection_args = connection_args(dir);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut connection = loop {
+    loop {
         match connect(&connection_args).await {
-            Ok(connection) => break connection,
-            Err(CliError::Unreachable { .. }) if Instant::now() < deadline => {
+            Ok(connection) => return Ok(connection),
+            Err(CliError::Unreachable { .. }) if Instant::now() < deadline && alive(pid as i32) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(CliError::Unreachable { detail, .. }) => {
+                return Err(usage(format!(
+                    "the coordinator did not come up ({detail}): see {}/coordinator.log",
+                    dir.display()
+                )));
             }
             Err(error) => return Err(error),
         }
-    };
-    connection
-        .client
-        .create_cluster(v1::CreateClusterRequest {
-            name: args.cluster.clone(),
-            description: "made by muster quickstart".to_owned(),
-            odb: Some(v1::OdbSettings {
-                odb_type: v1::OdbType::Sqlite as i32,
-                ..Default::default()
-            }),
-            odb_password: String::new(),
-        })
-        .await
-        .answer(&connection)?;
-    let token = connection
-        .client
-        .create_join_token(v1::CreateJoinTokenRequest {
-            cluster: args.cluster.clone(),
-            roles: Vec::new(),
-            ttl_seconds: 3600,
-            max_uses: 1,
-            description: "the quickstart's agent".to_owned(),
-        })
-        .await
-        .answer(&connection)?
-        .secret_token;
-    progress(
-        out,
-        json,
-        &format!("cluster {} created on SQLite", args.cluster),
-    )?;
-    let agent_config = dir.join("agent.toml");
-    let toml = format!(
-        "# The quickstart's agent: this host, everything on 127.0.0.1.\n\
-         coordinator = \"https://127.0.0.1:{GRPC_PORT}\"\n\
-         token = \"{token}\"\n\
-         host_name = \"{HOST_NAME}\"\n\
-         advertise_address = \"127.0.0.1\"\n\
-         bind_address = \"127.0.0.1\"\n\
-         state_dir = \"{}\"\n\
-         components_dir = \"{}\"\n\
-         zato_bin = \"{}\"\n\
-         haproxy_bins = [\"{}\"]\n\
-         heartbeat_interval = \"2s\"\n",
-        dir.join("agent").display(),
-        dir.join("zato").display(),
-        zato_bin.display(),
-        haproxy.display()
-    );
-    muster_proto::files::write_atomic(&agent_config, toml.as_bytes(), 0o600)
-        .map_err(|error| usage(error.to_string()))?;
-    let mut agent = muster_process(agent_bin);
-    agent.arg("run").arg("--config").arg(&agent_config);
+    }
+}
+
+/// Starts the agent of `dir` in the background with its `agent.toml`.
+fn start_agent(
+    tools: &Tools,
+    dir: &Path,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    let mut agent = muster_process(&tools.agent_bin);
+    agent.arg("run").arg("--config").arg(dir.join("agent.toml"));
     let pid = spawn_background(agent, &dir.join("agent.log"), &dir.join("agent.pid"))?;
     progress(
         out,
@@ -510,69 +748,34 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
             "agent started (pid {pid}) as host {HOST_NAME}, log in {}/agent.log",
             dir.display()
         ),
-    )?;
-    let mut assignments = vec![
-        (Role::WebAdmin, String::new(), u32::from(DASHBOARD_PORT)),
-        (
-            Role::LoadBalancer,
-            String::new(),
-            u32::from(LOAD_BALANCER_PORT),
-        ),
-    ];
-    for index in 0..args.servers {
-        assignments.push((
-            Role::Server,
-            format!("server{}", index + 1),
-            u32::from(FIRST_SERVER_PORT + index),
-        ));
-    }
-    assignments.push((Role::Scheduler, String::new(), u32::from(SCHEDULER_PORT)));
-    for (role, name, port) in assignments {
-        let load_balancer = (role == Role::LoadBalancer).then(|| v1::LoadBalancerSettings {
-            haproxy_bin: haproxy.display().to_string(),
-            frontend_address: "127.0.0.1".to_owned(),
-            ..Default::default()
-        });
-        connection
-            .client
-            .create_component(v1::CreateComponentRequest {
-                cluster: args.cluster.clone(),
-                role: role as i32,
-                host: HOST_NAME.to_owned(),
-                name,
-                port,
-                load_balancer,
-            })
-            .await
-            .answer(&connection)?;
-    }
-    progress(
-        out,
-        json,
-        &format!(
-            "assigned web-admin, load-balancer, {} server(s) and the scheduler; waiting for them \
-             (at most {})",
-            args.servers,
-            humantime::format_duration(args.wait)
-        ),
-    )?;
-    wait_until_up(&mut connection, &args, &dir, json, out).await?;
+    )
+}
+
+/// Waits for the cluster, then says what runs where.
+async fn finish(
+    connection: &mut Connection,
+    plan: &Plan,
+    demo: bool,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    wait_until_up(connection, plan, json, out).await?;
     let summary = Summary {
-        cluster: args.cluster.clone(),
-        demo: args.demo,
+        cluster: plan.cluster.clone(),
+        demo,
         load_balancer: format!("http://127.0.0.1:{LOAD_BALANCER_PORT}"),
         dashboard: format!("http://127.0.0.1:{DASHBOARD_PORT}"),
-        servers: (0..args.servers)
+        servers: (0..plan.servers)
             .map(|index| format!("http://127.0.0.1:{}", FIRST_SERVER_PORT + index))
             .collect(),
         scheduler: format!("http://127.0.0.1:{SCHEDULER_PORT}"),
         coordinator: format!("https://127.0.0.1:{GRPC_PORT}"),
-        data_dir: data_dir.clone(),
+        data_dir: plan.dir.join("coordinator"),
     };
     if json {
         return write_json(out, &summary);
     }
-    write_summary(out, &summary, &dir)
+    write_summary(out, &summary, &plan.dir)
 }
 
 /// What the quickstart made, for people.
@@ -749,7 +952,8 @@ async fn stop(dir: &Path, out: &mut impl std::io::Write) -> Result<(), CliError>
     }
     writeln!(
         out,
-        "quickstart in {} stopped; remove the directory to start over",
+        "quickstart in {} stopped; `muster quickstart --dir {0}` starts it again, or remove the \
+         directory to start over",
         dir.display()
     )?;
     Ok(())

@@ -5,9 +5,46 @@ use super::*;
 #[derive(Debug, Serialize)]
 pub(super) struct ClusterStatus {
     pub(super) name: String,
+    /// How many components are healthy, of how many, and the others by state.
+    pub(super) summary: Summary,
+    /// What an operator should look at: hosts assigned components that never enrolled.
+    pub(super) warnings: Vec<String>,
     /// The hosts with a component of this cluster.
     pub(super) hosts: Vec<HostView>,
     pub(super) components: Vec<ComponentView>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(super) struct Summary {
+    pub(super) components: usize,
+    pub(super) healthy: usize,
+    /// The components not healthy, counted by state (`failed`, `pending`, `drained`, …).
+    pub(super) not_healthy: std::collections::BTreeMap<String, usize>,
+}
+
+impl Summary {
+    pub(super) fn of(components: &[ComponentView]) -> Summary {
+        let mut not_healthy = std::collections::BTreeMap::new();
+        for component in components.iter().filter(|component| !component.healthy) {
+            *not_healthy.entry(component.state.clone()).or_insert(0) += 1;
+        }
+        Summary {
+            components: components.len(),
+            healthy: components.iter().filter(|c| c.healthy).count(),
+            not_healthy,
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    /// `7/8 healthy, 1 failed`.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}/{} healthy", self.healthy, self.components)?;
+        for (state, count) in &self.not_healthy {
+            write!(formatter, ", {count} {state}")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -39,8 +76,15 @@ pub(super) fn status_view(
             .filter(|host| host_names.contains(host.name.as_str()))
             .cloned()
             .collect();
+        let enrolled: Vec<String> = hosts.iter().map(|host| host.name.clone()).collect();
+        let warnings = host_names
+            .iter()
+            .filter_map(|host| not_enrolled_warning(host, &enrolled))
+            .collect();
         result.push(ClusterStatus {
             name: cluster.name.clone(),
+            summary: Summary::of(&mine),
+            warnings,
             hosts: cluster_hosts,
             components: mine,
         });
@@ -72,7 +116,11 @@ pub(super) fn write_status(
         if index > 0 {
             writeln!(out)?;
         }
-        writeln!(out, "cluster {}", cluster.name)?;
+        writeln!(out, "cluster {}: {}", cluster.name, cluster.summary)?;
+        for warning in &cluster.warnings {
+            writeln!(out, "warning: {warning}")?;
+        }
+        writeln!(out)?;
         write_hosts(out, &cluster.hosts)?;
         writeln!(out)?;
         write_components(out, &cluster.components)?;
@@ -163,9 +211,10 @@ pub(super) async fn ping(
     }
 }
 
-/// `muster status`.
+/// `muster status`, once or (with `watch`: how often to ask) whenever it changes.
 pub(super) async fn status_command(
     cluster: Option<String>,
+    watch: Option<Duration>,
     connection_args: &ConnectionArgs,
     json: bool,
     out: &mut impl std::io::Write,
@@ -174,11 +223,46 @@ pub(super) async fn status_command(
         validate::name("cluster name", cluster)?;
     }
     let mut connection = connect(connection_args).await?;
-    let status = fetch_status(&mut connection, cluster).await?;
-    if json {
-        write_json(out, &status)?;
-    } else {
-        write_status(out, &status)?;
+    let Some(interval) = watch else {
+        let status = fetch_status(&mut connection, cluster).await?;
+        if json {
+            write_json(out, &status)?;
+        } else {
+            write_status(out, &status)?;
+        }
+        return Ok(());
+    };
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut last = Vec::new();
+    loop {
+        let status = fetch_status(&mut connection, cluster.clone()).await?;
+        let mut shown = Vec::new();
+        if json {
+            let line = serde_json::to_string(&status)
+                .map_err(|error| CliError::Output(std::io::Error::other(error)))?;
+            writeln!(shown, "{line}")?;
+        } else {
+            write_status(&mut shown, &status)?;
+        }
+        if shown != last {
+            let now = format_time(crate::store::now_ms());
+            if !json && terminal {
+                // Clear the screen and go home, as `watch` does.
+                write!(out, "\x1b[2J\x1b[H")?;
+                writeln!(
+                    out,
+                    "every {}, at {now}",
+                    humantime::format_duration(interval)
+                )?;
+                writeln!(out)?;
+            } else if !json {
+                writeln!(out, "--- {now}")?;
+            }
+            // With -o json, only the objects: one per line, as `jq` reads a stream.
+            out.write_all(&shown)?;
+            out.flush()?;
+            last = shown;
+        }
+        tokio::time::sleep(interval).await;
     }
-    Ok(())
 }

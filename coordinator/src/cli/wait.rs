@@ -3,14 +3,19 @@
 
 use super::*;
 
-/// A component's state as progress lines show it.
+/// A component's state as progress lines show it: `running, healthy`, `pending: host app-3 has
+/// not enrolled: …`.
 pub(super) fn state_line(component: &ComponentView) -> String {
-    match (component.state.as_str(), component.healthy) {
-        ("", _) => "pending".to_owned(),
-        (state, true) => format!("{state}, healthy"),
-        (state, false) if component.last_error.is_empty() => state.to_owned(),
-        (state, false) => format!("{state}: {}", component.last_error),
+    match (component.healthy, component.reason.is_empty()) {
+        (true, _) => format!("{}, healthy", component.state),
+        (false, true) => component.state.clone(),
+        (false, false) => format!("{}: {}", component.state, component.reason),
     }
+}
+
+/// Whether a component is as it was asked to be: healthy, or stopped because its host is drained.
+fn settled(component: &ComponentView) -> bool {
+    component.healthy || component.state == "drained"
 }
 
 /// The components that are not healthy, each with its host and why: `server server1 on app-3
@@ -18,7 +23,7 @@ pub(super) fn state_line(component: &ComponentView) -> String {
 pub(super) fn not_healthy(components: &[ComponentView]) -> Vec<String> {
     components
         .iter()
-        .filter(|component| !component.healthy)
+        .filter(|component| !settled(component))
         .map(|component| {
             format!(
                 "{} {} on {} ({})",
@@ -31,8 +36,9 @@ pub(super) fn not_healthy(components: &[ComponentView]) -> Vec<String> {
         .collect()
 }
 
-/// Whether a cluster is what it was asked to be: it has components, every one reports healthy,
-/// and every load balancer has in rotation every server whose host is not drained.
+/// Whether a cluster is what it was asked to be: it has components, every one reports healthy
+/// (or is stopped because its host is drained), and every load balancer has in rotation every
+/// server whose host is not drained.
 fn converged(components: &[ComponentView], drained: &std::collections::BTreeSet<String>) -> bool {
     let servers = components
         .iter()
@@ -50,12 +56,11 @@ fn converged(components: &[ComponentView], drained: &std::collections::BTreeSet<
                 .count()
                 >= servers
         });
-    !components.is_empty()
-        && components.iter().all(|component| component.healthy)
-        && balancers_route_every_server
+    !components.is_empty() && components.iter().all(settled) && balancers_route_every_server
 }
 
-/// `muster wait --cluster NAME --for healthy [--timeout 5m]`.
+/// `muster wait --cluster NAME --for healthy [--timeout 5m]`: converged once every host of the
+/// cluster has applied its newest generation and [`converged`] holds for what they report.
 pub(super) async fn wait_command(
     cluster: String,
     timeout: Duration,
@@ -77,15 +82,33 @@ pub(super) async fn wait_command(
     let mut progress = std::io::stderr().lock();
     loop {
         let components = list_components(&mut connection, Some(&cluster)).await?;
-        let drained: std::collections::BTreeSet<String> = connection
+        let hosts = connection
             .client
             .list_hosts(v1::ListHostsRequest {})
             .await
             .answer(&connection)?
-            .hosts
-            .into_iter()
+            .hosts;
+        let drained: std::collections::BTreeSet<String> = hosts
+            .iter()
             .filter(|host| host.drained)
-            .map(|host| host.name)
+            .map(|host| host.name.clone())
+            .collect();
+        // What a host reports of a generation it has not applied yet (a drain just made) is
+        // what was, not what was asked.
+        let applying: Vec<String> = hosts
+            .iter()
+            .filter(|host| host.applied_generation < host.generation)
+            .filter(|host| {
+                components
+                    .iter()
+                    .any(|component| component.host == host.name)
+            })
+            .map(|host| {
+                format!(
+                    "host {} applying generation {} (at {})",
+                    host.name, host.generation, host.applied_generation
+                )
+            })
             .collect();
         let healthy = components.iter().filter(|c| c.healthy).count();
         for component in &components {
@@ -103,20 +126,21 @@ pub(super) async fn wait_command(
                 shown.insert(label, state);
             }
         }
-        if converged(&components, &drained) {
+        if applying.is_empty() && converged(&components, &drained) {
             if json {
                 write_json(out, &components)?;
             } else {
                 writeln!(
                     out,
-                    "cluster {cluster}: {healthy}/{} healthy, every server in rotation",
-                    components.len()
+                    "cluster {cluster}: {}, every server in rotation",
+                    Summary::of(&components)
                 )?;
             }
             return Ok(());
         }
         if Instant::now() >= deadline {
-            let waiting = not_healthy(&components);
+            let mut waiting = not_healthy(&components);
+            waiting.extend(applying);
             let what = if components.is_empty() {
                 "it has no components".to_owned()
             } else if waiting.is_empty() {
@@ -124,7 +148,7 @@ pub(super) async fn wait_command(
             } else {
                 format!("waiting for {}", waiting.join("; "))
             };
-            return Err(CliError::Refused(format!(
+            return Err(CliError::TimedOut(format!(
                 "cluster {cluster} did not converge within {}: {what}",
                 humantime::format_duration(timeout)
             )));

@@ -443,6 +443,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Assignment, StoreError>;
     /// Assignments with their last reported status, of one cluster or of all.
     async fn list_assignments(&self, cluster: Option<&str>) -> Result<Vec<Assignment>, StoreError>;
+    /// Where the bootstrap tasks of one cluster or of all stand (none before a cluster's bootstrap
+    /// host is chosen).
+    async fn list_bootstrap(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<BootstrapState>, StoreError>;
 
     /// Redeems a join token and records the new host, in one transaction; a cluster whose first
     /// component waits on this host gets this host as its bootstrap host.
@@ -481,10 +487,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// drained and have applied that (or never have reported).
     async fn remove_host(&self, name: &str, force: bool, actor: &Actor) -> Result<(), StoreError>;
 
-    /// Events, newest first, of one cluster or of all.
+    /// Events of one cluster (with its hosts' own events: up, down, drained) or of all: the
+    /// newest `limit`, newest first; or with `after`, the first `limit` with a greater id, oldest
+    /// first (to follow the log).
     async fn list_events(
         &self,
         cluster: Option<&str>,
+        after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError>;
 }

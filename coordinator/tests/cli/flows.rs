@@ -166,8 +166,18 @@ async fn two_coordinators_on_one_postgres_database_see_each_others_writes() {
             .collect();
         assert_eq!(names, ["alpha", "beta"]);
     }
-    let duplicate = second.muster(&["create", "cluster", "alpha"]);
-    assert!(one_line_error(&duplicate).contains("cluster 'alpha' already exists"));
+    // The same create through the other coordinator is done already; a different one is not.
+    let again = second.ok(&["create", "cluster", "alpha"]);
+    assert_eq!(
+        again.trim(),
+        "cluster alpha already exists with these settings; unchanged"
+    );
+    let different = second.muster(&["create", "cluster", "alpha", "--description", "other"]);
+    assert_eq!(different.status.code(), Some(4));
+    assert_eq!(
+        one_line_error(&different).trim_end(),
+        "error: cluster 'alpha' already exists with other settings: description \"\" (asked: \"other\")"
+    );
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ async fn health_metrics_and_reflection_are_served() {
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut reflection = ServerReflectionClient::new(channel);
+    let mut reflection = ServerReflectionClient::new(channel.clone());
     let request = tonic_reflection::pb::v1::ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -54,6 +54,33 @@ async fn health_metrics_and_reflection_are_served() {
     for expected in ["muster.v1.AdminService", "grpc.health.v1.Health"] {
         assert!(names.iter().any(|name| name == expected), "{names:?}");
     }
+
+    // The older protocol too: grpcurl as Debian ships it asks v1alpha.
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as Alpha;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaResponse;
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::ListServices(String::new())),
+    };
+    let response = Alpha::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(AlphaResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected v1alpha reflection answer");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|service| service.name == "muster.v1.AdminService"),
+        "{list:?}"
+    );
 }
 
 #[test]

@@ -18,8 +18,20 @@ pub(crate) async fn assignments_get_names_and_ports_and_conflicts_are_refused(ba
         .create_assignment(assign("prod", Role::Server, "app-1", None, None), &actor())
         .await
         .unwrap();
-    let second = store
+    // The same request again ("a server of prod on app-1") is there already; a second server
+    // on the host is asked for by its name.
+    let again = store
         .create_assignment(assign("prod", Role::Server, "app-1", None, None), &actor())
+        .await;
+    assert!(
+        matches!(&again, Err(StoreError::AlreadyExists { name, .. }) if name.starts_with("server server1 of cluster prod (on host app-1")),
+        "{again:?}"
+    );
+    let second = store
+        .create_assignment(
+            assign("prod", Role::Server, "app-1", Some("server2"), None),
+            &actor(),
+        )
         .await
         .unwrap();
     assert_eq!((first.name.as_str(), first.port), ("server1", 17010));
@@ -358,7 +370,7 @@ pub(crate) async fn a_finished_bootstrap_releases_components_with_new_generation
     );
 
     let kinds: Vec<_> = store
-        .list_events(Some("prod"), 20)
+        .list_events(Some("prod"), None, 20)
         .await
         .unwrap()
         .into_iter()

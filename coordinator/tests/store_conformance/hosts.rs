@@ -16,7 +16,7 @@ pub(crate) async fn events_are_listed_newest_first_and_by_cluster(backend: Backe
     store.delete_cluster("alpha", &actor()).await.unwrap();
 
     let kinds: Vec<_> = store
-        .list_events(None, 10)
+        .list_events(None, None, 10)
         .await
         .unwrap()
         .into_iter()
@@ -30,10 +30,10 @@ pub(crate) async fn events_are_listed_newest_first_and_by_cluster(backend: Backe
             "cluster.created alpha"
         ]
     );
-    let alpha = store.list_events(Some("alpha"), 10).await.unwrap();
+    let alpha = store.list_events(Some("alpha"), None, 10).await.unwrap();
     assert_eq!(alpha.len(), 2);
     assert!(alpha.iter().all(|event| event.actor == "test"));
-    assert_eq!(store.list_events(None, 1).await.unwrap().len(), 1);
+    assert_eq!(store.list_events(None, None, 1).await.unwrap().len(), 1);
     store.close().await;
 }
 
@@ -122,7 +122,7 @@ pub(crate) async fn silent_hosts_are_marked_down_once_and_up_again(backend: Back
         .unwrap();
     assert_eq!(store.get_host("app-1").await.unwrap().state, "up");
     let kinds: Vec<_> = store
-        .list_events(None, 3)
+        .list_events(None, None, 3)
         .await
         .unwrap()
         .into_iter()
@@ -241,14 +241,14 @@ pub(crate) async fn token_roles_join_hosts_to_the_cluster(backend: Backend) {
         roles_of("sched-2").await.is_empty(),
         "a cluster has one scheduler"
     );
-    let skipped = store.list_events(Some("prod"), 50).await.unwrap();
+    let skipped = store.list_events(Some("prod"), None, 50).await.unwrap();
     assert!(
         skipped
             .iter()
             .any(|event| event.kind == "host.join-skipped" && event.host == "sched-2")
     );
     let bootstraps: Vec<_> = store
-        .list_events(Some("prod"), 100)
+        .list_events(Some("prod"), None, 100)
         .await
         .unwrap()
         .into_iter()
@@ -295,7 +295,7 @@ pub(crate) async fn enrollment_never_hands_a_host_what_its_token_does_not_allow(
     ));
     let tokens = store.list_join_tokens(Some("dev")).await.unwrap();
     assert_eq!(tokens[0].uses, 0, "a refused enrollment uses nothing");
-    let events = store.list_events(Some("dev"), 10).await.unwrap();
+    let events = store.list_events(Some("dev"), None, 10).await.unwrap();
     let event = events
         .iter()
         .find(|event| event.kind == "host.enroll-refused")

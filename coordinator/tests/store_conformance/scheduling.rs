@@ -113,7 +113,7 @@ pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
         ["http://10.0.0.3:17010"]
     );
     let why = store
-        .list_events(Some("prod"), 50)
+        .list_events(Some("prod"), None, 50)
         .await
         .unwrap()
         .into_iter()

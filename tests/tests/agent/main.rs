@@ -3,6 +3,7 @@
 mod components;
 mod identity;
 mod odb;
+mod operator;
 mod safety;
 
 use std::path::Path;

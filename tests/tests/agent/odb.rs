@@ -118,5 +118,14 @@ async fn an_unreachable_odb_is_reported_and_nothing_is_released() {
     );
     let component =
         wait_for_component(&coordinator, "server1", "the pending server", |_| true).await;
-    assert_eq!(component["state"], "", "the server was never released");
+    assert_eq!(
+        component["state"], "pending",
+        "the server was never released"
+    );
+    let reason = component["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("waiting for the cluster's bootstrap: `zato create odb` on host app-1")
+            && reason.contains("cannot connect to the ODB"),
+        "{reason}"
+    );
 }

@@ -60,8 +60,25 @@ impl SqlStore {
                 cluster.name, elsewhere.3
             )));
         }
+        // A request that names no server is for "a server of the cluster on this host": when
+        // the host has one, it is done already (a second one there must be named).
+        if new.role == Role::Server
+            && new.name.is_none()
+            && let Some(existing) = in_cluster
+                .iter()
+                .find(|entry| entry.1 == Role::Server && entry.3 == new.host)
+        {
+            return Err(StoreError::AlreadyExists {
+                kind: "component",
+                name: format!(
+                    "server {} of cluster {} (on host {}; give a name for another server there)",
+                    existing.2, cluster.name, existing.3
+                ),
+            });
+        }
         if new.role == Role::Scheduler
             && let Some(existing) = in_cluster.iter().find(|entry| entry.1 == Role::Scheduler)
+            && (existing.3 != new.host || new.name.as_ref().is_some_and(|name| name != &existing.2))
         {
             return Err(StoreError::Conflict(format!(
                 "cluster '{}' already has a scheduler ('{}' on host '{}'); a cluster runs at most one",

@@ -317,9 +317,10 @@ impl Store for SqlStore {
     async fn list_events(
         &self,
         cluster: Option<&str>,
+        after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        SqlStore::list_events(self, cluster, limit).await
+        SqlStore::list_events(self, cluster, after, limit).await
     }
 
     async fn create_join_token(
@@ -471,5 +472,12 @@ impl Store for SqlStore {
 
     async fn plan_inputs(&self, host_id: &str) -> Result<PlanInputs, StoreError> {
         SqlStore::plan_inputs(self, host_id).await
+    }
+
+    async fn list_bootstrap(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<BootstrapState>, StoreError> {
+        SqlStore::list_bootstrap(self, cluster).await
     }
 }

@@ -19,8 +19,18 @@ impl SqlStore {
                 name: host_id.to_owned(),
             })?;
         let actor = Actor(format!("host:{}", host.name));
+        // Whether this report brings the host up is decided by the row it changes, not by the
+        // read above: two reports in flight at once (an agent back from a partition) must not
+        // both record `host.up`. The database's row lock makes the second wait and find it up.
+        let came_up_sql = self.sql("UPDATE hosts SET state = 'up' WHERE id = $1 AND state <> 'up'");
+        let came_up = sqlx::query(&came_up_sql)
+            .bind(host_id)
+            .run(&mut **transaction, "record a heartbeat")
+            .await?
+            .rows_affected()
+            == 1;
         let sql = self.sql(
-            "UPDATE hosts SET last_seen_at = $1, applied_generation = $2, state = 'up',
+            "UPDATE hosts SET last_seen_at = $1, applied_generation = $2,
                  advertise_address = $3 WHERE id = $4",
         );
         sqlx::query(&sql)
@@ -40,7 +50,7 @@ impl SqlStore {
             }
         }
         let happened = policy::host_report_events(
-            host.state,
+            came_up,
             host.last_seen_ms,
             now,
             &host.advertise_address,
@@ -377,7 +387,8 @@ impl SqlStore {
                 servers.push(policy::ServerCandidate {
                     name: row.value("name")?,
                     host: row.value("host_name")?,
-                    host_up: state.as_deref() == Some(HostState::Up.as_str()) && !drained,
+                    host_up: state.as_deref() == Some(HostState::Up.as_str()),
+                    host_drained: drained,
                     healthy: row.value::<Option<i64>>("healthy")? == Some(1),
                 });
             }
@@ -426,6 +437,51 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Where the bootstrap of each cluster (or of one) stands, by cluster and task.
+    pub(super) async fn list_bootstrap(
+        &self,
+        cluster: Option<&str>,
+    ) -> Result<Vec<BootstrapState>, StoreError> {
+        let clusters = match cluster {
+            Some(name) => vec![self.get_cluster(name).await?],
+            None => self.list_clusters().await?,
+        };
+        let mut bootstrap = Vec::new();
+        for cluster in &clusters {
+            bootstrap.extend(self.bootstrap_of(cluster).await?);
+        }
+        bootstrap
+            .sort_by(|left, right| (&left.cluster, left.task).cmp(&(&right.cluster, right.task)));
+        Ok(bootstrap)
+    }
+
+    /// The bootstrap tasks of one cluster: none before its bootstrap host is chosen.
+    async fn bootstrap_of(&self, cluster: &Cluster) -> Result<Vec<BootstrapState>, StoreError> {
+        let sql = self.sql(
+            "SELECT task, host_name, done, last_error FROM bootstrap_tasks WHERE cluster_id = $1",
+        );
+        let mut bootstrap = Vec::new();
+        for task_row in sqlx::query(&sql)
+            .bind(&cluster.id)
+            .rows(&self.pool, "read bootstrap tasks")
+            .await?
+        {
+            let task = match task_row.value::<String>("task")?.as_str() {
+                "odb" => BootstrapTask::Odb,
+                "cluster" => BootstrapTask::Cluster,
+                other => return Err(StoreError::Corrupt(format!("bootstrap task {other:?}"))),
+            };
+            bootstrap.push(BootstrapState {
+                cluster: cluster.name.clone(),
+                task,
+                host: task_row.value("host_name")?,
+                done: task_row.value::<i64>("done")? != 0,
+                last_error: task_row.value("last_error")?,
+            });
+        }
+        Ok(bootstrap)
+    }
+
     pub(super) async fn plan_inputs(&self, host_id: &str) -> Result<PlanInputs, StoreError> {
         let host = self.get_host_by_id(host_id).await?;
         let sql = self.sql(
@@ -452,27 +508,7 @@ impl SqlStore {
                 }
                 assignments.push(assignment);
             }
-            let sql = self.sql(
-                "SELECT task, host_name, done, last_error FROM bootstrap_tasks WHERE cluster_id = $1",
-            );
-            for task_row in sqlx::query(&sql)
-                .bind(&cluster.id)
-                .rows(&self.pool, "read bootstrap tasks")
-                .await?
-            {
-                let task = match task_row.value::<String>("task")?.as_str() {
-                    "odb" => BootstrapTask::Odb,
-                    "cluster" => BootstrapTask::Cluster,
-                    other => return Err(StoreError::Corrupt(format!("bootstrap task {other:?}"))),
-                };
-                bootstrap.push(BootstrapState {
-                    cluster: name.clone(),
-                    task,
-                    host: task_row.value("host_name")?,
-                    done: task_row.value::<i64>("done")? != 0,
-                    last_error: task_row.value("last_error")?,
-                });
-            }
+            bootstrap.extend(self.bootstrap_of(&cluster).await?);
             clusters.insert(name, (cluster, secrets));
         }
         bootstrap

@@ -1,0 +1,314 @@
+//! What a component's state means to an operator: the state to show and, when it is not healthy,
+//! why, in one line. A pure function of the store's facts, so `muster status`, `muster wait` and
+//! every API client read the same words.
+//!
+//! The agent reports what it sees of the components it was given. What it cannot report — a host
+//! that never enrolled, one that stopped reporting, a component withheld until the cluster's
+//! bootstrap is done — the coordinator knows, and says here.
+
+use muster_proto::daemon::cause;
+use muster_proto::v1::Role;
+
+use crate::store::{Assignment, BootstrapState, BootstrapTask, Host, HostState};
+
+/// A component's state as shown, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// The state the host reported (`running`, `failed`, …), or the coordinator's word for what
+    /// the host cannot say: `pending` (not reported yet), `down` (its host stopped reporting),
+    /// `drained` (stopped because its host is drained).
+    pub state: String,
+    pub healthy: bool,
+    /// Why it is not healthy, in one line; for a healthy one, the error it still reports (a load
+    /// balancer that kept its config when HAProxy refused the new one); empty otherwise.
+    pub reason: String,
+}
+
+impl Condition {
+    fn new(state: &str, reason: String) -> Condition {
+        Condition {
+            state: state.to_owned(),
+            healthy: false,
+            reason,
+        }
+    }
+}
+
+/// The condition of `assignment`, whose host is `host` (`None`: no host of that name enrolled),
+/// in a cluster whose bootstrap stands at `bootstrap` (the cluster's tasks only).
+pub fn condition(
+    assignment: &Assignment,
+    host: Option<&Host>,
+    bootstrap: &[BootstrapState],
+) -> Condition {
+    let Some(host) = host else {
+        return Condition::new(
+            "pending",
+            format!(
+                "host {} has not enrolled: no agent has joined with that name",
+                assignment.host
+            ),
+        );
+    };
+    if host.state == HostState::Down {
+        let since = host
+            .last_seen_ms
+            .map(crate::unix_ms_text)
+            .unwrap_or_else(|| "never".to_owned());
+        return match &assignment.status {
+            Some(status) => Condition::new(
+                "down",
+                format!(
+                    "host {} is down: no heartbeat since {since} (it last reported {}{})",
+                    host.name,
+                    status.state,
+                    if status.healthy { ", healthy" } else { "" }
+                ),
+            ),
+            None => Condition::new(
+                "pending",
+                format!("host {} is down: no heartbeat since {since}", host.name),
+            ),
+        };
+    }
+    let Some(status) = &assignment.status else {
+        return Condition::new("pending", not_reported(assignment, host, bootstrap));
+    };
+    if host.drained && status.state == "stopped" {
+        return Condition::new("drained", format!("host {} is drained", host.name));
+    }
+    if status.healthy {
+        // Healthy with an error: a load balancer that kept its config when HAProxy refused the
+        // new one. Worth a line.
+        return Condition {
+            state: status.state.clone(),
+            healthy: true,
+            reason: if status.last_error.is_empty() {
+                String::new()
+            } else {
+                cause(&status.last_error)
+            },
+        };
+    }
+    let reason = if status.last_error.is_empty() {
+        match status.state.as_str() {
+            "creating" => "its `zato create` runs".to_owned(),
+            "starting" => "started, not answering yet".to_owned(),
+            "restarting" => "it died; restarting after a backoff".to_owned(),
+            "stopped" => "stopped".to_owned(),
+            other => format!("host {} reports it {other}", host.name),
+        }
+    } else {
+        cause(&status.last_error)
+    };
+    Condition::new(&status.state, reason)
+}
+
+/// Why the host has not reported a component it should know of.
+fn not_reported(assignment: &Assignment, host: &Host, bootstrap: &[BootstrapState]) -> String {
+    // Until its cluster is bootstrapped, only a load balancer is sent to its host.
+    if assignment.role != Role::LoadBalancer {
+        if bootstrap.is_empty() {
+            return "waiting for the cluster's bootstrap: no enrolled host has a server, \
+                    scheduler or web-admin of it yet"
+                .to_owned();
+        }
+        for task in BootstrapTask::ALL {
+            let Some(state) = bootstrap.iter().find(|state| state.task == task) else {
+                continue;
+            };
+            if state.done {
+                continue;
+            }
+            let step = format!("`zato create {}` on host {}", task.as_str(), state.host);
+            return if state.last_error.is_empty() {
+                format!("waiting for the cluster's bootstrap: {step}")
+            } else {
+                format!(
+                    "waiting for the cluster's bootstrap: {step} failed, retrying: {}",
+                    cause(&state.last_error)
+                )
+            };
+        }
+    }
+    match host.state {
+        HostState::New => format!("host {} has enrolled and not reported yet", host.name),
+        _ if host.applied_generation < host.generation => format!(
+            "host {} is applying generation {} (it applied {})",
+            host.name, host.generation, host.applied_generation
+        ),
+        _ => format!("host {} has not reported it yet", host.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ComponentStatus;
+
+    fn host(state: HostState) -> Host {
+        Host {
+            id: "h1".to_owned(),
+            name: "app-1".to_owned(),
+            advertise_address: "10.0.0.1".to_owned(),
+            labels: Default::default(),
+            state,
+            enrolled_at_ms: 0,
+            last_seen_ms: Some(0),
+            generation: 3,
+            applied_generation: 3,
+            drained: false,
+        }
+    }
+
+    fn server(status: Option<(&str, bool, &str)>) -> Assignment {
+        Assignment {
+            cluster: "prod".to_owned(),
+            role: Role::Server,
+            name: "server1".to_owned(),
+            host: "app-1".to_owned(),
+            port: 17010,
+            created_at_ms: 0,
+            load_balancer: None,
+            status: status.map(|(state, healthy, last_error)| ComponentStatus {
+                cluster: "prod".to_owned(),
+                role: Role::Server,
+                name: "server1".to_owned(),
+                state: state.to_owned(),
+                healthy,
+                last_error: last_error.to_owned(),
+                restarts: 0,
+                backends: Vec::new(),
+            }),
+        }
+    }
+
+    fn bootstrap(odb_error: &str, cluster_done: bool) -> Vec<BootstrapState> {
+        vec![
+            BootstrapState {
+                cluster: "prod".to_owned(),
+                task: BootstrapTask::Odb,
+                host: "app-1".to_owned(),
+                done: odb_error.is_empty(),
+                last_error: odb_error.to_owned(),
+            },
+            BootstrapState {
+                cluster: "prod".to_owned(),
+                task: BootstrapTask::Cluster,
+                host: "app-1".to_owned(),
+                done: cluster_done,
+                last_error: String::new(),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_failed_bootstrap_is_the_reason_a_server_is_pending() {
+        let odb_error = "`/bin/false create odb --odb_type=sqlite /var/lib/muster-agent/prod` \
+                         failed (exit status: 1): ";
+        let shown = condition(
+            &server(None),
+            Some(&host(HostState::Up)),
+            &bootstrap(odb_error, false),
+        );
+        assert_eq!(shown.state, "pending");
+        assert_eq!(
+            shown.reason,
+            "waiting for the cluster's bootstrap: `zato create odb` on host app-1 failed, \
+             retrying: `false create odb` failed (exit status: 1)"
+        );
+        let running = condition(
+            &server(None),
+            Some(&host(HostState::Up)),
+            &bootstrap("", false),
+        );
+        assert_eq!(
+            running.reason,
+            "waiting for the cluster's bootstrap: `zato create cluster` on host app-1"
+        );
+    }
+
+    #[test]
+    fn a_host_that_never_enrolled_or_went_down_is_named() {
+        let never = condition(&server(None), None, &[]);
+        assert_eq!(
+            (never.state.as_str(), never.reason.as_str()),
+            (
+                "pending",
+                "host app-1 has not enrolled: no agent has joined with that name"
+            )
+        );
+        let down = condition(
+            &server(Some(("running", true, ""))),
+            Some(&host(HostState::Down)),
+            &bootstrap("", true),
+        );
+        assert_eq!(down.state, "down");
+        assert!(!down.healthy);
+        assert!(
+            down.reason
+                .starts_with("host app-1 is down: no heartbeat since ")
+                && down.reason.ends_with("(it last reported running, healthy)"),
+            "{}",
+            down.reason
+        );
+    }
+
+    #[test]
+    fn a_stopped_component_of_a_drained_host_is_drained() {
+        let mut drained = host(HostState::Up);
+        drained.drained = true;
+        let shown = condition(
+            &server(Some(("stopped", false, ""))),
+            Some(&drained),
+            &bootstrap("", true),
+        );
+        assert_eq!(
+            (shown.state.as_str(), shown.reason.as_str()),
+            ("drained", "host app-1 is drained")
+        );
+    }
+
+    #[test]
+    fn a_failure_shows_its_cause_and_a_healthy_component_no_reason() {
+        let failed = condition(
+            &server(Some((
+                "failed",
+                false,
+                "`zato start /var/lib/muster-agent/prod/server1` failed (exit status: 1): \
+                 line 1\nOSError: [Errno 98] Address already in use",
+            ))),
+            Some(&host(HostState::Up)),
+            &bootstrap("", true),
+        );
+        assert_eq!(
+            failed.reason,
+            "`zato start` failed (exit status: 1): OSError: [Errno 98] Address already in use"
+        );
+        let healthy = condition(
+            &server(Some(("running", true, ""))),
+            Some(&host(HostState::Up)),
+            &bootstrap("", true),
+        );
+        assert!(healthy.healthy && healthy.reason.is_empty());
+    }
+
+    #[test]
+    fn a_component_not_yet_reported_says_what_its_host_is_doing() {
+        let mut applying = host(HostState::Up);
+        applying.applied_generation = 2;
+        assert_eq!(
+            condition(&server(None), Some(&applying), &bootstrap("", true)).reason,
+            "host app-1 is applying generation 3 (it applied 2)"
+        );
+        assert_eq!(
+            condition(
+                &server(None),
+                Some(&host(HostState::New)),
+                &bootstrap("", true)
+            )
+            .reason,
+            "host app-1 has enrolled and not reported yet"
+        );
+    }
+}
