@@ -221,7 +221,10 @@ pub(super) async fn create_cluster(
 /// What `existing` has other than `wanted` asks, as `odb-host db-1 (asked: db-2)`; only what
 /// the request sets is compared (the coordinator fills defaults), and never the password, which
 /// the coordinator does not give back.
-fn cluster_differences(wanted: &v1::CreateClusterRequest, existing: &v1::Cluster) -> Vec<String> {
+pub(super) fn cluster_differences(
+    wanted: &v1::CreateClusterRequest,
+    existing: &v1::Cluster,
+) -> Vec<String> {
     let asked = wanted.odb.clone().unwrap_or_default();
     let has = existing.odb.clone().unwrap_or_default();
     let kind = |odb: &v1::OdbSettings| {

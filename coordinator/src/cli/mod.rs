@@ -12,6 +12,7 @@
 //! words its errors; `output` writes tables and JSON. This file holds the command tree and
 //! [`run`], which hands each command to its module.
 
+mod apply;
 mod cluster;
 mod component;
 mod connection;
@@ -23,6 +24,7 @@ mod status;
 mod tokens;
 mod wait;
 
+use apply::*;
 use cluster::*;
 use component::*;
 use connection::*;
@@ -43,7 +45,7 @@ use muster_proto::token::{self, AdminToken};
 use muster_proto::v1::admin_service_client::AdminServiceClient;
 use muster_proto::v1::{self, OdbType, Role};
 use muster_proto::validate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -56,7 +58,7 @@ use tonic::{Code, Request, Status};
 pub struct Cli {
     #[command(flatten)]
     connection: ConnectionArgs,
-    /// Output format: a table for people, JSON for programs.
+    /// Output format: a table for people, JSON for programs (toml: for `muster get`).
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
     #[command(subcommand)]
@@ -65,6 +67,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Make a cluster what a file describes: its ODB, and its servers, scheduler, web-admins and
+    /// load balancers by host or by label selector. Shows the plan (+ create, ~ configure,
+    /// - remove, = unchanged) and carries it out; components the file does not name are removed.
+    Apply {
+        /// The cluster file (TOML; `muster get cluster NAME` writes one).
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Show the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a cluster as the file `muster apply` takes (TOML; with -o json as JSON).
+    Get {
+        #[command(subcommand)]
+        what: GetCommand,
+    },
     /// Create a cluster, or assign a server, scheduler, web-admin or load balancer to a host.
     Create {
         #[command(subcommand)]
@@ -204,6 +222,15 @@ fn parse_role(text: &str) -> Result<Role, String> {
         .map_err(|error: muster_proto::UnknownName| error.to_string())
 }
 
+#[derive(Debug, Subcommand)]
+enum GetCommand {
+    /// One cluster, every component by host and name; the ODB password is not written.
+    Cluster {
+        /// The cluster's name.
+        name: String,
+    },
+}
+
 /// A failure, said in one line. Each kind has its own exit status ([`CliError::exit_code`]), so
 /// scripts can tell "not found" from "cannot reach the coordinator".
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +282,18 @@ impl From<validate::Invalid> for CliError {
 pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError> {
     let json = cli.output == OutputFormat::Json;
     let connection = &cli.connection;
+    if cli.output == OutputFormat::Toml && !matches!(cli.command, Command::Get { .. }) {
+        return Err(CliError::Usage(
+            "-o toml is for `muster get`; other commands write a table or JSON".to_owned(),
+        ));
+    }
     match cli.command {
+        Command::Apply { file, dry_run } => {
+            apply_command(file, dry_run, connection, json, out).await
+        }
+        Command::Get {
+            what: GetCommand::Cluster { name },
+        } => get_cluster_command(name, connection, json, out).await,
         Command::GenerateDocs { out: directory } => {
             use clap::CommandFactory as _;
             muster_proto::docs::write(Cli::command(), &directory).map_err(CliError::Output)

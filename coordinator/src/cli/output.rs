@@ -6,6 +6,8 @@ use super::*;
 pub(super) enum OutputFormat {
     Table,
     Json,
+    /// TOML, for `muster get` (which writes TOML by default).
+    Toml,
 }
 
 pub(super) fn format_time(unix_ms: i64) -> String {

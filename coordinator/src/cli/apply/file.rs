@@ -1,0 +1,347 @@
+//! The cluster file: its keys, its checks, and a cluster written back as one.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+/// A cluster as a file describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClusterFile {
+    pub(super) cluster: ClusterSpec,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) servers: Vec<ComponentSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) scheduler: Option<ComponentSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) web_admins: Vec<ComponentSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) load_balancers: Vec<ComponentSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClusterSpec {
+    pub(super) name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) description: String,
+    pub(super) odb: OdbSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OdbSpec {
+    /// sqlite, postgresql or mysql.
+    #[serde(rename = "type")]
+    pub(super) odb_type: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) port: Option<u16>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) db_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) postgresql_schema: String,
+    /// A file holding the ODB password, read when the cluster is created (relative paths from the
+    /// cluster file's directory). The password is never written back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) password_file: Option<PathBuf>,
+}
+
+/// One component, or with a selector as many as `count`, of a role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ComponentSpec {
+    /// The host, by its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) host: Option<String>,
+    /// Or enrolled hosts whose labels hold all of these, `count` of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) selector: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) port: Option<u16>,
+    /// Load balancers only, as `create load-balancer` takes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) haproxy_bin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) frontend_address: Option<String>,
+    /// A duration: "2s", "500ms".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) check_inter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) check_rise: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) check_fall: Option<u32>,
+}
+
+pub(super) fn invalid(path: &Path, message: impl std::fmt::Display) -> CliError {
+    CliError::Usage(format!("{}: {message}", path.display()))
+}
+
+/// Reads and checks a cluster file: every key known, every name valid, every value in range.
+pub(super) fn read_file(path: &Path) -> Result<ClusterFile, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|error| invalid(path, error))?;
+    let file: ClusterFile = toml::from_str(&text).map_err(|error| invalid(path, error))?;
+    check_file(&file).map_err(|message| invalid(path, message))?;
+    Ok(file)
+}
+
+pub(super) fn check_file(file: &ClusterFile) -> Result<(), String> {
+    validate::name("cluster name", &file.cluster.name).map_err(|error| error.to_string())?;
+    validate::description("description", &file.cluster.description)
+        .map_err(|error| error.to_string())?;
+    file.cluster
+        .odb
+        .odb_type
+        .parse::<OdbType>()
+        .map_err(|error| format!("[cluster.odb] type: {error}"))?;
+    for (role, spec) in specs(file) {
+        let what = format!("a {role} entry");
+        match (&spec.host, &spec.selector, spec.count) {
+            (Some(host), None, None) => {
+                validate::name("host name", host).map_err(|error| error.to_string())?;
+            }
+            (None, Some(selector), count) => {
+                if selector.is_empty() {
+                    return Err(format!("{what} has an empty selector"));
+                }
+                if count == Some(0) {
+                    return Err(format!("{what} has count 0: leave the entry out instead"));
+                }
+                if count.unwrap_or(1) > 1 && (spec.name.is_some() || spec.port.is_some()) {
+                    return Err(format!(
+                        "{what} with count {} names a name or port: each of its components \
+                         takes its own default",
+                        count.unwrap_or(1)
+                    ));
+                }
+                if role == Role::Scheduler && count.unwrap_or(1) > 1 {
+                    return Err("a cluster runs at most one scheduler: its count must be 1".into());
+                }
+            }
+            (Some(_), Some(_), _) => return Err(format!("{what} has both host and selector")),
+            (Some(_), None, Some(_)) => {
+                return Err(format!("{what} has a count without a selector"));
+            }
+            (None, None, _) => return Err(format!("{what} names no host and no selector")),
+        }
+        if let Some(name) = &spec.name {
+            validate::name("component name", name).map_err(|error| error.to_string())?;
+        }
+        if role != Role::LoadBalancer {
+            let balancer_only = [
+                ("haproxy_bin", spec.haproxy_bin.is_some()),
+                ("frontend_address", spec.frontend_address.is_some()),
+                ("check_inter", spec.check_inter.is_some()),
+                ("check_rise", spec.check_rise.is_some()),
+                ("check_fall", spec.check_fall.is_some()),
+            ];
+            if let Some((key, _)) = balancer_only.iter().find(|(_, given)| *given) {
+                return Err(format!("{what} has {key}, which only load balancers take"));
+            }
+        } else {
+            let settings = balancer_settings(spec)?;
+            muster_proto::haproxy::settings(&settings).map_err(|error| error.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Every entry of the file with its role.
+pub(super) fn specs(file: &ClusterFile) -> Vec<(Role, &ComponentSpec)> {
+    file.servers
+        .iter()
+        .map(|spec| (Role::Server, spec))
+        .chain(file.scheduler.iter().map(|spec| (Role::Scheduler, spec)))
+        .chain(file.web_admins.iter().map(|spec| (Role::WebAdmin, spec)))
+        .chain(
+            file.load_balancers
+                .iter()
+                .map(|spec| (Role::LoadBalancer, spec)),
+        )
+        .collect()
+}
+
+/// A load balancer entry's settings, unset ones zero (the coordinator's defaults).
+pub(super) fn balancer_settings(spec: &ComponentSpec) -> Result<v1::LoadBalancerSettings, String> {
+    let check_inter_ms = match &spec.check_inter {
+        None => 0,
+        Some(text) => humantime::parse_duration(text)
+            .ok()
+            .and_then(|inter| u32::try_from(inter.as_millis()).ok())
+            .filter(|milliseconds| *milliseconds > 0)
+            .ok_or_else(|| format!("invalid check_inter {text:?}: must be from 100ms to 1h"))?,
+    };
+    for (key, value) in [
+        ("check_rise", spec.check_rise),
+        ("check_fall", spec.check_fall),
+    ] {
+        if value == Some(0) {
+            return Err(format!("invalid {key} 0: must be from 1 to 100"));
+        }
+    }
+    Ok(v1::LoadBalancerSettings {
+        haproxy_bin: spec.haproxy_bin.clone().unwrap_or_default(),
+        frontend_address: spec.frontend_address.clone().unwrap_or_default(),
+        check_inter_ms,
+        check_rise: spec.check_rise.unwrap_or(0),
+        check_fall: spec.check_fall.unwrap_or(0),
+    })
+}
+
+/// A cluster and its components as a file, every component by host and name.
+pub(super) fn file_of(cluster: &v1::Cluster, components: &[ComponentView]) -> ClusterFile {
+    let odb = cluster.odb.clone().unwrap_or_default();
+    let spec = |component: &ComponentView| ComponentSpec {
+        host: Some(component.host.clone()),
+        name: Some(component.name.clone()),
+        port: u16::try_from(component.port).ok(),
+        haproxy_bin: component
+            .load_balancer
+            .as_ref()
+            .map(|settings| settings.haproxy_bin.clone()),
+        frontend_address: component
+            .load_balancer
+            .as_ref()
+            .map(|settings| settings.frontend_address.clone()),
+        check_inter: component
+            .load_balancer
+            .as_ref()
+            .map(|settings| format!("{}ms", settings.check_inter_ms)),
+        check_rise: component
+            .load_balancer
+            .as_ref()
+            .map(|settings| settings.check_rise),
+        check_fall: component
+            .load_balancer
+            .as_ref()
+            .map(|settings| settings.check_fall),
+        ..ComponentSpec::default()
+    };
+    let of_role = |role: Role| -> Vec<ComponentSpec> {
+        components
+            .iter()
+            .filter(|component| component.role == role.cli_name())
+            .map(spec)
+            .collect()
+    };
+    ClusterFile {
+        cluster: ClusterSpec {
+            name: cluster.name.clone(),
+            description: cluster.description.clone(),
+            odb: OdbSpec {
+                odb_type: OdbType::try_from(odb.odb_type)
+                    .unwrap_or_default()
+                    .zato_name()
+                    .to_owned(),
+                host: odb.host,
+                port: u16::try_from(odb.port).ok().filter(|port| *port != 0),
+                user: odb.user,
+                db_name: odb.db_name,
+                postgresql_schema: odb.postgresql_schema,
+                password_file: None,
+            },
+        },
+        servers: of_role(Role::Server),
+        scheduler: of_role(Role::Scheduler).into_iter().next(),
+        web_admins: of_role(Role::WebAdmin),
+        load_balancers: of_role(Role::LoadBalancer),
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub(in crate::cli) const FILE: &str = r#"
+[cluster]
+name = "prod"
+[cluster.odb]
+type = "postgresql"
+host = "db"
+user = "zato"
+db_name = "zato"
+
+[[servers]]
+selector = { tier = "app" }
+count = 2
+
+[scheduler]
+host = "admin"
+
+[[load_balancers]]
+host = "lb"
+check_inter = "5s"
+"#;
+
+    #[test]
+    fn a_file_is_read_and_a_bad_one_is_refused_with_what_is_wrong() {
+        let file: ClusterFile = toml::from_str(FILE).unwrap();
+        check_file(&file).unwrap();
+        let unknown = toml::from_str::<ClusterFile>(&FILE.replace("count = 2", "cuont = 2"));
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `cuont`")
+        );
+        for (from, to, says) in [
+            ("host = \"admin\"", "host = \"ad min\"", "host name"),
+            ("count = 2", "count = 0", "count 0"),
+            (
+                "check_inter = \"5s\"",
+                "check_inter = \"soon\"",
+                "invalid check_inter",
+            ),
+            (
+                "[scheduler]\nhost = \"admin\"",
+                "[scheduler]\nhost = \"admin\"\ncheck_rise = 3",
+                "only load balancers",
+            ),
+            (
+                "type = \"postgresql\"",
+                "type = \"oracle\"",
+                "unknown ODB type",
+            ),
+        ] {
+            let file: ClusterFile = toml::from_str(&FILE.replace(from, to)).unwrap();
+            let error = check_file(&file).unwrap_err();
+            assert!(error.contains(says), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_example_in_packaging_is_a_valid_cluster_file() {
+        let example: ClusterFile =
+            toml::from_str(include_str!("../../../../packaging/examples/cluster.toml")).unwrap();
+        check_file(&example).unwrap();
+        assert_eq!(example.servers.len(), 2);
+    }
+
+    #[test]
+    fn a_cluster_written_back_reads_as_the_same_cluster() {
+        let cluster = v1::Cluster {
+            name: "prod".to_owned(),
+            odb: Some(v1::OdbSettings {
+                odb_type: OdbType::Postgresql as i32,
+                host: "db".to_owned(),
+                port: 5432,
+                user: "zato".to_owned(),
+                db_name: "zato".to_owned(),
+                postgresql_schema: String::new(),
+            }),
+            ..Default::default()
+        };
+        let file = file_of(&cluster, &[]);
+        let text = toml::to_string(&file).unwrap();
+        let read: ClusterFile = toml::from_str(&text).unwrap();
+        check_file(&read).unwrap();
+        assert_eq!(read, file);
+    }
+}

@@ -1,0 +1,289 @@
+//! `muster apply -f FILE [--dry-run]` and `muster get cluster NAME`: a whole cluster described in
+//! one TOML file — its ODB, and its components by host or by a label selector — converged to,
+//! idempotently, and written back.
+//!
+//! Apply reads and checks the whole file and what the coordinator holds before it changes
+//! anything, then shows the plan (`+` create, `~` configure, `-` remove, `=` unchanged) and, unless
+//! `--dry-run`, carries it out: creates first, then settings, then removals, so a replaced server
+//! has its successor before it goes. Components of the cluster the file does not name are removed:
+//! the file is the whole cluster.
+
+use super::*;
+
+mod file;
+mod plan;
+
+use file::*;
+use plan::*;
+
+fn current_of(components: &[ComponentView]) -> Vec<Current> {
+    components
+        .iter()
+        .filter_map(|component| {
+            Some(Current {
+                role: component.role.parse().ok()?,
+                name: component.name.clone(),
+                host: component.host.clone(),
+                port: u16::try_from(component.port).ok()?,
+                settings: component.load_balancer.as_ref().map(|settings| {
+                    v1::LoadBalancerSettings {
+                        haproxy_bin: settings.haproxy_bin.clone(),
+                        frontend_address: settings.frontend_address.clone(),
+                        check_inter_ms: settings.check_inter_ms,
+                        check_rise: settings.check_rise,
+                        check_fall: settings.check_fall,
+                    }
+                }),
+            })
+        })
+        .collect()
+}
+
+fn odb_settings(spec: &OdbSpec) -> Result<v1::OdbSettings, CliError> {
+    let odb_type: OdbType = spec
+        .odb_type
+        .parse()
+        .map_err(|error: muster_proto::UnknownName| CliError::Usage(error.to_string()))?;
+    Ok(v1::OdbSettings {
+        odb_type: odb_type as i32,
+        host: spec.host.clone(),
+        port: u32::from(spec.port.unwrap_or(0)),
+        user: spec.user.clone(),
+        db_name: spec.db_name.clone(),
+        postgresql_schema: spec.postgresql_schema.clone(),
+    })
+}
+
+/// `muster apply -f FILE [--dry-run]`.
+pub(super) async fn apply_command(
+    path: PathBuf,
+    dry_run: bool,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    let file = read_file(&path)?;
+    let name = file.cluster.name.clone();
+    let create_request = v1::CreateClusterRequest {
+        name: name.clone(),
+        description: file.cluster.description.clone(),
+        odb: Some(odb_settings(&file.cluster.odb)?),
+        odb_password: String::new(),
+    };
+    let mut connection = connect(connection_args).await?;
+    let existing = match connection
+        .client
+        .get_cluster(v1::GetClusterRequest { name: name.clone() })
+        .await
+    {
+        Ok(response) => response.into_inner().cluster,
+        Err(status) if status.code() == Code::NotFound => None,
+        Err(status) => return Err(connection.status_error(&status)),
+    };
+    if let Some(existing) = &existing {
+        let differences = cluster_differences(&create_request, existing);
+        if !differences.is_empty() {
+            return Err(CliError::Exists(format!(
+                "cluster '{name}' exists with other settings: {}; apply does not change a \
+                 cluster's ODB or description",
+                differences.join(", ")
+            )));
+        }
+    }
+    let hosts = connection
+        .client
+        .list_hosts(v1::ListHostsRequest {})
+        .await
+        .answer(&connection)?
+        .hosts;
+    let current = match existing {
+        Some(_) => current_of(&list_components(&mut connection, Some(&name)).await?),
+        None => Vec::new(),
+    };
+    let wanted = wanted(&file, &hosts, &current).map_err(|error| invalid(&path, error))?;
+    let steps = plan(&wanted, &current).map_err(|error| invalid(&path, error))?;
+    let changes = steps
+        .iter()
+        .filter(|step| !matches!(step, Step::Keep(_)))
+        .count();
+
+    let mut lines = Vec::new();
+    lines.push(match &existing {
+        Some(_) => format!("= cluster {name}"),
+        None => format!("+ cluster {name} (ODB {})", file.cluster.odb.odb_type),
+    });
+    lines.extend(steps.iter().map(Step::to_string));
+    let summary = format!(
+        "{}{changes} change(s) to cluster {name}{}",
+        if dry_run { "would make " } else { "" },
+        if existing.is_none() {
+            ", which is created"
+        } else {
+            ""
+        }
+    );
+    if dry_run {
+        if json {
+            write_json(
+                out,
+                &serde_json::json!({"cluster": name, "dry_run": true, "plan": lines}),
+            )?;
+        } else {
+            for line in &lines {
+                writeln!(out, "{line}")?;
+            }
+            writeln!(out, "{summary} (dry run: nothing changed)")?;
+        }
+        return Ok(());
+    }
+
+    // Carry it out: the cluster, creates, settings, then removals.
+    let mut done = Vec::new();
+    let mut say = |line: String, out: &mut dyn std::io::Write| -> Result<(), CliError> {
+        if !json {
+            writeln!(out, "{line}")?;
+            out.flush()?;
+        }
+        done.push(line);
+        Ok(())
+    };
+    if existing.is_none() {
+        let mut request = create_request;
+        if let Some(password_file) = &file.cluster.odb.password_file {
+            let relative_to = path.parent().unwrap_or(Path::new("."));
+            request.odb_password = read_password_file(&relative_to.join(password_file))?;
+        }
+        connection
+            .client
+            .create_cluster(request)
+            .await
+            .answer(&connection)?;
+        say(format!("created cluster {name}"), out)?;
+    }
+    for step in &steps {
+        if let Step::Create(want) = step {
+            let created = connection
+                .client
+                .create_component(v1::CreateComponentRequest {
+                    cluster: name.clone(),
+                    role: want.role as i32,
+                    host: want.host.clone(),
+                    name: want.name.clone().unwrap_or_default(),
+                    port: u32::from(want.port.unwrap_or(0)),
+                    load_balancer: want.settings.clone(),
+                })
+                .await
+                .answer(&connection)?
+                .component
+                .unwrap_or_default();
+            say(
+                format!(
+                    "created {} {} on {} port {}",
+                    want.role, created.name, created.host, created.port
+                ),
+                out,
+            )?;
+            if let Some(warning) = not_enrolled_warning(
+                &want.host,
+                &hosts
+                    .iter()
+                    .map(|host| host.name.clone())
+                    .collect::<Vec<_>>(),
+            ) {
+                eprintln!("warning: {warning}");
+            }
+        }
+    }
+    for step in &steps {
+        if let Step::Configure(have, settings, changes) = step {
+            connection
+                .client
+                .configure_load_balancer(v1::ConfigureLoadBalancerRequest {
+                    cluster: name.clone(),
+                    host: have.host.clone(),
+                    name: have.name.clone(),
+                    settings: Some(settings.clone()),
+                })
+                .await
+                .answer(&connection)?;
+            say(
+                format!(
+                    "configured {} {} on {}: {}",
+                    have.role,
+                    have.name,
+                    have.host,
+                    changes.join(", ")
+                ),
+                out,
+            )?;
+        }
+    }
+    for step in &steps {
+        if let Step::Remove(have) = step {
+            connection
+                .client
+                .delete_component(v1::DeleteComponentRequest {
+                    cluster: name.clone(),
+                    role: have.role as i32,
+                    host: have.host.clone(),
+                    name: have.name.clone(),
+                })
+                .await
+                .answer(&connection)?;
+            say(
+                format!("removed {} {} from {}", have.role, have.name, have.host),
+                out,
+            )?;
+        }
+    }
+    if json {
+        write_json(
+            out,
+            &serde_json::json!({"cluster": name, "dry_run": false, "plan": lines, "done": done}),
+        )?;
+    } else if done.is_empty() {
+        writeln!(out, "cluster {name} is as the file describes it; unchanged")?;
+    } else {
+        writeln!(out, "{summary}")?;
+    }
+    Ok(())
+}
+
+/// `muster get cluster NAME`: the cluster as a file `apply` takes (TOML; `-o json` the same as
+/// JSON). Hosts and names are written out; the ODB password is not.
+pub(super) async fn get_cluster_command(
+    name: String,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    validate::name("cluster name", &name)?;
+    let mut connection = connect(connection_args).await?;
+    let cluster = connection
+        .client
+        .get_cluster(v1::GetClusterRequest { name: name.clone() })
+        .await
+        .answer(&connection)?
+        .cluster
+        .unwrap_or_default();
+    let components = list_components(&mut connection, Some(&name)).await?;
+    let file = file_of(&cluster, &components);
+    if json {
+        return write_json(out, &file);
+    }
+    let text =
+        toml::to_string(&file).map_err(|error| CliError::Output(std::io::Error::other(error)))?;
+    writeln!(
+        out,
+        "# Cluster {name} as `muster get cluster {name}` wrote it; `muster apply -f FILE` takes it."
+    )?;
+    if cluster.has_odb_password {
+        writeln!(
+            out,
+            "# Its ODB password is not written here: to create the cluster elsewhere, add\n\
+             # password_file = \"PATH\" under [cluster.odb]."
+        )?;
+    }
+    write!(out, "{text}")?;
+    Ok(())
+}

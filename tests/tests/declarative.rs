@@ -1,0 +1,221 @@
+//! A cluster declared in a file, end to end on separate test hosts: `muster apply` of a five-host
+//! cluster, `muster wait`, a change of the file (one server more, one removed, a load balancer
+//! setting) shown with `--dry-run` before it is applied, `muster events --follow` capturing the
+//! changes, and the cluster written back by `muster get cluster`.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use muster_testkit::harness::{Agent, Coordinator, text};
+use muster_testkit::netns::Network;
+use muster_testkit::traffic;
+
+/// The cluster file: the ODB an SQLite file every host sees, servers on `servers`, the scheduler
+/// and web-admin on `admin`, the load balancer on `lb` checking every `check_inter`.
+fn cluster_file(odb: &std::path::Path, servers: &[&str], check_inter: &str) -> String {
+    let mut text = format!(
+        "[cluster]\nname = \"prod\"\ndescription = \"declared\"\n\n[cluster.odb]\ntype = \"sqlite\"\n\
+         db_name = \"{}\"\n",
+        odb.display()
+    );
+    for host in servers {
+        text.push_str(&format!("\n[[servers]]\nhost = \"{host}\"\n"));
+    }
+    text.push_str(&format!(
+        "\n[scheduler]\nhost = \"admin\"\n\n[[web_admins]]\nhost = \"admin\"\n\n\
+         [[load_balancers]]\nhost = \"lb\"\ncheck_inter = \"{check_inter}\"\n"
+    ));
+    text
+}
+
+/// Every line `muster … --follow` printed until `patience` passed without one.
+fn lines_until_quiet(lines: &std::sync::mpsc::Receiver<String>, patience: Duration) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Ok(line) = lines.recv_timeout(patience) {
+        seen.push(line);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_cluster_file_is_applied_changed_with_a_dry_run_first_and_written_back() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut network = Network::create();
+    let coord = network.add_host("coord");
+    let coordinator = Coordinator::start_on(&coord, scratch.path(), None, &[]).await;
+    let mut hosts = std::collections::BTreeMap::new();
+    for name in ["admin", "lb", "app-1", "app-2", "app-3", "app-4", "client"] {
+        hosts.insert(name, network.add_host(name));
+    }
+    let odb = scratch.path().join("odb.db");
+    let first = scratch.path().join("prod.toml");
+    std::fs::write(
+        &first,
+        cluster_file(&odb, &["app-1", "app-2", "app-3"], "2s"),
+    )
+    .unwrap();
+    let first_path = first.to_str().unwrap();
+
+    // The plan first: nothing changes.
+    let plan = coordinator.ok(&["apply", "-f", first_path, "--dry-run"]);
+    for line in [
+        "+ cluster prod (ODB sqlite)",
+        "+ server on app-1",
+        "+ server on app-3",
+        "+ scheduler on admin",
+        "+ web-admin on admin",
+        "+ load-balancer on lb",
+        "would make 6 change(s) to cluster prod, which is created (dry run: nothing changed)",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in:\n{plan}");
+    }
+    assert_eq!(
+        coordinator.json(&["cluster", "list"]),
+        serde_json::json!([])
+    );
+
+    // Applied before any host enrolled: the hosts join after, as cloud-init would start them.
+    let applied = coordinator.ok(&["apply", "-f", first_path]);
+    assert!(
+        applied.contains("created cluster prod")
+            && applied.contains("created server server3 on app-3 port 17010"),
+        "{applied}"
+    );
+    let token = coordinator.join_token("prod", &[], 6);
+    let mut agents = Vec::new();
+    for name in ["admin", "lb", "app-1", "app-2", "app-3", "app-4"] {
+        let mut agent =
+            Agent::configure_on_by_name(&hosts[name], scratch.path(), &coordinator, &token);
+        agent.start();
+        agents.push(agent);
+    }
+    let started = Instant::now();
+    let waited = coordinator.muster(&["wait", "--cluster", "prod", "--timeout", "90s"]);
+    assert!(
+        waited.status.success(),
+        "{}\n{}",
+        text(&waited.stderr),
+        coordinator.ok(&["status"])
+    );
+    println!(
+        "figure: the declared five-host cluster converged {:?} after its agents started",
+        started.elapsed()
+    );
+
+    // The change: app-4's server replaces app-3's, the load balancer checks every second.
+    let (mut events, event_lines) = coordinator.follow(&[
+        "events",
+        "--follow",
+        "--cluster",
+        "prod",
+        "--limit",
+        "1",
+        "-o",
+        "json",
+    ]);
+    let second = scratch.path().join("prod-2.toml");
+    std::fs::write(
+        &second,
+        cluster_file(&odb, &["app-1", "app-2", "app-4"], "1s"),
+    )
+    .unwrap();
+    let second_path = second.to_str().unwrap();
+    let before = coordinator.json(&["component", "list", "--cluster", "prod"]);
+    let plan = coordinator.ok(&["apply", "-f", second_path, "--dry-run"]);
+    println!("muster apply -f prod-2.toml --dry-run:\n{plan}");
+    for line in [
+        "= cluster prod",
+        "= server server1 on app-1 port 17010",
+        "+ server on app-4",
+        "- server server3 on app-3 port 17010",
+        "~ load-balancer load-balancer on lb: check-inter 2000ms → 1000ms",
+        "would make 3 change(s) to cluster prod (dry run: nothing changed)",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in:\n{plan}");
+    }
+    let after_dry_run = coordinator.json(&["component", "list", "--cluster", "prod"]);
+    let names = |list: &serde_json::Value| -> BTreeSet<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|component| format!("{} {}", component["name"], component["host"]))
+            .collect()
+    };
+    assert_eq!(
+        names(&after_dry_run),
+        names(&before),
+        "a dry run changes nothing"
+    );
+
+    let applied = coordinator.ok(&["apply", "-f", second_path]);
+    assert!(
+        applied.contains("created server server4 on app-4 port 17010")
+            && applied.contains("configured load-balancer load-balancer on lb")
+            && applied.contains("removed server server3 from app-3"),
+        "{applied}"
+    );
+    let waited = coordinator.muster(&["wait", "--cluster", "prod", "--timeout", "90s"]);
+    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    let client = hosts["client"].namespace.clone();
+    let frontend = SocketAddr::from((hosts["lb"].address, 11223));
+    let reached: BTreeSet<String> = (0..6)
+        .filter_map(|_| traffic::get_from(&client, frontend, "/zato/ping"))
+        .filter_map(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .filter_map(|pong| pong["server"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        reached,
+        BTreeSet::from([
+            "server1".to_owned(),
+            "server2".to_owned(),
+            "server4".to_owned()
+        ])
+    );
+
+    // The followed log has the three changes, in the order they were made.
+    let followed: Vec<String> = lines_until_quiet(&event_lines, Duration::from_secs(3))
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| {
+            event["kind"].as_str().is_some_and(|kind| {
+                [
+                    "component.assigned",
+                    "component.configured",
+                    "component.removed",
+                ]
+                .contains(&kind)
+            })
+        })
+        .map(|event| event["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(followed.len(), 3, "{followed:?}");
+    assert!(
+        followed[0].starts_with("server server4 assigned to host app-4"),
+        "{followed:?}"
+    );
+    assert!(followed[2].starts_with("server server3"), "{followed:?}");
+    events.kill().unwrap();
+    events.wait().unwrap();
+
+    // Applied again: nothing to do. Written back: a file that applies as no change.
+    let again = coordinator.ok(&["apply", "-f", second_path]);
+    assert_eq!(
+        again.trim().lines().last(),
+        Some("cluster prod is as the file describes it; unchanged")
+    );
+    let written = coordinator.ok(&["get", "cluster", "prod"]);
+    println!("muster get cluster prod:\n{written}");
+    assert!(
+        written.contains("[[servers]]\nhost = \"app-4\"\nname = \"server4\""),
+        "{written}"
+    );
+    let round_trip = scratch.path().join("written.toml");
+    std::fs::write(&round_trip, &written).unwrap();
+    let plan = coordinator.ok(&["apply", "-f", round_trip.to_str().unwrap(), "--dry-run"]);
+    assert!(
+        plan.contains("would make 0 change(s) to cluster prod"),
+        "{plan}"
+    );
+    drop(agents);
+}
