@@ -62,6 +62,8 @@ pub struct RawConfig {
     pub zato_ipc_port_start: Option<u16>,
     /// How often to report, e.g. `5s`; `None` means 5 s.
     pub heartbeat_interval: Option<String>,
+    /// Where to serve `/metrics` (Prometheus), `IP:PORT`; `None` or empty means nowhere.
+    pub metrics_listen: Option<String>,
 }
 
 impl RawConfig {
@@ -86,6 +88,7 @@ impl RawConfig {
             haproxy_bins: other.haproxy_bins.or(self.haproxy_bins),
             zato_ipc_port_start: other.zato_ipc_port_start.or(self.zato_ipc_port_start),
             heartbeat_interval: other.heartbeat_interval.or(self.heartbeat_interval),
+            metrics_listen: other.metrics_listen.or(self.metrics_listen),
         }
     }
 
@@ -183,6 +186,12 @@ impl RawConfig {
                 "must be at least 100ms".to_owned(),
             ));
         }
+        let metrics_listen = match self.metrics_listen.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(text.parse::<std::net::SocketAddr>().map_err(|error| {
+                invalid("metrics_listen", text, format!("{error}: give IP:PORT"))
+            })?),
+        };
         let components_dir = self
             .components_dir
             .clone()
@@ -240,6 +249,7 @@ impl RawConfig {
             haproxy_bins,
             zato_ipc_port_start,
             heartbeat_interval,
+            metrics_listen,
         })
     }
 }
@@ -328,6 +338,8 @@ pub struct AgentConfig {
     /// The first of Zato's IPC ports for this host's servers.
     pub zato_ipc_port_start: u16,
     pub heartbeat_interval: Duration,
+    /// Where `/metrics` is served; `None`: nowhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for AgentConfig {

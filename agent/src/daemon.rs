@@ -146,10 +146,22 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         desired_sender,
         shutdown.clone(),
     ));
+    let last_report = Arc::new(AtomicU64::new(0));
+    if let Some(listen) = config.metrics_listen {
+        let status = status_receiver.clone();
+        let last_report = last_report.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = crate::metrics::serve(listen, status, last_report, shutdown).await {
+                tracing::error!(listen = %listen, error = %error, "cannot serve /metrics");
+            }
+        });
+    }
     tasks.spawn(heartbeat(
         channel_receiver.clone(),
         status_receiver,
         config.clone(),
+        last_report,
         shutdown.clone(),
     ));
     tasks.spawn(renew_certificate(
@@ -369,6 +381,7 @@ async fn heartbeat(
     channel: watch::Receiver<Channel>,
     mut status: watch::Receiver<HostStatus>,
     config: AgentConfig,
+    last_report: Arc<AtomicU64>,
     shutdown: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(config.heartbeat_interval);
@@ -395,6 +408,7 @@ async fn heartbeat(
         };
         match sent {
             Ok(_) => {
+                last_report.store(now_seconds(), Ordering::Relaxed);
                 if let Some(since) = failing_since.take() {
                     tracing::info!(after = ?since.elapsed(), "reporting to the coordinator again");
                 }

@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod haproxy;
 pub mod identity;
 pub mod ledger;
+pub mod metrics;
 pub mod reconcile;
 pub mod zato;
 

@@ -56,6 +56,28 @@ struct Settings {
     /// How often to report, e.g. 5s [default: 5s].
     #[arg(long, env = "MUSTER_AGENT_HEARTBEAT_INTERVAL")]
     heartbeat_interval: Option<String>,
+    /// A label of this host, KEY=VALUE; repeat for several (replaces the file's labels).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// A role to ask for at enrollment (server, scheduler, web-admin, load-balancer); repeat for
+    /// several [default: every role the join token names].
+    #[arg(long = "role", value_name = "ROLE")]
+    roles: Vec<String>,
+    /// A HAProxy binary this host agrees to run; repeat for several [default: haproxy].
+    #[arg(long = "haproxy-bin", value_name = "PATH")]
+    haproxy_bins: Vec<PathBuf>,
+    /// The first of Zato's IPC ports for this host's servers [default: 17050].
+    #[arg(long, env = "MUSTER_AGENT_ZATO_IPC_PORT_START")]
+    zato_ipc_port_start: Option<u16>,
+    /// Where to serve /metrics (Prometheus), IP:PORT [default: nowhere].
+    #[arg(long, env = "MUSTER_AGENT_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("invalid label {text:?}: give KEY=VALUE"))
 }
 
 #[derive(Subcommand)]
@@ -91,15 +113,16 @@ fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
         host_name: settings.host_name,
         advertise_address: settings.advertise_address,
         bind_address: settings.bind_address,
-        labels: None,
-        roles: None,
+        labels: (!settings.labels.is_empty()).then(|| settings.labels.into_iter().collect()),
+        roles: (!settings.roles.is_empty()).then_some(settings.roles),
         state_dir: settings.state_dir,
         zato_bin: settings.zato_bin,
         components_dir: settings.components_dir,
         run_as: settings.run_as,
-        haproxy_bins: None,
-        zato_ipc_port_start: None,
+        haproxy_bins: (!settings.haproxy_bins.is_empty()).then_some(settings.haproxy_bins),
+        zato_ipc_port_start: settings.zato_ipc_port_start,
         heartbeat_interval: settings.heartbeat_interval,
+        metrics_listen: settings.metrics_listen,
     };
     let path = settings
         .config

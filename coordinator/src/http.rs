@@ -1,6 +1,8 @@
 //! The coordinator's HTTP listener (127.0.0.1:17301 by default): `/healthz` answers 200 when the
 //! database takes a write, and 503 when it does not or takes longer than [`HEALTH_CHECK_TIMEOUT`];
-//! `/metrics` is the Prometheus text format, its gauges read from the database at scrape time.
+//! `/metrics` is the Prometheus text format: the fleet's gauges (hosts, heartbeat ages, components'
+//! health and restarts, load balancers' backend servers) read from the database at scrape time,
+//! refused calls, and gRPC latencies by method.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -13,20 +15,30 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::audit::Refusals;
-use crate::store::{HostState, Store};
+use crate::rpc_metrics::RpcLatencies;
+use crate::store::{Assignment, Host, HostState, Store};
 
 /// What the handlers read.
 #[derive(Clone)]
 struct Shared {
     store: Arc<dyn Store>,
     refusals: Arc<Refusals>,
+    latencies: Arc<RpcLatencies>,
 }
 
-pub fn router(store: Arc<dyn Store>, refusals: Arc<Refusals>) -> Router {
+pub fn router(
+    store: Arc<dyn Store>,
+    refusals: Arc<Refusals>,
+    latencies: Arc<RpcLatencies>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(Shared { store, refusals })
+        .with_state(Shared {
+            store,
+            refusals,
+            latencies,
+        })
 }
 
 /// How long `/healthz` and `/metrics` wait for the database: a database that hangs (a network
@@ -49,7 +61,13 @@ async fn healthz(State(Shared { store, .. }): State<Shared>) -> impl IntoRespons
     )
 }
 
-async fn metrics(State(Shared { store, refusals }): State<Shared>) -> impl IntoResponse {
+async fn metrics(
+    State(Shared {
+        store,
+        refusals,
+        latencies,
+    }): State<Shared>,
+) -> impl IntoResponse {
     let mut text = String::new();
     let _ = writeln!(text, "# HELP muster_build_info The coordinator's version.");
     let _ = writeln!(text, "# TYPE muster_build_info gauge");
@@ -87,14 +105,123 @@ async fn metrics(State(Shared { store, refusals }): State<Shared>) -> impl IntoR
             .and_then(Result::ok),
         false => None,
     };
-    if let Some(hosts) = hosts {
+    if let Some(hosts) = &hosts {
         let _ = writeln!(text, "# HELP muster_hosts Enrolled hosts by state.");
         let _ = writeln!(text, "# TYPE muster_hosts gauge");
         for state in HostState::ALL {
             let count = hosts.iter().filter(|host| host.state == state).count();
             let _ = writeln!(text, "muster_hosts{{state=\"{state}\"}} {count}");
         }
+        render_hosts(&mut text, hosts, crate::store::now_ms());
+    }
+    let assignments = match database_up {
+        true => tokio::time::timeout(HEALTH_CHECK_TIMEOUT, store.list_assignments(None))
+            .await
+            .ok()
+            .and_then(Result::ok),
+        false => None,
+    };
+    if let Some(assignments) = &assignments {
+        render_components(&mut text, assignments);
     }
     refusals.render(&mut text);
+    latencies.render(&mut text);
     ([("content-type", "text/plain; version=0.0.4")], text)
+}
+
+/// Each host's heartbeat age and drain.
+fn render_hosts(text: &mut String, hosts: &[Host], now_ms: i64) {
+    let _ = writeln!(
+        text,
+        "# HELP muster_host_heartbeat_age_seconds Seconds since the host's last report (hosts that reported)."
+    );
+    let _ = writeln!(text, "# TYPE muster_host_heartbeat_age_seconds gauge");
+    for host in hosts {
+        if let Some(last_seen) = host.last_seen_ms {
+            let age = (now_ms - last_seen).max(0) as f64 / 1000.0;
+            let _ = writeln!(
+                text,
+                "muster_host_heartbeat_age_seconds{{host=\"{}\"}} {age}",
+                host.name
+            );
+        }
+    }
+    let _ = writeln!(
+        text,
+        "# HELP muster_host_drained Whether the host is drained."
+    );
+    let _ = writeln!(text, "# TYPE muster_host_drained gauge");
+    for host in hosts {
+        let _ = writeln!(
+            text,
+            "muster_host_drained{{host=\"{}\"}} {}",
+            host.name,
+            u8::from(host.drained)
+        );
+    }
+}
+
+/// Each component's reported health and restarts, and each load balancer's backend servers as
+/// its HAProxy reports them. Names are validated before they are stored, so they need no escaping.
+fn render_components(text: &mut String, assignments: &[Assignment]) {
+    let labels = |assignment: &Assignment| {
+        format!(
+            "cluster=\"{}\",role=\"{}\",name=\"{}\",host=\"{}\"",
+            assignment.cluster, assignment.role, assignment.name, assignment.host
+        )
+    };
+    let _ = writeln!(
+        text,
+        "# HELP muster_component_healthy Whether the component's host reports it healthy (0 before it reports)."
+    );
+    let _ = writeln!(text, "# TYPE muster_component_healthy gauge");
+    for assignment in assignments {
+        let healthy = assignment
+            .status
+            .as_ref()
+            .is_some_and(|status| status.healthy);
+        let _ = writeln!(
+            text,
+            "muster_component_healthy{{{}}} {}",
+            labels(assignment),
+            u8::from(healthy)
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP muster_component_restarts How often the component's agent restarted it after it died, as last reported."
+    );
+    let _ = writeln!(text, "# TYPE muster_component_restarts gauge");
+    for assignment in assignments {
+        let restarts = assignment
+            .status
+            .as_ref()
+            .map_or(0, |status| status.restarts);
+        let _ = writeln!(
+            text,
+            "muster_component_restarts{{{}}} {restarts}",
+            labels(assignment)
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP muster_backend_server_in_rotation Whether a load balancer's HAProxy sends the server new requests (UP or no check)."
+    );
+    let _ = writeln!(text, "# TYPE muster_backend_server_in_rotation gauge");
+    for assignment in assignments {
+        let Some(status) = &assignment.status else {
+            continue;
+        };
+        for backend in &status.backends {
+            let _ = writeln!(
+                text,
+                "muster_backend_server_in_rotation{{cluster=\"{}\",load_balancer=\"{}\",server=\"{}\",status=\"{}\"}} {}",
+                assignment.cluster,
+                assignment.name,
+                backend.name,
+                backend.status().word(),
+                u8::from(backend.status().in_rotation())
+            );
+        }
+    }
 }

@@ -25,6 +25,7 @@ pub mod init;
 pub mod pki;
 pub mod planner;
 pub mod policy;
+pub mod rpc_metrics;
 pub mod secrets;
 pub mod server;
 pub mod store;

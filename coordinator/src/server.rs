@@ -155,9 +155,13 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         .client_auth_optional(true);
     spawn_down_sweeper(store.clone(), config.heartbeat_ttl, shutdown.clone());
 
+    let latencies = Arc::new(crate::rpc_metrics::RpcLatencies::new(
+        muster_proto::FILE_DESCRIPTOR_SET,
+    ));
     let grpc = Server::builder()
         .tls_config(tls)
         .map_err(RunError::Grpc)?
+        .layer(crate::rpc_metrics::RpcLatencyLayer(latencies.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -167,8 +171,11 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
             TcpListenerStream::new(grpc_listener),
             shutdown.clone().cancelled_owned(),
         );
-    let http = axum::serve(http_listener, crate::http::router(store.clone(), refusals))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let http = axum::serve(
+        http_listener,
+        crate::http::router(store.clone(), refusals, latencies),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
 
     tracing::info!(grpc = %config.listen, http = %config.http_listen, "coordinator listening");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);

@@ -139,6 +139,19 @@ impl crate::v1::ComponentState {
 }
 
 impl crate::v1::BackendStatus {
+    /// A word for labels and programs: up, down, drain, maint, unchecked, or unknown.
+    pub fn word(self) -> &'static str {
+        use crate::v1::BackendStatus;
+        match self {
+            BackendStatus::Unspecified => "unknown",
+            BackendStatus::Up => "up",
+            BackendStatus::Down => "down",
+            BackendStatus::Drain => "drain",
+            BackendStatus::Maint => "maint",
+            BackendStatus::Unchecked => "unchecked",
+        }
+    }
+
     /// What HAProxy's status column says: `UP`, `UP 1/2`, `DOWN`, `DOWN 1/2`, `DRAIN`, `MAINT`,
     /// `no check`, ... (`MAINT (via ...)` and the like count as their first word).
     pub fn from_haproxy(status: &str) -> Self {

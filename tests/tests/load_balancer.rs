@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use muster_testkit::harness::{Agent, Coordinator, signal};
+use muster_testkit::harness::{Agent, Coordinator, http_get, signal};
 use muster_testkit::traffic::{self, RequestStream};
 use muster_testkit::wait_for;
 use nix::sys::signal::Signal;
@@ -278,6 +278,13 @@ async fn servers_join_the_backend_as_they_answer_and_all_get_requests() {
     .await
     .unwrap();
     assert_eq!(reported.len(), 3);
+    let metrics = http_get(site.coordinator.http_port, "/metrics").unwrap();
+    for server in ["server1", "server2", "server3"] {
+        let line = format!(
+            "muster_backend_server_in_rotation{{cluster=\"prod\",load_balancer=\"load-balancer\",server=\"{server}\",status=\"up\"}} 1"
+        );
+        assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+    }
     let table = site.coordinator.ok(&["status"]);
     assert!(
         table.contains("backend of load-balancer load-balancer on host edge"),

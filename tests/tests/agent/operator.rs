@@ -30,6 +30,11 @@ async fn status_says_why_and_automation_can_rely_on_the_cli() {
     // Every `zato` command of this host fails: the cluster's bootstrap cannot run.
     let mut agent = Agent::configure(scratch.path(), &coordinator, "app-1", &token)
         .with_zato(Path::new("/bin/false"));
+    // Its own /metrics, for a Prometheus on the host.
+    let metrics_port = free_port();
+    let mut config = std::fs::read_to_string(&agent.config).unwrap();
+    config.push_str(&format!("metrics_listen = \"127.0.0.1:{metrics_port}\"\n"));
+    std::fs::write(&agent.config, config).unwrap();
     agent.start();
     let (mut events, event_lines) =
         coordinator.follow(&["events", "--follow", "--cluster", "prod", "-o", "json"]);
@@ -61,6 +66,79 @@ async fn status_says_why_and_automation_can_rely_on_the_cli() {
         "prod",
     ]);
     assert!(shown.contains("state     pending"), "{shown}");
+
+    // What a monitoring system scrapes says the same.
+    let metrics = muster_testkit::harness::http_get(coordinator.http_port, "/metrics").unwrap();
+    let count_of = |line_start: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(line_start))
+            .and_then(|value| value.trim().parse().ok())
+    };
+    assert_eq!(
+        count_of(
+            "muster_component_healthy{cluster=\"prod\",role=\"server\",name=\"server1\",host=\"app-1\"} "
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(
+        count_of("muster_host_heartbeat_age_seconds{host=\"app-1\"} ")
+            .is_some_and(|age| age < 60.0),
+        "{metrics}"
+    );
+    assert!(
+        count_of(
+            "muster_grpc_request_duration_seconds_count{method=\"muster.v1.AdminService/ListComponents\"} "
+        )
+        .is_some_and(|count| count >= 1.0),
+        "{metrics}"
+    );
+    assert!(
+        count_of(
+            "muster_grpc_request_duration_seconds_count{method=\"muster.v1.AgentService/ReportStatus\"} "
+        )
+        .is_some_and(|count| count >= 1.0),
+        "{metrics}"
+    );
+
+    let agent_metrics = wait_for("the agent's /metrics", PATIENCE, POLL, || {
+        let text = muster_testkit::harness::http_get(metrics_port, "/metrics")
+            .filter(|text| text.contains("\nmuster_agent_last_report_age_seconds "));
+        async move { text }
+    })
+    .await
+    .unwrap();
+    assert!(
+        agent_metrics.contains("\nmuster_agent_applied_generation ")
+            && agent_metrics.contains("# TYPE muster_agent_component_healthy gauge"),
+        "{agent_metrics}"
+    );
+
+    // Every metric the Grafana dashboard in packaging/ plots is one of them.
+    let dashboard = include_str!("../../../packaging/grafana/muster.json");
+    let mut named = std::collections::BTreeSet::new();
+    for (start, _) in dashboard.match_indices("muster_") {
+        let name: String = dashboard[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| base.ends_with("_seconds"))
+            .unwrap_or(&name)
+            .to_owned();
+        named.insert(base);
+    }
+    assert!(named.len() >= 10, "{named:?}");
+    for name in &named {
+        let declared = format!("# TYPE {name} ");
+        assert!(
+            metrics.contains(&declared) || agent_metrics.contains(&declared),
+            "the dashboard plots {name}, which neither /metrics declares"
+        );
+    }
 
     // The same create again is done already; a second server on the host must be named.
     let again = coordinator.muster(&["create", "server", "--cluster", "prod", "--host", "app-1"]);
