@@ -20,6 +20,7 @@ pub mod cli;
 pub mod condition;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod init;
 pub mod pki;

@@ -125,14 +125,17 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         .map_err(RunError::Reflection)?;
     let changes = Arc::new(tokio::sync::Notify::new());
     let refusals = Arc::new(crate::audit::Refusals::default());
-    let admin = AdminServiceServer::new(AdminApi::new(
+    let admin_api = AdminApi::new(
         store.clone(),
         ca_sha256,
         changes.clone(),
         refusals.clone(),
         shutdown.clone(),
-    ))
-    .max_decoding_message_size(muster_proto::MAX_REQUEST_BYTES);
+    );
+    // The HTTP/JSON gateway calls the same implementation, on the same port and TLS.
+    let gateway = tonic::service::Routes::from(crate::gateway::router(admin_api.clone()));
+    let admin = AdminServiceServer::new(admin_api)
+        .max_decoding_message_size(muster_proto::MAX_REQUEST_BYTES);
     let ca = Arc::new(CertifiedKey {
         certificate_pem: ca_pem.clone(),
         key_pem: ca_key_pem,
@@ -158,10 +161,13 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     let latencies = Arc::new(crate::rpc_metrics::RpcLatencies::new(
         muster_proto::FILE_DESCRIPTOR_SET,
     ));
+    // HTTP/1.1 too, for the gateway's clients that do not ask for HTTP/2 (TLS offers h2 by ALPN).
     let grpc = Server::builder()
+        .accept_http1(true)
         .tls_config(tls)
         .map_err(RunError::Grpc)?
         .layer(crate::rpc_metrics::RpcLatencyLayer(latencies.clone()))
+        .add_routes(gateway)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

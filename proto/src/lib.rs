@@ -35,6 +35,7 @@ pub use error::ApiError;
 #[allow(clippy::all, clippy::pedantic, unused_qualifications, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("muster.v1");
+    include!(concat!(env!("OUT_DIR"), "/muster.v1.serde.rs"));
 }
 
 /// The encoded `FileDescriptorSet` of `muster.v1`, for gRPC server reflection.

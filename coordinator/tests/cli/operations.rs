@@ -241,3 +241,107 @@ async fn healthz_answers_within_its_bound_while_the_database_is_silent() {
     .unwrap();
     coordinator.ok(&["create", "cluster", "two"]);
 }
+
+/// The HTTP/JSON gateway as tools without gRPC use it: curl (HTTP/2) and Ansible's `uri` module
+/// (Python's urllib, HTTP/1.1), against the gRPC port with the coordinator's CA and admin token.
+#[tokio::test]
+async fn the_json_gateway_serves_curl_and_ansibles_uri_with_the_same_token() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("muster");
+    assert!(init(&data_dir, None).status.success());
+    let coordinator = Coordinator::start(&data_dir).await;
+    let token = std::fs::read_to_string(data_dir.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let ca = data_dir.join("ca.pem");
+    let url = |method: &str| format!("{}/api/v1/AdminService/{method}", coordinator.url());
+    // curl: the answer's body, then its HTTP status on the last line.
+    let curl = |method: &str, bearer: Option<&str>, body: &str| -> (u16, serde_json::Value) {
+        let mut command = Command::new("curl");
+        command.args(["-sS", "--cacert"]).arg(&ca).args([
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "-d",
+            body,
+        ]);
+        if let Some(bearer) = bearer {
+            command.args(["-H", &format!("authorization: Bearer {bearer}")]);
+        }
+        let output = command.arg(url(method)).output().expect("curl");
+        let text = text(&output.stdout);
+        let (body, status) = text.trim().rsplit_once('\n').expect("a body and a status");
+        (
+            status.parse().unwrap(),
+            serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}")),
+        )
+    };
+
+    let (status, refused) = curl("ListClusters", None, "");
+    assert_eq!(status, 401);
+    assert_eq!(refused["code"], "UNAUTHENTICATED");
+    let (status, created) = curl(
+        "CreateCluster",
+        Some(&token),
+        r#"{"name": "prod", "odb": {"odbType": "ODB_TYPE_SQLITE"}}"#,
+    );
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["cluster"]["name"], "prod");
+    assert_eq!(
+        coordinator.ok(&["cluster", "list"]).lines().count(),
+        2,
+        "one cluster"
+    );
+    let (status, missing) = curl("GetCluster", Some(&token), r#"{"name": "nope"}"#);
+    assert_eq!(
+        (status, missing["code"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{missing}"
+    );
+    let (status, typo) = curl("GetCluster", Some(&token), r#"{"nmae": "prod"}"#);
+    assert_eq!(status, 400);
+    assert!(
+        typo["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `nmae`"),
+        "{typo}"
+    );
+    let (status, _) = curl("NoSuchMethod", Some(&token), "{}");
+    assert_eq!(status, 404);
+    // The refusal went where gRPC's go: counted by reason.
+    let metrics = http_get(coordinator.http_port, "/metrics").unwrap();
+    assert!(
+        metrics.contains("muster_admin_calls_refused_total{reason=\"no-token\"} 1"),
+        "{metrics}"
+    );
+
+    let playbook = scratch.path().join("list.yml");
+    std::fs::write(
+        &playbook,
+        format!(
+            "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n    \
+             - ansible.builtin.uri:\n        url: {}\n        method: POST\n        \
+             body_format: json\n        body: {{}}\n        ca_path: {}\n        headers:\n          \
+             authorization: \"Bearer {{{{ lookup('file', '{}') }}}}\"\n      register: listed\n    \
+             - ansible.builtin.assert:\n        that: listed.json.clusters[0].name == 'prod'\n",
+            url("ListClusters"),
+            ca.display(),
+            data_dir.join("admin.token").display()
+        ),
+    )
+    .unwrap();
+    let ansible = Command::new("ansible-playbook")
+        .arg(&playbook)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .expect("ansible-playbook (.ci/setup installs it)");
+    assert!(
+        ansible.status.success(),
+        "{}\n{}",
+        text(&ansible.stdout),
+        text(&ansible.stderr)
+    );
+}
