@@ -6,6 +6,9 @@
 //! It is served on the gRPC port, behind the same TLS, and every call goes through the same
 //! `AdminService` implementation: the same admin token (`authorization: Bearer …`), the same
 //! checks, refusals logged and counted the same way. Streams (`WatchEvents`) are gRPC only.
+//!
+//! `GET /` is the status page (`ui/`): clusters, hosts, components, backends and recent events,
+//! refreshed every two seconds, read through this gateway with the admin token.
 
 use std::future::Future;
 
@@ -20,11 +23,48 @@ use tonic::Code;
 
 use crate::admin::AdminApi;
 
-/// The gateway's routes, to merge into the gRPC server's.
+/// The gateway's routes and the status page, to merge into the gRPC server's.
 pub fn router(api: AdminApi) -> axum::Router {
     axum::Router::new()
         .route("/api/v1/AdminService/{method}", axum::routing::post(call))
         .with_state(api)
+        .route(
+            "/",
+            axum::routing::get(|| page(INDEX, "text/html; charset=utf-8")),
+        )
+        .route(
+            "/ui/app.js",
+            axum::routing::get(|| page(APP, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/ui/style.css",
+            axum::routing::get(|| page(STYLE, "text/css; charset=utf-8")),
+        )
+}
+
+/// The status page: static files that read the clusters through the gateway above with the admin
+/// token the operator gives it. They hold no data themselves.
+const INDEX: &str = include_str!("ui/index.html");
+const APP: &str = include_str!("ui/app.js");
+const STYLE: &str = include_str!("ui/style.css");
+
+async fn page(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            ("content-type", content_type),
+            // Its own scripts and styles, its own API; no frames, no inline code.
+            (
+                "content-security-policy",
+                "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                 frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "no-referrer"),
+            ("cache-control", "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The HTTP status for a gRPC code, as Google's HTTP mapping has it.

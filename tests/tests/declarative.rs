@@ -1,7 +1,8 @@
 //! A cluster declared in a file, end to end on separate test hosts: `muster apply` of a five-host
 //! cluster, `muster wait`, a change of the file (one server more, one removed, a load balancer
 //! setting) shown with `--dry-run` before it is applied, `muster events --follow` capturing the
-//! changes, and the cluster written back by `muster get cluster`.
+//! changes, the cluster written back by `muster get cluster`, and the coordinator's status page
+//! rendered by a real headless browser (Chromium), its screenshot kept.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -36,6 +37,66 @@ fn lines_until_quiet(lines: &std::sync::mpsc::Receiver<String>, patience: Durati
         seen.push(line);
     }
     seen
+}
+
+/// The SHA-256 of a PEM certificate's public key, base64: what Chromium's
+/// `--ignore-certificate-errors-spki-list` pins, so the browser takes exactly the coordinator's
+/// certificate (signed by Muster's own CA, which it does not know) and no other.
+fn spki_sha256(pem: &[u8]) -> String {
+    use base64::Engine as _;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).unwrap();
+    let certificate = pem.parse_x509().unwrap();
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        certificate.tbs_certificate.subject_pki.raw,
+    );
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+/// Renders the coordinator's status page in headless Chromium on `host` (the admin token given in
+/// the address, as an operator may): the DOM once its scripts have read the coordinator, and a
+/// screenshot, kept in the target directory.
+fn status_page(
+    coordinator: &Coordinator,
+    host: &muster_testkit::netns::Host,
+    scratch: &std::path::Path,
+) -> (String, std::path::PathBuf) {
+    let token = std::fs::read_to_string(coordinator.data_dir.join("admin.token")).unwrap();
+    let pin = spki_sha256(&std::fs::read(coordinator.data_dir.join("server.pem")).unwrap());
+    let url = format!("{}/#token={}", coordinator.url(), token.trim());
+    let screenshot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let chromium = |extra: &[String]| {
+        let output = host
+            .command(std::path::Path::new("chromium"))
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--window-size=1400,1100",
+                // Long enough for the page's first reads through the gateway.
+                "--virtual-time-budget=15000",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                scratch.join("chromium").display()
+            ))
+            .arg(format!("--ignore-certificate-errors-spki-list={pin}"))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("chromium (.ci/setup installs it)");
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    let dom = chromium(&["--dump-dom".to_owned()]);
+    chromium(&[format!("--screenshot={}", screenshot.display())]);
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a screenshot"
+    );
+    (dom, screenshot)
 }
 
 #[tokio::test]
@@ -172,6 +233,18 @@ async fn a_cluster_file_is_applied_changed_with_a_dry_run_first_and_written_back
             "server4".to_owned()
         ])
     );
+
+    // The status page, as an operator's browser shows it: the cluster healthy.
+    let (dom, screenshot) = status_page(&coordinator, &hosts["client"], scratch.path());
+    println!("the status page's screenshot: {}", screenshot.display());
+    for shown in [
+        "cluster prod: 6/6 healthy",
+        "server4",
+        "Backend of load-balancer load-balancer on lb",
+        "component.removed",
+    ] {
+        assert!(dom.contains(shown), "{shown:?} not on the page:\n{dom}");
+    }
 
     // The followed log has the three changes, in the order they were made.
     let followed: Vec<String> = lines_until_quiet(&event_lines, Duration::from_secs(3))
