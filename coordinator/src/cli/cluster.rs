@@ -38,11 +38,18 @@ pub(super) enum ClusterCommand {
     /// List every cluster.
     List,
     /// Show one cluster.
-    Show { name: String },
+    Show {
+        /// The cluster's name.
+        name: String,
+    },
     /// Show the user and password that log in to the cluster's Zato dashboard, and where it is.
-    DashboardLogin { name: String },
+    DashboardLogin {
+        /// The cluster's name.
+        name: String,
+    },
     /// Delete a cluster and its join tokens.
     Delete {
+        /// The cluster's name.
         name: String,
         /// Do not ask for confirmation (required when standard input is not a terminal).
         #[arg(long)]

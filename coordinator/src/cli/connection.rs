@@ -8,25 +8,47 @@ pub(super) struct ConnectionArgs {
     #[arg(
         long,
         global = true,
+        help_heading = "Connection",
         env = "MUSTER_COORDINATOR",
         default_value = "https://127.0.0.1:17300"
     )]
     pub(super) coordinator: String,
     /// The CA certificate that signed the coordinator's certificate (its ca.pem).
-    #[arg(long, global = true, env = "MUSTER_CA_FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        env = "MUSTER_CA_FILE"
+    )]
     pub(super) ca_file: Option<PathBuf>,
     /// The admin token. Prefer --token-file: a command line is visible to other local users.
-    #[arg(long, global = true, env = "MUSTER_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        env = "MUSTER_TOKEN",
+        hide_env_values = true
+    )]
     pub(super) token: Option<String>,
     /// A file holding the admin token.
-    #[arg(long, global = true, env = "MUSTER_TOKEN_FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        env = "MUSTER_TOKEN_FILE"
+    )]
     pub(super) token_file: Option<PathBuf>,
     /// A local coordinator's data directory: its ca.pem and admin.token are used unless
     /// --ca-file or a token is given.
-    #[arg(long, global = true, env = "MUSTER_DATA_DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Connection",
+        env = "MUSTER_DATA_DIR"
+    )]
     pub(super) data_dir: Option<PathBuf>,
     /// How long one call may take, e.g. 30s.
-    #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, help_heading = "Connection", default_value = "30s", value_parser = humantime::parse_duration)]
     pub(super) timeout: Duration,
 }
 

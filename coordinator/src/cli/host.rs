@@ -7,14 +7,24 @@ pub(super) enum HostCommand {
     /// List enrolled hosts.
     List,
     /// Show one host.
-    Show { name: String },
+    Show {
+        /// The host's name.
+        name: String,
+    },
     /// Drain a host: its servers leave the backends, the scheduler moves off it, and its
     /// components stop (they stay created).
-    Drain { name: String },
+    Drain {
+        /// The host's name.
+        name: String,
+    },
     /// Undrain a host: its components start again.
-    Undrain { name: String },
+    Undrain {
+        /// The host's name.
+        name: String,
+    },
     /// Remove a drained host: its assignments are deleted and its certificate stops working.
     Remove {
+        /// The host's name.
         name: String,
         /// Remove it even if it is not drained or has not stopped its components.
         #[arg(long)]

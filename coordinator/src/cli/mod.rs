@@ -54,7 +54,13 @@ use tonic::{Code, Request, Status};
 
 /// Drive a Muster coordinator: clusters, join tokens, hosts and the event log.
 #[derive(Debug, Parser)]
-#[command(name = "muster", version)]
+#[command(
+    name = "muster",
+    version,
+    after_help = "Exit status: 0 done (or already so), 1 refused as things stand, 2 bad command \
+                  line or value, 3 not found, 4 exists and differs, 5 coordinator unreachable, \
+                  6 admin token refused, 7 `wait` timed out."
+)]
 pub struct Cli {
     #[command(flatten)]
     connection: ConnectionArgs,

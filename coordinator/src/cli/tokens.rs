@@ -31,7 +31,10 @@ pub(super) enum TokenCommand {
         cluster: Option<String>,
     },
     /// Revoke a join token by its id (as `muster token list` shows it).
-    Revoke { id: String },
+    Revoke {
+        /// The token's id (`muster token list` shows them).
+        id: String,
+    },
 }
 
 #[derive(Debug, Serialize)]
