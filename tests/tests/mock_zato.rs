@@ -494,8 +494,12 @@ async fn two_servers_with_one_ipc_range_collide() {
         )
         .unwrap();
         ok(zato(work, &["start", name], &[]));
+        // The first holds its IPC ports once it answers (it binds them before it serves); only
+        // then does the second start, so it is the second that collides, not either one.
+        if name == "a" {
+            answering(first_port).await;
+        }
     }
-    answering(first_port).await;
     wait_for(
         "the second server to fail on the IPC port",
         Duration::from_secs(10),
