@@ -3,11 +3,11 @@
 //! balancer's backend servers — the generation applied, and how long ago the coordinator last
 //! took a report. It holds no secret and changes nothing.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use muster_proto::metrics::Family;
 use muster_proto::v1::{BackendStatus, ComponentState, Role};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -41,35 +41,6 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or_default()
-}
-
-/// One metric family: its name, help, type and samples.
-struct Family {
-    name: &'static str,
-    help: &'static str,
-    kind: &'static str,
-    samples: Vec<String>,
-}
-
-impl Family {
-    fn new(name: &'static str, help: &'static str, kind: &'static str) -> Family {
-        Family {
-            name,
-            help,
-            kind,
-            samples: Vec::new(),
-        }
-    }
-
-    /// Adds `name{labels} value` (no braces without labels).
-    fn sample(&mut self, labels: &str, value: impl std::fmt::Display) {
-        let name = self.name;
-        self.samples.push(if labels.is_empty() {
-            format!("{name} {value}")
-        } else {
-            format!("{name}{{{labels}}} {value}")
-        });
-    }
 }
 
 /// The metrics text. Names reached the agent validated, so they need no escaping.
@@ -141,11 +112,7 @@ pub fn render(status: &HostStatus, last_report: u64, now: u64) -> String {
     for family in [
         build, applied, report_age, healthy, state, restarts, rotation,
     ] {
-        let _ = writeln!(text, "# HELP {} {}", family.name, family.help);
-        let _ = writeln!(text, "# TYPE {} {}", family.name, family.kind);
-        for sample in family.samples {
-            let _ = writeln!(text, "{sample}");
-        }
+        family.write(&mut text);
     }
     text
 }

@@ -14,6 +14,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use muster_proto::metrics::Family;
+
 use crate::audit::Refusals;
 use crate::rpc_metrics::RpcLatencies;
 use crate::store::{Assignment, Host, HostState, Store};
@@ -131,97 +133,73 @@ async fn metrics(
 
 /// Each host's heartbeat age and drain.
 fn render_hosts(text: &mut String, hosts: &[Host], now_ms: i64) {
-    let _ = writeln!(
-        text,
-        "# HELP muster_host_heartbeat_age_seconds Seconds since the host's last report (hosts that reported)."
+    let mut age = Family::new(
+        "muster_host_heartbeat_age_seconds",
+        "Seconds since the host's last report (hosts that reported).",
+        "gauge",
     );
-    let _ = writeln!(text, "# TYPE muster_host_heartbeat_age_seconds gauge");
+    let mut drained = Family::new(
+        "muster_host_drained",
+        "Whether the host is drained.",
+        "gauge",
+    );
     for host in hosts {
+        let labels = format!("host=\"{}\"", host.name);
         if let Some(last_seen) = host.last_seen_ms {
-            let age = (now_ms - last_seen).max(0) as f64 / 1000.0;
-            let _ = writeln!(
-                text,
-                "muster_host_heartbeat_age_seconds{{host=\"{}\"}} {age}",
-                host.name
-            );
+            age.sample(&labels, (now_ms - last_seen).max(0) as f64 / 1000.0);
         }
+        drained.sample(&labels, u8::from(host.drained));
     }
-    let _ = writeln!(
-        text,
-        "# HELP muster_host_drained Whether the host is drained."
-    );
-    let _ = writeln!(text, "# TYPE muster_host_drained gauge");
-    for host in hosts {
-        let _ = writeln!(
-            text,
-            "muster_host_drained{{host=\"{}\"}} {}",
-            host.name,
-            u8::from(host.drained)
-        );
-    }
+    age.write(text);
+    drained.write(text);
 }
 
 /// Each component's reported health and restarts, and each load balancer's backend servers as
 /// its HAProxy reports them. Names are validated before they are stored, so they need no escaping.
 fn render_components(text: &mut String, assignments: &[Assignment]) {
-    let labels = |assignment: &Assignment| {
-        format!(
+    let mut healthy = Family::new(
+        "muster_component_healthy",
+        "Whether the component's host reports it healthy (0 before it reports).",
+        "gauge",
+    );
+    let mut restarts = Family::new(
+        "muster_component_restarts",
+        "How often the component's agent restarted it after it died, as last reported.",
+        "gauge",
+    );
+    let mut rotation = Family::new(
+        "muster_backend_server_in_rotation",
+        "Whether a load balancer's HAProxy sends the server new requests (UP or no check).",
+        "gauge",
+    );
+    for assignment in assignments {
+        let labels = format!(
             "cluster=\"{}\",role=\"{}\",name=\"{}\",host=\"{}\"",
             assignment.cluster, assignment.role, assignment.name, assignment.host
-        )
-    };
-    let _ = writeln!(
-        text,
-        "# HELP muster_component_healthy Whether the component's host reports it healthy (0 before it reports)."
-    );
-    let _ = writeln!(text, "# TYPE muster_component_healthy gauge");
-    for assignment in assignments {
-        let healthy = assignment
-            .status
-            .as_ref()
-            .is_some_and(|status| status.healthy);
-        let _ = writeln!(
-            text,
-            "muster_component_healthy{{{}}} {}",
-            labels(assignment),
-            u8::from(healthy)
         );
-    }
-    let _ = writeln!(
-        text,
-        "# HELP muster_component_restarts How often the component's agent restarted it after it died, as last reported."
-    );
-    let _ = writeln!(text, "# TYPE muster_component_restarts gauge");
-    for assignment in assignments {
-        let restarts = assignment
-            .status
-            .as_ref()
-            .map_or(0, |status| status.restarts);
-        let _ = writeln!(
-            text,
-            "muster_component_restarts{{{}}} {restarts}",
-            labels(assignment)
+        let status = assignment.status.as_ref();
+        healthy.sample(
+            &labels,
+            u8::from(status.is_some_and(|status| status.healthy)),
         );
-    }
-    let _ = writeln!(
-        text,
-        "# HELP muster_backend_server_in_rotation Whether a load balancer's HAProxy sends the server new requests (UP or no check)."
-    );
-    let _ = writeln!(text, "# TYPE muster_backend_server_in_rotation gauge");
-    for assignment in assignments {
-        let Some(status) = &assignment.status else {
-            continue;
-        };
-        for backend in &status.backends {
-            let _ = writeln!(
-                text,
-                "muster_backend_server_in_rotation{{cluster=\"{}\",load_balancer=\"{}\",server=\"{}\",status=\"{}\"}} {}",
-                assignment.cluster,
-                assignment.name,
-                backend.name,
-                backend.status().word(),
-                u8::from(backend.status().in_rotation())
+        restarts.sample(&labels, status.map_or(0, |status| status.restarts));
+        for backend in status
+            .map(|status| status.backends.as_slice())
+            .unwrap_or_default()
+        {
+            rotation.sample(
+                &format!(
+                    "cluster=\"{}\",load_balancer=\"{}\",server=\"{}\",status=\"{}\"",
+                    assignment.cluster,
+                    assignment.name,
+                    backend.name,
+                    backend.status().word()
+                ),
+                u8::from(backend.status().in_rotation()),
             );
         }
     }
+    healthy.write(text);
+    restarts.write(text);
+    rotation.write(text);
 }

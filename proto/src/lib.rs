@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod docs;
 pub mod files;
 pub mod haproxy;
+pub mod metrics;
 pub mod token;
 pub mod validate;
 pub mod zato;

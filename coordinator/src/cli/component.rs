@@ -60,26 +60,80 @@ impl LoadBalancerSettingsArgs {
                     ))
                 })?,
         };
-        let given = v1::LoadBalancerSettings {
-            haproxy_bin: self.haproxy_bin.clone().unwrap_or_default(),
-            frontend_address: self.frontend_address.clone().unwrap_or_default(),
-            check_inter_ms,
-            check_rise: self.check_rise.unwrap_or(0),
-            check_fall: self.check_fall.unwrap_or(0),
-        };
-        for (flag, value) in [
-            ("--check-rise", self.check_rise),
-            ("--check-fall", self.check_fall),
-        ] {
-            if value == Some(0) {
-                return Err(CliError::Usage(format!(
-                    "invalid {flag} 0: must be from 1 to 100"
-                )));
-            }
-        }
-        muster_proto::haproxy::settings(&given)?;
-        Ok(given)
+        given_settings(
+            v1::LoadBalancerSettings {
+                haproxy_bin: self.haproxy_bin.clone().unwrap_or_default(),
+                frontend_address: self.frontend_address.clone().unwrap_or_default(),
+                check_inter_ms,
+                check_rise: self.check_rise.unwrap_or(0),
+                check_fall: self.check_fall.unwrap_or(0),
+            },
+            [self.check_rise, self.check_fall],
+            |key| format!("--{}", key.replace('_', "-")),
+        )
+        .map_err(CliError::Usage)
     }
+}
+
+/// Load balancer settings as a command line or a cluster file gives them (unset ones zero, the
+/// coordinator's defaults), checked: `rise_fall` as given (a given 0 is refused), `name` says a
+/// key the caller's way (`--check-rise`, `check_rise`).
+pub(super) fn given_settings(
+    given: v1::LoadBalancerSettings,
+    rise_fall: [Option<u32>; 2],
+    name: impl Fn(&str) -> String,
+) -> Result<v1::LoadBalancerSettings, String> {
+    for (key, value) in ["check_rise", "check_fall"].into_iter().zip(rise_fall) {
+        if value == Some(0) {
+            return Err(format!("invalid {} 0: must be from 1 to 100", name(key)));
+        }
+    }
+    muster_proto::haproxy::settings(&given).map_err(|error| error.to_string())?;
+    Ok(given)
+}
+
+/// The settings `asked` changes on `has`, as `check-inter 2000ms → 5000ms`.
+pub(super) fn setting_changes(
+    asked: &v1::LoadBalancerSettings,
+    has: &v1::LoadBalancerSettings,
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    let mut compare = |key: &str, asked: String, has: String, given: bool| {
+        if given && asked != has {
+            changes.push(format!("{key} {has} → {asked}"));
+        }
+    };
+    compare(
+        "haproxy-bin",
+        asked.haproxy_bin.clone(),
+        has.haproxy_bin.clone(),
+        !asked.haproxy_bin.is_empty(),
+    );
+    compare(
+        "frontend-address",
+        asked.frontend_address.clone(),
+        has.frontend_address.clone(),
+        !asked.frontend_address.is_empty(),
+    );
+    compare(
+        "check-inter",
+        format!("{}ms", asked.check_inter_ms),
+        format!("{}ms", has.check_inter_ms),
+        asked.check_inter_ms != 0,
+    );
+    compare(
+        "check-rise",
+        asked.check_rise.to_string(),
+        has.check_rise.to_string(),
+        asked.check_rise != 0,
+    );
+    compare(
+        "check-fall",
+        asked.check_fall.to_string(),
+        has.check_fall.to_string(),
+        asked.check_fall != 0,
+    );
+    changes
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +230,18 @@ pub(super) struct LoadBalancerView {
     pub(super) check_inter_ms: u32,
     pub(super) check_rise: u32,
     pub(super) check_fall: u32,
+}
+
+impl From<&LoadBalancerView> for v1::LoadBalancerSettings {
+    fn from(view: &LoadBalancerView) -> Self {
+        v1::LoadBalancerSettings {
+            haproxy_bin: view.haproxy_bin.clone(),
+            frontend_address: view.frontend_address.clone(),
+            check_inter_ms: view.check_inter_ms,
+            check_rise: view.check_rise,
+            check_fall: view.check_fall,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -455,14 +521,7 @@ fn same_component(wanted: &v1::CreateComponentRequest, existing: &ComponentView)
     let role = Role::try_from(wanted.role).unwrap_or_default();
     let settings_match = match (&wanted.load_balancer, &existing.load_balancer) {
         (None, _) => true,
-        (Some(asked), Some(has)) => {
-            (asked.haproxy_bin.is_empty() || asked.haproxy_bin == has.haproxy_bin)
-                && (asked.frontend_address.is_empty()
-                    || asked.frontend_address == has.frontend_address)
-                && (asked.check_inter_ms == 0 || asked.check_inter_ms == has.check_inter_ms)
-                && (asked.check_rise == 0 || asked.check_rise == has.check_rise)
-                && (asked.check_fall == 0 || asked.check_fall == has.check_fall)
-        }
+        (Some(asked), Some(has)) => setting_changes(asked, &has.into()).is_empty(),
         (Some(_), None) => false,
     };
     existing.role == role.cli_name()
@@ -475,12 +534,8 @@ fn same_component(wanted: &v1::CreateComponentRequest, existing: &ComponentView)
 /// Says on stderr when `host` has not enrolled: the component waits for an agent of that name,
 /// which a typo would make forever. Names the enrolled hosts that come close.
 async fn warn_if_not_enrolled(connection: &mut Connection, host: &str) -> Result<(), CliError> {
-    let hosts: Vec<String> = connection
-        .client
-        .list_hosts(v1::ListHostsRequest {})
-        .await
-        .answer(connection)?
-        .hosts
+    let hosts: Vec<String> = list_hosts(connection)
+        .await?
         .into_iter()
         .map(|host| host.name)
         .collect();

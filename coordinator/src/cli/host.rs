@@ -64,6 +64,16 @@ impl From<v1::Host> for HostView {
     }
 }
 
+/// Every enrolled host.
+pub(super) async fn list_hosts(connection: &mut Connection) -> Result<Vec<v1::Host>, CliError> {
+    Ok(connection
+        .client
+        .list_hosts(v1::ListHostsRequest {})
+        .await
+        .answer(connection)?
+        .hosts)
+}
+
 pub(super) fn write_hosts(
     out: &mut impl std::io::Write,
     hosts: &[HostView],
@@ -146,12 +156,8 @@ pub(super) async fn host_command(
     let mut connection = connect(connection_args).await?;
     let drain = matches!(command, HostCommand::Drain { .. });
     let hosts: Vec<HostView> = match command {
-        HostCommand::List => connection
-            .client
-            .list_hosts(v1::ListHostsRequest {})
-            .await
-            .answer(&connection)?
-            .hosts
+        HostCommand::List => list_hosts(&mut connection)
+            .await?
             .into_iter()
             .map(HostView::from)
             .collect(),

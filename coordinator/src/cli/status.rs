@@ -159,12 +159,8 @@ pub(super) async fn fetch_status(
             .map(ClusterView::from)
             .collect(),
     };
-    let hosts: Vec<HostView> = connection
-        .client
-        .list_hosts(v1::ListHostsRequest {})
-        .await
-        .answer(connection)?
-        .hosts
+    let hosts: Vec<HostView> = list_hosts(connection)
+        .await?
         .into_iter()
         .map(HostView::from)
         .collect();

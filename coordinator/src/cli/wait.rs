@@ -82,12 +82,7 @@ pub(super) async fn wait_command(
     let mut progress = std::io::stderr().lock();
     loop {
         let components = list_components(&mut connection, Some(&cluster)).await?;
-        let hosts = connection
-            .client
-            .list_hosts(v1::ListHostsRequest {})
-            .await
-            .answer(&connection)?
-            .hosts;
+        let hosts = list_hosts(&mut connection).await?;
         let drained: std::collections::BTreeSet<String> = hosts
             .iter()
             .filter(|host| host.drained)

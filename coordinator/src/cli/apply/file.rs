@@ -146,8 +146,7 @@ pub(super) fn check_file(file: &ClusterFile) -> Result<(), String> {
                 return Err(format!("{what} has {key}, which only load balancers take"));
             }
         } else {
-            let settings = balancer_settings(spec)?;
-            muster_proto::haproxy::settings(&settings).map_err(|error| error.to_string())?;
+            balancer_settings(spec)?;
         }
     }
     Ok(())
@@ -178,21 +177,17 @@ pub(super) fn balancer_settings(spec: &ComponentSpec) -> Result<v1::LoadBalancer
             .filter(|milliseconds| *milliseconds > 0)
             .ok_or_else(|| format!("invalid check_inter {text:?}: must be from 100ms to 1h"))?,
     };
-    for (key, value) in [
-        ("check_rise", spec.check_rise),
-        ("check_fall", spec.check_fall),
-    ] {
-        if value == Some(0) {
-            return Err(format!("invalid {key} 0: must be from 1 to 100"));
-        }
-    }
-    Ok(v1::LoadBalancerSettings {
-        haproxy_bin: spec.haproxy_bin.clone().unwrap_or_default(),
-        frontend_address: spec.frontend_address.clone().unwrap_or_default(),
-        check_inter_ms,
-        check_rise: spec.check_rise.unwrap_or(0),
-        check_fall: spec.check_fall.unwrap_or(0),
-    })
+    given_settings(
+        v1::LoadBalancerSettings {
+            haproxy_bin: spec.haproxy_bin.clone().unwrap_or_default(),
+            frontend_address: spec.frontend_address.clone().unwrap_or_default(),
+            check_inter_ms,
+            check_rise: spec.check_rise.unwrap_or(0),
+            check_fall: spec.check_fall.unwrap_or(0),
+        },
+        [spec.check_rise, spec.check_fall],
+        str::to_owned,
+    )
 }
 
 /// A cluster and its components as a file, every component by host and name.

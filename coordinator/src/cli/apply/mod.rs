@@ -25,15 +25,7 @@ fn current_of(components: &[ComponentView]) -> Vec<Current> {
                 name: component.name.clone(),
                 host: component.host.clone(),
                 port: u16::try_from(component.port).ok()?,
-                settings: component.load_balancer.as_ref().map(|settings| {
-                    v1::LoadBalancerSettings {
-                        haproxy_bin: settings.haproxy_bin.clone(),
-                        frontend_address: settings.frontend_address.clone(),
-                        check_inter_ms: settings.check_inter_ms,
-                        check_rise: settings.check_rise,
-                        check_fall: settings.check_fall,
-                    }
-                }),
+                settings: component.load_balancer.as_ref().map(Into::into),
             })
         })
         .collect()
@@ -90,12 +82,7 @@ pub(super) async fn apply_command(
             )));
         }
     }
-    let hosts = connection
-        .client
-        .list_hosts(v1::ListHostsRequest {})
-        .await
-        .answer(&connection)?
-        .hosts;
+    let hosts = list_hosts(&mut connection).await?;
     let current = match existing {
         Some(_) => current_of(&list_components(&mut connection, Some(&name)).await?),
         None => Vec::new(),
@@ -138,6 +125,7 @@ pub(super) async fn apply_command(
     }
 
     // Carry it out: the cluster, creates, settings, then removals.
+    let enrolled: Vec<String> = hosts.iter().map(|host| host.name.clone()).collect();
     let mut done = Vec::new();
     let mut say = |line: String, out: &mut dyn std::io::Write| -> Result<(), CliError> {
         if !json {
@@ -183,13 +171,7 @@ pub(super) async fn apply_command(
                 ),
                 out,
             )?;
-            if let Some(warning) = not_enrolled_warning(
-                &want.host,
-                &hosts
-                    .iter()
-                    .map(|host| host.name.clone())
-                    .collect::<Vec<_>>(),
-            ) {
+            if let Some(warning) = not_enrolled_warning(&want.host, &enrolled) {
                 eprintln!("warning: {warning}");
             }
         }

@@ -204,50 +204,6 @@ pub(super) fn plan(wanted: &[Wanted], current: &[Current]) -> Result<Vec<Step>, 
     Ok(steps)
 }
 
-/// The settings `asked` changes on `has`, as `check-inter 2000ms → 5000ms`.
-fn setting_changes(
-    asked: &v1::LoadBalancerSettings,
-    has: &v1::LoadBalancerSettings,
-) -> Vec<String> {
-    let mut changes = Vec::new();
-    let mut compare = |key: &str, asked: String, has: String, given: bool| {
-        if given && asked != has {
-            changes.push(format!("{key} {has} → {asked}"));
-        }
-    };
-    compare(
-        "haproxy-bin",
-        asked.haproxy_bin.clone(),
-        has.haproxy_bin.clone(),
-        !asked.haproxy_bin.is_empty(),
-    );
-    compare(
-        "frontend-address",
-        asked.frontend_address.clone(),
-        has.frontend_address.clone(),
-        !asked.frontend_address.is_empty(),
-    );
-    compare(
-        "check-inter",
-        format!("{}ms", asked.check_inter_ms),
-        format!("{}ms", has.check_inter_ms),
-        asked.check_inter_ms != 0,
-    );
-    compare(
-        "check-rise",
-        asked.check_rise.to_string(),
-        has.check_rise.to_string(),
-        asked.check_rise != 0,
-    );
-    compare(
-        "check-fall",
-        asked.check_fall.to_string(),
-        has.check_fall.to_string(),
-        asked.check_fall != 0,
-    );
-    changes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
