@@ -17,8 +17,8 @@ use muster_proto::validate;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Answer as _, CliError, Connection, ConnectionArgs, connect, fetch_status, list_components,
-    not_healthy, state_line, write_json, write_status,
+    Answer as _, CliError, Connection, ConnectionArgs, connect, converged, fetch_status,
+    list_components, not_healthy, state_line, write_json, write_status,
 };
 
 const GRPC_PORT: u16 = muster_proto::DEFAULT_GRPC_PORT;
@@ -326,17 +326,11 @@ async fn wait_until_up(
             }
         }
         // Healthy servers are not yet in HAProxy's rotation: it adds each one down until its
-        // checks pass. The cluster is up when requests through the load balancer reach them all.
-        let in_rotation = components
-            .iter()
-            .filter(|component| component.role == Role::LoadBalancer.cli_name())
-            .flat_map(|balancer| &balancer.backends)
-            .filter(|backend| backend.in_rotation)
-            .count();
+        // checks pass. The cluster is up when requests through the load balancer reach them all,
+        // as `muster wait` has it (no host of the quickstart is drained).
         if reported_now
             && components.len() == expected
-            && healthy == expected
-            && in_rotation == usize::from(plan.servers)
+            && converged(&components, &Default::default())
         {
             break;
         }

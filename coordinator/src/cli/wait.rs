@@ -39,7 +39,10 @@ pub(super) fn not_healthy(components: &[ComponentView]) -> Vec<String> {
 /// Whether a cluster is what it was asked to be: it has components, every one reports healthy
 /// (or is stopped because its host is drained), and every load balancer has in rotation every
 /// server whose host is not drained.
-fn converged(components: &[ComponentView], drained: &std::collections::BTreeSet<String>) -> bool {
+pub(super) fn converged(
+    components: &[ComponentView],
+    drained: &std::collections::BTreeSet<String>,
+) -> bool {
     let servers = components
         .iter()
         .filter(|component| component.role == Role::Server.cli_name())
