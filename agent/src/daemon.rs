@@ -80,6 +80,17 @@ async fn identity_for(
                     return Ok(None);
                 }
             }
+            Err(IdentityError::Busy {
+                url,
+                message,
+                retry_after,
+            }) => {
+                attempt += 1;
+                tracing::warn!(coordinator = %url, error = %message, attempt, "the coordinator cannot enroll now; retrying after its hint");
+                if !pause(retry_after + reconnect_delay(attempt), shutdown).await {
+                    return Ok(None);
+                }
+            }
             Err(error) => return Err(error.into()),
         }
     }
@@ -306,6 +317,7 @@ async fn watch_desired_state(
             opened = client.watch_desired_state(request) => opened,
             () = shutdown.cancelled() => return,
         };
+        let mut refused = None;
         match opened {
             Ok(response) => {
                 if attempt > 0 {
@@ -342,10 +354,17 @@ async fn watch_desired_state(
                 if attempt.is_multiple_of(10) {
                     tracing::warn!(code = ?status.code(), error = %identity::describe_failure(&status), attempt, "cannot watch the desired state; running from the ledger and retrying");
                 }
+                refused = Some(status);
             }
         }
         attempt += 1;
-        if !pause(reconnect_delay(attempt), &shutdown).await {
+        let delay = muster_proto::daemon::backoff_after(
+            refused.as_ref(),
+            attempt,
+            RECONNECT_FLOOR,
+            RECONNECT_CEILING,
+        );
+        if !pause(delay, &shutdown).await {
             return;
         }
     }

@@ -38,6 +38,13 @@ pub enum IdentityError {
     Unreachable { url: String, detail: String },
     #[error("the coordinator refused the enrollment: {0}")]
     Refused(String),
+    /// The coordinator is overloaded or its database unavailable: retry after `retry_after`.
+    #[error("the coordinator at {url} cannot enroll now: {message}; retrying later")]
+    Busy {
+        url: String,
+        message: String,
+        retry_after: Duration,
+    },
     #[error(
         "the coordinator's CA does not match the join token's CA hash {expected}: the token is for another coordinator"
     )]
@@ -360,7 +367,14 @@ pub async fn enroll(
     let response = client
         .enroll(request)
         .await
-        .map_err(|status| IdentityError::Refused(status.message().to_owned()))?
+        .map_err(|status| match muster_proto::daemon::retry_hint(&status) {
+            Some(retry_after) => IdentityError::Busy {
+                url: enrollment.coordinator.clone(),
+                message: status.message().to_owned(),
+                retry_after,
+            },
+            None => IdentityError::Refused(status.message().to_owned()),
+        })?
         .into_inner();
     let returned_ca = CertificateDer::from_pem_slice(response.ca_certificate_pem.as_bytes())
         .map_err(|_| IdentityError::CaMismatch {

@@ -30,7 +30,7 @@ pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 pub struct AdminApi {
     store: Arc<dyn Store>,
     ca_sha256: String,
-    changes: Arc<tokio::sync::Notify>,
+    fanout: Arc<crate::fanout::Fanout>,
     refusals: Arc<Refusals>,
     /// Ends the event watches when the coordinator stops.
     shutdown: CancellationToken,
@@ -41,19 +41,19 @@ pub struct AdminApi {
 const EVENT_POLL: Duration = Duration::from_secs(1);
 
 impl AdminApi {
-    /// `changes` is notified after every committed change that may alter a host's desired state,
-    /// so this coordinator's watches send it at once (other coordinators' watches poll).
+    /// `fanout` is told after every committed change that may alter a host's desired state, so
+    /// the watches that host holds send it at once (see `fanout.rs` for other coordinators').
     pub fn new(
         store: Arc<dyn Store>,
         ca_sha256: String,
-        changes: Arc<tokio::sync::Notify>,
+        fanout: Arc<crate::fanout::Fanout>,
         refusals: Arc<Refusals>,
         shutdown: CancellationToken,
     ) -> Self {
         AdminApi {
             store,
             ca_sha256,
-            changes,
+            fanout,
             refusals,
             shutdown,
         }
@@ -597,7 +597,7 @@ impl AdminService for AdminApi {
         };
         let assignment =
             retry_transient(|| self.store.create_assignment(new.clone(), &actor)).await?;
-        self.changes.notify_waiters();
+        self.fanout.committed();
         tracing::info!(
             cluster = %assignment.cluster, role = %assignment.role, name = %assignment.name,
             host = %assignment.host, port = assignment.port, actor = %actor.0, "component assigned"
@@ -634,7 +634,7 @@ impl AdminService for AdminApi {
                 .delete_assignment(&request.cluster, role, &request.host, name, &actor)
         })
         .await?;
-        self.changes.notify_waiters();
+        self.fanout.committed();
         tracing::info!(cluster = %removed.cluster, role = %role, name = %removed.name, host = %removed.host, actor = %actor.0, "component unassigned");
         Ok(Response::new(v1::DeleteComponentResponse {
             component: Some(assignment_message(removed)),
@@ -668,7 +668,7 @@ impl AdminService for AdminApi {
             )
         })
         .await?;
-        self.changes.notify_waiters();
+        self.fanout.committed();
         tracing::info!(cluster = %configured.cluster, name = %configured.name, host = %configured.host, actor = %actor.0, "load balancer reconfigured");
         Ok(Response::new(v1::ConfigureLoadBalancerResponse {
             component: Some(assignment_message(configured)),
@@ -750,7 +750,7 @@ impl AdminService for AdminApi {
                 .set_host_drained(&request.name, request.drain, &actor)
         })
         .await?;
-        self.changes.notify_waiters();
+        self.fanout.committed();
         tracing::info!(host = %host.name, drained = host.drained, actor = %actor.0, "host drain changed");
         Ok(Response::new(v1::DrainHostResponse {
             host: Some(host_message(host)),
@@ -765,7 +765,9 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         validate::name("host name", &request.name).map_err(ApiError::from)?;
         retry_transient(|| self.store.remove_host(&request.name, request.force, &actor)).await?;
-        self.changes.notify_waiters();
+        self.fanout.committed();
+        // The removed host's own streams end at the next full read.
+        self.fanout.reconcile_soon();
         tracing::info!(host = %request.name, actor = %actor.0, "host removed");
         Ok(Response::new(v1::RemoveHostResponse {}))
     }

@@ -4,8 +4,10 @@
 //! refused even while its certificate is still valid.
 //!
 //! Each `WatchDesiredState` stream is one task: it sends the current desired state at once, then
-//! waits for a local change notification or the poll interval (which is how it sees changes made
-//! through other coordinators), and sends again whenever the host's generation moved.
+//! sleeps until the coordinator's [`Fanout`] says its host's generation moved (see `fanout.rs`
+//! for how changes committed here and through other coordinators reach it), and sends again.
+//! Unchanged heartbeats are answered from memory and their liveness written in batches (see
+//! `liveness.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,13 +15,15 @@ use std::time::Duration;
 use muster_proto::v1::agent_service_server::AgentService;
 use muster_proto::v1::{self, BootstrapKind, Role};
 use muster_proto::{ApiError, token, validate};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{Door, Refusals};
 use crate::error::api_error;
+use crate::fanout::{Fanout, Known};
+use crate::liveness::{self, Liveness};
 use crate::pki::{self, CertifiedKey};
 use crate::secrets;
 use crate::store::{
@@ -27,17 +31,23 @@ use crate::store::{
     retry_transient,
 };
 
-/// How often a watch checks the host's generation when nothing woke it.
-pub const WATCH_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Enrollments handled at once; more are answered UNAVAILABLE so agents back off and retry.
 pub const MAX_CONCURRENT_ENROLLMENTS: usize = 16;
+/// Desired states rendered at once (each reads the host's assignments and clusters): after a
+/// coordinator restart every agent opens its watch within seconds. The others wait their turn;
+/// their number is bounded by the open streams.
+pub const MAX_CONCURRENT_RENDERS: usize = 32;
+/// How long a stream waits before rendering again after the database failed it.
+const RENDER_RETRY: Duration = Duration::from_secs(1);
 
 pub struct AgentApi {
     store: Arc<dyn Store>,
     ca: Arc<CertifiedKey>,
     host_certificate_ttl: Duration,
-    changes: Arc<Notify>,
+    fanout: Arc<Fanout>,
+    liveness: Arc<Liveness>,
     enrollments: Arc<Semaphore>,
+    renders: Arc<Semaphore>,
     shutdown: CancellationToken,
     refusals: Arc<Refusals>,
 }
@@ -47,7 +57,8 @@ impl AgentApi {
         store: Arc<dyn Store>,
         ca: Arc<CertifiedKey>,
         host_certificate_ttl: Duration,
-        changes: Arc<Notify>,
+        fanout: Arc<Fanout>,
+        liveness: Arc<Liveness>,
         shutdown: CancellationToken,
         refusals: Arc<Refusals>,
     ) -> Self {
@@ -55,8 +66,10 @@ impl AgentApi {
             store,
             ca,
             host_certificate_ttl,
-            changes,
+            fanout,
+            liveness,
             enrollments: Arc::new(Semaphore::new(MAX_CONCURRENT_ENROLLMENTS)),
+            renders: Arc::new(Semaphore::new(MAX_CONCURRENT_RENDERS)),
             shutdown,
             refusals,
         }
@@ -112,6 +125,40 @@ impl AgentApi {
         Ok(host_id)
     }
 
+    /// The answer to a heartbeat identical to the one last recorded for its host, from memory:
+    /// the certificate names the host (checked by rustls against the CA; whether the host still
+    /// exists was checked when the report was recorded, and a removal ends that), the host's
+    /// liveness is queued for the next batch. `None` when the report must go the whole way.
+    async fn unchanged_report(
+        &self,
+        request: &Request<v1::ReportStatusRequest>,
+        fingerprint: u64,
+    ) -> Result<Option<v1::ReportStatusResponse>, ApiError> {
+        let Some(host_id) = request
+            .peer_certs()
+            .and_then(|certificates| certificates.first().cloned())
+            .and_then(|leaf| pki::host_id_from_certificate(leaf.as_ref()).ok())
+        else {
+            return Ok(None);
+        };
+        let asked = &request.get_ref().host_id;
+        if (!asked.is_empty() && *asked != host_id)
+            || !self.liveness.unchanged(&host_id, fingerprint)
+        {
+            return Ok(None);
+        }
+        let desired_generation = match self.fanout.known(&host_id) {
+            Known::Generation(generation) => generation,
+            Known::Removed => return Ok(None),
+            Known::Unknown => match self.store.host_generation(&host_id).await? {
+                Some(generation) => generation,
+                None => return Ok(None),
+            },
+        };
+        self.liveness.seen(&host_id, crate::store::now_ms());
+        Ok(Some(v1::ReportStatusResponse { desired_generation }))
+    }
+
     /// Enrolls the host `request` describes with join token `token_id`/`secret`.
     async fn enroll_checked(
         &self,
@@ -162,7 +209,7 @@ impl AgentApi {
             }
         })?;
         let certificate_pem = self.sign(&request.csr_pem, &host.id)?;
-        self.changes.notify_waiters();
+        self.fanout.committed();
         tracing::info!(host = %host.name, host_id = %host.id, token = %join_token.id, cluster = %join_token.cluster, "host enrolled");
         Ok(v1::EnrollResponse {
             host_id: host.id,
@@ -315,53 +362,85 @@ impl AgentService for AgentApi {
         let host_id = self
             .authenticate(&request, &request.get_ref().host_id)
             .await?;
+        // It may have reported through another coordinator since it last reported here.
+        self.liveness.forget(&host_id);
         let (sender, receiver) = mpsc::channel(4);
         let store = self.store.clone();
-        let changes = self.changes.clone();
+        let mut subscription = self.fanout.subscribe(&host_id);
+        let fanout = self.fanout.clone();
+        let renders = self.renders.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut sent: Option<u64> = None;
             let mut failing = false;
             loop {
-                // Registered before the generation is read, so a change committed meanwhile
-                // still wakes this loop.
-                let changed = changes.notified();
-                match store.host_generation(&host_id).await {
-                    Ok(None) => {
+                let known = *subscription.receiver.borrow_and_update();
+                let outcome = match known {
+                    // Read once when the stream opens; the fan-out keeps it current after.
+                    Known::Unknown => match store.host_generation(&host_id).await {
+                        Ok(Some(generation)) => {
+                            fanout.observe(&host_id, Known::Generation(generation));
+                            continue;
+                        }
+                        Ok(None) => {
+                            fanout.observe(&host_id, Known::Removed);
+                            continue;
+                        }
+                        Err(error) => Err(ApiError::from(error)),
+                    },
+                    Known::Removed => {
                         let status = Status::permission_denied(format!(
                             "host {host_id} is no longer enrolled"
                         ));
                         let _ = sender.send(Err(status)).await;
                         return;
                     }
-                    Ok(Some(generation)) if sent != Some(generation) => {
-                        match render_consistent(store.as_ref(), &host_id).await {
+                    Known::Generation(generation) if sent != Some(generation) => {
+                        let rendered = {
+                            let Ok(_permit) = renders.acquire().await else {
+                                return;
+                            };
+                            render_consistent(store.as_ref(), &host_id).await
+                        };
+                        match rendered {
                             Ok(state) => {
                                 let generation = state.generation;
                                 if sender.send(Ok(state)).await.is_err() {
                                     return;
                                 }
                                 sent = Some(generation);
-                                failing = false;
+                                Ok(())
                             }
-                            Err(error) if !failing => {
-                                tracing::warn!(host_id = %host_id, error = %error, "cannot render a desired state; will retry");
-                                failing = true;
-                            }
-                            Err(_) => {}
+                            Err(error) => Err(error),
                         }
                     }
-                    Ok(Some(_)) => {}
-                    Err(error) if !failing => {
-                        tracing::warn!(host_id = %host_id, error = %crate::error_chain(&error), "cannot read a host's generation; will retry");
+                    Known::Generation(_) => Ok(()),
+                };
+                match outcome {
+                    Ok(()) => failing = false,
+                    Err(error) => {
+                        if !failing {
+                            tracing::warn!(host_id = %host_id, error = %error, "cannot render a desired state; will retry");
+                        }
                         failing = true;
                     }
-                    Err(_) => {}
                 }
-                // Every arm is cancel-safe: each only waits, and the loop re-reads the generation.
+                // Every arm is cancel-safe: each only waits, and the loop reads what is known
+                // again. After a failure the stream tries again in a while, woken or not.
+                let retry = async {
+                    if failing {
+                        tokio::time::sleep(RENDER_RETRY).await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                };
                 tokio::select! {
-                    () = changed => {}
-                    () = tokio::time::sleep(WATCH_POLL_INTERVAL) => {}
+                    changed = subscription.receiver.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                    () = retry => {}
                     () = sender.closed() => return,
                     () = shutdown.cancelled() => return,
                 }
@@ -374,6 +453,10 @@ impl AgentService for AgentApi {
         &self,
         request: Request<v1::ReportStatusRequest>,
     ) -> Result<Response<v1::ReportStatusResponse>, Status> {
+        let fingerprint = liveness::fingerprint(request.get_ref());
+        if let Some(response) = self.unchanged_report(&request, fingerprint).await? {
+            return Ok(Response::new(response));
+        }
         let host_id = self
             .authenticate(&request, &request.get_ref().host_id)
             .await?;
@@ -406,20 +489,24 @@ impl AgentService for AgentApi {
                 last_error: clean_text(&task.last_error),
             });
         }
-        let finished_bootstrap = bootstrap.iter().any(|task| task.done);
         let report = StatusReport {
             applied_generation: request.applied_generation,
             advertise_address: request.advertise_address,
             components,
             bootstrap,
         };
-        let desired_generation =
+        let recorded =
             retry_transient(|| self.store.record_status(&host_id, report.clone())).await?;
-        if finished_bootstrap {
-            self.changes.notify_waiters();
+        if recorded.written {
+            // A report can move generations: a finished bootstrap, a re-planned scheduler, a
+            // load balancer's backends that let a drained server stop.
+            self.fanout.committed();
+        } else {
+            self.liveness.seen(&host_id, crate::store::now_ms());
         }
+        self.liveness.recorded(&host_id, fingerprint);
         Ok(Response::new(v1::ReportStatusResponse {
-            desired_generation,
+            desired_generation: recorded.desired_generation,
         }))
     }
 

@@ -78,6 +78,15 @@ async fn metrics(
         "muster_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
+    // Read before this scrape's own queries.
+    let mut statements = Family::new(
+        "muster_store_statements_total",
+        "Statements this coordinator process sent to the database (queries, and each write \
+         transaction's begin and end).",
+        "counter",
+    );
+    statements.sample("", crate::store::statements());
+    statements.write(&mut text);
     let database_up = matches!(
         tokio::time::timeout(HEALTH_CHECK_TIMEOUT, store.ping()).await,
         Ok(Ok(()))

@@ -3,8 +3,10 @@
 //! What runs in `muster-coordinator run` ([`server::run`]): one tonic server over rustls with
 //! `AdminService` ([`admin`]), `grpc.health.v1` and server reflection, and one axum server for
 //! `/healthz` and `/metrics` ([`http`]); both hold an `Arc<dyn Store>` ([`store`]) and stop on one
-//! root `CancellationToken` cancelled by SIGTERM or SIGINT. No state lives in memory: every fact is
-//! in the database, so several coordinators can share one PostgreSQL or MySQL database.
+//! root `CancellationToken` cancelled by SIGTERM or SIGINT. No fact lives only in memory: every one
+//! is in the database, so several coordinators can share one PostgreSQL or MySQL database. What is
+//! in memory is derived and can be lost: [`fanout`] (which hosts' watch streams to wake) and
+//! [`liveness`] (unchanged heartbeats, written in batches).
 //!
 //! - [`init`]: the data directory (CA, server certificate, secret key, first admin token).
 //! - [`config`]: file, environment and flags, validated.
@@ -20,9 +22,11 @@ pub mod cli;
 pub mod condition;
 pub mod config;
 pub mod error;
+pub mod fanout;
 pub mod gateway;
 pub mod http;
 pub mod init;
+pub mod liveness;
 pub mod pki;
 pub mod planner;
 pub mod policy;

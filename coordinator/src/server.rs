@@ -123,12 +123,22 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     let reflection_v1alpha = reflection_builder()
         .build_v1alpha()
         .map_err(RunError::Reflection)?;
-    let changes = Arc::new(tokio::sync::Notify::new());
+    let fanout = crate::fanout::Fanout::new();
+    crate::fanout::spawn(
+        fanout.clone(),
+        store.clone(),
+        &config.database_url,
+        shutdown.clone(),
+    );
+    let liveness = crate::liveness::Liveness::new();
+    let flusher = liveness
+        .clone()
+        .spawn_flusher(store.clone(), shutdown.clone());
     let refusals = Arc::new(crate::audit::Refusals::default());
     let admin_api = AdminApi::new(
         store.clone(),
         ca_sha256,
-        changes.clone(),
+        fanout.clone(),
         refusals.clone(),
         shutdown.clone(),
     );
@@ -144,7 +154,8 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         store.clone(),
         ca,
         config.host_certificate_ttl,
-        changes.clone(),
+        fanout.clone(),
+        liveness,
         shutdown.clone(),
         refusals.clone(),
     ))
@@ -156,7 +167,12 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         .identity(Identity::from_pem(chain, key_pem))
         .client_ca_root(Certificate::from_pem(&ca_pem))
         .client_auth_optional(true);
-    spawn_down_sweeper(store.clone(), config.heartbeat_ttl, shutdown.clone());
+    spawn_down_sweeper(
+        store.clone(),
+        fanout.clone(),
+        config.heartbeat_ttl,
+        shutdown.clone(),
+    );
 
     let latencies = Arc::new(crate::rpc_metrics::RpcLatencies::new(
         muster_proto::FILE_DESCRIPTOR_SET,
@@ -202,6 +218,8 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         result = servers => { result?; }
         () = drain_deadline => tracing::warn!(deadline = ?DRAIN_DEADLINE, "drain deadline passed; closing"),
     }
+    // The last batch of heartbeats is written before the database closes.
+    let _ = flusher.await;
     store.close().await;
     tracing::info!("coordinator stopped");
     Ok(())
@@ -209,7 +227,12 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
 
 /// Marks hosts down when their heartbeats stop for longer than `ttl`, checking every second. Every
 /// coordinator runs one; the conditional update lets exactly one record each transition.
-fn spawn_down_sweeper(store: Arc<SqlStore>, ttl: Duration, shutdown: CancellationToken) {
+fn spawn_down_sweeper(
+    store: Arc<SqlStore>,
+    fanout: Arc<crate::fanout::Fanout>,
+    ttl: Duration,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let mut ticks = tokio::time::interval(Duration::from_secs(1));
@@ -223,6 +246,10 @@ fn spawn_down_sweeper(store: Arc<SqlStore>, ttl: Duration, shutdown: Cancellatio
                 .await
             {
                 Ok(hosts) => {
+                    if !hosts.is_empty() {
+                        // The scheduler may have moved off a server on a host now down.
+                        fanout.committed();
+                    }
                     for host in hosts {
                         tracing::warn!(host = %host, ttl = ?ttl, "host marked down: heartbeats stopped");
                     }

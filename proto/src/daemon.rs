@@ -148,9 +148,10 @@ pub fn shorten(text: &str, max: usize) -> String {
     short
 }
 
-/// The one backoff of Muster: for the `attempt`-th retry (from 1), a random delay between a tenth
-/// and all of `floor * 2^(attempt-1)`, capped at `ceiling`. The jitter spreads many clients that
-/// failed at once (a coordinator restart) over time.
+/// The one backoff of Muster: for the `attempt`-th retry (from 1), a delay drawn uniformly from
+/// zero to `floor * 2^(attempt-1)`, capped at `ceiling` ("full jitter"). Many clients that failed
+/// at once (a coordinator restart) come back spread evenly over the whole window instead of in
+/// waves.
 pub fn backoff(
     attempt: u32,
     floor: std::time::Duration,
@@ -158,9 +159,38 @@ pub fn backoff(
 ) -> std::time::Duration {
     let exponent = attempt.saturating_sub(1).min(16);
     let cap = floor.saturating_mul(1 << exponent).min(ceiling);
-    let mut byte = [0u8; 1];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
-    cap.mul_f64(0.1 + 0.9 * f64::from(byte[0]) / 255.0)
+    let mut bytes = [0u8; 2];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    cap.mul_f64(f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX))
+}
+
+/// [`backoff`] after the server's retry hint ([`retry_hint`]), when it gave one: an overloaded
+/// coordinator says how long to stay away, and the jitter still spreads the clients after that.
+pub fn backoff_after(
+    status: Option<&tonic::Status>,
+    attempt: u32,
+    floor: std::time::Duration,
+    ceiling: std::time::Duration,
+) -> std::time::Duration {
+    status.and_then(retry_hint).unwrap_or_default() + backoff(attempt, floor, ceiling)
+}
+
+/// The metadata key of an `UNAVAILABLE` answer's retry hint, in milliseconds.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+
+/// The retry hint of an `UNAVAILABLE` answer (at most a minute, whatever the server says).
+pub fn retry_hint(status: &tonic::Status) -> Option<std::time::Duration> {
+    if status.code() != tonic::Code::Unavailable {
+        return None;
+    }
+    let milliseconds: u64 = status
+        .metadata()
+        .get(RETRY_AFTER_MS)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_millis(milliseconds.min(60_000)))
 }
 
 #[cfg(test)]
@@ -219,6 +249,44 @@ mod tests {
         let (floor, ceiling) = (Duration::from_secs(1), Duration::from_secs(60));
         assert!(super::backoff(1, floor, ceiling) <= floor);
         assert!(super::backoff(30, floor, ceiling) <= ceiling);
-        assert!(super::backoff(30, floor, ceiling) >= ceiling / 10);
+    }
+
+    #[test]
+    fn backoff_is_spread_over_its_whole_window() {
+        let (floor, ceiling) = (Duration::from_secs(1), Duration::from_secs(8));
+        let delays: Vec<Duration> = (0..400)
+            .map(|_| super::backoff(4, floor, ceiling))
+            .collect();
+        // Full jitter: uniform over [0, 8 s]; 400 draws land in every quarter of it.
+        for quarter in 0..4u32 {
+            let (low, high) = (ceiling * quarter / 4, ceiling * (quarter + 1) / 4);
+            assert!(
+                delays.iter().any(|delay| *delay >= low && *delay <= high),
+                "no delay between {low:?} and {high:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_overloaded_server_s_retry_hint_comes_first() {
+        let mut status = tonic::Status::unavailable("busy");
+        status
+            .metadata_mut()
+            .insert(super::RETRY_AFTER_MS, "1500".parse().unwrap());
+        assert_eq!(
+            super::retry_hint(&status),
+            Some(Duration::from_millis(1500))
+        );
+        let delay = super::backoff_after(
+            Some(&status),
+            1,
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        );
+        assert!(delay >= Duration::from_millis(1500) && delay <= Duration::from_millis(1600));
+        assert_eq!(
+            super::retry_hint(&tonic::Status::internal("no hint for other codes")),
+            None
+        );
     }
 }

@@ -42,9 +42,20 @@ impl ApiError {
 
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
-        Status::new(error.code(), error.to_string())
+        let mut status = Status::new(error.code(), error.to_string());
+        if matches!(error, ApiError::Unavailable(_)) {
+            status.metadata_mut().insert(
+                crate::daemon::RETRY_AFTER_MS,
+                tonic::metadata::MetadataValue::from(UNAVAILABLE_RETRY_AFTER_MS),
+            );
+        }
+        status
     }
 }
+
+/// The retry hint every `UNAVAILABLE` answer carries ([`crate::daemon::retry_hint`]): long enough
+/// for an overload or a database failover to pass, short enough not to be noticed otherwise.
+pub const UNAVAILABLE_RETRY_AFTER_MS: u64 = 1000;
 
 impl From<crate::validate::Invalid> for ApiError {
     fn from(error: crate::validate::Invalid) -> Self {

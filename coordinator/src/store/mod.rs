@@ -17,7 +17,7 @@ use std::fmt;
 use async_trait::async_trait;
 use muster_proto::v1::{self, OdbType, Role};
 
-pub use sql::{DatabaseUrl, SqlStore};
+pub use sql::{DatabaseUrl, Dialect, SqlStore, statements};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -327,6 +327,15 @@ pub struct BootstrapReport {
     pub last_error: String,
 }
 
+/// What recording a heartbeat did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRecorded {
+    /// The generation the host must run.
+    pub desired_generation: u64,
+    /// False when the report changed nothing (nothing was written, not even the host's liveness).
+    pub written: bool,
+}
+
 /// A heartbeat, as the store records it.
 #[derive(Debug, Clone)]
 pub struct StatusReport {
@@ -467,8 +476,23 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// What the planner needs to render the host's desired state.
     async fn plan_inputs(&self, host_id: &str) -> Result<PlanInputs, StoreError>;
     /// Records a heartbeat: marks the host up, stores its components' status, and records the
-    /// bootstrap tasks it finished. Returns the host's desired generation.
-    async fn record_status(&self, host_id: &str, report: StatusReport) -> Result<u64, StoreError>;
+    /// bootstrap tasks it finished. A report that changes nothing the store holds (the steady
+    /// state) is only read, never written: its liveness goes through [`Store::record_liveness`].
+    async fn record_status(
+        &self,
+        host_id: &str,
+        report: StatusReport,
+    ) -> Result<StatusRecorded, StoreError>;
+    /// Records that each (host id, time in ms) was seen alive, in one transaction; returns the ids
+    /// of those it did not record because the host is not up (marked down meanwhile, or removed):
+    /// their next heartbeat must go through [`Store::record_status`].
+    async fn record_liveness(&self, seen: &[(String, i64)]) -> Result<Vec<String>, StoreError>;
+    /// The (host id, generation) of every host, or of those whose generation moved at or after
+    /// `changed_since_ms`: one query for all the watch streams a coordinator holds.
+    async fn host_generations(
+        &self,
+        changed_since_ms: Option<i64>,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
     /// Marks down every up host whose last heartbeat is older than `ttl_ms`; returns their names.
     async fn mark_stale_hosts_down(
         &self,

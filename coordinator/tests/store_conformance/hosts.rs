@@ -388,3 +388,99 @@ pub(crate) async fn only_a_host_that_reaches_the_odb_bootstraps(backend: Backend
     );
     store.close().await;
 }
+
+pub(crate) async fn an_unchanged_heartbeat_is_only_read_and_its_liveness_batched(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let host = enroll(&store, "prod", "app-1").await;
+    let silent = enroll(&store, "prod", "app-2").await;
+    let first = store
+        .record_status(&host.id, report(1, "10.0.0.5", Vec::new()))
+        .await
+        .unwrap();
+    assert!(first.written, "the first report brings the host up");
+    let seen = store.get_host("app-1").await.unwrap().last_seen_ms;
+
+    let statements = muster_coordinator::store::statements();
+    let again = store
+        .record_status(&host.id, report(1, "10.0.0.5", Vec::new()))
+        .await
+        .unwrap();
+    // Reads only: the host, its components, its backends; no transaction.
+    assert_eq!(muster_coordinator::store::statements() - statements, 3);
+    assert_eq!(
+        (again.written, again.desired_generation),
+        (false, first.desired_generation)
+    );
+    assert_eq!(store.get_host("app-1").await.unwrap().last_seen_ms, seen);
+
+    let changed = store
+        .record_status(&host.id, report(2, "10.0.0.5", Vec::new()))
+        .await
+        .unwrap();
+    assert!(changed.written, "a new applied generation is written");
+    assert_eq!(store.get_host("app-1").await.unwrap().applied_generation, 2);
+
+    // Liveness in one batch: the up host is recorded; the one that never reported, and an id
+    // that names no host, are handed back for the whole path.
+    let at = now_ms() + 5_000;
+    let not_up = store
+        .record_liveness(&[
+            (host.id.clone(), at),
+            (silent.id.clone(), at),
+            ("no-such-host".to_owned(), at),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        not_up.iter().collect::<std::collections::BTreeSet<_>>(),
+        [&silent.id, &"no-such-host".to_owned()]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(
+        store.get_host("app-1").await.unwrap().last_seen_ms,
+        Some(at)
+    );
+    assert_eq!(store.get_host("app-2").await.unwrap().last_seen_ms, None);
+    store.close().await;
+}
+
+pub(crate) async fn recently_moved_generations_are_read_in_one_query(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let moved = enroll(&store, "prod", "app-1").await;
+    let still = enroll(&store, "prod", "app-2").await;
+    let all = store.host_generations(None).await.unwrap();
+    assert_eq!(all.len(), 2);
+    // Past the enrollments' millisecond: `since` is inclusive.
+    let since = now_ms() + 1;
+    while now_ms() < since {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        store
+            .host_generations(Some(since))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing moved since"
+    );
+    store
+        .set_host_drained("app-1", true, &actor())
+        .await
+        .unwrap();
+    let recent = store.host_generations(Some(since)).await.unwrap();
+    let generation = store.host_generation(&moved.id).await.unwrap().unwrap();
+    assert_eq!(recent, [(moved.id.clone(), generation)]);
+    assert!(!recent.iter().any(|(id, _)| *id == still.id));
+    store.close().await;
+}

@@ -257,6 +257,14 @@ macro_rules! store_conformance_suite {
                 super::only_a_host_that_reaches_the_odb_bootstraps($backend).await;
             }
             #[tokio::test]
+            async fn an_unchanged_heartbeat_is_only_read_and_its_liveness_batched() {
+                super::an_unchanged_heartbeat_is_only_read_and_its_liveness_batched($backend).await;
+            }
+            #[tokio::test]
+            async fn recently_moved_generations_are_read_in_one_query() {
+                super::recently_moved_generations_are_read_in_one_query($backend).await;
+            }
+            #[tokio::test]
             async fn silent_hosts_are_marked_down_once_and_up_again() {
                 super::silent_hosts_are_marked_down_once_and_up_again($backend).await;
             }

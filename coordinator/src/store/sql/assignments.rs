@@ -363,8 +363,12 @@ impl SqlStore {
             .bind(&assignment.name)
             .run(&mut **transaction, "configure a load balancer")
             .await?;
-        let bump = self.sql("UPDATE hosts SET generation = generation + 1 WHERE name = $1");
+        let bump = self.sql(
+            "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
+             WHERE name = $2",
+        );
         sqlx::query(&bump)
+            .bind(now_ms())
             .bind(host)
             .run(&mut **transaction, "bump a host's generation")
             .await?;
@@ -451,10 +455,11 @@ impl SqlStore {
         cluster_id: &str,
     ) -> Result<(), StoreError> {
         let sql = self.sql(
-            "UPDATE hosts SET generation = generation + 1
-             WHERE name IN (SELECT host_name FROM assignments WHERE cluster_id = $1)",
+            "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
+             WHERE name IN (SELECT host_name FROM assignments WHERE cluster_id = $2)",
         );
         sqlx::query(&sql)
+            .bind(now_ms())
             .bind(cluster_id)
             .run(&mut **transaction, "bump hosts' generations")
             .await?;

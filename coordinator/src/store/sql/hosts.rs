@@ -255,6 +255,92 @@ impl SqlStore {
             .transpose()
     }
 
+    pub(super) async fn host_generations(
+        &self,
+        changed_since_ms: Option<i64>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = match changed_since_ms {
+            Some(since) => {
+                let sql =
+                    self.sql("SELECT id, generation FROM hosts WHERE generation_changed_at >= $1");
+                sqlx::query(&sql)
+                    .bind(since)
+                    .rows(&self.pool, "read hosts' generations")
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT id, generation FROM hosts")
+                    .rows(&self.pool, "read hosts' generations")
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|row| Ok((row.value("id")?, generation_from(row.value("generation")?)?)))
+            .collect()
+    }
+
+    /// Records liveness in chunks of one statement each, all in one transaction (one commit, one
+    /// fsync on SQLite, for every host seen since the last batch).
+    pub(super) async fn record_liveness(
+        &self,
+        seen: &[(String, i64)],
+    ) -> Result<Vec<String>, StoreError> {
+        const CHUNK: usize = 500;
+        if seen.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut not_up = Vec::new();
+        let mut transaction = self.begin_write().await?;
+        for chunk in seen.chunks(CHUNK) {
+            // One time for the chunk: the latest heartbeat in it, at most one batch interval
+            // later than the earliest.
+            let at = chunk.iter().map(|(_, at)| *at).max().unwrap_or_default();
+            let placeholders = (0..chunk.len())
+                .map(|index| format!("${}", index + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = self.sql(&format!(
+                "UPDATE hosts SET last_seen_at = $1 WHERE state = 'up' AND id IN ({placeholders})"
+            ));
+            let mut query = sqlx::query(&sql).bind(at);
+            for (id, _) in chunk {
+                query = query.bind(id);
+            }
+            let updated = query
+                .run(&mut **transaction, "record hosts' heartbeats")
+                .await?
+                .rows_affected();
+            if usize::try_from(updated).unwrap_or(usize::MAX) >= chunk.len() {
+                continue;
+            }
+            let sql = self.sql(&format!(
+                "SELECT id FROM hosts WHERE state = 'up' AND id IN ({})",
+                (0..chunk.len())
+                    .map(|index| format!("${}", index + 1))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let mut query = sqlx::query(&sql);
+            for (id, _) in chunk {
+                query = query.bind(id);
+            }
+            let up: std::collections::BTreeSet<String> = query
+                .rows(&mut **transaction, "record hosts' heartbeats")
+                .await?
+                .iter()
+                .map(|row| row.value("id"))
+                .collect::<Result<_, _>>()?;
+            not_up.extend(
+                chunk
+                    .iter()
+                    .filter(|(id, _)| !up.contains(id))
+                    .map(|(id, _)| id.clone()),
+            );
+        }
+        transaction.commit("commit hosts' heartbeats").await?;
+        Ok(not_up)
+    }
+
     pub(super) async fn mark_stale_hosts_down(
         &self,
         now_ms: i64,
@@ -315,9 +401,10 @@ impl SqlStore {
     ) -> Result<Host, StoreError> {
         let mut transaction = self.begin_write().await?;
         let sql =
-            self.sql("UPDATE hosts SET drained = $1, generation = generation + 1 WHERE name = $2");
+            self.sql("UPDATE hosts SET drained = $1, generation = generation + 1, generation_changed_at = $2 WHERE name = $3");
         let updated = sqlx::query(&sql)
             .bind(i64::from(drained))
+            .bind(now_ms())
             .bind(name)
             .run(&mut **transaction, "drain a host")
             .await?;

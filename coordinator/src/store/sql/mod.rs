@@ -25,7 +25,7 @@ use sqlx::{Any, AnyPool, Executor};
 use super::{
     Actor, Assignment, BootstrapState, BootstrapTask, Cluster, ClusterSecrets, ComponentStatus,
     Event, Host, HostState, JoinToken, NewAssignment, NewCluster, NewHost, NewJoinToken,
-    OdbSettings, PlanInputs, StatusReport, Store, StoreError, TokenRefusal, now_ms,
+    OdbSettings, PlanInputs, StatusRecorded, StatusReport, Store, StoreError, TokenRefusal, now_ms,
 };
 use crate::policy;
 use crate::secrets::{self, SecretBox};
@@ -40,6 +40,7 @@ mod status;
 mod tokens;
 mod url;
 
+pub use query::statements;
 use query::{Run, Value};
 use rows::*;
 pub use url::{DatabaseUrl, Dialect};
@@ -126,6 +127,7 @@ async fn end_transaction(
     mut connection: PoolConnection<Any>,
     statement: &'static str,
 ) -> Result<(), sqlx::Error> {
+    query::counted();
     match connection.execute(statement).await {
         Ok(_) => Ok(()),
         Err(error) => {
@@ -233,6 +235,7 @@ impl SqlStore {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
             Dialect::Postgres | Dialect::MySql => "BEGIN",
         };
+        query::counted();
         if let Err(error) = connection.execute(begin).await {
             let _ = connection.close().await;
             return Err(StoreError::Database {
@@ -466,8 +469,23 @@ impl Store for SqlStore {
         SqlStore::list_assignments(self, cluster).await
     }
 
-    async fn record_status(&self, host_id: &str, report: StatusReport) -> Result<u64, StoreError> {
+    async fn record_status(
+        &self,
+        host_id: &str,
+        report: StatusReport,
+    ) -> Result<StatusRecorded, StoreError> {
         SqlStore::record_status(self, host_id, report).await
+    }
+
+    async fn record_liveness(&self, seen: &[(String, i64)]) -> Result<Vec<String>, StoreError> {
+        SqlStore::record_liveness(self, seen).await
+    }
+
+    async fn host_generations(
+        &self,
+        changed_since_ms: Option<i64>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        SqlStore::host_generations(self, changed_since_ms).await
     }
 
     async fn plan_inputs(&self, host_id: &str) -> Result<PlanInputs, StoreError> {

@@ -7,6 +7,20 @@ use sqlx::{Any, Decode, Executor, Row, Type};
 
 use super::{StoreError, database};
 
+/// Statements this process sent to the database (queries, and each transaction's begin and end):
+/// `/metrics` shows it as `muster_store_queries_total`, and `muster-bench` reads it.
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts one statement sent.
+pub(super) fn counted() {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The statements this process has sent to the database since it started.
+pub fn statements() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// sqlx's `execute` and `fetch_*`, each with the action its error names.
 pub(super) trait Run<'q> {
     async fn run<'e, 'c: 'e, E>(
@@ -56,6 +70,7 @@ impl<'q> Run<'q> for Query<'q, Any, AnyArguments<'q>> {
         'q: 'e,
         E: 'e + Executor<'c, Database = Any>,
     {
+        counted();
         self.execute(executor).await.map_err(database(action))
     }
 
@@ -68,6 +83,7 @@ impl<'q> Run<'q> for Query<'q, Any, AnyArguments<'q>> {
         'q: 'e,
         E: 'e + Executor<'c, Database = Any>,
     {
+        counted();
         self.fetch_one(executor).await.map_err(database(action))
     }
 
@@ -80,6 +96,7 @@ impl<'q> Run<'q> for Query<'q, Any, AnyArguments<'q>> {
         'q: 'e,
         E: 'e + Executor<'c, Database = Any>,
     {
+        counted();
         self.fetch_optional(executor)
             .await
             .map_err(database(action))
@@ -94,6 +111,7 @@ impl<'q> Run<'q> for Query<'q, Any, AnyArguments<'q>> {
         'q: 'e,
         E: 'e + Executor<'c, Database = Any>,
     {
+        counted();
         self.fetch_all(executor).await.map_err(database(action))
     }
 }

@@ -8,7 +8,15 @@ impl SqlStore {
         &self,
         host_id: &str,
         report: StatusReport,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<StatusRecorded, StoreError> {
+        // The steady state (the same report every few seconds from every host) is only read: the
+        // write transaction below is for reports that change something.
+        if let Some(generation) = self.status_unchanged(host_id, &report).await? {
+            return Ok(StatusRecorded {
+                desired_generation: generation,
+                written: false,
+            });
+        }
         let now = now_ms();
         let mut transaction = self.begin_write().await?;
         let host = self
@@ -91,6 +99,7 @@ impl SqlStore {
             };
             previous.insert(key, value);
         }
+        let mut health_changed = previous.len() != report.components.len();
         let previous_backends = self
             .replace_backend_states(&mut transaction, host_id, &report)
             .await?;
@@ -122,6 +131,7 @@ impl SqlStore {
                 component.name.clone(),
             );
             let before = previous.get(&key);
+            health_changed |= before.is_none_or(|before| before.healthy != component.healthy);
             if component.role == Role::LoadBalancer {
                 let backends_before = previous_backends
                     .get(&(component.cluster.clone(), component.name.clone()))
@@ -229,15 +239,122 @@ impl SqlStore {
             )
             .await?;
         }
-        self.replan_host_clusters(&mut transaction, &host.name)
-            .await?;
+        // The scheduler's choice depends on whether hosts are up and servers healthy; a report
+        // that changed neither leaves it as it is.
+        if came_up || health_changed {
+            self.replan_host_clusters(&mut transaction, &host.name)
+                .await?;
+        }
         let generation = self
             .host_in(&mut **transaction, "id", host_id)
             .await?
             .map(|host| host.generation)
             .unwrap_or(host.generation);
         transaction.commit("commit a heartbeat").await?;
-        Ok(generation)
+        Ok(StatusRecorded {
+            desired_generation: generation,
+            written: true,
+        })
+    }
+
+    /// The host's generation when `report` changes nothing the store holds: the host is up, at
+    /// the same applied generation and address, its components and backends exactly as stored,
+    /// and it reports no bootstrap task. `None` when the report must be written (or the host does
+    /// not exist, which the write path reports).
+    async fn status_unchanged(
+        &self,
+        host_id: &str,
+        report: &StatusReport,
+    ) -> Result<Option<u64>, StoreError> {
+        if !report.bootstrap.is_empty() {
+            return Ok(None);
+        }
+        let Some(host) = self.host_in(&self.pool, "id", host_id).await? else {
+            return Ok(None);
+        };
+        if host.state != HostState::Up
+            || host.applied_generation != report.applied_generation
+            || host.advertise_address != report.advertise_address
+        {
+            return Ok(None);
+        }
+        let sql = self.sql(
+            "SELECT cluster_name, role, name, state, healthy, last_error, restarts
+             FROM component_status WHERE host_id = $1",
+        );
+        let mut stored = Vec::new();
+        for row in sqlx::query(&sql)
+            .bind(host_id)
+            .rows(&self.pool, "read component status")
+            .await?
+        {
+            stored.push((
+                row.value::<String>("cluster_name")?,
+                row.value::<String>("role")?,
+                row.value::<String>("name")?,
+                row.value::<String>("state")?,
+                row.value::<i64>("healthy")? != 0,
+                row.value::<String>("last_error")?,
+                row.value::<i64>("restarts")?,
+            ));
+        }
+        let mut reported: Vec<_> = report
+            .components
+            .iter()
+            .map(|component| {
+                (
+                    component.cluster.clone(),
+                    component.role.cli_name().to_owned(),
+                    component.name.clone(),
+                    component.state.clone(),
+                    component.healthy,
+                    component.last_error.clone(),
+                    i64::from(component.restarts),
+                )
+            })
+            .collect();
+        stored.sort();
+        reported.sort();
+        if stored != reported {
+            return Ok(None);
+        }
+        let sql = self.sql(
+            "SELECT cluster_name, lb_name, server_name, address, state, check_result, sessions
+             FROM backend_status WHERE host_id = $1",
+        );
+        let mut stored = Vec::new();
+        for row in sqlx::query(&sql)
+            .bind(host_id)
+            .rows(&self.pool, "read backend states")
+            .await?
+        {
+            stored.push((
+                row.value::<String>("cluster_name")?,
+                row.value::<String>("lb_name")?,
+                row.value::<String>("server_name")?,
+                row.value::<String>("address")?,
+                row.value::<String>("state")?,
+                row.value::<String>("check_result")?,
+                row.value::<i64>("sessions")?,
+            ));
+        }
+        let mut reported = Vec::new();
+        for component in &report.components {
+            for backend in &component.backends {
+                reported.push((
+                    component.cluster.clone(),
+                    component.name.clone(),
+                    backend.name.clone(),
+                    backend.address.clone(),
+                    backend.state.clone(),
+                    backend.check.clone(),
+                    i64::from(backend.sessions),
+                ));
+            }
+        }
+        stored.sort();
+        reported.sort();
+        Ok((stored == reported).then_some(host.generation))
     }
 
     /// Replaces the host's reported backend states with those of `report`; returns the previous
@@ -301,11 +418,13 @@ impl SqlStore {
         cluster_name: &str,
     ) -> Result<(), StoreError> {
         let sql = self.sql(
-            "UPDATE hosts SET generation = generation + 1 WHERE drained = 1 AND name IN
+            "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
+             WHERE drained = 1 AND name IN
                  (SELECT a.host_name FROM assignments a JOIN clusters c ON c.id = a.cluster_id
-                  WHERE c.name = $1 AND a.role = 'server')",
+                  WHERE c.name = $2 AND a.role = 'server')",
         );
         sqlx::query(&sql)
+            .bind(now_ms())
             .bind(cluster_name)
             .run(&mut **transaction, "bump draining hosts' generations")
             .await?;
