@@ -231,3 +231,41 @@ pub(crate) async fn no_secret_is_stored_in_clear(backend: Backend) {
     assert!(text_cells > 20, "only {text_cells} text cells were read");
     pool.close().await;
 }
+
+/// More hosts than the pool has connections enroll with one token at once (a fleet brought up
+/// together): each waits its turn for the token's row, and none fails.
+pub(crate) async fn many_hosts_enroll_at_once_with_one_token(backend: Backend) {
+    const HOSTS: u32 = 32;
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let token = issue_token(&store, "prod", HOSTS, 60_000).await;
+    let mut enrollments = Vec::new();
+    for index in 0..HOSTS {
+        let store = store.clone();
+        let (id, hash) = (token.id.clone(), token.secret_hash.clone());
+        enrollments.push(tokio::spawn(async move {
+            let new = NewHost {
+                id: secrets::random_hex(8).unwrap(),
+                name: format!("app-{index}"),
+                advertise_address: "10.0.0.5".to_owned(),
+                labels: BTreeMap::new(),
+            };
+            store.enroll_host(&id, &hash, new, &[]).await
+        }));
+    }
+    for enrollment in enrollments {
+        if let Err(error) = enrollment.await.unwrap() {
+            panic!(
+                "an enrollment failed: {}",
+                muster_coordinator::error_chain(&error)
+            );
+        }
+    }
+    assert_eq!(store.list_hosts().await.unwrap().len(), HOSTS as usize);
+    assert_eq!(store.list_join_tokens(None).await.unwrap()[0].uses, HOSTS);
+    store.close().await;
+}

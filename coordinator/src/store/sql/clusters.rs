@@ -83,12 +83,22 @@ impl SqlStore {
     }
 
     pub(super) async fn get_cluster(&self, name: &str) -> Result<Cluster, StoreError> {
+        self.cluster_in(&self.pool, name).await
+    }
+
+    /// The cluster named `name`, read through `executor` (inside a transaction: its own
+    /// connection, never a second one from the pool that the transaction's locks could starve).
+    pub(super) async fn cluster_in(
+        &self,
+        executor: impl Executor<'_, Database = Any>,
+        name: &str,
+    ) -> Result<Cluster, StoreError> {
         let sql = self.sql(&format!(
             "SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = $1"
         ));
         let row = sqlx::query(&sql)
             .bind(name)
-            .optional_row(&self.pool, "read a cluster")
+            .optional_row(executor, "read a cluster")
             .await?
             .ok_or_else(|| StoreError::NotFound {
                 kind: "cluster",

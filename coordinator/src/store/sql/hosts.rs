@@ -110,6 +110,12 @@ impl SqlStore {
         new: NewHost,
         requested: &[Role],
     ) -> Result<(Host, JoinToken), StoreError> {
+        // Read before the transaction: a read on another pooled connection while the transaction
+        // holds the token's row lock starves the pool when many hosts enroll at once (every
+        // connection then waits for that lock, and the holder for a connection).
+        let on_this_name = self
+            .assignments_where("WHERE a.host_name = $1", Some(&new.name))
+            .await?;
         let mut transaction = self.begin_write().await?;
         let token = match self
             .redeem_in(&mut transaction, token_id, secret_hash, now_ms())
@@ -136,9 +142,6 @@ impl SqlStore {
         // Whatever the host calls itself, it gets nothing its token does not allow: a name that an
         // admin assigned roles of another cluster (or, for a token that names roles, other roles)
         // is refused, so it cannot take over those roles and their secrets.
-        let on_this_name = self
-            .assignments_where("WHERE a.host_name = $1", Some(&new.name))
-            .await?;
         let claimed: Vec<String> = on_this_name
             .iter()
             .filter(|assignment| {
@@ -177,7 +180,7 @@ impl SqlStore {
         self.insert_host(&mut transaction, &new, now_ms()).await?;
         let actor = Actor(format!("token:{}", token.id));
         if !granted.is_empty() {
-            let cluster = self.get_cluster(&token.cluster).await?;
+            let cluster = self.cluster_in(&mut **transaction, &token.cluster).await?;
             let held: Vec<Role> = on_this_name
                 .iter()
                 .filter(|assignment| assignment.cluster == token.cluster)
