@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Hosts whose liveness one short transaction records.
+const LIVENESS_CHUNK: usize = 250;
+
 impl SqlStore {
     /// Inserts a new host; a taken name is `AlreadyExists`.
     pub(super) async fn insert_host(
@@ -282,19 +285,32 @@ impl SqlStore {
             .collect()
     }
 
-    /// Records liveness in chunks of one statement each, all in one transaction (one commit, one
-    /// fsync on SQLite, for every host seen since the last batch).
+    /// Records liveness in chunks of one statement and one short transaction each: a commit (an
+    /// fsync on SQLite) for up to [`LIVENESS_CHUNK`] hosts, and row locks held only that long, so
+    /// an assignment that bumps the same hosts' generations never waits behind a whole batch.
     pub(super) async fn record_liveness(
         &self,
         seen: &[(String, i64)],
     ) -> Result<Vec<String>, StoreError> {
-        const CHUNK: usize = 500;
-        if seen.is_empty() {
-            return Ok(Vec::new());
-        }
+        let mut sorted = seen.to_vec();
+        // One lock order for every batch.
+        sorted.sort();
         let mut not_up = Vec::new();
-        let mut transaction = self.begin_write().await?;
-        for chunk in seen.chunks(CHUNK) {
+        for chunk in sorted.chunks(LIVENESS_CHUNK) {
+            let mut transaction = self.begin_write().await?;
+            not_up.extend(self.record_liveness_chunk(&mut transaction, chunk).await?);
+            transaction.commit("commit hosts' heartbeats").await?;
+        }
+        Ok(not_up)
+    }
+
+    async fn record_liveness_chunk(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        chunk: &[(String, i64)],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut not_up = Vec::new();
+        {
             // One time for the chunk: the latest heartbeat in it, at most one batch interval
             // later than the earliest.
             let at = chunk.iter().map(|(_, at)| *at).max().unwrap_or_default();
@@ -314,7 +330,7 @@ impl SqlStore {
                 .await?
                 .rows_affected();
             if usize::try_from(updated).unwrap_or(usize::MAX) >= chunk.len() {
-                continue;
+                return Ok(not_up);
             }
             let sql = self.sql(&format!(
                 "SELECT id FROM hosts WHERE state = 'up' AND id IN ({})",
@@ -340,7 +356,6 @@ impl SqlStore {
                     .map(|(id, _)| id.clone()),
             );
         }
-        transaction.commit("commit hosts' heartbeats").await?;
         Ok(not_up)
     }
 
