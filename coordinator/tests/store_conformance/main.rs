@@ -3,6 +3,7 @@
 
 mod assignments;
 mod clusters;
+mod fanout;
 mod hosts;
 mod scheduling;
 mod tokens;
@@ -22,6 +23,7 @@ use sqlx::Row;
 
 use assignments::*;
 use clusters::*;
+use fanout::*;
 use hosts::*;
 use scheduling::*;
 use tokens::*;
@@ -212,6 +214,10 @@ macro_rules! store_conformance_suite {
             async fn the_last_use_of_a_token_goes_to_one_caller() {
                 super::the_last_use_of_a_token_goes_to_one_caller($backend).await;
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn many_hosts_enroll_at_once_with_one_token() {
+                super::many_hosts_enroll_at_once_with_one_token($backend).await;
+            }
             #[tokio::test]
             async fn no_secret_is_stored_in_clear() {
                 super::no_secret_is_stored_in_clear($backend).await;
@@ -263,6 +269,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn recently_moved_generations_are_read_in_one_query() {
                 super::recently_moved_generations_are_read_in_one_query($backend).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_change_committed_through_one_coordinator_wakes_a_watch_held_by_another() {
+                super::a_change_committed_through_one_coordinator_wakes_a_watch_held_by_another($backend).await;
             }
             #[tokio::test]
             async fn silent_hosts_are_marked_down_once_and_up_again() {
