@@ -386,3 +386,99 @@ pub(crate) async fn a_finished_bootstrap_releases_components_with_new_generation
     );
     store.close().await;
 }
+
+/// In a bootstrapped cluster a server's arrival and departure move only its own host and the
+/// hosts whose desired state names servers (load balancer, scheduler); the other servers' hosts
+/// keep their generation, and what they must run is indeed the same.
+pub(crate) async fn a_server_added_or_removed_moves_only_the_hosts_that_name_servers(
+    backend: Backend,
+) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    for (role, host) in [
+        (Role::Server, "app-1"),
+        (Role::Scheduler, "sched"),
+        (Role::LoadBalancer, "lb"),
+    ] {
+        store
+            .create_assignment(assign("prod", role, host, None, None), &actor())
+            .await
+            .unwrap();
+    }
+    let server_host = enroll(&store, "prod", "app-1").await;
+    let scheduler_host = enroll(&store, "prod", "sched").await;
+    let balancer_host = enroll(&store, "prod", "lb").await;
+    let new_host = enroll(&store, "prod", "app-2").await;
+    let done = |task| BootstrapReport {
+        cluster: "prod".to_owned(),
+        task,
+        done: true,
+        last_error: String::new(),
+    };
+    store
+        .record_status(
+            &server_host.id,
+            report(
+                1,
+                "10.0.0.5",
+                vec![done(BootstrapTask::Odb), done(BootstrapTask::Cluster)],
+            ),
+        )
+        .await
+        .unwrap();
+    let generation = async |host: &Host| store.host_generation(&host.id).await.unwrap().unwrap();
+    let rendered = async |host: &Host| {
+        let mut plan = planner::render(&store.plan_inputs(&host.id).await.unwrap());
+        plan.generation = 0;
+        plan
+    };
+    let backends = async || {
+        let plan = planner::render(&store.plan_inputs(&balancer_host.id).await.unwrap());
+        plan.components[0]
+            .backends
+            .iter()
+            .map(|backend| backend.name.clone())
+            .collect::<Vec<_>>()
+    };
+    let server_before = (generation(&server_host).await, rendered(&server_host).await);
+    let scheduler_before = generation(&scheduler_host).await;
+    let balancer_before = generation(&balancer_host).await;
+    let new_before = generation(&new_host).await;
+
+    store
+        .create_assignment(assign("prod", Role::Server, "app-2", None, None), &actor())
+        .await
+        .unwrap();
+    assert_eq!(backends().await, ["server1", "server2"]);
+    assert!(generation(&balancer_host).await > balancer_before);
+    assert!(generation(&scheduler_host).await > scheduler_before);
+    assert!(generation(&new_host).await > new_before);
+    assert_eq!(
+        (generation(&server_host).await, rendered(&server_host).await),
+        server_before,
+        "the other server's host neither moved nor needed to"
+    );
+
+    let balancer_before = generation(&balancer_host).await;
+    store
+        .delete_assignment("prod", Role::Server, "app-2", None, &actor())
+        .await
+        .unwrap();
+    assert_eq!(backends().await, ["server1"]);
+    assert!(generation(&balancer_host).await > balancer_before);
+    assert!(
+        planner::render(&store.plan_inputs(&new_host.id).await.unwrap())
+            .components
+            .is_empty(),
+        "the removed server's host learns of it"
+    );
+    assert_eq!(
+        (generation(&server_host).await, rendered(&server_host).await),
+        server_before
+    );
+    store.close().await;
+}

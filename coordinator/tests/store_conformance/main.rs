@@ -243,6 +243,10 @@ macro_rules! store_conformance_suite {
                 super::a_finished_bootstrap_releases_components_with_new_generations($backend).await;
             }
             #[tokio::test]
+            async fn a_server_added_or_removed_moves_only_the_hosts_that_name_servers() {
+                super::a_server_added_or_removed_moves_only_the_hosts_that_name_servers($backend).await;
+            }
+            #[tokio::test]
             async fn token_roles_join_hosts_to_the_cluster() {
                 super::token_roles_join_hosts_to_the_cluster($backend).await;
             }
