@@ -358,6 +358,7 @@ impl AdminService for AdminApi {
         let name = request.into_inner().name;
         validate::name("cluster name", &name).map_err(ApiError::from)?;
         self.store.delete_cluster(&name, &actor).await?;
+        self.fanout.committed();
         tracing::info!(cluster = %name, actor = %actor.0, "cluster deleted");
         Ok(Response::new(v1::DeleteClusterResponse {}))
     }
