@@ -84,10 +84,7 @@ impl AgentApi {
                 .refused(Door::Agent, reason, who, request.remote_addr(), &error);
             error
         };
-        let Some(leaf) = request
-            .peer_certs()
-            .and_then(|certificates| certificates.first().cloned())
-        else {
+        let Some(host_id) = certified_host(request) else {
             return Err(refuse(
                 "no-certificate",
                 "nobody",
@@ -96,7 +93,7 @@ impl AgentApi {
                 ),
             ));
         };
-        let host_id = pki::host_id_from_certificate(leaf.as_ref()).map_err(|error| {
+        let host_id = host_id.map_err(|error| {
             refuse(
                 "bad-certificate",
                 "unknown",
@@ -134,11 +131,7 @@ impl AgentApi {
         request: &Request<v1::ReportStatusRequest>,
         fingerprint: u64,
     ) -> Result<Option<v1::ReportStatusResponse>, ApiError> {
-        let Some(host_id) = request
-            .peer_certs()
-            .and_then(|certificates| certificates.first().cloned())
-            .and_then(|leaf| pki::host_id_from_certificate(leaf.as_ref()).ok())
-        else {
+        let Some(Ok(host_id)) = certified_host(request) else {
             return Ok(None);
         };
         let asked = &request.get_ref().host_id;
@@ -222,6 +215,12 @@ impl AgentApi {
         pki::sign_host_csr(&self.ca, csr_pem, host_id, self.host_certificate_ttl)
             .map_err(|error| ApiError::InvalidArgument(crate::error_chain(&error)))
     }
+}
+
+/// The host the client certificate names (rustls checked it against the CA); `None` without one.
+fn certified_host<T>(request: &Request<T>) -> Option<Result<String, pki::PkiError>> {
+    let leaf = request.peer_certs()?.first()?.clone();
+    Some(pki::host_id_from_certificate(leaf.as_ref()))
 }
 
 /// An enrollment refused: what the caller is told, and the reason it is counted under (`None`

@@ -76,29 +76,7 @@ impl SqlStore {
             .await?;
         }
 
-        let previous_sql = self.sql(
-            "SELECT cluster_name, role, name, state, healthy, last_error, restarts
-             FROM component_status WHERE host_id = $1",
-        );
-        let mut previous = BTreeMap::new();
-        for row in sqlx::query(&previous_sql)
-            .bind(host_id)
-            .rows(&mut **transaction, "read component status")
-            .await?
-        {
-            let key: (String, String, String) = (
-                row.value("cluster_name")?,
-                row.value("role")?,
-                row.value("name")?,
-            );
-            let value = policy::ComponentReport {
-                state: row.value("state")?,
-                healthy: row.value::<i64>("healthy")? != 0,
-                last_error: row.value("last_error")?,
-                restarts: u32::try_from(row.value::<i64>("restarts")?).unwrap_or(u32::MAX),
-            };
-            previous.insert(key, value);
-        }
+        let previous = self.stored_components(&mut **transaction, host_id).await?;
         let mut health_changed = previous.len() != report.components.len();
         let previous_backends = self
             .replace_backend_states(&mut transaction, host_id, &report)
@@ -125,11 +103,7 @@ impl SqlStore {
                 .bind(now)
                 .run(&mut **transaction, "record component status")
                 .await?;
-            let key = (
-                component.cluster.clone(),
-                component.role.cli_name().to_owned(),
-                component.name.clone(),
-            );
+            let (key, now_report) = reported_component(component);
             let before = previous.get(&key);
             health_changed |= before.is_none_or(|before| before.healthy != component.healthy);
             if component.role == Role::LoadBalancer {
@@ -150,12 +124,6 @@ impl SqlStore {
                 }
             }
             let label = format!("{} {}", component.role, component.name);
-            let now_report = policy::ComponentReport {
-                state: component.state.clone(),
-                healthy: component.healthy,
-                last_error: component.last_error.clone(),
-                restarts: component.restarts,
-            };
             for event in policy::component_report_events(&label, before, &now_report) {
                 self.insert_event(
                     &mut transaction,
@@ -278,44 +246,8 @@ impl SqlStore {
         {
             return Ok(None);
         }
-        let sql = self.sql(
-            "SELECT cluster_name, role, name, state, healthy, last_error, restarts
-             FROM component_status WHERE host_id = $1",
-        );
-        let mut stored = Vec::new();
-        for row in sqlx::query(&sql)
-            .bind(host_id)
-            .rows(&self.pool, "read component status")
-            .await?
-        {
-            stored.push((
-                row.value::<String>("cluster_name")?,
-                row.value::<String>("role")?,
-                row.value::<String>("name")?,
-                row.value::<String>("state")?,
-                row.value::<i64>("healthy")? != 0,
-                row.value::<String>("last_error")?,
-                row.value::<i64>("restarts")?,
-            ));
-        }
-        let mut reported: Vec<_> = report
-            .components
-            .iter()
-            .map(|component| {
-                (
-                    component.cluster.clone(),
-                    component.role.cli_name().to_owned(),
-                    component.name.clone(),
-                    component.state.clone(),
-                    component.healthy,
-                    component.last_error.clone(),
-                    i64::from(component.restarts),
-                )
-            })
-            .collect();
-        stored.sort();
-        reported.sort();
-        if stored != reported {
+        let reported: BTreeMap<_, _> = report.components.iter().map(reported_component).collect();
+        if self.stored_components(&self.pool, host_id).await? != reported {
             return Ok(None);
         }
         let sql = self.sql(
@@ -355,6 +287,38 @@ impl SqlStore {
         stored.sort();
         reported.sort();
         Ok((stored == reported).then_some(host.generation))
+    }
+
+    /// The host's stored component status by (cluster, role, name).
+    async fn stored_components(
+        &self,
+        executor: impl Executor<'_, Database = Any>,
+        host_id: &str,
+    ) -> Result<BTreeMap<(String, String, String), policy::ComponentReport>, StoreError> {
+        let sql = self.sql(
+            "SELECT cluster_name, role, name, state, healthy, last_error, restarts
+             FROM component_status WHERE host_id = $1",
+        );
+        let mut stored = BTreeMap::new();
+        for row in sqlx::query(&sql)
+            .bind(host_id)
+            .rows(executor, "read component status")
+            .await?
+        {
+            let key = (
+                row.value("cluster_name")?,
+                row.value("role")?,
+                row.value("name")?,
+            );
+            let value = policy::ComponentReport {
+                state: row.value("state")?,
+                healthy: row.value::<i64>("healthy")? != 0,
+                last_error: row.value("last_error")?,
+                restarts: u32::try_from(row.value::<i64>("restarts")?).unwrap_or(u32::MAX),
+            };
+            stored.insert(key, value);
+        }
+        Ok(stored)
     }
 
     /// Replaces the host's reported backend states with those of `report`; returns the previous
@@ -640,4 +604,23 @@ impl SqlStore {
             bootstrap,
         })
     }
+}
+
+/// A reported component as the store keeps it: (cluster, role, name) and its status.
+fn reported_component(
+    component: &ComponentStatus,
+) -> ((String, String, String), policy::ComponentReport) {
+    (
+        (
+            component.cluster.clone(),
+            component.role.cli_name().to_owned(),
+            component.name.clone(),
+        ),
+        policy::ComponentReport {
+            state: component.state.clone(),
+            healthy: component.healthy,
+            last_error: component.last_error.clone(),
+            restarts: component.restarts,
+        },
+    )
 }
