@@ -61,6 +61,65 @@ pub fn read_to_string(path: &Path) -> Result<String, FileError> {
     std::fs::read_to_string(path).map_err(file_error("read", path))
 }
 
+/// Reads a small text file that a person named (a cluster file, a password file): it must be a
+/// regular file (a FIFO, a device or a directory is refused at once, without blocking) of at most
+/// `max` bytes. The error says which and never holds the file's contents.
+pub fn read_regular(path: &Path, max: u64) -> Result<String, FileError> {
+    use std::io::Read as _;
+    let refused = |action: &'static str, message: String| FileError {
+        action,
+        path: path.to_owned(),
+        source: std::io::Error::other(message),
+    };
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(file_error("open", path))?;
+    let metadata = file.metadata().map_err(file_error("read", path))?;
+    if !metadata.is_file() {
+        return Err(refused(
+            "read",
+            "it is not a regular file (a FIFO, a device or a directory)".to_owned(),
+        ));
+    }
+    if metadata.len() > max {
+        return Err(refused(
+            "read",
+            format!(
+                "it is {} bytes, more than the {max} allowed",
+                metadata.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(file_error("read", path))?;
+    if bytes.len() as u64 > max {
+        return Err(refused(
+            "read",
+            format!("it grew past the {max} bytes allowed"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| refused("read", "it is not UTF-8 text".to_owned()))
+}
+
+/// Reads at most the last `max` bytes of a file (a log), as text; a line cut at the start is kept.
+pub fn read_tail(path: &Path, max: u64) -> Result<String, FileError> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(path).map_err(file_error("open", path))?;
+    let length = file.metadata().map_err(file_error("read", path))?.len();
+    file.seek(std::io::SeekFrom::Start(length.saturating_sub(max)))
+        .map_err(file_error("read", path))?;
+    let mut bytes = Vec::new();
+    file.take(max)
+        .read_to_end(&mut bytes)
+        .map_err(file_error("read", path))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Creates a directory (and its parents) with mode 0700 if it does not exist.
 pub fn create_private_dir(path: &Path) -> Result<(), FileError> {
     std::fs::DirBuilder::new()

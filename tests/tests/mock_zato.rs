@@ -572,6 +572,65 @@ async fn the_scheduler_accepts_only_the_credentials_it_was_created_with() {
     }
 }
 
+/// As Zato 3.2's: `create scheduler` writes `server_prefer_odb_config=False`, with which the
+/// scheduler starts no job of the ODB (it loads them after its start loop); with True it starts
+/// them. Its log says which, on lines that carry its process id.
+#[tokio::test]
+async fn the_scheduler_starts_its_jobs_only_when_it_prefers_the_odb_config() {
+    let scratch = tempfile::tempdir().unwrap();
+    let work = scratch.path();
+    let odb = sqlite_cluster(work);
+    let port = free_port();
+    std::fs::create_dir(work.join("s")).unwrap();
+    ok(zato(
+        work,
+        &[
+            "create",
+            "scheduler",
+            "--cluster-name=prod",
+            "--server-address-for-scheduler=http://127.0.0.1:17010",
+            &format!("--bind-port={port}"),
+            "s",
+        ],
+        &odb,
+    ));
+    let conf_path = work.join("s/config/repo/scheduler.conf");
+    let conf = std::fs::read_to_string(&conf_path).unwrap();
+    assert!(conf.contains("server_prefer_odb_config=False"), "{conf}");
+    let log_of_this_start = |pid: &str| {
+        std::fs::read_to_string(work.join("s/logs/server.log"))
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains(&format!(" - {pid}:")))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    for (prefer, starts_jobs) in [("False", false), ("True", true)] {
+        std::fs::write(
+            &conf_path,
+            conf.replace(
+                "server_prefer_odb_config=False",
+                &format!("server_prefer_odb_config={prefer}"),
+            ),
+        )
+        .unwrap();
+        ok(zato(work, &["start", "s"], &[]));
+        answering(port).await;
+        let pid = std::fs::read_to_string(work.join("s/pidfile")).unwrap();
+        let lines = log_of_this_start(pid.trim());
+        assert!(
+            lines.iter().any(|line| line.contains("Scheduler started")),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines.iter().any(|line| line.contains("Job starting `")),
+            starts_jobs,
+            "server_prefer_odb_config={prefer}: {lines:?}"
+        );
+        ok(zato(work, &["stop", "s"], &[]));
+    }
+}
+
 /// `create web-admin` gives user `admin` a password nobody sees; `update password` sets one that
 /// the dashboard's login form then accepts.
 #[tokio::test]

@@ -142,9 +142,29 @@ fn dashboard_login(host: &Host, address: SocketAddr, user: &str, password: &str)
     status == 302 && head.contains("sessionid=")
 }
 
-/// Creates an interval job through Zato's own admin service on the server in `server_dir`, and
-/// waits until the job's service ran on a server of the cluster (its input in a server's log).
-async fn a_job_reaches_a_server(host: &Host, zato: &Path, server_dir: &Path, components: &Path) {
+/// How many times job `marker` ran on the servers under `components` (its input in their logs).
+fn job_runs(components: &Path, marker: &str) -> usize {
+    logs_with(components, marker)
+        .into_iter()
+        .filter(|log| log.ends_with("server.log"))
+        .map(|log| {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .matches(&format!("muster_marker': '{marker}"))
+                .count()
+        })
+        .sum()
+}
+
+/// Creates an interval job (every second) through Zato's own admin service on the server in
+/// `server_dir`, waits until the job's service ran on a server of the cluster (its input in a
+/// server's log), and returns the job's marker.
+async fn a_job_reaches_a_server(
+    host: &Host,
+    zato: &Path,
+    server_dir: &Path,
+    components: &Path,
+) -> String {
     let marker = format!("muster-job-{}", std::process::id());
     let start = time_in_a_second();
     let payload = serde_json::json!({
@@ -182,6 +202,56 @@ async fn a_job_reaches_a_server(host: &Host, zato: &Path, server_dir: &Path, com
     .await
     .unwrap();
     println!("the scheduler ran job {marker} on a server: {reached:?}");
+    marker
+}
+
+/// Kills the scheduler's process in `scheduler_dir` as a crash would, and waits until its agent
+/// has started it again and the job `marker` (every second) runs again: Zato's scheduler started
+/// without `server_prefer_odb_config=True` runs no job of the ODB after a restart. Says how long
+/// the job did not run.
+async fn the_job_survives_a_scheduler_crash(scheduler_dir: &Path, components: &Path, marker: &str) {
+    let pid_of = || {
+        std::fs::read_to_string(scheduler_dir.join("pidfile"))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<i32>().ok())
+    };
+    let killed = pid_of().expect("the scheduler's pid");
+    let runs_before = job_runs(components, marker);
+    let killed_at = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(killed),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let restarted = wait_for(
+        "the agent to start the scheduler again",
+        PATIENCE,
+        POLL,
+        || {
+            let pid = pid_of().filter(|pid| *pid != killed);
+            async move { pid }
+        },
+    )
+    .await
+    .unwrap();
+    // A run already under way when the process died may still reach a server's log: two more
+    // than that are the new process's.
+    wait_for(
+        "the job to run again after the restart",
+        PATIENCE,
+        POLL,
+        || {
+            let ran = job_runs(components, marker) > runs_before + 2;
+            async move { ran.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    println!(
+        "figure: job {marker} ran again {:?} after the scheduler (pid {killed}) was killed; the \
+         agent started pid {restarted}",
+        killed_at.elapsed()
+    );
 }
 
 /// Ends every process in `host`'s network namespace, as a host that is switched off.
@@ -295,7 +365,7 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
     );
 
     // The scheduler accepts the servers' calls, and a job created through Zato reaches a server.
-    a_job_reaches_a_server(
+    let marker = a_job_reaches_a_server(
         &host,
         &zato,
         &components.join("server-server1"),
@@ -303,6 +373,16 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
     )
     .await;
     assert_no_credential_errors(&components);
+
+    // The job keeps running across a crash of the scheduler, and the status waits for it.
+    the_job_survives_a_scheduler_crash(
+        &components.join("scheduler-scheduler"),
+        &components,
+        &marker,
+    )
+    .await;
+    let waited = muster(&["wait", "--cluster", "quickstart", "--timeout", "5m"]);
+    assert!(waited.status.success(), "{}", text(&waited.stderr));
 
     let stopped = muster(&["quickstart", "stop", "--dir", dir.to_str().unwrap()]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));

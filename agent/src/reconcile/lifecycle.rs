@@ -29,6 +29,8 @@ pub struct Local {
     pub started_at: Option<Instant>,
     /// When the scheduler last accepted the servers' credentials.
     pub deep_probe_at: Option<Instant>,
+    /// The scheduler process (pid) that was seen to start its jobs; `None` until one was.
+    pub jobs_started_by: Option<i32>,
     /// A load balancer's backend servers as its HAProxy last showed them.
     pub backends: Vec<v1::BackendServerState>,
     /// The component as last desired: what removing a server from Zato's ODB needs.

@@ -280,9 +280,15 @@ impl Reconciler {
                 conf::edit_ini(&repo.join("server.conf"), &settings)
             }
             Role::Scheduler => {
+                // `zato create scheduler` writes `server_prefer_odb_config=False`: the scheduler
+                // then loads its jobs in the background after its start loop and never starts
+                // them, so every restart would leave every job dormant (Zato 3.2's
+                // `zato.scheduler.backend`, `init_jobs` and `run`). With True it reads them from
+                // the ODB before that loop, which starts them all.
                 let mut settings = vec![
                     ("bind", "host", self.bind_address.to_string()),
                     ("bind", "port", port.to_string()),
+                    ("server", "server_prefer_odb_config", "True".to_owned()),
                 ];
                 if let Some(server) = component.server.as_ref().and_then(conf::peer) {
                     settings.push(("server", "server_host", server.host));
@@ -328,6 +334,29 @@ impl Reconciler {
         }
     }
 
+    /// Whether the scheduler's current process has started its jobs (read from its log once per
+    /// process: a job started stays in its loop).
+    fn scheduler_jobs_started(
+        &self,
+        component: &Component,
+        local: &mut Local,
+    ) -> Result<(), String> {
+        let (directory, _, _) = self.component_dirs(component);
+        let pid = read_pid(&directory.join("pidfile"))
+            .ok_or_else(|| "the scheduler has not written its pidfile yet".to_owned())?;
+        if local.jobs_started_by == Some(pid) {
+            return Ok(());
+        }
+        let log = files::read_tail(
+            &directory.join(health::SCHEDULER_JOBS_LOG),
+            health::SCHEDULER_LOG_TAIL,
+        )
+        .unwrap_or_default();
+        health::scheduler_jobs(&log, pid)?;
+        local.jobs_started_by = Some(pid);
+        Ok(())
+    }
+
     /// Whether the component answers as its role must; `Err` says why not.
     pub(super) async fn probe(
         &self,
@@ -340,23 +369,21 @@ impl Reconciler {
             Role::Server => health::server(address, port).await,
             Role::WebAdmin => health::dashboard(address, port).await,
             Role::Scheduler => {
-                let recently = local.healthy
-                    && local
-                        .deep_probe_at
-                        .is_some_and(|at| at.elapsed() < health::SCHEDULER_PROBE_INTERVAL);
-                if recently {
-                    return Ok(());
-                }
-                let password = component
-                    .secrets
-                    .as_ref()
-                    .map(|secrets| secrets.scheduler_api_password.clone())
-                    .unwrap_or_default();
-                let result = health::scheduler(address, port, &password).await;
-                if result.is_ok() {
+                // The API call is logged by the scheduler: made once per interval while it
+                // passes (a start clears it), even while the jobs are not started yet.
+                let asked_recently = local
+                    .deep_probe_at
+                    .is_some_and(|at| at.elapsed() < health::SCHEDULER_PROBE_INTERVAL);
+                if !asked_recently {
+                    let password = component
+                        .secrets
+                        .as_ref()
+                        .map(|secrets| secrets.scheduler_api_password.clone())
+                        .unwrap_or_default();
+                    health::scheduler(address, port, &password).await?;
                     local.deep_probe_at = Some(Instant::now());
                 }
-                result
+                self.scheduler_jobs_started(component, local)
             }
             Role::LoadBalancer | Role::Unspecified => Ok(()),
         }

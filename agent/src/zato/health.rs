@@ -5,6 +5,12 @@
 //!   call deletes a job of a name no job has (the scheduler's `SCHEDULER.DELETE` action), which
 //!   changes nothing; since the scheduler logs each one, it is made at most once per
 //!   [`SCHEDULER_PROBE_INTERVAL`] while the scheduler stays healthy;
+//! - the scheduler's process has started its jobs: Zato's scheduler logs `Job starting` for each
+//!   job it runs, on a line that names its process id (logger `zato.scheduler.backend`, which
+//!   writes to the scheduler's `logs/server.log`; its `logs/scheduler.log` has other loggers'). A scheduler that loaded its jobs in the
+//!   background after its start loop (`server_prefer_odb_config=False`, what `zato create
+//!   scheduler` writes) answers its API but runs no job loaded from the ODB; see
+//!   [`scheduler_jobs`];
 //! - the dashboard serves its login form (`GET /accounts/login/` with a CSRF field).
 
 use std::net::IpAddr;
@@ -130,6 +136,40 @@ pub async fn scheduler(address: IpAddr, port: u16, api_password: &str) -> Result
     }
 }
 
+/// The scheduler's log that says when it starts its jobs (`zato.scheduler.backend`'s handler in
+/// the `logging.conf` that `zato create scheduler` writes).
+pub const SCHEDULER_JOBS_LOG: &str = "logs/server.log";
+/// How much of the end of the scheduler's log [`scheduler_jobs`] reads.
+pub const SCHEDULER_LOG_TAIL: u64 = 1024 * 1024;
+/// What Zato 3.2's scheduler logs as it starts a job's greenlet (`zato.scheduler.backend`, `Job.run`).
+const JOB_STARTING: &str = "Job starting `";
+/// What it logs once its start loop has run (`Scheduler.run`).
+const SCHEDULER_STARTED: &str = "Scheduler started";
+
+/// Whether the scheduler process `pid` has started its jobs, read from (the end of) its log: Zato's
+/// log lines carry `PID:THREAD` after the level (`… - INFO - 4242:DummyThread-1 - …`). Every
+/// cluster has active jobs of Zato's own (`zato.outgoing.sql.auto-ping`, `zato.pubsub.cleanup`,
+/// added to the ODB at each start), so a scheduler whose start loop ran and started none runs no
+/// job at all.
+pub fn scheduler_jobs(log: &str, pid: i32) -> Result<(), String> {
+    let marker = format!(" - {pid}:");
+    let mut started = false;
+    for line in log.lines().filter(|line| line.contains(&marker)) {
+        if line.contains(JOB_STARTING) {
+            return Ok(());
+        }
+        started |= line.contains(SCHEDULER_STARTED);
+    }
+    Err(if started {
+        format!(
+            "the scheduler (pid {pid}) started without starting any job: its jobs in the ODB \
+             will not run (is `server_prefer_odb_config` False in scheduler.conf?)"
+        )
+    } else {
+        format!("the scheduler (pid {pid}) has not started its jobs yet")
+    })
+}
+
 /// The dashboard serves its login form.
 pub async fn dashboard(address: IpAddr, port: u16) -> Result<(), String> {
     let answer = request(address, port, "GET", "/accounts/login/", &[], "").await?;
@@ -140,5 +180,39 @@ pub async fn dashboard(address: IpAddr, port: u16) -> Result<(), String> {
             "the dashboard on port {port} answered /accounts/login/ with {} and no login form",
             answer.status
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As the real Zato 3.2's scheduler writes its `logs/server.log` (colour codes included).
+    const LOADED_AFTER_THE_START_LOOP: &str = "\
+2026-12-06 04:10:01,100 - \u{1b}[1;37mINFO\u{1b}[0m - 700:Dummy-2 - zato.scheduler.backend:307 - Job starting `<Job at 0x1; cb_kwargs:{'service': 'zato.outgoing.sql.auto-ping'}>`
+2026-12-06 04:20:01,100 - \u{1b}[1;37mINFO\u{1b}[0m - 812:Dummy-1 - zato.scheduler.backend:580 - Scheduler will start to execute jobs in 0.1 seconds
+2026-12-06 04:20:01,300 - \u{1b}[1;37mINFO\u{1b}[0m - 812:Dummy-1 - zato.scheduler.backend:603 - Scheduler started
+";
+
+    #[test]
+    fn a_scheduler_that_started_no_job_is_named_so_and_an_earlier_process_does_not_count() {
+        let error = scheduler_jobs(LOADED_AFTER_THE_START_LOOP, 812).unwrap_err();
+        assert!(
+            error.contains("pid 812") && error.contains("without starting any job"),
+            "{error}"
+        );
+        assert!(scheduler_jobs(LOADED_AFTER_THE_START_LOOP, 700).is_ok());
+        let waiting = scheduler_jobs("", 812).unwrap_err();
+        assert!(waiting.contains("not started its jobs yet"), "{waiting}");
+    }
+
+    #[test]
+    fn a_scheduler_that_started_a_job_after_its_start_loop_is_healthy() {
+        let log = format!(
+            "{LOADED_AFTER_THE_START_LOOP}2026-12-06 04:20:03,100 - \u{1b}[1;37mINFO\u{1b}[0m - \
+             812:Dummy-3 - zato.scheduler.backend:307 - Job starting `<Job at 0x2>`\n"
+        );
+        assert_eq!(scheduler_jobs(&log, 812), Ok(()));
+        assert!(scheduler_jobs(&log, 81).is_err(), "pid 81 is not pid 812");
     }
 }

@@ -289,7 +289,7 @@ pub(crate) async fn create_scheduler(parsed: &Parsed) -> Result<()> {
     require_empty_directory(&path)?;
     make_tree(&path)?;
     let conf = format!(
-        "[bind]\nhost={bind_host}\nport={bind_port}\n\n[cluster]\nname={cluster_name}\n\n[server]\nserver_host={server_host}\nserver_port={server_port}\nserver_use_tls={}\n\n{}\n[api_clients]\nauth_required=True\n{api_username}={api_password}\n",
+        "[bind]\nhost={bind_host}\nport={bind_port}\n\n[cluster]\nname={cluster_name}\n\n[server]\nserver_host={server_host}\nserver_port={server_port}\nserver_use_tls={}\nserver_prefer_odb_config=False\n\n{}\n[api_clients]\nauth_required=True\n{api_username}={api_password}\n",
         python_bool(server_tls),
         odb.ini_section()
     );

@@ -84,6 +84,7 @@ pub(crate) fn read_component(path: &Path) -> Result<Component> {
                     "cluster": conf.get("cluster", "name"),
                     "server_host": conf.get("server", "server_host"),
                     "server_port": conf.get("server", "server_port"),
+                    "prefer_odb_config": conf.get("server", "server_prefer_odb_config") == Some("True"),
                 }),
                 ipc: None,
                 api_client: conf

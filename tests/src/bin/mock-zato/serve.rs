@@ -173,6 +173,58 @@ impl Responder {
     }
 }
 
+/// Zato's own jobs, which its scheduler adds to the ODB at every start.
+const ZATO_STARTUP_JOBS: [&str; 2] = ["zato.outgoing.sql.auto-ping", "zato.pubsub.cleanup"];
+
+/// Writes what Zato 3.2's scheduler logs as it starts, in Zato's format (with this process's id
+/// and the level's colour codes): its `zato.scheduler.backend` logger writes to `logs/server.log`,
+/// the `zato_scheduler` logger to `logs/scheduler.log`. With `[server]
+/// server_prefer_odb_config=True` it reads its jobs from the ODB before its start loop, which
+/// starts each (`Job starting`); with False (what `create scheduler` writes) it loads them in the
+/// background after that loop and starts none of them.
+fn log_scheduler_start(path: &Path, component: &Component) -> Result<()> {
+    let pid = std::process::id();
+    let line = |source: &str, message: &str| {
+        format!(
+            "2026-01-01 00:00:00,000 - \u{1b}[1;37mINFO\u{1b}[0m - {pid}:Dummy-1 - {source} - \
+             {message}\n"
+        )
+    };
+    let mut backend = line(
+        "zato.scheduler.backend:580",
+        "Scheduler will start to execute jobs in 0.1 seconds",
+    );
+    let mut scheduler = String::new();
+    if component.detail["prefer_odb_config"] == true {
+        for job in ZATO_STARTUP_JOBS {
+            backend.push_str(&line(
+                "zato.scheduler.backend:307",
+                &format!("Job starting `<Job name:`{job}`>`"),
+            ));
+        }
+        backend.push_str(&line("zato.scheduler.backend:603", "Scheduler started"));
+    } else {
+        backend.push_str(&line("zato.scheduler.backend:603", "Scheduler started"));
+        scheduler.push_str(&line(
+            "zato_scheduler:246",
+            &format!("Loading jobs into scheduler -> {ZATO_STARTUP_JOBS:?}"),
+        ));
+    }
+    use std::io::Write as _;
+    for (file, text) in [
+        ("logs/server.log", backend),
+        ("logs/scheduler.log", scheduler),
+    ] {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path.join(file))
+            .and_then(|mut log| log.write_all(text.as_bytes()))
+            .map_err(|error| failed(format!("{file}: {error}")))?;
+    }
+    Ok(())
+}
+
 /// The component process. Like a real Zato component it writes its pidfile only seconds after
 /// `zato start` returned (`MOCK_ZATO_PIDFILE_DELAY_MS`, default 1000), then binds its port; if the
 /// port is taken it removes the pidfile (another process's, by then) and exits, as a second real
@@ -223,6 +275,9 @@ pub(crate) async fn serve(path: &Path) -> Result<()> {
         body["cluster"] = cluster_name.into();
     } else if let Some(cluster) = component.detail.get("cluster") {
         body["cluster"] = cluster.clone();
+    }
+    if kind == "scheduler" {
+        log_scheduler_start(path, &component)?;
     }
     let responder = std::sync::Arc::new(Responder {
         kind,
