@@ -226,6 +226,7 @@ fn join_token_message(token: JoinToken) -> v1::JoinToken {
         uses: token.uses,
         revoked_at_unix_ms: token.revoked_at_ms.unwrap_or(0),
         description: token.description,
+        labels: token.labels.into_iter().collect(),
     }
 }
 
@@ -241,6 +242,7 @@ fn host_message(host: Host) -> v1::Host {
         generation: host.generation,
         applied_generation: host.applied_generation,
         drained: host.drained,
+        cluster: host.cluster,
     }
 }
 
@@ -372,6 +374,10 @@ impl AdminService for AdminApi {
         validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
         validate::description("description", &request.description).map_err(ApiError::from)?;
         let roles = roles_from_request(&request.roles)?;
+        for (key, value) in &request.labels {
+            validate::name("label key", key).map_err(ApiError::from)?;
+            validate::description("label value", value).map_err(ApiError::from)?;
+        }
         let ttl = match request.ttl_seconds {
             0 => DEFAULT_TOKEN_TTL,
             seconds => Duration::from_secs(seconds),
@@ -395,6 +401,7 @@ impl AdminService for AdminApi {
             secret_hash: secrets::sha256_hex(token.secret.as_bytes()),
             cluster: request.cluster,
             roles,
+            labels: request.labels.into_iter().collect(),
             description: request.description,
             expires_at_ms: now_ms().saturating_add(ttl_ms),
             max_uses: request.max_uses,

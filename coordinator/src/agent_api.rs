@@ -258,10 +258,10 @@ async fn render_consistent(store: &dyn Store, host_id: &str) -> Result<v1::Desir
 }
 
 /// Error text from an agent, made safe to store and show: at most 1024 characters, no control
-/// characters.
+/// or bidirectional control characters (which make a text read otherwise than it is stored).
 fn clean_text(text: &str) -> String {
     text.chars()
-        .filter(|character| !character.is_control())
+        .filter(|character| !character.is_control() && !validate::is_bidi_control(*character))
         .take(1024)
         .collect()
 }
@@ -459,6 +459,7 @@ impl AgentService for AgentApi {
         let host_id = self
             .authenticate(&request, &request.get_ref().host_id)
             .await?;
+        let from = request.remote_addr();
         let request = request.into_inner();
         validate::ip_address("advertise address", &request.advertise_address)
             .map_err(ApiError::from)?;
@@ -496,6 +497,20 @@ impl AgentService for AgentApi {
         };
         let recorded =
             retry_transient(|| self.store.record_status(&host_id, report.clone())).await?;
+        if !recorded.ignored.is_empty() {
+            // Recorded without them: the heartbeat itself is good.
+            let error = ApiError::PermissionDenied(format!(
+                "reported components not assigned to it, ignored: {}",
+                recorded.ignored.join(", ")
+            ));
+            self.refusals.refused(
+                Door::Agent,
+                "unassigned-component",
+                &format!("host {host_id}"),
+                from,
+                &error,
+            );
+        }
         if recorded.written {
             // A report can move generations: a finished bootstrap, a re-planned scheduler, a
             // load balancer's backends that let a drained server stop.

@@ -52,6 +52,7 @@ impl Door {
                 "used-up",
                 "role-not-allowed",
                 "host-name-claimed",
+                "label-not-bound",
                 "invalid-request",
             ],
             Door::Agent => &[
@@ -59,6 +60,7 @@ impl Door {
                 "bad-certificate",
                 "host-removed",
                 "other-host",
+                "unassigned-component",
             ],
         }
     }

@@ -152,6 +152,7 @@ mod tests {
             name: "app-1".to_owned(),
             advertise_address: "10.0.0.1".to_owned(),
             labels: Default::default(),
+            cluster: String::new(),
             state,
             enrolled_at_ms: 0,
             last_seen_ms: Some(0),

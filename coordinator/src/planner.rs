@@ -282,6 +282,7 @@ mod tests {
             name: name.to_owned(),
             advertise_address: address.to_owned(),
             labels: Default::default(),
+            cluster: String::new(),
             state: HostState::Up,
             enrolled_at_ms: 0,
             last_seen_ms: Some(0),

@@ -35,7 +35,7 @@ impl std::fmt::Display for Invalid {
 }
 
 /// Unicode's bidirectional controls, which can make a text read otherwise than it is stored.
-fn is_bidi_control(character: char) -> bool {
+pub fn is_bidi_control(character: char) -> bool {
     matches!(
         character,
         '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'

@@ -36,6 +36,8 @@ pub(super) enum HostCommand {
 pub(super) struct HostView {
     pub(super) name: String,
     pub(super) id: String,
+    /// The cluster it belongs to (its join token's); empty for none.
+    pub(super) cluster: String,
     pub(super) state: String,
     pub(super) advertise_address: String,
     pub(super) labels: std::collections::BTreeMap<String, String>,
@@ -52,6 +54,7 @@ impl From<v1::Host> for HostView {
         HostView {
             name: host.name,
             id: host.id,
+            cluster: host.cluster,
             state: host.state,
             advertise_address: host.advertise_address,
             labels: host.labels.into_iter().collect(),
@@ -88,6 +91,11 @@ pub(super) fn write_hosts(
             };
             vec![
                 host.name.clone(),
+                if host.cluster.is_empty() {
+                    "-".to_owned()
+                } else {
+                    host.cluster.clone()
+                },
                 state,
                 host.advertise_address.clone(),
                 format!("{}/{}", host.applied_generation, host.generation),
@@ -97,7 +105,14 @@ pub(super) fn write_hosts(
         .collect();
     write_table(
         out,
-        &["HOST", "STATE", "ADDRESS", "GENERATION", "LAST SEEN"],
+        &[
+            "HOST",
+            "CLUSTER",
+            "STATE",
+            "ADDRESS",
+            "GENERATION",
+            "LAST SEEN",
+        ],
         &rows,
     )
 }
@@ -119,6 +134,7 @@ fn write_host(
         &[
             ("name", host.name.clone()),
             ("id", host.id.clone()),
+            ("cluster", host.cluster.clone()),
             ("state", host.state.clone()),
             (
                 "drained",

@@ -517,6 +517,7 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
             ttl_seconds: 3600,
             max_uses: 1,
             description: "the quickstart's agent".to_owned(),
+            labels: Default::default(),
         })
         .await
         .answer(&connection)?

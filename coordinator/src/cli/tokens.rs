@@ -23,6 +23,11 @@ pub(super) enum TokenCommand {
         /// A note for people.
         #[arg(long, default_value = "")]
         description: String,
+        /// A label every host that enrolls with it gets, KEY=VALUE; repeat for several. A host's
+        /// labels (what cluster files' selectors match) come only from its token: its agent may
+        /// repeat them in its config, never add or change one.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
     },
     /// List join tokens.
     List {
@@ -35,6 +40,12 @@ pub(super) enum TokenCommand {
         /// The token's id (`muster token list` shows them).
         id: String,
     },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("invalid label {text:?}: give KEY=VALUE"))
 }
 
 #[derive(Debug, Serialize)]
@@ -51,6 +62,7 @@ pub(super) struct JoinTokenView {
     /// `None` while the token is not revoked.
     pub(super) revoked_at: Option<String>,
     pub(super) description: String,
+    pub(super) labels: std::collections::BTreeMap<String, String>,
 }
 
 impl From<v1::JoinToken> for JoinTokenView {
@@ -80,6 +92,7 @@ impl From<v1::JoinToken> for JoinTokenView {
             revoked_at: (token.revoked_at_unix_ms != 0)
                 .then(|| format_time(token.revoked_at_unix_ms)),
             description: token.description,
+            labels: token.labels.into_iter().collect(),
         }
     }
 }
@@ -129,9 +142,14 @@ pub(super) async fn token_command(
             ttl,
             max_uses,
             description,
+            labels,
         } => {
             validate::name("cluster name", &cluster)?;
             validate::description("description", &description)?;
+            for (key, value) in &labels {
+                validate::name("label key", key)?;
+                validate::description("label value", value)?;
+            }
             let mut connection = connect(connection_args).await?;
             let request = v1::CreateJoinTokenRequest {
                 cluster,
@@ -139,6 +157,7 @@ pub(super) async fn token_command(
                 ttl_seconds: ttl.as_secs().max(1),
                 max_uses,
                 description,
+                labels: labels.into_iter().collect(),
             };
             let response = connection
                 .client

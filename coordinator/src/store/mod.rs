@@ -69,6 +69,8 @@ pub enum TokenRefusal {
     /// The host's name holds assignments the token does not allow: another cluster's, or roles
     /// the token does not name.
     HostNameClaimed,
+    /// The agent asked for a label the token does not give it.
+    LabelNotBound,
 }
 
 impl TokenRefusal {
@@ -82,6 +84,7 @@ impl TokenRefusal {
             TokenRefusal::UsedUp => "used-up",
             TokenRefusal::RoleNotAllowed => "role-not-allowed",
             TokenRefusal::HostNameClaimed => "host-name-claimed",
+            TokenRefusal::LabelNotBound => "label-not-bound",
         }
     }
 }
@@ -98,6 +101,10 @@ impl fmt::Display for TokenRefusal {
             TokenRefusal::HostNameClaimed => {
                 "this host name holds assignments the token does not allow (another cluster's, or \
                  roles it does not name); enroll under another name, or with a token that allows them"
+            }
+            TokenRefusal::LabelNotBound => {
+                "the agent's labels are not the token's: a host's labels come from its join token \
+                 (muster token create --label KEY=VALUE), and the agent may only repeat them"
             }
         })
     }
@@ -156,6 +163,8 @@ pub struct NewJoinToken {
     pub secret_hash: String,
     pub cluster: String,
     pub roles: Vec<Role>,
+    /// Labels the hosts it enrolls get (what selectors match).
+    pub labels: BTreeMap<String, String>,
     pub description: String,
     pub expires_at_ms: i64,
     /// 0 means unlimited.
@@ -167,6 +176,8 @@ pub struct JoinToken {
     pub id: String,
     pub cluster: String,
     pub roles: Vec<Role>,
+    /// Labels the hosts it enrolls get (what selectors match).
+    pub labels: BTreeMap<String, String>,
     pub description: String,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
@@ -232,7 +243,11 @@ pub struct Host {
     pub id: String,
     pub name: String,
     pub advertise_address: String,
+    /// Set by an admin: the labels of the join token it enrolled with.
     pub labels: BTreeMap<String, String>,
+    /// The cluster it belongs to (that of its join token); empty when none: created without a
+    /// token, or enrolled before memberships were recorded and running no cluster's components.
+    pub cluster: String,
     pub state: HostState,
     pub enrolled_at_ms: i64,
     /// `None` while the host has never reported.
@@ -328,12 +343,15 @@ pub struct BootstrapReport {
 }
 
 /// What recording a heartbeat did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusRecorded {
     /// The generation the host must run.
     pub desired_generation: u64,
     /// False when the report changed nothing (nothing was written, not even the host's liveness).
     pub written: bool,
+    /// The reported components that are not assigned to the host, which were not recorded
+    /// (`ROLE NAME of cluster CLUSTER`): a host reports only for its own components.
+    pub ignored: Vec<String>,
 }
 
 /// A heartbeat, as the store records it.

@@ -145,6 +145,7 @@ pub(crate) async fn token_roles_join_hosts_to_the_cluster(backend: Backend) {
             let id = secrets::random_hex(8).unwrap();
             let secret_hash = secrets::sha256_hex(b"secret");
             let new = NewJoinToken {
+                labels: BTreeMap::new(),
                 id: id.clone(),
                 secret_hash: secret_hash.clone(),
                 cluster: "prod".to_owned(),
@@ -258,6 +259,176 @@ pub(crate) async fn token_roles_join_hosts_to_the_cluster(backend: Backend) {
     store.close().await;
 }
 
+/// A host belongs to the cluster of its join token; a component of another cluster is refused on
+/// it with the reason, so that cluster's secrets never reach it. (Found by attacking Muster: a
+/// host of `evilc` that labelled itself `tier=app` was placed by prod's selector and got prod's
+/// ODB password.) A host not enrolled yet may still be named.
+pub(crate) async fn a_host_of_another_cluster_never_gets_this_clusters_components(
+    backend: Backend,
+) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    for cluster in ["prod", "evilc"] {
+        store
+            .create_cluster(new_cluster(cluster), &actor())
+            .await
+            .unwrap();
+    }
+    let evil = enroll(&store, "evilc", "evil2").await;
+    assert_eq!(evil.cluster, "evilc");
+    let listed = store.list_hosts().await.unwrap();
+    assert_eq!(listed[0].cluster, "evilc", "{listed:?}");
+    let refused = store
+        .create_assignment(assign("prod", Role::Server, "evil2", None, None), &actor())
+        .await;
+    let Err(StoreError::Conflict(reason)) = refused else {
+        panic!("a prod server on evilc's host was not refused: {refused:?}");
+    };
+    assert!(
+        reason.contains("host 'evil2' belongs to cluster 'evilc'") && reason.contains("secrets"),
+        "{reason}"
+    );
+    assert!(
+        store
+            .list_assignments(Some("prod"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Its own cluster's components go there; a host not enrolled yet may be named for prod.
+    store
+        .create_assignment(assign("evilc", Role::Server, "evil2", None, None), &actor())
+        .await
+        .unwrap();
+    store
+        .create_assignment(assign("prod", Role::Server, "app-1", None, None), &actor())
+        .await
+        .unwrap();
+    let app = enroll(&store, "prod", "app-1").await;
+    assert_eq!(app.cluster, "prod");
+    store.close().await;
+}
+
+/// A report records only the components assigned to the reporting host: a member of `evilc` that
+/// reports a component of cluster `quickstart` (with an error text of its choosing) writes no
+/// status and no event there; its own component is recorded, and the store names what it ignored.
+pub(crate) async fn a_host_reports_only_for_its_own_components(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    for cluster in ["quickstart", "evilc"] {
+        store
+            .create_cluster(new_cluster(cluster), &actor())
+            .await
+            .unwrap();
+    }
+    store
+        .create_assignment(
+            assign("quickstart", Role::Server, "local", None, None),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let evil = enroll(&store, "evilc", "evil2").await;
+    store
+        .create_assignment(assign("evilc", Role::Server, "evil2", None, None), &actor())
+        .await
+        .unwrap();
+    let status = |cluster: &str, error: &str| ComponentStatus {
+        cluster: cluster.to_owned(),
+        role: Role::Server,
+        name: "server1".to_owned(),
+        state: "failed".to_owned(),
+        healthy: false,
+        last_error: error.to_owned(),
+        restarts: 3,
+        backends: Vec::new(),
+    };
+    let mut hostile = report(1, "10.0.0.5", Vec::new());
+    hostile.components = vec![
+        status("quickstart", "INJECTED: everything is on fire"),
+        status("evilc", "its own error"),
+    ];
+    let recorded = store.record_status(&evil.id, hostile).await.unwrap();
+    assert_eq!(recorded.ignored, ["server server1 of cluster quickstart"]);
+    let quickstart = store.list_assignments(Some("quickstart")).await.unwrap();
+    assert!(
+        quickstart
+            .iter()
+            .all(|assignment| assignment.status.is_none()),
+        "{quickstart:?}"
+    );
+    let events = store
+        .list_events(Some("quickstart"), None, 50)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|event| !event.message.contains("INJECTED")),
+        "{events:?}"
+    );
+    let own = store.list_assignments(Some("evilc")).await.unwrap();
+    let own_status = own[0].status.as_ref().expect("its own component's status");
+    assert_eq!(own_status.last_error, "its own error");
+    store.close().await;
+}
+
+/// The labels selectors match come from the admin who made the join token: an agent may repeat
+/// them, and an agent that asks for another label (or another value) is refused.
+pub(crate) async fn a_hosts_labels_come_from_its_join_token(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let labelled = NewJoinToken {
+        labels: BTreeMap::from([("tier".to_owned(), "app".to_owned())]),
+        id: secrets::random_hex(8).unwrap(),
+        secret_hash: secrets::sha256_hex(b"labelled"),
+        cluster: "prod".to_owned(),
+        roles: Vec::new(),
+        description: String::new(),
+        expires_at_ms: now_ms() + 60_000,
+        max_uses: 0,
+    };
+    store
+        .create_join_token(labelled.clone(), &actor())
+        .await
+        .unwrap();
+    let host = |name: &str, labels: &[(&str, &str)]| NewHost {
+        id: secrets::random_hex(8).unwrap(),
+        name: name.to_owned(),
+        advertise_address: "10.0.0.7".to_owned(),
+        labels: labels
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect(),
+    };
+    for (name, asked) in [("silent", &[][..]), ("repeats", &[("tier", "app")][..])] {
+        let (enrolled, _) = store
+            .enroll_host(&labelled.id, &labelled.secret_hash, host(name, asked), &[])
+            .await
+            .unwrap();
+        assert_eq!(enrolled.labels, labelled.labels, "{name}");
+    }
+    for (name, asked) in [
+        ("changes", &[("tier", "db")][..]),
+        ("adds", &[("tier", "app"), ("zone", "eu")][..]),
+    ] {
+        let refused = store
+            .enroll_host(&labelled.id, &labelled.secret_hash, host(name, asked), &[])
+            .await;
+        assert_eq!(
+            refusal(refused.map(|(host, _)| host)),
+            TokenRefusal::LabelNotBound,
+            "{name}"
+        );
+        assert!(store.get_host(name).await.is_err(), "{name} was enrolled");
+    }
+    store.close().await;
+}
+
 /// A host enrolling under a name an admin gave roles of another cluster (or, with a token that
 /// names roles, other roles of the token's cluster) gets nothing: no host, no role, no bootstrap,
 /// no secret; the token keeps its use; an event says who tried what. (Found by attacking Muster:
@@ -316,6 +487,7 @@ pub(crate) async fn enrollment_never_hands_a_host_what_its_token_does_not_allow(
         .await
         .unwrap();
     let servers_only = NewJoinToken {
+        labels: BTreeMap::new(),
         id: secrets::random_hex(8).unwrap(),
         secret_hash: secrets::sha256_hex(b"servers"),
         cluster: "pg".to_owned(),

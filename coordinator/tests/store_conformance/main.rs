@@ -73,6 +73,7 @@ async fn issue_token(store: &SqlStore, cluster: &str, max_uses: u32, ttl_ms: i64
     store
         .create_join_token(
             NewJoinToken {
+                labels: BTreeMap::new(),
                 id: id.clone(),
                 secret_hash: secret_hash.clone(),
                 cluster: cluster.to_owned(),
@@ -258,6 +259,21 @@ macro_rules! store_conformance_suite {
             async fn a_drained_server_runs_until_load_balancers_stop_sending_to_it() {
                 super::a_drained_server_runs_until_load_balancers_stop_sending_to_it($backend).await;
             }
+            #[tokio::test]
+            async fn a_host_of_another_cluster_never_gets_this_clusters_components() {
+                super::a_host_of_another_cluster_never_gets_this_clusters_components($backend).await;
+            }
+
+            #[tokio::test]
+            async fn a_host_reports_only_for_its_own_components() {
+                super::a_host_reports_only_for_its_own_components($backend).await;
+            }
+
+            #[tokio::test]
+            async fn a_hosts_labels_come_from_its_join_token() {
+                super::a_hosts_labels_come_from_its_join_token($backend).await;
+            }
+
             #[tokio::test]
             async fn enrollment_never_hands_a_host_what_its_token_does_not_allow() {
                 super::enrollment_never_hands_a_host_what_its_token_does_not_allow($backend).await;

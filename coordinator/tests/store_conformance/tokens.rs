@@ -182,6 +182,7 @@ pub(crate) async fn no_secret_is_stored_in_clear(backend: Backend) {
     store
         .create_join_token(
             NewJoinToken {
+                labels: BTreeMap::new(),
                 id: "fedcba9876543210".to_owned(),
                 secret_hash: secrets::sha256_hex(token_secret.as_bytes()),
                 cluster: "prod".to_owned(),

@@ -309,6 +309,7 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
                 ttl_seconds: 24 * 3600,
                 max_uses: u32::try_from(per_cluster)?,
                 description: "muster-bench".to_owned(),
+                labels: Default::default(),
             }))
             .await
             .context("create a join token")?

@@ -69,8 +69,9 @@ impl std::fmt::Display for Step {
     }
 }
 
-/// The components the file asks for, each on one host: selectors are matched against the
-/// enrolled hosts' labels, preferring hosts that already have a component of that role (so a
+/// The components the file asks for, each on one host: selectors are matched against the labels
+/// of the cluster's own enrolled hosts (those that enrolled with one of its join tokens: a host of
+/// another cluster is never chosen, whatever its labels), preferring hosts that already have a component of that role (so a
 /// growing count adds, never moves), then by name.
 pub(super) fn wanted(
     file: &ClusterFile,
@@ -88,7 +89,7 @@ pub(super) fn wanted(
                 let count = spec.count.unwrap_or(1) as usize;
                 let mut matching: Vec<&v1::Host> = hosts
                     .iter()
-                    .filter(|host| !host.drained)
+                    .filter(|host| !host.drained && host.cluster == file.cluster.name)
                     .filter(|host| {
                         selector
                             .iter()
@@ -108,9 +109,10 @@ pub(super) fn wanted(
                         .collect();
                     return Err(format!(
                         "the {role} selector {{{}}} asks for {count} host(s) and {} enrolled, \
-                         undrained host(s) match{}",
+                         undrained host(s) of cluster {} match{}",
                         labels.join(", "),
                         matching.len(),
+                        file.cluster.name,
                         if matching.is_empty() {
                             String::new()
                         } else {
@@ -212,6 +214,7 @@ mod tests {
     fn host(name: &str, labels: &[(&str, &str)]) -> v1::Host {
         v1::Host {
             name: name.to_owned(),
+            cluster: "prod".to_owned(),
             labels: labels
                 .iter()
                 .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
@@ -259,7 +262,20 @@ mod tests {
         assert_eq!(
             error,
             "the server selector {tier=app} asks for 2 host(s) and 1 enrolled, undrained host(s) \
-             match: app-3"
+             of cluster prod match: app-3"
+        );
+    }
+
+    #[test]
+    fn a_selector_never_chooses_a_host_of_another_cluster_whatever_its_labels() {
+        let file: ClusterFile = toml::from_str(FILE).unwrap();
+        let mut evil = host("evil2", &[("tier", "app")]);
+        evil.cluster = "evilc".to_owned();
+        let hosts = [host("app-1", &[("tier", "app")]), evil];
+        let error = wanted(&file, &hosts, &[]).unwrap_err();
+        assert!(
+            error.contains("and 1 enrolled, undrained host(s) of cluster prod match: app-1"),
+            "{error}"
         );
     }
 

@@ -22,6 +22,28 @@ impl SqlStore {
                 .optional_row(&mut **transaction, "lock a cluster for an assignment")
                 .await?;
         }
+        // A host that belongs to another cluster (enrolled with its join token) never gets this
+        // cluster's components: their secrets would reach it. A host not enrolled yet may be
+        // named; it can then only enroll with this cluster's token.
+        let sql = self.sql(
+            "SELECT COALESCE((SELECT c.name FROM clusters c WHERE c.id = hosts.cluster_id), '')
+                 AS member_of
+             FROM hosts WHERE name = $1 AND cluster_id <> '' AND cluster_id <> $2",
+        );
+        if let Some(row) = sqlx::query(&sql)
+            .bind(&new.host)
+            .bind(&cluster.id)
+            .optional_row(&mut **transaction, "read a host's cluster")
+            .await?
+        {
+            let member_of: String = row.value("member_of")?;
+            return Err(StoreError::Conflict(format!(
+                "host '{}' belongs to cluster '{member_of}' (it enrolled with that cluster's join \
+                 token), not to '{}': a {} of '{}' there would hand '{}'s secrets to another \
+                 cluster's host; enroll a host with a join token of '{}'",
+                new.host, cluster.name, new.role, cluster.name, cluster.name, cluster.name
+            )));
+        }
         let sql = self.sql(
             "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port
              FROM assignments a JOIN clusters c ON c.id = a.cluster_id

@@ -11,14 +11,15 @@ impl SqlStore {
         &self,
         transaction: &mut PoolConnection<Any>,
         new: &NewHost,
+        cluster_id: &str,
         enrolled_at_ms: i64,
     ) -> Result<(), StoreError> {
         let labels = serde_json::to_string(&new.labels)
             .map_err(|error| StoreError::Corrupt(format!("host labels: {error}")))?;
         let sql = self.sql(
             "INSERT INTO hosts (id, name, advertise_address, labels, state, enrolled_at,
-                 last_seen_at, generation, applied_generation)
-             VALUES ($1, $2, $3, $4, 'new', $5, NULL, 1, 0)",
+                 last_seen_at, generation, applied_generation, cluster_id)
+             VALUES ($1, $2, $3, $4, 'new', $5, NULL, 1, 0, $6)",
         );
         let inserted = sqlx::query(&sql)
             .bind(&new.id)
@@ -26,6 +27,7 @@ impl SqlStore {
             .bind(&new.advertise_address)
             .bind(&labels)
             .bind(enrolled_at_ms)
+            .bind(cluster_id)
             .execute(&mut **transaction)
             .await;
         match inserted {
@@ -60,7 +62,7 @@ impl SqlStore {
     ) -> Result<Host, StoreError> {
         let enrolled_at_ms = now_ms();
         let mut transaction = self.begin_write().await?;
-        self.insert_host(&mut transaction, &new, enrolled_at_ms)
+        self.insert_host(&mut transaction, &new, "", enrolled_at_ms)
             .await?;
         let message = format!("host enrolled with address {}", new.advertise_address);
         self.insert_event(
@@ -78,6 +80,7 @@ impl SqlStore {
             name: new.name,
             advertise_address: new.advertise_address,
             labels: new.labels,
+            cluster: String::new(),
             state: HostState::New,
             enrolled_at_ms,
             last_seen_ms: None,
@@ -180,10 +183,29 @@ impl SqlStore {
                 reason: TokenRefusal::HostNameClaimed,
             });
         }
-        self.insert_host(&mut transaction, &new, now_ms()).await?;
+        // The host's labels are its token's: an agent may repeat them, never add or change one.
+        if let Some((key, value)) = new
+            .labels
+            .iter()
+            .find(|(key, value)| token.labels.get(*key) != Some(*value))
+        {
+            tracing::warn!(host = %new.name, token = %token.id, label = %key, value = %value,
+                "enrollment refused: a label the token does not give");
+            transaction.rollback("roll back an enrollment").await?;
+            return Err(StoreError::TokenRefused {
+                id: token.id,
+                reason: TokenRefusal::LabelNotBound,
+            });
+        }
+        let new = NewHost {
+            labels: token.labels.clone(),
+            ..new
+        };
+        let cluster = self.cluster_in(&mut **transaction, &token.cluster).await?;
+        self.insert_host(&mut transaction, &new, &cluster.id, now_ms())
+            .await?;
         let actor = Actor(format!("token:{}", token.id));
         if !granted.is_empty() {
-            let cluster = self.cluster_in(&mut **transaction, &token.cluster).await?;
             let held: Vec<Role> = on_this_name
                 .iter()
                 .filter(|assignment| assignment.cluster == token.cluster)

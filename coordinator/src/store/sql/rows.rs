@@ -104,11 +104,12 @@ pub(super) const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_h
      odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target";
 
 pub(super) const JOIN_TOKEN_SELECT: &str = "SELECT t.id, c.name AS cluster_name, t.secret_hash, t.roles, \
-     t.description, t.created_at, t.expires_at, t.max_uses, t.uses, t.revoked_at \
+     t.labels, t.description, t.created_at, t.expires_at, t.max_uses, t.uses, t.revoked_at \
      FROM join_tokens t JOIN clusters c ON c.id = t.cluster_id";
 
 pub(super) const HOST_COLUMNS: &str = "id, name, advertise_address, labels, state, enrolled_at, \
-     last_seen_at, generation, applied_generation, drained";
+     last_seen_at, generation, applied_generation, drained, \
+     COALESCE((SELECT c.name FROM clusters c WHERE c.id = hosts.cluster_id), '') AS member_of";
 
 pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
     let odb_type_name: String = row.value("odb_type")?;
@@ -160,12 +161,15 @@ pub(super) fn count_from(value: i64, what: &str) -> Result<u32, StoreError> {
 
 pub(super) fn join_token_from_row(row: &AnyRow) -> Result<JoinToken, StoreError> {
     let roles: String = row.value("roles")?;
+    let labels: String = row.value("labels")?;
     let max_uses: i64 = row.value("max_uses")?;
     let uses: i64 = row.value("uses")?;
     Ok(JoinToken {
         id: row.value("id")?,
         cluster: row.value("cluster_name")?,
         roles: roles_from_text(&roles)?,
+        labels: serde_json::from_str(&labels)
+            .map_err(|error| StoreError::Corrupt(format!("join token labels: {error}")))?,
         description: row.value("description")?,
         created_at_ms: row.value("created_at")?,
         expires_at_ms: row.value("expires_at")?,
@@ -183,6 +187,7 @@ pub(super) fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
         advertise_address: row.value("advertise_address")?,
         labels: serde_json::from_str(&labels)
             .map_err(|error| StoreError::Corrupt(format!("host labels: {error}")))?,
+        cluster: row.value("member_of")?,
         state: {
             let word: String = row.value("state")?;
             HostState::from_word(&word)

@@ -4,17 +4,63 @@
 use super::*;
 
 impl SqlStore {
+    /// `report` without the components that are not assigned to host `host_id`, and their names:
+    /// a host reports only for its own components (one host must not write status and events
+    /// into clusters it has nothing of).
+    async fn only_assigned(
+        &self,
+        host_id: &str,
+        mut report: StatusReport,
+    ) -> Result<(StatusReport, Vec<String>), StoreError> {
+        let sql = self.sql(
+            "SELECT c.name AS cluster_name, a.role, a.name
+             FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+             JOIN hosts h ON h.name = a.host_name WHERE h.id = $1",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(host_id)
+            .rows(&self.pool, "read a host's assignments")
+            .await?;
+        let mut assigned = std::collections::BTreeSet::new();
+        for row in &rows {
+            assigned.insert((
+                row.value::<String>("cluster_name")?,
+                role_from(&row.value::<String>("role")?)?,
+                row.value::<String>("name")?,
+            ));
+        }
+        let mut ignored = Vec::new();
+        report.components.retain(|component| {
+            let key = (
+                component.cluster.clone(),
+                component.role,
+                component.name.clone(),
+            );
+            let mine = assigned.contains(&key);
+            if !mine {
+                ignored.push(format!(
+                    "{} {} of cluster {}",
+                    component.role, component.name, component.cluster
+                ));
+            }
+            mine
+        });
+        Ok((report, ignored))
+    }
+
     pub(super) async fn record_status(
         &self,
         host_id: &str,
         report: StatusReport,
     ) -> Result<StatusRecorded, StoreError> {
+        let (report, ignored) = self.only_assigned(host_id, report).await?;
         // The steady state (the same report every few seconds from every host) is only read: the
         // write transaction below is for reports that change something.
         if let Some(generation) = self.status_unchanged(host_id, &report).await? {
             return Ok(StatusRecorded {
                 desired_generation: generation,
                 written: false,
+                ignored,
             });
         }
         let now = now_ms();
@@ -222,6 +268,7 @@ impl SqlStore {
         Ok(StatusRecorded {
             desired_generation: generation,
             written: true,
+            ignored,
         })
     }
 

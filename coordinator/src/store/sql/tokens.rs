@@ -71,9 +71,11 @@ impl SqlStore {
         let created_at_ms = now_ms();
         let sql = self.sql(
             "INSERT INTO join_tokens (id, cluster_id, secret_hash, roles, description, created_at,
-                 expires_at, max_uses, uses, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, NULL)",
+                 expires_at, max_uses, uses, revoked_at, labels)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, NULL, $9)",
         );
+        let labels = serde_json::to_string(&new.labels)
+            .map_err(|error| StoreError::Corrupt(format!("join token labels: {error}")))?;
         let mut transaction = self.begin_write().await?;
         sqlx::query(&sql)
             .bind(&new.id)
@@ -84,6 +86,7 @@ impl SqlStore {
             .bind(created_at_ms)
             .bind(new.expires_at_ms)
             .bind(i64::from(new.max_uses))
+            .bind(&labels)
             .run(&mut **transaction, "create a join token")
             .await?;
         let message = format!(
@@ -110,6 +113,7 @@ impl SqlStore {
             id: new.id,
             cluster: cluster.name,
             roles: new.roles,
+            labels: new.labels,
             description: new.description,
             created_at_ms,
             expires_at_ms: new.expires_at_ms,
