@@ -121,12 +121,20 @@ pub(super) fn cluster_rows(clusters: &[ClusterView]) -> Vec<Vec<String>> {
 pub(super) const CLUSTER_HEADERS: [&str; 5] =
     ["NAME", "ODB", "ODB LOCATION", "CREATED", "DESCRIPTION"];
 
+/// The largest password file read.
+const MAX_PASSWORD_FILE: u64 = 64 * 1024;
+
 pub(super) fn read_password_file(path: &Path) -> Result<String, CliError> {
     let mut text = String::new();
     let read = if path == Path::new("-") {
-        std::io::stdin().read_to_string(&mut text).map(|_| ())
+        std::io::stdin()
+            .take(MAX_PASSWORD_FILE)
+            .read_to_string(&mut text)
+            .map(|_| ())
     } else {
-        std::fs::read_to_string(path).map(|contents| text = contents)
+        muster_proto::files::read_regular(path, MAX_PASSWORD_FILE)
+            .map(|contents| text = contents)
+            .map_err(|error| error.source)
     };
     read.map_err(|error| {
         CliError::Usage(format!(

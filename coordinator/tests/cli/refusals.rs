@@ -333,3 +333,60 @@ async fn no_secret_reaches_a_log_or_an_output() {
     }
     assert!(log.contains("cluster created"), "the log was read: {log}");
 }
+
+/// A cluster file, and a file it names, is read only when it is a regular file of bounded size
+/// (a FIFO or a device is refused at once instead of hanging or filling memory); a relative
+/// `password_file` stays in the cluster file's directory (no `..`, no symbolic link out of it);
+/// and no error shows what such a file holds. Nothing is created.
+#[tokio::test]
+async fn a_cluster_file_and_the_files_it_names_are_regular_bounded_and_never_shown() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("muster");
+    assert!(init(&data_dir, None).status.success());
+    let coordinator = Coordinator::start(&data_dir).await;
+    let secret = scratch.path().join("shadow");
+    std::fs::write(&secret, "root:SECRET-HASH-LINE:19000:0:99999:7:::\n").unwrap();
+    let files = scratch.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let apply =
+        |file: &Path| one_line_error(&coordinator.muster(&["apply", "-f", file.to_str().unwrap()]));
+
+    let fifo = files.join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    for (file, expected) in [
+        (fifo.as_path(), "not a regular file"),
+        (Path::new("/dev/zero"), "not a regular file"),
+    ] {
+        let error = apply(file);
+        assert!(error.contains(expected), "{}: {error}", file.display());
+    }
+    let linked = files.join("linked.toml");
+    std::os::unix::fs::symlink(&secret, &linked).unwrap();
+    let error = apply(&linked);
+    assert!(error.contains("line 1"), "{error}");
+    assert!(!error.contains("SECRET-HASH-LINE"), "{error}");
+
+    std::os::unix::fs::symlink(&secret, files.join("password-link")).unwrap();
+    nix::unistd::mkfifo(&files.join("password-fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    for (password_file, expected) in [
+        ("../shadow", "leads outside"),
+        ("password-link", "leads outside"),
+        ("password-fifo", "not a regular file"),
+    ] {
+        let file = files.join("cluster.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[cluster]\nname = \"prod\"\n\n[cluster.odb]\ntype = \"postgresql\"\nhost = \
+                 \"127.0.0.1\"\nuser = \"zato\"\ndb_name = \"zato\"\npassword_file = \
+                 \"{password_file}\"\n"
+            ),
+        )
+        .unwrap();
+        let error = apply(&file);
+        assert!(error.contains(expected), "{password_file}: {error}");
+        assert!(!error.contains("SECRET-HASH-LINE"), "{error}");
+    }
+    let clusters = coordinator.muster(&["-o", "json", "cluster", "list"]);
+    assert_eq!(text(&clusters.stdout).trim(), "[]", "nothing was created");
+}

@@ -84,12 +84,71 @@ pub(super) fn invalid(path: &Path, message: impl std::fmt::Display) -> CliError 
     CliError::Usage(format!("{}: {message}", path.display()))
 }
 
-/// Reads and checks a cluster file: every key known, every name valid, every value in range.
+/// The largest cluster file read.
+pub(super) const MAX_CLUSTER_FILE: u64 = 1024 * 1024;
+
+/// Reads and checks a cluster file: every key known, every name valid, every value in range. A
+/// syntax error names its line and column, without the line itself (the path may lead anywhere).
 pub(super) fn read_file(path: &Path) -> Result<ClusterFile, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|error| invalid(path, error))?;
-    let file: ClusterFile = toml::from_str(&text).map_err(|error| invalid(path, error))?;
+    let text = muster_proto::files::read_regular(path, MAX_CLUSTER_FILE)
+        .map_err(|error| CliError::Usage(error_chain(&error)))?;
+    let file: ClusterFile = toml::from_str(&text).map_err(|error| {
+        let place = error
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+                format!("line {line}, column {column}: ")
+            })
+            .unwrap_or_default();
+        invalid(path, format!("{place}{}", error.message()))
+    })?;
     check_file(&file).map_err(|message| invalid(path, message))?;
     Ok(file)
+}
+
+/// Where a file named in the cluster file at `cluster_file` is: an absolute path as it is, a
+/// relative one inside the cluster file's directory (after `..` and symbolic links), else refused.
+pub(super) fn named_file(cluster_file: &Path, named: &Path) -> Result<PathBuf, CliError> {
+    if named.is_absolute() {
+        return Ok(named.to_owned());
+    }
+    let directory = cluster_file.parent().unwrap_or(Path::new("."));
+    let directory = if directory.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        directory
+    };
+    let joined = directory.join(named);
+    let resolved = (directory.canonicalize(), joined.canonicalize());
+    match resolved {
+        (Ok(inside), Ok(target)) if target.starts_with(&inside) => Ok(target),
+        (Ok(inside), Ok(_)) => Err(invalid(
+            cluster_file,
+            format!(
+                "{} leads outside {} (through `..` or a symbolic link): give an absolute path to \
+                 name a file elsewhere",
+                named.display(),
+                inside.display()
+            ),
+        )),
+        (Err(error), _) | (_, Err(error)) => Err(invalid(
+            cluster_file,
+            format!("cannot read {}: {error}", joined.display()),
+        )),
+    }
+}
+
+/// An error and its causes in one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 pub(super) fn check_file(file: &ClusterFile) -> Result<(), String> {

@@ -138,8 +138,7 @@ pub(super) async fn apply_command(
     if existing.is_none() {
         let mut request = create_request;
         if let Some(password_file) = &file.cluster.odb.password_file {
-            let relative_to = path.parent().unwrap_or(Path::new("."));
-            request.odb_password = read_password_file(&relative_to.join(password_file))?;
+            request.odb_password = read_password_file(&named_file(&path, password_file)?)?;
         }
         connection
             .client
