@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub advertise_address: Option<String>,
     /// The IP address components listen on; `None` means `0.0.0.0` (every address).
     pub bind_address: Option<String>,
+    /// Labels the host expects; its join token gives them (an enrollment that asks for one the
+    /// token does not give is refused). `None` asks for none.
     pub labels: Option<BTreeMap<String, String>>,
     /// Roles this host asks for when it enrolls (`server`, `scheduler`, `web-admin`,
     /// `load-balancer`); granted only when the join token allows them. `None` or empty means every
@@ -56,6 +58,11 @@ pub struct RawConfig {
     /// up in `PATH`); an assignment that names another one is refused. `None` means `["haproxy"]`.
     /// The host decides what it executes, not whoever holds an admin token.
     pub haproxy_bins: Option<Vec<PathBuf>>,
+    /// Directories (absolute) where a cluster's SQLite ODB file may be, besides the components
+    /// directory; an assignment whose `--odb-db-name` is elsewhere is refused. `None` means none.
+    /// The agent writes that file as root: the host decides where, not whoever holds an admin
+    /// token.
+    pub sqlite_odb_dirs: Option<Vec<PathBuf>>,
     /// The first of Zato's IPC ports for this host's servers (each server gets ten from here, in
     /// the order of their HTTP ports); `None` means 17050, Zato's own. Change it only when 17050 is
     /// taken or several agents share one network namespace.
@@ -86,6 +93,7 @@ impl RawConfig {
             components_dir: other.components_dir.or(self.components_dir),
             run_as: other.run_as.or(self.run_as),
             haproxy_bins: other.haproxy_bins.or(self.haproxy_bins),
+            sqlite_odb_dirs: other.sqlite_odb_dirs.or(self.sqlite_odb_dirs),
             zato_ipc_port_start: other.zato_ipc_port_start.or(self.zato_ipc_port_start),
             heartbeat_interval: other.heartbeat_interval.or(self.heartbeat_interval),
             metrics_listen: other.metrics_listen.or(self.metrics_listen),
@@ -231,6 +239,19 @@ impl RawConfig {
                 "each must be an absolute path or a program name looked up in PATH".to_owned(),
             ));
         }
+        let sqlite_odb_dirs = self.sqlite_odb_dirs.clone().unwrap_or_default();
+        if let Some(relative) = sqlite_odb_dirs.iter().find(|directory| {
+            !directory.is_absolute()
+                || directory
+                    .components()
+                    .any(|part| part == std::path::Component::ParentDir)
+        }) {
+            return Err(invalid(
+                "sqlite_odb_dirs",
+                &relative.display().to_string(),
+                "each must be an absolute path without `..`".to_owned(),
+            ));
+        }
         Ok(AgentConfig {
             coordinator,
             token: self.token.clone(),
@@ -247,6 +268,7 @@ impl RawConfig {
             components_dir,
             run_as,
             haproxy_bins,
+            sqlite_odb_dirs,
             zato_ipc_port_start,
             heartbeat_interval,
             metrics_listen,
@@ -335,6 +357,8 @@ pub struct AgentConfig {
     pub run_as: Option<String>,
     /// The HAProxy binaries this host agrees to run.
     pub haproxy_bins: Vec<PathBuf>,
+    /// Where SQLite ODB files may be besides the components directory.
+    pub sqlite_odb_dirs: Vec<PathBuf>,
     /// The first of Zato's IPC ports for this host's servers.
     pub zato_ipc_port_start: u16,
     pub heartbeat_interval: Duration,

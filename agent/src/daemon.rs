@@ -199,7 +199,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         config.bind_address,
     )
     .with_ipc_port_start(config.zato_ipc_port_start)
-    .with_haproxy_bins(config.haproxy_bins.clone());
+    .with_haproxy_bins(config.haproxy_bins.clone())
+    .with_sqlite_odb_dirs(config.sqlite_odb_dirs.clone());
     reconcile_loop(
         &mut reconciler,
         desired_receiver,

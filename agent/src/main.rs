@@ -56,7 +56,8 @@ struct Settings {
     /// How often to report, e.g. 5s [default: 5s].
     #[arg(long, env = "MUSTER_AGENT_HEARTBEAT_INTERVAL")]
     heartbeat_interval: Option<String>,
-    /// A label of this host, KEY=VALUE; repeat for several (replaces the file's labels).
+    /// A label this host expects, KEY=VALUE; repeat for several (replaces the file's labels). A
+    /// host's labels come from its join token: the enrollment is refused if one is not the token's.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
     /// A role to ask for at enrollment (server, scheduler, web-admin, load-balancer); repeat for
@@ -66,6 +67,10 @@ struct Settings {
     /// A HAProxy binary this host agrees to run; repeat for several [default: haproxy].
     #[arg(long = "haproxy-bin", value_name = "PATH")]
     haproxy_bins: Vec<PathBuf>,
+    /// A directory (absolute) where a cluster's SQLite ODB file may be, besides the components
+    /// directory; repeat for several [default: none].
+    #[arg(long = "sqlite-odb-dir", value_name = "DIR")]
+    sqlite_odb_dirs: Vec<PathBuf>,
     /// The first of Zato's IPC ports for this host's servers [default: 17050].
     #[arg(long, env = "MUSTER_AGENT_ZATO_IPC_PORT_START")]
     zato_ipc_port_start: Option<u16>,
@@ -120,6 +125,7 @@ fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
         components_dir: settings.components_dir,
         run_as: settings.run_as,
         haproxy_bins: (!settings.haproxy_bins.is_empty()).then_some(settings.haproxy_bins),
+        sqlite_odb_dirs: (!settings.sqlite_odb_dirs.is_empty()).then_some(settings.sqlite_odb_dirs),
         zato_ipc_port_start: settings.zato_ipc_port_start,
         heartbeat_interval: settings.heartbeat_interval,
         metrics_listen: settings.metrics_listen,

@@ -369,12 +369,13 @@ impl Agent {
         std::fs::create_dir_all(&components_dir).expect("the components directory");
         let config = root.join("agent.toml");
         let toml = format!(
-            "coordinator = \"{}\"\ntoken = \"{token}\"\nhost_name = \"{host_name}\"\nadvertise_address = \"127.0.0.1\"\nstate_dir = \"{}\"\ncomponents_dir = \"{}\"\nzato_bin = \"{}\"\nheartbeat_interval = \"1s\"\n# Agents of parallel tests share this machine's loopback: each gets its own IPC ports.\nzato_ipc_port_start = {}\n",
+            "coordinator = \"{}\"\ntoken = \"{token}\"\nhost_name = \"{host_name}\"\nadvertise_address = \"127.0.0.1\"\nstate_dir = \"{}\"\ncomponents_dir = \"{}\"\nzato_bin = \"{}\"\nheartbeat_interval = \"1s\"\n# Agents of parallel tests share this machine's loopback: each gets its own IPC ports.\nzato_ipc_port_start = {}\n# The test's hosts share its directory, as hosts share a file system: its SQLite ODBs are there.\nsqlite_odb_dirs = [\"{}\"]\n",
             coordinator.url(),
             state_dir.display(),
             components_dir.display(),
             workspace_binary("mock-zato").display(),
             crate::free_port_block(40),
+            directory.display(),
         );
         std::fs::write(&config, toml).expect("the agent config");
         Agent {

@@ -370,10 +370,11 @@ async fn the_packages_build_lint_install_run_and_purge() {
     .unwrap();
     let components = scratch.path().join("components");
     let agent_config = format!(
-        "coordinator = \"{url}\"\ntoken = \"{}\"\nhost_name = \"pkg\"\nadvertise_address = \"{address}\"\nzato_bin = \"{}\"\ncomponents_dir = \"{}\"\nheartbeat_interval = \"1s\"\n",
+        "coordinator = \"{url}\"\ntoken = \"{}\"\nhost_name = \"pkg\"\nadvertise_address = \"{address}\"\nzato_bin = \"{}\"\ncomponents_dir = \"{}\"\nheartbeat_interval = \"1s\"\n# The cluster's SQLite ODB is in the scratch directory.\nsqlite_odb_dirs = [\"{}\"]\n",
         token["secret_token"].as_str().unwrap(),
         workspace_binary("mock-zato").display(),
-        components.display()
+        components.display(),
+        scratch.path().display()
     );
     std::fs::write("/etc/muster/agent.toml", agent_config).unwrap();
     let agent = Service::start(&units[1], &host, &scratch.path().join("agent.log"));
@@ -645,7 +646,8 @@ async fn the_ansible_roles_deploy_the_distributed_cluster_on_test_hosts() {
             "muster_agent_zato_bin": workspace_binary("mock-zato"),
             "muster_agent_run_as": "",
             "muster_agent_labels": { "deployed-by": "ansible" },
-            "muster_agent_extra_config": { "heartbeat_interval": "1s" },
+            // The cluster's SQLite ODB is in the scratch directory, which every test host sees.
+            "muster_agent_extra_config": { "heartbeat_interval": "1s", "sqlite_odb_dirs": [scratch] },
             "muster_agent_service_manager": "none",
         });
         playbook(agent_host, &inventory, &vars, scratch);

@@ -122,6 +122,8 @@ pub struct Reconciler {
     ipc_port_starts: BTreeMap<Key, u16>,
     /// The HAProxy binaries this host agrees to run (its own config decides).
     haproxy_bins: Vec<PathBuf>,
+    /// Where an SQLite ODB file may be besides the components directory (its own config decides).
+    sqlite_odb_dirs: Vec<PathBuf>,
     /// Held by a `zato` command that writes an SQLite ODB: components converge side by side, but
     /// Python's SQLite waits only 5 s for a lock that another Zato command holds.
     sqlite_writes: tokio::sync::Mutex<()>,
@@ -220,7 +222,61 @@ impl Reconciler {
             ipc_port_starts: BTreeMap::new(),
             sqlite_writes: tokio::sync::Mutex::new(()),
             haproxy_bins: vec![PathBuf::from("haproxy")],
+            sqlite_odb_dirs: Vec::new(),
         }
+    }
+
+    /// Directories besides the components directory where an SQLite ODB file may be.
+    pub fn with_sqlite_odb_dirs(mut self, directories: Vec<PathBuf>) -> Reconciler {
+        self.sqlite_odb_dirs = directories;
+        self
+    }
+
+    /// Refuses an SQLite ODB file outside the components directory and `sqlite_odb_dirs`: the
+    /// agent creates and changes it (Zato's tables) as root or `run_as`, wherever an admin points.
+    fn sqlite_odb_allowed(&self, odb: Option<&v1::OdbSettings>) -> Result<(), String> {
+        let Some(odb) = odb else { return Ok(()) };
+        let sqlite = matches!(
+            v1::OdbType::try_from(odb.odb_type),
+            Ok(v1::OdbType::Sqlite | v1::OdbType::Unspecified) | Err(_)
+        );
+        if !sqlite || odb.db_name.is_empty() {
+            return Ok(());
+        }
+        let file = Path::new(&odb.db_name);
+        let allowed: Vec<&Path> = std::iter::once(self.components_dir.as_path())
+            .chain(self.sqlite_odb_dirs.iter().map(PathBuf::as_path))
+            .collect();
+        // Lexically inside, and inside once the parts that exist are resolved (a symbolic link
+        // in between could lead anywhere).
+        let lexically = file.is_absolute()
+            && !file
+                .components()
+                .any(|part| part == std::path::Component::ParentDir);
+        let resolved = file
+            .parent()
+            .and_then(|parent| parent.canonicalize().ok())
+            .unwrap_or_else(|| file.to_path_buf());
+        let inside = |directory: &Path| {
+            let canonical = directory
+                .canonicalize()
+                .unwrap_or_else(|_| directory.to_path_buf());
+            file.starts_with(directory) && resolved.starts_with(&canonical)
+        };
+        if lexically && allowed.iter().any(|directory| inside(directory)) {
+            return Ok(());
+        }
+        Err(format!(
+            "refused: the SQLite ODB file {:?} (--odb-db-name) is outside this host's components \
+             directory and sqlite_odb_dirs ({}); the host's agent config decides where the agent \
+             writes",
+            odb.db_name,
+            allowed
+                .iter()
+                .map(|directory| directory.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     }
 
     /// The HAProxy binaries this host runs; a load balancer that names another is refused.
@@ -392,6 +448,7 @@ impl Reconciler {
         kind: BootstrapKind,
     ) -> Result<(), String> {
         validate::name("cluster name", &task.cluster).map_err(|error| error.to_string())?;
+        self.sqlite_odb_allowed(task.odb.as_ref())?;
         let directory = self.ensure_cluster_dir(&task.cluster)?;
         let default_sqlite = self.default_sqlite(&task.cluster);
         let odb_settings = task.odb.clone().unwrap_or_default();
@@ -451,6 +508,8 @@ impl Reconciler {
                         Ok(driver) => lifecycle::converge(&driver, local).await,
                         Err(error) => local.fail(error),
                     }
+                } else if let Err(error) = self.sqlite_odb_allowed(component.odb.as_ref()) {
+                    local.fail(error);
                 } else {
                     let driver = drivers::ZatoComponent {
                         reconciler: self,

@@ -281,3 +281,68 @@ async fn a_desired_state_that_cannot_be_written_is_retried_until_there_is_room()
     drop(agent);
     drop(disk);
 }
+
+/// Where the agent writes is the host's decision too: an SQLite ODB file (`--odb-db-name`, set by
+/// anyone with an admin token) outside the components directory and the agent's `sqlite_odb_dirs`
+/// is refused, naming the setting, and nothing is written there: no new file, and an existing
+/// database gets no tables of Zato's.
+#[tokio::test]
+async fn an_sqlite_odb_outside_the_hosts_allowed_directories_is_refused_and_never_written() {
+    let scratch = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    let new_file = outside.path().join("odb.db");
+    let existing = outside.path().join("precious.db");
+    std::fs::write(&existing, b"someone else's data").unwrap();
+    let mut agents = Vec::new();
+    for (cluster, host, file) in [("away", "app-1", &new_file), ("over", "app-2", &existing)] {
+        coordinator.ok(&[
+            "create",
+            "cluster",
+            cluster,
+            "--odb-db-name",
+            file.to_str().unwrap(),
+        ]);
+        let token = coordinator.join_token(cluster, &[], 1);
+        let mut agent = Agent::configure(scratch.path(), &coordinator, host, &token);
+        agent.start();
+        agents.push(agent);
+        coordinator.ok(&[
+            "create",
+            "server",
+            "--cluster",
+            cluster,
+            "--host",
+            host,
+            "--port",
+            &free_port().to_string(),
+        ]);
+    }
+    for cluster in ["away", "over"] {
+        let status = wait_for(
+            "the ODB outside the allowed directories to be refused",
+            PATIENCE,
+            Duration::from_millis(200),
+            || {
+                let status = text(&coordinator.muster(&["status", "--cluster", cluster]).stdout);
+                async move {
+                    status
+                        .contains("refused: the SQLite ODB file")
+                        .then_some(status)
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            status.contains("sqlite_odb_dirs"),
+            "the refusal names the setting: {status}"
+        );
+    }
+    assert!(!new_file.exists(), "no ODB file was made outside");
+    assert_eq!(
+        std::fs::read(&existing).unwrap(),
+        b"someone else's data",
+        "the existing file is untouched"
+    );
+}
