@@ -266,6 +266,9 @@ fn clean_text(text: &str) -> String {
         .collect()
 }
 
+/// The most components one report may hold (a host runs a handful).
+const MAX_REPORTED_COMPONENTS: usize = 256;
+
 /// The most backend servers one load balancer may report.
 const MAX_BACKENDS: usize = 1000;
 
@@ -463,6 +466,13 @@ impl AgentService for AgentApi {
         let request = request.into_inner();
         validate::ip_address("advertise address", &request.advertise_address)
             .map_err(ApiError::from)?;
+        if request.components.len() > MAX_REPORTED_COMPONENTS {
+            return Err(ApiError::InvalidArgument(format!(
+                "{} components reported; at most {MAX_REPORTED_COMPONENTS} are accepted",
+                request.components.len()
+            ))
+            .into());
+        }
         let components = request
             .components
             .into_iter()

@@ -48,6 +48,10 @@ pub struct RawConfig {
     /// How long a host certificate is valid, e.g. `30d`; agents renew after two thirds of it.
     /// `None` means 30 days.
     pub host_certificate_ttl: Option<String>,
+    /// How long events are kept, e.g. `90d`; `None` means 90 days.
+    pub event_retention: Option<String>,
+    /// The most events kept (the oldest beyond go first); `None` means 100,000.
+    pub event_max: Option<u64>,
 }
 
 impl RawConfig {
@@ -75,6 +79,12 @@ impl RawConfig {
         }
         if other.host_certificate_ttl.is_some() {
             self.host_certificate_ttl = other.host_certificate_ttl;
+        }
+        if other.event_retention.is_some() {
+            self.event_retention = other.event_retention;
+        }
+        if other.event_max.is_some() {
+            self.event_max = other.event_max;
         }
         self
     }
@@ -121,6 +131,21 @@ impl RawConfig {
             self.host_certificate_ttl.as_deref(),
             "30d",
         )?;
+        let event_retention = duration(
+            origin,
+            "event_retention",
+            self.event_retention.as_deref(),
+            "90d",
+        )?;
+        let event_max = self.event_max.unwrap_or(DEFAULT_EVENT_MAX);
+        if event_max < 1000 {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                key: "event_max",
+                value: event_max.to_string(),
+                reason: "must be at least 1000".to_owned(),
+            });
+        }
         Ok(CoordinatorConfig {
             data_dir,
             database_url,
@@ -128,6 +153,8 @@ impl RawConfig {
             http_listen,
             heartbeat_ttl,
             host_certificate_ttl,
+            event_retention,
+            event_max,
         })
     }
 }
@@ -177,7 +204,14 @@ pub struct CoordinatorConfig {
     pub http_listen: SocketAddr,
     pub heartbeat_ttl: std::time::Duration,
     pub host_certificate_ttl: std::time::Duration,
+    /// Events older than this are removed.
+    pub event_retention: std::time::Duration,
+    /// The most events kept.
+    pub event_max: u64,
 }
+
+/// The most events kept unless `event_max` says otherwise.
+pub const DEFAULT_EVENT_MAX: u64 = 100_000;
 
 /// The files of an initialized data directory.
 #[derive(Debug, Clone)]

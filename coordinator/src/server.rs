@@ -173,6 +173,12 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         config.heartbeat_ttl,
         shutdown.clone(),
     );
+    spawn_event_pruner(
+        store.clone(),
+        config.event_retention,
+        config.event_max,
+        shutdown.clone(),
+    );
 
     let latencies = Arc::new(crate::rpc_metrics::RpcLatencies::new(
         muster_proto::FILE_DESCRIPTOR_SET,
@@ -223,6 +229,34 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     store.close().await;
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+/// Removes events past `retention` and beyond the newest `max`, at start and every minute. Every
+/// coordinator runs one; removing what another removed already removes nothing.
+fn spawn_event_pruner(
+    store: Arc<SqlStore>,
+    retention: Duration,
+    max: u64,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let mut ticks = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let older_than = crate::store::now_ms().saturating_sub(retention_ms);
+            match store.prune_events(older_than, max).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "old events removed"),
+                Err(error) => {
+                    tracing::warn!(error = %crate::error_chain(&error), "cannot remove old events");
+                }
+            }
+        }
+    });
 }
 
 /// Marks hosts down when their heartbeats stop for longer than `ttl`, checking every second. Every

@@ -36,6 +36,8 @@ proptest! {
         http_listen in proptest::option::of(near_values()),
         heartbeat_ttl in proptest::option::of(near_values()),
         host_certificate_ttl in proptest::option::of(near_values()),
+        event_retention in proptest::option::of(near_values()),
+        event_max in proptest::option::of(proptest::num::u64::ANY),
     ) {
         let raw = RawConfig {
             data_dir: Some("/var/lib/muster".into()),
@@ -44,6 +46,8 @@ proptest! {
             http_listen,
             heartbeat_ttl,
             host_certificate_ttl,
+            event_retention,
+            event_max,
         };
         let _ = raw.validate("coordinator.toml");
     }

@@ -9,3 +9,6 @@ ALTER TABLE join_tokens ADD COLUMN labels VARCHAR(4096) NOT NULL DEFAULT '{}';
 UPDATE hosts SET cluster_id = (
     SELECT MIN(a.cluster_id) FROM assignments a WHERE a.host_name = hosts.name
 ) WHERE (SELECT COUNT(DISTINCT a.cluster_id) FROM assignments a WHERE a.host_name = hosts.name) = 1;
+-- Events are rate-limited per host (counted over the last minute) and pruned by age and count.
+CREATE INDEX events_host ON events (host_name(255), created_at);
+CREATE INDEX events_created ON events (created_at);

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(clap::Args)]
 struct Settings {
     /// TOML config file (keys: data_dir, database_url, listen, http_listen, heartbeat_ttl,
-    /// host_certificate_ttl). Default:
+    /// host_certificate_ttl, event_retention, event_max). Default:
     /// DATA_DIR/coordinator.toml when it exists.
     #[arg(long, env = "MUSTER_CONFIG")]
     config: Option<PathBuf>,
@@ -47,6 +47,12 @@ struct Settings {
     /// How long host certificates are valid; agents renew after two thirds [default: 30d].
     #[arg(long, env = "MUSTER_HOST_CERTIFICATE_TTL")]
     host_certificate_ttl: Option<String>,
+    /// Events older than this are removed [default: 90d].
+    #[arg(long, env = "MUSTER_EVENT_RETENTION")]
+    event_retention: Option<String>,
+    /// The most events kept; the oldest beyond go first (at least 1000) [default: 100000].
+    #[arg(long, env = "MUSTER_EVENT_MAX")]
+    event_max: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +104,8 @@ fn resolve(settings: Settings) -> anyhow::Result<muster_coordinator::config::Coo
         http_listen: settings.http_listen,
         heartbeat_ttl: settings.heartbeat_ttl,
         host_certificate_ttl: settings.host_certificate_ttl,
+        event_retention: settings.event_retention,
+        event_max: settings.event_max,
     };
     let file_path = settings.config.or_else(|| {
         let default = DataDir::new(flags.data_dir.as_ref()?).config();

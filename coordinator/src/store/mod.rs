@@ -538,6 +538,9 @@ pub trait Store: Send + Sync + fmt::Debug {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError>;
+    /// Removes the events older than `older_than_ms` and the oldest beyond the newest `keep`;
+    /// returns how many went.
+    async fn prune_events(&self, older_than_ms: i64, keep: u64) -> Result<u64, StoreError>;
 }
 
 /// Milliseconds since the Unix epoch, now.

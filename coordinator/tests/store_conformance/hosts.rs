@@ -373,6 +373,75 @@ pub(crate) async fn a_host_reports_only_for_its_own_components(backend: Backend)
     store.close().await;
 }
 
+/// One host's reports record at most 60 events a minute, and one `host.events-limited` event
+/// (its status is still recorded whole); events are pruned by age and by count, oldest first.
+pub(crate) async fn a_hosts_events_are_limited_per_minute_and_old_events_pruned(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let host = enroll(&store, "prod", "flappy").await;
+    for name in ["server1", "server2"] {
+        store
+            .create_assignment(
+                assign("prod", Role::Server, "flappy", Some(name), None),
+                &actor(),
+            )
+            .await
+            .unwrap();
+    }
+    // Each report: a new error and one more restart for both servers, four events.
+    for round in 1..=20_u32 {
+        let mut flapping = report(1, "10.0.0.6", Vec::new());
+        flapping.components = ["server1", "server2"]
+            .into_iter()
+            .map(|name| ComponentStatus {
+                cluster: "prod".to_owned(),
+                role: Role::Server,
+                name: name.to_owned(),
+                state: "failed".to_owned(),
+                healthy: false,
+                last_error: format!("error {round}"),
+                restarts: round,
+                backends: Vec::new(),
+            })
+            .collect();
+        store.record_status(&host.id, flapping).await.unwrap();
+    }
+    let events = store.list_events(Some("prod"), None, 1000).await.unwrap();
+    let of_host = events.iter().filter(|event| event.host == "flappy").count();
+    assert_eq!(of_host, 61, "60 and the notice: {events:?}");
+    let limited: Vec<&muster_coordinator::store::Event> = events
+        .iter()
+        .filter(|event| event.kind == "host.events-limited")
+        .collect();
+    assert_eq!(limited.len(), 1, "{events:?}");
+    let statuses = store.list_assignments(Some("prod")).await.unwrap();
+    assert!(
+        statuses.iter().all(|assignment| assignment
+            .status
+            .as_ref()
+            .is_some_and(|status| status.last_error == "error 20")),
+        "the status is recorded whole: {statuses:?}"
+    );
+
+    let total = store.list_events(None, None, 10_000).await.unwrap().len() as u64;
+    assert!(total > 10, "{total}");
+    assert_eq!(store.prune_events(0, 10).await.unwrap(), total - 10);
+    let kept = store.list_events(None, None, 10_000).await.unwrap();
+    assert_eq!(kept.len(), 10);
+    assert_eq!(
+        kept[0].id,
+        events.iter().map(|event| event.id).max().unwrap(),
+        "the newest stay"
+    );
+    assert_eq!(store.prune_events(now_ms() + 1, 1_000).await.unwrap(), 10);
+    assert!(store.list_events(None, None, 10).await.unwrap().is_empty());
+    store.close().await;
+}
+
 /// The labels selectors match come from the admin who made the join token: an agent may repeat
 /// them, and an agent that asks for another label (or another value) is refused.
 pub(crate) async fn a_hosts_labels_come_from_its_join_token(backend: Backend) {

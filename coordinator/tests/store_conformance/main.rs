@@ -270,6 +270,12 @@ macro_rules! store_conformance_suite {
             }
 
             #[tokio::test]
+            async fn a_hosts_events_are_limited_per_minute_and_old_events_pruned() {
+                super::a_hosts_events_are_limited_per_minute_and_old_events_pruned($backend)
+                    .await;
+            }
+
+            #[tokio::test]
             async fn a_hosts_labels_come_from_its_join_token() {
                 super::a_hosts_labels_come_from_its_join_token($backend).await;
             }

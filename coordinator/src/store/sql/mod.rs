@@ -326,6 +326,10 @@ impl Store for SqlStore {
         SqlStore::list_events(self, cluster, after, limit).await
     }
 
+    async fn prune_events(&self, older_than_ms: i64, keep: u64) -> Result<u64, StoreError> {
+        SqlStore::prune_events(self, older_than_ms, keep).await
+    }
+
     async fn create_join_token(
         &self,
         new: NewJoinToken,

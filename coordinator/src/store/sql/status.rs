@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// The most events of one host's reports recorded in a minute.
+pub const MAX_HOST_EVENTS_PER_MINUTE: usize = 60;
+
 impl SqlStore {
     /// `report` without the components that are not assigned to host `host_id`, and their names:
     /// a host reports only for its own components (one host must not write status and events
@@ -127,6 +130,7 @@ impl SqlStore {
         let previous_backends = self
             .replace_backend_states(&mut transaction, host_id, &report)
             .await?;
+        let mut component_events = Vec::new();
         let delete = self.sql("DELETE FROM component_status WHERE host_id = $1");
         sqlx::query(&delete)
             .bind(host_id)
@@ -171,13 +175,53 @@ impl SqlStore {
             }
             let label = format!("{} {}", component.role, component.name);
             for event in policy::component_report_events(&label, before, &now_report) {
+                component_events.push((component.cluster.clone(), event));
+            }
+        }
+        // At most MAX_HOST_EVENTS_PER_MINUTE events of a host are recorded a minute: a host
+        // that flaps (or lies) cannot flood the log; the report itself is recorded whole.
+        if !component_events.is_empty() {
+            let recent = self
+                .recent_host_events(&mut transaction, &host.name, None, now - 60_000)
+                .await?;
+            let room = MAX_HOST_EVENTS_PER_MINUTE
+                .saturating_sub(recent)
+                .min(component_events.len());
+            let dropped = component_events.len() - room;
+            for (cluster, event) in component_events.into_iter().take(room) {
                 self.insert_event(
                     &mut transaction,
                     event.kind,
-                    &component.cluster,
+                    &cluster,
                     &host.name,
                     &actor,
                     &event.message,
+                )
+                .await?;
+            }
+            // One notice a minute, beyond the limit.
+            if dropped > 0
+                && self
+                    .recent_host_events(
+                        &mut transaction,
+                        &host.name,
+                        Some("host.events-limited"),
+                        now - 60_000,
+                    )
+                    .await?
+                    == 0
+            {
+                tracing::warn!(host = %host.name, dropped, "host events limited");
+                self.insert_event(
+                    &mut transaction,
+                    "host.events-limited",
+                    "",
+                    &host.name,
+                    &actor,
+                    &format!(
+                        "more than {MAX_HOST_EVENTS_PER_MINUTE} events of this host in a minute: \
+                         {dropped} (and any more this minute) not recorded"
+                    ),
                 )
                 .await?;
             }
