@@ -98,7 +98,7 @@ impl AdminApi {
     }
 
     /// Checks the bearer token and says who is acting. A refusal is logged and counted.
-    async fn authorize<T>(&self, request: &Request<T>) -> Result<Actor, ApiError> {
+    pub(crate) async fn authorize<T>(&self, request: &Request<T>) -> Result<Actor, ApiError> {
         let refuse = |reason: &'static str, who: &str, error: ApiError| {
             self.refusals
                 .refused(Door::Admin, reason, who, request.remote_addr(), &error);

@@ -5,7 +5,10 @@
 //!
 //! It is served on the gRPC port, behind the same TLS, and every call goes through the same
 //! `AdminService` implementation: the same admin token (`authorization: Bearer …`), the same
-//! checks, refusals logged and counted the same way. Streams (`WatchEvents`) are gRPC only.
+//! checks, refusals logged and counted the same way. The token is checked first: of a request
+//! without a good one nothing is kept, decoded or routed (its body is read and dropped, so that
+//! the client gets the answer), and its refusal is logged and counted like gRPC's. No answer echoes more than 64 characters of what it was sent; every answer says
+//! `nosniff` and `no-store`. Streams (`WatchEvents`) are gRPC only.
 //!
 //! `GET /` is the status page (`ui/`): clusters, hosts, components, backends and recent events,
 //! refreshed every two seconds, read through this gateway with the admin token.
@@ -105,7 +108,18 @@ fn error(code: Code, message: &str) -> Response {
 
 fn json(status: StatusCode, body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (status, [("content-type", "application/json")], bytes).into_response(),
+        Ok(bytes) => (
+            status,
+            [
+                ("content-type", "application/json"),
+                // An answer is data, never a page to render, and may hold what only an admin
+                // may see: no browser guesses its type, and no cache keeps it.
+                ("x-content-type-options", "nosniff"),
+                ("cache-control", "no-store"),
+            ],
+            bytes,
+        )
+            .into_response(),
         Err(encode) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot encode the answer: {encode}"),
@@ -148,12 +162,45 @@ where
     }
 }
 
+/// Reads and drops what a refused caller sends (at most `MAX_REQUEST_BYTES`, for at most
+/// `DISCARD_PATIENCE`) without keeping any of it: an HTTP/2 client whose body is still being
+/// sent sees a reset stream instead of the answer when the server answers first.
+async fn discard(body: axum::body::Body) {
+    use tokio_stream::StreamExt as _;
+    let mut chunks = body.into_data_stream();
+    let mut read = 0;
+    let drained = async {
+        while let Some(Ok(chunk)) = chunks.next().await {
+            read += chunk.len();
+            if read > muster_proto::MAX_REQUEST_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_PATIENCE, drained).await;
+}
+
+/// How long a refused caller's body is read (and dropped) before the answer.
+const DISCARD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn call(
     State(api): State<AdminApi>,
     Path(method): Path<String>,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    // The caller first: an anonymous request is refused (logged, counted) before its body is
+    // read or its method looked up. The method checks the token again, as every gRPC call does.
+    let caller = tonic::Request::from_parts(
+        tonic::metadata::MetadataMap::from_headers(parts.headers.clone()),
+        parts.extensions.clone(),
+        (),
+    );
+    if let Err(refused) = api.authorize(&caller).await {
+        discard(body).await;
+        let status = tonic::Status::from(refused);
+        return error(status.code(), status.message());
+    }
     let body = match axum::body::to_bytes(body, muster_proto::MAX_REQUEST_BYTES).await {
         Ok(body) => body,
         Err(_) => {
@@ -174,7 +221,10 @@ async fn call(
                     Code::Unimplemented,
                     "WatchEvents is a stream: call it over gRPC (`muster events --follow`), or poll ListEvents",
                 ),
-                _ => error(Code::NotFound, &format!("AdminService has no method {method:?}")),
+                _ => error(
+                    Code::NotFound,
+                    &format!("AdminService has no method {:?}", method.chars().take(64).collect::<String>()),
+                ),
             }
         };
     }

@@ -15,6 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use muster_proto::metrics::Family;
+use muster_proto::v1::Role;
 
 use crate::audit::Refusals;
 use crate::rpc_metrics::RpcLatencies;
@@ -164,8 +165,15 @@ fn render_hosts(text: &mut String, hosts: &[Host], now_ms: i64) {
 }
 
 /// Each component's reported health and restarts, and each load balancer's backend servers as
-/// its HAProxy reports them. Names are validated before they are stored, so they need no escaping.
+/// its HAProxy reports them: only the cluster's assigned servers, so a host cannot make series by
+/// reporting names (one series per server and load balancer at most). Names are validated before
+/// they are stored, so they need no escaping.
 fn render_components(text: &mut String, assignments: &[Assignment]) {
+    let servers: std::collections::BTreeSet<(&str, &str)> = assignments
+        .iter()
+        .filter(|assignment| assignment.role == Role::Server)
+        .map(|assignment| (assignment.cluster.as_str(), assignment.name.as_str()))
+        .collect();
     let mut healthy = Family::new(
         "muster_component_healthy",
         "Whether the component's host reports it healthy (0 before it reports).",
@@ -195,6 +203,10 @@ fn render_components(text: &mut String, assignments: &[Assignment]) {
         for backend in status
             .map(|status| status.backends.as_slice())
             .unwrap_or_default()
+            .iter()
+            .filter(|backend| {
+                servers.contains(&(assignment.cluster.as_str(), backend.name.as_str()))
+            })
         {
             rotation.sample(
                 &format!(
@@ -211,4 +223,68 @@ fn render_components(text: &mut String, assignments: &[Assignment]) {
     healthy.write(text);
     restarts.write(text);
     rotation.write(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muster_proto::v1;
+
+    fn assignment(role: Role, name: &str, backends: &[&str]) -> Assignment {
+        Assignment {
+            cluster: "prod".to_owned(),
+            role,
+            name: name.to_owned(),
+            host: "lb".to_owned(),
+            port: 11223,
+            created_at_ms: 0,
+            load_balancer: None,
+            status: Some(crate::store::ComponentStatus {
+                cluster: "prod".to_owned(),
+                role,
+                name: name.to_owned(),
+                state: "running".to_owned(),
+                healthy: true,
+                last_error: String::new(),
+                restarts: 0,
+                backends: backends
+                    .iter()
+                    .map(|backend| v1::BackendServerState {
+                        name: (*backend).to_owned(),
+                        state: "UP".to_owned(),
+                        status: v1::BackendStatus::from_haproxy("UP") as i32,
+                        ..Default::default()
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// A load balancer's report of invented backend names makes no series: only the cluster's
+    /// assigned servers are shown (a hostile host reported 1,000 and made 1,000 series).
+    #[test]
+    fn backend_series_are_only_for_the_clusters_servers() {
+        let invented: Vec<String> = (0..1000)
+            .map(|number| format!("invented{number}"))
+            .collect();
+        let mut reported: Vec<&str> = invented.iter().map(String::as_str).collect();
+        reported.push("server1");
+        let assignments = [
+            assignment(Role::Server, "server1", &[]),
+            assignment(Role::LoadBalancer, "load-balancer", &reported),
+        ];
+        let mut text = String::new();
+        render_components(&mut text, &assignments);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("muster_backend_server_in_rotation{"))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                "muster_backend_server_in_rotation{cluster=\"prod\",load_balancer=\"load-balancer\",\
+                 server=\"server1\",status=\"up\"} 1"
+            ]
+        );
+    }
 }

@@ -186,6 +186,9 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     // HTTP/1.1 too, for the gateway's clients that do not ask for HTTP/2 (TLS offers h2 by ALPN).
     let grpc = Server::builder()
         .accept_http1(true)
+        // Bounds what one connection holds: each stream may carry a request of up to
+        // MAX_REQUEST_BYTES (an agent uses two streams, the CLI one).
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .tls_config(tls)
         .map_err(RunError::Grpc)?
         .layer(crate::rpc_metrics::RpcLatencyLayer(latencies.clone()))
@@ -230,6 +233,9 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
     tracing::info!("coordinator stopped");
     Ok(())
 }
+
+/// The most HTTP/2 streams one connection may have open at once.
+const MAX_STREAMS_PER_CONNECTION: u32 = 32;
 
 /// Removes events past `retention` and beyond the newest `max`, at start and every minute. Every
 /// coordinator runs one; removing what another removed already removes nothing.
