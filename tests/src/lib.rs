@@ -9,6 +9,7 @@
 //! (`postgres://postgres@127.0.0.1:5432/postgres`, `mysql://root@127.0.0.1:3306/mysql`) and can be
 //! pointed elsewhere with `MUSTER_TEST_POSTGRES_URL` and `MUSTER_TEST_MYSQL_URL`.
 
+pub mod browser;
 pub mod disk;
 pub mod harness;
 pub mod netns;

@@ -53,49 +53,80 @@ fn spki_sha256(pem: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
-/// Renders the coordinator's status page in headless Chromium on `host` (the admin token given in
-/// the address, as an operator may): the DOM once its scripts have read the coordinator, and a
-/// screenshot, kept in the target directory.
+/// The coordinator's status page in headless Chromium on `host`, used as an operator would: the
+/// page asks for the admin token, which is typed into its form; the DOM once its scripts have
+/// read the coordinator, and a screenshot kept in the target directory. Then the browser is
+/// closed (it writes its history and session files) and its profile searched for the token.
+/// Another profile opens an address that carries a (made-up, badly escaped) token: the page
+/// takes nothing from it, clears it from the address bar and says why.
 fn status_page(
     coordinator: &Coordinator,
     host: &muster_testkit::netns::Host,
     scratch: &std::path::Path,
 ) -> (String, std::path::PathBuf) {
-    let token = std::fs::read_to_string(coordinator.data_dir.join("admin.token")).unwrap();
+    use muster_testkit::browser::Browser;
+    let token = std::fs::read_to_string(coordinator.data_dir.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
     let pin = spki_sha256(&std::fs::read(coordinator.data_dir.join("server.pem")).unwrap());
-    let url = format!("{}/#token={}", coordinator.url(), token.trim());
     let screenshot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
-    let chromium = |extra: &[String]| {
-        let output = host
-            .command(std::path::Path::new("chromium"))
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--window-size=1400,1100",
-                // Long enough for the page's first reads through the gateway.
-                "--virtual-time-budget=15000",
-            ])
-            .arg(format!(
-                "--user-data-dir={}",
-                scratch.join("chromium").display()
-            ))
-            .arg(format!("--ignore-certificate-errors-spki-list={pin}"))
-            .args(extra)
-            .arg(&url)
-            .output()
-            .expect("chromium (.ci/setup installs it)");
-        assert!(output.status.success(), "{}", text(&output.stderr));
-        text(&output.stdout)
-    };
-    let dom = chromium(&["--dump-dom".to_owned()]);
-    chromium(&[format!("--screenshot={}", screenshot.display())]);
+    let patience = Duration::from_secs(30);
+
+    let profile = scratch.join("chromium");
+    let mut browser = Browser::open(host, &profile, &pin, &format!("{}/", coordinator.url()));
+    browser.wait_until(
+        "the page to ask for the token",
+        "document.getElementById('login') && !document.getElementById('login').hidden",
+        patience,
+    );
+    browser.evaluate(&format!(
+        "document.getElementById('token').value = {}; \
+         document.getElementById('login').requestSubmit(); true",
+        serde_json::Value::from(token.clone())
+    ));
+    browser.wait_until(
+        "the page to show the cluster",
+        "document.body.innerText.includes('cluster prod:') \
+         && document.body.innerText.includes('component.removed')",
+        patience,
+    );
+    let dom = browser
+        .evaluate("document.documentElement.outerHTML")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.screenshot(&screenshot);
+    browser.close();
     let png = std::fs::read(&screenshot).unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "a screenshot"
     );
+    let secret = token.rsplit_once('.').unwrap().1;
+    assert_eq!(
+        Browser::profile_files_with(&profile, secret.as_bytes()),
+        Vec::<std::path::PathBuf>::new(),
+        "the admin token is in no file of the browser's profile (history, sessions, caches)"
+    );
+    assert!(
+        !Browser::profile_files_with(&profile, coordinator.url().as_bytes()).is_empty(),
+        "the profile was written: its history holds the page's address"
+    );
+
+    let mut addressed = Browser::open(
+        host,
+        &scratch.join("chromium-address"),
+        &pin,
+        &format!("{}/#token=muster-admin.made-up.%E0%A4%A", coordinator.url()),
+    );
+    addressed.wait_until(
+        "the page to refuse the token in its address",
+        "!document.getElementById('login').hidden && location.hash === '' \
+         && document.getElementById('error').innerText.includes('not taken from the address')",
+        patience,
+    );
+    addressed.close();
     (dom, screenshot)
 }
 

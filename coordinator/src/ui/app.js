@@ -12,12 +12,20 @@ const ROLE_NAMES = {
 
 function token() { return sessionStorage.getItem("muster-token"); }
 
-// A token given in the address (#token=…) is kept for this tab and taken out of the address.
-function tokenFromAddress() {
-  const match = location.hash.match(/token=([^&]+)/);
-  if (match) {
-    sessionStorage.setItem("muster-token", decodeURIComponent(match[1]));
-    history.replaceState(null, "", location.pathname);
+// The token is never taken from the address: the browser keeps every address it visits in its
+// history (and session files), where replacing it afterwards does not reach. An address with a
+// fragment is cleared from the address bar (nothing in it is decoded or used), and one that
+// carries a token says why it was not used.
+function refuseTokenInAddress() {
+  if (!location.hash) return;
+  const carriedToken = location.hash.indexOf("token") !== -1;
+  history.replaceState(null, "", location.pathname);
+  if (carriedToken) {
+    const error = document.getElementById("error");
+    error.textContent = "The admin token is not taken from the address: the browser keeps " +
+      "addresses in its history. Enter it below instead, and remove that address from the " +
+      "browser's history.";
+    error.hidden = false;
   }
 }
 
@@ -158,11 +166,12 @@ function showLogin() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  tokenFromAddress();
+  refuseTokenInAddress();
   document.getElementById("login").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem("muster-token", document.getElementById("token").value.trim());
     document.getElementById("login").hidden = true;
+    document.getElementById("token").value = "";
     refresh();
   });
   document.getElementById("forget").addEventListener("click", () => {
