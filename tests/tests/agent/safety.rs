@@ -346,3 +346,127 @@ async fn an_sqlite_odb_outside_the_hosts_allowed_directories_is_refused_and_neve
         "the existing file is untouched"
     );
 }
+
+/// A host of another cluster is never placed, whatever labels it has: `evil2`, enrolled with a
+/// join token of cluster `evilc` that gives it `tier=app`, matches no selector of cluster `prod`
+/// (only `app-1`, enrolled with prod's token and the same label, does), naming it for prod is
+/// refused with the reason, and prod's ODB password never reaches its agent. An agent that asks
+/// for a label its token does not give is refused at enrollment.
+#[tokio::test]
+async fn a_host_of_another_cluster_is_never_placed_and_never_gets_the_clusters_secrets() {
+    let scratch = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    coordinator.ok(&["create", "cluster", "evilc"]);
+    let labelled_token = |cluster: &str| {
+        coordinator.json(&[
+            "token",
+            "create",
+            "--cluster",
+            cluster,
+            "--label",
+            "tier=app",
+        ])["secret_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut evil = Agent::configure(
+        scratch.path(),
+        &coordinator,
+        "evil2",
+        &labelled_token("evilc"),
+    );
+    evil.start();
+    wait_for("evil2 to enroll", PATIENCE, POLL, || {
+        let host = coordinator.muster(&["-o", "json", "host", "show", "evil2"]);
+        async move { host.status.success().then_some(()) }
+    })
+    .await
+    .unwrap();
+
+    // prod, whose secrets only its own servers may get.
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let file = scratch.path().join("prod.toml");
+    std::fs::write(
+        &file,
+        "[cluster]\nname = \"prod\"\n\n[cluster.odb]\ntype = \"sqlite\"\n\n\
+         [[servers]]\nselector = { tier = \"app\" }\ncount = 1\n",
+    )
+    .unwrap();
+    let refused = coordinator.muster(&["apply", "-f", file.to_str().unwrap(), "--dry-run"]);
+    assert!(!refused.status.success());
+    let error = text(&refused.stderr);
+    assert!(
+        error.contains("asks for 1 host(s) and 0 enrolled, undrained host(s) of cluster prod"),
+        "{error}"
+    );
+    let named = coordinator.muster(&["create", "server", "--cluster", "prod", "--host", "evil2"]);
+    assert!(!named.status.success());
+    let error = text(&named.stderr);
+    assert!(
+        error.contains("host 'evil2' belongs to cluster 'evilc'"),
+        "{error}"
+    );
+    let secret_key = cluster_secrets(&coordinator).await.remove(0);
+
+    // prod's own host with the label is the one chosen.
+    let mut app = Agent::configure(
+        scratch.path(),
+        &coordinator,
+        "app-1",
+        &labelled_token("prod"),
+    );
+    app.start();
+    wait_for("app-1 to enroll", PATIENCE, POLL, || {
+        let host = coordinator.muster(&["-o", "json", "host", "show", "app-1"]);
+        async move { host.status.success().then_some(()) }
+    })
+    .await
+    .unwrap();
+    let applied = coordinator.ok(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(
+        applied.contains("created server server1 on app-1"),
+        "{applied}"
+    );
+    let servers = coordinator.json(&["component", "list", "--cluster", "prod"]);
+    assert_eq!(servers.as_array().unwrap().len(), 1, "{servers}");
+    assert_eq!(servers[0]["host"], "app-1", "{servers}");
+    let holds_secret = |agent: &Agent| {
+        std::fs::read(agent.state_dir.join("desired-state.pb"))
+            .unwrap_or_default()
+            .windows(secret_key.len())
+            .any(|window| window == secret_key.as_bytes())
+    };
+    wait_for("app-1 to hold prod's secrets", PATIENCE, POLL, || {
+        let found = holds_secret(&app);
+        async move { found.then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert!(!holds_secret(&evil), "prod's secret key reached evil2");
+
+    // An agent that asks for a label its token does not give is refused.
+    let mut asking = Agent::configure(
+        scratch.path(),
+        &coordinator,
+        "asking",
+        &coordinator.join_token("prod", &[], 1),
+    );
+    let mut config = std::fs::read_to_string(&asking.config).unwrap();
+    config.push_str("labels = { tier = \"db\" }\n");
+    std::fs::write(&asking.config, config).unwrap();
+    asking.start();
+    wait_for("the enrollment to be refused", PATIENCE, POLL, || {
+        let log = asking.log_text();
+        async move { log.contains("labels are not the token's").then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert!(
+        !coordinator
+            .muster(&["host", "show", "asking"])
+            .status
+            .success(),
+        "the asking host was not enrolled"
+    );
+}
