@@ -56,16 +56,17 @@ impl SqlStore {
         host_id: &str,
         report: StatusReport,
     ) -> Result<StatusRecorded, StoreError> {
-        let (report, ignored) = self.only_assigned(host_id, report).await?;
         // The steady state (the same report every few seconds from every host) is only read: the
-        // write transaction below is for reports that change something.
+        // write transaction below is for reports that change something. (A report equal to what
+        // is stored holds only the host's own components: what is stored was filtered so.)
         if let Some(generation) = self.status_unchanged(host_id, &report).await? {
             return Ok(StatusRecorded {
                 desired_generation: generation,
                 written: false,
-                ignored,
+                ignored: Vec::new(),
             });
         }
+        let (report, ignored) = self.only_assigned(host_id, report).await?;
         let now = now_ms();
         let mut transaction = self.begin_write().await?;
         let host = self
