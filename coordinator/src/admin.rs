@@ -243,6 +243,7 @@ fn host_message(host: Host) -> v1::Host {
         applied_generation: host.applied_generation,
         drained: host.drained,
         cluster: host.cluster,
+        admitted: host.admitted,
     }
 }
 
@@ -761,6 +762,25 @@ impl AdminService for AdminApi {
         self.fanout.committed();
         tracing::info!(host = %host.name, drained = host.drained, actor = %actor.0, "host drain changed");
         Ok(Response::new(v1::DrainHostResponse {
+            host: Some(host_message(host)),
+        }))
+    }
+
+    async fn admit_host(
+        &self,
+        request: Request<v1::AdmitHostRequest>,
+    ) -> Result<Response<v1::AdmitHostResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("host name", &request.name).map_err(ApiError::from)?;
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        let host = retry_transient(|| {
+            self.store
+                .admit_host(&request.name, &request.cluster, &actor)
+        })
+        .await?;
+        tracing::info!(host = %host.name, cluster = %request.cluster, actor = %actor.0, "host admitted");
+        Ok(Response::new(v1::AdmitHostResponse {
             host: Some(host_message(host)),
         }))
     }

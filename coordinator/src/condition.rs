@@ -153,6 +153,7 @@ mod tests {
             advertise_address: "10.0.0.1".to_owned(),
             labels: Default::default(),
             cluster: String::new(),
+            admitted: Vec::new(),
             state,
             enrolled_at_ms: 0,
             last_seen_ms: Some(0),

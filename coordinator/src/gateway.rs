@@ -245,6 +245,7 @@ async fn call(
         "ConfigureLoadBalancer" => configure_load_balancer,
         "ListBackends" => list_backends,
         "DrainHost" => drain_host,
+        "AdmitHost" => admit_host,
         "RemoveHost" => remove_host,
         "GetDashboardLogin" => get_dashboard_login,
     }

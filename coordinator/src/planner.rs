@@ -283,6 +283,7 @@ mod tests {
             advertise_address: address.to_owned(),
             labels: Default::default(),
             cluster: String::new(),
+            admitted: Vec::new(),
             state: HostState::Up,
             enrolled_at_ms: 0,
             last_seen_ms: Some(0),

@@ -12,3 +12,12 @@ UPDATE hosts SET cluster_id = (
 -- Events are rate-limited per host (counted over the last minute) and pruned by age and count.
 CREATE INDEX events_host ON events (host_name(255), created_at);
 CREATE INDEX events_created ON events (created_at);
+-- Clusters an admin admitted a host to besides its own (muster host admit): their components,
+-- and so their secrets, may go there too. Removed with the host or the cluster.
+CREATE TABLE host_admissions (
+    host_name VARCHAR(255) NOT NULL,
+    cluster_id VARCHAR(64) NOT NULL,
+    admitted_at BIGINT NOT NULL,
+    PRIMARY KEY (host_name, cluster_id),
+    CONSTRAINT host_admissions_cluster_fk FOREIGN KEY (cluster_id) REFERENCES clusters (id) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -12,3 +12,11 @@ UPDATE hosts SET cluster_id = (
 -- Events are rate-limited per host (counted over the last minute) and pruned by age and count.
 CREATE INDEX events_host ON events (host_name, created_at);
 CREATE INDEX events_created ON events (created_at);
+-- Clusters an admin admitted a host to besides its own (muster host admit): their components,
+-- and so their secrets, may go there too. Removed with the host or the cluster.
+CREATE TABLE host_admissions (
+    host_name TEXT NOT NULL,
+    cluster_id TEXT NOT NULL REFERENCES clusters (id) ON DELETE CASCADE,
+    admitted_at BIGINT NOT NULL,
+    PRIMARY KEY (host_name, cluster_id)
+);

@@ -1,4 +1,4 @@
-//! `muster host list|show|drain|undrain|remove`.
+//! `muster host list|show|drain|undrain|admit|remove`.
 
 use super::*;
 
@@ -22,6 +22,16 @@ pub(super) enum HostCommand {
         /// The host's name.
         name: String,
     },
+    /// Admit a host to a cluster besides its own (that of the join token it enrolled with), so
+    /// that the cluster's components, and the secrets they need, may be assigned to it. Without
+    /// it they are refused; a cluster file's selectors match admitted hosts too.
+    Admit {
+        /// The host's name.
+        name: String,
+        /// The cluster it is admitted to.
+        #[arg(long)]
+        cluster: String,
+    },
     /// Remove a drained host: its assignments are deleted and its certificate stops working.
     Remove {
         /// The host's name.
@@ -38,6 +48,8 @@ pub(super) struct HostView {
     pub(super) id: String,
     /// The cluster it belongs to (its join token's); empty for none.
     pub(super) cluster: String,
+    /// The other clusters an admin admitted it to.
+    pub(super) admitted: Vec<String>,
     pub(super) state: String,
     pub(super) advertise_address: String,
     pub(super) labels: std::collections::BTreeMap<String, String>,
@@ -55,6 +67,7 @@ impl From<v1::Host> for HostView {
             name: host.name,
             id: host.id,
             cluster: host.cluster,
+            admitted: host.admitted,
             state: host.state,
             advertise_address: host.advertise_address,
             labels: host.labels.into_iter().collect(),
@@ -135,6 +148,7 @@ fn write_host(
             ("name", host.name.clone()),
             ("id", host.id.clone()),
             ("cluster", host.cluster.clone()),
+            ("admitted to", host.admitted.join(", ")),
             ("state", host.state.clone()),
             (
                 "drained",
@@ -211,6 +225,28 @@ pub(super) async fn host_command(
             }
             let verb = if drain { "drained" } else { "undrained" };
             writeln!(out, "{verb} host {name} (generation {})", host.generation)?;
+            return Ok(());
+        }
+        HostCommand::Admit { name, cluster } => {
+            validate::name("host name", &name)?;
+            validate::name("cluster name", &cluster)?;
+            let response = connection
+                .client
+                .admit_host(v1::AdmitHostRequest {
+                    name: name.clone(),
+                    cluster: cluster.clone(),
+                })
+                .await
+                .answer(&connection)?;
+            let host = HostView::from(response.host.unwrap_or_default());
+            if json {
+                return write_json(out, &host);
+            }
+            writeln!(
+                out,
+                "admitted host {name} to cluster {cluster}: its components, and the secrets they \
+                 need, may go there"
+            )?;
             return Ok(());
         }
         HostCommand::Remove { name, force } => {

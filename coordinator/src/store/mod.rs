@@ -248,6 +248,9 @@ pub struct Host {
     /// The cluster it belongs to (that of its join token); empty when none: created without a
     /// token, or enrolled before memberships were recorded and running no cluster's components.
     pub cluster: String,
+    /// The other clusters an admin admitted it to (`muster host admit`), by name; filled by
+    /// `list_hosts` and `get_host` (empty elsewhere).
+    pub admitted: Vec<String>,
     pub state: HostState,
     pub enrolled_at_ms: i64,
     /// `None` while the host has never reported.
@@ -519,6 +522,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Vec<String>, StoreError>;
 
     /// Drains (or undrains) a host, bumping its generation and its clusters' hosts'.
+    /// Admits an enrolled host to `cluster` besides its own: that cluster's components (and
+    /// secrets) may then go there. Doing it again changes nothing.
+    async fn admit_host(
+        &self,
+        name: &str,
+        cluster: &str,
+        actor: &Actor,
+    ) -> Result<Host, StoreError>;
     async fn set_host_drained(
         &self,
         name: &str,

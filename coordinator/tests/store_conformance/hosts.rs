@@ -295,6 +295,24 @@ pub(crate) async fn a_host_of_another_cluster_never_gets_this_clusters_component
             .unwrap()
             .is_empty()
     );
+    assert!(
+        reason.contains("muster host admit evil2 --cluster prod"),
+        "the refusal says how to admit it: {reason}"
+    );
+    // An admin may admit it (once; again changes nothing): then prod's components may go there.
+    for _ in 0..2 {
+        let admitted = store.admit_host("evil2", "prod", &actor()).await.unwrap();
+        assert_eq!(admitted.admitted, ["prod"]);
+    }
+    store
+        .create_assignment(
+            assign("prod", Role::WebAdmin, "evil2", None, None),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let listed = store.list_hosts().await.unwrap();
+    assert_eq!(listed[0].admitted, ["prod"], "{listed:?}");
     // Its own cluster's components go there; a host not enrolled yet may be named for prod.
     store
         .create_assignment(assign("evilc", Role::Server, "evil2", None, None), &actor())

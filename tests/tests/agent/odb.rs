@@ -86,6 +86,8 @@ async fn an_unreachable_odb_is_reported_and_nothing_is_released() {
         "--odb-db-name",
         "zato",
     ]);
+    // app-1 enrolled with prod's token: it runs this cluster's components once admitted.
+    coordinator.ok(&["host", "admit", "app-1", "--cluster", "unreachable"]);
     coordinator.ok(&[
         "create",
         "server",

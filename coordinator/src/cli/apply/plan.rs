@@ -70,8 +70,9 @@ impl std::fmt::Display for Step {
 }
 
 /// The components the file asks for, each on one host: selectors are matched against the labels
-/// of the cluster's own enrolled hosts (those that enrolled with one of its join tokens: a host of
-/// another cluster is never chosen, whatever its labels), preferring hosts that already have a component of that role (so a
+/// of the cluster's own enrolled hosts (those that enrolled with one of its join tokens, or that an
+/// admin admitted to it: a host of another cluster is never chosen, whatever its labels),
+/// preferring hosts that already have a component of that role (so a
 /// growing count adds, never moves), then by name.
 pub(super) fn wanted(
     file: &ClusterFile,
@@ -89,7 +90,11 @@ pub(super) fn wanted(
                 let count = spec.count.unwrap_or(1) as usize;
                 let mut matching: Vec<&v1::Host> = hosts
                     .iter()
-                    .filter(|host| !host.drained && host.cluster == file.cluster.name)
+                    .filter(|host| {
+                        !host.drained
+                            && (host.cluster == file.cluster.name
+                                || host.admitted.contains(&file.cluster.name))
+                    })
                     .filter(|host| {
                         selector
                             .iter()

@@ -22,16 +22,19 @@ impl SqlStore {
                 .optional_row(&mut **transaction, "lock a cluster for an assignment")
                 .await?;
         }
-        // A host that belongs to another cluster (enrolled with its join token) never gets this
-        // cluster's components: their secrets would reach it. A host not enrolled yet may be
-        // named; it can then only enroll with this cluster's token.
+        // A host that belongs to another cluster (enrolled with its join token) gets this
+        // cluster's components, and so their secrets, only once an admin admitted it here. A host
+        // not enrolled yet may be named; it can then only enroll with this cluster's token.
         let sql = self.sql(
             "SELECT COALESCE((SELECT c.name FROM clusters c WHERE c.id = hosts.cluster_id), '')
                  AS member_of
-             FROM hosts WHERE name = $1 AND cluster_id <> '' AND cluster_id <> $2",
+             FROM hosts WHERE name = $1 AND cluster_id <> '' AND cluster_id <> $2
+                 AND NOT EXISTS (SELECT 1 FROM host_admissions h
+                     WHERE h.host_name = hosts.name AND h.cluster_id = $3)",
         );
         if let Some(row) = sqlx::query(&sql)
             .bind(&new.host)
+            .bind(&cluster.id)
             .bind(&cluster.id)
             .optional_row(&mut **transaction, "read a host's cluster")
             .await?
@@ -40,8 +43,16 @@ impl SqlStore {
             return Err(StoreError::Conflict(format!(
                 "host '{}' belongs to cluster '{member_of}' (it enrolled with that cluster's join \
                  token), not to '{}': a {} of '{}' there would hand '{}'s secrets to another \
-                 cluster's host; enroll a host with a join token of '{}'",
-                new.host, cluster.name, new.role, cluster.name, cluster.name, cluster.name
+                 cluster's host; enroll a host with a join token of '{}', or admit this one \
+                 (muster host admit {} --cluster {}) if it is to run both clusters",
+                new.host,
+                cluster.name,
+                new.role,
+                cluster.name,
+                cluster.name,
+                cluster.name,
+                new.host,
+                cluster.name
             )));
         }
         let sql = self.sql(

@@ -81,6 +81,7 @@ impl SqlStore {
             advertise_address: new.advertise_address,
             labels: new.labels,
             cluster: String::new(),
+            admitted: Vec::new(),
             state: HostState::New,
             enrolled_at_ms,
             last_seen_ms: None,
@@ -93,7 +94,82 @@ impl SqlStore {
     pub(super) async fn list_hosts(&self) -> Result<Vec<Host>, StoreError> {
         let sql = format!("SELECT {HOST_COLUMNS} FROM hosts ORDER BY name");
         let rows = sqlx::query(&sql).rows(&self.pool, "list hosts").await?;
-        rows.iter().map(host_from_row).collect()
+        let mut hosts: Vec<Host> = rows.iter().map(host_from_row).collect::<Result<_, _>>()?;
+        let mut admitted = self.admissions(None).await?;
+        for host in &mut hosts {
+            host.admitted = admitted.remove(&host.name).unwrap_or_default();
+        }
+        Ok(hosts)
+    }
+
+    /// The clusters each host (or host `name`) was admitted to, by host name.
+    async fn admissions(
+        &self,
+        name: Option<&str>,
+    ) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+        let filter = if name.is_some() {
+            "WHERE a.host_name = $1"
+        } else {
+            ""
+        };
+        let sql = self.sql(&format!(
+            "SELECT a.host_name, c.name AS cluster_name FROM host_admissions a
+             JOIN clusters c ON c.id = a.cluster_id {filter} ORDER BY a.host_name, c.name"
+        ));
+        let mut query = sqlx::query(&sql);
+        if let Some(name) = name {
+            query = query.bind(name);
+        }
+        let mut admitted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in query.rows(&self.pool, "read host admissions").await? {
+            admitted
+                .entry(row.value("host_name")?)
+                .or_default()
+                .push(row.value("cluster_name")?);
+        }
+        Ok(admitted)
+    }
+
+    pub(super) async fn admit_host(
+        &self,
+        name: &str,
+        cluster: &str,
+        actor: &Actor,
+    ) -> Result<Host, StoreError> {
+        let host = self.get_host(name).await?;
+        let target = self.get_cluster(cluster).await?;
+        if host.cluster != target.name && !host.admitted.contains(&target.name) {
+            let mut transaction = self.begin_write().await?;
+            let sql = self.sql(
+                "INSERT INTO host_admissions (host_name, cluster_id, admitted_at) VALUES ($1, $2, $3)",
+            );
+            sqlx::query(&sql)
+                .bind(name)
+                .bind(&target.id)
+                .bind(now_ms())
+                .run(&mut **transaction, "admit a host")
+                .await?;
+            let message = format!(
+                "host admitted to cluster {cluster} besides its own ({}): {cluster}'s components, \
+                 and the secrets they need, may run there",
+                if host.cluster.is_empty() {
+                    "none"
+                } else {
+                    host.cluster.as_str()
+                }
+            );
+            self.insert_event(
+                &mut transaction,
+                "host.admitted",
+                cluster,
+                name,
+                actor,
+                &message,
+            )
+            .await?;
+            transaction.commit("commit a host's admission").await?;
+        }
+        self.get_host(name).await
     }
 
     pub(super) async fn get_host(&self, name: &str) -> Result<Host, StoreError> {
@@ -106,7 +182,13 @@ impl SqlStore {
                 kind: "host",
                 name: name.to_owned(),
             })?;
-        host_from_row(&row)
+        let mut host = host_from_row(&row)?;
+        host.admitted = self
+            .admissions(Some(name))
+            .await?
+            .remove(name)
+            .unwrap_or_default();
+        Ok(host)
     }
 
     pub(super) async fn enroll_host(
@@ -524,6 +606,7 @@ impl SqlStore {
             ("assignments", "host_name", name),
             ("bootstrap_tasks", "host_name", name),
             ("component_status", "host_id", host.id.as_str()),
+            ("host_admissions", "host_name", name),
             ("hosts", "id", host.id.as_str()),
         ] {
             let sql = self.sql(&format!("DELETE FROM {table} WHERE {column} = $1"));

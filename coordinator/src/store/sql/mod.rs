@@ -426,6 +426,15 @@ impl Store for SqlStore {
         SqlStore::mark_stale_hosts_down(self, now_ms, ttl_ms).await
     }
 
+    async fn admit_host(
+        &self,
+        name: &str,
+        cluster: &str,
+        actor: &Actor,
+    ) -> Result<Host, StoreError> {
+        SqlStore::admit_host(self, name, cluster, actor).await
+    }
+
     async fn set_host_drained(
         &self,
         name: &str,

@@ -188,6 +188,7 @@ pub(super) fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
         labels: serde_json::from_str(&labels)
             .map_err(|error| StoreError::Corrupt(format!("host labels: {error}")))?,
         cluster: row.value("member_of")?,
+        admitted: Vec::new(),
         state: {
             let word: String = row.value("state")?;
             HostState::from_word(&word)
