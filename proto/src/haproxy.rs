@@ -16,6 +16,13 @@ pub const DEFAULT_FRONTEND_PORT: u16 = 11223;
 pub const DEFAULT_CHECK_INTER: Duration = Duration::from_secs(2);
 pub const DEFAULT_CHECK_RISE: u32 = 2;
 pub const DEFAULT_CHECK_FALL: u32 = 2;
+/// A silent server (a host cut off: no refusal, no answer) costs a request this long before
+/// HAProxy tries another server; Zato's servers answer a connection in milliseconds.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a Zato service may take to answer.
+pub const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a request whose server could not be reached is tried again, on another server.
+pub const DEFAULT_RETRIES: u32 = 3;
 /// The backend, frontend and server-name prefix of Zato's `zato.config`.
 pub const BACKEND: &str = "bck_http_plain";
 pub const FRONTEND: &str = "front_http_plain";
@@ -27,6 +34,11 @@ pub const FAST_CHECK_INTER: Duration = Duration::from_millis(250);
 const CHECK_INTER_MIN: Duration = Duration::from_millis(100);
 const CHECK_INTER_MAX: Duration = Duration::from_secs(3600);
 const CHECK_COUNT_MAX: u32 = 100;
+const CONNECT_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(60);
+const SERVER_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(3600);
+const RETRIES_MAX: u32 = 10;
 
 /// The settings with every default filled in, after checking each value; the error names the
 /// offending one.
@@ -76,12 +88,55 @@ pub fn settings(given: &LoadBalancerSettings) -> Result<LoadBalancerSettings, In
         value if value <= CHECK_COUNT_MAX => Ok(value),
         value => Err(invalid(field, value.to_string(), "must be from 1 to 100")),
     };
+    let timeout =
+        |field, value: u32, default: Duration, range: std::ops::RangeInclusive<Duration>| {
+            if value == 0 {
+                return Ok(u32::try_from(default.as_millis()).unwrap_or(u32::MAX));
+            }
+            if range.contains(&Duration::from_millis(u64::from(value))) {
+                Ok(value)
+            } else {
+                Err(invalid(
+                    field,
+                    format!("{value}ms"),
+                    if field == "connect timeout" {
+                        "must be from 100ms to 60s"
+                    } else {
+                        "must be from 1s to 1h"
+                    },
+                ))
+            }
+        };
+    let retries = match given.retries {
+        0 => DEFAULT_RETRIES,
+        value if value <= RETRIES_MAX => value,
+        value => {
+            return Err(invalid(
+                "retries",
+                value.to_string(),
+                "must be from 1 to 10",
+            ));
+        }
+    };
     Ok(LoadBalancerSettings {
         haproxy_bin,
         frontend_address,
         check_inter_ms,
         check_rise: count("check rise", given.check_rise, DEFAULT_CHECK_RISE)?,
         check_fall: count("check fall", given.check_fall, DEFAULT_CHECK_FALL)?,
+        connect_timeout_ms: timeout(
+            "connect timeout",
+            given.connect_timeout_ms,
+            DEFAULT_CONNECT_TIMEOUT,
+            CONNECT_TIMEOUT_RANGE,
+        )?,
+        server_timeout_ms: timeout(
+            "server timeout",
+            given.server_timeout_ms,
+            DEFAULT_SERVER_TIMEOUT,
+            SERVER_TIMEOUT_RANGE,
+        )?,
+        retries,
     })
 }
 

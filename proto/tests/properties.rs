@@ -110,6 +110,8 @@ proptest! {
         check_inter_ms in any::<u32>(),
         check_rise in any::<u32>(),
         check_fall in any::<u32>(),
+        connect_timeout_ms in any::<u32>(),
+        retries in any::<u32>(),
         name in near_names(),
         address in near_names(),
         port in any::<u32>(),
@@ -120,8 +122,17 @@ proptest! {
             check_inter_ms,
             check_rise,
             check_fall,
+            connect_timeout_ms,
+            server_timeout_ms: 0,
+            retries,
         };
         let Ok(settings) = haproxy::settings(&given) else { return Ok(()) };
+        prop_assert!(
+            (100..=60_000).contains(&settings.connect_timeout_ms)
+                && (1..=10).contains(&settings.retries),
+            "{:?}",
+            settings
+        );
         prop_assume!(validate::name("server", &name).is_ok());
         prop_assume!(validate::host("address", &address).is_ok());
         let line = haproxy::server_line(&name, &address, port, &settings);

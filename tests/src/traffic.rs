@@ -14,8 +14,13 @@ use std::time::{Duration, Instant};
 
 /// One GET; the status code and body, or `None` when the exchange failed.
 pub fn get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    get_within(address, path, RequestStream::PATIENCE)
+}
+
+/// One GET that waits at most `patience` for each read.
+fn get_within(address: SocketAddr, path: &str, patience: Duration) -> Option<(u16, String)> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    let (status, _, body) = exchange(address, &request, Duration::from_secs(10))?;
+    let (status, _, body) = exchange(address, &request, patience)?;
     Some((status, body))
 }
 
@@ -124,6 +129,9 @@ impl RequestStream {
     /// The longest a stream runs even if nobody stops it.
     pub const LIMIT: Duration = Duration::from_secs(600);
 
+    /// How long a client waits for an answer unless told otherwise.
+    pub const PATIENCE: Duration = Duration::from_secs(10);
+
     /// Starts `clients` threads sending `GET /zato/ping` to `address`.
     pub fn start(address: SocketAddr, clients: usize) -> RequestStream {
         RequestStream::start_from(None, address, clients)
@@ -134,6 +142,17 @@ impl RequestStream {
         namespace: Option<&str>,
         address: SocketAddr,
         clients: usize,
+    ) -> RequestStream {
+        RequestStream::start_within(namespace, address, clients, Self::PATIENCE)
+    }
+
+    /// The same with clients that give up on (and count as failed) a request not answered
+    /// within `patience`, as impatient users and their HTTP clients do.
+    pub fn start_within(
+        namespace: Option<&str>,
+        address: SocketAddr,
+        clients: usize,
+        patience: Duration,
     ) -> RequestStream {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::default()));
@@ -148,7 +167,9 @@ impl RequestStream {
                     }
                     let started = Instant::now();
                     while !stop.load(Ordering::Relaxed) && started.elapsed() < Self::LIMIT {
-                        let answer = get(address, "/zato/ping");
+                        let sent = Instant::now();
+                        let answer = get_within(address, "/zato/ping", patience)
+                            .filter(|_| sent.elapsed() <= patience);
                         let server = answer.as_ref().and_then(|(status, body)| {
                             let json: serde_json::Value = serde_json::from_str(body).ok()?;
                             (*status == 200).then(|| json["server"].as_str().map(str::to_owned))?

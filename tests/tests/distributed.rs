@@ -305,6 +305,14 @@ async fn scenario_2_new_hosts_with_a_server_token_join_under_load() {
 #[tokio::test]
 async fn scenario_3_a_partitioned_server_host_leaves_and_rejoins_by_itself() {
     let site = Site::start(Odb::SharedSqlite, &["--heartbeat-ttl", "3s"]).await;
+    // Clients that give up after 2 s: a cut-off server answers nothing, and HAProxy must try
+    // another (its connect timeout, 1 s by default) before they do.
+    let impatient = RequestStream::start_within(
+        Some(&site.hosts["client"].namespace),
+        site.frontend(),
+        4,
+        Duration::from_secs(2),
+    );
     // Cut off the host of the server the scheduler points at, to see the scheduler move too.
     let target = wait_for("the scheduler's server", PATIENCE, POLL, || {
         let target = site.coordinator.json(&["cluster", "show", "prod"])["scheduler_target"]
@@ -367,6 +375,13 @@ async fn scenario_3_a_partitioned_server_host_leaves_and_rejoins_by_itself() {
     site.backend_is(&[("server1", "UP"), ("server2", "UP"), ("server3", "UP")])
         .await;
     assert_eq!(site.servers_reached(30), ["server1", "server2", "server3"]);
+    let tally = impatient.stop();
+    println!(
+        "a server host cut off and healed: {} requests, {} failed (clients waiting 2 s)",
+        tally.succeeded, tally.failed
+    );
+    assert!(tally.succeeded > 0);
+    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
 }
 
 /// A PostgreSQL server of the test's own, in `directory`, on a test host's loopback.

@@ -129,13 +129,14 @@ defaults
     mode http
     option httplog
     option dontlognull
-    # A request whose server cannot be reached, or closes without answering, is sent to another.
-    retries 3
+    # A request whose server cannot be reached (refused, or silent past `timeout connect`), or
+    # closes without answering, is sent to another.
+    retries {retries}
     option redispatch 1
     retry-on conn-failure empty-response
-    timeout connect 5s
+    timeout connect {connect_timeout}
     timeout client 60s
-    timeout server 60s
+    timeout server {server_timeout}
     timeout http-request 10s
     timeout http-keep-alive 10s
     timeout check 2s
@@ -166,6 +167,11 @@ frontend {FRONTEND}
             stats = paths.stats_socket.display(),
             state = paths.state_file.display(),
             check = muster_proto::haproxy::check_keywords(&self.settings),
+            retries = self.settings.retries,
+            connect_timeout =
+                muster_proto::haproxy::duration_text(u64::from(self.settings.connect_timeout_ms)),
+            server_timeout =
+                muster_proto::haproxy::duration_text(u64::from(self.settings.server_timeout_ms)),
             bind = muster_proto::haproxy::address_text(
                 &self.settings.frontend_address,
                 u32::from(self.port)

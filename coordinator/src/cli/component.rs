@@ -43,6 +43,33 @@ pub(super) struct LoadBalancerSettingsArgs {
     /// How many failed checks take a server out [default: 2].
     #[arg(long)]
     pub(super) check_fall: Option<u32>,
+    /// How long HAProxy waits to connect to a server before it tries another: what a silent
+    /// server (a host cut off) costs a request (100ms to 60s) [default: 1s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(super) connect_timeout: Option<Duration>,
+    /// How long HAProxy waits for a server's answer (1s to 1h) [default: 60s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(super) server_timeout: Option<Duration>,
+    /// How often a request whose server could not be reached is tried again, each time on
+    /// another server (1 to 10) [default: 3].
+    #[arg(long)]
+    pub(super) retries: Option<u32>,
+}
+
+/// A duration option in milliseconds (0 when not given), or why not.
+pub(super) fn milliseconds(key: &str, value: Option<Duration>, range: &str) -> Result<u32, String> {
+    match value {
+        None => Ok(0),
+        Some(duration) => u32::try_from(duration.as_millis())
+            .ok()
+            .filter(|milliseconds| *milliseconds > 0)
+            .ok_or_else(|| {
+                format!(
+                    "invalid {key} {}: must be from {range}",
+                    humantime::format_duration(duration)
+                )
+            }),
+    }
 }
 
 impl LoadBalancerSettingsArgs {
@@ -67,8 +94,21 @@ impl LoadBalancerSettingsArgs {
                 check_inter_ms,
                 check_rise: self.check_rise.unwrap_or(0),
                 check_fall: self.check_fall.unwrap_or(0),
+                connect_timeout_ms: milliseconds(
+                    "--connect-timeout",
+                    self.connect_timeout,
+                    "100ms to 60s",
+                )
+                .map_err(CliError::Usage)?,
+                server_timeout_ms: milliseconds(
+                    "--server-timeout",
+                    self.server_timeout,
+                    "1s to 1h",
+                )
+                .map_err(CliError::Usage)?,
+                retries: self.retries.unwrap_or(0),
             },
-            [self.check_rise, self.check_fall],
+            [self.check_rise, self.check_fall, self.retries],
             |key| format!("--{}", key.replace('_', "-")),
         )
         .map_err(CliError::Usage)
@@ -76,16 +116,25 @@ impl LoadBalancerSettingsArgs {
 }
 
 /// Load balancer settings as a command line or a cluster file gives them (unset ones zero, the
-/// coordinator's defaults), checked: `rise_fall` as given (a given 0 is refused), `name` says a
+/// coordinator's defaults), checked: `counts` (check rise, check fall, retries) as given (a
+/// given 0 is refused), `name` says a
 /// key the caller's way (`--check-rise`, `check_rise`).
 pub(super) fn given_settings(
     given: v1::LoadBalancerSettings,
-    rise_fall: [Option<u32>; 2],
+    counts: [Option<u32>; 3],
     name: impl Fn(&str) -> String,
 ) -> Result<v1::LoadBalancerSettings, String> {
-    for (key, value) in ["check_rise", "check_fall"].into_iter().zip(rise_fall) {
+    for (key, value) in ["check_rise", "check_fall", "retries"]
+        .into_iter()
+        .zip(counts)
+    {
         if value == Some(0) {
-            return Err(format!("invalid {} 0: must be from 1 to 100", name(key)));
+            let range = if key == "retries" {
+                "1 to 10"
+            } else {
+                "1 to 100"
+            };
+            return Err(format!("invalid {} 0: must be from {range}", name(key)));
         }
     }
     muster_proto::haproxy::settings(&given).map_err(|error| error.to_string())?;
@@ -132,6 +181,24 @@ pub(super) fn setting_changes(
         asked.check_fall.to_string(),
         has.check_fall.to_string(),
         asked.check_fall != 0,
+    );
+    compare(
+        "connect-timeout",
+        format!("{}ms", asked.connect_timeout_ms),
+        format!("{}ms", has.connect_timeout_ms),
+        asked.connect_timeout_ms != 0,
+    );
+    compare(
+        "server-timeout",
+        format!("{}ms", asked.server_timeout_ms),
+        format!("{}ms", has.server_timeout_ms),
+        asked.server_timeout_ms != 0,
+    );
+    compare(
+        "retries",
+        asked.retries.to_string(),
+        has.retries.to_string(),
+        asked.retries != 0,
     );
     changes
 }
@@ -230,6 +297,9 @@ pub(super) struct LoadBalancerView {
     pub(super) check_inter_ms: u32,
     pub(super) check_rise: u32,
     pub(super) check_fall: u32,
+    pub(super) connect_timeout_ms: u32,
+    pub(super) server_timeout_ms: u32,
+    pub(super) retries: u32,
 }
 
 impl From<&LoadBalancerView> for v1::LoadBalancerSettings {
@@ -240,6 +310,9 @@ impl From<&LoadBalancerView> for v1::LoadBalancerSettings {
             check_inter_ms: view.check_inter_ms,
             check_rise: view.check_rise,
             check_fall: view.check_fall,
+            connect_timeout_ms: view.connect_timeout_ms,
+            server_timeout_ms: view.server_timeout_ms,
+            retries: view.retries,
         }
     }
 }
@@ -278,6 +351,9 @@ impl From<v1::ComponentAssignment> for ComponentView {
                 check_inter_ms: settings.check_inter_ms,
                 check_rise: settings.check_rise,
                 check_fall: settings.check_fall,
+                connect_timeout_ms: settings.connect_timeout_ms,
+                server_timeout_ms: settings.server_timeout_ms,
+                retries: settings.retries,
             }),
             backends: component
                 .backends
@@ -406,6 +482,13 @@ fn write_component(
                 format!(
                     "every {} ms, rise {}, fall {}",
                     settings.check_inter_ms, settings.check_rise, settings.check_fall
+                ),
+            ),
+            (
+                "timeouts",
+                format!(
+                    "connect {} ms (then another server, {} retries), server {} ms",
+                    settings.connect_timeout_ms, settings.retries, settings.server_timeout_ms
                 ),
             ),
         ]);
@@ -620,7 +703,8 @@ pub(super) async fn configure_load_balancer(
     if settings == v1::LoadBalancerSettings::default() {
         return Err(CliError::Usage(
             "nothing to change: give at least one of --haproxy-bin, --frontend-address, \
-             --check-inter, --check-rise, --check-fall"
+             --check-inter, --check-rise, --check-fall, --connect-timeout, --server-timeout, \
+             --retries"
                 .to_owned(),
         ));
     }
@@ -643,14 +727,17 @@ pub(super) async fn configure_load_balancer(
         writeln!(
             out,
             "load-balancer {} on host {} now runs {} with its frontend on {}, checking \
-             every {}ms (rise {}, fall {})",
+             every {}ms (rise {}, fall {}), connect timeout {}ms, {} retries, server timeout {}ms",
             component.name,
             component.host,
             settings.haproxy_bin,
             settings.frontend_address,
             settings.check_inter_ms,
             settings.check_rise,
-            settings.check_fall
+            settings.check_fall,
+            settings.connect_timeout_ms,
+            settings.retries,
+            settings.server_timeout_ms
         )?;
     }
     Ok(())

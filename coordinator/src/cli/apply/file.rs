@@ -78,6 +78,13 @@ pub(super) struct ComponentSpec {
     pub(super) check_rise: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) check_fall: Option<u32>,
+    /// Durations: "1s", "500ms".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) connect_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) server_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) retries: Option<u32>,
 }
 
 pub(super) fn invalid(path: &Path, message: impl std::fmt::Display) -> CliError {
@@ -200,6 +207,9 @@ pub(super) fn check_file(file: &ClusterFile) -> Result<(), String> {
                 ("check_inter", spec.check_inter.is_some()),
                 ("check_rise", spec.check_rise.is_some()),
                 ("check_fall", spec.check_fall.is_some()),
+                ("connect_timeout", spec.connect_timeout.is_some()),
+                ("server_timeout", spec.server_timeout.is_some()),
+                ("retries", spec.retries.is_some()),
             ];
             if let Some((key, _)) = balancer_only.iter().find(|(_, given)| *given) {
                 return Err(format!("{what} has {key}, which only load balancers take"));
@@ -236,6 +246,16 @@ pub(super) fn balancer_settings(spec: &ComponentSpec) -> Result<v1::LoadBalancer
             .filter(|milliseconds| *milliseconds > 0)
             .ok_or_else(|| format!("invalid check_inter {text:?}: must be from 100ms to 1h"))?,
     };
+    let duration = |key: &str, text: &Option<String>, range: &str| -> Result<u32, String> {
+        let parsed = text
+            .as_deref()
+            .map(|text| {
+                humantime::parse_duration(text)
+                    .map_err(|_| format!("invalid {key} {text:?}: must be from {range}"))
+            })
+            .transpose()?;
+        milliseconds(key, parsed, range)
+    };
     given_settings(
         v1::LoadBalancerSettings {
             haproxy_bin: spec.haproxy_bin.clone().unwrap_or_default(),
@@ -243,8 +263,11 @@ pub(super) fn balancer_settings(spec: &ComponentSpec) -> Result<v1::LoadBalancer
             check_inter_ms,
             check_rise: spec.check_rise.unwrap_or(0),
             check_fall: spec.check_fall.unwrap_or(0),
+            connect_timeout_ms: duration("connect_timeout", &spec.connect_timeout, "100ms to 60s")?,
+            server_timeout_ms: duration("server_timeout", &spec.server_timeout, "1s to 1h")?,
+            retries: spec.retries.unwrap_or(0),
         },
-        [spec.check_rise, spec.check_fall],
+        [spec.check_rise, spec.check_fall, spec.retries],
         str::to_owned,
     )
 }
@@ -276,6 +299,18 @@ pub(super) fn file_of(cluster: &v1::Cluster, components: &[ComponentView]) -> Cl
             .load_balancer
             .as_ref()
             .map(|settings| settings.check_fall),
+        connect_timeout: component
+            .load_balancer
+            .as_ref()
+            .map(|settings| format!("{}ms", settings.connect_timeout_ms)),
+        server_timeout: component
+            .load_balancer
+            .as_ref()
+            .map(|settings| format!("{}ms", settings.server_timeout_ms)),
+        retries: component
+            .load_balancer
+            .as_ref()
+            .map(|settings| settings.retries),
         ..ComponentSpec::default()
     };
     let of_role = |role: Role| -> Vec<ComponentSpec> {

@@ -240,6 +240,9 @@ mod tests {
                 check_inter_ms: 2000,
                 check_rise: 2,
                 check_fall: 2,
+                connect_timeout_ms: 1000,
+                server_timeout_ms: 60_000,
+                retries: 3,
             }),
         }
     }

@@ -393,6 +393,9 @@ impl SqlStore {
             check_inter_ms: pick_number(changes.check_inter_ms, current.check_inter_ms),
             check_rise: pick_number(changes.check_rise, current.check_rise),
             check_fall: pick_number(changes.check_fall, current.check_fall),
+            connect_timeout_ms: pick_number(changes.connect_timeout_ms, current.connect_timeout_ms),
+            server_timeout_ms: pick_number(changes.server_timeout_ms, current.server_timeout_ms),
+            retries: pick_number(changes.retries, current.retries),
         };
         let merged = settings_with_defaults(&merged)?;
         let mut transaction = self.begin_write().await?;

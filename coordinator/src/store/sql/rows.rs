@@ -63,6 +63,12 @@ pub(super) struct StoredSettings {
     check_rise: u32,
     #[serde(default)]
     check_fall: u32,
+    #[serde(default)]
+    connect_timeout_ms: u32,
+    #[serde(default)]
+    server_timeout_ms: u32,
+    #[serde(default)]
+    retries: u32,
 }
 
 pub(super) fn settings_json(settings: &v1::LoadBalancerSettings) -> Result<String, StoreError> {
@@ -72,6 +78,9 @@ pub(super) fn settings_json(settings: &v1::LoadBalancerSettings) -> Result<Strin
         check_inter_ms: settings.check_inter_ms,
         check_rise: settings.check_rise,
         check_fall: settings.check_fall,
+        connect_timeout_ms: settings.connect_timeout_ms,
+        server_timeout_ms: settings.server_timeout_ms,
+        retries: settings.retries,
     })
     .map_err(|error| StoreError::Corrupt(format!("load-balancer settings: {error}")))
 }
@@ -97,6 +106,9 @@ pub(super) fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings,
         check_inter_ms: stored.check_inter_ms,
         check_rise: stored.check_rise,
         check_fall: stored.check_fall,
+        connect_timeout_ms: stored.connect_timeout_ms,
+        server_timeout_ms: stored.server_timeout_ms,
+        retries: stored.retries,
     })
 }
 
