@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{Door, Refusals};
-use crate::condition::condition;
+use crate::condition::condition_seen_by_balancers;
 use crate::secrets;
 use crate::store::{
     Actor, Assignment, Cluster, ClusterSecrets, Event, Host, JoinToken, NewAssignment, NewCluster,
@@ -810,6 +810,17 @@ impl AdminService for AdminApi {
         let assignments = self.store.list_assignments(cluster).await?;
         let hosts = self.hosts_by_name().await?;
         let bootstrap = self.store.list_bootstrap(cluster).await?;
+        // What the load balancers of reporting hosts see of the servers.
+        let balancers: Vec<Assignment> = assignments
+            .iter()
+            .filter(|assignment| assignment.role == Role::LoadBalancer)
+            .filter(|assignment| {
+                hosts
+                    .get(&assignment.host)
+                    .is_some_and(|host| host.state == crate::store::HostState::Up)
+            })
+            .cloned()
+            .collect();
         let components = assignments
             .into_iter()
             .map(|assignment| {
@@ -818,7 +829,12 @@ impl AdminService for AdminApi {
                     .filter(|task| task.cluster == assignment.cluster)
                     .cloned()
                     .collect();
-                let shown = condition(&assignment, hosts.get(&assignment.host), &tasks);
+                let shown = condition_seen_by_balancers(
+                    &assignment,
+                    hosts.get(&assignment.host),
+                    &tasks,
+                    &balancers,
+                );
                 let mut message = assignment_message(assignment);
                 message.state = shown.state;
                 message.healthy = shown.healthy;

@@ -7,7 +7,7 @@
 //! bootstrap is done — the coordinator knows, and says here.
 
 use muster_proto::daemon::cause;
-use muster_proto::v1::Role;
+use muster_proto::v1::{self, Role};
 
 use crate::store::{Assignment, BootstrapState, BootstrapTask, Host, HostState};
 
@@ -102,6 +102,44 @@ pub fn condition(
         cause(&status.last_error)
     };
     Condition::new(&status.state, reason)
+}
+
+/// [`condition`], with what the cluster's load balancers see (`balancers`: the load balancer
+/// assignments of hosts that report; others are stale): a server a healthy load balancer takes
+/// out of rotation for failed checks (HAProxy's DOWN) is `unreachable`, whatever its own host
+/// says, so that a summary never calls healthy what the backend table shows DOWN (a server whose
+/// host is cut off from the others still answers its own agent).
+pub fn condition_seen_by_balancers(
+    assignment: &Assignment,
+    host: Option<&Host>,
+    bootstrap: &[BootstrapState],
+    balancers: &[Assignment],
+) -> Condition {
+    let shown = condition(assignment, host, bootstrap);
+    if !shown.healthy || assignment.role != Role::Server {
+        return shown;
+    }
+    for balancer in balancers
+        .iter()
+        .filter(|balancer| balancer.role == Role::LoadBalancer)
+        .filter(|balancer| balancer.cluster == assignment.cluster)
+    {
+        let Some(status) = balancer.status.as_ref().filter(|status| status.healthy) else {
+            continue;
+        };
+        if let Some(backend) = status.backends.iter().find(|backend| {
+            backend.name == assignment.name && backend.status() == v1::BackendStatus::Down
+        }) {
+            return Condition::new(
+                "unreachable",
+                format!(
+                    "load balancer {} on host {} takes it out of rotation: {} ({})",
+                    balancer.name, balancer.host, backend.state, backend.check
+                ),
+            );
+        }
+    }
+    shown
 }
 
 /// Why the host has not reported a component it should know of.
@@ -293,6 +331,56 @@ mod tests {
             &bootstrap("", true),
         );
         assert!(healthy.healthy && healthy.reason.is_empty());
+    }
+
+    #[test]
+    fn a_server_its_load_balancer_marks_down_is_not_healthy() {
+        let healthy = server(Some(("running", true, "")));
+        let balancer = |healthy: bool, state: &str, check: &str| {
+            let mut balancer = server(Some(("running", healthy, "")));
+            balancer.role = Role::LoadBalancer;
+            balancer.name = "load-balancer".to_owned();
+            balancer.host = "lb".to_owned();
+            if let Some(status) = &mut balancer.status {
+                status.backends = vec![v1::BackendServerState {
+                    name: "server1".to_owned(),
+                    state: state.to_owned(),
+                    check: check.to_owned(),
+                    status: v1::BackendStatus::from_haproxy(state) as i32,
+                    ..Default::default()
+                }];
+            }
+            balancer
+        };
+        let up = host(HostState::Up);
+        let shown = condition_seen_by_balancers(
+            &healthy,
+            Some(&up),
+            &bootstrap("", true),
+            &[balancer(true, "DOWN", "L4TOUT in 1001ms")],
+        );
+        assert_eq!(
+            (shown.state.as_str(), shown.healthy, shown.reason.as_str()),
+            (
+                "unreachable",
+                false,
+                "load balancer load-balancer on host lb takes it out of rotation: DOWN (L4TOUT in \
+                 1001ms)"
+            )
+        );
+        for seen in [
+            balancer(true, "UP", "L7OK 200"),
+            balancer(true, "DRAIN", "L7OK 200"),
+            balancer(false, "DOWN", "L4CON"),
+        ] {
+            let shown = condition_seen_by_balancers(
+                &healthy,
+                Some(&up),
+                &bootstrap("", true),
+                std::slice::from_ref(&seen),
+            );
+            assert!(shown.healthy, "{seen:?}");
+        }
     }
 
     #[test]
