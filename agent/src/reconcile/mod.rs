@@ -85,6 +85,13 @@ struct Key {
     name: String,
 }
 
+impl Key {
+    /// The key in the agent's restart record.
+    fn record(&self) -> String {
+        format!("{}/{}/{}", self.cluster, self.role, self.name)
+    }
+}
+
 /// The reconciler's retry delay for the `attempt`-th failure in a row.
 pub fn backoff(attempt: u32) -> Duration {
     muster_proto::daemon::backoff(attempt, BACKOFF_FLOOR, BACKOFF_CEILING)
@@ -114,6 +121,10 @@ pub struct Reconciler {
     bootstrap_record: PathBuf,
     /// Bootstrap tasks finished on this host, as `CLUSTER/odb` and `CLUSTER/cluster`.
     bootstrap_done: BTreeSet<String>,
+    /// `STATE_DIR/restarts.json`: how often each component (`cluster/role/name`) died and was
+    /// restarted, kept so that the count a host reports survives the agent's own restarts.
+    restarts_record: PathBuf,
+    saved_restarts: BTreeMap<String, u32>,
     bootstrap: BTreeMap<String, BootstrapLocal>,
     local: BTreeMap<Key, Local>,
     /// The first of Zato's IPC ports for this host's servers.
@@ -205,6 +216,11 @@ impl Reconciler {
         state_dir: &Path,
         bind_address: IpAddr,
     ) -> Reconciler {
+        let restarts_record = state_dir.join("restarts.json");
+        let saved_restarts = std::fs::read_to_string(&restarts_record)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
         let bootstrap_record = state_dir.join("bootstrap-done.json");
         let bootstrap_done = std::fs::read_to_string(&bootstrap_record)
             .ok()
@@ -216,6 +232,8 @@ impl Reconciler {
             components_dir,
             bootstrap_record,
             bootstrap_done,
+            restarts_record,
+            saved_restarts,
             bootstrap: BTreeMap::new(),
             local: BTreeMap::new(),
             ipc_port_start: conf::IPC_PORT_START,
@@ -334,6 +352,25 @@ impl Reconciler {
         Ok(directory)
     }
 
+    /// Writes the components' restart counts when they changed (a failed write is logged; the
+    /// counts are then lost only if the agent restarts before the next one).
+    fn save_restarts(&mut self) {
+        let now: BTreeMap<String, u32> = self
+            .local
+            .iter()
+            .filter(|(_, local)| local.restarts > 0)
+            .map(|(key, local)| (key.record(), local.restarts))
+            .collect();
+        if now == self.saved_restarts {
+            return;
+        }
+        let text = serde_json::to_string(&now).unwrap_or_default();
+        match files::write_atomic(&self.restarts_record, text.as_bytes(), 0o600) {
+            Ok(()) => self.saved_restarts = now,
+            Err(error) => tracing::warn!(error = %error, "cannot record restart counts"),
+        }
+    }
+
     /// One pass toward `desired`; returns the host's status and when to run again at the latest.
     pub async fn pass(&mut self, desired: &DesiredState) -> (HostStatus, Duration) {
         let bootstrap = self.bootstrap(desired).await;
@@ -345,7 +382,11 @@ impl Reconciler {
             .components
             .iter()
             .map(|component| {
-                let local = self.local.remove(&key_of(component)).unwrap_or_default();
+                let key = key_of(component);
+                let local = self.local.remove(&key).unwrap_or_else(|| Local {
+                    restarts: self.saved_restarts.get(&key.record()).copied().unwrap_or(0),
+                    ..Local::default()
+                });
                 (component, local)
             })
             .collect();
@@ -361,6 +402,7 @@ impl Reconciler {
             self.local.insert(key_of(component), local);
         }
         self.archive_unwanted(desired).await;
+        self.save_restarts();
         let soonest_retry = self
             .local
             .values()
