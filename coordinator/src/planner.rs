@@ -15,6 +15,8 @@
 //!   new requests: every one that is up and healthy reports it as drained, in maintenance, down or
 //!   gone. Load balancers that are down or unhealthy are not waited for. (Every change of a load
 //!   balancer's report bumps the generations of the cluster's drained server hosts.)
+//! - until a server of the cluster has been healthy (a fresh ODB), only its first server
+//!   ([`policy::first_server`]) is created: the others are sent with `hold`, the reason they wait;
 //! - each component gets only the secrets its role needs.
 //!
 //! The render depends only on assignments, enrolled hosts and their addresses, bootstrap progress,
@@ -23,6 +25,7 @@
 
 use muster_proto::v1::{self, BootstrapKind, Role};
 
+use crate::policy;
 use crate::store::{Assignment, BootstrapTask, Cluster, ClusterSecrets, HostState, PlanInputs};
 
 fn odb_message(cluster: &Cluster) -> v1::OdbSettings {
@@ -197,6 +200,30 @@ fn still_routed(inputs: &PlanInputs, server: &Assignment) -> bool {
         })
 }
 
+/// Why a server of a cluster whose servers have not started may not be created yet: another is
+/// the first (`Cluster::first_server`, chosen by [`policy::first_server`]). Empty for every other
+/// component.
+fn hold(inputs: &PlanInputs, cluster: &Cluster, assignment: &Assignment) -> String {
+    if assignment.role != Role::Server
+        || cluster.servers_started
+        || cluster.first_server.is_empty()
+        || cluster.first_server == assignment.name
+    {
+        return String::new();
+    }
+    let host = inputs
+        .assignments
+        .iter()
+        .find(|other| {
+            other.cluster == assignment.cluster
+                && other.role == Role::Server
+                && other.name == cluster.first_server
+        })
+        .map(|first| first.host.as_str())
+        .unwrap_or_default();
+    policy::first_start_hold(&cluster.first_server, host)
+}
+
 /// What `inputs.host` must run, at `inputs.host.generation`.
 pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
     let mut components = Vec::new();
@@ -258,6 +285,7 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                     && !(assignment.role == Role::Server && still_routed(inputs, assignment)),
                 load_balancer: assignment.load_balancer.clone(),
                 backends: backends(inputs, assignment),
+                hold: hold(inputs, cluster, assignment),
             });
         }
     }
@@ -333,6 +361,8 @@ mod tests {
             has_odb_password: true,
             created_at_ms: 0,
             scheduler_target: "server2".to_owned(),
+            servers_started: true,
+            first_server: String::new(),
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),
@@ -362,6 +392,43 @@ mod tests {
             clusters: BTreeMap::from([("prod".to_owned(), (cluster, secrets))]),
             bootstrap,
         }
+    }
+
+    #[test]
+    fn on_a_fresh_odb_only_the_first_server_is_created_until_one_is_healthy() {
+        let fresh = |for_host: &str| {
+            let mut inputs = inputs(for_host);
+            let cluster = &mut inputs.clusters.get_mut("prod").unwrap().0;
+            cluster.servers_started = false;
+            cluster.first_server = "server1".to_owned();
+            inputs
+        };
+        let holds = |inputs: &PlanInputs| -> Vec<(String, String)> {
+            render(inputs)
+                .components
+                .into_iter()
+                .map(|component| (component.name, component.hold))
+                .collect()
+        };
+        assert_eq!(holds(&fresh("app-1")), [("server1".into(), String::new())]);
+        let [(name, hold)] = holds(&fresh("app-2")).try_into().unwrap();
+        assert_eq!(name, "server2");
+        assert!(
+            hold.starts_with("waiting for server server1 on host app-1 to start first"),
+            "{hold}"
+        );
+        // Nothing else waits: the scheduler has no server address yet anyway.
+        assert!(
+            holds(&fresh("admin"))
+                .iter()
+                .all(|(_, hold)| hold.is_empty())
+        );
+        // The store chose server2 (app-1 went down): it starts first.
+        let mut moved = fresh("app-2");
+        moved.clusters.get_mut("prod").unwrap().0.first_server = "server2".to_owned();
+        assert_eq!(holds(&moved), [("server2".into(), String::new())]);
+        // Once a server was healthy, no server waits.
+        assert_eq!(holds(&inputs("app-2")), [("server2".into(), String::new())]);
     }
 
     #[test]

@@ -70,6 +70,52 @@ pub fn scheduler_target(current: &str, servers: &[ServerCandidate]) -> Option<Sc
     })
 }
 
+/// The server created and started alone while no server of the cluster has been healthy
+/// (`started` false): on a fresh ODB each Zato server writes Zato's ~600 internal services at its
+/// first start, two at once deadlock, and a server whose row has no address yet breaks the others'
+/// calls to every server. The first by name on an up, undrained host, else the first by name;
+/// `None` once the cluster's servers have started.
+pub fn first_server(started: bool, servers: &[ServerCandidate]) -> Option<&ServerCandidate> {
+    if started {
+        return None;
+    }
+    servers
+        .iter()
+        .filter(|server| server.host_up && !server.host_drained)
+        .min_by(|left, right| left.name.cmp(&right.name))
+        .or_else(|| {
+            servers
+                .iter()
+                .min_by(|left, right| left.name.cmp(&right.name))
+        })
+}
+
+/// Why a server other than `first` on `host` is not created yet (what its host reports as the
+/// reason).
+pub fn first_start_hold(first: &str, host: &str) -> String {
+    format!(
+        "waiting for server {first} on host {host} to start first (the cluster's ODB is fresh: \
+         its first server writes Zato's internal services alone)"
+    )
+}
+
+/// The first healthy server of a cluster whose servers have not started, and the
+/// `cluster.servers-started` event it makes.
+pub fn servers_started(servers: &[ServerCandidate]) -> Option<(&ServerCandidate, Happened)> {
+    let healthy = servers
+        .iter()
+        .filter(|server| server.healthy)
+        .min_by(|left, right| left.name.cmp(&right.name))?;
+    let happened = Happened::new(
+        "cluster.servers-started",
+        format!(
+            "server {} on host {} is healthy: the cluster's other servers are created now",
+            healthy.name, healthy.host
+        ),
+    );
+    Some((healthy, happened))
+}
+
 /// Something a rule says happened, for the store to record as an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Happened {
@@ -210,6 +256,49 @@ mod tests {
             host_drained: false,
             healthy,
         }
+    }
+
+    #[test]
+    fn on_a_fresh_odb_the_first_server_by_name_on_an_up_host_starts_alone() {
+        let mut servers = vec![
+            server("server2", "app-2", true, false),
+            server("server1", "app-1", false, false),
+            server("server3", "app-3", true, false),
+        ];
+        let first = first_server(false, &servers).unwrap();
+        assert_eq!(first.name, "server2");
+        assert_eq!(
+            first_start_hold(&first.name, &first.host),
+            "waiting for server server2 on host app-2 to start first (the cluster's ODB is \
+             fresh: its first server writes Zato's internal services alone)"
+        );
+        servers[0].host_drained = true;
+        assert_eq!(first_server(false, &servers).unwrap().name, "server3");
+        // No server host is up: the first by name, so that the others still wait for one.
+        for candidate in &mut servers {
+            candidate.host_up = false;
+        }
+        assert_eq!(first_server(false, &servers).unwrap().name, "server1");
+        // Once a server was healthy, nobody waits.
+        assert_eq!(first_server(true, &servers), None);
+        assert_eq!(first_server(false, &[]), None);
+    }
+
+    #[test]
+    fn the_servers_start_when_one_is_healthy() {
+        let mut servers = vec![
+            server("server1", "app-1", true, false),
+            server("server2", "app-2", true, false),
+        ];
+        assert_eq!(servers_started(&servers), None);
+        servers[1].healthy = true;
+        let (server, happened) = servers_started(&servers).unwrap();
+        assert_eq!(server.host, "app-2");
+        assert_eq!(happened.kind, "cluster.servers-started");
+        assert_eq!(
+            happened.message,
+            "server server2 on host app-2 is healthy: the cluster's other servers are created now"
+        );
     }
 
     #[test]

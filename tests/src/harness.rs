@@ -533,6 +533,29 @@ impl Agent {
         all
     }
 
+    /// The text of every log of this agent's Zato components (`CLUSTER/COMPONENT/logs/*.log`).
+    pub fn zato_logs(&self) -> String {
+        let children = |directory: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(directory)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.path())
+                .collect()
+        };
+        let mut all = String::new();
+        for cluster in children(&self.components_dir) {
+            for component in children(&cluster) {
+                for log in children(&component.join("logs")) {
+                    if log.extension().is_some_and(|extension| extension == "log") {
+                        all.push_str(&std::fs::read_to_string(&log).unwrap_or_default());
+                    }
+                }
+            }
+        }
+        all
+    }
+
     /// Stops the mock components (their pidfiles) and HAProxy masters (with their workers) this
     /// agent started, for cleanup.
     pub fn stop_components(&self) {

@@ -222,6 +222,31 @@ impl Site {
 
 async fn the_seeds_distributed_cluster(odb: Odb) {
     let site = Site::start(odb, &[]).await;
+    // Three servers assigned at once to a fresh ODB: the first started alone and wrote Zato's
+    // internal services, then the others (at once they deadlock, and one dies: mock-zato does it
+    // as the real Zato does). No server died, none logged a deadlock.
+    for component in site.components() {
+        assert_eq!(component["restarts"], 0, "{component}");
+    }
+    for agent in site.agents.values() {
+        let logs = agent.zato_logs();
+        assert!(!logs.contains("deadlock detected"), "{logs}");
+    }
+    let events = site.coordinator.json(&["events", "--cluster", "prod"]);
+    let started: Vec<&serde_json::Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["kind"] == "cluster.servers-started")
+        .collect();
+    assert_eq!(started.len(), 1, "{events}");
+    assert!(
+        started[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("server server1 on host app-1 is healthy"),
+        "{events}"
+    );
     assert_eq!(
         site.servers_reached(30),
         ["server1", "server2", "server3"],

@@ -16,12 +16,15 @@ impl Reconciler {
     }
 
     /// The `zato create` arguments for a component in `path`; `Err` with a reason when it must
-    /// wait (the scheduler before any server has an address).
+    /// wait (held by the coordinator, or the scheduler before any server has an address).
     pub(super) fn create_args(
         &self,
         component: &Component,
         path: &Path,
     ) -> Result<Vec<zato::Arg>, String> {
+        if !component.hold.is_empty() {
+            return Err(component.hold.clone());
+        }
         let default_sqlite = self.default_sqlite(&component.cluster);
         match role_of(component) {
             Role::Server => {

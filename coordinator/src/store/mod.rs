@@ -155,6 +155,11 @@ pub struct Cluster {
     pub created_at_ms: i64,
     /// The server the scheduler points at, chosen by health; empty until a server is healthy.
     pub scheduler_target: String,
+    /// A server of the cluster has been healthy: its ODB holds Zato's internal services, and its
+    /// servers no longer start one first ([`crate::policy::first_server`]).
+    pub servers_started: bool,
+    /// Until then, the server created and started first; the others wait for it.
+    pub first_server: String,
 }
 
 #[derive(Debug, Clone)]

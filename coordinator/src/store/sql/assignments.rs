@@ -316,7 +316,7 @@ impl SqlStore {
         let assignment = self
             .assign_in(&mut transaction, &cluster, new, actor)
             .await?;
-        self.replan_scheduler(&mut transaction, &cluster.id, &cluster.name)
+        self.replan_cluster(&mut transaction, &cluster.id, &cluster.name)
             .await?;
         transaction.commit("commit an assignment").await?;
         Ok(assignment)
@@ -365,7 +365,7 @@ impl SqlStore {
             &message,
         )
         .await?;
-        self.replan_scheduler(&mut transaction, &cluster_row.id, cluster)
+        self.replan_cluster(&mut transaction, &cluster_row.id, cluster)
             .await?;
         transaction.commit("commit an unassignment").await?;
         Ok(assignment)
@@ -503,6 +503,25 @@ impl SqlStore {
         let sql = self.sql(
             "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
              WHERE name IN (SELECT host_name FROM assignments WHERE cluster_id = $2)",
+        );
+        sqlx::query(&sql)
+            .bind(now_ms())
+            .bind(cluster_id)
+            .run(&mut **transaction, "bump hosts' generations")
+            .await?;
+        Ok(())
+    }
+
+    /// Bumps the generation of every host with a server of the cluster with this id.
+    pub(super) async fn bump_server_hosts(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster_id: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
+             WHERE name IN
+                 (SELECT host_name FROM assignments WHERE cluster_id = $2 AND role = 'server')",
         );
         sqlx::query(&sql)
             .bind(now_ms())

@@ -73,6 +73,8 @@ impl SqlStore {
             odb: new.odb,
             created_at_ms,
             scheduler_target: String::new(),
+            servers_started: false,
+            first_server: String::new(),
         })
     }
 

@@ -622,7 +622,7 @@ impl SqlStore {
                 .row(&mut **transaction, "read a cluster")
                 .await?
                 .value("name")?;
-            self.replan_scheduler(&mut transaction, cluster_id, &cluster_name)
+            self.replan_cluster(&mut transaction, cluster_id, &cluster_name)
                 .await?;
         }
         let message = format!(

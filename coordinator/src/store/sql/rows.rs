@@ -113,7 +113,7 @@ pub(super) fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings,
 }
 
 pub(super) const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
-     odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target";
+     odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target, servers_started, first_server";
 
 pub(super) const JOIN_TOKEN_SELECT: &str = "SELECT t.id, c.name AS cluster_name, t.secret_hash, t.roles, \
      t.labels, t.description, t.created_at, t.expires_at, t.max_uses, t.uses, t.revoked_at \
@@ -146,6 +146,8 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
         has_odb_password: has_odb_password != 0,
         created_at_ms: row.value("created_at")?,
         scheduler_target: row.value("scheduler_target")?,
+        servers_started: row.value::<i64>("servers_started")? != 0,
+        first_server: row.value("first_server")?,
     })
 }
 

@@ -529,9 +529,12 @@ impl SqlStore {
         Ok(states)
     }
 
-    /// Re-chooses the server the cluster's scheduler points at ([`policy::scheduler_target`]). A
-    /// change bumps the cluster's hosts and is recorded with its reason.
-    pub(super) async fn replan_scheduler(
+    /// Re-plans what depends on the health of the cluster's servers and the state of their hosts:
+    /// whether its servers have started ([`policy::servers_started`]; until then the cluster's
+    /// hosts re-render on every such change, for [`policy::first_server`] depends on them), and
+    /// the server its scheduler points at ([`policy::scheduler_target`]). A change bumps the
+    /// cluster's hosts and is recorded with its reason.
+    pub(super) async fn replan_cluster(
         &self,
         transaction: &mut PoolConnection<Any>,
         cluster_id: &str,
@@ -568,15 +571,52 @@ impl SqlStore {
                 });
             }
         }
+        let current_sql = self.sql(
+            "SELECT scheduler_target, servers_started, first_server FROM clusters WHERE id = $1",
+        );
+        let current_row = sqlx::query(&current_sql)
+            .bind(cluster_id)
+            .row(&mut **transaction, "re-plan the cluster")
+            .await?;
+        if current_row.value::<i64>("servers_started")? == 0 {
+            let first_before: String = current_row.value("first_server")?;
+            let started = policy::servers_started(&servers);
+            let first_now = match &started {
+                Some(_) => "",
+                None => policy::first_server(false, &servers)
+                    .map(|first| first.name.as_str())
+                    .unwrap_or_default(),
+            };
+            if started.is_some() || first_now != first_before {
+                let update = self.sql(
+                    "UPDATE clusters SET servers_started = $1, first_server = $2 WHERE id = $3",
+                );
+                sqlx::query(&update)
+                    .bind(i64::from(started.is_some()))
+                    .bind(first_now)
+                    .bind(cluster_id)
+                    .run(&mut **transaction, "record the cluster's first server")
+                    .await?;
+                // Only servers are held, so only their hosts re-render.
+                self.bump_server_hosts(transaction, cluster_id).await?;
+            }
+            if let Some((healthy, happened)) = started {
+                let actor = Actor("planner".to_owned());
+                self.insert_event(
+                    transaction,
+                    happened.kind,
+                    cluster_name,
+                    &healthy.host,
+                    &actor,
+                    &happened.message,
+                )
+                .await?;
+            }
+        }
         if !has_scheduler {
             return Ok(());
         }
-        let current_sql = self.sql("SELECT scheduler_target FROM clusters WHERE id = $1");
-        let current: String = sqlx::query(&current_sql)
-            .bind(cluster_id)
-            .row(&mut **transaction, "re-plan the scheduler")
-            .await?
-            .value("scheduler_target")?;
+        let current: String = current_row.value("scheduler_target")?;
         let Some(moved) = policy::scheduler_target(&current, &servers) else {
             return Ok(());
         };
@@ -607,7 +647,7 @@ impl SqlStore {
         host_name: &str,
     ) -> Result<(), StoreError> {
         for (id, name) in self.host_clusters(transaction, host_name, None).await? {
-            self.replan_scheduler(transaction, &id, &name).await?;
+            self.replan_cluster(transaction, &id, &name).await?;
         }
         Ok(())
     }

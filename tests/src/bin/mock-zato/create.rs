@@ -235,7 +235,8 @@ pub(crate) async fn create_server(parsed: &Parsed) -> Result<()> {
     .bind(token.as_str())
     .bind(cluster_id)
     .bind("ACCEPTED")
-    .bind("")
+    // NULL until the server first starts, as `create_server.py` leaves it.
+    .bind(None::<String>)
     .execute(&mut connection)
     .await
     .map_err(odb_error("insert the server"))?;

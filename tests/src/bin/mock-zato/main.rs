@@ -29,7 +29,11 @@
 //!   (`MOCK_ZATO_PIDFILE_DELAY_MS`, default 1000; the real Zato takes 3-25 s), then binds its port:
 //!   a second process fails on the port and removes the pidfile; a server binds its IPC ports
 //!   (`ipc_port_start` + workers) and fails on a taken one; a component that gives up logs
-//!   `Exception: ...`; `start` refuses a stale pidfile or a taken port, `stop` ends the pid.
+//!   `Exception: ...`; `start` refuses a stale pidfile or a taken port, `stop` ends the pid;
+//! - a server's first start on a fresh PostgreSQL or MySQL ODB (no server of its cluster was up
+//!   before) writes Zato's internal services (`MOCK_ZATO_INTERNAL_SERVICES_MS`, default 3000):
+//!   when another server of the cluster with a smaller name does the same at once, this one dies
+//!   as the real Zato's does, logging `OperationalError: ... deadlock detected`.
 //!
 //! What it does not reproduce: TLS, Zato's services, jobs and pub/sub (a server answers every GET
 //! with JSON naming itself, `{"pong": "zato", "zato_env": {"result": "ZATO_OK"}, "server": NAME,

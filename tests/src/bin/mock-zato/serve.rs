@@ -225,6 +225,111 @@ fn log_scheduler_start(path: &Path, component: &Component) -> Result<()> {
     Ok(())
 }
 
+/// The other servers of this server's cluster that set an `up_status`: (name, status, since,
+/// this server's name).
+async fn other_servers(
+    odb: &Odb,
+    connection: &mut AnyConnection,
+    token: &str,
+) -> Result<Vec<(String, String, String, String)>> {
+    let sql = odb.sql(
+        "SELECT s.name, s.up_status, s.up_mod_date, me.name FROM server s \
+         JOIN server me ON me.cluster_id = s.cluster_id \
+         WHERE me.token = $1 AND s.token <> $2 AND s.up_status IS NOT NULL",
+    );
+    let rows = sqlx::query(&sql)
+        .bind(token)
+        .bind(token)
+        .fetch_all(connection)
+        .await
+        .map_err(odb_error("read the cluster's servers"))?;
+    let mut read = Vec::new();
+    for row in rows {
+        let name: String = row.try_get(0).map_err(odb_error("read"))?;
+        let status: String = row.try_get(1).map_err(odb_error("read"))?;
+        let since: Option<String> = row.try_get(2).map_err(odb_error("read"))?;
+        let me: String = row.try_get(3).map_err(odb_error("read"))?;
+        read.push((name, status, since.unwrap_or_default(), me));
+    }
+    Ok(read)
+}
+
+/// Another server of the cluster, with a smaller name, that marked itself `starting` less than two
+/// windows ago.
+async fn smaller_rival(
+    odb: &Odb,
+    connection: &mut AnyConnection,
+    token: &str,
+    window: Duration,
+) -> Result<Option<String>> {
+    let now: f64 = now_text().parse().unwrap_or_default();
+    Ok(other_servers(odb, connection, token)
+        .await?
+        .into_iter()
+        .find(|(name, status, since, me)| {
+            let recent = since
+                .parse::<f64>()
+                .is_ok_and(|since| now - since < 2.0 * window.as_secs_f64());
+            status == "starting" && recent && name < me
+        })
+        .map(|(name, ..)| name))
+}
+
+/// A server's first start on a fresh ODB: the real Zato writes its ~600 internal services then
+/// (seconds), and two servers doing it at once on PostgreSQL deadlock (`40P01`): one of them dies
+/// with `OperationalError`. Here, when no server of the cluster was ever up, the one with the
+/// larger name dies if another was writing its services at the start or the end of its window.
+/// SQLite serialises the writers instead.
+async fn write_internal_services(path: &Path, component: &Component) -> Result<()> {
+    let (Some(odb), Some(token)) = (&component.odb, &component.token) else {
+        return Ok(());
+    };
+    if odb.dialect() == Dialect::Sqlite {
+        return Ok(());
+    }
+    let window = env_milliseconds("MOCK_ZATO_INTERNAL_SERVICES_MS", 3000);
+    let mut connection = odb.connect(false).await?;
+    if other_servers(odb, &mut connection, token)
+        .await?
+        .iter()
+        .any(|(_, status, _, _)| status != "starting")
+    {
+        return Ok(());
+    }
+    let mark = odb.sql("UPDATE server SET up_status = $1, up_mod_date = $2 WHERE token = $3");
+    sqlx::query(&mark)
+        .bind("starting")
+        .bind(now_text())
+        .bind(token.as_str())
+        .execute(&mut connection)
+        .await
+        .map_err(odb_error("set up_status"))?;
+    // A server with a smaller name writing its services at the start or at the end of this
+    // one's window.
+    let mut rival = smaller_rival(odb, &mut connection, token, window).await?;
+    tokio::time::sleep(window).await;
+    if rival.is_none() {
+        rival = smaller_rival(odb, &mut connection, token, window).await?;
+    }
+    let Some(rival) = rival else {
+        return Ok(());
+    };
+    let _ = sqlx::query(&odb.sql("UPDATE server SET up_status = NULL WHERE token = $1"))
+        .bind(token.as_str())
+        .execute(&mut connection)
+        .await;
+    let error = format!(
+        "sqlalchemy.exc.OperationalError: (pg8000.core.OperationalError) {{'S': 'ERROR', \
+         'C': '40P01', 'M': 'deadlock detected'}} [SQL: INSERT INTO service ...] (while \
+         {rival} wrote Zato's internal services too)"
+    );
+    append_log(
+        &path.join("logs/server.log"),
+        &format!("2026-01-01 00:00:00,000 - ERROR - {error}"),
+    );
+    Err(failed(error))
+}
+
 /// The component process. Like a real Zato component it writes its pidfile only seconds after
 /// `zato start` returned (`MOCK_ZATO_PIDFILE_DELAY_MS`, default 1000), then binds its port; if the
 /// port is taken it removes the pidfile (another process's, by then) and exits, as a second real
@@ -255,6 +360,12 @@ pub(crate) async fn serve(path: &Path) -> Result<()> {
         }
     }
     tokio::time::sleep(env_milliseconds("MOCK_ZATO_START_DELAY_MS", 0)).await;
+    if component.kind == "SERVER"
+        && let Err(error) = write_internal_services(path, &component).await
+    {
+        let _ = std::fs::remove_file(&pidfile);
+        return Err(error);
+    }
     let (server_name, cluster_name) = set_up_status(&component, "running").await?;
     let kind = match component.kind.as_str() {
         "SERVER" => "server",
