@@ -150,12 +150,16 @@ pub fn duration_text(milliseconds: u64) -> String {
 }
 
 /// The health-check keywords of every server line:
-/// `check inter 2s rise 2 fall 2 fastinter 250ms downinter 250ms`.
+/// `check inter 2s rise 2 fall 2 fastinter 250ms downinter 250ms observe layer4 error-limit 1
+/// on-error mark-down`: besides the checks, a request that cannot connect marks its server down
+/// at once, so that the requests after it (and its own retry) go to the others rather than wait
+/// out `timeout connect` on a host that is cut off.
 pub fn check_keywords(settings: &LoadBalancerSettings) -> String {
     let fast = u64::from(settings.check_inter_ms)
         .min(u64::try_from(FAST_CHECK_INTER.as_millis()).unwrap_or(u64::MAX));
     format!(
-        "check inter {} rise {} fall {} fastinter {} downinter {}",
+        "check inter {} rise {} fall {} fastinter {} downinter {} observe layer4 error-limit 1 \
+         on-error mark-down",
         duration_text(u64::from(settings.check_inter_ms)),
         settings.check_rise,
         settings.check_fall,
@@ -200,7 +204,8 @@ mod tests {
         assert_eq!(
             server_line("server1", "10.0.0.5", 17010, &settings),
             "server http_plain--server1 10.0.0.5:17010 check inter 2s rise 2 fall 2 \
-             fastinter 250ms downinter 250ms # ZATO backend bck_http_plain:server--server1"
+             fastinter 250ms downinter 250ms observe layer4 error-limit 1 on-error mark-down \
+             # ZATO backend bck_http_plain:server--server1"
         );
     }
 
@@ -241,7 +246,8 @@ mod tests {
         .unwrap();
         assert_eq!(
             check_keywords(&settings),
-            "check inter 100ms rise 2 fall 2 fastinter 100ms downinter 100ms"
+            "check inter 100ms rise 2 fall 2 fastinter 100ms downinter 100ms observe layer4 \
+             error-limit 1 on-error mark-down"
         );
         assert_eq!(address_text("::1", 80), "[::1]:80");
     }

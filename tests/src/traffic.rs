@@ -115,6 +115,8 @@ pub struct Tally {
     pub failed: u64,
     /// The first failures, described.
     pub failures: Vec<String>,
+    /// When each of the first 1,000 failed requests was sent.
+    pub failures_sent: Vec<Instant>,
     /// How many answers came from each server (the `server` of mock-zato's JSON).
     pub by_server: BTreeMap<String, u64>,
 }
@@ -182,6 +184,9 @@ impl RequestStream {
                             }
                             None => {
                                 tally.failed += 1;
+                                if tally.failures_sent.len() < 1000 {
+                                    tally.failures_sent.push(sent);
+                                }
                                 if tally.failures.len() < 10 {
                                     let seconds = started.elapsed().as_secs_f64();
                                     tally
@@ -199,6 +204,15 @@ impl RequestStream {
             tally,
             threads,
         }
+    }
+
+    /// How many of the failed requests (of the first 1,000) were sent at or after `instant`.
+    pub fn failed_sent_since(tally: &Tally, instant: Instant) -> usize {
+        tally
+            .failures_sent
+            .iter()
+            .filter(|sent| **sent >= instant)
+            .count()
     }
 
     /// What the stream saw so far.

@@ -353,6 +353,7 @@ async fn scenario_3_a_partitioned_server_host_leaves_and_rejoins_by_itself() {
     let host = site.hosts[host_name].clone();
     let cut_at = Instant::now();
     site.network.cut(&host);
+    let cut_done = Instant::now();
 
     wait_for("the host to be marked down", PATIENCE, POLL, || {
         let down = site.coordinator.json(&["host", "show", host_name])["state"] == "down";
@@ -406,7 +407,20 @@ async fn scenario_3_a_partitioned_server_host_leaves_and_rejoins_by_itself() {
         tally.succeeded, tally.failed
     );
     assert!(tally.succeeded > 0);
-    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
+    // A request under way on the host at the instant it was cut gets no answer (its response is
+    // lost with the link; HAProxy cannot know it may send it again): at most one per client. Not
+    // one request sent after the cut failed.
+    assert_eq!(
+        RequestStream::failed_sent_since(&tally, cut_done),
+        0,
+        "failed requests: {:?}",
+        tally.failures
+    );
+    assert!(
+        tally.failed <= 4,
+        "more failures than requests under way at the cut: {:?}",
+        tally.failures
+    );
 }
 
 /// A PostgreSQL server of the test's own, in `directory`, on a test host's loopback.

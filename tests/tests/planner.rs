@@ -201,9 +201,10 @@ async fn roles_assigned_in_any_order_come_up_wired_to_the_scheduler() {
     assert_eq!(
         haproxy,
         "server http_plain--server1 127.0.0.12:17010 check inter 2s rise 2 fall 2 fastinter 250ms \
-         downinter 250ms # ZATO backend bck_http_plain:server--server1\nserver http_plain--server2 \
-         127.0.0.13:17010 check inter 2s rise 2 fall 2 fastinter 250ms downinter 250ms # ZATO \
-         backend bck_http_plain:server--server2\n"
+         downinter 250ms observe layer4 error-limit 1 on-error mark-down # ZATO backend \
+         bck_http_plain:server--server1\nserver http_plain--server2 127.0.0.13:17010 check inter \
+         2s rise 2 fall 2 fastinter 250ms downinter 250ms observe layer4 error-limit 1 on-error \
+         mark-down # ZATO backend bck_http_plain:server--server2\n"
     );
 }
 

@@ -457,8 +457,8 @@ mod tests {
         ])
         .render(&paths);
         let expected_block = "# ZATO begin backend bck_http_plain
-    server http_plain--server1 10.0.0.1:17010 check inter 2s rise 2 fall 2 fastinter 250ms downinter 250ms # ZATO backend bck_http_plain:server--server1
-    server http_plain--server2 10.0.0.2:17010 check inter 2s rise 2 fall 2 fastinter 250ms downinter 250ms disabled # ZATO backend bck_http_plain:server--server2
+    server http_plain--server1 10.0.0.1:17010 check inter 2s rise 2 fall 2 fastinter 250ms downinter 250ms observe layer4 error-limit 1 on-error mark-down # ZATO backend bck_http_plain:server--server1
+    server http_plain--server2 10.0.0.2:17010 check inter 2s rise 2 fall 2 fastinter 250ms downinter 250ms observe layer4 error-limit 1 on-error mark-down disabled # ZATO backend bck_http_plain:server--server2
 # ZATO end backend bck_http_plain";
         assert!(text.contains(expected_block), "{text}");
         for line in [
