@@ -21,6 +21,8 @@ use muster_testkit::{Backend, TestDatabase, wait_for};
 /// How long a real cluster may take to come up on a busy 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(420);
 const POLL: Duration = Duration::from_millis(500);
+/// The hosts of the distributed clusters' servers.
+const SERVER_HOSTS: [&str; 3] = ["app-1", "app-2", "app-3"];
 const INSTALLED_ZATO: &str = "/opt/zato-3.2/code/bin/zato";
 
 /// The real `zato`, or `None` (with a line saying so) where there is none and this is not CI.
@@ -251,6 +253,28 @@ async fn the_job_survives_a_scheduler_crash(scheduler_dir: &Path, components: &P
         "figure: job {marker} ran again {:?} after the scheduler (pid {killed}) was killed; the \
          agent started pid {restarted}",
         killed_at.elapsed()
+    );
+}
+
+/// Waits until job `marker` (every second) ran twice more on the servers under `components`
+/// after `what`, and says how long that took.
+async fn the_job_runs_on(components: &Path, marker: &str, what: &str) {
+    let runs_before = job_runs(components, marker);
+    let since = Instant::now();
+    wait_for(
+        &format!("the job to run after {what}"),
+        PATIENCE,
+        POLL,
+        || {
+            let ran = job_runs(components, marker) >= runs_before + 2;
+            async move { ran.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    println!(
+        "figure: job {marker} ran twice more {:?} after {what}",
+        since.elapsed()
     );
 }
 
@@ -569,6 +593,34 @@ impl Site {
     }
 }
 
+/// Run by hand (`cargo nextest run -p muster-testkit --test real_zato --run-ignored only
+/// first_start`): `MUSTER_SOAK_RUNS` (default 5) fresh PostgreSQL clusters of three servers
+/// assigned at once, each checked for a deadlock in any log and a server that died. CI runs one
+/// such start in the distributed test below.
+#[tokio::test]
+#[ignore = "a soak of several real clusters: minutes of CPU"]
+async fn first_start_of_fresh_postgresql_clusters_never_deadlocks() {
+    let Some(zato) = real_zato() else { return };
+    let runs: usize = std::env::var("MUSTER_SOAK_RUNS")
+        .ok()
+        .and_then(|runs| runs.parse().ok())
+        .unwrap_or(5);
+    for run in 1..=runs {
+        let site = Site::start(zato.clone(), Backend::Postgres).await;
+        site.up().await;
+        let components = site.coordinator.json(&["component", "list"]);
+        for component in components.as_array().unwrap() {
+            assert_eq!(component["restarts"], 0, "run {run}: {component}");
+        }
+        for host in SERVER_HOSTS {
+            let deadlocked = logs_with(&site.components_of(host), "deadlock detected");
+            assert!(deadlocked.is_empty(), "run {run}: {deadlocked:?}");
+        }
+        println!("figure: run {run} of {runs}: no deadlock, no server restarted");
+        // Dropped: its agents stop, and their components with them.
+    }
+}
+
 /// Zato 3.2's servers cannot run on MariaDB 10.5 and later (Debian 12's is 10.11): at every start
 /// Zato's SQL lock calls `SELECT get_lock(<a number>, 0)`, which MariaDB refuses ("Illegal
 /// parameter data type bigint for operation 'get_lock'"), and the server exits. Nothing in Muster
@@ -651,6 +703,25 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
     let Some(zato) = real_zato() else { return };
     let mut site = Site::start(zato, Backend::Postgres).await;
     site.up().await;
+    // Three servers assigned at once to a fresh ODB: the first started alone and wrote Zato's
+    // internal services, then the other two. Together they deadlock (40P01) and one dies.
+    let components = site.coordinator.json(&["component", "list"]);
+    for component in components.as_array().unwrap() {
+        assert_eq!(component["restarts"], 0, "{component}");
+    }
+    for host in SERVER_HOSTS {
+        let deadlocked = logs_with(&site.components_of(host), "deadlock detected");
+        assert!(deadlocked.is_empty(), "{deadlocked:?}");
+    }
+    let events = site.coordinator.json(&["events", "--cluster", "prod"]);
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["kind"] == "cluster.servers-started"),
+        "{events}"
+    );
     let (clusters, servers) = site.odb_rows().await;
     assert_eq!(clusters, ["prod"], "one cluster row");
     assert_eq!(
@@ -681,6 +752,82 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         login["username"].as_str().unwrap(),
         login["password"].as_str().unwrap(),
     ));
+
+    // A job (every second) keeps running when the scheduler's host restarts its agent, and when
+    // the scheduler is re-pointed at another server (its server's host drained).
+    let everywhere = site.scratch.path().to_owned();
+    let marker = a_job_reaches_a_server(
+        &site.hosts["app-1"],
+        &site.zato,
+        &site.components_of("app-1").join("server-server1"),
+        &everywhere,
+    )
+    .await;
+    let scheduler_dir = site.components_of("admin").join("scheduler-scheduler");
+    let scheduler_pid = || {
+        std::fs::read_to_string(scheduler_dir.join("pidfile"))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<i32>().ok())
+    };
+    let before = scheduler_pid();
+    let admin = site.agents.get_mut("admin").unwrap();
+    assert!(admin.stop().unwrap().success());
+    admin.start();
+    the_job_runs_on(&everywhere, &marker, "the scheduler host's agent restarted").await;
+    assert_eq!(
+        scheduler_pid(),
+        before,
+        "the agent's restart left the scheduler running"
+    );
+    let target = site.coordinator.json(&["cluster", "show", "prod"])["scheduler_target"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let target_host = format!("app-{}", target.trim_start_matches("server"));
+    site.coordinator.ok(&["host", "drain", &target_host]);
+    wait_for("the scheduler to point elsewhere", PATIENCE, POLL, || {
+        let now = site.coordinator.json(&["cluster", "show", "prod"])["scheduler_target"]
+            .as_str()
+            .map(str::to_owned);
+        let moved = now.filter(|now| !now.is_empty() && *now != target);
+        async move { moved }
+    })
+    .await
+    .unwrap();
+    wait_for("the re-pointed scheduler's restart", PATIENCE, POLL, || {
+        let restarted = scheduler_pid().is_some_and(|pid| Some(pid) != before);
+        async move { restarted.then_some(()) }
+    })
+    .await
+    .unwrap();
+    the_job_runs_on(&everywhere, &marker, "the scheduler was re-pointed").await;
+    // The scheduler's host cut off the network until the coordinator marks it down, then healed.
+    site.network.cut(&site.hosts["admin"]);
+    wait_for("the scheduler's host marked down", PATIENCE, POLL, || {
+        let down = site.coordinator.json(&["host", "show", "admin"])["state"] == "down";
+        async move { down.then_some(()) }
+    })
+    .await
+    .unwrap();
+    site.network.heal(&site.hosts["admin"]);
+    the_job_runs_on(
+        &everywhere,
+        &marker,
+        "the scheduler's host was cut off and healed",
+    )
+    .await;
+    // The scheduler's host switched off (every process of it killed) and booted: its agent
+    // starts again and brings the scheduler back.
+    kill_everything_in(&site.hosts["admin"]);
+    if let Some(admin) = site.agents.get_mut("admin") {
+        admin.kill();
+        admin.start();
+    }
+    the_job_runs_on(&everywhere, &marker, "the scheduler's host was rebooted").await;
+    site.coordinator.ok(&["host", "undrain", &target_host]);
+    site.all_healthy(6).await;
+    site.backend_is(&[("server1", "UP"), ("server2", "UP"), ("server3", "UP")])
+        .await;
 
     // Removed: stopped, archived, out of the backend and out of Zato's ODB.
     site.coordinator.ok(&[
