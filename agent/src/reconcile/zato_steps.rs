@@ -313,6 +313,12 @@ impl Reconciler {
         if changed {
             tracing::info!(component = %directory.display(), "component reconfigured");
         }
+        // Checked on every pass: Zato writes them 0644, and a file it (or a person) writes again
+        // is closed again.
+        let closed = conf::close_config_files(directory).map_err(|error| error.to_string())?;
+        if !closed.is_empty() {
+            tracing::info!(component = %directory.display(), files = ?closed, "config files closed to group and others (they hold the cluster's secrets)");
+        }
         Ok(changed)
     }
 

@@ -106,13 +106,37 @@ pub fn edit_ini(path: &Path, settings: &[(&str, &str, String)]) -> Result<bool, 
     Ok(true)
 }
 
+/// Rewrites a config file keeping its owner, and its mode without any bit for group and others
+/// (Zato's config files hold the cluster's secrets).
 fn write_keeping_mode(path: &Path, contents: &[u8]) -> Result<(), ConfError> {
     let metadata = std::fs::metadata(path).map_err(io_error(path))?;
-    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o700;
     files::write_atomic(path, contents, mode)?;
     let owner = std::os::unix::fs::MetadataExt::uid(&metadata);
     let group = std::os::unix::fs::MetadataExt::gid(&metadata);
     std::os::unix::fs::chown(path, Some(owner), Some(group)).map_err(io_error(path))
+}
+
+/// Takes every bit for group and others off the regular files of the component's `config/repo`
+/// (Zato writes them 0644: `server.conf`, `secrets.conf`, `scheduler.conf`, `web-admin.conf` and
+/// the private keys hold the cluster's secrets); returns the files it had to close. The component
+/// runs as their owner, who keeps read and write.
+pub fn close_config_files(directory: &Path) -> Result<Vec<std::path::PathBuf>, ConfError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let repo = directory.join("config/repo");
+    let mut closed = Vec::new();
+    for entry in std::fs::read_dir(&repo).map_err(io_error(&repo))? {
+        let path = entry.map_err(io_error(&repo))?.path();
+        let metadata = std::fs::symlink_metadata(&path).map_err(io_error(&path))?;
+        let mode = metadata.permissions().mode() & 0o777;
+        if !metadata.file_type().is_file() || mode & 0o077 == 0 {
+            continue;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(io_error(&path))?;
+        closed.push(path);
+    }
+    Ok(closed)
 }
 
 /// `web-admin.conf`'s `host` and `port`; says whether they changed.

@@ -54,6 +54,29 @@ async fn zato_commands_and_components_run_as_the_configured_user() {
         assert_eq!(metadata.permissions().mode() & 0o777, 0o700, "{directory}");
         assert_eq!(metadata.uid(), nobody.uid.as_raw(), "{directory}");
     }
+    let repo = agent.components_dir.join("prod/server-server1/config/repo");
+    let mode_of = |file: &str| {
+        std::fs::metadata(repo.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for file in ["server.conf", "secrets.conf"] {
+        assert_eq!(mode_of(file), 0o600, "{file}");
+    }
+    // A file written again as Zato writes it is closed again.
+    std::fs::set_permissions(
+        repo.join("server.conf"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    wait_for("server.conf closed again", PATIENCE, POLL, || {
+        let closed = mode_of("server.conf") == 0o600;
+        async move { closed.then_some(()) }
+    })
+    .await
+    .unwrap();
 }
 
 /// Zato's installer makes `bin/zato` mode 0740, owned by root: a `run_as` user outside root's group
