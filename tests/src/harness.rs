@@ -450,6 +450,11 @@ impl Agent {
         self.environment.push((key.to_owned(), value.to_owned()));
     }
 
+    /// Takes `key` out of the environment the agent starts with (from its next start).
+    pub fn env_remove(&mut self, key: &str) {
+        self.environment.retain(|(existing, _)| existing != key);
+    }
+
     pub fn start(&mut self) {
         self.spawn(None);
     }

@@ -4,6 +4,15 @@
 
 use super::*;
 
+/// Muster's record, in a create's temporary directory, that the create finished: written only
+/// after `zato create` exited 0 and its effect was found in the ODB. Zato's own `.zato-info` says
+/// less: Zato writes it before its transaction commits (a server) and before Django's migrations
+/// and the dashboard's user (a web-admin), so a create killed in between leaves one.
+const CREATED_RECORD: &str = ".muster-created";
+
+/// How long the agent waits for the address of a server row that says it runs.
+const STALE_ROW_PROBE: Duration = Duration::from_secs(2);
+
 impl Reconciler {
     pub(super) fn component_dirs(&self, component: &Component) -> (PathBuf, PathBuf, PathBuf) {
         let cluster_dir = self.cluster_dir(&component.cluster);
@@ -83,60 +92,204 @@ impl Reconciler {
         }
     }
 
-    /// Runs `zato create` for a server in `temporary`; a name that Zato's ODB still holds from a
-    /// removed server or a killed create has its stale row removed, and the create runs again.
+    /// The component's ODB, as its desired state describes it.
+    fn odb_parts(&self, component: &Component) -> (v1::OdbSettings, String, PathBuf) {
+        (
+            component.odb.clone().unwrap_or_default(),
+            component
+                .secrets
+                .as_ref()
+                .map(|secrets| secrets.odb_password.clone())
+                .unwrap_or_default(),
+            self.default_sqlite(&component.cluster),
+        )
+    }
+
+    /// Runs `zato create` in `temporary` and returns what it said; for a server whose name
+    /// Zato's ODB still holds, the row is removed when it is provably stale
+    /// ([`Reconciler::stale_server_row`]) and the create runs again.
     pub(super) async fn create_server_or_recover(
         &self,
         component: &Component,
         args: &[zato::Arg],
         temporary: &Path,
         marker: &Path,
-    ) -> Result<(), ZatoError> {
+    ) -> Result<String, String> {
         let cluster_dir = self.cluster_dir(&component.cluster);
         let record_pid = |pid: u32| {
             let _ = files::write_atomic(marker, format!("{pid}\n").as_bytes(), 0o644);
         };
         let first = self.zato.run(args, &cluster_dir, record_pid).await;
-        let Err(error) = first else {
-            return Ok(());
+        let error = match first {
+            Ok(output) => return Ok(output),
+            Err(error) => error,
         };
         if role_of(component) != Role::Server
             || !error.exited_with(zato::EXIT_SERVER_NAME_ALREADY_EXISTS)
         {
-            return Err(error);
+            return Err(error.to_string());
         }
-        let odb_settings = component.odb.clone().unwrap_or_default();
-        let secrets = component.secrets.clone().unwrap_or_default();
-        let default_sqlite = self.default_sqlite(&component.cluster);
+        let (settings, password, default_sqlite) = self.odb_parts(component);
         let odb = zato::odb::Odb {
-            settings: &odb_settings,
-            password: &secrets.odb_password,
+            settings: &settings,
+            password: &password,
             default_sqlite: &default_sqlite,
         };
-        let removed = odb.remove_server(&component.cluster, &component.name).await;
-        match removed {
-            Ok(rows) => tracing::warn!(
+        let row = odb
+            .server_row(&component.cluster, &component.name)
+            .await
+            .map_err(|odb_error| format!("{error}; and then: {odb_error}"))?;
+        if let Some(row) = row {
+            self.stale_server_row(component, &row).await?;
+            let removed = odb
+                .remove_server(&component.cluster, &component.name)
+                .await
+                .map_err(|odb_error| format!("{error}; and then: {odb_error}"))?;
+            tracing::warn!(
                 cluster = %component.cluster,
                 server = %component.name,
-                rows,
+                rows = removed,
+                up_status = row.up_status.as_deref().unwrap_or("NULL"),
                 "removed a stale server row from Zato's ODB (a removed server, or a create that was interrupted); creating the server again"
-            ),
-            Err(odb_error) => {
-                tracing::warn!(error = %odb_error, "cannot remove a stale server row");
-                return Err(error);
-            }
+            );
         }
         let _ = std::fs::remove_dir_all(temporary);
-        std::fs::create_dir(temporary).map_err(|source| ZatoError::Spawn {
-            command: format!("mkdir {}", temporary.display()),
-            source,
-        })?;
+        std::fs::create_dir(temporary)
+            .map_err(|source| format!("cannot create {}: {source}", temporary.display()))?;
         let _ = private_dir(temporary);
         let _ = self.chown(temporary);
         self.zato
             .run(args, &cluster_dir, record_pid)
             .await
-            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+
+    /// `Ok` when the row Zato's ODB holds for `component`'s name is provably stale: the server
+    /// never started (a create killed after Zato's commit) or stopped cleanly, or it said it runs
+    /// at an address where nothing listens now (its host is gone or it died). `Err` with why not:
+    /// something answers there, or nothing answers at all (a server cut off by a partition may
+    /// still run there, and deleting its row would break it).
+    async fn stale_server_row(
+        &self,
+        component: &Component,
+        row: &zato::odb::ServerRow,
+    ) -> Result<(), String> {
+        if row.up_status.as_deref() != Some("running") {
+            return Ok(());
+        }
+        let name = format!("server {} of cluster {}", component.name, component.cluster);
+        let (Some(address), Some(port)) = (
+            row.preferred_address
+                .as_deref()
+                .filter(|address| !address.is_empty()),
+            row.bind_port.and_then(|port| u16::try_from(port).ok()),
+        ) else {
+            return Err(format!(
+                "Zato's ODB holds a row for {name} that says it runs, with no address to check: \
+                 it is not removed; if no such server runs, stop it cleanly or remove the row"
+            ));
+        };
+        let target = muster_proto::haproxy::address_text(address, u32::from(port));
+        let probe = tokio::time::timeout(
+            STALE_ROW_PROBE,
+            tokio::net::TcpStream::connect((address, port)),
+        )
+        .await;
+        match probe {
+            Ok(Err(error))
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::HostUnreachable
+                        | std::io::ErrorKind::NetworkUnreachable
+                ) =>
+            {
+                Ok(())
+            }
+            Ok(Ok(_)) => Err(format!(
+                "Zato's ODB holds a row for {name} that says it runs at {target}, and something \
+                 answers there: another server of this name may still run (a host removed with \
+                 --force while cut off?); its row is not removed. Stop that server (`zato stop`) \
+                 and this one is created"
+            )),
+            Ok(Err(error)) => Err(format!(
+                "Zato's ODB holds a row for {name} that says it runs at {target}, which cannot be \
+                 checked ({error}); its row is not removed"
+            )),
+            Err(_) => Err(format!(
+                "Zato's ODB holds a row for {name} that says it runs at {target}, which does not \
+                 answer within {STALE_ROW_PROBE:?}: the server may run behind a network \
+                 partition, so its row is not removed. If its host is gone for good, stop its \
+                 server or remove the row"
+            )),
+        }
+    }
+
+    /// Checks what a `zato create` that exited 0 made in `temporary` (`output`: what it said): a
+    /// server's row in the ODB carries the token of its `server.conf` (Zato's `create server`
+    /// logs any error but an IntegrityError, rolls back and exits 0); a dashboard's user `admin`
+    /// exists (Zato writes `.zato-info` before Django's migrations and the user). Then writes
+    /// Muster's record that the create finished.
+    async fn check_created(
+        &self,
+        component: &Component,
+        temporary: &Path,
+        output: &str,
+    ) -> Result<(), String> {
+        let (settings, password, default_sqlite) = self.odb_parts(component);
+        let odb = zato::odb::Odb {
+            settings: &settings,
+            password: &password,
+            default_sqlite: &default_sqlite,
+        };
+        let cause = || {
+            let said: String = output
+                .lines()
+                .rev()
+                .find(|line| line.contains("rror") || line.contains("xception"))
+                .unwrap_or_else(|| output.lines().last().unwrap_or("nothing"))
+                .chars()
+                .take(300)
+                .collect();
+            format!("Zato said: {said}")
+        };
+        match role_of(component) {
+            Role::Server => {
+                let token = std::fs::read_to_string(temporary.join("config/repo/server.conf"))
+                    .ok()
+                    .and_then(|text| conf::get_ini(&text, "main", "token"));
+                let row = odb
+                    .server_row(&component.cluster, &component.name)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                if token.is_none() || row.map(|row| row.token) != token {
+                    return Err(format!(
+                        "`zato create server` exited 0 but Zato's ODB has no row of this create \
+                         for server {} of cluster {} ({})",
+                        component.name,
+                        component.cluster,
+                        cause()
+                    ));
+                }
+            }
+            Role::WebAdmin => {
+                let exists = odb
+                    .dashboard_user_exists(muster_proto::zato::DASHBOARD_USER)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                if !exists {
+                    return Err(format!(
+                        "`zato create web-admin` exited 0 but the dashboard's tables or its user \
+                         {} are not in Zato's ODB ({})",
+                        muster_proto::zato::DASHBOARD_USER,
+                        cause()
+                    ));
+                }
+            }
+            _ => {}
+        }
+        files::write_atomic(&temporary.join(CREATED_RECORD), b"", 0o600)
+            .map_err(|error| format!("cannot record the finished create: {error}"))
     }
 
     /// Makes sure the component's directory exists, creating it if needed. `Ok(false)` means it is
@@ -160,7 +313,13 @@ impl Reconciler {
             local.state = ComponentState::Creating;
             return Ok(false);
         }
-        if temporary.join(".zato-info").exists() {
+        // A create that ended while the agent was away: adopted when Muster's record says it
+        // finished, or when Zato's `.zato-info` is there and its effect is in the ODB (the agent
+        // was killed between the two). Otherwise it was cut short and starts again.
+        let adoptable = temporary.join(CREATED_RECORD).exists()
+            || (temporary.join(".zato-info").exists()
+                && self.check_created(component, &temporary, "").await.is_ok());
+        if adoptable {
             self.finish_create(component, &temporary, &directory)?;
             let _ = std::fs::remove_file(&marker);
             tracing::info!(component = %directory.display(), "adopted a component whose create finished while the agent was away");
@@ -190,14 +349,18 @@ impl Reconciler {
         self.chown(&temporary)?;
         local.state = ComponentState::Creating;
         let writing = self.odb_writer(component).await;
-        let created = self
+        let created = match self
             .create_server_or_recover(component, &args, &temporary, &marker)
-            .await;
+            .await
+        {
+            Ok(output) => self.check_created(component, &temporary, &output).await,
+            Err(error) => Err(error),
+        };
         drop(writing);
         if let Err(error) = created {
             let _ = std::fs::remove_dir_all(&temporary);
             let _ = std::fs::remove_file(&marker);
-            return Err(error.to_string());
+            return Err(error);
         }
         if role_of(component) == Role::WebAdmin {
             conf::set_web_admin_bind(&temporary, &self.bind_address.to_string(), component.port)

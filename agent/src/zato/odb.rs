@@ -9,7 +9,9 @@
 //!   the cluster), so a server removed and later created again under the same name, or a create
 //!   killed after Zato inserted the row, would fail with SERVER_NAME_ALREADY_EXISTS for good. The
 //!   agent deletes the row as Zato's own service does: the `server` row, and with it (`ON DELETE
-//!   CASCADE`) what refers to it.
+//!   CASCADE`) what refers to it — only a row it proved stale (`ServerRow`);
+//! - whether a create made what it should: Zato writes `.zato-info` before it commits a server's
+//!   row and before a dashboard's tables and user, and `create server` exits 0 after most errors.
 
 use std::path::Path;
 
@@ -38,6 +40,73 @@ enum Connection {
     Sqlite(sqlx::SqliteConnection),
     Postgres(sqlx::PgConnection),
     MySql(sqlx::MySqlConnection),
+}
+
+impl Connection {
+    /// `text` with PostgreSQL's `$1`, `$2`, ... as MySQL's `?` where this is MySQL.
+    fn sql(&self, text: &str) -> String {
+        match self {
+            Connection::MySql(_) => {
+                let mut out = String::with_capacity(text.len());
+                let mut chars = text.chars().peekable();
+                while let Some(character) = chars.next() {
+                    if character == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+                        while chars.peek().is_some_and(char::is_ascii_digit) {
+                            chars.next();
+                        }
+                        out.push('?');
+                    } else {
+                        out.push(character);
+                    }
+                }
+                out
+            }
+            _ => text.to_owned(),
+        }
+    }
+
+    /// The SQL that counts the tables named `$1` of the current database or schema.
+    fn table_count_sql(&self) -> &'static str {
+        match self {
+            Connection::Sqlite(_) => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
+            Connection::Postgres(_) => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = $1"
+            }
+            Connection::MySql(_) => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = ?"
+            }
+        }
+    }
+}
+
+/// Runs `$body` with `$connection` bound to the open connection, whatever its kind.
+macro_rules! on_connection {
+    ($open:expr, $connection:ident => $body:expr) => {
+        match $open {
+            Connection::Sqlite(mut $connection) => $body,
+            Connection::Postgres(mut $connection) => $body,
+            Connection::MySql(mut $connection) => $body,
+        }
+    };
+}
+
+/// `token, up_status, preferred_address, bind_port` of a `server` row.
+type ServerColumns = (String, Option<String>, Option<String>, Option<i32>);
+
+/// A server's row in Zato's ODB, as far as the agent reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRow {
+    /// Its `[main] token` in `server.conf`: which create made it.
+    pub token: String,
+    /// `running` from its start, `clean-down` from a clean stop; NULL until it first started.
+    pub up_status: Option<String>,
+    /// Where the others reach it, as it said at its start.
+    pub preferred_address: Option<String>,
+    pub bind_port: Option<i32>,
 }
 
 /// One ODB, as the settings a component got describe it.
@@ -187,6 +256,58 @@ impl Odb<'_> {
                     .map_err(self.query_error(format!("look for cluster {cluster}")))?
             }
         };
+        Ok(count > 0)
+    }
+
+    /// The row of server `server` of cluster `cluster`, if the ODB holds one.
+    pub async fn server_row(
+        &self,
+        cluster: &str,
+        server: &str,
+    ) -> Result<Option<ServerRow>, OdbError> {
+        let open = self.connect().await?;
+        let sql = open.sql(
+            "SELECT s.token, s.up_status, s.preferred_address, s.bind_port FROM server s \
+             JOIN cluster c ON c.id = s.cluster_id WHERE s.name = $1 AND c.name = $2",
+        );
+        let row: Option<ServerColumns> = on_connection!(open, connection => sqlx::query_as(&sql)
+                .bind(server)
+                .bind(cluster)
+                .fetch_optional(&mut connection)
+                .await)
+        .map_err(self.query_error(format!("read server {server} of cluster {cluster}")))?;
+        Ok(row.map(
+            |(token, up_status, preferred_address, bind_port)| ServerRow {
+                token,
+                up_status,
+                preferred_address,
+                bind_port,
+            },
+        ))
+    }
+
+    /// Whether the dashboard's tables hold user `user` (what `zato create web-admin` makes after
+    /// Django's migrations, seconds after it wrote `.zato-info`).
+    pub async fn dashboard_user_exists(&self, user: &str) -> Result<bool, OdbError> {
+        let open = self.connect().await?;
+        let tables_sql = open.table_count_sql();
+        let users_sql = open.sql("SELECT COUNT(*) FROM auth_user WHERE username = $1");
+        let error = || self.query_error(format!("look for the dashboard's user {user}"));
+        let count: i64 = on_connection!(open, connection => {
+            let tables: i64 = sqlx::query_scalar(tables_sql)
+                .bind("auth_user")
+                .fetch_one(&mut connection)
+                .await
+                .map_err(error())?;
+            if tables == 0 {
+                return Ok(false);
+            }
+            sqlx::query_scalar(&users_sql)
+                .bind(user)
+                .fetch_one(&mut connection)
+                .await
+                .map_err(error())?
+        });
         Ok(count > 0)
     }
 

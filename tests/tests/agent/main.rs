@@ -1,6 +1,7 @@
 //! The agent end to end: real coordinator, agent and mock-zato processes on this machine.
 
 mod components;
+mod creates;
 mod identity;
 mod odb;
 mod operator;

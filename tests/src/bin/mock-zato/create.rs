@@ -224,8 +224,30 @@ pub(crate) async fn create_server(parsed: &Parsed) -> Result<()> {
         ));
     }
     let token = random_token()?;
+    let server_conf = format!(
+        "[main]\ngunicorn_bind=0.0.0.0:{http_port}\ngunicorn_workers={threads}\nipc_host=127.0.0.1\nipc_port_start=17050\ntoken={token}\n\n{}\n[scheduler]\nscheduler_host={scheduler_host}\nscheduler_port={scheduler_port}\nscheduler_use_tls={}\nscheduler_api_username={api_username}\nscheduler_api_password={api_password}\n",
+        odb.ini_section(),
+        python_bool(scheduler_tls)
+    );
+    write(&path.join("config/repo/server.conf"), &server_conf)?;
+    let secrets = format!(
+        "[secret_keys]\nkey1={}\n\n[zato]\nserver_conf.kvdb.password=\n",
+        conceal(parsed.get_or("--secret-key", ""))
+    );
+    write(&path.join("config/repo/secrets.conf"), &secrets)?;
+    // As Zato: `.zato-info` is written before the transaction commits (`store_initial_info`, then
+    // `session.commit()`), so a create killed in between leaves one beside no row.
+    write_zato_info(&path, "SERVER")?;
+    create_pause();
+    if std::env::var_os("MOCK_ZATO_CREATE_SERVER_COMMIT_FAILS").is_some() {
+        // Zato's `create server` logs any error but an IntegrityError, rolls back and exits 0.
+        say(
+            "Could not create the server, e:`sqlalchemy.exc.OperationalError: server closed the connection unexpectedly`",
+        );
+        return Ok(());
+    }
     let (_, host) = user_and_host();
-    sqlx::query(&odb.sql(
+    let inserted = sqlx::query(&odb.sql(
         "INSERT INTO server (name, host, bind_host, bind_port, token, cluster_id, last_join_status, up_status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     ))
     .bind(server_name.as_str())
@@ -238,22 +260,26 @@ pub(crate) async fn create_server(parsed: &Parsed) -> Result<()> {
     // NULL until the server first starts, as `create_server.py` leaves it.
     .bind(None::<String>)
     .execute(&mut connection)
-    .await
-    .map_err(odb_error("insert the server"))?;
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(error)
+            if error
+                .as_database_error()
+                .is_some_and(|error| error.is_unique_violation()) =>
+        {
+            return Err(MockError::Exit(
+                SERVER_NAME_ALREADY_EXISTS,
+                format!("Server name `{server_name}` already exists"),
+            ));
+        }
+        Err(error) => {
+            // As Zato: logged, rolled back, and the command exits 0.
+            say(&format!("Could not create the server, e:`{error}`"));
+            return Ok(());
+        }
+    }
 
-    let server_conf = format!(
-        "[main]\ngunicorn_bind=0.0.0.0:{http_port}\ngunicorn_workers={threads}\nipc_host=127.0.0.1\nipc_port_start=17050\ntoken={token}\n\n{}\n[scheduler]\nscheduler_host={scheduler_host}\nscheduler_port={scheduler_port}\nscheduler_use_tls={}\nscheduler_api_username={api_username}\nscheduler_api_password={api_password}\n",
-        odb.ini_section(),
-        python_bool(scheduler_tls)
-    );
-    write(&path.join("config/repo/server.conf"), &server_conf)?;
-    let secrets = format!(
-        "[secret_keys]\nkey1={}\n\n[zato]\nserver_conf.kvdb.password=\n",
-        conceal(parsed.get_or("--secret-key", ""))
-    );
-    write(&path.join("config/repo/secrets.conf"), &secrets)?;
-    create_pause();
-    write_zato_info(&path, "SERVER")?;
     say(&format!(
         "server {server_name} of cluster {cluster_name} created in {}",
         path.display()
@@ -314,20 +340,6 @@ pub(crate) async fn create_web_admin(parsed: &Parsed) -> Result<()> {
             "the ODB has no cluster table; run `zato create odb` first",
         ));
     }
-    if !table_exists(&mut connection, "auth_user").await {
-        sqlx::query("CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username VARCHAR(150) NOT NULL UNIQUE, password VARCHAR(128) NOT NULL)")
-            .execute(&mut connection)
-            .await
-            .map_err(odb_error("create the dashboard's tables"))?;
-        // As Zato: user `admin` gets a password that nobody is shown.
-        sqlx::query(
-            &odb.sql("INSERT INTO auth_user (id, username, password) VALUES (1, 'admin', $1)"),
-        )
-        .bind(password_hash(&random_token()?))
-        .execute(&mut connection)
-        .await
-        .map_err(odb_error("create the dashboard's admin user"))?;
-    }
     make_tree(&path)?;
     let conf = serde_json::json!({
         "host": "0.0.0.0",
@@ -343,8 +355,29 @@ pub(crate) async fn create_web_admin(parsed: &Parsed) -> Result<()> {
         &format!("{conf:#}\n"),
     )?;
     write(&path.join("config/repo/odb.conf"), &odb.ini_section())?;
-    create_pause();
+    // As Zato: `.zato-info` is written before Django's migrations and the user `admin`.
     write_zato_info(&path, "WEB_ADMIN")?;
+    create_pause();
+    if !table_exists(&mut connection, "auth_user").await {
+        sqlx::query("CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username VARCHAR(150) NOT NULL UNIQUE, password VARCHAR(128) NOT NULL)")
+            .execute(&mut connection)
+            .await
+            .map_err(odb_error("create the dashboard's tables"))?;
+    }
+    let admin = sqlx::query("SELECT id FROM auth_user WHERE username = 'admin'")
+        .fetch_optional(&mut connection)
+        .await
+        .map_err(odb_error("look up the dashboard's admin user"))?;
+    if admin.is_none() {
+        // As Zato: user `admin` gets a password that nobody is shown.
+        sqlx::query(
+            &odb.sql("INSERT INTO auth_user (id, username, password) VALUES (1, 'admin', $1)"),
+        )
+        .bind(password_hash(&random_token()?))
+        .execute(&mut connection)
+        .await
+        .map_err(odb_error("create the dashboard's admin user"))?;
+    }
     say(&format!("web-admin created in {}", path.display()));
     Ok(())
 }

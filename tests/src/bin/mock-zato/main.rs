@@ -15,9 +15,11 @@
 //!   `cluster` and `server` tables and refuses when they exist; `create cluster --skip-if-exists`
 //!   skips whenever the tables exist (so never creates the row), and a cluster that exists is an
 //!   IntegrityError (exit 16); `create server` writes its tree first, then fails with
-//!   NO_SUCH_CLUSTER (exit 8) or SERVER_NAME_ALREADY_EXISTS (exit 7); a running server sets its
-//!   `up_status`;
-//! - files: `.zato-info` (written last), `server.conf` (`[main] ipc_port_start`, `[scheduler]` with
+//!   NO_SUCH_CLUSTER (exit 8) or SERVER_NAME_ALREADY_EXISTS (exit 7), and any other failure of its
+//!   insert is logged and exits 0; a running server sets its `up_status`, `preferred_address` and
+//!   `bind_port`, a clean stop `up_status` `clean-down`;
+//! - files: `.zato-info` (a server's before its row is committed, a dashboard's before its tables and
+//!   user `admin`, as Zato writes them), `server.conf` (`[main] ipc_port_start`, `[scheduler]` with
 //!   the API client), `scheduler.conf` (`[api_clients]`), `web-admin.conf`, mode 0644 as Zato writes
 //!   them; an absolute `config/repo/user-conf` symlink;
 //! - credentials: without `--scheduler-api-client-for-server-*`, server and scheduler each make
@@ -45,7 +47,9 @@
 //! `secret` masked, to `mock-zato.log` in the working directory and in the component directory.
 //!
 //! Test hooks: `MOCK_ZATO_CREATE_DELAY_MS` makes `create server|scheduler|web-admin` pause after
-//! writing the directory tree and before `.zato-info`, so a test can interrupt a half-made create.
+//! writing `.zato-info` and before the ODB's row, tables or user (the scheduler's: before its
+//! `.zato-info`), so a test can interrupt a half-made create. `MOCK_ZATO_CREATE_SERVER_COMMIT_FAILS`
+//! makes `create server` fail at its commit as Zato does on a lost ODB connection: logged, exit 0.
 //! `MOCK_ZATO_START_DELAY_MS` makes a started component wait that long after binding its port
 //! before it answers, as a real Zato server takes seconds to boot.
 

@@ -266,5 +266,22 @@ pub(crate) async fn set_up_status(component: &Component, status: &str) -> Result
         .execute(&mut connection)
         .await
         .map_err(odb_error("set up_status"))?;
+    if status == "running" {
+        // As Zato's `server_up_down`: where the other servers reach it.
+        let address = if component.host == "0.0.0.0" {
+            "127.0.0.1"
+        } else {
+            component.host.as_str()
+        };
+        sqlx::query(
+            &odb.sql("UPDATE server SET preferred_address = $1, bind_port = $2 WHERE token = $3"),
+        )
+        .bind(address)
+        .bind(i64::from(component.port))
+        .bind(token.as_str())
+        .execute(&mut connection)
+        .await
+        .map_err(odb_error("set the server's address"))?;
+    }
     Ok(names)
 }
