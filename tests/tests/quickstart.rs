@@ -134,6 +134,36 @@ fn one_command_makes_a_cluster_that_answers_through_its_load_balancer() {
     );
     assert!(!other.exists());
 
+    // A server added to the quickstart's cluster, as README's next steps have it.
+    let coordinator_env = |command: &mut std::process::Command| {
+        command.env("MUSTER_DATA_DIR", dir.join("coordinator"));
+    };
+    let mut added = host.command(&workspace_binary("muster"));
+    added
+        .args([
+            "create",
+            "server",
+            "--cluster",
+            "quickstart",
+            "--host",
+            "local",
+            "--name",
+            "server3",
+            "--port",
+            "17012",
+        ])
+        .stdin(std::process::Stdio::null());
+    coordinator_env(&mut added);
+    let added = added.output().unwrap();
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let mut waited = host.command(&workspace_binary("muster"));
+    waited
+        .args(["wait", "--cluster", "quickstart", "--timeout", "60s"])
+        .stdin(std::process::Stdio::null());
+    coordinator_env(&mut waited);
+    let waited = waited.output().unwrap();
+    assert!(waited.status.success(), "{}", text(&waited.stderr));
+
     // Stopped from the directory above it, with a relative --dir, as README has it.
     let mut stop = host.command(&workspace_binary("muster"));
     stop.args(["quickstart", "stop", "--dir", "qs"])
@@ -170,16 +200,18 @@ fn one_command_makes_a_cluster_that_answers_through_its_load_balancer() {
         text(&other_size.stderr)
     );
     assert_eq!(processes_in(&host), 0, "a refused start starts nothing");
-    // With -o json the output is only the JSON; the progress goes to stderr.
+    // `quickstart start` (what people type) starts it again, with the server added to it: it
+    // waits for all six components. With -o json the output is only the JSON; the progress goes
+    // to stderr.
     let again = muster(
         &host,
-        &["quickstart", "--dir", dir_text, "-o", "json"],
+        &["quickstart", "start", "--dir", dir_text, "-o", "json"],
         None,
     );
     let progress = text(&again.stderr);
     assert!(again.status.success(), "{progress}");
     assert!(
-        progress.contains("starting the stopped quickstart") && progress.contains("[5/5]"),
+        progress.contains("starting the stopped quickstart") && progress.contains("[6/6]"),
         "{progress}"
     );
     let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();

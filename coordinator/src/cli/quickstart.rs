@@ -42,6 +42,9 @@ pub(super) struct QuickstartArgs {
 
 #[derive(Debug, Subcommand)]
 enum QuickstartAction {
+    /// Start the quickstart (the same as `muster quickstart` without a command): a new one, or a
+    /// stopped one again as it was.
+    Start(StartArgs),
     /// Show whether the quickstart's coordinator and agent run, and the cluster's status.
     Status {
         /// The quickstart's directory.
@@ -109,6 +112,7 @@ pub(super) async fn run(
     match args.action {
         Some(QuickstartAction::Status { dir }) => status(&existing(&dir)?, json, out).await,
         Some(QuickstartAction::Stop { dir }) => stop(&existing(&dir)?, out).await,
+        Some(QuickstartAction::Start(start_args)) => start(start_args, json, out).await,
         None => start(args.start, json, out).await,
     }
 }
@@ -312,6 +316,9 @@ async fn wait_until_up(
             .iter()
             .filter(|component| component.healthy)
             .count();
+        // A cluster may have more than the quickstart made (`muster create server`): it waits
+        // for all of them.
+        let total = expected.max(components.len());
         // What the database held from before a stop is not shown as progress.
         for component in components.iter().filter(|_| reported_now) {
             let label = format!("{} {}", component.role, component.name);
@@ -320,7 +327,7 @@ async fn wait_until_up(
                 progress(
                     out,
                     json,
-                    &format!("  [{healthy}/{expected}] {label:<28} {state}"),
+                    &format!("  [{healthy}/{total}] {label:<28} {state}"),
                 )?;
                 shown.insert(label, state);
             }
@@ -329,7 +336,7 @@ async fn wait_until_up(
         // checks pass. The cluster is up when requests through the load balancer reach them all,
         // as `muster wait` has it (no host of the quickstart is drained).
         if reported_now
-            && components.len() == expected
+            && components.len() >= expected
             && converged(&components, &Default::default())
         {
             break;
