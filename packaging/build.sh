@@ -20,6 +20,25 @@ case "$profile" in
     *) echo "build: MUSTER_PACKAGE_PROFILE must be release or dev, not $profile" >&2; exit 2 ;;
 esac
 
+# The packaging tools, checked before the build (minutes) rather than after it.
+source packaging/tool-versions
+needs=()
+for format in "${formats[@]}"; do
+    case "$format" in
+        deb) tool=cargo-deb pin=$cargo_deb ;;
+        rpm) tool=cargo-generate-rpm pin=$cargo_generate_rpm ;;
+        *) echo "build: unknown format $format (deb or rpm)" >&2; exit 2 ;;
+    esac
+    command -v "$tool" >/dev/null || needs+=("$tool@$pin")
+done
+if ((${#needs[@]})); then
+    echo "build: missing ${needs[*]/@/ }: install with \`bash .ci/setup\` (all of CI's tools) or" >&2
+    for need in "${needs[@]}"; do
+        echo "  cargo install ${need%@*} --locked --version ${need#*@}" >&2
+    done
+    exit 1
+fi
+
 echo "build: binaries ($profile)"
 # The whole workspace, as .ci/test builds it: the same features, so neither build undoes the other.
 cargo build --profile "$profile" --locked --workspace --bins
