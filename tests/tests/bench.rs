@@ -24,8 +24,16 @@ fn bench(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
 }
 
-/// Every measured assignment reached its host and its load balancer.
+/// Every measured assignment was made and reached its host and its load balancer: none refused,
+/// none lost.
 fn assert_delivered(results: &serde_json::Value, via_other: bool) {
+    for lost in [
+        "assignments_refused",
+        "assignments_lost_at_host",
+        "assignments_lost_at_balancer",
+    ] {
+        assert_eq!(results[lost], 0, "{lost}: {results}");
+    }
     let to_balancer = results["assignment_to_load_balancer"]["count"]
         .as_u64()
         .unwrap();
@@ -34,6 +42,11 @@ fn assert_delivered(results: &serde_json::Value, via_other: bool) {
         .as_u64()
         .unwrap();
     assert!(to_balancer >= 3, "{results}");
+    assert_eq!(
+        results["assignments"].as_u64(),
+        Some(to_balancer),
+        "{results}"
+    );
     assert_eq!(to_agent + to_other, to_balancer, "{results}");
     if via_other {
         assert!(

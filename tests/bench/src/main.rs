@@ -158,6 +158,13 @@ struct Results {
     assignment_to_agent_via_other: Latency,
     /// From `CreateComponent` to the cluster's load balancer's watch delivering the new server.
     assignment_to_load_balancer: Latency,
+    /// Assignments made while measuring; those the coordinator refused; those that did not reach
+    /// their host, or their load balancer, within 60 s. Nothing is dropped from the counts
+    /// silently.
+    assignments: u64,
+    assignments_refused: u64,
+    assignments_lost_at_host: u64,
+    assignments_lost_at_balancer: u64,
     coordinator_cpu_percent: f64,
     database_cpu_percent: Option<f64>,
     coordinator_rss_mib: f64,
@@ -427,6 +434,7 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
     let mut assignments = tokio::task::JoinSet::new();
     let mut ticks = tokio::time::interval(args.assign_interval);
     let mut number = 0usize;
+    let mut refused = 0u64;
     while measure_started.elapsed() < args.measure {
         ticks.tick().await;
         let cluster = &layout[number % layout.len()];
@@ -452,6 +460,7 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
             .await;
         if let Err(status) = created {
             progress(&format!("an assignment failed: {}", status.message()));
+            refused += 1;
             continue;
         }
         assignments.spawn(async move {
@@ -474,16 +483,23 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
     let heartbeats = fleet.take_heartbeats();
     let errors_while_measuring = total_errors(&fleet) - errors_before;
     let (mut to_agent, mut to_other, mut to_balancer) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lost_at_host, mut lost_at_balancer) = (0u64, 0u64);
     while let Some(done) = assignments.join_next().await {
         let (via_other, host, balancer) = done?;
         match (via_other, host) {
             (false, Some(took)) => to_agent.push(took),
             (true, Some(took)) => to_other.push(took),
-            (_, None) => progress("an assignment did not reach its host within 60 s"),
+            (_, None) => {
+                progress("an assignment did not reach its host within 60 s");
+                lost_at_host += 1;
+            }
         }
         match balancer {
             Some(took) => to_balancer.push(took),
-            None => progress("an assignment did not reach its load balancer within 60 s"),
+            None => {
+                progress("an assignment did not reach its load balancer within 60 s");
+                lost_at_balancer += 1;
+            }
         }
     }
     let (rss, _) = coordinator_pids
@@ -504,6 +520,10 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
         assignment_to_agent: Latency::of(to_agent),
         assignment_to_agent_via_other: Latency::of(to_other),
         assignment_to_load_balancer: Latency::of(to_balancer),
+        assignments: u64::try_from(number).unwrap_or(u64::MAX),
+        assignments_refused: refused,
+        assignments_lost_at_host: lost_at_host,
+        assignments_lost_at_balancer: lost_at_balancer,
         coordinator_cpu_percent,
         database_cpu_percent,
         coordinator_rss_mib: rss,
@@ -784,6 +804,16 @@ fn print_table(results: &Results) {
         (
             "assignment → load balancer p50 / p99 / max",
             results.assignment_to_load_balancer.text(),
+        ),
+        (
+            "assignments: made / refused / lost",
+            format!(
+                "{} / {} / {} at hosts, {} at load balancers",
+                results.assignments,
+                results.assignments_refused,
+                results.assignments_lost_at_host,
+                results.assignments_lost_at_balancer
+            ),
         ),
         (
             "coordinator CPU (one core = 100 %)",
