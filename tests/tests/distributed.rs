@@ -285,11 +285,6 @@ async fn scenario_1_the_seeds_distributed_cluster_on_postgresql() {
 }
 
 #[tokio::test]
-async fn scenario_1_the_seeds_distributed_cluster_on_mariadb() {
-    the_seeds_distributed_cluster(Odb::Server(Backend::MySql)).await;
-}
-
-#[tokio::test]
 async fn scenario_2_new_hosts_with_a_server_token_join_under_load() {
     let mut site = Site::start(Odb::SharedSqlite, &[]).await;
     let stream = site.stream();

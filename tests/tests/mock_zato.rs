@@ -197,6 +197,26 @@ async fn seed_procedure(backend: Backend) {
 
     own_ipc_range(&server_dir);
     ok(zato(work, &["start", "server1"], &[]));
+    if backend == Backend::MySql {
+        // Zato 3.2's server dies at its start on MariaDB 10.5 and later (get_lock).
+        let log = server_dir.join("logs/server.log");
+        wait_for(
+            "the server to die on MariaDB",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || {
+                let died = !server_dir.join("pidfile").exists()
+                    && std::fs::read_to_string(&log).is_ok_and(|text| {
+                        text.contains("Illegal parameter data type bigint for operation 'get_lock'")
+                    });
+                async move { died.then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+        assert!(http_get(port).is_none(), "no server answers");
+        return;
+    }
     let pong = answering(port).await;
     assert_eq!(
         (

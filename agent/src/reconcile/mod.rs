@@ -501,6 +501,14 @@ impl Reconciler {
             default_sqlite: &default_sqlite,
         };
         if kind == BootstrapKind::Odb {
+            // Refused before anything is created, with the reason, where Zato cannot run.
+            if let Some(refusal) = odb
+                .zato_refusal()
+                .await
+                .map_err(|error| error.to_string())?
+            {
+                return Err(refusal);
+            }
             return self
                 .zato
                 .run(

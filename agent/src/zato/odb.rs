@@ -94,6 +94,28 @@ macro_rules! on_connection {
     };
 }
 
+/// Why Zato 3.2 cannot keep its ODB on the database server whose `SELECT VERSION()` is `version`:
+/// MariaDB 10.5 and later refuse what every Zato 3.2 server runs at its start (its SQL lock calls
+/// `get_lock` with a number: "Illegal parameter data type bigint for operation 'get_lock'"), so
+/// the servers die at every start. `None` for MySQL and older MariaDB.
+pub fn zato_refuses(version: &str) -> Option<String> {
+    if !version.contains("MariaDB") {
+        return None;
+    }
+    let mut numbers = version
+        .split(|character: char| !character.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (numbers.next()?, numbers.next().unwrap_or(0));
+    ((major, minor) >= (10, 5)).then(|| {
+        format!(
+            "Zato 3.2 cannot run on MariaDB 10.5 or later (this ODB: MariaDB {major}.{minor}, \
+             {version}): its servers die at every start on get_lock; use PostgreSQL or MySQL for \
+             the cluster's ODB"
+        )
+    })
+}
+
 /// `token, up_status, preferred_address, bind_port` of a `server` row.
 type ServerColumns = (String, Option<String>, Option<String>, Option<i32>);
 
@@ -259,6 +281,22 @@ impl Odb<'_> {
         Ok(count > 0)
     }
 
+    /// Why Zato 3.2 cannot use this ODB's database server ([`zato_refuses`]); `None` when it can.
+    /// Only a MySQL-kind ODB is asked.
+    pub async fn zato_refusal(&self) -> Result<Option<String>, OdbError> {
+        if OdbType::try_from(self.settings.odb_type) != Ok(OdbType::Mysql) {
+            return Ok(None);
+        }
+        let Connection::MySql(mut connection) = self.connect().await? else {
+            return Ok(None);
+        };
+        let version: String = sqlx::query_scalar("SELECT VERSION()")
+            .fetch_one(&mut connection)
+            .await
+            .map_err(self.query_error("read the database server's version".to_owned()))?;
+        Ok(zato_refuses(&version))
+    }
+
     /// The row of server `server` of cluster `cluster`, if the ODB holds one.
     pub async fn server_row(
         &self,
@@ -345,5 +383,26 @@ impl Odb<'_> {
             .map(|done| done.rows_affected()),
         };
         result.map_err(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mariadb_from_10_5_is_refused_for_zato_3_2() {
+        let refused = zato_refuses("10.11.6-MariaDB-0+deb12u1").unwrap();
+        assert_eq!(
+            refused,
+            "Zato 3.2 cannot run on MariaDB 10.5 or later (this ODB: MariaDB 10.11, \
+             10.11.6-MariaDB-0+deb12u1): its servers die at every start on get_lock; use \
+             PostgreSQL or MySQL for the cluster's ODB"
+        );
+        assert!(refused.chars().count() <= muster_proto::daemon::CAUSE_MAX_CHARS);
+        assert!(zato_refuses("10.5.0-MariaDB").is_some());
+        assert_eq!(zato_refuses("10.4.32-MariaDB"), None);
+        assert_eq!(zato_refuses("8.0.36"), None, "MySQL");
+        assert_eq!(zato_refuses("5.7.44-log"), None);
     }
 }

@@ -1,4 +1,5 @@
-//! Servers on a PostgreSQL and a MariaDB ODB, and an ODB that cannot be reached.
+//! A server on a PostgreSQL ODB, a MariaDB ODB refused before anything is created (Zato 3.2's
+//! servers cannot run there), and an ODB that cannot be reached.
 
 use super::*;
 
@@ -58,8 +59,60 @@ async fn a_server_on_a_postgres_odb() {
 }
 
 #[tokio::test]
-async fn a_server_on_a_mariadb_odb() {
-    server_on_a_database_odb(muster_testkit::Backend::MySql).await;
+async fn a_mariadb_odb_is_refused_before_anything_is_created() {
+    use sqlx::Row as _;
+    let database = muster_testkit::TestDatabase::create(muster_testkit::Backend::MySql).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, _agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let options = database.muster_odb_options(scratch.path());
+    let mut create = vec!["create", "cluster", "orders"];
+    create.extend(options.iter().map(String::as_str));
+    coordinator.ok(&create);
+    let token = coordinator.join_token("orders", &[], 1);
+    let mut agent = Agent::configure(scratch.path(), &coordinator, "db-1", &token);
+    agent.start();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "orders",
+        "--host",
+        "db-1",
+        "--port",
+        &free_port().to_string(),
+    ]);
+    let server = wait_for_component(&coordinator, "server1", "the refusal in the status", |c| {
+        c["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("MariaDB"))
+    })
+    .await;
+    let reason = server["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("`zato create odb` on host db-1 failed")
+            && reason.contains("Zato 3.2 cannot run on MariaDB 10.5 or later")
+            && reason.contains("use PostgreSQL or MySQL"),
+        "{reason}"
+    );
+    assert_eq!(server["state"], "pending", "{server}");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&database.url).await.unwrap();
+    let tables = sqlx::query(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables.try_get::<i64, _>(0).unwrap(),
+        0,
+        "nothing was created in the ODB"
+    );
+    assert!(
+        !agent.zato_invocations().contains("zato create"),
+        "no zato create ran"
+    );
+    pool.close().await;
 }
 
 #[tokio::test]

@@ -35,13 +35,15 @@
 //! - a server's first start on a fresh PostgreSQL or MySQL ODB (no server of its cluster was up
 //!   before) writes Zato's internal services (`MOCK_ZATO_INTERNAL_SERVICES_MS`, default 3000):
 //!   when another server of the cluster with a smaller name does the same at once, this one dies
-//!   as the real Zato's does, logging `OperationalError: ... deadlock detected`.
+//!   as the real Zato's does, logging `OperationalError: ... deadlock detected`;
+//! - a server on MariaDB 10.5 or later dies at its start as Zato 3.2's does (`OperationalError:
+//!   ... Illegal parameter data type bigint for operation 'get_lock'`).
 //!
 //! What it does not reproduce: TLS, Zato's services, jobs and pub/sub (a server answers every GET
 //! with JSON naming itself, `{"pong": "zato", "zato_env": {"result": "ZATO_OK"}, "server": NAME,
 //! "cluster": CLUSTER, "mock": true, ...}`), the scheduler calling servers, the dashboard's pages
 //! beyond its login, Zato's CPU and memory (a real server takes ~430 MB), encryption of secrets in
-//! its files, the MariaDB incompatibility of Zato's servers, and commands Muster does not call.
+//! its files, and commands Muster does not call.
 //!
 //! Every invocation is appended, with the values of options whose names hold `password` or
 //! `secret` masked, to `mock-zato.log` in the working directory and in the component directory.

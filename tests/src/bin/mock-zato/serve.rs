@@ -225,6 +225,38 @@ fn log_scheduler_start(path: &Path, component: &Component) -> Result<()> {
     Ok(())
 }
 
+/// A Zato 3.2 server on MariaDB 10.5 or later dies at every start: its SQL lock calls
+/// `get_lock` with a number, which MariaDB refuses.
+async fn refuse_mariadb(path: &Path, component: &Component) -> Result<()> {
+    let Some(odb) = component
+        .odb
+        .as_ref()
+        .filter(|odb| odb.dialect() == Dialect::MySql)
+    else {
+        return Ok(());
+    };
+    let mut connection = odb.connect(false).await?;
+    let version: String = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(&mut connection)
+        .await
+        .map_err(odb_error("read the server's version"))?;
+    let mut numbers = version
+        .split(|character: char| !character.is_ascii_digit())
+        .filter_map(|part| part.parse::<u32>().ok());
+    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    if !version.contains("MariaDB") || (major, minor) < (10, 5) {
+        return Ok(());
+    }
+    let error = "sqlalchemy.exc.OperationalError: (pymysql.err.OperationalError) (4078, \
+                 \"Illegal parameter data type bigint for operation 'get_lock'\") \
+                 [SQL: SELECT get_lock(%(get_lock_1)s, %(get_lock_2)s)]";
+    append_log(
+        &path.join("logs/server.log"),
+        &format!("2026-01-01 00:00:00,000 - ERROR - {error}"),
+    );
+    Err(failed(error))
+}
+
 /// The other servers of this server's cluster that set an `up_status`: (name, status, since,
 /// this server's name).
 async fn other_servers(
@@ -360,6 +392,12 @@ pub(crate) async fn serve(path: &Path) -> Result<()> {
         }
     }
     tokio::time::sleep(env_milliseconds("MOCK_ZATO_START_DELAY_MS", 0)).await;
+    if component.kind == "SERVER"
+        && let Err(error) = refuse_mariadb(path, &component).await
+    {
+        let _ = std::fs::remove_file(&pidfile);
+        return Err(error);
+    }
     if component.kind == "SERVER"
         && let Err(error) = write_internal_services(path, &component).await
     {
