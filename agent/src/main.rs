@@ -176,6 +176,12 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
                 requested_roles: config.roles.clone(),
             };
             let identity = identity::enroll(&config.state_dir, &enrollment, &token).await?;
+            // The certificate was issued just now: its date says how far this clock is off.
+            if let Ok((not_before, _)) = identity.validity()
+                && let Some(skew) = identity::clock_skew(std::time::SystemTime::now(), not_before)
+            {
+                eprintln!("warning: {skew}");
+            }
             println!(
                 "enrolled host {} as {} with {}; identity stored in {}",
                 config.host_name,

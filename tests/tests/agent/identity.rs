@@ -257,3 +257,48 @@ fn validate_names_a_bad_key_and_an_address_that_does_not_resolve() {
     );
     drop(network);
 }
+
+/// An agent whose clock is off (Debian's `faketime` under it) against a real coordinator: a few
+/// minutes off, it enrolls and says by how much; off by more than the coordinator's certificate
+/// allows (it is dated an hour back and lasts years), behind or ahead, it is refused and says that
+/// its clock is the likely cause.
+#[tokio::test]
+async fn an_agent_whose_clock_is_off_enrolls_within_the_margin_and_says_why_beyond_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(scratch.path(), None, &[]).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    for (offset, enrolls, said) in [
+        ("+30m", true, "ahead of the coordinator's"),
+        ("-10m", true, "behind the coordinator's"),
+        ("-3h", false, "not valid yet"),
+        ("+12y", false, "expired"),
+    ] {
+        let token = coordinator.join_token("prod", &[], 1);
+        let name = format!("skewed{}", offset.replace(['+', '-'], "_"));
+        let output = std::process::Command::new("faketime")
+            .args(["-f", offset])
+            .arg(workspace_binary("muster-agent"))
+            .args([
+                "enroll",
+                "--coordinator",
+                &coordinator.url(),
+                "--token",
+                &token,
+            ])
+            .args(["--host-name", &name, "--advertise-address", "127.0.0.1"])
+            .arg("--state-dir")
+            .arg(scratch.path().join(&name))
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .output()
+            .expect("faketime (.ci/setup installs it)");
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.success(), enrolls, "{offset}: {stderr}");
+        assert!(stderr.contains(said), "{offset}: {stderr}");
+        if !enrolls {
+            assert!(
+                stderr.contains("by this host's clock") && stderr.contains("(NTP)"),
+                "{offset}: {stderr}"
+            );
+        }
+    }
+}
