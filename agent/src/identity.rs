@@ -39,7 +39,10 @@ pub enum IdentityError {
     #[error("the coordinator refused the enrollment: {0}")]
     Refused(String),
     /// The coordinator is overloaded or its database unavailable: retry after `retry_after`.
-    #[error("the coordinator at {url} cannot enroll now: {message}; retrying later")]
+    #[error(
+        "the coordinator at {url} cannot enroll now: {message}; retry after {}",
+        humantime::format_duration(*retry_after)
+    )]
     Busy {
         url: String,
         message: String,

@@ -302,3 +302,112 @@ async fn an_agent_whose_clock_is_off_enrolls_within_the_margin_and_says_why_beyo
         }
     }
 }
+
+/// The coordinator enrolls at most `MAX_CONCURRENT_ENROLLMENTS` hosts at once: with its database
+/// held (a lock on its `hosts` table, as a slow database would), that many enrollments wait
+/// inside it, the next is answered UNAVAILABLE with a retry hint at once, and agents that meet
+/// the refusal back off and enroll when the database is back.
+#[tokio::test]
+async fn enrollments_beyond_the_limit_are_told_to_retry_and_agents_recover() {
+    use muster_coordinator::agent_api::MAX_CONCURRENT_ENROLLMENTS;
+    use sqlx::{Connection as _, Executor as _};
+    let database = muster_testkit::TestDatabase::create(muster_testkit::Backend::Postgres).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(scratch.path(), Some(&database.url), &[]).await;
+    coordinator.ok(&["create", "cluster", "prod"]);
+    let token = coordinator.join_token("prod", &[], 0);
+
+    let mut lock = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    lock.execute("BEGIN").await.unwrap();
+    lock.execute("LOCK TABLE hosts IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // Enrollments one after another: each waits inside the coordinator (on the lock, or for a
+    // database connection) and holds its place, until one is refused at once.
+    let enroll = |name: &str| {
+        muster_testkit::harness::command(&workspace_binary("muster-agent"))
+            .args([
+                "enroll",
+                "--coordinator",
+                &coordinator.url(),
+                "--token",
+                &token,
+            ])
+            .args(["--host-name", name, "--advertise-address", "127.0.0.1"])
+            .arg("--state-dir")
+            .arg(scratch.path().join(name))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // As many as it takes at once, then one more every second until one is refused (those
+    // before it may still be on their way in). Each waiting one gives up after 30 s: this is
+    // done well within that.
+    let mut waiting: Vec<std::process::Child> = (0..MAX_CONCURRENT_ENROLLMENTS)
+        .map(|index| enroll(&format!("held-{index}")))
+        .collect();
+    let mut refused = None;
+    for index in 0..10 {
+        let mut probe = enroll(&format!("probe-{index}"));
+        let answered = wait_for("an answer", Duration::from_secs(1), POLL, || {
+            let status = probe.try_wait().unwrap();
+            async move { status }
+        })
+        .await;
+        if answered.is_ok() {
+            refused = Some(probe.wait_with_output().unwrap());
+            break;
+        }
+        waiting.push(probe);
+    }
+    let refused = refused.expect("an enrollment beyond the limit is refused");
+    assert!(waiting.len() >= MAX_CONCURRENT_ENROLLMENTS);
+    assert!(!refused.status.success());
+    let said = text(&refused.stderr);
+    assert!(
+        said.contains("too many enrollments at once") && said.contains("retry after 1s"),
+        "{said}"
+    );
+    // An agent that starts now meets the same refusal and backs off.
+    let mut agent = Agent::configure(scratch.path(), &coordinator, "patient", &token);
+    agent.start();
+    wait_for("the agent to back off", PATIENCE, POLL, || {
+        let log = agent.log_text();
+        async move {
+            log.contains("the coordinator cannot enroll now; retrying after its hint")
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    // The database is back: every waiting enrollment finishes and the agent enrolls.
+    lock.execute("ROLLBACK").await.unwrap();
+    // Each one-shot enrollment either waited its turn and enrolled, or arrived when the places
+    // were taken and was told to retry.
+    let mut enrolled = 0;
+    for child in waiting {
+        let output = child.wait_with_output().unwrap();
+        let said = text(&output.stderr);
+        if output.status.success() {
+            enrolled += 1;
+        } else {
+            assert!(said.contains("too many enrollments at once"), "{said}");
+        }
+    }
+    assert!(enrolled > 0);
+    wait_for("the patient agent to report", PATIENCE, POLL, || {
+        let hosts = coordinator.json(&["host", "list"]);
+        let up = hosts.as_array().is_some_and(|hosts| {
+            hosts
+                .iter()
+                .any(|host| host["name"] == "patient" && host["state"] == "up")
+        });
+        async move { up.then_some(()) }
+    })
+    .await
+    .unwrap();
+    let hosts = coordinator.json(&["host", "list"]);
+    assert_eq!(hosts.as_array().unwrap().len(), enrolled + 1, "{hosts}");
+}
