@@ -5,8 +5,9 @@
 # from [package.metadata.deb] and [package.metadata.generate-rpm] in coordinator/ and agent/
 # Cargo.toml. Needs cargo-deb and cargo-generate-rpm (`bash .ci/setup` installs both).
 # Usage: bash packaging/build.sh [deb|rpm]...   (default: both)
-# MUSTER_PACKAGE_PROFILE=dev packages the debug build instead of a release build (the tests do, to
-# reuse the build they run on); the packages are the same but for the binaries' speed and size.
+# MUSTER_PACKAGE_PROFILE=dev packages the debug build, as it is, instead of making a release build
+# (the tests do, to reuse the build they run on); the packages are the same but for the binaries'
+# speed and size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,9 +40,19 @@ if ((${#needs[@]})); then
     exit 1
 fi
 
-echo "build: binaries ($profile)"
-# The whole workspace, as .ci/test builds it: the same features, so neither build undoes the other.
-cargo build --profile "$profile" --locked --workspace --bins
+if [[ $profile == dev ]]; then
+    # The tests package the build they run on, as it is: building here would relink binaries
+    # that tests running beside this one are starting.
+    for binary in muster-coordinator muster muster-agent; do
+        [[ -x $bin/$binary ]] || {
+            echo "build: $bin/$binary is missing: cargo build --workspace --bins first" >&2
+            exit 1
+        }
+    done
+else
+    echo "build: binaries ($profile)"
+    cargo build --profile "$profile" --locked --workspace --bins
+fi
 
 # What goes into the packages is staged in a target directory of its own, as a release build's:
 # stripped copies of the binaries (the build's own stay whole) and the man pages and shell
