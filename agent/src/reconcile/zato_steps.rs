@@ -225,17 +225,22 @@ impl Reconciler {
         }
     }
 
-    /// Checks what a `zato create` that exited 0 made in `temporary` (`output`: what it said): a
-    /// server's row in the ODB carries the token of its `server.conf` (Zato's `create server`
-    /// logs any error but an IntegrityError, rolls back and exits 0); a dashboard's user `admin`
-    /// exists (Zato writes `.zato-info` before Django's migrations and the user). Then writes
-    /// Muster's record that the create finished.
+    /// Checks what a `zato create` made in `temporary`, then writes Muster's record that the
+    /// create finished. `output`: what the command said when it exited 0; `None` for a create that
+    /// ended while the agent was away. A server's row must be in the ODB: Zato's `create server`
+    /// logs any error but an IntegrityError, rolls back and exits 0 (a row that was there before
+    /// makes it fail, so after an exit 0 the row is this create's); for a create that ended
+    /// unseen, the row must date from it (`last_join_mod_date` within minutes of `.zato-info`'s
+    /// `created_ts`), not from an earlier server of that name. A dashboard's user `admin` must
+    /// exist (Zato writes `.zato-info` before Django's migrations and the user).
     async fn check_created(
         &self,
         component: &Component,
         temporary: &Path,
-        output: &str,
+        output: Option<&str>,
     ) -> Result<(), String> {
+        let unseen = output.is_none();
+        let output = output.unwrap_or_default();
         let (settings, password, default_sqlite) = self.odb_parts(component);
         let odb = zato::odb::Odb {
             settings: &settings,
@@ -255,17 +260,32 @@ impl Reconciler {
         };
         match role_of(component) {
             Role::Server => {
-                let token = std::fs::read_to_string(temporary.join("config/repo/server.conf"))
-                    .ok()
-                    .and_then(|text| conf::get_ini(&text, "main", "token"));
                 let row = odb
                     .server_row(&component.cluster, &component.name)
                     .await
                     .map_err(|error| error.to_string())?;
-                if token.is_none() || row.map(|row| row.token) != token {
+                let created_ts = || {
+                    let text = std::fs::read_to_string(temporary.join(".zato-info")).ok()?;
+                    let info: serde_json::Value = serde_json::from_str(&text).ok()?;
+                    zato::odb::utc_seconds(info["created_ts"].as_str()?)
+                };
+                let this_create = match (&row, unseen) {
+                    (None, _) => false,
+                    (Some(_), false) => true,
+                    (Some(row), true) => row
+                        .created_at
+                        .zip(created_ts())
+                        .is_some_and(|(row_at, info_at)| (row_at - info_at).abs() <= 600.0),
+                };
+                if !this_create {
                     return Err(format!(
-                        "`zato create server` exited 0 but Zato's ODB has no row of this create \
-                         for server {} of cluster {} ({})",
+                        "`zato create server` {} but Zato's ODB has no row of this create for \
+                         server {} of cluster {} ({})",
+                        if unseen {
+                            "ended while the agent was away"
+                        } else {
+                            "exited 0"
+                        },
                         component.name,
                         component.cluster,
                         cause()
@@ -318,7 +338,10 @@ impl Reconciler {
         // was killed between the two). Otherwise it was cut short and starts again.
         let adoptable = temporary.join(CREATED_RECORD).exists()
             || (temporary.join(".zato-info").exists()
-                && self.check_created(component, &temporary, "").await.is_ok());
+                && self
+                    .check_created(component, &temporary, None)
+                    .await
+                    .is_ok());
         if adoptable {
             self.finish_create(component, &temporary, &directory)?;
             let _ = std::fs::remove_file(&marker);
@@ -353,7 +376,10 @@ impl Reconciler {
             .create_server_or_recover(component, &args, &temporary, &marker)
             .await
         {
-            Ok(output) => self.check_created(component, &temporary, &output).await,
+            Ok(output) => {
+                self.check_created(component, &temporary, Some(&output))
+                    .await
+            }
             Err(error) => Err(error),
         };
         drop(writing);

@@ -65,6 +65,15 @@ impl Connection {
         }
     }
 
+    /// `column` as text in this dialect (a timestamp as `YYYY-MM-DD HH:MM:SS[.ffffff]`).
+    fn as_text(&self, column: &str) -> String {
+        match self {
+            Connection::Sqlite(_) => column.to_owned(),
+            Connection::Postgres(_) => format!("CAST({column} AS TEXT)"),
+            Connection::MySql(_) => format!("CAST({column} AS CHAR)"),
+        }
+    }
+
     /// The SQL that counts the tables named `$1` of the current database or schema.
     fn table_count_sql(&self) -> &'static str {
         match self {
@@ -116,11 +125,51 @@ pub fn zato_refuses(version: &str) -> Option<String> {
     })
 }
 
-/// `token, up_status, preferred_address, bind_port` of a `server` row.
-type ServerColumns = (String, Option<String>, Option<String>, Option<i32>);
+/// `token, up_status, preferred_address, bind_port, last_join_mod_date` of a `server` row.
+type ServerColumns = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i32>,
+    Option<String>,
+);
+
+/// Seconds since the epoch of a UTC time as Zato writes them: `2026-12-06 07:34:00.123456` in the
+/// ODB, `2026-12-06T07:34:00.123456` in `.zato-info` (a trailing `Z` is taken too).
+pub fn utc_seconds(text: &str) -> Option<f64> {
+    let text = text.trim().trim_end_matches('Z');
+    let (date, time) = text.split_once(['T', ' '])?;
+    let mut date_parts = date.splitn(3, '-').map(str::parse::<i64>);
+    let (year, month, day) = (
+        date_parts.next()?.ok()?,
+        date_parts.next()?.ok()?,
+        date_parts.next()?.ok()?,
+    );
+    let mut time_parts = time.splitn(3, ':');
+    let hours: f64 = time_parts.next()?.parse().ok()?;
+    let minutes: f64 = time_parts.next()?.parse().ok()?;
+    let seconds: f64 = time_parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "days since 1970 fit an f64 exactly"
+    )]
+    let days = days as f64;
+    Some(days * 86_400.0 + hours * 3600.0 + minutes * 60.0 + seconds)
+}
 
 /// A server's row in Zato's ODB, as far as the agent reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerRow {
     /// Its `[main] token` in `server.conf`: which create made it.
     pub token: String,
@@ -129,6 +178,8 @@ pub struct ServerRow {
     /// Where the others reach it, as it said at its start.
     pub preferred_address: Option<String>,
     pub bind_port: Option<i32>,
+    /// When `zato create server` made it (`last_join_mod_date`), as seconds since the epoch.
+    pub created_at: Option<f64>,
 }
 
 /// One ODB, as the settings a component got describe it.
@@ -304,10 +355,11 @@ impl Odb<'_> {
         server: &str,
     ) -> Result<Option<ServerRow>, OdbError> {
         let open = self.connect().await?;
-        let sql = open.sql(
-            "SELECT s.token, s.up_status, s.preferred_address, s.bind_port FROM server s \
+        let sql = open.sql(&format!(
+            "SELECT s.token, s.up_status, s.preferred_address, s.bind_port, {} FROM server s \
              JOIN cluster c ON c.id = s.cluster_id WHERE s.name = $1 AND c.name = $2",
-        );
+            open.as_text("s.last_join_mod_date")
+        ));
         let row: Option<ServerColumns> = on_connection!(open, connection => sqlx::query_as(&sql)
                 .bind(server)
                 .bind(cluster)
@@ -315,11 +367,12 @@ impl Odb<'_> {
                 .await)
         .map_err(self.query_error(format!("read server {server} of cluster {cluster}")))?;
         Ok(row.map(
-            |(token, up_status, preferred_address, bind_port)| ServerRow {
+            |(token, up_status, preferred_address, bind_port, joined)| ServerRow {
                 token,
                 up_status,
                 preferred_address,
                 bind_port,
+                created_at: joined.as_deref().and_then(utc_seconds),
             },
         ))
     }
@@ -389,6 +442,19 @@ impl Odb<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zatos_utc_times_read_as_seconds_since_the_epoch() {
+        assert_eq!(utc_seconds("1970-01-01 00:00:00"), Some(0.0));
+        assert_eq!(utc_seconds("2026-12-06 07:34:00"), Some(1_796_542_440.0));
+        assert_eq!(
+            utc_seconds("2026-12-06T07:34:00.5"),
+            utc_seconds("2026-12-06 07:34:00.500000Z")
+        );
+        assert_eq!(utc_seconds("2024-02-29 00:00:00"), Some(1_709_164_800.0));
+        assert_eq!(utc_seconds("yesterday"), None);
+        assert_eq!(utc_seconds("2026-13-01 00:00:00"), None);
+    }
 
     #[test]
     fn mariadb_from_10_5_is_refused_for_zato_3_2() {

@@ -152,6 +152,14 @@ pub(crate) fn now_text() -> String {
     format!("{}.{:03}", elapsed.as_secs(), elapsed.subsec_millis())
 }
 
+/// UTC now as Python's `datetime.utcnow().isoformat()`: `2026-12-06T07:34:00.123456`.
+pub(crate) fn utc_iso() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now())
+        .to_string()
+        .trim_end_matches('Z')
+        .to_owned()
+}
+
 pub(crate) fn append_log(path: &Path, line: &str) {
     if let Ok(mut file) = std::fs::OpenOptions::new()
         .create(true)

@@ -93,13 +93,13 @@ pub(crate) fn create_pause() {
     }
 }
 
-/// `.zato-info`, written last: its presence marks a finished create.
+/// `.zato-info`, as Zato writes it (a server's before its row is committed).
 pub(crate) fn write_zato_info(path: &Path, component: &str) -> Result<()> {
     let (user, host) = user_and_host();
     let info = serde_json::json!({
         "version": "Zato 3.2 (mock-zato, a test double)",
         "created_user_host": format!("{user}@{host}"),
-        "created_ts": now_text(),
+        "created_ts": utc_iso(),
         "component": component,
         "mock": true,
     });
@@ -248,7 +248,7 @@ pub(crate) async fn create_server(parsed: &Parsed) -> Result<()> {
     }
     let (_, host) = user_and_host();
     let inserted = sqlx::query(&odb.sql(
-        "INSERT INTO server (name, host, bind_host, bind_port, token, cluster_id, last_join_status, up_status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO server (name, host, bind_host, bind_port, token, cluster_id, last_join_status, up_status, last_join_mod_date) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     ))
     .bind(server_name.as_str())
     .bind(host)
@@ -259,6 +259,8 @@ pub(crate) async fn create_server(parsed: &Parsed) -> Result<()> {
     .bind("ACCEPTED")
     // NULL until the server first starts, as `create_server.py` leaves it.
     .bind(None::<String>)
+    // As Zato's `datetime.utcnow()`, in the form the ODB gives it back as text.
+    .bind(utc_iso().replace('T', " "))
     .execute(&mut connection)
     .await;
     match inserted {
