@@ -271,18 +271,7 @@ async fn an_agent_killed_while_creating_converges_on_its_next_start() {
     let scratch = tempfile::tempdir().unwrap();
     let (coordinator, mut agent) = cluster_with_agent(scratch.path(), &[]).await;
     // Bootstrap first, with a fast mock, so the slow create below is the server's.
-    let first_port = free_port();
-    coordinator.ok(&[
-        "create",
-        "server",
-        "--cluster",
-        "prod",
-        "--host",
-        "app-1",
-        "--port",
-        &first_port.to_string(),
-    ]);
-    wait_for_ping(first_port, "server1").await;
+    first_server(&coordinator).await;
 
     agent.stop();
     agent.env("MOCK_ZATO_CREATE_DELAY_MS", "3000");

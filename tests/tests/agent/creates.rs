@@ -23,18 +23,7 @@ async fn a_create_killed_after_zatos_info_file_is_made_again_and_gets_its_row() 
     let scratch = tempfile::tempdir().unwrap();
     let (coordinator, mut agent) = cluster_with_agent(scratch.path(), &[]).await;
     // Bootstrap first, with a fast mock, so the slow creates below are the components'.
-    let first_port = free_port();
-    coordinator.ok(&[
-        "create",
-        "server",
-        "--cluster",
-        "prod",
-        "--host",
-        "app-1",
-        "--port",
-        &first_port.to_string(),
-    ]);
-    wait_for_ping(first_port, "server1").await;
+    first_server(&coordinator).await;
 
     // Zato writes `.zato-info` before it commits the server's row, and before the dashboard's
     // tables and user: the host goes down (agent and create killed) in that window. One at a
@@ -102,18 +91,7 @@ async fn a_create_killed_after_zatos_info_file_is_made_again_and_gets_its_row() 
 async fn a_create_server_that_exits_0_without_its_row_is_a_failed_step() {
     let scratch = tempfile::tempdir().unwrap();
     let (coordinator, mut agent) = cluster_with_agent(scratch.path(), &[]).await;
-    let first_port = free_port();
-    coordinator.ok(&[
-        "create",
-        "server",
-        "--cluster",
-        "prod",
-        "--host",
-        "app-1",
-        "--port",
-        &first_port.to_string(),
-    ]);
-    wait_for_ping(first_port, "server1").await;
+    first_server(&coordinator).await;
 
     // Zato's `create server` logs an error at its commit, rolls back, and exits 0.
     agent.stop();

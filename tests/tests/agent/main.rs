@@ -58,6 +58,24 @@ fn creates_in(invocations: &str) -> usize {
         .count()
 }
 
+/// Assigns `server1` to `app-1` on a free port and waits until it answers: the cluster's
+/// bootstrap done, with a fast mock, so that the slow steps a test makes next are its own.
+async fn first_server(coordinator: &Coordinator) -> u16 {
+    let port = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &port.to_string(),
+    ]);
+    wait_for_ping(port, "server1").await;
+    port
+}
+
 /// A coordinator with cluster `prod` on SQLite, and an enrolled, running agent `app-1`.
 async fn cluster_with_agent(scratch: &Path, coordinator_args: &[&str]) -> (Coordinator, Agent) {
     let coordinator = Coordinator::start(scratch, None, coordinator_args).await;

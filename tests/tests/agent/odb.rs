@@ -3,18 +3,20 @@
 
 use super::*;
 
-async fn server_on_a_database_odb(backend: muster_testkit::Backend) {
-    use sqlx::Row as _;
-    let database = muster_testkit::TestDatabase::create(backend).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let (coordinator, _agent) = cluster_with_agent(scratch.path(), &[]).await;
-    let options = database.muster_odb_options(scratch.path());
+/// A coordinator with cluster `orders` whose ODB is `database`, an agent `db-1` of it running,
+/// and `server1` assigned to db-1 on the returned port.
+async fn orders_on(
+    database: &muster_testkit::TestDatabase,
+    scratch: &Path,
+) -> (Coordinator, Agent, Agent, u16) {
+    let (coordinator, first_agent) = cluster_with_agent(scratch, &[]).await;
+    let options = database.muster_odb_options(scratch);
     let mut create = vec!["create", "cluster", "orders"];
     create.extend(options.iter().map(String::as_str));
     coordinator.ok(&create);
     let port = free_port();
     let token = coordinator.join_token("orders", &[], 1);
-    let mut agent = Agent::configure(scratch.path(), &coordinator, "db-1", &token);
+    let mut agent = Agent::configure(scratch, &coordinator, "db-1", &token);
     agent.start();
     coordinator.ok(&[
         "create",
@@ -26,6 +28,14 @@ async fn server_on_a_database_odb(backend: muster_testkit::Backend) {
         "--port",
         &port.to_string(),
     ]);
+    (coordinator, first_agent, agent, port)
+}
+
+async fn server_on_a_database_odb(backend: muster_testkit::Backend) {
+    use sqlx::Row as _;
+    let database = muster_testkit::TestDatabase::create(backend).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let (_coordinator, _app_host, _db_host, port) = orders_on(&database, scratch.path()).await;
     let pong = wait_for_ping(port, "a server whose ODB is a real database").await;
     assert_eq!(pong["cluster"], "orders");
 
@@ -63,24 +73,7 @@ async fn a_mariadb_odb_is_refused_before_anything_is_created() {
     use sqlx::Row as _;
     let database = muster_testkit::TestDatabase::create(muster_testkit::Backend::MySql).await;
     let scratch = tempfile::tempdir().unwrap();
-    let (coordinator, _agent) = cluster_with_agent(scratch.path(), &[]).await;
-    let options = database.muster_odb_options(scratch.path());
-    let mut create = vec!["create", "cluster", "orders"];
-    create.extend(options.iter().map(String::as_str));
-    coordinator.ok(&create);
-    let token = coordinator.join_token("orders", &[], 1);
-    let mut agent = Agent::configure(scratch.path(), &coordinator, "db-1", &token);
-    agent.start();
-    coordinator.ok(&[
-        "create",
-        "server",
-        "--cluster",
-        "orders",
-        "--host",
-        "db-1",
-        "--port",
-        &free_port().to_string(),
-    ]);
+    let (coordinator, _app, agent, _port) = orders_on(&database, scratch.path()).await;
     let server = wait_for_component(&coordinator, "server1", "the refusal in the status", |c| {
         c["reason"]
             .as_str()
