@@ -530,10 +530,11 @@ impl SqlStore {
     }
 
     /// Re-plans what depends on the health of the cluster's servers and the state of their hosts:
-    /// whether its servers have started ([`policy::servers_started`]; until then the cluster's
-    /// hosts re-render on every such change, for [`policy::first_server`] depends on them), and
-    /// the server its scheduler points at ([`policy::scheduler_target`]). A change bumps the
-    /// cluster's hosts and is recorded with its reason.
+    /// whether its servers have started ([`policy::servers_started`]) and, until then, which one
+    /// starts first ([`policy::first_server`]; a change re-renders the cluster's server hosts,
+    /// the only ones it holds), and the server its scheduler points at
+    /// ([`policy::scheduler_target`]; a change bumps the cluster's hosts). Each change is recorded
+    /// with its reason.
     pub(super) async fn replan_cluster(
         &self,
         transaction: &mut PoolConnection<Any>,
