@@ -533,8 +533,8 @@ impl SqlStore {
     /// whether its servers have started ([`policy::servers_started`]) and, until then, which one
     /// starts first ([`policy::first_server`]; a change re-renders the cluster's server hosts,
     /// the only ones it holds), and the server its scheduler points at
-    /// ([`policy::scheduler_target`]; a change bumps the cluster's hosts). Each change is recorded
-    /// with its reason.
+    /// ([`policy::scheduler_target`]; a change bumps the cluster's hosts). The servers' start and
+    /// each move of the scheduler are recorded as events.
     pub(super) async fn replan_cluster(
         &self,
         transaction: &mut PoolConnection<Any>,
