@@ -335,9 +335,11 @@ impl Reconciler {
         }
         // A create that ended while the agent was away: adopted when Muster's record says it
         // finished, or when Zato's `.zato-info` is there and its effect is in the ODB (the agent
-        // was killed between the two). Otherwise it was cut short and starts again.
+        // was killed between the two). Otherwise it was cut short and starts again. The ODB is
+        // not asked again on every pass of a backoff.
         let adoptable = temporary.join(CREATED_RECORD).exists()
-            || (temporary.join(".zato-info").exists()
+            || (!local.waiting()
+                && temporary.join(".zato-info").exists()
                 && self
                     .check_created(component, &temporary, None)
                     .await

@@ -125,14 +125,8 @@ pub fn zato_refuses(version: &str) -> Option<String> {
     })
 }
 
-/// `token, up_status, preferred_address, bind_port, last_join_mod_date` of a `server` row.
-type ServerColumns = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i32>,
-    Option<String>,
-);
+/// `up_status, preferred_address, bind_port, last_join_mod_date` of a `server` row.
+type ServerColumns = (Option<String>, Option<String>, Option<i32>, Option<String>);
 
 /// Seconds since the epoch of a UTC time as Zato writes them: `2026-12-06 07:34:00.123456` in the
 /// ODB, `2026-12-06T07:34:00.123456` in `.zato-info` (a trailing `Z` is taken too).
@@ -171,8 +165,6 @@ pub fn utc_seconds(text: &str) -> Option<f64> {
 /// A server's row in Zato's ODB, as far as the agent reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerRow {
-    /// Its `[main] token` in `server.conf`: which create made it.
-    pub token: String,
     /// `running` from its start, `clean-down` from a clean stop; NULL until it first started.
     pub up_status: Option<String>,
     /// Where the others reach it, as it said at its start.
@@ -356,7 +348,7 @@ impl Odb<'_> {
     ) -> Result<Option<ServerRow>, OdbError> {
         let open = self.connect().await?;
         let sql = open.sql(&format!(
-            "SELECT s.token, s.up_status, s.preferred_address, s.bind_port, {} FROM server s \
+            "SELECT s.up_status, s.preferred_address, s.bind_port, {} FROM server s \
              JOIN cluster c ON c.id = s.cluster_id WHERE s.name = $1 AND c.name = $2",
             open.as_text("s.last_join_mod_date")
         ));
@@ -367,8 +359,7 @@ impl Odb<'_> {
                 .await)
         .map_err(self.query_error(format!("read server {server} of cluster {cluster}")))?;
         Ok(row.map(
-            |(token, up_status, preferred_address, bind_port, joined)| ServerRow {
-                token,
+            |(up_status, preferred_address, bind_port, joined)| ServerRow {
                 up_status,
                 preferred_address,
                 bind_port,
