@@ -122,6 +122,13 @@ fn failed_command(error: &str) -> Option<(String, &str)> {
     let length = error[start + 1..].find('`')?;
     let command_line = &error[start + 1..start + 1 + length];
     let rest = error[start + 1 + length + 1..].trim_start();
+    // Only a command's verdict follows it; other quoted words (a setting, a job) are not commands.
+    if !["failed", "did not finish", "rejected"]
+        .iter()
+        .any(|verdict| rest.starts_with(verdict))
+    {
+        return None;
+    }
     let mut words = command_line
         .split_whitespace()
         // Secrets given in the environment are shown first, as `NAME=***`.
@@ -237,6 +244,11 @@ mod tests {
         assert_eq!(
             super::cause("haproxy -c refused it\n[ALERT] line 3"),
             "haproxy -c refused it"
+        );
+        assert_eq!(
+            super::cause("scheduler s1: no job started (is `server_prefer_odb_config` False?)"),
+            "scheduler s1: no job started (is `server_prefer_odb_config` False?)",
+            "a quoted setting is not a command"
         );
         let long = "x".repeat(500);
         let cause = super::cause(&long);

@@ -108,16 +108,24 @@ pub fn read_regular(path: &Path, max: u64) -> Result<String, FileError> {
 
 /// Reads at most the last `max` bytes of a file (a log), as text; a line cut at the start is kept.
 pub fn read_tail(path: &Path, max: u64) -> Result<String, FileError> {
+    let length = std::fs::metadata(path)
+        .map_err(file_error("read", path))?
+        .len();
+    let bytes = read_range(path, length.saturating_sub(max), max)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Reads at most `max` bytes of a file from `offset` on.
+pub fn read_range(path: &Path, offset: u64, max: u64) -> Result<Vec<u8>, FileError> {
     use std::io::{Read as _, Seek as _};
     let mut file = std::fs::File::open(path).map_err(file_error("open", path))?;
-    let length = file.metadata().map_err(file_error("read", path))?.len();
-    file.seek(std::io::SeekFrom::Start(length.saturating_sub(max)))
+    file.seek(std::io::SeekFrom::Start(offset))
         .map_err(file_error("read", path))?;
     let mut bytes = Vec::new();
     file.take(max)
         .read_to_end(&mut bytes)
         .map_err(file_error("read", path))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok(bytes)
 }
 
 /// Creates a directory (and its parents) with mode 0700 if it does not exist.

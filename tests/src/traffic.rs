@@ -25,7 +25,7 @@ fn get_within(address: SocketAddr, path: &str, patience: Duration) -> Option<(u1
 }
 
 /// Sends `request` (head and body) and reads the whole answer: its status, head and body.
-fn exchange(
+pub fn exchange(
     address: SocketAddr,
     request: &str,
     read_timeout: Duration,

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use muster_testkit::harness::{Agent, Coordinator, text, workspace_binary};
 use muster_testkit::netns::{self, Host, Network};
-use muster_testkit::traffic;
 use muster_testkit::{Backend, TestDatabase, wait_for};
+use muster_testkit::{scheduler_jobs, traffic};
 
 /// How long a real cluster may take to come up on a busy 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(420);
@@ -403,7 +403,62 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
     .await;
     assert_no_credential_errors(&components);
 
-    // The job keeps running across a crash of the scheduler, and the status waits for it.
+    // The scheduler's health is that its jobs run: Muster's heartbeat job runs, logged in
+    // Muster's job log (and no DEBUG line in the scheduler's server.log); stopped through the
+    // scheduler's API, the scheduler turns unhealthy and says why.
+    let scheduler_dir = components.join("scheduler-scheduler");
+    wait_for("the heartbeat to run", PATIENCE, POLL, || {
+        let ran = scheduler_jobs::runs(&scheduler_dir, scheduler_jobs::HEARTBEAT_JOB) > 0;
+        async move { ran.then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(scheduler_jobs::debug_lines_in_server_log(&scheduler_dir), 0);
+    let scheduler_address = SocketAddr::from(([127, 0, 0, 1], 31530));
+    let (status, _, body) = traffic::exchange_from(
+        &host.namespace,
+        scheduler_address,
+        &scheduler_jobs::stop_request(
+            &scheduler_dir,
+            scheduler_address,
+            scheduler_jobs::HEARTBEAT_JOB,
+        ),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let stopped_at = Instant::now();
+    let reason = wait_for(
+        "the scheduler unhealthy without its heartbeat",
+        PATIENCE,
+        POLL,
+        || {
+            let shown = muster(&[
+                "-o",
+                "json",
+                "component",
+                "show",
+                "scheduler",
+                "scheduler",
+                "--cluster",
+                "quickstart",
+            ]);
+            let shown: serde_json::Value =
+                serde_json::from_slice(&shown.stdout).unwrap_or_default();
+            let reason = (shown["healthy"] == false)
+                .then(|| shown["reason"].as_str().unwrap_or_default().to_owned());
+            async move { reason }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(reason.contains("its jobs are not running"), "{reason}");
+    println!(
+        "figure: the scheduler was unhealthy {:?} after its heartbeat job stopped",
+        stopped_at.elapsed()
+    );
+
+    // The job keeps running across a crash of the scheduler (which runs the heartbeat again),
+    // and the status waits for it.
     the_job_survives_a_scheduler_crash(
         &components.join("scheduler-scheduler"),
         &components,

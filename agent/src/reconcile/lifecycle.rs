@@ -31,6 +31,8 @@ pub struct Local {
     pub deep_probe_at: Option<Instant>,
     /// The scheduler process (pid) that was seen to start its jobs; `None` until one was.
     pub jobs_started_by: Option<i32>,
+    /// What the scheduler's job log said of its current process; `None` until it started its jobs.
+    pub job_log: Option<crate::zato::jobs::JobLogReader>,
     /// A load balancer's backend servers as its HAProxy last showed them.
     pub backends: Vec<v1::BackendServerState>,
     /// The component as last desired: what removing a server from Zato's ODB needs.
@@ -223,6 +225,8 @@ pub async fn converge(driver: &impl Driver, local: &mut Local) {
     local.healthy = health.alive && health.answers.is_ok();
     if local.healthy {
         local.state = ComponentState::Running;
+        // The start grace ends at the first answer: one that fails later is unhealthy at once.
+        local.started_at = None;
         if driver.clears_error_when_healthy() {
             local.last_error.clear();
             local.failures = 0;
@@ -465,6 +469,16 @@ mod tests {
         local.started_at = Some(Instant::now());
         block_on(converge(&driver, &mut local));
         assert_eq!(local.state, ComponentState::Starting, "within its grace");
+        driver.answers.set(true);
+        block_on(converge(&driver, &mut local));
+        assert_eq!(local.state, ComponentState::Running);
+        driver.answers.set(false);
+        block_on(converge(&driver, &mut local));
+        assert_eq!(
+            local.state,
+            ComponentState::Unhealthy,
+            "the grace ended at its first answer"
+        );
     }
 
     #[test]

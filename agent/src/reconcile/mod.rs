@@ -25,7 +25,8 @@
 //!   the seconds before a real Zato writes one, by its command line; it is never started twice. One
 //!   that died is restarted with backoff and the restart is counted and reported.
 //! - Health proves the role works (see `zato::health`): a server's `/zato/ping` says `ZATO_OK`,
-//!   the scheduler accepts the servers' credentials, the dashboard serves its login form.
+//!   the scheduler accepts the servers' credentials and runs its jobs (its heartbeat job ran
+//!   lately, see `zato::jobs`), the dashboard serves its login form.
 //! - A component no longer desired is stopped and moved to `COMPONENTS_DIR/.archive`; a server's
 //!   row is removed from Zato's ODB too.
 //!
@@ -49,7 +50,7 @@ use self::lifecycle::{ComponentState, Local};
 use crate::files;
 use crate::haproxy::{self, HaProxy};
 use crate::zato::{
-    self, Zato, ZatoError, command, conf, health,
+    self, Zato, ZatoError, command, conf, health, jobs,
     process::{self, alive, read_pid},
 };
 

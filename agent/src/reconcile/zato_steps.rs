@@ -493,7 +493,12 @@ impl Reconciler {
                         conf::python_bool(server.tls).to_owned(),
                     ));
                 }
-                conf::edit_ini(&repo.join("scheduler.conf"), &settings)
+                // Its heartbeat job and the log of its job runs: what says its jobs run.
+                conf::edit_ini(&repo.join("scheduler.conf"), &settings).and_then(|edited| {
+                    let heartbeat = jobs::add_heartbeat(&repo)?;
+                    let job_log = jobs::add_job_log(&repo)?;
+                    Ok(edited | heartbeat | job_log)
+                })
             }
             Role::WebAdmin => {
                 conf::set_web_admin_bind(directory, &self.bind_address.to_string(), component.port)
@@ -557,6 +562,20 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Whether the scheduler's current process ran its heartbeat job lately (read from its job
+    /// log as it grows; [`jobs`]).
+    fn scheduler_heartbeat(&self, component: &Component, local: &mut Local) -> Result<(), String> {
+        let Some(pid) = local.jobs_started_by else {
+            return Err("the scheduler has not started its jobs yet".to_owned());
+        };
+        let (directory, _, _) = self.component_dirs(component);
+        let reader = match &mut local.job_log {
+            Some(reader) if reader.pid() == pid => reader,
+            other => other.insert(jobs::JobLogReader::new(pid)),
+        };
+        reader.look(&directory.join(jobs::JOB_LOG))
+    }
+
     /// Whether the component answers as its role must; `Err` says why not.
     pub(super) async fn probe(
         &self,
@@ -583,7 +602,8 @@ impl Reconciler {
                     health::scheduler(address, port, &password).await?;
                     local.deep_probe_at = Some(Instant::now());
                 }
-                self.scheduler_jobs_started(component, local)
+                self.scheduler_jobs_started(component, local)?;
+                self.scheduler_heartbeat(component, local)
             }
             Role::LoadBalancer | Role::Unspecified => Ok(()),
         }

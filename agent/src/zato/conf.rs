@@ -108,7 +108,7 @@ pub fn edit_ini(path: &Path, settings: &[(&str, &str, String)]) -> Result<bool, 
 
 /// Rewrites a config file keeping its owner, and its mode without any bit for group and others
 /// (Zato's config files hold the cluster's secrets).
-fn write_keeping_mode(path: &Path, contents: &[u8]) -> Result<(), ConfError> {
+pub(crate) fn write_keeping_mode(path: &Path, contents: &[u8]) -> Result<(), ConfError> {
     let metadata = std::fs::metadata(path).map_err(io_error(path))?;
     let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o700;
     files::write_atomic(path, contents, mode)?;

@@ -10,7 +10,7 @@
 //!   writes to the scheduler's `logs/server.log`; its `logs/scheduler.log` has other loggers'). A scheduler that loaded its jobs in the
 //!   background after its start loop (`server_prefer_odb_config=False`, what `zato create
 //!   scheduler` writes) answers its API but runs no job loaded from the ODB; see
-//!   [`scheduler_jobs`];
+//!   [`scheduler_jobs`]; and then that its jobs keep running (its heartbeat job, [`super::jobs`]);
 //! - the dashboard serves its login form (`GET /accounts/login/` with a CSRF field).
 
 use std::net::IpAddr;

@@ -5,6 +5,7 @@
 //!   `scheduler.conf`, `web-admin.conf`) and the symlink a create leaves behind;
 //! - [`process`]: finding the process that runs a component, before and after its pidfile exists;
 //! - [`health`]: the probes that say a component works;
+//! - [`jobs`]: the scheduler's heartbeat job and the log of its job runs;
 //! - [`odb`]: the one ODB row the agent removes itself (a stale `server` row).
 //!
 //! Zato takes secrets only as command-line options (or, for a few, environment variables), so they
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub mod command;
 pub mod conf;
 pub mod health;
+pub mod jobs;
 pub mod odb;
 pub mod process;
 

@@ -411,6 +411,55 @@ async fn servers_follow_the_scheduler_and_unassigned_components_are_archived() {
         );
     }
 
+    // The scheduler's health is that its jobs run: its heartbeat runs in Muster's job log (and
+    // no DEBUG line in its server.log); stopped, the scheduler turns unhealthy and says why; its
+    // next start runs it again.
+    let scheduler_dir = agent.components_dir.join("prod/scheduler-scheduler");
+    let heartbeats = || scheduler_jobs::runs(&scheduler_dir, scheduler_jobs::HEARTBEAT_JOB);
+    wait_for("the heartbeat to run", PATIENCE, POLL, || {
+        let ran = heartbeats() > 0;
+        async move { ran.then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(scheduler_jobs::debug_lines_in_server_log(&scheduler_dir), 0);
+    let scheduler_address = std::net::SocketAddr::from(([127, 0, 0, 1], scheduler_port));
+    let (status, _, _) = traffic::exchange(
+        scheduler_address,
+        &scheduler_jobs::stop_request(
+            &scheduler_dir,
+            scheduler_address,
+            scheduler_jobs::HEARTBEAT_JOB,
+        ),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let stopped = wait_for_component(
+        &coordinator,
+        "scheduler",
+        "the scheduler unhealthy without its heartbeat",
+        |c| c["healthy"] == false,
+    )
+    .await;
+    assert!(
+        stopped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("its jobs are not running: process"),
+        "{stopped}"
+    );
+    let stopped_pid = std::fs::read_to_string(scheduler_dir.join("pidfile")).unwrap();
+    signal(stopped_pid.trim().parse().unwrap(), Signal::SIGKILL);
+    let again = wait_for_component(
+        &coordinator,
+        "scheduler",
+        "the scheduler healthy again",
+        |c| c["healthy"] == true,
+    )
+    .await;
+    assert_eq!(again["restarts"], 1, "{again}");
+
     // Unassigned: stopped and archived.
     coordinator.ok(&[
         "remove",

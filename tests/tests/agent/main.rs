@@ -14,6 +14,7 @@ use muster_testkit::disk::SmallFilesystem;
 use muster_testkit::harness::{Agent, Coordinator, ping, signal, text, workspace_binary};
 use muster_testkit::netns::Network;
 use muster_testkit::{free_port, wait_for};
+use muster_testkit::{scheduler_jobs, traffic};
 use nix::sys::signal::Signal;
 
 const PATIENCE: Duration = Duration::from_secs(60);

@@ -323,6 +323,14 @@ pub(crate) async fn create_scheduler(parsed: &Parsed) -> Result<()> {
         odb.ini_section()
     );
     write(&path.join("config/repo/scheduler.conf"), &conf)?;
+    write(
+        &path.join("config/repo/startup_jobs.conf"),
+        scheduler::STARTUP_JOBS_CONF,
+    )?;
+    write(
+        &path.join("config/repo/logging.conf"),
+        scheduler::LOGGING_CONF,
+    )?;
     create_pause();
     write_zato_info(&path, "SCHEDULER")?;
     say(&format!(

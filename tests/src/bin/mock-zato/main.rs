@@ -36,10 +36,14 @@
 //!   before) writes Zato's internal services (`MOCK_ZATO_INTERNAL_SERVICES_MS`, default 3000):
 //!   when another server of the cluster with a smaller name does the same at once, this one dies
 //!   as the real Zato's does, logging `OperationalError: ... deadlock detected`;
+//! - the scheduler's jobs (`scheduler.rs`): `startup_jobs.conf` and `logging.conf` as Zato writes
+//!   them; started (`Job starting`) only with `server_prefer_odb_config=True`; each job given in
+//!   seconds run at its interval and logged ``Executing `NAME` `` at DEBUG wherever `logging.conf`
+//!   sends logger `zato.scheduler.backend`; `SCHEDULER.DELETE` stops a job until the next start;
 //! - a server on MariaDB 10.5 or later dies at its start as Zato 3.2's does (`OperationalError:
 //!   ... Illegal parameter data type bigint for operation 'get_lock'`).
 //!
-//! What it does not reproduce: TLS, Zato's services, jobs and pub/sub (a server answers every GET
+//! What it does not reproduce: TLS, Zato's services, the jobs of the ODB and pub/sub (a server answers every GET
 //! with JSON naming itself, `{"pong": "zato", "zato_env": {"result": "ZATO_OK"}, "server": NAME,
 //! "cluster": CLUSTER, "mock": true, ...}`), the scheduler calling servers, the dashboard's pages
 //! beyond its login, Zato's CPU and memory (a real server takes ~430 MB), encryption of secrets in
@@ -59,6 +63,7 @@ mod argv;
 mod create;
 mod odb;
 mod process;
+mod scheduler;
 mod serve;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -20,6 +20,8 @@ pub(crate) struct Responder {
     pub(crate) api_client: Option<(String, String)>,
     /// The web-admin's ODB, where its users are.
     pub(crate) odb: Option<Odb>,
+    /// The scheduler's jobs.
+    pub(crate) jobs: Option<std::sync::Arc<scheduler::Jobs>>,
 }
 
 /// One HTTP request as the component read it.
@@ -113,6 +115,14 @@ impl Responder {
                     .as_ref()
                     .map(|(user, password)| format!("{user}:{password}"));
                 if given.is_some() && given == expected {
+                    // SCHEDULER.DELETE (Zato's `broker_message` code 100004) stops a job by name.
+                    let call: serde_json::Value =
+                        serde_json::from_str(&request.body).unwrap_or_default();
+                    if call["action"] == "100004"
+                        && let (Some(jobs), Some(name)) = (&self.jobs, call["name"].as_str())
+                    {
+                        jobs.delete(name);
+                    }
                     (
                         "200 OK",
                         "application/json",
@@ -171,58 +181,6 @@ impl Responder {
                 .and_then(|row| row.try_get(0).ok());
         stored.is_some_and(|stored| stored == password_hash(password))
     }
-}
-
-/// Zato's own jobs, which its scheduler adds to the ODB at every start.
-const ZATO_STARTUP_JOBS: [&str; 2] = ["zato.outgoing.sql.auto-ping", "zato.pubsub.cleanup"];
-
-/// Writes what Zato 3.2's scheduler logs as it starts, in Zato's format (with this process's id
-/// and the level's colour codes): its `zato.scheduler.backend` logger writes to `logs/server.log`,
-/// the `zato_scheduler` logger to `logs/scheduler.log`. With `[server]
-/// server_prefer_odb_config=True` it reads its jobs from the ODB before its start loop, which
-/// starts each (`Job starting`); with False (what `create scheduler` writes) it loads them in the
-/// background after that loop and starts none of them.
-fn log_scheduler_start(path: &Path, component: &Component) -> Result<()> {
-    let pid = std::process::id();
-    let line = |source: &str, message: &str| {
-        format!(
-            "2026-01-01 00:00:00,000 - \u{1b}[1;37mINFO\u{1b}[0m - {pid}:Dummy-1 - {source} - \
-             {message}\n"
-        )
-    };
-    let mut backend = line(
-        "zato.scheduler.backend:580",
-        "Scheduler will start to execute jobs in 0.1 seconds",
-    );
-    let mut scheduler = String::new();
-    if component.detail["prefer_odb_config"] == true {
-        for job in ZATO_STARTUP_JOBS {
-            backend.push_str(&line(
-                "zato.scheduler.backend:307",
-                &format!("Job starting `<Job name:`{job}`>`"),
-            ));
-        }
-        backend.push_str(&line("zato.scheduler.backend:603", "Scheduler started"));
-    } else {
-        backend.push_str(&line("zato.scheduler.backend:603", "Scheduler started"));
-        scheduler.push_str(&line(
-            "zato_scheduler:246",
-            &format!("Loading jobs into scheduler -> {ZATO_STARTUP_JOBS:?}"),
-        ));
-    }
-    use std::io::Write as _;
-    for (file, text) in [
-        ("logs/server.log", backend),
-        ("logs/scheduler.log", scheduler),
-    ] {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path.join(file))
-            .and_then(|mut log| log.write_all(text.as_bytes()))
-            .map_err(|error| failed(format!("{file}: {error}")))?;
-    }
-    Ok(())
 }
 
 /// A Zato 3.2 server on MariaDB 10.5 or later dies at every start: its SQL lock calls
@@ -425,14 +383,20 @@ pub(crate) async fn serve(path: &Path) -> Result<()> {
     } else if let Some(cluster) = component.detail.get("cluster") {
         body["cluster"] = cluster.clone();
     }
-    if kind == "scheduler" {
-        log_scheduler_start(path, &component)?;
-    }
+    let prefer_odb_config = component.detail["prefer_odb_config"] == true;
+    let jobs = if kind == "scheduler" {
+        let jobs = scheduler::Jobs::start(path, prefer_odb_config)?;
+        jobs.run(prefer_odb_config);
+        Some(jobs)
+    } else {
+        None
+    };
     let responder = std::sync::Arc::new(Responder {
         kind,
         body: format!("{body}\n"),
         api_client: component.api_client.clone(),
         odb: component.odb.clone(),
+        jobs,
     });
     say(&format!(
         "{kind} listening on {}:{}",
