@@ -201,6 +201,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     .with_ipc_port_start(config.zato_ipc_port_start)
     .with_haproxy_bins(config.haproxy_bins.clone())
     .with_sqlite_odb_dirs(config.sqlite_odb_dirs.clone());
+    if let Ok(advertise) = config.advertise_address.parse() {
+        reconciler = reconciler.with_advertise_address(advertise);
+    }
     reconcile_loop(
         &mut reconciler,
         desired_receiver,

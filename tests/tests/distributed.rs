@@ -266,6 +266,29 @@ async fn the_seeds_distributed_cluster(odb: Odb) {
             "{host}"
         );
     }
+    // Each server's row in Zato's ODB gives the address of its host, where the other servers
+    // call it (server.conf's `[preferred_address] address` is the agent's advertise address).
+    if let Some(database) = &site._database {
+        use sqlx::{Connection as _, Row as _};
+        let mut connection = sqlx::PgConnection::connect(&database.url).await.unwrap();
+        let rows = sqlx::query("SELECT name, preferred_address FROM server ORDER BY name")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+        let addresses: Vec<(String, String)> =
+            rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        let expected: Vec<(String, String)> = SERVERS
+            .iter()
+            .enumerate()
+            .map(|(index, host)| {
+                (
+                    format!("server{}", index + 1),
+                    site.hosts[*host].address.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(addresses, expected);
+    }
     // Each server runs on its own host, at its own address.
     for (index, host) in SERVERS.iter().enumerate() {
         let address = SocketAddr::from((site.hosts[*host].address, 17010));

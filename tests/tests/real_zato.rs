@@ -376,6 +376,30 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         "round robin over both servers: {spread:?}"
     );
 
+    // Each server's row says where the other servers call it: the agent's advertise address
+    // (server.conf's `[preferred_address] address`), as the real Zato writes it at its start.
+    {
+        use sqlx::{Connection as _, Row as _};
+        let odb = components.join("odb.db");
+        let mut connection =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", odb.display()))
+                .await
+                .unwrap();
+        let rows = sqlx::query("SELECT name, preferred_address FROM server ORDER BY name")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+        let addresses: Vec<(String, String)> =
+            rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        assert_eq!(
+            addresses,
+            [
+                ("server1".to_owned(), "127.0.0.1".to_owned()),
+                ("server2".to_owned(), "127.0.0.1".to_owned())
+            ]
+        );
+    }
+
     // The dashboard takes the credentials Muster gives, and refuses others.
     let login = muster(&["-o", "json", "cluster", "dashboard-login", "quickstart"]);
     assert!(login.status.success(), "{}", text(&login.stderr));

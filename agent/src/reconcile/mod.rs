@@ -118,6 +118,9 @@ pub struct Reconciler {
     zato: Zato,
     /// The address components listen on.
     bind_address: IpAddr,
+    /// The address other hosts reach this one at: each server's `[preferred_address] address`,
+    /// where the other servers of its cluster call it. `None` leaves Zato to find one.
+    advertise_address: Option<IpAddr>,
     components_dir: PathBuf,
     bootstrap_record: PathBuf,
     /// Bootstrap tasks finished on this host, as `CLUSTER/odb` and `CLUSTER/cluster`.
@@ -242,12 +245,18 @@ impl Reconciler {
             sqlite_writes: tokio::sync::Mutex::new(()),
             haproxy_bins: vec![PathBuf::from("haproxy")],
             sqlite_odb_dirs: Vec::new(),
+            advertise_address: None,
         }
     }
 
     /// Directories besides the components directory where an SQLite ODB file may be.
     pub fn with_sqlite_odb_dirs(mut self, directories: Vec<PathBuf>) -> Reconciler {
         self.sqlite_odb_dirs = directories;
+        self
+    }
+
+    pub fn with_advertise_address(mut self, address: IpAddr) -> Reconciler {
+        self.advertise_address = Some(address);
         self
     }
 

@@ -462,6 +462,13 @@ impl Reconciler {
                 if let Some(ipc_start) = self.ipc_port_starts.get(&key_of(component)) {
                     settings.push(("main", "ipc_port_start", ipc_start.to_string()));
                 }
+                // Where the other servers call it (Zato's server-to-server calls, a deployment
+                // among them): left to Zato, a server takes the first private address of its
+                // interfaces, which on a host with a docker0 bridge or a second NIC may be one
+                // the other servers cannot reach.
+                if let Some(advertise) = self.advertise_address {
+                    settings.push(("preferred_address", "address", advertise.to_string()));
+                }
                 if let Some(scheduler) = component.scheduler.as_ref().and_then(conf::peer) {
                     settings.push(("scheduler", "scheduler_host", scheduler.host));
                     settings.push(("scheduler", "scheduler_port", scheduler.port.to_string()));

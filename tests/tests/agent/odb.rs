@@ -41,7 +41,7 @@ async fn server_on_a_database_odb(backend: muster_testkit::Backend) {
 
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&database.url).await.unwrap();
-    let row = sqlx::query("SELECT s.up_status, c.name FROM server s JOIN cluster c ON c.id = s.cluster_id WHERE s.name = 'server1'")
+    let row = sqlx::query("SELECT s.up_status, c.name, s.preferred_address FROM server s JOIN cluster c ON c.id = s.cluster_id WHERE s.name = 'server1'")
         .fetch_one(&pool)
         .await
         .unwrap();
@@ -51,6 +51,12 @@ async fn server_on_a_database_odb(backend: muster_testkit::Backend) {
         "the running server set its up_status"
     );
     assert_eq!(row.try_get::<String, _>(1).unwrap(), "orders");
+    assert_eq!(
+        row.try_get::<String, _>(2).unwrap(),
+        "127.0.0.1",
+        "where the other servers call it: its agent's advertise address, not the first address \
+         Zato finds on the host's interfaces"
+    );
     let installs = sqlx::query("SELECT COUNT(*) FROM install_state")
         .fetch_one(&pool)
         .await

@@ -17,7 +17,9 @@
 //!   IntegrityError (exit 16); `create server` writes its tree first, then fails with
 //!   NO_SUCH_CLUSTER (exit 8) or SERVER_NAME_ALREADY_EXISTS (exit 7), and any other failure of its
 //!   insert is logged and exits 0; a running server sets its `up_status`, `preferred_address` and
-//!   `bind_port`, a clean stop `up_status` `clean-down`;
+//!   `bind_port` (its `preferred_address` as Zato finds it: `[preferred_address] address`, else
+//!   the bind address, else from the host's interfaces; with none it does not start), a clean
+//!   stop `up_status` `clean-down`;
 //! - files: `.zato-info` (a server's before its row is committed, a dashboard's before its tables and
 //!   user `admin`, as Zato writes them), `server.conf` (`[main] ipc_port_start`, `[scheduler]` with
 //!   the API client), `scheduler.conf` (`[api_clients]`), `web-admin.conf`, mode 0644 as Zato writes

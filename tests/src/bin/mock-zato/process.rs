@@ -53,6 +53,8 @@ pub(crate) fn read_component(path: &Path) -> Result<Component> {
                 detail: serde_json::json!({
                     "scheduler_host": conf.get("scheduler", "scheduler_host"),
                     "scheduler_port": conf.get("scheduler", "scheduler_port"),
+                    "preferred_address": conf.get("preferred_address", "address"),
+                    "preferred_ip": conf.get("preferred_address", "ip"),
                 }),
                 ipc: Some((
                     conf.get("main", "ipc_host")
@@ -242,6 +244,55 @@ pub(crate) async fn stop(parsed: &Parsed) -> Result<()> {
     Ok(())
 }
 
+/// The address Zato 3.2 finds for a server bound to 0.0.0.0 (`zato.common.ipaddress_
+/// .get_preferred_ip`): `[preferred_address] ip` lists interface names and networks; the first
+/// named interface that exists gives its first address (not a loopback one), else the first
+/// address (interfaces in name order) inside a listed network.
+fn preferred_ip(preferences: &str) -> Option<String> {
+    let output = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
+        .ok()?;
+    let mut interfaces: Vec<(String, std::net::Ipv4Addr)> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace().skip(1);
+            let name = words.next()?.to_owned();
+            let address = words.nth(1)?.split('/').next()?.parse().ok()?;
+            Some((name, address))
+        })
+        .collect();
+    interfaces.sort();
+    let preferences: Vec<&str> = preferences.split(',').map(str::trim).collect();
+    for preference in &preferences {
+        if let Some((_, address)) = interfaces
+            .iter()
+            .find(|(name, address)| name == preference && !address.is_loopback())
+        {
+            return Some(address.to_string());
+        }
+    }
+    let networks: Vec<(u32, u32)> = preferences
+        .iter()
+        .filter_map(|preference| {
+            let (base, length) = preference.split_once('/')?;
+            let base = u32::from(base.parse::<std::net::Ipv4Addr>().ok()?);
+            let mask = u32::MAX
+                .checked_shl(32 - length.parse::<u32>().ok()?)
+                .unwrap_or(0);
+            Some((base & mask, mask))
+        })
+        .collect();
+    interfaces
+        .iter()
+        .find(|(_, address)| {
+            networks
+                .iter()
+                .any(|(base, mask)| u32::from(*address) & mask == *base)
+        })
+        .map(|(_, address)| address.to_string())
+}
+
 pub(crate) async fn set_up_status(component: &Component, status: &str) -> Result<(String, String)> {
     let (Some(odb), Some(token)) = (&component.odb, &component.token) else {
         return Ok((String::new(), String::new()));
@@ -267,11 +318,23 @@ pub(crate) async fn set_up_status(component: &Component, status: &str) -> Result
         .await
         .map_err(odb_error("set up_status"))?;
     if status == "running" {
-        // As Zato's `server_up_down`: where the other servers reach it.
-        let address = if component.host == "0.0.0.0" {
-            "127.0.0.1"
-        } else {
-            component.host.as_str()
+        // As Zato's `server_up_down`: where the other servers reach it, `[preferred_address]
+        // address` when server.conf gives one (Zato's `main.py`), else found from the bind
+        // address (Zato looks through the host's interfaces for a private one).
+        let address = match component.detail["preferred_address"].as_str() {
+            Some(address) if !address.is_empty() => address.to_owned(),
+            _ if component.host == "0.0.0.0" => preferred_ip(
+                component.detail["preferred_ip"]
+                    .as_str()
+                    .unwrap_or_default(),
+            )
+            .ok_or_else(|| {
+                failed(
+                    "Unable to start the server. Could not obtain a preferred address, \
+                             please configure [bind_options] in server.conf",
+                )
+            })?,
+            _ => component.host.clone(),
         };
         sqlx::query(
             &odb.sql("UPDATE server SET preferred_address = $1, bind_port = $2 WHERE token = $3"),
