@@ -212,6 +212,8 @@ fn cluster_message(cluster: Cluster) -> v1::Cluster {
         has_odb_password: cluster.has_odb_password,
         created_at_unix_ms: cluster.created_at_ms,
         scheduler_target: cluster.scheduler_target,
+        services_revision: cluster.services_revision,
+        services: Vec::new(),
     }
 }
 
@@ -348,8 +350,11 @@ impl AdminService for AdminApi {
         let name = request.into_inner().name;
         validate::name("cluster name", &name).map_err(ApiError::from)?;
         let cluster = self.store.get_cluster(&name).await?;
+        let services = self.store.cluster_services(&name, false).await?;
+        let mut message = cluster_message(cluster);
+        message.services = services;
         Ok(Response::new(v1::GetClusterResponse {
-            cluster: Some(cluster_message(cluster)),
+            cluster: Some(message),
         }))
     }
 
@@ -650,6 +655,27 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn set_services(
+        &self,
+        request: Request<v1::SetServicesRequest>,
+    ) -> Result<Response<v1::SetServicesResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        muster_proto::services::checked(&request.files)
+            .map_err(|refused| ApiError::InvalidArgument(refused.to_string()))?;
+        let (revision, changed) = retry_transient(|| {
+            self.store
+                .set_services(&request.cluster, &request.files, &actor)
+        })
+        .await?;
+        if changed {
+            self.fanout.committed();
+            tracing::info!(cluster = %request.cluster, revision = %revision, files = request.files.len(), actor = %actor.0, "services set");
+        }
+        Ok(Response::new(v1::SetServicesResponse { revision, changed }))
+    }
+
     async fn configure_load_balancer(
         &self,
         request: Request<v1::ConfigureLoadBalancerRequest>,
@@ -847,16 +873,25 @@ impl AdminService for AdminApi {
 }
 
 pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
-    let (state, healthy, last_error, restarts, backends) = match assignment.status {
-        Some(status) => (
-            status.state,
-            status.healthy,
-            status.last_error,
-            status.restarts,
-            status.backends,
-        ),
-        None => (String::new(), false, String::new(), 0, Vec::new()),
-    };
+    let (state, healthy, last_error, restarts, backends, services_revision) =
+        match assignment.status {
+            Some(status) => (
+                status.state,
+                status.healthy,
+                status.last_error,
+                status.restarts,
+                status.backends,
+                status.services_revision,
+            ),
+            None => (
+                String::new(),
+                false,
+                String::new(),
+                0,
+                Vec::new(),
+                String::new(),
+            ),
+        };
     v1::ComponentAssignment {
         cluster: assignment.cluster,
         role: assignment.role as i32,
@@ -871,6 +906,7 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         load_balancer: assignment.load_balancer,
         backends,
         reason: String::new(),
+        services_revision,
     }
 }
 

@@ -316,6 +316,10 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
         last_error: clean_text(&status.last_error),
         restarts: status.restarts,
         backends,
+        services_revision: clean_text(&status.services_revision)
+            .chars()
+            .take(64)
+            .collect(),
     })
 }
 

@@ -219,6 +219,7 @@ mod tests {
                 last_error: last_error.to_owned(),
                 restarts: 0,
                 backends: Vec::new(),
+                services_revision: String::new(),
             }),
         }
     }

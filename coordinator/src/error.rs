@@ -25,6 +25,7 @@ pub fn api_error(error: StoreError) -> ApiError {
         StoreError::AlreadyExists { kind, name } => ApiError::AlreadyExists { kind, name },
         StoreError::TokenRefused { .. } => ApiError::PermissionDenied(error.to_string()),
         StoreError::Conflict(message) => ApiError::FailedPrecondition(message),
+        StoreError::Invalid(message) => ApiError::InvalidArgument(message),
         StoreError::InvalidUrl { .. } => ApiError::InvalidArgument(error.to_string()),
         StoreError::Connect { .. } | StoreError::Migrate { .. } | StoreError::Database { .. } => {
             tracing::error!(error = %crate::error_chain(&error), "database failure");

@@ -243,6 +243,7 @@ async fn call(
         "ListComponents" => list_components,
         "DeleteComponent" => delete_component,
         "ConfigureLoadBalancer" => configure_load_balancer,
+        "SetServices" => set_services,
         "ListBackends" => list_backends,
         "DrainHost" => drain_host,
         "AdmitHost" => admit_host,

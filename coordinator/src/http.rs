@@ -256,6 +256,7 @@ mod tests {
                         ..Default::default()
                     })
                     .collect(),
+                services_revision: String::new(),
             }),
         }
     }

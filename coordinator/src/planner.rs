@@ -63,6 +63,9 @@ fn secrets_for(role: Role, secrets: &ClusterSecrets) -> v1::ComponentSecrets {
                 jwt_secret: secrets.jwt_secret.clone(),
                 scheduler_api_password: scheduler_api,
                 server_api_password: server_api,
+                // Its agent deploys the cluster's services through the server's admin channel
+                // (Zato's `zato.service.upload-package`), as the dashboard does.
+                admin_invoke_password: secrets.admin_invoke_password.clone(),
                 ..Default::default()
             }
         }
@@ -200,6 +203,25 @@ fn still_routed(inputs: &PlanInputs, server: &Assignment) -> bool {
         })
 }
 
+/// Whether `server`'s agent deploys the cluster's missing services at once: it is the first
+/// server of the cluster by name on a host that is up and not drained (the others wait for Zato
+/// to bring the modules to them).
+fn deploys_services(inputs: &PlanInputs, server: &Assignment) -> bool {
+    inputs
+        .assignments
+        .iter()
+        .filter(|other| other.cluster == server.cluster && other.role == Role::Server)
+        .filter(|other| {
+            inputs
+                .hosts
+                .get(&other.host)
+                .is_some_and(|host| host.state == HostState::Up && !host.drained)
+        })
+        .map(|other| other.name.as_str())
+        .min()
+        == Some(server.name.as_str())
+}
+
 /// Why a server of a cluster whose servers have not started may not be created yet: another is
 /// the first (`Cluster::first_server`, chosen by [`policy::first_server`]). Empty for every other
 /// component.
@@ -286,6 +308,22 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 load_balancer: assignment.load_balancer.clone(),
                 backends: backends(inputs, assignment),
                 hold: hold(inputs, cluster, assignment),
+                services_revision: if assignment.role == Role::Server {
+                    cluster.services_revision.clone()
+                } else {
+                    String::new()
+                },
+                services: if assignment.role == Role::Server {
+                    inputs
+                        .services
+                        .get(cluster_name)
+                        .cloned()
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+                deploys_services: assignment.role == Role::Server
+                    && deploys_services(inputs, assignment),
             });
         }
     }
@@ -363,6 +401,7 @@ mod tests {
             scheduler_target: "server2".to_owned(),
             servers_started: true,
             first_server: String::new(),
+            services_revision: "rev-1".to_owned(),
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),
@@ -390,7 +429,38 @@ mod tests {
             ],
             hosts,
             clusters: BTreeMap::from([("prod".to_owned(), (cluster, secrets))]),
+            services: BTreeMap::from([(
+                "prod".to_owned(),
+                vec![v1::ServiceFile {
+                    name: "orders.py".to_owned(),
+                    sha256: "0".repeat(64),
+                    content: "x = 1\n".to_owned(),
+                }],
+            )]),
             bootstrap,
+        }
+    }
+
+    #[test]
+    fn the_services_go_to_the_servers_only() {
+        let server = &render(&inputs("app-1")).components[0];
+        assert_eq!(server.services_revision, "rev-1");
+        assert_eq!(server.services.len(), 1);
+        assert_eq!(server.services[0].name, "orders.py");
+        assert!(
+            server.deploys_services,
+            "server1 is the first server by name"
+        );
+        assert!(!render(&inputs("app-2")).components[0].deploys_services);
+        for other in render(&inputs("admin"))
+            .components
+            .iter()
+            .chain(&render(&inputs("lb")).components)
+        {
+            assert!(
+                other.services.is_empty() && other.services_revision.is_empty(),
+                "{other:?}"
+            );
         }
     }
 
@@ -446,7 +516,11 @@ mod tests {
         );
         let secrets = server.secrets.as_ref().unwrap();
         assert_eq!(secrets.odb_password, "odb-password");
-        assert!(secrets.admin_invoke_password.is_empty());
+        assert_eq!(
+            secrets.admin_invoke_password, "admin-invoke",
+            "its agent deploys the cluster's services through the admin channel"
+        );
+        assert!(secrets.dashboard_password.is_empty());
         assert!(
             plan.bootstrap_tasks.is_empty(),
             "the cluster is bootstrapped"
@@ -504,6 +578,7 @@ mod tests {
                 status: v1::BackendStatus::Up as i32,
                 ..Default::default()
             }],
+            services_revision: String::new(),
         });
         assert!(!render(&drained).components[0].stopped);
         drained.assignments[1].status = None;

@@ -166,6 +166,8 @@ pub struct ComponentReport {
     pub healthy: bool,
     pub last_error: String,
     pub restarts: u32,
+    /// A server's services revision, found deployed on it.
+    pub services_revision: String,
 }
 
 /// The events of one component's report against its previous one (`None`: its first): it died
@@ -192,6 +194,15 @@ pub fn component_report_events(
         happened.push(Happened::new(
             "component.error",
             format!("{label}: {}", now.last_error),
+        ));
+    }
+    if !now.services_revision.is_empty() && now.services_revision != before.services_revision {
+        happened.push(Happened::new(
+            "component.services",
+            format!(
+                "{label} runs services revision {}",
+                muster_proto::services::short(&now.services_revision)
+            ),
         ));
     }
     if now.state != before.state && now.state == "running" && now.healthy {

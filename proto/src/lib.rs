@@ -5,6 +5,7 @@
 //!   config file.
 //! - [`token`]: the textual forms of join tokens and admin tokens.
 //! - [`haproxy`]: a load balancer's settings and its backend's `server` lines.
+//! - [`services`]: a cluster's Python modules, their limits and their revision.
 //! - [`ApiError`]: the one mapping from Muster's errors to `tonic::Status`.
 //! - [`daemon`] and [`files`]: what both daemons do the same way as processes (logging, signals,
 //!   error text, files replaced atomically).
@@ -21,6 +22,7 @@ pub mod docs;
 pub mod files;
 pub mod haproxy;
 pub mod metrics;
+pub mod services;
 pub mod token;
 pub mod validate;
 pub mod zato;

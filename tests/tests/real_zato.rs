@@ -283,6 +283,60 @@ async fn the_job_runs_on(components: &Path, marker: &str, what: &str) {
     );
 }
 
+/// A module of one service, `muster.orders.get`, that answers `version`.
+fn orders_module(version: &str) -> String {
+    format!(
+        "from zato.server.service import Service\n\nclass Orders(Service):\n    name = \
+         'muster.orders.get'\n\n    def handle(self):\n        self.response.payload = \
+         {{'version': '{version}'}}\n"
+    )
+}
+
+/// What `muster.orders.get` answers on the server in `server_dir` (`zato service invoke`).
+fn orders_answer(host: &Host, zato: &Path, server_dir: &Path) -> String {
+    let output = host
+        .command(zato)
+        .arg("service")
+        .arg("invoke")
+        .arg(server_dir)
+        .arg("muster.orders.get")
+        .output()
+        .unwrap();
+    text(&output.stdout)
+}
+
+/// The services revision and reason of each server of cluster `quickstart`, once `check` holds.
+async fn quickstart_servers_when(
+    muster: &impl Fn(&[&str]) -> std::process::Output,
+    what: &str,
+    check: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    wait_for(what, PATIENCE, POLL, || {
+        let listed = muster(&["-o", "json", "component", "list", "--cluster", "quickstart"]);
+        let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap_or_default();
+        let servers: Vec<(String, String)> = listed
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|component| component["role"] == "server")
+            .map(|component| {
+                (
+                    component["services_revision"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    component["reason"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let done = servers.len() == 2 && check(&servers);
+        async move { done.then_some(servers) }
+    })
+    .await
+    .unwrap()
+}
+
 /// Ends every process in `host`'s network namespace, as a host that is switched off.
 fn kill_everything_in(host: &Host) {
     let output = std::process::Command::new("ip")
@@ -491,6 +545,90 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
     .await;
     let waited = muster(&["wait", "--cluster", "quickstart", "--timeout", "5m"]);
     assert!(waited.status.success(), "{}", text(&waited.stderr));
+
+    // The cluster's services: deployed on both servers through Zato's admin service, each
+    // server's revision reported; a module that does not import is reported with Python's line
+    // while the version before keeps answering on both; the fix reaches both.
+    let services = scratch.path().join("services");
+    std::fs::create_dir(&services).unwrap();
+    let orders = services.join("orders.py");
+    std::fs::write(&orders, orders_module("v1")).unwrap();
+    let deploy = || {
+        let output = muster(&[
+            "-o",
+            "json",
+            "deploy",
+            "--cluster",
+            "quickstart",
+            services.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        answer["revision"].as_str().unwrap().to_owned()
+    };
+    let sent_at = Instant::now();
+    let first = deploy();
+    quickstart_servers_when(&muster, "both servers to run the services", |servers| {
+        servers.iter().all(|(revision, _)| *revision == first)
+    })
+    .await;
+    println!(
+        "figure: a module deployed on both real servers and reported {:?} after `muster deploy`",
+        sent_at.elapsed()
+    );
+    for server in ["server1", "server2"] {
+        let answer = orders_answer(&host, &zato, &components.join(format!("server-{server}")));
+        assert!(answer.contains("'version': 'v1'"), "{server}: {answer}");
+    }
+    std::fs::write(
+        &orders,
+        orders_module("v2").replace("def handle(self):", "def handle(self)"),
+    )
+    .unwrap();
+    deploy();
+    let servers = quickstart_servers_when(&muster, "the import error to be reported", |servers| {
+        servers.iter().any(|(_, reason)| !reason.is_empty())
+    })
+    .await;
+    let reason = &servers
+        .iter()
+        .find(|(_, reason)| !reason.is_empty())
+        .unwrap()
+        .1;
+    assert!(
+        reason.contains("orders.py did not deploy: line 6: SyntaxError: expected ':'"),
+        "{reason}"
+    );
+    for server in ["server1", "server2"] {
+        let server_dir = components.join(format!("server-{server}"));
+        let answer = orders_answer(&host, &zato, &server_dir);
+        assert!(
+            answer.contains("'version': 'v1'"),
+            "{server} keeps v1: {answer}"
+        );
+    }
+    wait_for("the good module to be restored", PATIENCE, POLL, || {
+        let kept = std::fs::read_to_string(
+            components.join("server-server1/work/hot-deploy/current/orders.py"),
+        )
+        .unwrap_or_default();
+        let restored = kept == orders_module("v1");
+        async move { restored.then_some(()) }
+    })
+    .await
+    .unwrap();
+    std::fs::write(&orders, orders_module("v2")).unwrap();
+    let second = deploy();
+    quickstart_servers_when(&muster, "both servers to run the fix", |servers| {
+        servers
+            .iter()
+            .all(|(revision, reason)| *revision == second && reason.is_empty())
+    })
+    .await;
+    for server in ["server1", "server2"] {
+        let answer = orders_answer(&host, &zato, &components.join(format!("server-{server}")));
+        assert!(answer.contains("'version': 'v2'"), "{server}: {answer}");
+    }
 
     let stopped = muster(&["quickstart", "stop", "--dir", dir.to_str().unwrap()]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));

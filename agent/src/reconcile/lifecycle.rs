@@ -37,6 +37,27 @@ pub struct Local {
     pub backends: Vec<v1::BackendServerState>,
     /// The component as last desired: what removing a server from Zato's ODB needs.
     pub spec: Option<v1::Component>,
+    /// A server's services, as its agent deploys them.
+    pub services: ServicesLocal,
+}
+
+/// What the agent knows of the services on one server.
+#[derive(Debug, Default)]
+pub struct ServicesLocal {
+    /// The revision found deployed on the server (empty: none yet).
+    pub deployed: String,
+    /// When that was last checked in the ODB.
+    pub checked_at: Option<Instant>,
+    /// When the agent first saw the desired revision missing, and which revision.
+    pub missing_since: Option<(String, Instant)>,
+    /// The revision whose missing modules it sent, and when.
+    pub sent: Option<(String, Instant)>,
+    /// Why the desired revision did not deploy; reported until it deploys.
+    pub error: String,
+    /// When to try again after a failure.
+    pub retry_at: Option<Instant>,
+    /// The modules of the last revision found deployed, by name: what a failed deploy restores.
+    pub good: std::collections::BTreeMap<String, String>,
 }
 
 /// A failed step, and how soon it is tried again.

@@ -44,6 +44,7 @@ use muster_proto::validate;
 
 mod drivers;
 mod lifecycle;
+mod services;
 mod zato_steps;
 
 use self::lifecycle::{ComponentState, Local};
@@ -577,6 +578,9 @@ impl Reconciler {
                         directory: self.component_dirs(component).0,
                     };
                     lifecycle::converge(&driver, local).await;
+                    if role_of(component) == Role::Server && local.healthy {
+                        self.deploy_services(component, local).await;
+                    }
                 }
             }
         }
@@ -589,6 +593,7 @@ impl Reconciler {
             last_error: local.last_error.clone(),
             restarts: local.restarts,
             backends: local.backends.clone(),
+            services_revision: local.services.deployed.clone(),
         }
     }
 

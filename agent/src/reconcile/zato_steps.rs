@@ -93,7 +93,7 @@ impl Reconciler {
     }
 
     /// The component's ODB, as its desired state describes it.
-    fn odb_parts(&self, component: &Component) -> (v1::OdbSettings, String, PathBuf) {
+    pub(super) fn odb_parts(&self, component: &Component) -> (v1::OdbSettings, String, PathBuf) {
         (
             component.odb.clone().unwrap_or_default(),
             component

@@ -6,7 +6,9 @@
 //! - [`process`]: finding the process that runs a component, before and after its pidfile exists;
 //! - [`health`]: the probes that say a component works;
 //! - [`jobs`]: the scheduler's heartbeat job and the log of its job runs;
-//! - [`odb`]: the one ODB row the agent removes itself (a stale `server` row).
+//! - [`odb`]: the one ODB row the agent removes itself (a stale `server` row), and what Zato
+//!   recorded as deployed on a server;
+//! - [`services`]: deploying a cluster's Python modules through a server's admin channel.
 //!
 //! Zato takes secrets only as command-line options (or, for a few, environment variables), so they
 //! go there and nowhere else: every command is logged with secret values as `***`, and any secret
@@ -26,6 +28,7 @@ pub mod health;
 pub mod jobs;
 pub mod odb;
 pub mod process;
+pub mod services;
 
 /// How long one `zato` command may run.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);

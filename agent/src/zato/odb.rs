@@ -368,6 +368,38 @@ impl Odb<'_> {
         ))
     }
 
+    /// What Zato recorded as deployed on server `server` of cluster `cluster`: the cluster's id in
+    /// the ODB and the SHA-256 of each module a service of which the server deployed
+    /// (`deployed_service.source_hash`, which Zato computes over the module's text). `None` when
+    /// the ODB has no such server.
+    pub async fn deployed_modules(
+        &self,
+        cluster: &str,
+        server: &str,
+    ) -> Result<Option<(i32, std::collections::BTreeSet<String>)>, OdbError> {
+        let open = self.connect().await?;
+        let sql = open.sql(
+            "SELECT c.id, d.source_hash FROM cluster c JOIN server s ON s.cluster_id = c.id \
+             LEFT JOIN deployed_service d ON d.server_id = s.id WHERE c.name = $1 AND s.name = $2",
+        );
+        let rows: Vec<(i32, Option<String>)> =
+            on_connection!(open, connection => sqlx::query_as(&sql)
+                .bind(cluster)
+                .bind(server)
+                .fetch_all(&mut connection)
+                .await)
+            .map_err(self.query_error(format!(
+                "read what server {server} of cluster {cluster} deployed"
+            )))?;
+        let Some((cluster_id, _)) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some((
+            *cluster_id,
+            rows.iter().filter_map(|(_, hash)| hash.clone()).collect(),
+        )))
+    }
+
     /// Whether the dashboard's tables hold user `user` (what `zato create web-admin` makes after
     /// Django's migrations, seconds after it wrote `.zato-info`).
     pub async fn dashboard_user_exists(&self, user: &str) -> Result<bool, OdbError> {

@@ -71,6 +71,10 @@ pub(super) struct ClusterView {
     pub(super) created_at: String,
     /// The server the scheduler is pointed at; empty before any.
     pub(super) scheduler_target: String,
+    /// The revision of its services; empty when it has none.
+    pub(super) services_revision: String,
+    /// Their modules, by name.
+    pub(super) services: Vec<String>,
 }
 
 impl From<v1::Cluster> for ClusterView {
@@ -91,6 +95,8 @@ impl From<v1::Cluster> for ClusterView {
             has_odb_password: cluster.has_odb_password,
             created_at: format_time(cluster.created_at_unix_ms),
             scheduler_target: cluster.scheduler_target,
+            services_revision: cluster.services_revision,
+            services: cluster.services.into_iter().map(|file| file.name).collect(),
         }
     }
 }
@@ -362,6 +368,18 @@ pub(super) async fn cluster_command(
                             "none yet (no healthy server)".to_owned()
                         } else {
                             cluster.scheduler_target.clone()
+                        },
+                    ),
+                    (
+                        "services",
+                        if cluster.services_revision.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            format!(
+                                "revision {} ({})",
+                                muster_proto::services::short(&cluster.services_revision),
+                                cluster.services.join(", ")
+                            )
                         },
                     ),
                     ("created", cluster.created_at.clone()),

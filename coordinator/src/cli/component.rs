@@ -288,6 +288,9 @@ pub(super) struct ComponentView {
     /// A load balancer's backend servers as its HAProxy last reported them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(super) backends: Vec<BackendStateView>,
+    /// A server's: the services revision its agent found deployed on it (empty: none yet).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(super) services_revision: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -345,6 +348,7 @@ impl From<v1::ComponentAssignment> for ComponentView {
             reason: component.reason,
             restarts: component.restarts,
             last_error: component.last_error,
+            services_revision: component.services_revision,
             load_balancer: component.load_balancer.map(|settings| LoadBalancerView {
                 haproxy_bin: settings.haproxy_bin,
                 frontend_address: settings.frontend_address,
@@ -473,6 +477,19 @@ fn write_component(
         ("restarts", component.restarts.to_string()),
         ("reason", component.reason.clone()),
     ];
+    if component.role == Role::Server.cli_name() {
+        fields.push((
+            "services",
+            if component.services_revision.is_empty() {
+                "none found deployed".to_owned()
+            } else {
+                format!(
+                    "revision {}",
+                    muster_proto::services::short(&component.services_revision)
+                )
+            },
+        ));
+    }
     if let Some(settings) = &component.load_balancer {
         fields.extend([
             ("haproxy", settings.haproxy_bin.clone()),

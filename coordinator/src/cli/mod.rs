@@ -20,6 +20,7 @@ mod events;
 mod host;
 mod output;
 mod quickstart;
+mod services;
 mod status;
 mod tokens;
 mod wait;
@@ -32,6 +33,7 @@ use events::*;
 
 use host::*;
 use output::*;
+use services::*;
 use status::*;
 use tokens::*;
 use wait::*;
@@ -83,6 +85,16 @@ enum Command {
         /// Show the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Set a cluster's services: the Python modules every server of it runs. Takes files
+    /// (NAME.py) and directories of them; the set given is the whole set. Each server's agent
+    /// deploys what its server lacks; `muster component list` shows the revision each runs.
+    Deploy {
+        #[arg(long)]
+        cluster: String,
+        /// Python modules, or directories whose `*.py` are taken.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
     },
     /// Write a cluster as the file `muster apply` takes (TOML; with -o json as JSON).
     Get {
@@ -300,6 +312,9 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
         Command::Get {
             what: GetCommand::Cluster { name },
         } => get_cluster_command(name, connection, json, out).await,
+        Command::Deploy { cluster, paths } => {
+            deploy_command(cluster, paths, connection, json, out).await
+        }
         Command::GenerateDocs { out: directory } => {
             use clap::CommandFactory as _;
             muster_proto::docs::write(Cli::command(), &directory).map_err(CliError::Output)

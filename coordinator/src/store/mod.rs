@@ -27,6 +27,9 @@ pub enum StoreError {
     AlreadyExists { kind: &'static str, name: String },
     #[error("{0}")]
     Conflict(String),
+    /// What was given is refused (the caller checks it first; the store checks it again).
+    #[error("{0}")]
+    Invalid(String),
     #[error("join token {id} refused: {reason}")]
     TokenRefused { id: String, reason: TokenRefusal },
     #[error("invalid database URL '{url}': {reason}")]
@@ -160,6 +163,8 @@ pub struct Cluster {
     pub servers_started: bool,
     /// Until then, the server created and started first; the others wait for it.
     pub first_server: String,
+    /// The revision of its services ([`muster_proto::services::revision`]); empty when none.
+    pub services_revision: String,
 }
 
 #[derive(Debug, Clone)]
@@ -310,6 +315,8 @@ pub struct ComponentStatus {
     pub restarts: u32,
     /// A load balancer's backend servers as its HAProxy sees them, by name.
     pub backends: Vec<v1::BackendServerState>,
+    /// A server's: the services revision its agent found deployed on it; empty before.
+    pub services_revision: String,
 }
 
 /// One of a cluster's once-only bootstrap tasks.
@@ -381,6 +388,9 @@ pub struct PlanInputs {
     pub hosts: BTreeMap<String, Host>,
     /// Those clusters, with their secrets.
     pub clusters: BTreeMap<String, (Cluster, ClusterSecrets)>,
+    /// Their services (Python modules, with their contents), by cluster; none for a cluster
+    /// without any.
+    pub services: BTreeMap<String, Vec<v1::ServiceFile>>,
     pub bootstrap: Vec<BootstrapState>,
 }
 
@@ -468,6 +478,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Assignment, StoreError>;
     /// Changes the settings of the load balancer on `host` (named `name`, or the only one): each
     /// field of `changes` that is set replaces the stored one. Bumps the host's generation.
+    /// Replaces a cluster's services with `files` (checked, hashed, in name order); bumps the
+    /// hosts of its servers when the revision changed. Returns the revision and whether it
+    /// changed.
+    async fn set_services(
+        &self,
+        cluster: &str,
+        files: &[v1::ServiceFile],
+        actor: &Actor,
+    ) -> Result<(String, bool), StoreError>;
+    /// A cluster's services: names and hashes, with the contents when `with_content`.
+    async fn cluster_services(
+        &self,
+        cluster: &str,
+        with_content: bool,
+    ) -> Result<Vec<v1::ServiceFile>, StoreError>;
     async fn configure_load_balancer(
         &self,
         cluster: &str,

@@ -312,9 +312,13 @@ pub(crate) async fn a_finished_bootstrap_releases_components_with_new_generation
     );
     let secrets = server.secrets.as_ref().unwrap();
     assert_eq!(secrets.jwt_secret, "jwt-secret-of-prod");
+    assert_eq!(
+        secrets.admin_invoke_password, "invoke-password-of-prod",
+        "a server's agent deploys the cluster's services through its admin channel"
+    );
     assert!(
-        secrets.admin_invoke_password.is_empty(),
-        "a server does not get the admin.invoke password"
+        secrets.dashboard_password.is_empty(),
+        "a server does not get the dashboard's password"
     );
     store
         .create_assignment(

@@ -83,3 +83,127 @@ pub(crate) async fn two_coordinators_see_each_others_writes(backend: Backend) {
     first.close().await;
     second.close().await;
 }
+
+/// A cluster's services: stored whole under their revision, the same set again changes nothing,
+/// the hosts of its servers (only) get a new desired state with them, and a reported revision
+/// is read back.
+pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let app = enroll(&store, "prod", "app-1").await;
+    let lb = enroll(&store, "prod", "lb").await;
+    for (role, host) in [(Role::Server, "app-1"), (Role::LoadBalancer, "lb")] {
+        store
+            .create_assignment(assign("prod", role, host, None, None), &actor())
+            .await
+            .unwrap();
+    }
+    finish_bootstrap(&store, &app.id, 1, "10.0.0.5").await;
+    let generation = |host: &Host| {
+        let store = &store;
+        let id = host.id.clone();
+        async move { store.host_generation(&id).await.unwrap().unwrap() }
+    };
+    let (app_before, lb_before) = (generation(&app).await, generation(&lb).await);
+    let file = |name: &str, content: &str| v1::ServiceFile {
+        name: name.to_owned(),
+        content: content.to_owned(),
+        ..Default::default()
+    };
+    // A module of 100 KiB: more than MySQL's TEXT holds.
+    let big = format!("# {}\nx = 1\n", "x".repeat(100 * 1024));
+    let files = vec![file("orders.py", "x = 1\n"), file("billing.py", &big)];
+    let (revision, changed) = store.set_services("prod", &files, &actor()).await.unwrap();
+    assert!(changed);
+    assert_eq!(revision.len(), 64);
+    assert_eq!(
+        store.get_cluster("prod").await.unwrap().services_revision,
+        revision
+    );
+    let stored = store.cluster_services("prod", true).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|file| file.name.as_str())
+            .collect::<Vec<_>>(),
+        ["billing.py", "orders.py"]
+    );
+    assert_eq!(stored[0].content, big, "stored whole");
+    assert_eq!(stored[1].sha256, muster_proto::services::sha256("x = 1\n"));
+    assert!(
+        store.cluster_services("prod", false).await.unwrap()[0]
+            .content
+            .is_empty(),
+        "names and hashes only"
+    );
+    assert!(
+        generation(&app).await > app_before,
+        "the server's host moves"
+    );
+    assert_eq!(
+        generation(&lb).await,
+        lb_before,
+        "the load balancer's does not"
+    );
+    let plan = planner::render(&store.plan_inputs(&app.id).await.unwrap());
+    assert_eq!(plan.components[0].services_revision, revision);
+    assert_eq!(plan.components[0].services.len(), 2);
+
+    let app_now = generation(&app).await;
+    let (same, changed) = store.set_services("prod", &files, &actor()).await.unwrap();
+    assert_eq!((same.as_str(), changed), (revision.as_str(), false));
+    assert_eq!(
+        generation(&app).await,
+        app_now,
+        "the same set changes nothing"
+    );
+
+    let refused = store
+        .set_services("prod", &[file("../x.py", "x")], &actor())
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+
+    let mut reported = report(app_now, "10.0.0.5", Vec::new());
+    reported.components = vec![ComponentStatus {
+        cluster: "prod".to_owned(),
+        role: Role::Server,
+        name: "server1".to_owned(),
+        state: "running".to_owned(),
+        healthy: true,
+        last_error: String::new(),
+        restarts: 0,
+        backends: Vec::new(),
+        services_revision: revision.clone(),
+    }];
+    store.record_status(&app.id, reported).await.unwrap();
+    let server = store
+        .list_assignments(Some("prod"))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|assignment| assignment.role == Role::Server)
+        .unwrap();
+    assert_eq!(server.status.unwrap().services_revision, revision);
+    let events = store.list_events(Some("prod"), None, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.kind == "cluster.services-changed"
+                && event.message.contains("2 file(s): billing.py, orders.py")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|event| event.kind == "component.services"),
+        "{events:?}"
+    );
+    store.close().await;
+}

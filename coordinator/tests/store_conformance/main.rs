@@ -159,6 +159,28 @@ fn peer_address(endpoint: Option<&v1::Endpoint>) -> Vec<String> {
         .collect()
 }
 
+/// Host `host_id` (at `generation`, advertising `address`) reports cluster `prod`'s bootstrap
+/// tasks done.
+async fn finish_bootstrap(store: &SqlStore, host_id: &str, generation: u64, address: &str) {
+    let done = |task| BootstrapReport {
+        cluster: "prod".to_owned(),
+        task,
+        done: true,
+        last_error: String::new(),
+    };
+    store
+        .record_status(
+            host_id,
+            report(
+                generation,
+                address,
+                vec![done(BootstrapTask::Odb), done(BootstrapTask::Cluster)],
+            ),
+        )
+        .await
+        .unwrap();
+}
+
 /// The load balancer's report: healthy, with `server1` in `state`.
 fn balancer_report(state: &str) -> StatusReport {
     let mut balancer = report(1, "10.0.0.9", Vec::new());
@@ -170,6 +192,7 @@ fn balancer_report(state: &str) -> StatusReport {
         healthy: true,
         last_error: String::new(),
         restarts: 0,
+        services_revision: String::new(),
         backends: vec![v1::BackendServerState {
             name: "server1".into(),
             address: "10.0.0.2:17010".into(),
@@ -190,6 +213,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn cluster_survives_a_coordinator_restart() {
                 super::cluster_survives_a_coordinator_restart($backend).await;
+            }
+            #[tokio::test]
+            async fn services_are_stored_by_revision_and_reach_the_servers() {
+                super::services_are_stored_by_revision_and_reach_the_servers($backend).await;
             }
             #[tokio::test]
             async fn duplicate_cluster_names_are_refused() {

@@ -27,23 +27,7 @@ pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
     let scheduler_host = enroll(&store, "prod", "sched").await;
     let server_b = enroll(&store, "prod", "app-b").await;
     let server_c = enroll(&store, "prod", "app-c").await;
-    let done = |task| BootstrapReport {
-        cluster: "prod".to_owned(),
-        task,
-        done: true,
-        last_error: String::new(),
-    };
-    store
-        .record_status(
-            &scheduler_host.id,
-            report(
-                1,
-                "10.0.0.1",
-                vec![done(BootstrapTask::Odb), done(BootstrapTask::Cluster)],
-            ),
-        )
-        .await
-        .unwrap();
+    finish_bootstrap(&store, &scheduler_host.id, 1, "10.0.0.1").await;
     let healthy = |name: &str| ComponentStatus {
         cluster: "prod".to_owned(),
         role: Role::Server,
@@ -53,6 +37,7 @@ pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
         last_error: String::new(),
         restarts: 0,
         backends: Vec::new(),
+        services_revision: String::new(),
     };
     let mut report_b = report(1, "10.0.0.2", Vec::new());
     report_b.components = vec![healthy("server1")];

@@ -239,6 +239,7 @@ impl SimAgent {
                     healthy: !component.stopped,
                     last_error: String::new(),
                     restarts: 0,
+                    services_revision: component.services_revision.clone(),
                     backends: component
                         .backends
                         .iter()

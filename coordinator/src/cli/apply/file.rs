@@ -17,6 +17,18 @@ pub(super) struct ClusterFile {
     pub(super) web_admins: Vec<ComponentSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) load_balancers: Vec<ComponentSpec>,
+    /// The cluster's services; without the section, apply leaves them as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) services: Option<ServicesSpec>,
+}
+
+/// `[services]`: the Python modules every server of the cluster runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServicesSpec {
+    /// Modules (NAME.py) and directories of them, relative to the cluster file's directory; the
+    /// whole set (an empty list: no services of Muster's).
+    pub(super) paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,7 +353,22 @@ pub(super) fn file_of(cluster: &v1::Cluster, components: &[ComponentView]) -> Cl
         scheduler: of_role(Role::Scheduler).into_iter().next(),
         web_admins: of_role(Role::WebAdmin),
         load_balancers: of_role(Role::LoadBalancer),
+        services: None,
     }
+}
+
+/// The modules `[services]` names, read and checked (paths relative to the cluster file's
+/// directory, confined to it as every file it names).
+pub(super) fn services_of(
+    cluster_file: &Path,
+    spec: &ServicesSpec,
+) -> Result<Vec<v1::ServiceFile>, CliError> {
+    let paths = spec
+        .paths
+        .iter()
+        .map(|path| named_file(cluster_file, path))
+        .collect::<Result<Vec<_>, _>>()?;
+    read_modules(&paths, &format!("{} [services]", cluster_file.display()))
 }
 
 #[cfg(test)]
@@ -411,6 +438,10 @@ check_inter = "5s"
             toml::from_str(include_str!("../../../../packaging/examples/cluster.toml")).unwrap();
         check_file(&example).unwrap();
         assert_eq!(example.servers.len(), 2);
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/examples/cluster.toml");
+        let services = services_of(&file, example.services.as_ref().unwrap()).unwrap();
+        assert_eq!(services.len(), 1);
+        assert_eq!(services[0].name, "orders.py");
     }
 
     #[test]

@@ -89,10 +89,27 @@ pub(super) async fn apply_command(
     };
     let wanted = wanted(&file, &hosts, &current).map_err(|error| invalid(&path, error))?;
     let steps = plan(&wanted, &current).map_err(|error| invalid(&path, error))?;
+    // The services: read and checked before anything changes; set when their revision differs.
+    let services = match &file.services {
+        Some(spec) => {
+            let files = services_of(&path, spec)?;
+            let revision = muster_proto::services::revision(&files);
+            let current_revision = existing
+                .as_ref()
+                .map(|cluster| cluster.services_revision.clone())
+                .unwrap_or_default();
+            Some((files, revision, current_revision))
+        }
+        None => None,
+    };
+    let services_change = services
+        .as_ref()
+        .filter(|(_, revision, current)| revision != current);
     let changes = steps
         .iter()
         .filter(|step| !matches!(step, Step::Keep(_)))
-        .count();
+        .count()
+        + usize::from(services_change.is_some());
 
     let mut lines = Vec::new();
     lines.push(match &existing {
@@ -100,6 +117,26 @@ pub(super) async fn apply_command(
         None => format!("+ cluster {name} (ODB {})", file.cluster.odb.odb_type),
     });
     lines.extend(steps.iter().map(Step::to_string));
+    if let Some((files, revision, current)) = &services {
+        let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
+        let short = muster_proto::services::short(revision);
+        lines.push(if revision == current {
+            format!("= services {short}")
+        } else if current.is_empty() {
+            format!(
+                "+ services {short} ({} file(s): {})",
+                files.len(),
+                names.join(", ")
+            )
+        } else {
+            format!(
+                "~ services {} -> {short} ({} file(s): {})",
+                muster_proto::services::short(current),
+                files.len(),
+                names.join(", ")
+            )
+        });
+    }
     let summary = format!(
         "{}{changes} change(s) to cluster {name}{}",
         if dry_run { "would make " } else { "" },
@@ -199,6 +236,24 @@ pub(super) async fn apply_command(
             )?;
         }
     }
+    if let Some((files, revision, _)) = services_change {
+        connection
+            .client
+            .set_services(v1::SetServicesRequest {
+                cluster: name.clone(),
+                files: files.clone(),
+            })
+            .await
+            .answer(&connection)?;
+        say(
+            format!(
+                "set services {} ({} file(s))",
+                muster_proto::services::short(revision),
+                files.len()
+            ),
+            out,
+        )?;
+    }
     for step in &steps {
         if let Step::Remove(have) = step {
             connection
@@ -266,5 +321,20 @@ pub(super) async fn get_cluster_command(
         )?;
     }
     write!(out, "{text}")?;
+    if !cluster.services_revision.is_empty() {
+        let names: Vec<&str> = cluster
+            .services
+            .iter()
+            .map(|file| file.name.as_str())
+            .collect();
+        writeln!(
+            out,
+            "\n# Its services: revision {} ({}). Their files are not written here, and a file\n\
+             # without [services] leaves them as they are; to carry them, add\n\
+             # [services]\n# paths = [\"DIRECTORY\"]",
+            muster_proto::services::short(&cluster.services_revision),
+            names.join(", ")
+        )?;
+    }
     Ok(())
 }

@@ -75,6 +75,7 @@ impl SqlStore {
             scheduler_target: String::new(),
             servers_started: false,
             first_server: String::new(),
+            services_revision: String::new(),
         })
     }
 

@@ -36,6 +36,7 @@ mod events;
 mod hosts;
 mod query;
 mod rows;
+mod services;
 mod status;
 mod tokens;
 mod url;
@@ -465,6 +466,23 @@ impl Store for SqlStore {
         actor: &Actor,
     ) -> Result<Assignment, StoreError> {
         SqlStore::delete_assignment(self, cluster, role, host, name, actor).await
+    }
+
+    async fn set_services(
+        &self,
+        cluster: &str,
+        files: &[v1::ServiceFile],
+        actor: &Actor,
+    ) -> Result<(String, bool), StoreError> {
+        SqlStore::set_services(self, cluster, files, actor).await
+    }
+
+    async fn cluster_services(
+        &self,
+        cluster: &str,
+        with_content: bool,
+    ) -> Result<Vec<v1::ServiceFile>, StoreError> {
+        SqlStore::cluster_services(self, cluster, with_content).await
     }
 
     async fn configure_load_balancer(

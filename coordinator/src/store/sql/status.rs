@@ -140,7 +140,8 @@ impl SqlStore {
         for component in &report.components {
             let insert = self.sql(
                 "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
-                     last_error, restarts, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     last_error, restarts, updated_at, services_revision)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             );
             sqlx::query(&insert)
                 .bind(host_id)
@@ -152,6 +153,7 @@ impl SqlStore {
                 .bind(&component.last_error)
                 .bind(i64::from(component.restarts))
                 .bind(now)
+                .bind(&component.services_revision)
                 .run(&mut **transaction, "record component status")
                 .await?;
             let (key, now_report) = reported_component(component);
@@ -388,7 +390,8 @@ impl SqlStore {
         host_id: &str,
     ) -> Result<BTreeMap<(String, String, String), policy::ComponentReport>, StoreError> {
         let sql = self.sql(
-            "SELECT cluster_name, role, name, state, healthy, last_error, restarts
+            "SELECT cluster_name, role, name, state, healthy, last_error, restarts,
+                 services_revision
              FROM component_status WHERE host_id = $1",
         );
         let mut stored = BTreeMap::new();
@@ -407,6 +410,7 @@ impl SqlStore {
                 healthy: row.value::<i64>("healthy")? != 0,
                 last_error: row.value("last_error")?,
                 restarts: u32::try_from(row.value::<i64>("restarts")?).unwrap_or(u32::MAX),
+                services_revision: row.value("services_revision")?,
             };
             stored.insert(key, value);
         }
@@ -712,6 +716,7 @@ impl SqlStore {
         let mut assignments = Vec::new();
         let mut bootstrap = Vec::new();
         let mut hosts = BTreeMap::new();
+        let mut services = BTreeMap::new();
         for row in rows {
             let name: String = row.value("cluster_name")?;
             let cluster = self.get_cluster(&name).await?;
@@ -725,6 +730,9 @@ impl SqlStore {
                 assignments.push(assignment);
             }
             bootstrap.extend(self.bootstrap_of(&cluster).await?);
+            if !cluster.services_revision.is_empty() {
+                services.insert(name.clone(), self.cluster_services(&name, true).await?);
+            }
             clusters.insert(name, (cluster, secrets));
         }
         bootstrap
@@ -734,6 +742,7 @@ impl SqlStore {
             assignments,
             hosts,
             clusters,
+            services,
             bootstrap,
         })
     }
@@ -754,6 +763,7 @@ fn reported_component(
             healthy: component.healthy,
             last_error: component.last_error.clone(),
             restarts: component.restarts,
+            services_revision: component.services_revision.clone(),
         },
     )
 }

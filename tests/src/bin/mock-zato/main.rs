@@ -38,6 +38,11 @@
 //!   before) writes Zato's internal services (`MOCK_ZATO_INTERNAL_SERVICES_MS`, default 3000):
 //!   when another server of the cluster with a smaller name does the same at once, this one dies
 //!   as the real Zato's does, logging `OperationalError: ... deadlock detected`;
+//! - services (`deploy.rs`): a server's admin channel takes `zato.service.upload-package` with the
+//!   cluster's `admin.invoke` password; every running server of the cluster then writes the module
+//!   to `work/hot-deploy/current`, and records `deployed_service` rows with its SHA-256 when it
+//!   "imports" (a `def`/`class` line without its `:` is Python's `SyntaxError: expected ':'`,
+//!   logged with its line, and records nothing);
 //! - the scheduler's jobs (`scheduler.rs`): `startup_jobs.conf` and `logging.conf` as Zato writes
 //!   them; started (`Job starting`) only with `server_prefer_odb_config=True`; each job given in
 //!   seconds run at its interval and logged ``Executing `NAME` `` at DEBUG wherever `logging.conf`
@@ -63,6 +68,7 @@
 
 mod argv;
 mod create;
+mod deploy;
 mod odb;
 mod process;
 mod scheduler;

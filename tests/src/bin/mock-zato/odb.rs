@@ -174,13 +174,17 @@ pub(crate) async fn table_exists(connection: &mut AnyConnection, table: &str) ->
         .is_ok()
 }
 
-pub(crate) fn schema(dialect: Dialect) -> [String; 3] {
-    let (serial, text) = match dialect {
-        Dialect::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "VARCHAR(200)"),
-        Dialect::Postgres => ("SERIAL PRIMARY KEY", "VARCHAR(200)"),
-        Dialect::MySql => ("INTEGER AUTO_INCREMENT PRIMARY KEY", "VARCHAR(200)"),
+pub(crate) fn schema(dialect: Dialect) -> Vec<String> {
+    let (serial, text, large) = match dialect {
+        Dialect::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "VARCHAR(200)", "TEXT"),
+        Dialect::Postgres => ("SERIAL PRIMARY KEY", "VARCHAR(200)", "TEXT"),
+        Dialect::MySql => (
+            "INTEGER AUTO_INCREMENT PRIMARY KEY",
+            "VARCHAR(200)",
+            "MEDIUMTEXT",
+        ),
     };
-    [
+    vec![
         format!(
             "CREATE TABLE install_state (id {serial}, version {text} NOT NULL UNIQUE, install_time {text} NOT NULL, source_host {text} NOT NULL, source_user {text} NOT NULL, opaque1 {text})"
         ),
@@ -189,6 +193,17 @@ pub(crate) fn schema(dialect: Dialect) -> [String; 3] {
         ),
         format!(
             "CREATE TABLE server (id {serial}, name {text} NOT NULL, host {text}, bind_host {text}, bind_port INTEGER, preferred_address {text}, crypto_use_tls INTEGER, last_join_status {text}, last_join_mod_date {text}, last_join_mod_by {text}, up_status {text}, up_mod_date {text}, token VARCHAR(32) NOT NULL, opaque1 {text}, cluster_id INTEGER NOT NULL REFERENCES cluster (id) ON DELETE CASCADE, UNIQUE (name, cluster_id))"
+        ),
+        // Zato's admin channel credentials (its `sec_basic_auth`; the mock keeps only these).
+        format!(
+            "CREATE TABLE sec_basic_auth (id {serial}, name {text} NOT NULL, username {text} NOT NULL, password {text} NOT NULL, cluster_id INTEGER NOT NULL)"
+        ),
+        // What `zato.service.upload-package` stores, and what each server deployed of it.
+        format!(
+            "CREATE TABLE deployment_package (id {serial}, deployment_time {text} NOT NULL, payload_name {text} NOT NULL, payload {large} NOT NULL, server_id INTEGER NOT NULL, cluster_id INTEGER NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE deployed_service (deployment_time {text} NOT NULL, source_path {text}, source_hash {text}, source_hash_method {text}, server_id INTEGER NOT NULL, service_name {text} NOT NULL)"
         ),
     ]
 }
@@ -296,6 +311,15 @@ pub(crate) async fn create_cluster(parsed: &Parsed) -> Result<()> {
     .execute(&mut connection)
     .await
     .map_err(odb_error("insert the cluster"))?;
+    sqlx::query(&odb.sql(
+        "INSERT INTO sec_basic_auth (name, username, password, cluster_id) \
+         SELECT 'admin.invoke', 'admin.invoke', $1, id FROM cluster WHERE name = $2",
+    ))
+    .bind(conceal(parsed.get_or("--admin-invoke-password", "")))
+    .bind(name.as_str())
+    .execute(&mut connection)
+    .await
+    .map_err(odb_error("store the admin.invoke credentials"))?;
     say(&format!("cluster {name} created"));
     Ok(())
 }

@@ -22,6 +22,8 @@ pub(crate) struct Responder {
     pub(crate) odb: Option<Odb>,
     /// The scheduler's jobs.
     pub(crate) jobs: Option<std::sync::Arc<scheduler::Jobs>>,
+    /// A server's token: which row of the ODB it is.
+    pub(crate) token: Option<String>,
 }
 
 /// One HTTP request as the component read it.
@@ -98,6 +100,12 @@ impl Responder {
         &self,
         request: &Request,
     ) -> (&'static str, &'static str, String, String) {
+        if self.kind == "server"
+            && let (Some(odb), Some(token)) = (&self.odb, &self.token)
+            && let Some((status, body)) = deploy::admin_invoke(odb, token, request).await
+        {
+            return (status, "application/json", String::new(), body);
+        }
         match self.kind {
             "scheduler" if request.method == "POST" && !request.body.is_empty() => {
                 // Zato's scheduler checks Basic credentials against its [api_clients].
@@ -397,7 +405,13 @@ pub(crate) async fn serve(path: &Path) -> Result<()> {
         api_client: component.api_client.clone(),
         odb: component.odb.clone(),
         jobs,
+        token: component.token.clone(),
     });
+    if kind == "server"
+        && let (Some(odb), Some(token)) = (&component.odb, &component.token)
+    {
+        deploy::follow_packages(path.to_owned(), odb.clone(), token.clone());
+    }
     say(&format!(
         "{kind} listening on {}:{}",
         component.host, component.port

@@ -1,0 +1,205 @@
+//! A server's services: the agent of each server makes sure Zato recorded every module of the
+//! cluster's desired revision as deployed *on that server* (`deployed_service` in the ODB, by the
+//! module's SHA-256), and reports the revision once it did. What is missing is sent through the
+//! server (`zato::services::upload`), and Zato deploys it on every running server of the cluster:
+//! one server's agent (`deploys_services`) sends at once, the others wait [`OTHERS_WAIT`] for
+//! Zato to bring it to them first. A module that is not recorded within [`DEPLOY_PATIENCE`] did
+//! not import: the agent reports Python's error line from the server's log, sends back the
+//! version of the last revision found deployed (so that the file Zato keeps is the good one, and
+//! a restart does not lose the service), and tries again after [`RETRY_AFTER_FAILURE`].
+
+use super::*;
+use crate::zato::services;
+
+/// How long a sent module may take to be recorded as deployed on the server.
+const DEPLOY_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a server that does not deploy waits for the module to reach it from the one that does.
+const OTHERS_WAIT: Duration = Duration::from_secs(60);
+/// When a revision that did not deploy is tried again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(300);
+/// How often a deployed revision is checked again (an ODB replaced by an empty one loses it).
+const RECHECK: Duration = Duration::from_secs(60);
+/// How much of the end of the server's log is searched for an import error.
+const LOG_TAIL: u64 = 256 * 1024;
+
+impl Reconciler {
+    /// One step of bringing the healthy server `component` to its desired services revision; its
+    /// error, if any, goes to the component's last error (the server itself keeps serving).
+    pub(super) async fn deploy_services(&self, component: &Component, local: &mut Local) {
+        let desired = component.services_revision.clone();
+        let state = &mut local.services;
+        if desired.is_empty() {
+            *state = lifecycle::ServicesLocal::default();
+            return;
+        }
+        let fresh = state.checked_at.is_some_and(|at| at.elapsed() < RECHECK);
+        if state.deployed == desired && fresh {
+            return;
+        }
+        // A new revision is tried at once, whatever became of the last one.
+        if state
+            .missing_since
+            .as_ref()
+            .is_some_and(|(revision, _)| *revision != desired)
+        {
+            state.missing_since = None;
+            state.retry_at = None;
+            state.error.clear();
+        }
+        if state.retry_at.is_some_and(|at| Instant::now() < at) {
+            local.last_error = state.error.clone();
+            return;
+        }
+        let (settings, password, default_sqlite) = self.odb_parts(component);
+        let odb = zato::odb::Odb {
+            settings: &settings,
+            password: &password,
+            default_sqlite: &default_sqlite,
+        };
+        let found = match odb
+            .deployed_modules(&component.cluster, &component.name)
+            .await
+        {
+            Ok(Some(found)) => found,
+            Ok(None) => return,
+            Err(error) => {
+                state.error = format!("services: cannot read what is deployed: {error}");
+                local.last_error = state.error.clone();
+                return;
+            }
+        };
+        let (cluster_id, hashes) = found;
+        let missing: Vec<&v1::ServiceFile> = component
+            .services
+            .iter()
+            .filter(|file| !hashes.contains(&file.sha256))
+            .collect();
+        if missing.is_empty() {
+            if state.deployed != desired {
+                tracing::info!(component = %component.name, revision = %desired, "services revision deployed");
+            }
+            *state = lifecycle::ServicesLocal {
+                deployed: desired,
+                checked_at: Some(Instant::now()),
+                good: component
+                    .services
+                    .iter()
+                    .map(|file| (file.name.clone(), file.content.clone()))
+                    .collect(),
+                ..Default::default()
+            };
+            return;
+        }
+        let short = muster_proto::services::short(&desired).to_owned();
+        match &state.sent {
+            Some((revision, at)) if *revision == desired && at.elapsed() < DEPLOY_PATIENCE => {}
+            Some((revision, _)) if *revision == desired => {
+                let (directory, _, _) = self.component_dirs(component);
+                let log = files::read_tail(&directory.join("logs/server.log"), LOG_TAIL)
+                    .unwrap_or_default();
+                let causes: Vec<String> = missing
+                    .iter()
+                    .map(|file| {
+                        let cause = services::import_error(&log, &file.name).unwrap_or_else(|| {
+                            format!(
+                                "not recorded as deployed within {}s",
+                                DEPLOY_PATIENCE.as_secs()
+                            )
+                        });
+                        format!("{} did not deploy: {cause}", file.name)
+                    })
+                    .collect();
+                state.error = format!(
+                    "services revision {short}: {}; the version deployed before keeps serving",
+                    causes.join("; ")
+                );
+                tracing::warn!(component = %component.name, error = %state.error, "services did not deploy");
+                // Zato keeps the file it was sent: the good version goes back in its place.
+                for file in &missing {
+                    if let Some(good) = state.good.get(&file.name) {
+                        let _ = self
+                            .upload_module(component, cluster_id, &file.name, good)
+                            .await;
+                    }
+                }
+                state.sent = None;
+                state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
+                local.last_error = state.error.clone();
+            }
+            _ => {
+                let noticed = match &state.missing_since {
+                    Some((revision, at)) if *revision == desired => *at,
+                    _ => {
+                        let now = Instant::now();
+                        state.missing_since = Some((desired.clone(), now));
+                        now
+                    }
+                };
+                if !component.deploys_services {
+                    if noticed.elapsed() < OTHERS_WAIT {
+                        return;
+                    }
+                    // Zato brought the module here and it did not import: the deploying
+                    // server's agent saw the same and restores the good version; sending it
+                    // again would only fail again.
+                    let (directory, _, _) = self.component_dirs(component);
+                    let log = files::read_tail(&directory.join("logs/server.log"), LOG_TAIL)
+                        .unwrap_or_default();
+                    let causes: Vec<String> = missing
+                        .iter()
+                        .filter_map(|file| {
+                            services::import_error(&log, &file.name)
+                                .map(|cause| format!("{} did not deploy: {cause}", file.name))
+                        })
+                        .collect();
+                    if !causes.is_empty() {
+                        state.error = format!(
+                            "services revision {short}: {}; the version deployed before keeps \
+                             serving",
+                            causes.join("; ")
+                        );
+                        state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
+                        local.last_error = state.error.clone();
+                        return;
+                    }
+                }
+                for file in &missing {
+                    if let Err(error) = self
+                        .upload_module(component, cluster_id, &file.name, &file.content)
+                        .await
+                    {
+                        state.error = format!("services revision {short}: {error}");
+                        state.retry_at = Some(Instant::now() + DEPLOY_PATIENCE);
+                        local.last_error = state.error.clone();
+                        return;
+                    }
+                }
+                tracing::info!(component = %component.name, revision = %desired, modules = missing.len(), "services sent to the server");
+                state.sent = Some((desired, Instant::now()));
+            }
+        }
+    }
+
+    async fn upload_module(
+        &self,
+        component: &Component,
+        cluster_id: i32,
+        name: &str,
+        content: &str,
+    ) -> Result<(), String> {
+        let password = component
+            .secrets
+            .as_ref()
+            .map(|secrets| secrets.admin_invoke_password.as_str())
+            .unwrap_or_default();
+        services::upload(
+            self.probe_address(),
+            u16::try_from(component.port).unwrap_or_default(),
+            password,
+            cluster_id,
+            name,
+            content,
+        )
+        .await
+    }
+}

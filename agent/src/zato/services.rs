@@ -1,0 +1,138 @@
+//! Deploying a cluster's services (Python modules) through a running server, as Zato's dashboard
+//! does, and reading what Zato recorded of it. Zato 3.2's hot-deploy directory does nothing in
+//! this build (its file observers die at start), so the agent calls the admin service
+//! `zato.service.upload-package` over the server's admin channel (`POST /zato/admin/invoke`, user
+//! `admin.invoke`). Zato stores the module in the ODB, deploys it on every running server of the
+//! cluster (server to server, through each server's `preferred_address`) and, on each, records
+//! `deployed_service` rows with the module's SHA-256 (`source_hash`): that record, per server, is
+//! what says a module is deployed there. A module that does not import (a syntax error, a missing
+//! dependency) records nothing: the previous version keeps serving, the server logs the
+//! traceback, and Zato's copy of the file in `work/hot-deploy/current` is the broken one until a
+//! good one replaces it.
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+
+use super::health;
+
+/// Zato's admin channel, where `zato service invoke` and the dashboard call admin services.
+pub const ADMIN_INVOKE_PATH: &str = "/zato/admin/invoke";
+/// The user of that channel (`create cluster --admin-invoke-password` sets its password).
+pub const ADMIN_INVOKE_USER: &str = "admin.invoke";
+/// The admin service that deploys a module.
+const UPLOAD_SERVICE: &str = "zato.service.upload-package";
+
+/// Sends module `name` to the server at `address:port`, which deploys it on every running server
+/// of its cluster (`cluster_id` is the cluster's id in the ODB).
+pub async fn upload(
+    address: IpAddr,
+    port: u16,
+    admin_password: &str,
+    cluster_id: i32,
+    name: &str,
+    content: &str,
+) -> Result<(), String> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let input = serde_json::json!({
+        "cluster_id": cluster_id,
+        "payload": engine.encode(content),
+        "payload_name": name,
+    });
+    // As Zato's own client sends a call: the service's input as base64 of its JSON.
+    let call = serde_json::json!({
+        "name": UPLOAD_SERVICE,
+        "payload": engine.encode(input.to_string()),
+        "channel": "invoke",
+        "data_format": "json",
+        "transport": null,
+        "is_async": false,
+        "expiration": 15,
+        "pid": null,
+        "all_pids": false,
+        "timeout": null,
+        "skip_response_elem": true,
+        "needs_response_time": false,
+        "needs_headers": false,
+    });
+    let credentials = engine.encode(format!("{ADMIN_INVOKE_USER}:{admin_password}"));
+    let answer = health::request(
+        address,
+        port,
+        "POST",
+        ADMIN_INVOKE_PATH,
+        &[
+            ("Authorization", format!("Basic {credentials}")),
+            ("Content-Type", "application/json".to_owned()),
+        ],
+        &call.to_string(),
+    )
+    .await?;
+    if answer.status == 200 {
+        Ok(())
+    } else {
+        let body: String = answer.body.chars().take(300).collect();
+        Err(format!(
+            "the server on port {port} refused to deploy {name}: HTTP {} {}",
+            answer.status,
+            body.trim()
+        ))
+    }
+}
+
+/// Why module `name` did not deploy, from (the end of) the server's log: the place Python gives
+/// in the module and the exception line after it, e.g. `line 5: SyntaxError: expected ':'`.
+pub fn import_error(log: &str, name: &str) -> Option<String> {
+    let place = format!("/{name}\", line ");
+    let lines: Vec<&str> = log.lines().collect();
+    let at = lines.iter().rposition(|line| line.contains(&place))?;
+    let line_number = lines[at]
+        .split(&place)
+        .nth(1)?
+        .split(|character: char| !character.is_ascii_digit())
+        .next()?
+        .to_owned();
+    let exception = lines[at + 1..]
+        .iter()
+        .map(|line| line.trim())
+        .find(|line| {
+            line.split(':').next().is_some_and(|kind| {
+                !kind.is_empty()
+                    && !kind.contains(' ')
+                    && (kind.ends_with("Error") || kind.ends_with("Exception"))
+            })
+        })?;
+    Some(format!("line {line_number}: {exception}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As the real Zato 3.2's server logs a module with a syntax error.
+    const BROKEN: &str = "\
+2026-12-06 09:24:23,600 - WARNING - 1543:Dummy-65 - zato.server.service.store:0 - Could not import module `/srv/server1/work/hot-deploy/current/orders.py` -> `Traceback (most recent call last):
+  File \"<frozen importlib._bootstrap_external>\", line 947, in source_to_code
+  File \"/srv/server1/work/hot-deploy/current/orders.py\", line 5
+    def handle(self)
+                    ^
+SyntaxError: expected ':'
+`
+2026-12-06 09:24:23,668 - INFO - 1543:Dummy-65 - zato.hot-deploy.create:0 - No services nor models were deployed from module `orders.py`
+";
+
+    #[test]
+    fn the_cause_of_a_module_that_did_not_import_is_its_line_and_exception() {
+        assert_eq!(
+            import_error(BROKEN, "orders.py").as_deref(),
+            Some("line 5: SyntaxError: expected ':'")
+        );
+        assert_eq!(import_error(BROKEN, "billing.py"), None);
+        let missing = "  File \"/srv/s/work/hot-deploy/current/billing.py\", line 1, in <module>\n    \
+                       import humanize\nModuleNotFoundError: No module named 'humanize'\n";
+        assert_eq!(
+            import_error(missing, "billing.py").as_deref(),
+            Some("line 1: ModuleNotFoundError: No module named 'humanize'")
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! Services deployed as Zato 3.2 deploys them, for what Muster relies on: a server's admin
+//! channel (`POST /zato/admin/invoke`, Basic `admin.invoke` with the cluster's password) takes
+//! `zato.service.upload-package`, which stores the module in the ODB (`deployment_package`);
+//! every running server of the cluster picks it up (the real ones are told server to server; the
+//! mock's look every 300 ms), writes it to its `work/hot-deploy/current`, "imports" it and, when
+//! it defines a service, records `deployed_service` rows with the module's SHA-256 for itself. A
+//! server started later deploys every stored module in order (Zato's `deploy_missing_services`,
+//! which in the real Zato needs another server running).
+//!
+//! The mock does not run Python: a module "imports" unless a `def` or `class` line lacks its
+//! closing `:` (then it logs Python's `SyntaxError: expected ':'` with the line, as Zato logs the
+//! traceback, and records nothing: the version deployed before stays); its services are its
+//! `class X(...Service...)` blocks, named by their `name = '...'` line.
+
+use super::*;
+
+/// The admin channel's path.
+const ADMIN_INVOKE_PATH: &str = "/zato/admin/invoke";
+
+/// Answers a call on the admin channel; `None` when `request` is not one.
+pub(crate) async fn admin_invoke(
+    odb: &Odb,
+    token: &str,
+    request: &Request,
+) -> Option<(&'static str, String)> {
+    if request.method != "POST" || request.path != ADMIN_INVOKE_PATH {
+        return None;
+    }
+    let refused = (
+        "401 Unauthorized",
+        "{\"zato_env\": {\"result\": \"ZATO_ERROR\"}}\n".to_owned(),
+    );
+    let Ok(mut connection) = odb.connect(false).await else {
+        return Some(("503 Service Unavailable", String::new()));
+    };
+    let identity = server_identity(odb, &mut connection, token).await;
+    let Some((server_id, cluster_id)) = identity else {
+        return Some(refused);
+    };
+    let stored: Option<String> = sqlx::query(&odb.sql(
+        "SELECT password FROM sec_basic_auth WHERE name = 'admin.invoke' AND cluster_id = $1",
+    ))
+    .bind(cluster_id)
+    .fetch_optional(&mut connection)
+    .await
+    .ok()
+    .flatten()
+    .and_then(|row| row.try_get(0).ok());
+    let engine = base64::engine::general_purpose::STANDARD;
+    let given = request
+        .headers
+        .get("authorization")
+        .and_then(|value| value.strip_prefix("Basic "))
+        .and_then(|encoded| base64::Engine::decode(&engine, encoded).ok())
+        .map(|decoded| String::from_utf8_lossy(&decoded).into_owned());
+    let expected = stored.map(|stored| format!("admin.invoke:{}", reveal(&stored)));
+    if given.is_none() || given != expected {
+        say("Credentials error -> admin.invoke");
+        return Some(refused);
+    }
+    let call: serde_json::Value = serde_json::from_str(&request.body).unwrap_or_default();
+    let input: serde_json::Value = call["payload"]
+        .as_str()
+        .and_then(|encoded| base64::Engine::decode(&engine, encoded).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    if call["name"] != "zato.service.upload-package" {
+        return Some((
+            "200 OK",
+            "{\"zato_env\": {\"result\": \"ZATO_ERROR\", \"details\": \"mock-zato runs only zato.service.upload-package\"}}\n".to_owned(),
+        ));
+    }
+    let (Some(name), Some(content)) = (
+        input["payload_name"].as_str(),
+        input["payload"]
+            .as_str()
+            .and_then(|encoded| base64::Engine::decode(&engine, encoded).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok()),
+    ) else {
+        return Some(("400 Bad Request", String::new()));
+    };
+    let stored = sqlx::query(&odb.sql(
+        "INSERT INTO deployment_package (deployment_time, payload_name, payload, server_id, cluster_id) VALUES ($1, $2, $3, $4, $5)",
+    ))
+    .bind(now_text())
+    .bind(name)
+    .bind(content)
+    .bind(server_id)
+    .bind(cluster_id)
+    .execute(&mut connection)
+    .await;
+    match stored {
+        Ok(_) => Some((
+            "200 OK",
+            "{\"zato_env\": {\"result\": \"ZATO_OK\"}, \"response\": {}}\n".to_owned(),
+        )),
+        Err(error) => Some(("500 Internal Server Error", format!("{error}\n"))),
+    }
+}
+
+/// This server's id and its cluster's, by its token.
+async fn server_identity(
+    odb: &Odb,
+    connection: &mut AnyConnection,
+    token: &str,
+) -> Option<(i64, i64)> {
+    let row = sqlx::query(&odb.sql("SELECT id, cluster_id FROM server WHERE token = $1"))
+        .bind(token)
+        .fetch_optional(connection)
+        .await
+        .ok()??;
+    let id = row
+        .try_get::<i64, _>("id")
+        .or_else(|_| row.try_get::<i32, _>("id").map(i64::from))
+        .ok()?;
+    let cluster_id = row
+        .try_get::<i64, _>("cluster_id")
+        .or_else(|_| row.try_get::<i32, _>("cluster_id").map(i64::from))
+        .ok()?;
+    Some((id, cluster_id))
+}
+
+/// Deploys, in this server, every module stored for its cluster, then each one stored later.
+pub(crate) fn follow_packages(path: PathBuf, odb: Odb, token: String) {
+    tokio::spawn(async move {
+        let mut last = 0i64;
+        loop {
+            if let Ok(mut connection) = odb.connect(false).await
+                && let Some((server_id, cluster_id)) =
+                    server_identity(&odb, &mut connection, &token).await
+            {
+                let packages = sqlx::query(&odb.sql(
+                    "SELECT id, payload_name, payload FROM deployment_package WHERE cluster_id = $1 AND id > $2 ORDER BY id",
+                ))
+                .bind(cluster_id)
+                .bind(last)
+                .fetch_all(&mut connection)
+                .await
+                .unwrap_or_default();
+                for package in packages {
+                    let id = package
+                        .try_get::<i64, _>(0)
+                        .or_else(|_| package.try_get::<i32, _>(0).map(i64::from))
+                        .unwrap_or(last);
+                    let name: String = package.try_get(1).unwrap_or_default();
+                    let content: String = package.try_get(2).unwrap_or_default();
+                    deploy(&path, &odb, &mut connection, server_id, &name, &content).await;
+                    last = id;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+}
+
+/// "Imports" module `name` in this server and records its services.
+async fn deploy(
+    path: &Path,
+    odb: &Odb,
+    connection: &mut AnyConnection,
+    server_id: i64,
+    name: &str,
+    content: &str,
+) {
+    let current = path.join("work/hot-deploy/current");
+    let _ = std::fs::create_dir_all(&current);
+    let file = current.join(name);
+    let _ = std::fs::write(&file, content);
+    let log = |text: String| {
+        use std::io::Write as _;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path.join("logs/server.log"))
+            .and_then(|mut log| log.write_all(text.as_bytes()));
+    };
+    let pid = std::process::id();
+    let broken = content.lines().enumerate().find(|(_, line)| {
+        let trimmed = line.trim();
+        (trimmed.starts_with("def ") || trimmed.starts_with("class ")) && !trimmed.ends_with(':')
+    });
+    if let Some((index, line)) = broken {
+        log(format!(
+            "2026-01-01 00:00:00,000 - WARNING - {pid}:Dummy-1 - zato.server.service.store:0 - Could not import module `{}` -> `Traceback (most recent call last):\n  File \"{}\", line {}\n    {}\n    ^\nSyntaxError: expected ':'\n`\n2026-01-01 00:00:00,000 - INFO - {pid}:Dummy-1 - zato.hot-deploy.create:0 - No services nor models were deployed from module `{name}`\n",
+            file.display(),
+            file.display(),
+            index + 1,
+            line.trim()
+        ));
+        return;
+    }
+    let services = service_names(content);
+    if services.is_empty() {
+        log(format!(
+            "2026-01-01 00:00:00,000 - INFO - {pid}:Dummy-1 - zato.hot-deploy.create:0 - No services nor models were deployed from module `{name}`\n"
+        ));
+        return;
+    }
+    let hash = hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        content.as_bytes(),
+    ));
+    for service in &services {
+        let _ = sqlx::query(
+            &odb.sql("DELETE FROM deployed_service WHERE server_id = $1 AND service_name = $2"),
+        )
+        .bind(server_id)
+        .bind(service.as_str())
+        .execute(&mut *connection)
+        .await;
+        let _ = sqlx::query(&odb.sql(
+            "INSERT INTO deployed_service (deployment_time, source_path, source_hash, source_hash_method, server_id, service_name) VALUES ($1, $2, $3, 'SHA-256', $4, $5)",
+        ))
+        .bind(now_text())
+        .bind(file.display().to_string())
+        .bind(hash.as_str())
+        .bind(server_id)
+        .bind(service.as_str())
+        .execute(&mut *connection)
+        .await;
+    }
+    log(format!(
+        "2026-01-01 00:00:00,000 - INFO - {pid}:Dummy-1 - zato.hot-deploy.create:0 - Deployed {} service(s) from `{}` -> {services:?}\n",
+        services.len(),
+        file.display()
+    ));
+}
+
+/// The services a module defines: each `class X(...Service...)` block, named by its
+/// `name = '...'` line (else by the class).
+fn service_names(content: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut in_service: Option<String> = None;
+    for line in content.lines() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("class ") {
+            if let Some(class) = in_service.take() {
+                names.push(class);
+            }
+            if rest.contains("Service") {
+                in_service = rest.split(['(', ':']).next().map(str::to_lowercase);
+            }
+        } else if let Some(class) = &in_service
+            && let Some(value) = trimmed.strip_prefix("name = ")
+        {
+            let named = value.trim_matches(['\'', '"']).to_owned();
+            let _ = class;
+            names.push(named);
+            in_service = None;
+        }
+    }
+    names.extend(in_service);
+    names
+}

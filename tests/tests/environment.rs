@@ -1,0 +1,197 @@
+//! A cluster's services (its users' Python modules) delivered from the cluster file and `muster
+//! deploy`, end to end on separate test hosts with mock-zato (whose deployment behaves as Zato
+//! 3.2's, `tests/src/bin/mock-zato/deploy.rs`; `real_zato.rs` runs the same against the real
+//! Zato): refused before anything changes when the files are not Python modules; every server
+//! runs the revision and says so; a module that does not import is reported with Python's line
+//! while the version before keeps serving (and its file is restored); a server added later gets
+//! the revision.
+
+use std::path::Path;
+use std::time::Duration;
+
+use muster_testkit::harness::{Agent, Coordinator, text};
+use muster_testkit::netns::Network;
+use muster_testkit::wait_for;
+
+const PATIENCE: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(200);
+
+/// A module of one service that answers `version`.
+fn module(version: &str) -> String {
+    format!(
+        "from zato.server.service import Service\n\nclass Orders(Service):\n    name = 'orders.get'\n\n    \
+         def handle(self):\n        self.response.payload = {{'version': '{version}'}}\n"
+    )
+}
+
+fn cluster_file(odb: &Path, servers: &[&str]) -> String {
+    let mut text = format!(
+        "[cluster]\nname = \"prod\"\n\n[cluster.odb]\ntype = \"sqlite\"\ndb_name = \"{}\"\n",
+        odb.display()
+    );
+    for host in servers {
+        text.push_str(&format!("\n[[servers]]\nhost = \"{host}\"\n"));
+    }
+    text.push_str("\n[services]\npaths = [\"services\"]\n");
+    text
+}
+
+/// Each server's (name, services revision, reason), once `check` holds for all of them.
+async fn servers_when(
+    coordinator: &Coordinator,
+    what: &str,
+    check: impl Fn(&[(String, String, String)]) -> bool,
+) -> Vec<(String, String, String)> {
+    wait_for(what, PATIENCE, POLL, || {
+        let servers: Vec<(String, String, String)> = coordinator
+            .json(&["component", "list", "--cluster", "prod"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|component| component["role"] == "server")
+            .map(|component| {
+                (
+                    component["name"].as_str().unwrap().to_owned(),
+                    component["services_revision"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    component["reason"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let done = check(&servers);
+        async move { done.then_some(servers) }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn services_reach_every_server_and_a_broken_one_is_reported_while_the_old_one_serves() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut network = Network::create();
+    let coord = network.add_host("coord");
+    let coordinator = Coordinator::start_on(&coord, scratch.path(), None, &[]).await;
+    let hosts: Vec<_> = ["app-1", "app-2", "app-3"]
+        .into_iter()
+        .map(|name| network.add_host(name))
+        .collect();
+    let odb = scratch.path().join("odb.db");
+    let file = scratch.path().join("prod.toml");
+    let services = scratch.path().join("services");
+    std::fs::create_dir(&services).unwrap();
+    std::fs::write(services.join("orders.py"), module("v1")).unwrap();
+    std::fs::write(services.join("notes.txt"), "not Python").unwrap();
+    std::fs::write(&file, cluster_file(&odb, &["app-1", "app-2"])).unwrap();
+    let path = file.to_str().unwrap();
+
+    // A file that is not a Python module is refused, named, before anything changes.
+    let refused = coordinator.muster(&["apply", "-f", path]);
+    assert!(!refused.status.success());
+    let error = text(&refused.stderr);
+    assert!(
+        error.contains("notes.txt") && error.contains("not a Python module"),
+        "{error}"
+    );
+    assert_eq!(
+        coordinator.json(&["cluster", "list"]),
+        serde_json::json!([])
+    );
+    std::fs::remove_file(services.join("notes.txt")).unwrap();
+
+    let plan = coordinator.ok(&["apply", "-f", path, "--dry-run"]);
+    assert!(
+        plan.contains("+ services ") && plan.contains("(1 file(s): orders.py)"),
+        "{plan}"
+    );
+    coordinator.ok(&["apply", "-f", path]);
+    let token = coordinator.join_token("prod", &[], 3);
+    let mut agents = Vec::new();
+    for host in &hosts[..2] {
+        let mut agent = Agent::configure_on_by_name(host, scratch.path(), &coordinator, &token);
+        agent.start();
+        agents.push(agent);
+    }
+    let first = coordinator.json(&["cluster", "show", "prod"])["services_revision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(first.len(), 64, "a SHA-256");
+    servers_when(
+        &coordinator,
+        "both servers to run the services",
+        |servers| servers.len() == 2 && servers.iter().all(|(_, revision, _)| *revision == first),
+    )
+    .await;
+    let unchanged = coordinator.ok(&["apply", "-f", path]);
+    assert!(unchanged.contains("unchanged"), "{unchanged}");
+
+    // A module that does not import: reported with Python's line on each server; the revision
+    // deployed before keeps serving, and Zato's copy of the module is the good one again.
+    std::fs::write(
+        services.join("orders.py"),
+        module("v2").replace("def handle(self):", "def handle(self)"),
+    )
+    .unwrap();
+    coordinator.ok(&["apply", "-f", path]);
+    let servers = servers_when(&coordinator, "the import error to be reported", |servers| {
+        servers.iter().any(|(_, _, reason)| !reason.is_empty())
+    })
+    .await;
+    let (_, revision, reason) = servers
+        .iter()
+        .find(|(_, _, reason)| !reason.is_empty())
+        .unwrap();
+    assert!(
+        reason.contains("orders.py did not deploy: line 6: SyntaxError: expected ':'")
+            && reason.contains("the version deployed before keeps serving"),
+        "{reason}"
+    );
+    assert_eq!(*revision, first, "it still runs the revision before");
+    let kept = agents[0]
+        .components_dir
+        .join("prod/server-server1/work/hot-deploy/current/orders.py");
+    wait_for("the good module to be restored", PATIENCE, POLL, || {
+        let restored = std::fs::read_to_string(&kept).unwrap_or_default() == module("v1");
+        async move { restored.then_some(()) }
+    })
+    .await
+    .unwrap();
+
+    // Fixed, through the pipelines' command: every server runs it, the error is gone.
+    std::fs::write(services.join("orders.py"), module("v2")).unwrap();
+    let deployed = coordinator.json(&["deploy", "--cluster", "prod", services.to_str().unwrap()]);
+    assert_eq!(deployed["changed"], true);
+    let second = deployed["revision"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    servers_when(&coordinator, "both servers to run the fix", |servers| {
+        servers
+            .iter()
+            .all(|(_, revision, reason)| *revision == second && reason.is_empty())
+    })
+    .await;
+
+    // A server added later runs it too.
+    std::fs::write(&file, cluster_file(&odb, &["app-1", "app-2", "app-3"])).unwrap();
+    coordinator.ok(&["apply", "-f", path]);
+    let mut agent = Agent::configure_on_by_name(&hosts[2], scratch.path(), &coordinator, &token);
+    agent.start();
+    agents.push(agent);
+    servers_when(
+        &coordinator,
+        "the new server to run the services",
+        |servers| servers.len() == 3 && servers.iter().all(|(_, revision, _)| *revision == second),
+    )
+    .await;
+    let events = coordinator.ok(&["events", "--cluster", "prod"]);
+    assert!(
+        events.contains("server server3 runs services revision"),
+        "{events}"
+    );
+    let written = coordinator.ok(&["get", "cluster", "prod"]);
+    assert!(
+        written.contains("# Its services: revision") && written.contains("orders.py"),
+        "{written}"
+    );
+}
