@@ -175,6 +175,14 @@ async fn services_reach_every_server_and_a_broken_one_is_reported_while_the_old_
     // A server added later runs it too.
     std::fs::write(&file, cluster_file(&odb, &["app-1", "app-2", "app-3"])).unwrap();
     coordinator.ok(&["apply", "-f", path]);
+    let short = &second[..12];
+    let status = coordinator.ok(&["status", "--cluster", "prod"]);
+    assert!(
+        status.contains(&format!(
+            "services revision {short} on 2/3 servers; server3 runs none yet"
+        )),
+        "{status}"
+    );
     let mut agent = Agent::configure_on_by_name(&hosts[2], scratch.path(), &coordinator, &token);
     agent.start();
     agents.push(agent);
@@ -184,6 +192,11 @@ async fn services_reach_every_server_and_a_broken_one_is_reported_while_the_old_
         |servers| servers.len() == 3 && servers.iter().all(|(_, revision, _)| *revision == second),
     )
     .await;
+    let status = coordinator.ok(&["status", "--cluster", "prod"]);
+    assert!(
+        status.contains(&format!("services revision {short} on 3/3 servers\n")),
+        "{status}"
+    );
     let events = coordinator.ok(&["events", "--cluster", "prod"]);
     assert!(
         events.contains("server server3 runs services revision"),

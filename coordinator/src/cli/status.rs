@@ -9,6 +9,9 @@ pub(super) struct ClusterStatus {
     pub(super) summary: Summary,
     /// What an operator should look at: hosts assigned components that never enrolled.
     pub(super) warnings: Vec<String>,
+    /// Its services and which servers run them; `None` when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) services: Option<ServicesSummary>,
     /// The hosts with a component of this cluster.
     pub(super) hosts: Vec<HostView>,
     pub(super) components: Vec<ComponentView>,
@@ -42,6 +45,61 @@ impl std::fmt::Display for Summary {
         write!(formatter, "{}/{} healthy", self.healthy, self.components)?;
         for (state, count) in &self.not_healthy {
             write!(formatter, ", {count} {state}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A cluster's services revision and the servers that run another (or none yet).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub(super) struct ServicesSummary {
+    pub(super) revision: String,
+    pub(super) servers: usize,
+    /// The servers that do not run it yet, with the revision they run (empty: none).
+    pub(super) drift: std::collections::BTreeMap<String, String>,
+}
+
+impl ServicesSummary {
+    fn of(revision: &str, components: &[ComponentView]) -> Option<ServicesSummary> {
+        if revision.is_empty() {
+            return None;
+        }
+        let servers: Vec<&ComponentView> = components
+            .iter()
+            .filter(|component| component.role == Role::Server.cli_name())
+            .collect();
+        Some(ServicesSummary {
+            revision: revision.to_owned(),
+            servers: servers.len(),
+            drift: servers
+                .iter()
+                .filter(|server| server.services_revision != revision)
+                .map(|server| (server.name.clone(), server.services_revision.clone()))
+                .collect(),
+        })
+    }
+}
+
+impl std::fmt::Display for ServicesSummary {
+    /// `services revision 4e3ed65d93a6 on 2/3 servers; server3 runs none yet`.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "services revision {} on {}/{} servers",
+            muster_proto::services::short(&self.revision),
+            self.servers - self.drift.len(),
+            self.servers
+        )?;
+        for (server, revision) in &self.drift {
+            if revision.is_empty() {
+                write!(formatter, "; {server} runs none yet")?;
+            } else {
+                write!(
+                    formatter,
+                    "; {server} runs {}",
+                    muster_proto::services::short(revision)
+                )?;
+            }
         }
         Ok(())
     }
@@ -85,6 +143,7 @@ pub(super) fn status_view(
             name: cluster.name.clone(),
             summary: Summary::of(&mine),
             warnings,
+            services: ServicesSummary::of(&cluster.services_revision, &mine),
             hosts: cluster_hosts,
             components: mine,
         });
@@ -117,6 +176,9 @@ pub(super) fn write_status(
             writeln!(out)?;
         }
         writeln!(out, "cluster {}: {}", cluster.name, cluster.summary)?;
+        if let Some(services) = &cluster.services {
+            writeln!(out, "{services}")?;
+        }
         for warning in &cluster.warnings {
             writeln!(out, "warning: {warning}")?;
         }
