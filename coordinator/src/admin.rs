@@ -214,6 +214,9 @@ fn cluster_message(cluster: Cluster) -> v1::Cluster {
         scheduler_target: cluster.scheduler_target,
         services_revision: cluster.services_revision,
         services: Vec::new(),
+        config_revision: cluster.config_revision,
+        config_files: Vec::new(),
+        config_env_names: Vec::new(),
     }
 }
 
@@ -351,8 +354,11 @@ impl AdminService for AdminApi {
         validate::name("cluster name", &name).map_err(ApiError::from)?;
         let cluster = self.store.get_cluster(&name).await?;
         let services = self.store.cluster_services(&name, false).await?;
+        let (config_files, env) = self.store.cluster_config(&name, false).await?;
         let mut message = cluster_message(cluster);
         message.services = services;
+        message.config_files = config_files;
+        message.config_env_names = env.into_keys().collect();
         Ok(Response::new(v1::GetClusterResponse {
             cluster: Some(message),
         }))
@@ -676,6 +682,29 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::SetServicesResponse { revision, changed }))
     }
 
+    async fn set_config(
+        &self,
+        request: Request<v1::SetConfigRequest>,
+    ) -> Result<Response<v1::SetConfigResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        let env: std::collections::BTreeMap<String, String> = request.env.into_iter().collect();
+        muster_proto::config::checked(&request.files, &env)
+            .map_err(|refused| ApiError::InvalidArgument(refused.to_string()))?;
+        let (revision, changed) = retry_transient(|| {
+            self.store
+                .set_config(&request.cluster, &request.files, &env, &actor)
+        })
+        .await?;
+        if changed {
+            self.fanout.committed();
+            // The env values are never logged; their number is.
+            tracing::info!(cluster = %request.cluster, revision = %revision, files = request.files.len(), env_values = env.len(), actor = %actor.0, "configuration set");
+        }
+        Ok(Response::new(v1::SetConfigResponse { revision, changed }))
+    }
+
     async fn configure_load_balancer(
         &self,
         request: Request<v1::ConfigureLoadBalancerRequest>,
@@ -873,7 +902,7 @@ impl AdminService for AdminApi {
 }
 
 pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
-    let (state, healthy, last_error, restarts, backends, services_revision) =
+    let (state, healthy, last_error, restarts, backends, services_revision, config_revision) =
         match assignment.status {
             Some(status) => (
                 status.state,
@@ -882,6 +911,7 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
                 status.restarts,
                 status.backends,
                 status.services_revision,
+                status.config_revision,
             ),
             None => (
                 String::new(),
@@ -889,6 +919,7 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
                 String::new(),
                 0,
                 Vec::new(),
+                String::new(),
                 String::new(),
             ),
         };
@@ -907,6 +938,7 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         backends,
         reason: String::new(),
         services_revision,
+        config_revision,
     }
 }
 

@@ -266,6 +266,30 @@ fn clean_text(text: &str) -> String {
         .collect()
 }
 
+/// The most characters of a reported error kept (the status table's column holds 2048).
+const ERROR_MAX_CHARS: usize = 2000;
+
+/// A reported error without control characters but its line breaks (the cause of a failed
+/// command is its output's last line), shortened in its middle: its start names what failed,
+/// its end says why.
+fn clean_error(text: &str) -> String {
+    let kept: Vec<char> = text
+        .chars()
+        .filter(|character| {
+            (*character == '\n' || !character.is_control())
+                && !validate::is_bidi_control(*character)
+        })
+        .collect();
+    if kept.len() <= ERROR_MAX_CHARS {
+        return kept.into_iter().collect();
+    }
+    let head: String = kept[..600].iter().collect();
+    let tail: String = kept[kept.len() - (ERROR_MAX_CHARS - 603)..]
+        .iter()
+        .collect();
+    format!("{head}\n…\n{tail}")
+}
+
 /// The most components one report may hold (a host runs a handful).
 const MAX_REPORTED_COMPONENTS: usize = 256;
 
@@ -313,10 +337,14 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
         name: status.name,
         state,
         healthy: status.healthy,
-        last_error: clean_text(&status.last_error),
+        last_error: clean_error(&status.last_error),
         restarts: status.restarts,
         backends,
         services_revision: clean_text(&status.services_revision)
+            .chars()
+            .take(64)
+            .collect(),
+        config_revision: clean_text(&status.config_revision)
             .chars()
             .take(64)
             .collect(),
@@ -500,7 +528,7 @@ impl AgentService for AgentApi {
                 cluster: task.cluster,
                 task: kind,
                 done: task.done,
-                last_error: clean_text(&task.last_error),
+                last_error: clean_error(&task.last_error),
             });
         }
         let report = StatusReport {
@@ -548,5 +576,24 @@ impl AgentService for AgentApi {
         Ok(Response::new(v1::RenewCertificateResponse {
             certificate_pem,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reported_error_keeps_its_lines_and_its_end() {
+        let error = "`zato enmasse` failed (exit status: 16): Importing\n\u{1b}[31mred\u{1b}[0m \u{202e}x\nAttributeError: no id";
+        assert_eq!(
+            clean_error(error),
+            "`zato enmasse` failed (exit status: 16): Importing\n[31mred[0m x\nAttributeError: no id"
+        );
+        let long = format!("start\n{}\nTheCause: at the end", "x".repeat(5000));
+        let kept = clean_error(&long);
+        assert!(kept.chars().count() <= ERROR_MAX_CHARS, "{}", kept.len());
+        assert!(kept.starts_with("start\n") && kept.ends_with("TheCause: at the end"));
+        assert!(kept.contains("\n…\n"));
     }
 }

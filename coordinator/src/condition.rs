@@ -220,6 +220,7 @@ mod tests {
                 restarts: 0,
                 backends: Vec::new(),
                 services_revision: String::new(),
+                config_revision: String::new(),
             }),
         }
     }

@@ -244,6 +244,7 @@ async fn call(
         "DeleteComponent" => delete_component,
         "ConfigureLoadBalancer" => configure_load_balancer,
         "SetServices" => set_services,
+        "SetConfig" => set_config,
         "ListBackends" => list_backends,
         "DrainHost" => drain_host,
         "AdmitHost" => admit_host,

@@ -257,6 +257,7 @@ mod tests {
                     })
                     .collect(),
                 services_revision: String::new(),
+                config_revision: String::new(),
             }),
         }
     }

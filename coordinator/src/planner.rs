@@ -290,6 +290,9 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
         for assignment in
             mine.filter(|assignment| bootstrapped || assignment.role == Role::LoadBalancer)
         {
+            let imports_config =
+                assignment.role == Role::Server && deploys_services(inputs, assignment);
+            let config = inputs.config.get(cluster_name).filter(|_| imports_config);
             components.push(v1::Component {
                 role: assignment.role as i32,
                 name: assignment.name.clone(),
@@ -324,6 +327,16 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 },
                 deploys_services: assignment.role == Role::Server
                     && deploys_services(inputs, assignment),
+                // The configuration, with its secrets, only to the server that imports it.
+                config_revision: if imports_config {
+                    cluster.config_revision.clone()
+                } else {
+                    String::new()
+                },
+                config_files: config.map(|(files, _)| files.clone()).unwrap_or_default(),
+                config_env: config
+                    .map(|(_, env)| env.clone().into_iter().collect())
+                    .unwrap_or_default(),
             });
         }
     }
@@ -402,6 +415,7 @@ mod tests {
             servers_started: true,
             first_server: String::new(),
             services_revision: "rev-1".to_owned(),
+            config_revision: "config-1".to_owned(),
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),
@@ -437,7 +451,36 @@ mod tests {
                     content: "x = 1\n".to_owned(),
                 }],
             )]),
+            config: BTreeMap::from([(
+                "prod".to_owned(),
+                (
+                    vec![v1::EnmasseFile {
+                        name: "api.yaml".to_owned(),
+                        sha256: "1".repeat(64),
+                        content: "x: 1\n".to_owned(),
+                    }],
+                    BTreeMap::from([("ORDERS_PASSWORD".to_owned(), "s3cret".to_owned())]),
+                ),
+            )]),
             bootstrap,
+        }
+    }
+
+    #[test]
+    fn the_configuration_and_its_secrets_go_to_the_importing_server_only() {
+        let importer = &render(&inputs("app-1")).components[0];
+        assert_eq!(importer.config_revision, "config-1");
+        assert_eq!(importer.config_files.len(), 1);
+        assert_eq!(importer.config_env["ORDERS_PASSWORD"], "s3cret");
+        for host in ["app-2", "admin", "lb"] {
+            for other in render(&inputs(host)).components {
+                assert!(
+                    other.config_revision.is_empty()
+                        && other.config_files.is_empty()
+                        && other.config_env.is_empty(),
+                    "{other:?}"
+                );
+            }
         }
     }
 
@@ -579,6 +622,7 @@ mod tests {
                 ..Default::default()
             }],
             services_revision: String::new(),
+            config_revision: String::new(),
         });
         assert!(!render(&drained).components[0].stopped);
         drained.assignments[1].status = None;

@@ -168,6 +168,8 @@ pub struct ComponentReport {
     pub restarts: u32,
     /// A server's services revision, found deployed on it.
     pub services_revision: String,
+    /// The importing server's configuration revision, imported.
+    pub config_revision: String,
 }
 
 /// The events of one component's report against its previous one (`None`: its first): it died
@@ -202,6 +204,15 @@ pub fn component_report_events(
             format!(
                 "{label} runs services revision {}",
                 muster_proto::services::short(&now.services_revision)
+            ),
+        ));
+    }
+    if !now.config_revision.is_empty() && now.config_revision != before.config_revision {
+        happened.push(Happened::new(
+            "component.config",
+            format!(
+                "{label} imported configuration revision {}",
+                muster_proto::services::short(&now.config_revision)
             ),
         ));
     }

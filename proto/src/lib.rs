@@ -6,6 +6,7 @@
 //! - [`token`]: the textual forms of join tokens and admin tokens.
 //! - [`haproxy`]: a load balancer's settings and its backend's `server` lines.
 //! - [`services`]: a cluster's Python modules, their limits and their revision.
+//! - [`config`]: a cluster's enmasse files and their placeholders' values.
 //! - [`ApiError`]: the one mapping from Muster's errors to `tonic::Status`.
 //! - [`daemon`] and [`files`]: what both daemons do the same way as processes (logging, signals,
 //!   error text, files replaced atomically).
@@ -17,6 +18,7 @@
 /// certificate's lifetime from `not_before` plus this.
 pub const HOST_CERTIFICATE_BACKDATE_SECONDS: u64 = 300;
 
+pub mod config;
 pub mod daemon;
 pub mod docs;
 pub mod files;

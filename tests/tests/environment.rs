@@ -16,6 +16,62 @@ use muster_testkit::wait_for;
 const PATIENCE: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(200);
 
+/// The value of the configuration's placeholder: a secret.
+const PASSWORD: &str = "Orders-Pa55word";
+
+/// An enmasse file: a basic-auth definition whose password is the env value `ORDERS_PASSWORD`,
+/// and a REST channel of service `orders.get` behind it.
+const API: &str = "security:\n  - name: orders.basic\n    type: basic_auth\n    username: orders\n    \
+                   password: \"{Zato_Enmasse_Env.ORDERS_PASSWORD}\"\n    realm: orders\n\n\
+                   channel_rest:\n  - name: orders.get\n    service: orders.get\n    \
+                   url_path: /api/orders\n    security: orders.basic\n    data_format: json\n";
+
+/// What the mock's `zato enmasse` kept of each import, in the cluster's SQLite ODB.
+async fn imported_objects(odb: &Path) -> Vec<String> {
+    use sqlx::{Connection as _, Row as _};
+    let mut connection =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", odb.display()))
+            .await
+            .unwrap();
+    sqlx::query("SELECT content FROM mock_enmasse_import")
+        .fetch_all(&mut connection)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Every file under `directory` that holds `needle`, but SQLite databases (Zato's ODB, the
+/// coordinator's, which holds it sealed) and the agents' ledgers (their hosts' secrets, 0600).
+fn files_holding(directory: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![directory.to_owned()];
+    while let Some(path) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let name = path.to_string_lossy();
+            if name.ends_with(".db") || name.contains(".db-") || name.ends_with("desired-state.pb")
+            {
+                continue;
+            }
+            if std::fs::read(&path)
+                .is_ok_and(|bytes| String::from_utf8_lossy(&bytes).contains(needle))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 /// A module of one service that answers `version`.
 fn module(version: &str) -> String {
     format!(
@@ -68,7 +124,8 @@ async fn servers_when(
 }
 
 #[tokio::test]
-async fn services_reach_every_server_and_a_broken_one_is_reported_while_the_old_one_serves() {
+async fn services_reach_every_server_the_configuration_is_imported_once_and_a_broken_module_keeps_the_old_one_serving()
+ {
     let scratch = tempfile::tempdir().unwrap();
     let mut network = Network::create();
     let coord = network.add_host("coord");
@@ -126,6 +183,77 @@ async fn services_reach_every_server_and_a_broken_one_is_reported_while_the_old_
     .await;
     let unchanged = coordinator.ok(&["apply", "-f", path]);
     assert!(unchanged.contains("unchanged"), "{unchanged}");
+
+    // The configuration: a placeholder without a value is refused, named, before anything
+    // changes; with the value, one server's agent imports it once, the value filled in by
+    // enmasse from a file, in no log of Muster's or Zato's.
+    let config = scratch.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(config.join("api.yaml"), API).unwrap();
+    std::fs::write(config.join("env.ini"), "[env]\nOTHER=1\n").unwrap();
+    let with_config = format!(
+        "{}\n[config]\nfiles = [\"config/api.yaml\"]\nenv_file = \"config/env.ini\"\n",
+        cluster_file(&odb, &["app-1", "app-2"])
+    );
+    std::fs::write(&file, &with_config).unwrap();
+    let refused = coordinator.muster(&["apply", "-f", path]);
+    assert!(!refused.status.success());
+    let error = text(&refused.stderr);
+    assert!(
+        error.contains("{Zato_Enmasse_Env.ORDERS_PASSWORD}, which has no value"),
+        "{error}"
+    );
+    assert_eq!(
+        coordinator.json(&["cluster", "show", "prod"])["config_revision"],
+        "",
+        "nothing changed"
+    );
+    std::fs::write(
+        config.join("env.ini"),
+        format!("[env]\nORDERS_PASSWORD={PASSWORD}\n"),
+    )
+    .unwrap();
+    coordinator.ok(&["apply", "-f", path]);
+    let config_revision = coordinator.json(&["cluster", "show", "prod"])["config_revision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(config_revision.len(), 64);
+    wait_for(
+        "server1 to import the configuration",
+        PATIENCE,
+        POLL,
+        || {
+            let imported = coordinator
+                .json(&["component", "list", "--cluster", "prod"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|component| {
+                    component["name"] == "server1"
+                        && component["config_revision"] == config_revision
+                });
+            async move { imported.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    let imported = imported_objects(&odb).await;
+    assert_eq!(imported.len(), 1, "imported once: {imported:?}");
+    assert!(
+        imported[0].contains(&format!("password: \"{PASSWORD}\"")),
+        "{imported:?}"
+    );
+    let shown = coordinator.ok(&["cluster", "show", "prod"]);
+    assert!(
+        shown.contains("env values: ORDERS_PASSWORD") && !shown.contains(PASSWORD),
+        "{shown}"
+    );
+    assert_eq!(
+        files_holding(scratch.path(), PASSWORD),
+        [config.join("env.ini")],
+        "the value is only where the operator put it (and, sealed, in the coordinator)"
+    );
 
     // A module that does not import: reported with Python's line on each server; the revision
     // deployed before keeps serving, and Zato's copy of the module is the good one again.

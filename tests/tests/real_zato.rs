@@ -630,6 +630,96 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         assert!(answer.contains("'version': 'v2'"), "{server}: {answer}");
     }
 
+    // The configuration: an enmasse file with a REST channel of that service behind basic auth,
+    // its password from the env file; imported once, it answers through the load balancer from
+    // both servers with the password and refuses without it; the password is in no log.
+    let password = "Orders-Real-Pa55";
+    let api = services.join("../api.yaml");
+    std::fs::write(
+        &api,
+        "security:\n  - name: orders.basic\n    type: basic_auth\n    username: orders\n    \
+         password: \"{Zato_Enmasse_Env.ORDERS_PASSWORD}\"\n    realm: orders\n\n\
+         channel_rest:\n  - name: orders.get\n    service: muster.orders.get\n    \
+         url_path: /api/orders\n    security: orders.basic\n    data_format: json\n",
+    )
+    .unwrap();
+    let env = services.join("../env.ini");
+    std::fs::write(&env, format!("[env]\nORDERS_PASSWORD={password}\n")).unwrap();
+    let configured = muster(&[
+        "-o",
+        "json",
+        "deploy",
+        "--cluster",
+        "quickstart",
+        "--config",
+        api.to_str().unwrap(),
+        "--env-file",
+        env.to_str().unwrap(),
+    ]);
+    assert!(configured.status.success(), "{}", text(&configured.stderr));
+    let revision =
+        serde_json::from_slice::<serde_json::Value>(&configured.stdout).unwrap()["revision"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let configured_at = Instant::now();
+    wait_for("the configuration to be imported", PATIENCE, POLL, || {
+        let listed = muster(&["-o", "json", "component", "list", "--cluster", "quickstart"]);
+        let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap_or_default();
+        let imported = listed.as_array().is_some_and(|all| {
+            all.iter()
+                .any(|component| component["config_revision"] == revision.as_str())
+        });
+        async move { imported.then_some(()) }
+    })
+    .await
+    .unwrap();
+    println!(
+        "figure: the configuration (a security definition and a REST channel) imported {:?} \
+         after `muster deploy --config`",
+        configured_at.elapsed()
+    );
+    let frontend = SocketAddr::from(([127, 0, 0, 1], 11223));
+    let call = |credentials: Option<&str>| {
+        let authorization = credentials
+            .map(|credentials| {
+                use base64::Engine as _;
+                format!(
+                    "Authorization: Basic {}\r\n",
+                    base64::engine::general_purpose::STANDARD.encode(credentials)
+                )
+            })
+            .unwrap_or_default();
+        traffic::exchange_from(
+            &host.namespace,
+            frontend,
+            &format!(
+                "GET /api/orders HTTP/1.1\r\nHost: {frontend}\r\n{authorization}Connection: close\r\n\r\n"
+            ),
+        )
+        .expect("an answer through the load balancer")
+    };
+    let before = traffic::haproxy_sessions(&stats_socket);
+    for _ in 0..10 {
+        let (status, _, body) = call(Some(&format!("orders:{password}")));
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("v2"), "{body}");
+    }
+    let after = traffic::haproxy_sessions(&stats_socket);
+    for server in ["server1", "server2"] {
+        assert!(
+            after.get(server).copied().unwrap_or(0) > before.get(server).copied().unwrap_or(0),
+            "{server} answered the channel: {before:?} {after:?}"
+        );
+    }
+    assert_eq!(call(None).0, 401);
+    assert_eq!(call(Some("orders:not-the-password")).0, 401);
+    assert_eq!(
+        logs_with(scratch.path(), password),
+        Vec::<PathBuf>::new(),
+        "the channel's password is in no log"
+    );
+
     let stopped = muster(&["quickstart", "stop", "--dir", dir.to_str().unwrap()]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
 }

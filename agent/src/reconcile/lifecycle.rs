@@ -39,6 +39,20 @@ pub struct Local {
     pub spec: Option<v1::Component>,
     /// A server's services, as its agent deploys them.
     pub services: ServicesLocal,
+    /// The cluster's configuration, on the server that imports it.
+    pub config: ConfigLocal,
+}
+
+/// What the agent knows of the configuration it imports.
+#[derive(Debug, Default)]
+pub struct ConfigLocal {
+    /// The revision imported (empty: none yet, or not this server's to import).
+    pub imported: String,
+    /// The revision that last did not import, why, and when to try it again (a new revision is
+    /// tried at once).
+    pub failed: String,
+    pub error: String,
+    pub retry_at: Option<Instant>,
 }
 
 /// What the agent knows of the services on one server.

@@ -580,6 +580,7 @@ impl Reconciler {
                     lifecycle::converge(&driver, local).await;
                     if role_of(component) == Role::Server && local.healthy {
                         self.deploy_services(component, local).await;
+                        self.import_config(component, local).await;
                     }
                 }
             }
@@ -594,6 +595,7 @@ impl Reconciler {
             restarts: local.restarts,
             backends: local.backends.clone(),
             services_revision: local.services.deployed.clone(),
+            config_revision: local.config.imported.clone(),
         }
     }
 

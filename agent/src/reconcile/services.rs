@@ -7,6 +7,9 @@
 //! not import: the agent reports Python's error line from the server's log, sends back the
 //! version of the last revision found deployed (so that the file Zato keeps is the good one, and
 //! a restart does not lose the service), and tries again after [`RETRY_AFTER_FAILURE`].
+//!
+//! The cluster's configuration goes through the same server: once its services are in place, its
+//! agent imports the enmasse files with `zato enmasse`, once per revision ([`CONFIG_RECORD`]).
 
 use super::*;
 use crate::zato::services;
@@ -64,6 +67,7 @@ impl Reconciler {
             Ok(None) => return,
             Err(error) => {
                 state.error = format!("services: cannot read what is deployed: {error}");
+                state.retry_at = Some(Instant::now() + Duration::from_secs(10));
                 local.last_error = state.error.clone();
                 return;
             }
@@ -201,5 +205,114 @@ impl Reconciler {
             content,
         )
         .await
+    }
+}
+
+/// The record, in the server's directory, of the configuration revision imported through it.
+const CONFIG_RECORD: &str = ".muster-config-revision";
+/// When a configuration that did not import is tried again.
+const CONFIG_RETRY: Duration = Duration::from_secs(60);
+
+impl Reconciler {
+    /// On the server that imports the cluster's configuration (its desired state carries it),
+    /// once its services are in place: `zato enmasse --import` of each file, once per revision.
+    /// The files and the env file (the placeholders' values, mode 0600) are written to
+    /// `DIR/muster-config`; the env file is removed after each run. Enmasse's output reaches the
+    /// status with the values replaced by `***`.
+    pub(super) async fn import_config(&self, component: &Component, local: &mut Local) {
+        let desired = component.config_revision.clone();
+        if desired.is_empty() {
+            local.config = lifecycle::ConfigLocal::default();
+            return;
+        }
+        let services_ready = component.services_revision.is_empty()
+            || local.services.deployed == component.services_revision;
+        let (directory, _, _) = self.component_dirs(component);
+        let record = directory.join(CONFIG_RECORD);
+        if local.config.imported.is_empty() {
+            local.config.imported = std::fs::read_to_string(&record)
+                .map(|text| text.trim().to_owned())
+                .unwrap_or_default();
+        }
+        if local.config.imported == desired || !services_ready {
+            return;
+        }
+        if local.config.failed == desired
+            && local.config.retry_at.is_some_and(|at| Instant::now() < at)
+        {
+            local.last_error = local.config.error.clone();
+            return;
+        }
+        let short = muster_proto::services::short(&desired).to_owned();
+        match self.run_enmasse(component, &directory).await {
+            Ok(()) => {
+                let _ = files::write_atomic(&record, format!("{desired}\n").as_bytes(), 0o600);
+                tracing::info!(component = %component.name, revision = %desired, files = component.config_files.len(), "configuration imported");
+                local.config = lifecycle::ConfigLocal {
+                    imported: desired,
+                    ..Default::default()
+                };
+            }
+            Err(error) => {
+                local.config.error = format!("configuration revision {short}: {error}");
+                local.config.failed = desired;
+                local.config.retry_at = Some(Instant::now() + CONFIG_RETRY);
+                tracing::warn!(component = %component.name, error = %local.config.error, "configuration did not import");
+                local.last_error = local.config.error.clone();
+            }
+        }
+    }
+
+    async fn run_enmasse(&self, component: &Component, directory: &Path) -> Result<(), String> {
+        let config_dir = directory.join("muster-config");
+        private_dir(&config_dir)?;
+        self.chown(&config_dir)?;
+        let env_file = config_dir.join("env.ini");
+        let mut env_text = String::from("[env]\n");
+        for (name, value) in &component.config_env {
+            env_text.push_str(&format!("{name}={value}\n"));
+        }
+        let scrub = |text: String| {
+            component
+                .config_env
+                .values()
+                .filter(|value| !value.is_empty())
+                .fold(text, |text, value| text.replace(value.as_str(), "***"))
+        };
+        let written = files::write_atomic(&env_file, env_text.as_bytes(), 0o600)
+            .map_err(|error| error.to_string())
+            .and_then(|()| self.chown(&env_file));
+        let mut outcome = written;
+        if outcome.is_ok() {
+            for file in &component.config_files {
+                // Names are checked by the coordinator (NAME.yaml); checked again before they
+                // become a path.
+                if !file.name.ends_with(".yaml") && !file.name.ends_with(".yml")
+                    || file.name.contains('/')
+                {
+                    outcome = Err(format!("refused enmasse file name {:?}", file.name));
+                    break;
+                }
+                let input = config_dir.join(&file.name);
+                if let Err(error) = files::write_atomic(&input, file.content.as_bytes(), 0o600)
+                    .map_err(|error| error.to_string())
+                    .and_then(|()| self.chown(&input))
+                {
+                    outcome = Err(error);
+                    break;
+                }
+                let args = command::enmasse_import(directory, &input, &env_file);
+                if let Err(error) = self.zato.run(&args, directory, |_| {}).await {
+                    outcome = Err(format!(
+                        "{} did not import: {}",
+                        file.name,
+                        scrub(error.to_string())
+                    ));
+                    break;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&env_file);
+        outcome
     }
 }

@@ -190,6 +190,20 @@ pub fn stop(path: &Path) -> Vec<Arg> {
     vec![Arg::plain("stop"), path_arg(path)]
 }
 
+/// `zato enmasse` importing `input` into the cluster of the server in `path`, replacing the
+/// objects of the same names, with its placeholders' values from `env_file` (a file: never a
+/// value on the command line).
+pub fn enmasse_import(path: &Path, input: &Path, env_file: &Path) -> Vec<Arg> {
+    vec![
+        Arg::plain("enmasse"),
+        Arg::plain("--import"),
+        Arg::plain("--replace-odb-objects"),
+        Arg::plain(format!("--input={}", input.display())),
+        Arg::plain(format!("--env-file={}", env_file.display())),
+        path_arg(path),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

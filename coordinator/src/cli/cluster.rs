@@ -75,6 +75,11 @@ pub(super) struct ClusterView {
     pub(super) services_revision: String,
     /// Their modules, by name.
     pub(super) services: Vec<String>,
+    /// The revision of its configuration; empty when it has none.
+    pub(super) config_revision: String,
+    /// Its enmasse files, and the names of its env values (never the values).
+    pub(super) config_files: Vec<String>,
+    pub(super) config_env_names: Vec<String>,
 }
 
 impl From<v1::Cluster> for ClusterView {
@@ -97,6 +102,13 @@ impl From<v1::Cluster> for ClusterView {
             scheduler_target: cluster.scheduler_target,
             services_revision: cluster.services_revision,
             services: cluster.services.into_iter().map(|file| file.name).collect(),
+            config_revision: cluster.config_revision,
+            config_files: cluster
+                .config_files
+                .into_iter()
+                .map(|file| file.name)
+                .collect(),
+            config_env_names: cluster.config_env_names,
         }
     }
 }
@@ -379,6 +391,19 @@ pub(super) async fn cluster_command(
                                 "revision {} ({})",
                                 muster_proto::services::short(&cluster.services_revision),
                                 cluster.services.join(", ")
+                            )
+                        },
+                    ),
+                    (
+                        "configuration",
+                        if cluster.config_revision.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            format!(
+                                "revision {} ({}; env values: {})",
+                                muster_proto::services::short(&cluster.config_revision),
+                                cluster.config_files.join(", "),
+                                cluster.config_env_names.join(", ")
                             )
                         },
                     ),

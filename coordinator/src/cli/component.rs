@@ -291,6 +291,9 @@ pub(super) struct ComponentView {
     /// A server's: the services revision its agent found deployed on it (empty: none yet).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub(super) services_revision: String,
+    /// The server that imports the cluster's configuration: the revision it imported.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(super) config_revision: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -349,6 +352,7 @@ impl From<v1::ComponentAssignment> for ComponentView {
             restarts: component.restarts,
             last_error: component.last_error,
             services_revision: component.services_revision,
+            config_revision: component.config_revision,
             load_balancer: component.load_balancer.map(|settings| LoadBalancerView {
                 haproxy_bin: settings.haproxy_bin,
                 frontend_address: settings.frontend_address,
@@ -488,6 +492,15 @@ fn write_component(
                     muster_proto::services::short(&component.services_revision)
                 )
             },
+        ));
+    }
+    if !component.config_revision.is_empty() {
+        fields.push((
+            "configuration",
+            format!(
+                "revision {} imported through it",
+                muster_proto::services::short(&component.config_revision)
+            ),
         ));
     }
     if let Some(settings) = &component.load_balancer {

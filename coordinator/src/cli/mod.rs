@@ -93,8 +93,15 @@ enum Command {
         #[arg(long)]
         cluster: String,
         /// Python modules, or directories whose `*.py` are taken.
-        #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Set the cluster's configuration instead: enmasse files (NAME.yaml), the whole set.
+        /// One server's agent imports them with `zato enmasse`.
+        #[arg(long, num_args = 1..)]
+        config: Vec<PathBuf>,
+        /// With --config: the INI file whose `[env]` section gives each
+        /// `{Zato_Enmasse_Env.NAME}` its value (secrets: sealed, never shown).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
     },
     /// Write a cluster as the file `muster apply` takes (TOML; with -o json as JSON).
     Get {
@@ -312,9 +319,12 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
         Command::Get {
             what: GetCommand::Cluster { name },
         } => get_cluster_command(name, connection, json, out).await,
-        Command::Deploy { cluster, paths } => {
-            deploy_command(cluster, paths, connection, json, out).await
-        }
+        Command::Deploy {
+            cluster,
+            paths,
+            config,
+            env_file,
+        } => deploy_command(cluster, paths, config, env_file, connection, json, out).await,
         Command::GenerateDocs { out: directory } => {
             use clap::CommandFactory as _;
             muster_proto::docs::write(Cli::command(), &directory).map_err(CliError::Output)

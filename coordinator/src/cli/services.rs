@@ -71,18 +71,116 @@ pub(super) fn read_modules(
         .map_err(|refused| CliError::Usage(format!("{place}: {refused}")))
 }
 
-/// `muster deploy --cluster C PATH...`: sets the cluster's services to the modules at the paths.
+/// Reads enmasse files (each NAME.yaml) and the env file, and checks them together: every
+/// placeholder has a value. The values are never shown.
+pub(super) fn read_config(
+    files: &[PathBuf],
+    env_file: Option<&Path>,
+    place: &str,
+) -> Result<
+    (
+        Vec<v1::EnmasseFile>,
+        std::collections::BTreeMap<String, String>,
+    ),
+    CliError,
+> {
+    let refuse = |path: &Path, reason: String| {
+        CliError::Usage(format!("{place}: {}: {reason}", path.display()))
+    };
+    let mut read = Vec::new();
+    for path in files {
+        let content =
+            muster_proto::files::read_regular(path, muster_proto::config::MAX_FILE_BYTES as u64)
+                .map_err(|error| refuse(path, muster_proto::daemon::error_chain(&error)))?;
+        read.push(v1::EnmasseFile {
+            name: path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            content,
+            ..Default::default()
+        });
+    }
+    let env = match env_file {
+        Some(path) => {
+            let text = muster_proto::files::read_regular(path, 1024 * 1024)
+                .map_err(|error| refuse(path, muster_proto::daemon::error_chain(&error)))?;
+            muster_proto::config::parse_env_file(&text).map_err(|error| refuse(path, error))?
+        }
+        None => std::collections::BTreeMap::new(),
+    };
+    let checked = muster_proto::config::checked(&read, &env)
+        .map_err(|refused| CliError::Usage(format!("{place}: {refused}")))?;
+    Ok((checked, env))
+}
+
+/// `muster deploy --cluster C PATH...` sets the cluster's services to the modules at the paths;
+/// `--config FILE... [--env-file F]` its configuration.
 pub(super) async fn deploy_command(
     cluster: String,
     paths: Vec<PathBuf>,
+    config: Vec<PathBuf>,
+    env_file: Option<PathBuf>,
     connection_args: &ConnectionArgs,
     json: bool,
     out: &mut impl std::io::Write,
 ) -> Result<(), CliError> {
     validate::name("cluster name", &cluster)?;
+    if !config.is_empty() {
+        if !paths.is_empty() {
+            return Err(CliError::Usage(
+                "deploy either services (PATH...) or configuration (--config), one at a time"
+                    .to_owned(),
+            ));
+        }
+        let (files, env) = read_config(&config, env_file.as_deref(), "muster deploy --config")?;
+        let names: Vec<String> = files.iter().map(|file| file.name.clone()).collect();
+        let env_count = env.len();
+        let mut connection = connect(connection_args).await?;
+        let answer = connection
+            .client
+            .set_config(v1::SetConfigRequest {
+                cluster: cluster.clone(),
+                files,
+                env: env.into_iter().collect(),
+            })
+            .await
+            .answer(&connection)?;
+        if json {
+            return write_json(
+                out,
+                &serde_json::json!({
+                    "cluster": cluster,
+                    "revision": answer.revision,
+                    "changed": answer.changed,
+                    "files": names,
+                    "env_values": env_count,
+                }),
+            );
+        }
+        let short = muster_proto::services::short(&answer.revision);
+        if answer.changed {
+            writeln!(
+                out,
+                "cluster {cluster}: configuration revision {short} ({} file(s): {}; {env_count} env value(s)); one server's agent imports it with `zato enmasse`",
+                names.len(),
+                names.join(", ")
+            )?;
+        } else {
+            writeln!(
+                out,
+                "cluster {cluster} has configuration revision {short} already; unchanged"
+            )?;
+        }
+        return Ok(());
+    }
+    if env_file.is_some() {
+        return Err(CliError::Usage("--env-file goes with --config".to_owned()));
+    }
     if paths.is_empty() {
         return Err(CliError::Usage(
-            "name the Python modules (or directories of them) to deploy".to_owned(),
+            "name the Python modules (or directories of them) to deploy, or --config FILE"
+                .to_owned(),
         ));
     }
     let files = read_modules(&paths, "muster deploy")?;

@@ -165,6 +165,8 @@ pub struct Cluster {
     pub first_server: String,
     /// The revision of its services ([`muster_proto::services::revision`]); empty when none.
     pub services_revision: String,
+    /// The revision of its configuration ([`muster_proto::config::revision`]); empty when none.
+    pub config_revision: String,
 }
 
 #[derive(Debug, Clone)]
@@ -317,6 +319,8 @@ pub struct ComponentStatus {
     pub backends: Vec<v1::BackendServerState>,
     /// A server's: the services revision its agent found deployed on it; empty before.
     pub services_revision: String,
+    /// The importing server's: the configuration revision its agent imported; empty before.
+    pub config_revision: String,
 }
 
 /// One of a cluster's once-only bootstrap tasks.
@@ -391,6 +395,8 @@ pub struct PlanInputs {
     /// Their services (Python modules, with their contents), by cluster; none for a cluster
     /// without any.
     pub services: BTreeMap<String, Vec<v1::ServiceFile>>,
+    /// Their configuration (enmasse files with their contents, and env values), by cluster.
+    pub config: BTreeMap<String, (Vec<v1::EnmasseFile>, BTreeMap<String, String>)>,
     pub bootstrap: Vec<BootstrapState>,
 }
 
@@ -487,6 +493,22 @@ pub trait Store: Send + Sync + fmt::Debug {
         files: &[v1::ServiceFile],
         actor: &Actor,
     ) -> Result<(String, bool), StoreError>;
+    /// Replaces a cluster's configuration (checked; every placeholder must have a value); bumps
+    /// the hosts of its servers when the revision changed.
+    async fn set_config(
+        &self,
+        cluster: &str,
+        files: &[v1::EnmasseFile],
+        env: &BTreeMap<String, String>,
+        actor: &Actor,
+    ) -> Result<(String, bool), StoreError>;
+    /// A cluster's enmasse files and env values; without `with_content`, names and hashes only
+    /// (the env values' names, with empty values).
+    async fn cluster_config(
+        &self,
+        cluster: &str,
+        with_content: bool,
+    ) -> Result<(Vec<v1::EnmasseFile>, BTreeMap<String, String>), StoreError>;
     /// A cluster's services: names and hashes, with the contents when `with_content`.
     async fn cluster_services(
         &self,

@@ -181,6 +181,7 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         restarts: 0,
         backends: Vec::new(),
         services_revision: revision.clone(),
+        config_revision: String::new(),
     }];
     store.record_status(&app.id, reported).await.unwrap();
     let server = store
@@ -206,4 +207,113 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         "{events:?}"
     );
     store.close().await;
+}
+
+/// A cluster's configuration: files stored whole, env values sealed (not in the database's
+/// text) and opened for the importing server's plan only; a changed value is a new revision, the
+/// same set is none; a placeholder without a value is refused.
+pub(crate) async fn configuration_is_sealed_and_reaches_only_the_importing_server(
+    backend: Backend,
+) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let first = enroll(&store, "prod", "app-1").await;
+    let second = enroll(&store, "prod", "app-22").await;
+    for host in ["app-1", "app-22"] {
+        store
+            .create_assignment(assign("prod", Role::Server, host, None, None), &actor())
+            .await
+            .unwrap();
+    }
+    finish_bootstrap(&store, &first.id, 1, "10.0.0.5").await;
+    let api = v1::EnmasseFile {
+        name: "api.yaml".to_owned(),
+        content: "password: \"{Zato_Enmasse_Env.ORDERS_PASSWORD}\"\n".to_owned(),
+        ..Default::default()
+    };
+    let env = |value: &str| BTreeMap::from([("ORDERS_PASSWORD".to_owned(), value.to_owned())]);
+    let refused = store
+        .set_config(
+            "prod",
+            std::slice::from_ref(&api),
+            &BTreeMap::new(),
+            &actor(),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(message)) if message.contains("ORDERS_PASSWORD")),
+        "{refused:?}"
+    );
+    let (revision, changed) = store
+        .set_config(
+            "prod",
+            std::slice::from_ref(&api),
+            &env("Secret-One"),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert!(changed);
+    let (same, changed) = store
+        .set_config(
+            "prod",
+            std::slice::from_ref(&api),
+            &env("Secret-One"),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((same.as_str(), changed), (revision.as_str(), false));
+    let (other, changed) = store
+        .set_config(
+            "prod",
+            std::slice::from_ref(&api),
+            &env("Secret-Two"),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        changed && other != revision,
+        "a changed value is a new revision"
+    );
+    let (files, names) = store.cluster_config("prod", false).await.unwrap();
+    assert_eq!(files[0].name, "api.yaml");
+    assert_eq!(names["ORDERS_PASSWORD"], "", "names only");
+    let mut plans: Vec<v1::Component> = Vec::new();
+    for host in [&first, &second] {
+        let mut plan = planner::render(&store.plan_inputs(&host.id).await.unwrap());
+        plans.push(plan.components.remove(0));
+    }
+    assert_eq!(plans[0].config_env["ORDERS_PASSWORD"], "Secret-Two");
+    assert_eq!(plans[0].config_revision, other);
+    assert!(plans[1].config_env.is_empty() && plans[1].config_files.is_empty());
+    let url = database.url.clone();
+    store.close().await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let sealed: String = match backend {
+        Backend::MySql => String::from_utf8(
+            sqlx::query("SELECT config_env_sealed FROM clusters")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get::<Vec<u8>, _>(0),
+        )
+        .unwrap(),
+        _ => sqlx::query("SELECT config_env_sealed FROM clusters")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get(0),
+    };
+    assert!(
+        !sealed.contains("Secret-Two") && !sealed.is_empty(),
+        "sealed"
+    );
+    pool.close().await;
 }

@@ -361,6 +361,7 @@ pub(crate) async fn a_host_reports_only_for_its_own_components(backend: Backend)
         restarts: 3,
         backends: Vec::new(),
         services_revision: String::new(),
+        config_revision: String::new(),
     };
     let mut hostile = report(1, "10.0.0.5", Vec::new());
     hostile.components = vec![
@@ -426,6 +427,7 @@ pub(crate) async fn a_hosts_events_are_limited_per_minute_and_old_events_pruned(
                 restarts: round,
                 backends: Vec::new(),
                 services_revision: String::new(),
+                config_revision: String::new(),
             })
             .collect();
         store.record_status(&host.id, flapping).await.unwrap();

@@ -193,6 +193,7 @@ fn balancer_report(state: &str) -> StatusReport {
         last_error: String::new(),
         restarts: 0,
         services_revision: String::new(),
+        config_revision: String::new(),
         backends: vec![v1::BackendServerState {
             name: "server1".into(),
             address: "10.0.0.2:17010".into(),
@@ -217,6 +218,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn services_are_stored_by_revision_and_reach_the_servers() {
                 super::services_are_stored_by_revision_and_reach_the_servers($backend).await;
+            }
+            #[tokio::test]
+            async fn configuration_is_sealed_and_reaches_only_the_importing_server() {
+                super::configuration_is_sealed_and_reaches_only_the_importing_server($backend).await;
             }
             #[tokio::test]
             async fn duplicate_cluster_names_are_refused() {

@@ -240,6 +240,7 @@ impl SimAgent {
                     last_error: String::new(),
                     restarts: 0,
                     services_revision: component.services_revision.clone(),
+                    config_revision: component.config_revision.clone(),
                     backends: component
                         .backends
                         .iter()

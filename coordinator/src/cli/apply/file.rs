@@ -20,6 +20,20 @@ pub(super) struct ClusterFile {
     /// The cluster's services; without the section, apply leaves them as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) services: Option<ServicesSpec>,
+    /// The cluster's configuration; without the section, apply leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) config: Option<ConfigSpec>,
+}
+
+/// `[config]`: enmasse files and the env file with their placeholders' values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConfigSpec {
+    /// Enmasse files (NAME.yaml), relative to the cluster file's directory; the whole set.
+    pub(super) files: Vec<PathBuf>,
+    /// An INI file whose `[env]` section gives each `{Zato_Enmasse_Env.NAME}` its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) env_file: Option<PathBuf>,
 }
 
 /// `[services]`: the Python modules every server of the cluster runs.
@@ -354,7 +368,31 @@ pub(super) fn file_of(cluster: &v1::Cluster, components: &[ComponentView]) -> Cl
         web_admins: of_role(Role::WebAdmin),
         load_balancers: of_role(Role::LoadBalancer),
         services: None,
+        config: None,
     }
+}
+
+/// The enmasse files and env values `[config]` names, read and checked (every placeholder with a
+/// value) before anything changes.
+pub(super) fn config_of(
+    cluster_file: &Path,
+    spec: &ConfigSpec,
+) -> Result<(Vec<v1::EnmasseFile>, BTreeMap<String, String>), CliError> {
+    let files = spec
+        .files
+        .iter()
+        .map(|path| named_file(cluster_file, path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env_file = spec
+        .env_file
+        .as_ref()
+        .map(|path| named_file(cluster_file, path))
+        .transpose()?;
+    read_config(
+        &files,
+        env_file.as_deref(),
+        &format!("{} [config]", cluster_file.display()),
+    )
 }
 
 /// The modules `[services]` names, read and checked (paths relative to the cluster file's
@@ -442,6 +480,16 @@ check_inter = "5s"
         let services = services_of(&file, example.services.as_ref().unwrap()).unwrap();
         assert_eq!(services.len(), 1);
         assert_eq!(services[0].name, "orders.py");
+        // The env file is the operator's (out of version control); the example's template
+        // gives every placeholder a value.
+        let config = example.config.as_ref().unwrap();
+        let example_env = ConfigSpec {
+            env_file: Some("config/env.ini.example".into()),
+            ..config.clone()
+        };
+        let (files, env) = config_of(&file, &example_env).unwrap();
+        assert_eq!(files[0].name, "api.yaml");
+        assert!(env.contains_key("ORDERS_PASSWORD"));
     }
 
     #[test]

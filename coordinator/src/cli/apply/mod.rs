@@ -105,11 +105,18 @@ pub(super) async fn apply_command(
     let services_change = services
         .as_ref()
         .filter(|(_, revision, current)| revision != current);
+    // The configuration: read and checked (every placeholder with a value) before anything
+    // changes. Only the coordinator can compare the values; it keeps a revision it has.
+    let config = match &file.config {
+        Some(spec) => Some(config_of(&path, spec)?),
+        None => None,
+    };
     let changes = steps
         .iter()
         .filter(|step| !matches!(step, Step::Keep(_)))
         .count()
-        + usize::from(services_change.is_some());
+        + usize::from(services_change.is_some())
+        + usize::from(config.is_some());
 
     let mut lines = Vec::new();
     lines.push(match &existing {
@@ -117,6 +124,15 @@ pub(super) async fn apply_command(
         None => format!("+ cluster {name} (ODB {})", file.cluster.odb.odb_type),
     });
     lines.extend(steps.iter().map(Step::to_string));
+    if let Some((files, env)) = &config {
+        let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
+        lines.push(format!(
+            "~ config {} file(s): {}; {} env value(s) (unchanged if the coordinator has them)",
+            files.len(),
+            names.join(", "),
+            env.len()
+        ));
+    }
     if let Some((files, revision, current)) = &services {
         let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
         let short = muster_proto::services::short(revision);
@@ -253,6 +269,23 @@ pub(super) async fn apply_command(
             ),
             out,
         )?;
+    }
+    // After the services, which the configuration's channels name.
+    if let Some((files, env)) = config {
+        let count = files.len();
+        let answer = connection
+            .client
+            .set_config(v1::SetConfigRequest {
+                cluster: name.clone(),
+                files,
+                env: env.into_iter().collect(),
+            })
+            .await
+            .answer(&connection)?;
+        let short = muster_proto::services::short(&answer.revision).to_owned();
+        if answer.changed {
+            say(format!("set configuration {short} ({count} file(s))"), out)?;
+        }
     }
     for step in &steps {
         if let Step::Remove(have) = step {

@@ -76,6 +76,7 @@ impl SqlStore {
             servers_started: false,
             first_server: String::new(),
             services_revision: String::new(),
+            config_revision: String::new(),
         })
     }
 

@@ -485,6 +485,24 @@ impl Store for SqlStore {
         SqlStore::cluster_services(self, cluster, with_content).await
     }
 
+    async fn set_config(
+        &self,
+        cluster: &str,
+        files: &[v1::EnmasseFile],
+        env: &BTreeMap<String, String>,
+        actor: &Actor,
+    ) -> Result<(String, bool), StoreError> {
+        SqlStore::set_config(self, cluster, files, env, actor).await
+    }
+
+    async fn cluster_config(
+        &self,
+        cluster: &str,
+        with_content: bool,
+    ) -> Result<(Vec<v1::EnmasseFile>, BTreeMap<String, String>), StoreError> {
+        SqlStore::cluster_config(self, cluster, with_content).await
+    }
+
     async fn configure_load_balancer(
         &self,
         cluster: &str,

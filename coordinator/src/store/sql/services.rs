@@ -1,4 +1,5 @@
-//! A cluster's services: the Python modules its servers must run, stored whole by name.
+//! A cluster's services (the Python modules its servers must run) and configuration (enmasse
+//! files, and their env values sealed), stored whole by name with their SHA-256.
 
 use super::*;
 
@@ -17,23 +18,18 @@ impl SqlStore {
         if current.services_revision == revision {
             return Ok((revision, false));
         }
-        let delete = self.sql("DELETE FROM cluster_services WHERE cluster_id = $1");
-        sqlx::query(&delete)
-            .bind(&current.id)
-            .run(&mut **transaction, "replace a cluster's services")
+        let stored: Vec<(&str, &str, &str)> = files
+            .iter()
+            .map(|file| {
+                (
+                    file.name.as_str(),
+                    file.sha256.as_str(),
+                    file.content.as_str(),
+                )
+            })
+            .collect();
+        self.replace_cluster_files(&mut transaction, "cluster_services", &current.id, &stored)
             .await?;
-        let insert = self.sql(
-            "INSERT INTO cluster_services (cluster_id, name, sha256, content) VALUES ($1, $2, $3, $4)",
-        );
-        for file in &files {
-            sqlx::query(&insert)
-                .bind(&current.id)
-                .bind(&file.name)
-                .bind(&file.sha256)
-                .bind(&file.content)
-                .run(&mut **transaction, "store a service file")
-                .await?;
-        }
         let update = self.sql("UPDATE clusters SET services_revision = $1 WHERE id = $2");
         sqlx::query(&update)
             .bind(&revision)
@@ -72,33 +68,196 @@ impl SqlStore {
         with_content: bool,
     ) -> Result<Vec<v1::ServiceFile>, StoreError> {
         let cluster = self.get_cluster(cluster).await?;
+        let files = self
+            .cluster_files("cluster_services", &cluster.id, with_content)
+            .await?;
+        Ok(files
+            .into_iter()
+            .map(|(name, sha256, content)| v1::ServiceFile {
+                name,
+                sha256,
+                content,
+            })
+            .collect())
+    }
+
+    /// Replaces a cluster's files in `table` (`cluster_services`, `cluster_config_files`) with
+    /// `files`: (name, SHA-256, content).
+    async fn replace_cluster_files(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        table: &str,
+        cluster_id: &str,
+        files: &[(&str, &str, &str)],
+    ) -> Result<(), StoreError> {
+        let delete = self.sql(&format!("DELETE FROM {table} WHERE cluster_id = $1"));
+        sqlx::query(&delete)
+            .bind(cluster_id)
+            .run(&mut **transaction, "replace a cluster's files")
+            .await?;
+        let insert = self.sql(&format!(
+            "INSERT INTO {table} (cluster_id, name, sha256, content) VALUES ($1, $2, $3, $4)"
+        ));
+        for (name, sha256, content) in files {
+            sqlx::query(&insert)
+                .bind(cluster_id)
+                .bind(*name)
+                .bind(*sha256)
+                .bind(*content)
+                .run(&mut **transaction, "store a cluster's file")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A cluster's files in `table`, in name order: (name, SHA-256, content, empty unless
+    /// `with_content`).
+    async fn cluster_files(
+        &self,
+        table: &str,
+        cluster_id: &str,
+        with_content: bool,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
         let columns = if with_content {
             "name, sha256, content"
         } else {
             "name, sha256, NULL AS content"
         };
         let sql = self.sql(&format!(
-            "SELECT {columns} FROM cluster_services WHERE cluster_id = $1 ORDER BY name"
+            "SELECT {columns} FROM {table} WHERE cluster_id = $1 ORDER BY name"
         ));
         let rows = sqlx::query(&sql)
-            .bind(&cluster.id)
-            .rows(&self.pool, "read a cluster's services")
+            .bind(cluster_id)
+            .rows(&self.pool, "read a cluster's files")
             .await?;
-        rows.iter()
-            .map(|row| {
-                let content = match (with_content, self.dialect) {
-                    (false, _) => String::new(),
-                    // MySQL's MEDIUMTEXT reaches sqlx's Any driver as a BLOB.
-                    (true, Dialect::MySql) => String::from_utf8(row.value("content")?)
-                        .map_err(|_| StoreError::Corrupt("a service file is not UTF-8".into()))?,
-                    (true, _) => row.value("content")?,
-                };
-                Ok(v1::ServiceFile {
-                    name: row.value("name")?,
-                    sha256: row.value("sha256")?,
-                    content,
-                })
+        let mut files = Vec::new();
+        for row in &rows {
+            let content = match (with_content, self.dialect) {
+                (false, _) => String::new(),
+                // MySQL's MEDIUMTEXT reaches sqlx's Any driver as a BLOB.
+                (true, Dialect::MySql) => String::from_utf8(row.value("content")?)
+                    .map_err(|_| StoreError::Corrupt(format!("a file in {table} is not UTF-8")))?,
+                (true, _) => row.value("content")?,
+            };
+            files.push((row.value("name")?, row.value("sha256")?, content));
+        }
+        Ok(files)
+    }
+
+    pub(super) async fn set_config(
+        &self,
+        cluster: &str,
+        files: &[v1::EnmasseFile],
+        env: &BTreeMap<String, String>,
+        actor: &Actor,
+    ) -> Result<(String, bool), StoreError> {
+        let files = muster_proto::config::checked(files, env)
+            .map_err(|refused| StoreError::Invalid(refused.to_string()))?;
+        let secrets = self.cluster_secrets(cluster).await?;
+        let revision = muster_proto::config::revision(&files, env, &secrets.secret_key);
+        let mut transaction = self.begin_write().await?;
+        let current = self.cluster_in(&mut **transaction, cluster).await?;
+        if current.config_revision == revision {
+            return Ok((revision, false));
+        }
+        let stored: Vec<(&str, &str, &str)> = files
+            .iter()
+            .map(|file| {
+                (
+                    file.name.as_str(),
+                    file.sha256.as_str(),
+                    file.content.as_str(),
+                )
             })
-            .collect()
+            .collect();
+        self.replace_cluster_files(
+            &mut transaction,
+            "cluster_config_files",
+            &current.id,
+            &stored,
+        )
+        .await?;
+        let env_json =
+            serde_json::to_string(env).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let update = self
+            .sql("UPDATE clusters SET config_revision = $1, config_env_sealed = $2 WHERE id = $3");
+        sqlx::query(&update)
+            .bind(&revision)
+            .bind(self.seal(&current.id, "config_env", &env_json)?)
+            .bind(&current.id)
+            .run(&mut **transaction, "set a cluster's configuration revision")
+            .await?;
+        self.bump_server_hosts(&mut transaction, &current.id)
+            .await?;
+        let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
+        let message = if files.is_empty() {
+            "configuration removed from Muster's care: Zato keeps the objects it has".to_owned()
+        } else {
+            format!(
+                "configuration revision {} ({} file(s): {}; {} env value(s))",
+                muster_proto::services::short(&revision),
+                files.len(),
+                names.join(", "),
+                env.len()
+            )
+        };
+        self.insert_event(
+            &mut transaction,
+            "cluster.config-changed",
+            cluster,
+            "",
+            actor,
+            &message,
+        )
+        .await?;
+        transaction
+            .commit("commit a cluster's configuration")
+            .await?;
+        Ok((revision, true))
+    }
+
+    /// A cluster's enmasse files (with their contents when `with_content`) and its env values
+    /// (opened only when `with_content`; else their names with empty values).
+    pub(super) async fn cluster_config(
+        &self,
+        cluster: &str,
+        with_content: bool,
+    ) -> Result<(Vec<v1::EnmasseFile>, BTreeMap<String, String>), StoreError> {
+        let cluster = self.get_cluster(cluster).await?;
+        let files: Vec<v1::EnmasseFile> = self
+            .cluster_files("cluster_config_files", &cluster.id, with_content)
+            .await?
+            .into_iter()
+            .map(|(name, sha256, content)| v1::EnmasseFile {
+                name,
+                sha256,
+                content,
+            })
+            .collect();
+        let sql = self.sql("SELECT config_env_sealed FROM clusters WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(&cluster.id)
+            .row(&self.pool, "read a cluster's env values")
+            .await?;
+        let sealed: Option<String> = match self.dialect {
+            Dialect::MySql => row
+                .value::<Option<Vec<u8>>>("config_env_sealed")?
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            _ => row.value("config_env_sealed")?,
+        };
+        let env: BTreeMap<String, String> = match sealed.filter(|sealed| !sealed.is_empty()) {
+            Some(sealed) => {
+                let opened = self.open(&cluster.id, "config_env", &sealed)?;
+                serde_json::from_str(&opened)
+                    .map_err(|error| StoreError::Corrupt(format!("env values: {error}")))?
+            }
+            None => BTreeMap::new(),
+        };
+        let env = if with_content {
+            env
+        } else {
+            env.into_keys().map(|name| (name, String::new())).collect()
+        };
+        Ok((files, env))
     }
 }

@@ -140,8 +140,8 @@ impl SqlStore {
         for component in &report.components {
             let insert = self.sql(
                 "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
-                     last_error, restarts, updated_at, services_revision)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     last_error, restarts, updated_at, services_revision, config_revision)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             );
             sqlx::query(&insert)
                 .bind(host_id)
@@ -154,6 +154,7 @@ impl SqlStore {
                 .bind(i64::from(component.restarts))
                 .bind(now)
                 .bind(&component.services_revision)
+                .bind(&component.config_revision)
                 .run(&mut **transaction, "record component status")
                 .await?;
             let (key, now_report) = reported_component(component);
@@ -391,7 +392,7 @@ impl SqlStore {
     ) -> Result<BTreeMap<(String, String, String), policy::ComponentReport>, StoreError> {
         let sql = self.sql(
             "SELECT cluster_name, role, name, state, healthy, last_error, restarts,
-                 services_revision
+                 services_revision, config_revision
              FROM component_status WHERE host_id = $1",
         );
         let mut stored = BTreeMap::new();
@@ -411,6 +412,7 @@ impl SqlStore {
                 last_error: row.value("last_error")?,
                 restarts: u32::try_from(row.value::<i64>("restarts")?).unwrap_or(u32::MAX),
                 services_revision: row.value("services_revision")?,
+                config_revision: row.value("config_revision")?,
             };
             stored.insert(key, value);
         }
@@ -717,6 +719,7 @@ impl SqlStore {
         let mut bootstrap = Vec::new();
         let mut hosts = BTreeMap::new();
         let mut services = BTreeMap::new();
+        let mut config = BTreeMap::new();
         for row in rows {
             let name: String = row.value("cluster_name")?;
             let cluster = self.get_cluster(&name).await?;
@@ -733,6 +736,9 @@ impl SqlStore {
             if !cluster.services_revision.is_empty() {
                 services.insert(name.clone(), self.cluster_services(&name, true).await?);
             }
+            if !cluster.config_revision.is_empty() {
+                config.insert(name.clone(), self.cluster_config(&name, true).await?);
+            }
             clusters.insert(name, (cluster, secrets));
         }
         bootstrap
@@ -743,6 +749,7 @@ impl SqlStore {
             hosts,
             clusters,
             services,
+            config,
             bootstrap,
         })
     }
@@ -764,6 +771,7 @@ fn reported_component(
             last_error: component.last_error.clone(),
             restarts: component.restarts,
             services_revision: component.services_revision.clone(),
+            config_revision: component.config_revision.clone(),
         },
     )
 }

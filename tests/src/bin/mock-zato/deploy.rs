@@ -252,3 +252,87 @@ fn service_names(content: &str) -> Vec<String> {
     names.extend(in_service);
     names
 }
+
+/// `zato enmasse PATH --import --input FILE [--replace-odb-objects] [--env-file ENV]`, as far as
+/// Muster relies on it: the env file's `[env]` values fill the input's `{Zato_Enmasse_Env.NAME}`
+/// placeholders (one without a value becomes `Missing_Value_NAME`, as in Zato); a REST channel's
+/// `service:` that no server of the cluster has deployed fails the import as Zato's does (exit 16,
+/// `AttributeError: ("'NoneType' object has no attribute 'id'",)`); otherwise the filled-in file is
+/// kept in the ODB (`mock_enmasse_import`, replacing one of the same name) and the command says
+/// what it created.
+pub(crate) async fn enmasse(parsed: &Parsed) -> Result<()> {
+    if !parsed.flags.contains("--import") {
+        return Err(MockError::Usage(
+            "mock-zato's enmasse only imports (--import)".to_owned(),
+        ));
+    }
+    let path = PathBuf::from(&parsed.positionals[0]);
+    let component = read_component(&path)?;
+    let (Some(odb), Some(token)) = (component.odb.clone(), component.token.clone()) else {
+        return Err(failed("enmasse needs a server's directory"));
+    };
+    let input = parsed.require("--input", "enmasse --import needs --input")?;
+    let mut text = std::fs::read_to_string(input)
+        .map_err(|error| failed(format!("cannot read {input}: {error}")))?;
+    if let Some(env_file) = parsed.get("--env-file") {
+        let env = Ini::read(Path::new(env_file))?;
+        for (name, value) in env.sections.get("env").cloned().unwrap_or_default() {
+            say(&format!(
+                "Imported env. variable `{name}` from `{env_file}`"
+            ));
+            text = text.replace(&format!("{{Zato_Enmasse_Env.{name}}}"), &value);
+        }
+    }
+    while let Some(at) = text.find("{Zato_Enmasse_Env.") {
+        let end = text[at..].find('}').map_or(text.len(), |end| at + end + 1);
+        let name = text[at + "{Zato_Enmasse_Env.".len()..end - 1].to_owned();
+        text.replace_range(at..end, &format!("Missing_Value_{name}"));
+    }
+    let mut connection = odb.connect(false).await?;
+    let (_, cluster_id) = server_identity(&odb, &mut connection, &token)
+        .await
+        .ok_or_else(|| failed("this server's token is not in the ODB"))?;
+    let deployed: Vec<String> = sqlx::query(&odb.sql(
+        "SELECT d.service_name FROM deployed_service d JOIN server s ON s.id = d.server_id WHERE s.cluster_id = $1",
+    ))
+    .bind(cluster_id)
+    .fetch_all(&mut connection)
+    .await
+    .map_err(odb_error("read the deployed services"))?
+    .iter()
+    .filter_map(|row| row.try_get::<String, _>(0).ok())
+    .collect();
+    for line in text.lines() {
+        if let Some(service) = line.trim().strip_prefix("service:") {
+            let service = service.trim().trim_matches(['\'', '"']);
+            if !deployed.iter().any(|name| name == service) && !service.starts_with("zato.") {
+                return Err(MockError::Exit(
+                    16,
+                    "AttributeError: (\"'NoneType' object has no attribute 'id'\",) (Hint: re-run with --verbose for full traceback)".to_owned(),
+                ));
+            }
+        }
+    }
+    let name = Path::new(input)
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for statement in [
+        "DELETE FROM mock_enmasse_import WHERE cluster_id = $1 AND name = $2",
+        "INSERT INTO mock_enmasse_import (cluster_id, name, content) VALUES ($1, $2, $3)",
+    ] {
+        sqlx::query(&odb.sql(statement))
+            .bind(cluster_id)
+            .bind(name.as_str())
+            .bind(text.as_str())
+            .execute(&mut connection)
+            .await
+            .map_err(odb_error("keep the imported objects"))?;
+    }
+    for line in text.lines() {
+        if let Some(object) = line.trim().strip_prefix("- name:") {
+            say(&format!("Created object `{}`", object.trim()));
+        }
+    }
+    Ok(())
+}

@@ -43,6 +43,9 @@
 //!   to `work/hot-deploy/current`, and records `deployed_service` rows with its SHA-256 when it
 //!   "imports" (a `def`/`class` line without its `:` is Python's `SyntaxError: expected ':'`,
 //!   logged with its line, and records nothing);
+//! - `enmasse --import` (`deploy.rs`): placeholders filled from `--env-file`'s `[env]` (one without
+//!   a value becomes `Missing_Value_NAME`), a REST channel of a service no server deployed fails
+//!   (exit 16, as Zato's does), the filled-in file kept in the ODB;
 //! - the scheduler's jobs (`scheduler.rs`): `startup_jobs.conf` and `logging.conf` as Zato writes
 //!   them; started (`Job starting`) only with `server_prefer_odb_config=True`; each job given in
 //!   seconds run at its interval and logged ``Executing `NAME` `` at DEBUG wherever `logging.conf`
@@ -295,6 +298,15 @@ async fn dispatch(args: &[String]) -> Result<()> {
             };
             update_password(&parse(&spec, &owned(rest))?).await
         }
+        ["enmasse", rest @ ..] => {
+            let spec = Spec {
+                command: "enmasse",
+                positionals: &["path"],
+                options: vec!["--input", "--env-file"],
+                flags: &["--import", "--replace-odb-objects", "--replace"],
+            };
+            deploy::enmasse(&parse(&spec, &owned(rest))?).await
+        }
         ["-m", _module, path] => serve(Path::new(path)).await,
         ["-m", _module] => serve(Path::new(".")).await,
         _ => Err(MockError::Usage(format!(
@@ -320,6 +332,7 @@ fn component_path(args: &[String]) -> Option<PathBuf> {
             args.get(2).map(PathBuf::from)
         }
         Some("start" | "stop" | "check-config") => args.get(1).map(PathBuf::from),
+        Some("enmasse") => args.last().map(PathBuf::from),
         _ => None,
     }
 }

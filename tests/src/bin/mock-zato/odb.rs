@@ -203,6 +203,9 @@ pub(crate) fn schema(dialect: Dialect) -> Vec<String> {
             "CREATE TABLE deployment_package (id {serial}, deployment_time {text} NOT NULL, payload_name {text} NOT NULL, payload {large} NOT NULL, server_id INTEGER NOT NULL, cluster_id INTEGER NOT NULL)"
         ),
         format!(
+            "CREATE TABLE mock_enmasse_import (cluster_id INTEGER NOT NULL, name {text} NOT NULL, content {large} NOT NULL)"
+        ),
+        format!(
             "CREATE TABLE deployed_service (deployment_time {text} NOT NULL, source_path {text}, source_hash {text}, source_hash_method {text}, server_id INTEGER NOT NULL, service_name {text} NOT NULL)"
         ),
     ]
