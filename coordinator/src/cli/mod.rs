@@ -75,9 +75,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Make a cluster what a file describes: its ODB, and its servers, scheduler, web-admins and
-    /// load balancers by host or by label selector. Shows the plan (+ create, ~ configure,
-    /// - remove, = unchanged) and carries it out; components the file does not name are removed.
+    /// Make a cluster what a file describes: its ODB, its servers, scheduler, web-admins and
+    /// load balancers by host or by label selector, and its services ([services]) and
+    /// configuration ([config]). Shows the plan (+ create, ~ configure, - remove, = unchanged) and
+    /// carries it out; components the file does not name are removed.
     Apply {
         /// The cluster file (TOML; `muster get cluster NAME` writes one).
         #[arg(long, short = 'f')]

@@ -1,6 +1,7 @@
 //! `muster apply -f FILE [--dry-run]` and `muster get cluster NAME`: a whole cluster described in
-//! one TOML file — its ODB, and its components by host or by a label selector — converged to,
-//! idempotently, and written back.
+//! one TOML file — its ODB, its components by host or by a label selector, its services and its
+//! configuration — converged to, idempotently, and written back (the services' and
+//! configuration's files are not written back: a comment names their revision).
 //!
 //! Apply reads and checks the whole file and what the coordinator holds before it changes
 //! anything, then shows the plan (`+` create, `~` configure, `-` remove, `=` unchanged) and, unless
