@@ -335,4 +335,10 @@ async fn services_reach_every_server_the_configuration_is_imported_once_and_a_br
         written.contains("# Its services: revision") && written.contains("orders.py"),
         "{written}"
     );
+    assert!(
+        written.contains("# Its configuration: revision")
+            && written.contains("env values ORDERS_PASSWORD")
+            && !written.contains(PASSWORD),
+        "{written}"
+    );
 }

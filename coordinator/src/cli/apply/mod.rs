@@ -370,5 +370,20 @@ pub(super) async fn get_cluster_command(
             names.join(", ")
         )?;
     }
+    if !cluster.config_revision.is_empty() {
+        let names: Vec<&str> = cluster
+            .config_files
+            .iter()
+            .map(|file| file.name.as_str())
+            .collect();
+        writeln!(
+            out,
+            "\n# Its configuration: revision {} ({}; env values {}). Not written here either; a\n\
+             # file without [config] leaves it as it is.",
+            muster_proto::services::short(&cluster.config_revision),
+            names.join(", "),
+            cluster.config_env_names.join(", ")
+        )?;
+    }
     Ok(())
 }
