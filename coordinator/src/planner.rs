@@ -174,12 +174,38 @@ fn backends(inputs: &PlanInputs, assignment: &Assignment) -> Vec<v1::BackendServ
                 name: server.name.clone(),
                 address: host.advertise_address.clone(),
                 port: u32::from(server.port),
-                drain: host.drained,
+                drain: host.drained || lacks_services(inputs, server),
             })
         })
         .collect();
     servers.sort_by(|left, right| left.name.cmp(&right.name));
     servers
+}
+
+/// Whether `server` is kept out of rotation until its services are in place: its cluster has
+/// services, its agent has found none of them deployed on it yet, and another server of the
+/// cluster has (so the cluster's services are live elsewhere: a server joining, or rebuilt, gets no
+/// request it would answer with "no such channel"). A cluster whose servers all lack them (its
+/// first deployment, an ODB replaced) keeps every server in rotation.
+fn lacks_services(inputs: &PlanInputs, server: &Assignment) -> bool {
+    let has_services = inputs
+        .clusters
+        .get(&server.cluster)
+        .is_some_and(|(cluster, _)| !cluster.services_revision.is_empty());
+    let deployed = |assignment: &Assignment| {
+        assignment
+            .status
+            .as_ref()
+            .is_some_and(|status| !status.services_revision.is_empty())
+    };
+    has_services
+        && !deployed(server)
+        && inputs.assignments.iter().any(|other| {
+            other.cluster == server.cluster
+                && other.role == Role::Server
+                && other.name != server.name
+                && deployed(other)
+        })
 }
 
 /// Whether a load balancer that is up and healthy still sends new requests to `server`.
@@ -482,6 +508,61 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_server_without_the_services_others_run_is_kept_out_of_rotation() {
+        let drains = |inputs: &PlanInputs| -> Vec<(String, bool)> {
+            render(inputs).components[0]
+                .backends
+                .iter()
+                .map(|backend| (backend.name.clone(), backend.drain))
+                .collect()
+        };
+        let reported = |revision: &str| {
+            Some(crate::store::ComponentStatus {
+                cluster: "prod".to_owned(),
+                role: Role::Server,
+                name: String::new(),
+                state: "running".to_owned(),
+                healthy: true,
+                last_error: String::new(),
+                restarts: 0,
+                backends: Vec::new(),
+                services_revision: revision.to_owned(),
+                config_revision: String::new(),
+            })
+        };
+        let mut balancer = inputs("lb");
+        assert_eq!(
+            drains(&balancer),
+            [("server1".into(), false), ("server2".into(), false)],
+            "no server runs the services yet: all in rotation"
+        );
+        balancer.assignments[2].status = reported("rev-1");
+        balancer.assignments[3].status = reported("");
+        assert_eq!(
+            drains(&balancer),
+            [("server1".into(), false), ("server2".into(), true)],
+            "server2 lacks what server1 runs"
+        );
+        balancer.assignments[3].status = reported("rev-0");
+        assert_eq!(
+            drains(&balancer),
+            [("server1".into(), false), ("server2".into(), false)],
+            "a server with an older revision keeps serving it during a deployment"
+        );
+        balancer
+            .clusters
+            .get_mut("prod")
+            .unwrap()
+            .0
+            .services_revision = String::new();
+        balancer.assignments[3].status = reported("");
+        assert!(
+            drains(&balancer).iter().all(|(_, drain)| !drain),
+            "no services: no gate"
+        );
     }
 
     #[test]

@@ -183,7 +183,12 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         services_revision: revision.clone(),
         config_revision: String::new(),
     }];
+    let lb_before_report = generation(&lb).await;
     store.record_status(&app.id, reported).await.unwrap();
+    assert!(
+        generation(&lb).await > lb_before_report,
+        "a server's first deployed services change its load balancers' rotation"
+    );
     let server = store
         .list_assignments(Some("prod"))
         .await

@@ -128,6 +128,7 @@ impl SqlStore {
 
         let previous = self.stored_components(&mut **transaction, host_id).await?;
         let mut health_changed = previous.len() != report.components.len();
+        let mut services_changed = std::collections::BTreeSet::new();
         let previous_backends = self
             .replace_backend_states(&mut transaction, host_id, &report)
             .await?;
@@ -160,6 +161,12 @@ impl SqlStore {
             let (key, now_report) = reported_component(component);
             let before = previous.get(&key);
             health_changed |= before.is_none_or(|before| before.healthy != component.healthy);
+            // A server's first deployed services take it into its load balancers' rotation
+            // (`planner::lacks_services`), and losing them out of it.
+            let lacked = before.is_none_or(|before| before.services_revision.is_empty());
+            if component.role == Role::Server && lacked != component.services_revision.is_empty() {
+                services_changed.insert(component.cluster.clone());
+            }
             if component.role == Role::LoadBalancer {
                 let backends_before = previous_backends
                     .get(&(component.cluster.clone(), component.name.clone()))
@@ -305,6 +312,19 @@ impl SqlStore {
         // that changed neither leaves it as it is.
         if came_up || health_changed {
             self.replan_host_clusters(&mut transaction, &host.name)
+                .await?;
+        }
+        for cluster in &services_changed {
+            let bump = self.sql(
+                "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
+                 WHERE name IN (SELECT a.host_name FROM assignments a
+                     JOIN clusters c ON c.id = a.cluster_id
+                     WHERE c.name = $2 AND a.role = 'load-balancer')",
+            );
+            sqlx::query(&bump)
+                .bind(now_ms())
+                .bind(cluster)
+                .run(&mut **transaction, "bump the load balancers' generations")
                 .await?;
         }
         let generation = self
