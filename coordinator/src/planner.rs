@@ -164,17 +164,21 @@ fn backends(inputs: &PlanInputs, assignment: &Assignment) -> Vec<v1::BackendServ
     if assignment.role != Role::LoadBalancer {
         return Vec::new();
     }
-    let mut servers: Vec<v1::BackendServer> = inputs
+    let cluster_servers: Vec<&Assignment> = inputs
         .assignments
         .iter()
         .filter(|other| other.cluster == assignment.cluster && other.role == Role::Server)
+        .collect();
+    let gated = services_gate(inputs, &assignment.cluster, &cluster_servers);
+    let mut servers: Vec<v1::BackendServer> = cluster_servers
+        .iter()
         .filter_map(|server| {
             let host = inputs.hosts.get(&server.host)?;
             Some(v1::BackendServer {
                 name: server.name.clone(),
                 address: host.advertise_address.clone(),
                 port: u32::from(server.port),
-                drain: host.drained || lacks_services(inputs, server),
+                drain: host.drained || gated.contains(server.name.as_str()),
             })
         })
         .collect();
@@ -182,30 +186,34 @@ fn backends(inputs: &PlanInputs, assignment: &Assignment) -> Vec<v1::BackendServ
     servers
 }
 
-/// Whether `server` is kept out of rotation until its services are in place: its cluster has
-/// services, its agent has found none of them deployed on it yet, and another server of the
-/// cluster has (so the cluster's services are live elsewhere: a server joining, or rebuilt, gets no
-/// request it would answer with "no such channel"). A cluster whose servers all lack them (its
-/// first deployment, an ODB replaced) keeps every server in rotation.
-fn lacks_services(inputs: &PlanInputs, server: &Assignment) -> bool {
+/// The servers of `cluster` kept out of rotation until their services are in place: the cluster
+/// has services, a server's agent has found none of them deployed on it yet, and another server
+/// has (so the cluster's services are live elsewhere: a server joining, or rebuilt, gets no
+/// request it would answer with "no such channel"). When all of them lack them (the cluster's
+/// first deployment, an ODB replaced), none is kept out.
+fn services_gate<'a>(
+    inputs: &PlanInputs,
+    cluster: &str,
+    servers: &[&'a Assignment],
+) -> std::collections::BTreeSet<&'a str> {
     let has_services = inputs
         .clusters
-        .get(&server.cluster)
+        .get(cluster)
         .is_some_and(|(cluster, _)| !cluster.services_revision.is_empty());
-    let deployed = |assignment: &Assignment| {
-        assignment
-            .status
-            .as_ref()
-            .is_some_and(|status| !status.services_revision.is_empty())
-    };
-    has_services
-        && !deployed(server)
-        && inputs.assignments.iter().any(|other| {
-            other.cluster == server.cluster
-                && other.role == Role::Server
-                && other.name != server.name
-                && deployed(other)
-        })
+    let (deployed, lacking): (Vec<&Assignment>, Vec<&Assignment>) =
+        servers.iter().copied().partition(|server| {
+            server
+                .status
+                .as_ref()
+                .is_some_and(|status| !status.services_revision.is_empty())
+        });
+    if !has_services || deployed.is_empty() {
+        return std::collections::BTreeSet::new();
+    }
+    lacking
+        .into_iter()
+        .map(|server| server.name.as_str())
+        .collect()
 }
 
 /// Whether a load balancer that is up and healthy still sends new requests to `server`.
@@ -316,9 +324,9 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
         for assignment in
             mine.filter(|assignment| bootstrapped || assignment.role == Role::LoadBalancer)
         {
-            let imports_config =
-                assignment.role == Role::Server && deploys_services(inputs, assignment);
-            let config = inputs.config.get(cluster_name).filter(|_| imports_config);
+            // One server deploys what is missing at once and imports the configuration.
+            let deploys = assignment.role == Role::Server && deploys_services(inputs, assignment);
+            let config = inputs.config.get(cluster_name).filter(|_| deploys);
             components.push(v1::Component {
                 role: assignment.role as i32,
                 name: assignment.name.clone(),
@@ -351,10 +359,9 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 } else {
                     Vec::new()
                 },
-                deploys_services: assignment.role == Role::Server
-                    && deploys_services(inputs, assignment),
+                deploys_services: deploys,
                 // The configuration, with its secrets, only to the server that imports it.
-                config_revision: if imports_config {
+                config_revision: if deploys {
                     cluster.config_revision.clone()
                 } else {
                     String::new()

@@ -98,25 +98,9 @@ impl Reconciler {
         match &state.sent {
             Some((revision, at)) if *revision == desired && at.elapsed() < DEPLOY_PATIENCE => {}
             Some((revision, _)) if *revision == desired => {
-                let (directory, _, _) = self.component_dirs(component);
-                let log = files::read_tail(&directory.join("logs/server.log"), LOG_TAIL)
+                state.error = self
+                    .import_failure(component, &short, &missing, true)
                     .unwrap_or_default();
-                let causes: Vec<String> = missing
-                    .iter()
-                    .map(|file| {
-                        let cause = services::import_error(&log, &file.name).unwrap_or_else(|| {
-                            format!(
-                                "not recorded as deployed within {}s",
-                                DEPLOY_PATIENCE.as_secs()
-                            )
-                        });
-                        format!("{} did not deploy: {cause}", file.name)
-                    })
-                    .collect();
-                state.error = format!(
-                    "services revision {short}: {}; the version deployed before keeps serving",
-                    causes.join("; ")
-                );
                 tracing::warn!(component = %component.name, error = %state.error, "services did not deploy");
                 // Zato keeps the file it was sent: the good version goes back in its place.
                 for file in &missing {
@@ -146,22 +130,8 @@ impl Reconciler {
                     // Zato brought the module here and it did not import: the deploying
                     // server's agent saw the same and restores the good version; sending it
                     // again would only fail again.
-                    let (directory, _, _) = self.component_dirs(component);
-                    let log = files::read_tail(&directory.join("logs/server.log"), LOG_TAIL)
-                        .unwrap_or_default();
-                    let causes: Vec<String> = missing
-                        .iter()
-                        .filter_map(|file| {
-                            services::import_error(&log, &file.name)
-                                .map(|cause| format!("{} did not deploy: {cause}", file.name))
-                        })
-                        .collect();
-                    if !causes.is_empty() {
-                        state.error = format!(
-                            "services revision {short}: {}; the version deployed before keeps \
-                             serving",
-                            causes.join("; ")
-                        );
+                    if let Some(error) = self.import_failure(component, &short, &missing, false) {
+                        state.error = error;
                         state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
                         local.last_error = state.error.clone();
                         return;
@@ -182,6 +152,40 @@ impl Reconciler {
                 state.sent = Some((desired, Instant::now()));
             }
         }
+    }
+
+    /// Why `missing` did not deploy on the server, from Python's errors in its log; a module
+    /// without one counts only when `all` (then: not recorded in time). `None` when none counts.
+    fn import_failure(
+        &self,
+        component: &Component,
+        short: &str,
+        missing: &[&v1::ServiceFile],
+        all: bool,
+    ) -> Option<String> {
+        let (directory, _, _) = self.component_dirs(component);
+        let log =
+            files::read_tail(&directory.join("logs/server.log"), LOG_TAIL).unwrap_or_default();
+        let causes: Vec<String> = missing
+            .iter()
+            .filter_map(|file| {
+                let cause = services::import_error(&log, &file.name).or_else(|| {
+                    all.then(|| {
+                        format!(
+                            "not recorded as deployed within {}s",
+                            DEPLOY_PATIENCE.as_secs()
+                        )
+                    })
+                })?;
+                Some(format!("{} did not deploy: {cause}", file.name))
+            })
+            .collect();
+        (!causes.is_empty()).then(|| {
+            format!(
+                "services revision {short}: {}; the version deployed before keeps serving",
+                causes.join("; ")
+            )
+        })
     }
 
     async fn upload_module(

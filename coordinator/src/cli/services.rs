@@ -146,33 +146,26 @@ pub(super) async fn deploy_command(
             })
             .await
             .answer(&connection)?;
-        if json {
-            return write_json(
-                out,
-                &serde_json::json!({
-                    "cluster": cluster,
-                    "revision": answer.revision,
-                    "changed": answer.changed,
-                    "files": names,
-                    "env_values": env_count,
-                }),
-            );
-        }
-        let short = muster_proto::services::short(&answer.revision);
-        if answer.changed {
-            writeln!(
-                out,
-                "cluster {cluster}: configuration revision {short} ({} file(s): {}; {env_count} env value(s)); one server's agent imports it with `zato enmasse`",
-                names.len(),
-                names.join(", ")
-            )?;
-        } else {
-            writeln!(
-                out,
-                "cluster {cluster} has configuration revision {short} already; unchanged"
-            )?;
-        }
-        return Ok(());
+        let detail = format!(
+            "({} file(s): {}; {env_count} env value(s)); one server's agent imports it with \
+             `zato enmasse`",
+            names.len(),
+            names.join(", ")
+        );
+        return report_set(
+            out,
+            json,
+            &serde_json::json!({
+                "cluster": cluster,
+                "revision": answer.revision,
+                "changed": answer.changed,
+                "files": names,
+                "env_values": env_count,
+            }),
+            &cluster,
+            "configuration",
+            &detail,
+        );
     }
     if env_file.is_some() {
         return Err(CliError::Usage("--env-file goes with --config".to_owned()));
@@ -194,30 +187,47 @@ pub(super) async fn deploy_command(
         })
         .await
         .answer(&connection)?;
+    let detail = format!(
+        "({} file(s): {}); each server's agent deploys it (`muster component list --cluster \
+         {cluster}` shows which server runs it)",
+        names.len(),
+        names.join(", ")
+    );
+    report_set(
+        out,
+        json,
+        &serde_json::json!({
+            "cluster": cluster,
+            "revision": answer.revision,
+            "changed": answer.changed,
+            "files": names,
+        }),
+        &cluster,
+        "services",
+        &detail,
+    )
+}
+
+/// What `muster deploy` says: the `answer` (`revision`, `changed`) as JSON, or whether cluster
+/// `cluster` took the new `kind` revision (with its `detail`) or had it already.
+fn report_set(
+    out: &mut impl std::io::Write,
+    json: bool,
+    answer: &serde_json::Value,
+    cluster: &str,
+    kind: &str,
+    detail: &str,
+) -> Result<(), CliError> {
     if json {
-        return write_json(
-            out,
-            &serde_json::json!({
-                "cluster": cluster,
-                "revision": answer.revision,
-                "changed": answer.changed,
-                "files": names,
-            }),
-        );
+        return write_json(out, answer);
     }
-    let short = muster_proto::services::short(&answer.revision);
-    if answer.changed {
-        writeln!(
-            out,
-            "cluster {cluster}: services revision {short} ({} file(s): {}); each server's agent \
-             deploys it (`muster component list --cluster {cluster}` shows which server runs it)",
-            names.len(),
-            names.join(", ")
-        )?;
+    let short = muster_proto::services::short(answer["revision"].as_str().unwrap_or_default());
+    if answer["changed"] == true {
+        writeln!(out, "cluster {cluster}: {kind} revision {short} {detail}")?;
     } else {
         writeln!(
             out,
-            "cluster {cluster} has services revision {short} already; unchanged"
+            "cluster {cluster} has {kind} revision {short} already; unchanged"
         )?;
     }
     Ok(())

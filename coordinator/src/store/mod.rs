@@ -392,10 +392,11 @@ pub struct PlanInputs {
     pub hosts: BTreeMap<String, Host>,
     /// Those clusters, with their secrets.
     pub clusters: BTreeMap<String, (Cluster, ClusterSecrets)>,
-    /// Their services (Python modules, with their contents), by cluster; none for a cluster
-    /// without any.
+    /// Their services (Python modules, with their contents), by cluster; only for clusters in
+    /// which the host runs a server, and none for a cluster without any.
     pub services: BTreeMap<String, Vec<v1::ServiceFile>>,
-    /// Their configuration (enmasse files with their contents, and env values), by cluster.
+    /// Their configuration (enmasse files with their contents, and env values), by cluster; as
+    /// `services`, only where the host runs a server.
     pub config: BTreeMap<String, (Vec<v1::EnmasseFile>, BTreeMap<String, String>)>,
     pub bootstrap: Vec<BootstrapState>,
 }

@@ -532,6 +532,26 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Bumps the generation of every host with a load balancer of the cluster named `cluster`.
+    pub(super) async fn bump_balancer_hosts(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
+             WHERE name IN (SELECT a.host_name FROM assignments a
+                 JOIN clusters c ON c.id = a.cluster_id
+                 WHERE c.name = $2 AND a.role = 'load-balancer')",
+        );
+        sqlx::query(&sql)
+            .bind(now_ms())
+            .bind(cluster)
+            .run(&mut **transaction, "bump the load balancers' generations")
+            .await?;
+        Ok(())
+    }
+
     /// Bumps the hosts that a server of the cluster arriving at or leaving `host` changes. Once
     /// the cluster is bootstrapped, a server's desired state names no other server (only the
     /// scheduler, the ODB and the secrets), so only `host` and the cluster's hosts with another

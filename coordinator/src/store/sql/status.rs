@@ -315,17 +315,7 @@ impl SqlStore {
                 .await?;
         }
         for cluster in &services_changed {
-            let bump = self.sql(
-                "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
-                 WHERE name IN (SELECT a.host_name FROM assignments a
-                     JOIN clusters c ON c.id = a.cluster_id
-                     WHERE c.name = $2 AND a.role = 'load-balancer')",
-            );
-            sqlx::query(&bump)
-                .bind(now_ms())
-                .bind(cluster)
-                .run(&mut **transaction, "bump the load balancers' generations")
-                .await?;
+            self.bump_balancer_hosts(&mut transaction, cluster).await?;
         }
         let generation = self
             .host_in(&mut **transaction, "id", host_id)
@@ -753,10 +743,17 @@ impl SqlStore {
                 assignments.push(assignment);
             }
             bootstrap.extend(self.bootstrap_of(&cluster).await?);
-            if !cluster.services_revision.is_empty() {
+            // Only a server's desired state carries the services and the configuration: other
+            // hosts' plans do not read them.
+            let runs_a_server = assignments.iter().any(|assignment: &Assignment| {
+                assignment.cluster == name
+                    && assignment.role == Role::Server
+                    && assignment.host == host.name
+            });
+            if runs_a_server && !cluster.services_revision.is_empty() {
                 services.insert(name.clone(), self.cluster_services(&name, true).await?);
             }
-            if !cluster.config_revision.is_empty() {
+            if runs_a_server && !cluster.config_revision.is_empty() {
                 config.insert(name.clone(), self.cluster_config(&name, true).await?);
             }
             clusters.insert(name, (cluster, secrets));
