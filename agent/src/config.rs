@@ -50,6 +50,10 @@ pub struct RawConfig {
     pub state_dir: Option<PathBuf>,
     /// The `zato` command; `None` means `zato` from `PATH`.
     pub zato_bin: Option<PathBuf>,
+    /// The Python that runs Zato, whose `pip` installs a cluster's Python dependencies beside its
+    /// servers; `None` means the interpreter the `zato` command names on its first line (`#!`),
+    /// else `python` beside it.
+    pub zato_python: Option<PathBuf>,
     /// Where components are created; `None` means `/opt/zato`.
     pub components_dir: Option<PathBuf>,
     /// The user Zato commands run as; `None` or empty means the agent's own.
@@ -90,6 +94,7 @@ impl RawConfig {
             roles: other.roles.or(self.roles),
             state_dir: other.state_dir.or(self.state_dir),
             zato_bin: other.zato_bin.or(self.zato_bin),
+            zato_python: other.zato_python.or(self.zato_python),
             components_dir: other.components_dir.or(self.components_dir),
             run_as: other.run_as.or(self.run_as),
             haproxy_bins: other.haproxy_bins.or(self.haproxy_bins),
@@ -265,6 +270,7 @@ impl RawConfig {
                 .zato_bin
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("zato")),
+            zato_python: self.zato_python.clone(),
             components_dir,
             run_as,
             haproxy_bins,
@@ -352,6 +358,8 @@ pub struct AgentConfig {
     pub roles: Vec<muster_proto::v1::Role>,
     pub state_dir: PathBuf,
     pub zato_bin: PathBuf,
+    /// `None`: the one the `zato` command names.
+    pub zato_python: Option<PathBuf>,
     pub components_dir: PathBuf,
     /// `None` means the agent's own user.
     pub run_as: Option<String>,
@@ -376,6 +384,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("advertise_address", &self.advertise_address)
             .field("state_dir", &self.state_dir)
             .field("zato_bin", &self.zato_bin)
+            .field("zato_python", &self.zato_python)
             .field("components_dir", &self.components_dir)
             .field("run_as", &self.run_as)
             .finish_non_exhaustive()

@@ -157,6 +157,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         desired_sender,
         shutdown.clone(),
     ));
+    tasks.spawn(crate::wheels::keep_fetched(
+        channel_receiver.clone(),
+        desired_receiver.clone(),
+        config.state_dir.join(crate::reconcile::python::WHEEL_CACHE),
+        shutdown.clone(),
+    ));
     let last_report = Arc::new(AtomicU64::new(0));
     if let Some(listen) = config.metrics_listen {
         let status = status_receiver.clone();
@@ -200,7 +206,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     )
     .with_ipc_port_start(config.zato_ipc_port_start)
     .with_haproxy_bins(config.haproxy_bins.clone())
-    .with_sqlite_odb_dirs(config.sqlite_odb_dirs.clone());
+    .with_sqlite_odb_dirs(config.sqlite_odb_dirs.clone())
+    .with_python_bin(config.zato_python.clone());
     if let Ok(advertise) = config.advertise_address.parse() {
         reconciler = reconciler.with_advertise_address(advertise);
     }
@@ -312,7 +319,8 @@ async fn watch_desired_state(
 ) {
     let mut attempt = 0u32;
     loop {
-        let mut client = AgentServiceClient::new(channel.borrow().clone());
+        let mut client = AgentServiceClient::new(channel.borrow().clone())
+            .max_decoding_message_size(muster_proto::MAX_DESIRED_STATE_BYTES);
         let request = WatchDesiredStateRequest {
             known_generation: ledger.generation(),
             host_id: String::new(),

@@ -8,6 +8,8 @@
 //!   the local components toward the desired state through the `zato` command ([`zato`]); it
 //!   publishes the host's status on another `watch` channel;
 //! - the heartbeat reads that status and sends `ReportStatus` every interval and at once on change;
+//! - the wheel fetcher keeps the wheels this host's servers install their clusters' Python
+//!   dependencies from ([`wheels`]);
 //! - the renewer replaces the host certificate after two thirds of its lifetime;
 //! - the systemd notifier sends READY, STATUS and WATCHDOG.
 //!
@@ -21,6 +23,7 @@ pub mod identity;
 pub mod ledger;
 pub mod metrics;
 pub mod reconcile;
+pub mod wheels;
 pub mod zato;
 
 pub use muster_proto::files;

@@ -47,6 +47,10 @@ struct Settings {
     /// The zato command [default: zato].
     #[arg(long, env = "MUSTER_AGENT_ZATO_BIN")]
     zato_bin: Option<PathBuf>,
+    /// The Python that runs Zato, whose pip installs a cluster's Python dependencies [default:
+    /// the interpreter on the zato command's first line].
+    #[arg(long, env = "MUSTER_AGENT_ZATO_PYTHON")]
+    zato_python: Option<PathBuf>,
     /// Where components are created [default: /opt/zato].
     #[arg(long, env = "MUSTER_AGENT_COMPONENTS_DIR")]
     components_dir: Option<PathBuf>,
@@ -122,6 +126,7 @@ fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
         roles: (!settings.roles.is_empty()).then_some(settings.roles),
         state_dir: settings.state_dir,
         zato_bin: settings.zato_bin,
+        zato_python: settings.zato_python,
         components_dir: settings.components_dir,
         run_as: settings.run_as,
         haproxy_bins: (!settings.haproxy_bins.is_empty()).then_some(settings.haproxy_bins),

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::audit::{Door, Refusals};
 use crate::condition::condition_seen_by_balancers;
 use crate::secrets;
+use crate::store::ComponentStatus;
 use crate::store::{
     Actor, Assignment, Cluster, ClusterSecrets, Event, Host, JoinToken, NewAssignment, NewCluster,
     NewJoinToken, OdbSettings, Store, now_ms, retry_transient,
@@ -217,6 +218,9 @@ fn cluster_message(cluster: Cluster) -> v1::Cluster {
         config_revision: cluster.config_revision,
         config_files: Vec::new(),
         config_env_names: Vec::new(),
+        python_revision: cluster.python_revision,
+        python_requirements: String::new(),
+        python_wheels: Vec::new(),
     }
 }
 
@@ -355,7 +359,10 @@ impl AdminService for AdminApi {
         let cluster = self.store.get_cluster(&name).await?;
         let services = self.store.cluster_services(&name, false).await?;
         let (config_files, env) = self.store.cluster_config(&name, false).await?;
+        let (requirements, wheels) = self.store.cluster_python(&name).await?;
         let mut message = cluster_message(cluster);
+        message.python_requirements = requirements;
+        message.python_wheels = wheels;
         message.services = services;
         message.config_files = config_files;
         message.config_env_names = env.into_keys().collect();
@@ -705,6 +712,28 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::SetConfigResponse { revision, changed }))
     }
 
+    async fn set_python(
+        &self,
+        request: Request<tonic::Streaming<v1::SetPythonPiece>>,
+    ) -> Result<Response<v1::SetPythonResponse>, Status> {
+        // Who calls is known from the headers, before any piece is read.
+        let actor = self.authorize(&request).await?;
+        let (cluster, requirements, wheels) = read_python_pieces(request.into_inner()).await?;
+        validate::name("cluster name", &cluster).map_err(ApiError::from)?;
+        let wheels = muster_proto::python::checked_wheels(&requirements, &wheels)
+            .map_err(|refused| ApiError::InvalidArgument(refused.to_string()))?;
+        let (revision, changed) = retry_transient(|| {
+            self.store
+                .set_python(&cluster, &requirements, &wheels, &actor)
+        })
+        .await?;
+        if changed {
+            self.fanout.committed();
+            tracing::info!(cluster = %cluster, revision = %revision, wheels = wheels.len(), actor = %actor.0, "Python dependencies set");
+        }
+        Ok(Response::new(v1::SetPythonResponse { revision, changed }))
+    }
+
     async fn configure_load_balancer(
         &self,
         request: Request<v1::ConfigureLoadBalancerRequest>,
@@ -901,28 +930,74 @@ impl AdminService for AdminApi {
     }
 }
 
+/// A SetPython call's cluster, requirements and wheels, from its pieces; stops reading at the
+/// limits of [`muster_proto::python`] (the first wheel past them is refused, named).
+async fn read_python_pieces(
+    mut pieces: tonic::Streaming<v1::SetPythonPiece>,
+) -> Result<(String, String, Vec<v1::PythonWheel>), ApiError> {
+    use muster_proto::python::{MAX_TOTAL_BYTES, MAX_WHEEL_BYTES, MAX_WHEELS};
+    let mut cluster = String::new();
+    let mut requirements = String::new();
+    let mut wheels: Vec<v1::PythonWheel> = Vec::new();
+    let mut total = 0usize;
+    let mut first = true;
+    while let Some(piece) = pieces.message().await.map_err(|status| {
+        ApiError::InvalidArgument(format!("reading the wheels: {}", status.message()))
+    })? {
+        if first {
+            cluster = piece.cluster;
+            requirements = piece.requirements;
+            first = false;
+        }
+        if piece.wheel_name.is_empty() {
+            continue;
+        }
+        if wheels
+            .last()
+            .is_none_or(|wheel| wheel.name != piece.wheel_name)
+        {
+            if wheels.len() == MAX_WHEELS {
+                return Err(ApiError::InvalidArgument(format!(
+                    "more than {MAX_WHEELS} wheels; at most {MAX_WHEELS} are taken"
+                )));
+            }
+            wheels.push(v1::PythonWheel {
+                name: piece.wheel_name.clone(),
+                ..Default::default()
+            });
+        }
+        total += piece.wheel_piece.len();
+        let wheel = wheels.last_mut().expect("a wheel was pushed above");
+        if wheel.content.len() + piece.wheel_piece.len() > MAX_WHEEL_BYTES {
+            return Err(ApiError::InvalidArgument(format!(
+                "wheel {:?} has more than {MAX_WHEEL_BYTES} bytes; at most {MAX_WHEEL_BYTES} are taken",
+                wheel.name
+            )));
+        }
+        if total > MAX_TOTAL_BYTES {
+            return Err(ApiError::InvalidArgument(format!(
+                "the wheels have more than {MAX_TOTAL_BYTES} bytes in all; at most {MAX_TOTAL_BYTES} are taken"
+            )));
+        }
+        wheel.content.extend_from_slice(&piece.wheel_piece);
+    }
+    Ok((cluster, requirements, wheels))
+}
+
 pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
-    let (state, healthy, last_error, restarts, backends, services_revision, config_revision) =
-        match assignment.status {
-            Some(status) => (
-                status.state,
-                status.healthy,
-                status.last_error,
-                status.restarts,
-                status.backends,
-                status.services_revision,
-                status.config_revision,
-            ),
-            None => (
-                String::new(),
-                false,
-                String::new(),
-                0,
-                Vec::new(),
-                String::new(),
-                String::new(),
-            ),
-        };
+    let status = assignment.status.unwrap_or_else(|| ComponentStatus {
+        cluster: assignment.cluster.clone(),
+        role: assignment.role,
+        name: assignment.name.clone(),
+        state: String::new(),
+        healthy: false,
+        last_error: String::new(),
+        restarts: 0,
+        backends: Vec::new(),
+        services_revision: String::new(),
+        config_revision: String::new(),
+        python_revision: String::new(),
+    });
     v1::ComponentAssignment {
         cluster: assignment.cluster,
         role: assignment.role as i32,
@@ -930,15 +1005,16 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         host: assignment.host,
         port: u32::from(assignment.port),
         created_at_unix_ms: assignment.created_at_ms,
-        state,
-        healthy,
-        last_error,
-        restarts,
+        state: status.state,
+        healthy: status.healthy,
+        last_error: status.last_error,
+        restarts: status.restarts,
         load_balancer: assignment.load_balancer,
-        backends,
+        backends: status.backends,
         reason: String::new(),
-        services_revision,
-        config_revision,
+        services_revision: status.services_revision,
+        config_revision: status.config_revision,
+        python_revision: status.python_revision,
     }
 }
 

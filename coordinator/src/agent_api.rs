@@ -348,12 +348,18 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
             .chars()
             .take(64)
             .collect(),
+        python_revision: clean_text(&status.python_revision)
+            .chars()
+            .take(64)
+            .collect(),
     })
 }
 
 #[tonic::async_trait]
 impl AgentService for AgentApi {
     type WatchDesiredStateStream = ReceiverStream<Result<v1::DesiredState, Status>>;
+    type FetchWheelStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<v1::FetchWheelPiece, Status>>>;
 
     async fn enroll(
         &self,
@@ -576,6 +582,48 @@ impl AgentService for AgentApi {
         Ok(Response::new(v1::RenewCertificateResponse {
             certificate_pem,
         }))
+    }
+
+    async fn fetch_wheel(
+        &self,
+        request: Request<v1::FetchWheelRequest>,
+    ) -> Result<Response<Self::FetchWheelStream>, Status> {
+        let host_id = self.authenticate(&request, "").await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        // A cluster's wheels go where its servers run, and nowhere else.
+        let host = self.store.get_host_by_id(&host_id).await?;
+        let runs_a_server = self
+            .store
+            .list_assignments(Some(&request.cluster))
+            .await?
+            .iter()
+            .any(|assignment| assignment.role == Role::Server && assignment.host == host.name);
+        if !runs_a_server {
+            return Err(ApiError::PermissionDenied(format!(
+                "host {} runs no server of cluster {}",
+                host.name, request.cluster
+            ))
+            .into());
+        }
+        let wheel = self
+            .store
+            .python_wheel(&request.cluster, &request.sha256)
+            .await?
+            .ok_or_else(|| ApiError::NotFound {
+                kind: "wheel",
+                name: request.sha256.clone(),
+            })?;
+        let pieces: Vec<Result<v1::FetchWheelPiece, Status>> = wheel
+            .content
+            .chunks(muster_proto::PIECE_BYTES)
+            .map(|piece| {
+                Ok(v1::FetchWheelPiece {
+                    piece: piece.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(tokio_stream::iter(pieces)))
     }
 }
 

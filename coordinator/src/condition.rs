@@ -221,6 +221,7 @@ mod tests {
                 backends: Vec::new(),
                 services_revision: String::new(),
                 config_revision: String::new(),
+                python_revision: String::new(),
             }),
         }
     }

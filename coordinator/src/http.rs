@@ -258,6 +258,7 @@ mod tests {
                     .collect(),
                 services_revision: String::new(),
                 config_revision: String::new(),
+                python_revision: String::new(),
             }),
         }
     }

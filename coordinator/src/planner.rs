@@ -169,7 +169,8 @@ fn backends(inputs: &PlanInputs, assignment: &Assignment) -> Vec<v1::BackendServ
         .iter()
         .filter(|other| other.cluster == assignment.cluster && other.role == Role::Server)
         .collect();
-    let gated = services_gate(inputs, &assignment.cluster, &cluster_servers);
+    let mut gated = services_gate(inputs, &assignment.cluster, &cluster_servers);
+    gated.extend(python_restart(inputs, &assignment.cluster).map(|server| server.name.as_str()));
     let mut servers: Vec<v1::BackendServer> = cluster_servers
         .iter()
         .filter_map(|server| {
@@ -216,8 +217,62 @@ fn services_gate<'a>(
         .collect()
 }
 
+/// The server of `cluster` that may restart now to load the cluster's Python dependencies: the
+/// first by name whose running process was started with another revision, once every other
+/// server of the cluster on a host that is up (and not drained) is healthy and in its load
+/// balancers' rotation, so
+/// that one server at a time is out of rotation (its load balancers drain it meanwhile).
+fn python_restart<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assignment> {
+    let (cluster, _) = inputs.clusters.get(cluster)?;
+    let servers: Vec<&Assignment> = inputs
+        .assignments
+        .iter()
+        .filter(|other| other.cluster == cluster.name && other.role == Role::Server)
+        // A drained host's server is out on purpose: it neither restarts nor holds others back.
+        .filter(|other| {
+            inputs
+                .hosts
+                .get(&other.host)
+                .is_some_and(|host| host.state == HostState::Up && !host.drained)
+        })
+        .collect();
+    let stale = |server: &Assignment| {
+        server.status.as_ref().is_some_and(|status| {
+            status.state == "running" && status.python_revision != cluster.python_revision
+        })
+    };
+    let first = servers
+        .iter()
+        .copied()
+        .filter(|server| stale(server))
+        .min_by(|left, right| left.name.cmp(&right.name))?;
+    servers
+        .iter()
+        .filter(|other| other.name != first.name)
+        .all(|other| {
+            other.status.as_ref().is_some_and(|status| status.healthy)
+                && routed_by_every_balancer(inputs, other)
+        })
+        .then_some(first)
+}
+
+/// Whether every load balancer of `server`'s cluster that is up and healthy sends it new
+/// requests (HAProxy has it UP, not still rising after a restart); true when there is none.
+fn routed_by_every_balancer(inputs: &PlanInputs, server: &Assignment) -> bool {
+    balancer_views(inputs, server).all(|routes| routes)
+}
+
 /// Whether a load balancer that is up and healthy still sends new requests to `server`.
 fn still_routed(inputs: &PlanInputs, server: &Assignment) -> bool {
+    balancer_views(inputs, server).any(|routes| routes)
+}
+
+/// For each load balancer of `server`'s cluster that is up and healthy: whether its HAProxy
+/// sends `server` new requests.
+fn balancer_views<'a>(
+    inputs: &'a PlanInputs,
+    server: &'a Assignment,
+) -> impl Iterator<Item = bool> + 'a {
     inputs
         .assignments
         .iter()
@@ -229,7 +284,7 @@ fn still_routed(inputs: &PlanInputs, server: &Assignment) -> bool {
                 .is_some_and(|host| host.state == HostState::Up)
         })
         .filter_map(|balancer| balancer.status.as_ref().filter(|status| status.healthy))
-        .any(|status| {
+        .map(|status| {
             status
                 .backends
                 .iter()
@@ -327,6 +382,10 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
             // One server deploys what is missing at once and imports the configuration.
             let deploys = assignment.role == Role::Server && deploys_services(inputs, assignment);
             let config = inputs.config.get(cluster_name).filter(|_| deploys);
+            let python = inputs
+                .python
+                .get(cluster_name)
+                .filter(|_| assignment.role == Role::Server);
             components.push(v1::Component {
                 role: assignment.role as i32,
                 name: assignment.name.clone(),
@@ -370,6 +429,16 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 config_env: config
                     .map(|(_, env)| env.clone().into_iter().collect())
                     .unwrap_or_default(),
+                python_revision: if assignment.role == Role::Server {
+                    cluster.python_revision.clone()
+                } else {
+                    String::new()
+                },
+                python_requirements: python.map(|(text, _)| text.clone()).unwrap_or_default(),
+                python_wheels: python.map(|(_, wheels)| wheels.clone()).unwrap_or_default(),
+                python_restart: assignment.role == Role::Server
+                    && python_restart(inputs, cluster_name)
+                        .is_some_and(|server| server.name == assignment.name),
             });
         }
     }
@@ -449,6 +518,7 @@ mod tests {
             first_server: String::new(),
             services_revision: "rev-1".to_owned(),
             config_revision: "config-1".to_owned(),
+            python_revision: String::new(),
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),
@@ -495,6 +565,7 @@ mod tests {
                     BTreeMap::from([("ORDERS_PASSWORD".to_owned(), "s3cret".to_owned())]),
                 ),
             )]),
+            python: BTreeMap::new(),
             bootstrap,
         }
     }
@@ -538,6 +609,7 @@ mod tests {
                 backends: Vec::new(),
                 services_revision: revision.to_owned(),
                 config_revision: String::new(),
+                python_revision: String::new(),
             })
         };
         let mut balancer = inputs("lb");
@@ -711,6 +783,7 @@ mod tests {
             }],
             services_revision: String::new(),
             config_revision: String::new(),
+            python_revision: String::new(),
         });
         assert!(!render(&drained).components[0].stopped);
         drained.assignments[1].status = None;

@@ -170,6 +170,8 @@ pub struct ComponentReport {
     pub services_revision: String,
     /// The importing server's configuration revision, imported.
     pub config_revision: String,
+    /// A server's Python dependencies revision, that of its running process.
+    pub python_revision: String,
 }
 
 /// The events of one component's report against its previous one (`None`: its first): it died
@@ -213,6 +215,15 @@ pub fn component_report_events(
             format!(
                 "{label} imported configuration revision {}",
                 muster_proto::services::short(&now.config_revision)
+            ),
+        ));
+    }
+    if !now.python_revision.is_empty() && now.python_revision != before.python_revision {
+        happened.push(Happened::new(
+            "component.python",
+            format!(
+                "{label} runs Python dependencies revision {}",
+                muster_proto::services::short(&now.python_revision)
             ),
         ));
     }

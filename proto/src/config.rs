@@ -12,6 +12,9 @@ use crate::v1::EnmasseFile;
 pub const MAX_FILES: usize = 32;
 /// The largest enmasse file.
 pub const MAX_FILE_BYTES: usize = 512 * 1024;
+/// The most bytes of all enmasse files together (they travel in one request and in the importing
+/// server's desired state).
+pub const MAX_TOTAL_BYTES: usize = 2 * 1024 * 1024;
 /// The most env values, and the longest one.
 pub const MAX_ENV_VALUES: usize = 256;
 pub const MAX_ENV_VALUE_BYTES: usize = 4096;
@@ -33,6 +36,8 @@ pub enum Refused {
     Empty(String),
     #[error("{0} enmasse files; at most {MAX_FILES} are taken")]
     TooMany(usize),
+    #[error("the enmasse files have {0} bytes in all; at most {MAX_TOTAL_BYTES} are taken")]
+    TooLargeInAll(usize),
     #[error("env value name {0:?}: letters, digits and `_`, not starting with a digit")]
     EnvName(String),
     #[error(
@@ -147,6 +152,10 @@ pub fn checked(
             sha256: sha256(&file.content),
             content: file.content.clone(),
         });
+    }
+    let total: usize = checked.iter().map(|file| file.content.len()).sum();
+    if total > MAX_TOTAL_BYTES {
+        return Err(Refused::TooLargeInAll(total));
     }
     checked.sort_by(|left, right| left.name.cmp(&right.name));
     Ok(checked)

@@ -24,6 +24,7 @@ pub mod docs;
 pub mod files;
 pub mod haproxy;
 pub mod metrics;
+pub mod python;
 pub mod services;
 pub mod token;
 pub mod validate;
@@ -50,5 +51,11 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("must
 pub const DEFAULT_GRPC_PORT: u16 = 17300;
 /// The default port of the coordinator's HTTP listener (health, metrics).
 pub const DEFAULT_HTTP_PORT: u16 = 17301;
-/// The largest request the coordinator decodes. Nothing Muster sends comes near it.
-pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// The largest request the coordinator decodes: a cluster's services or configuration (at most
+/// 2 MiB each) with room to spare; wheels travel in pieces of [`PIECE_BYTES`].
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// The largest piece of a wheel in one message (SetPython, FetchWheel).
+pub const PIECE_BYTES: usize = 1024 * 1024;
+/// The largest desired state an agent decodes: a cluster's services and configuration with the
+/// rest of a host's plan.
+pub const MAX_DESIRED_STATE_BYTES: usize = 16 * 1024 * 1024;

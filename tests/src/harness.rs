@@ -340,6 +340,18 @@ impl Drop for Coordinator {
     }
 }
 
+/// The Python whose pip installs a cluster's Python dependencies beside mock-zato's servers (pip
+/// is real here; only Zato is mocked): the real Zato's, where it is installed (`.ci/setup` does),
+/// else this machine's `python3`.
+pub fn test_python() -> PathBuf {
+    let zatos = Path::new("/opt/zato-3.2/code/bin/python");
+    if zatos.exists() {
+        zatos.to_owned()
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
 /// An agent's directories and, while it runs, its process. Dropping it stops the agent and the
 /// mock components it started.
 pub struct Agent {
@@ -369,11 +381,12 @@ impl Agent {
         std::fs::create_dir_all(&components_dir).expect("the components directory");
         let config = root.join("agent.toml");
         let toml = format!(
-            "coordinator = \"{}\"\ntoken = \"{token}\"\nhost_name = \"{host_name}\"\nadvertise_address = \"127.0.0.1\"\nstate_dir = \"{}\"\ncomponents_dir = \"{}\"\nzato_bin = \"{}\"\nheartbeat_interval = \"1s\"\n# Agents of parallel tests share this machine's loopback: each gets its own IPC ports.\nzato_ipc_port_start = {}\n# The test's hosts share its directory, as hosts share a file system: its SQLite ODBs are there.\nsqlite_odb_dirs = [\"{}\"]\n",
+            "coordinator = \"{}\"\ntoken = \"{token}\"\nhost_name = \"{host_name}\"\nadvertise_address = \"127.0.0.1\"\nstate_dir = \"{}\"\ncomponents_dir = \"{}\"\nzato_bin = \"{}\"\nzato_python = \"{}\"\nheartbeat_interval = \"1s\"\n# Agents of parallel tests share this machine's loopback: each gets its own IPC ports.\nzato_ipc_port_start = {}\n# The test's hosts share its directory, as hosts share a file system: its SQLite ODBs are there.\nsqlite_odb_dirs = [\"{}\"]\n",
             coordinator.url(),
             state_dir.display(),
             components_dir.display(),
             workspace_binary("mock-zato").display(),
+            test_python().display(),
             crate::free_port_block(40),
             directory.display(),
         );

@@ -342,3 +342,247 @@ async fn services_reach_every_server_the_configuration_is_imported_once_and_a_br
         "{written}"
     );
 }
+
+/// A module of one service that needs the third-party package `inflection`.
+const SHOP: &str = "import inflection\n\nfrom zato.server.service import Service\n\n\
+                    class Shop(Service):\n    name = 'shop.status'\n\n    def handle(self):\n        \
+                    self.response.payload = {'status': inflection.humanize('shipped_to_customer')}\n";
+
+/// A wheel of a package called `name` at `version` (its module empty), written with the test's
+/// Python into `directory`.
+fn craft_wheel(directory: &Path, name: &str, version: &str) {
+    let script = format!(
+        "import zipfile\n\
+         z = zipfile.ZipFile('{}/{name}-{version}-py3-none-any.whl', 'w')\n\
+         z.writestr('{name}/__init__.py', '')\n\
+         z.writestr('{name}-{version}.dist-info/METADATA', 'Metadata-Version: 2.1\\nName: {name}\\nVersion: {version}\\n')\n\
+         z.writestr('{name}-{version}.dist-info/WHEEL', 'Wheel-Version: 1.0\\nGenerator: muster-test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')\n\
+         z.writestr('{name}-{version}.dist-info/RECORD', '')\n\
+         z.close()\n",
+        directory.display()
+    );
+    let made = std::process::Command::new(muster_testkit::harness::test_python())
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+}
+
+/// Each server's (name, Python dependencies revision, services revision, reason), once `check`
+/// holds for all of them.
+async fn python_when(
+    coordinator: &Coordinator,
+    what: &str,
+    check: impl Fn(&[(String, String, String, String)]) -> bool,
+) -> Vec<(String, String, String, String)> {
+    wait_for(what, PATIENCE, POLL, || {
+        let servers: Vec<(String, String, String, String)> = coordinator
+            .json(&["component", "list", "--cluster", "shop"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|component| component["role"] == "server")
+            .map(|component| {
+                let field = |name: &str| component[name].as_str().unwrap_or_default().to_owned();
+                (
+                    field("name"),
+                    field("python_revision"),
+                    field("services_revision"),
+                    field("reason"),
+                )
+            })
+            .collect();
+        let done = check(&servers);
+        async move { done.then_some(servers) }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn python_dependencies_are_installed_beside_every_server_and_one_that_does_not_install_keeps_the_old_ones()
+ {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut network = Network::create();
+    let coord = network.add_host("coord");
+    let coordinator = Coordinator::start_on(&coord, scratch.path(), None, &[]).await;
+    let hosts: Vec<_> = ["py-1", "py-2"]
+        .into_iter()
+        .map(|name| network.add_host(name))
+        .collect();
+    let odb = scratch.path().join("shop.db");
+    let services = scratch.path().join("services");
+    std::fs::create_dir(&services).unwrap();
+    std::fs::write(services.join("shop.py"), SHOP).unwrap();
+    let python = scratch.path().join("python");
+    let wheelhouse = python.join("wheelhouse");
+    std::fs::create_dir_all(&wheelhouse).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/examples/python");
+    std::fs::copy(
+        example.join("wheelhouse/inflection-0.5.1-py2.py3-none-any.whl"),
+        wheelhouse.join("inflection-0.5.1-py2.py3-none-any.whl"),
+    )
+    .unwrap();
+    std::fs::copy(
+        example.join("requirements.txt"),
+        python.join("requirements.txt"),
+    )
+    .unwrap();
+    let file = scratch.path().join("shop.toml");
+    let without_python = format!(
+        "[cluster]\nname = \"shop\"\n\n[cluster.odb]\ntype = \"sqlite\"\ndb_name = \"{}\"\n\n\
+         [[servers]]\nhost = \"py-1\"\n\n[[servers]]\nhost = \"py-2\"\n\n\
+         [services]\npaths = [\"services\"]\n",
+        odb.display()
+    );
+    std::fs::write(&file, &without_python).unwrap();
+    let path = file.to_str().unwrap();
+    coordinator.ok(&["apply", "-f", path]);
+    let token = coordinator.join_token("shop", &[], 2);
+    let mut agents = Vec::new();
+    for host in &hosts {
+        let mut agent = Agent::configure_on_by_name(host, scratch.path(), &coordinator, &token);
+        agent.start();
+        agents.push(agent);
+    }
+
+    // Without its dependency the module does not import: Python's error, named.
+    let servers = python_when(
+        &coordinator,
+        "the missing package to be reported",
+        |servers| {
+            servers.len() == 2
+                && servers
+                    .iter()
+                    .any(|(_, _, _, reason)| reason.contains("ModuleNotFoundError"))
+        },
+    )
+    .await;
+    let reason = &servers
+        .iter()
+        .find(|(_, _, _, reason)| !reason.is_empty())
+        .unwrap()
+        .3;
+    assert!(
+        reason.contains(
+            "shop.py did not deploy: line 1: ModuleNotFoundError: No module named 'inflection'"
+        ),
+        "{reason}"
+    );
+
+    // With [python]: installed beside each server from the wheelhouse, each server restarted to
+    // load it (one at a time), then the module imports everywhere.
+    let with_python = format!(
+        "{without_python}\n[python]\nrequirements = \"python/requirements.txt\"\nwheelhouse = \"python/wheelhouse\"\n"
+    );
+    std::fs::write(&file, &with_python).unwrap();
+    let plan = coordinator.ok(&["apply", "-f", path, "--dry-run"]);
+    assert!(
+        plan.contains("+ python ") && plan.contains("(1 requirement(s), 1 wheel(s))"),
+        "{plan}"
+    );
+    coordinator.ok(&["apply", "-f", path]);
+    let first = coordinator.json(&["cluster", "show", "shop"])["python_revision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(first.len(), 64);
+    let services_revision = coordinator.json(&["cluster", "show", "shop"])["services_revision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    python_when(
+        &coordinator,
+        "both servers to run with it and the services",
+        |servers| {
+            servers.iter().all(|(_, python, services, reason)| {
+                *python == first && *services == services_revision && reason.is_empty()
+            })
+        },
+    )
+    .await;
+    for agent in &agents {
+        let server = std::fs::read_dir(agent.components_dir.join("shop"))
+            .unwrap()
+            .flatten()
+            .find(|entry| entry.file_name().to_string_lossy().starts_with("server-"))
+            .unwrap()
+            .path();
+        assert!(
+            server
+                .join(format!("muster-python/{first}/inflection/__init__.py"))
+                .exists(),
+            "installed beside {}",
+            server.display()
+        );
+    }
+    let status = coordinator.ok(&["status", "--cluster", "shop"]);
+    assert!(
+        status.contains(&format!(
+            "Python dependencies revision {} on 2/2 servers",
+            &first[..12]
+        )),
+        "{status}"
+    );
+    let events = coordinator.ok(&["events", "--cluster", "shop"]);
+    for server in ["server1", "server2"] {
+        assert!(
+            events.contains(&format!(
+                "server {server} runs Python dependencies revision {}",
+                &first[..12]
+            )),
+            "{events}"
+        );
+    }
+
+    // A requirement the wheelhouse cannot meet, then one that would replace a package of
+    // Zato's own environment: each reported, named, while the servers run on with the revision
+    // they had.
+    std::fs::write(python.join("requirements.txt"), "inflection==9.9\n").unwrap();
+    coordinator.ok(&["apply", "-f", path]);
+    let servers = python_when(
+        &coordinator,
+        "the failed install to be reported",
+        |servers| {
+            servers
+                .iter()
+                .all(|(_, _, _, reason)| reason.contains("did not install"))
+        },
+    )
+    .await;
+    for (name, python, _, reason) in &servers {
+        assert_eq!(*python, first, "{name} runs with the revision it had");
+        assert!(reason.contains("inflection==9.9"), "{name}: {reason}");
+    }
+    craft_wheel(&wheelhouse, "pip", "0.0.1");
+    std::fs::write(
+        python.join("requirements.txt"),
+        "inflection==0.5.1\npip==0.0.1\n",
+    )
+    .unwrap();
+    coordinator.ok(&["apply", "-f", path]);
+    let servers = python_when(&coordinator, "the conflict to be reported", |servers| {
+        servers
+            .iter()
+            .all(|(_, _, _, reason)| reason.contains("would replace Zato's own"))
+    })
+    .await;
+    for (name, python, _, reason) in &servers {
+        assert_eq!(*python, first, "{name} runs with the revision it had");
+        assert!(
+            reason.contains("the requirements bring pip 0.0.1, but Zato runs pip "),
+            "{name}: {reason}"
+        );
+    }
+    let listed = coordinator.json(&["component", "list", "--cluster", "shop"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|component| component["role"] == "server")
+            .all(|component| component["state"] == "running"),
+        "{listed}"
+    );
+}

@@ -720,6 +720,120 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         "the channel's password is in no log"
     );
 
+    // The Python dependencies. A module that imports a third-party package the servers lack
+    // does not import (Python's error, named) and v2 keeps serving; the package, from a
+    // wheelhouse, is installed beside each server (not into Zato's environment); the servers
+    // restart one at a time to load it while requests through the load balancer keep being
+    // answered, none failing; then the module imports on both.
+    std::fs::write(
+        &orders,
+        orders_module("v3")
+            .replace(
+                "from zato.server.service import Service",
+                "import inflection\nfrom zato.server.service import Service",
+            )
+            .replace(
+                "'version': 'v3'",
+                "'version': inflection.camelize('v3_with_inflection')",
+            ),
+    )
+    .unwrap();
+    let third = deploy();
+    let servers =
+        quickstart_servers_when(&muster, "the missing package to be reported", |servers| {
+            servers
+                .iter()
+                .any(|(_, reason)| reason.contains("ModuleNotFoundError"))
+        })
+        .await;
+    let reason = &servers
+        .iter()
+        .find(|(_, reason)| !reason.is_empty())
+        .unwrap()
+        .1;
+    assert!(
+        reason.contains(
+            "orders.py did not deploy: line 1: ModuleNotFoundError: No module named 'inflection'"
+        ),
+        "{reason}"
+    );
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/examples/python");
+    let python_sent = Instant::now();
+    let set = muster(&[
+        "-o",
+        "json",
+        "deploy",
+        "--cluster",
+        "quickstart",
+        "--requirements",
+        example.join("requirements.txt").to_str().unwrap(),
+        "--wheelhouse",
+        example.join("wheelhouse").to_str().unwrap(),
+    ]);
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let python = serde_json::from_slice::<serde_json::Value>(&set.stdout).unwrap()["revision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut answered, mut failed) = (0, Vec::new());
+    let deadline = Instant::now() + PATIENCE * 2;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the servers did not load the Python dependencies and the module within {:?}",
+            PATIENCE * 2
+        );
+        for _ in 0..20 {
+            let (status, _, body) = call(Some(&format!("orders:{password}")));
+            if status == 200 {
+                answered += 1;
+            } else {
+                failed.push((status, body));
+            }
+        }
+        let listed = muster(&["-o", "json", "component", "list", "--cluster", "quickstart"]);
+        let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap_or_default();
+        let done = listed.as_array().is_some_and(|all| {
+            all.iter()
+                .filter(|component| component["role"] == "server")
+                .all(|server| {
+                    server["python_revision"] == python.as_str()
+                        && server["services_revision"] == third.as_str()
+                        && server["healthy"] == true
+                })
+        });
+        if done {
+            break;
+        }
+    }
+    println!(
+        "figure: the Python dependencies installed and loaded by both real servers (one restart \
+         at a time) and the module that imports them deployed {:?} after `muster deploy \
+         --requirements`; {answered} requests through the load balancer answered meanwhile",
+        python_sent.elapsed()
+    );
+    assert_eq!(
+        failed.len(),
+        0,
+        "no request failed during the rolling restart: {:?}",
+        failed.first()
+    );
+    for server in ["server1", "server2"] {
+        let server_dir = components.join(format!("server-{server}"));
+        assert!(
+            server_dir
+                .join(format!("muster-python/{python}/inflection/__init__.py"))
+                .exists(),
+            "installed beside {server}"
+        );
+        let answer = orders_answer(&host, &zato, &server_dir);
+        assert!(answer.contains("V3WithInflection"), "{server}: {answer}");
+    }
+    assert!(
+        !Path::new("/opt/zato-3.2/code/lib/python3.10/site-packages/inflection").exists(),
+        "Zato's own environment is left as it was"
+    );
+
     let stopped = muster(&["quickstart", "stop", "--dir", dir.to_str().unwrap()]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
 }

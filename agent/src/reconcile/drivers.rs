@@ -38,10 +38,21 @@ impl Driver for ZatoComponent<'_> {
                 .await
                 .map_err(|error| Failure::Step(error.to_string()))?;
         }
-        let restart = self
+        let mut restart = self
             .reconciler
             .reconfigure(self.component, &self.directory)
             .map_err(Failure::Other)?;
+        if role_of(self.component) == Role::Server {
+            let reload = self
+                .reconciler
+                .prepare_python(self.component, &self.directory, self.running(), local)
+                .await
+                .map_err(Failure::Other)?;
+            if reload {
+                tracing::info!(component = %self.describe(), revision = %self.component.python_revision, "restarting to load new Python dependencies");
+            }
+            restart |= reload;
+        }
         Ok(Prepared::Ready { restart })
     }
 
@@ -70,9 +81,17 @@ impl Driver for ZatoComponent<'_> {
         if pidfile.exists() {
             let _ = std::fs::remove_file(&pidfile);
         }
+        let mut args = command::start(&self.directory);
+        if role_of(self.component) == Role::Server
+            && let Some(python) = self
+                .reconciler
+                .python_for_start(self.component, &self.directory)
+        {
+            args.push(crate::zato::env("PYTHONPATH", python.display()));
+        }
         self.reconciler
             .zato
-            .run(&command::start(&self.directory), &self.directory, |_| {})
+            .run(&args, &self.directory, |_| {})
             .await
             .map(|_| ())
             .map_err(|error| Failure::Step(error.to_string()))

@@ -41,6 +41,8 @@ pub struct Local {
     pub services: ServicesLocal,
     /// The cluster's configuration, on the server that imports it.
     pub config: ConfigLocal,
+    /// A server's Python dependencies.
+    pub python: super::python::PythonLocal,
 }
 
 /// What the agent knows of the configuration it imports.
@@ -72,6 +74,9 @@ pub struct ServicesLocal {
     pub retry_at: Option<Instant>,
     /// The modules of the last revision found deployed, by name: what a failed deploy restores.
     pub good: std::collections::BTreeMap<String, String>,
+    /// The Python dependencies revision the server ran when that was tried: a server restarted
+    /// with others tries again at once (a module may import now).
+    pub python: String,
 }
 
 /// A failed step, and how soon it is tried again.

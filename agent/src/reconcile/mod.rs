@@ -44,6 +44,7 @@ use muster_proto::validate;
 
 mod drivers;
 mod lifecycle;
+pub mod python;
 mod services;
 mod zato_steps;
 
@@ -140,6 +141,10 @@ pub struct Reconciler {
     haproxy_bins: Vec<PathBuf>,
     /// Where an SQLite ODB file may be besides the components directory (its own config decides).
     sqlite_odb_dirs: Vec<PathBuf>,
+    /// The Python that runs Zato, for `pip`; `None`: the one beside the `zato` command.
+    python_bin: Option<PathBuf>,
+    /// `STATE_DIR/wheels`: the clusters' wheels by SHA-256, as the daemon fetched them.
+    wheel_cache: PathBuf,
     /// Held by a `zato` command that writes an SQLite ODB: components converge side by side, but
     /// Python's SQLite waits only 5 s for a lock that another Zato command holds.
     sqlite_writes: tokio::sync::Mutex<()>,
@@ -247,7 +252,15 @@ impl Reconciler {
             haproxy_bins: vec![PathBuf::from("haproxy")],
             sqlite_odb_dirs: Vec::new(),
             advertise_address: None,
+            python_bin: None,
+            wheel_cache: state_dir.join(python::WHEEL_CACHE),
         }
+    }
+
+    /// The Python that runs Zato, when it is not the one beside the `zato` command.
+    pub fn with_python_bin(mut self, python: Option<PathBuf>) -> Reconciler {
+        self.python_bin = python;
+        self
     }
 
     /// Directories besides the components directory where an SQLite ODB file may be.
@@ -578,6 +591,14 @@ impl Reconciler {
                         directory: self.component_dirs(component).0,
                     };
                     lifecycle::converge(&driver, local).await;
+                    if role_of(component) == Role::Server
+                        && local.healthy
+                        && !local.python.error.is_empty()
+                    {
+                        // It serves with the dependencies it had; why the new ones are not
+                        // there is its error until they are.
+                        local.last_error = local.python.error.clone();
+                    }
                     if role_of(component) == Role::Server && local.healthy {
                         self.deploy_services(component, local).await;
                         self.import_config(component, local).await;
@@ -596,6 +617,11 @@ impl Reconciler {
             backends: local.backends.clone(),
             services_revision: local.services.deployed.clone(),
             config_revision: local.config.imported.clone(),
+            python_revision: if role_of(component) == Role::Server && local.seen_alive {
+                python::started_revision(&self.component_dirs(component).0)
+            } else {
+                String::new()
+            },
         }
     }
 

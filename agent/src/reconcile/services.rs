@@ -35,6 +35,18 @@ impl Reconciler {
             *state = lifecycle::ServicesLocal::default();
             return;
         }
+        // The services may import the cluster's Python dependencies: they wait for the server to
+        // run with them (a restart the planner allows one server at a time).
+        let python = python::started_revision(&self.component_dirs(component).0);
+        if !component.python_revision.is_empty() && python != component.python_revision {
+            return;
+        }
+        if state.python != python {
+            state.python = python;
+            state.retry_at = None;
+            state.sent = None;
+            state.error.clear();
+        }
         let fresh = state.checked_at.is_some_and(|at| at.elapsed() < RECHECK);
         if state.deployed == desired && fresh {
             return;
@@ -90,6 +102,7 @@ impl Reconciler {
                     .iter()
                     .map(|file| (file.name.clone(), file.content.clone()))
                     .collect(),
+                python: std::mem::take(&mut state.python),
                 ..Default::default()
             };
             return;

@@ -46,6 +46,11 @@ pub enum Arg {
         option: &'static str,
         value: String,
     },
+    /// An environment variable of the command (not secret: shown as it is).
+    Env {
+        name: &'static str,
+        value: String,
+    },
     /// An environment variable of the command, not an argument: the way to give Zato a secret
     /// that it also reads from its environment, out of `/proc/PID/cmdline`.
     SecretEnv {
@@ -64,7 +69,7 @@ impl Arg {
         match self {
             Arg::Plain(text) => Some(text.clone()),
             Arg::Secret { option, value } => Some(format!("{option}={value}")),
-            Arg::SecretEnv { .. } => None,
+            Arg::Env { .. } | Arg::SecretEnv { .. } => None,
         }
     }
 
@@ -73,13 +78,14 @@ impl Arg {
         match self {
             Arg::Plain(text) => text.clone(),
             Arg::Secret { option, .. } => format!("{option}=***"),
+            Arg::Env { name, value } => format!("{name}={value}"),
             Arg::SecretEnv { name, .. } => format!("{name}=***"),
         }
     }
 
     fn secret(&self) -> Option<&str> {
         match self {
-            Arg::Plain(_) => None,
+            Arg::Plain(_) | Arg::Env { .. } => None,
             Arg::Secret { value, .. } | Arg::SecretEnv { value, .. } => Some(value),
         }
     }
@@ -88,6 +94,14 @@ impl Arg {
 /// An option and its value, as one argument.
 pub fn option(name: &str, value: impl std::fmt::Display) -> Arg {
     Arg::Plain(format!("{name}={value}"))
+}
+
+/// An environment variable of a `zato` command.
+pub fn env(name: &'static str, value: impl std::fmt::Display) -> Arg {
+    Arg::Env {
+        name,
+        value: value.to_string(),
+    }
 }
 
 /// A secret Zato reads from its environment, given there rather than on the command line.
@@ -229,11 +243,11 @@ impl Zato {
     fn shown(&self, args: &[Arg]) -> String {
         let environment = args
             .iter()
-            .filter(|arg| matches!(arg, Arg::SecretEnv { .. }))
+            .filter(|arg| matches!(arg, Arg::Env { .. } | Arg::SecretEnv { .. }))
             .map(Arg::shown);
         let command = args
             .iter()
-            .filter(|arg| !matches!(arg, Arg::SecretEnv { .. }))
+            .filter(|arg| !matches!(arg, Arg::Env { .. } | Arg::SecretEnv { .. }))
             .map(Arg::shown);
         environment
             .chain(std::iter::once(self.bin.display().to_string()))
@@ -256,7 +270,9 @@ impl Zato {
         command
             .args(args.iter().filter_map(Arg::text))
             .envs(args.iter().filter_map(|arg| match arg {
-                Arg::SecretEnv { name, value } => Some((*name, value.as_str())),
+                Arg::Env { name, value } | Arg::SecretEnv { name, value } => {
+                    Some((*name, value.as_str()))
+                }
                 _ => None,
             }))
             .current_dir(directory)

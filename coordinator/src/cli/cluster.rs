@@ -80,6 +80,11 @@ pub(super) struct ClusterView {
     /// Its enmasse files, and the names of its env values (never the values).
     pub(super) config_files: Vec<String>,
     pub(super) config_env_names: Vec<String>,
+    /// The revision of its Python dependencies; empty when it has none.
+    pub(super) python_revision: String,
+    /// Their requirements (the text) and wheels (file names).
+    pub(super) python_requirements: String,
+    pub(super) python_wheels: Vec<String>,
 }
 
 impl From<v1::Cluster> for ClusterView {
@@ -109,6 +114,13 @@ impl From<v1::Cluster> for ClusterView {
                 .map(|file| file.name)
                 .collect(),
             config_env_names: cluster.config_env_names,
+            python_revision: cluster.python_revision,
+            python_requirements: cluster.python_requirements,
+            python_wheels: cluster
+                .python_wheels
+                .into_iter()
+                .map(|wheel| wheel.name)
+                .collect(),
         }
     }
 }
@@ -404,6 +416,23 @@ pub(super) async fn cluster_command(
                                 muster_proto::services::short(&cluster.config_revision),
                                 cluster.config_files.join(", "),
                                 cluster.config_env_names.join(", ")
+                            )
+                        },
+                    ),
+                    (
+                        "python",
+                        if cluster.python_revision.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            let names = muster_proto::python::checked_requirements(
+                                &cluster.python_requirements,
+                            )
+                            .unwrap_or_default();
+                            format!(
+                                "revision {} (requirements: {}; {} wheel(s))",
+                                muster_proto::services::short(&cluster.python_revision),
+                                names.join(", "),
+                                cluster.python_wheels.len()
                             )
                         },
                     ),

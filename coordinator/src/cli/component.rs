@@ -294,6 +294,9 @@ pub(super) struct ComponentView {
     /// The server that imports the cluster's configuration: the revision it imported.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub(super) config_revision: String,
+    /// A server's: the Python dependencies revision its running process was started with.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(super) python_revision: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -353,6 +356,7 @@ impl From<v1::ComponentAssignment> for ComponentView {
             last_error: component.last_error,
             services_revision: component.services_revision,
             config_revision: component.config_revision,
+            python_revision: component.python_revision,
             load_balancer: component.load_balancer.map(|settings| LoadBalancerView {
                 haproxy_bin: settings.haproxy_bin,
                 frontend_address: settings.frontend_address,
@@ -492,6 +496,15 @@ fn write_component(
                     muster_proto::services::short(&component.services_revision)
                 )
             },
+        ));
+    }
+    if !component.python_revision.is_empty() {
+        fields.push((
+            "python",
+            format!(
+                "revision {}",
+                muster_proto::services::short(&component.python_revision)
+            ),
         ));
     }
     if !component.config_revision.is_empty() {

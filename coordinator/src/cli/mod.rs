@@ -103,6 +103,15 @@ enum Command {
         /// `{Zato_Enmasse_Env.NAME}` its value (secrets: sealed, never shown).
         #[arg(long)]
         env_file: Option<PathBuf>,
+        /// Set the cluster's Python dependencies instead: a pip requirements file (one
+        /// `NAME[EXTRAS] SPECIFIERS` per line). Every server installs them beside itself before
+        /// it starts; running servers restart one at a time to load them.
+        #[arg(long)]
+        requirements: Option<PathBuf>,
+        /// With --requirements: a directory of wheels to install them from, for hosts without a
+        /// package index.
+        #[arg(long)]
+        wheelhouse: Option<PathBuf>,
     },
     /// Write a cluster as the file `muster apply` takes (TOML; with -o json as JSON).
     Get {
@@ -325,7 +334,18 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
             paths,
             config,
             env_file,
-        } => deploy_command(cluster, paths, config, env_file, connection, json, out).await,
+            requirements,
+            wheelhouse,
+        } => {
+            let what = Deploy {
+                paths,
+                config,
+                env_file,
+                requirements,
+                wheelhouse,
+            };
+            deploy_command(cluster, what, connection, json, out).await
+        }
         Command::GenerateDocs { out: directory } => {
             use clap::CommandFactory as _;
             muster_proto::docs::write(Cli::command(), &directory).map_err(CliError::Output)

@@ -114,25 +114,172 @@ pub(super) fn read_config(
     Ok((checked, env))
 }
 
+/// Reads a requirements file and, when given, a wheelhouse (a directory of `*.whl`; anything
+/// else in it is refused, named), and checks them together.
+pub(super) fn read_python(
+    requirements: &Path,
+    wheelhouse: Option<&Path>,
+    place: &str,
+) -> Result<(String, Vec<v1::PythonWheel>), CliError> {
+    let refuse = |path: &Path, reason: String| {
+        CliError::Usage(format!("{place}: {}: {reason}", path.display()))
+    };
+    let text = muster_proto::files::read_regular(
+        requirements,
+        muster_proto::python::MAX_REQUIREMENTS_BYTES as u64,
+    )
+    .map_err(|error| refuse(requirements, muster_proto::daemon::error_chain(&error)))?;
+    let mut wheels = Vec::new();
+    if let Some(directory) = wheelhouse {
+        let entries =
+            std::fs::read_dir(directory).map_err(|error| refuse(directory, error.to_string()))?;
+        let mut paths = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| refuse(directory, error.to_string()))?;
+            paths.push(entry.path());
+        }
+        paths.sort();
+        for path in paths {
+            let name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !path.is_file() || !name.ends_with(".whl") {
+                return Err(refuse(
+                    &path,
+                    "not a wheel (NAME-VERSION-TAGS.whl): a wheelhouse holds only wheels"
+                        .to_owned(),
+                ));
+            }
+            let size = std::fs::metadata(&path)
+                .map_err(|error| refuse(&path, error.to_string()))?
+                .len();
+            if size > muster_proto::python::MAX_WHEEL_BYTES as u64 {
+                return Err(refuse(
+                    &path,
+                    format!(
+                        "{size} bytes; a wheel may have at most {}",
+                        muster_proto::python::MAX_WHEEL_BYTES
+                    ),
+                ));
+            }
+            let content = std::fs::read(&path).map_err(|error| refuse(&path, error.to_string()))?;
+            wheels.push(v1::PythonWheel {
+                name,
+                content,
+                ..Default::default()
+            });
+        }
+    }
+    let wheels = muster_proto::python::checked_wheels(&text, &wheels)
+        .map_err(|refused| CliError::Usage(format!("{place}: {refused}")))?;
+    Ok((text, wheels))
+}
+
+/// Sends a cluster's Python dependencies (`SetPython`): the requirements, then each wheel in
+/// pieces. Returns the revision and whether it changed.
+pub(super) async fn send_python(
+    connection: &mut Connection,
+    cluster: &str,
+    requirements: &str,
+    wheels: &[v1::PythonWheel],
+) -> Result<v1::SetPythonResponse, CliError> {
+    let mut pieces = vec![v1::SetPythonPiece {
+        cluster: cluster.to_owned(),
+        requirements: requirements.to_owned(),
+        ..Default::default()
+    }];
+    for wheel in wheels {
+        for piece in wheel.content.chunks(muster_proto::PIECE_BYTES) {
+            pieces.push(v1::SetPythonPiece {
+                wheel_name: wheel.name.clone(),
+                wheel_piece: piece.to_vec(),
+                ..Default::default()
+            });
+        }
+    }
+    connection
+        .client
+        .set_python(tokio_stream::iter(pieces))
+        .await
+        .answer(connection)
+}
+
 /// `muster deploy --cluster C PATH...` sets the cluster's services to the modules at the paths;
 /// `--config FILE... [--env-file F]` its configuration.
+/// What `muster deploy` sets: services (paths), configuration (`--config`, `--env-file`) or
+/// Python dependencies (`--requirements`, `--wheelhouse`), one of them.
+pub(super) struct Deploy {
+    pub(super) paths: Vec<PathBuf>,
+    pub(super) config: Vec<PathBuf>,
+    pub(super) env_file: Option<PathBuf>,
+    pub(super) requirements: Option<PathBuf>,
+    pub(super) wheelhouse: Option<PathBuf>,
+}
+
 pub(super) async fn deploy_command(
     cluster: String,
-    paths: Vec<PathBuf>,
-    config: Vec<PathBuf>,
-    env_file: Option<PathBuf>,
+    what: Deploy,
     connection_args: &ConnectionArgs,
     json: bool,
     out: &mut impl std::io::Write,
 ) -> Result<(), CliError> {
+    let Deploy {
+        paths,
+        config,
+        env_file,
+        requirements,
+        wheelhouse,
+    } = what;
     validate::name("cluster name", &cluster)?;
+    let kinds = usize::from(!paths.is_empty())
+        + usize::from(!config.is_empty())
+        + usize::from(requirements.is_some());
+    if kinds > 1 {
+        return Err(CliError::Usage(
+            "deploy services (PATH...), configuration (--config) or Python dependencies \
+             (--requirements), one at a time"
+                .to_owned(),
+        ));
+    }
+    if wheelhouse.is_some() && requirements.is_none() {
+        return Err(CliError::Usage(
+            "--wheelhouse goes with --requirements".to_owned(),
+        ));
+    }
+    if let Some(requirements) = requirements {
+        let (text, wheels) = read_python(
+            &requirements,
+            wheelhouse.as_deref(),
+            "muster deploy --requirements",
+        )?;
+        let names = muster_proto::python::checked_requirements(&text)
+            .map_err(|refused| CliError::Usage(refused.to_string()))?;
+        let mut connection = connect(connection_args).await?;
+        let answer = send_python(&mut connection, &cluster, &text, &wheels).await?;
+        let detail = format!(
+            "({} requirement(s): {}; {} wheel(s)); each server installs it beside itself and \
+             running servers restart one at a time to load it",
+            names.len(),
+            names.join(", "),
+            wheels.len()
+        );
+        return report_set(
+            out,
+            json,
+            &serde_json::json!({
+                "cluster": cluster,
+                "revision": answer.revision,
+                "changed": answer.changed,
+                "requirements": names,
+                "wheels": wheels.iter().map(|wheel| wheel.name.clone()).collect::<Vec<_>>(),
+            }),
+            &cluster,
+            "Python dependencies",
+            &detail,
+        );
+    }
     if !config.is_empty() {
-        if !paths.is_empty() {
-            return Err(CliError::Usage(
-                "deploy either services (PATH...) or configuration (--config), one at a time"
-                    .to_owned(),
-            ));
-        }
         let (files, env) = read_config(&config, env_file.as_deref(), "muster deploy --config")?;
         let names: Vec<String> = files.iter().map(|file| file.name.clone()).collect();
         let env_count = env.len();
@@ -172,7 +319,8 @@ pub(super) async fn deploy_command(
     }
     if paths.is_empty() {
         return Err(CliError::Usage(
-            "name the Python modules (or directories of them) to deploy, or --config FILE"
+            "name the Python modules (or directories of them) to deploy, or --config FILE, or \
+             --requirements FILE"
                 .to_owned(),
         ));
     }

@@ -12,6 +12,9 @@ pub(super) struct ClusterStatus {
     /// Its services and which servers run them; `None` when it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) services: Option<ServicesSummary>,
+    /// Its Python dependencies and which servers run another revision; `None` when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) python: Option<ServicesSummary>,
     /// The hosts with a component of this cluster.
     pub(super) hosts: Vec<HostView>,
     pub(super) components: Vec<ComponentView>,
@@ -50,9 +53,13 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// A cluster's services revision and the servers that run another (or none yet).
+/// A cluster's services (or Python dependencies) revision and the servers that run another (or
+/// none yet).
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub(super) struct ServicesSummary {
+    /// "services" or "Python dependencies".
+    #[serde(skip)]
+    pub(super) what: &'static str,
     pub(super) revision: String,
     pub(super) servers: usize,
     /// The servers that do not run it yet, with the revision they run (empty: none).
@@ -61,6 +68,23 @@ pub(super) struct ServicesSummary {
 
 impl ServicesSummary {
     fn of(revision: &str, components: &[ComponentView]) -> Option<ServicesSummary> {
+        Self::of_kind("services", revision, components, |server| {
+            &server.services_revision
+        })
+    }
+
+    fn of_python(revision: &str, components: &[ComponentView]) -> Option<ServicesSummary> {
+        Self::of_kind("Python dependencies", revision, components, |server| {
+            &server.python_revision
+        })
+    }
+
+    fn of_kind(
+        what: &'static str,
+        revision: &str,
+        components: &[ComponentView],
+        runs: impl Fn(&ComponentView) -> &String,
+    ) -> Option<ServicesSummary> {
         if revision.is_empty() {
             return None;
         }
@@ -69,12 +93,13 @@ impl ServicesSummary {
             .filter(|component| component.role == Role::Server.cli_name())
             .collect();
         Some(ServicesSummary {
+            what,
             revision: revision.to_owned(),
             servers: servers.len(),
             drift: servers
                 .iter()
-                .filter(|server| server.services_revision != revision)
-                .map(|server| (server.name.clone(), server.services_revision.clone()))
+                .filter(|server| runs(server) != revision)
+                .map(|server| (server.name.clone(), runs(server).clone()))
                 .collect(),
         })
     }
@@ -85,7 +110,8 @@ impl std::fmt::Display for ServicesSummary {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             formatter,
-            "services revision {} on {}/{} servers",
+            "{} revision {} on {}/{} servers",
+            self.what,
             muster_proto::services::short(&self.revision),
             self.servers - self.drift.len(),
             self.servers
@@ -144,6 +170,7 @@ pub(super) fn status_view(
             summary: Summary::of(&mine),
             warnings,
             services: ServicesSummary::of(&cluster.services_revision, &mine),
+            python: ServicesSummary::of_python(&cluster.python_revision, &mine),
             hosts: cluster_hosts,
             components: mine,
         });
@@ -176,6 +203,9 @@ pub(super) fn write_status(
             writeln!(out)?;
         }
         writeln!(out, "cluster {}: {}", cluster.name, cluster.summary)?;
+        if let Some(python) = &cluster.python {
+            writeln!(out, "{python}")?;
+        }
         if let Some(services) = &cluster.services {
             writeln!(out, "{services}")?;
         }

@@ -167,6 +167,9 @@ pub struct Cluster {
     pub services_revision: String,
     /// The revision of its configuration ([`muster_proto::config::revision`]); empty when none.
     pub config_revision: String,
+    /// The revision of its Python dependencies ([`muster_proto::python::revision`]); empty when
+    /// none.
+    pub python_revision: String,
 }
 
 #[derive(Debug, Clone)]
@@ -321,6 +324,8 @@ pub struct ComponentStatus {
     pub services_revision: String,
     /// The importing server's: the configuration revision its agent imported; empty before.
     pub config_revision: String,
+    /// A server's: the Python dependencies revision its running process was started with.
+    pub python_revision: String,
 }
 
 /// One of a cluster's once-only bootstrap tasks.
@@ -398,6 +403,9 @@ pub struct PlanInputs {
     /// Their configuration (enmasse files with their contents, and env values), by cluster; as
     /// `services`, only where the host runs a server.
     pub config: BTreeMap<String, (Vec<v1::EnmasseFile>, BTreeMap<String, String>)>,
+    /// Their Python dependencies (requirements, and wheels without their contents), by cluster;
+    /// as `services`, only where the host runs a server.
+    pub python: BTreeMap<String, (String, Vec<v1::PythonWheel>)>,
     pub bootstrap: Vec<BootstrapState>,
 }
 
@@ -510,6 +518,26 @@ pub trait Store: Send + Sync + fmt::Debug {
         cluster: &str,
         with_content: bool,
     ) -> Result<(Vec<v1::EnmasseFile>, BTreeMap<String, String>), StoreError>;
+    /// Replaces a cluster's Python dependencies (requirements and wheels, checked); bumps the
+    /// hosts of its servers when the revision changed.
+    async fn set_python(
+        &self,
+        cluster: &str,
+        requirements: &str,
+        wheels: &[v1::PythonWheel],
+        actor: &Actor,
+    ) -> Result<(String, bool), StoreError>;
+    /// A cluster's requirements and wheels (names, hashes and sizes; no contents).
+    async fn cluster_python(
+        &self,
+        cluster: &str,
+    ) -> Result<(String, Vec<v1::PythonWheel>), StoreError>;
+    /// One of a cluster's wheels with its content, by hash; `None` when it has no such wheel.
+    async fn python_wheel(
+        &self,
+        cluster: &str,
+        sha256: &str,
+    ) -> Result<Option<v1::PythonWheel>, StoreError>;
     /// A cluster's services: names and hashes, with the contents when `with_content`.
     async fn cluster_services(
         &self,

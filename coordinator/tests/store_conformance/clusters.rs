@@ -182,6 +182,7 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         backends: Vec::new(),
         services_revision: revision.clone(),
         config_revision: String::new(),
+        python_revision: String::new(),
     }];
     let lb_before_report = generation(&lb).await;
     store.record_status(&app.id, reported).await.unwrap();
@@ -321,4 +322,180 @@ pub(crate) async fn configuration_is_sealed_and_reaches_only_the_importing_serve
         "sealed"
     );
     pool.close().await;
+}
+
+/// A cluster's Python dependencies: the requirements and the wheels stored whole (a wheel of
+/// 6 MiB: most of MariaDB's default packet), fetched by hash; the servers'
+/// plans carry names and hashes only; and a running server started with other dependencies may
+/// restart to load them one at a time, the others healthy and in their load balancers' rotation,
+/// out of it meanwhile.
+pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let first = enroll(&store, "prod", "app-1").await;
+    let second = enroll(&store, "prod", "app-2").await;
+    let lb = enroll(&store, "prod", "lb").await;
+    for (role, host) in [
+        (Role::Server, "app-1"),
+        (Role::Server, "app-2"),
+        (Role::LoadBalancer, "lb"),
+    ] {
+        store
+            .create_assignment(assign("prod", role, host, None, None), &actor())
+            .await
+            .unwrap();
+    }
+    finish_bootstrap(&store, &first.id, 1, "10.0.0.5").await;
+    let mut content = b"PK\x03\x04".to_vec();
+    content.extend((0..6 * 1024 * 1024).map(|index| (index % 251) as u8));
+    let wheel = v1::PythonWheel {
+        name: "inflection-0.5.1-py2.py3-none-any.whl".to_owned(),
+        content: content.clone(),
+        ..Default::default()
+    };
+    let refused = store
+        .set_python("prod", "--index-url http://x/simple\n", &[], &actor())
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(message)) if message.contains("--index-url")),
+        "{refused:?}"
+    );
+    let requirements = "inflection==0.5.1\n";
+    let (revision, changed) = store
+        .set_python("prod", requirements, std::slice::from_ref(&wheel), &actor())
+        .await
+        .unwrap();
+    assert!(changed && revision.len() == 64);
+    let (same, changed) = store
+        .set_python("prod", requirements, std::slice::from_ref(&wheel), &actor())
+        .await
+        .unwrap();
+    assert_eq!((same.as_str(), changed), (revision.as_str(), false));
+    let (stored_requirements, wheels) = store.cluster_python("prod").await.unwrap();
+    assert_eq!(stored_requirements, requirements);
+    assert_eq!(wheels.len(), 1);
+    assert!(wheels[0].content.is_empty(), "names, hashes and sizes only");
+    assert_eq!(wheels[0].size, content.len() as u64);
+    let fetched = store
+        .python_wheel("prod", &wheels[0].sha256)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(fetched.content == content, "stored whole");
+    assert!(
+        store
+            .python_wheel("prod", &"0".repeat(64))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Both servers run, started before the cluster had Python dependencies.
+    let running = |name: &str, healthy: bool, python: &str| ComponentStatus {
+        cluster: "prod".to_owned(),
+        role: Role::Server,
+        name: name.to_owned(),
+        state: if healthy { "running" } else { "starting" }.to_owned(),
+        healthy,
+        last_error: String::new(),
+        restarts: 0,
+        backends: Vec::new(),
+        services_revision: String::new(),
+        config_revision: String::new(),
+        python_revision: python.to_owned(),
+    };
+    let server_report = |host: &Host, status: ComponentStatus| {
+        let mut reported = report(0, "10.0.0.5", Vec::new());
+        reported.components = vec![status];
+        let store = &store;
+        let id = host.id.clone();
+        async move { store.record_status(&id, reported).await.unwrap() }
+    };
+    let plan = |host: &Host| {
+        let store = &store;
+        let id = host.id.clone();
+        async move { planner::render(&store.plan_inputs(&id).await.unwrap()) }
+    };
+    server_report(&first, running("server1", true, "")).await;
+    server_report(&second, running("server2", true, "")).await;
+    let restarts = || async {
+        let mut permitted = Vec::new();
+        for host in [&first, &second] {
+            let component = plan(host).await.components.remove(0);
+            assert_eq!(component.python_revision, revision);
+            assert_eq!(component.python_requirements, requirements);
+            assert!(component.python_wheels[0].content.is_empty());
+            if component.python_restart {
+                permitted.push(component.name);
+            }
+        }
+        let drained: Vec<String> = plan(&lb).await.components[0]
+            .backends
+            .iter()
+            .filter(|backend| backend.drain)
+            .map(|backend| backend.name.clone())
+            .collect();
+        (permitted, drained)
+    };
+    assert_eq!(
+        restarts().await,
+        (vec!["server1".to_owned()], vec!["server1".to_owned()]),
+        "one server at a time, out of rotation"
+    );
+    // server1 restarts: while it starts, server2 waits.
+    let lb_before = store.host_generation(&lb.id).await.unwrap().unwrap();
+    server_report(&first, running("server1", false, &revision)).await;
+    assert!(
+        store.host_generation(&lb.id).await.unwrap().unwrap() > lb_before,
+        "the load balancers follow"
+    );
+    assert_eq!(restarts().await, (vec![], vec![]));
+    server_report(&first, running("server1", true, &revision)).await;
+    // Healthy, but its load balancer has not taken it back yet (HAProxy's checks rise): server2
+    // waits for that too.
+    let mut balancer = balancer_report("DOWN");
+    balancer.components[0]
+        .backends
+        .push(v1::BackendServerState {
+            name: "server2".into(),
+            state: "UP".into(),
+            status: v1::BackendStatus::Up as i32,
+            ..Default::default()
+        });
+    store.record_status(&lb.id, balancer.clone()).await.unwrap();
+    assert_eq!(restarts().await, (vec![], vec![]));
+    let second_before = store.host_generation(&second.id).await.unwrap().unwrap();
+    balancer.components[0].backends[0].state = "UP".into();
+    balancer.components[0].backends[0].status = v1::BackendStatus::Up as i32;
+    store.record_status(&lb.id, balancer).await.unwrap();
+    assert!(
+        store.host_generation(&second.id).await.unwrap().unwrap() > second_before,
+        "the servers' hosts follow the load balancers' rotation"
+    );
+    assert_eq!(
+        restarts().await,
+        (vec!["server2".to_owned()], vec!["server2".to_owned()])
+    );
+    server_report(&second, running("server2", true, &revision)).await;
+    assert_eq!(restarts().await, (vec![], vec![]));
+    let events = store.list_events(Some("prod"), None, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.kind == "cluster.python-changed"
+                && event
+                    .message
+                    .contains("1 requirement(s): inflection; 1 wheel(s)")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|event| event.kind == "component.python"),
+        "{events:?}"
+    );
+    store.delete_cluster("prod", &actor()).await.unwrap();
+    store.close().await;
 }

@@ -194,6 +194,7 @@ fn balancer_report(state: &str) -> StatusReport {
         restarts: 0,
         services_revision: String::new(),
         config_revision: String::new(),
+        python_revision: String::new(),
         backends: vec![v1::BackendServerState {
             name: "server1".into(),
             address: "10.0.0.2:17010".into(),
@@ -222,6 +223,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn configuration_is_sealed_and_reaches_only_the_importing_server() {
                 super::configuration_is_sealed_and_reaches_only_the_importing_server($backend).await;
+            }
+            #[tokio::test]
+            async fn python_dependencies_reach_the_servers_one_restart_at_a_time() {
+                super::python_dependencies_reach_the_servers_one_restart_at_a_time($backend).await;
             }
             #[tokio::test]
             async fn duplicate_cluster_names_are_refused() {

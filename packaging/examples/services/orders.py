@@ -3,6 +3,8 @@
 `muster apply` (or `muster deploy --cluster prod services`) deploys every module in it on every
 server of the cluster."""
 
+import inflection  # from [python]: requirements.txt, installed from the wheelhouse
+
 from zato.server.service import Service
 
 
@@ -13,4 +15,4 @@ class GetOrder(Service):
 
     def handle(self):
         order_id = self.request.input.get('id') or 'unknown'
-        self.response.payload = {'id': order_id, 'status': 'shipped'}
+        self.response.payload = {'id': order_id, 'status': inflection.humanize('shipped_to_customer')}

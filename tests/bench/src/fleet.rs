@@ -241,6 +241,7 @@ impl SimAgent {
                     restarts: 0,
                     services_revision: component.services_revision.clone(),
                     config_revision: component.config_revision.clone(),
+                    python_revision: component.python_revision.clone(),
                     backends: component
                         .backends
                         .iter()

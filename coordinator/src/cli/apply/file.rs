@@ -23,6 +23,21 @@ pub(super) struct ClusterFile {
     /// The cluster's configuration; without the section, apply leaves it as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) config: Option<ConfigSpec>,
+    /// The cluster's Python dependencies; without the section, apply leaves them as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) python: Option<PythonSpec>,
+}
+
+/// `[python]`: the pip requirements every server installs beside itself, and the wheels to
+/// install them from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PythonSpec {
+    /// A pip requirements file, relative to the cluster file's directory.
+    pub(super) requirements: PathBuf,
+    /// A directory of wheels (`*.whl`) to install them from, for hosts without a package index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) wheelhouse: Option<PathBuf>,
 }
 
 /// `[config]`: enmasse files and the env file with their placeholders' values.
@@ -369,7 +384,26 @@ pub(super) fn file_of(cluster: &v1::Cluster, components: &[ComponentView]) -> Cl
         load_balancers: of_role(Role::LoadBalancer),
         services: None,
         config: None,
+        python: None,
     }
+}
+
+/// The requirements and wheels `[python]` names, read and checked before anything changes.
+pub(super) fn python_of(
+    cluster_file: &Path,
+    spec: &PythonSpec,
+) -> Result<(String, Vec<v1::PythonWheel>), CliError> {
+    let requirements = named_file(cluster_file, &spec.requirements)?;
+    let wheelhouse = spec
+        .wheelhouse
+        .as_ref()
+        .map(|path| named_file(cluster_file, path))
+        .transpose()?;
+    read_python(
+        &requirements,
+        wheelhouse.as_deref(),
+        &format!("{} [python]", cluster_file.display()),
+    )
 }
 
 /// The enmasse files and env values `[config]` names, read and checked (every placeholder with a
@@ -490,6 +524,9 @@ check_inter = "5s"
         let (files, env) = config_of(&file, &example_env).unwrap();
         assert_eq!(files[0].name, "api.yaml");
         assert!(env.contains_key("ORDERS_PASSWORD"));
+        let (requirements, wheels) = python_of(&file, example.python.as_ref().unwrap()).unwrap();
+        assert!(requirements.contains("inflection==0.5.1"), "{requirements}");
+        assert_eq!(wheels[0].name, "inflection-0.5.1-py2.py3-none-any.whl");
     }
 
     #[test]

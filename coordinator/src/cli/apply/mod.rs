@@ -106,6 +106,22 @@ pub(super) async fn apply_command(
     let services_change = services
         .as_ref()
         .filter(|(_, revision, current)| revision != current);
+    // The Python dependencies likewise, compared by revision.
+    let python = match &file.python {
+        Some(spec) => {
+            let (requirements, wheels) = python_of(&path, spec)?;
+            let revision = muster_proto::python::revision(&requirements, &wheels);
+            let current_revision = existing
+                .as_ref()
+                .map(|cluster| cluster.python_revision.clone())
+                .unwrap_or_default();
+            Some((requirements, wheels, revision, current_revision))
+        }
+        None => None,
+    };
+    let python_change = python
+        .as_ref()
+        .filter(|(_, _, revision, current)| revision != current);
     // The configuration: read and checked (every placeholder with a value) before anything
     // changes. Only the coordinator can compare the values; it keeps a revision it has.
     let config = match &file.config {
@@ -117,6 +133,7 @@ pub(super) async fn apply_command(
         .filter(|step| !matches!(step, Step::Keep(_)))
         .count()
         + usize::from(services_change.is_some())
+        + usize::from(python_change.is_some())
         + usize::from(config.is_some());
 
     let mut lines = Vec::new();
@@ -133,6 +150,23 @@ pub(super) async fn apply_command(
             names.join(", "),
             env.len()
         ));
+    }
+    if let Some((requirements, wheels, revision, current)) = &python {
+        let short = muster_proto::services::short(revision);
+        let count = muster_proto::python::checked_requirements(requirements)
+            .map(|names| names.len())
+            .unwrap_or_default();
+        let what = format!("{count} requirement(s), {} wheel(s)", wheels.len());
+        lines.push(if revision == current {
+            format!("= python {short}")
+        } else if current.is_empty() {
+            format!("+ python {short} ({what})")
+        } else {
+            format!(
+                "~ python {} -> {short} ({what})",
+                muster_proto::services::short(current)
+            )
+        });
     }
     if let Some((files, revision, current)) = &services {
         let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
@@ -253,6 +287,19 @@ pub(super) async fn apply_command(
             )?;
         }
     }
+    // Before the services, which import them.
+    if let Some((requirements, wheels, revision, _)) = python_change {
+        send_python(&mut connection, &name, requirements, wheels).await?;
+        say(
+            format!(
+                "set Python dependencies {} ({} wheel(s)); running servers restart one at a \
+                 time to load them",
+                muster_proto::services::short(revision),
+                wheels.len()
+            ),
+            out,
+        )?;
+    }
     if let Some((files, revision, _)) = services_change {
         connection
             .client
@@ -369,6 +416,18 @@ pub(super) async fn get_cluster_command(
             muster_proto::services::short(&cluster.services_revision),
             names.join(", ")
         )?;
+    }
+    if !cluster.python_revision.is_empty() {
+        writeln!(
+            out,
+            "\n# Its Python dependencies: revision {} ({} wheel(s)). Not written here; a file\n\
+             # without [python] leaves them as they are. Their requirements:",
+            muster_proto::services::short(&cluster.python_revision),
+            cluster.python_wheels.len()
+        )?;
+        for line in cluster.python_requirements.lines() {
+            writeln!(out, "#   {line}")?;
+        }
     }
     if !cluster.config_revision.is_empty() {
         let names: Vec<&str> = cluster

@@ -77,6 +77,7 @@ impl SqlStore {
             first_server: String::new(),
             services_revision: String::new(),
             config_revision: String::new(),
+            python_revision: String::new(),
         })
     }
 
@@ -142,7 +143,13 @@ impl SqlStore {
         let mut transaction = self.begin_write().await?;
         self.bump_cluster_hosts(&mut transaction, &cluster.id)
             .await?;
-        for table in ["assignments", "bootstrap_tasks"] {
+        for table in [
+            "assignments",
+            "bootstrap_tasks",
+            "cluster_services",
+            "cluster_config_files",
+            "cluster_python_wheels",
+        ] {
             let sql = self.sql(&format!("DELETE FROM {table} WHERE cluster_id = $1"));
             sqlx::query(&sql)
                 .bind(&cluster.id)

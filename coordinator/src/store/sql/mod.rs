@@ -34,6 +34,7 @@ mod assignments;
 mod clusters;
 mod events;
 mod hosts;
+mod python;
 mod query;
 mod rows;
 mod services;
@@ -483,6 +484,31 @@ impl Store for SqlStore {
         with_content: bool,
     ) -> Result<Vec<v1::ServiceFile>, StoreError> {
         SqlStore::cluster_services(self, cluster, with_content).await
+    }
+
+    async fn set_python(
+        &self,
+        cluster: &str,
+        requirements: &str,
+        wheels: &[v1::PythonWheel],
+        actor: &Actor,
+    ) -> Result<(String, bool), StoreError> {
+        SqlStore::set_python(self, cluster, requirements, wheels, actor).await
+    }
+
+    async fn cluster_python(
+        &self,
+        cluster: &str,
+    ) -> Result<(String, Vec<v1::PythonWheel>), StoreError> {
+        SqlStore::cluster_python(self, cluster).await
+    }
+
+    async fn python_wheel(
+        &self,
+        cluster: &str,
+        sha256: &str,
+    ) -> Result<Option<v1::PythonWheel>, StoreError> {
+        SqlStore::python_wheel(self, cluster, sha256).await
     }
 
     async fn set_config(

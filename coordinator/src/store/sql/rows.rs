@@ -37,6 +37,9 @@ pub(super) fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError
             config_revision: row
                 .value::<Option<String>>("config_revision")?
                 .unwrap_or_default(),
+            python_revision: row
+                .value::<Option<String>>("python_revision")?
+                .unwrap_or_default(),
         }),
         None => None,
     };
@@ -119,7 +122,8 @@ pub(super) fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings,
 }
 
 pub(super) const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
-     odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target, servers_started, first_server, services_revision, config_revision";
+     odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target, servers_started, first_server, services_revision, config_revision, \
+     python_revision";
 
 pub(super) const JOIN_TOKEN_SELECT: &str = "SELECT t.id, c.name AS cluster_name, t.secret_hash, t.roles, \
      t.labels, t.description, t.created_at, t.expires_at, t.max_uses, t.uses, t.revoked_at \
@@ -156,6 +160,7 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
         first_server: row.value("first_server")?,
         services_revision: row.value("services_revision")?,
         config_revision: row.value("config_revision")?,
+        python_revision: row.value("python_revision")?,
     })
 }
 

@@ -129,6 +129,8 @@ impl SqlStore {
         let previous = self.stored_components(&mut **transaction, host_id).await?;
         let mut health_changed = previous.len() != report.components.len();
         let mut services_changed = std::collections::BTreeSet::new();
+        let mut python_moved = std::collections::BTreeSet::new();
+        let mut balancers_moved = std::collections::BTreeSet::new();
         let previous_backends = self
             .replace_backend_states(&mut transaction, host_id, &report)
             .await?;
@@ -141,8 +143,9 @@ impl SqlStore {
         for component in &report.components {
             let insert = self.sql(
                 "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
-                     last_error, restarts, updated_at, services_revision, config_revision)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     last_error, restarts, updated_at, services_revision, config_revision,
+                     python_revision)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             );
             sqlx::query(&insert)
                 .bind(host_id)
@@ -156,6 +159,7 @@ impl SqlStore {
                 .bind(now)
                 .bind(&component.services_revision)
                 .bind(&component.config_revision)
+                .bind(&component.python_revision)
                 .run(&mut **transaction, "record component status")
                 .await?;
             let (key, now_report) = reported_component(component);
@@ -166,6 +170,17 @@ impl SqlStore {
             let lacked = before.is_none_or(|before| before.services_revision.is_empty());
             if component.role == Role::Server && lacked != component.services_revision.is_empty() {
                 services_changed.insert(component.cluster.clone());
+            }
+            // Which server may restart to load new Python dependencies, and which is out of
+            // rotation meanwhile, follow the servers' revisions and health
+            // (`planner::python_restart`).
+            if component.role == Role::Server
+                && before.is_none_or(|before| {
+                    before.python_revision != component.python_revision
+                        || before.healthy != component.healthy
+                })
+            {
+                python_moved.insert(component.cluster.clone());
             }
             if component.role == Role::LoadBalancer {
                 let backends_before = previous_backends
@@ -182,6 +197,9 @@ impl SqlStore {
                 if backends_before != backends_now || healthy_before != component.healthy {
                     self.bump_draining_servers(&mut transaction, &component.cluster)
                         .await?;
+                    // The next server's restart for new Python dependencies waits for the
+                    // balancers to have the others in rotation again.
+                    balancers_moved.insert(component.cluster.clone());
                 }
             }
             let label = format!("{} {}", component.role, component.name);
@@ -317,6 +335,26 @@ impl SqlStore {
         for cluster in &services_changed {
             self.bump_balancer_hosts(&mut transaction, cluster).await?;
         }
+        for name in balancers_moved.difference(&python_moved) {
+            if let Ok(cluster) = self.cluster_in(&mut **transaction, name).await
+                && !cluster.python_revision.is_empty()
+            {
+                self.bump_server_hosts(&mut transaction, &cluster.id)
+                    .await?;
+            }
+        }
+        for name in &python_moved {
+            let Ok(cluster) = self.cluster_in(&mut **transaction, name).await else {
+                continue;
+            };
+            if !cluster.python_revision.is_empty() && !services_changed.contains(name) {
+                self.bump_balancer_hosts(&mut transaction, name).await?;
+            }
+            if !cluster.python_revision.is_empty() {
+                self.bump_server_hosts(&mut transaction, &cluster.id)
+                    .await?;
+            }
+        }
         let generation = self
             .host_in(&mut **transaction, "id", host_id)
             .await?
@@ -402,7 +440,7 @@ impl SqlStore {
     ) -> Result<BTreeMap<(String, String, String), policy::ComponentReport>, StoreError> {
         let sql = self.sql(
             "SELECT cluster_name, role, name, state, healthy, last_error, restarts,
-                 services_revision, config_revision
+                 services_revision, config_revision, python_revision
              FROM component_status WHERE host_id = $1",
         );
         let mut stored = BTreeMap::new();
@@ -423,6 +461,7 @@ impl SqlStore {
                 restarts: u32::try_from(row.value::<i64>("restarts")?).unwrap_or(u32::MAX),
                 services_revision: row.value("services_revision")?,
                 config_revision: row.value("config_revision")?,
+                python_revision: row.value("python_revision")?,
             };
             stored.insert(key, value);
         }
@@ -730,6 +769,7 @@ impl SqlStore {
         let mut hosts = BTreeMap::new();
         let mut services = BTreeMap::new();
         let mut config = BTreeMap::new();
+        let mut python = BTreeMap::new();
         for row in rows {
             let name: String = row.value("cluster_name")?;
             let cluster = self.get_cluster(&name).await?;
@@ -756,6 +796,9 @@ impl SqlStore {
             if runs_a_server && !cluster.config_revision.is_empty() {
                 config.insert(name.clone(), self.cluster_config(&name, true).await?);
             }
+            if runs_a_server && !cluster.python_revision.is_empty() {
+                python.insert(name.clone(), self.cluster_python(&name).await?);
+            }
             clusters.insert(name, (cluster, secrets));
         }
         bootstrap
@@ -767,6 +810,7 @@ impl SqlStore {
             clusters,
             services,
             config,
+            python,
             bootstrap,
         })
     }
@@ -789,6 +833,7 @@ fn reported_component(
             restarts: component.restarts,
             services_revision: component.services_revision.clone(),
             config_revision: component.config_revision.clone(),
+            python_revision: component.python_revision.clone(),
         },
     )
 }

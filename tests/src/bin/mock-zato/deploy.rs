@@ -9,8 +9,10 @@
 //!
 //! The mock does not run Python: a module "imports" unless a `def` or `class` line lacks its
 //! closing `:` (then it logs Python's `SyntaxError: expected ':'` with the line, as Zato logs the
-//! traceback, and records nothing: the version deployed before stays); its services are its
-//! `class X(...Service...)` blocks, named by their `name = '...'` line.
+//! traceback, and records nothing: the version deployed before stays), or unless it imports a
+//! package that is neither Python's nor Zato's (a short list, [`PROVIDED`]) nor in a directory of
+//! the server's `PYTHONPATH` (then `ModuleNotFoundError: No module named 'X'`, as Python says);
+//! its services are its `class X(...Service...)` blocks, named by their `name = '...'` line.
 
 use super::*;
 
@@ -179,6 +181,18 @@ async fn deploy(
         let trimmed = line.trim();
         (trimmed.starts_with("def ") || trimmed.starts_with("class ")) && !trimmed.ends_with(':')
     });
+    if broken.is_none()
+        && let Some((index, line, package)) = missing_import(content)
+    {
+        log(format!(
+            "2026-01-01 00:00:00,000 - WARNING - {pid}:Dummy-1 - zato.server.service.store:0 - Could not import module `{}` -> `Traceback (most recent call last):\n  File \"{}\", line {}, in <module>\n    {}\nModuleNotFoundError: No module named '{package}'\n`\n2026-01-01 00:00:00,000 - INFO - {pid}:Dummy-1 - zato.hot-deploy.create:0 - No services nor models were deployed from module `{name}`\n",
+            file.display(),
+            file.display(),
+            index + 1,
+            line.trim()
+        ));
+        return;
+    }
     if let Some((index, line)) = broken {
         log(format!(
             "2026-01-01 00:00:00,000 - WARNING - {pid}:Dummy-1 - zato.server.service.store:0 - Could not import module `{}` -> `Traceback (most recent call last):\n  File \"{}\", line {}\n    {}\n    ^\nSyntaxError: expected ':'\n`\n2026-01-01 00:00:00,000 - INFO - {pid}:Dummy-1 - zato.hot-deploy.create:0 - No services nor models were deployed from module `{name}`\n",
@@ -224,6 +238,66 @@ async fn deploy(
         services.len(),
         file.display()
     ));
+}
+
+/// What the mock's "Python" has without a `PYTHONPATH`: the standard library's modules services
+/// use most, and what Zato 3.2's environment provides.
+const PROVIDED: &[&str] = &[
+    "__future__",
+    "base64",
+    "collections",
+    "contextlib",
+    "copy",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "enum",
+    "functools",
+    "hashlib",
+    "http",
+    "itertools",
+    "json",
+    "logging",
+    "math",
+    "os",
+    "random",
+    "re",
+    "string",
+    "sys",
+    "time",
+    "traceback",
+    "typing",
+    "urllib",
+    "uuid",
+    "bunch",
+    "gevent",
+    "requests",
+    "sqlalchemy",
+    "yaml",
+    "zato",
+];
+
+/// The first top-level `import X` or `from X import` of a package the server cannot find: the
+/// line's index, the line, and the package.
+fn missing_import(content: &str) -> Option<(usize, &str, String)> {
+    let path = std::env::var("PYTHONPATH").unwrap_or_default();
+    let found = |package: &str| {
+        PROVIDED.contains(&package)
+            || path.split(':').filter(|dir| !dir.is_empty()).any(|dir| {
+                let dir = Path::new(dir);
+                dir.join(package).is_dir() || dir.join(format!("{package}.py")).is_file()
+            })
+    };
+    content.lines().enumerate().find_map(|(index, line)| {
+        let rest = line
+            .strip_prefix("import ")
+            .or_else(|| line.strip_prefix("from "))?;
+        let package = rest
+            .split(|character: char| !(character.is_alphanumeric() || character == '_'))
+            .next()?
+            .to_owned();
+        (!package.is_empty() && !found(&package)).then_some((index, line, package))
+    })
 }
 
 /// The services a module defines: each `class X(...Service...)` block, named by its

@@ -1,0 +1,384 @@
+//! A server's Python dependencies: the cluster's pip requirements, installed beside the server
+//! (`DIR/muster-python/REVISION`, with `pip install --target`) and put on its `PYTHONPATH` when
+//! it starts, so that its services import them. Beside, not into, Zato's own environment: the
+//! installation is shared by every component of the host, and a cluster's packages must not
+//! change another's, nor Zato's. A requirement that would bring another version of a package
+//! Zato itself runs is refused, named (it would come first on the path and replace Zato's).
+//!
+//! With a wheelhouse, pip installs from the cluster's wheels only (`--no-index`), which the
+//! daemon fetched into the host's wheel cache ([`WHEEL_CACHE`]); without one, from the index
+//! the host's pip configuration names.
+//!
+//! A running server started with another revision restarts to load the new one only when its
+//! desired state says it may (`python_restart`: one server of a cluster at a time, out of its
+//! load balancers' rotation). A revision that cannot be installed is reported, and the server
+//! goes on (or starts again) with the last one it had.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use super::*;
+
+/// Beside a server's directory: its installed revisions, and the file naming the one its
+/// process was started with.
+pub const PYTHON_DIR: &str = "muster-python";
+const STARTED: &str = "started";
+const COMPLETE: &str = ".muster-complete";
+/// Under the agent's state directory: wheels by SHA-256, as the daemon fetched them.
+pub const WHEEL_CACHE: &str = "wheels";
+/// How long one `pip install` may run.
+const PIP_TIMEOUT: Duration = Duration::from_secs(600);
+/// When a revision that did not install is tried again (a new revision is tried at once).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(120);
+
+/// What the agent knows of one server's Python dependencies between passes.
+#[derive(Debug, Default)]
+pub struct PythonLocal {
+    /// The revision that last did not install, why, and when to try again.
+    pub failed: String,
+    pub error: String,
+    pub retry_at: Option<Instant>,
+}
+
+/// The revision a server's process was last started with (empty: none).
+pub fn started_revision(directory: &Path) -> String {
+    std::fs::read_to_string(directory.join(PYTHON_DIR).join(STARTED))
+        .map(|text| text.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn revision_dir(directory: &Path, revision: &str) -> PathBuf {
+    directory.join(PYTHON_DIR).join(revision)
+}
+
+fn installed(directory: &Path, revision: &str) -> bool {
+    !revision.is_empty() && revision_dir(directory, revision).join(COMPLETE).exists()
+}
+
+/// What `pip` and Python print, kept short: pip's `ERROR:` lines when it has any, else the last
+/// lines, where the cause is; on one line.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let errors: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line.strip_prefix("ERROR: "))
+        .collect();
+    if errors.is_empty() {
+        lines[lines.len().saturating_sub(3)..].join("; ")
+    } else {
+        format!("pip: {}", errors.join("; "))
+    }
+}
+
+impl Reconciler {
+    /// The Python that runs Zato: the agent's config's, else the interpreter the `zato` command
+    /// names on its first line (Zato's installer writes `#!/opt/zato/.../bin/python`), else
+    /// `python` beside it.
+    fn python(&self) -> PathBuf {
+        if let Some(python) = &self.python_bin {
+            return python.clone();
+        }
+        let zato = resolve_program(&self.zato.bin).unwrap_or_else(|| self.zato.bin.clone());
+        let named = std::fs::read(&zato).ok().and_then(|bytes| {
+            let first = bytes.split(|byte| *byte == b'\n').next()?;
+            let line = std::str::from_utf8(first).ok()?.strip_prefix("#!")?;
+            let interpreter = PathBuf::from(line.split_whitespace().next()?);
+            interpreter.is_absolute().then_some(interpreter)
+        });
+        named.unwrap_or_else(|| {
+            zato.parent()
+                .map(|bin| bin.join("python"))
+                .unwrap_or_else(|| PathBuf::from("python3"))
+        })
+    }
+
+    /// Installs the server's desired revision if it is not yet, and says whether its running
+    /// process must restart now to load it. Errors when the server cannot start at all: the
+    /// revision does not install and it has no earlier one.
+    pub(super) async fn prepare_python(
+        &self,
+        component: &Component,
+        directory: &Path,
+        running: bool,
+        local: &mut Local,
+    ) -> Result<bool, String> {
+        let desired = &component.python_revision;
+        let state = &mut local.python;
+        if desired.is_empty() || installed(directory, desired) {
+            *state = PythonLocal::default();
+        } else {
+            if state.failed != *desired {
+                state.retry_at = None;
+            }
+            let fetching = component.python_wheels.iter().find(|wheel| {
+                !self
+                    .wheel_cache
+                    .join(format!("{}.whl", wheel.sha256))
+                    .exists()
+            });
+            if let Some(wheel) = fetching {
+                // The daemon fetches it; the next pass looks again.
+                state.error = format!(
+                    "Python dependencies {}: waiting for wheel {} to be fetched from the coordinator",
+                    muster_proto::services::short(desired),
+                    wheel.name
+                );
+            } else if state.retry_at.is_none_or(|at| Instant::now() >= at) {
+                match self.install_python(component, directory).await {
+                    Ok(()) => *state = PythonLocal::default(),
+                    Err(error) => {
+                        tracing::warn!(component = %component.name, revision = %desired, error = %error, "Python dependencies did not install");
+                        state.failed = desired.clone();
+                        state.error = error;
+                        state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
+                    }
+                }
+            }
+        }
+        // A server that never started does not start without them; one that ran goes on (or
+        // starts again) with what it had.
+        let never_started = !directory.join(PYTHON_DIR).join(STARTED).exists();
+        if !running && never_started && !desired.is_empty() && !installed(directory, desired) {
+            return Err(state.error.clone());
+        }
+        let started = started_revision(directory);
+        Ok(running
+            && component.python_restart
+            && started != *desired
+            && (desired.is_empty() || installed(directory, desired)))
+    }
+
+    /// The `PYTHONPATH` a server starts with: its desired revision's directory when installed,
+    /// else the one it had (recorded as the revision it was started with).
+    pub(super) fn python_for_start(
+        &self,
+        component: &Component,
+        directory: &Path,
+    ) -> Option<PathBuf> {
+        let desired = &component.python_revision;
+        let revision = if desired.is_empty() || installed(directory, desired) {
+            desired.clone()
+        } else {
+            started_revision(directory)
+        };
+        // Recorded even when empty: the server has started, with no dependencies.
+        let base = directory.join(PYTHON_DIR);
+        if std::fs::create_dir_all(&base).is_ok() {
+            let _ = self.chown(&base);
+            let _ = files::write_atomic(&base.join(STARTED), revision.as_bytes(), 0o644);
+        }
+        (!revision.is_empty()).then(|| revision_dir(directory, &revision))
+    }
+
+    /// `pip install --target` of the desired revision into a new directory, checked against
+    /// Zato's own packages, then moved into place whole.
+    async fn install_python(&self, component: &Component, directory: &Path) -> Result<(), String> {
+        let revision = &component.python_revision;
+        let short = muster_proto::services::short(revision);
+        muster_proto::python::checked_requirements(&component.python_requirements)
+            .map_err(|refused| format!("Python dependencies {short}: {refused}"))?;
+        let base = directory.join(PYTHON_DIR);
+        std::fs::create_dir_all(&base)
+            .map_err(|error| format!("cannot create {}: {error}", base.display()))?;
+        self.chown(&base)?;
+        let partial = base.join(format!("{revision}.partial"));
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(&partial)
+            .map_err(|error| format!("cannot create {}: {error}", partial.display()))?;
+        self.chown(&partial)?;
+        let requirements = base.join(format!("{revision}.requirements.txt"));
+        std::fs::write(&requirements, &component.python_requirements)
+            .map_err(|error| format!("cannot write {}: {error}", requirements.display()))?;
+        self.chown(&requirements)?;
+        let mut args: Vec<String> = vec![
+            "-m".into(),
+            "pip".into(),
+            "install".into(),
+            "--no-cache-dir".into(),
+            "--no-input".into(),
+            "--disable-pip-version-check".into(),
+            "--no-warn-script-location".into(),
+            format!("--target={}", partial.display()),
+            format!("--requirement={}", requirements.display()),
+        ];
+        if !component.python_wheels.is_empty() {
+            let wheelhouse = self.wheelhouse(component, &base)?;
+            // From the cluster's wheels only: no index, and none of the host's pip settings
+            // (`PIP_FIND_LINKS`, pip.conf) adding other places.
+            args.insert(2, "--isolated".into());
+            args.push("--no-index".into());
+            args.push(format!("--find-links={}", wheelhouse.display()));
+        }
+        tracing::info!(component = %component.name, revision = %revision, "installing Python dependencies");
+        let output = self
+            .run_python(&args, &base)
+            .await
+            .map_err(|error| format!("Python dependencies {short} did not install: {error}"))?;
+        tracing::debug!(output = %output, "pip install");
+        self.check_against_zato(&partial)
+            .await
+            .map_err(|error| format!("Python dependencies {short}: {error}"))?;
+        std::fs::write(partial.join(COMPLETE), revision)
+            .map_err(|error| format!("cannot mark {}: {error}", partial.display()))?;
+        let target = revision_dir(directory, revision);
+        let _ = std::fs::remove_dir_all(&target);
+        std::fs::rename(&partial, &target)
+            .map_err(|error| format!("cannot move {} into place: {error}", partial.display()))?;
+        let _ = std::fs::remove_file(&requirements);
+        self.prune_python(directory, revision);
+        Ok(())
+    }
+
+    /// The cluster's wheels, copied from the host's cache (where the daemon fetched them, by
+    /// hash) under their own names, readable by the user Zato runs as.
+    fn wheelhouse(&self, component: &Component, base: &Path) -> Result<PathBuf, String> {
+        let wheelhouse = base.join("wheelhouse");
+        let _ = std::fs::remove_dir_all(&wheelhouse);
+        std::fs::create_dir_all(&wheelhouse)
+            .map_err(|error| format!("cannot create {}: {error}", wheelhouse.display()))?;
+        self.chown(&wheelhouse)?;
+        for wheel in &component.python_wheels {
+            if !muster_proto::python::valid_wheel_name(&wheel.name) {
+                return Err(format!(
+                    "refused: wheel {:?} is not a wheel's name",
+                    wheel.name
+                ));
+            }
+            let cached = self.wheel_cache.join(format!("{}.whl", wheel.sha256));
+            if !cached.exists() {
+                return Err(format!(
+                    "waiting for wheel {} to be fetched from the coordinator",
+                    wheel.name
+                ));
+            }
+            let copy = wheelhouse.join(&wheel.name);
+            std::fs::copy(&cached, &copy)
+                .map_err(|error| format!("cannot copy wheel {}: {error}", wheel.name))?;
+            self.chown(&copy)?;
+        }
+        Ok(wheelhouse)
+    }
+
+    /// Refuses a distribution in `target` that Zato's environment also has in another version.
+    async fn check_against_zato(&self, target: &Path) -> Result<(), String> {
+        const LIST: &str = "import importlib.metadata as m, json, sys\n\
+            print(json.dumps({(d.metadata['Name'] or '').lower().replace('_', '-'): d.version \
+            for d in m.distributions(**({'path': sys.argv[1:]} if sys.argv[1:] else {}))}))";
+        let zato: BTreeMap<String, String> = self.distributions(LIST, None).await?;
+        let ours: BTreeMap<String, String> = self.distributions(LIST, Some(target)).await?;
+        for (name, version) in &ours {
+            if let Some(zatos) = zato.get(name)
+                && zatos != version
+            {
+                return Err(format!(
+                    "the requirements bring {name} {version}, but Zato runs {name} {zatos}: a second \
+                     version would replace Zato's own; require {name}=={zatos}, or leave it out"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn distributions(
+        &self,
+        script: &str,
+        path: Option<&Path>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut args = vec!["-c".to_owned(), script.to_owned()];
+        if let Some(path) = path {
+            args.push(path.display().to_string());
+        }
+        let output = self.run_python(&args, Path::new("/")).await?;
+        serde_json::from_str(output.lines().last().unwrap_or_default())
+            .map_err(|error| format!("cannot read the list of Python packages: {error}"))
+    }
+
+    /// Runs Zato's Python with `args`, as the user Zato runs as, with no `PYTHONPATH` of the
+    /// agent's own; returns its standard output, or its last lines of output on failure.
+    async fn run_python(&self, args: &[String], directory: &Path) -> Result<String, String> {
+        let python = self.python();
+        let mut command = tokio::process::Command::new(&python);
+        command
+            .args(args)
+            .env_remove("PYTHONPATH")
+            .env("PIP_NO_INPUT", "1")
+            .current_dir(directory)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(user) = &self.zato.run_as {
+            command.uid(user.uid).gid(user.gid);
+        }
+        let child = command
+            .spawn()
+            .map_err(|error| format!("cannot run {}: {error}", python.display()))?;
+        let output = tokio::time::timeout(PIP_TIMEOUT, child.wait_with_output())
+            .await
+            .map_err(|_| {
+                format!(
+                    "`{} -m pip` did not finish within {PIP_TIMEOUT:?}",
+                    python.display()
+                )
+            })?
+            .map_err(|error| format!("cannot run {}: {error}", python.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            Ok(stdout)
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(tail(&format!("{stdout}\n{stderr}")))
+        }
+    }
+
+    /// Removes installed revisions other than `keep` and the one the process runs.
+    fn prune_python(&self, directory: &Path, keep: &str) {
+        let started = started_revision(directory);
+        let Ok(entries) = std::fs::read_dir(directory.join(PYTHON_DIR)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_revision = name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit());
+            if is_revision && name != keep && name != started {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_revision_a_server_started_with_is_read_back() {
+        let scratch = tempfile::tempdir().unwrap();
+        assert_eq!(started_revision(scratch.path()), "");
+        std::fs::create_dir(scratch.path().join(PYTHON_DIR)).unwrap();
+        std::fs::write(scratch.path().join(PYTHON_DIR).join(STARTED), "abc\n").unwrap();
+        assert_eq!(started_revision(scratch.path()), "abc");
+        assert!(!installed(scratch.path(), "abc"));
+        assert!(!installed(scratch.path(), ""));
+    }
+
+    #[test]
+    fn pips_errors_or_last_lines_are_kept_on_one_line() {
+        let output = (1..=10)
+            .map(|line| format!("line {line}\n"))
+            .collect::<String>();
+        assert_eq!(tail(&output), "line 8; line 9; line 10");
+        let pip = "Looking in links: /w\nProcessing x\nERROR: Could not find a version that satisfies \
+                   the requirement inflection==9.9 (from versions: 0.5.1)\nERROR: No matching \
+                   distribution found for inflection==9.9\n";
+        assert_eq!(
+            tail(pip),
+            "pip: Could not find a version that satisfies the requirement inflection==9.9 (from \
+             versions: 0.5.1); No matching distribution found for inflection==9.9"
+        );
+    }
+}

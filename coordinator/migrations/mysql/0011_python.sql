@@ -1,0 +1,16 @@
+-- A cluster's Python dependencies (`muster deploy --requirements`, the cluster file's [python]):
+-- pip requirements, stored whole, and the wheels to install them from on hosts without a package
+-- index, stored whole by name with their SHA-256 (agents fetch each by hash). The revision covers
+-- both (`muster_proto::python::revision`), empty when it has none.
+ALTER TABLE clusters ADD COLUMN python_revision VARCHAR(64) NOT NULL DEFAULT '';
+ALTER TABLE clusters ADD COLUMN python_requirements MEDIUMTEXT NULL;
+CREATE TABLE cluster_python_wheels (
+    cluster_id VARCHAR(64) NOT NULL,
+    name VARCHAR(255) NOT NULL,
+    sha256 VARCHAR(64) NOT NULL,
+    size BIGINT NOT NULL,
+    content LONGBLOB NOT NULL,
+    PRIMARY KEY (cluster_id, name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+-- The Python dependencies revision a server's running process was started with.
+ALTER TABLE component_status ADD COLUMN python_revision VARCHAR(64) NOT NULL DEFAULT '';
