@@ -42,6 +42,25 @@ async fn imported_objects(odb: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The services of the cluster that some server deployed, by name, from its SQLite ODB.
+async fn deployed_services(odb: &Path) -> Vec<String> {
+    use sqlx::{Connection as _, Row as _};
+    let mut connection =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", odb.display()))
+            .await
+            .unwrap();
+    sqlx::query(
+        "SELECT DISTINCT v.name FROM service v JOIN deployed_service d ON d.service_id = v.id \
+         ORDER BY v.name",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
 /// Every file under `directory` that holds `needle`, but SQLite databases (Zato's ODB, the
 /// coordinator's, which holds it sealed) and the agents' ledgers (their hosts' secrets, 0600).
 fn files_holding(directory: &Path, needle: &str) -> Vec<std::path::PathBuf> {
@@ -330,6 +349,70 @@ async fn services_reach_every_server_the_configuration_is_imported_once_and_a_br
         events.contains("server server3 runs services revision"),
         "{events}"
     );
+    // A module that leaves the files leaves the cluster: its services are deleted through Zato
+    // (from the ODB and every server), the others stay.
+    std::fs::write(
+        services.join("extra.py"),
+        module("x")
+            .replace("orders.get", "extra.get")
+            .replace("class Orders", "class Extra"),
+    )
+    .unwrap();
+    let with_extra = coordinator.json(&["deploy", "--cluster", "prod", services.to_str().unwrap()])
+        ["revision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    servers_when(
+        &coordinator,
+        "every server to run the extra module",
+        |servers| {
+            servers
+                .iter()
+                .all(|(_, revision, _)| *revision == with_extra)
+        },
+    )
+    .await;
+    assert_eq!(
+        deployed_services(&odb).await,
+        ["extra.get", "orders.get"],
+        "both modules' services"
+    );
+    std::fs::remove_file(services.join("extra.py")).unwrap();
+    let without_extra =
+        coordinator.json(&["deploy", "--cluster", "prod", services.to_str().unwrap()])["revision"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert_eq!(
+        without_extra, second,
+        "the same set as before: the same revision"
+    );
+    servers_when(&coordinator, "every server to run it without", |servers| {
+        servers.iter().all(|(_, revision, _)| *revision == second)
+    })
+    .await;
+    wait_for("the extra service to be removed", PATIENCE, POLL, || {
+        let odb = odb.clone();
+        async move { (deployed_services(&odb).await == ["orders.get"]).then_some(()) }
+    })
+    .await
+    .unwrap();
+    for agent in &agents {
+        let current = std::fs::read_dir(agent.components_dir.join("prod"))
+            .unwrap()
+            .flatten()
+            .find(|entry| entry.file_name().to_string_lossy().starts_with("server-"))
+            .unwrap()
+            .path()
+            .join("work/hot-deploy/current");
+        assert!(
+            current.join("orders.py").exists() && !current.join("extra.py").exists(),
+            "{}",
+            current.display()
+        );
+    }
+
     let written = coordinator.ok(&["get", "cluster", "prod"]);
     assert!(
         written.contains("# Its services: revision") && written.contains("orders.py"),

@@ -834,6 +834,64 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         "Zato's own environment is left as it was"
     );
 
+    // A module that leaves the files leaves the cluster: deleted through Zato on both servers
+    // (its service answers no more, its file is gone), the other module still answering.
+    let extra = services.join("extra.py");
+    std::fs::write(
+        &extra,
+        orders_module("extra")
+            .replace("muster.orders.get", "muster.extra.get")
+            .replace("class Orders", "class Extra"),
+    )
+    .unwrap();
+    let fourth = deploy();
+    quickstart_servers_when(&muster, "both servers to run the extra module", |servers| {
+        servers.iter().all(|(revision, _)| *revision == fourth)
+    })
+    .await;
+    let extra_answer = |server: &str| {
+        let output = host
+            .command(&zato)
+            .arg("service")
+            .arg("invoke")
+            .arg(components.join(format!("server-{server}")))
+            .arg("muster.extra.get")
+            .output()
+            .unwrap();
+        format!("{}{}", text(&output.stdout), text(&output.stderr))
+    };
+    assert!(
+        extra_answer("server2").contains("'version': 'extra'"),
+        "{}",
+        extra_answer("server2")
+    );
+    std::fs::remove_file(&extra).unwrap();
+    assert_eq!(deploy(), third, "the set before: its revision");
+    wait_for(
+        "the extra service to be gone from both servers",
+        PATIENCE,
+        POLL,
+        || {
+            let gone = ["server1", "server2"].iter().all(|server| {
+                !extra_answer(server).contains("'version': 'extra'")
+                    && !components
+                        .join(format!("server-{server}/work/hot-deploy/current/extra.py"))
+                        .exists()
+            });
+            async move { gone.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    println!(
+        "a removed module's service, asked for: {}",
+        extra_answer("server1")
+    );
+    for server in ["server1", "server2"] {
+        let answer = orders_answer(&host, &zato, &components.join(format!("server-{server}")));
+        assert!(answer.contains("V3WithInflection"), "{server}: {answer}");
+    }
+
     let stopped = muster(&["quickstart", "stop", "--dir", dir.to_str().unwrap()]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
 }

@@ -6,7 +6,9 @@
 //! Zato to bring it to them first. A module that is not recorded within [`DEPLOY_PATIENCE`] did
 //! not import: the agent reports Python's error line from the server's log, sends back the
 //! version of the last revision found deployed (so that the file Zato keeps is the good one, and
-//! a restart does not lose the service), and tries again after [`RETRY_AFTER_FAILURE`].
+//! a restart does not lose the service), and tries again after [`RETRY_AFTER_FAILURE`]. Once a
+//! revision is in place, the services of the modules Muster deployed before and the revision no
+//! longer has are deleted through Zato (`remove_left_modules`).
 //!
 //! The cluster's configuration goes through the same server: once its services are in place, its
 //! agent imports the enmasse files with `zato enmasse`, once per revision ([`CONFIG_RECORD`]).
@@ -91,6 +93,15 @@ impl Reconciler {
             .filter(|file| !hashes.contains(&file.sha256))
             .collect();
         if missing.is_empty() {
+            if let Err(error) = self.remove_left_modules(component, &odb).await {
+                state.error = format!(
+                    "services revision {}: {error}",
+                    muster_proto::services::short(&desired)
+                );
+                state.retry_at = Some(Instant::now() + Duration::from_secs(10));
+                local.last_error = state.error.clone();
+                return;
+            }
             if state.deployed != desired {
                 tracing::info!(component = %component.name, revision = %desired, "services revision deployed");
             }
@@ -167,6 +178,60 @@ impl Reconciler {
         }
     }
 
+    /// Removes from the cluster the services of the modules Muster deployed before
+    /// ([`SERVICES_RECORD`]) that the desired revision no longer has: the deploying server's
+    /// agent deletes them through its server (`zato.service.delete`: Zato removes each from the
+    /// ODB and from every running server, with its file); the others only note the new set.
+    /// Services Muster did not deploy (uploaded in the dashboard) are left alone.
+    async fn remove_left_modules(
+        &self,
+        component: &Component,
+        odb: &zato::odb::Odb<'_>,
+    ) -> Result<(), String> {
+        let record = self.component_dirs(component).0.join(SERVICES_RECORD);
+        let recorded: BTreeSet<String> = std::fs::read_to_string(&record)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        let desired: BTreeSet<String> = component
+            .services
+            .iter()
+            .map(|file| file.name.clone())
+            .collect();
+        if recorded == desired {
+            return Ok(());
+        }
+        let left: BTreeSet<&String> = recorded.difference(&desired).collect();
+        if component.deploys_services && !left.is_empty() {
+            let deployed = odb
+                .deployed_user_services(&component.cluster, &component.name)
+                .await
+                .map_err(|error| format!("cannot read what is deployed: {error}"))?;
+            let password = component
+                .secrets
+                .as_ref()
+                .map(|secrets| secrets.admin_invoke_password.as_str())
+                .unwrap_or_default();
+            for (id, name, module) in deployed
+                .iter()
+                .filter(|(_, _, module)| left.contains(module))
+            {
+                services::delete(
+                    self.probe_address(),
+                    u16::try_from(component.port).unwrap_or_default(),
+                    password,
+                    *id,
+                    name,
+                )
+                .await?;
+                tracing::info!(component = %component.name, service = %name, module = %module, "service removed: its module left the cluster's services");
+            }
+        }
+        let text = serde_json::to_string(&desired).unwrap_or_default();
+        files::write_atomic(&record, text.as_bytes(), 0o600)
+            .map_err(|error| format!("cannot record the deployed modules: {error}"))
+    }
+
     /// Why `missing` did not deploy on the server, from Python's errors in its log; a module
     /// without one counts only when `all` (then: not recorded in time). `None` when none counts.
     fn import_failure(
@@ -224,6 +289,10 @@ impl Reconciler {
         .await
     }
 }
+
+/// The record, in the server's directory, of the modules Muster deployed (a JSON list of names):
+/// what a later revision without some of them removes.
+const SERVICES_RECORD: &str = ".muster-services";
 
 /// The record, in the server's directory, of the configuration revision imported through it.
 const CONFIG_RECORD: &str = ".muster-config-revision";

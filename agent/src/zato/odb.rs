@@ -400,6 +400,42 @@ impl Odb<'_> {
         )))
     }
 
+    /// The services server `server` of cluster `cluster` deployed that are not Zato's own: (id,
+    /// name, the module's file name).
+    pub async fn deployed_user_services(
+        &self,
+        cluster: &str,
+        server: &str,
+    ) -> Result<Vec<(i64, String, String)>, OdbError> {
+        let open = self.connect().await?;
+        let sql = open.sql(
+            "SELECT v.id, v.name, d.source_path FROM deployed_service d \
+             JOIN service v ON v.id = d.service_id JOIN server s ON s.id = d.server_id \
+             JOIN cluster c ON c.id = s.cluster_id \
+             WHERE c.name = $1 AND s.name = $2 AND NOT v.is_internal",
+        );
+        let rows: Vec<(i32, String, Option<String>)> =
+            on_connection!(open, connection => sqlx::query_as(&sql)
+                .bind(cluster)
+                .bind(server)
+                .fetch_all(&mut connection)
+                .await)
+            .map_err(self.query_error(format!(
+                "read the services server {server} of cluster {cluster} deployed"
+            )))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, path)| {
+                let module = path
+                    .as_deref()
+                    .and_then(|path| path.rsplit('/').next())
+                    .unwrap_or_default()
+                    .to_owned();
+                (i64::from(id), name, module)
+            })
+            .collect())
+    }
+
     /// Whether the dashboard's tables hold user `user` (what `zato create web-admin` makes after
     /// Django's migrations, seconds after it wrote `.zato-info`).
     pub async fn dashboard_user_exists(&self, user: &str) -> Result<bool, OdbError> {

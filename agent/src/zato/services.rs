@@ -23,6 +23,10 @@ pub const ADMIN_INVOKE_USER: &str = "admin.invoke";
 /// The admin service that deploys a module.
 const UPLOAD_SERVICE: &str = "zato.service.upload-package";
 
+/// The admin service that deletes a service (from the ODB, and from every running server with
+/// its module's file).
+const DELETE_SERVICE: &str = "zato.service.delete";
+
 /// Sends module `name` to the server at `address:port`, which deploys it on every running server
 /// of its cluster (`cluster_id` is the cluster's id in the ODB).
 pub async fn upload(
@@ -39,9 +43,46 @@ pub async fn upload(
         "payload": engine.encode(content),
         "payload_name": name,
     });
+    invoke(address, port, admin_password, UPLOAD_SERVICE, &input)
+        .await
+        .map_err(|refusal| format!("the server on port {port} refused to deploy {name}: {refusal}"))
+}
+
+/// Deletes service `id` (and `name`, for errors) through the server at `address:port`: Zato
+/// removes it from the ODB and from every running server of the cluster.
+pub async fn delete(
+    address: IpAddr,
+    port: u16,
+    admin_password: &str,
+    id: i64,
+    name: &str,
+) -> Result<(), String> {
+    invoke(
+        address,
+        port,
+        admin_password,
+        DELETE_SERVICE,
+        &serde_json::json!({ "id": id }),
+    )
+    .await
+    .map_err(|refusal| {
+        format!("the server on port {port} did not delete service {name}: {refusal}")
+    })
+}
+
+/// Calls admin service `service` with `input` on the server's admin channel; the refusal, when
+/// it answers anything but 200 with Zato's OK.
+async fn invoke(
+    address: IpAddr,
+    port: u16,
+    admin_password: &str,
+    service: &str,
+    input: &serde_json::Value,
+) -> Result<(), String> {
+    let engine = base64::engine::general_purpose::STANDARD;
     // As Zato's own client sends a call: the service's input as base64 of its JSON.
     let call = serde_json::json!({
-        "name": UPLOAD_SERVICE,
+        "name": service,
         "payload": engine.encode(input.to_string()),
         "channel": "invoke",
         "data_format": "json",
@@ -68,15 +109,11 @@ pub async fn upload(
         &call.to_string(),
     )
     .await?;
-    if answer.status == 200 {
+    if answer.status == 200 && !answer.body.contains("ZATO_ERROR") {
         Ok(())
     } else {
         let body: String = answer.body.chars().take(300).collect();
-        Err(format!(
-            "the server on port {port} refused to deploy {name}: HTTP {} {}",
-            answer.status,
-            body.trim()
-        ))
+        Err(format!("HTTP {} {}", answer.status, body.trim()))
     }
 }
 

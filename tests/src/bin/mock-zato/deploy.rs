@@ -66,10 +66,24 @@ pub(crate) async fn admin_invoke(
         .and_then(|encoded| base64::Engine::decode(&engine, encoded).ok())
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
+    if call["name"] == "zato.service.delete" {
+        let Some(id) = input["id"].as_i64() else {
+            return Some(("400 Bad Request", String::new()));
+        };
+        return Some(
+            match delete_service(odb, &mut connection, cluster_id, id).await {
+                Ok(()) => (
+                    "200 OK",
+                    "{\"zato_env\": {\"result\": \"ZATO_OK\"}, \"response\": {}}\n".to_owned(),
+                ),
+                Err(error) => ("500 Internal Server Error", format!("{error}\n")),
+            },
+        );
+    }
     if call["name"] != "zato.service.upload-package" {
         return Some((
             "200 OK",
-            "{\"zato_env\": {\"result\": \"ZATO_ERROR\", \"details\": \"mock-zato runs only zato.service.upload-package\"}}\n".to_owned(),
+            "{\"zato_env\": {\"result\": \"ZATO_ERROR\", \"details\": \"mock-zato runs only zato.service.upload-package and zato.service.delete\"}}\n".to_owned(),
         ));
     }
     let (Some(name), Some(content)) = (
@@ -215,21 +229,24 @@ async fn deploy(
         content.as_bytes(),
     ));
     for service in &services {
+        let Some(service_id) = service_id(odb, connection, server_id, service).await else {
+            continue;
+        };
         let _ = sqlx::query(
-            &odb.sql("DELETE FROM deployed_service WHERE server_id = $1 AND service_name = $2"),
+            &odb.sql("DELETE FROM deployed_service WHERE server_id = $1 AND service_id = $2"),
         )
         .bind(server_id)
-        .bind(service.as_str())
+        .bind(service_id)
         .execute(&mut *connection)
         .await;
         let _ = sqlx::query(&odb.sql(
-            "INSERT INTO deployed_service (deployment_time, source_path, source_hash, source_hash_method, server_id, service_name) VALUES ($1, $2, $3, 'SHA-256', $4, $5)",
+            "INSERT INTO deployed_service (deployment_time, source_path, source_hash, source_hash_method, server_id, service_id) VALUES ($1, $2, $3, 'SHA-256', $4, $5)",
         ))
         .bind(now_text())
         .bind(file.display().to_string())
         .bind(hash.as_str())
         .bind(server_id)
-        .bind(service.as_str())
+        .bind(service_id)
         .execute(&mut *connection)
         .await;
     }
@@ -300,6 +317,94 @@ fn missing_import(content: &str) -> Option<(usize, &str, String)> {
     })
 }
 
+/// The id of service `name` in this server's cluster, made when it has none (as Zato's service
+/// store adds a service it deploys for the first time).
+async fn service_id(
+    odb: &Odb,
+    connection: &mut AnyConnection,
+    server_id: i64,
+    name: &str,
+) -> Option<i64> {
+    let find = odb.sql(
+        "SELECT v.id FROM service v JOIN server s ON s.cluster_id = v.cluster_id WHERE s.id = $1 AND v.name = $2",
+    );
+    let read = |row: sqlx::any::AnyRow| {
+        row.try_get::<i64, _>(0)
+            .or_else(|_| row.try_get::<i32, _>(0).map(i64::from))
+            .ok()
+    };
+    let found = sqlx::query(&find)
+        .bind(server_id)
+        .bind(name)
+        .fetch_optional(&mut *connection)
+        .await
+        .ok()?;
+    if let Some(row) = found {
+        return read(row);
+    }
+    sqlx::query(&odb.sql(
+        "INSERT INTO service (name, is_internal, cluster_id) SELECT $1, false, cluster_id FROM server WHERE id = $2",
+    ))
+    .bind(name)
+    .bind(server_id)
+    .execute(&mut *connection)
+    .await
+    .ok()?;
+    read(
+        sqlx::query(&find)
+            .bind(server_id)
+            .bind(name)
+            .fetch_one(&mut *connection)
+            .await
+            .ok()?,
+    )
+}
+
+/// `zato.service.delete` (input `id`): the service and what every server recorded of it go; the
+/// real Zato also removes the module's file on every running server, and a server started later
+/// no longer gets it from the others (`deploy_missing_services` reads what they deployed), which
+/// the mock, whose servers deploy every stored package, stands for by dropping the packages of
+/// the module that defined it.
+async fn delete_service(
+    odb: &Odb,
+    connection: &mut AnyConnection,
+    cluster_id: i64,
+    id: i64,
+) -> std::result::Result<(), sqlx::Error> {
+    let paths: Vec<String> = sqlx::query(&odb.sql(
+        "SELECT d.source_path FROM deployed_service d JOIN service v ON v.id = d.service_id WHERE v.id = $1 AND v.cluster_id = $2",
+    ))
+    .bind(id)
+    .bind(cluster_id)
+    .fetch_all(&mut *connection)
+    .await?
+    .iter()
+    .filter_map(|row| row.try_get::<String, _>(0).ok())
+    .collect();
+    for statement in [
+        "DELETE FROM deployed_service WHERE service_id = $1",
+        "DELETE FROM service WHERE id = $1",
+    ] {
+        sqlx::query(&odb.sql(statement))
+            .bind(id)
+            .execute(&mut *connection)
+            .await?;
+    }
+    for module in paths.iter().filter_map(|path| path.rsplit('/').next()) {
+        sqlx::query(
+            &odb.sql("DELETE FROM deployment_package WHERE cluster_id = $1 AND payload_name = $2"),
+        )
+        .bind(cluster_id)
+        .bind(module)
+        .execute(&mut *connection)
+        .await?;
+    }
+    for path in &paths {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 /// The services a module defines: each `class X(...Service...)` block, named by its
 /// `name = '...'` line (else by the class).
 fn service_names(content: &str) -> Vec<String> {
@@ -367,7 +472,7 @@ pub(crate) async fn enmasse(parsed: &Parsed) -> Result<()> {
         .await
         .ok_or_else(|| failed("this server's token is not in the ODB"))?;
     let deployed: Vec<String> = sqlx::query(&odb.sql(
-        "SELECT d.service_name FROM deployed_service d JOIN server s ON s.id = d.server_id WHERE s.cluster_id = $1",
+        "SELECT v.name FROM deployed_service d JOIN service v ON v.id = d.service_id JOIN server s ON s.id = d.server_id WHERE s.cluster_id = $1",
     ))
     .bind(cluster_id)
     .fetch_all(&mut connection)

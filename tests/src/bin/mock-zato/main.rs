@@ -41,8 +41,10 @@
 //! - services (`deploy.rs`): a server's admin channel takes `zato.service.upload-package` with the
 //!   cluster's `admin.invoke` password; every running server of the cluster then writes the module
 //!   to `work/hot-deploy/current`, and records `deployed_service` rows with its SHA-256 when it
-//!   "imports" (a `def`/`class` line without its `:` is Python's `SyntaxError: expected ':'`,
-//!   logged with its line, and records nothing);
+//!   "imports" (a `def`/`class` line without its `:` is Python's `SyntaxError: expected ':'`, an
+//!   import of a package neither provided nor on the server's `PYTHONPATH` is
+//!   `ModuleNotFoundError`, each logged with its line, and records nothing);
+//!   `zato.service.delete` removes a service, what the servers recorded of it, and its module;
 //! - `enmasse --import` (`deploy.rs`): placeholders filled from `--env-file`'s `[env]` (one without
 //!   a value becomes `Missing_Value_NAME`), a REST channel of a service no server deployed fails
 //!   (exit 16, as Zato's does), the filled-in file kept in the ODB;

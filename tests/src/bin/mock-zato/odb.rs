@@ -205,8 +205,13 @@ pub(crate) fn schema(dialect: Dialect) -> Vec<String> {
         format!(
             "CREATE TABLE mock_enmasse_import (cluster_id INTEGER NOT NULL, name {text} NOT NULL, content {large} NOT NULL)"
         ),
+        // Zato's services (the mock's: only those deployed modules define), and which server
+        // deployed which from what module (Zato's `deployed_service`, by `service_id`).
         format!(
-            "CREATE TABLE deployed_service (deployment_time {text} NOT NULL, source_path {text}, source_hash {text}, source_hash_method {text}, server_id INTEGER NOT NULL, service_name {text} NOT NULL)"
+            "CREATE TABLE service (id {serial}, name {text} NOT NULL, is_internal BOOLEAN NOT NULL, cluster_id INTEGER NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE deployed_service (deployment_time {text} NOT NULL, source_path {text}, source_hash {text}, source_hash_method {text}, server_id INTEGER NOT NULL, service_id INTEGER NOT NULL)"
         ),
     ]
 }
