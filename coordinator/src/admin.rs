@@ -354,11 +354,13 @@ impl AdminService for AdminApi {
         request: Request<v1::GetClusterRequest>,
     ) -> Result<Response<v1::GetClusterResponse>, Status> {
         self.authorize(&request).await?;
-        let name = request.into_inner().name;
+        let request = request.into_inner();
+        let (name, with_content) = (request.name, request.with_content);
         validate::name("cluster name", &name).map_err(ApiError::from)?;
         let cluster = self.store.get_cluster(&name).await?;
-        let services = self.store.cluster_services(&name, false).await?;
-        let (config_files, env) = self.store.cluster_config(&name, false).await?;
+        let services = self.store.cluster_services(&name, with_content).await?;
+        // The env values are opened only with the files' contents, and never leave here.
+        let (config_files, env) = self.store.cluster_config(&name, with_content).await?;
         let (requirements, wheels) = self.store.cluster_python(&name).await?;
         let mut message = cluster_message(cluster);
         message.python_requirements = requirements;
@@ -710,6 +712,35 @@ impl AdminService for AdminApi {
             tracing::info!(cluster = %request.cluster, revision = %revision, files = request.files.len(), env_values = env.len(), actor = %actor.0, "configuration set");
         }
         Ok(Response::new(v1::SetConfigResponse { revision, changed }))
+    }
+
+    type GetWheelStream = tokio_stream::Iter<std::vec::IntoIter<Result<v1::GetWheelPiece, Status>>>;
+
+    async fn get_wheel(
+        &self,
+        request: Request<v1::GetWheelRequest>,
+    ) -> Result<Response<Self::GetWheelStream>, Status> {
+        self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        let wheel = self
+            .store
+            .python_wheel(&request.cluster, &request.sha256)
+            .await?
+            .ok_or_else(|| ApiError::NotFound {
+                kind: "wheel",
+                name: request.sha256.clone(),
+            })?;
+        let pieces: Vec<Result<v1::GetWheelPiece, Status>> = wheel
+            .content
+            .chunks(muster_proto::PIECE_BYTES)
+            .map(|piece| {
+                Ok(v1::GetWheelPiece {
+                    piece: piece.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(tokio_stream::iter(pieces)))
     }
 
     async fn set_python(

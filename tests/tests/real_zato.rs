@@ -110,6 +110,68 @@ fn spread_through_balancer(
         .collect()
 }
 
+/// Requests `/zato/ping` through the load balancer from a test host in a loop, on a thread,
+/// until finished (at most 100,000 requests): what a user's traffic sees while the cluster
+/// changes.
+struct LoadLoop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl LoadLoop {
+    fn start(host: &Host, frontend: SocketAddr) -> LoadLoop {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let namespace = host.namespace.clone();
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut answered, mut failed) = (0, Vec::new());
+            for _ in 0..100_000 {
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                match traffic::get_from(&namespace, frontend, "/zato/ping") {
+                    Some((200, body)) if body.contains("ZATO_OK") => answered += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (answered, failed)
+        });
+        LoadLoop { stop, thread }
+    }
+
+    /// Stops it: how many requests were answered, and each that was not.
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// The services revision each server of cluster `prod` reports, once all `count` report `revision`.
+async fn prod_servers_run(coordinator: &Coordinator, count: usize, revision: &str) {
+    wait_for(
+        "every server to run the services revision",
+        PATIENCE,
+        POLL,
+        || {
+            let listed = coordinator.json(&["component", "list", "--cluster", "prod"]);
+            let servers: Vec<&serde_json::Value> = listed
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter(|component| component["role"] == "server")
+                .collect();
+            let done = servers.len() == count
+                && servers
+                    .iter()
+                    .all(|server| server["services_revision"] == revision);
+            async move { done.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+}
+
 /// Logs in to the dashboard at `address` from `host` as Django's login form does; says whether it
 /// was accepted (a redirect and a session cookie).
 fn dashboard_login(host: &Host, address: SocketAddr, user: &str, password: &str) -> bool {
@@ -1232,6 +1294,55 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         login["password"].as_str().unwrap(),
     ));
 
+    // The cluster's services on three servers on separate hosts: deployed, then changed while
+    // requests through the load balancer keep being answered, none failing.
+    let services = site.scratch.path().join("services");
+    std::fs::create_dir(&services).unwrap();
+    let orders = services.join("orders.py");
+    let deploy = || {
+        site.coordinator
+            .json(&["deploy", "--cluster", "prod", services.to_str().unwrap()])["revision"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    std::fs::write(&orders, orders_module("v1")).unwrap();
+    let sent = Instant::now();
+    let first = deploy();
+    prod_servers_run(&site.coordinator, 3, &first).await;
+    println!(
+        "figure: a module deployed on three real servers (distributed, PostgreSQL) and reported \
+         {:?} after `muster deploy`",
+        sent.elapsed()
+    );
+    std::fs::write(&orders, orders_module("v2")).unwrap();
+    let load = LoadLoop::start(&site.hosts["client"], site.frontend());
+    let sent = Instant::now();
+    let second = deploy();
+    prod_servers_run(&site.coordinator, 3, &second).await;
+    let changed_in = sent.elapsed();
+    let (answered, failed) = load.finish();
+    println!(
+        "figure: a changed module on all three real servers {changed_in:?} after `muster deploy`; \
+         {answered} requests through the load balancer answered meanwhile"
+    );
+    assert_eq!(
+        failed,
+        Vec::<String>::new(),
+        "no request failed during the change"
+    );
+    for host in SERVER_HOSTS {
+        let number = host.trim_start_matches("app-");
+        let answer = orders_answer(
+            &site.hosts[host],
+            &site.zato,
+            &site
+                .components_of(host)
+                .join(format!("server-server{number}")),
+        );
+        assert!(answer.contains("'version': 'v2'"), "{host}: {answer}");
+    }
+
     // A job (every second) keeps running when the scheduler's host restarts its agent, and when
     // the scheduler is re-pointed at another server (its server's host drained).
     let everywhere = site.scratch.path().to_owned();
@@ -1360,6 +1471,8 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
     let host = site.network.add_host("app-4");
     site.hosts.insert("app-4".to_owned(), host);
     let token = site.coordinator.join_token("prod", &["server"], 1);
+    // Requests through the load balancer all along the join: none fails.
+    let load = LoadLoop::start(&site.hosts["client"], site.frontend());
     site.start_agent("app-4", &token);
     let marker = site
         .components_of("app-4")
@@ -1386,7 +1499,26 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
     site.all_healthy(6).await;
     site.backend_is(&[("server1", "UP"), ("server2", "UP"), ("server3", "UP")])
         .await;
+    // It runs the cluster's services: its agent found them deployed, and until then its load
+    // balancer kept it out of rotation.
+    prod_servers_run(&site.coordinator, 3, &second).await;
     site.assert_served_by(&["server1", "server2", "server3"]);
+    let (answered, failed) = load.finish();
+    println!("{answered} requests through the load balancer answered during app-4's join");
+    assert_eq!(
+        failed,
+        Vec::<String>::new(),
+        "no request failed during the join"
+    );
+    let answer = orders_answer(
+        &site.hosts["app-4"],
+        &site.zato,
+        &site.components_of("app-4").join("server-server3"),
+    );
+    assert!(
+        answer.contains("'version': 'v2'"),
+        "the joined server: {answer}"
+    );
     let (_, servers) = site.odb_rows().await;
     assert_eq!(servers, ["server1", "server2", "server3"]);
     let status = site.coordinator.json(&["component", "list"]);

@@ -231,6 +231,7 @@ pub(super) async fn create_cluster(
                 .client
                 .get_cluster(v1::GetClusterRequest {
                     name: wanted.name.clone(),
+                    with_content: false,
                 })
                 .await
                 .answer(&connection)?
@@ -356,7 +357,10 @@ pub(super) async fn cluster_command(
             validate::name("cluster name", &name)?;
             let response = connection
                 .client
-                .get_cluster(v1::GetClusterRequest { name })
+                .get_cluster(v1::GetClusterRequest {
+                    name,
+                    with_content: false,
+                })
                 .await
                 .answer(&connection)?;
             let cluster = ClusterView::from(response.cluster.unwrap_or_default());
@@ -445,7 +449,10 @@ pub(super) async fn cluster_command(
             validate::name("cluster name", &name)?;
             connection
                 .client
-                .get_cluster(v1::GetClusterRequest { name: name.clone() })
+                .get_cluster(v1::GetClusterRequest {
+                    name: name.clone(),
+                    with_content: false,
+                })
                 .await
                 .answer(&connection)?;
             confirm_deletion(&name, yes)?;

@@ -263,6 +263,11 @@ enum GetCommand {
     Cluster {
         /// The cluster's name.
         name: String,
+        /// Write it into this new (or empty) directory instead, whole: cluster.toml with its
+        /// services, enmasse files, requirements and wheels beside it (env values, secrets, are
+        /// not written: config/env.ini.example names them).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -327,8 +332,8 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
             apply_command(file, dry_run, connection, json, out).await
         }
         Command::Get {
-            what: GetCommand::Cluster { name },
-        } => get_cluster_command(name, connection, json, out).await,
+            what: GetCommand::Cluster { name, dir },
+        } => get_cluster_command(name, dir, connection, json, out).await,
         Command::Deploy {
             cluster,
             paths,

@@ -235,7 +235,10 @@ pub(super) async fn fetch_status(
         Some(name) => vec![ClusterView::from(
             connection
                 .client
-                .get_cluster(v1::GetClusterRequest { name: name.clone() })
+                .get_cluster(v1::GetClusterRequest {
+                    name: name.clone(),
+                    with_content: false,
+                })
                 .await
                 .answer(connection)?
                 .cluster

@@ -77,6 +77,7 @@ pub(super) async fn wait_command(
         .client
         .get_cluster(v1::GetClusterRequest {
             name: cluster.clone(),
+            with_content: false,
         })
         .await
         .answer(&connection)?;

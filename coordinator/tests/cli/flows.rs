@@ -191,3 +191,110 @@ async fn init_refuses_an_initialized_directory_and_changes_nothing() {
     assert!(error.contains("already initialized"), "{error}");
     assert_eq!(snapshot(&data_dir), before);
 }
+
+/// A cluster's environment written back whole by `muster get cluster --dir` (the example's
+/// services, enmasse file, requirements and wheel) is the same environment: the files are the
+/// ones deployed, the wheel byte for byte, the env values are not written, and applying the
+/// written directory (with its env file made) changes nothing but the configuration, whose
+/// values only the coordinator can compare.
+#[tokio::test]
+async fn an_environment_written_back_applies_as_the_same_environment() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data_dir = scratch.path().join("coordinator");
+    assert!(init(&data_dir, None).status.success());
+    let coordinator = Coordinator::start(&data_dir).await;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/examples");
+    let source = scratch.path().join("source");
+    std::fs::create_dir(&source).unwrap();
+    for part in ["services", "config", "python", "python/wheelhouse"] {
+        std::fs::create_dir_all(source.join(part)).unwrap();
+    }
+    for file in [
+        "services/orders.py",
+        "config/api.yaml",
+        "python/requirements.txt",
+        "python/wheelhouse/inflection-0.5.1-py2.py3-none-any.whl",
+    ] {
+        std::fs::copy(example.join(file), source.join(file)).unwrap();
+    }
+    std::fs::copy(
+        example.join("config/env.ini.example"),
+        source.join("config/env.ini"),
+    )
+    .unwrap();
+    let cluster_file = "[cluster]\nname = \"shop\"\n\n[cluster.odb]\ntype = \"sqlite\"\n\
+                        db_name = \"/var/lib/zato/shop.db\"\n\n\
+                        [services]\npaths = [\"services\"]\n\n\
+                        [config]\nfiles = [\"config/api.yaml\"]\nenv_file = \"config/env.ini\"\n\n\
+                        [python]\nrequirements = \"python/requirements.txt\"\n\
+                        wheelhouse = \"python/wheelhouse\"\n";
+    std::fs::write(source.join("cluster.toml"), cluster_file).unwrap();
+    coordinator.ok(&["apply", "-f", source.join("cluster.toml").to_str().unwrap()]);
+
+    let written = scratch.path().join("written");
+    let said = coordinator.ok(&["get", "cluster", "shop", "--dir", written.to_str().unwrap()]);
+    assert!(said.contains("wrote cluster shop to"), "{said}");
+    for file in [
+        "services/orders.py",
+        "config/api.yaml",
+        "python/requirements.txt",
+        "python/wheelhouse/inflection-0.5.1-py2.py3-none-any.whl",
+    ] {
+        assert_eq!(
+            std::fs::read(written.join(file)).unwrap(),
+            std::fs::read(source.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let template = std::fs::read_to_string(written.join("config/env.ini.example")).unwrap();
+    assert!(template.contains("ORDERS_PASSWORD=\n"), "{template}");
+    let secret = std::fs::read_to_string(source.join("config/env.ini")).unwrap();
+    let value = secret
+        .lines()
+        .find_map(|line| line.strip_prefix("ORDERS_PASSWORD="))
+        .unwrap();
+    assert!(!value.is_empty());
+    assert!(
+        !template.contains(value) && !written.join("config/env.ini").exists(),
+        "the env values are not written"
+    );
+
+    // A directory that is not empty is refused; nothing is overwritten.
+    let refused =
+        coordinator.muster(&["get", "cluster", "shop", "--dir", written.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        one_line_error(&refused).contains("not empty"),
+        "{}",
+        one_line_error(&refused)
+    );
+
+    std::fs::copy(
+        source.join("config/env.ini"),
+        written.join("config/env.ini"),
+    )
+    .unwrap();
+    let plan = coordinator.ok(&[
+        "apply",
+        "-f",
+        written.join("cluster.toml").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(
+        plan.contains("= services ") && plan.contains("= python ") && plan.contains("~ config "),
+        "{plan}"
+    );
+    let applied = coordinator.ok(&[
+        "apply",
+        "-f",
+        written.join("cluster.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        !applied.contains("set services") && !applied.contains("set Python"),
+        "{applied}"
+    );
+    assert!(
+        !applied.contains("set configuration"),
+        "the same values: {applied}"
+    );
+}

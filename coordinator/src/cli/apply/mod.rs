@@ -11,6 +11,7 @@
 
 use super::*;
 
+mod export;
 mod file;
 mod plan;
 
@@ -66,7 +67,10 @@ pub(super) async fn apply_command(
     let mut connection = connect(connection_args).await?;
     let existing = match connection
         .client
-        .get_cluster(v1::GetClusterRequest { name: name.clone() })
+        .get_cluster(v1::GetClusterRequest {
+            name: name.clone(),
+            with_content: false,
+        })
         .await
     {
         Ok(response) => response.into_inner().cluster,
@@ -370,6 +374,7 @@ pub(super) async fn apply_command(
 /// JSON). Hosts and names are written out; the ODB password is not.
 pub(super) async fn get_cluster_command(
     name: String,
+    dir: Option<PathBuf>,
     connection_args: &ConnectionArgs,
     json: bool,
     out: &mut impl std::io::Write,
@@ -378,12 +383,39 @@ pub(super) async fn get_cluster_command(
     let mut connection = connect(connection_args).await?;
     let cluster = connection
         .client
-        .get_cluster(v1::GetClusterRequest { name: name.clone() })
+        .get_cluster(v1::GetClusterRequest {
+            name: name.clone(),
+            with_content: dir.is_some(),
+        })
         .await
         .answer(&connection)?
         .cluster
         .unwrap_or_default();
     let components = list_components(&mut connection, Some(&name)).await?;
+    if let Some(dir) = dir {
+        let written = export::write_directory(&mut connection, &cluster, &components, &dir).await?;
+        if json {
+            return write_json(
+                out,
+                &serde_json::json!({"cluster": name, "dir": dir, "files": written}),
+            );
+        }
+        writeln!(
+            out,
+            "wrote cluster {name} to {}: {}",
+            dir.display(),
+            written.join(", ")
+        )?;
+        if !cluster.config_env_names.is_empty() {
+            writeln!(
+                out,
+                "its env values are secrets and are not written: make {} from env.ini.example \
+                 before `muster apply`",
+                dir.join("config/env.ini").display()
+            )?;
+        }
+        return Ok(());
+    }
     let file = file_of(&cluster, &components);
     if json {
         return write_json(out, &file);
