@@ -1028,6 +1028,7 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         services_revision: String::new(),
         config_revision: String::new(),
         python_revision: String::new(),
+        python_installed: String::new(),
     });
     v1::ComponentAssignment {
         cluster: assignment.cluster,

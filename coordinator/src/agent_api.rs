@@ -352,6 +352,10 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
             .chars()
             .take(64)
             .collect(),
+        python_installed: clean_text(&status.python_installed)
+            .chars()
+            .take(64)
+            .collect(),
     })
 }
 

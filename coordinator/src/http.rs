@@ -259,6 +259,7 @@ mod tests {
                 services_revision: String::new(),
                 config_revision: String::new(),
                 python_revision: String::new(),
+                python_installed: String::new(),
             }),
         }
     }

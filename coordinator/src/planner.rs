@@ -236,9 +236,14 @@ fn python_restart<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assig
                 .is_some_and(|host| host.state == HostState::Up && !host.drained)
         })
         .collect();
+    // Started with another revision, and with the desired one installed beside it (one that
+    // does not install keeps its server in rotation with what it has).
     let stale = |server: &Assignment| {
         server.status.as_ref().is_some_and(|status| {
-            status.state == "running" && status.python_revision != cluster.python_revision
+            status.state == "running"
+                && status.python_revision != cluster.python_revision
+                && (cluster.python_revision.is_empty()
+                    || status.python_installed == cluster.python_revision)
         })
     };
     let first = servers
@@ -610,6 +615,7 @@ mod tests {
                 services_revision: revision.to_owned(),
                 config_revision: String::new(),
                 python_revision: String::new(),
+                python_installed: String::new(),
             })
         };
         let mut balancer = inputs("lb");
@@ -784,6 +790,7 @@ mod tests {
             services_revision: String::new(),
             config_revision: String::new(),
             python_revision: String::new(),
+            python_installed: String::new(),
         });
         assert!(!render(&drained).components[0].stopped);
         drained.assignments[1].status = None;

@@ -172,6 +172,8 @@ pub struct ComponentReport {
     pub config_revision: String,
     /// A server's Python dependencies revision, that of its running process.
     pub python_revision: String,
+    /// The desired revision once installed beside it.
+    pub python_installed: String,
 }
 
 /// The events of one component's report against its previous one (`None`: its first): it died

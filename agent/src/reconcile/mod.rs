@@ -622,6 +622,15 @@ impl Reconciler {
             } else {
                 String::new()
             },
+            python_installed: if role_of(component) == Role::Server
+                && python::installed(
+                    &self.component_dirs(component).0,
+                    &component.python_revision,
+                ) {
+                component.python_revision.clone()
+            } else {
+                String::new()
+            },
         }
     }
 

@@ -51,7 +51,8 @@ fn revision_dir(directory: &Path, revision: &str) -> PathBuf {
     directory.join(PYTHON_DIR).join(revision)
 }
 
-fn installed(directory: &Path, revision: &str) -> bool {
+/// Whether `revision` is installed, whole, beside the server in `directory`.
+pub fn installed(directory: &Path, revision: &str) -> bool {
     !revision.is_empty() && revision_dir(directory, revision).join(COMPLETE).exists()
 }
 

@@ -14,3 +14,5 @@ CREATE TABLE cluster_python_wheels (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 -- The Python dependencies revision a server's running process was started with.
 ALTER TABLE component_status ADD COLUMN python_revision VARCHAR(64) NOT NULL DEFAULT '';
+-- The desired revision once installed beside the server (it may restart to load it).
+ALTER TABLE component_status ADD COLUMN python_installed VARCHAR(64) NOT NULL DEFAULT '';

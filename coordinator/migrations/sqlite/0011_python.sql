@@ -14,3 +14,5 @@ CREATE TABLE cluster_python_wheels (
 );
 -- The Python dependencies revision a server's running process was started with.
 ALTER TABLE component_status ADD COLUMN python_revision TEXT NOT NULL DEFAULT '';
+-- The desired revision once installed beside the server (it may restart to load it).
+ALTER TABLE component_status ADD COLUMN python_installed TEXT NOT NULL DEFAULT '';

@@ -326,6 +326,8 @@ pub struct ComponentStatus {
     pub config_revision: String,
     /// A server's: the Python dependencies revision its running process was started with.
     pub python_revision: String,
+    /// A server's: the desired revision once installed beside it; empty before.
+    pub python_installed: String,
 }
 
 /// One of a cluster's once-only bootstrap tasks.

@@ -183,6 +183,7 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         services_revision: revision.clone(),
         config_revision: String::new(),
         python_revision: String::new(),
+        python_installed: String::new(),
     }];
     let lb_before_report = generation(&lb).await;
     store.record_status(&app.id, reported).await.unwrap();
@@ -407,6 +408,7 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         services_revision: String::new(),
         config_revision: String::new(),
         python_revision: python.to_owned(),
+        python_installed: revision.clone(),
     };
     let server_report = |host: &Host, status: ComponentStatus| {
         let mut reported = report(0, "10.0.0.5", Vec::new());
@@ -420,8 +422,6 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         let id = host.id.clone();
         async move { planner::render(&store.plan_inputs(&id).await.unwrap()) }
     };
-    server_report(&first, running("server1", true, "")).await;
-    server_report(&second, running("server2", true, "")).await;
     let restarts = || async {
         let mut permitted = Vec::new();
         for host in [&first, &second] {
@@ -441,6 +441,16 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
             .collect();
         (permitted, drained)
     };
+    // Neither has it installed yet: neither restarts, neither leaves the rotation.
+    let not_installed = |name: &str| ComponentStatus {
+        python_installed: String::new(),
+        ..running(name, true, "")
+    };
+    server_report(&first, not_installed("server1")).await;
+    server_report(&second, not_installed("server2")).await;
+    assert_eq!(restarts().await, (vec![], vec![]));
+    server_report(&first, running("server1", true, "")).await;
+    server_report(&second, running("server2", true, "")).await;
     assert_eq!(
         restarts().await,
         (vec!["server1".to_owned()], vec!["server1".to_owned()]),

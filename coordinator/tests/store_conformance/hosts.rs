@@ -363,6 +363,7 @@ pub(crate) async fn a_host_reports_only_for_its_own_components(backend: Backend)
         services_revision: String::new(),
         config_revision: String::new(),
         python_revision: String::new(),
+        python_installed: String::new(),
     };
     let mut hostile = report(1, "10.0.0.5", Vec::new());
     hostile.components = vec![
@@ -430,6 +431,7 @@ pub(crate) async fn a_hosts_events_are_limited_per_minute_and_old_events_pruned(
                 services_revision: String::new(),
                 config_revision: String::new(),
                 python_revision: String::new(),
+                python_installed: String::new(),
             })
             .collect();
         store.record_status(&host.id, flapping).await.unwrap();

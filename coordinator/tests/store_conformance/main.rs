@@ -195,6 +195,7 @@ fn balancer_report(state: &str) -> StatusReport {
         services_revision: String::new(),
         config_revision: String::new(),
         python_revision: String::new(),
+        python_installed: String::new(),
         backends: vec![v1::BackendServerState {
             name: "server1".into(),
             address: "10.0.0.2:17010".into(),

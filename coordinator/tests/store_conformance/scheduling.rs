@@ -40,6 +40,7 @@ pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
         services_revision: String::new(),
         config_revision: String::new(),
         python_revision: String::new(),
+        python_installed: String::new(),
     };
     let mut report_b = report(1, "10.0.0.2", Vec::new());
     report_b.components = vec![healthy("server1")];

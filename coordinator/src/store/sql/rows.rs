@@ -40,6 +40,9 @@ pub(super) fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError
             python_revision: row
                 .value::<Option<String>>("python_revision")?
                 .unwrap_or_default(),
+            python_installed: row
+                .value::<Option<String>>("python_installed")?
+                .unwrap_or_default(),
         }),
         None => None,
     };

@@ -144,8 +144,8 @@ impl SqlStore {
             let insert = self.sql(
                 "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
                      last_error, restarts, updated_at, services_revision, config_revision,
-                     python_revision)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     python_revision, python_installed)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             );
             sqlx::query(&insert)
                 .bind(host_id)
@@ -160,6 +160,7 @@ impl SqlStore {
                 .bind(&component.services_revision)
                 .bind(&component.config_revision)
                 .bind(&component.python_revision)
+                .bind(&component.python_installed)
                 .run(&mut **transaction, "record component status")
                 .await?;
             let (key, now_report) = reported_component(component);
@@ -177,6 +178,7 @@ impl SqlStore {
             if component.role == Role::Server
                 && before.is_none_or(|before| {
                     before.python_revision != component.python_revision
+                        || before.python_installed != component.python_installed
                         || before.healthy != component.healthy
                 })
             {
@@ -440,7 +442,7 @@ impl SqlStore {
     ) -> Result<BTreeMap<(String, String, String), policy::ComponentReport>, StoreError> {
         let sql = self.sql(
             "SELECT cluster_name, role, name, state, healthy, last_error, restarts,
-                 services_revision, config_revision, python_revision
+                 services_revision, config_revision, python_revision, python_installed
              FROM component_status WHERE host_id = $1",
         );
         let mut stored = BTreeMap::new();
@@ -462,6 +464,7 @@ impl SqlStore {
                 services_revision: row.value("services_revision")?,
                 config_revision: row.value("config_revision")?,
                 python_revision: row.value("python_revision")?,
+                python_installed: row.value("python_installed")?,
             };
             stored.insert(key, value);
         }
@@ -834,6 +837,7 @@ fn reported_component(
             services_revision: component.services_revision.clone(),
             config_revision: component.config_revision.clone(),
             python_revision: component.python_revision.clone(),
+            python_installed: component.python_installed.clone(),
         },
     )
 }
