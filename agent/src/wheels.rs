@@ -32,7 +32,7 @@ fn wanted(desired: &DesiredState) -> BTreeMap<String, (String, PythonWheel)> {
                 )
             })
         })
-        .filter(|(sha256, _)| sha256.len() == 64 && sha256.chars().all(|c| c.is_ascii_hexdigit()))
+        .filter(|(sha256, _)| muster_proto::python::valid_sha256(sha256))
         .collect()
 }
 

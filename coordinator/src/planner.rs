@@ -218,7 +218,8 @@ fn services_gate<'a>(
 }
 
 /// The server of `cluster` that may restart now to load the cluster's Python dependencies: the
-/// first by name whose running process was started with another revision, once every other
+/// first by name whose running process was started with another revision, once that revision is
+/// installed beside it and every other
 /// server of the cluster on a host that is up (and not drained) is healthy and in its load
 /// balancers' rotation, so
 /// that one server at a time is out of rotation (its load balancers drain it meanwhile).
@@ -236,14 +237,11 @@ fn python_restart<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assig
                 .is_some_and(|host| host.state == HostState::Up && !host.drained)
         })
         .collect();
-    // Started with another revision, and with the desired one installed beside it (one that
-    // does not install keeps its server in rotation with what it has).
+    // Running with another revision. The turn goes by name, whatever order the servers install
+    // in, so that it never moves to another server before this one has restarted.
     let stale = |server: &Assignment| {
         server.status.as_ref().is_some_and(|status| {
-            status.state == "running"
-                && status.python_revision != cluster.python_revision
-                && (cluster.python_revision.is_empty()
-                    || status.python_installed == cluster.python_revision)
+            status.state == "running" && status.python_revision != cluster.python_revision
         })
     };
     let first = servers
@@ -251,6 +249,16 @@ fn python_restart<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assig
         .copied()
         .filter(|server| stale(server))
         .min_by(|left, right| left.name.cmp(&right.name))?;
+    // It restarts once the desired revision is installed beside it: one that does not install
+    // keeps every server in rotation with what it has.
+    let installed = cluster.python_revision.is_empty()
+        || first
+            .status
+            .as_ref()
+            .is_some_and(|status| status.python_installed == cluster.python_revision);
+    if !installed {
+        return None;
+    }
     servers
         .iter()
         .filter(|other| other.name != first.name)

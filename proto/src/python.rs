@@ -142,6 +142,15 @@ pub fn valid_wheel_name(name: &str) -> bool {
             .all(|character| character.is_ascii_alphanumeric() || "_.+!-".contains(character))
 }
 
+/// Whether `text` is a SHA-256 as Muster writes it (64 lowercase hex digits): a revision or a
+/// wheel's hash, which agents use in file names.
+pub fn valid_sha256(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .chars()
+            .all(|character| character.is_ascii_digit() || ('a'..='f').contains(&character))
+}
+
 /// The lowercase hex SHA-256 of `bytes`.
 pub fn sha256_bytes(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
@@ -306,5 +315,9 @@ mod tests {
         assert_ne!(base, revision("a==2\n", &wheels));
         assert_ne!(base, revision("a==1\n", &[]));
         assert_eq!(revision("", &[]), "");
+        assert!(valid_sha256(&base));
+        for bad in ["", "../x", &base[..63], &base.to_uppercase()] {
+            assert!(!valid_sha256(bad), "{bad}");
+        }
     }
 }

@@ -385,6 +385,8 @@ async fn every_rpc_refuses_every_wrong_credential_with_the_right_code_and_no_sec
     // Every refusal was counted, by reason, and logged with where it came from.
     let metrics = http_get(coordinator.http_port, "/metrics").unwrap();
     let admin_rpcs = u64::try_from(rpcs("muster.v1.AdminService").len()).unwrap();
+    // Every agent RPC but Enroll takes a host certificate.
+    let certified_rpcs = u64::try_from(rpcs("muster.v1.AgentService").len() - 1).unwrap();
     let expected: BTreeMap<(&str, &str), u64> = BTreeMap::from([
         // No bearer: no credentials, alpha's and the removed host's certificates.
         (
@@ -407,9 +409,16 @@ async fn every_rpc_refuses_every_wrong_credential_with_the_right_code_and_no_sec
         // The empty Enroll requests, with no credentials, an admin token, a removed host's.
         (("muster_enrollments_refused_total", "malformed-token"), 3),
         (("muster_agent_calls_refused_total", "other-host"), 2),
-        // Watch, report and renew with no certificate (twice: with and without admin token).
-        (("muster_agent_calls_refused_total", "no-certificate"), 6),
-        (("muster_agent_calls_refused_total", "host-removed"), 3),
+        // Watch, report, renew and fetch a wheel with no certificate (twice: with and without
+        // admin token), and with a removed host's.
+        (
+            ("muster_agent_calls_refused_total", "no-certificate"),
+            2 * certified_rpcs,
+        ),
+        (
+            ("muster_agent_calls_refused_total", "host-removed"),
+            certified_rpcs,
+        ),
     ]);
     for ((metric, reason), count) in expected {
         assert_eq!(

@@ -115,7 +115,14 @@ fn spread_through_balancer(
 /// changes.
 struct LoadLoop {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+    thread: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+/// A test that fails while it runs stops it too, before its hosts go.
+impl Drop for LoadLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl LoadLoop {
@@ -136,13 +143,16 @@ impl LoadLoop {
             }
             (answered, failed)
         });
-        LoadLoop { stop, thread }
+        LoadLoop {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Stops it: how many requests were answered, and each that was not.
-    fn finish(self) -> (usize, Vec<String>) {
+    fn finish(mut self) -> (usize, Vec<String>) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().unwrap()
+        self.thread.take().unwrap().join().unwrap()
     }
 }
 
@@ -365,6 +375,32 @@ fn orders_answer(host: &Host, zato: &Path, server_dir: &Path) -> String {
         .output()
         .unwrap();
     text(&output.stdout)
+}
+
+/// `GET /api/orders` (the configuration's REST channel) from `host` through the load balancer at
+/// `frontend`, with Basic `credentials` when given: status, head and body.
+fn orders_channel(
+    host: &Host,
+    frontend: SocketAddr,
+    credentials: Option<&str>,
+) -> (u16, String, String) {
+    let authorization = credentials
+        .map(|credentials| {
+            use base64::Engine as _;
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            )
+        })
+        .unwrap_or_default();
+    traffic::exchange_from(
+        &host.namespace,
+        frontend,
+        &format!(
+            "GET /api/orders HTTP/1.1\r\nHost: {frontend}\r\n{authorization}Connection: close\r\n\r\n"
+        ),
+    )
+    .expect("an answer through the load balancer")
 }
 
 /// The services revision and reason of each server of cluster `quickstart`, once `check` holds.
@@ -742,25 +778,7 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         configured_at.elapsed()
     );
     let frontend = SocketAddr::from(([127, 0, 0, 1], 11223));
-    let call = |credentials: Option<&str>| {
-        let authorization = credentials
-            .map(|credentials| {
-                use base64::Engine as _;
-                format!(
-                    "Authorization: Basic {}\r\n",
-                    base64::engine::general_purpose::STANDARD.encode(credentials)
-                )
-            })
-            .unwrap_or_default();
-        traffic::exchange_from(
-            &host.namespace,
-            frontend,
-            &format!(
-                "GET /api/orders HTTP/1.1\r\nHost: {frontend}\r\n{authorization}Connection: close\r\n\r\n"
-            ),
-        )
-        .expect("an answer through the load balancer")
-    };
+    let call = |credentials: Option<&str>| orders_channel(&host, frontend, credentials);
     let before = traffic::haproxy_sessions(&stats_socket);
     for _ in 0..10 {
         let (status, _, body) = call(Some(&format!("orders:{password}")));
@@ -1343,6 +1361,148 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         assert!(answer.contains("'version': 'v2'"), "{host}: {answer}");
     }
 
+    // The Python dependencies on three servers: installed beside each from the wheelhouse and
+    // loaded one restart at a time, no request failing. Then a module that imports them, a REST
+    // channel of it behind basic auth (the password from the env file) and a scheduler job that
+    // calls it every two seconds, from one enmasse file.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/examples/python");
+    let load = LoadLoop::start(&site.hosts["client"], site.frontend());
+    let sent = Instant::now();
+    let python = site.coordinator.json(&[
+        "deploy",
+        "--cluster",
+        "prod",
+        "--requirements",
+        example.join("requirements.txt").to_str().unwrap(),
+        "--wheelhouse",
+        example.join("wheelhouse").to_str().unwrap(),
+    ])["revision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for(
+        "every server to run with the Python dependencies",
+        PATIENCE * 2,
+        POLL,
+        || {
+            let listed = site
+                .coordinator
+                .json(&["component", "list", "--cluster", "prod"]);
+            let done = listed.as_array().is_some_and(|all| {
+                all.iter()
+                    .filter(|component| component["role"] == "server")
+                    .all(|server| {
+                        server["python_revision"] == python.as_str() && server["healthy"] == true
+                    })
+            });
+            async move { done.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    let loaded_in = sent.elapsed();
+    let (answered, failed) = load.finish();
+    println!(
+        "figure: the Python dependencies loaded by three real servers, one restart at a time, \
+         {loaded_in:?} after `muster deploy --requirements`; {answered} requests through the load \
+         balancer answered meanwhile"
+    );
+    assert_eq!(
+        failed,
+        Vec::<String>::new(),
+        "no request failed during the rolling restart"
+    );
+    std::fs::write(
+        &orders,
+        "import inflection\n\nfrom zato.server.service import Service\n\n\
+         class Orders(Service):\n    name = 'muster.orders.get'\n\n    def handle(self):\n        \
+         self.response.payload = {'version': inflection.camelize('v3_with_inflection')}\n",
+    )
+    .unwrap();
+    let third = deploy();
+    prod_servers_run(&site.coordinator, 3, &third).await;
+    let password = "Orders-Distributed-Pa55";
+    let api = site.scratch.path().join("api.yaml");
+    std::fs::write(
+        &api,
+        "security:\n  - name: orders.basic\n    type: basic_auth\n    username: orders\n    \
+         password: \"{Zato_Enmasse_Env.ORDERS_PASSWORD}\"\n    realm: orders\n\n\
+         channel_rest:\n  - name: orders.get\n    service: muster.orders.get\n    \
+         url_path: /api/orders\n    security: orders.basic\n    data_format: json\n\n\
+         scheduler:\n  - name: muster.orders.every-2s\n    service: muster.orders.get\n    \
+         job_type: interval_based\n    start_date: \"START\"\n    seconds: 2\n"
+            .replace("START", &time_in_a_second()),
+    )
+    .unwrap();
+    let env = site.scratch.path().join("env.ini");
+    std::fs::write(&env, format!("[env]\nORDERS_PASSWORD={password}\n")).unwrap();
+    let config = site.coordinator.json(&[
+        "deploy",
+        "--cluster",
+        "prod",
+        "--config",
+        api.to_str().unwrap(),
+        "--env-file",
+        env.to_str().unwrap(),
+    ])["revision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for("the configuration to be imported", PATIENCE, POLL, || {
+        let listed = site
+            .coordinator
+            .json(&["component", "list", "--cluster", "prod"]);
+        let imported = listed.as_array().is_some_and(|all| {
+            all.iter()
+                .any(|component| component["config_revision"] == config.as_str())
+        });
+        async move { imported.then_some(()) }
+    })
+    .await
+    .unwrap();
+    let call = |credentials: Option<&str>| {
+        orders_channel(&site.hosts["client"], site.frontend(), credentials)
+    };
+    let before = traffic::haproxy_sessions(&site.stats_socket());
+    for _ in 0..30 {
+        let (status, _, body) = call(Some(&format!("orders:{password}")));
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("V3WithInflection"), "{body}");
+    }
+    let after = traffic::haproxy_sessions(&site.stats_socket());
+    for server in ["server1", "server2", "server3"] {
+        assert!(
+            after.get(server).copied().unwrap_or(0) > before.get(server).copied().unwrap_or(0),
+            "{server} answered the channel: {before:?} {after:?}"
+        );
+    }
+    assert_eq!(call(None).0, 401);
+    assert_eq!(call(Some("orders:not-the-password")).0, 401);
+    // The job runs: the scheduler's job log (the agent's, `logs/muster-jobs.log`) says so at
+    // every run.
+    let job_log = site
+        .components_of("admin")
+        .join("scheduler-scheduler/logs/muster-jobs.log");
+    wait_for(
+        "the scheduler job to run three times",
+        PATIENCE,
+        POLL,
+        || {
+            let runs = std::fs::read_to_string(&job_log)
+                .unwrap_or_default()
+                .matches("Executing `muster.orders.every-2s`")
+                .count();
+            async move { (runs >= 3).then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        logs_with(site.scratch.path(), password),
+        Vec::<PathBuf>::new(),
+        "the channel's password is in no log"
+    );
+
     // A job (every second) keeps running when the scheduler's host restarts its agent, and when
     // the scheduler is re-pointed at another server (its server's host drained).
     let everywhere = site.scratch.path().to_owned();
@@ -1501,7 +1661,7 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         .await;
     // It runs the cluster's services: its agent found them deployed, and until then its load
     // balancer kept it out of rotation.
-    prod_servers_run(&site.coordinator, 3, &second).await;
+    prod_servers_run(&site.coordinator, 3, &third).await;
     site.assert_served_by(&["server1", "server2", "server3"]);
     let (answered, failed) = load.finish();
     println!("{answered} requests through the load balancer answered during app-4's join");
@@ -1516,7 +1676,7 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         &site.components_of("app-4").join("server-server3"),
     );
     assert!(
-        answer.contains("'version': 'v2'"),
+        answer.contains("V3WithInflection"),
         "the joined server: {answer}"
     );
     let (_, servers) = site.odb_rows().await;

@@ -53,7 +53,8 @@ fn revision_dir(directory: &Path, revision: &str) -> PathBuf {
 
 /// Whether `revision` is installed, whole, beside the server in `directory`.
 pub fn installed(directory: &Path, revision: &str) -> bool {
-    !revision.is_empty() && revision_dir(directory, revision).join(COMPLETE).exists()
+    muster_proto::python::valid_sha256(revision)
+        && revision_dir(directory, revision).join(COMPLETE).exists()
 }
 
 /// What `pip` and Python print, kept short: pip's `ERROR:` lines when it has any, else the last
@@ -108,6 +109,17 @@ impl Reconciler {
         local: &mut Local,
     ) -> Result<bool, String> {
         let desired = &component.python_revision;
+        // Revisions and hashes name files here: only ones as Muster writes them.
+        let names_valid = (desired.is_empty() || muster_proto::python::valid_sha256(desired))
+            && component.python_wheels.iter().all(|wheel| {
+                muster_proto::python::valid_sha256(&wheel.sha256)
+                    && muster_proto::python::valid_wheel_name(&wheel.name)
+            });
+        if !names_valid {
+            return Err(format!(
+                "refused: Python dependencies revision {desired:?} or one of its wheels is not named as Muster names them"
+            ));
+        }
         let state = &mut local.python;
         if desired.is_empty() || installed(directory, desired) {
             *state = PythonLocal::default();

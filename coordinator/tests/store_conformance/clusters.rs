@@ -449,8 +449,11 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
     server_report(&first, not_installed("server1")).await;
     server_report(&second, not_installed("server2")).await;
     assert_eq!(restarts().await, (vec![], vec![]));
-    server_report(&first, running("server1", true, "")).await;
+    // server2 installs first: the turn stays with server1, by name, so that it never moves
+    // before a server has restarted.
     server_report(&second, running("server2", true, "")).await;
+    assert_eq!(restarts().await, (vec![], vec![]));
+    server_report(&first, running("server1", true, "")).await;
     assert_eq!(
         restarts().await,
         (vec!["server1".to_owned()], vec!["server1".to_owned()]),

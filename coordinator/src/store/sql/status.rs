@@ -337,12 +337,17 @@ impl SqlStore {
         for cluster in &services_changed {
             self.bump_balancer_hosts(&mut transaction, cluster).await?;
         }
+        // The next server's restart, and its drain in the load balancers, follow the balancers'
+        // rotation too.
         for name in balancers_moved.difference(&python_moved) {
             if let Ok(cluster) = self.cluster_in(&mut **transaction, name).await
                 && !cluster.python_revision.is_empty()
             {
                 self.bump_server_hosts(&mut transaction, &cluster.id)
                     .await?;
+                if !services_changed.contains(name) {
+                    self.bump_balancer_hosts(&mut transaction, name).await?;
+                }
             }
         }
         for name in &python_moved {
