@@ -16,10 +16,9 @@ use tonic::{Request, Response, Status};
 use crate::audit::{Door, Refusals};
 use crate::condition::condition_seen_by_balancers;
 use crate::secrets;
-use crate::store::ComponentStatus;
 use crate::store::{
-    Actor, Assignment, Cluster, ClusterSecrets, Event, Host, JoinToken, NewAssignment, NewCluster,
-    NewJoinToken, OdbSettings, Store, now_ms, retry_transient,
+    Actor, Assignment, Cluster, ClusterSecrets, ComponentStatus, Event, Host, JoinToken,
+    NewAssignment, NewCluster, NewJoinToken, OdbSettings, Store, now_ms, retry_transient,
 };
 
 /// A join token's lifetime when the request names none.
@@ -723,23 +722,12 @@ impl AdminService for AdminApi {
         self.authorize(&request).await?;
         let request = request.into_inner();
         validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
-        let wheel = self
-            .store
-            .python_wheel(&request.cluster, &request.sha256)
-            .await?
-            .ok_or_else(|| ApiError::NotFound {
-                kind: "wheel",
-                name: request.sha256.clone(),
-            })?;
-        let pieces: Vec<Result<v1::GetWheelPiece, Status>> = wheel
-            .content
-            .chunks(muster_proto::PIECE_BYTES)
-            .map(|piece| {
-                Ok(v1::GetWheelPiece {
-                    piece: piece.to_vec(),
-                })
-            })
-            .collect();
+        let pieces: Vec<Result<v1::GetWheelPiece, Status>> =
+            wheel_pieces(self.store.as_ref(), &request.cluster, &request.sha256)
+                .await?
+                .into_iter()
+                .map(|piece| Ok(v1::GetWheelPiece { piece }))
+                .collect();
         Ok(Response::new(tokio_stream::iter(pieces)))
     }
 
@@ -959,6 +947,27 @@ impl AdminService for AdminApi {
             .collect();
         Ok(Response::new(v1::ListComponentsResponse { components }))
     }
+}
+
+/// One of `cluster`'s wheels, by hash, in pieces of at most [`muster_proto::PIECE_BYTES`] (what
+/// `GetWheel` and the agents' `FetchWheel` send).
+pub(crate) async fn wheel_pieces(
+    store: &dyn Store,
+    cluster: &str,
+    sha256: &str,
+) -> Result<Vec<Vec<u8>>, ApiError> {
+    let wheel = store
+        .python_wheel(cluster, sha256)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            kind: "wheel",
+            name: sha256.to_owned(),
+        })?;
+    Ok(wheel
+        .content
+        .chunks(muster_proto::PIECE_BYTES)
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 /// A SetPython call's cluster, requirements and wheels, from its pieces; stops reading at the

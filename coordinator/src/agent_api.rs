@@ -610,23 +610,12 @@ impl AgentService for AgentApi {
             ))
             .into());
         }
-        let wheel = self
-            .store
-            .python_wheel(&request.cluster, &request.sha256)
-            .await?
-            .ok_or_else(|| ApiError::NotFound {
-                kind: "wheel",
-                name: request.sha256.clone(),
-            })?;
-        let pieces: Vec<Result<v1::FetchWheelPiece, Status>> = wheel
-            .content
-            .chunks(muster_proto::PIECE_BYTES)
-            .map(|piece| {
-                Ok(v1::FetchWheelPiece {
-                    piece: piece.to_vec(),
-                })
-            })
-            .collect();
+        let pieces: Vec<Result<v1::FetchWheelPiece, Status>> =
+            crate::admin::wheel_pieces(self.store.as_ref(), &request.cluster, &request.sha256)
+                .await?
+                .into_iter()
+                .map(|piece| Ok(v1::FetchWheelPiece { piece }))
+                .collect();
         Ok(Response::new(tokio_stream::iter(pieces)))
     }
 }

@@ -129,8 +129,9 @@ impl SqlStore {
         let previous = self.stored_components(&mut **transaction, host_id).await?;
         let mut health_changed = previous.len() != report.components.len();
         let mut services_changed = std::collections::BTreeSet::new();
+        // Clusters whose rolling restart for Python dependencies may move on: the servers whose
+        // turn it is and the load balancers that drain them are planned again.
         let mut python_moved = std::collections::BTreeSet::new();
-        let mut balancers_moved = std::collections::BTreeSet::new();
         let previous_backends = self
             .replace_backend_states(&mut transaction, host_id, &report)
             .await?;
@@ -201,7 +202,7 @@ impl SqlStore {
                         .await?;
                     // The next server's restart for new Python dependencies waits for the
                     // balancers to have the others in rotation again.
-                    balancers_moved.insert(component.cluster.clone());
+                    python_moved.insert(component.cluster.clone());
                 }
             }
             let label = format!("{} {}", component.role, component.name);
@@ -337,29 +338,17 @@ impl SqlStore {
         for cluster in &services_changed {
             self.bump_balancer_hosts(&mut transaction, cluster).await?;
         }
-        // The next server's restart, and its drain in the load balancers, follow the balancers'
-        // rotation too.
-        for name in balancers_moved.difference(&python_moved) {
-            if let Ok(cluster) = self.cluster_in(&mut **transaction, name).await
-                && !cluster.python_revision.is_empty()
-            {
-                self.bump_server_hosts(&mut transaction, &cluster.id)
-                    .await?;
-                if !services_changed.contains(name) {
-                    self.bump_balancer_hosts(&mut transaction, name).await?;
-                }
-            }
-        }
         for name in &python_moved {
             let Ok(cluster) = self.cluster_in(&mut **transaction, name).await else {
                 continue;
             };
-            if !cluster.python_revision.is_empty() && !services_changed.contains(name) {
-                self.bump_balancer_hosts(&mut transaction, name).await?;
+            if cluster.python_revision.is_empty() {
+                continue;
             }
-            if !cluster.python_revision.is_empty() {
-                self.bump_server_hosts(&mut transaction, &cluster.id)
-                    .await?;
+            self.bump_server_hosts(&mut transaction, &cluster.id)
+                .await?;
+            if !services_changed.contains(name) {
+                self.bump_balancer_hosts(&mut transaction, name).await?;
             }
         }
         let generation = self
