@@ -220,6 +220,8 @@ fn cluster_message(cluster: Cluster) -> v1::Cluster {
         python_revision: cluster.python_revision,
         python_requirements: String::new(),
         python_wheels: Vec::new(),
+        user_conf_revision: cluster.user_conf_revision,
+        user_conf_names: Vec::new(),
     }
 }
 
@@ -367,6 +369,14 @@ impl AdminService for AdminApi {
         message.services = services;
         message.config_files = config_files;
         message.config_env_names = env.into_keys().collect();
+        // The user-config files' contents are secret: only their names leave here.
+        message.user_conf_names = self
+            .store
+            .cluster_user_conf(&name, false)
+            .await?
+            .into_iter()
+            .map(|file| file.name)
+            .collect();
         Ok(Response::new(v1::GetClusterResponse {
             cluster: Some(message),
         }))
@@ -713,6 +723,33 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::SetConfigResponse { revision, changed }))
     }
 
+    async fn set_user_conf(
+        &self,
+        request: Request<v1::SetUserConfRequest>,
+    ) -> Result<Response<v1::SetUserConfResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        muster_proto::user_conf::checked(&request.files)
+            .map_err(|refused| ApiError::InvalidArgument(refused.to_string()))?;
+        let (revision, changed) = retry_transient(|| {
+            self.store
+                .set_user_conf(&request.cluster, &request.files, &actor)
+        })
+        .await?;
+        if changed {
+            self.fanout.committed();
+            // The files' contents are never logged; their names are.
+            let names: Vec<&str> = request
+                .files
+                .iter()
+                .map(|file| file.name.as_str())
+                .collect();
+            tracing::info!(cluster = %request.cluster, revision = %revision, files = ?names, actor = %actor.0, "user-config files set");
+        }
+        Ok(Response::new(v1::SetUserConfResponse { revision, changed }))
+    }
+
     type GetWheelStream = tokio_stream::Iter<std::vec::IntoIter<Result<v1::GetWheelPiece, Status>>>;
 
     async fn get_wheel(
@@ -1038,6 +1075,7 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         config_revision: String::new(),
         python_revision: String::new(),
         python_installed: String::new(),
+        user_conf_revision: String::new(),
     });
     v1::ComponentAssignment {
         cluster: assignment.cluster,
@@ -1056,6 +1094,7 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         services_revision: status.services_revision,
         config_revision: status.config_revision,
         python_revision: status.python_revision,
+        user_conf_revision: status.user_conf_revision,
     }
 }
 

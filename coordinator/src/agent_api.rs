@@ -356,6 +356,10 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
             .chars()
             .take(64)
             .collect(),
+        user_conf_revision: clean_text(&status.user_conf_revision)
+            .chars()
+            .take(64)
+            .collect(),
     })
 }
 

@@ -245,6 +245,7 @@ async fn call(
         "ConfigureLoadBalancer" => configure_load_balancer,
         "SetServices" => set_services,
         "SetConfig" => set_config,
+        "SetUserConf" => set_user_conf,
         "ListBackends" => list_backends,
         "DrainHost" => drain_host,
         "AdmitHost" => admit_host,

@@ -260,6 +260,7 @@ mod tests {
                 config_revision: String::new(),
                 python_revision: String::new(),
                 python_installed: String::new(),
+                user_conf_revision: String::new(),
             }),
         }
     }

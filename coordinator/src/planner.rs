@@ -452,6 +452,21 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 python_restart: assignment.role == Role::Server
                     && python_restart(inputs, cluster_name)
                         .is_some_and(|server| server.name == assignment.name),
+                // The user-config files, secrets, only to the servers that read them.
+                user_conf_revision: if assignment.role == Role::Server {
+                    cluster.user_conf_revision.clone()
+                } else {
+                    String::new()
+                },
+                user_conf: if assignment.role == Role::Server {
+                    inputs
+                        .user_conf
+                        .get(cluster_name)
+                        .cloned()
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
             });
         }
     }
@@ -532,6 +547,7 @@ mod tests {
             services_revision: "rev-1".to_owned(),
             config_revision: "config-1".to_owned(),
             python_revision: String::new(),
+            user_conf_revision: "user-conf-1".to_owned(),
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),
@@ -579,6 +595,13 @@ mod tests {
                 ),
             )]),
             python: BTreeMap::new(),
+            user_conf: BTreeMap::from([(
+                "prod".to_owned(),
+                vec![v1::UserConfFile {
+                    name: "partners.ini".to_owned(),
+                    content: "[crm]\npassword = s3cret-too\n".to_owned(),
+                }],
+            )]),
             bootstrap,
         }
     }
@@ -595,6 +618,23 @@ mod tests {
                     other.config_revision.is_empty()
                         && other.config_files.is_empty()
                         && other.config_env.is_empty(),
+                    "{other:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_user_config_files_go_to_every_server_and_to_nothing_else() {
+        for host in ["app-1", "app-2"] {
+            let server = &render(&inputs(host)).components[0];
+            assert_eq!(server.user_conf_revision, "user-conf-1");
+            assert_eq!(server.user_conf.len(), 1, "{host}");
+        }
+        for host in ["admin", "lb"] {
+            for other in render(&inputs(host)).components {
+                assert!(
+                    other.user_conf_revision.is_empty() && other.user_conf.is_empty(),
                     "{other:?}"
                 );
             }
@@ -624,6 +664,7 @@ mod tests {
                 config_revision: String::new(),
                 python_revision: String::new(),
                 python_installed: String::new(),
+                user_conf_revision: String::new(),
             })
         };
         let mut balancer = inputs("lb");
@@ -799,6 +840,7 @@ mod tests {
             config_revision: String::new(),
             python_revision: String::new(),
             python_installed: String::new(),
+            user_conf_revision: String::new(),
         });
         assert!(!render(&drained).components[0].stopped);
         drained.assignments[1].status = None;

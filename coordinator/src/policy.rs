@@ -174,6 +174,8 @@ pub struct ComponentReport {
     pub python_revision: String,
     /// The desired revision once installed beside it.
     pub python_installed: String,
+    /// A server's user-config revision, in place on it.
+    pub user_conf_revision: String,
 }
 
 /// The events of one component's report against its previous one (`None`: its first): it died
@@ -226,6 +228,15 @@ pub fn component_report_events(
             format!(
                 "{label} runs Python dependencies revision {}",
                 muster_proto::services::short(&now.python_revision)
+            ),
+        ));
+    }
+    if !now.user_conf_revision.is_empty() && now.user_conf_revision != before.user_conf_revision {
+        happened.push(Happened::new(
+            "component.user-conf",
+            format!(
+                "{label} has user-config revision {}",
+                muster_proto::services::short(&now.user_conf_revision)
             ),
         ));
     }

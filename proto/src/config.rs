@@ -52,7 +52,9 @@ pub enum Refused {
     Missing { file: String, name: String },
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` is an enmasse file's name Muster takes (NAME.yaml or NAME.yml, a plain file
+/// name).
+pub fn valid_name(name: &str) -> bool {
     let stem = name
         .strip_suffix(".yaml")
         .or_else(|| name.strip_suffix(".yml"));

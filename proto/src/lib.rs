@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod python;
 pub mod services;
 pub mod token;
+pub mod user_conf;
 pub mod validate;
 pub mod zato;
 

@@ -72,6 +72,10 @@ fn files_holding(directory: &Path, needle: &str) -> Vec<std::path::PathBuf> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
+            // A link (Zato's `config/repo/user-conf`) is not a second copy.
+            if path.is_symlink() {
+                continue;
+            }
             if path.is_dir() {
                 pending.push(path);
                 continue;
@@ -667,5 +671,283 @@ async fn python_dependencies_are_installed_beside_every_server_and_one_that_does
             .filter(|component| component["role"] == "server")
             .all(|component| component["state"] == "running"),
         "{listed}"
+    );
+}
+
+/// A user-config file's secret.
+const CRM_PASSWORD: &str = "Crm-Pa55word";
+
+/// What the server on `host` holds as `self.config.NAME` (mock-zato's stand-in for a service
+/// reading it); `None` when it holds nothing there.
+fn user_config(host: &muster_testkit::netns::Host, name: &str) -> Option<String> {
+    let output = host
+        .command(Path::new("curl"))
+        .args([
+            "-sf",
+            "--max-time",
+            "5",
+            &format!("http://{}:17010/mock/user-config/{name}", host.address),
+        ])
+        .output()
+        .unwrap();
+    output.status.success().then(|| text(&output.stdout))
+}
+
+/// Each server's (name, user-config revision while it is healthy), once `check` holds for all of them.
+async fn user_conf_when(
+    coordinator: &Coordinator,
+    what: &str,
+    check: impl Fn(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    wait_for(what, PATIENCE, POLL, || {
+        let servers: Vec<(String, String)> = coordinator
+            .json(&["component", "list", "--cluster", "prod"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|component| component["role"] == "server")
+            .map(|component| {
+                // Until the server answers, its revision is only on disk.
+                let revision = match component["healthy"] == true {
+                    true => component["user_conf_revision"].as_str().unwrap_or_default(),
+                    false => "",
+                };
+                (
+                    component["name"].as_str().unwrap().to_owned(),
+                    revision.to_owned(),
+                )
+            })
+            .collect();
+        let done = check(&servers);
+        async move { done.then_some(servers) }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn user_config_files_reach_every_server_live_and_at_start_and_stay_secret() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut network = Network::create();
+    let coord = network.add_host("coord");
+    let coordinator = Coordinator::start_on(&coord, scratch.path(), None, &[]).await;
+    let hosts: Vec<_> = ["app-1", "app-2"]
+        .into_iter()
+        .map(|name| network.add_host(name))
+        .collect();
+    let odb = scratch.path().join("odb.db");
+    let file = scratch.path().join("prod.toml");
+    let conf = scratch.path().join("user-conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::create_dir(scratch.path().join("services")).unwrap();
+    let partners =
+        |address: &str| format!("[crm]\naddress = {address}\npassword = {CRM_PASSWORD}\n");
+    std::fs::write(
+        conf.join("partners.ini"),
+        format!("[crm]\naddress = https://crm.example.com\npassword {CRM_PASSWORD}\n"),
+    )
+    .unwrap();
+    let with_user_conf = |files: &str| {
+        format!(
+            "{}\n[user_conf]\nfiles = [{files}]\n",
+            cluster_file(&odb, &["app-1", "app-2"])
+        )
+    };
+    std::fs::write(&file, with_user_conf("\"user-conf/partners.ini\"")).unwrap();
+    let path = file.to_str().unwrap();
+
+    // A file Zato could not parse is refused, named by file and line, before anything changes,
+    // and the refusal does not quote the line.
+    let refused = coordinator.muster(&["apply", "-f", path]);
+    assert!(!refused.status.success());
+    let error = text(&refused.stderr);
+    assert!(
+        error.contains("partners.ini") && error.contains("line 3") && !error.contains(CRM_PASSWORD),
+        "{error}"
+    );
+    assert_eq!(
+        coordinator.json(&["cluster", "list"]),
+        serde_json::json!([])
+    );
+
+    // Written before each server starts: both read it.
+    std::fs::write(
+        conf.join("partners.ini"),
+        partners("https://crm.example.com"),
+    )
+    .unwrap();
+    let plan = coordinator.ok(&["apply", "-f", path, "--dry-run"]);
+    assert!(
+        plan.contains("~ user_conf 1 file(s): partners.ini"),
+        "{plan}"
+    );
+    coordinator.ok(&["apply", "-f", path]);
+    let first = coordinator.json(&["cluster", "show", "prod"])["user_conf_revision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(first.len(), 64);
+    let token = coordinator.join_token("prod", &[], 2);
+    let mut agents = Vec::new();
+    for host in &hosts {
+        let mut agent = Agent::configure_on_by_name(host, scratch.path(), &coordinator, &token);
+        agent.start();
+        agents.push(agent);
+    }
+    user_conf_when(&coordinator, "both servers to have the files", |servers| {
+        servers.len() == 2 && servers.iter().all(|(_, revision)| *revision == first)
+    })
+    .await;
+    for host in &hosts {
+        assert_eq!(
+            user_config(host, "partners").as_deref(),
+            Some(partners("https://crm.example.com").as_str()),
+            "{}",
+            host.name
+        );
+    }
+    let server_dir = |agent: &Agent| {
+        std::fs::read_dir(agent.components_dir.join("prod"))
+            .unwrap()
+            .flatten()
+            .find(|entry| entry.file_name().to_string_lossy().starts_with("server-"))
+            .unwrap()
+            .path()
+    };
+    let pid = |agent: &Agent| std::fs::read_to_string(server_dir(agent).join("pidfile")).unwrap();
+    let pids: Vec<String> = agents.iter().map(pid).collect();
+    for agent in &agents {
+        use std::os::unix::fs::PermissionsExt as _;
+        let written = server_dir(agent).join("pickup/incoming/user-conf/partners.ini");
+        let mode = std::fs::metadata(&written).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", written.display());
+    }
+
+    // Changed, and a second file: loaded into the running servers, neither restarted.
+    std::fs::write(
+        conf.join("partners.ini"),
+        partners("https://crm2.example.com"),
+    )
+    .unwrap();
+    std::fs::write(conf.join("limits.conf"), "max_items = 20\n").unwrap();
+    let deployed = coordinator.json(&[
+        "deploy",
+        "--cluster",
+        "prod",
+        "--user-conf",
+        conf.join("partners.ini").to_str().unwrap(),
+        conf.join("limits.conf").to_str().unwrap(),
+    ]);
+    assert_eq!(deployed["changed"], true);
+    let second = deployed["revision"].as_str().unwrap().to_owned();
+    user_conf_when(&coordinator, "both servers to load the change", |servers| {
+        servers.iter().all(|(_, revision)| *revision == second)
+    })
+    .await;
+    for host in &hosts {
+        assert_eq!(
+            user_config(host, "partners").as_deref(),
+            Some(partners("https://crm2.example.com").as_str())
+        );
+        assert_eq!(
+            user_config(host, "limits").as_deref(),
+            Some("max_items = 20\n")
+        );
+    }
+    assert_eq!(
+        agents.iter().map(pid).collect::<Vec<_>>(),
+        pids,
+        "loaded without a restart"
+    );
+
+    let status = coordinator.ok(&["status", "--cluster", "prod"]);
+    assert!(
+        status.contains(&format!(
+            "user config revision {} on 2/2 servers\n",
+            &second[..12]
+        )),
+        "{status}"
+    );
+
+    // A server that restarts reads what is in place.
+    let killed = pids[1].trim().parse::<u32>().unwrap();
+    muster_testkit::harness::signal(killed, nix::sys::signal::Signal::SIGKILL);
+    wait_for("server2 to be restarted", PATIENCE, POLL, || {
+        let restarted = std::fs::read_to_string(server_dir(&agents[1]).join("pidfile"))
+            .is_ok_and(|now| now != pids[1])
+            && user_config(&hosts[1], "partners").is_some();
+        async move { restarted.then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        user_config(&hosts[1], "partners").as_deref(),
+        Some(partners("https://crm2.example.com").as_str())
+    );
+
+    // A file that leaves the set leaves the servers: emptied in them, then removed.
+    std::fs::write(&file, with_user_conf("\"user-conf/partners.ini\"")).unwrap();
+    coordinator.ok(&["apply", "-f", path]);
+    user_conf_when(
+        &coordinator,
+        "both servers to drop limits.conf",
+        |servers| {
+            servers
+                .iter()
+                .all(|(_, revision)| *revision != second && revision.len() == 64)
+        },
+    )
+    .await;
+    for (host, agent) in hosts.iter().zip(&agents) {
+        assert_eq!(user_config(host, "limits"), None, "{}", host.name);
+        assert!(
+            !server_dir(agent)
+                .join("pickup/incoming/user-conf/limits.conf")
+                .exists()
+        );
+        assert!(user_config(host, "partners").is_some());
+    }
+
+    // Secret: never shown, in no log, and on disk only where the operator and the servers keep it.
+    let shown = coordinator.ok(&["cluster", "show", "prod"]);
+    assert!(
+        shown.contains("user config")
+            && shown.contains("partners.ini")
+            && !shown.contains(CRM_PASSWORD),
+        "{shown}"
+    );
+    let written = coordinator.ok(&["get", "cluster", "prod"]);
+    assert!(
+        written.contains("# Its user-config files: revision") && !written.contains(CRM_PASSWORD),
+        "{written}"
+    );
+    let events = coordinator.ok(&["events", "--cluster", "prod"]);
+    assert!(
+        events.contains("user-config revision") && !events.contains(CRM_PASSWORD),
+        "{events}"
+    );
+    let mut holding = files_holding(scratch.path(), CRM_PASSWORD);
+    holding.sort();
+    let mut expected = vec![conf.join("partners.ini")];
+    expected.extend(
+        agents
+            .iter()
+            .map(|agent| server_dir(agent).join("pickup/incoming/user-conf/partners.ini")),
+    );
+    expected.sort();
+    assert_eq!(holding, expected);
+    let exported = scratch.path().join("exported");
+    coordinator.ok(&[
+        "get",
+        "cluster",
+        "prod",
+        "--dir",
+        exported.to_str().unwrap(),
+    ]);
+    let toml = std::fs::read_to_string(exported.join("cluster.toml")).unwrap();
+    assert!(toml.contains("user-conf/partners.ini"), "{toml}");
+    assert!(
+        !exported.join("user-conf").exists(),
+        "secrets are not written back"
     );
 }

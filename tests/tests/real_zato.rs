@@ -364,6 +364,16 @@ fn orders_module(version: &str) -> String {
     )
 }
 
+/// A user-config file's secret.
+const CRM_PASSWORD: &str = "Crm-Pa55word";
+
+/// A module of one service, `muster.settings.get`, that answers what it reads of the cluster's
+/// user config `partners` (`self.config.partners`, from `partners.ini`).
+const SETTINGS_MODULE: &str = "from zato.server.service import Service\n\n\
+    class Settings(Service):\n    name = 'muster.settings.get'\n\n    def handle(self):\n        \
+    crm = (self.config.get('partners') or {}).get('crm') or {}\n        \
+    self.response.payload = {'address': crm.get('address', '')}\n";
+
 /// What `muster.orders.get` answers on the server in `server_dir` (`zato service invoke`).
 fn orders_answer(host: &Host, zato: &Path, server_dir: &Path) -> String {
     let output = host
@@ -971,6 +981,108 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         let answer = orders_answer(&host, &zato, &components.join(format!("server-{server}")));
         assert!(answer.contains("V3WithInflection"), "{server}: {answer}");
     }
+
+    // User-config files: written beside both servers and loaded into them as they run (no
+    // restart), what a service reads as `self.config.partners`; a change likewise; the secret
+    // in no log.
+    std::fs::write(services.join("settings.py"), SETTINGS_MODULE).unwrap();
+    let fifth = deploy();
+    quickstart_servers_when(
+        &muster,
+        "both servers to run the settings module",
+        |servers| servers.iter().all(|(revision, _)| *revision == fifth),
+    )
+    .await;
+    let settings_answer = |server: &str| {
+        let output = host
+            .command(&zato)
+            .arg("service")
+            .arg("invoke")
+            .arg(components.join(format!("server-{server}")))
+            .arg("muster.settings.get")
+            .output()
+            .unwrap();
+        text(&output.stdout)
+    };
+    let pids = || {
+        ["server1", "server2"].map(|server| {
+            std::fs::read_to_string(components.join(format!("server-{server}/pidfile")))
+                .unwrap_or_default()
+        })
+    };
+    let before = pids();
+    let partners = scratch.path().join("partners.ini");
+    let set_partners = |address: &str| {
+        std::fs::write(
+            &partners,
+            format!("[crm]\naddress = {address}\npassword = {CRM_PASSWORD}\n"),
+        )
+        .unwrap();
+        let output = muster(&[
+            "-o",
+            "json",
+            "deploy",
+            "--cluster",
+            "quickstart",
+            "--user-conf",
+            partners.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        answer["revision"].as_str().unwrap().to_owned()
+    };
+    for address in ["https://crm.example.com", "https://crm2.example.com"] {
+        let sent_at = Instant::now();
+        let revision = set_partners(address);
+        wait_for(
+            "both servers to load the user config",
+            PATIENCE,
+            POLL,
+            || {
+                let listed =
+                    muster(&["-o", "json", "component", "list", "--cluster", "quickstart"]);
+                let listed: serde_json::Value =
+                    serde_json::from_slice(&listed.stdout).unwrap_or_default();
+                let loaded = listed
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|component| component["role"] == "server")
+                    .filter(|component| component["user_conf_revision"] == revision.as_str())
+                    .count()
+                    == 2;
+                async move { loaded.then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+        println!(
+            "figure: a user-config file loaded into both real servers {:?} after `muster deploy --user-conf`",
+            sent_at.elapsed()
+        );
+        for server in ["server1", "server2"] {
+            let answer = settings_answer(server);
+            assert!(
+                answer.contains(&format!("'address': '{address}'")),
+                "{server}: {answer}"
+            );
+        }
+    }
+    assert_eq!(pids(), before, "loaded without a restart");
+    for server in ["server1", "server2"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let written = components.join(format!(
+            "server-{server}/pickup/incoming/user-conf/partners.ini"
+        ));
+        let mode = std::fs::metadata(&written).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", written.display());
+    }
+    assert_eq!(
+        logs_with(&dir, CRM_PASSWORD),
+        Vec::<PathBuf>::new(),
+        "the user config's secret is in no log"
+    );
 
     let stopped = muster(&["quickstart", "stop", "--dir", dir.to_str().unwrap()]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));

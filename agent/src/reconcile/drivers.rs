@@ -52,6 +52,12 @@ impl Driver for ZatoComponent<'_> {
                 tracing::info!(component = %self.describe(), revision = %self.component.python_revision, "restarting to load new Python dependencies");
             }
             restart |= reload;
+            // Read by the server at start; a running one has them loaded once it is healthy.
+            if !self.running() {
+                self.reconciler
+                    .write_user_conf(self.component, &self.directory)
+                    .map_err(Failure::Other)?;
+            }
         }
         Ok(Prepared::Ready { restart })
     }

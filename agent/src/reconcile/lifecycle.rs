@@ -43,6 +43,8 @@ pub struct Local {
     pub config: ConfigLocal,
     /// A server's Python dependencies.
     pub python: super::python::PythonLocal,
+    /// A server's user-config files.
+    pub user_conf: super::user_conf::UserConfLocal,
 }
 
 /// What the agent knows of the configuration it imports.

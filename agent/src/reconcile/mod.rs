@@ -46,6 +46,7 @@ mod drivers;
 mod lifecycle;
 pub mod python;
 mod services;
+mod user_conf;
 mod zato_steps;
 
 use self::lifecycle::{ComponentState, Local};
@@ -176,6 +177,16 @@ fn resolve_program(program: &Path) -> Option<PathBuf> {
 }
 
 /// Makes `path` a directory of mode 0700 (creating it if needed).
+/// The password of a server's admin channel (`admin.invoke`), from its desired state; empty when
+/// it carries none.
+fn admin_invoke_password(component: &Component) -> &str {
+    component
+        .secrets
+        .as_ref()
+        .map(|secrets| secrets.admin_invoke_password.as_str())
+        .unwrap_or_default()
+}
+
 fn private_dir(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt as _;
     if !path.exists() {
@@ -602,6 +613,7 @@ impl Reconciler {
                     if role_of(component) == Role::Server && local.healthy {
                         self.deploy_services(component, local).await;
                         self.import_config(component, local).await;
+                        self.load_user_conf(component, local).await;
                     }
                 }
             }
@@ -628,6 +640,11 @@ impl Reconciler {
                     &component.python_revision,
                 ) {
                 component.python_revision.clone()
+            } else {
+                String::new()
+            },
+            user_conf_revision: if role_of(component) == Role::Server && local.seen_alive {
+                user_conf::in_place(&self.component_dirs(component).0)
             } else {
                 String::new()
             },

@@ -207,11 +207,7 @@ impl Reconciler {
                 .deployed_user_services(&component.cluster, &component.name)
                 .await
                 .map_err(|error| format!("cannot read what is deployed: {error}"))?;
-            let password = component
-                .secrets
-                .as_ref()
-                .map(|secrets| secrets.admin_invoke_password.as_str())
-                .unwrap_or_default();
+            let password = admin_invoke_password(component);
             for (id, name, module) in deployed
                 .iter()
                 .filter(|(_, _, module)| left.contains(module))
@@ -273,11 +269,7 @@ impl Reconciler {
         name: &str,
         content: &str,
     ) -> Result<(), String> {
-        let password = component
-            .secrets
-            .as_ref()
-            .map(|secrets| secrets.admin_invoke_password.as_str())
-            .unwrap_or_default();
+        let password = admin_invoke_password(component);
         services::upload(
             self.probe_address(),
             u16::try_from(component.port).unwrap_or_default(),

@@ -119,14 +119,27 @@ pub(crate) fn write_keeping_mode(path: &Path, contents: &[u8]) -> Result<(), Con
 
 /// Takes every bit for group and others off the regular files of the component's `config/repo`
 /// (Zato writes them 0644: `server.conf`, `secrets.conf`, `scheduler.conf`, `web-admin.conf` and
-/// the private keys hold the cluster's secrets); returns the files it had to close. The component
-/// runs as their owner, who keeps read and write.
+/// the private keys hold the cluster's secrets) and of a server's user-config directory (the
+/// users' credentials; Zato creates a file it is sent 0644); returns the files it had to close.
+/// The component runs as their owner, who keeps read and write.
 pub fn close_config_files(directory: &Path) -> Result<Vec<std::path::PathBuf>, ConfError> {
+    let mut closed = close_files_in(&directory.join("config/repo"))?;
+    let user_conf = directory.join(USER_CONF_DIR);
+    if user_conf.is_dir() {
+        closed.extend(close_files_in(&user_conf)?);
+    }
+    Ok(closed)
+}
+
+/// Where a Zato 3.2 server reads its user-config files at start (`pickup.conf`'s `[user_conf]`
+/// `pickup_from`, relative to the server's directory).
+pub const USER_CONF_DIR: &str = "pickup/incoming/user-conf";
+
+fn close_files_in(repo: &Path) -> Result<Vec<std::path::PathBuf>, ConfError> {
     use std::os::unix::fs::PermissionsExt as _;
-    let repo = directory.join("config/repo");
     let mut closed = Vec::new();
-    for entry in std::fs::read_dir(&repo).map_err(io_error(&repo))? {
-        let path = entry.map_err(io_error(&repo))?.path();
+    for entry in std::fs::read_dir(repo).map_err(io_error(repo))? {
+        let path = entry.map_err(io_error(repo))?.path();
         let metadata = std::fs::symlink_metadata(&path).map_err(io_error(&path))?;
         let mode = metadata.permissions().mode() & 0o777;
         if !metadata.file_type().is_file() || mode & 0o077 == 0 {

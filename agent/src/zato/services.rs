@@ -70,6 +70,37 @@ pub async fn delete(
     })
 }
 
+/// The admin service that writes a user-config file and loads it into the server's memory (what
+/// Zato's pickup runs for each server process when a file changes; called on one server, it
+/// changes that server only).
+const USER_CONF_SERVICE: &str = "zato.pickup.on-update-user-conf";
+
+/// Loads user-config file `file_name` (at `full_path`, its content `data`) into the server at
+/// `address:port`: Zato writes the file and replaces `self.config.NAME` with what it reads from
+/// it. Zato answers OK even when it cannot parse the file (it logs that), so the file is checked
+/// before. The refusal names the HTTP status only: Zato's answer may echo the content, a secret.
+pub async fn load_user_conf(
+    address: IpAddr,
+    port: u16,
+    admin_password: &str,
+    full_path: &std::path::Path,
+    file_name: &str,
+    data: &str,
+) -> Result<(), String> {
+    let input = serde_json::json!({
+        "data": data,
+        "full_path": full_path.display().to_string(),
+        "file_name": file_name,
+        "relative_dir": "",
+    });
+    invoke(address, port, admin_password, USER_CONF_SERVICE, &input)
+        .await
+        .map_err(|refusal| {
+            let status = refusal.split(' ').take(2).collect::<Vec<_>>().join(" ");
+            format!("the server on port {port} did not load user-config file {file_name}: {status}")
+        })
+}
+
 /// Calls admin service `service` with `input` on the server's admin channel; the refusal, when
 /// it answers anything but 200 with Zato's OK.
 async fn invoke(

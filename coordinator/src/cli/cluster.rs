@@ -85,6 +85,9 @@ pub(super) struct ClusterView {
     /// Their requirements (the text) and wheels (file names).
     pub(super) python_requirements: String,
     pub(super) python_wheels: Vec<String>,
+    /// The revision of its user-config files, and their names (never their content).
+    pub(super) user_conf_revision: String,
+    pub(super) user_conf_files: Vec<String>,
 }
 
 impl From<v1::Cluster> for ClusterView {
@@ -121,6 +124,8 @@ impl From<v1::Cluster> for ClusterView {
                 .into_iter()
                 .map(|wheel| wheel.name)
                 .collect(),
+            user_conf_revision: cluster.user_conf_revision,
+            user_conf_files: cluster.user_conf_names,
         }
     }
 }
@@ -437,6 +442,18 @@ pub(super) async fn cluster_command(
                                 muster_proto::services::short(&cluster.python_revision),
                                 names.join(", "),
                                 cluster.python_wheels.len()
+                            )
+                        },
+                    ),
+                    (
+                        "user config",
+                        if cluster.user_conf_revision.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            format!(
+                                "revision {} ({})",
+                                muster_proto::services::short(&cluster.user_conf_revision),
+                                cluster.user_conf_files.join(", ")
                             )
                         },
                     ),

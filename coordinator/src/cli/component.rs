@@ -297,6 +297,9 @@ pub(super) struct ComponentView {
     /// A server's: the Python dependencies revision its running process was started with.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub(super) python_revision: String,
+    /// A server's: the user-config revision its agent found in place on it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(super) user_conf_revision: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -357,6 +360,7 @@ impl From<v1::ComponentAssignment> for ComponentView {
             services_revision: component.services_revision,
             config_revision: component.config_revision,
             python_revision: component.python_revision,
+            user_conf_revision: component.user_conf_revision,
             load_balancer: component.load_balancer.map(|settings| LoadBalancerView {
                 haproxy_bin: settings.haproxy_bin,
                 frontend_address: settings.frontend_address,
@@ -504,6 +508,15 @@ fn write_component(
             format!(
                 "revision {}",
                 muster_proto::services::short(&component.python_revision)
+            ),
+        ));
+    }
+    if !component.user_conf_revision.is_empty() {
+        fields.push((
+            "user config",
+            format!(
+                "revision {}",
+                muster_proto::services::short(&component.user_conf_revision)
             ),
         ));
     }

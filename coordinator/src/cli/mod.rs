@@ -112,6 +112,11 @@ enum Command {
         /// package index.
         #[arg(long)]
         wheelhouse: Option<PathBuf>,
+        /// Set the cluster's user-config files instead (NAME.ini or NAME.conf, what services read
+        /// as `self.config.NAME`), the whole set. Their content is secret: sealed, never shown.
+        /// Every server's agent writes them and loads them into its running server.
+        #[arg(long, num_args = 1..)]
+        user_conf: Vec<PathBuf>,
     },
     /// Write a cluster as the file `muster apply` takes (TOML; with -o json as JSON).
     Get {
@@ -341,6 +346,7 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
             env_file,
             requirements,
             wheelhouse,
+            user_conf,
         } => {
             let what = Deploy {
                 paths,
@@ -348,6 +354,7 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
                 env_file,
                 requirements,
                 wheelhouse,
+                user_conf,
             };
             deploy_command(cluster, what, connection, json, out).await
         }

@@ -114,6 +114,35 @@ pub(super) fn read_config(
     Ok((checked, env))
 }
 
+/// Reads user-config files (NAME.ini, NAME.conf) and checks them together; a refusal names the
+/// file and line, never a value.
+pub(super) fn read_user_conf(
+    files: &[PathBuf],
+    place: &str,
+) -> Result<Vec<v1::UserConfFile>, CliError> {
+    let mut read = Vec::with_capacity(files.len());
+    for path in files {
+        let content =
+            muster_proto::files::read_regular(path, muster_proto::user_conf::MAX_FILE_BYTES as u64)
+                .map_err(|error| {
+                    CliError::Usage(format!(
+                        "{place}: {}: {}",
+                        path.display(),
+                        muster_proto::daemon::error_chain(&error)
+                    ))
+                })?;
+        read.push(v1::UserConfFile {
+            name: path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            content,
+        });
+    }
+    muster_proto::user_conf::checked(&read)
+        .map_err(|refused| CliError::Usage(format!("{place}: {refused}")))
+}
+
 /// Reads a requirements file and, when given, a wheelhouse (a directory of `*.whl`; anything
 /// else in it is refused, named), and checks them together.
 pub(super) fn read_python(
@@ -215,6 +244,7 @@ pub(super) struct Deploy {
     pub(super) env_file: Option<PathBuf>,
     pub(super) requirements: Option<PathBuf>,
     pub(super) wheelhouse: Option<PathBuf>,
+    pub(super) user_conf: Vec<PathBuf>,
 }
 
 pub(super) async fn deploy_command(
@@ -230,17 +260,51 @@ pub(super) async fn deploy_command(
         env_file,
         requirements,
         wheelhouse,
+        user_conf,
     } = what;
     validate::name("cluster name", &cluster)?;
     let kinds = usize::from(!paths.is_empty())
         + usize::from(!config.is_empty())
-        + usize::from(requirements.is_some());
+        + usize::from(requirements.is_some())
+        + usize::from(!user_conf.is_empty());
     if kinds > 1 {
         return Err(CliError::Usage(
-            "deploy services (PATH...), configuration (--config) or Python dependencies \
-             (--requirements), one at a time"
+            "deploy services (PATH...), configuration (--config), Python dependencies \
+             (--requirements) or user-config files (--user-conf), one at a time"
                 .to_owned(),
         ));
+    }
+    if !user_conf.is_empty() {
+        let files = read_user_conf(&user_conf, "muster deploy --user-conf")?;
+        let names: Vec<String> = files.iter().map(|file| file.name.clone()).collect();
+        let mut connection = connect(connection_args).await?;
+        let answer = connection
+            .client
+            .set_user_conf(v1::SetUserConfRequest {
+                cluster: cluster.clone(),
+                files,
+            })
+            .await
+            .answer(&connection)?;
+        let detail = format!(
+            "({} file(s): {}); each server's agent writes them and loads them into its running \
+             server",
+            names.len(),
+            names.join(", ")
+        );
+        return report_set(
+            out,
+            json,
+            &serde_json::json!({
+                "cluster": cluster,
+                "revision": answer.revision,
+                "changed": answer.changed,
+                "files": names,
+            }),
+            &cluster,
+            "user-config files",
+            &detail,
+        );
     }
     if wheelhouse.is_some() && requirements.is_none() {
         return Err(CliError::Usage(

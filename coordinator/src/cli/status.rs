@@ -15,6 +15,10 @@ pub(super) struct ClusterStatus {
     /// Its Python dependencies and which servers run another revision; `None` when it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) python: Option<ServicesSummary>,
+    /// Its user-config files and which servers have another revision in place; `None` when it
+    /// has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) user_conf: Option<ServicesSummary>,
     /// The hosts with a component of this cluster.
     pub(super) hosts: Vec<HostView>,
     pub(super) components: Vec<ComponentView>,
@@ -57,7 +61,7 @@ impl std::fmt::Display for Summary {
 /// none yet).
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub(super) struct ServicesSummary {
-    /// "services" or "Python dependencies".
+    /// "services", "Python dependencies" or "user config".
     #[serde(skip)]
     pub(super) what: &'static str,
     pub(super) revision: String,
@@ -76,6 +80,12 @@ impl ServicesSummary {
     fn of_python(revision: &str, components: &[ComponentView]) -> Option<ServicesSummary> {
         Self::of_kind("Python dependencies", revision, components, |server| {
             &server.python_revision
+        })
+    }
+
+    fn of_user_conf(revision: &str, components: &[ComponentView]) -> Option<ServicesSummary> {
+        Self::of_kind("user config", revision, components, |server| {
+            &server.user_conf_revision
         })
     }
 
@@ -171,6 +181,7 @@ pub(super) fn status_view(
             warnings,
             services: ServicesSummary::of(&cluster.services_revision, &mine),
             python: ServicesSummary::of_python(&cluster.python_revision, &mine),
+            user_conf: ServicesSummary::of_user_conf(&cluster.user_conf_revision, &mine),
             hosts: cluster_hosts,
             components: mine,
         });
@@ -208,6 +219,9 @@ pub(super) fn write_status(
         }
         if let Some(services) = &cluster.services {
             writeln!(out, "{services}")?;
+        }
+        if let Some(user_conf) = &cluster.user_conf {
+            writeln!(out, "{user_conf}")?;
         }
         for warning in &cluster.warnings {
             writeln!(out, "warning: {warning}")?;

@@ -170,6 +170,9 @@ pub struct Cluster {
     /// The revision of its Python dependencies ([`muster_proto::python::revision`]); empty when
     /// none.
     pub python_revision: String,
+    /// The revision of its user-config files ([`muster_proto::user_conf::revision`]); empty
+    /// when none.
+    pub user_conf_revision: String,
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +331,8 @@ pub struct ComponentStatus {
     pub python_revision: String,
     /// A server's: the desired revision once installed beside it; empty before.
     pub python_installed: String,
+    /// A server's: the user-config revision its agent found in place on it; empty before.
+    pub user_conf_revision: String,
 }
 
 /// One of a cluster's once-only bootstrap tasks.
@@ -408,6 +413,9 @@ pub struct PlanInputs {
     /// Their Python dependencies (requirements, and wheels without their contents), by cluster;
     /// as `services`, only where the host runs a server.
     pub python: BTreeMap<String, (String, Vec<v1::PythonWheel>)>,
+    /// Their user-config files (secrets, opened), by cluster; as `services`, only where the
+    /// host runs a server.
+    pub user_conf: BTreeMap<String, Vec<v1::UserConfFile>>,
     pub bootstrap: Vec<BootstrapState>,
 }
 
@@ -540,6 +548,21 @@ pub trait Store: Send + Sync + fmt::Debug {
         cluster: &str,
         sha256: &str,
     ) -> Result<Option<v1::PythonWheel>, StoreError>;
+    /// Replaces a cluster's user-config files (checked; sealed); bumps the hosts of its servers
+    /// when the revision changed.
+    async fn set_user_conf(
+        &self,
+        cluster: &str,
+        files: &[v1::UserConfFile],
+        actor: &Actor,
+    ) -> Result<(String, bool), StoreError>;
+    /// A cluster's user-config files, opened; their names only (empty contents) without
+    /// `with_content`.
+    async fn cluster_user_conf(
+        &self,
+        cluster: &str,
+        with_content: bool,
+    ) -> Result<Vec<v1::UserConfFile>, StoreError>;
     /// A cluster's services: names and hashes, with the contents when `with_content`.
     async fn cluster_services(
         &self,

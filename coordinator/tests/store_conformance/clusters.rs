@@ -184,6 +184,7 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         config_revision: String::new(),
         python_revision: String::new(),
         python_installed: String::new(),
+        user_conf_revision: String::new(),
     }];
     let lb_before_report = generation(&lb).await;
     store.record_status(&app.id, reported).await.unwrap();
@@ -218,8 +219,10 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
 
 /// A cluster's configuration: files stored whole, env values sealed (not in the database's
 /// text) and opened for the importing server's plan only; a changed value is a new revision, the
-/// same set is none; a placeholder without a value is refused.
-pub(crate) async fn configuration_is_sealed_and_reaches_only_the_importing_server(
+/// same set is none; a placeholder without a value is refused. Its user-config files: sealed
+/// whole (neither content nor names in the database's text), opened for every server's plan,
+/// names only otherwise; a file ConfigObj would not parse is refused, named by file and line.
+pub(crate) async fn configuration_and_user_config_are_sealed_and_reach_only_the_servers_needing_them(
     backend: Backend,
 ) {
     let database = TestDatabase::create(backend).await;
@@ -299,6 +302,70 @@ pub(crate) async fn configuration_is_sealed_and_reaches_only_the_importing_serve
     assert_eq!(plans[0].config_env["ORDERS_PASSWORD"], "Secret-Two");
     assert_eq!(plans[0].config_revision, other);
     assert!(plans[1].config_env.is_empty() && plans[1].config_files.is_empty());
+
+    // The user-config files: sealed, to every server, names only to admins.
+    let partners = |password: &str| v1::UserConfFile {
+        name: "partners.ini".to_owned(),
+        content: format!("[crm]\npassword = {password}\n"),
+    };
+    let broken = v1::UserConfFile {
+        name: "partners.ini".to_owned(),
+        content: "[crm\n".to_owned(),
+    };
+    let refused = store.set_user_conf("prod", &[broken], &actor()).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(message)) if message.contains("partners.ini") && message.contains("line 1")),
+        "{refused:?}"
+    );
+    let generation = store.host_generation(&second.id).await.unwrap().unwrap();
+    let (user_conf, changed) = store
+        .set_user_conf("prod", &[partners("Crm-One")], &actor())
+        .await
+        .unwrap();
+    assert!(changed && user_conf.len() == 64);
+    assert!(
+        store.host_generation(&second.id).await.unwrap().unwrap() > generation,
+        "every server's host is told"
+    );
+    let (same, changed) = store
+        .set_user_conf("prod", &[partners("Crm-One")], &actor())
+        .await
+        .unwrap();
+    assert_eq!((same.as_str(), changed), (user_conf.as_str(), false));
+    let (user_conf, changed) = store
+        .set_user_conf("prod", &[partners("Crm-Two")], &actor())
+        .await
+        .unwrap();
+    assert!(changed && user_conf != same);
+    assert_eq!(
+        store.get_cluster("prod").await.unwrap().user_conf_revision,
+        user_conf
+    );
+    let names = store.cluster_user_conf("prod", false).await.unwrap();
+    assert_eq!(
+        names,
+        [v1::UserConfFile {
+            name: "partners.ini".to_owned(),
+            content: String::new()
+        }]
+    );
+    for host in [&first, &second] {
+        let plan = planner::render(&store.plan_inputs(&host.id).await.unwrap());
+        assert_eq!(plan.components[0].user_conf_revision, user_conf);
+        assert_eq!(plan.components[0].user_conf, [partners("Crm-Two")]);
+    }
+    let events = store.list_events(Some("prod"), None, 100).await.unwrap();
+    let changed_events: Vec<&str> = events
+        .iter()
+        .filter(|event| event.kind == "cluster.user-conf-changed")
+        .map(|event| event.message.as_str())
+        .collect();
+    assert_eq!(changed_events.len(), 2, "{changed_events:?}");
+    assert!(
+        changed_events
+            .iter()
+            .all(|message| message.contains("partners.ini") && !message.contains("Crm-"))
+    );
     let url = database.url.clone();
     store.close().await;
     sqlx::any::install_default_drivers();
@@ -320,6 +387,25 @@ pub(crate) async fn configuration_is_sealed_and_reaches_only_the_importing_serve
     };
     assert!(
         !sealed.contains("Secret-Two") && !sealed.is_empty(),
+        "sealed"
+    );
+    let sealed: String = match backend {
+        Backend::MySql => String::from_utf8(
+            sqlx::query("SELECT user_conf_sealed FROM clusters")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get::<Vec<u8>, _>(0),
+        )
+        .unwrap(),
+        _ => sqlx::query("SELECT user_conf_sealed FROM clusters")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get(0),
+    };
+    assert!(
+        !sealed.contains("Crm-Two") && !sealed.contains("partners") && !sealed.is_empty(),
         "sealed"
     );
     pool.close().await;
@@ -409,6 +495,7 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         config_revision: String::new(),
         python_revision: python.to_owned(),
         python_installed: revision.clone(),
+        user_conf_revision: String::new(),
     };
     let server_report = |host: &Host, status: ComponentStatus| {
         let mut reported = report(0, "10.0.0.5", Vec::new());
@@ -444,6 +531,7 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
     // Neither has it installed yet: neither restarts, neither leaves the rotation.
     let not_installed = |name: &str| ComponentStatus {
         python_installed: String::new(),
+        user_conf_revision: String::new(),
         ..running(name, true, "")
     };
     server_report(&first, not_installed("server1")).await;

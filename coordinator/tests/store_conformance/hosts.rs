@@ -364,6 +364,7 @@ pub(crate) async fn a_host_reports_only_for_its_own_components(backend: Backend)
         config_revision: String::new(),
         python_revision: String::new(),
         python_installed: String::new(),
+        user_conf_revision: String::new(),
     };
     let mut hostile = report(1, "10.0.0.5", Vec::new());
     hostile.components = vec![
@@ -432,6 +433,7 @@ pub(crate) async fn a_hosts_events_are_limited_per_minute_and_old_events_pruned(
                 config_revision: String::new(),
                 python_revision: String::new(),
                 python_installed: String::new(),
+                user_conf_revision: String::new(),
             })
             .collect();
         store.record_status(&host.id, flapping).await.unwrap();

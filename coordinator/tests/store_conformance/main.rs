@@ -196,6 +196,7 @@ fn balancer_report(state: &str) -> StatusReport {
         config_revision: String::new(),
         python_revision: String::new(),
         python_installed: String::new(),
+        user_conf_revision: String::new(),
         backends: vec![v1::BackendServerState {
             name: "server1".into(),
             address: "10.0.0.2:17010".into(),
@@ -222,8 +223,8 @@ macro_rules! store_conformance_suite {
                 super::services_are_stored_by_revision_and_reach_the_servers($backend).await;
             }
             #[tokio::test]
-            async fn configuration_is_sealed_and_reaches_only_the_importing_server() {
-                super::configuration_is_sealed_and_reaches_only_the_importing_server($backend).await;
+            async fn configuration_and_user_config_are_sealed_and_reach_only_the_servers_needing_them() {
+                super::configuration_and_user_config_are_sealed_and_reach_only_the_servers_needing_them($backend).await;
             }
             #[tokio::test]
             async fn python_dependencies_reach_the_servers_one_restart_at_a_time() {

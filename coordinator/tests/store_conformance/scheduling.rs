@@ -41,6 +41,7 @@ pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
         config_revision: String::new(),
         python_revision: String::new(),
         python_installed: String::new(),
+        user_conf_revision: String::new(),
     };
     let mut report_b = report(1, "10.0.0.2", Vec::new());
     report_b.components = vec![healthy("server1")];

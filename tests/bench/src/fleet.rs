@@ -242,6 +242,7 @@ impl SimAgent {
                     services_revision: component.services_revision.clone(),
                     config_revision: component.config_revision.clone(),
                     python_revision: component.python_revision.clone(),
+                    user_conf_revision: component.user_conf_revision.clone(),
                     python_installed: component.python_revision.clone(),
                     backends: component
                         .backends

@@ -1,7 +1,8 @@
 //! `muster get cluster NAME --dir DIR`: the cluster written back as a directory `muster apply`
 //! takes whole — `cluster.toml` with `[services]`, `[config]` and `[python]`, the modules, the
 //! enmasse files, the requirements and the wheels — so that an environment is reproducible from
-//! files. The env values are secrets and are not written: `config/env.ini.example` names them.
+//! files. The env values are secrets and are not written: `config/env.ini.example` names them;
+//! nor are the user-config files, which `cluster.toml` names under `user-conf/`.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,13 @@ pub(super) async fn write_directory(
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     if !cluster.services_revision.is_empty() {
         for module in &cluster.services {
+            // Checked when stored; checked again before the name becomes a path here.
+            if !muster_proto::services::valid_name(&module.name) {
+                return Err(refuse(format!(
+                    "the coordinator named a module {:?}",
+                    module.name
+                )));
+            }
             files.insert(
                 format!("services/{}", module.name),
                 module.content.clone().into_bytes(),
@@ -41,6 +49,12 @@ pub(super) async fn write_directory(
     }
     if !cluster.config_revision.is_empty() {
         for enmasse in &cluster.config_files {
+            if !muster_proto::config::valid_name(&enmasse.name) {
+                return Err(refuse(format!(
+                    "the coordinator named an enmasse file {:?}",
+                    enmasse.name
+                )));
+            }
             files.insert(
                 format!("config/{}", enmasse.name),
                 enmasse.content.clone().into_bytes(),
@@ -64,6 +78,19 @@ pub(super) async fn write_directory(
             env_file: (!cluster.config_env_names.is_empty())
                 .then(|| PathBuf::from("config/env.ini")),
         });
+    }
+    if !cluster.user_conf_revision.is_empty() {
+        // Secrets: named in cluster.toml, never written (as the env values).
+        let mut paths = Vec::new();
+        for name in &cluster.user_conf_names {
+            if !muster_proto::user_conf::valid_name(name) {
+                return Err(refuse(format!(
+                    "the coordinator named a user-config file {name:?}"
+                )));
+            }
+            paths.push(PathBuf::from(format!("user-conf/{name}")));
+        }
+        file.user_conf = Some(UserConfSpec { files: paths });
     }
     if !cluster.python_revision.is_empty() {
         files.insert(

@@ -26,6 +26,18 @@ pub(super) struct ClusterFile {
     /// The cluster's Python dependencies; without the section, apply leaves them as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) python: Option<PythonSpec>,
+    /// The cluster's user-config files; without the section, apply leaves them as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) user_conf: Option<UserConfSpec>,
+}
+
+/// `[user_conf]`: the files every server's services read as `self.config.NAME`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UserConfSpec {
+    /// NAME.ini or NAME.conf files, relative to the cluster file's directory; the whole set (an
+    /// empty list removes those Muster wrote). Secrets: keep them out of version control.
+    pub(super) files: Vec<PathBuf>,
 }
 
 /// `[python]`: the pip requirements every server installs beside itself, and the wheels to
@@ -385,6 +397,7 @@ pub(super) fn file_of(cluster: &v1::Cluster, components: &[ComponentView]) -> Cl
         services: None,
         config: None,
         python: None,
+        user_conf: None,
     }
 }
 
@@ -427,6 +440,19 @@ pub(super) fn config_of(
         env_file.as_deref(),
         &format!("{} [config]", cluster_file.display()),
     )
+}
+
+/// The files `[user_conf]` names, read and checked before anything changes.
+pub(super) fn user_conf_of(
+    cluster_file: &Path,
+    spec: &UserConfSpec,
+) -> Result<Vec<v1::UserConfFile>, CliError> {
+    let files = spec
+        .files
+        .iter()
+        .map(|path| named_file(cluster_file, path))
+        .collect::<Result<Vec<_>, _>>()?;
+    read_user_conf(&files, &format!("{} [user_conf]", cluster_file.display()))
 }
 
 /// The modules `[services]` names, read and checked (paths relative to the cluster file's
@@ -527,6 +553,16 @@ check_inter = "5s"
         let (requirements, wheels) = python_of(&file, example.python.as_ref().unwrap()).unwrap();
         assert!(requirements.contains("inflection==0.5.1"), "{requirements}");
         assert_eq!(wheels[0].name, "inflection-0.5.1-py2.py3-none-any.whl");
+        // The user-config file is the operator's too; the example's template parses.
+        let user_conf = example.user_conf.as_ref().unwrap();
+        assert_eq!(user_conf.files, [PathBuf::from("user-conf/partners.ini")]);
+        let template =
+            std::fs::read_to_string(file.with_file_name("user-conf/partners.ini.example")).unwrap();
+        muster_proto::user_conf::checked(&[v1::UserConfFile {
+            name: "partners.ini".to_owned(),
+            content: template,
+        }])
+        .unwrap();
     }
 
     #[test]

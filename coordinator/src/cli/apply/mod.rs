@@ -132,13 +132,19 @@ pub(super) async fn apply_command(
         Some(spec) => Some(config_of(&path, spec)?),
         None => None,
     };
+    // The user-config files likewise (secrets: only the coordinator can compare them).
+    let user_conf = match &file.user_conf {
+        Some(spec) => Some(user_conf_of(&path, spec)?),
+        None => None,
+    };
     let changes = steps
         .iter()
         .filter(|step| !matches!(step, Step::Keep(_)))
         .count()
         + usize::from(services_change.is_some())
         + usize::from(python_change.is_some())
-        + usize::from(config.is_some());
+        + usize::from(config.is_some())
+        + usize::from(user_conf.is_some());
 
     let mut lines = Vec::new();
     lines.push(match &existing {
@@ -153,6 +159,14 @@ pub(super) async fn apply_command(
             files.len(),
             names.join(", "),
             env.len()
+        ));
+    }
+    if let Some(files) = &user_conf {
+        let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
+        lines.push(format!(
+            "~ user_conf {} file(s): {} (unchanged if the coordinator has them)",
+            files.len(),
+            names.join(", ")
         ));
     }
     if let Some((requirements, wheels, revision, current)) = &python {
@@ -339,6 +353,24 @@ pub(super) async fn apply_command(
             say(format!("set configuration {short} ({count} file(s))"), out)?;
         }
     }
+    if let Some(files) = user_conf {
+        let count = files.len();
+        let answer = connection
+            .client
+            .set_user_conf(v1::SetUserConfRequest {
+                cluster: name.clone(),
+                files,
+            })
+            .await
+            .answer(&connection)?;
+        let short = muster_proto::services::short(&answer.revision).to_owned();
+        if answer.changed {
+            say(
+                format!("set user-config files {short} ({count} file(s))"),
+                out,
+            )?;
+        }
+    }
     for step in &steps {
         if let Step::Remove(have) = step {
             connection
@@ -414,6 +446,15 @@ pub(super) async fn get_cluster_command(
                 dir.join("config/env.ini").display()
             )?;
         }
+        if !cluster.user_conf_names.is_empty() {
+            writeln!(
+                out,
+                "its user-config files are secrets and are not written: put yours in {} ({}) \
+                 before `muster apply`",
+                dir.join("user-conf").display(),
+                cluster.user_conf_names.join(", ")
+            )?;
+        }
         return Ok(());
     }
     let file = file_of(&cluster, &components);
@@ -474,6 +515,15 @@ pub(super) async fn get_cluster_command(
             muster_proto::services::short(&cluster.config_revision),
             names.join(", "),
             cluster.config_env_names.join(", ")
+        )?;
+    }
+    if !cluster.user_conf_revision.is_empty() {
+        writeln!(
+            out,
+            "\n# Its user-config files: revision {} ({}). Secrets, never written; a file without\n\
+             # [user_conf] leaves them as they are.",
+            muster_proto::services::short(&cluster.user_conf_revision),
+            cluster.user_conf_names.join(", ")
         )?;
     }
     Ok(())

@@ -78,6 +78,7 @@ impl SqlStore {
             services_revision: String::new(),
             config_revision: String::new(),
             python_revision: String::new(),
+            user_conf_revision: String::new(),
         })
     }
 

@@ -41,6 +41,7 @@ mod services;
 mod status;
 mod tokens;
 mod url;
+mod user_conf;
 
 pub use query::statements;
 use query::{Run, Value};
@@ -509,6 +510,23 @@ impl Store for SqlStore {
         sha256: &str,
     ) -> Result<Option<v1::PythonWheel>, StoreError> {
         SqlStore::python_wheel(self, cluster, sha256).await
+    }
+
+    async fn set_user_conf(
+        &self,
+        cluster: &str,
+        files: &[v1::UserConfFile],
+        actor: &Actor,
+    ) -> Result<(String, bool), StoreError> {
+        SqlStore::set_user_conf(self, cluster, files, actor).await
+    }
+
+    async fn cluster_user_conf(
+        &self,
+        cluster: &str,
+        with_content: bool,
+    ) -> Result<Vec<v1::UserConfFile>, StoreError> {
+        SqlStore::cluster_user_conf(self, cluster, with_content).await
     }
 
     async fn set_config(

@@ -43,6 +43,9 @@ pub(super) fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError
             python_installed: row
                 .value::<Option<String>>("python_installed")?
                 .unwrap_or_default(),
+            user_conf_revision: row
+                .value::<Option<String>>("user_conf_revision")?
+                .unwrap_or_default(),
         }),
         None => None,
     };
@@ -126,7 +129,7 @@ pub(super) fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings,
 
 pub(super) const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
      odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target, servers_started, first_server, services_revision, config_revision, \
-     python_revision";
+     python_revision, user_conf_revision";
 
 pub(super) const JOIN_TOKEN_SELECT: &str = "SELECT t.id, c.name AS cluster_name, t.secret_hash, t.roles, \
      t.labels, t.description, t.created_at, t.expires_at, t.max_uses, t.uses, t.revoked_at \
@@ -164,6 +167,7 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
         services_revision: row.value("services_revision")?,
         config_revision: row.value("config_revision")?,
         python_revision: row.value("python_revision")?,
+        user_conf_revision: row.value("user_conf_revision")?,
     })
 }
 

@@ -145,8 +145,8 @@ impl SqlStore {
             let insert = self.sql(
                 "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
                      last_error, restarts, updated_at, services_revision, config_revision,
-                     python_revision, python_installed)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     python_revision, python_installed, user_conf_revision)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             );
             sqlx::query(&insert)
                 .bind(host_id)
@@ -162,6 +162,7 @@ impl SqlStore {
                 .bind(&component.config_revision)
                 .bind(&component.python_revision)
                 .bind(&component.python_installed)
+                .bind(&component.user_conf_revision)
                 .run(&mut **transaction, "record component status")
                 .await?;
             let (key, now_report) = reported_component(component);
@@ -436,7 +437,8 @@ impl SqlStore {
     ) -> Result<BTreeMap<(String, String, String), policy::ComponentReport>, StoreError> {
         let sql = self.sql(
             "SELECT cluster_name, role, name, state, healthy, last_error, restarts,
-                 services_revision, config_revision, python_revision, python_installed
+                 services_revision, config_revision, python_revision, python_installed,
+                 user_conf_revision
              FROM component_status WHERE host_id = $1",
         );
         let mut stored = BTreeMap::new();
@@ -459,6 +461,7 @@ impl SqlStore {
                 config_revision: row.value("config_revision")?,
                 python_revision: row.value("python_revision")?,
                 python_installed: row.value("python_installed")?,
+                user_conf_revision: row.value("user_conf_revision")?,
             };
             stored.insert(key, value);
         }
@@ -767,6 +770,7 @@ impl SqlStore {
         let mut services = BTreeMap::new();
         let mut config = BTreeMap::new();
         let mut python = BTreeMap::new();
+        let mut user_conf = BTreeMap::new();
         for row in rows {
             let name: String = row.value("cluster_name")?;
             let cluster = self.get_cluster(&name).await?;
@@ -796,6 +800,9 @@ impl SqlStore {
             if runs_a_server && !cluster.python_revision.is_empty() {
                 python.insert(name.clone(), self.cluster_python(&name).await?);
             }
+            if runs_a_server && !cluster.user_conf_revision.is_empty() {
+                user_conf.insert(name.clone(), self.user_conf_of(&cluster.id, true).await?);
+            }
             clusters.insert(name, (cluster, secrets));
         }
         bootstrap
@@ -808,6 +815,7 @@ impl SqlStore {
             services,
             config,
             python,
+            user_conf,
             bootstrap,
         })
     }
@@ -832,6 +840,7 @@ fn reported_component(
             config_revision: component.config_revision.clone(),
             python_revision: component.python_revision.clone(),
             python_installed: component.python_installed.clone(),
+            user_conf_revision: component.user_conf_revision.clone(),
         },
     )
 }

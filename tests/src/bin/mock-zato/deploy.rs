@@ -23,6 +23,7 @@ const ADMIN_INVOKE_PATH: &str = "/zato/admin/invoke";
 pub(crate) async fn admin_invoke(
     odb: &Odb,
     token: &str,
+    user_conf: &user_conf::UserConf,
     request: &Request,
 ) -> Option<(&'static str, String)> {
     if request.method != "POST" || request.path != ADMIN_INVOKE_PATH {
@@ -66,6 +67,9 @@ pub(crate) async fn admin_invoke(
         .and_then(|encoded| base64::Engine::decode(&engine, encoded).ok())
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
+    if call["name"] == "zato.pickup.on-update-user-conf" {
+        return Some(user_conf.on_update(&input));
+    }
     if call["name"] == "zato.service.delete" {
         let Some(id) = input["id"].as_i64() else {
             return Some(("400 Bad Request", String::new()));
@@ -83,7 +87,7 @@ pub(crate) async fn admin_invoke(
     if call["name"] != "zato.service.upload-package" {
         return Some((
             "200 OK",
-            "{\"zato_env\": {\"result\": \"ZATO_ERROR\", \"details\": \"mock-zato runs only zato.service.upload-package and zato.service.delete\"}}\n".to_owned(),
+            "{\"zato_env\": {\"result\": \"ZATO_ERROR\", \"details\": \"mock-zato runs only zato.service.upload-package, zato.service.delete and zato.pickup.on-update-user-conf\"}}\n".to_owned(),
         ));
     }
     let (Some(name), Some(content)) = (

@@ -78,6 +78,7 @@ mod odb;
 mod process;
 mod scheduler;
 mod serve;
+mod user_conf;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;

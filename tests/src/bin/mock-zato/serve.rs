@@ -24,6 +24,8 @@ pub(crate) struct Responder {
     pub(crate) jobs: Option<std::sync::Arc<scheduler::Jobs>>,
     /// A server's token: which row of the ODB it is.
     pub(crate) token: Option<String>,
+    /// A server's user config, as its services would read it.
+    pub(crate) user_conf: user_conf::UserConf,
 }
 
 /// One HTTP request as the component read it.
@@ -102,9 +104,15 @@ impl Responder {
     ) -> (&'static str, &'static str, String, String) {
         if self.kind == "server"
             && let (Some(odb), Some(token)) = (&self.odb, &self.token)
-            && let Some((status, body)) = deploy::admin_invoke(odb, token, request).await
+            && let Some((status, body)) =
+                deploy::admin_invoke(odb, token, &self.user_conf, request).await
         {
             return (status, "application/json", String::new(), body);
+        }
+        if self.kind == "server"
+            && let Some((status, body)) = self.user_conf.probe(request)
+        {
+            return (status, "text/plain", String::new(), body);
         }
         match self.kind {
             "scheduler" if request.method == "POST" && !request.body.is_empty() => {
@@ -406,6 +414,11 @@ pub(crate) async fn serve(path: &Path) -> Result<()> {
         odb: component.odb.clone(),
         jobs,
         token: component.token.clone(),
+        user_conf: if kind == "server" {
+            user_conf::UserConf::read_at_start(path)
+        } else {
+            user_conf::UserConf::default()
+        },
     });
     if kind == "server"
         && let (Some(odb), Some(token)) = (&component.odb, &component.token)
