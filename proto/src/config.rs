@@ -50,6 +50,78 @@ pub enum Refused {
         "enmasse file {file:?} uses {{Zato_Enmasse_Env.{name}}}, which has no value: give it in the env file"
     )]
     Missing { file: String, name: String },
+    #[error("enmasse file {file:?} is not what enmasse reads: {reason}")]
+    NotEnmasse { file: String, reason: String },
+}
+
+/// One object of an enmasse file: its section (`channel_rest`, `security`, `scheduler`, ...),
+/// its name, and a security definition's `type` (`basic_auth`, ...; empty otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct EnmasseObject {
+    pub section: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+}
+
+/// The objects of an enmasse file, in file order, read as enmasse reads it: YAML whose top level
+/// maps each section to a list of objects, after its placeholders are filled in (here with a
+/// stand-in: the values are not needed to name the objects). An object without a `name` is not
+/// listed. The reason, when it is not such a file, names a line, never a value.
+pub fn objects(text: &str) -> Result<Vec<EnmasseObject>, String> {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let mut filled = text.to_owned();
+    while let Some(at) = filled.find(PLACEHOLDER) {
+        let end = filled[at..]
+            .find('}')
+            .map_or(filled.len(), |end| at + end + 1);
+        filled.replace_range(at..end, "placeholder");
+    }
+    let documents = YamlLoader::load_from_str(&filled)
+        .map_err(|error| format!("YAML: {} at line {}", error.info(), error.marker().line()))?;
+    let mut objects = Vec::new();
+    let Some(document) = documents.first() else {
+        return Ok(objects);
+    };
+    let Some(sections) = document.as_hash() else {
+        return Err(
+            "its top level is not a mapping of sections (channel_rest: ..., security: ...)"
+                .to_owned(),
+        );
+    };
+    for (section, items) in sections {
+        let Some(section) = section.as_str() else {
+            return Err("a section's name is not text".to_owned());
+        };
+        let items = match items {
+            Yaml::Array(items) => items.as_slice(),
+            Yaml::Null => &[],
+            _ => return Err(format!("section {section:?} is not a list of objects")),
+        };
+        for item in items {
+            let field = |key: &str| {
+                item.as_hash()
+                    .and_then(|fields| fields.get(&Yaml::String(key.to_owned())))
+                    .and_then(Yaml::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let name = field("name");
+            if name.is_empty() {
+                continue;
+            }
+            objects.push(EnmasseObject {
+                section: section.to_owned(),
+                kind: if section == "security" {
+                    field("type")
+                } else {
+                    String::new()
+                },
+                name,
+            });
+        }
+    }
+    Ok(objects)
 }
 
 /// Whether `name` is an enmasse file's name Muster takes (NAME.yaml or NAME.yml, a plain file
@@ -140,6 +212,10 @@ pub fn checked(
                 bytes: file.content.len(),
             });
         }
+        objects(&file.content).map_err(|reason| Refused::NotEnmasse {
+            file: file.name.clone(),
+            reason,
+        })?;
         if let Some(name) = placeholders(&file.content)
             .into_iter()
             .find(|name| !env.contains_key(name))
@@ -264,7 +340,7 @@ mod tests {
         assert!(!refused.to_string().contains("hunter"), "{refused}");
         for bad in ["api.json", "../a.yaml", ".yaml", "a b.yaml"] {
             assert_eq!(
-                checked(&[file(bad, "x: 1")], &BTreeMap::new()),
+                checked(&[file(bad, "x: []")], &BTreeMap::new()),
                 Err(Refused::Name(bad.into()))
             );
         }
@@ -286,6 +362,43 @@ mod tests {
         );
         assert_eq!(revision(&files, &one, "k"), revision(&files, &one, "k"));
         assert_eq!(revision(&[], &one, "k"), "");
+    }
+
+    #[test]
+    fn objects_are_named_by_section_and_name_and_what_is_not_enmasse_is_refused_by_line() {
+        let api = format!(
+            "{API}\nchannel_rest:\n  - name: orders.get\n    security: {{Zato_Enmasse_Env.SEC}}\n\n\
+             scheduler:\n  - service: zato.ping\n  - name: tick\n\npubsub_topic:\n"
+        );
+        let named: Vec<(String, String, String)> = objects(&api)
+            .unwrap()
+            .into_iter()
+            .map(|object| (object.section, object.name, object.kind))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (
+                    "security".into(),
+                    "orders.basic".into(),
+                    "basic_auth".into()
+                ),
+                ("channel_rest".into(), "orders.get".into(), String::new()),
+                ("scheduler".into(), "tick".into(), String::new()),
+            ]
+        );
+        let env = BTreeMap::from([("ORDERS_PASSWORD".to_owned(), "hunter2".to_owned())]);
+        for (text, says) in [
+            ("security:\n  - name: a\n   type: [\n", "line"),
+            ("- name: a\n", "top level"),
+            ("security: basic\n", "\"security\" is not a list"),
+        ] {
+            let refused = checked(&[file("api.yaml", text)], &env).unwrap_err();
+            assert!(
+                matches!(&refused, Refused::NotEnmasse { file, reason } if file == "api.yaml" && reason.contains(says)),
+                "{text:?}: {refused}"
+            );
+        }
     }
 
     #[test]

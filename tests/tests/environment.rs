@@ -42,6 +42,23 @@ async fn imported_objects(odb: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The names in Zato's table `table` (`http_soap`, `sec_base`, `job`) of the cluster's SQLite
+/// ODB, where enmasse's objects are.
+async fn odb_names(odb: &Path, table: &str) -> Vec<String> {
+    use sqlx::{Connection as _, Row as _};
+    let mut connection =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", odb.display()))
+            .await
+            .unwrap();
+    sqlx::query(&format!("SELECT name FROM {table} ORDER BY name"))
+        .fetch_all(&mut connection)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// The services of the cluster that some server deployed, by name, from its SQLite ODB.
 async fn deployed_services(odb: &Path) -> Vec<String> {
     use sqlx::{Connection as _, Row as _};
@@ -277,6 +294,37 @@ async fn services_reach_every_server_the_configuration_is_imported_once_and_a_br
         [config.join("env.ini")],
         "the value is only where the operator put it (and, sealed, in the coordinator)"
     );
+    assert_eq!(odb_names(&odb, "http_soap").await, ["orders.get"]);
+
+    // An object that leaves the files leaves the cluster (enmasse itself never deletes): the
+    // channel renamed, the old one is deleted through Zato; the security definition the files
+    // still hold stays. A file that is not YAML is refused, named by line, before anything.
+    std::fs::write(config.join("api.yaml"), format!("{API}  - name: [\n")).unwrap();
+    let refused = coordinator.muster(&["apply", "-f", path]);
+    assert!(!refused.status.success());
+    let error = text(&refused.stderr);
+    assert!(
+        error.contains("\"api.yaml\" is not what enmasse reads: YAML:") && error.contains("line"),
+        "{error}"
+    );
+    std::fs::write(
+        config.join("api.yaml"),
+        API.replace("name: orders.get", "name: orders.list"),
+    )
+    .unwrap();
+    coordinator.ok(&["apply", "-f", path]);
+    wait_for(
+        "the renamed channel to replace the old one",
+        PATIENCE,
+        POLL,
+        || {
+            let odb = odb.clone();
+            async move { (odb_names(&odb, "http_soap").await == ["orders.list"]).then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(odb_names(&odb, "sec_base").await, ["orders.basic"]);
 
     // A module that does not import: reported with Python's line on each server; the revision
     // deployed before keeps serving, and Zato's copy of the module is the good one again.

@@ -288,6 +288,9 @@ const SERVICES_RECORD: &str = ".muster-services";
 
 /// The record, in the server's directory, of the configuration revision imported through it.
 const CONFIG_RECORD: &str = ".muster-config-revision";
+/// The record, beside it, of the objects (section and name) that revision's files hold: what a
+/// later revision without some of them removes.
+const OBJECTS_RECORD: &str = ".muster-config-objects";
 /// When a configuration that did not import is tried again.
 const CONFIG_RETRY: Duration = Duration::from_secs(60);
 
@@ -322,7 +325,11 @@ impl Reconciler {
             return;
         }
         let short = muster_proto::services::short(&desired).to_owned();
-        match self.run_enmasse(component, &directory).await {
+        let imported = match self.run_enmasse(component, &directory).await {
+            Ok(()) => self.remove_left_objects(component, &directory).await,
+            Err(error) => Err(error),
+        };
+        match imported {
             Ok(()) => {
                 let _ = files::write_atomic(&record, format!("{desired}\n").as_bytes(), 0o600);
                 tracing::info!(component = %component.name, revision = %desired, files = component.config_files.len(), "configuration imported");
@@ -339,6 +346,96 @@ impl Reconciler {
                 local.last_error = local.config.error.clone();
             }
         }
+    }
+
+    /// After an import: the objects of the files imported before that the files lack now are
+    /// deleted through Zato (enmasse itself never deletes), channels and jobs before the
+    /// security definitions they may use; then the objects now imported are recorded
+    /// ([`OBJECTS_RECORD`]). Only objects Muster imported are deleted, and only of the kinds it
+    /// knows how to: REST channels and outgoing connections, scheduler jobs, basic-auth and API
+    /// key definitions. Others are left, named in the agent's log.
+    async fn remove_left_objects(
+        &self,
+        component: &Component,
+        directory: &Path,
+    ) -> Result<(), String> {
+        use muster_proto::config::EnmasseObject;
+        let mut now: Vec<EnmasseObject> = Vec::new();
+        for file in &component.config_files {
+            now.extend(
+                muster_proto::config::objects(&file.content)
+                    .map_err(|reason| format!("{}: {reason}", file.name))?,
+            );
+        }
+        let record = directory.join(OBJECTS_RECORD);
+        let before: Vec<EnmasseObject> = std::fs::read_to_string(&record)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        let same = |left: &EnmasseObject, right: &EnmasseObject| {
+            left.section == right.section && left.name == right.name
+        };
+        let mut left: Vec<&EnmasseObject> = before
+            .iter()
+            .filter(|object| !now.iter().any(|kept| same(object, kept)))
+            .collect();
+        // What uses a security definition goes first.
+        left.sort_by_key(|object| object.section == "security");
+        let (settings, password, default_sqlite) = self.odb_parts(component);
+        let odb = zato::odb::Odb {
+            settings: &settings,
+            password: &password,
+            default_sqlite: &default_sqlite,
+        };
+        let port = u16::try_from(component.port).unwrap_or_default();
+        for object in left {
+            let what = format!("{} {}", object.section, object.name);
+            let by_id = |table, service: &'static str| (Some(table), service);
+            let (table, service) = match (object.section.as_str(), object.kind.as_str()) {
+                ("channel_rest" | "outgoing_rest", _) => (None, "zato.http-soap.delete"),
+                ("scheduler", _) => by_id(zato::odb::ObjectTable::Job, "zato.scheduler.job.delete"),
+                ("security", "basic_auth") => by_id(
+                    zato::odb::ObjectTable::Security,
+                    "zato.security.basic-auth.delete",
+                ),
+                ("security", "apikey") => by_id(
+                    zato::odb::ObjectTable::Security,
+                    "zato.security.apikey.delete",
+                ),
+                _ => {
+                    tracing::warn!(component = %component.name, object = %what, "left the configuration's files but is not removed: Muster removes REST channels and outgoing connections, scheduler jobs, basic-auth and API key definitions");
+                    continue;
+                }
+            };
+            let input = match table {
+                None => serde_json::json!({
+                    "name": object.name,
+                    "connection": if object.section == "channel_rest" { "channel" } else { "outgoing" },
+                    "should_raise_if_missing": false,
+                }),
+                Some(table) => {
+                    let id = odb
+                        .object_id(&component.cluster, table, &object.name)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    // Gone already (removed by hand): nothing to do.
+                    let Some(id) = id else { continue };
+                    serde_json::json!({ "id": id })
+                }
+            };
+            services::delete_object(
+                self.probe_address(),
+                port,
+                admin_invoke_password(component),
+                service,
+                &input,
+                &what,
+            )
+            .await?;
+            tracing::info!(component = %component.name, object = %what, "removed: it left the configuration's files");
+        }
+        let text = serde_json::to_string(&now).map_err(|error| error.to_string())?;
+        files::write_atomic(&record, text.as_bytes(), 0o600).map_err(|error| error.to_string())
     }
 
     async fn run_enmasse(&self, component: &Component, directory: &Path) -> Result<(), String> {

@@ -107,6 +107,15 @@ macro_rules! on_connection {
 /// MariaDB 10.5 and later refuse what every Zato 3.2 server runs at its start (its SQL lock calls
 /// `get_lock` with a number: "Illegal parameter data type bigint for operation 'get_lock'"), so
 /// the servers die at every start. `None` for MySQL and older MariaDB.
+/// The tables of Zato's objects the agent looks up by name (to delete one through Zato).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectTable {
+    /// Security definitions of every type (`sec_base`).
+    Security,
+    /// Scheduler jobs (`job`).
+    Job,
+}
+
 pub fn zato_refuses(version: &str) -> Option<String> {
     if !version.contains("MariaDB") {
         return None;
@@ -459,6 +468,32 @@ impl Odb<'_> {
                 .map_err(error())?
         });
         Ok(count > 0)
+    }
+
+    /// The id of the object named `name` of kind `table` in cluster `cluster`; `None` when it
+    /// has none (removed by hand, or never imported).
+    pub async fn object_id(
+        &self,
+        cluster: &str,
+        table: ObjectTable,
+        name: &str,
+    ) -> Result<Option<i32>, OdbError> {
+        let open = self.connect().await?;
+        let table_name = match table {
+            ObjectTable::Security => "sec_base",
+            ObjectTable::Job => "job",
+        };
+        let sql = open.sql(&format!(
+            "SELECT o.id FROM {table_name} o JOIN cluster c ON c.id = o.cluster_id \
+             WHERE c.name = $1 AND o.name = $2"
+        ));
+        let id: Option<i32> = on_connection!(open, connection => sqlx::query_scalar(&sql)
+            .bind(cluster)
+            .bind(name)
+            .fetch_optional(&mut connection)
+            .await)
+        .map_err(self.query_error(format!("look up {table_name} {name} of cluster {cluster}")))?;
+        Ok(id)
     }
 
     /// Deletes the `server` row named `server` of cluster `cluster`; returns how many rows went

@@ -101,6 +101,22 @@ pub async fn load_user_conf(
         })
 }
 
+/// Deletes a configuration object (`what` names it for errors) with admin service `service`
+/// and its `input`, through the server at `address:port`: Zato removes it from the ODB and from
+/// every running server.
+pub async fn delete_object(
+    address: IpAddr,
+    port: u16,
+    admin_password: &str,
+    service: &str,
+    input: &serde_json::Value,
+    what: &str,
+) -> Result<(), String> {
+    invoke(address, port, admin_password, service, input)
+        .await
+        .map_err(|refusal| format!("the server on port {port} did not delete {what}: {refusal}"))
+}
+
 /// Calls admin service `service` with `input` on the server's admin channel; the refusal, when
 /// it answers anything but 200 with Zato's OK.
 async fn invoke(

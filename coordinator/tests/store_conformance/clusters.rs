@@ -242,7 +242,9 @@ pub(crate) async fn configuration_and_user_config_are_sealed_and_reach_only_the_
     finish_bootstrap(&store, &first.id, 1, "10.0.0.5").await;
     let api = v1::EnmasseFile {
         name: "api.yaml".to_owned(),
-        content: "password: \"{Zato_Enmasse_Env.ORDERS_PASSWORD}\"\n".to_owned(),
+        content: "security:\n  - name: orders.basic\n    type: basic_auth\n    \
+                  password: \"{Zato_Enmasse_Env.ORDERS_PASSWORD}\"\n"
+            .to_owned(),
         ..Default::default()
     };
     let env = |value: &str| BTreeMap::from([("ORDERS_PASSWORD".to_owned(), value.to_owned())]);

@@ -70,6 +70,17 @@ pub(crate) async fn admin_invoke(
     if call["name"] == "zato.pickup.on-update-user-conf" {
         return Some(user_conf.on_update(&input));
     }
+    if let Some(answer) = delete_object(
+        odb,
+        &mut connection,
+        cluster_id,
+        call["name"].as_str().unwrap_or_default(),
+        &input,
+    )
+    .await
+    {
+        return Some(answer);
+    }
     if call["name"] == "zato.service.delete" {
         let Some(id) = input["id"].as_i64() else {
             return Some(("400 Bad Request", String::new()));
@@ -87,7 +98,7 @@ pub(crate) async fn admin_invoke(
     if call["name"] != "zato.service.upload-package" {
         return Some((
             "200 OK",
-            "{\"zato_env\": {\"result\": \"ZATO_ERROR\", \"details\": \"mock-zato runs only zato.service.upload-package, zato.service.delete and zato.pickup.on-update-user-conf\"}}\n".to_owned(),
+            "{\"zato_env\": {\"result\": \"ZATO_ERROR\", \"details\": \"mock-zato runs only zato.service.upload-package, zato.service.delete, zato.pickup.on-update-user-conf and the deletes of enmasse's objects\"}}\n".to_owned(),
         ));
     }
     let (Some(name), Some(content)) = (
@@ -512,10 +523,131 @@ pub(crate) async fn enmasse(parsed: &Parsed) -> Result<()> {
             .await
             .map_err(odb_error("keep the imported objects"))?;
     }
-    for line in text.lines() {
-        if let Some(object) = line.trim().strip_prefix("- name:") {
-            say(&format!("Created object `{}`", object.trim()));
+    for (section, name, sec_type) in yaml_objects(&text)? {
+        let (table, kind) = match section.as_str() {
+            "channel_rest" => ("http_soap", "channel"),
+            "outgoing_rest" => ("http_soap", "outgoing"),
+            "security" => ("sec_base", sec_type.as_str()),
+            "scheduler" => ("job", ""),
+            _ => continue,
+        };
+        let (kind_column, kind_filter) = match table {
+            "http_soap" => (", connection", " AND connection = $3"),
+            "sec_base" => (", sec_type", ""),
+            _ => ("", ""),
+        };
+        let exists: Option<i64> = sqlx::query_scalar(&odb.sql(&format!(
+            "SELECT COUNT(*) FROM {table} WHERE cluster_id = $1 AND name = $2{kind_filter}"
+        )))
+        .bind(cluster_id)
+        .bind(name.as_str())
+        .bind(kind)
+        .fetch_optional(&mut connection)
+        .await
+        .map_err(odb_error("look up an imported object"))?;
+        if exists.unwrap_or(0) > 0 {
+            say(&format!("Updated object `{name}`"));
+            continue;
         }
+        let values = if kind_column.is_empty() {
+            "$1, $2"
+        } else {
+            "$1, $2, $3"
+        };
+        sqlx::query(&odb.sql(&format!(
+            "INSERT INTO {table} (cluster_id, name{kind_column}) VALUES ({values})"
+        )))
+        .bind(cluster_id)
+        .bind(name.as_str())
+        .bind(kind)
+        .execute(&mut connection)
+        .await
+        .map_err(odb_error("keep an imported object"))?;
+        say(&format!("Created object `{name}`"));
     }
     Ok(())
+}
+
+/// (section, name, security type) of each object of an enmasse file, as Zato's enmasse reads
+/// its YAML (a file it cannot read fails the import with the parser's words).
+fn yaml_objects(text: &str) -> Result<Vec<(String, String, String)>> {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let documents = YamlLoader::load_from_str(text)
+        .map_err(|error| MockError::Exit(16, format!("yaml.scanner.ScannerError: {error}")))?;
+    let mut objects = Vec::new();
+    let Some(sections) = documents.first().and_then(Yaml::as_hash) else {
+        return Ok(objects);
+    };
+    for (section, items) in sections {
+        for item in items.as_vec().map(Vec::as_slice).unwrap_or_default() {
+            let field = |key: &str| item[key].as_str().unwrap_or_default().to_owned();
+            if let Some(section) = section.as_str()
+                && !field("name").is_empty()
+            {
+                objects.push((section.to_owned(), field("name"), field("type")));
+            }
+        }
+    }
+    Ok(objects)
+}
+
+/// The admin services that delete what enmasse imported: `zato.http-soap.delete` (input `name`
+/// and `connection`; with `should_raise_if_missing` false, a missing one is no error),
+/// `zato.security.basic-auth.delete`, `zato.security.apikey.delete` and
+/// `zato.scheduler.job.delete` (input `id`; a missing one is an error, as in Zato). `None` for
+/// another service.
+async fn delete_object(
+    odb: &Odb,
+    connection: &mut AnyConnection,
+    cluster_id: i64,
+    service: &str,
+    input: &serde_json::Value,
+) -> Option<(&'static str, String)> {
+    let ok = (
+        "200 OK",
+        "{\"zato_env\": {\"result\": \"ZATO_OK\"}, \"response\": {}}\n".to_owned(),
+    );
+    let missing = (
+        "500 Internal Server Error",
+        "{\"zato_env\": {\"result\": \"ZATO_ERROR\", \"details\": \"no such object\"}}\n"
+            .to_owned(),
+    );
+    let deleted =
+        match service {
+            "zato.http-soap.delete" => sqlx::query(&odb.sql(
+                "DELETE FROM http_soap WHERE cluster_id = $1 AND name = $2 AND connection = $3",
+            ))
+            .bind(cluster_id)
+            .bind(input["name"].as_str().unwrap_or_default())
+            .bind(input["connection"].as_str().unwrap_or_default())
+            .execute(&mut *connection)
+            .await
+            .map(|done| done.rows_affected() > 0 || input["should_raise_if_missing"] == false),
+            "zato.security.basic-auth.delete"
+            | "zato.security.apikey.delete"
+            | "zato.scheduler.job.delete" => {
+                let table = if service.contains("scheduler") {
+                    "job"
+                } else {
+                    "sec_base"
+                };
+                sqlx::query(&odb.sql(&format!(
+                    "DELETE FROM {table} WHERE cluster_id = $1 AND id = $2"
+                )))
+                .bind(cluster_id)
+                .bind(input["id"].as_i64().unwrap_or(-1))
+                .execute(&mut *connection)
+                .await
+                .map(|done| done.rows_affected() > 0)
+            }
+            _ => return None,
+        };
+    Some(match deleted {
+        Ok(true) => {
+            say(&format!("{service}: deleted {input}"));
+            ok
+        }
+        Ok(false) => missing,
+        Err(error) => ("500 Internal Server Error", format!("{error}\n")),
+    })
 }

@@ -205,6 +205,17 @@ pub(crate) fn schema(dialect: Dialect) -> Vec<String> {
         format!(
             "CREATE TABLE mock_enmasse_import (cluster_id INTEGER NOT NULL, name {text} NOT NULL, content {large} NOT NULL)"
         ),
+        // The objects enmasse imports, by name, as Zato keeps them (REST channels and outgoing
+        // connections in `http_soap`, security definitions in `sec_base`, jobs in `job`).
+        format!(
+            "CREATE TABLE http_soap (id {serial}, name {text} NOT NULL, connection {text} NOT NULL, cluster_id INTEGER NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE sec_base (id {serial}, name {text} NOT NULL, sec_type {text} NOT NULL, cluster_id INTEGER NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE job (id {serial}, name {text} NOT NULL, cluster_id INTEGER NOT NULL)"
+        ),
         // Zato's services (the mock's: only those deployed modules define), and which server
         // deployed which from what module (Zato's `deployed_service`, by `service_id`).
         format!(
