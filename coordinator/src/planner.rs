@@ -442,6 +442,12 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 config_env: config
                     .map(|(_, env)| env.clone().into_iter().collect())
                     .unwrap_or_default(),
+                config_removals: inputs
+                    .config_removals
+                    .get(cluster_name)
+                    .filter(|_| deploys)
+                    .cloned()
+                    .unwrap_or_default(),
                 python_revision: if assignment.role == Role::Server {
                     cluster.python_revision.clone()
                 } else {
@@ -594,6 +600,14 @@ mod tests {
                     BTreeMap::from([("ORDERS_PASSWORD".to_owned(), "s3cret".to_owned())]),
                 ),
             )]),
+            config_removals: BTreeMap::from([(
+                "prod".to_owned(),
+                vec![v1::EnmasseObject {
+                    section: "channel_rest".to_owned(),
+                    name: "orders.old".to_owned(),
+                    kind: String::new(),
+                }],
+            )]),
             python: BTreeMap::new(),
             user_conf: BTreeMap::from([(
                 "prod".to_owned(),
@@ -612,12 +626,14 @@ mod tests {
         assert_eq!(importer.config_revision, "config-1");
         assert_eq!(importer.config_files.len(), 1);
         assert_eq!(importer.config_env["ORDERS_PASSWORD"], "s3cret");
+        assert_eq!(importer.config_removals[0].name, "orders.old");
         for host in ["app-2", "admin", "lb"] {
             for other in render(&inputs(host)).components {
                 assert!(
                     other.config_revision.is_empty()
                         && other.config_files.is_empty()
-                        && other.config_env.is_empty(),
+                        && other.config_env.is_empty()
+                        && other.config_removals.is_empty(),
                     "{other:?}"
                 );
             }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::services::sha256;
-use crate::v1::EnmasseFile;
+use crate::v1::{EnmasseFile, EnmasseObject};
 
 /// The most enmasse files a cluster's configuration may have.
 pub const MAX_FILES: usize = 32;
@@ -52,16 +52,6 @@ pub enum Refused {
     Missing { file: String, name: String },
     #[error("enmasse file {file:?} is not what enmasse reads: {reason}")]
     NotEnmasse { file: String, reason: String },
-}
-
-/// One object of an enmasse file: its section (`channel_rest`, `security`, `scheduler`, ...),
-/// its name, and a security definition's `type` (`basic_auth`, ...; empty otherwise).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct EnmasseObject {
-    pub section: String,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub kind: String,
 }
 
 /// The objects of an enmasse file, in file order, read as enmasse reads it: YAML whose top level
@@ -264,6 +254,25 @@ pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(values)
 }
 
+/// The objects a configuration's agent must delete once the new files are imported: those still
+/// `pending` from revisions not imported yet and those of the files `before`, less those the new
+/// files hold (`now`), by section and name, in order, each once.
+pub fn removals(
+    pending: &[EnmasseObject],
+    before: &[EnmasseObject],
+    now: &[EnmasseObject],
+) -> Vec<EnmasseObject> {
+    let mut removals: Vec<EnmasseObject> = Vec::new();
+    for object in pending.iter().chain(before) {
+        let same =
+            |other: &EnmasseObject| other.section == object.section && other.name == object.name;
+        if !now.iter().any(same) && !removals.iter().any(same) {
+            removals.push(object.clone());
+        }
+    }
+    removals
+}
+
 /// The files' part of a configuration revision: the SHA-256 of their `NAME SHA256` lines.
 pub fn files_revision(files: &[EnmasseFile]) -> String {
     let mut lines: Vec<String> = files
@@ -399,6 +408,45 @@ mod tests {
                 "{text:?}: {refused}"
             );
         }
+    }
+
+    #[test]
+    fn removals_are_what_left_the_files_since_the_last_import_each_once() {
+        let object = |section: &str, name: &str| EnmasseObject {
+            section: section.into(),
+            name: name.into(),
+            kind: String::new(),
+        };
+        let (a, b, c) = (
+            object("channel_rest", "a"),
+            object("security", "b"),
+            object("scheduler", "c"),
+        );
+        let names = |objects: Vec<EnmasseObject>| -> Vec<String> {
+            objects.into_iter().map(|object| object.name).collect()
+        };
+        // A leaves, then B, then A comes back, all before an import: B goes.
+        let pending = removals(&[], &[a.clone(), b.clone()], std::slice::from_ref(&b));
+        assert_eq!(names(pending.clone()), ["a"]);
+        let pending = removals(&pending, std::slice::from_ref(&b), std::slice::from_ref(&c));
+        assert_eq!(names(pending.clone()), ["a", "b"]);
+        assert_eq!(
+            names(removals(
+                &pending,
+                std::slice::from_ref(&c),
+                &[a, c.clone()]
+            )),
+            ["b"]
+        );
+        // Same name in another section is another object.
+        assert_eq!(
+            removals(
+                &[],
+                &[object("channel_rest", "x")],
+                &[object("outgoing_rest", "x")]
+            ),
+            [object("channel_rest", "x")]
+        );
     }
 
     #[test]

@@ -288,9 +288,6 @@ const SERVICES_RECORD: &str = ".muster-services";
 
 /// The record, in the server's directory, of the configuration revision imported through it.
 const CONFIG_RECORD: &str = ".muster-config-revision";
-/// The record, beside it, of the objects (section and name) that revision's files hold: what a
-/// later revision without some of them removes.
-const OBJECTS_RECORD: &str = ".muster-config-objects";
 /// When a configuration that did not import is tried again.
 const CONFIG_RETRY: Duration = Duration::from_secs(60);
 
@@ -326,7 +323,7 @@ impl Reconciler {
         }
         let short = muster_proto::services::short(&desired).to_owned();
         let imported = match self.run_enmasse(component, &directory).await {
-            Ok(()) => self.remove_left_objects(component, &directory).await,
+            Ok(()) => self.remove_left_objects(component).await,
             Err(error) => Err(error),
         };
         match imported {
@@ -348,37 +345,14 @@ impl Reconciler {
         }
     }
 
-    /// After an import: the objects of the files imported before that the files lack now are
-    /// deleted through Zato (enmasse itself never deletes), channels and jobs before the
-    /// security definitions they may use; then the objects now imported are recorded
-    /// ([`OBJECTS_RECORD`]). Only objects Muster imported are deleted, and only of the kinds it
-    /// knows how to: REST channels and outgoing connections, scheduler jobs, basic-auth and API
-    /// key definitions. Others are left, named in the agent's log.
-    async fn remove_left_objects(
-        &self,
-        component: &Component,
-        directory: &Path,
-    ) -> Result<(), String> {
-        use muster_proto::config::EnmasseObject;
-        let mut now: Vec<EnmasseObject> = Vec::new();
-        for file in &component.config_files {
-            now.extend(
-                muster_proto::config::objects(&file.content)
-                    .map_err(|reason| format!("{}: {reason}", file.name))?,
-            );
-        }
-        let record = directory.join(OBJECTS_RECORD);
-        let before: Vec<EnmasseObject> = std::fs::read_to_string(&record)
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
-        let same = |left: &EnmasseObject, right: &EnmasseObject| {
-            left.section == right.section && left.name == right.name
-        };
-        let mut left: Vec<&EnmasseObject> = before
-            .iter()
-            .filter(|object| !now.iter().any(|kept| same(object, kept)))
-            .collect();
+    /// After an import: the objects earlier revisions' files imported and the new ones lack
+    /// (the coordinator keeps the list, `config_removals`, whichever server imported them) are
+    /// deleted through Zato (enmasse itself never deletes), channels and jobs before the security
+    /// definitions they may use. Only objects of the kinds Muster knows how to delete: REST
+    /// channels and outgoing connections, scheduler jobs, basic-auth and API key definitions.
+    /// Others are left, named in the agent's log. One already gone is no error.
+    async fn remove_left_objects(&self, component: &Component) -> Result<(), String> {
+        let mut left: Vec<&v1::EnmasseObject> = component.config_removals.iter().collect();
         // What uses a security definition goes first.
         left.sort_by_key(|object| object.section == "security");
         let (settings, password, default_sqlite) = self.odb_parts(component);
@@ -434,8 +408,7 @@ impl Reconciler {
             .await?;
             tracing::info!(component = %component.name, object = %what, "removed: it left the configuration's files");
         }
-        let text = serde_json::to_string(&now).map_err(|error| error.to_string())?;
-        files::write_atomic(&record, text.as_bytes(), 0o600).map_err(|error| error.to_string())
+        Ok(())
     }
 
     async fn run_enmasse(&self, component: &Component, directory: &Path) -> Result<(), String> {

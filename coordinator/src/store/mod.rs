@@ -410,6 +410,9 @@ pub struct PlanInputs {
     /// Their configuration (enmasse files with their contents, and env values), by cluster; as
     /// `services`, only where the host runs a server.
     pub config: BTreeMap<String, (Vec<v1::EnmasseFile>, BTreeMap<String, String>)>,
+    /// The objects earlier revisions of their configuration imported and the current one lacks,
+    /// to be deleted by the importing server's agent; as `config`.
+    pub config_removals: BTreeMap<String, Vec<v1::EnmasseObject>>,
     /// Their Python dependencies (requirements, and wheels without their contents), by cluster;
     /// as `services`, only where the host runs a server.
     pub python: BTreeMap<String, (String, Vec<v1::PythonWheel>)>,

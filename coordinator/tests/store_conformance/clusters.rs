@@ -304,6 +304,58 @@ pub(crate) async fn configuration_and_user_config_are_sealed_and_reach_only_the_
     assert_eq!(plans[0].config_env["ORDERS_PASSWORD"], "Secret-Two");
     assert_eq!(plans[0].config_revision, other);
     assert!(plans[1].config_env.is_empty() && plans[1].config_files.is_empty());
+    assert!(
+        plans[0].config_removals.is_empty(),
+        "nothing left the files yet"
+    );
+
+    // An object that leaves the files is for the importing server to delete once it imported
+    // the new revision, and no more after.
+    let channel_only = v1::EnmasseFile {
+        name: "api.yaml".to_owned(),
+        content: "channel_rest:\n  - name: orders.get\n    service: orders.get\n".to_owned(),
+        ..Default::default()
+    };
+    let (without_security, _) = store
+        .set_config("prod", &[channel_only], &BTreeMap::new(), &actor())
+        .await
+        .unwrap();
+    let plan = planner::render(&store.plan_inputs(&first.id).await.unwrap())
+        .components
+        .remove(0);
+    assert_eq!(
+        plan.config_removals,
+        [v1::EnmasseObject {
+            section: "security".to_owned(),
+            name: "orders.basic".to_owned(),
+            kind: "basic_auth".to_owned(),
+        }]
+    );
+    let mut imported = report(2, "10.0.0.5", Vec::new());
+    imported.components = vec![ComponentStatus {
+        cluster: "prod".to_owned(),
+        role: Role::Server,
+        name: "server1".to_owned(),
+        state: "running".to_owned(),
+        healthy: true,
+        last_error: String::new(),
+        restarts: 0,
+        backends: Vec::new(),
+        services_revision: String::new(),
+        config_revision: without_security,
+        python_revision: String::new(),
+        python_installed: String::new(),
+        user_conf_revision: String::new(),
+    }];
+    store.record_status(&first.id, imported).await.unwrap();
+    let plan = planner::render(&store.plan_inputs(&first.id).await.unwrap())
+        .components
+        .remove(0);
+    assert!(
+        plan.config_removals.is_empty(),
+        "{:?}",
+        plan.config_removals
+    );
 
     // The user-config files: sealed, to every server, names only to admins.
     let partners = |password: &str| v1::UserConfFile {

@@ -160,6 +160,38 @@ impl SqlStore {
         if current.config_revision == revision {
             return Ok((revision, false));
         }
+        // What the files held before and the new ones lack is deleted once the new ones are
+        // imported, with what earlier revisions left and no server imported yet. No file: the
+        // configuration leaves Muster's care, and Zato keeps every object it has.
+        let removals = if files.is_empty() {
+            Vec::new()
+        } else {
+            let previous = sqlx::query(
+                &self.sql("SELECT content FROM cluster_config_files WHERE cluster_id = $1"),
+            )
+            .bind(&current.id)
+            .rows(&mut **transaction, "read a cluster's enmasse files")
+            .await?;
+            let mut before = Vec::new();
+            for row in &previous {
+                let content: String = match self.dialect {
+                    Dialect::MySql => {
+                        String::from_utf8_lossy(&row.value::<Vec<u8>>("content")?).into_owned()
+                    }
+                    _ => row.value("content")?,
+                };
+                // Stored files were checked; one that no longer parses names nothing.
+                before.extend(muster_proto::config::objects(&content).unwrap_or_default());
+            }
+            let mut now = Vec::new();
+            for file in &files {
+                now.extend(muster_proto::config::objects(&file.content).unwrap_or_default());
+            }
+            let pending = self
+                .config_removals_in(&mut **transaction, &current.id)
+                .await?;
+            muster_proto::config::removals(&pending, &before, &now)
+        };
         let stored: Vec<(&str, &str, &str)> = files
             .iter()
             .map(|file| {
@@ -179,11 +211,14 @@ impl SqlStore {
         .await?;
         let env_json =
             serde_json::to_string(env).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-        let update = self
-            .sql("UPDATE clusters SET config_revision = $1, config_env_sealed = $2 WHERE id = $3");
+        let update = self.sql(
+            "UPDATE clusters SET config_revision = $1, config_env_sealed = $2, config_removals = $3 \
+             WHERE id = $4",
+        );
         sqlx::query(&update)
             .bind(&revision)
             .bind(self.seal(&current.id, "config_env", &env_json)?)
+            .bind(removals_json(&removals)?)
             .bind(&current.id)
             .run(&mut **transaction, "set a cluster's configuration revision")
             .await?;
@@ -214,6 +249,38 @@ impl SqlStore {
             .commit("commit a cluster's configuration")
             .await?;
         Ok((revision, true))
+    }
+
+    /// The objects the importing server's agent is to delete once it imports the cluster's
+    /// configuration (of the cluster of id `cluster_id`).
+    pub(super) async fn config_removals_in(
+        &self,
+        executor: impl Executor<'_, Database = Any>,
+        cluster_id: &str,
+    ) -> Result<Vec<v1::EnmasseObject>, StoreError> {
+        let row = sqlx::query(&self.sql("SELECT config_removals FROM clusters WHERE id = $1"))
+            .bind(cluster_id)
+            .row(executor, "read a cluster's configuration removals")
+            .await?;
+        let text: Option<String> = match self.dialect {
+            Dialect::MySql => row
+                .value::<Option<Vec<u8>>>("config_removals")?
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            _ => row.value("config_removals")?,
+        };
+        let Some(text) = text.filter(|text| !text.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let listed: Vec<(String, String, String)> = serde_json::from_str(&text)
+            .map_err(|error| StoreError::Corrupt(format!("configuration removals: {error}")))?;
+        Ok(listed
+            .into_iter()
+            .map(|(section, name, kind)| v1::EnmasseObject {
+                section,
+                name,
+                kind,
+            })
+            .collect())
     }
 
     /// A cluster's enmasse files (with their contents when `with_content`) and its env values
@@ -260,4 +327,25 @@ impl SqlStore {
         };
         Ok((files, env))
     }
+}
+
+/// The objects to delete as the `config_removals` column keeps them (a JSON list of section,
+/// name and security type); NULL for none.
+fn removals_json(removals: &[v1::EnmasseObject]) -> Result<Option<String>, StoreError> {
+    if removals.is_empty() {
+        return Ok(None);
+    }
+    let listed: Vec<(&str, &str, &str)> = removals
+        .iter()
+        .map(|object| {
+            (
+                object.section.as_str(),
+                object.name.as_str(),
+                object.kind.as_str(),
+            )
+        })
+        .collect();
+    serde_json::to_string(&listed)
+        .map(Some)
+        .map_err(|error| StoreError::Corrupt(error.to_string()))
 }

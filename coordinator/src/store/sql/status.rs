@@ -167,6 +167,24 @@ impl SqlStore {
                 .await?;
             let (key, now_report) = reported_component(component);
             let before = previous.get(&key);
+            // The importing server imported the current configuration: what it was to delete
+            // with it is deleted.
+            if component.role == Role::Server
+                && !component.config_revision.is_empty()
+                && before.is_none_or(|before| before.config_revision != component.config_revision)
+            {
+                sqlx::query(&self.sql(
+                    "UPDATE clusters SET config_removals = NULL \
+                     WHERE name = $1 AND config_revision = $2 AND config_removals IS NOT NULL",
+                ))
+                .bind(&component.cluster)
+                .bind(&component.config_revision)
+                .run(
+                    &mut **transaction,
+                    "clear a cluster's configuration removals",
+                )
+                .await?;
+            }
             health_changed |= before.is_none_or(|before| before.healthy != component.healthy);
             // A server's first deployed services take it into its load balancers' rotation
             // (`planner::lacks_services`), and losing them out of it.
@@ -771,6 +789,7 @@ impl SqlStore {
         let mut config = BTreeMap::new();
         let mut python = BTreeMap::new();
         let mut user_conf = BTreeMap::new();
+        let mut config_removals = BTreeMap::new();
         for row in rows {
             let name: String = row.value("cluster_name")?;
             let cluster = self.get_cluster(&name).await?;
@@ -796,6 +815,10 @@ impl SqlStore {
             }
             if runs_a_server && !cluster.config_revision.is_empty() {
                 config.insert(name.clone(), self.cluster_config(&name, true).await?);
+                config_removals.insert(
+                    name.clone(),
+                    self.config_removals_in(&self.pool, &cluster.id).await?,
+                );
             }
             if runs_a_server && !cluster.python_revision.is_empty() {
                 python.insert(name.clone(), self.cluster_python(&name).await?);
@@ -814,6 +837,7 @@ impl SqlStore {
             clusters,
             services,
             config,
+            config_removals,
             python,
             user_conf,
             bootstrap,
