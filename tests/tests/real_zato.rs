@@ -394,6 +394,17 @@ fn orders_channel(
     frontend: SocketAddr,
     credentials: Option<&str>,
 ) -> (u16, String, String) {
+    channel_answer(host, frontend, "/api/orders", credentials)
+}
+
+/// `GET path` from `host` through the load balancer at `frontend`, with Basic `credentials`
+/// when given: status, head and body.
+fn channel_answer(
+    host: &Host,
+    frontend: SocketAddr,
+    path: &str,
+    credentials: Option<&str>,
+) -> (u16, String, String) {
     let authorization = credentials
         .map(|credentials| {
             use base64::Engine as _;
@@ -407,7 +418,7 @@ fn orders_channel(
         &host.namespace,
         frontend,
         &format!(
-            "GET /api/orders HTTP/1.1\r\nHost: {frontend}\r\n{authorization}Connection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {frontend}\r\n{authorization}Connection: close\r\n\r\n"
         ),
     )
     .expect("an answer through the load balancer")
@@ -743,45 +754,52 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
     // both servers with the password and refuses without it; the password is in no log.
     let password = "Orders-Real-Pa55";
     let api = services.join("../api.yaml");
-    std::fs::write(
-        &api,
-        "security:\n  - name: orders.basic\n    type: basic_auth\n    username: orders\n    \
+    let first_api = "security:\n  - name: orders.basic\n    type: basic_auth\n    username: orders\n    \
          password: \"{Zato_Enmasse_Env.ORDERS_PASSWORD}\"\n    realm: orders\n\n\
          channel_rest:\n  - name: orders.get\n    service: muster.orders.get\n    \
-         url_path: /api/orders\n    security: orders.basic\n    data_format: json\n",
-    )
-    .unwrap();
+         url_path: /api/orders\n    security: orders.basic\n    data_format: json\n";
     let env = services.join("../env.ini");
     std::fs::write(&env, format!("[env]\nORDERS_PASSWORD={password}\n")).unwrap();
-    let configured = muster(&[
-        "-o",
-        "json",
-        "deploy",
-        "--cluster",
-        "quickstart",
-        "--config",
-        api.to_str().unwrap(),
-        "--env-file",
-        env.to_str().unwrap(),
-    ]);
-    assert!(configured.status.success(), "{}", text(&configured.stderr));
-    let revision =
+    // `muster deploy --config` of `content`: the revision set.
+    let set_config = |content: &str| {
+        std::fs::write(&api, content).unwrap();
+        let configured = muster(&[
+            "-o",
+            "json",
+            "deploy",
+            "--cluster",
+            "quickstart",
+            "--config",
+            api.to_str().unwrap(),
+            "--env-file",
+            env.to_str().unwrap(),
+        ]);
+        assert!(configured.status.success(), "{}", text(&configured.stderr));
         serde_json::from_slice::<serde_json::Value>(&configured.stdout).unwrap()["revision"]
             .as_str()
             .unwrap()
-            .to_owned();
+            .to_owned()
+    };
+    let imported = |revision: String| {
+        wait_for(
+            "the configuration to be imported",
+            PATIENCE,
+            POLL,
+            move || {
+                let listed =
+                    muster(&["-o", "json", "component", "list", "--cluster", "quickstart"]);
+                let listed: serde_json::Value =
+                    serde_json::from_slice(&listed.stdout).unwrap_or_default();
+                let done = listed.as_array().is_some_and(|all| {
+                    all.iter()
+                        .any(|component| component["config_revision"] == revision.as_str())
+                });
+                async move { done.then_some(()) }
+            },
+        )
+    };
     let configured_at = Instant::now();
-    wait_for("the configuration to be imported", PATIENCE, POLL, || {
-        let listed = muster(&["-o", "json", "component", "list", "--cluster", "quickstart"]);
-        let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap_or_default();
-        let imported = listed.as_array().is_some_and(|all| {
-            all.iter()
-                .any(|component| component["config_revision"] == revision.as_str())
-        });
-        async move { imported.then_some(()) }
-    })
-    .await
-    .unwrap();
+    imported(set_config(first_api)).await.unwrap();
     println!(
         "figure: the configuration (a security definition and a REST channel) imported {:?} \
          after `muster deploy --config`",
@@ -809,6 +827,43 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         Vec::<PathBuf>::new(),
         "the channel's password is in no log"
     );
+
+    // An object that leaves the files leaves the cluster: a second channel imported, then gone
+    // from both servers once the files no longer have it (enmasse itself never deletes).
+    let extra =
+        |credentials: Option<&str>| channel_answer(&host, frontend, "/api/extra", credentials);
+    imported(set_config(&format!(
+        "{first_api}  - name: orders.extra\n    service: muster.orders.get\n    \
+         url_path: /api/extra\n    security: orders.basic\n    data_format: json\n"
+    )))
+    .await
+    .unwrap();
+    assert_eq!(extra(Some(&format!("orders:{password}"))).0, 200);
+    imported(set_config(first_api)).await.unwrap();
+    let removed_at = Instant::now();
+    wait_for("the extra channel to be gone", PATIENCE, POLL, || {
+        let gone = (0..4).all(|_| extra(Some(&format!("orders:{password}"))).0 == 404);
+        async move { gone.then_some(()) }
+    })
+    .await
+    .unwrap();
+    println!(
+        "a removed channel, asked for through the load balancer {:?} after its import: {:?}",
+        removed_at.elapsed(),
+        extra(Some(&format!("orders:{password}")))
+    );
+    for _ in 0..6 {
+        assert_eq!(
+            extra(Some(&format!("orders:{password}"))).0,
+            404,
+            "gone from both servers"
+        );
+        assert_eq!(
+            call(Some(&format!("orders:{password}"))).0,
+            200,
+            "the other channel stays"
+        );
+    }
 
     // The Python dependencies. A module that imports a third-party package the servers lack
     // does not import (Python's error, named) and v2 keeps serving; the package, from a
@@ -1237,6 +1292,71 @@ impl Site {
         (names(clusters), names(servers))
     }
 
+    /// Makes every commit that inserts a `server` row hang for `seconds`, then fail (a deferred
+    /// constraint trigger: it runs at COMMIT, after `zato create server` wrote its `.zato-info`),
+    /// or, with `None`, ends the commit held and lets the next ones through. The trigger stays
+    /// (dropping it would wait for the running servers' open transactions): its function becomes
+    /// a no-op.
+    async fn hold_server_commits(&self, seconds: Option<u32>) {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let mut connection = sqlx::AnyConnection::connect(&self.database.url)
+            .await
+            .unwrap();
+        // Waiting on the servers' locks would stall them and the test: fail instead.
+        sqlx::query("SET lock_timeout = '20s'")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let function = |body: &str| {
+            format!(
+                "CREATE OR REPLACE FUNCTION muster_test_hold() RETURNS trigger AS $$ BEGIN {body} \
+                 END $$ LANGUAGE plpgsql"
+            )
+        };
+        let statements = match seconds {
+            Some(seconds) => vec![
+                function(&format!(
+                    "PERFORM pg_sleep({seconds}); RAISE EXCEPTION 'held by the test';"
+                )),
+                "CREATE CONSTRAINT TRIGGER muster_test_hold AFTER INSERT ON server \
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION muster_test_hold()"
+                    .to_owned(),
+            ],
+            None => vec![
+                function("RETURN NULL;"),
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event = 'PgSleep'"
+                    .to_owned(),
+            ],
+        };
+        for statement in statements {
+            sqlx::query(&statement)
+                .execute(&mut connection)
+                .await
+                .unwrap();
+        }
+        connection.close().await.unwrap();
+    }
+
+    /// Whether a commit is held by [`Site::hold_server_commits`] right now.
+    async fn commit_held(&self) -> bool {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let mut connection = sqlx::AnyConnection::connect(&self.database.url)
+            .await
+            .unwrap();
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event = 'PgSleep'",
+        )
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+        connection.close().await.unwrap();
+        held > 0
+    }
+
     /// The cluster row's `lb_host` and `lb_port`: where Zato's dashboard sends calls to servers.
     async fn odb_load_balancer(&self) -> (String, i64) {
         use sqlx::Row as _;
@@ -1614,6 +1734,69 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         Vec::<PathBuf>::new(),
         "the channel's password is in no log"
     );
+    // The job leaves the file: deleted through Zato (from the ODB and the scheduler), it runs no
+    // more, while the scheduler's heartbeat goes on.
+    let without_job = std::fs::read_to_string(&api)
+        .unwrap()
+        .split("\n\nscheduler:")
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(&api, format!("{without_job}\n")).unwrap();
+    let config = site.coordinator.json(&[
+        "deploy",
+        "--cluster",
+        "prod",
+        "--config",
+        api.to_str().unwrap(),
+        "--env-file",
+        env.to_str().unwrap(),
+    ])["revision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let scheduler_dir = site.components_of("admin").join("scheduler-scheduler");
+    wait_for("the scheduler to delete the job", PATIENCE, POLL, || {
+        let deleted = !logs_with(&scheduler_dir, "Deleting job muster.orders.every-2s").is_empty();
+        async move { deleted.then_some(()) }
+    })
+    .await
+    .unwrap();
+    let runs = |name: &str| {
+        std::fs::read_to_string(&job_log)
+            .unwrap_or_default()
+            .matches(&format!("Executing `{name}`"))
+            .count()
+    };
+    let (job_runs, heartbeats) = (
+        runs("muster.orders.every-2s"),
+        runs("muster.scheduler.heartbeat"),
+    );
+    wait_for("two more heartbeats (every 5 s)", PATIENCE, POLL, || {
+        let beat = runs("muster.scheduler.heartbeat") >= heartbeats + 2;
+        async move { beat.then_some(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        runs("muster.orders.every-2s"),
+        job_runs,
+        "the removed job runs no more"
+    );
+    assert!(
+        site.coordinator
+            .json(&["component", "list", "--cluster", "prod"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|component| component["config_revision"] == config.as_str()),
+        "the revision without the job is imported"
+    );
+    assert_eq!(
+        call(Some(&format!("orders:{password}"))).0,
+        200,
+        "the channel stays"
+    );
 
     // A job (every second) keeps running when the scheduler's host restarts its agent, and when
     // the scheduler is re-pointed at another server (its server's host drained).
@@ -1625,7 +1808,6 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         &everywhere,
     )
     .await;
-    let scheduler_dir = site.components_of("admin").join("scheduler-scheduler");
     let scheduler_pid = || {
         std::fs::read_to_string(scheduler_dir.join("pidfile"))
             .ok()
@@ -1739,26 +1921,44 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
     assert_eq!(servers, ["server1", "server2", "server3"], "a stale row");
 
     // A new host auto-joins with a server token and gets the freed name, server3. Its agent is
-    // killed with its `zato create server` while the create runs, then started again.
+    // killed with its `zato create server` at the worst point: `.zato-info` written, Zato's
+    // commit of the server row under way (held by the test in PostgreSQL), then started again.
     let host = site.network.add_host("app-4");
     site.hosts.insert("app-4".to_owned(), host);
     let token = site.coordinator.join_token("prod", &["server"], 1);
     // Requests through the load balancer all along the join: none fails.
     let load = LoadLoop::start(&site.hosts["client"], site.frontend());
+    site.hold_server_commits(Some(15)).await;
     site.start_agent("app-4", &token);
     let marker = site
         .components_of("app-4")
         .join(".creating-server-server3.pid");
-    let create_pid = wait_for("app-4's zato create server", PATIENCE, POLL, || {
-        let pid = std::fs::read_to_string(&marker)
-            .ok()
-            .and_then(|text| text.trim().parse::<i32>().ok());
-        async move { pid }
-    })
+    let half_made = site
+        .components_of("app-4")
+        .join(".creating-server-server3/.zato-info");
+    let create_pid = wait_for(
+        "app-4's zato create server to write .zato-info and commit",
+        PATIENCE,
+        Duration::from_millis(20),
+        || {
+            // Its first attempt fails on app-3's stale row, which the agent then removes; the
+            // second is the one whose commit the test holds.
+            let pid = std::fs::read_to_string(&marker)
+                .ok()
+                .and_then(|text| text.trim().parse::<i32>().ok())
+                .filter(|_| half_made.exists());
+            let site = &site;
+            async move {
+                match pid {
+                    Some(pid) if site.commit_held().await => Some(pid),
+                    _ => None,
+                }
+            }
+        },
+    )
     .await
     .unwrap();
-    let agent = site.agents.get_mut("app-4").unwrap();
-    agent.kill();
+    site.agents.get_mut("app-4").unwrap().kill();
     let killed = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(create_pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -1767,7 +1967,14 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         killed.is_ok(),
         "the create was still under way when it was killed: {killed:?}"
     );
-    agent.start();
+    site.hold_server_commits(None).await;
+    let (_, servers) = site.odb_rows().await;
+    assert_eq!(
+        servers,
+        ["server1", "server2"],
+        "the killed create committed no row (the stale one went before it)"
+    );
+    site.agents.get_mut("app-4").unwrap().start();
     site.all_healthy(6).await;
     site.backend_is(&[("server1", "UP"), ("server2", "UP"), ("server3", "UP")])
         .await;
@@ -1801,4 +2008,78 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         .find(|component| component["name"] == "server3")
         .unwrap();
     assert_eq!(server3["host"], "app-4", "{server3}");
+
+    // A server of a name that still runs behind a partition keeps its row: app-4 cut off, its
+    // server3 unassigned and assigned to app-1 (beside server1). app-1's agent does not delete
+    // the row Zato holds for server3 (that would break the server still running there) and says
+    // why; once app-4 is back, its agent stops server3 cleanly and app-1's is created.
+    site.network.cut(&site.hosts["app-4"]);
+    site.coordinator.ok(&[
+        "remove",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-4",
+        "--name",
+        "server3",
+    ]);
+    site.coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--name",
+        "server3",
+        "--port",
+        "17011",
+    ]);
+    let reason = wait_for("app-1's agent to say why it waits", PATIENCE, POLL, || {
+        let reason = site
+            .coordinator
+            .json(&["component", "list", "--cluster", "prod"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|component| component["name"] == "server3")
+            .and_then(|component| component["reason"].as_str().map(str::to_owned))
+            .filter(|reason| reason.contains("network partition"));
+        async move { reason }
+    })
+    .await
+    .unwrap();
+    println!("server3 on app-1 while app-4 is cut off: {reason}");
+    let (_, servers) = site.odb_rows().await;
+    assert_eq!(
+        servers,
+        ["server1", "server2", "server3"],
+        "the row is kept"
+    );
+    assert!(
+        !site.components_of("app-1").join("server-server3").exists(),
+        "not created meanwhile"
+    );
+    site.network.heal(&site.hosts["app-4"]);
+    site.all_healthy(6).await;
+    site.backend_is(&[("server1", "UP"), ("server2", "UP"), ("server3", "UP")])
+        .await;
+    let status = site.coordinator.json(&["component", "list"]);
+    let server3 = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|component| component["name"] == "server3")
+        .unwrap();
+    assert_eq!(server3["host"], "app-1", "{server3}");
+    let answer = orders_answer(
+        &site.hosts["app-1"],
+        &site.zato,
+        &site.components_of("app-1").join("server-server3"),
+    );
+    assert!(
+        answer.contains("V3WithInflection"),
+        "server3 on app-1: {answer}"
+    );
 }
