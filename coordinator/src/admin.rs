@@ -18,7 +18,7 @@ use crate::condition::condition_seen_by_balancers;
 use crate::secrets;
 use crate::store::{
     Actor, Assignment, Cluster, ClusterSecrets, ComponentStatus, Event, Host, JoinToken,
-    NewAssignment, NewCluster, NewJoinToken, OdbSettings, Store, now_ms, retry_transient,
+    NewAssignment, NewCluster, NewJoinToken, OdbSettings, Store, now_ms,
 };
 
 /// A join token's lifetime when the request names none.
@@ -28,9 +28,9 @@ pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[derive(Clone)]
 pub struct AdminApi {
+    /// Writes through [`crate::store::Writes`]: retried on collisions, the watches woken.
     store: Arc<dyn Store>,
     ca_sha256: String,
-    fanout: Arc<crate::fanout::Fanout>,
     refusals: Arc<Refusals>,
     /// Ends the event watches when the coordinator stops.
     shutdown: CancellationToken,
@@ -41,19 +41,18 @@ pub struct AdminApi {
 const EVENT_POLL: Duration = Duration::from_secs(1);
 
 impl AdminApi {
-    /// `fanout` is told after every committed change that may alter a host's desired state, so
-    /// the watches that host holds send it at once (see `fanout.rs` for other coordinators').
+    /// `store` is the [`crate::store::Writes`] around the store: each committed change that may
+    /// alter a host's desired state wakes the watches that host holds, so they send it at once
+    /// (see `fanout.rs` for other coordinators').
     pub fn new(
         store: Arc<dyn Store>,
         ca_sha256: String,
-        fanout: Arc<crate::fanout::Fanout>,
         refusals: Arc<Refusals>,
         shutdown: CancellationToken,
     ) -> Self {
         AdminApi {
             store,
             ca_sha256,
-            fanout,
             refusals,
             shutdown,
         }
@@ -390,7 +389,6 @@ impl AdminService for AdminApi {
         let name = request.into_inner().name;
         validate::name("cluster name", &name).map_err(ApiError::from)?;
         self.store.delete_cluster(&name, &actor).await?;
-        self.fanout.committed();
         tracing::info!(cluster = %name, actor = %actor.0, "cluster deleted");
         Ok(Response::new(v1::DeleteClusterResponse {}))
     }
@@ -633,9 +631,7 @@ impl AdminService for AdminApi {
             port,
             load_balancer,
         };
-        let assignment =
-            retry_transient(|| self.store.create_assignment(new.clone(), &actor)).await?;
-        self.fanout.committed();
+        let assignment = self.store.create_assignment(new, &actor).await?;
         tracing::info!(
             cluster = %assignment.cluster, role = %assignment.role, name = %assignment.name,
             host = %assignment.host, port = assignment.port, actor = %actor.0, "component assigned"
@@ -667,12 +663,10 @@ impl AdminService for AdminApi {
             validate::name("component name", &request.name).map_err(ApiError::from)?;
             Some(request.name.as_str())
         };
-        let removed = retry_transient(|| {
-            self.store
-                .delete_assignment(&request.cluster, role, &request.host, name, &actor)
-        })
-        .await?;
-        self.fanout.committed();
+        let removed = self
+            .store
+            .delete_assignment(&request.cluster, role, &request.host, name, &actor)
+            .await?;
         tracing::info!(cluster = %removed.cluster, role = %role, name = %removed.name, host = %removed.host, actor = %actor.0, "component unassigned");
         Ok(Response::new(v1::DeleteComponentResponse {
             component: Some(assignment_message(removed)),
@@ -688,13 +682,11 @@ impl AdminService for AdminApi {
         validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
         muster_proto::services::checked(&request.files)
             .map_err(|refused| ApiError::InvalidArgument(refused.to_string()))?;
-        let (revision, changed) = retry_transient(|| {
-            self.store
-                .set_services(&request.cluster, &request.files, &actor)
-        })
-        .await?;
+        let (revision, changed) = self
+            .store
+            .set_services(&request.cluster, &request.files, &actor)
+            .await?;
         if changed {
-            self.fanout.committed();
             tracing::info!(cluster = %request.cluster, revision = %revision, files = request.files.len(), actor = %actor.0, "services set");
         }
         Ok(Response::new(v1::SetServicesResponse { revision, changed }))
@@ -710,13 +702,11 @@ impl AdminService for AdminApi {
         let env: std::collections::BTreeMap<String, String> = request.env.into_iter().collect();
         muster_proto::config::checked(&request.files, &env)
             .map_err(|refused| ApiError::InvalidArgument(refused.to_string()))?;
-        let (revision, changed) = retry_transient(|| {
-            self.store
-                .set_config(&request.cluster, &request.files, &env, &actor)
-        })
-        .await?;
+        let (revision, changed) = self
+            .store
+            .set_config(&request.cluster, &request.files, &env, &actor)
+            .await?;
         if changed {
-            self.fanout.committed();
             // The env values are never logged; their number is.
             tracing::info!(cluster = %request.cluster, revision = %revision, files = request.files.len(), env_values = env.len(), actor = %actor.0, "configuration set");
         }
@@ -732,13 +722,11 @@ impl AdminService for AdminApi {
         validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
         muster_proto::user_conf::checked(&request.files)
             .map_err(|refused| ApiError::InvalidArgument(refused.to_string()))?;
-        let (revision, changed) = retry_transient(|| {
-            self.store
-                .set_user_conf(&request.cluster, &request.files, &actor)
-        })
-        .await?;
+        let (revision, changed) = self
+            .store
+            .set_user_conf(&request.cluster, &request.files, &actor)
+            .await?;
         if changed {
-            self.fanout.committed();
             // The files' contents are never logged; their names are.
             let names: Vec<&str> = request
                 .files
@@ -778,13 +766,11 @@ impl AdminService for AdminApi {
         validate::name("cluster name", &cluster).map_err(ApiError::from)?;
         let wheels = muster_proto::python::checked_wheels(&requirements, &wheels)
             .map_err(|refused| ApiError::InvalidArgument(refused.to_string()))?;
-        let (revision, changed) = retry_transient(|| {
-            self.store
-                .set_python(&cluster, &requirements, &wheels, &actor)
-        })
-        .await?;
+        let (revision, changed) = self
+            .store
+            .set_python(&cluster, &requirements, &wheels, &actor)
+            .await?;
         if changed {
-            self.fanout.committed();
             tracing::info!(cluster = %cluster, revision = %revision, wheels = wheels.len(), actor = %actor.0, "Python dependencies set");
         }
         Ok(Response::new(v1::SetPythonResponse { revision, changed }))
@@ -807,17 +793,10 @@ impl AdminService for AdminApi {
         let changes = request.settings.unwrap_or_default();
         // Every given value is checked; unset ones stand for the stored values.
         muster_proto::haproxy::settings(&changes).map_err(ApiError::from)?;
-        let configured = retry_transient(|| {
-            self.store.configure_load_balancer(
-                &request.cluster,
-                &request.host,
-                name,
-                &changes,
-                &actor,
-            )
-        })
-        .await?;
-        self.fanout.committed();
+        let configured = self
+            .store
+            .configure_load_balancer(&request.cluster, &request.host, name, &changes, &actor)
+            .await?;
         tracing::info!(cluster = %configured.cluster, name = %configured.name, host = %configured.host, actor = %actor.0, "load balancer reconfigured");
         Ok(Response::new(v1::ConfigureLoadBalancerResponse {
             component: Some(assignment_message(configured)),
@@ -894,12 +873,10 @@ impl AdminService for AdminApi {
         let actor = self.authorize(&request).await?;
         let request = request.into_inner();
         validate::name("host name", &request.name).map_err(ApiError::from)?;
-        let host = retry_transient(|| {
-            self.store
-                .set_host_drained(&request.name, request.drain, &actor)
-        })
-        .await?;
-        self.fanout.committed();
+        let host = self
+            .store
+            .set_host_drained(&request.name, request.drain, &actor)
+            .await?;
         tracing::info!(host = %host.name, drained = host.drained, actor = %actor.0, "host drain changed");
         Ok(Response::new(v1::DrainHostResponse {
             host: Some(host_message(host)),
@@ -914,11 +891,10 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         validate::name("host name", &request.name).map_err(ApiError::from)?;
         validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
-        let host = retry_transient(|| {
-            self.store
-                .admit_host(&request.name, &request.cluster, &actor)
-        })
-        .await?;
+        let host = self
+            .store
+            .admit_host(&request.name, &request.cluster, &actor)
+            .await?;
         tracing::info!(host = %host.name, cluster = %request.cluster, actor = %actor.0, "host admitted");
         Ok(Response::new(v1::AdmitHostResponse {
             host: Some(host_message(host)),
@@ -932,10 +908,9 @@ impl AdminService for AdminApi {
         let actor = self.authorize(&request).await?;
         let request = request.into_inner();
         validate::name("host name", &request.name).map_err(ApiError::from)?;
-        retry_transient(|| self.store.remove_host(&request.name, request.force, &actor)).await?;
-        self.fanout.committed();
-        // The removed host's own streams end at the next full read.
-        self.fanout.reconcile_soon();
+        self.store
+            .remove_host(&request.name, request.force, &actor)
+            .await?;
         tracing::info!(host = %request.name, actor = %actor.0, "host removed");
         Ok(Response::new(v1::RemoveHostResponse {}))
     }

@@ -28,7 +28,6 @@ use crate::pki::{self, CertifiedKey};
 use crate::secrets;
 use crate::store::{
     BootstrapReport, BootstrapTask, ComponentStatus, NewHost, StatusReport, Store, StoreError,
-    retry_transient,
 };
 
 /// Enrollments handled at once; more are answered UNAVAILABLE so agents back off and retry.
@@ -186,23 +185,21 @@ impl AgentApi {
             }
         }
         let secret_hash = secrets::sha256_hex(secret.as_bytes());
-        let (host, join_token) = retry_transient(|| {
-            self.store
-                .enroll_host(token_id, &secret_hash, new.clone(), &requested)
-        })
-        .await
-        .map_err(|error| {
-            let reason = match &error {
-                StoreError::TokenRefused { reason, .. } => Some(reason.label()),
-                _ => None,
-            };
-            Refused {
-                reason,
-                error: api_error(error),
-            }
-        })?;
+        let (host, join_token) = self
+            .store
+            .enroll_host(token_id, &secret_hash, new.clone(), &requested)
+            .await
+            .map_err(|error| {
+                let reason = match &error {
+                    StoreError::TokenRefused { reason, .. } => Some(reason.label()),
+                    _ => None,
+                };
+                Refused {
+                    reason,
+                    error: api_error(error),
+                }
+            })?;
         let certificate_pem = self.sign(&request.csr_pem, &host.id)?;
-        self.fanout.committed();
         tracing::info!(host = %host.name, host_id = %host.id, token = %join_token.id, cluster = %join_token.cluster, "host enrolled");
         Ok(v1::EnrollResponse {
             host_id: host.id,
@@ -551,8 +548,7 @@ impl AgentService for AgentApi {
             components,
             bootstrap,
         };
-        let recorded =
-            retry_transient(|| self.store.record_status(&host_id, report.clone())).await?;
+        let recorded = self.store.record_status(&host_id, report.clone()).await?;
         if !recorded.ignored.is_empty() {
             // Recorded without them: the heartbeat itself is good.
             let error = ApiError::PermissionDenied(format!(
@@ -567,11 +563,10 @@ impl AgentService for AgentApi {
                 &error,
             );
         }
-        if recorded.written {
-            // A report can move generations: a finished bootstrap, a re-planned scheduler, a
-            // load balancer's backends that let a drained server stop.
-            self.fanout.committed();
-        } else {
+        // A written report woke the watches (it can move generations: a finished bootstrap, a
+        // re-planned scheduler, a load balancer's backends that let a drained server stop); a
+        // heartbeat that changed nothing is only seen.
+        if !recorded.written {
             self.liveness.seen(&host_id, crate::store::now_ms());
         }
         self.liveness.recorded(&host_id, fingerprint);

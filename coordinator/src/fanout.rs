@@ -148,6 +148,16 @@ impl Fanout {
         self.committed.notify_one();
     }
 
+    /// Whether [`Fanout::committed`] was called since the refresher (or this) last looked; takes
+    /// the call.
+    #[cfg(test)]
+    pub(crate) fn take_committed(&self) -> bool {
+        let notified = std::pin::pin!(self.committed.notified());
+        notified
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+            .is_ready()
+    }
+
     /// Asks for every host's generation to be read in full (after a host was removed here).
     pub fn reconcile_soon(&self) {
         self.reconcile.notify_one();

@@ -135,10 +135,11 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         .clone()
         .spawn_flusher(store.clone(), shutdown.clone());
     let refusals = Arc::new(crate::audit::Refusals::default());
+    // The APIs write through `Writes`: retried on collisions, and the watches woken.
+    let writes: Arc<dyn Store> = Arc::new(crate::store::Writes::new(store.clone(), fanout.clone()));
     let admin_api = AdminApi::new(
-        store.clone(),
+        writes.clone(),
         ca_sha256,
-        fanout.clone(),
         refusals.clone(),
         shutdown.clone(),
     );
@@ -151,7 +152,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         key_pem: ca_key_pem,
     });
     let agent = AgentServiceServer::new(AgentApi::new(
-        store.clone(),
+        writes,
         ca,
         config.host_certificate_ttl,
         fanout.clone(),

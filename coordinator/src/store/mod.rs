@@ -7,9 +7,12 @@
 //!
 //! [`SqlStore`] implements the trait for SQLite, PostgreSQL and MySQL/MariaDB (one implementation
 //! over sqlx's `Any` driver, with migrations per dialect and SQL per dialect where they differ); the
-//! conformance suite in `tests/store_conformance.rs` runs the same behaviour tests on all three.
+//! conformance suite in `tests/store_conformance/` runs the same behaviour tests on all three.
+//! The APIs hold it behind [`Writes`], which retries a write that collided and wakes the
+//! desired-state watches after one that moved something.
 
 mod sql;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +21,7 @@ use async_trait::async_trait;
 use muster_proto::v1::{self, OdbType, Role};
 
 pub use sql::{DatabaseUrl, Dialect, SqlStore, statements};
+pub use writes::Writes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
