@@ -152,7 +152,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         key_pem: ca_key_pem,
     });
     let agent = AgentServiceServer::new(AgentApi::new(
-        writes,
+        writes.clone(),
         ca,
         config.host_certificate_ttl,
         fanout.clone(),
@@ -168,12 +168,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         .identity(Identity::from_pem(chain, key_pem))
         .client_ca_root(Certificate::from_pem(&ca_pem))
         .client_auth_optional(true);
-    spawn_down_sweeper(
-        store.clone(),
-        fanout.clone(),
-        config.heartbeat_ttl,
-        shutdown.clone(),
-    );
+    spawn_down_sweeper(writes.clone(), config.heartbeat_ttl, shutdown.clone());
     spawn_event_pruner(
         store.clone(),
         config.event_retention,
@@ -268,12 +263,7 @@ fn spawn_event_pruner(
 
 /// Marks hosts down when their heartbeats stop for longer than `ttl`, checking every second. Every
 /// coordinator runs one; the conditional update lets exactly one record each transition.
-fn spawn_down_sweeper(
-    store: Arc<SqlStore>,
-    fanout: Arc<crate::fanout::Fanout>,
-    ttl: Duration,
-    shutdown: CancellationToken,
-) {
+fn spawn_down_sweeper(store: Arc<dyn Store>, ttl: Duration, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let mut ticks = tokio::time::interval(Duration::from_secs(1));
@@ -286,11 +276,9 @@ fn spawn_down_sweeper(
                 .mark_stale_hosts_down(crate::store::now_ms(), ttl_ms)
                 .await
             {
+                // Through `Writes`: a host marked down wakes the watches (the scheduler may
+                // have moved off a server on it).
                 Ok(hosts) => {
-                    if !hosts.is_empty() {
-                        // The scheduler may have moved off a server on a host now down.
-                        fanout.committed();
-                    }
                     for host in hosts {
                         tracing::warn!(host = %host, ttl = ?ttl, "host marked down: heartbeats stopped");
                     }

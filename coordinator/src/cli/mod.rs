@@ -76,9 +76,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Make a cluster what a file describes: its ODB, its servers, scheduler, web-admins and
-    /// load balancers by host or by label selector, and its services ([services]) and
-    /// configuration ([config]). Shows the plan (+ create, ~ configure, - remove, = unchanged) and
-    /// carries it out; components the file does not name are removed.
+    /// load balancers by host or by label selector, its services ([services]), configuration
+    /// ([config]), Python dependencies ([python]) and user-config files ([user_conf]). Shows the
+    /// plan (+ create, ~ configure, - remove, = unchanged) and carries it out; components the
+    /// file does not name are removed.
     Apply {
         /// The cluster file (TOML; `muster get cluster NAME` writes one).
         #[arg(long, short = 'f')]
@@ -89,7 +90,9 @@ enum Command {
     },
     /// Set a cluster's services: the Python modules every server of it runs. Takes files
     /// (NAME.py) and directories of them; the set given is the whole set. Each server's agent
-    /// deploys what its server lacks; `muster component list` shows the revision each runs.
+    /// deploys what its server lacks; `muster component list` shows the revision each runs. With
+    /// --config, --requirements or --user-conf instead: its configuration, Python dependencies or
+    /// user-config files.
     Deploy {
         #[arg(long)]
         cluster: String,
