@@ -492,14 +492,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn get_host(&self, name: &str) -> Result<Host, StoreError>;
 
     /// Assigns a component to a host (which may enroll later), choosing its name and port when
-    /// not given, and bumps the generation of every host of the cluster.
+    /// not given, and bumps the generation of the hosts whose desired state it changes.
     async fn create_assignment(
         &self,
         new: NewAssignment,
         actor: &Actor,
     ) -> Result<Assignment, StoreError>;
     /// Unassigns the component of `role` on `host` (named `name`, or the only one), bumping the
-    /// generation of every host of the cluster, this one included.
+    /// generation of the hosts whose desired state it changes, this one included.
     async fn delete_assignment(
         &self,
         cluster: &str,

@@ -5,7 +5,9 @@ use super::*;
 impl SqlStore {
     /// Assigns a component inside `transaction`: chooses its name and port, refuses conflicts,
     /// claims the cluster's bootstrap for the host if it is enrolled and none has it, and bumps
-    /// the generation of every host of the cluster.
+    /// the generation of the hosts whose desired state it changes (a server's: its own host and
+    /// the cluster's hosts of other roles, `bump_for_server`; any other role's: every
+    /// host of the cluster).
     pub(super) async fn assign_in(
         &self,
         transaction: &mut PoolConnection<Any>,
