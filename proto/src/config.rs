@@ -294,15 +294,7 @@ pub fn revision(files: &[EnmasseFile], env: &BTreeMap<String, String>, key: &str
         .iter()
         .map(|(name, value)| format!("{name}={value}\n"))
         .collect();
-    let keyed = ring::hmac::sign(
-        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes()),
-        env_text.as_bytes(),
-    );
-    let env_digest: String = keyed
-        .as_ref()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let env_digest = crate::services::keyed_sha256(key, &env_text);
     sha256(&format!("{}\n{env_digest}\n", files_revision(files)))
 }
 

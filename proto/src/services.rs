@@ -48,12 +48,18 @@ pub fn valid_name(name: &str) -> bool {
 
 /// The lowercase hex SHA-256 of `content` (what Zato records of a deployed module).
 pub fn sha256(content: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, content.as_bytes());
-    digest
-        .as_ref()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex(ring::digest::digest(&ring::digest::SHA256, content.as_bytes()).as_ref())
+}
+
+/// The lowercase hex HMAC-SHA-256 of `content` keyed by `key` (a cluster secret): a revision of
+/// secrets that reveals nothing of them.
+pub fn keyed_sha256(key: &str, content: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
+    hex(ring::hmac::sign(&key, content.as_bytes()).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The modules checked, with their hashes set, in name order.

@@ -196,15 +196,7 @@ pub fn revision(files: &[UserConfFile], key: &str) -> String {
         .map(|file| format!("{} {}\n", file.name, sha256(&file.content)))
         .collect();
     lines.sort();
-    let keyed = ring::hmac::sign(
-        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes()),
-        lines.concat().as_bytes(),
-    );
-    keyed
-        .as_ref()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    crate::services::keyed_sha256(key, &lines.concat())
 }
 
 #[cfg(test)]

@@ -132,35 +132,50 @@ fn cluster_file(odb: &Path, servers: &[&str]) -> String {
     text
 }
 
-/// Each server's (name, services revision, reason), once `check` holds for all of them.
-async fn servers_when(
+/// Each server of cluster `cluster` as `row` reads it from `muster component list`, once `check`
+/// holds for all of them.
+async fn server_rows_when<T>(
     coordinator: &Coordinator,
+    cluster: &str,
     what: &str,
-    check: impl Fn(&[(String, String, String)]) -> bool,
-) -> Vec<(String, String, String)> {
+    row: impl Fn(&serde_json::Value) -> T,
+    check: impl Fn(&[T]) -> bool,
+) -> Vec<T> {
     wait_for(what, PATIENCE, POLL, || {
-        let servers: Vec<(String, String, String)> = coordinator
-            .json(&["component", "list", "--cluster", "prod"])
+        let servers: Vec<T> = coordinator
+            .json(&["component", "list", "--cluster", cluster])
             .as_array()
             .unwrap()
             .iter()
             .filter(|component| component["role"] == "server")
-            .map(|component| {
-                (
-                    component["name"].as_str().unwrap().to_owned(),
-                    component["services_revision"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    component["reason"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
+            .map(&row)
             .collect();
         let done = check(&servers);
         async move { done.then_some(servers) }
     })
     .await
     .unwrap()
+}
+
+/// A text field of a component as `muster component list -o json` shows it (empty when absent).
+fn field(component: &serde_json::Value, name: &str) -> String {
+    component[name].as_str().unwrap_or_default().to_owned()
+}
+
+/// Each server's (name, services revision, reason), once `check` holds for all of them.
+async fn servers_when(
+    coordinator: &Coordinator,
+    what: &str,
+    check: impl Fn(&[(String, String, String)]) -> bool,
+) -> Vec<(String, String, String)> {
+    let row = |component: &serde_json::Value| {
+        (
+            field(component, "name"),
+            field(component, "services_revision"),
+            field(component, "reason"),
+        )
+    };
+    server_rows_when(coordinator, "prod", what, row, check).await
 }
 
 #[tokio::test]
@@ -511,28 +526,15 @@ async fn python_when(
     what: &str,
     check: impl Fn(&[(String, String, String, String)]) -> bool,
 ) -> Vec<(String, String, String, String)> {
-    wait_for(what, PATIENCE, POLL, || {
-        let servers: Vec<(String, String, String, String)> = coordinator
-            .json(&["component", "list", "--cluster", "shop"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|component| component["role"] == "server")
-            .map(|component| {
-                let field = |name: &str| component[name].as_str().unwrap_or_default().to_owned();
-                (
-                    field("name"),
-                    field("python_revision"),
-                    field("services_revision"),
-                    field("reason"),
-                )
-            })
-            .collect();
-        let done = check(&servers);
-        async move { done.then_some(servers) }
-    })
-    .await
-    .unwrap()
+    let row = |component: &serde_json::Value| {
+        (
+            field(component, "name"),
+            field(component, "python_revision"),
+            field(component, "services_revision"),
+            field(component, "reason"),
+        )
+    };
+    server_rows_when(coordinator, "shop", what, row, check).await
 }
 
 #[tokio::test]
@@ -747,30 +749,15 @@ async fn user_conf_when(
     what: &str,
     check: impl Fn(&[(String, String)]) -> bool,
 ) -> Vec<(String, String)> {
-    wait_for(what, PATIENCE, POLL, || {
-        let servers: Vec<(String, String)> = coordinator
-            .json(&["component", "list", "--cluster", "prod"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|component| component["role"] == "server")
-            .map(|component| {
-                // Until the server answers, its revision is only on disk.
-                let revision = match component["healthy"] == true {
-                    true => component["user_conf_revision"].as_str().unwrap_or_default(),
-                    false => "",
-                };
-                (
-                    component["name"].as_str().unwrap().to_owned(),
-                    revision.to_owned(),
-                )
-            })
-            .collect();
-        let done = check(&servers);
-        async move { done.then_some(servers) }
-    })
-    .await
-    .unwrap()
+    let row = |component: &serde_json::Value| {
+        // Until the server answers, its revision is only on disk.
+        let revision = match component["healthy"] == true {
+            true => field(component, "user_conf_revision"),
+            false => String::new(),
+        };
+        (field(component, "name"), revision)
+    };
+    server_rows_when(coordinator, "prod", what, row, check).await
 }
 
 #[tokio::test]

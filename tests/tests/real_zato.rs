@@ -1668,18 +1668,21 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
     .unwrap();
     let env = site.scratch.path().join("env.ini");
     std::fs::write(&env, format!("[env]\nORDERS_PASSWORD={password}\n")).unwrap();
-    let config = site.coordinator.json(&[
-        "deploy",
-        "--cluster",
-        "prod",
-        "--config",
-        api.to_str().unwrap(),
-        "--env-file",
-        env.to_str().unwrap(),
-    ])["revision"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let deploy_config = || {
+        site.coordinator.json(&[
+            "deploy",
+            "--cluster",
+            "prod",
+            "--config",
+            api.to_str().unwrap(),
+            "--env-file",
+            env.to_str().unwrap(),
+        ])["revision"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let config = deploy_config();
     wait_for("the configuration to be imported", PATIENCE, POLL, || {
         let listed = site
             .coordinator
@@ -1743,18 +1746,7 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         .unwrap()
         .to_owned();
     std::fs::write(&api, format!("{without_job}\n")).unwrap();
-    let config = site.coordinator.json(&[
-        "deploy",
-        "--cluster",
-        "prod",
-        "--config",
-        api.to_str().unwrap(),
-        "--env-file",
-        env.to_str().unwrap(),
-    ])["revision"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let config = deploy_config();
     let scheduler_dir = site.components_of("admin").join("scheduler-scheduler");
     wait_for("the scheduler to delete the job", PATIENCE, POLL, || {
         let deleted = !logs_with(&scheduler_dir, "Deleting job muster.orders.every-2s").is_empty();

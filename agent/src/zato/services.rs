@@ -96,8 +96,12 @@ pub async fn load_user_conf(
     invoke(address, port, admin_password, USER_CONF_SERVICE, &input)
         .await
         .map_err(|refusal| {
-            let status = refusal.split(' ').take(2).collect::<Vec<_>>().join(" ");
-            format!("the server on port {port} did not load user-config file {file_name}: {status}")
+            // "HTTP STATUS BODY": the body is left out; a connection error has none.
+            let shown = match refusal.strip_prefix("HTTP ") {
+                Some(rest) => format!("HTTP {}", rest.split(' ').next().unwrap_or_default()),
+                None => refusal,
+            };
+            format!("the server on port {port} did not load user-config file {file_name}: {shown}")
         })
 }
 

@@ -424,40 +424,30 @@ pub(crate) async fn configuration_and_user_config_are_sealed_and_reach_only_the_
     store.close().await;
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let sealed: String = match backend {
-        Backend::MySql => String::from_utf8(
-            sqlx::query("SELECT config_env_sealed FROM clusters")
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-                .get::<Vec<u8>, _>(0),
-        )
-        .unwrap(),
-        _ => sqlx::query("SELECT config_env_sealed FROM clusters")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .get(0),
+    // A text column as stored (MariaDB answers its MEDIUMTEXT as bytes through sqlx's Any).
+    let column = |name: &'static str| {
+        let pool = &pool;
+        async move {
+            let query = format!("SELECT {name} FROM clusters");
+            match backend {
+                Backend::MySql => String::from_utf8(
+                    sqlx::query(&query)
+                        .fetch_one(pool)
+                        .await
+                        .unwrap()
+                        .get::<Vec<u8>, _>(0),
+                )
+                .unwrap(),
+                _ => sqlx::query(&query).fetch_one(pool).await.unwrap().get(0),
+            }
+        }
     };
+    let sealed = column("config_env_sealed").await;
     assert!(
         !sealed.contains("Secret-Two") && !sealed.is_empty(),
         "sealed"
     );
-    let sealed: String = match backend {
-        Backend::MySql => String::from_utf8(
-            sqlx::query("SELECT user_conf_sealed FROM clusters")
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-                .get::<Vec<u8>, _>(0),
-        )
-        .unwrap(),
-        _ => sqlx::query("SELECT user_conf_sealed FROM clusters")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .get(0),
-    };
+    let sealed = column("user_conf_sealed").await;
     assert!(
         !sealed.contains("Crm-Two") && !sealed.contains("partners") && !sealed.is_empty(),
         "sealed"

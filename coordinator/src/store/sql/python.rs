@@ -48,8 +48,6 @@ impl SqlStore {
             .bind(&current.id)
             .run(&mut **transaction, "set a cluster's Python dependencies")
             .await?;
-        self.bump_server_hosts(&mut transaction, &current.id)
-            .await?;
         let required = muster_proto::python::checked_requirements(requirements)
             .map_err(|refused| StoreError::Invalid(refused.to_string()))?;
         let message = if revision.is_empty() {
@@ -65,18 +63,15 @@ impl SqlStore {
                 wheels.len()
             )
         };
-        self.insert_event(
-            &mut transaction,
-            "cluster.python-changed",
-            cluster,
-            "",
+        self.commit_environment_change(
+            transaction,
+            &current,
             actor,
+            "cluster.python-changed",
             &message,
+            "commit a cluster's Python dependencies",
         )
         .await?;
-        transaction
-            .commit("commit a cluster's Python dependencies")
-            .await?;
         Ok((revision, true))
     }
 
@@ -90,13 +85,7 @@ impl SqlStore {
             .bind(&cluster.id)
             .row(&self.pool, "read a cluster's requirements")
             .await?;
-        let requirements: Option<String> = match self.dialect {
-            // MySQL's MEDIUMTEXT reaches sqlx's Any driver as a BLOB.
-            Dialect::MySql => row
-                .value::<Option<Vec<u8>>>("python_requirements")?
-                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
-            _ => row.value("python_requirements")?,
-        };
+        let requirements = self.long_text(&row, "python_requirements")?;
         let sql = self.sql(
             "SELECT name, sha256, size FROM cluster_python_wheels WHERE cluster_id = $1
              ORDER BY name",

@@ -36,8 +36,6 @@ impl SqlStore {
             .bind(&current.id)
             .run(&mut **transaction, "set a cluster's services revision")
             .await?;
-        self.bump_server_hosts(&mut transaction, &current.id)
-            .await?;
         let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
         let message = if files.is_empty() {
             "services removed from Muster's care: servers keep what Zato has deployed".to_owned()
@@ -49,16 +47,15 @@ impl SqlStore {
                 names.join(", ")
             )
         };
-        self.insert_event(
-            &mut transaction,
-            "cluster.services-changed",
-            cluster,
-            "",
+        self.commit_environment_change(
+            transaction,
+            &current,
             actor,
+            "cluster.services-changed",
             &message,
+            "commit a cluster's services",
         )
         .await?;
-        transaction.commit("commit a cluster's services").await?;
         Ok((revision, true))
     }
 
@@ -69,7 +66,7 @@ impl SqlStore {
     ) -> Result<Vec<v1::ServiceFile>, StoreError> {
         let cluster = self.get_cluster(cluster).await?;
         let files = self
-            .cluster_files("cluster_services", &cluster.id, with_content)
+            .cluster_files(&self.pool, "cluster_services", &cluster.id, with_content)
             .await?;
         Ok(files
             .into_iter()
@@ -79,6 +76,25 @@ impl SqlStore {
                 content,
             })
             .collect())
+    }
+
+    /// Ends a change of a cluster's environment (its services, configuration, Python
+    /// dependencies or user-config files) in `transaction`: the hosts of its servers are told,
+    /// event `kind` records `message`, and it commits.
+    pub(super) async fn commit_environment_change(
+        &self,
+        mut transaction: WriteTransaction,
+        cluster: &Cluster,
+        actor: &Actor,
+        kind: &str,
+        message: &str,
+        action: &'static str,
+    ) -> Result<(), StoreError> {
+        self.bump_server_hosts(&mut transaction, &cluster.id)
+            .await?;
+        self.insert_event(&mut transaction, kind, &cluster.name, "", actor, message)
+            .await?;
+        transaction.commit(action).await
     }
 
     /// Replaces a cluster's files in `table` (`cluster_services`, `cluster_config_files`) with
@@ -114,6 +130,7 @@ impl SqlStore {
     /// `with_content`).
     async fn cluster_files(
         &self,
+        executor: impl Executor<'_, Database = Any>,
         table: &str,
         cluster_id: &str,
         with_content: bool,
@@ -128,7 +145,7 @@ impl SqlStore {
         ));
         let rows = sqlx::query(&sql)
             .bind(cluster_id)
-            .rows(&self.pool, "read a cluster's files")
+            .rows(executor, "read a cluster's files")
             .await?;
         let mut files = Vec::new();
         for row in &rows {
@@ -166,22 +183,18 @@ impl SqlStore {
         let removals = if files.is_empty() {
             Vec::new()
         } else {
-            let previous = sqlx::query(
-                &self.sql("SELECT content FROM cluster_config_files WHERE cluster_id = $1"),
-            )
-            .bind(&current.id)
-            .rows(&mut **transaction, "read a cluster's enmasse files")
-            .await?;
+            let previous = self
+                .cluster_files(
+                    &mut **transaction,
+                    "cluster_config_files",
+                    &current.id,
+                    true,
+                )
+                .await?;
             let mut before = Vec::new();
-            for row in &previous {
-                let content: String = match self.dialect {
-                    Dialect::MySql => {
-                        String::from_utf8_lossy(&row.value::<Vec<u8>>("content")?).into_owned()
-                    }
-                    _ => row.value("content")?,
-                };
+            for (_, _, content) in &previous {
                 // Stored files were checked; one that no longer parses names nothing.
-                before.extend(muster_proto::config::objects(&content).unwrap_or_default());
+                before.extend(muster_proto::config::objects(content).unwrap_or_default());
             }
             let mut now = Vec::new();
             for file in &files {
@@ -222,8 +235,6 @@ impl SqlStore {
             .bind(&current.id)
             .run(&mut **transaction, "set a cluster's configuration revision")
             .await?;
-        self.bump_server_hosts(&mut transaction, &current.id)
-            .await?;
         let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
         let message = if files.is_empty() {
             "configuration removed from Muster's care: Zato keeps the objects it has".to_owned()
@@ -236,18 +247,15 @@ impl SqlStore {
                 env.len()
             )
         };
-        self.insert_event(
-            &mut transaction,
-            "cluster.config-changed",
-            cluster,
-            "",
+        self.commit_environment_change(
+            transaction,
+            &current,
             actor,
+            "cluster.config-changed",
             &message,
+            "commit a cluster's configuration",
         )
         .await?;
-        transaction
-            .commit("commit a cluster's configuration")
-            .await?;
         Ok((revision, true))
     }
 
@@ -262,13 +270,7 @@ impl SqlStore {
             .bind(cluster_id)
             .row(executor, "read a cluster's configuration removals")
             .await?;
-        let text: Option<String> = match self.dialect {
-            Dialect::MySql => row
-                .value::<Option<Vec<u8>>>("config_removals")?
-                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
-            _ => row.value("config_removals")?,
-        };
-        let Some(text) = text.filter(|text| !text.is_empty()) else {
+        let Some(text) = self.long_text(&row, "config_removals")? else {
             return Ok(Vec::new());
         };
         let listed: Vec<(String, String, String)> = serde_json::from_str(&text)
@@ -292,7 +294,12 @@ impl SqlStore {
     ) -> Result<(Vec<v1::EnmasseFile>, BTreeMap<String, String>), StoreError> {
         let cluster = self.get_cluster(cluster).await?;
         let files: Vec<v1::EnmasseFile> = self
-            .cluster_files("cluster_config_files", &cluster.id, with_content)
+            .cluster_files(
+                &self.pool,
+                "cluster_config_files",
+                &cluster.id,
+                with_content,
+            )
             .await?
             .into_iter()
             .map(|(name, sha256, content)| v1::EnmasseFile {
@@ -306,13 +313,7 @@ impl SqlStore {
             .bind(&cluster.id)
             .row(&self.pool, "read a cluster's env values")
             .await?;
-        let sealed: Option<String> = match self.dialect {
-            Dialect::MySql => row
-                .value::<Option<Vec<u8>>>("config_env_sealed")?
-                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
-            _ => row.value("config_env_sealed")?,
-        };
-        let env: BTreeMap<String, String> = match sealed.filter(|sealed| !sealed.is_empty()) {
+        let env: BTreeMap<String, String> = match self.long_text(&row, "config_env_sealed")? {
             Some(sealed) => {
                 let opened = self.open(&cluster.id, "config_env", &sealed)?;
                 serde_json::from_str(&opened)

@@ -37,8 +37,6 @@ impl SqlStore {
             .bind(&current.id)
             .run(&mut **transaction, "set a cluster's user-config files")
             .await?;
-        self.bump_server_hosts(&mut transaction, &current.id)
-            .await?;
         let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
         let message = if files.is_empty() {
             "user-config files removed".to_owned()
@@ -50,18 +48,15 @@ impl SqlStore {
                 names.join(", ")
             )
         };
-        self.insert_event(
-            &mut transaction,
-            "cluster.user-conf-changed",
-            cluster,
-            "",
+        self.commit_environment_change(
+            transaction,
+            &current,
             actor,
+            "cluster.user-conf-changed",
             &message,
+            "commit a cluster's user-config files",
         )
         .await?;
-        transaction
-            .commit("commit a cluster's user-config files")
-            .await?;
         Ok((revision, true))
     }
 
@@ -86,13 +81,7 @@ impl SqlStore {
             .bind(cluster_id)
             .row(&self.pool, "read a cluster's user-config files")
             .await?;
-        let sealed: Option<String> = match self.dialect {
-            Dialect::MySql => row
-                .value::<Option<Vec<u8>>>("user_conf_sealed")?
-                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
-            _ => row.value("user_conf_sealed")?,
-        };
-        let Some(sealed) = sealed.filter(|sealed| !sealed.is_empty()) else {
+        let Some(sealed) = self.long_text(&row, "user_conf_sealed")? else {
             return Ok(Vec::new());
         };
         let opened = self.open(cluster_id, "user_conf", &sealed)?;
