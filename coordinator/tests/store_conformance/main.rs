@@ -291,6 +291,10 @@ macro_rules! store_conformance_suite {
                 super::token_roles_join_hosts_to_the_cluster($backend).await;
             }
             #[tokio::test]
+            async fn removing_the_bootstrap_host_keeps_the_cluster_bootstrapped() {
+                super::removing_the_bootstrap_host_keeps_the_cluster_bootstrapped($backend).await;
+            }
+            #[tokio::test]
             async fn the_scheduler_follows_a_healthy_server() {
                 super::the_scheduler_follows_a_healthy_server($backend).await;
             }

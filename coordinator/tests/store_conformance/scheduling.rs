@@ -223,3 +223,52 @@ pub(crate) async fn a_drained_server_runs_until_load_balancers_stop_sending_to_i
     );
     store.close().await;
 }
+
+/// The host that ran a cluster's bootstrap removed (`host remove --force`, as a scale-in does):
+/// the tasks pass to another host of the cluster, still done, so the others keep their
+/// components (deleted, they left the cluster not bootstrapped, and every host dropped its
+/// components).
+pub(crate) async fn removing_the_bootstrap_host_keeps_the_cluster_bootstrapped(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    for host in ["app-b", "app-c"] {
+        store
+            .create_assignment(assign("prod", Role::Server, host, None, None), &actor())
+            .await
+            .unwrap();
+    }
+    let server_b = enroll(&store, "prod", "app-b").await;
+    let server_c = enroll(&store, "prod", "app-c").await;
+    let bootstrap = store.list_bootstrap(Some("prod")).await.unwrap();
+    assert!(
+        bootstrap.iter().all(|task| task.host == "app-b"),
+        "{bootstrap:?}"
+    );
+    finish_bootstrap(&store, &server_b.id, 1, "10.0.0.2").await;
+    let plan = planner::render(&store.plan_inputs(&server_c.id).await.unwrap());
+    assert_eq!(plan.components.len(), 1);
+
+    store.remove_host("app-b", true, &actor()).await.unwrap();
+    let bootstrap = store.list_bootstrap(Some("prod")).await.unwrap();
+    assert_eq!(bootstrap.len(), 2, "{bootstrap:?}");
+    assert!(
+        bootstrap
+            .iter()
+            .all(|task| task.host == "app-c" && task.done),
+        "{bootstrap:?}"
+    );
+    let plan = planner::render(&store.plan_inputs(&server_c.id).await.unwrap());
+    assert_eq!(
+        plan.components
+            .iter()
+            .map(|component| component.name.as_str())
+            .collect::<Vec<_>>(),
+        ["server2"],
+        "app-c keeps its server"
+    );
+    assert!(plan.bootstrap_tasks.is_empty(), "nothing to run again");
+}

@@ -193,6 +193,10 @@ impl SqlStore {
         {
             self.claim_bootstrap(transaction, &new.host).await?;
         }
+        // Tasks left with a host that has nothing of the cluster any more come to this one.
+        if self.rehome_bootstrap(transaction, &cluster.id).await? {
+            self.bump_cluster_hosts(transaction, &cluster.id).await?;
+        }
         if new.role == Role::Server {
             self.bump_for_server(transaction, &cluster.id, &new.host)
                 .await?;
@@ -455,6 +459,65 @@ impl SqlStore {
             }
             None => self.assignments_where("", None).await,
         }
+    }
+
+    /// Hands the bootstrap tasks of cluster `cluster_id` to another host when the one they name
+    /// has no component there that reaches the ODB any more (removed, or its components
+    /// unassigned): the first such host by name, one that is up first. A finished task stays
+    /// finished (the cluster stays bootstrapped; only a rebuild on an empty ODB runs it again);
+    /// with no such host the tasks stay as they are. Says whether it moved them (the new host's
+    /// desired state then changes).
+    pub(super) async fn rehome_bootstrap(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster_id: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = self.sql(
+            "SELECT a.host_name, h.state FROM assignments a LEFT JOIN hosts h ON h.name = a.host_name
+             WHERE a.cluster_id = $1 AND a.role IN ('server', 'scheduler', 'web-admin')
+             ORDER BY a.host_name",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(cluster_id)
+            .rows(&mut **transaction, "find a cluster's bootstrap hosts")
+            .await?;
+        let mut eligible = Vec::new();
+        for row in &rows {
+            let host: String = row.value("host_name")?;
+            let up =
+                row.value::<Option<String>>("state")?.as_deref() == Some(HostState::Up.as_str());
+            eligible.push((!up, host));
+        }
+        eligible.sort();
+        let Some((_, chosen)) = eligible.first() else {
+            return Ok(false);
+        };
+        let mut moved = false;
+        let current =
+            self.sql("SELECT DISTINCT host_name FROM bootstrap_tasks WHERE cluster_id = $1");
+        for row in sqlx::query(&current)
+            .bind(cluster_id)
+            .rows(&mut **transaction, "read a cluster's bootstrap host")
+            .await?
+        {
+            let host: String = row.value("host_name")?;
+            if eligible.iter().any(|(_, name)| *name == host) {
+                continue;
+            }
+            let update = self.sql(
+                "UPDATE bootstrap_tasks SET host_name = $1, updated_at = $2
+                 WHERE cluster_id = $3 AND host_name = $4",
+            );
+            sqlx::query(&update)
+                .bind(chosen)
+                .bind(now_ms())
+                .bind(cluster_id)
+                .bind(&host)
+                .run(&mut **transaction, "choose another bootstrap host")
+                .await?;
+            moved = true;
+        }
+        Ok(moved)
     }
 
     /// Chooses `host_name` to run the bootstrap tasks of every cluster it has an assignment in

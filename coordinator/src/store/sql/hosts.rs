@@ -602,9 +602,11 @@ impl SqlStore {
                 .await?;
             cluster_ids.push(cluster_id);
         }
+        // Its bootstrap tasks go to another host of each cluster, finished ones finished: deleted,
+        // they would leave the cluster not bootstrapped, and every host would drop its
+        // components.
         for (table, column, value) in [
             ("assignments", "host_name", name),
-            ("bootstrap_tasks", "host_name", name),
             ("component_status", "host_id", host.id.as_str()),
             ("host_admissions", "host_name", name),
             ("hosts", "id", host.id.as_str()),
@@ -616,6 +618,7 @@ impl SqlStore {
                 .await?;
         }
         for cluster_id in &cluster_ids {
+            self.rehome_bootstrap(&mut transaction, cluster_id).await?;
             let cluster_name_sql = self.sql("SELECT name FROM clusters WHERE id = $1");
             let cluster_name: String = sqlx::query(&cluster_name_sql)
                 .bind(cluster_id)
