@@ -221,6 +221,8 @@ fn cluster_message(cluster: Cluster) -> v1::Cluster {
         python_wheels: Vec::new(),
         user_conf_revision: cluster.user_conf_revision,
         user_conf_names: Vec::new(),
+        odb_empty: cluster.odb_empty,
+        odb_epoch: cluster.odb_epoch,
     }
 }
 
@@ -738,6 +740,18 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::SetUserConfResponse { revision, changed }))
     }
 
+    async fn rebuild_cluster_odb(
+        &self,
+        request: Request<v1::RebuildClusterOdbRequest>,
+    ) -> Result<Response<v1::RebuildClusterOdbResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        let odb_epoch = self.store.rebuild_odb(&request.cluster, &actor).await?;
+        tracing::warn!(cluster = %request.cluster, odb_epoch, actor = %actor.0, "rebuilding the cluster on its empty ODB");
+        Ok(Response::new(v1::RebuildClusterOdbResponse { odb_epoch }))
+    }
+
     type GetWheelStream = tokio_stream::Iter<std::vec::IntoIter<Result<v1::GetWheelPiece, Status>>>;
 
     async fn get_wheel(
@@ -1051,6 +1065,8 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         python_revision: String::new(),
         python_installed: String::new(),
         user_conf_revision: String::new(),
+        odb_epoch: 0,
+        odb_empty: false,
     });
     v1::ComponentAssignment {
         cluster: assignment.cluster,
@@ -1070,6 +1086,7 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         config_revision: status.config_revision,
         python_revision: status.python_revision,
         user_conf_revision: status.user_conf_revision,
+        odb_epoch: status.odb_epoch,
     }
 }
 

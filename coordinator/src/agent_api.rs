@@ -357,6 +357,9 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
             .chars()
             .take(64)
             .collect(),
+        odb_epoch: status.odb_epoch.min(i64::MAX as u64),
+        // Only a server's agent looks for the cluster's row.
+        odb_empty: status.odb_empty && role == Role::Server,
     })
 }
 

@@ -224,6 +224,8 @@ mod tests {
                 python_revision: String::new(),
                 python_installed: String::new(),
                 user_conf_revision: String::new(),
+                odb_epoch: 0,
+                odb_empty: false,
             }),
         }
     }

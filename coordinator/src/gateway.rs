@@ -246,6 +246,7 @@ async fn call(
         "SetServices" => set_services,
         "SetConfig" => set_config,
         "SetUserConf" => set_user_conf,
+        "RebuildClusterOdb" => rebuild_cluster_odb,
         "ListBackends" => list_backends,
         "DrainHost" => drain_host,
         "AdmitHost" => admit_host,

@@ -382,6 +382,7 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                     dashboard_target: (kind == BootstrapKind::Cluster)
                         .then(|| dashboard_target(inputs, cluster_name))
                         .flatten(),
+                    odb_epoch: cluster.odb_epoch,
                 });
             }
         }
@@ -389,9 +390,20 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
             &assignment.cluster == cluster_name && assignment.host == inputs.host.name
         });
         // A load balancer needs neither the ODB nor a secret: it runs before the bootstrap too.
-        for assignment in
-            mine.filter(|assignment| bootstrapped || assignment.role == Role::LoadBalancer)
-        {
+        // While a cluster is rebuilt on an empty ODB, its other components stay, held: each runs
+        // on as it was until the bootstrap ran again.
+        let rebuilding = !bootstrapped && cluster.odb_epoch > 0;
+        let rebuild_hold = rebuilding.then(|| {
+            let host = tasks
+                .iter()
+                .find(|task| !task.done)
+                .map(|task| task.host.as_str())
+                .unwrap_or_default();
+            policy::odb_rebuild_hold(host)
+        });
+        for assignment in mine.filter(|assignment| {
+            bootstrapped || rebuilding || assignment.role == Role::LoadBalancer
+        }) {
             // One server deploys what is missing at once and imports the configuration.
             let deploys = assignment.role == Role::Server && deploys_services(inputs, assignment);
             let config = inputs.config.get(cluster_name).filter(|_| deploys);
@@ -416,7 +428,11 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                     && !(assignment.role == Role::Server && still_routed(inputs, assignment)),
                 load_balancer: assignment.load_balancer.clone(),
                 backends: backends(inputs, assignment),
-                hold: hold(inputs, cluster, assignment),
+                hold: match &rebuild_hold {
+                    Some(reason) if assignment.role != Role::LoadBalancer => reason.clone(),
+                    _ => hold(inputs, cluster, assignment),
+                },
+                odb_epoch: cluster.odb_epoch,
                 services_revision: if assignment.role == Role::Server {
                     cluster.services_revision.clone()
                 } else {
@@ -554,6 +570,8 @@ mod tests {
             config_revision: "config-1".to_owned(),
             python_revision: String::new(),
             user_conf_revision: "user-conf-1".to_owned(),
+            odb_epoch: 0,
+            odb_empty: false,
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),
@@ -681,6 +699,8 @@ mod tests {
                 python_revision: String::new(),
                 python_installed: String::new(),
                 user_conf_revision: String::new(),
+                odb_epoch: 0,
+                odb_empty: false,
             })
         };
         let mut balancer = inputs("lb");
@@ -857,6 +877,8 @@ mod tests {
             python_revision: String::new(),
             python_installed: String::new(),
             user_conf_revision: String::new(),
+            odb_epoch: 0,
+            odb_empty: false,
         });
         assert!(!render(&drained).components[0].stopped);
         drained.assignments[1].status = None;

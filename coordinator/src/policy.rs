@@ -99,6 +99,15 @@ pub fn first_start_hold(first: &str, host: &str) -> String {
     )
 }
 
+/// Why a component of a cluster being rebuilt on an empty ODB is not created again yet: the
+/// bootstrap on `host` has not run again.
+pub fn odb_rebuild_hold(host: &str) -> String {
+    format!(
+        "waiting for the cluster's ODB to be created again (`zato create odb`, `zato create \
+         cluster` on host {host}); it runs on as it was until it is created again"
+    )
+}
+
 /// The first healthy server of a cluster whose servers have not started, and the
 /// `cluster.servers-started` event it makes.
 pub fn servers_started(servers: &[ServerCandidate]) -> Option<(&ServerCandidate, Happened)> {
@@ -176,6 +185,9 @@ pub struct ComponentReport {
     pub python_installed: String,
     /// A server's user-config revision, in place on it.
     pub user_conf_revision: String,
+    /// The ODB generation it was created under, and whether a server finds the ODB empty.
+    pub odb_epoch: u64,
+    pub odb_empty: bool,
 }
 
 /// The events of one component's report against its previous one (`None`: its first): it died

@@ -139,6 +139,41 @@ impl TestDatabase {
         }
     }
 
+    /// Replaces the database by an empty one of the same name, owner and password (what an
+    /// operator meets when a lost database server is restored empty): PostgreSQL's `DROP DATABASE
+    /// … WITH (FORCE)` ends the connections into it. Not for SQLite.
+    pub async fn replace_with_empty(&self) {
+        let name = &self.name;
+        match self.backend {
+            Backend::Sqlite => panic!("replace_with_empty is for PostgreSQL and MariaDB"),
+            Backend::Postgres => {
+                let mut connection = sqlx::PgConnection::connect(&postgres_admin_url())
+                    .await
+                    .expect("connect to PostgreSQL");
+                for statement in [
+                    format!("DROP DATABASE {name} WITH (FORCE)"),
+                    format!("CREATE DATABASE {name} OWNER {name}"),
+                ] {
+                    sqlx::raw_sql(&statement)
+                        .execute(&mut connection)
+                        .await
+                        .expect("replace the PostgreSQL test database");
+                }
+            }
+            Backend::MySql => {
+                let mut connection = sqlx::MySqlConnection::connect(&mysql_admin_url())
+                    .await
+                    .expect("connect to MariaDB");
+                sqlx::raw_sql(&format!(
+                    "DROP DATABASE {name}; CREATE DATABASE {name} CHARACTER SET utf8mb4"
+                ))
+                .execute(&mut connection)
+                .await
+                .expect("replace the MariaDB test database");
+            }
+        }
+    }
+
     /// This database as Zato's `--odb-*` options take it, each `--name=value` (the password may
     /// start with `-`). SQLite's file is `sqlite_file`, since a Zato ODB is a separate database
     /// from Muster's own.

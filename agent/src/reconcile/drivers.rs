@@ -27,6 +27,10 @@ impl Driver for ZatoComponent<'_> {
     }
 
     async fn prepare(&self, local: &mut Local) -> Result<Prepared, Failure> {
+        self.reconciler
+            .retire_older(self.component, &self.directory, local)
+            .await
+            .map_err(Failure::Other)?;
         match self.reconciler.ensure_created(self.component, local).await {
             Ok(true) => {}
             Ok(false) => return Ok(Prepared::NotYet),

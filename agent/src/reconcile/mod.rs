@@ -45,6 +45,7 @@ use muster_proto::validate;
 mod drivers;
 mod lifecycle;
 pub mod python;
+mod rebuild;
 mod services;
 mod user_conf;
 mod zato_steps;
@@ -470,7 +471,11 @@ impl Reconciler {
                 BootstrapKind::Cluster => "cluster",
                 BootstrapKind::Unspecified => continue,
             };
-            let record = format!("{}/{kind_name}", task.cluster);
+            // A rebuild on an empty ODB runs the tasks again, under the next generation.
+            let record = match task.odb_epoch {
+                0 => format!("{}/{kind_name}", task.cluster),
+                epoch => format!("{}/{kind_name}@{epoch}", task.cluster),
+            };
             let mut status = v1::BootstrapStatus {
                 cluster: task.cluster.clone(),
                 kind: task.kind,
@@ -610,10 +615,20 @@ impl Reconciler {
                         // there is its error until they are.
                         local.last_error = local.python.error.clone();
                     }
-                    if role_of(component) == Role::Server && local.healthy {
+                    if rebuild::older(component, &driver.directory) {
+                        // Held until it is created again on the rebuilt ODB: it serves what it
+                        // loaded, and nothing new is brought to it.
+                        if local.healthy {
+                            local.last_error = format!(
+                                "created on the cluster's ODB before it was rebuilt; {}",
+                                component.hold
+                            );
+                        }
+                    } else if role_of(component) == Role::Server && local.healthy {
                         self.deploy_services(component, local).await;
                         self.import_config(component, local).await;
                         self.load_user_conf(component, local).await;
+                        self.check_odb(component, local).await;
                     }
                 }
             }
@@ -648,6 +663,9 @@ impl Reconciler {
             } else {
                 String::new()
             },
+            odb_epoch: rebuild::created_epoch(&self.component_dirs(component).0)
+                .unwrap_or(component.odb_epoch),
+            odb_empty: local.odb_empty,
         }
     }
 
@@ -716,7 +734,11 @@ impl Reconciler {
                 if !entry.path().join(marker).exists() || wanted.contains(&key) {
                     continue;
                 }
-                if self.archive(&cluster_name, &base, &entry.path()).await && role == "server" {
+                if self
+                    .archive(&cluster_name, &base, &entry.path(), "unassigned")
+                    .await
+                    && role == "server"
+                {
                     self.remove_server_row(&key).await;
                 }
             }
@@ -754,8 +776,8 @@ impl Reconciler {
         }
     }
 
-    /// Stops a component and moves it into the archive; says whether it did.
-    async fn archive(&self, cluster: &str, base: &str, directory: &Path) -> bool {
+    /// Stops a component and moves it into the archive; says whether it did. `why` is for the log.
+    async fn archive(&self, cluster: &str, base: &str, directory: &Path, why: &str) -> bool {
         if base.starts_with("load-balancer-") {
             let paths = haproxy::Paths::new(directory);
             let balancer = HaProxy {
@@ -763,13 +785,13 @@ impl Reconciler {
                 run_as: self.zato.run_as.as_ref(),
             };
             if let Err(error) = balancer.stop().await {
-                tracing::warn!(component = %directory.display(), error = %error, "cannot stop an unassigned load balancer; will retry");
+                tracing::warn!(component = %directory.display(), why, error = %error, "cannot stop a load balancer to archive it; will retry");
                 return false;
             }
         } else if process::find(directory).is_some()
             && let Err(error) = self.stop_component(directory).await
         {
-            tracing::warn!(component = %directory.display(), error = %error, "cannot stop an unassigned component; will retry");
+            tracing::warn!(component = %directory.display(), why, error = %error, "cannot stop a component to archive it; will retry");
             return false;
         }
         let archive_dir = self.components_dir.join(".archive");
@@ -782,11 +804,11 @@ impl Reconciler {
             .and_then(|()| std::fs::rename(directory, &target).map_err(|error| error.to_string()));
         match moved {
             Ok(()) => {
-                tracing::info!(component = %directory.display(), archive = %target.display(), "component unassigned: stopped and archived");
+                tracing::info!(component = %directory.display(), archive = %target.display(), why, "component stopped and archived");
                 true
             }
             Err(error) => {
-                tracing::warn!(component = %directory.display(), error = %error, "cannot archive an unassigned component; will retry");
+                tracing::warn!(component = %directory.display(), why, error = %error, "cannot archive a component; will retry");
                 false
             }
         }

@@ -408,6 +408,7 @@ impl Reconciler {
         temporary: &Path,
         directory: &Path,
     ) -> Result<(), String> {
+        rebuild::record_epoch(temporary, component.odb_epoch)?;
         std::fs::rename(temporary, directory)
             .map_err(|error| format!("cannot move {} into place: {error}", temporary.display()))?;
         if role_of(component) == Role::Server {

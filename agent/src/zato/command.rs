@@ -257,6 +257,7 @@ mod tests {
                 port: 11223,
                 tls: false,
             }),
+            odb_epoch: 0,
         };
         let args = texts(&create_cluster(&task, Path::new("/z/odb.db")));
         assert_eq!(args[..2], ["create", "cluster"]);

@@ -192,7 +192,7 @@ pub struct Odb<'a> {
 }
 
 impl Odb<'_> {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let settings = self.settings;
         match OdbType::try_from(settings.odb_type).unwrap_or(OdbType::Sqlite) {
             OdbType::Sqlite | OdbType::Unspecified => {

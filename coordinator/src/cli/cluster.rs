@@ -88,6 +88,10 @@ pub(super) struct ClusterView {
     /// The revision of its user-config files, and their names (never their content).
     pub(super) user_conf_revision: String,
     pub(super) user_conf_files: Vec<String>,
+    /// A server reports the ODB answering without the cluster's row (replaced by an empty one).
+    pub(super) odb_empty: bool,
+    /// The ODB's generation: 0 for the one it was created on, one more for each rebuild.
+    pub(super) odb_epoch: u64,
 }
 
 impl From<v1::Cluster> for ClusterView {
@@ -126,6 +130,8 @@ impl From<v1::Cluster> for ClusterView {
                 .collect(),
             user_conf_revision: cluster.user_conf_revision,
             user_conf_files: cluster.user_conf_names,
+            odb_empty: cluster.odb_empty,
+            odb_epoch: cluster.odb_epoch,
         }
     }
 }
@@ -394,6 +400,20 @@ pub(super) async fn cluster_command(
                             "none"
                         }
                         .to_owned(),
+                    ),
+                    (
+                        "odb state",
+                        match (cluster.odb_empty, cluster.odb_epoch) {
+                            (true, _) => "empty: a server finds no row of the cluster in it; \
+                                          `muster apply` the cluster's file to rebuild it"
+                                .to_owned(),
+                            (false, 0) => "holds the cluster".to_owned(),
+                            (false, epoch) => {
+                                format!(
+                                    "holds the cluster (rebuilt {epoch} time(s) on an empty ODB)"
+                                )
+                            }
+                        },
                     ),
                     (
                         "scheduler target",

@@ -300,6 +300,8 @@ pub(super) struct ComponentView {
     /// A server's: the user-config revision its agent found in place on it.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub(super) user_conf_revision: String,
+    /// The cluster's ODB generation it was created under.
+    pub(super) odb_epoch: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -361,6 +363,7 @@ impl From<v1::ComponentAssignment> for ComponentView {
             config_revision: component.config_revision,
             python_revision: component.python_revision,
             user_conf_revision: component.user_conf_revision,
+            odb_epoch: component.odb_epoch,
             load_balancer: component.load_balancer.map(|settings| LoadBalancerView {
                 haproxy_bin: settings.haproxy_bin,
                 frontend_address: settings.frontend_address,

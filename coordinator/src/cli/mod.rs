@@ -79,7 +79,9 @@ enum Command {
     /// load balancers by host or by label selector, its services ([services]), configuration
     /// ([config]), Python dependencies ([python]) and user-config files ([user_conf]). Shows the
     /// plan (+ create, ~ configure, - remove, = unchanged) and carries it out; components the
-    /// file does not name are removed.
+    /// file does not name are removed. When a server reports the cluster's ODB empty (replaced by
+    /// an empty one), it rebuilds the cluster on it (! rebuild): every server, the scheduler and
+    /// the dashboard are created again.
     Apply {
         /// The cluster file (TOML; `muster get cluster NAME` writes one).
         #[arg(long, short = 'f')]

@@ -171,10 +171,11 @@ pub(super) fn status_view(
             .cloned()
             .collect();
         let enrolled: Vec<String> = hosts.iter().map(|host| host.name.clone()).collect();
-        let warnings = host_names
+        let mut warnings: Vec<String> = host_names
             .iter()
             .filter_map(|host| not_enrolled_warning(host, &enrolled))
             .collect();
+        warnings.extend(odb_warning(cluster, &mine));
         result.push(ClusterStatus {
             name: cluster.name.clone(),
             summary: Summary::of(&mine),
@@ -203,6 +204,36 @@ pub(super) fn status_view(
         clusters: result,
         idle_hosts,
     }
+}
+
+/// What an operator must know of a cluster's ODB: a server finds it empty (and what to do), or
+/// a rebuild on it is under way (how far).
+fn odb_warning(cluster: &ClusterView, components: &[ComponentView]) -> Option<String> {
+    if cluster.odb_empty {
+        return Some(
+            "a server finds the cluster's ODB answering without the cluster (replaced by an \
+             empty one?); its components run on with what they loaded. `muster apply` the \
+             cluster's file to rebuild it on the ODB (every server, the scheduler and the \
+             dashboard are created again)"
+                .to_owned(),
+        );
+    }
+    let zato: Vec<&ComponentView> = components
+        .iter()
+        .filter(|component| component.role != Role::LoadBalancer.cli_name())
+        .collect();
+    let older = zato
+        .iter()
+        .filter(|component| component.odb_epoch < cluster.odb_epoch)
+        .count();
+    (older > 0).then(|| {
+        format!(
+            "rebuilding on the ODB (generation {}): {}/{} components created again",
+            cluster.odb_epoch,
+            zato.len() - older,
+            zato.len()
+        )
+    })
 }
 
 pub(super) fn write_status(

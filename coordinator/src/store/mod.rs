@@ -177,6 +177,12 @@ pub struct Cluster {
     /// The revision of its user-config files ([`muster_proto::user_conf::revision`]); empty
     /// when none.
     pub user_conf_revision: String,
+    /// Its ODB's generation: 0 for the ODB it was created on, one more for each rebuild on an
+    /// empty one ([`crate::store::Store::rebuild_odb`]).
+    pub odb_epoch: u64,
+    /// A server created under the current generation reports that the ODB answers and holds no
+    /// row of the cluster: it was replaced by an empty one.
+    pub odb_empty: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -337,6 +343,10 @@ pub struct ComponentStatus {
     pub python_installed: String,
     /// A server's: the user-config revision its agent found in place on it; empty before.
     pub user_conf_revision: String,
+    /// The ODB generation it was created under ([`Cluster::odb_epoch`]).
+    pub odb_epoch: u64,
+    /// A server's: its ODB answers and holds no row of the cluster.
+    pub odb_empty: bool,
 }
 
 /// One of a cluster's once-only bootstrap tasks.
@@ -555,6 +565,9 @@ pub trait Store: Send + Sync + fmt::Debug {
         cluster: &str,
         sha256: &str,
     ) -> Result<Option<v1::PythonWheel>, StoreError>;
+    /// Rebuilds a cluster on its ODB after a server reported it empty; returns the new ODB
+    /// generation ([`Cluster::odb_epoch`]). Refused (`Conflict`) when none reports it empty.
+    async fn rebuild_odb(&self, cluster: &str, actor: &Actor) -> Result<u64, StoreError>;
     /// Replaces a cluster's user-config files (checked; sealed); bumps the hosts of its servers
     /// when the revision changed.
     async fn set_user_conf(

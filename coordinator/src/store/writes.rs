@@ -244,6 +244,11 @@ impl Store for Writes {
         self.inner.python_wheel(cluster, sha256).await
     }
 
+    async fn rebuild_odb(&self, cluster: &str, actor: &Actor) -> Result<u64, StoreError> {
+        self.write(|| self.inner.rebuild_odb(cluster, actor), always)
+            .await
+    }
+
     async fn set_user_conf(
         &self,
         cluster: &str,

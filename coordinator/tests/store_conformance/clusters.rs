@@ -185,6 +185,8 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         python_revision: String::new(),
         python_installed: String::new(),
         user_conf_revision: String::new(),
+        odb_epoch: 0,
+        odb_empty: false,
     }];
     let lb_before_report = generation(&lb).await;
     store.record_status(&app.id, reported).await.unwrap();
@@ -346,6 +348,8 @@ pub(crate) async fn configuration_and_user_config_are_sealed_and_reach_only_the_
         python_revision: String::new(),
         python_installed: String::new(),
         user_conf_revision: String::new(),
+        odb_epoch: 0,
+        odb_empty: false,
     }];
     store.record_status(&first.id, imported).await.unwrap();
     let plan = planner::render(&store.plan_inputs(&first.id).await.unwrap())
@@ -540,6 +544,8 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         python_revision: python.to_owned(),
         python_installed: revision.clone(),
         user_conf_revision: String::new(),
+        odb_epoch: 0,
+        odb_empty: false,
     };
     let server_report = |host: &Host, status: ComponentStatus| {
         let mut reported = report(0, "10.0.0.5", Vec::new());
@@ -576,6 +582,8 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
     let not_installed = |name: &str| ComponentStatus {
         python_installed: String::new(),
         user_conf_revision: String::new(),
+        odb_epoch: 0,
+        odb_empty: false,
         ..running(name, true, "")
     };
     server_report(&first, not_installed("server1")).await;

@@ -365,6 +365,8 @@ pub(crate) async fn a_host_reports_only_for_its_own_components(backend: Backend)
         python_revision: String::new(),
         python_installed: String::new(),
         user_conf_revision: String::new(),
+        odb_epoch: 0,
+        odb_empty: false,
     };
     let mut hostile = report(1, "10.0.0.5", Vec::new());
     hostile.components = vec![
@@ -434,6 +436,8 @@ pub(crate) async fn a_hosts_events_are_limited_per_minute_and_old_events_pruned(
                 python_revision: String::new(),
                 python_installed: String::new(),
                 user_conf_revision: String::new(),
+                odb_epoch: 0,
+                odb_empty: false,
             })
             .collect();
         store.record_status(&host.id, flapping).await.unwrap();

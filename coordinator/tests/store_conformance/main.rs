@@ -197,6 +197,8 @@ fn balancer_report(state: &str) -> StatusReport {
         python_revision: String::new(),
         python_installed: String::new(),
         user_conf_revision: String::new(),
+        odb_epoch: 0,
+        odb_empty: false,
         backends: vec![v1::BackendServerState {
             name: "server1".into(),
             address: "10.0.0.2:17010".into(),
@@ -289,6 +291,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn token_roles_join_hosts_to_the_cluster() {
                 super::token_roles_join_hosts_to_the_cluster($backend).await;
+            }
+            #[tokio::test]
+            async fn a_cluster_is_rebuilt_on_an_empty_odb_only_when_asked() {
+                super::a_cluster_is_rebuilt_on_an_empty_odb_only_when_asked($backend).await;
             }
             #[tokio::test]
             async fn removing_the_bootstrap_host_keeps_the_cluster_bootstrapped() {

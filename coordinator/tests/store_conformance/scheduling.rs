@@ -42,6 +42,8 @@ pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
         python_revision: String::new(),
         python_installed: String::new(),
         user_conf_revision: String::new(),
+        odb_epoch: 0,
+        odb_empty: false,
     };
     let mut report_b = report(1, "10.0.0.2", Vec::new());
     report_b.components = vec![healthy("server1")];
@@ -222,6 +224,158 @@ pub(crate) async fn a_drained_server_runs_until_load_balancers_stop_sending_to_i
         "and stops once the load balancer drained it"
     );
     store.close().await;
+}
+
+/// A cluster whose ODB a server finds empty is rebuilt only when asked: the next ODB
+/// generation, the bootstrap again, every component held (running on) until then, then the
+/// servers one first again, counted healthy only once created under the new generation.
+pub(crate) async fn a_cluster_is_rebuilt_on_an_empty_odb_only_when_asked(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    for (role, host) in [
+        (Role::Scheduler, "sched"),
+        (Role::Server, "app-b"),
+        (Role::Server, "app-c"),
+    ] {
+        store
+            .create_assignment(assign("prod", role, host, None, None), &actor())
+            .await
+            .unwrap();
+    }
+    let scheduler_host = enroll(&store, "prod", "sched").await;
+    let server_b = enroll(&store, "prod", "app-b").await;
+    let server_c = enroll(&store, "prod", "app-c").await;
+    finish_bootstrap(&store, &scheduler_host.id, 1, "10.0.0.1").await;
+    let server = |name: &str, healthy: bool, epoch: u64, empty: bool| ComponentStatus {
+        cluster: "prod".to_owned(),
+        role: Role::Server,
+        name: name.to_owned(),
+        state: if healthy { "running" } else { "creating" }.to_owned(),
+        healthy,
+        last_error: String::new(),
+        restarts: 0,
+        backends: Vec::new(),
+        services_revision: String::new(),
+        config_revision: String::new(),
+        python_revision: String::new(),
+        python_installed: String::new(),
+        user_conf_revision: String::new(),
+        odb_epoch: epoch,
+        odb_empty: empty,
+    };
+    let report_of = |address: &str, component: ComponentStatus| {
+        let mut report = report(1, address, Vec::new());
+        report.components = vec![component];
+        report
+    };
+    store
+        .record_status(
+            &server_b.id,
+            report_of("10.0.0.2", server("server1", true, 0, false)),
+        )
+        .await
+        .unwrap();
+    store
+        .record_status(
+            &server_c.id,
+            report_of("10.0.0.3", server("server2", true, 0, false)),
+        )
+        .await
+        .unwrap();
+    assert!(store.get_cluster("prod").await.unwrap().servers_started);
+
+    let refused = store.rebuild_odb("prod", &actor()).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Conflict(message) if message.contains("reports its ODB empty")),
+        "{refused}"
+    );
+
+    store
+        .record_status(
+            &server_b.id,
+            report_of("10.0.0.2", server("server1", true, 0, true)),
+        )
+        .await
+        .unwrap();
+    let cluster = store.get_cluster("prod").await.unwrap();
+    assert!(cluster.odb_empty, "a server's report marks the ODB empty");
+    assert_eq!(cluster.odb_epoch, 0);
+
+    assert_eq!(store.rebuild_odb("prod", &actor()).await.unwrap(), 1);
+    let cluster = store.get_cluster("prod").await.unwrap();
+    assert_eq!(cluster.odb_epoch, 1);
+    assert!(
+        !cluster.odb_empty,
+        "a report of the older generation no longer counts"
+    );
+    assert!(
+        !cluster.servers_started,
+        "the servers start one first again"
+    );
+    assert!(
+        store
+            .list_events(Some("prod"), None, 50)
+            .await
+            .unwrap()
+            .iter()
+            .any(|event| event.kind == "cluster.odb-rebuild"),
+        "the rebuild is an event"
+    );
+    let plan = |host: Host| {
+        let store = &store;
+        async move { planner::render(&store.plan_inputs(&host.id).await.unwrap()) }
+    };
+    let bootstrap = plan(scheduler_host.clone()).await.bootstrap_tasks;
+    assert_eq!(bootstrap.len(), 2, "the bootstrap runs again");
+    assert!(bootstrap.iter().all(|task| task.odb_epoch == 1));
+    let [server1] = plan(server_b.clone()).await.components.try_into().unwrap();
+    assert_eq!(server1.odb_epoch, 1);
+    assert!(
+        server1
+            .hold
+            .starts_with("waiting for the cluster's ODB to be created again")
+            && server1.hold.contains("it runs on as it was"),
+        "held, not removed, while the bootstrap runs again: {}",
+        server1.hold
+    );
+
+    finish_bootstrap(&store, &scheduler_host.id, 2, "10.0.0.1").await;
+    // server2 still healthy under the old generation: not a started server of the new one.
+    let mut restarted = server("server2", true, 0, false);
+    restarted.restarts = 1;
+    store
+        .record_status(&server_c.id, report_of("10.0.0.3", restarted))
+        .await
+        .unwrap();
+    assert!(!store.get_cluster("prod").await.unwrap().servers_started);
+    let [server1] = plan(server_b.clone()).await.components.try_into().unwrap();
+    assert_eq!(
+        server1.hold, "",
+        "the first server is created again at once"
+    );
+    let [server2] = plan(server_c.clone()).await.components.try_into().unwrap();
+    assert!(
+        server2
+            .hold
+            .starts_with("waiting for server server1 on host app-b to start first"),
+        "{}",
+        server2.hold
+    );
+
+    store
+        .record_status(
+            &server_b.id,
+            report_of("10.0.0.2", server("server1", true, 1, false)),
+        )
+        .await
+        .unwrap();
+    assert!(store.get_cluster("prod").await.unwrap().servers_started);
+    let [server2] = plan(server_c).await.components.try_into().unwrap();
+    assert_eq!(server2.hold, "", "then the others");
 }
 
 /// The host that ran a cluster's bootstrap removed (`host remove --force`, as a scale-in does):

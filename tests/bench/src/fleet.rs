@@ -244,6 +244,8 @@ impl SimAgent {
                     python_revision: component.python_revision.clone(),
                     user_conf_revision: component.user_conf_revision.clone(),
                     python_installed: component.python_revision.clone(),
+                    odb_epoch: component.odb_epoch,
+                    odb_empty: false,
                     backends: component
                         .backends
                         .iter()

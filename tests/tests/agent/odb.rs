@@ -183,3 +183,169 @@ async fn an_unreachable_odb_is_reported_and_nothing_is_released() {
         "{reason}"
     );
 }
+
+/// The ODB replaced by an empty one: a server's agent reports it and nothing is stopped; the
+/// cluster's file applied again rebuilds the cluster on it (the bootstrap again, server1 first,
+/// then server2, the dashboard), each component archived and created again.
+#[tokio::test]
+async fn an_odb_replaced_by_an_empty_one_is_rebuilt_when_the_file_is_applied_again() {
+    use sqlx::Row as _;
+    let database = muster_testkit::TestDatabase::create(muster_testkit::Backend::Postgres).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, _app_host, agent, port1) = orders_on(&database, scratch.path()).await;
+    let (port2, dashboard_port) = (free_port(), free_port());
+    for (role, name, port) in [
+        ("server", "server2", port2),
+        ("web-admin", "web-admin", dashboard_port),
+    ] {
+        coordinator.ok(&[
+            "create",
+            role,
+            "--cluster",
+            "orders",
+            "--host",
+            "db-1",
+            "--name",
+            name,
+            "--port",
+            &port.to_string(),
+        ]);
+    }
+    let mut pids = Vec::new();
+    for port in [port1, port2] {
+        pids.push(
+            wait_for_ping(port, "both servers").await["pid"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    for name in ["server1", "server2", "web-admin"] {
+        wait_for_component(&coordinator, name, "every component healthy", |c| {
+            c["healthy"] == true
+        })
+        .await;
+    }
+    let creates_before = creates_in(&agent.zato_invocations());
+
+    database.replace_with_empty().await;
+    let shown = wait_for(
+        "a server's agent to report the ODB empty",
+        PATIENCE,
+        Duration::from_millis(200),
+        || {
+            let cluster = coordinator.json(&["cluster", "show", "orders"]);
+            async move { (cluster["odb_empty"] == true).then_some(cluster) }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(shown["odb_epoch"], 0, "{shown}");
+    let status = coordinator.ok(&["status"]);
+    assert!(
+        status.contains("replaced by an empty one?") && status.contains("`muster apply`"),
+        "{status}"
+    );
+    for (port, pid) in [port1, port2].into_iter().zip(&pids) {
+        assert_eq!(
+            ping(port).and_then(|pong| pong["pid"].as_u64()),
+            Some(*pid),
+            "nothing is stopped before an operator asks"
+        );
+    }
+    assert_eq!(creates_in(&agent.zato_invocations()), creates_before);
+
+    let file = scratch.path().join("orders.toml");
+    std::fs::write(&file, coordinator.ok(&["get", "cluster", "orders"])).unwrap();
+    let dry_run = coordinator.ok(&["apply", "--file", &file.display().to_string(), "--dry-run"]);
+    assert!(
+        dry_run.contains("! rebuild cluster orders on its ODB") && dry_run.contains("1 change(s)"),
+        "{dry_run}"
+    );
+    let applied = coordinator.ok(&["apply", "--file", &file.display().to_string()]);
+    assert!(
+        applied.contains("rebuilding cluster orders on its empty ODB (generation 1)"),
+        "{applied}"
+    );
+    for name in ["server1", "server2", "web-admin"] {
+        wait_for_component(
+            &coordinator,
+            name,
+            "every component created again and healthy",
+            |c| c["healthy"] == true && c["odb_epoch"] == 1,
+        )
+        .await;
+    }
+    for (port, pid) in [port1, port2].into_iter().zip(&pids) {
+        let pong = wait_for_ping(port, "the servers created again").await;
+        assert_ne!(pong["pid"].as_u64(), Some(*pid), "a new process: {pong}");
+    }
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&database.url).await.unwrap();
+    let servers: Vec<String> = sqlx::query(
+        "SELECT s.name FROM server s JOIN cluster c ON c.id = s.cluster_id \
+         WHERE c.name = 'orders' ORDER BY s.name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get::<String, _>(0).unwrap())
+    .collect();
+    assert_eq!(
+        servers,
+        ["server1", "server2"],
+        "both servers are in the new ODB"
+    );
+    let users = sqlx::query("SELECT COUNT(*) FROM auth_user WHERE username = 'admin'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        users.try_get::<i64, _>(0).unwrap(),
+        1,
+        "the dashboard's user"
+    );
+    pool.close().await;
+
+    // server1 first, as on a fresh ODB, then server2.
+    let invocations = agent.zato_invocations();
+    let rebuilt: Vec<&str> = invocations
+        .lines()
+        .filter(|line| line.contains(" zato create "))
+        .skip(creates_before)
+        .collect();
+    let position = |what: &str| {
+        rebuilt
+            .iter()
+            .position(|line| line.contains(what))
+            .unwrap_or_else(|| panic!("no `{what}` among the creates: {rebuilt:#?}"))
+    };
+    assert!(position("create odb") < position("create cluster"));
+    assert!(position("create cluster") < position("server1"));
+    assert!(position("server1") < position("server2"), "{rebuilt:#?}");
+    let archived: Vec<String> = std::fs::read_dir(agent.components_dir.join(".archive"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for base in ["server-server1", "server-server2", "web-admin-web-admin"] {
+        assert!(
+            archived
+                .iter()
+                .any(|name| name.starts_with(&format!("orders.{base}."))),
+            "{base} archived, not deleted: {archived:?}"
+        );
+    }
+    assert!(
+        coordinator
+            .json(&["events", "--cluster", "orders"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["kind"] == "cluster.odb-rebuild"),
+        "the rebuild is an event"
+    );
+    let again = coordinator.ok(&["apply", "--file", &file.display().to_string()]);
+    assert!(again.contains("unchanged"), "{again}");
+    assert!(!coordinator.ok(&["status"]).contains("warning"));
+}

@@ -137,10 +137,13 @@ pub(super) async fn apply_command(
         Some(spec) => Some(user_conf_of(&path, spec)?),
         None => None,
     };
-    let changes = steps
-        .iter()
-        .filter(|step| !matches!(step, Step::Keep(_)))
-        .count()
+    // A server found the ODB empty: applying the file rebuilds the cluster on it.
+    let rebuild = existing.as_ref().is_some_and(|cluster| cluster.odb_empty);
+    let changes = usize::from(rebuild)
+        + steps
+            .iter()
+            .filter(|step| !matches!(step, Step::Keep(_)))
+            .count()
         + usize::from(services_change.is_some())
         + usize::from(python_change.is_some())
         + usize::from(config.is_some())
@@ -151,6 +154,12 @@ pub(super) async fn apply_command(
         Some(_) => format!("= cluster {name}"),
         None => format!("+ cluster {name} (ODB {})", file.cluster.odb.odb_type),
     });
+    if rebuild {
+        lines.push(format!(
+            "! rebuild cluster {name} on its ODB, which a server finds empty: every server, the \
+             scheduler and the dashboard are created again"
+        ));
+    }
     lines.extend(steps.iter().map(Step::to_string));
     if let Some((files, env)) = &config {
         let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
@@ -252,6 +261,24 @@ pub(super) async fn apply_command(
             .await
             .answer(&connection)?;
         say(format!("created cluster {name}"), out)?;
+    }
+    if rebuild {
+        let answer = connection
+            .client
+            .rebuild_cluster_odb(v1::RebuildClusterOdbRequest {
+                cluster: name.clone(),
+            })
+            .await
+            .answer(&connection)?;
+        say(
+            format!(
+                "rebuilding cluster {name} on its empty ODB (generation {}): `zato create odb` \
+                 and `create cluster` again, then its servers (one first), scheduler and \
+                 dashboard; `muster status` shows how far",
+                answer.odb_epoch
+            ),
+            out,
+        )?;
     }
     for step in &steps {
         if let Step::Create(want) = step {

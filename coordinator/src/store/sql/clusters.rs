@@ -79,6 +79,8 @@ impl SqlStore {
             config_revision: String::new(),
             python_revision: String::new(),
             user_conf_revision: String::new(),
+            odb_epoch: 0,
+            odb_empty: false,
         })
     }
 
@@ -188,5 +190,62 @@ impl SqlStore {
         .await?;
         transaction.commit("commit a cluster's deletion").await?;
         Ok(())
+    }
+
+    /// Rebuilds cluster `name` on its ODB, which a server reported empty: the next ODB
+    /// generation, the bootstrap tasks to run again, the servers to start one first again (as on
+    /// a fresh ODB), the removals of the configuration forgotten (the new ODB has none of the old
+    /// objects), every host of the cluster re-rendered. Refused when no server of the current
+    /// generation reports the ODB empty: a rebuild creates every server, the scheduler and the
+    /// dashboard again.
+    pub(super) async fn rebuild_odb(&self, name: &str, actor: &Actor) -> Result<u64, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let cluster = self.cluster_in(&mut **transaction, name).await?;
+        if !cluster.odb_empty {
+            return Err(StoreError::Conflict(format!(
+                "no server of cluster {name} reports its ODB empty; a rebuild is only for an ODB \
+                 replaced by an empty one (it creates every server, the scheduler and the \
+                 dashboard again)"
+            )));
+        }
+        let epoch = cluster.odb_epoch + 1;
+        let update = self.sql(
+            "UPDATE clusters SET odb_epoch = $1, servers_started = 0, first_server = '',
+                 config_removals = NULL WHERE id = $2",
+        );
+        sqlx::query(&update)
+            .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+            .bind(&cluster.id)
+            .run(&mut **transaction, "start a cluster's ODB generation")
+            .await?;
+        let tasks = self.sql(
+            "UPDATE bootstrap_tasks SET done = 0, last_error = '', updated_at = $1
+             WHERE cluster_id = $2",
+        );
+        sqlx::query(&tasks)
+            .bind(now_ms())
+            .bind(&cluster.id)
+            .run(&mut **transaction, "run a cluster's bootstrap again")
+            .await?;
+        self.rehome_bootstrap(&mut transaction, &cluster.id).await?;
+        self.replan_cluster(&mut transaction, &cluster.id, name)
+            .await?;
+        self.bump_cluster_hosts(&mut transaction, &cluster.id)
+            .await?;
+        self.insert_event(
+            &mut transaction,
+            "cluster.odb-rebuild",
+            name,
+            "",
+            actor,
+            &format!(
+                "rebuilding the cluster on its empty ODB (generation {epoch}): `zato create odb` \
+                 and `create cluster` again, then every server (one first), the scheduler and \
+                 the dashboard created again; each runs on as it was until then"
+            ),
+        )
+        .await?;
+        transaction.commit("commit a cluster's ODB rebuild").await?;
+        Ok(epoch)
     }
 }

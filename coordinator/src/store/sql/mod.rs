@@ -524,6 +524,10 @@ impl Store for SqlStore {
         SqlStore::python_wheel(self, cluster, sha256).await
     }
 
+    async fn rebuild_odb(&self, cluster: &str, actor: &Actor) -> Result<u64, StoreError> {
+        SqlStore::rebuild_odb(self, cluster, actor).await
+    }
+
     async fn set_user_conf(
         &self,
         cluster: &str,

@@ -46,6 +46,8 @@ pub(super) fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError
             user_conf_revision: row
                 .value::<Option<String>>("user_conf_revision")?
                 .unwrap_or_default(),
+            odb_epoch: epoch_from(row.value::<Option<i64>>("odb_epoch")?.unwrap_or(0))?,
+            odb_empty: row.value::<Option<i64>>("odb_empty")? == Some(1),
         }),
         None => None,
     };
@@ -129,7 +131,9 @@ pub(super) fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings,
 
 pub(super) const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
      odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target, servers_started, first_server, services_revision, config_revision, \
-     python_revision, user_conf_revision";
+     python_revision, user_conf_revision, odb_epoch, \
+     (SELECT COUNT(*) FROM component_status s WHERE s.cluster_name = clusters.name \
+      AND s.odb_empty = 1 AND s.odb_epoch = clusters.odb_epoch) AS odb_empty_reports";
 
 pub(super) const JOIN_TOKEN_SELECT: &str = "SELECT t.id, c.name AS cluster_name, t.secret_hash, t.roles, \
      t.labels, t.description, t.created_at, t.expires_at, t.max_uses, t.uses, t.revoked_at \
@@ -168,6 +172,8 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
         config_revision: row.value("config_revision")?,
         python_revision: row.value("python_revision")?,
         user_conf_revision: row.value("user_conf_revision")?,
+        odb_epoch: epoch_from(row.value("odb_epoch")?)?,
+        odb_empty: row.value::<i64>("odb_empty_reports")? > 0,
     })
 }
 
@@ -187,6 +193,12 @@ pub(super) fn roles_from_text(text: &str) -> Result<Vec<Role>, StoreError> {
                 .map_err(|error| StoreError::Corrupt(error.to_string()))
         })
         .collect()
+}
+
+/// An ODB generation from its column.
+pub(super) fn epoch_from(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("ODB generation {value} out of range")))
 }
 
 pub(super) fn count_from(value: i64, what: &str) -> Result<u32, StoreError> {

@@ -145,8 +145,8 @@ impl SqlStore {
             let insert = self.sql(
                 "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
                      last_error, restarts, updated_at, services_revision, config_revision,
-                     python_revision, python_installed, user_conf_revision)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                     python_revision, python_installed, user_conf_revision, odb_epoch, odb_empty)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             );
             sqlx::query(&insert)
                 .bind(host_id)
@@ -163,6 +163,8 @@ impl SqlStore {
                 .bind(&component.python_revision)
                 .bind(&component.python_installed)
                 .bind(&component.user_conf_revision)
+                .bind(i64::try_from(component.odb_epoch).unwrap_or(i64::MAX))
+                .bind(i64::from(component.odb_empty))
                 .run(&mut **transaction, "record component status")
                 .await?;
             let (key, now_report) = reported_component(component);
@@ -185,7 +187,11 @@ impl SqlStore {
                 )
                 .await?;
             }
-            health_changed |= before.is_none_or(|before| before.healthy != component.healthy);
+            // A server's health counts for the cluster's plans only under the current ODB
+            // generation (`replan_cluster`).
+            health_changed |= before.is_none_or(|before| {
+                before.healthy != component.healthy || before.odb_epoch != component.odb_epoch
+            });
             // A server's first deployed services take it into its load balancers' rotation
             // (`planner::lacks_services`), and losing them out of it.
             let lacked = before.is_none_or(|before| before.services_revision.is_empty());
@@ -456,7 +462,7 @@ impl SqlStore {
         let sql = self.sql(
             "SELECT cluster_name, role, name, state, healthy, last_error, restarts,
                  services_revision, config_revision, python_revision, python_installed,
-                 user_conf_revision
+                 user_conf_revision, odb_epoch, odb_empty
              FROM component_status WHERE host_id = $1",
         );
         let mut stored = BTreeMap::new();
@@ -480,6 +486,8 @@ impl SqlStore {
                 python_revision: row.value("python_revision")?,
                 python_installed: row.value("python_installed")?,
                 user_conf_revision: row.value("user_conf_revision")?,
+                odb_epoch: epoch_from(row.value("odb_epoch")?)?,
+                odb_empty: row.value::<i64>("odb_empty")? != 0,
             };
             stored.insert(key, value);
         }
@@ -615,8 +623,10 @@ impl SqlStore {
         cluster_name: &str,
     ) -> Result<(), StoreError> {
         let sql = self.sql(
-            "SELECT a.role, a.name, a.host_name, h.state, h.drained, s.healthy
+            "SELECT a.role, a.name, a.host_name, h.state, h.drained,
+                 CASE WHEN s.odb_epoch = c.odb_epoch THEN s.healthy ELSE 0 END AS healthy
              FROM assignments a
+             JOIN clusters c ON c.id = a.cluster_id
              LEFT JOIN hosts h ON h.name = a.host_name
              LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = $1
                  AND s.role = a.role AND s.name = a.name
@@ -865,6 +875,8 @@ fn reported_component(
             python_revision: component.python_revision.clone(),
             python_installed: component.python_installed.clone(),
             user_conf_revision: component.user_conf_revision.clone(),
+            odb_epoch: component.odb_epoch,
+            odb_empty: component.odb_empty,
         },
     )
 }

@@ -53,7 +53,11 @@
 //!   seconds run at its interval and logged ``Executing `NAME` `` at DEBUG wherever `logging.conf`
 //!   sends logger `zato.scheduler.backend`; `SCHEDULER.DELETE` stops a job until the next start;
 //! - a server on MariaDB 10.5 or later dies at its start as Zato 3.2's does (`OperationalError:
-//!   ... Illegal parameter data type bigint for operation 'get_lock'`).
+//!   ... Illegal parameter data type bigint for operation 'get_lock'`);
+//! - an ODB replaced by an empty one under running components: they keep running and answering
+//!   (what they serve is in memory, as Zato's is: each ODB step connects anew and a failed one is
+//!   not fatal), and `stop` ends them (tested in `tests/tests/agent/odb.rs`; the real Zato in the
+//!   distributed real-Zato test).
 //!
 //! What it does not reproduce: TLS, Zato's services, the jobs of the ODB and pub/sub (a server answers every GET
 //! with JSON naming itself, `{"pong": "zato", "zato_env": {"result": "ZATO_OK"}, "server": NAME,
