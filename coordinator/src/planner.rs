@@ -324,6 +324,48 @@ fn deploys_services(inputs: &PlanInputs, server: &Assignment) -> bool {
         == Some(server.name.as_str())
 }
 
+/// Why the importing server does not import the cluster's configuration yet: another server of
+/// the cluster on a host that is up is on its way up (not reported yet, created, waiting,
+/// starting or restarting, or created under an older ODB generation). Zato 3.2 sends an import's
+/// objects, one at a time, to the servers running at that moment: one starting meanwhile misses
+/// some (seen with the real Zato: a server that missed the security definition kept failing its
+/// channel with a KeyError, HTTP 500), while one that starts after the import loads them all from
+/// the ODB. A server that failed or is unhealthy does not hold it. Empty when it may import.
+fn config_hold(inputs: &PlanInputs, cluster: &Cluster, importer: &Assignment) -> String {
+    let starting: Vec<&str> = inputs
+        .assignments
+        .iter()
+        .filter(|other| {
+            other.cluster == importer.cluster
+                && other.role == Role::Server
+                && other.name != importer.name
+                && inputs
+                    .hosts
+                    .get(&other.host)
+                    .is_some_and(|host| host.state == HostState::Up && !host.drained)
+        })
+        .filter(|other| match &other.status {
+            None => true,
+            Some(status) => {
+                status.odb_epoch < cluster.odb_epoch
+                    || (!status.healthy
+                        && matches!(
+                            status.state.as_str(),
+                            "creating" | "waiting" | "starting" | "restarting"
+                        ))
+            }
+        })
+        .map(|other| other.name.as_str())
+        .collect();
+    if starting.is_empty() {
+        return String::new();
+    }
+    format!(
+        "waiting for {} to start: a server starting during an import misses part of it",
+        starting.join(", ")
+    )
+}
+
 /// Why a server of a cluster whose servers have not started may not be created yet: another is
 /// the first (`Cluster::first_server`, chosen by [`policy::first_server`]). Empty for every other
 /// component.
@@ -458,6 +500,11 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 config_env: config
                     .map(|(_, env)| env.clone().into_iter().collect())
                     .unwrap_or_default(),
+                config_hold: if config.is_some() {
+                    config_hold(inputs, cluster, assignment)
+                } else {
+                    String::new()
+                },
                 config_removals: inputs
                     .config_removals
                     .get(cluster_name)
@@ -656,6 +703,69 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_importing_server_waits_while_another_server_is_on_its_way_up() {
+        let server2 = |state: &str, healthy: bool, odb_epoch: u64| crate::store::ComponentStatus {
+            cluster: "prod".to_owned(),
+            role: Role::Server,
+            name: "server2".to_owned(),
+            state: state.to_owned(),
+            healthy,
+            last_error: String::new(),
+            restarts: 0,
+            backends: Vec::new(),
+            services_revision: String::new(),
+            config_revision: String::new(),
+            python_revision: String::new(),
+            python_installed: String::new(),
+            user_conf_revision: String::new(),
+            odb_epoch,
+            odb_empty: false,
+        };
+        let hold = |status: Option<crate::store::ComponentStatus>,
+                    change: &dyn Fn(&mut PlanInputs)| {
+            let mut inputs = inputs("app-1");
+            inputs.assignments[3].status = status;
+            change(&mut inputs);
+            let importer = render(&inputs).components.remove(0);
+            assert_eq!(importer.config_revision, "config-1");
+            importer.config_hold
+        };
+        let unchanged = |_: &mut PlanInputs| {};
+        assert_eq!(
+            hold(None, &unchanged),
+            "waiting for server2 to start: a server starting during an import misses part of it"
+        );
+        for state in ["creating", "waiting", "starting", "restarting"] {
+            assert_ne!(
+                hold(Some(server2(state, false, 0)), &unchanged),
+                "",
+                "{state}"
+            );
+        }
+        assert_eq!(hold(Some(server2("running", true, 0)), &unchanged), "");
+        for state in ["failed", "unhealthy"] {
+            assert_eq!(
+                hold(Some(server2(state, false, 0)), &unchanged),
+                "",
+                "a {state} server does not hold it"
+            );
+        }
+        let drained = |inputs: &mut PlanInputs| {
+            inputs.hosts.get_mut("app-2").unwrap().drained = true;
+        };
+        assert_eq!(hold(None, &drained), "", "nor one on a drained host");
+        let rebuilt = |inputs: &mut PlanInputs| {
+            inputs.clusters.get_mut("prod").unwrap().0.odb_epoch = 1;
+        };
+        assert_ne!(
+            hold(Some(server2("running", true, 0)), &rebuilt),
+            "",
+            "a server still of the ODB before the rebuild is created again soon"
+        );
+        assert_eq!(hold(Some(server2("running", true, 1)), &rebuilt), "");
     }
 
     #[test]

@@ -315,6 +315,16 @@ impl Reconciler {
         if local.config.imported == desired || !services_ready {
             return;
         }
+        // Held while another server of the cluster is on its way up (it would miss part of the
+        // import); said, since the revision waits.
+        if !component.config_hold.is_empty() {
+            local.last_error = format!(
+                "configuration revision {} not imported yet: {}",
+                muster_proto::services::short(&desired),
+                component.config_hold
+            );
+            return;
+        }
         if local.config.failed == desired
             && local.config.retry_at.is_some_and(|at| Instant::now() < at)
         {

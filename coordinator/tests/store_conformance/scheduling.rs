@@ -366,11 +366,35 @@ pub(crate) async fn a_cluster_is_rebuilt_on_an_empty_odb_only_when_asked(backend
         server2.hold
     );
 
+    // The cluster has services: the others, which serve meanwhile, are created again only once
+    // the first runs them too.
+    let (services, _) = store
+        .set_services(
+            "prod",
+            &[v1::ServiceFile {
+                name: "orders.py".to_owned(),
+                content: "x = 1\n".to_owned(),
+                ..Default::default()
+            }],
+            &actor(),
+        )
+        .await
+        .unwrap();
     store
         .record_status(
             &server_b.id,
             report_of("10.0.0.2", server("server1", true, 1, false)),
         )
+        .await
+        .unwrap();
+    assert!(
+        !store.get_cluster("prod").await.unwrap().servers_started,
+        "healthy, without the services yet"
+    );
+    let mut serving = server("server1", true, 1, false);
+    serving.services_revision = services;
+    store
+        .record_status(&server_b.id, report_of("10.0.0.2", serving))
         .await
         .unwrap();
     assert!(store.get_cluster("prod").await.unwrap().servers_started);

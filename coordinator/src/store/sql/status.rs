@@ -132,6 +132,9 @@ impl SqlStore {
         // Clusters whose rolling restart for Python dependencies may move on: the servers whose
         // turn it is and the load balancers that drain them are planned again.
         let mut python_moved = std::collections::BTreeSet::new();
+        // Clusters whose importing server may import now, or must wait (`planner::config_hold`):
+        // a server of theirs changed state, health or ODB generation.
+        let mut servers_moved = std::collections::BTreeSet::new();
         let previous_backends = self
             .replace_backend_states(&mut transaction, host_id, &report)
             .await?;
@@ -190,7 +193,10 @@ impl SqlStore {
             // A server's health counts for the cluster's plans only under the current ODB
             // generation (`replan_cluster`).
             health_changed |= before.is_none_or(|before| {
-                before.healthy != component.healthy || before.odb_epoch != component.odb_epoch
+                before.healthy != component.healthy
+                    || before.odb_epoch != component.odb_epoch
+                    || (component.role == Role::Server
+                        && before.services_revision != component.services_revision)
             });
             // A server's first deployed services take it into its load balancers' rotation
             // (`planner::lacks_services`), and losing them out of it.
@@ -209,6 +215,15 @@ impl SqlStore {
                 })
             {
                 python_moved.insert(component.cluster.clone());
+            }
+            if component.role == Role::Server
+                && before.is_none_or(|before| {
+                    before.state != component.state
+                        || before.healthy != component.healthy
+                        || before.odb_epoch != component.odb_epoch
+                })
+            {
+                servers_moved.insert(component.cluster.clone());
             }
             if component.role == Role::LoadBalancer {
                 let backends_before = previous_backends
@@ -362,6 +377,15 @@ impl SqlStore {
         }
         for cluster in &services_changed {
             self.bump_balancer_hosts(&mut transaction, cluster).await?;
+        }
+        for name in &servers_moved {
+            let Ok(cluster) = self.cluster_in(&mut **transaction, name).await else {
+                continue;
+            };
+            if !cluster.config_revision.is_empty() {
+                self.bump_server_hosts(&mut transaction, &cluster.id)
+                    .await?;
+            }
         }
         for name in &python_moved {
             let Ok(cluster) = self.cluster_in(&mut **transaction, name).await else {
@@ -615,7 +639,10 @@ impl SqlStore {
     /// starts first ([`policy::first_server`]; a change re-renders the cluster's server hosts,
     /// the only ones it holds), and the server its scheduler points at
     /// ([`policy::scheduler_target`]; a change bumps the cluster's hosts). The servers' start and
-    /// each move of the scheduler are recorded as events.
+    /// each move of the scheduler are recorded as events. A server counts as healthy here only
+    /// under the cluster's current ODB generation and, after a rebuild on an empty ODB, once it
+    /// runs the cluster's services: the servers of the older generation, which serve meanwhile,
+    /// are created again only when a new one can take their requests.
     pub(super) async fn replan_cluster(
         &self,
         transaction: &mut PoolConnection<Any>,
@@ -624,7 +651,10 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let sql = self.sql(
             "SELECT a.role, a.name, a.host_name, h.state, h.drained,
-                 CASE WHEN s.odb_epoch = c.odb_epoch THEN s.healthy ELSE 0 END AS healthy
+                 CASE WHEN s.odb_epoch <> c.odb_epoch THEN 0
+                      WHEN c.odb_epoch > 0 AND c.services_revision <> ''
+                          AND s.services_revision <> c.services_revision THEN 0
+                      ELSE s.healthy END AS healthy
              FROM assignments a
              JOIN clusters c ON c.id = a.cluster_id
              LEFT JOIN hosts h ON h.name = a.host_name

@@ -59,7 +59,9 @@
 //!   not fatal), and `stop` ends them (tested in `tests/tests/agent/odb.rs`; the real Zato in the
 //!   distributed real-Zato test).
 //!
-//! What it does not reproduce: TLS, Zato's services, the jobs of the ODB and pub/sub (a server answers every GET
+//! What it does not reproduce: TLS, Zato's services and REST channels (so nor a server that missed
+//! part of an import's broadcast while it started, which `planner::config_hold` avoids; the
+//! real-Zato suite shows it), the jobs of the ODB and pub/sub (a server answers every GET
 //! with JSON naming itself, `{"pong": "zato", "zato_env": {"result": "ZATO_OK"}, "server": NAME,
 //! "cluster": CLUSTER, "mock": true, ...}`), the scheduler calling servers, the dashboard's pages
 //! beyond its login, Zato's CPU and memory (a real server takes ~430 MB), encryption of secrets in
