@@ -2,6 +2,124 @@
 //! its transaction, then writes what they decide. A rule is tested here in milliseconds, without a
 //! database.
 
+use muster_proto::v1::Role;
+
+/// A component already assigned, as the placement rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub cluster: String,
+    pub role: Role,
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A component asked for: `name` and `port` `None` for the defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct PlacementRequest<'a> {
+    pub cluster: &'a str,
+    /// The cluster keeps its ODB in an SQLite file on one host (no `--odb-db-name` every host
+    /// shares): all its components must run there.
+    pub odb_on_one_host: bool,
+    pub role: Role,
+    pub name: Option<&'a str>,
+    pub host: &'a str,
+    pub port: Option<u16>,
+}
+
+/// Why a component cannot be placed as asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlacementRefusal {
+    /// Against a rule of the cluster or the host.
+    Conflict(String),
+    /// The component exists; what names it.
+    AlreadyExists(String),
+}
+
+/// The name and port of a new component, by the placement rules: an SQLite ODB on one host keeps
+/// every component on that host; a server asked for without a name is "a server of the cluster on
+/// this host" (a second one there must be named) and is named `serverN`, the first free N; a
+/// cluster has at most one scheduler; other roles are named after the role; a name is unique per
+/// role in the cluster; a port is unique per host, by default the role's first free one.
+/// `placed`: the components of the cluster and those on the host.
+pub fn place(
+    request: &PlacementRequest,
+    placed: &[Placed],
+) -> Result<(String, u16), PlacementRefusal> {
+    let in_cluster: Vec<&Placed> = placed
+        .iter()
+        .filter(|other| other.cluster == request.cluster)
+        .collect();
+    let on_host: Vec<&Placed> = placed
+        .iter()
+        .filter(|other| other.host == request.host)
+        .collect();
+    if request.odb_on_one_host
+        && let Some(elsewhere) = in_cluster.iter().find(|other| other.host != request.host)
+    {
+        return Err(PlacementRefusal::Conflict(format!(
+            "cluster '{}' keeps its ODB in an SQLite file on host '{}', so all its components \
+             must run there; use PostgreSQL or MySQL for a cluster of several hosts (or an \
+             SQLite --odb-db-name that every host shares)",
+            request.cluster, elsewhere.host
+        )));
+    }
+    if request.role == Role::Server
+        && request.name.is_none()
+        && let Some(existing) = in_cluster
+            .iter()
+            .find(|other| other.role == Role::Server && other.host == request.host)
+    {
+        return Err(PlacementRefusal::AlreadyExists(format!(
+            "server {} of cluster {} (on host {}; give a name for another server there)",
+            existing.name, request.cluster, existing.host
+        )));
+    }
+    if request.role == Role::Scheduler
+        && let Some(existing) = in_cluster
+            .iter()
+            .find(|other| other.role == Role::Scheduler)
+        && (existing.host != request.host || request.name.is_some_and(|name| name != existing.name))
+    {
+        return Err(PlacementRefusal::Conflict(format!(
+            "cluster '{}' already has a scheduler ('{}' on host '{}'); a cluster runs at most one",
+            request.cluster, existing.name, existing.host
+        )));
+    }
+    let name = match request.name {
+        Some(name) => name.to_owned(),
+        None if request.role == Role::Server => (1..)
+            .map(|number| format!("server{number}"))
+            .find(|candidate| {
+                !in_cluster
+                    .iter()
+                    .any(|other| other.role == Role::Server && &other.name == candidate)
+            })
+            .unwrap_or_default(),
+        None => request.role.cli_name().to_owned(),
+    };
+    if let Some(existing) = in_cluster
+        .iter()
+        .find(|other| other.role == request.role && other.name == name)
+    {
+        return Err(PlacementRefusal::AlreadyExists(format!(
+            "{} {name} of cluster {} (on host {})",
+            request.role, request.cluster, existing.host
+        )));
+    }
+    let taken: Vec<u16> = on_host.iter().map(|other| other.port).collect();
+    let port = request
+        .port
+        .unwrap_or_else(|| muster_proto::zato::default_port(request.role, &taken));
+    if let Some(holder) = on_host.iter().find(|other| other.port == port) {
+        return Err(PlacementRefusal::Conflict(format!(
+            "port {port} is already taken on host '{}' by {} {} of cluster {}",
+            request.host, holder.role, holder.name, holder.cluster
+        )));
+    }
+    Ok((name, port))
+}
+
 /// A server of the cluster, as the choice of the scheduler's target sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerCandidate {
@@ -305,6 +423,85 @@ pub fn bootstrap_report_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn placed(cluster: &str, role: Role, name: &str, host: &str, port: u16) -> Placed {
+        Placed {
+            cluster: cluster.to_owned(),
+            role,
+            name: name.to_owned(),
+            host: host.to_owned(),
+            port,
+        }
+    }
+
+    fn request<'a>(role: Role, name: Option<&'a str>, host: &'a str) -> PlacementRequest<'a> {
+        PlacementRequest {
+            cluster: "prod",
+            odb_on_one_host: false,
+            role,
+            name,
+            host,
+            port: None,
+        }
+    }
+
+    #[test]
+    fn placement_names_and_ports_by_default_and_refuses_what_breaks_a_rule() {
+        let placed = [
+            placed("prod", Role::Server, "server1", "app-1", 17010),
+            placed("prod", Role::Scheduler, "scheduler", "admin", 31530),
+            placed("other", Role::Server, "server1", "app-2", 17010),
+        ];
+        assert_eq!(
+            place(&request(Role::Server, None, "app-2"), &placed),
+            Ok(("server2".to_owned(), 17011)),
+            "the next free name in the cluster, the next free port on the host"
+        );
+        assert_eq!(
+            place(&request(Role::Server, None, "app-1"), &placed),
+            Err(PlacementRefusal::AlreadyExists(
+                "server server1 of cluster prod (on host app-1; give a name for another server \
+                 there)"
+                    .to_owned()
+            ))
+        );
+        assert_eq!(
+            place(&request(Role::Server, Some("server9"), "app-1"), &placed),
+            Ok(("server9".to_owned(), 17011))
+        );
+        assert!(matches!(
+            place(&request(Role::Scheduler, None, "app-1"), &placed),
+            Err(PlacementRefusal::Conflict(message)) if message.contains("at most one")
+        ));
+        assert_eq!(
+            place(&request(Role::Scheduler, None, "admin"), &placed),
+            Err(PlacementRefusal::AlreadyExists(
+                "scheduler scheduler of cluster prod (on host admin)".to_owned()
+            )),
+            "the same scheduler asked for again"
+        );
+        let mut taken = request(Role::WebAdmin, None, "app-1");
+        taken.port = Some(17010);
+        assert_eq!(
+            place(&taken, &placed),
+            Err(PlacementRefusal::Conflict(
+                "port 17010 is already taken on host 'app-1' by server server1 of cluster prod"
+                    .to_owned()
+            ))
+        );
+        let quickstart = &placed[..1];
+        let mut one_host = request(Role::WebAdmin, None, "app-2");
+        one_host.odb_on_one_host = true;
+        assert!(matches!(
+            place(&one_host, quickstart),
+            Err(PlacementRefusal::Conflict(message)) if message.contains("SQLite file on host 'app-1'")
+        ));
+        one_host.host = "app-1";
+        assert_eq!(
+            place(&one_host, quickstart),
+            Ok(("web-admin".to_owned(), 8183))
+        );
+    }
 
     fn server(name: &str, host: &str, host_up: bool, healthy: bool) -> ServerCandidate {
         ServerCandidate {

@@ -3,7 +3,8 @@
 use super::*;
 
 impl SqlStore {
-    /// Assigns a component inside `transaction`: chooses its name and port, refuses conflicts,
+    /// Assigns a component inside `transaction`: its name and port, or a refusal, by the
+    /// placement rules ([`policy::place`], given the cluster's and the host's assignments);
     /// claims the cluster's bootstrap for the host if it is enrolled and none has it, and bumps
     /// the generation of the hosts whose desired state it changes (a server's: its own host and
     /// the cluster's hosts of other roles, `bump_for_server`; any other role's: every
@@ -67,93 +68,32 @@ impl SqlStore {
             .bind(&new.host)
             .rows(&mut **transaction, "read assignments")
             .await?;
-        let mut in_cluster = Vec::new();
-        let mut on_host = Vec::new();
+        let mut placed = Vec::new();
         for row in &rows {
-            let entry = (
-                row.value::<String>("cluster_name")?,
-                role_from(&row.value::<String>("role")?)?,
-                row.value::<String>("name")?,
-                row.value::<String>("host_name")?,
-                port_from(row.value("port")?)?,
-            );
-            if entry.3 == new.host {
-                on_host.push(entry.clone());
-            }
-            if entry.0 == cluster.name {
-                in_cluster.push(entry);
-            }
-        }
-        if cluster.odb.odb_type == OdbType::Sqlite
-            && cluster.odb.db_name.is_empty()
-            && let Some(elsewhere) = in_cluster.iter().find(|entry| entry.3 != new.host)
-        {
-            return Err(StoreError::Conflict(format!(
-                "cluster '{}' keeps its ODB in an SQLite file on host '{}', so all its components \
-                 must run there; use PostgreSQL or MySQL for a cluster of several hosts (or an \
-                 SQLite --odb-db-name that every host shares)",
-                cluster.name, elsewhere.3
-            )));
-        }
-        // A request that names no server is for "a server of the cluster on this host": when
-        // the host has one, it is done already (a second one there must be named).
-        if new.role == Role::Server
-            && new.name.is_none()
-            && let Some(existing) = in_cluster
-                .iter()
-                .find(|entry| entry.1 == Role::Server && entry.3 == new.host)
-        {
-            return Err(StoreError::AlreadyExists {
-                kind: "component",
-                name: format!(
-                    "server {} of cluster {} (on host {}; give a name for another server there)",
-                    existing.2, cluster.name, existing.3
-                ),
+            placed.push(policy::Placed {
+                cluster: row.value("cluster_name")?,
+                role: role_from(&row.value::<String>("role")?)?,
+                name: row.value("name")?,
+                host: row.value("host_name")?,
+                port: port_from(row.value("port")?)?,
             });
         }
-        if new.role == Role::Scheduler
-            && let Some(existing) = in_cluster.iter().find(|entry| entry.1 == Role::Scheduler)
-            && (existing.3 != new.host || new.name.as_ref().is_some_and(|name| name != &existing.2))
-        {
-            return Err(StoreError::Conflict(format!(
-                "cluster '{}' already has a scheduler ('{}' on host '{}'); a cluster runs at most one",
-                cluster.name, existing.2, existing.3
-            )));
-        }
-        let name = match new.name {
-            Some(name) => name,
-            None if new.role == Role::Server => (1..)
-                .map(|number| format!("server{number}"))
-                .find(|candidate| {
-                    !in_cluster
-                        .iter()
-                        .any(|entry| entry.1 == Role::Server && &entry.2 == candidate)
-                })
-                .unwrap_or_default(),
-            None => new.role.cli_name().to_owned(),
+        let request = policy::PlacementRequest {
+            cluster: &cluster.name,
+            odb_on_one_host: cluster.odb.odb_type == OdbType::Sqlite
+                && cluster.odb.db_name.is_empty(),
+            role: new.role,
+            name: new.name.as_deref(),
+            host: &new.host,
+            port: new.port,
         };
-        if let Some(existing) = in_cluster
-            .iter()
-            .find(|entry| entry.1 == new.role && entry.2 == name)
-        {
-            return Err(StoreError::AlreadyExists {
+        let (name, port) = policy::place(&request, &placed).map_err(|refusal| match refusal {
+            policy::PlacementRefusal::Conflict(message) => StoreError::Conflict(message),
+            policy::PlacementRefusal::AlreadyExists(name) => StoreError::AlreadyExists {
                 kind: "component",
-                name: format!(
-                    "{} {name} of cluster {} (on host {})",
-                    new.role, cluster.name, existing.3
-                ),
-            });
-        }
-        let taken: Vec<u16> = on_host.iter().map(|entry| entry.4).collect();
-        let port = new
-            .port
-            .unwrap_or_else(|| muster_proto::zato::default_port(new.role, &taken));
-        if let Some(holder) = on_host.iter().find(|entry| entry.4 == port) {
-            return Err(StoreError::Conflict(format!(
-                "port {port} is already taken on host '{}' by {} {} of cluster {}",
-                new.host, holder.1, holder.2, holder.0
-            )));
-        }
+                name,
+            },
+        })?;
         let created_at_ms = now_ms();
         let load_balancer =
             (new.role == Role::LoadBalancer).then(|| new.load_balancer.clone().unwrap_or_default());
