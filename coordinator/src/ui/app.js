@@ -109,6 +109,11 @@ function renderCluster(cluster, components, hosts) {
       box.appendChild(element("p", `warning: host ${name} has not enrolled`, "warning"));
     }
   }
+  if (cluster.odbEmpty) {
+    box.appendChild(element("p", "warning: a server finds the cluster's ODB answering without " +
+      "the cluster (replaced by an empty one?); `muster apply` the cluster's file to rebuild it " +
+      "on the ODB (every server, the scheduler and the dashboard are created again)", "warning"));
+  }
   box.appendChild(element("h3", "Hosts"));
   box.appendChild(table(["HOST", "STATE", "ADDRESS", "GENERATION", "LAST SEEN"],
     [...names].sort().filter((n) => known.has(n)).map((n) => {
