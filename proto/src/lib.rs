@@ -26,6 +26,7 @@ pub mod haproxy;
 pub mod metrics;
 pub mod python;
 pub mod services;
+pub mod sql;
 pub mod token;
 pub mod user_conf;
 pub mod validate;

@@ -46,21 +46,7 @@ impl Connection {
     /// `text` with PostgreSQL's `$1`, `$2`, ... as MySQL's `?` where this is MySQL.
     fn sql(&self, text: &str) -> String {
         match self {
-            Connection::MySql(_) => {
-                let mut out = String::with_capacity(text.len());
-                let mut chars = text.chars().peekable();
-                while let Some(character) = chars.next() {
-                    if character == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-                        while chars.peek().is_some_and(char::is_ascii_digit) {
-                            chars.next();
-                        }
-                        out.push('?');
-                    } else {
-                        out.push(character);
-                    }
-                }
-                out
-            }
+            Connection::MySql(_) => muster_proto::sql::mysql_placeholders(text),
             _ => text.to_owned(),
         }
     }

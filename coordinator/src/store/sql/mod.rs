@@ -276,19 +276,7 @@ impl SqlStore {
         if self.dialect != Dialect::MySql {
             return query.to_owned();
         }
-        let mut converted = String::with_capacity(query.len());
-        let mut characters = query.chars().peekable();
-        while let Some(character) = characters.next() {
-            if character == '$' && characters.peek().is_some_and(char::is_ascii_digit) {
-                while characters.peek().is_some_and(char::is_ascii_digit) {
-                    characters.next();
-                }
-                converted.push('?');
-            } else {
-                converted.push(character);
-            }
-        }
-        converted
+        muster_proto::sql::mysql_placeholders(query)
     }
 
     fn seal(&self, cluster_id: &str, column: &str, value: &str) -> Result<String, StoreError> {

@@ -117,7 +117,8 @@ impl Odb {
         }
     }
 
-    /// `$N` placeholders become `?` for MySQL.
+    /// `query` with `$N` as `?` for MySQL. Its own copy of what `muster_proto::sql` does:
+    /// mock-zato stands for Zato and shares no code with Muster.
     pub(crate) fn sql(&self, query: &str) -> String {
         if self.dialect() != Dialect::MySql {
             return query.to_owned();
