@@ -397,9 +397,37 @@ pub(crate) async fn a_cluster_is_rebuilt_on_an_empty_odb_only_when_asked(backend
         .record_status(&server_b.id, report_of("10.0.0.2", serving))
         .await
         .unwrap();
-    assert!(store.get_cluster("prod").await.unwrap().servers_started);
-    let [server2] = plan(server_c).await.components.try_into().unwrap();
+    let cluster = store.get_cluster("prod").await.unwrap();
+    assert!(cluster.servers_started);
+    assert_eq!(cluster.scheduler_target, "server1");
+    let [server2] = plan(server_c.clone()).await.components.try_into().unwrap();
     assert_eq!(server2.hold, "", "then the others");
+
+    // Later, a server still on the older revision during a deployment stays healthy: server2
+    // coming up with the new one moves nothing.
+    let (newer, _) = store
+        .set_services(
+            "prod",
+            &[v1::ServiceFile {
+                name: "orders.py".to_owned(),
+                content: "x = 2\n".to_owned(),
+                ..Default::default()
+            }],
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let mut second = server("server2", true, 1, false);
+    second.services_revision = newer;
+    store
+        .record_status(&server_c.id, report_of("10.0.0.3", second))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_cluster("prod").await.unwrap().scheduler_target,
+        "server1",
+        "the scheduler stays"
+    );
 }
 
 /// The host that ran a cluster's bootstrap removed (`host remove --force`, as a scale-in does):

@@ -640,9 +640,10 @@ impl SqlStore {
     /// the only ones it holds), and the server its scheduler points at
     /// ([`policy::scheduler_target`]; a change bumps the cluster's hosts). The servers' start and
     /// each move of the scheduler are recorded as events. A server counts as healthy here only
-    /// under the cluster's current ODB generation and, after a rebuild on an empty ODB, once it
-    /// runs the cluster's services: the servers of the older generation, which serve meanwhile,
-    /// are created again only when a new one can take their requests.
+    /// under the cluster's current ODB generation and, while a rebuild on an empty ODB waits for
+    /// its first server, once it runs the cluster's services: the servers of the older
+    /// generation, which serve meanwhile, are created again only when a new one can take their
+    /// requests. (Later, a server running an older revision during a deployment is healthy.)
     pub(super) async fn replan_cluster(
         &self,
         transaction: &mut PoolConnection<Any>,
@@ -652,7 +653,8 @@ impl SqlStore {
         let sql = self.sql(
             "SELECT a.role, a.name, a.host_name, h.state, h.drained,
                  CASE WHEN s.odb_epoch <> c.odb_epoch THEN 0
-                      WHEN c.odb_epoch > 0 AND c.services_revision <> ''
+                      WHEN c.odb_epoch > 0 AND c.servers_started = 0
+                          AND c.services_revision <> ''
                           AND s.services_revision <> c.services_revision THEN 0
                       ELSE s.healthy END AS healthy
              FROM assignments a
