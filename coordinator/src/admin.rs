@@ -1055,18 +1055,7 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         cluster: assignment.cluster.clone(),
         role: assignment.role,
         name: assignment.name.clone(),
-        state: String::new(),
-        healthy: false,
-        last_error: String::new(),
-        restarts: 0,
-        backends: Vec::new(),
-        services_revision: String::new(),
-        config_revision: String::new(),
-        python_revision: String::new(),
-        python_installed: String::new(),
-        user_conf_revision: String::new(),
-        odb_epoch: 0,
-        odb_empty: false,
+        ..ComponentStatus::default()
     });
     v1::ComponentAssignment {
         cluster: assignment.cluster,

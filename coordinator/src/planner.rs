@@ -713,16 +713,8 @@ mod tests {
             name: "server2".to_owned(),
             state: state.to_owned(),
             healthy,
-            last_error: String::new(),
-            restarts: 0,
-            backends: Vec::new(),
-            services_revision: String::new(),
-            config_revision: String::new(),
-            python_revision: String::new(),
-            python_installed: String::new(),
-            user_conf_revision: String::new(),
             odb_epoch,
-            odb_empty: false,
+            ..Default::default()
         };
         let hold = |status: Option<crate::store::ComponentStatus>,
                     change: &dyn Fn(&mut PlanInputs)| {

@@ -45,11 +45,10 @@ pub struct Local {
     pub python: super::python::PythonLocal,
     /// A server's user-config files.
     pub user_conf: super::user_conf::UserConfLocal,
-    /// A server's: when its agent last looked for the cluster's row in the ODB, whether the ODB
-    /// answered without it, and the ODB as its messages name it ([`super::rebuild`]).
+    /// A server's: when its agent last looked for the cluster's row in the ODB, and whether the
+    /// ODB answered without it ([`super::rebuild`]).
     pub odb_checked_at: Option<Instant>,
     pub odb_empty: bool,
-    pub odb_described: String,
 }
 
 /// What the agent knows of the configuration it imports.

@@ -101,16 +101,16 @@ impl Reconciler {
         if role_of(component) != Role::Server {
             return;
         }
+        let (settings, password, default_sqlite) = self.odb_parts(component);
+        let odb = zato::odb::Odb {
+            settings: &settings,
+            password: &password,
+            default_sqlite: &default_sqlite,
+        };
         if local
             .odb_checked_at
             .is_none_or(|at| at.elapsed() >= ODB_CHECK)
         {
-            let (settings, password, default_sqlite) = self.odb_parts(component);
-            let odb = zato::odb::Odb {
-                settings: &settings,
-                password: &password,
-                default_sqlite: &default_sqlite,
-            };
             match odb.cluster_exists(&component.cluster).await {
                 Ok(exists) => {
                     if !exists && !local.odb_empty {
@@ -124,7 +124,6 @@ impl Reconciler {
                 }
             }
             local.odb_checked_at = Some(Instant::now());
-            local.odb_described = odb.describe();
         }
         if local.odb_empty {
             local.last_error = format!(
@@ -132,7 +131,8 @@ impl Reconciler {
                  or its tables were dropped. This server runs on with what it loaded; `muster \
                  apply` the cluster's file to rebuild the cluster on it (every server, the \
                  scheduler and the dashboard are created again)",
-                local.odb_described, component.cluster
+                odb.describe(),
+                component.cluster
             );
         }
     }

@@ -321,8 +321,8 @@ pub struct Assignment {
     pub status: Option<ComponentStatus>,
 }
 
-/// What an agent reported of one component (or bootstrap task).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an agent reported of one component (or bootstrap task); `Default` is nothing reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ComponentStatus {
     pub cluster: String,
     pub role: Role,

@@ -256,16 +256,9 @@ pub(crate) async fn a_cluster_is_rebuilt_on_an_empty_odb_only_when_asked(backend
         name: name.to_owned(),
         state: if healthy { "running" } else { "creating" }.to_owned(),
         healthy,
-        last_error: String::new(),
-        restarts: 0,
-        backends: Vec::new(),
-        services_revision: String::new(),
-        config_revision: String::new(),
-        python_revision: String::new(),
-        python_installed: String::new(),
-        user_conf_revision: String::new(),
         odb_epoch: epoch,
         odb_empty: empty,
+        ..ComponentStatus::default()
     };
     let report_of = |address: &str, component: ComponentStatus| {
         let mut report = report(1, address, Vec::new());
