@@ -1029,6 +1029,7 @@ async fn read_python_pieces(
             }
             wheels.push(v1::PythonWheel {
                 name: piece.wheel_name.clone(),
+                package: piece.wheel_package,
                 ..Default::default()
             });
         }

@@ -131,12 +131,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 fn valid_env_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 100
-        && !name.starts_with(|character: char| character.is_ascii_digit())
-        && name
-            .chars()
-            .all(|character| character.is_ascii_alphanumeric() || character == '_')
+    crate::validate::python_identifier(name)
 }
 
 /// The names of the placeholders `text` uses, in order of first use; those on YAML comment

@@ -24,6 +24,7 @@ pub mod docs;
 pub mod files;
 pub mod haproxy;
 pub mod metrics;
+pub mod package;
 pub mod python;
 pub mod services;
 pub mod sql;

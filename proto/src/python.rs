@@ -48,6 +48,24 @@ pub enum Refused {
     TooLargeInAll(usize),
     #[error("a wheelhouse without requirements installs nothing: give the requirements too")]
     WheelsWithoutRequirements,
+    #[error(
+        "package {0:?}: not a Python package name (letters, digits, `_`; not starting with a digit)"
+    )]
+    PackageName(String),
+    #[error("package {package:?}: {path:?}: {reason}")]
+    PackageFile {
+        package: String,
+        path: String,
+        reason: String,
+    },
+    #[error("package {0:?} has no __init__.py: a package is a directory with one")]
+    PackageWithoutInit(String),
+    #[error("package {package:?}: {what}")]
+    PackageTooLarge { package: String, what: String },
+    #[error("wheel {0:?} is marked as a package but is not one as Muster builds them")]
+    NotAPackageWheel(String),
+    #[error("package {0:?} is given twice")]
+    PackageTwice(String),
 }
 
 /// A requirement's package name, lowercased with `_` and `.` as `-` (PEP 503), when `line` is
@@ -170,9 +188,11 @@ pub fn checked_wheels(
     if wheels.is_empty() {
         return Ok(Vec::new());
     }
-    if required.is_empty() {
+    // A package is installed by its path; the wheelhouse's wheels only as requirements name them.
+    if required.is_empty() && wheels.iter().any(|wheel| !wheel.package) {
         return Err(Refused::WheelsWithoutRequirements);
     }
+    let mut packages = std::collections::BTreeSet::new();
     if wheels.len() > MAX_WHEELS {
         return Err(Refused::TooManyWheels(wheels.len()));
     }
@@ -195,12 +215,19 @@ pub fn checked_wheels(
         if !wheel.content.starts_with(b"PK\x03\x04") {
             return Err(Refused::NotAWheel(wheel.name.clone()));
         }
+        if wheel.package {
+            let (name, _) = crate::package::files(wheel)?;
+            if !packages.insert(name.clone()) {
+                return Err(Refused::PackageTwice(name));
+            }
+        }
         total += wheel.content.len();
         checked.push(PythonWheel {
             name: wheel.name.clone(),
             sha256: sha256_bytes(&wheel.content),
             size: wheel.content.len() as u64,
             content: wheel.content.clone(),
+            package: wheel.package,
         });
     }
     if total > MAX_TOTAL_BYTES {
@@ -210,15 +237,37 @@ pub fn checked_wheels(
     Ok(checked)
 }
 
+/// What a set of Python dependencies holds, for people: `N requirement(s): A, B; N wheel(s)`
+/// (`requirements` their names), and `; package(s): billing` when it has packages.
+pub fn summary(requirements: &[String], wheels: &[PythonWheel]) -> String {
+    let packages: Vec<&str> = wheels
+        .iter()
+        .filter(|wheel| wheel.package)
+        .map(|wheel| wheel.name.split('-').next().unwrap_or_default())
+        .collect();
+    let mut summary = format!("{} requirement(s)", requirements.len());
+    if !requirements.is_empty() {
+        summary.push_str(&format!(": {}", requirements.join(", ")));
+    }
+    summary.push_str(&format!("; {} wheel(s)", wheels.len() - packages.len()));
+    if !packages.is_empty() {
+        summary.push_str(&format!("; package(s): {}", packages.join(", ")));
+    }
+    summary
+}
+
 /// The revision of a set of Python dependencies: the SHA-256 of the requirements' hash and the
-/// wheels' `NAME SHA256` lines; empty for none.
+/// wheels' `wheel NAME SHA256` lines (`package NAME SHA256` for a package's); empty for none.
 pub fn revision(requirements: &str, wheels: &[PythonWheel]) -> String {
     if requirements.trim().is_empty() && wheels.is_empty() {
         return String::new();
     }
     let mut lines: Vec<String> = wheels
         .iter()
-        .map(|wheel| format!("wheel {} {}\n", wheel.name, wheel.sha256))
+        .map(|wheel| {
+            let kind = if wheel.package { "package" } else { "wheel" };
+            format!("{kind} {} {}\n", wheel.name, wheel.sha256)
+        })
         .collect();
     lines.sort();
     lines.insert(0, format!("requirements {}\n", sha256(requirements)));

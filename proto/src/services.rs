@@ -35,15 +35,8 @@ pub enum Refused {
 /// Whether `name` is `NAME.py` with NAME a Python identifier of ASCII letters, digits and `_`:
 /// what Zato imports a deployed file as, and never a path.
 pub fn valid_name(name: &str) -> bool {
-    let Some(module) = name.strip_suffix(".py") else {
-        return false;
-    };
-    !module.is_empty()
-        && module.len() <= 100
-        && !module.starts_with(|character: char| character.is_ascii_digit())
-        && module
-            .chars()
-            .all(|character| character.is_ascii_alphanumeric() || character == '_')
+    name.strip_suffix(".py")
+        .is_some_and(crate::validate::python_identifier)
 }
 
 /// The lowercase hex SHA-256 of `content` (what Zato records of a deployed module).

@@ -44,6 +44,17 @@ pub fn is_bidi_control(character: char) -> bool {
 
 const NAME_MAX: usize = 63;
 
+/// Whether `value` is a Python identifier of ASCII letters, digits and `_`, not starting with a
+/// digit, at most 100 characters: a module's, a package's or an enmasse env value's name.
+pub fn python_identifier(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 100
+        && !value.starts_with(|character: char| character.is_ascii_digit())
+        && value
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || character == '_')
+}
+
 /// A cluster, host, server or component name: 1 to 63 of `A-Z a-z 0-9 . _ -`, starting with a
 /// letter or digit.
 pub fn name(field: &'static str, value: &str) -> Result<(), Invalid> {

@@ -537,6 +537,43 @@ async fn python_when(
     server_rows_when(coordinator, "shop", what, row, check).await
 }
 
+/// The directory of the cluster `shop`'s server on the host of `agent`.
+fn shop_server_dir(agent: &Agent) -> std::path::PathBuf {
+    std::fs::read_dir(agent.components_dir.join("shop"))
+        .unwrap()
+        .flatten()
+        .find(|entry| entry.file_name().to_string_lossy().starts_with("server-"))
+        .unwrap()
+        .path()
+}
+
+/// Waits for every server of `shop` to report a Python dependencies revision that did not
+/// install with a reason saying `says`, and checks that each runs on with revision `first`.
+async fn python_refused_everywhere(coordinator: &Coordinator, first: &str, says: &str) {
+    let servers = python_when(coordinator, says, |servers| {
+        servers
+            .iter()
+            .all(|(_, _, _, reason)| reason.contains(says))
+    })
+    .await;
+    for (name, python, _, reason) in &servers {
+        assert_eq!(
+            *python, first,
+            "{name} runs with the revision it had: {reason}"
+        );
+    }
+    let listed = coordinator.json(&["component", "list", "--cluster", "shop"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|component| component["role"] == "server")
+            .all(|component| component["state"] == "running"),
+        "{listed}"
+    );
+}
+
 #[tokio::test]
 async fn python_dependencies_are_installed_beside_every_server_and_one_that_does_not_install_keeps_the_old_ones()
  {
@@ -616,7 +653,7 @@ async fn python_dependencies_are_installed_beside_every_server_and_one_that_does
     std::fs::write(&file, &with_python).unwrap();
     let plan = coordinator.ok(&["apply", "-f", path, "--dry-run"]);
     assert!(
-        plan.contains("+ python ") && plan.contains("(1 requirement(s), 1 wheel(s))"),
+        plan.contains("+ python ") && plan.contains("(1 requirement(s): inflection; 1 wheel(s))"),
         "{plan}"
     );
     coordinator.ok(&["apply", "-f", path]);
@@ -640,12 +677,7 @@ async fn python_dependencies_are_installed_beside_every_server_and_one_that_does
     )
     .await;
     for agent in &agents {
-        let server = std::fs::read_dir(agent.components_dir.join("shop"))
-            .unwrap()
-            .flatten()
-            .find(|entry| entry.file_name().to_string_lossy().starts_with("server-"))
-            .unwrap()
-            .path();
+        let server = shop_server_dir(agent);
         assert!(
             server
                 .join(format!("muster-python/{first}/inflection/__init__.py"))
@@ -678,20 +710,8 @@ async fn python_dependencies_are_installed_beside_every_server_and_one_that_does
     // they had.
     std::fs::write(python.join("requirements.txt"), "inflection==9.9\n").unwrap();
     coordinator.ok(&["apply", "-f", path]);
-    let servers = python_when(
-        &coordinator,
-        "the failed install to be reported",
-        |servers| {
-            servers
-                .iter()
-                .all(|(_, _, _, reason)| reason.contains("did not install"))
-        },
-    )
-    .await;
-    for (name, python, _, reason) in &servers {
-        assert_eq!(*python, first, "{name} runs with the revision it had");
-        assert!(reason.contains("inflection==9.9"), "{name}: {reason}");
-    }
+    python_refused_everywhere(&coordinator, &first, "did not install").await;
+    python_refused_everywhere(&coordinator, &first, "inflection==9.9").await;
     craft_wheel(&wheelhouse, "pip", "0.0.1");
     std::fs::write(
         python.join("requirements.txt"),
@@ -699,29 +719,203 @@ async fn python_dependencies_are_installed_beside_every_server_and_one_that_does
     )
     .unwrap();
     coordinator.ok(&["apply", "-f", path]);
-    let servers = python_when(&coordinator, "the conflict to be reported", |servers| {
-        servers
-            .iter()
-            .all(|(_, _, _, reason)| reason.contains("would replace Zato's own"))
-    })
+    python_refused_everywhere(
+        &coordinator,
+        &first,
+        "the requirements bring pip 0.0.1, but Zato runs pip ",
+    )
     .await;
-    for (name, python, _, reason) in &servers {
-        assert_eq!(*python, first, "{name} runs with the revision it had");
-        assert!(
-            reason.contains("the requirements bring pip 0.0.1, but Zato runs pip "),
-            "{name}: {reason}"
-        );
-    }
-    let listed = coordinator.json(&["component", "list", "--cluster", "shop"]);
+}
+
+/// A module of the cluster's services that imports its package `pricing`.
+const CHECKOUT: &str = "from pricing.tax import rate\n\nfrom zato.server.service import Service\n\n\
+                        class Checkout(Service):\n    name = 'checkout.total'\n\n    def handle(self):\n        \
+                        self.response.payload = {'total': 100 * (1 + rate('NL'))}\n";
+
+#[tokio::test]
+async fn a_python_package_reaches_every_servers_import_path_and_one_that_does_not_import_is_reported()
+ {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut network = Network::create();
+    let coord = network.add_host("coord");
+    let coordinator = Coordinator::start_on(&coord, scratch.path(), None, &[]).await;
+    let hosts: Vec<_> = ["pkg-1", "pkg-2"]
+        .into_iter()
+        .map(|name| network.add_host(name))
+        .collect();
+    let odb = scratch.path().join("shop.db");
+    let services = scratch.path().join("services");
+    std::fs::create_dir(&services).unwrap();
+    std::fs::write(services.join("checkout.py"), CHECKOUT).unwrap();
+    // The package: a directory with __init__.py, a sub-package, relative imports.
+    let package = scratch.path().join("lib/pricing");
+    std::fs::create_dir_all(package.join("rules")).unwrap();
+    std::fs::write(package.join("__init__.py"), "").unwrap();
+    std::fs::write(
+        package.join("tax.py"),
+        "from .rules import RATES\n\n\ndef rate(country):\n    return RATES[country]\n",
+    )
+    .unwrap();
+    std::fs::write(package.join("rules/__init__.py"), "RATES = {'NL': 0.21}\n").unwrap();
+    let file = scratch.path().join("shop.toml");
+    let cluster = format!(
+        "[cluster]\nname = \"shop\"\n\n[cluster.odb]\ntype = \"sqlite\"\ndb_name = \"{}\"\n\n\
+         [[servers]]\nhost = \"pkg-1\"\n\n[[servers]]\nhost = \"pkg-2\"\n\n\
+         [services]\npaths = [\"services\"]\n\n[python]\npackages = [\"lib/pricing\"]\n",
+        odb.display()
+    );
+    std::fs::write(&file, &cluster).unwrap();
+    let path = file.to_str().unwrap();
+
+    // A package directory inside the services' directory is refused, pointing at [python];
+    // a file in a package that is not a module likewise, named; nothing is created.
+    std::fs::create_dir(services.join("helpers")).unwrap();
+    let refused = coordinator.muster(&["apply", "-f", path]);
+    assert!(!refused.status.success());
     assert!(
-        listed
+        text(&refused.stderr).contains("helpers: a directory inside a services directory")
+            && text(&refused.stderr).contains("[python] packages"),
+        "{}",
+        text(&refused.stderr)
+    );
+    std::fs::remove_dir(services.join("helpers")).unwrap();
+    std::fs::write(package.join("notes.txt"), "x").unwrap();
+    let refused = coordinator.muster(&["apply", "-f", path]);
+    assert!(
+        text(&refused.stderr).contains("pricing/notes.txt: not a Python module"),
+        "{}",
+        text(&refused.stderr)
+    );
+    std::fs::remove_file(package.join("notes.txt")).unwrap();
+    assert!(
+        coordinator
+            .json(&["cluster", "list"])
             .as_array()
             .unwrap()
-            .iter()
-            .filter(|component| component["role"] == "server")
-            .all(|component| component["state"] == "running"),
-        "{listed}"
+            .is_empty(),
+        "nothing was created"
     );
+
+    let plan = coordinator.ok(&["apply", "-f", path, "--dry-run"]);
+    assert!(
+        plan.contains("+ python ")
+            && plan.contains("(0 requirement(s); 0 wheel(s); package(s): pricing)"),
+        "{plan}"
+    );
+    coordinator.ok(&["apply", "-f", path]);
+    let shown = coordinator.json(&["cluster", "show", "shop"]);
+    let first = shown["python_revision"].as_str().unwrap().to_owned();
+    let services_revision = shown["services_revision"].as_str().unwrap().to_owned();
+    assert!(
+        shown["python_packages"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("pricing-0+muster."),
+        "{shown}"
+    );
+    let token = coordinator.join_token("shop", &[], 2);
+    let mut agents = Vec::new();
+    for host in &hosts {
+        let mut agent = Agent::configure_on_by_name(host, scratch.path(), &coordinator, &token);
+        agent.start();
+        agents.push(agent);
+    }
+    // Installed beside every server, without an index or a wheelhouse; the module that imports
+    // it deploys everywhere.
+    python_when(
+        &coordinator,
+        "both servers to run with the package and the services",
+        |servers| {
+            servers.len() == 2
+                && servers.iter().all(|(_, python, services, reason)| {
+                    *python == first && *services == services_revision && reason.is_empty()
+                })
+        },
+    )
+    .await;
+    for agent in &agents {
+        let server = shop_server_dir(agent);
+        assert_eq!(
+            std::fs::read_to_string(server.join(format!("muster-python/{first}/pricing/tax.py")))
+                .unwrap(),
+            std::fs::read_to_string(package.join("tax.py")).unwrap(),
+            "installed beside {}",
+            server.display()
+        );
+    }
+
+    // The same files are the same revision: applied again, or written back by `muster get
+    // --dir` and applied from there, nothing changes (no server restarts).
+    let plan = coordinator.ok(&["apply", "-f", path, "--dry-run"]);
+    assert!(
+        plan.contains(&format!("= python {}", &first[..12])),
+        "{plan}"
+    );
+    let exported = scratch.path().join("exported");
+    coordinator.ok(&[
+        "get",
+        "cluster",
+        "shop",
+        "--dir",
+        exported.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(exported.join("python/packages/pricing/rules/__init__.py"))
+            .unwrap(),
+        "RATES = {'NL': 0.21}\n"
+    );
+    let written = std::fs::read_to_string(exported.join("cluster.toml")).unwrap();
+    assert!(
+        written.contains("packages = [\"python/packages/pricing\"]")
+            && !written.contains("requirements ="),
+        "{written}"
+    );
+    let plan = coordinator.ok(&[
+        "apply",
+        "-f",
+        exported.join("cluster.toml").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(
+        plan.contains(&format!("= python {}", &first[..12])),
+        "{plan}"
+    );
+
+    // A package that does not import (a syntax error in one of its modules) is reported with
+    // Python's line, imported with Zato's Python before any server loads it; the servers run
+    // on with the revision they had.
+    std::fs::write(package.join("tax.py"), "def rate(country:\n    return 0\n").unwrap();
+    coordinator.ok(&["apply", "-f", path]);
+    python_refused_everywhere(
+        &coordinator,
+        &first,
+        "package pricing does not import: pricing/tax.py, line 1: SyntaxError",
+    )
+    .await;
+    // A package named like a module Python already has would hide it: refused, named.
+    std::fs::write(
+        package.join("tax.py"),
+        "from .rules import RATES\n\n\ndef rate(country):\n    return RATES[country]\n",
+    )
+    .unwrap();
+    let json = scratch.path().join("lib/json");
+    std::fs::create_dir_all(&json).unwrap();
+    std::fs::write(json.join("__init__.py"), "").unwrap();
+    std::fs::write(
+        &file,
+        cluster.replace(
+            "packages = [\"lib/pricing\"]",
+            "packages = [\"lib/pricing\", \"lib/json\"]",
+        ),
+    )
+    .unwrap();
+    coordinator.ok(&["apply", "-f", path]);
+    python_refused_everywhere(
+        &coordinator,
+        &first,
+        "package json has the name of a module Zato's Python already has",
+    )
+    .await;
 }
 
 /// A user-config file's secret.

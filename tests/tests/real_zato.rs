@@ -1611,8 +1611,9 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         assert!(answer.contains("'version': 'v2'"), "{host}: {answer}");
     }
 
-    // The Python dependencies on three servers: installed beside each from the wheelhouse and
-    // loaded one restart at a time, no request failing. Then a module that imports them, a REST
+    // The Python dependencies on three servers, a requirement from the wheelhouse and the
+    // example's own package (`pricing`, relative imports inside): installed beside each and
+    // loaded one restart at a time, no request failing. Then a module that imports both, a REST
     // channel of it behind basic auth (the password from the env file) and a scheduler job that
     // calls it every two seconds, from one enmasse file.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/examples/python");
@@ -1626,6 +1627,8 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
         example.join("requirements.txt").to_str().unwrap(),
         "--wheelhouse",
         example.join("wheelhouse").to_str().unwrap(),
+        "--package",
+        example.join("packages/pricing").to_str().unwrap(),
     ])["revision"]
         .as_str()
         .unwrap()
@@ -1664,9 +1667,11 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
     );
     std::fs::write(
         &orders,
-        "import inflection\n\nfrom zato.server.service import Service\n\n\
+        "import inflection\nfrom pricing.tax import with_tax\n\n\
+         from zato.server.service import Service\n\n\
          class Orders(Service):\n    name = 'muster.orders.get'\n\n    def handle(self):\n        \
-         self.response.payload = {'version': inflection.camelize('v3_with_inflection')}\n",
+         self.response.payload = {'version': inflection.camelize('v3_with_inflection'), \
+         'total': with_tax(100, 'NL')}\n",
     )
     .unwrap();
     let third = deploy();
@@ -1720,7 +1725,10 @@ async fn a_distributed_real_cluster_on_postgresql_reuses_names_and_survives_a_ki
     for _ in 0..30 {
         let (status, _, body) = call(Some(&format!("orders:{password}")));
         assert_eq!(status, 200, "{body}");
-        assert!(body.contains("V3WithInflection"), "{body}");
+        assert!(
+            body.contains("V3WithInflection") && body.contains("121.0"),
+            "the requirement and the package: {body}"
+        );
     }
     let after = traffic::haproxy_sessions(&site.stats_socket());
     for server in ["server1", "server2", "server3"] {

@@ -220,11 +220,17 @@ impl Reconciler {
         ];
         if !component.python_wheels.is_empty() {
             let wheelhouse = self.wheelhouse(component, &base)?;
-            // From the cluster's wheels only: no index, and none of the host's pip settings
-            // (`PIP_FIND_LINKS`, pip.conf) adding other places.
-            args.insert(2, "--isolated".into());
-            args.push("--no-index".into());
-            args.push(format!("--find-links={}", wheelhouse.display()));
+            if component.python_wheels.iter().any(|wheel| !wheel.package) {
+                // From the cluster's wheels only: no index, and none of the host's pip settings
+                // (`PIP_FIND_LINKS`, pip.conf) adding other places.
+                args.insert(2, "--isolated".into());
+                args.push("--no-index".into());
+                args.push(format!("--find-links={}", wheelhouse.display()));
+            }
+            // The cluster's packages, by their paths (with or without an index).
+            for wheel in component.python_wheels.iter().filter(|wheel| wheel.package) {
+                args.push(wheelhouse.join(&wheel.name).display().to_string());
+            }
         }
         tracing::info!(component = %component.name, revision = %revision, "installing Python dependencies");
         let output = self
@@ -233,6 +239,9 @@ impl Reconciler {
             .map_err(|error| format!("Python dependencies {short} did not install: {error}"))?;
         tracing::debug!(output = %output, "pip install");
         self.check_against_zato(&partial)
+            .await
+            .map_err(|error| format!("Python dependencies {short}: {error}"))?;
+        self.check_packages(component, &partial)
             .await
             .map_err(|error| format!("Python dependencies {short}: {error}"))?;
         std::fs::write(partial.join(COMPLETE), revision)
@@ -294,6 +303,80 @@ impl Reconciler {
             }
         }
         Ok(())
+    }
+
+    /// Imports every module of the cluster's packages, installed in `target`, with Zato's Python
+    /// before any server loads them: a package that does not import (a syntax error, a missing
+    /// dependency) is refused with Python's error and line, and the servers go on with what they
+    /// had. A package named like a module Zato's Python already has is refused too: it would hide
+    /// that module (or be hidden by it).
+    async fn check_packages(&self, component: &Component, target: &Path) -> Result<(), String> {
+        const CHECK: &str = r#"
+import importlib, importlib.util, json, os, pkgutil, sys, traceback
+
+target, names = sys.argv[1], sys.argv[2:]
+
+def say(text):
+    print(json.dumps(text))
+    sys.exit(0)
+
+for name in names:
+    if importlib.util.find_spec(name) is not None:
+        say(f"package {name} has the name of a module Zato's Python already has: rename it")
+
+sys.path.insert(0, target)
+
+def reraise(name):
+    raise
+
+for name in names:
+    try:
+        package = importlib.import_module(name)
+        for found in pkgutil.walk_packages(package.__path__, name + '.', onerror=reraise):
+            importlib.import_module(found.name)
+    except BaseException as error:
+        if isinstance(error, SyntaxError) and error.filename:
+            where, line, text = error.filename, error.lineno, error.msg
+        else:
+            frames = traceback.extract_tb(error.__traceback__)
+            ours = [f for f in frames if f.filename.startswith(target + os.sep)] or frames
+            where, line, text = ours[-1].filename, ours[-1].lineno, str(error)
+        if where.startswith(target + os.sep):
+            where = os.path.relpath(where, target)
+        say(f'package {name} does not import: {where}, line {line}: {type(error).__name__}: {text}')
+
+say('')
+"#;
+        let names: Vec<String> = component
+            .python_wheels
+            .iter()
+            .filter(|wheel| wheel.package)
+            .map(|wheel| wheel.name.split('-').next().unwrap_or_default().to_owned())
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        if let Some(name) = names
+            .iter()
+            .find(|name| !muster_proto::package::valid_name(name))
+        {
+            return Err(format!("refused: package {name:?} is not a Python name"));
+        }
+        let mut args = vec![
+            "-I".to_owned(),
+            "-c".to_owned(),
+            CHECK.to_owned(),
+            target.display().to_string(),
+        ];
+        args.extend(names);
+        let output = self.run_python(&args, Path::new("/")).await?;
+        let verdict: String = serde_json::from_str(output.lines().last().unwrap_or_default())
+            .map_err(|error| format!("cannot read the check of the packages: {error}"))?;
+        if verdict.is_empty() {
+            Ok(())
+        } else {
+            Err(verdict)
+        }
     }
 
     async fn distributions(

@@ -82,9 +82,11 @@ pub(super) struct ClusterView {
     pub(super) config_env_names: Vec<String>,
     /// The revision of its Python dependencies; empty when it has none.
     pub(super) python_revision: String,
-    /// Their requirements (the text) and wheels (file names).
+    /// Their requirements (the text), wheels (file names) and packages (the wheels Muster built
+    /// of them).
     pub(super) python_requirements: String,
     pub(super) python_wheels: Vec<String>,
+    pub(super) python_packages: Vec<String>,
     /// The revision of its user-config files, and their names (never their content).
     pub(super) user_conf_revision: String,
     pub(super) user_conf_files: Vec<String>,
@@ -125,7 +127,14 @@ impl From<v1::Cluster> for ClusterView {
             python_requirements: cluster.python_requirements,
             python_wheels: cluster
                 .python_wheels
+                .iter()
+                .filter(|wheel| !wheel.package)
+                .map(|wheel| wheel.name.clone())
+                .collect(),
+            python_packages: cluster
+                .python_wheels
                 .into_iter()
+                .filter(|wheel| wheel.package)
                 .map(|wheel| wheel.name)
                 .collect(),
             user_conf_revision: cluster.user_conf_revision,
@@ -457,11 +466,21 @@ pub(super) async fn cluster_command(
                                 &cluster.python_requirements,
                             )
                             .unwrap_or_default();
+                            let packages: Vec<&str> = cluster
+                                .python_packages
+                                .iter()
+                                .map(|wheel| wheel.split('-').next().unwrap_or_default())
+                                .collect();
                             format!(
-                                "revision {} (requirements: {}; {} wheel(s))",
+                                "revision {} (requirements: {}; {} wheel(s); packages: {})",
                                 muster_proto::services::short(&cluster.python_revision),
                                 names.join(", "),
-                                cluster.python_wheels.len()
+                                cluster.python_wheels.len(),
+                                if packages.is_empty() {
+                                    "none".to_owned()
+                                } else {
+                                    packages.join(", ")
+                                }
                             )
                         },
                     ),

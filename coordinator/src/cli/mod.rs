@@ -110,13 +110,19 @@ enum Command {
         env_file: Option<PathBuf>,
         /// Set the cluster's Python dependencies instead: a pip requirements file (one
         /// `NAME[EXTRAS] SPECIFIERS` per line). Every server installs them beside itself before
-        /// it starts; running servers restart one at a time to load them.
+        /// it starts; running servers restart one at a time to load them. The whole set: with
+        /// --wheelhouse and --package, what is left out is removed.
         #[arg(long)]
         requirements: Option<PathBuf>,
         /// With --requirements: a directory of wheels to install them from, for hosts without a
         /// package index.
         #[arg(long)]
         wheelhouse: Option<PathBuf>,
+        /// Python packages the services import (each a directory with an `__init__.py`),
+        /// installed with the Python dependencies onto every server's import path; with
+        /// --requirements when the cluster has requirements (the whole set is set).
+        #[arg(long, num_args = 1..)]
+        package: Vec<PathBuf>,
         /// Set the cluster's user-config files instead (NAME.ini or NAME.conf, what services read
         /// as `self.config.NAME`), the whole set. Their content is secret: sealed, never shown.
         /// Every server's agent writes them and loads them into its running server.
@@ -351,6 +357,7 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
             env_file,
             requirements,
             wheelhouse,
+            package,
             user_conf,
         } => {
             let what = Deploy {
@@ -359,6 +366,7 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
                 env_file,
                 requirements,
                 wheelhouse,
+                packages: package,
                 user_conf,
             };
             deploy_command(cluster, what, connection, json, out).await

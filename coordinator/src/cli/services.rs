@@ -31,8 +31,9 @@ pub(super) fn read_modules(
                 if inside.is_dir() {
                     return Err(refuse(
                         &inside,
-                        "a directory inside a services directory (Python packages are not \
-                         deployed yet: give modules)"
+                        "a directory inside a services directory: a Python package the services \
+                         import goes with the Python dependencies ([python] packages, or muster \
+                         deploy --package DIR), onto every server's import path"
                             .to_owned(),
                     ));
                 }
@@ -143,21 +144,26 @@ pub(super) fn read_user_conf(
         .map_err(|refused| CliError::Usage(format!("{place}: {refused}")))
 }
 
-/// Reads a requirements file and, when given, a wheelhouse (a directory of `*.whl`; anything
-/// else in it is refused, named), and checks them together.
+/// Reads a requirements file (none: no requirements) and, when given, a wheelhouse (a directory
+/// of `*.whl`; anything else in it is refused, named) and package directories (each built into
+/// its wheel, [`read_package`]), and checks them together.
 pub(super) fn read_python(
-    requirements: &Path,
+    requirements: Option<&Path>,
     wheelhouse: Option<&Path>,
+    packages: &[PathBuf],
     place: &str,
 ) -> Result<(String, Vec<v1::PythonWheel>), CliError> {
     let refuse = |path: &Path, reason: String| {
         CliError::Usage(format!("{place}: {}: {reason}", path.display()))
     };
-    let text = muster_proto::files::read_regular(
-        requirements,
-        muster_proto::python::MAX_REQUIREMENTS_BYTES as u64,
-    )
-    .map_err(|error| refuse(requirements, muster_proto::daemon::error_chain(&error)))?;
+    let text = match requirements {
+        Some(requirements) => muster_proto::files::read_regular(
+            requirements,
+            muster_proto::python::MAX_REQUIREMENTS_BYTES as u64,
+        )
+        .map_err(|error| refuse(requirements, muster_proto::daemon::error_chain(&error)))?,
+        None => String::new(),
+    };
     let mut wheels = Vec::new();
     if let Some(directory) = wheelhouse {
         let entries =
@@ -200,9 +206,82 @@ pub(super) fn read_python(
             });
         }
     }
+    for package in packages {
+        wheels.push(read_package(package, place)?);
+    }
     let wheels = muster_proto::python::checked_wheels(&text, &wheels)
         .map_err(|refused| CliError::Usage(format!("{place}: {refused}")))?;
     Ok((text, wheels))
+}
+
+/// Reads the Python package in `directory` (named by the directory; it has an `__init__.py`):
+/// every `*.py` in it and in its directories, `__pycache__` skipped and anything else refused,
+/// named; built into the wheel Muster carries it as ([`muster_proto::package`]).
+fn read_package(directory: &Path, place: &str) -> Result<v1::PythonWheel, CliError> {
+    let refuse = |path: &Path, reason: String| {
+        CliError::Usage(format!("{place}: {}: {reason}", path.display()))
+    };
+    let metadata =
+        std::fs::metadata(directory).map_err(|error| refuse(directory, error.to_string()))?;
+    if !metadata.is_dir() {
+        return Err(refuse(
+            directory,
+            "not a directory: a package is a directory with an __init__.py".to_owned(),
+        ));
+    }
+    let name = directory
+        .canonicalize()
+        .ok()
+        .and_then(|path| {
+            path.file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let mut files = Vec::new();
+    let mut pending = vec![(directory.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|error| refuse(&dir, error.to_string()))?;
+        for entry in entries {
+            let entry = entry.map_err(|error| refuse(&dir, error.to_string()))?;
+            let path = entry.path();
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if file_name == "__pycache__" {
+                continue;
+            }
+            let kind = entry
+                .file_type()
+                .map_err(|error| refuse(&path, error.to_string()))?;
+            if kind.is_dir() {
+                pending.push((path, format!("{prefix}{file_name}/")));
+                continue;
+            }
+            if !file_name.ends_with(".py") {
+                return Err(refuse(
+                    &path,
+                    "not a Python module (NAME.py): a package holds only Python modules and \
+                     directories of them"
+                        .to_owned(),
+                ));
+            }
+            if files.len() == muster_proto::package::MAX_FILES {
+                return Err(refuse(
+                    directory,
+                    format!(
+                        "more than {} files; a package may have at most that many",
+                        muster_proto::package::MAX_FILES
+                    ),
+                ));
+            }
+            let content = muster_proto::files::read_regular(
+                &path,
+                muster_proto::services::MAX_FILE_BYTES as u64,
+            )
+            .map_err(|error| refuse(&path, muster_proto::daemon::error_chain(&error)))?;
+            files.push((format!("{prefix}{file_name}"), content.into_bytes()));
+        }
+    }
+    muster_proto::package::wheel(&name, &files)
+        .map_err(|refused| CliError::Usage(format!("{place}: {}: {refused}", directory.display())))
 }
 
 /// Sends a cluster's Python dependencies (`SetPython`): the requirements, then each wheel in
@@ -223,6 +302,7 @@ pub(super) async fn send_python(
             pieces.push(v1::SetPythonPiece {
                 wheel_name: wheel.name.clone(),
                 wheel_piece: piece.to_vec(),
+                wheel_package: wheel.package,
                 ..Default::default()
             });
         }
@@ -237,13 +317,14 @@ pub(super) async fn send_python(
 /// `muster deploy --cluster C PATH...` sets the cluster's services to the modules at the paths;
 /// `--config FILE... [--env-file F]` its configuration.
 /// What `muster deploy` sets: services (paths), configuration (`--config`, `--env-file`) or
-/// Python dependencies (`--requirements`, `--wheelhouse`), one of them.
+/// Python dependencies (`--requirements`, `--wheelhouse`, `--package`), one of them.
 pub(super) struct Deploy {
     pub(super) paths: Vec<PathBuf>,
     pub(super) config: Vec<PathBuf>,
     pub(super) env_file: Option<PathBuf>,
     pub(super) requirements: Option<PathBuf>,
     pub(super) wheelhouse: Option<PathBuf>,
+    pub(super) packages: Vec<PathBuf>,
     pub(super) user_conf: Vec<PathBuf>,
 }
 
@@ -260,17 +341,19 @@ pub(super) async fn deploy_command(
         env_file,
         requirements,
         wheelhouse,
+        packages,
         user_conf,
     } = what;
     validate::name("cluster name", &cluster)?;
+    let python = requirements.is_some() || !packages.is_empty();
     let kinds = usize::from(!paths.is_empty())
         + usize::from(!config.is_empty())
-        + usize::from(requirements.is_some())
+        + usize::from(python)
         + usize::from(!user_conf.is_empty());
     if kinds > 1 {
         return Err(CliError::Usage(
             "deploy services (PATH...), configuration (--config), Python dependencies \
-             (--requirements) or user-config files (--user-conf), one at a time"
+             (--requirements, --package) or user-config files (--user-conf), one at a time"
                 .to_owned(),
         ));
     }
@@ -311,10 +394,11 @@ pub(super) async fn deploy_command(
             "--wheelhouse goes with --requirements".to_owned(),
         ));
     }
-    if let Some(requirements) = requirements {
+    if python {
         let (text, wheels) = read_python(
-            &requirements,
+            requirements.as_deref(),
             wheelhouse.as_deref(),
+            &packages,
             "muster deploy --requirements",
         )?;
         let names = muster_proto::python::checked_requirements(&text)
@@ -322,11 +406,9 @@ pub(super) async fn deploy_command(
         let mut connection = connect(connection_args).await?;
         let answer = send_python(&mut connection, &cluster, &text, &wheels).await?;
         let detail = format!(
-            "({} requirement(s): {}; {} wheel(s)); each server installs it beside itself and \
-             running servers restart one at a time to load it",
-            names.len(),
-            names.join(", "),
-            wheels.len()
+            "({}); each server installs it beside itself and running servers restart one at a \
+             time to load it",
+            muster_proto::python::summary(&names, &wheels)
         );
         return report_set(
             out,
@@ -336,7 +418,16 @@ pub(super) async fn deploy_command(
                 "revision": answer.revision,
                 "changed": answer.changed,
                 "requirements": names,
-                "wheels": wheels.iter().map(|wheel| wheel.name.clone()).collect::<Vec<_>>(),
+                "wheels": wheels
+                    .iter()
+                    .filter(|wheel| !wheel.package)
+                    .map(|wheel| wheel.name.clone())
+                    .collect::<Vec<_>>(),
+                "packages": wheels
+                    .iter()
+                    .filter(|wheel| wheel.package)
+                    .map(|wheel| wheel.name.clone())
+                    .collect::<Vec<_>>(),
             }),
             &cluster,
             "Python dependencies",

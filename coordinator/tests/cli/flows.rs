@@ -193,8 +193,8 @@ async fn init_refuses_an_initialized_directory_and_changes_nothing() {
 }
 
 /// A cluster's environment written back whole by `muster get cluster --dir` (the example's
-/// services, enmasse file, requirements and wheel) is the same environment: the files are the
-/// ones deployed, the wheel byte for byte, the env values are not written, and applying the
+/// services, enmasse file, requirements, wheel and package) is the same environment: the files
+/// are the ones deployed, the wheel byte for byte, the package as its directory, the env values are not written, and applying the
 /// written directory (with its env file made) changes nothing but the configuration, whose
 /// values only the coordinator can compare.
 #[tokio::test]
@@ -206,15 +206,25 @@ async fn an_environment_written_back_applies_as_the_same_environment() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/examples");
     let source = scratch.path().join("source");
     std::fs::create_dir(&source).unwrap();
-    for part in ["services", "config", "python", "python/wheelhouse"] {
+    for part in [
+        "services",
+        "config",
+        "python",
+        "python/wheelhouse",
+        "python/packages/pricing/rules",
+    ] {
         std::fs::create_dir_all(source.join(part)).unwrap();
     }
-    for file in [
+    let files = [
         "services/orders.py",
         "config/api.yaml",
         "python/requirements.txt",
         "python/wheelhouse/inflection-0.5.1-py2.py3-none-any.whl",
-    ] {
+        "python/packages/pricing/__init__.py",
+        "python/packages/pricing/tax.py",
+        "python/packages/pricing/rules/__init__.py",
+    ];
+    for file in files {
         std::fs::copy(example.join(file), source.join(file)).unwrap();
     }
     std::fs::copy(
@@ -227,19 +237,15 @@ async fn an_environment_written_back_applies_as_the_same_environment() {
                         [services]\npaths = [\"services\"]\n\n\
                         [config]\nfiles = [\"config/api.yaml\"]\nenv_file = \"config/env.ini\"\n\n\
                         [python]\nrequirements = \"python/requirements.txt\"\n\
-                        wheelhouse = \"python/wheelhouse\"\n";
+                        wheelhouse = \"python/wheelhouse\"\n\
+                        packages = [\"python/packages/pricing\"]\n";
     std::fs::write(source.join("cluster.toml"), cluster_file).unwrap();
     coordinator.ok(&["apply", "-f", source.join("cluster.toml").to_str().unwrap()]);
 
     let written = scratch.path().join("written");
     let said = coordinator.ok(&["get", "cluster", "shop", "--dir", written.to_str().unwrap()]);
     assert!(said.contains("wrote cluster shop to"), "{said}");
-    for file in [
-        "services/orders.py",
-        "config/api.yaml",
-        "python/requirements.txt",
-        "python/wheelhouse/inflection-0.5.1-py2.py3-none-any.whl",
-    ] {
+    for file in files {
         assert_eq!(
             std::fs::read(written.join(file)).unwrap(),
             std::fs::read(source.join(file)).unwrap(),

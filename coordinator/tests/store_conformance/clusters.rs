@@ -500,21 +500,51 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         "{refused:?}"
     );
     let requirements = "inflection==0.5.1\n";
+    // A package of the cluster's file, as the CLI builds it: kept marked as one.
+    let package = muster_proto::package::wheel(
+        "pricing",
+        &[("__init__.py".to_owned(), b"RATE = 21\n".to_vec())],
+    )
+    .unwrap();
+    let mut tampered = package.clone();
+    tampered.content.extend_from_slice(b"more");
+    let refused = store
+        .set_python("prod", requirements, &[wheel.clone(), tampered], &actor())
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(message)) if message.contains("not one as Muster builds them")),
+        "{refused:?}"
+    );
+    let both = [wheel.clone(), package.clone()];
     let (revision, changed) = store
-        .set_python("prod", requirements, std::slice::from_ref(&wheel), &actor())
+        .set_python("prod", requirements, &both, &actor())
         .await
         .unwrap();
     assert!(changed && revision.len() == 64);
     let (same, changed) = store
-        .set_python("prod", requirements, std::slice::from_ref(&wheel), &actor())
+        .set_python("prod", requirements, &both, &actor())
         .await
         .unwrap();
     assert_eq!((same.as_str(), changed), (revision.as_str(), false));
     let (stored_requirements, wheels) = store.cluster_python("prod").await.unwrap();
     assert_eq!(stored_requirements, requirements);
-    assert_eq!(wheels.len(), 1);
+    assert_eq!(wheels.len(), 2);
     assert!(wheels[0].content.is_empty(), "names, hashes and sizes only");
     assert_eq!(wheels[0].size, content.len() as u64);
+    assert_eq!(
+        (
+            wheels[0].package,
+            wheels[1].package,
+            wheels[1].name.as_str()
+        ),
+        (false, true, package.name.as_str())
+    );
+    let fetched_package = store
+        .python_wheel("prod", &package.sha256)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(fetched_package.package && fetched_package.content == package.content);
     let fetched = store
         .python_wheel("prod", &wheels[0].sha256)
         .await
@@ -566,6 +596,10 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
             assert_eq!(component.python_revision, revision);
             assert_eq!(component.python_requirements, requirements);
             assert!(component.python_wheels[0].content.is_empty());
+            assert!(
+                component.python_wheels[1].package,
+                "the agent installs it by its path"
+            );
             if component.python_restart {
                 permitted.push(component.name);
             }
@@ -642,7 +676,7 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
             .any(|event| event.kind == "cluster.python-changed"
                 && event
                     .message
-                    .contains("1 requirement(s): inflection; 1 wheel(s)")),
+                    .contains("1 requirement(s): inflection; 1 wheel(s); package(s): pricing")),
         "{events:?}"
     );
     assert!(

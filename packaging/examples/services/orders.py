@@ -5,6 +5,8 @@ server of the cluster."""
 
 import inflection  # from [python]: requirements.txt, installed from the wheelhouse
 
+from pricing.tax import with_tax  # from [python]: the package in python/packages/pricing
+
 from zato.server.service import Service
 
 
@@ -15,4 +17,8 @@ class GetOrder(Service):
 
     def handle(self):
         order_id = self.request.input.get('id') or 'unknown'
-        self.response.payload = {'id': order_id, 'status': inflection.humanize('shipped_to_customer')}
+        self.response.payload = {
+            'id': order_id,
+            'status': inflection.humanize('shipped_to_customer'),
+            'total': with_tax(100, 'NL'),
+        }

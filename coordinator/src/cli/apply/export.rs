@@ -93,10 +93,14 @@ pub(super) async fn write_directory(
         file.user_conf = Some(UserConfSpec { files: paths });
     }
     if !cluster.python_revision.is_empty() {
-        files.insert(
-            "python/requirements.txt".to_owned(),
-            cluster.python_requirements.clone().into_bytes(),
-        );
+        let mut spec = PythonSpec::default();
+        if !cluster.python_requirements.trim().is_empty() {
+            files.insert(
+                "python/requirements.txt".to_owned(),
+                cluster.python_requirements.clone().into_bytes(),
+            );
+            spec.requirements = Some(PathBuf::from("python/requirements.txt"));
+        }
         for wheel in &cluster.python_wheels {
             if !muster_proto::python::valid_wheel_name(&wheel.name) {
                 return Err(refuse(format!(
@@ -105,13 +109,24 @@ pub(super) async fn write_directory(
                 )));
             }
             let content = fetch_wheel(connection, &cluster.name, wheel).await?;
-            files.insert(format!("python/wheelhouse/{}", wheel.name), content);
+            if !wheel.package {
+                files.insert(format!("python/wheelhouse/{}", wheel.name), content);
+                spec.wheelhouse = Some(PathBuf::from("python/wheelhouse"));
+                continue;
+            }
+            // A package goes back as its directory (its files' names checked: Python names).
+            let (package, package_files) = muster_proto::package::files(&v1::PythonWheel {
+                content,
+                ..wheel.clone()
+            })
+            .map_err(|refused| refuse(refused.to_string()))?;
+            for (relative, content) in package_files {
+                files.insert(format!("python/packages/{package}/{relative}"), content);
+            }
+            spec.packages
+                .push(PathBuf::from(format!("python/packages/{package}")));
         }
-        file.python = Some(PythonSpec {
-            requirements: PathBuf::from("python/requirements.txt"),
-            wheelhouse: (!cluster.python_wheels.is_empty())
-                .then(|| PathBuf::from("python/wheelhouse")),
-        });
+        file.python = Some(spec);
     }
     let text =
         toml::to_string(&file).map_err(|error| CliError::Output(std::io::Error::other(error)))?;

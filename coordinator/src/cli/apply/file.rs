@@ -40,16 +40,22 @@ pub(super) struct UserConfSpec {
     pub(super) files: Vec<PathBuf>,
 }
 
-/// `[python]`: the pip requirements every server installs beside itself, and the wheels to
-/// install them from.
+/// `[python]`: the pip requirements every server installs beside itself, the wheels to install
+/// them from, and the Python packages the services import; the whole set (a section with none
+/// of them removes them).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PythonSpec {
     /// A pip requirements file, relative to the cluster file's directory.
-    pub(super) requirements: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) requirements: Option<PathBuf>,
     /// A directory of wheels (`*.whl`) to install them from, for hosts without a package index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) wheelhouse: Option<PathBuf>,
+    /// Directories of Python packages (each with an `__init__.py`), relative to the cluster
+    /// file's directory, installed onto every server's import path with the requirements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) packages: Vec<PathBuf>,
 }
 
 /// `[config]`: enmasse files and the env file with their placeholders' values.
@@ -406,15 +412,25 @@ pub(super) fn python_of(
     cluster_file: &Path,
     spec: &PythonSpec,
 ) -> Result<(String, Vec<v1::PythonWheel>), CliError> {
-    let requirements = named_file(cluster_file, &spec.requirements)?;
+    let requirements = spec
+        .requirements
+        .as_ref()
+        .map(|path| named_file(cluster_file, path))
+        .transpose()?;
     let wheelhouse = spec
         .wheelhouse
         .as_ref()
         .map(|path| named_file(cluster_file, path))
         .transpose()?;
+    let packages = spec
+        .packages
+        .iter()
+        .map(|path| named_file(cluster_file, path))
+        .collect::<Result<Vec<_>, _>>()?;
     read_python(
-        &requirements,
+        requirements.as_deref(),
         wheelhouse.as_deref(),
+        &packages,
         &format!("{} [python]", cluster_file.display()),
     )
 }
@@ -553,6 +569,11 @@ check_inter = "5s"
         let (requirements, wheels) = python_of(&file, example.python.as_ref().unwrap()).unwrap();
         assert!(requirements.contains("inflection==0.5.1"), "{requirements}");
         assert_eq!(wheels[0].name, "inflection-0.5.1-py2.py3-none-any.whl");
+        assert!(
+            wheels[1].package && wheels[1].name.starts_with("pricing-0+muster."),
+            "{}",
+            wheels[1].name
+        );
         // The user-config file is the operator's too; the example's template parses.
         let user_conf = example.user_conf.as_ref().unwrap();
         assert_eq!(user_conf.files, [PathBuf::from("user-conf/partners.ini")]);

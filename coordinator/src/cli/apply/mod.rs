@@ -180,10 +180,8 @@ pub(super) async fn apply_command(
     }
     if let Some((requirements, wheels, revision, current)) = &python {
         let short = muster_proto::services::short(revision);
-        let count = muster_proto::python::checked_requirements(requirements)
-            .map(|names| names.len())
-            .unwrap_or_default();
-        let what = format!("{count} requirement(s), {} wheel(s)", wheels.len());
+        let names = muster_proto::python::checked_requirements(requirements).unwrap_or_default();
+        let what = muster_proto::python::summary(&names, wheels);
         lines.push(if revision == current {
             format!("= python {short}")
         } else if current.is_empty() {
@@ -337,10 +335,13 @@ pub(super) async fn apply_command(
         send_python(&mut connection, &name, requirements, wheels).await?;
         say(
             format!(
-                "set Python dependencies {} ({} wheel(s)); running servers restart one at a \
-                 time to load them",
+                "set Python dependencies {} ({}); running servers restart one at a time to \
+                 load them",
                 muster_proto::services::short(revision),
-                wheels.len()
+                muster_proto::python::summary(
+                    &muster_proto::python::checked_requirements(requirements).unwrap_or_default(),
+                    wheels
+                )
             ),
             out,
         )?;
@@ -520,10 +521,16 @@ pub(super) async fn get_cluster_command(
     if !cluster.python_revision.is_empty() {
         writeln!(
             out,
-            "\n# Its Python dependencies: revision {} ({} wheel(s)). Not written here; a file\n\
-             # without [python] leaves them as they are. Their requirements:",
+            "\n# Its Python dependencies: revision {} ({}). Not written here (`muster get cluster\n\
+             # {} --dir DIR` writes them); a file without [python] leaves them as they are. Their\n\
+             # requirements:",
             muster_proto::services::short(&cluster.python_revision),
-            cluster.python_wheels.len()
+            muster_proto::python::summary(
+                &muster_proto::python::checked_requirements(&cluster.python_requirements)
+                    .unwrap_or_default(),
+                &cluster.python_wheels
+            ),
+            cluster.name
         )?;
         for line in cluster.python_requirements.lines() {
             writeln!(out, "#   {line}")?;

@@ -26,8 +26,8 @@ impl SqlStore {
             .await?;
         // One row, one statement per wheel: each stays well under MySQL's max_allowed_packet.
         let insert = self.sql(
-            "INSERT INTO cluster_python_wheels (cluster_id, name, sha256, size, content)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO cluster_python_wheels (cluster_id, name, sha256, size, content, package)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         );
         for wheel in &wheels {
             sqlx::query(&insert)
@@ -36,6 +36,7 @@ impl SqlStore {
                 .bind(&wheel.sha256)
                 .bind(i64::try_from(wheel.size).unwrap_or(i64::MAX))
                 .bind(wheel.content.clone())
+                .bind(i64::from(wheel.package))
                 .run(&mut **transaction, "store a cluster's wheel")
                 .await?;
         }
@@ -56,11 +57,9 @@ impl SqlStore {
                 .to_owned()
         } else {
             format!(
-                "Python dependencies revision {} ({} requirement(s): {}; {} wheel(s))",
+                "Python dependencies revision {} ({})",
                 muster_proto::services::short(&revision),
-                required.len(),
-                required.join(", "),
-                wheels.len()
+                muster_proto::python::summary(&required, &wheels)
             )
         };
         self.commit_environment_change(
@@ -87,7 +86,7 @@ impl SqlStore {
             .await?;
         let requirements = self.long_text(&row, "python_requirements")?;
         let sql = self.sql(
-            "SELECT name, sha256, size FROM cluster_python_wheels WHERE cluster_id = $1
+            "SELECT name, sha256, size, package FROM cluster_python_wheels WHERE cluster_id = $1
              ORDER BY name",
         );
         let mut wheels = Vec::new();
@@ -101,6 +100,7 @@ impl SqlStore {
                 sha256: row.value("sha256")?,
                 size: u64::try_from(row.value::<i64>("size")?).unwrap_or_default(),
                 content: Vec::new(),
+                package: row.value::<i64>("package")? != 0,
             });
         }
         Ok((requirements.unwrap_or_default(), wheels))
@@ -113,7 +113,7 @@ impl SqlStore {
     ) -> Result<Option<v1::PythonWheel>, StoreError> {
         let cluster = self.get_cluster(cluster).await?;
         let sql = self.sql(
-            "SELECT name, sha256, size, content FROM cluster_python_wheels
+            "SELECT name, sha256, size, content, package FROM cluster_python_wheels
              WHERE cluster_id = $1 AND sha256 = $2",
         );
         let Some(row) = sqlx::query(&sql)
@@ -129,6 +129,7 @@ impl SqlStore {
             sha256: row.value("sha256")?,
             size: u64::try_from(row.value::<i64>("size")?).unwrap_or_default(),
             content: row.value("content")?,
+            package: row.value::<i64>("package")? != 0,
         }))
     }
 }
