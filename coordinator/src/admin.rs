@@ -965,7 +965,7 @@ impl AdminService for AdminApi {
                     &balancers,
                 );
                 let mut message = assignment_message(assignment);
-                message.state = shown.state;
+                message.state = shown.state.word().to_owned();
                 message.healthy = shown.healthy;
                 message.reason = shown.reason;
                 message
@@ -1065,7 +1065,7 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         host: assignment.host,
         port: u32::from(assignment.port),
         created_at_unix_ms: assignment.created_at_ms,
-        state: status.state,
+        state: status.state.word().to_owned(),
         healthy: status.healthy,
         last_error: status.last_error,
         restarts: status.restarts,

@@ -311,7 +311,7 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
             status.backends.len()
         )));
     }
-    let state = status.state().word().to_owned();
+    let state = status.state();
     let mut backends = Vec::with_capacity(status.backends.len());
     for backend in status.backends {
         validate::name("backend server name", &backend.name)?;

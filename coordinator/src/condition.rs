@@ -7,17 +7,19 @@
 //! bootstrap is done — the coordinator knows, and says here.
 
 use muster_proto::daemon::cause;
-use muster_proto::v1::{self, Role};
+use muster_proto::state::Condition as Shown;
+use muster_proto::v1::{self, ComponentState, Role};
 
 use crate::store::{Assignment, BootstrapState, BootstrapTask, Host, HostState};
 
 /// A component's state as shown, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
-    /// The state the host reported (`running`, `failed`, …), or the coordinator's word for what
-    /// the host cannot say: `pending` (not reported yet), `down` (its host stopped reporting),
-    /// `drained` (stopped because its host is drained).
-    pub state: String,
+    /// The state the host reported (`running`, `failed`, …), or what the coordinator says for
+    /// what the host cannot: pending (not reported yet), down (its host stopped reporting),
+    /// drained (stopped because its host is drained), unreachable (out of its load balancers'
+    /// rotation).
+    pub state: Shown,
     pub healthy: bool,
     /// Why it is not healthy, in one line; for a healthy one, the error it still reports (a load
     /// balancer that kept its config when HAProxy refused the new one); empty otherwise.
@@ -25,9 +27,9 @@ pub struct Condition {
 }
 
 impl Condition {
-    fn new(state: &str, reason: String) -> Condition {
+    fn new(state: Shown, reason: String) -> Condition {
         Condition {
-            state: state.to_owned(),
+            state,
             healthy: false,
             reason,
         }
@@ -43,7 +45,7 @@ pub fn condition(
 ) -> Condition {
     let Some(host) = host else {
         return Condition::new(
-            "pending",
+            Shown::Pending,
             format!(
                 "host {} has not enrolled: no agent has joined with that name",
                 assignment.host
@@ -57,31 +59,31 @@ pub fn condition(
             .unwrap_or_else(|| "never".to_owned());
         return match &assignment.status {
             Some(status) => Condition::new(
-                "down",
+                Shown::Down,
                 format!(
                     "host {} is down: no heartbeat since {since} (it last reported {}{})",
                     host.name,
-                    status.state,
+                    status.state.word(),
                     if status.healthy { ", healthy" } else { "" }
                 ),
             ),
             None => Condition::new(
-                "pending",
+                Shown::Pending,
                 format!("host {} is down: no heartbeat since {since}", host.name),
             ),
         };
     }
     let Some(status) = &assignment.status else {
-        return Condition::new("pending", not_reported(assignment, host, bootstrap));
+        return Condition::new(Shown::Pending, not_reported(assignment, host, bootstrap));
     };
-    if host.drained && status.state == "stopped" {
-        return Condition::new("drained", format!("host {} is drained", host.name));
+    if host.drained && status.state == ComponentState::Stopped {
+        return Condition::new(Shown::Drained, format!("host {} is drained", host.name));
     }
     if status.healthy {
         // Healthy with an error: a load balancer that kept its config when HAProxy refused the
         // new one. Worth a line.
         return Condition {
-            state: status.state.clone(),
+            state: Shown::Reported(status.state),
             healthy: true,
             reason: if status.last_error.is_empty() {
                 String::new()
@@ -91,17 +93,17 @@ pub fn condition(
         };
     }
     let reason = if status.last_error.is_empty() {
-        match status.state.as_str() {
-            "creating" => "its `zato create` runs".to_owned(),
-            "starting" => "started, not answering yet".to_owned(),
-            "restarting" => "it died; restarting after a backoff".to_owned(),
-            "stopped" => "stopped".to_owned(),
-            other => format!("host {} reports it {other}", host.name),
+        match status.state {
+            ComponentState::Creating => "its `zato create` runs".to_owned(),
+            ComponentState::Starting => "started, not answering yet".to_owned(),
+            ComponentState::Restarting => "it died; restarting after a backoff".to_owned(),
+            ComponentState::Stopped => "stopped".to_owned(),
+            other => format!("host {} reports it {}", host.name, other.word()),
         }
     } else {
         cause(&status.last_error)
     };
-    Condition::new(&status.state, reason)
+    Condition::new(Shown::Reported(status.state), reason)
 }
 
 /// [`condition`], with what the cluster's load balancers see (`balancers`: the load balancer
@@ -131,7 +133,7 @@ pub fn condition_seen_by_balancers(
             backend.name == assignment.name && backend.status() == v1::BackendStatus::Down
         }) {
             return Condition::new(
-                "unreachable",
+                Shown::Unreachable,
                 format!(
                     "load balancer {} on host {} takes it out of rotation: {} ({})",
                     balancer.name, balancer.host, backend.state, backend.check
@@ -214,7 +216,7 @@ mod tests {
                 cluster: "prod".to_owned(),
                 role: Role::Server,
                 name: "server1".to_owned(),
-                state: state.to_owned(),
+                state: ComponentState::from_word(state).unwrap(),
                 healthy,
                 last_error: last_error.to_owned(),
                 restarts: 0,
@@ -258,7 +260,7 @@ mod tests {
             Some(&host(HostState::Up)),
             &bootstrap(odb_error, false),
         );
-        assert_eq!(shown.state, "pending");
+        assert_eq!(shown.state, Shown::Pending);
         assert_eq!(
             shown.reason,
             "waiting for the cluster's bootstrap: `zato create odb` on host app-1 failed, \
@@ -279,7 +281,7 @@ mod tests {
     fn a_host_that_never_enrolled_or_went_down_is_named() {
         let never = condition(&server(None), None, &[]);
         assert_eq!(
-            (never.state.as_str(), never.reason.as_str()),
+            (never.state.word(), never.reason.as_str()),
             (
                 "pending",
                 "host app-1 has not enrolled: no agent has joined with that name"
@@ -290,7 +292,7 @@ mod tests {
             Some(&host(HostState::Down)),
             &bootstrap("", true),
         );
-        assert_eq!(down.state, "down");
+        assert_eq!(down.state, Shown::Down);
         assert!(!down.healthy);
         assert!(
             down.reason
@@ -311,7 +313,7 @@ mod tests {
             &bootstrap("", true),
         );
         assert_eq!(
-            (shown.state.as_str(), shown.reason.as_str()),
+            (shown.state.word(), shown.reason.as_str()),
             ("drained", "host app-1 is drained")
         );
     }
@@ -367,7 +369,7 @@ mod tests {
             &[balancer(true, "DOWN", "L4TOUT in 1001ms")],
         );
         assert_eq!(
-            (shown.state.as_str(), shown.healthy, shown.reason.as_str()),
+            (shown.state.word(), shown.healthy, shown.reason.as_str()),
             (
                 "unreachable",
                 false,

@@ -243,7 +243,7 @@ mod tests {
                 cluster: "prod".to_owned(),
                 role,
                 name: name.to_owned(),
-                state: "running".to_owned(),
+                state: v1::ComponentState::Running,
                 healthy: true,
                 last_error: String::new(),
                 restarts: 0,

@@ -241,7 +241,8 @@ fn python_restart<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assig
     // in, so that it never moves to another server before this one has restarted.
     let stale = |server: &Assignment| {
         server.status.as_ref().is_some_and(|status| {
-            status.state == "running" && status.python_revision != cluster.python_revision
+            status.state == v1::ComponentState::Running
+                && status.python_revision != cluster.python_revision
         })
     };
     let first = servers
@@ -350,8 +351,11 @@ fn config_hold(inputs: &PlanInputs, cluster: &Cluster, importer: &Assignment) ->
                 status.odb_epoch < cluster.odb_epoch
                     || (!status.healthy
                         && matches!(
-                            status.state.as_str(),
-                            "creating" | "waiting" | "starting" | "restarting"
+                            status.state,
+                            v1::ComponentState::Creating
+                                | v1::ComponentState::Waiting
+                                | v1::ComponentState::Starting
+                                | v1::ComponentState::Restarting
                         ))
             }
         })
@@ -711,7 +715,7 @@ mod tests {
             cluster: "prod".to_owned(),
             role: Role::Server,
             name: "server2".to_owned(),
-            state: state.to_owned(),
+            state: v1::ComponentState::from_word(state).unwrap(),
             healthy,
             odb_epoch,
             ..Default::default()
@@ -791,7 +795,7 @@ mod tests {
                 cluster: "prod".to_owned(),
                 role: Role::Server,
                 name: String::new(),
-                state: "running".to_owned(),
+                state: v1::ComponentState::Running,
                 healthy: true,
                 last_error: String::new(),
                 restarts: 0,
@@ -964,7 +968,7 @@ mod tests {
             cluster: "prod".to_owned(),
             role: Role::LoadBalancer,
             name: "load-balancer".to_owned(),
-            state: "running".to_owned(),
+            state: v1::ComponentState::Running,
             healthy: true,
             last_error: String::new(),
             restarts: 0,

@@ -2,7 +2,7 @@
 //! its transaction, then writes what they decide. A rule is tested here in milliseconds, without a
 //! database.
 
-use muster_proto::v1::Role;
+use muster_proto::v1::{ComponentState, Role};
 
 /// A component already assigned, as the placement rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,7 +289,7 @@ pub fn host_report_events(
 /// A component's status as its host reported it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ComponentReport {
-    pub state: String,
+    pub state: ComponentState,
     pub healthy: bool,
     pub last_error: String,
     pub restarts: u32,
@@ -370,7 +370,7 @@ pub fn component_report_events(
             ),
         ));
     }
-    if now.state != before.state && now.state == "running" && now.healthy {
+    if now.state != before.state && now.state == ComponentState::Running && now.healthy {
         happened.push(Happened::new(
             "component.running",
             format!("{label} is running and healthy"),
@@ -652,7 +652,7 @@ mod tests {
     #[test]
     fn a_component_report_says_what_changed_once() {
         let running = ComponentReport {
-            state: "running".into(),
+            state: ComponentState::Running,
             healthy: true,
             ..Default::default()
         };
@@ -677,7 +677,7 @@ mod tests {
         assert!(component_report_events("server server1", Some(&died), &died).is_empty());
 
         let starting_unhealthy = ComponentReport {
-            state: "running".into(),
+            state: ComponentState::Running,
             healthy: false,
             ..Default::default()
         };

@@ -28,6 +28,7 @@ pub mod package;
 pub mod python;
 pub mod services;
 pub mod sql;
+pub mod state;
 pub mod token;
 pub mod user_conf;
 pub mod validate;

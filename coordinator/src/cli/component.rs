@@ -273,9 +273,12 @@ pub(super) struct ComponentView {
     pub(super) name: String,
     pub(super) host: String,
     pub(super) port: u32,
-    /// What its host reported, or `pending`, `down` or `drained` (the coordinator's words for
-    /// what the host cannot say).
+    /// What its host reported, or `pending`, `down`, `drained` or `unreachable` (the
+    /// coordinator's words for what the host cannot say), as the API said it; shown as it is.
     pub(super) state: String,
+    /// The same, read: what decisions go by (`None`: a word this CLI does not know).
+    #[serde(skip)]
+    pub(super) condition: Option<Condition>,
     pub(super) healthy: bool,
     /// Why it is not healthy (or the error it reports while healthy), in one line.
     pub(super) reason: String,
@@ -354,6 +357,7 @@ impl From<v1::ComponentAssignment> for ComponentView {
             name: component.name,
             host: component.host,
             port: component.port,
+            condition: Condition::from_word(&component.state),
             state: component.state,
             healthy: component.healthy,
             reason: component.reason,
@@ -420,7 +424,7 @@ pub(super) fn write_balancer_backends(
                     server.cluster == balancer.cluster
                         && server.role == Role::Server.cli_name()
                         && server.name == backend.server
-                        && server.state == "drained"
+                        && server.condition == Some(Condition::Drained)
                 });
                 vec![
                     backend.server.clone(),

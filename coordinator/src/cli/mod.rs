@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use muster_proto::state::Condition;
 use muster_proto::token::{self, AdminToken};
 use muster_proto::v1::admin_service_client::AdminServiceClient;
 use muster_proto::v1::{self, OdbType, Role};

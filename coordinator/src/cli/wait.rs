@@ -15,7 +15,7 @@ pub(super) fn state_line(component: &ComponentView) -> String {
 
 /// Whether a component is as it was asked to be: healthy, or stopped because its host is drained.
 fn settled(component: &ComponentView) -> bool {
-    component.healthy || component.state == "drained"
+    component.healthy || component.condition == Some(Condition::Drained)
 }
 
 /// The components that are not healthy, each with its host and why: `server server1 on app-3

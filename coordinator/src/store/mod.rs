@@ -327,7 +327,7 @@ pub struct ComponentStatus {
     pub cluster: String,
     pub role: Role,
     pub name: String,
-    pub state: String,
+    pub state: v1::ComponentState,
     pub healthy: bool,
     pub last_error: String,
     pub restarts: u32,

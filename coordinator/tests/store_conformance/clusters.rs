@@ -175,7 +175,7 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         cluster: "prod".to_owned(),
         role: Role::Server,
         name: "server1".to_owned(),
-        state: "running".to_owned(),
+        state: v1::ComponentState::Running,
         healthy: true,
         last_error: String::new(),
         restarts: 0,
@@ -338,7 +338,7 @@ pub(crate) async fn configuration_and_user_config_are_sealed_and_reach_only_the_
         cluster: "prod".to_owned(),
         role: Role::Server,
         name: "server1".to_owned(),
-        state: "running".to_owned(),
+        state: v1::ComponentState::Running,
         healthy: true,
         last_error: String::new(),
         restarts: 0,
@@ -564,7 +564,11 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         cluster: "prod".to_owned(),
         role: Role::Server,
         name: name.to_owned(),
-        state: if healthy { "running" } else { "starting" }.to_owned(),
+        state: if healthy {
+            v1::ComponentState::Running
+        } else {
+            v1::ComponentState::Starting
+        },
         healthy,
         last_error: String::new(),
         restarts: 0,

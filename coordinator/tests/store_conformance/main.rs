@@ -188,7 +188,7 @@ fn balancer_report(state: &str) -> StatusReport {
         cluster: "prod".to_owned(),
         role: Role::LoadBalancer,
         name: "load-balancer".to_owned(),
-        state: "running".to_owned(),
+        state: v1::ComponentState::Running,
         healthy: true,
         last_error: String::new(),
         restarts: 0,

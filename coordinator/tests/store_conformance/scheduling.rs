@@ -32,7 +32,7 @@ pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
         cluster: "prod".to_owned(),
         role: Role::Server,
         name: name.to_owned(),
-        state: "running".to_owned(),
+        state: v1::ComponentState::Running,
         healthy: true,
         last_error: String::new(),
         restarts: 0,
@@ -254,7 +254,11 @@ pub(crate) async fn a_cluster_is_rebuilt_on_an_empty_odb_only_when_asked(backend
         cluster: "prod".to_owned(),
         role: Role::Server,
         name: name.to_owned(),
-        state: if healthy { "running" } else { "creating" }.to_owned(),
+        state: if healthy {
+            v1::ComponentState::Running
+        } else {
+            v1::ComponentState::Creating
+        },
         healthy,
         odb_epoch: epoch,
         odb_empty: empty,

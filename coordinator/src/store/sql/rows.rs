@@ -7,6 +7,13 @@ pub(super) fn role_from(text: &str) -> Result<Role, StoreError> {
         .map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
+/// A component's state from its word in `component_status.state`: a word no state has (a row
+/// written by a later Muster) reads as not looked at, never as an error that would stop the
+/// cluster's planning.
+pub(super) fn component_state_from(word: &str) -> v1::ComponentState {
+    v1::ComponentState::from_word(word).unwrap_or_default()
+}
+
 pub(super) fn port_from(value: i64) -> Result<u16, StoreError> {
     u16::try_from(value).map_err(|_| StoreError::Corrupt(format!("port {value} out of range")))
 }
@@ -21,7 +28,7 @@ pub(super) fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError
             cluster: cluster.clone(),
             role,
             name: name.clone(),
-            state,
+            state: component_state_from(&state),
             healthy: row.value::<Option<i64>>("healthy")?.unwrap_or(0) != 0,
             last_error: row
                 .value::<Option<String>>("last_error")?

@@ -156,7 +156,7 @@ impl SqlStore {
                 .bind(&component.cluster)
                 .bind(component.role.cli_name())
                 .bind(&component.name)
-                .bind(&component.state)
+                .bind(component.state.word())
                 .bind(i64::from(component.healthy))
                 .bind(&component.last_error)
                 .bind(i64::from(component.restarts))
@@ -501,7 +501,7 @@ impl SqlStore {
                 row.value("name")?,
             );
             let value = policy::ComponentReport {
-                state: row.value("state")?,
+                state: component_state_from(&row.value::<String>("state")?),
                 healthy: row.value::<i64>("healthy")? != 0,
                 last_error: row.value("last_error")?,
                 restarts: u32::try_from(row.value::<i64>("restarts")?).unwrap_or(u32::MAX),
@@ -898,7 +898,7 @@ fn reported_component(
             component.name.clone(),
         ),
         policy::ComponentReport {
-            state: component.state.clone(),
+            state: component.state,
             healthy: component.healthy,
             last_error: component.last_error.clone(),
             restarts: component.restarts,
