@@ -990,4 +990,491 @@ mod tests {
         drained.assignments[1].status = None;
         assert!(render(&drained).components[0].stopped);
     }
+
+    /// The facts of the cluster of [`inputs`] that the property below varies.
+    #[derive(Debug, Clone)]
+    struct Facts {
+        bootstrapped: bool,
+        has_services: bool,
+        has_config: bool,
+        python: bool,
+        servers_started: bool,
+        first_server: usize,
+        scheduler_target: usize,
+        drained: [bool; 4],
+        /// Each server's report.
+        servers: [Option<Reported>; 2],
+        /// The load balancer's report: healthy, and each server's backend status.
+        balancer: Option<(bool, [usize; 2])>,
+        odb_epoch: u64,
+    }
+
+    /// A server's report: state, healthy, services found, Python installed, ODB epoch.
+    type Reported = (i32, bool, bool, bool, u64);
+
+    /// A change of those facts, as the store meets it.
+    #[derive(Debug, Clone)]
+    enum Fact {
+        ServerAssigned,
+        ServerRemoved,
+        WebAdminAssigned,
+        Services,
+        Config,
+        Python,
+        UserConf,
+        SchedulerTarget,
+        FirstServer,
+        ServerReport(usize, Option<Reported>),
+        BalancerReport(Option<(bool, [usize; 2])>),
+        HostAddress,
+        HostDown(usize),
+    }
+
+    const HOSTS: [&str; 4] = ["admin", "lb", "app-1", "app-2"];
+    const BACKEND_WORDS: [&str; 4] = ["UP", "DOWN", "DRAIN", "MAINT"];
+
+    fn report() -> impl proptest::strategy::Strategy<Value = Option<Reported>> {
+        use proptest::prelude::*;
+        proptest::option::of((
+            0..9i32,
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            0..2u64,
+        ))
+    }
+
+    fn balancer_report() -> impl proptest::strategy::Strategy<Value = Option<(bool, [usize; 2])>> {
+        use proptest::prelude::*;
+        proptest::option::of((any::<bool>(), [0..4usize, 0..4usize]))
+    }
+
+    fn facts() -> impl proptest::strategy::Strategy<Value = Facts> {
+        use proptest::prelude::*;
+        (
+            (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+            (0..2usize, 0..2usize, [any::<bool>(); 4], any::<bool>()),
+            [report(), report()],
+            balancer_report(),
+            0..2u64,
+        )
+            .prop_map(
+                |(
+                    (bootstrapped, has_config, python, servers_started),
+                    (first_server, scheduler_target, drained, has_services),
+                    servers,
+                    balancer,
+                    odb_epoch,
+                )| Facts {
+                    bootstrapped,
+                    has_services,
+                    has_config,
+                    python,
+                    servers_started,
+                    first_server,
+                    scheduler_target,
+                    drained,
+                    servers,
+                    balancer,
+                    odb_epoch,
+                },
+            )
+    }
+
+    fn fact() -> impl proptest::strategy::Strategy<Value = Fact> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Fact::ServerAssigned),
+            Just(Fact::ServerRemoved),
+            Just(Fact::WebAdminAssigned),
+            Just(Fact::Services),
+            Just(Fact::Config),
+            Just(Fact::Python),
+            Just(Fact::UserConf),
+            Just(Fact::SchedulerTarget),
+            Just(Fact::FirstServer),
+            (0..2usize, report()).prop_map(|(server, report)| Fact::ServerReport(server, report)),
+            balancer_report().prop_map(Fact::BalancerReport),
+            Just(Fact::HostAddress),
+            (0..4usize).prop_map(Fact::HostDown),
+        ]
+    }
+
+    /// The whole cluster under `facts`, planned for `admin` (the host changes per render).
+    fn world(facts: &Facts) -> PlanInputs {
+        let mut world = inputs("admin");
+        let (cluster, _) = world.clusters.get_mut("prod").unwrap();
+        cluster.servers_started = facts.servers_started;
+        cluster.first_server = ["server1", "server2"][facts.first_server].to_owned();
+        cluster.scheduler_target = ["server1", "server2"][facts.scheduler_target].to_owned();
+        cluster.odb_epoch = facts.odb_epoch;
+        if !facts.has_services {
+            cluster.services_revision.clear();
+            world.services.clear();
+        }
+        if !facts.has_config {
+            cluster.config_revision.clear();
+            world.config.clear();
+            world.config_removals.clear();
+        }
+        if facts.python {
+            cluster.python_revision = "py-1".to_owned();
+            world
+                .python
+                .insert("prod".to_owned(), ("x==1\n".to_owned(), Vec::new()));
+        }
+        if !facts.bootstrapped {
+            world.bootstrap[1].done = false;
+        }
+        for (name, drained) in HOSTS.iter().zip(facts.drained) {
+            world.hosts.get_mut(*name).unwrap().drained = drained;
+        }
+        for (index, reported) in facts.servers.iter().enumerate() {
+            world.assignments[2 + index].status = server_report(index, *reported);
+        }
+        world.assignments[1].status = balancer_status(facts.balancer);
+        world
+    }
+
+    fn server_report(
+        index: usize,
+        reported: Option<Reported>,
+    ) -> Option<crate::store::ComponentStatus> {
+        reported.map(|(state, healthy, services, python, odb_epoch)| {
+            crate::store::ComponentStatus {
+                cluster: "prod".to_owned(),
+                role: Role::Server,
+                name: format!("server{}", index + 1),
+                state: v1::ComponentState::try_from(state).unwrap(),
+                healthy,
+                services_revision: if services { "rev-1" } else { "" }.to_owned(),
+                python_revision: if python { "py-1" } else { "" }.to_owned(),
+                python_installed: if python { "py-1" } else { "" }.to_owned(),
+                odb_epoch,
+                ..Default::default()
+            }
+        })
+    }
+
+    fn balancer_status(
+        reported: Option<(bool, [usize; 2])>,
+    ) -> Option<crate::store::ComponentStatus> {
+        reported.map(|(healthy, backends)| crate::store::ComponentStatus {
+            cluster: "prod".to_owned(),
+            role: Role::LoadBalancer,
+            name: "load-balancer".to_owned(),
+            state: v1::ComponentState::Running,
+            healthy,
+            backends: backends
+                .iter()
+                .enumerate()
+                .map(|(index, word)| v1::BackendServerState {
+                    name: format!("server{}", index + 1),
+                    state: BACKEND_WORDS[*word].to_owned(),
+                    status: v1::BackendStatus::from_haproxy(BACKEND_WORDS[*word]) as i32,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    /// `world` after `fact`, and the change the store bumps for it.
+    fn changed(world: &PlanInputs, fact: &Fact) -> (PlanInputs, Vec<policy::Change>) {
+        let mut after = world.clone();
+        let (cluster, _) = after.clusters.get_mut("prod").unwrap();
+        let change = match fact {
+            Fact::ServerAssigned => {
+                after
+                    .hosts
+                    .insert("app-3".to_owned(), host("app-3", "10.0.0.6"));
+                after
+                    .assignments
+                    .push(assignment(Role::Server, "server3", "app-3", 17010));
+                vec![policy::Change::Server {
+                    host: "app-3".to_owned(),
+                }]
+            }
+            Fact::ServerRemoved => {
+                after.assignments.remove(3);
+                vec![policy::Change::Server {
+                    host: "app-2".to_owned(),
+                }]
+            }
+            Fact::WebAdminAssigned => {
+                after
+                    .assignments
+                    .push(assignment(Role::WebAdmin, "web-admin", "admin", 8183));
+                vec![policy::Change::Cluster]
+            }
+            Fact::Services => {
+                let had_none = cluster.services_revision.is_empty();
+                cluster.services_revision = "rev-2".to_owned();
+                after.services.insert(
+                    "prod".to_owned(),
+                    vec![v1::ServiceFile {
+                        name: "orders.py".to_owned(),
+                        sha256: "2".repeat(64),
+                        content: "x = 2\n".to_owned(),
+                    }],
+                );
+                let mut changes = vec![policy::Change::Servers];
+                if had_none {
+                    changes.push(policy::Change::Balancers);
+                }
+                changes
+            }
+            Fact::Config => {
+                cluster.config_revision = "config-2".to_owned();
+                after.config.insert(
+                    "prod".to_owned(),
+                    (
+                        vec![v1::EnmasseFile {
+                            name: "api.yaml".to_owned(),
+                            sha256: "2".repeat(64),
+                            content: "x: 2\n".to_owned(),
+                        }],
+                        BTreeMap::new(),
+                    ),
+                );
+                vec![policy::Change::Servers]
+            }
+            Fact::Python => {
+                cluster.python_revision = "py-2".to_owned();
+                after
+                    .python
+                    .insert("prod".to_owned(), ("x==2\n".to_owned(), Vec::new()));
+                vec![
+                    policy::Change::Servers,
+                    policy::Change::PythonRestarts { was_stale: false },
+                ]
+            }
+            Fact::UserConf => {
+                cluster.user_conf_revision = "user-conf-2".to_owned();
+                vec![policy::Change::Servers]
+            }
+            Fact::SchedulerTarget => {
+                cluster.scheduler_target = if cluster.scheduler_target == "server1" {
+                    "server2"
+                } else {
+                    "server1"
+                }
+                .to_owned();
+                vec![policy::Change::Cluster]
+            }
+            Fact::FirstServer => {
+                cluster.servers_started = !cluster.servers_started;
+                cluster.first_server = if cluster.first_server == "server1" {
+                    "server2"
+                } else {
+                    "server1"
+                }
+                .to_owned();
+                vec![policy::Change::Servers]
+            }
+            Fact::ServerReport(index, reported) => {
+                after.assignments[2 + index].status = server_report(*index, *reported);
+                let before = world.assignments[2 + index].status.as_ref().map(report_of);
+                let now = after.assignments[2 + index].status.as_ref().map(report_of);
+                policy::report_changes(
+                    Role::Server,
+                    before.as_ref(),
+                    now.as_ref(),
+                    false,
+                    &cluster.python_revision,
+                )
+            }
+            Fact::BalancerReport(reported) => {
+                after.assignments[1].status = balancer_status(*reported);
+                let before = world.assignments[1].status.as_ref();
+                let now = after.assignments[1].status.as_ref();
+                let backends = |status: Option<&crate::store::ComponentStatus>| {
+                    status
+                        .map(|status| {
+                            status
+                                .backends
+                                .iter()
+                                .map(|backend| (backend.name.clone(), backend.state.clone()))
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default()
+                };
+                policy::report_changes(
+                    Role::LoadBalancer,
+                    before.map(report_of).as_ref(),
+                    now.map(report_of).as_ref(),
+                    backends(before) != backends(now),
+                    &cluster.python_revision,
+                )
+            }
+            Fact::HostAddress => {
+                after.hosts.get_mut("app-1").unwrap().advertise_address = "10.0.0.40".to_owned();
+                vec![policy::Change::Cluster]
+            }
+            Fact::HostDown(index) => {
+                after.hosts.get_mut(HOSTS[*index]).unwrap().state = HostState::Down;
+                vec![policy::Change::HostState]
+            }
+        };
+        (after, change)
+    }
+
+    /// The store's re-planning of the cluster after a change of its servers or their health
+    /// (`replan_cluster`): which server starts first, where the scheduler points; applied to
+    /// `world`, with the changes the store bumps for it.
+    fn replan(world: &mut PlanInputs) -> Vec<policy::Change> {
+        let hosts = world.hosts.clone();
+        let assignments = world.assignments.clone();
+        let (cluster, _) = world.clusters.get_mut("prod").unwrap();
+        let servers: Vec<policy::ServerCandidate> = assignments
+            .iter()
+            .filter(|assignment| assignment.role == Role::Server)
+            .map(|server| policy::ServerCandidate {
+                name: server.name.clone(),
+                host: server.host.clone(),
+                host_up: hosts
+                    .get(&server.host)
+                    .is_some_and(|host| host.state == HostState::Up),
+                host_drained: hosts.get(&server.host).is_some_and(|host| host.drained),
+                healthy: server.status.as_ref().is_some_and(|status| {
+                    // As `replan_cluster` counts health: under the current ODB generation and,
+                    // while a rebuild waits for its first server, with the cluster's services.
+                    let rebuild_waits = cluster.odb_epoch > 0
+                        && !cluster.servers_started
+                        && !cluster.services_revision.is_empty();
+                    status.healthy
+                        && status.odb_epoch == cluster.odb_epoch
+                        && (!rebuild_waits || status.services_revision == cluster.services_revision)
+                }),
+            })
+            .collect();
+        let mut changes = Vec::new();
+        if !cluster.servers_started {
+            let started = policy::servers_started(&servers);
+            let first_now = match &started {
+                Some(_) => String::new(),
+                None => policy::first_server(false, &servers)
+                    .map(|first| first.name.clone())
+                    .unwrap_or_default(),
+            };
+            if started.is_some() || first_now != cluster.first_server {
+                cluster.servers_started = started.is_some();
+                cluster.first_server = first_now;
+                changes.push(policy::Change::Servers);
+            }
+        }
+        if let Some(moved) = policy::scheduler_target(&cluster.scheduler_target, &servers) {
+            cluster.scheduler_target = moved.server;
+            changes.push(policy::Change::Cluster);
+        }
+        changes
+    }
+
+    /// A component's status as the store compares reports.
+    fn report_of(status: &crate::store::ComponentStatus) -> policy::ComponentReport {
+        policy::ComponentReport {
+            state: status.state,
+            healthy: status.healthy,
+            services_revision: status.services_revision.clone(),
+            python_revision: status.python_revision.clone(),
+            python_installed: status.python_installed.clone(),
+            odb_epoch: status.odb_epoch,
+            ..Default::default()
+        }
+    }
+
+    /// What `host` must run in `world`: as the store gives the planner its inputs (nothing of a
+    /// cluster the host has no component in; the environment only where it runs a server).
+    fn render_for(world: &PlanInputs, host: &str) -> v1::DesiredState {
+        let Some(me) = world.hosts.get(host) else {
+            return v1::DesiredState::default();
+        };
+        let mut inputs = world.clone();
+        inputs.host = me.clone();
+        if !inputs
+            .assignments
+            .iter()
+            .any(|assignment| assignment.host == host)
+        {
+            inputs.assignments.clear();
+            inputs.clusters.clear();
+        }
+        if !inputs
+            .assignments
+            .iter()
+            .any(|assignment| assignment.host == host && assignment.role == Role::Server)
+        {
+            inputs.services.clear();
+            inputs.config.clear();
+            inputs.config_removals.clear();
+            inputs.python.clear();
+            inputs.user_conf.clear();
+        }
+        render(&inputs)
+    }
+
+    proptest::proptest! {
+        /// Whatever the cluster's facts, a change of them alters the desired state of no host
+        /// outside what `policy::affected_hosts` names for the change the store bumps: no host
+        /// is left with a stale desired state.
+        #[test]
+        fn a_change_re_renders_only_the_hosts_affected_hosts_names(facts in facts(), fact in fact()) {
+            let mut before = world(&facts);
+            replan(&mut before);
+            let (mut after, mut changes) = changed(&before, &fact);
+            if matches!(
+                fact,
+                Fact::ServerAssigned | Fact::ServerRemoved | Fact::ServerReport(..) | Fact::HostDown(..)
+            ) {
+                changes.extend(replan(&mut after));
+            }
+            // The store bumps a removal while the component is still assigned, an arrival
+            // once it is.
+            let members_of = match fact {
+                Fact::ServerRemoved => &before,
+                _ => &after,
+            };
+            let members: Vec<policy::Member> = members_of
+                .assignments
+                .iter()
+                .map(|assignment| policy::Member {
+                    role: assignment.role,
+                    host: assignment.host.clone(),
+                    host_drained: members_of.hosts[&assignment.host].drained,
+                    python_stale: assignment.status.as_ref().is_some_and(|status| {
+                        status.state == v1::ComponentState::Running
+                            && status.python_revision
+                                != members_of.clusters["prod"].0.python_revision
+                    }),
+                })
+                .collect();
+            let (cluster, _) = &after.clusters["prod"];
+            let shape = policy::ClusterShape {
+                members,
+                bootstrapped: facts.bootstrapped,
+                has_config: !cluster.config_revision.is_empty(),
+                has_python: !cluster.python_revision.is_empty(),
+            };
+            let mut affected = std::collections::BTreeSet::new();
+            for change in &changes {
+                affected.extend(policy::affected_hosts(change, &shape));
+            }
+            for host in HOSTS.iter().chain(["app-3"].iter()) {
+                // A host that is down gets its desired state whole when its agent connects again.
+                let down = after.hosts.get(*host).is_some_and(|host| host.state == HostState::Down);
+                if affected.contains(*host) || down {
+                    continue;
+                }
+                proptest::prop_assert_eq!(
+                    render_for(&before, host),
+                    render_for(&after, host),
+                    "host {} re-renders after {:?}, but {:?} names only {:?}",
+                    host,
+                    fact,
+                    changes,
+                    affected
+                );
+            }
+        }
+    }
 }

@@ -286,6 +286,173 @@ pub fn host_report_events(
     happened
 }
 
+/// A change to a cluster's facts, named by who reads what changed: [`affected_hosts`] turns it
+/// into the hosts whose desired state it alters, which the store bumps (one generation each), so
+/// that the rule of who re-renders lives here, beside the planner whose reads it mirrors (and a
+/// property test in `planner.rs` holds the two together).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// What every component of the cluster reads: the cluster itself (removed, its ODB rebuilt),
+    /// its bootstrap, its scheduler's target, a member host's address or enrolment, a component
+    /// of a role other than server arriving or leaving.
+    Cluster,
+    /// A server of the cluster arriving at or leaving `host`.
+    Server { host: String },
+    /// Which server starts first on a fresh ODB: only servers are held for it.
+    Servers,
+    /// A server's state, health or ODB generation: the importing server waits for a server on
+    /// its way up.
+    ServerProgress,
+    /// Which servers run the cluster's services: its load balancers keep the others out of
+    /// rotation.
+    Balancers,
+    /// A load balancer's report: whether a server on a drained host may stop.
+    DrainingServers,
+    /// What a rolling restart for Python dependencies goes by (the servers' revisions and
+    /// health, the load balancers' rotation): which server may restart, and which is out of
+    /// rotation for it. `was_stale`: the reporting server ran other dependencies than the
+    /// cluster's before this report (its restart may just have ended).
+    PythonRestarts { was_stale: bool },
+    /// A member host went down or came up: servers read which other servers are on their way
+    /// (the importing one waits for those on hosts that are up) and which may restart for new
+    /// Python dependencies, load balancers which one is out of rotation for it, drained server
+    /// hosts whether a load balancer is still waited for.
+    HostState,
+}
+
+/// One component of a cluster, as [`affected_hosts`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub role: Role,
+    pub host: String,
+    /// Its host is drained.
+    pub host_drained: bool,
+    /// A server's: it runs, with other Python dependencies than the cluster's (it restarts for
+    /// them when every other server is healthy).
+    pub python_stale: bool,
+}
+
+/// A cluster as [`affected_hosts`] reads it: its components, whether its bootstrap is done,
+/// whether it has a configuration to import and Python dependencies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterShape {
+    pub members: Vec<Member>,
+    pub bootstrapped: bool,
+    pub has_config: bool,
+    pub has_python: bool,
+}
+
+/// The hosts whose desired state `change` alters in `cluster`. The planner's reads, turned
+/// around:
+/// - before the bootstrap is done its tasks name a server, so a server moving moves every host;
+///   after, a server's desired state names no other server but the scheduler, so only its host
+///   and the hosts of the other roles (load balancers list the servers, the scheduler calls one,
+///   dashboards call one) move, and the other servers' when they wait for servers: to import
+///   the configuration, or to restart one at a time for Python dependencies;
+/// - servers read the cluster's environment (services, configuration, Python dependencies,
+///   user config), load balancers the rotation that follows from it (a server lacking the
+///   services is out while others have them; the one restarting for Python dependencies is
+///   out); a drained server host reads whether the load balancers let it stop.
+pub fn affected_hosts(
+    change: &Change,
+    cluster: &ClusterShape,
+) -> std::collections::BTreeSet<String> {
+    let of = |keep: &dyn Fn(&Member) -> bool| {
+        cluster
+            .members
+            .iter()
+            .filter(|member| keep(member))
+            .map(|member| member.host.clone())
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    let restarting = cluster.has_python || cluster.members.iter().any(|member| member.python_stale);
+    let servers_and_balancers =
+        || of(&|member| matches!(member.role, Role::Server | Role::LoadBalancer));
+    match change {
+        Change::Cluster => of(&|_| true),
+        Change::Server { .. } if !cluster.bootstrapped => of(&|_| true),
+        Change::Server { host } => {
+            let servers_wait = cluster.has_config || restarting;
+            let mut hosts = of(&|member| member.role != Role::Server || servers_wait);
+            hosts.insert(host.clone());
+            hosts
+        }
+        Change::Servers => of(&|member| member.role == Role::Server),
+        Change::ServerProgress if cluster.has_config => of(&|member| member.role == Role::Server),
+        Change::ServerProgress => std::collections::BTreeSet::new(),
+        Change::HostState => servers_and_balancers(),
+        Change::Balancers => of(&|member| member.role == Role::LoadBalancer),
+        Change::DrainingServers => of(&|member| member.role == Role::Server && member.host_drained),
+        Change::PythonRestarts { was_stale } if restarting || *was_stale => servers_and_balancers(),
+        Change::PythonRestarts { .. } => std::collections::BTreeSet::new(),
+    }
+}
+
+/// What a component's report changes for its cluster's other hosts: `before` and `now` (of a
+/// component of `role`; `now` `None`: its host reports it no more), whether a load balancer's
+/// backends changed (`backends_changed`), the cluster's desired Python dependencies revision
+/// (`python_revision`).
+pub fn report_changes(
+    role: Role,
+    before: Option<&ComponentReport>,
+    now: Option<&ComponentReport>,
+    backends_changed: bool,
+    python_revision: &str,
+) -> Vec<Change> {
+    let Some(now) = now else {
+        // What it was is gone: as if it changed every way.
+        let gone = ComponentReport::default();
+        return report_changes(role, before, Some(&gone), true, python_revision)
+            .into_iter()
+            .chain((role == Role::Server).then_some(Change::Balancers))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+    };
+    let mut changes = Vec::new();
+    match role {
+        Role::Server => {
+            let moved = |differs: &dyn Fn(&ComponentReport) -> bool| before.is_none_or(differs);
+            if moved(&|before| {
+                before.state != now.state
+                    || before.healthy != now.healthy
+                    || before.odb_epoch != now.odb_epoch
+            }) {
+                changes.push(Change::ServerProgress);
+            }
+            // A server's first deployed services take it into its load balancers' rotation,
+            // and losing them out of it.
+            let lacked = before.is_none_or(|before| before.services_revision.is_empty());
+            if lacked != now.services_revision.is_empty() {
+                changes.push(Change::Balancers);
+            }
+            // A running server with other dependencies is the one that restarts.
+            if moved(&|before| {
+                before.python_revision != now.python_revision
+                    || before.python_installed != now.python_installed
+                    || before.healthy != now.healthy
+                    || before.state != now.state
+            }) {
+                let was_stale = before.is_some_and(|before| {
+                    before.state == ComponentState::Running
+                        && before.python_revision != python_revision
+                });
+                changes.push(Change::PythonRestarts { was_stale });
+            }
+        }
+        Role::LoadBalancer => {
+            let healthy_before = before.is_some_and(|before| before.healthy);
+            if backends_changed || healthy_before != now.healthy {
+                changes.push(Change::DrainingServers);
+                // The next server's restart waits for the balancers to have the others back.
+                changes.push(Change::PythonRestarts { was_stale: false });
+            }
+        }
+        _ => {}
+    }
+    changes
+}
+
 /// A component's status as its host reported it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ComponentReport {

@@ -144,16 +144,18 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         generation(&app).await > app_before,
         "the server's host moves"
     );
-    assert_eq!(
-        generation(&lb).await,
-        lb_before,
-        "the load balancer's does not"
+    // A cluster that now has services keeps a server without them out of rotation: its load
+    // balancers re-render.
+    assert!(
+        generation(&lb).await > lb_before,
+        "the load balancer's moves with the cluster's first services"
     );
     let plan = planner::render(&store.plan_inputs(&app.id).await.unwrap());
     assert_eq!(plan.components[0].services_revision, revision);
     assert_eq!(plan.components[0].services.len(), 2);
 
     let app_now = generation(&app).await;
+    let lb_now = generation(&lb).await;
     let (same, changed) = store.set_services("prod", &files, &actor()).await.unwrap();
     assert_eq!((same.as_str(), changed), (revision.as_str(), false));
     assert_eq!(
@@ -161,6 +163,19 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         app_now,
         "the same set changes nothing"
     );
+    let other = vec![file("orders.py", "x = 2\n"), file("billing.py", &big)];
+    store.set_services("prod", &other, &actor()).await.unwrap();
+    assert!(
+        generation(&app).await > app_now,
+        "another revision moves the server's host"
+    );
+    assert_eq!(
+        generation(&lb).await,
+        lb_now,
+        "and not the load balancer's: which servers have services is unchanged"
+    );
+    store.set_services("prod", &files, &actor()).await.unwrap();
+    let app_now = generation(&app).await;
 
     let refused = store
         .set_services("prod", &[file("../x.py", "x")], &actor())

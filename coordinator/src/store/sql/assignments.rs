@@ -6,9 +6,8 @@ impl SqlStore {
     /// Assigns a component inside `transaction`: its name and port, or a refusal, by the
     /// placement rules ([`policy::place`], given the cluster's and the host's assignments);
     /// claims the cluster's bootstrap for the host if it is enrolled and none has it, and bumps
-    /// the generation of the hosts whose desired state it changes (a server's: its own host and
-    /// the cluster's hosts of other roles, `bump_for_server`; any other role's: every
-    /// host of the cluster).
+    /// the generation of the hosts whose desired state it changes ([`policy::Change::Server`] for
+    /// a server, [`policy::Change::Cluster`] for any other role).
     pub(super) async fn assign_in(
         &self,
         transaction: &mut PoolConnection<Any>,
@@ -135,13 +134,21 @@ impl SqlStore {
         }
         // Tasks left with a host that has nothing of the cluster any more come to this one.
         if self.rehome_bootstrap(transaction, &cluster.id).await? {
-            self.bump_cluster_hosts(transaction, &cluster.id).await?;
+            self.bump(transaction, &cluster.id, policy::Change::Cluster)
+                .await?;
         }
         if new.role == Role::Server {
-            self.bump_for_server(transaction, &cluster.id, &new.host)
-                .await?;
+            self.bump(
+                transaction,
+                &cluster.id,
+                policy::Change::Server {
+                    host: new.host.clone(),
+                },
+            )
+            .await?;
         } else {
-            self.bump_cluster_hosts(transaction, &cluster.id).await?;
+            self.bump(transaction, &cluster.id, policy::Change::Cluster)
+                .await?;
         }
         let message = format!(
             "{} {name} assigned to host {} on port {port}",
@@ -283,10 +290,16 @@ impl SqlStore {
         let mut transaction = self.begin_write().await?;
         // Bumped while the assignment still names its host, so that host learns of the removal.
         if role == Role::Server {
-            self.bump_for_server(&mut transaction, &cluster_row.id, &assignment.host)
-                .await?;
+            self.bump(
+                &mut transaction,
+                &cluster_row.id,
+                policy::Change::Server {
+                    host: assignment.host.clone(),
+                },
+            )
+            .await?;
         } else {
-            self.bump_cluster_hosts(&mut transaction, &cluster_row.id)
+            self.bump(&mut transaction, &cluster_row.id, policy::Change::Cluster)
                 .await?;
         }
         let sql =
@@ -501,98 +514,92 @@ impl SqlStore {
         Ok(claimed)
     }
 
-    /// Bumps the generation of every host with an assignment in the cluster with this id.
-    pub(super) async fn bump_cluster_hosts(
+    /// Bumps the generation of each host whose desired state `change` alters in the cluster with
+    /// this id ([`policy::affected_hosts`], from the cluster's shape as the store holds it), one
+    /// host at a time.
+    pub(super) async fn bump(
         &self,
         transaction: &mut PoolConnection<Any>,
         cluster_id: &str,
+        change: policy::Change,
     ) -> Result<(), StoreError> {
         let sql = self.sql(
-            "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
-             WHERE name IN (SELECT host_name FROM assignments WHERE cluster_id = $2)",
+            "SELECT a.role, a.host_name, h.drained,
+                 CASE WHEN s.state = 'running' AND s.python_revision <> c.python_revision
+                      THEN 1 ELSE 0 END AS python_stale
+             FROM assignments a JOIN clusters c ON c.id = a.cluster_id
+             LEFT JOIN hosts h ON h.name = a.host_name
+             LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = c.name
+                 AND s.role = a.role AND s.name = a.name
+             WHERE a.cluster_id = $1",
         );
-        sqlx::query(&sql)
-            .bind(now_ms())
+        let mut members = Vec::new();
+        for row in sqlx::query(&sql)
             .bind(cluster_id)
-            .run(&mut **transaction, "bump hosts' generations")
-            .await?;
+            .rows(&mut **transaction, "read a cluster's members")
+            .await?
+        {
+            members.push(policy::Member {
+                role: role_from(&row.value::<String>("role")?)?,
+                host: row.value("host_name")?,
+                host_drained: row.value::<Option<i64>>("drained")? == Some(1),
+                python_stale: row.value::<i64>("python_stale")? == 1,
+            });
+        }
+        let sql = self.sql(
+            "SELECT (SELECT COUNT(*) FROM bootstrap_tasks WHERE cluster_id = $1 AND done = 1)
+                 AS finished, config_revision, python_revision FROM clusters WHERE id = $2",
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(cluster_id)
+            .bind(cluster_id)
+            .optional_row(&mut **transaction, "read a cluster's bootstrap")
+            .await?
+        else {
+            return Ok(());
+        };
+        let finished: i64 = row.value("finished")?;
+        let cluster = policy::ClusterShape {
+            members,
+            bootstrapped: usize::try_from(finished).unwrap_or(0) >= BootstrapTask::ALL.len(),
+            has_config: !row.value::<String>("config_revision")?.is_empty(),
+            has_python: !row.value::<String>("python_revision")?.is_empty(),
+        };
+        let hosts = policy::affected_hosts(&change, &cluster);
+        let update = self.sql(
+            "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
+             WHERE name = $2",
+        );
+        let now = now_ms();
+        for host in &hosts {
+            sqlx::query(&update)
+                .bind(now)
+                .bind(host)
+                .run(&mut **transaction, "bump a host's generation")
+                .await?;
+        }
         Ok(())
     }
 
-    /// Bumps the generation of every host with a server of the cluster with this id.
-    pub(super) async fn bump_server_hosts(
-        &self,
-        transaction: &mut PoolConnection<Any>,
-        cluster_id: &str,
-    ) -> Result<(), StoreError> {
-        let sql = self.sql(
-            "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
-             WHERE name IN
-                 (SELECT host_name FROM assignments WHERE cluster_id = $2 AND role = 'server')",
-        );
-        sqlx::query(&sql)
-            .bind(now_ms())
-            .bind(cluster_id)
-            .run(&mut **transaction, "bump hosts' generations")
-            .await?;
-        Ok(())
-    }
-
-    /// Bumps the generation of every host with a load balancer of the cluster named `cluster`.
-    pub(super) async fn bump_balancer_hosts(
+    /// [`Self::bump`] for the cluster named `cluster` (none: nothing to bump).
+    pub(super) async fn bump_named(
         &self,
         transaction: &mut PoolConnection<Any>,
         cluster: &str,
+        change: policy::Change,
     ) -> Result<(), StoreError> {
-        let sql = self.sql(
-            "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
-             WHERE name IN (SELECT a.host_name FROM assignments a
-                 JOIN clusters c ON c.id = a.cluster_id
-                 WHERE c.name = $2 AND a.role = 'load-balancer')",
-        );
-        sqlx::query(&sql)
-            .bind(now_ms())
+        let sql = self.sql("SELECT id FROM clusters WHERE name = $1");
+        let row = sqlx::query(&sql)
             .bind(cluster)
-            .run(&mut **transaction, "bump the load balancers' generations")
+            .optional_row(&mut **transaction, "read a cluster's id")
             .await?;
-        Ok(())
-    }
-
-    /// Bumps the hosts that a server of the cluster arriving at or leaving `host` changes. Once
-    /// the cluster is bootstrapped, a server's desired state names no other server (only the
-    /// scheduler, the ODB and the secrets), so only `host` and the cluster's hosts with another
-    /// role move: load balancers list the servers, the scheduler calls one, dashboards call one.
-    /// In a cluster of 50 servers that is a handful of new desired states instead of 52. Before
-    /// the bootstrap, its tasks name a server: every host of the cluster moves.
-    pub(super) async fn bump_for_server(
-        &self,
-        transaction: &mut PoolConnection<Any>,
-        cluster_id: &str,
-        host: &str,
-    ) -> Result<(), StoreError> {
-        let sql = self.sql(
-            "SELECT COUNT(*) AS finished FROM bootstrap_tasks WHERE cluster_id = $1 AND done = 1",
-        );
-        let finished: i64 = sqlx::query(&sql)
-            .bind(cluster_id)
-            .row(&mut **transaction, "read a cluster's bootstrap")
-            .await?
-            .value("finished")?;
-        if usize::try_from(finished).unwrap_or(0) < BootstrapTask::ALL.len() {
-            return self.bump_cluster_hosts(transaction, cluster_id).await;
+        match row {
+            Some(row) => {
+                let id: String = row.value("id")?;
+                self.bump(transaction, &id, change).await
+            }
+            None => Ok(()),
         }
-        let sql = self.sql(
-            "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
-             WHERE name = $2 OR name IN
-                 (SELECT host_name FROM assignments WHERE cluster_id = $3 AND role <> 'server')",
-        );
-        sqlx::query(&sql)
-            .bind(now_ms())
-            .bind(host)
-            .bind(cluster_id)
-            .run(&mut **transaction, "bump hosts' generations")
-            .await?;
-        Ok(())
     }
 
     /// The (id, name) of each cluster the host has a component in (of `role`, if given).

@@ -144,7 +144,7 @@ impl SqlStore {
     pub(super) async fn delete_cluster(&self, name: &str, actor: &Actor) -> Result<(), StoreError> {
         let cluster = self.get_cluster(name).await?;
         let mut transaction = self.begin_write().await?;
-        self.bump_cluster_hosts(&mut transaction, &cluster.id)
+        self.bump(&mut transaction, &cluster.id, policy::Change::Cluster)
             .await?;
         for table in [
             "assignments",
@@ -230,7 +230,7 @@ impl SqlStore {
         self.rehome_bootstrap(&mut transaction, &cluster.id).await?;
         self.replan_cluster(&mut transaction, &cluster.id, name)
             .await?;
-        self.bump_cluster_hosts(&mut transaction, &cluster.id)
+        self.bump(&mut transaction, &cluster.id, policy::Change::Cluster)
             .await?;
         self.insert_event(
             &mut transaction,

@@ -325,7 +325,7 @@ impl SqlStore {
         }
         let claimed = self.claim_bootstrap(&mut transaction, &new.name).await?;
         for cluster_id in &claimed {
-            self.bump_cluster_hosts(&mut transaction, cluster_id)
+            self.bump(&mut transaction, cluster_id, policy::Change::Cluster)
                 .await?;
         }
         let message = format!(
@@ -500,12 +500,10 @@ impl SqlStore {
                 self.insert_event(&mut transaction, "host.down", "", &name, &actor, &message)
                     .await?;
                 self.replan_host_clusters(&mut transaction, &name).await?;
-                // A load balancer that went down is no longer waited for by draining servers.
-                let balanced = self
-                    .host_clusters(&mut transaction, &name, Some(Role::LoadBalancer))
-                    .await?;
-                for (_, cluster) in balanced {
-                    self.bump_draining_servers(&mut transaction, &cluster)
+                // A load balancer that went down is no longer waited for, a server on it no
+                // longer holds the others.
+                for (cluster_id, _) in self.host_clusters(&mut transaction, &name, None).await? {
+                    self.bump(&mut transaction, &cluster_id, policy::Change::HostState)
                         .await?;
                 }
                 marked.push(name);
@@ -544,7 +542,7 @@ impl SqlStore {
             .await?;
         for row in rows {
             let cluster_id: String = row.value("cluster_id")?;
-            self.bump_cluster_hosts(&mut transaction, &cluster_id)
+            self.bump(&mut transaction, &cluster_id, policy::Change::Cluster)
                 .await?;
         }
         self.replan_host_clusters(&mut transaction, name).await?;
@@ -598,7 +596,7 @@ impl SqlStore {
         let mut cluster_ids = Vec::new();
         for row in rows {
             let cluster_id: String = row.value("cluster_id")?;
-            self.bump_cluster_hosts(&mut transaction, &cluster_id)
+            self.bump(&mut transaction, &cluster_id, policy::Change::Cluster)
                 .await?;
             cluster_ids.push(cluster_id);
         }

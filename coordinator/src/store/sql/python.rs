@@ -66,8 +66,12 @@ impl SqlStore {
             transaction,
             &current,
             actor,
-            "cluster.python-changed",
-            &message,
+            // Servers read them; which one restarts for them, out of rotation, follows.
+            &[
+                policy::Change::Servers,
+                policy::Change::PythonRestarts { was_stale: false },
+            ],
+            ("cluster.python-changed", &message),
             "commit a cluster's Python dependencies",
         )
         .await?;

@@ -47,12 +47,18 @@ impl SqlStore {
                 names.join(", ")
             )
         };
+        // Servers read their services; load balancers keep a server without them out of
+        // rotation only while the cluster has services.
+        let mut changes = vec![policy::Change::Servers];
+        if current.services_revision.is_empty() != revision.is_empty() {
+            changes.push(policy::Change::Balancers);
+        }
         self.commit_environment_change(
             transaction,
             &current,
             actor,
-            "cluster.services-changed",
-            &message,
+            &changes,
+            ("cluster.services-changed", &message),
             "commit a cluster's services",
         )
         .await?;
@@ -79,19 +85,21 @@ impl SqlStore {
     }
 
     /// Ends a change of a cluster's environment (its services, configuration, Python
-    /// dependencies or user-config files) in `transaction`: the hosts of its servers are told,
-    /// event `kind` records `message`, and it commits.
+    /// dependencies or user-config files) in `transaction`: the hosts `changes` affect are told,
+    /// the event (kind, message) is recorded, and it commits.
     pub(super) async fn commit_environment_change(
         &self,
         mut transaction: WriteTransaction,
         cluster: &Cluster,
         actor: &Actor,
-        kind: &str,
-        message: &str,
+        changes: &[policy::Change],
+        (kind, message): (&str, &str),
         action: &'static str,
     ) -> Result<(), StoreError> {
-        self.bump_server_hosts(&mut transaction, &cluster.id)
-            .await?;
+        for change in changes {
+            self.bump(&mut transaction, &cluster.id, change.clone())
+                .await?;
+        }
         self.insert_event(&mut transaction, kind, &cluster.name, "", actor, message)
             .await?;
         transaction.commit(action).await
@@ -251,8 +259,8 @@ impl SqlStore {
             transaction,
             &current,
             actor,
-            "cluster.config-changed",
-            &message,
+            &[policy::Change::Servers],
+            ("cluster.config-changed", &message),
             "commit a cluster's configuration",
         )
         .await?;

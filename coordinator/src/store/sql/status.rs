@@ -103,7 +103,7 @@ impl SqlStore {
                 .host_clusters(&mut transaction, &host.name, None)
                 .await?
             {
-                self.bump_cluster_hosts(&mut transaction, &cluster_id)
+                self.bump(&mut transaction, &cluster_id, policy::Change::Cluster)
                     .await?;
             }
         }
@@ -128,13 +128,9 @@ impl SqlStore {
 
         let previous = self.stored_components(&mut **transaction, host_id).await?;
         let mut health_changed = previous.len() != report.components.len();
-        let mut services_changed = std::collections::BTreeSet::new();
-        // Clusters whose rolling restart for Python dependencies may move on: the servers whose
-        // turn it is and the load balancers that drain them are planned again.
-        let mut python_moved = std::collections::BTreeSet::new();
-        // Clusters whose importing server may import now, or must wait (`planner::config_hold`):
-        // a server of theirs changed state, health or ODB generation.
-        let mut servers_moved = std::collections::BTreeSet::new();
+        // What the reported components change for their clusters' other hosts
+        // (`policy::report_changes`), bumped once the whole report is recorded.
+        let mut report_changes = std::collections::BTreeSet::new();
         let previous_backends = self
             .replace_backend_states(&mut transaction, host_id, &report)
             .await?;
@@ -198,34 +194,7 @@ impl SqlStore {
                     || (component.role == Role::Server
                         && before.services_revision != component.services_revision)
             });
-            // A server's first deployed services take it into its load balancers' rotation
-            // (`planner::lacks_services`), and losing them out of it.
-            let lacked = before.is_none_or(|before| before.services_revision.is_empty());
-            if component.role == Role::Server && lacked != component.services_revision.is_empty() {
-                services_changed.insert(component.cluster.clone());
-            }
-            // Which server may restart to load new Python dependencies, and which is out of
-            // rotation meanwhile, follow the servers' revisions and health
-            // (`planner::python_restart`).
-            if component.role == Role::Server
-                && before.is_none_or(|before| {
-                    before.python_revision != component.python_revision
-                        || before.python_installed != component.python_installed
-                        || before.healthy != component.healthy
-                })
-            {
-                python_moved.insert(component.cluster.clone());
-            }
-            if component.role == Role::Server
-                && before.is_none_or(|before| {
-                    before.state != component.state
-                        || before.healthy != component.healthy
-                        || before.odb_epoch != component.odb_epoch
-                })
-            {
-                servers_moved.insert(component.cluster.clone());
-            }
-            if component.role == Role::LoadBalancer {
+            let backends_changed = component.role == Role::LoadBalancer && {
                 let backends_before = previous_backends
                     .get(&(component.cluster.clone(), component.name.clone()))
                     .cloned()
@@ -236,14 +205,21 @@ impl SqlStore {
                     .map(|backend| (backend.name.clone(), backend.state.clone()))
                     .collect();
                 backends_now.sort();
-                let healthy_before = before.is_some_and(|before| before.healthy);
-                if backends_before != backends_now || healthy_before != component.healthy {
-                    self.bump_draining_servers(&mut transaction, &component.cluster)
-                        .await?;
-                    // The next server's restart for new Python dependencies waits for the
-                    // balancers to have the others in rotation again.
-                    python_moved.insert(component.cluster.clone());
-                }
+                backends_before != backends_now
+            };
+            let python_revision = self
+                .cluster_in(&mut **transaction, &component.cluster)
+                .await
+                .map(|cluster| cluster.python_revision)
+                .unwrap_or_default();
+            for change in policy::report_changes(
+                component.role,
+                before,
+                Some(&now_report),
+                backends_changed,
+                &python_revision,
+            ) {
+                report_changes.insert((component.cluster.clone(), change));
             }
             let label = format!("{} {}", component.role, component.name);
             for event in policy::component_report_events(&label, before, &now_report) {
@@ -340,7 +316,7 @@ impl SqlStore {
                     if updated.rows_affected() != 1 {
                         continue;
                     }
-                    self.bump_cluster_hosts(&mut transaction, &cluster_id)
+                    self.bump(&mut transaction, &cluster_id, policy::Change::Cluster)
                         .await?;
                     event
                 }
@@ -375,30 +351,38 @@ impl SqlStore {
             self.replan_host_clusters(&mut transaction, &host.name)
                 .await?;
         }
-        for cluster in &services_changed {
-            self.bump_balancer_hosts(&mut transaction, cluster).await?;
-        }
-        for name in &servers_moved {
-            let Ok(cluster) = self.cluster_in(&mut **transaction, name).await else {
-                continue;
-            };
-            if !cluster.config_revision.is_empty() {
-                self.bump_server_hosts(&mut transaction, &cluster.id)
+        if came_up {
+            for (cluster_id, _) in self
+                .host_clusters(&mut transaction, &host.name, None)
+                .await?
+            {
+                self.bump(&mut transaction, &cluster_id, policy::Change::HostState)
                     .await?;
             }
         }
-        for name in &python_moved {
-            let Ok(cluster) = self.cluster_in(&mut **transaction, name).await else {
-                continue;
-            };
-            if cluster.python_revision.is_empty() {
+        // A component its host reports no more changes what it changed.
+        for ((cluster, role, name), before) in &previous {
+            let reported = report.components.iter().any(|component| {
+                &component.cluster == cluster
+                    && component.role.cli_name() == role
+                    && &component.name == name
+            });
+            if reported {
                 continue;
             }
-            self.bump_server_hosts(&mut transaction, &cluster.id)
-                .await?;
-            if !services_changed.contains(name) {
-                self.bump_balancer_hosts(&mut transaction, name).await?;
+            let python_revision = self
+                .cluster_in(&mut **transaction, cluster)
+                .await
+                .map(|cluster| cluster.python_revision)
+                .unwrap_or_default();
+            for change in
+                policy::report_changes(role_from(role)?, Some(before), None, true, &python_revision)
+            {
+                report_changes.insert((cluster.clone(), change));
             }
+        }
+        for (cluster, change) in report_changes {
+            self.bump_named(&mut transaction, &cluster, change).await?;
         }
         let generation = self
             .host_in(&mut **transaction, "id", host_id)
@@ -571,27 +555,6 @@ impl SqlStore {
         Ok(previous)
     }
 
-    /// Bumps the generation of the drained hosts with a server in the cluster: whether such a server
-    /// may stop depends on what the cluster's load balancers report (see the planner).
-    pub(super) async fn bump_draining_servers(
-        &self,
-        transaction: &mut PoolConnection<Any>,
-        cluster_name: &str,
-    ) -> Result<(), StoreError> {
-        let sql = self.sql(
-            "UPDATE hosts SET generation = generation + 1, generation_changed_at = $1
-             WHERE drained = 1 AND name IN
-                 (SELECT a.host_name FROM assignments a JOIN clusters c ON c.id = a.cluster_id
-                  WHERE c.name = $2 AND a.role = 'server')",
-        );
-        sqlx::query(&sql)
-            .bind(now_ms())
-            .bind(cluster_name)
-            .run(&mut **transaction, "bump draining hosts' generations")
-            .await?;
-        Ok(())
-    }
-
     /// The load balancers' reported backend servers, of one cluster or of all, by (host name,
     /// cluster, load balancer).
     pub(super) async fn backend_states(
@@ -714,7 +677,8 @@ impl SqlStore {
                     .run(&mut **transaction, "record the cluster's first server")
                     .await?;
                 // Only servers are held, so only their hosts re-render.
-                self.bump_server_hosts(transaction, cluster_id).await?;
+                self.bump(transaction, cluster_id, policy::Change::Servers)
+                    .await?;
             }
             if let Some((healthy, happened)) = started {
                 let actor = Actor("planner".to_owned());
@@ -742,7 +706,8 @@ impl SqlStore {
             .bind(cluster_id)
             .run(&mut **transaction, "re-plan the scheduler")
             .await?;
-        self.bump_cluster_hosts(transaction, cluster_id).await?;
+        self.bump(transaction, cluster_id, policy::Change::Cluster)
+            .await?;
         let actor = Actor("planner".to_owned());
         self.insert_event(
             transaction,

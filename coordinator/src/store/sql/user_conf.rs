@@ -52,8 +52,8 @@ impl SqlStore {
             transaction,
             &current,
             actor,
-            "cluster.user-conf-changed",
-            &message,
+            &[policy::Change::Servers],
+            ("cluster.user-conf-changed", &message),
             "commit a cluster's user-config files",
         )
         .await?;
