@@ -10,7 +10,7 @@ use muster_proto::daemon::cause;
 use muster_proto::state::Condition as Shown;
 use muster_proto::v1::{self, ComponentState, Role};
 
-use crate::store::{Assignment, BootstrapState, BootstrapTask, Host, HostState};
+use crate::domain::{Assignment, BootstrapState, BootstrapTask, Host, HostState};
 
 /// A component's state as shown, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +184,7 @@ fn not_reported(assignment: &Assignment, host: &Host, bootstrap: &[BootstrapStat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ComponentStatus;
+    use crate::domain::ComponentStatus;
 
     fn host(state: HostState) -> Host {
         Host {

@@ -21,6 +21,7 @@ pub mod audit;
 pub mod cli;
 pub mod condition;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod fanout;
 pub mod gateway;

@@ -25,8 +25,8 @@
 
 use muster_proto::v1::{self, BootstrapKind, Role};
 
+use crate::domain::{Assignment, BootstrapTask, Cluster, ClusterSecrets, HostState, PlanInputs};
 use crate::policy;
-use crate::store::{Assignment, BootstrapTask, Cluster, ClusterSecrets, HostState, PlanInputs};
 
 fn odb_message(cluster: &Cluster) -> v1::OdbSettings {
     v1::OdbSettings {
@@ -556,7 +556,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use crate::store::{BootstrapState, Host, HostState, OdbSettings};
+    use crate::domain::{BootstrapState, Host, HostState, OdbSettings};
 
     fn host(name: &str, address: &str) -> Host {
         Host {
@@ -711,7 +711,7 @@ mod tests {
 
     #[test]
     fn the_importing_server_waits_while_another_server_is_on_its_way_up() {
-        let server2 = |state: &str, healthy: bool, odb_epoch: u64| crate::store::ComponentStatus {
+        let server2 = |state: &str, healthy: bool, odb_epoch: u64| crate::domain::ComponentStatus {
             cluster: "prod".to_owned(),
             role: Role::Server,
             name: "server2".to_owned(),
@@ -720,7 +720,7 @@ mod tests {
             odb_epoch,
             ..Default::default()
         };
-        let hold = |status: Option<crate::store::ComponentStatus>,
+        let hold = |status: Option<crate::domain::ComponentStatus>,
                     change: &dyn Fn(&mut PlanInputs)| {
             let mut inputs = inputs("app-1");
             inputs.assignments[3].status = status;
@@ -791,7 +791,7 @@ mod tests {
                 .collect()
         };
         let reported = |revision: &str| {
-            Some(crate::store::ComponentStatus {
+            Some(crate::domain::ComponentStatus {
                 cluster: "prod".to_owned(),
                 role: Role::Server,
                 name: String::new(),
@@ -964,7 +964,7 @@ mod tests {
         let mut drained = inputs("app-1");
         drained.host.drained = true;
         // The load balancer still sends it requests: it runs on until they stop.
-        drained.assignments[1].status = Some(crate::store::ComponentStatus {
+        drained.assignments[1].status = Some(crate::domain::ComponentStatus {
             cluster: "prod".to_owned(),
             role: Role::LoadBalancer,
             name: "load-balancer".to_owned(),
@@ -1139,9 +1139,9 @@ mod tests {
     fn server_report(
         index: usize,
         reported: Option<Reported>,
-    ) -> Option<crate::store::ComponentStatus> {
+    ) -> Option<crate::domain::ComponentStatus> {
         reported.map(|(state, healthy, services, python, odb_epoch)| {
-            crate::store::ComponentStatus {
+            crate::domain::ComponentStatus {
                 cluster: "prod".to_owned(),
                 role: Role::Server,
                 name: format!("server{}", index + 1),
@@ -1158,8 +1158,8 @@ mod tests {
 
     fn balancer_status(
         reported: Option<(bool, [usize; 2])>,
-    ) -> Option<crate::store::ComponentStatus> {
-        reported.map(|(healthy, backends)| crate::store::ComponentStatus {
+    ) -> Option<crate::domain::ComponentStatus> {
+        reported.map(|(healthy, backends)| crate::domain::ComponentStatus {
             cluster: "prod".to_owned(),
             role: Role::LoadBalancer,
             name: "load-balancer".to_owned(),
@@ -1288,7 +1288,7 @@ mod tests {
                 after.assignments[1].status = balancer_status(*reported);
                 let before = world.assignments[1].status.as_ref();
                 let now = after.assignments[1].status.as_ref();
-                let backends = |status: Option<&crate::store::ComponentStatus>| {
+                let backends = |status: Option<&crate::domain::ComponentStatus>| {
                     status
                         .map(|status| {
                             status
@@ -1371,7 +1371,7 @@ mod tests {
     }
 
     /// A component's status as the store compares reports.
-    fn report_of(status: &crate::store::ComponentStatus) -> policy::ComponentReport {
+    fn report_of(status: &crate::domain::ComponentStatus) -> policy::ComponentReport {
         policy::ComponentReport {
             state: status.state,
             healthy: status.healthy,

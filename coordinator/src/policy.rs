@@ -564,7 +564,7 @@ pub fn bootstrap_report_outcome(
     reporting_host: &str,
     was_done: bool,
     error_before: &str,
-    report: &crate::store::BootstrapReport,
+    report: &crate::domain::BootstrapReport,
 ) -> Option<BootstrapOutcome> {
     if assigned_to != reporting_host || was_done {
         return None;
@@ -855,9 +855,9 @@ mod tests {
 
     #[test]
     fn only_the_assigned_host_moves_a_bootstrap_task_and_done_stays_done() {
-        let report = |done: bool, error: &str| crate::store::BootstrapReport {
+        let report = |done: bool, error: &str| crate::domain::BootstrapReport {
             cluster: "prod".into(),
-            task: crate::store::BootstrapTask::Cluster,
+            task: crate::domain::BootstrapTask::Cluster,
             done,
             last_error: error.into(),
         };

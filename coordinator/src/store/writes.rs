@@ -418,6 +418,7 @@ impl Store for Writes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use muster_proto::v1::OdbType;
 
     #[tokio::test]
     async fn a_write_that_changed_something_wakes_the_watches_and_one_that_did_not_does_not() {
