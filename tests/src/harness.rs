@@ -75,6 +75,8 @@ pub struct Coordinator {
     /// The test host it runs on, or `None` for this machine's loopback.
     pub host: Option<Host>,
     extra_args: Vec<String>,
+    /// Its `RUST_LOG`.
+    log_level: &'static str,
     process: Option<Child>,
 }
 
@@ -130,6 +132,26 @@ impl Coordinator {
             http_port,
             host,
             extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
+            log_level: "info",
+            process: None,
+        };
+        coordinator.restart().await;
+        coordinator
+    }
+
+    /// Starts the coordinator on a data directory `data_dir` that `muster-coordinator init`
+    /// made (any path), on ports of its own, logging at debug level beside it
+    /// (`DATA_DIR.GRPC_PORT.log`): a test of what its log never holds checks all it writes.
+    pub async fn run(data_dir: &Path) -> Coordinator {
+        let grpc_port = free_port();
+        let mut coordinator = Coordinator {
+            data_dir: data_dir.to_owned(),
+            grpc_port,
+            http_port: free_port(),
+            log: data_dir.with_extension(format!("{grpc_port}.log")),
+            host: None,
+            extra_args: Vec::new(),
+            log_level: "debug",
             process: None,
         };
         coordinator.restart().await;
@@ -146,6 +168,7 @@ impl Coordinator {
             log: directory.join("coordinator.log"),
             host: None,
             extra_args: Vec::new(),
+            log_level: "info",
             process: None,
         };
         coordinator.restart().await;
@@ -169,7 +192,7 @@ impl Coordinator {
             .args(["--listen", &format!("{listen}:{}", self.grpc_port)])
             .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
             .args(&self.extra_args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.log_level)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -197,11 +220,28 @@ impl Coordinator {
         )
         .await;
         if let Err(error) = ready {
+            let exited = self
+                .process
+                .as_mut()
+                .and_then(|process| process.try_wait().ok().flatten());
             panic!(
-                "{error}; log:\n{}",
+                "{error}; exited: {exited:?}; log:\n{}",
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             );
         }
+    }
+
+    /// Sends SIGTERM and waits for the coordinator to exit; its exit status (`None`: it was not
+    /// running).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut process = self.process.take()?;
+        signal(process.id(), nix::sys::signal::Signal::SIGTERM);
+        process.wait().ok()
+    }
+
+    /// Stops the coordinator (SIGTERM) and says whether it exited cleanly.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate().expect("the coordinator was running")
     }
 
     /// Kills the coordinator without warning.
@@ -226,6 +266,43 @@ impl Coordinator {
             .env("MUSTER_COORDINATOR", self.url())
             .args(args)
             .stdin(Stdio::null())
+            .output()
+            .expect("run muster")
+    }
+
+    /// Runs `muster ARGS` with `stdin` on its standard input.
+    pub fn muster_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = on(self.host.as_ref(), &workspace_binary("muster"))
+            .env("MUSTER_DATA_DIR", &self.data_dir)
+            .env("MUSTER_COORDINATOR", self.url())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run muster");
+        child
+            .stdin
+            .take()
+            .expect("muster's stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write muster's stdin");
+        child.wait_with_output().expect("muster's output")
+    }
+
+    /// Runs `muster ARGS` with its output to a pipe whose reader has already gone, as
+    /// `muster … | head` makes when `head` has read its lines.
+    pub fn muster_into_closed_pipe(&self, args: &[&str]) -> Output {
+        let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+        drop(reader);
+        on(self.host.as_ref(), &workspace_binary("muster"))
+            .env("MUSTER_DATA_DIR", &self.data_dir)
+            .env("MUSTER_COORDINATOR", self.url())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
             .output()
             .expect("run muster")
     }

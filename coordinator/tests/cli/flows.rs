@@ -31,7 +31,7 @@ async fn new_user_flow(backend: Backend) {
         assert_eq!(mode & 0o777, 0o600, "{private}");
     }
 
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
     assert_eq!(
         coordinator.ok(&["create", "cluster", "demo"]).trim(),
         "created cluster demo"
@@ -121,11 +121,11 @@ async fn a_cluster_survives_a_coordinator_restart() {
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("muster");
     assert!(init(&data_dir, None).status.success());
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
     coordinator.ok(&["create", "cluster", "kept", "--description", "survives"]);
     assert!(coordinator.stop().success());
 
-    let restarted = Coordinator::start(&data_dir).await;
+    let restarted = Coordinator::run(&data_dir).await;
     let cluster = restarted.json(&["cluster", "show", "kept"]);
     assert_eq!(
         (cluster["name"].as_str(), cluster["description"].as_str()),
@@ -151,8 +151,8 @@ async fn two_coordinators_on_one_postgres_database_see_each_others_writes() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), second_dir.join(entry.file_name())).unwrap();
     }
-    let first = Coordinator::start(&first_dir).await;
-    let second = Coordinator::start(&second_dir).await;
+    let first = Coordinator::run(&first_dir).await;
+    let second = Coordinator::run(&second_dir).await;
 
     first.ok(&["create", "cluster", "alpha"]);
     second.ok(&["create", "cluster", "beta"]);
@@ -202,7 +202,7 @@ async fn an_environment_written_back_applies_as_the_same_environment() {
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("coordinator");
     assert!(init(&data_dir, None).status.success());
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/examples");
     let source = scratch.path().join("source");
     std::fs::create_dir(&source).unwrap();

@@ -8,7 +8,7 @@ async fn health_metrics_and_reflection_are_served() {
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("muster");
     assert!(init(&data_dir, None).status.success());
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
     coordinator.ok(&["create", "cluster", "one"]);
 
     let metrics = http_get(coordinator.http_port, "/metrics").unwrap();
@@ -135,7 +135,7 @@ async fn the_sqlite_store_recovers_from_a_full_disk_and_keeps_what_it_acknowledg
     let data_dir = scratch.path().join("muster");
     let disk = muster_testkit::disk::SmallFilesystem::mount(&data_dir, "8m");
     assert!(init(&data_dir, None).status.success());
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
     coordinator.ok(&["create", "cluster", "before"]);
     let mut acknowledged = vec!["before".to_owned()];
 
@@ -190,7 +190,7 @@ async fn the_sqlite_store_recovers_from_a_full_disk_and_keeps_what_it_acknowledg
         assert_eq!(names(&coordinator), acknowledged, "reads agree");
     }
     coordinator.stop();
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
     assert_eq!(
         names(&coordinator),
         acknowledged,
@@ -211,7 +211,7 @@ async fn healthz_answers_within_its_bound_while_the_database_is_silent() {
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("muster");
     assert!(init(&data_dir, Some(&url)).status.success());
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
     coordinator.ok(&["create", "cluster", "one"]);
     assert_eq!(http_status(coordinator.http_port, "/healthz"), 200);
 
@@ -249,7 +249,7 @@ async fn the_json_gateway_serves_curl_and_ansibles_uri_with_the_same_token() {
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("muster");
     assert!(init(&data_dir, None).status.success());
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
     let token = std::fs::read_to_string(data_dir.join("admin.token"))
         .unwrap()
         .trim()

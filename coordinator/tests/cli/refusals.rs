@@ -59,7 +59,7 @@ async fn errors_are_one_clear_line() {
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("muster");
     assert!(init(&data_dir, None).status.success());
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
 
     let unknown = one_line_error(&coordinator.muster(&["cluster", "show", "nope"]));
     assert_eq!(unknown.trim(), "error: cluster 'nope' not found");
@@ -107,7 +107,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("muster");
     assert!(init(&data_dir, None).status.success());
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
 
     for bad_name in ["two words", "line\nbreak", "semi;colon", "-dash"] {
         let error = one_line_error(&coordinator.muster(&["create", "cluster", "--", bad_name]));
@@ -245,7 +245,7 @@ async fn no_secret_reaches_a_log_or_an_output() {
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("muster");
     assert!(init(&data_dir, None).status.success());
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
     let odb_password = "Odb-Password-7f3a91";
 
     let mut outputs = Vec::new();
@@ -343,7 +343,7 @@ async fn a_cluster_file_and_the_files_it_names_are_regular_bounded_and_never_sho
     let scratch = tempfile::tempdir().unwrap();
     let data_dir = scratch.path().join("muster");
     assert!(init(&data_dir, None).status.success());
-    let coordinator = Coordinator::start(&data_dir).await;
+    let coordinator = Coordinator::run(&data_dir).await;
     let secret = scratch.path().join("shadow");
     std::fs::write(&secret, "root:SECRET-HASH-LINE:19000:0:99999:7:::\n").unwrap();
     let files = scratch.path().join("files");
