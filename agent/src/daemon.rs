@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use muster_proto::v1::agent_service_client::AgentServiceClient;
-use muster_proto::v1::{DesiredState, ReportStatusRequest, WatchDesiredStateRequest};
+use muster_proto::v1::{DesiredState, ReportStatusRequest};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -14,10 +14,8 @@ use crate::config::AgentConfig;
 use crate::identity::{self, Enrollment, Identity, IdentityError};
 use crate::ledger::{Decision, Ledger, LedgerError};
 use crate::reconcile::{HostStatus, PROBE_INTERVAL, Reconciler};
+use crate::watch::{RECONNECT_CEILING, RECONNECT_FLOOR};
 use crate::zato::{self, RunAs, Zato};
-
-const RECONNECT_FLOOR: Duration = Duration::from_millis(200);
-const RECONNECT_CEILING: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -311,75 +309,49 @@ async fn watchdog(progress: Arc<AtomicU64>, shutdown: CancellationToken) {
     }
 }
 
+/// The agent's side of the watch: its ledger, and the desired state the reconciler follows.
+struct LedgerWatch {
+    ledger: Ledger,
+    desired: watch::Sender<Option<DesiredState>>,
+}
+
+impl crate::watch::WatchHandler for LedgerWatch {
+    fn known_generation(&self) -> u64 {
+        self.ledger.generation()
+    }
+
+    fn receive(&mut self, state: DesiredState) -> bool {
+        accept(&mut self.ledger, state, &self.desired)
+    }
+
+    fn event(&mut self, event: crate::watch::WatchEvent<'_>) {
+        use crate::watch::WatchEvent;
+        match event {
+            WatchEvent::Connected { again: true } => {
+                tracing::info!("connected to the coordinator again");
+            }
+            WatchEvent::Connected { again: false } => {}
+            WatchEvent::Closed => tracing::warn!("the coordinator closed the watch; reconnecting"),
+            WatchEvent::Broke(status) => {
+                tracing::warn!(code = ?status.code(), error = %identity::describe_failure(status), "the watch broke; reconnecting");
+            }
+            WatchEvent::Refused { status, attempt } => {
+                if attempt.is_multiple_of(10) {
+                    tracing::warn!(code = ?status.code(), error = %identity::describe_failure(status), attempt, "cannot watch the desired state; running from the ledger and retrying");
+                }
+            }
+        }
+    }
+}
+
 async fn watch_desired_state(
     channel: watch::Receiver<Channel>,
-    mut ledger: Ledger,
+    ledger: Ledger,
     desired: watch::Sender<Option<DesiredState>>,
     shutdown: CancellationToken,
 ) {
-    let mut attempt = 0u32;
-    loop {
-        let mut client = AgentServiceClient::new(channel.borrow().clone())
-            .max_decoding_message_size(muster_proto::MAX_DESIRED_STATE_BYTES);
-        let request = WatchDesiredStateRequest {
-            known_generation: ledger.generation(),
-            host_id: String::new(),
-        };
-        let opened = tokio::select! {
-            opened = client.watch_desired_state(request) => opened,
-            () = shutdown.cancelled() => return,
-        };
-        let mut refused = None;
-        match opened {
-            Ok(response) => {
-                if attempt > 0 {
-                    tracing::info!("connected to the coordinator again");
-                }
-                attempt = 0;
-                let mut stream = response.into_inner();
-                loop {
-                    let message = tokio::select! {
-                        // Cancel-safe: `message` only waits for the next frame.
-                        message = stream.message() => message,
-                        () = shutdown.cancelled() => return,
-                    };
-                    match message {
-                        Ok(Some(state)) => {
-                            if !accept(&mut ledger, state, &desired) {
-                                // Not persisted (a full disk, say): reconnect with backoff and
-                                // the generation held, so the coordinator sends it again.
-                                break;
-                            }
-                        }
-                        Ok(None) => {
-                            tracing::warn!("the coordinator closed the watch; reconnecting");
-                            break;
-                        }
-                        Err(status) => {
-                            tracing::warn!(code = ?status.code(), error = %identity::describe_failure(&status), "the watch broke; reconnecting");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(status) => {
-                if attempt.is_multiple_of(10) {
-                    tracing::warn!(code = ?status.code(), error = %identity::describe_failure(&status), attempt, "cannot watch the desired state; running from the ledger and retrying");
-                }
-                refused = Some(status);
-            }
-        }
-        attempt += 1;
-        let delay = muster_proto::daemon::backoff_after(
-            refused.as_ref(),
-            attempt,
-            RECONNECT_FLOOR,
-            RECONNECT_CEILING,
-        );
-        if !pause(delay, &shutdown).await {
-            return;
-        }
-    }
+    let mut handler = LedgerWatch { ledger, desired };
+    crate::watch::watch(|| channel.borrow().clone(), &mut handler, &shutdown).await;
 }
 
 /// Offers `state` to the ledger; says whether the watch can go on (false: it was not persisted,

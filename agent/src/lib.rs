@@ -23,6 +23,7 @@ pub mod identity;
 pub mod ledger;
 pub mod metrics;
 pub mod reconcile;
+pub mod watch;
 pub mod wheels;
 pub mod zato;
 

@@ -10,17 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use muster_agent::identity::{self, Enrollment, Identity};
+use muster_agent::watch::{RECONNECT_CEILING, RECONNECT_FLOOR, WatchEvent, WatchHandler};
 use muster_proto::v1::agent_service_client::AgentServiceClient;
 use muster_proto::v1::{
     BackendServerState, BootstrapStatus, ComponentState, ComponentStatus, DesiredState,
-    ReportStatusRequest, WatchDesiredStateRequest,
+    ReportStatusRequest,
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-
-/// The agent's own reconnect backoff (agent/src/daemon.rs).
-const RECONNECT_FLOOR: Duration = Duration::from_millis(200);
-const RECONNECT_CEILING: Duration = Duration::from_secs(10);
 
 /// What one simulated agent is waiting to see in its desired state.
 pub enum Expected {
@@ -299,64 +296,40 @@ pub fn address(index: usize) -> String {
     )
 }
 
-/// Runs one agent's watch stream until `stop`: reconnects with the agent's backoff (full jitter,
-/// after the coordinator's retry hint).
-pub async fn watch(fleet: Arc<Fleet>, index: usize, stop: CancellationToken) {
-    let agent = fleet.agents[index].clone();
-    let mut attempt = 0u32;
-    loop {
-        let mut client = AgentServiceClient::new(agent.channel.clone());
-        let request = WatchDesiredStateRequest {
-            known_generation: 0,
-            host_id: String::new(),
-        };
-        let opened = tokio::select! {
-            opened = client.watch_desired_state(request) => opened,
-            () = stop.cancelled() => return,
-        };
-        let mut refused = None;
-        match opened {
-            Ok(response) => {
-                let mut stream = response.into_inner();
-                loop {
-                    let message = tokio::select! {
-                        message = stream.message() => message,
-                        () = stop.cancelled() => return,
-                    };
-                    match message {
-                        Ok(Some(state)) => {
-                            attempt = 0;
-                            fleet.messages.fetch_add(1, Ordering::Relaxed);
-                            agent
-                                .watched_in
-                                .store(fleet.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
-                            agent.received(state);
-                        }
-                        Ok(None) => break,
-                        Err(_) => {
-                            fleet.error();
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(status) => {
-                fleet.error();
-                refused = Some(status);
-            }
-        }
-        attempt += 1;
-        let delay = muster_proto::daemon::backoff_after(
-            refused.as_ref(),
-            attempt,
-            RECONNECT_FLOOR,
-            RECONNECT_CEILING,
-        );
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = stop.cancelled() => return,
+/// One simulated agent's side of the watch: it keeps what it receives, and counts failures.
+struct SimWatch {
+    fleet: Arc<Fleet>,
+    agent: Arc<SimAgent>,
+}
+
+impl WatchHandler for SimWatch {
+    fn known_generation(&self) -> u64 {
+        0
+    }
+
+    fn receive(&mut self, state: DesiredState) -> bool {
+        self.fleet.messages.fetch_add(1, Ordering::Relaxed);
+        self.agent
+            .watched_in
+            .store(self.fleet.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.agent.received(state);
+        true
+    }
+
+    fn event(&mut self, event: WatchEvent<'_>) {
+        if matches!(event, WatchEvent::Broke(_) | WatchEvent::Refused { .. }) {
+            self.fleet.error();
         }
     }
+}
+
+/// Runs one agent's watch stream until `stop`, with the agent's own loop
+/// (`muster_agent::watch`: its reconnects, backoff and message limit).
+pub async fn watch(fleet: Arc<Fleet>, index: usize, stop: CancellationToken) {
+    let agent = fleet.agents[index].clone();
+    let channel = agent.channel.clone();
+    let mut handler = SimWatch { fleet, agent };
+    muster_agent::watch::watch(|| channel.clone(), &mut handler, &stop).await;
 }
 
 /// Sends one agent's heartbeats every `interval` until `stop`, the first at a random point of
