@@ -389,6 +389,18 @@ async fn a_killed_server_is_retried_elsewhere_and_comes_back_by_itself() {
     site.backend_is(&[("server1", "UP"), ("server2", "UP")])
         .await;
     let stream = RequestStream::start(site.frontend(), 4);
+    // Requests flow through both before the kill.
+    wait_for(
+        "the first answers through the load balancer",
+        PATIENCE,
+        POLL,
+        || {
+            let answered = stream.tally().succeeded > 0;
+            async move { answered.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
     let pidfile = site.hosts[0]
         .components_dir
         .join("prod/server-server1/pidfile");
@@ -409,7 +421,12 @@ async fn a_killed_server_is_retried_elsewhere_and_comes_back_by_itself() {
         "{} requests, {} failed, while server1 was killed and came back",
         tally.succeeded, tally.failed
     );
-    assert!(during.succeeded > 0);
+    assert!(
+        tally.succeeded > during.succeeded,
+        "requests were answered while server1 was down and coming back: {} then {}",
+        during.succeeded,
+        tally.succeeded
+    );
     assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
     let restarts = site
         .coordinator
