@@ -1179,6 +1179,16 @@ mod tests {
         })
     }
 
+    /// The cluster's server that is not `name`.
+    fn other_server(name: &str) -> String {
+        if name == "server1" {
+            "server2"
+        } else {
+            "server1"
+        }
+        .to_owned()
+    }
+
     /// `world` after `fact`, and the change the store bumps for it.
     fn changed(world: &PlanInputs, fact: &Fact) -> (PlanInputs, Vec<policy::Change>) {
         let mut after = world.clone();
@@ -1254,28 +1264,24 @@ mod tests {
                 vec![policy::Change::Servers]
             }
             Fact::SchedulerTarget => {
-                cluster.scheduler_target = if cluster.scheduler_target == "server1" {
-                    "server2"
-                } else {
-                    "server1"
-                }
-                .to_owned();
+                cluster.scheduler_target = other_server(&cluster.scheduler_target);
                 vec![policy::Change::Cluster]
             }
             Fact::FirstServer => {
                 cluster.servers_started = !cluster.servers_started;
-                cluster.first_server = if cluster.first_server == "server1" {
-                    "server2"
-                } else {
-                    "server1"
-                }
-                .to_owned();
+                cluster.first_server = other_server(&cluster.first_server);
                 vec![policy::Change::Servers]
             }
             Fact::ServerReport(index, reported) => {
                 after.assignments[2 + index].status = server_report(*index, *reported);
-                let before = world.assignments[2 + index].status.as_ref().map(report_of);
-                let now = after.assignments[2 + index].status.as_ref().map(report_of);
+                let before = world.assignments[2 + index]
+                    .status
+                    .as_ref()
+                    .map(policy::ComponentReport::from);
+                let now = after.assignments[2 + index]
+                    .status
+                    .as_ref()
+                    .map(policy::ComponentReport::from);
                 policy::report_changes(
                     Role::Server,
                     before.as_ref(),
@@ -1301,8 +1307,8 @@ mod tests {
                 };
                 policy::report_changes(
                     Role::LoadBalancer,
-                    before.map(report_of).as_ref(),
-                    now.map(report_of).as_ref(),
+                    before.map(policy::ComponentReport::from).as_ref(),
+                    now.map(policy::ComponentReport::from).as_ref(),
                     backends(before) != backends(now),
                     &cluster.python_revision,
                 )
@@ -1368,19 +1374,6 @@ mod tests {
             changes.push(policy::Change::Cluster);
         }
         changes
-    }
-
-    /// A component's status as the store compares reports.
-    fn report_of(status: &crate::domain::ComponentStatus) -> policy::ComponentReport {
-        policy::ComponentReport {
-            state: status.state,
-            healthy: status.healthy,
-            services_revision: status.services_revision.clone(),
-            python_revision: status.python_revision.clone(),
-            python_installed: status.python_installed.clone(),
-            odb_epoch: status.odb_epoch,
-            ..Default::default()
-        }
     }
 
     /// What `host` must run in `world`: as the store gives the planner its inputs (nothing of a

@@ -475,6 +475,24 @@ pub struct ComponentReport {
     pub odb_empty: bool,
 }
 
+impl From<&crate::domain::ComponentStatus> for ComponentReport {
+    fn from(status: &crate::domain::ComponentStatus) -> Self {
+        ComponentReport {
+            state: status.state,
+            healthy: status.healthy,
+            last_error: status.last_error.clone(),
+            restarts: status.restarts,
+            services_revision: status.services_revision.clone(),
+            config_revision: status.config_revision.clone(),
+            python_revision: status.python_revision.clone(),
+            python_installed: status.python_installed.clone(),
+            user_conf_revision: status.user_conf_revision.clone(),
+            odb_epoch: status.odb_epoch,
+            odb_empty: status.odb_empty,
+        }
+    }
+}
+
 /// The events of one component's report against its previous one (`None`: its first): it died
 /// and was restarted, it has a new error, it became running and healthy. `label` names it
 /// (`server server1`).

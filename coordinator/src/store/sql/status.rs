@@ -131,6 +131,8 @@ impl SqlStore {
         // What the reported components change for their clusters' other hosts
         // (`policy::report_changes`), bumped once the whole report is recorded.
         let mut report_changes = std::collections::BTreeSet::new();
+        // Each cluster's desired Python dependencies revision, read once per report.
+        let mut python_revisions = BTreeMap::new();
         let previous_backends = self
             .replace_backend_states(&mut transaction, host_id, &report)
             .await?;
@@ -208,10 +210,8 @@ impl SqlStore {
                 backends_before != backends_now
             };
             let python_revision = self
-                .cluster_in(&mut **transaction, &component.cluster)
-                .await
-                .map(|cluster| cluster.python_revision)
-                .unwrap_or_default();
+                .python_revision_of(&mut transaction, &mut python_revisions, &component.cluster)
+                .await;
             for change in policy::report_changes(
                 component.role,
                 before,
@@ -371,10 +371,8 @@ impl SqlStore {
                 continue;
             }
             let python_revision = self
-                .cluster_in(&mut **transaction, cluster)
-                .await
-                .map(|cluster| cluster.python_revision)
-                .unwrap_or_default();
+                .python_revision_of(&mut transaction, &mut python_revisions, cluster)
+                .await;
             for change in
                 policy::report_changes(role_from(role)?, Some(before), None, true, &python_revision)
             {
@@ -852,6 +850,28 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// The desired Python dependencies revision of cluster `name` (empty: none, or no such
+    /// cluster), from `known` or read once into it.
+    async fn python_revision_of(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        known: &mut BTreeMap<String, String>,
+        name: &str,
+    ) -> String {
+        if let Some(revision) = known.get(name) {
+            return revision.clone();
+        }
+        let revision = self
+            .cluster_in(&mut **transaction, name)
+            .await
+            .map(|cluster| cluster.python_revision)
+            .unwrap_or_default();
+        known.insert(name.to_owned(), revision.clone());
+        revision
+    }
+}
+
 /// A reported component as the store keeps it: (cluster, role, name) and its status.
 fn reported_component(
     component: &ComponentStatus,
@@ -862,18 +882,6 @@ fn reported_component(
             component.role.cli_name().to_owned(),
             component.name.clone(),
         ),
-        policy::ComponentReport {
-            state: component.state,
-            healthy: component.healthy,
-            last_error: component.last_error.clone(),
-            restarts: component.restarts,
-            services_revision: component.services_revision.clone(),
-            config_revision: component.config_revision.clone(),
-            python_revision: component.python_revision.clone(),
-            python_installed: component.python_installed.clone(),
-            user_conf_revision: component.user_conf_revision.clone(),
-            odb_epoch: component.odb_epoch,
-            odb_empty: component.odb_empty,
-        },
+        policy::ComponentReport::from(component),
     )
 }
