@@ -314,20 +314,58 @@ where
     }
 }
 
-/// The first of `count` consecutive ports that are free now, below 64000.
+/// Where [`free_port_block`] reserves its blocks: below the kernel's ephemeral ports (32768 on
+/// Debian), where no outgoing connection is given one, and clear of the ports Zato and Muster
+/// bind by default (17010, 17050, 20151, 31530).
+const RESERVED_PORTS: std::ops::Range<u16> = 21000..31000;
+
+/// The size of one reservation; a block is at most this long.
+const RESERVED_BLOCK: u16 = 64;
+
+/// The lock files (one per block) that keep a block this test process's own.
+static RESERVATIONS: std::sync::Mutex<Vec<nix::fcntl::Flock<std::fs::File>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The first of `count` consecutive ports on 127.0.0.1, free now and kept for this test process
+/// until it ends.
+///
+/// A block handed out by the kernel's ephemeral range is not safe to hold for the length of a
+/// test: every outgoing connection on the machine (a load test's requests, another test's
+/// coordinator) may be given one of its ports, and a server that binds it later then fails
+/// (CI saw a mock server's IPC port taken for a whole test this way). So blocks come from below
+/// that range, and each is reserved against the other test processes with an exclusive `flock`
+/// on a file of its own, which the kernel releases when the process ends, however it ends.
 pub fn free_port_block(count: u16) -> u16 {
-    for _ in 0..200 {
-        let first = free_port();
-        if first > 64000 - count {
+    assert!(
+        (1..=RESERVED_BLOCK).contains(&count),
+        "a port block holds 1 to {RESERVED_BLOCK} ports, not {count}"
+    );
+    let directory = std::env::temp_dir().join("muster-test-ports");
+    std::fs::create_dir_all(&directory).expect("the port reservations' directory");
+    let blocks = (RESERVED_PORTS.end - RESERVED_PORTS.start) / RESERVED_BLOCK;
+    // Start where other processes are unlikely to be looking.
+    let offset = u16::try_from(std::process::id() % u32::from(blocks)).expect("below blocks");
+    for step in 0..blocks {
+        let block = (offset + step) % blocks;
+        let first = RESERVED_PORTS.start + block * RESERVED_BLOCK;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(directory.join(format!("{first}.lock")))
+            .expect("a port reservation file");
+        let Ok(lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        else {
             continue;
-        }
+        };
         let all_free = (first..first + count)
             .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
         if all_free {
+            RESERVATIONS.lock().expect("the reservations").push(lock);
             return first;
         }
     }
-    panic!("no block of {count} free ports");
+    panic!("no block of {count} free ports in {RESERVED_PORTS:?}");
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
