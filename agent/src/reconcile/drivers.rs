@@ -1,18 +1,20 @@
 //! The two kinds of component, as [`Driver`]s: Zato's (server, scheduler, web-admin), run with
 //! `zato` commands, and the load balancer, HAProxy run by the agent itself.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use muster_proto::v1::{Component, Role};
+use muster_proto::v1::{self, Component, Role};
 
+use super::host::{Host, private_dir};
 use super::lifecycle::{Driver, Failure, Health, Local, Prepared};
-use super::{Reconciler, private_dir, role_of};
+pub(super) use super::zato_steps::stop_zato_component;
+use super::{python, rebuild, role_of, user_conf};
 use crate::haproxy::{self, HaProxy};
 use crate::zato::{command, health, process};
 
 /// A server, scheduler or web-admin.
 pub(super) struct ZatoComponent<'a> {
-    pub reconciler: &'a Reconciler,
+    pub host: &'a Host,
     pub component: &'a Component,
     pub directory: PathBuf,
 }
@@ -27,29 +29,23 @@ impl Driver for ZatoComponent<'_> {
     }
 
     async fn prepare(&self, local: &mut Local) -> Result<Prepared, Failure> {
-        self.reconciler
-            .retire_older(self.component, &self.directory, local)
+        self.retire_older(&self.directory, local)
             .await
             .map_err(Failure::Other)?;
-        match self.reconciler.ensure_created(self.component, local).await {
+        match self.ensure_created(local).await {
             Ok(true) => {}
             Ok(false) => return Ok(Prepared::NotYet),
             Err(error) => return Err(Failure::Step(error)),
         }
         if role_of(self.component) == Role::WebAdmin {
-            self.reconciler
-                .ensure_dashboard_password(self.component, &self.directory)
+            self.ensure_dashboard_password(&self.directory)
                 .await
                 .map_err(|error| Failure::Step(error.to_string()))?;
         }
-        let mut restart = self
-            .reconciler
-            .reconfigure(self.component, &self.directory)
-            .map_err(Failure::Other)?;
+        let mut restart = self.reconfigure(&self.directory).map_err(Failure::Other)?;
         if role_of(self.component) == Role::Server {
             let reload = self
-                .reconciler
-                .prepare_python(self.component, &self.directory, self.running(), local)
+                .prepare_python(&self.directory, self.running(), local)
                 .await
                 .map_err(Failure::Other)?;
             if reload {
@@ -58,8 +54,7 @@ impl Driver for ZatoComponent<'_> {
             restart |= reload;
             // Read by the server at start; a running one has them loaded once it is healthy.
             if !self.running() {
-                self.reconciler
-                    .write_user_conf(self.component, &self.directory)
+                self.write_user_conf(&self.directory)
                     .map_err(Failure::Other)?;
             }
         }
@@ -82,7 +77,7 @@ impl Driver for ZatoComponent<'_> {
         if !self.running() {
             return Ok(());
         }
-        self.reconciler.stop_component(&self.directory).await
+        stop_zato_component(self.host, &self.directory).await
     }
 
     async fn start(&self, _local: &mut Local) -> Result<(), Failure> {
@@ -93,13 +88,11 @@ impl Driver for ZatoComponent<'_> {
         }
         let mut args = command::start(&self.directory);
         if role_of(self.component) == Role::Server
-            && let Some(python) = self
-                .reconciler
-                .python_for_start(self.component, &self.directory)
+            && let Some(python) = self.python_for_start(&self.directory)
         {
             args.push(crate::zato::env("PYTHONPATH", python.display()));
         }
-        self.reconciler
+        self.host
             .zato
             .run(&args, &self.directory, |_| {})
             .await
@@ -112,7 +105,7 @@ impl Driver for ZatoComponent<'_> {
     }
 
     async fn probe(&self, local: &mut Local) -> Health {
-        let answers = self.reconciler.probe(self.component, local).await;
+        let answers = self.answers(local).await;
         Health {
             alive: self.running(),
             answers,
@@ -130,11 +123,59 @@ impl Driver for ZatoComponent<'_> {
     fn clears_error_when_healthy(&self) -> bool {
         true
     }
+
+    /// The kind's work on a component once its life's step is done: a server that answers gets
+    /// the cluster's environment (services, configuration, user-config files; its ODB is looked
+    /// at), unless it was created on an ODB since rebuilt, which holds it as it is.
+    async fn tend(&self, local: &mut Local) {
+        if role_of(self.component) == Role::Server
+            && local.healthy
+            && !local.python.error.is_empty()
+        {
+            // It serves with the dependencies it had; why the new ones are not there is its
+            // error until they are.
+            local.last_error = local.python.error.clone();
+        }
+        if rebuild::older(self.component, &self.directory) {
+            // Held until it is created again on the rebuilt ODB: it serves what it loaded, and
+            // nothing new is brought to it.
+            if local.healthy {
+                local.last_error = format!(
+                    "created on the cluster's ODB before it was rebuilt; {}",
+                    self.component.hold
+                );
+            }
+        } else if role_of(self.component) == Role::Server && local.healthy {
+            self.deploy_services(local).await;
+            self.import_config(local).await;
+            self.load_user_conf(local).await;
+            self.check_odb(local).await;
+        }
+    }
+}
+
+impl ZatoComponent<'_> {
+    /// What the component's directory says of it: the Python dependencies a server started with
+    /// and has installed, its user-config files, the ODB epoch it was created on.
+    pub(super) fn report(&self, local: &Local, status: &mut v1::ComponentStatus) {
+        if role_of(self.component) == Role::Server {
+            if local.seen_alive {
+                status.python_revision = python::started_revision(&self.directory);
+                status.user_conf_revision = user_conf::in_place(&self.directory);
+            }
+            if python::installed(&self.directory, &self.component.python_revision) {
+                status.python_installed = self.component.python_revision.clone();
+            }
+        }
+        if let Some(epoch) = rebuild::created_epoch(&self.directory) {
+            status.odb_epoch = epoch;
+        }
+    }
 }
 
 /// A load balancer: HAProxy, started by the agent and changed in place while it runs.
 pub(super) struct LoadBalancer<'a> {
-    pub reconciler: &'a Reconciler,
+    pub host: &'a Host,
     pub component: &'a Component,
     pub plan: haproxy::Plan,
     pub directory: PathBuf,
@@ -145,7 +186,7 @@ impl LoadBalancer<'_> {
     fn haproxy(&self) -> HaProxy<'_> {
         HaProxy {
             paths: &self.paths,
-            run_as: self.reconciler.zato.run_as.as_ref(),
+            run_as: self.host.zato.run_as.as_ref(),
         }
     }
 }
@@ -161,11 +202,11 @@ impl Driver for LoadBalancer<'_> {
 
     async fn prepare(&self, _local: &mut Local) -> Result<Prepared, Failure> {
         if !self.directory.exists() {
-            self.reconciler
+            self.host
                 .ensure_cluster_dir(&self.component.cluster)
                 .and_then(|_| {
                     private_dir(&self.directory)?;
-                    self.reconciler.chown(&self.directory)
+                    self.host.chown(&self.directory)
                 })
                 .map_err(Failure::Other)?;
         }
@@ -249,5 +290,91 @@ impl Driver for LoadBalancer<'_> {
 
     fn clears_error_when_healthy(&self) -> bool {
         false
+    }
+}
+
+/// A component in the components directory, known by its directory's name (`ROLE-NAME`), as
+/// archiving finds it: without its desired state, its kind still says whether it is a finished
+/// one (only those are archived: a `.creating-` one is the create's) and how it stops.
+pub(super) struct Found {
+    pub role: Role,
+    pub name: String,
+}
+
+impl Found {
+    pub fn parse(base: &str) -> Option<Found> {
+        [
+            Role::WebAdmin,
+            Role::Scheduler,
+            Role::Server,
+            Role::LoadBalancer,
+        ]
+        .into_iter()
+        .find_map(|role| {
+            let name = base.strip_prefix(role.cli_name())?.strip_prefix('-')?;
+            Some(Found {
+                role,
+                name: name.to_owned(),
+            })
+        })
+    }
+
+    /// Whether its kind's last file of a finished component is there: Zato's `.zato-info`, or the
+    /// HAProxy config the agent writes.
+    pub fn finished(&self, directory: &Path) -> bool {
+        let marker = if self.role == Role::LoadBalancer {
+            "zato.config"
+        } else {
+            ".zato-info"
+        };
+        directory.join(marker).exists()
+    }
+
+    async fn stop(&self, host: &Host, directory: &Path) -> Result<(), String> {
+        if self.role == Role::LoadBalancer {
+            let paths = haproxy::Paths::new(directory);
+            let balancer = HaProxy {
+                paths: &paths,
+                run_as: host.zato.run_as.as_ref(),
+            };
+            return balancer.stop().await;
+        }
+        if process::find(directory).is_none() {
+            return Ok(());
+        }
+        stop_zato_component(host, directory).await
+    }
+}
+
+/// Stops a component and moves it into `COMPONENTS_DIR/.archive`; says whether it did. `why` is
+/// for the log.
+pub(super) async fn archive(host: &Host, cluster: &str, directory: &Path, why: &str) -> bool {
+    let base = directory
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(found) = Found::parse(&base)
+        && let Err(error) = found.stop(host, directory).await
+    {
+        tracing::warn!(component = %directory.display(), why, error = %error, "cannot stop a component to archive it; will retry");
+        return false;
+    }
+    let archive_dir = host.components_dir.join(".archive");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default();
+    let target = archive_dir.join(format!("{cluster}.{base}.{stamp}"));
+    let moved = private_dir(&archive_dir)
+        .and_then(|()| std::fs::rename(directory, &target).map_err(|error| error.to_string()));
+    match moved {
+        Ok(()) => {
+            tracing::info!(component = %directory.display(), archive = %target.display(), why, "component stopped and archived");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(component = %directory.display(), why, error = %error, "cannot archive a component; will retry");
+            false
+        }
     }
 }

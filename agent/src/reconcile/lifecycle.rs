@@ -203,10 +203,19 @@ pub trait Driver {
     /// Whether a healthy report clears the last error and the failure count (a load balancer's
     /// last error is the note of its last change, and stays).
     fn clears_error_when_healthy(&self) -> bool;
+    /// The kind's work after each step, whatever the step did (a server's environment, once it
+    /// answers); nothing for a kind without any.
+    async fn tend(&self, _local: &mut Local) {}
 }
 
-/// Moves one component a step toward what it must be; `local` is what the agent knows of it.
+/// Moves one component a step toward what it must be, then lets its kind tend it; `local` is
+/// what the agent knows of it.
 pub async fn converge(driver: &impl Driver, local: &mut Local) {
+    step(driver, local).await;
+    driver.tend(local).await;
+}
+
+async fn step(driver: &impl Driver, local: &mut Local) {
     if driver.desired_stopped() {
         let was_running = driver.running();
         if let Err(error) = driver.stop().await {

@@ -1,9 +1,13 @@
 //! One reconcile pass drives the host toward its desired state and says how it stands.
 //!
 //! Where things are: this file runs the pass (bootstrap tasks, every component side by side,
-//! archiving what is no longer wanted); `lifecycle` is one component's state machine and its
-//! `Driver` trait; `drivers` implements it for Zato's components and for HAProxy; `zato_steps`
-//! holds the reconciler's Zato steps (create, recover, configure, stop, probe).
+//! archiving what is no longer wanted); `host` is what every component of the host shares (the
+//! `zato` command, addresses, directories, what the host's config allows); `lifecycle` is one
+//! component's state machine and its `Driver` trait; `drivers` implements it for Zato's
+//! components and for HAProxy, and says how each kind is found, stopped and archived. A Zato
+//! component's steps are its driver's own: `zato_steps` (create, recover, configure, stop,
+//! probe), and a server's environment in `services` (services, configuration), `python`,
+//! `user_conf` and `rebuild` (the ODB it was created on).
 //!
 //! - Bootstrap tasks run in order, once, one a pass: `zato create odb --skip-if-exists`, then
 //!   `zato create cluster`, which is done when it creates the cluster row or finds it in the ODB.
@@ -43,6 +47,7 @@ use muster_proto::v1::{self, BootstrapKind, Component, DesiredState, Role};
 use muster_proto::validate;
 
 mod drivers;
+mod host;
 mod lifecycle;
 pub mod python;
 mod rebuild;
@@ -50,9 +55,11 @@ mod services;
 mod user_conf;
 mod zato_steps;
 
+use self::drivers::{Found, ZatoComponent};
+use self::host::{Host, admin_invoke_password, private_dir, resolve_program};
 use self::lifecycle::{ComponentState, Local};
 use crate::files;
-use crate::haproxy::{self, HaProxy};
+use crate::haproxy;
 use crate::zato::{
     self, Zato, ZatoError, command, conf, health, jobs,
     process::{self, alive, read_pid},
@@ -119,13 +126,7 @@ struct BootstrapLocal {
 }
 
 pub struct Reconciler {
-    zato: Zato,
-    /// The address components listen on.
-    bind_address: IpAddr,
-    /// The address other hosts reach this one at: each server's `[preferred_address] address`,
-    /// where the other servers of its cluster call it. `None` leaves Zato to find one.
-    advertise_address: Option<IpAddr>,
-    components_dir: PathBuf,
+    host: Host,
     bootstrap_record: PathBuf,
     /// Bootstrap tasks finished on this host, as `CLUSTER/odb` and `CLUSTER/cluster`.
     bootstrap_done: BTreeSet<String>,
@@ -135,21 +136,6 @@ pub struct Reconciler {
     saved_restarts: BTreeMap<String, u32>,
     bootstrap: BTreeMap<String, BootstrapLocal>,
     local: BTreeMap<Key, Local>,
-    /// The first of Zato's IPC ports for this host's servers.
-    ipc_port_start: u16,
-    /// Each server's first IPC port, by the order of the host's servers' HTTP ports.
-    ipc_port_starts: BTreeMap<Key, u16>,
-    /// The HAProxy binaries this host agrees to run (its own config decides).
-    haproxy_bins: Vec<PathBuf>,
-    /// Where an SQLite ODB file may be besides the components directory (its own config decides).
-    sqlite_odb_dirs: Vec<PathBuf>,
-    /// The Python that runs Zato, for `pip`; `None`: the one beside the `zato` command.
-    python_bin: Option<PathBuf>,
-    /// `STATE_DIR/wheels`: the clusters' wheels by SHA-256, as the daemon fetched them.
-    wheel_cache: PathBuf,
-    /// Held by a `zato` command that writes an SQLite ODB: components converge side by side, but
-    /// Python's SQLite waits only 5 s for a lock that another Zato command holds.
-    sqlite_writes: tokio::sync::Mutex<()>,
 }
 
 fn role_of(component: &Component) -> Role {
@@ -162,45 +148,6 @@ fn key_of(component: &Component) -> Key {
         role: role_of(component).cli_name().to_owned(),
         name: component.name.clone(),
     }
-}
-
-/// The file a program path or name (looked up in `PATH`) runs, with symlinks resolved.
-fn resolve_program(program: &Path) -> Option<PathBuf> {
-    if program.components().count() > 1 {
-        return std::fs::canonicalize(program).ok();
-    }
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|directory| Path::new(directory).join(program))
-        .find(|candidate| candidate.is_file())
-        .and_then(|found| std::fs::canonicalize(found).ok())
-}
-
-/// Makes `path` a directory of mode 0700 (creating it if needed).
-/// The password of a server's admin channel (`admin.invoke`), from its desired state; empty when
-/// it carries none.
-fn admin_invoke_password(component: &Component) -> &str {
-    component
-        .secrets
-        .as_ref()
-        .map(|secrets| secrets.admin_invoke_password.as_str())
-        .unwrap_or_default()
-}
-
-fn private_dir(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    if !path.exists() {
-        std::fs::create_dir_all(path)
-            .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
-    }
-    let metadata =
-        std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
-    if metadata.permissions().mode() & 0o777 != 0o700 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-            .map_err(|error| format!("cannot make {} private: {error}", path.display()))?;
-    }
-    Ok(())
 }
 
 /// Each server of `desired` gets its own range of Zato's IPC ports, in the order of their HTTP
@@ -249,143 +196,55 @@ impl Reconciler {
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();
         Reconciler {
-            zato,
-            bind_address,
-            components_dir,
+            host: Host {
+                zato,
+                bind_address,
+                advertise_address: None,
+                components_dir,
+                ipc_port_start: conf::IPC_PORT_START,
+                ipc_port_starts: BTreeMap::new(),
+                haproxy_bins: vec![PathBuf::from("haproxy")],
+                sqlite_odb_dirs: Vec::new(),
+                python_bin: None,
+                wheel_cache: state_dir.join(python::WHEEL_CACHE),
+                sqlite_writes: tokio::sync::Mutex::new(()),
+            },
             bootstrap_record,
             bootstrap_done,
             restarts_record,
             saved_restarts,
             bootstrap: BTreeMap::new(),
             local: BTreeMap::new(),
-            ipc_port_start: conf::IPC_PORT_START,
-            ipc_port_starts: BTreeMap::new(),
-            sqlite_writes: tokio::sync::Mutex::new(()),
-            haproxy_bins: vec![PathBuf::from("haproxy")],
-            sqlite_odb_dirs: Vec::new(),
-            advertise_address: None,
-            python_bin: None,
-            wheel_cache: state_dir.join(python::WHEEL_CACHE),
         }
     }
 
     /// The Python that runs Zato, when it is not the one beside the `zato` command.
     pub fn with_python_bin(mut self, python: Option<PathBuf>) -> Reconciler {
-        self.python_bin = python;
+        self.host.python_bin = python;
         self
     }
 
     /// Directories besides the components directory where an SQLite ODB file may be.
     pub fn with_sqlite_odb_dirs(mut self, directories: Vec<PathBuf>) -> Reconciler {
-        self.sqlite_odb_dirs = directories;
+        self.host.sqlite_odb_dirs = directories;
         self
     }
 
     pub fn with_advertise_address(mut self, address: IpAddr) -> Reconciler {
-        self.advertise_address = Some(address);
+        self.host.advertise_address = Some(address);
         self
-    }
-
-    /// Refuses an SQLite ODB file outside the components directory and `sqlite_odb_dirs`: the
-    /// agent creates and changes it (Zato's tables) as root or `run_as`, wherever an admin points.
-    fn sqlite_odb_allowed(&self, odb: Option<&v1::OdbSettings>) -> Result<(), String> {
-        let Some(odb) = odb else { return Ok(()) };
-        let sqlite = matches!(
-            v1::OdbType::try_from(odb.odb_type),
-            Ok(v1::OdbType::Sqlite | v1::OdbType::Unspecified) | Err(_)
-        );
-        if !sqlite || odb.db_name.is_empty() {
-            return Ok(());
-        }
-        let file = Path::new(&odb.db_name);
-        let allowed: Vec<&Path> = std::iter::once(self.components_dir.as_path())
-            .chain(self.sqlite_odb_dirs.iter().map(PathBuf::as_path))
-            .collect();
-        // Lexically inside, and inside once the parts that exist are resolved (a symbolic link
-        // in between could lead anywhere).
-        let lexically = file.is_absolute()
-            && !file
-                .components()
-                .any(|part| part == std::path::Component::ParentDir);
-        let resolved = file
-            .parent()
-            .and_then(|parent| parent.canonicalize().ok())
-            .unwrap_or_else(|| file.to_path_buf());
-        let inside = |directory: &Path| {
-            let canonical = directory
-                .canonicalize()
-                .unwrap_or_else(|_| directory.to_path_buf());
-            file.starts_with(directory) && resolved.starts_with(&canonical)
-        };
-        if lexically && allowed.iter().any(|directory| inside(directory)) {
-            return Ok(());
-        }
-        Err(format!(
-            "refused: the SQLite ODB file {:?} (--odb-db-name) is outside this host's components \
-             directory and sqlite_odb_dirs ({}); the host's agent config decides where the agent \
-             writes",
-            odb.db_name,
-            allowed
-                .iter()
-                .map(|directory| directory.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
     }
 
     /// The HAProxy binaries this host runs; a load balancer that names another is refused.
     pub fn with_haproxy_bins(mut self, bins: Vec<PathBuf>) -> Reconciler {
-        self.haproxy_bins = bins;
+        self.host.haproxy_bins = bins;
         self
-    }
-
-    /// Whether this host agrees to run `bin` (the same file as one of its `haproxy_bins`).
-    fn haproxy_allowed(&self, bin: &str) -> bool {
-        let wanted = resolve_program(Path::new(if bin.is_empty() { "haproxy" } else { bin }));
-        wanted.is_some()
-            && self
-                .haproxy_bins
-                .iter()
-                .any(|allowed| resolve_program(allowed) == wanted)
     }
 
     /// Zato's IPC ports of this host's servers start at `port` rather than Zato's 17050.
     pub fn with_ipc_port_start(mut self, port: u16) -> Reconciler {
-        self.ipc_port_start = port;
+        self.host.ipc_port_start = port;
         self
-    }
-
-    fn cluster_dir(&self, cluster: &str) -> PathBuf {
-        self.components_dir.join(cluster)
-    }
-
-    /// The SQLite file of a cluster whose ODB settings name none.
-    fn default_sqlite(&self, cluster: &str) -> PathBuf {
-        self.cluster_dir(cluster).join("odb.db")
-    }
-
-    /// Where components answer this host's probes.
-    fn probe_address(&self) -> IpAddr {
-        if self.bind_address.is_unspecified() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            self.bind_address
-        }
-    }
-
-    fn chown(&self, path: &Path) -> Result<(), String> {
-        self.zato
-            .run_as
-            .as_ref()
-            .map_or(Ok(()), |user| user.give(path))
-    }
-
-    /// The cluster's directory, mode 0700 and owned by the Zato user.
-    fn ensure_cluster_dir(&self, cluster: &str) -> Result<PathBuf, String> {
-        let directory = self.cluster_dir(cluster);
-        private_dir(&directory)?;
-        self.chown(&directory)?;
-        Ok(directory)
     }
 
     /// Writes the components' restart counts when they changed (a failed write is logged; the
@@ -410,7 +269,7 @@ impl Reconciler {
     /// One pass toward `desired`; returns the host's status and when to run again at the latest.
     pub async fn pass(&mut self, desired: &DesiredState) -> (HostStatus, Duration) {
         let bootstrap = self.bootstrap(desired).await;
-        self.ipc_port_starts = ipc_port_starts(desired, self.ipc_port_start);
+        self.host.ipc_port_starts = ipc_port_starts(desired, self.host.ipc_port_start);
         // Every component's step runs side by side, each on its own state: a host's creates,
         // starts and probes overlap rather than queue (a real `zato create` or start takes
         // seconds).
@@ -530,9 +389,9 @@ impl Reconciler {
         kind: BootstrapKind,
     ) -> Result<(), String> {
         validate::name("cluster name", &task.cluster).map_err(|error| error.to_string())?;
-        self.sqlite_odb_allowed(task.odb.as_ref())?;
-        let directory = self.ensure_cluster_dir(&task.cluster)?;
-        let default_sqlite = self.default_sqlite(&task.cluster);
+        self.host.sqlite_odb_allowed(task.odb.as_ref())?;
+        let directory = self.host.ensure_cluster_dir(&task.cluster)?;
+        let default_sqlite = self.host.default_sqlite(&task.cluster);
         let odb_settings = task.odb.clone().unwrap_or_default();
         let secrets = task.secrets.clone().unwrap_or_default();
         let odb = zato::odb::Odb {
@@ -550,6 +409,7 @@ impl Reconciler {
                 return Err(refusal);
             }
             return self
+                .host
                 .zato
                 .run(
                     &command::create_odb(task, &default_sqlite),
@@ -569,6 +429,7 @@ impl Reconciler {
             return Ok(());
         }
         let created = self
+            .host
             .zato
             .run(
                 &command::create_cluster(task, &default_sqlite),
@@ -587,6 +448,13 @@ impl Reconciler {
     }
 
     async fn converge(&self, component: &Component, local: &mut Local) -> v1::ComponentStatus {
+        let mut status = v1::ComponentStatus {
+            role: component.role,
+            name: component.name.clone(),
+            cluster: component.cluster.clone(),
+            odb_epoch: component.odb_epoch,
+            ..Default::default()
+        };
         let names_valid = validate::name("cluster name", &component.cluster)
             .and_then(|()| validate::name("component name", &component.name));
         match names_valid {
@@ -598,75 +466,28 @@ impl Reconciler {
                         Ok(driver) => lifecycle::converge(&driver, local).await,
                         Err(error) => local.fail(error),
                     }
-                } else if let Err(error) = self.sqlite_odb_allowed(component.odb.as_ref()) {
+                } else if let Err(error) = self.host.sqlite_odb_allowed(component.odb.as_ref()) {
                     local.fail(error);
                 } else {
-                    let driver = drivers::ZatoComponent {
-                        reconciler: self,
+                    let driver = ZatoComponent {
+                        host: &self.host,
                         component,
-                        directory: self.component_dirs(component).0,
+                        directory: self.host.component_dirs(component).0,
                     };
                     lifecycle::converge(&driver, local).await;
-                    if role_of(component) == Role::Server
-                        && local.healthy
-                        && !local.python.error.is_empty()
-                    {
-                        // It serves with the dependencies it had; why the new ones are not
-                        // there is its error until they are.
-                        local.last_error = local.python.error.clone();
-                    }
-                    if rebuild::older(component, &driver.directory) {
-                        // Held until it is created again on the rebuilt ODB: it serves what it
-                        // loaded, and nothing new is brought to it.
-                        if local.healthy {
-                            local.last_error = format!(
-                                "created on the cluster's ODB before it was rebuilt; {}",
-                                component.hold
-                            );
-                        }
-                    } else if role_of(component) == Role::Server && local.healthy {
-                        self.deploy_services(component, local).await;
-                        self.import_config(component, local).await;
-                        self.load_user_conf(component, local).await;
-                        self.check_odb(component, local).await;
-                    }
+                    driver.report(local, &mut status);
                 }
             }
         }
-        v1::ComponentStatus {
-            role: component.role,
-            name: component.name.clone(),
-            cluster: component.cluster.clone(),
-            state: local.state as i32,
-            healthy: local.healthy,
-            last_error: local.last_error.clone(),
-            restarts: local.restarts,
-            backends: local.backends.clone(),
-            services_revision: local.services.deployed.clone(),
-            config_revision: local.config.imported.clone(),
-            python_revision: if role_of(component) == Role::Server && local.seen_alive {
-                python::started_revision(&self.component_dirs(component).0)
-            } else {
-                String::new()
-            },
-            python_installed: if role_of(component) == Role::Server
-                && python::installed(
-                    &self.component_dirs(component).0,
-                    &component.python_revision,
-                ) {
-                component.python_revision.clone()
-            } else {
-                String::new()
-            },
-            user_conf_revision: if role_of(component) == Role::Server && local.seen_alive {
-                user_conf::in_place(&self.component_dirs(component).0)
-            } else {
-                String::new()
-            },
-            odb_epoch: rebuild::created_epoch(&self.component_dirs(component).0)
-                .unwrap_or(component.odb_epoch),
-            odb_empty: local.odb_empty,
-        }
+        status.state = local.state as i32;
+        status.healthy = local.healthy;
+        status.last_error = local.last_error.clone();
+        status.restarts = local.restarts;
+        status.backends = local.backends.clone();
+        status.services_revision = local.services.deployed.clone();
+        status.config_revision = local.config.imported.clone();
+        status.odb_empty = local.odb_empty;
+        status
     }
 
     /// A load balancer's driver, once its plan is checked and its HAProxy binary is one this host
@@ -676,22 +497,23 @@ impl Reconciler {
         component: &'a Component,
     ) -> Result<drivers::LoadBalancer<'a>, String> {
         let plan = haproxy::Plan::from_component(component)?;
-        if !self.haproxy_allowed(&plan.settings.haproxy_bin) {
+        if !self.host.haproxy_allowed(&plan.settings.haproxy_bin) {
             return Err(format!(
                 "refused: haproxy_bin {:?} is not among this host's haproxy_bins ({}); the host's \
                  agent config decides which programs it runs",
                 plan.settings.haproxy_bin,
-                self.haproxy_bins
+                self.host
+                    .haproxy_bins
                     .iter()
                     .map(|bin| bin.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
         }
-        let directory = self.component_dirs(component).0;
+        let directory = self.host.component_dirs(component).0;
         let paths = haproxy::Paths::new(&directory);
         Ok(drivers::LoadBalancer {
-            reconciler: self,
+            host: &self.host,
             component,
             plan,
             directory,
@@ -702,7 +524,7 @@ impl Reconciler {
     /// Stops and archives components of this host that are no longer desired.
     async fn archive_unwanted(&mut self, desired: &DesiredState) {
         let wanted: BTreeSet<Key> = desired.components.iter().map(key_of).collect();
-        let Ok(clusters) = std::fs::read_dir(&self.components_dir) else {
+        let Ok(clusters) = std::fs::read_dir(&self.host.components_dir) else {
             return;
         };
         for cluster in clusters.flatten() {
@@ -715,29 +537,19 @@ impl Reconciler {
             };
             for entry in entries.flatten() {
                 let base = entry.file_name().to_string_lossy().into_owned();
-                let Some((role, name)) = ["web-admin", "scheduler", "server", "load-balancer"]
-                    .iter()
-                    .find_map(|role| Some((*role, base.strip_prefix(&format!("{role}-"))?)))
-                else {
+                let Some(found) = Found::parse(&base) else {
                     continue;
-                };
-                let marker = if role == "load-balancer" {
-                    "zato.config"
-                } else {
-                    ".zato-info"
                 };
                 let key = Key {
                     cluster: cluster_name.clone(),
-                    role: role.to_owned(),
-                    name: name.to_owned(),
+                    role: found.role.cli_name().to_owned(),
+                    name: found.name.clone(),
                 };
-                if !entry.path().join(marker).exists() || wanted.contains(&key) {
+                if !found.finished(&entry.path()) || wanted.contains(&key) {
                     continue;
                 }
-                if self
-                    .archive(&cluster_name, &base, &entry.path(), "unassigned")
-                    .await
-                    && role == "server"
+                if drivers::archive(&self.host, &cluster_name, &entry.path(), "unassigned").await
+                    && found.role == Role::Server
                 {
                     self.remove_server_row(&key).await;
                 }
@@ -759,7 +571,7 @@ impl Reconciler {
             .as_ref()
             .map(|secrets| secrets.odb_password.clone())
             .unwrap_or_default();
-        let default_sqlite = self.default_sqlite(&key.cluster);
+        let default_sqlite = self.host.default_sqlite(&key.cluster);
         let odb = zato::odb::Odb {
             settings: &odb_settings,
             password: &password,
@@ -772,44 +584,6 @@ impl Reconciler {
             }
             Err(error) => {
                 tracing::warn!(error = %error, "cannot remove an unassigned server from Zato's ODB; a new server of that name will")
-            }
-        }
-    }
-
-    /// Stops a component and moves it into the archive; says whether it did. `why` is for the log.
-    async fn archive(&self, cluster: &str, base: &str, directory: &Path, why: &str) -> bool {
-        if base.starts_with("load-balancer-") {
-            let paths = haproxy::Paths::new(directory);
-            let balancer = HaProxy {
-                paths: &paths,
-                run_as: self.zato.run_as.as_ref(),
-            };
-            if let Err(error) = balancer.stop().await {
-                tracing::warn!(component = %directory.display(), why, error = %error, "cannot stop a load balancer to archive it; will retry");
-                return false;
-            }
-        } else if process::find(directory).is_some()
-            && let Err(error) = self.stop_component(directory).await
-        {
-            tracing::warn!(component = %directory.display(), why, error = %error, "cannot stop a component to archive it; will retry");
-            return false;
-        }
-        let archive_dir = self.components_dir.join(".archive");
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_secs())
-            .unwrap_or_default();
-        let target = archive_dir.join(format!("{cluster}.{base}.{stamp}"));
-        let moved = private_dir(&archive_dir)
-            .and_then(|()| std::fs::rename(directory, &target).map_err(|error| error.to_string()));
-        match moved {
-            Ok(()) => {
-                tracing::info!(component = %directory.display(), archive = %target.display(), why, "component stopped and archived");
-                true
-            }
-            Err(error) => {
-                tracing::warn!(component = %directory.display(), why, error = %error, "cannot archive a component; will retry");
-                false
             }
         }
     }

@@ -76,15 +76,16 @@ fn tail(text: &str) -> String {
     }
 }
 
-impl Reconciler {
+impl ZatoComponent<'_> {
     /// The Python that runs Zato: the agent's config's, else the interpreter the `zato` command
     /// names on its first line (Zato's installer writes `#!/opt/zato/.../bin/python`), else
     /// `python` beside it.
     fn python(&self) -> PathBuf {
-        if let Some(python) = &self.python_bin {
+        if let Some(python) = &self.host.python_bin {
             return python.clone();
         }
-        let zato = resolve_program(&self.zato.bin).unwrap_or_else(|| self.zato.bin.clone());
+        let zato =
+            resolve_program(&self.host.zato.bin).unwrap_or_else(|| self.host.zato.bin.clone());
         let named = std::fs::read(&zato).ok().and_then(|bytes| {
             let first = bytes.split(|byte| *byte == b'\n').next()?;
             let line = std::str::from_utf8(first).ok()?.strip_prefix("#!")?;
@@ -103,11 +104,11 @@ impl Reconciler {
     /// revision does not install and it has no earlier one.
     pub(super) async fn prepare_python(
         &self,
-        component: &Component,
         directory: &Path,
         running: bool,
         local: &mut Local,
     ) -> Result<bool, String> {
+        let component = self.component;
         let desired = &component.python_revision;
         // Revisions and hashes name files here: only ones as Muster writes them.
         let names_valid = (desired.is_empty() || muster_proto::python::valid_sha256(desired))
@@ -129,6 +130,7 @@ impl Reconciler {
             }
             let fetching = component.python_wheels.iter().find(|wheel| {
                 !self
+                    .host
                     .wheel_cache
                     .join(format!("{}.whl", wheel.sha256))
                     .exists()
@@ -141,7 +143,7 @@ impl Reconciler {
                     wheel.name
                 );
             } else if state.retry_at.is_none_or(|at| Instant::now() >= at) {
-                match self.install_python(component, directory).await {
+                match self.install_python(directory).await {
                     Ok(()) => *state = PythonLocal::default(),
                     Err(error) => {
                         tracing::warn!(component = %component.name, revision = %desired, error = %error, "Python dependencies did not install");
@@ -167,11 +169,8 @@ impl Reconciler {
 
     /// The `PYTHONPATH` a server starts with: its desired revision's directory when installed,
     /// else the one it had (recorded as the revision it was started with).
-    pub(super) fn python_for_start(
-        &self,
-        component: &Component,
-        directory: &Path,
-    ) -> Option<PathBuf> {
+    pub(super) fn python_for_start(&self, directory: &Path) -> Option<PathBuf> {
+        let component = self.component;
         let desired = &component.python_revision;
         let revision = if desired.is_empty() || installed(directory, desired) {
             desired.clone()
@@ -181,7 +180,7 @@ impl Reconciler {
         // Recorded even when empty: the server has started, with no dependencies.
         let base = directory.join(PYTHON_DIR);
         if std::fs::create_dir_all(&base).is_ok() {
-            let _ = self.chown(&base);
+            let _ = self.host.chown(&base);
             let _ = files::write_atomic(&base.join(STARTED), revision.as_bytes(), 0o644);
         }
         (!revision.is_empty()).then(|| revision_dir(directory, &revision))
@@ -189,7 +188,8 @@ impl Reconciler {
 
     /// `pip install --target` of the desired revision into a new directory, checked against
     /// Zato's own packages, then moved into place whole.
-    async fn install_python(&self, component: &Component, directory: &Path) -> Result<(), String> {
+    async fn install_python(&self, directory: &Path) -> Result<(), String> {
+        let component = self.component;
         let revision = &component.python_revision;
         let short = muster_proto::services::short(revision);
         muster_proto::python::checked_requirements(&component.python_requirements)
@@ -197,16 +197,16 @@ impl Reconciler {
         let base = directory.join(PYTHON_DIR);
         std::fs::create_dir_all(&base)
             .map_err(|error| format!("cannot create {}: {error}", base.display()))?;
-        self.chown(&base)?;
+        self.host.chown(&base)?;
         let partial = base.join(format!("{revision}.partial"));
         let _ = std::fs::remove_dir_all(&partial);
         std::fs::create_dir_all(&partial)
             .map_err(|error| format!("cannot create {}: {error}", partial.display()))?;
-        self.chown(&partial)?;
+        self.host.chown(&partial)?;
         let requirements = base.join(format!("{revision}.requirements.txt"));
         std::fs::write(&requirements, &component.python_requirements)
             .map_err(|error| format!("cannot write {}: {error}", requirements.display()))?;
-        self.chown(&requirements)?;
+        self.host.chown(&requirements)?;
         let mut args: Vec<String> = vec![
             "-m".into(),
             "pip".into(),
@@ -219,7 +219,7 @@ impl Reconciler {
             format!("--requirement={}", requirements.display()),
         ];
         if !component.python_wheels.is_empty() {
-            let wheelhouse = self.wheelhouse(component, &base)?;
+            let wheelhouse = self.wheelhouse(&base)?;
             if component.python_wheels.iter().any(|wheel| !wheel.package) {
                 // From the cluster's wheels only: no index, and none of the host's pip settings
                 // (`PIP_FIND_LINKS`, pip.conf) adding other places.
@@ -241,7 +241,7 @@ impl Reconciler {
         self.check_against_zato(&partial)
             .await
             .map_err(|error| format!("Python dependencies {short}: {error}"))?;
-        self.check_packages(component, &partial)
+        self.check_packages(&partial)
             .await
             .map_err(|error| format!("Python dependencies {short}: {error}"))?;
         std::fs::write(partial.join(COMPLETE), revision)
@@ -257,12 +257,13 @@ impl Reconciler {
 
     /// The cluster's wheels, copied from the host's cache (where the daemon fetched them, by
     /// hash) under their own names, readable by the user Zato runs as.
-    fn wheelhouse(&self, component: &Component, base: &Path) -> Result<PathBuf, String> {
+    fn wheelhouse(&self, base: &Path) -> Result<PathBuf, String> {
+        let component = self.component;
         let wheelhouse = base.join("wheelhouse");
         let _ = std::fs::remove_dir_all(&wheelhouse);
         std::fs::create_dir_all(&wheelhouse)
             .map_err(|error| format!("cannot create {}: {error}", wheelhouse.display()))?;
-        self.chown(&wheelhouse)?;
+        self.host.chown(&wheelhouse)?;
         for wheel in &component.python_wheels {
             if !muster_proto::python::valid_wheel_name(&wheel.name) {
                 return Err(format!(
@@ -270,7 +271,7 @@ impl Reconciler {
                     wheel.name
                 ));
             }
-            let cached = self.wheel_cache.join(format!("{}.whl", wheel.sha256));
+            let cached = self.host.wheel_cache.join(format!("{}.whl", wheel.sha256));
             if !cached.exists() {
                 return Err(format!(
                     "waiting for wheel {} to be fetched from the coordinator",
@@ -280,7 +281,7 @@ impl Reconciler {
             let copy = wheelhouse.join(&wheel.name);
             std::fs::copy(&cached, &copy)
                 .map_err(|error| format!("cannot copy wheel {}: {error}", wheel.name))?;
-            self.chown(&copy)?;
+            self.host.chown(&copy)?;
         }
         Ok(wheelhouse)
     }
@@ -310,7 +311,8 @@ impl Reconciler {
     /// dependency) is refused with Python's error and line, and the servers go on with what they
     /// had. A package named like a module Zato's Python already has is refused too: it would hide
     /// that module (or be hidden by it).
-    async fn check_packages(&self, component: &Component, target: &Path) -> Result<(), String> {
+    async fn check_packages(&self, target: &Path) -> Result<(), String> {
+        let component = self.component;
         const CHECK: &str = r#"
 import importlib, importlib.util, json, os, pkgutil, sys, traceback
 
@@ -407,7 +409,7 @@ say('')
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(user) = &self.zato.run_as {
+        if let Some(user) = &self.host.zato.run_as {
             command.uid(user.uid).gid(user.gid);
         }
         let child = command

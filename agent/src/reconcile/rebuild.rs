@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use muster_proto::v1::{Component, Role};
 
+use super::drivers::ZatoComponent;
 use super::lifecycle::Local;
-use super::{Reconciler, role_of};
+use super::role_of;
 use crate::files;
 use crate::zato;
 
@@ -58,27 +59,25 @@ pub(super) fn older(component: &Component, directory: &Path) -> bool {
     created_epoch(directory).is_some_and(|epoch| epoch < component.odb_epoch)
 }
 
-impl Reconciler {
+impl ZatoComponent<'_> {
     /// Stops and archives a component created under an older ODB generation once the coordinator
     /// no longer holds it, so that it is created again; says whether it did. Held, it runs on.
     pub(super) async fn retire_older(
         &self,
-        component: &Component,
         directory: &Path,
         local: &mut Local,
     ) -> Result<bool, String> {
+        let component = self.component;
         if !older(component, directory) || !component.hold.is_empty() {
             return Ok(false);
         }
-        let base = format!("{}-{}", role_of(component).cli_name(), component.name);
-        if !self
-            .archive(
-                &component.cluster,
-                &base,
-                directory,
-                "created under an older ODB generation",
-            )
-            .await
+        if !super::drivers::archive(
+            self.host,
+            &component.cluster,
+            directory,
+            "created under an older ODB generation",
+        )
+        .await
         {
             return Err(format!(
                 "cannot stop and archive {} to create it again on the rebuilt ODB (see the \
@@ -97,11 +96,12 @@ impl Reconciler {
 
     /// On a healthy server of the current generation, every [`ODB_CHECK`]: whether the ODB
     /// answers and holds no row of the cluster (`local.odb_empty`, and why, as its error).
-    pub(super) async fn check_odb(&self, component: &Component, local: &mut Local) {
+    pub(super) async fn check_odb(&self, local: &mut Local) {
+        let component = self.component;
         if role_of(component) != Role::Server {
             return;
         }
-        let (settings, password, default_sqlite) = self.odb_parts(component);
+        let (settings, password, default_sqlite) = self.host.odb_parts(component);
         let odb = zato::odb::Odb {
             settings: &settings,
             password: &password,

@@ -27,10 +27,11 @@ const RECHECK: Duration = Duration::from_secs(60);
 /// How much of the end of the server's log is searched for an import error.
 const LOG_TAIL: u64 = 256 * 1024;
 
-impl Reconciler {
+impl ZatoComponent<'_> {
     /// One step of bringing the healthy server `component` to its desired services revision; its
     /// error, if any, goes to the component's last error (the server itself keeps serving).
-    pub(super) async fn deploy_services(&self, component: &Component, local: &mut Local) {
+    pub(super) async fn deploy_services(&self, local: &mut Local) {
+        let component = self.component;
         let desired = component.services_revision.clone();
         let state = &mut local.services;
         if desired.is_empty() {
@@ -39,7 +40,7 @@ impl Reconciler {
         }
         // The services may import the cluster's Python dependencies: they wait for the server to
         // run with them (a restart the planner allows one server at a time).
-        let python = python::started_revision(&self.component_dirs(component).0);
+        let python = python::started_revision(&self.host.component_dirs(component).0);
         if !component.python_revision.is_empty() && python != component.python_revision {
             return;
         }
@@ -67,7 +68,7 @@ impl Reconciler {
             local.last_error = state.error.clone();
             return;
         }
-        let (settings, password, default_sqlite) = self.odb_parts(component);
+        let (settings, password, default_sqlite) = self.host.odb_parts(component);
         let odb = zato::odb::Odb {
             settings: &settings,
             password: &password,
@@ -93,7 +94,7 @@ impl Reconciler {
             .filter(|file| !hashes.contains(&file.sha256))
             .collect();
         if missing.is_empty() {
-            if let Err(error) = self.remove_left_modules(component, &odb).await {
+            if let Err(error) = self.remove_left_modules(&odb).await {
                 state.error = format!(
                     "services revision {}: {error}",
                     muster_proto::services::short(&desired)
@@ -123,15 +124,13 @@ impl Reconciler {
             Some((revision, at)) if *revision == desired && at.elapsed() < DEPLOY_PATIENCE => {}
             Some((revision, _)) if *revision == desired => {
                 state.error = self
-                    .import_failure(component, &short, &missing, true)
+                    .import_failure(&short, &missing, true)
                     .unwrap_or_default();
                 tracing::warn!(component = %component.name, error = %state.error, "services did not deploy");
                 // Zato keeps the file it was sent: the good version goes back in its place.
                 for file in &missing {
                     if let Some(good) = state.good.get(&file.name) {
-                        let _ = self
-                            .upload_module(component, cluster_id, &file.name, good)
-                            .await;
+                        let _ = self.upload_module(cluster_id, &file.name, good).await;
                     }
                 }
                 state.sent = None;
@@ -154,7 +153,7 @@ impl Reconciler {
                     // Zato brought the module here and it did not import: the deploying
                     // server's agent saw the same and restores the good version; sending it
                     // again would only fail again.
-                    if let Some(error) = self.import_failure(component, &short, &missing, false) {
+                    if let Some(error) = self.import_failure(&short, &missing, false) {
                         state.error = error;
                         state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
                         local.last_error = state.error.clone();
@@ -163,7 +162,7 @@ impl Reconciler {
                 }
                 for file in &missing {
                     if let Err(error) = self
-                        .upload_module(component, cluster_id, &file.name, &file.content)
+                        .upload_module(cluster_id, &file.name, &file.content)
                         .await
                     {
                         state.error = format!("services revision {short}: {error}");
@@ -183,12 +182,9 @@ impl Reconciler {
     /// agent deletes them through its server (`zato.service.delete`: Zato removes each from the
     /// ODB and from every running server, with its file); the others only note the new set.
     /// Services Muster did not deploy (uploaded in the dashboard) are left alone.
-    async fn remove_left_modules(
-        &self,
-        component: &Component,
-        odb: &zato::odb::Odb<'_>,
-    ) -> Result<(), String> {
-        let record = self.component_dirs(component).0.join(SERVICES_RECORD);
+    async fn remove_left_modules(&self, odb: &zato::odb::Odb<'_>) -> Result<(), String> {
+        let component = self.component;
+        let record = self.host.component_dirs(component).0.join(SERVICES_RECORD);
         let recorded: BTreeSet<String> = std::fs::read_to_string(&record)
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok())
@@ -213,7 +209,7 @@ impl Reconciler {
                 .filter(|(_, _, module)| left.contains(module))
             {
                 services::delete(
-                    self.probe_address(),
+                    self.host.probe_address(),
                     u16::try_from(component.port).unwrap_or_default(),
                     password,
                     *id,
@@ -232,12 +228,12 @@ impl Reconciler {
     /// without one counts only when `all` (then: not recorded in time). `None` when none counts.
     fn import_failure(
         &self,
-        component: &Component,
         short: &str,
         missing: &[&v1::ServiceFile],
         all: bool,
     ) -> Option<String> {
-        let (directory, _, _) = self.component_dirs(component);
+        let component = self.component;
+        let (directory, _, _) = self.host.component_dirs(component);
         let log =
             files::read_tail(&directory.join("logs/server.log"), LOG_TAIL).unwrap_or_default();
         let causes: Vec<String> = missing
@@ -264,14 +260,14 @@ impl Reconciler {
 
     async fn upload_module(
         &self,
-        component: &Component,
         cluster_id: i32,
         name: &str,
         content: &str,
     ) -> Result<(), String> {
+        let component = self.component;
         let password = admin_invoke_password(component);
         services::upload(
-            self.probe_address(),
+            self.host.probe_address(),
             u16::try_from(component.port).unwrap_or_default(),
             password,
             cluster_id,
@@ -291,13 +287,14 @@ const CONFIG_RECORD: &str = ".muster-config-revision";
 /// When a configuration that did not import is tried again.
 const CONFIG_RETRY: Duration = Duration::from_secs(60);
 
-impl Reconciler {
+impl ZatoComponent<'_> {
     /// On the server that imports the cluster's configuration (its desired state carries it),
     /// once its services are in place: `zato enmasse --import` of each file, once per revision.
     /// The files and the env file (the placeholders' values, mode 0600) are written to
     /// `DIR/muster-config`; the env file is removed after each run. Enmasse's output reaches the
     /// status with the values replaced by `***`.
-    pub(super) async fn import_config(&self, component: &Component, local: &mut Local) {
+    pub(super) async fn import_config(&self, local: &mut Local) {
+        let component = self.component;
         let desired = component.config_revision.clone();
         if desired.is_empty() {
             local.config = lifecycle::ConfigLocal::default();
@@ -305,7 +302,7 @@ impl Reconciler {
         }
         let services_ready = component.services_revision.is_empty()
             || local.services.deployed == component.services_revision;
-        let (directory, _, _) = self.component_dirs(component);
+        let (directory, _, _) = self.host.component_dirs(component);
         let record = directory.join(CONFIG_RECORD);
         if local.config.imported.is_empty() {
             local.config.imported = std::fs::read_to_string(&record)
@@ -332,8 +329,8 @@ impl Reconciler {
             return;
         }
         let short = muster_proto::services::short(&desired).to_owned();
-        let imported = match self.run_enmasse(component, &directory).await {
-            Ok(()) => self.remove_left_objects(component).await,
+        let imported = match self.run_enmasse(&directory).await {
+            Ok(()) => self.remove_left_objects().await,
             Err(error) => Err(error),
         };
         match imported {
@@ -361,11 +358,12 @@ impl Reconciler {
     /// definitions they may use. Only objects of the kinds Muster knows how to delete: REST
     /// channels and outgoing connections, scheduler jobs, basic-auth and API key definitions.
     /// Others are left, named in the agent's log. One already gone is no error.
-    async fn remove_left_objects(&self, component: &Component) -> Result<(), String> {
+    async fn remove_left_objects(&self) -> Result<(), String> {
+        let component = self.component;
         let mut left: Vec<&v1::EnmasseObject> = component.config_removals.iter().collect();
         // What uses a security definition goes first.
         left.sort_by_key(|object| object.section == "security");
-        let (settings, password, default_sqlite) = self.odb_parts(component);
+        let (settings, password, default_sqlite) = self.host.odb_parts(component);
         let odb = zato::odb::Odb {
             settings: &settings,
             password: &password,
@@ -408,7 +406,7 @@ impl Reconciler {
                 }
             };
             services::delete_object(
-                self.probe_address(),
+                self.host.probe_address(),
                 port,
                 admin_invoke_password(component),
                 service,
@@ -421,10 +419,11 @@ impl Reconciler {
         Ok(())
     }
 
-    async fn run_enmasse(&self, component: &Component, directory: &Path) -> Result<(), String> {
+    async fn run_enmasse(&self, directory: &Path) -> Result<(), String> {
+        let component = self.component;
         let config_dir = directory.join("muster-config");
         private_dir(&config_dir)?;
-        self.chown(&config_dir)?;
+        self.host.chown(&config_dir)?;
         let env_file = config_dir.join("env.ini");
         let mut env_text = String::from("[env]\n");
         for (name, value) in &component.config_env {
@@ -439,7 +438,7 @@ impl Reconciler {
         };
         let written = files::write_atomic(&env_file, env_text.as_bytes(), 0o600)
             .map_err(|error| error.to_string())
-            .and_then(|()| self.chown(&env_file));
+            .and_then(|()| self.host.chown(&env_file));
         let mut outcome = written;
         if outcome.is_ok() {
             for file in &component.config_files {
@@ -454,13 +453,13 @@ impl Reconciler {
                 let input = config_dir.join(&file.name);
                 if let Err(error) = files::write_atomic(&input, file.content.as_bytes(), 0o600)
                     .map_err(|error| error.to_string())
-                    .and_then(|()| self.chown(&input))
+                    .and_then(|()| self.host.chown(&input))
                 {
                     outcome = Err(error);
                     break;
                 }
                 let args = command::enmasse_import(directory, &input, &env_file);
-                if let Err(error) = self.zato.run(&args, directory, |_| {}).await {
+                if let Err(error) = self.host.zato.run(&args, directory, |_| {}).await {
                     outcome = Err(format!(
                         "{} did not import: {}",
                         file.name,

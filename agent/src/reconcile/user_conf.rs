@@ -46,31 +46,29 @@ pub fn in_place(directory: &Path) -> String {
     record(directory).revision
 }
 
-impl Reconciler {
+impl ZatoComponent<'_> {
     /// Before the server in `directory` starts: its user-config files as the desired state has
     /// them, the files Muster wrote before and the revision lacks removed. Nothing to do when
     /// the revision is in place already.
-    pub(super) fn write_user_conf(
-        &self,
-        component: &Component,
-        directory: &Path,
-    ) -> Result<(), String> {
+    pub(super) fn write_user_conf(&self, directory: &Path) -> Result<(), String> {
+        let component = self.component;
         let before = record(directory);
         if before.revision == component.user_conf_revision {
             return Ok(());
         }
-        self.write_user_conf_files(component, directory)?;
+        self.write_user_conf_files(directory)?;
         for name in left(&before, component) {
             remove_file(&directory.join(USER_CONF_DIR).join(name))?;
         }
-        self.write_record(component, directory)
+        self.write_record(directory)
     }
 
     /// On a running, healthy server with another revision in place: each file written and loaded
     /// into the server, each file left emptied in it and removed. Its error, if any, goes to the
     /// component's last error (the server keeps serving with what it had).
-    pub(super) async fn load_user_conf(&self, component: &Component, local: &mut Local) {
-        let directory = self.component_dirs(component).0;
+    pub(super) async fn load_user_conf(&self, local: &mut Local) {
+        let component = self.component;
+        let directory = self.host.component_dirs(component).0;
         let before = record(&directory);
         let desired = &component.user_conf_revision;
         if before.revision == *desired {
@@ -82,7 +80,7 @@ impl Reconciler {
             local.last_error = state.error.clone();
             return;
         }
-        match self.load_into_server(component, &directory, &before).await {
+        match self.load_into_server(&directory, &before).await {
             Ok(()) => {
                 tracing::info!(component = %component.name, revision = %desired, files = component.user_conf.len(), "user-config files loaded");
                 *state = UserConfLocal::default();
@@ -98,22 +96,18 @@ impl Reconciler {
         }
     }
 
-    async fn load_into_server(
-        &self,
-        component: &Component,
-        directory: &Path,
-        before: &Record,
-    ) -> Result<(), String> {
+    async fn load_into_server(&self, directory: &Path, before: &Record) -> Result<(), String> {
+        let component = self.component;
         let password = admin_invoke_password(component);
         let port = u16::try_from(component.port).unwrap_or_default();
         // Written first, 0600 and the server's own: Zato writes an existing file in place,
         // keeping its mode (one it creates would be 0644).
-        self.write_user_conf_files(component, directory)?;
+        self.write_user_conf_files(directory)?;
         let user_conf = directory.join(USER_CONF_DIR);
         for file in &component.user_conf {
             let path = user_conf.join(&file.name);
             services::load_user_conf(
-                self.probe_address(),
+                self.host.probe_address(),
                 port,
                 password,
                 &path,
@@ -125,15 +119,23 @@ impl Reconciler {
         for name in left(before, component) {
             let path = user_conf.join(name);
             if path.exists() {
-                services::load_user_conf(self.probe_address(), port, password, &path, name, "")
-                    .await?;
+                services::load_user_conf(
+                    self.host.probe_address(),
+                    port,
+                    password,
+                    &path,
+                    name,
+                    "",
+                )
+                .await?;
             }
             remove_file(&path)?;
         }
-        self.write_record(component, directory)
+        self.write_record(directory)
     }
 
-    fn write_user_conf_files(&self, component: &Component, directory: &Path) -> Result<(), String> {
+    fn write_user_conf_files(&self, directory: &Path) -> Result<(), String> {
+        let component = self.component;
         if component.user_conf.is_empty() {
             return Ok(());
         }
@@ -141,7 +143,7 @@ impl Reconciler {
         if !user_conf.is_dir() {
             std::fs::create_dir_all(&user_conf)
                 .map_err(|error| format!("cannot create {}: {error}", user_conf.display()))?;
-            self.chown(&user_conf)?;
+            self.host.chown(&user_conf)?;
         }
         for file in &component.user_conf {
             // Checked by the coordinator; checked again before the name becomes a path.
@@ -151,12 +153,13 @@ impl Reconciler {
             let path = user_conf.join(&file.name);
             files::write_atomic(&path, file.content.as_bytes(), 0o600)
                 .map_err(|error| error.to_string())?;
-            self.chown(&path)?;
+            self.host.chown(&path)?;
         }
         Ok(())
     }
 
-    fn write_record(&self, component: &Component, directory: &Path) -> Result<(), String> {
+    fn write_record(&self, directory: &Path) -> Result<(), String> {
+        let component = self.component;
         let path = directory.join(RECORD);
         if component.user_conf_revision.is_empty() {
             return remove_file(&path);

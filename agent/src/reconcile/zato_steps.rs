@@ -1,6 +1,6 @@
-//! The Zato side of a component's life, as the reconciler's steps: where a component lives, the
+//! A Zato component's own steps, as its driver's ([`super::drivers::ZatoComponent`]) methods: the
 //! `zato create` it needs (and the interrupted create it recovers from), its config files, the
-//! dashboard's password, stopping it, and probing it. [`super::drivers::ZatoComponent`] calls them.
+//! dashboard's password, stopping it, and probing it.
 
 use super::*;
 
@@ -13,28 +13,15 @@ const CREATED_RECORD: &str = ".muster-created";
 /// How long the agent waits for the address of a server row that says it runs.
 const STALE_ROW_PROBE: Duration = Duration::from_secs(2);
 
-impl Reconciler {
-    pub(super) fn component_dirs(&self, component: &Component) -> (PathBuf, PathBuf, PathBuf) {
-        let cluster_dir = self.cluster_dir(&component.cluster);
-        let base = format!("{}-{}", role_of(component).cli_name(), component.name);
-        (
-            cluster_dir.join(&base),
-            cluster_dir.join(format!(".creating-{base}")),
-            cluster_dir.join(format!(".creating-{base}.pid")),
-        )
-    }
-
+impl ZatoComponent<'_> {
     /// The `zato create` arguments for a component in `path`; `Err` with a reason when it must
     /// wait (held by the coordinator, or the scheduler before any server has an address).
-    pub(super) fn create_args(
-        &self,
-        component: &Component,
-        path: &Path,
-    ) -> Result<Vec<zato::Arg>, String> {
+    pub(super) fn create_args(&self, path: &Path) -> Result<Vec<zato::Arg>, String> {
+        let component = self.component;
         if !component.hold.is_empty() {
             return Err(component.hold.clone());
         }
-        let default_sqlite = self.default_sqlite(&component.cluster);
+        let default_sqlite = self.host.default_sqlite(&component.cluster);
         match role_of(component) {
             Role::Server => {
                 let scheduler = component
@@ -72,54 +59,21 @@ impl Reconciler {
         }
     }
 
-    /// Waits for the turn to write `component`'s ODB when it is an SQLite file; nothing to wait for
-    /// with PostgreSQL and MySQL, nor for the scheduler (its create writes nothing to the ODB).
-    pub(super) async fn odb_writer(
-        &self,
-        component: &Component,
-    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if role_of(component) == Role::Scheduler {
-            return None;
-        }
-        let odb_type = component
-            .odb
-            .as_ref()
-            .and_then(|odb| v1::OdbType::try_from(odb.odb_type).ok())
-            .unwrap_or(v1::OdbType::Sqlite);
-        match odb_type {
-            v1::OdbType::Sqlite | v1::OdbType::Unspecified => Some(self.sqlite_writes.lock().await),
-            v1::OdbType::Postgresql | v1::OdbType::Mysql => None,
-        }
-    }
-
-    /// The component's ODB, as its desired state describes it.
-    pub(super) fn odb_parts(&self, component: &Component) -> (v1::OdbSettings, String, PathBuf) {
-        (
-            component.odb.clone().unwrap_or_default(),
-            component
-                .secrets
-                .as_ref()
-                .map(|secrets| secrets.odb_password.clone())
-                .unwrap_or_default(),
-            self.default_sqlite(&component.cluster),
-        )
-    }
-
     /// Runs `zato create` in `temporary` and returns what it said; for a server whose name
     /// Zato's ODB still holds, the row is removed when it is provably stale
     /// ([`Reconciler::stale_server_row`]) and the create runs again.
     pub(super) async fn create_server_or_recover(
         &self,
-        component: &Component,
         args: &[zato::Arg],
         temporary: &Path,
         marker: &Path,
     ) -> Result<String, String> {
-        let cluster_dir = self.cluster_dir(&component.cluster);
+        let component = self.component;
+        let cluster_dir = self.host.cluster_dir(&component.cluster);
         let record_pid = |pid: u32| {
             let _ = files::write_atomic(marker, format!("{pid}\n").as_bytes(), 0o644);
         };
-        let first = self.zato.run(args, &cluster_dir, record_pid).await;
+        let first = self.host.zato.run(args, &cluster_dir, record_pid).await;
         let error = match first {
             Ok(output) => return Ok(output),
             Err(error) => error,
@@ -129,7 +83,7 @@ impl Reconciler {
         {
             return Err(error.to_string());
         }
-        let (settings, password, default_sqlite) = self.odb_parts(component);
+        let (settings, password, default_sqlite) = self.host.odb_parts(component);
         let odb = zato::odb::Odb {
             settings: &settings,
             password: &password,
@@ -140,7 +94,7 @@ impl Reconciler {
             .await
             .map_err(|odb_error| format!("{error}; and then: {odb_error}"))?;
         if let Some(row) = row {
-            self.stale_server_row(component, &row).await?;
+            self.stale_server_row(&row).await?;
             let removed = odb
                 .remove_server(&component.cluster, &component.name)
                 .await
@@ -157,8 +111,9 @@ impl Reconciler {
         std::fs::create_dir(temporary)
             .map_err(|source| format!("cannot create {}: {source}", temporary.display()))?;
         let _ = private_dir(temporary);
-        let _ = self.chown(temporary);
-        self.zato
+        let _ = self.host.chown(temporary);
+        self.host
+            .zato
             .run(args, &cluster_dir, record_pid)
             .await
             .map_err(|error| error.to_string())
@@ -169,11 +124,8 @@ impl Reconciler {
     /// at an address where nothing listens now (its host is gone or it died). `Err` with why not:
     /// something answers there, or nothing answers at all (a server cut off by a partition may
     /// still run there, and deleting its row would break it).
-    async fn stale_server_row(
-        &self,
-        component: &Component,
-        row: &zato::odb::ServerRow,
-    ) -> Result<(), String> {
+    async fn stale_server_row(&self, row: &zato::odb::ServerRow) -> Result<(), String> {
+        let component = self.component;
         if row.up_status.as_deref() != Some("running") {
             return Ok(());
         }
@@ -233,15 +185,11 @@ impl Reconciler {
     /// unseen, the row must date from it (`last_join_mod_date` within minutes of `.zato-info`'s
     /// `created_ts`), not from an earlier server of that name. A dashboard's user `admin` must
     /// exist (Zato writes `.zato-info` before Django's migrations and the user).
-    async fn check_created(
-        &self,
-        component: &Component,
-        temporary: &Path,
-        output: Option<&str>,
-    ) -> Result<(), String> {
+    async fn check_created(&self, temporary: &Path, output: Option<&str>) -> Result<(), String> {
+        let component = self.component;
         let unseen = output.is_none();
         let output = output.unwrap_or_default();
-        let (settings, password, default_sqlite) = self.odb_parts(component);
+        let (settings, password, default_sqlite) = self.host.odb_parts(component);
         let odb = zato::odb::Odb {
             settings: &settings,
             password: &password,
@@ -314,12 +262,9 @@ impl Reconciler {
 
     /// Makes sure the component's directory exists, creating it if needed. `Ok(false)` means it is
     /// not there yet (a create is in flight or must wait).
-    pub(super) async fn ensure_created(
-        &self,
-        component: &Component,
-        local: &mut Local,
-    ) -> Result<bool, String> {
-        let (directory, temporary, marker) = self.component_dirs(component);
+    pub(super) async fn ensure_created(&self, local: &mut Local) -> Result<bool, String> {
+        let component = self.component;
+        let (directory, temporary, marker) = self.host.component_dirs(component);
         if directory.join(".zato-info").exists() {
             return Ok(true);
         }
@@ -340,12 +285,9 @@ impl Reconciler {
         let adoptable = temporary.join(CREATED_RECORD).exists()
             || (!local.waiting()
                 && temporary.join(".zato-info").exists()
-                && self
-                    .check_created(component, &temporary, None)
-                    .await
-                    .is_ok());
+                && self.check_created(&temporary, None).await.is_ok());
         if adoptable {
-            self.finish_create(component, &temporary, &directory)?;
+            self.finish_create(&temporary, &directory)?;
             let _ = std::fs::remove_file(&marker);
             tracing::info!(component = %directory.display(), "adopted a component whose create finished while the agent was away");
             return Ok(true);
@@ -359,7 +301,7 @@ impl Reconciler {
                 .map_err(|error| format!("cannot remove {}: {error}", temporary.display()))?;
         }
         let _ = std::fs::remove_file(&marker);
-        let args = match self.create_args(component, &temporary) {
+        let args = match self.create_args(&temporary) {
             Ok(args) => args,
             Err(reason) => {
                 local.state = ComponentState::Waiting;
@@ -367,21 +309,18 @@ impl Reconciler {
                 return Ok(false);
             }
         };
-        self.ensure_cluster_dir(&component.cluster)?;
+        self.host.ensure_cluster_dir(&component.cluster)?;
         std::fs::create_dir(&temporary)
             .map_err(|error| format!("cannot create {}: {error}", temporary.display()))?;
         private_dir(&temporary)?;
-        self.chown(&temporary)?;
+        self.host.chown(&temporary)?;
         local.state = ComponentState::Creating;
-        let writing = self.odb_writer(component).await;
+        let writing = self.host.odb_writer(component).await;
         let created = match self
-            .create_server_or_recover(component, &args, &temporary, &marker)
+            .create_server_or_recover(&args, &temporary, &marker)
             .await
         {
-            Ok(output) => {
-                self.check_created(component, &temporary, Some(&output))
-                    .await
-            }
+            Ok(output) => self.check_created(&temporary, Some(&output)).await,
             Err(error) => Err(error),
         };
         drop(writing);
@@ -391,10 +330,14 @@ impl Reconciler {
             return Err(error);
         }
         if role_of(component) == Role::WebAdmin {
-            conf::set_web_admin_bind(&temporary, &self.bind_address.to_string(), component.port)
-                .map_err(|error| error.to_string())?;
+            conf::set_web_admin_bind(
+                &temporary,
+                &self.host.bind_address.to_string(),
+                component.port,
+            )
+            .map_err(|error| error.to_string())?;
         }
-        self.finish_create(component, &temporary, &directory)?;
+        self.finish_create(&temporary, &directory)?;
         let _ = std::fs::remove_file(&marker);
         tracing::info!(component = %directory.display(), "component created");
         Ok(true)
@@ -402,12 +345,8 @@ impl Reconciler {
 
     /// Moves a finished create into place: the directory renamed, the symlinks Zato made into the
     /// old path re-pointed.
-    pub(super) fn finish_create(
-        &self,
-        component: &Component,
-        temporary: &Path,
-        directory: &Path,
-    ) -> Result<(), String> {
+    pub(super) fn finish_create(&self, temporary: &Path, directory: &Path) -> Result<(), String> {
+        let component = self.component;
         rebuild::record_epoch(temporary, component.odb_epoch)?;
         std::fs::rename(temporary, directory)
             .map_err(|error| format!("cannot move {} into place: {error}", temporary.display()))?;
@@ -421,9 +360,9 @@ impl Reconciler {
     /// web-admin` makes one up and never shows it).
     pub(super) async fn ensure_dashboard_password(
         &self,
-        component: &Component,
         directory: &Path,
     ) -> Result<(), ZatoError> {
+        let component = self.component;
         let marker = directory.join(DASHBOARD_PASSWORD_MARKER);
         let password = component
             .secrets
@@ -433,8 +372,9 @@ impl Reconciler {
         if marker.exists() || password.is_empty() {
             return Ok(());
         }
-        let _writing = self.odb_writer(component).await;
-        self.zato
+        let _writing = self.host.odb_writer(component).await;
+        self.host
+            .zato
             .run(
                 &command::set_dashboard_password(directory, password),
                 directory,
@@ -448,26 +388,23 @@ impl Reconciler {
 
     /// Rewrites the component's config where the desired port, peer or IPC range changed; says
     /// whether it did (the component must then restart).
-    pub(super) fn reconfigure(
-        &self,
-        component: &Component,
-        directory: &Path,
-    ) -> Result<bool, String> {
+    pub(super) fn reconfigure(&self, directory: &Path) -> Result<bool, String> {
+        let component = self.component;
         let repo = directory.join("config/repo");
         let port = u16::try_from(component.port)
             .map_err(|_| format!("invalid port {}", component.port))?;
         let changed = match role_of(component) {
             Role::Server => {
-                let bind = self.bind_address;
+                let bind = self.host.bind_address;
                 let mut settings = vec![("main", "gunicorn_bind", format!("{bind}:{port}"))];
-                if let Some(ipc_start) = self.ipc_port_starts.get(&key_of(component)) {
+                if let Some(ipc_start) = self.host.ipc_port_starts.get(&key_of(component)) {
                     settings.push(("main", "ipc_port_start", ipc_start.to_string()));
                 }
                 // Where the other servers call it (Zato's server-to-server calls, a deployment
                 // among them): left to Zato, a server takes the first private address of its
                 // interfaces, which on a host with a docker0 bridge or a second NIC may be one
                 // the other servers cannot reach.
-                if let Some(advertise) = self.advertise_address {
+                if let Some(advertise) = self.host.advertise_address {
                     settings.push(("preferred_address", "address", advertise.to_string()));
                 }
                 if let Some(scheduler) = component.scheduler.as_ref().and_then(conf::peer) {
@@ -488,7 +425,7 @@ impl Reconciler {
                 // `zato.scheduler.backend`, `init_jobs` and `run`). With True it reads them from
                 // the ODB before that loop, which starts them all.
                 let mut settings = vec![
-                    ("bind", "host", self.bind_address.to_string()),
+                    ("bind", "host", self.host.bind_address.to_string()),
                     ("bind", "port", port.to_string()),
                     ("server", "server_prefer_odb_config", "True".to_owned()),
                 ];
@@ -508,9 +445,11 @@ impl Reconciler {
                     Ok(edited | heartbeat | job_log)
                 })
             }
-            Role::WebAdmin => {
-                conf::set_web_admin_bind(directory, &self.bind_address.to_string(), component.port)
-            }
+            Role::WebAdmin => conf::set_web_admin_bind(
+                directory,
+                &self.host.bind_address.to_string(),
+                component.port,
+            ),
             _ => Ok(false),
         }
         .map_err(|error| error.to_string())?;
@@ -526,35 +465,11 @@ impl Reconciler {
         Ok(changed)
     }
 
-    /// Stops the component in `directory`: `zato stop` when it has a pidfile, signals to its
-    /// processes when it has none yet.
-    pub(super) async fn stop_component(&self, directory: &Path) -> Result<(), String> {
-        if read_pid(&directory.join("pidfile")).is_some_and(alive) {
-            return self
-                .zato
-                .run(&command::stop(directory), directory, |_| {})
-                .await
-                .map(|_| ())
-                .map_err(|error| error.to_string());
-        }
-        if process::terminate(directory, STOP_PATIENCE).await {
-            Ok(())
-        } else {
-            Err(format!(
-                "the processes of {} did not end after SIGTERM and SIGKILL",
-                directory.display()
-            ))
-        }
-    }
-
     /// Whether the scheduler's current process has started its jobs (read from its log once per
     /// process: a job started stays in its loop).
-    fn scheduler_jobs_started(
-        &self,
-        component: &Component,
-        local: &mut Local,
-    ) -> Result<(), String> {
-        let (directory, _, _) = self.component_dirs(component);
+    fn scheduler_jobs_started(&self, local: &mut Local) -> Result<(), String> {
+        let component = self.component;
+        let (directory, _, _) = self.host.component_dirs(component);
         let pid = read_pid(&directory.join("pidfile"))
             .ok_or_else(|| "the scheduler has not written its pidfile yet".to_owned())?;
         if local.jobs_started_by == Some(pid) {
@@ -572,11 +487,12 @@ impl Reconciler {
 
     /// Whether the scheduler's current process ran its heartbeat job lately (read from its job
     /// log as it grows; [`jobs`]).
-    fn scheduler_heartbeat(&self, component: &Component, local: &mut Local) -> Result<(), String> {
+    fn scheduler_heartbeat(&self, local: &mut Local) -> Result<(), String> {
+        let component = self.component;
         let Some(pid) = local.jobs_started_by else {
             return Err("the scheduler has not started its jobs yet".to_owned());
         };
-        let (directory, _, _) = self.component_dirs(component);
+        let (directory, _, _) = self.host.component_dirs(component);
         let reader = match &mut local.job_log {
             Some(reader) if reader.pid() == pid => reader,
             other => other.insert(jobs::JobLogReader::new(pid)),
@@ -585,13 +501,10 @@ impl Reconciler {
     }
 
     /// Whether the component answers as its role must; `Err` says why not.
-    pub(super) async fn probe(
-        &self,
-        component: &Component,
-        local: &mut Local,
-    ) -> Result<(), String> {
+    pub(super) async fn answers(&self, local: &mut Local) -> Result<(), String> {
+        let component = self.component;
         let port = u16::try_from(component.port).unwrap_or_default();
-        let address = self.probe_address();
+        let address = self.host.probe_address();
         match role_of(component) {
             Role::Server => health::server(address, port).await,
             Role::WebAdmin => health::dashboard(address, port).await,
@@ -610,10 +523,31 @@ impl Reconciler {
                     health::scheduler(address, port, &password).await?;
                     local.deep_probe_at = Some(Instant::now());
                 }
-                self.scheduler_jobs_started(component, local)?;
-                self.scheduler_heartbeat(component, local)
+                self.scheduler_jobs_started(local)?;
+                self.scheduler_heartbeat(local)
             }
             Role::LoadBalancer | Role::Unspecified => Ok(()),
         }
+    }
+}
+
+/// Stops the component in `directory`: `zato stop` when it has a pidfile, signals to its
+/// processes when it has none yet.
+pub(super) async fn stop_zato_component(host: &Host, directory: &Path) -> Result<(), String> {
+    if read_pid(&directory.join("pidfile")).is_some_and(alive) {
+        return host
+            .zato
+            .run(&command::stop(directory), directory, |_| {})
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string());
+    }
+    if process::terminate(directory, STOP_PATIENCE).await {
+        Ok(())
+    } else {
+        Err(format!(
+            "the processes of {} did not end after SIGTERM and SIGKILL",
+            directory.display()
+        ))
     }
 }
