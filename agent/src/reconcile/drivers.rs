@@ -62,7 +62,10 @@ impl Driver for ZatoComponent<'_> {
     }
 
     fn running(&self) -> bool {
-        process::find(&self.directory).is_some()
+        self.host
+            .facilities
+            .component_process(&self.directory)
+            .is_some()
     }
 
     fn pid(&self) -> Option<i32> {
@@ -93,8 +96,8 @@ impl Driver for ZatoComponent<'_> {
             args.push(crate::zato::env("PYTHONPATH", python.display()));
         }
         self.host
-            .zato
-            .run(&args, &self.directory, |_| {})
+            .facilities
+            .zato(&args, &self.directory, &|_| {})
             .await
             .map(|_| ())
             .map_err(|error| Failure::Step(error.to_string()))
@@ -339,7 +342,7 @@ impl Found {
             };
             return balancer.stop().await;
         }
-        if process::find(directory).is_none() {
+        if host.facilities.component_process(directory).is_none() {
             return Ok(());
         }
         stop_zato_component(host, directory).await

@@ -9,12 +9,16 @@ use std::path::{Path, PathBuf};
 
 use muster_proto::v1::{self, Component, Role};
 
+use super::facilities::Facilities;
 use super::{Key, role_of};
 use crate::zato::Zato;
 
 /// The host's settings and shared means, as the agent's config gives them.
 pub(super) struct Host {
+    /// The `zato` command: its program (beside which Zato's Python is) and the user it runs as.
     pub zato: Zato,
+    /// What the host's processes are run, found and asked through.
+    pub facilities: Box<dyn Facilities>,
     /// The address components listen on.
     pub bind_address: IpAddr,
     /// The address other hosts reach this one at: each server's `[preferred_address] address`,

@@ -47,8 +47,11 @@ use muster_proto::v1::{self, BootstrapKind, Component, DesiredState, Role};
 use muster_proto::validate;
 
 mod drivers;
+pub mod facilities;
 mod host;
 mod lifecycle;
+#[cfg(test)]
+mod pass_tests;
 pub mod python;
 mod rebuild;
 mod services;
@@ -56,14 +59,12 @@ mod user_conf;
 mod zato_steps;
 
 use self::drivers::{Found, ZatoComponent};
+use self::facilities::Real;
 use self::host::{Host, admin_invoke_password, private_dir, resolve_program};
 use self::lifecycle::{ComponentState, Local};
 use crate::files;
 use crate::haproxy;
-use crate::zato::{
-    self, Zato, ZatoError, command, conf, health, jobs,
-    process::{self, alive, read_pid},
-};
+use crate::zato::{self, Zato, ZatoError, command, conf, health, jobs, process::read_pid};
 
 /// How often a pass runs when nothing else wakes it: the time to notice a component that died.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -197,6 +198,7 @@ impl Reconciler {
             .unwrap_or_default();
         Reconciler {
             host: Host {
+                facilities: Box::new(Real { zato: zato.clone() }),
                 zato,
                 bind_address,
                 advertise_address: None,
@@ -410,11 +412,11 @@ impl Reconciler {
             }
             return self
                 .host
-                .zato
-                .run(
+                .facilities
+                .zato(
                     &command::create_odb(task, &default_sqlite),
                     &directory,
-                    |_| {},
+                    &|_| {},
                 )
                 .await
                 .map(|_| ())
@@ -430,11 +432,11 @@ impl Reconciler {
         }
         let created = self
             .host
-            .zato
-            .run(
+            .facilities
+            .zato(
                 &command::create_cluster(task, &default_sqlite),
                 &directory,
-                |_| {},
+                &|_| {},
             )
             .await;
         match created {

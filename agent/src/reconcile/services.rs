@@ -459,7 +459,7 @@ impl ZatoComponent<'_> {
                     break;
                 }
                 let args = command::enmasse_import(directory, &input, &env_file);
-                if let Err(error) = self.host.zato.run(&args, directory, |_| {}).await {
+                if let Err(error) = self.host.facilities.zato(&args, directory, &|_| {}).await {
                     outcome = Err(format!(
                         "{} did not import: {}",
                         file.name,

@@ -73,7 +73,11 @@ impl ZatoComponent<'_> {
         let record_pid = |pid: u32| {
             let _ = files::write_atomic(marker, format!("{pid}\n").as_bytes(), 0o644);
         };
-        let first = self.host.zato.run(args, &cluster_dir, record_pid).await;
+        let first = self
+            .host
+            .facilities
+            .zato(args, &cluster_dir, &record_pid)
+            .await;
         let error = match first {
             Ok(output) => return Ok(output),
             Err(error) => error,
@@ -113,8 +117,8 @@ impl ZatoComponent<'_> {
         let _ = private_dir(temporary);
         let _ = self.host.chown(temporary);
         self.host
-            .zato
-            .run(args, &cluster_dir, record_pid)
+            .facilities
+            .zato(args, &cluster_dir, &record_pid)
             .await
             .map_err(|error| error.to_string())
     }
@@ -274,7 +278,7 @@ impl ZatoComponent<'_> {
                 directory.display()
             ));
         }
-        if read_pid(&marker).is_some_and(alive) {
+        if read_pid(&marker).is_some_and(|pid| self.host.facilities.alive(pid)) {
             local.state = ComponentState::Creating;
             return Ok(false);
         }
@@ -374,11 +378,11 @@ impl ZatoComponent<'_> {
         }
         let _writing = self.host.odb_writer(component).await;
         self.host
-            .zato
-            .run(
+            .facilities
+            .zato(
                 &command::set_dashboard_password(directory, password),
                 directory,
-                |_| {},
+                &|_| {},
             )
             .await?;
         let _ = files::write_atomic(&marker, b"", 0o600);
@@ -505,9 +509,11 @@ impl ZatoComponent<'_> {
         let component = self.component;
         let port = u16::try_from(component.port).unwrap_or_default();
         let address = self.host.probe_address();
+        let facilities = &self.host.facilities;
         match role_of(component) {
-            Role::Server => health::server(address, port).await,
-            Role::WebAdmin => health::dashboard(address, port).await,
+            role @ (Role::Server | Role::WebAdmin) => {
+                facilities.answers(role, address, port, "").await
+            }
             Role::Scheduler => {
                 // The API call is logged by the scheduler: made once per interval while it
                 // passes (a start clears it), even while the jobs are not started yet.
@@ -520,7 +526,9 @@ impl ZatoComponent<'_> {
                         .as_ref()
                         .map(|secrets| secrets.scheduler_api_password.clone())
                         .unwrap_or_default();
-                    health::scheduler(address, port, &password).await?;
+                    facilities
+                        .answers(Role::Scheduler, address, port, &password)
+                        .await?;
                     local.deep_probe_at = Some(Instant::now());
                 }
                 self.scheduler_jobs_started(local)?;
@@ -534,15 +542,15 @@ impl ZatoComponent<'_> {
 /// Stops the component in `directory`: `zato stop` when it has a pidfile, signals to its
 /// processes when it has none yet.
 pub(super) async fn stop_zato_component(host: &Host, directory: &Path) -> Result<(), String> {
-    if read_pid(&directory.join("pidfile")).is_some_and(alive) {
+    if read_pid(&directory.join("pidfile")).is_some_and(|pid| host.facilities.alive(pid)) {
         return host
-            .zato
-            .run(&command::stop(directory), directory, |_| {})
+            .facilities
+            .zato(&command::stop(directory), directory, &|_| {})
             .await
             .map(|_| ())
             .map_err(|error| error.to_string());
     }
-    if process::terminate(directory, STOP_PATIENCE).await {
+    if host.facilities.terminate(directory, STOP_PATIENCE).await {
         Ok(())
     } else {
         Err(format!(

@@ -65,7 +65,7 @@ impl Arg {
     }
 
     /// What the command gets as an argument; `None` for an environment variable.
-    fn text(&self) -> Option<String> {
+    pub(crate) fn text(&self) -> Option<String> {
         match self {
             Arg::Plain(text) => Some(text.clone()),
             Arg::Secret { option, value } => Some(format!("{option}={value}")),

@@ -1,0 +1,396 @@
+//! Whole passes over a temporary components directory, with the host's processes scripted
+//! ([`Facilities`]): what a pass creates, starts, restarts and archives, as a user would find it
+//! on disk and in the host's report. The `zato` commands a pass runs are recorded, and those it
+//! depends on do what Zato 3.2's do to the files the agent reads afterwards (a create writes its
+//! `.zato-info` and config and, for a web-admin, the dashboard's user in the ODB).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use muster_proto::v1::{self, Component, ComponentState, DesiredState, Role};
+use sqlx::Connection as _;
+
+use super::Reconciler;
+use super::facilities::Facilities;
+use crate::zato::{Arg, Zato, ZatoError};
+
+/// The host as the test scripts it: which components run, whether they answer, what was run.
+#[derive(Default)]
+struct World {
+    /// Running components, by directory: their (made-up) pid.
+    running: BTreeMap<PathBuf, i32>,
+    answering: bool,
+    /// The `zato` commands run, as `WORDS DIRECTORY-NAME` (`create web-admin`, `start
+    /// web-admin-dashboard`).
+    commands: Vec<String>,
+    next_pid: i32,
+}
+
+#[derive(Clone, Default)]
+struct Scripted(Arc<Mutex<World>>);
+
+impl Scripted {
+    fn commands(&self) -> Vec<String> {
+        self.0.lock().unwrap().commands.clone()
+    }
+
+    fn answer(&self, answering: bool) {
+        self.0.lock().unwrap().answering = answering;
+    }
+
+    /// The component in `directory` dies (its pidfile stays, as after a crash).
+    fn kill(&self, directory: &Path) {
+        self.0.lock().unwrap().running.remove(directory);
+    }
+
+    fn run(&self, directory: &Path) {
+        let mut world = self.0.lock().unwrap();
+        world.next_pid += 1;
+        let pid = 4_000_000 + world.next_pid;
+        std::fs::write(directory.join("pidfile"), format!("{pid}\n")).unwrap();
+        world.running.insert(directory.to_owned(), pid);
+    }
+}
+
+fn option<'a>(texts: &'a [String], name: &str) -> Option<&'a str> {
+    texts
+        .iter()
+        .find_map(|text| text.strip_prefix(&format!("{name}=")))
+}
+
+/// What `zato create web-admin` leaves that the agent reads: `.zato-info`, `web-admin.conf`, and
+/// the dashboard's user `admin` in the ODB (an SQLite file here).
+async fn create_web_admin(texts: &[String], path: &Path) {
+    std::fs::create_dir_all(path.join("config/repo")).unwrap();
+    std::fs::write(
+        path.join("config/repo/web-admin.conf"),
+        "{\"host\": \"localhost\", \"port\": 8183}\n",
+    )
+    .unwrap();
+    std::fs::write(path.join(".zato-info"), "{\"created_ts\": \"now\"}\n").unwrap();
+    let odb = option(texts, "--odb-db-name").expect("an SQLite ODB");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(odb)
+        .create_if_missing(true);
+    let mut connection = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE auth_user (username TEXT)")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO auth_user VALUES ('admin')")
+        .execute(&mut connection)
+        .await
+        .unwrap();
+}
+
+impl Facilities for Scripted {
+    fn zato<'a>(
+        &'a self,
+        args: &'a [Arg],
+        _directory: &'a Path,
+        _on_spawn: &'a (dyn Fn(u32) + Sync),
+    ) -> BoxFuture<'a, Result<String, ZatoError>> {
+        Box::pin(async move {
+            let texts: Vec<String> = args.iter().filter_map(Arg::text).collect();
+            let words: Vec<&str> = texts
+                .iter()
+                .map(String::as_str)
+                .filter(|text| !text.starts_with("--"))
+                .collect();
+            let verb: Vec<&str> = words
+                .iter()
+                .copied()
+                .take_while(|word| !Path::new(word).is_absolute())
+                .collect();
+            let path = Path::new(words[verb.len()]);
+            let name = path.file_name().unwrap().to_string_lossy();
+            self.0
+                .lock()
+                .unwrap()
+                .commands
+                .push(format!("{} {name}", verb.join(" ")));
+            match verb.as_slice() {
+                ["create", "web-admin"] => create_web_admin(&texts, path).await,
+                ["start"] => self.run(path),
+                ["stop"] => self.kill(path),
+                _ => {}
+            }
+            Ok(String::new())
+        })
+    }
+
+    fn component_process(&self, directory: &Path) -> Option<i32> {
+        self.0.lock().unwrap().running.get(directory).copied()
+    }
+
+    fn alive(&self, pid: i32) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .running
+            .values()
+            .any(|&run| run == pid)
+    }
+
+    fn terminate<'a>(&'a self, directory: &'a Path, _patience: Duration) -> BoxFuture<'a, bool> {
+        self.0
+            .lock()
+            .unwrap()
+            .commands
+            .push(format!("terminate {}", directory.display()));
+        self.kill(directory);
+        Box::pin(async { true })
+    }
+
+    fn answers<'a>(
+        &'a self,
+        role: Role,
+        _address: IpAddr,
+        port: u16,
+        _api_password: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let answering = self.0.lock().unwrap().answering;
+        Box::pin(async move {
+            if answering {
+                Ok(())
+            } else {
+                Err(format!("the {role} on port {port} does not answer"))
+            }
+        })
+    }
+}
+
+struct Host {
+    _scratch: tempfile::TempDir,
+    components: PathBuf,
+    reconciler: Reconciler,
+    world: Scripted,
+}
+
+fn host() -> Host {
+    let scratch = tempfile::tempdir().unwrap();
+    let components = scratch.path().join("components");
+    let state = scratch.path().join("state");
+    std::fs::create_dir_all(&components).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let zato = Zato {
+        bin: PathBuf::from("/nonexistent/zato"),
+        run_as: None,
+    };
+    let mut reconciler = Reconciler::new(
+        zato,
+        components.clone(),
+        &state,
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+    );
+    let world = Scripted::default();
+    reconciler.host.facilities = Box::new(world.clone());
+    Host {
+        _scratch: scratch,
+        components,
+        reconciler,
+        world,
+    }
+}
+
+fn dashboard() -> Component {
+    Component {
+        role: Role::WebAdmin as i32,
+        name: "dashboard".into(),
+        cluster: "prod".into(),
+        port: 8183,
+        secrets: Some(v1::ComponentSecrets {
+            dashboard_password: "a dashboard password".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn desired(generation: u64, components: Vec<Component>) -> DesiredState {
+    DesiredState {
+        generation,
+        components,
+        ..Default::default()
+    }
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn state_of(status: &super::HostStatus) -> (ComponentState, bool, u32, String) {
+    let component = &status.components[0];
+    (
+        ComponentState::try_from(component.state).unwrap(),
+        component.healthy,
+        component.restarts,
+        component.last_error.clone(),
+    )
+}
+
+#[test]
+fn a_dashboard_is_created_started_restarted_when_it_dies_and_archived_when_unassigned() {
+    let mut host = host();
+    let wanted = desired(1, vec![dashboard()]);
+    let directory = host.components.join("prod/web-admin-dashboard");
+
+    let (status, _) = block_on(host.reconciler.pass(&wanted));
+    assert_eq!(
+        host.world.commands(),
+        [
+            "create web-admin .creating-web-admin-dashboard",
+            "update password web-admin-dashboard",
+            "start web-admin-dashboard",
+        ]
+    );
+    assert!(directory.join(".zato-info").exists(), "moved into place");
+    assert!(
+        !host
+            .components
+            .join("prod/.creating-web-admin-dashboard")
+            .exists()
+    );
+    let conf = std::fs::read_to_string(directory.join("config/repo/web-admin.conf")).unwrap();
+    assert!(conf.contains("\"host\": \"127.0.0.1\""), "{conf}");
+    assert_eq!(
+        state_of(&status),
+        (ComponentState::Starting, false, 0, String::new()),
+        "within its start grace, not yet unhealthy"
+    );
+
+    host.world.answer(true);
+    let (status, _) = block_on(host.reconciler.pass(&wanted));
+    assert_eq!(
+        state_of(&status),
+        (ComponentState::Running, true, 0, String::new())
+    );
+    assert_eq!(host.world.commands().len(), 3, "nothing run again");
+
+    host.world.kill(&directory);
+    let (status, _) = block_on(host.reconciler.pass(&wanted));
+    let (state, healthy, restarts, error) = state_of(&status);
+    assert_eq!(
+        (state, healthy, restarts),
+        (ComponentState::Running, true, 1)
+    );
+    assert!(error.is_empty(), "healthy again: {error}");
+    assert_eq!(
+        host.world.commands().last().unwrap(),
+        "start web-admin-dashboard",
+        "restarted at once, its password not set again"
+    );
+    assert_eq!(host.world.commands().len(), 4);
+
+    let (status, _) = block_on(host.reconciler.pass(&desired(2, Vec::new())));
+    assert!(status.components.is_empty());
+    assert_eq!(
+        host.world.commands().last().unwrap(),
+        "stop web-admin-dashboard"
+    );
+    assert!(!directory.exists());
+    let archived: Vec<String> = std::fs::read_dir(host.components.join(".archive"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(archived.len(), 1);
+    assert!(
+        archived[0].starts_with("prod.web-admin-dashboard."),
+        "{archived:?}"
+    );
+}
+
+#[test]
+fn archiving_takes_only_finished_components_of_a_known_kind_and_stops_each_as_its_kind_does() {
+    let mut host = host();
+    let prod = host.components.join("prod");
+    let make = |base: &str, marker: Option<&str>| {
+        let directory = prod.join(base);
+        std::fs::create_dir_all(&directory).unwrap();
+        if let Some(marker) = marker {
+            std::fs::write(directory.join(marker), "").unwrap();
+        }
+        directory
+    };
+    let server = make("server-server9", Some(".zato-info"));
+    host.world.run(&server);
+    let starting = make("server-starting", Some(".zato-info"));
+    // Started, its pidfile not written yet: no `zato stop`, its processes are signalled.
+    host.world.run(&starting);
+    std::fs::remove_file(starting.join("pidfile")).unwrap();
+    make("scheduler-scheduler1", Some(".zato-info"));
+    make("load-balancer-edge", Some("zato.config"));
+    let half_made = make("server-half", None);
+    let creating = make(".creating-server-new", Some(".zato-info"));
+    let unknown = make("notes", Some(".zato-info"));
+
+    block_on(host.reconciler.pass(&desired(1, Vec::new())));
+
+    let mut commands = host.world.commands();
+    commands.sort();
+    assert_eq!(
+        commands,
+        [
+            "stop server-server9".to_owned(),
+            format!("terminate {}", starting.display())
+        ]
+    );
+    let mut archived: Vec<String> = std::fs::read_dir(host.components.join(".archive"))
+        .unwrap()
+        .map(|entry| {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            name.rsplit_once('.').unwrap().0.to_owned()
+        })
+        .collect();
+    archived.sort();
+    assert_eq!(
+        archived,
+        [
+            "prod.load-balancer-edge",
+            "prod.scheduler-scheduler1",
+            "prod.server-server9",
+            "prod.server-starting",
+        ]
+    );
+    for kept in [half_made, creating, unknown] {
+        assert!(
+            kept.exists(),
+            "{} is not a finished component",
+            kept.display()
+        );
+    }
+}
+
+#[test]
+fn a_scheduler_without_a_server_address_waits_and_runs_nothing() {
+    let mut host = host();
+    let scheduler = Component {
+        role: Role::Scheduler as i32,
+        name: "scheduler1".into(),
+        cluster: "prod".into(),
+        port: 31530,
+        ..Default::default()
+    };
+    let (status, _) = block_on(host.reconciler.pass(&desired(1, vec![scheduler])));
+    assert_eq!(
+        state_of(&status),
+        (
+            ComponentState::Waiting,
+            false,
+            0,
+            "waiting for a server of the cluster to have an address".to_owned()
+        )
+    );
+    assert!(host.world.commands().is_empty());
+    assert!(!host.components.join("prod/scheduler-scheduler1").exists());
+}
