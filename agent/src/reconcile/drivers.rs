@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use muster_proto::v1::{self, Component, Role};
 
+use super::error::StepError;
 use super::host::{Host, private_dir};
-use super::lifecycle::{Driver, Failure, Health, Local, Prepared};
+use super::lifecycle::{Driver, Health, Local, Prepared};
 pub(super) use super::zato_steps::stop_zato_component;
 use super::{python, rebuild, role_of, user_conf};
 use crate::haproxy::{self, HaProxy};
@@ -28,34 +29,26 @@ impl Driver for ZatoComponent<'_> {
         self.component.stopped
     }
 
-    async fn prepare(&self, local: &mut Local) -> Result<Prepared, Failure> {
-        self.retire_older(&self.directory, local)
-            .await
-            .map_err(Failure::Other)?;
-        match self.ensure_created(local).await {
-            Ok(true) => {}
-            Ok(false) => return Ok(Prepared::NotYet),
-            Err(error) => return Err(Failure::Step(error)),
+    async fn prepare(&self, local: &mut Local) -> Result<Prepared, StepError> {
+        self.retire_older(&self.directory, local).await?;
+        if !self.ensure_created(local).await? {
+            return Ok(Prepared::NotYet);
         }
         if role_of(self.component) == Role::WebAdmin {
-            self.ensure_dashboard_password(&self.directory)
-                .await
-                .map_err(|error| Failure::Step(error.to_string()))?;
+            self.ensure_dashboard_password(&self.directory).await?;
         }
-        let mut restart = self.reconfigure(&self.directory).map_err(Failure::Other)?;
+        let mut restart = self.reconfigure(&self.directory)?;
         if role_of(self.component) == Role::Server {
             let reload = self
                 .prepare_python(&self.directory, self.running(), local)
-                .await
-                .map_err(Failure::Other)?;
+                .await?;
             if reload {
                 tracing::info!(component = %self.describe(), revision = %self.component.python_revision, "restarting to load new Python dependencies");
             }
             restart |= reload;
             // Read by the server at start; a running one has them loaded once it is healthy.
             if !self.running() {
-                self.write_user_conf(&self.directory)
-                    .map_err(Failure::Other)?;
+                self.write_user_conf(&self.directory)?;
             }
         }
         Ok(Prepared::Ready { restart })
@@ -76,14 +69,14 @@ impl Driver for ZatoComponent<'_> {
         process::last_logged_error(&self.directory)
     }
 
-    async fn stop(&self) -> Result<(), String> {
+    async fn stop(&self) -> Result<(), StepError> {
         if !self.running() {
             return Ok(());
         }
         stop_zato_component(self.host, &self.directory).await
     }
 
-    async fn start(&self, _local: &mut Local) -> Result<(), Failure> {
+    async fn start(&self, _local: &mut Local) -> Result<(), StepError> {
         // `zato start` refuses a pidfile left by a process that is gone.
         let pidfile = self.directory.join("pidfile");
         if pidfile.exists() {
@@ -100,10 +93,10 @@ impl Driver for ZatoComponent<'_> {
             .zato(&args, &self.directory, &|_| {})
             .await
             .map(|_| ())
-            .map_err(|error| Failure::Step(error.to_string()))
+            .map_err(StepError::from)
     }
 
-    async fn update(&self) -> Option<Result<String, String>> {
+    async fn update(&self) -> Option<Result<String, StepError>> {
         None
     }
 
@@ -203,15 +196,14 @@ impl Driver for LoadBalancer<'_> {
         self.component.stopped
     }
 
-    async fn prepare(&self, _local: &mut Local) -> Result<Prepared, Failure> {
+    async fn prepare(&self, _local: &mut Local) -> Result<Prepared, StepError> {
         if !self.directory.exists() {
             self.host
                 .ensure_cluster_dir(&self.component.cluster)
                 .and_then(|_| {
                     private_dir(&self.directory)?;
                     self.host.chown(&self.directory)
-                })
-                .map_err(Failure::Other)?;
+                })?;
         }
         Ok(Prepared::Ready { restart: false })
     }
@@ -228,11 +220,11 @@ impl Driver for LoadBalancer<'_> {
         None
     }
 
-    async fn stop(&self) -> Result<(), String> {
-        self.haproxy().stop().await
+    async fn stop(&self) -> Result<(), StepError> {
+        Ok(self.haproxy().stop().await?)
     }
 
-    async fn start(&self, local: &mut Local) -> Result<(), Failure> {
+    async fn start(&self, local: &mut Local) -> Result<(), StepError> {
         match self.haproxy().start(&self.plan).await {
             Ok(()) => {
                 local.last_error.clear();
@@ -240,17 +232,18 @@ impl Driver for LoadBalancer<'_> {
             }
             Err(error) => {
                 local.backends.clear();
-                Err(Failure::Other(error))
+                Err(StepError::Other(error))
             }
         }
     }
 
-    async fn update(&self) -> Option<Result<String, String>> {
+    async fn update(&self) -> Option<Result<String, StepError>> {
         Some(
             self.haproxy()
                 .converge(&self.plan)
                 .await
-                .map(|applied| applied.note),
+                .map(|applied| applied.note)
+                .map_err(StepError::Other),
         )
     }
 
@@ -333,14 +326,14 @@ impl Found {
         directory.join(marker).exists()
     }
 
-    async fn stop(&self, host: &Host, directory: &Path) -> Result<(), String> {
+    async fn stop(&self, host: &Host, directory: &Path) -> Result<(), StepError> {
         if self.role == Role::LoadBalancer {
             let paths = haproxy::Paths::new(directory);
             let balancer = HaProxy {
                 paths: &paths,
                 run_as: host.zato.run_as.as_ref(),
             };
-            return balancer.stop().await;
+            return Ok(balancer.stop().await?);
         }
         if host.facilities.component_process(directory).is_none() {
             return Ok(());
@@ -368,8 +361,9 @@ pub(super) async fn archive(host: &Host, cluster: &str, directory: &Path, why: &
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or_default();
     let target = archive_dir.join(format!("{cluster}.{base}.{stamp}"));
-    let moved = private_dir(&archive_dir)
-        .and_then(|()| std::fs::rename(directory, &target).map_err(|error| error.to_string()));
+    let moved = private_dir(&archive_dir).and_then(|()| {
+        std::fs::rename(directory, &target).map_err(StepError::file("move", directory))
+    });
     match moved {
         Ok(()) => {
             tracing::info!(component = %directory.display(), archive = %target.display(), why, "component stopped and archived");

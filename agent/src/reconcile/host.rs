@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use muster_proto::v1::{self, Component, Role};
 
+use super::error::StepError;
 use super::facilities::Facilities;
 use super::{Key, role_of};
 use crate::zato::Zato;
@@ -67,7 +68,7 @@ pub(super) fn admin_invoke_password(component: &Component) -> &str {
 }
 
 /// Makes `path` a directory of mode 0700 (creating it if needed).
-pub(super) fn private_dir(path: &Path) -> Result<(), String> {
+pub(super) fn private_dir(path: &Path) -> Result<(), StepError> {
     use std::os::unix::fs::PermissionsExt as _;
     if !path.exists() {
         std::fs::create_dir_all(path)
@@ -101,15 +102,15 @@ impl Host {
         }
     }
 
-    pub(super) fn chown(&self, path: &Path) -> Result<(), String> {
+    pub(super) fn chown(&self, path: &Path) -> Result<(), StepError> {
         self.zato
             .run_as
             .as_ref()
-            .map_or(Ok(()), |user| user.give(path))
+            .map_or(Ok(()), |user| user.give(path).map_err(StepError::Other))
     }
 
     /// The cluster's directory, mode 0700 and owned by the Zato user.
-    pub(super) fn ensure_cluster_dir(&self, cluster: &str) -> Result<PathBuf, String> {
+    pub(super) fn ensure_cluster_dir(&self, cluster: &str) -> Result<PathBuf, StepError> {
         let directory = self.cluster_dir(cluster);
         private_dir(&directory)?;
         self.chown(&directory)?;
@@ -118,7 +119,10 @@ impl Host {
 
     /// Refuses an SQLite ODB file outside the components directory and `sqlite_odb_dirs`: the
     /// agent creates and changes it (Zato's tables) as root or `run_as`, wherever an admin points.
-    pub(super) fn sqlite_odb_allowed(&self, odb: Option<&v1::OdbSettings>) -> Result<(), String> {
+    pub(super) fn sqlite_odb_allowed(
+        &self,
+        odb: Option<&v1::OdbSettings>,
+    ) -> Result<(), StepError> {
         let Some(odb) = odb else { return Ok(()) };
         let sqlite = matches!(
             v1::OdbType::try_from(odb.odb_type),
@@ -150,7 +154,7 @@ impl Host {
         if lexically && allowed.iter().any(|directory| inside(directory)) {
             return Ok(());
         }
-        Err(format!(
+        Err(StepError::Other(format!(
             "refused: the SQLite ODB file {:?} (--odb-db-name) is outside this host's components \
              directory and sqlite_odb_dirs ({}); the host's agent config decides where the agent \
              writes",
@@ -160,7 +164,7 @@ impl Host {
                 .map(|directory| directory.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))
+        )))
     }
 
     /// Whether this host agrees to run `bin` (the same file as one of its `haproxy_bins`).

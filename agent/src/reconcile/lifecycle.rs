@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use muster_proto::v1;
 
-use super::{START_GRACE, backoff, step_backoff};
+use super::error::StepError;
+use super::{START_GRACE, backoff};
 
 /// A component's state as its host reports it: the wire's enum, so agent and coordinator agree
 /// on its values (`ComponentState::word` is what people see).
@@ -85,39 +86,15 @@ pub struct ServicesLocal {
     pub python: String,
 }
 
-/// A failed step, and how soon it is tried again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// A `zato` command failed: each is a Python process of seconds, so the slower backoff.
-    Step(String),
-    /// Anything else: files, signals, HAProxy.
-    Other(String),
-}
-
 impl Local {
-    pub fn fail(&mut self, error: String) {
-        self.fail_after(error, backoff);
-    }
-
-    /// A failed `zato` command: retried with the slower backoff of Zato steps.
-    pub fn fail_step(&mut self, error: String) {
-        self.fail_after(error, step_backoff);
-    }
-
-    pub fn fail_with(&mut self, failure: Failure) {
-        match failure {
-            Failure::Step(error) => self.fail_step(error),
-            Failure::Other(error) => self.fail(error),
-        }
-    }
-
-    fn fail_after(&mut self, error: String, delay: fn(u32) -> Duration) {
+    /// A step failed: reported, and tried again after the backoff of its kind of failure.
+    pub fn fail(&mut self, error: &StepError) {
         tracing::warn!(error = %error, "component step failed; will retry");
-        self.last_error = error;
+        self.last_error = error.to_string();
         self.state = ComponentState::Failed;
         self.healthy = false;
         self.failures += 1;
-        self.retry_at = Some(Instant::now() + delay(self.failures));
+        self.retry_at = Some(Instant::now() + error.retry_after(self.failures));
     }
 
     pub fn waiting(&self) -> bool {
@@ -181,7 +158,7 @@ pub trait Driver {
     /// Its host is drained: keep it stopped.
     fn desired_stopped(&self) -> bool;
     /// Creates and configures it as needed.
-    async fn prepare(&self, local: &mut Local) -> Result<Prepared, Failure>;
+    async fn prepare(&self, local: &mut Local) -> Result<Prepared, StepError>;
     /// Whether its process runs now.
     fn running(&self) -> bool;
     /// Its pid from its pidfile, for the report of its death.
@@ -189,12 +166,12 @@ pub trait Driver {
     /// The cause its own log gives for its death, if any.
     fn death_cause(&self) -> Option<String>;
     /// Stops it if it runs.
-    async fn stop(&self) -> Result<(), String>;
+    async fn stop(&self) -> Result<(), StepError>;
     /// Starts it.
-    async fn start(&self, local: &mut Local) -> Result<(), Failure>;
+    async fn start(&self, local: &mut Local) -> Result<(), StepError>;
     /// Brings it to its desired config while it runs, without a restart: `None` when the kind
     /// does not (Zato's components restart instead), else the note of what changed, or why not.
-    async fn update(&self) -> Option<Result<String, String>>;
+    async fn update(&self) -> Option<Result<String, StepError>>;
     /// Whether it runs and answers.
     async fn probe(&self, local: &mut Local) -> Health;
     /// The error to report while it does not answer past its start grace; `None` keeps the
@@ -219,7 +196,7 @@ async fn step(driver: &impl Driver, local: &mut Local) {
     if driver.desired_stopped() {
         let was_running = driver.running();
         if let Err(error) = driver.stop().await {
-            return local.fail(error);
+            return local.fail(&error);
         }
         if was_running {
             tracing::info!(component = %driver.describe(), "component stopped: its host is drained");
@@ -229,12 +206,12 @@ async fn step(driver: &impl Driver, local: &mut Local) {
     let restart = match driver.prepare(local).await {
         Ok(Prepared::Ready { restart }) => restart,
         Ok(Prepared::NotYet) => return,
-        Err(failure) => return local.fail_with(failure),
+        Err(error) => return local.fail(&error),
     };
     let mut running = driver.running();
     if running && restart {
         if let Err(error) = driver.stop().await {
-            return local.fail(error);
+            return local.fail(&error);
         }
         running = false;
         local.seen_alive = false;
@@ -251,8 +228,8 @@ async fn step(driver: &impl Driver, local: &mut Local) {
             local.healthy = false;
             return;
         }
-        if let Err(failure) = driver.start(local).await {
-            return local.fail_with(failure);
+        if let Err(error) = driver.start(local).await {
+            return local.fail(&error);
         }
         local.started_at = Some(Instant::now());
         local.state = ComponentState::Starting;
@@ -269,9 +246,9 @@ async fn step(driver: &impl Driver, local: &mut Local) {
             Some(Err(error)) => {
                 // It serves on as it was; the change is tried again with backoff.
                 tracing::warn!(component = %driver.describe(), error = %error, "change failed; will retry");
-                local.last_error = error;
+                local.last_error = error.to_string();
                 local.failures += 1;
-                local.retry_at = Some(Instant::now() + backoff(local.failures));
+                local.retry_at = Some(Instant::now() + error.retry_after(local.failures));
             }
         }
     }
@@ -310,11 +287,11 @@ mod tests {
     #[derive(Default)]
     struct Scripted {
         stopped: bool,
-        prepared: RefCell<Vec<Result<Prepared, Failure>>>,
+        prepared: RefCell<Vec<Result<Prepared, StepError>>>,
         running: Cell<bool>,
-        starts: RefCell<Vec<Result<(), Failure>>>,
+        starts: RefCell<Vec<Result<(), StepError>>>,
         start_makes_it_run: bool,
-        updates: RefCell<Vec<Option<Result<String, String>>>>,
+        updates: RefCell<Vec<Option<Result<String, StepError>>>>,
         answers: Cell<bool>,
         clears: bool,
         done: RefCell<Vec<&'static str>>,
@@ -327,7 +304,7 @@ mod tests {
         fn desired_stopped(&self) -> bool {
             self.stopped
         }
-        async fn prepare(&self, _local: &mut Local) -> Result<Prepared, Failure> {
+        async fn prepare(&self, _local: &mut Local) -> Result<Prepared, StepError> {
             self.prepared
                 .borrow_mut()
                 .pop()
@@ -342,12 +319,12 @@ mod tests {
         fn death_cause(&self) -> Option<String> {
             Some("OperationalError".to_owned())
         }
-        async fn stop(&self) -> Result<(), String> {
+        async fn stop(&self) -> Result<(), StepError> {
             self.done.borrow_mut().push("stop");
             self.running.set(false);
             Ok(())
         }
-        async fn start(&self, _local: &mut Local) -> Result<(), Failure> {
+        async fn start(&self, _local: &mut Local) -> Result<(), StepError> {
             self.done.borrow_mut().push("start");
             let result = self.starts.borrow_mut().pop().unwrap_or(Ok(()));
             if result.is_ok() && self.start_makes_it_run {
@@ -355,7 +332,7 @@ mod tests {
             }
             result
         }
-        async fn update(&self) -> Option<Result<String, String>> {
+        async fn update(&self) -> Option<Result<String, StepError>> {
             self.updates.borrow_mut().pop().flatten()
         }
         async fn probe(&self, _local: &mut Local) -> Health {
@@ -441,13 +418,21 @@ mod tests {
     #[test]
     fn a_failed_start_backs_off_as_a_zato_step() {
         let driver = Scripted {
-            starts: RefCell::new(vec![Err(Failure::Step("zato start: exit 1".to_owned()))]),
+            starts: RefCell::new(vec![Err(StepError::Zato(crate::zato::ZatoError::Failed {
+                command: "zato start".to_owned(),
+                status: "exit status: 1".to_owned(),
+                code: Some(1),
+                output: "no such directory".to_owned(),
+            }))]),
             ..Default::default()
         };
         let mut local = Local::default();
         block_on(converge(&driver, &mut local));
         assert_eq!(local.state, ComponentState::Failed);
-        assert_eq!(local.last_error, "zato start: exit 1");
+        assert_eq!(
+            local.last_error,
+            "`zato start` failed (exit status: 1): no such directory"
+        );
         let wait = local.retry_at.unwrap() - Instant::now();
         assert!(
             wait >= super::super::STEP_BACKOFF_FLOOR / 2 - Duration::from_millis(100),
@@ -541,7 +526,7 @@ mod tests {
         let driver = Scripted {
             updates: RefCell::new(vec![
                 Some(Ok("3 servers".to_owned())),
-                Some(Err("haproxy -c refused it".to_owned())),
+                Some(Err(StepError::Other("haproxy -c refused it".to_owned()))),
             ]),
             ..Default::default()
         };

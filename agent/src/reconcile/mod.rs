@@ -47,6 +47,7 @@ use muster_proto::v1::{self, BootstrapKind, Component, DesiredState, Role};
 use muster_proto::validate;
 
 mod drivers;
+mod error;
 pub mod facilities;
 mod host;
 mod lifecycle;
@@ -59,6 +60,7 @@ mod user_conf;
 mod zato_steps;
 
 use self::drivers::{Found, ZatoComponent};
+use self::error::StepError;
 use self::facilities::Real;
 use self::host::{Host, admin_invoke_password, private_dir, resolve_program};
 use self::lifecycle::{ComponentState, Local};
@@ -375,8 +377,8 @@ impl Reconciler {
                     tracing::warn!(cluster = %task.cluster, task = kind_name, error = %error, "bootstrap task failed; will retry");
                     local.failures += 1;
                     local.retry_at = Some(Instant::now() + step_backoff(local.failures));
-                    local.last_error.clone_from(&error);
-                    status.last_error = error;
+                    local.last_error = error.to_string();
+                    status.last_error = error.to_string();
                     blocked_clusters.insert(task.cluster.clone());
                 }
             }
@@ -389,8 +391,8 @@ impl Reconciler {
         &self,
         task: &v1::BootstrapTask,
         kind: BootstrapKind,
-    ) -> Result<(), String> {
-        validate::name("cluster name", &task.cluster).map_err(|error| error.to_string())?;
+    ) -> Result<(), StepError> {
+        validate::name("cluster name", &task.cluster)?;
         self.host.sqlite_odb_allowed(task.odb.as_ref())?;
         let directory = self.host.ensure_cluster_dir(&task.cluster)?;
         let default_sqlite = self.host.default_sqlite(&task.cluster);
@@ -403,12 +405,8 @@ impl Reconciler {
         };
         if kind == BootstrapKind::Odb {
             // Refused before anything is created, with the reason, where Zato cannot run.
-            if let Some(refusal) = odb
-                .zato_refusal()
-                .await
-                .map_err(|error| error.to_string())?
-            {
-                return Err(refusal);
+            if let Some(refusal) = odb.zato_refusal().await? {
+                return Err(StepError::Other(refusal));
             }
             return self
                 .host
@@ -420,13 +418,9 @@ impl Reconciler {
                 )
                 .await
                 .map(|_| ())
-                .map_err(|error| error.to_string());
+                .map_err(StepError::from);
         }
-        if odb
-            .cluster_exists(&task.cluster)
-            .await
-            .map_err(|error| error.to_string())?
-        {
+        if odb.cluster_exists(&task.cluster).await? {
             tracing::info!(cluster = %task.cluster, "the ODB already holds the cluster's row");
             return Ok(());
         }
@@ -444,7 +438,7 @@ impl Reconciler {
             // Another run (an agent killed after Zato committed) may have made it meanwhile.
             Err(error) => match odb.cluster_exists(&task.cluster).await {
                 Ok(true) => Ok(()),
-                _ => Err(error.to_string()),
+                _ => Err(error.into()),
             },
         }
     }
@@ -460,16 +454,16 @@ impl Reconciler {
         let names_valid = validate::name("cluster name", &component.cluster)
             .and_then(|()| validate::name("component name", &component.name));
         match names_valid {
-            Err(error) => local.fail(format!("refused: {error}")),
+            Err(error) => local.fail(&error.into()),
             Ok(()) => {
                 local.spec = Some(component.clone());
                 if role_of(component) == Role::LoadBalancer {
                     match self.load_balancer(component) {
                         Ok(driver) => lifecycle::converge(&driver, local).await,
-                        Err(error) => local.fail(error),
+                        Err(error) => local.fail(&error),
                     }
                 } else if let Err(error) = self.host.sqlite_odb_allowed(component.odb.as_ref()) {
-                    local.fail(error);
+                    local.fail(&error);
                 } else {
                     let driver = ZatoComponent {
                         host: &self.host,
@@ -497,10 +491,10 @@ impl Reconciler {
     fn load_balancer<'a>(
         &'a self,
         component: &'a Component,
-    ) -> Result<drivers::LoadBalancer<'a>, String> {
+    ) -> Result<drivers::LoadBalancer<'a>, StepError> {
         let plan = haproxy::Plan::from_component(component)?;
         if !self.host.haproxy_allowed(&plan.settings.haproxy_bin) {
-            return Err(format!(
+            return Err(StepError::Other(format!(
                 "refused: haproxy_bin {:?} is not among this host's haproxy_bins ({}); the host's \
                  agent config decides which programs it runs",
                 plan.settings.haproxy_bin,
@@ -510,7 +504,7 @@ impl Reconciler {
                     .map(|bin| bin.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ));
+            )));
         }
         let directory = self.host.component_dirs(component).0;
         let paths = haproxy::Paths::new(&directory);

@@ -107,7 +107,7 @@ impl ZatoComponent<'_> {
         directory: &Path,
         running: bool,
         local: &mut Local,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, StepError> {
         let component = self.component;
         let desired = &component.python_revision;
         // Revisions and hashes name files here: only ones as Muster writes them.
@@ -117,9 +117,9 @@ impl ZatoComponent<'_> {
                     && muster_proto::python::valid_wheel_name(&wheel.name)
             });
         if !names_valid {
-            return Err(format!(
+            return Err(StepError::Other(format!(
                 "refused: Python dependencies revision {desired:?} or one of its wheels is not named as Muster names them"
-            ));
+            )));
         }
         let state = &mut local.python;
         if desired.is_empty() || installed(directory, desired) {
@@ -148,7 +148,7 @@ impl ZatoComponent<'_> {
                     Err(error) => {
                         tracing::warn!(component = %component.name, revision = %desired, error = %error, "Python dependencies did not install");
                         state.failed = desired.clone();
-                        state.error = error;
+                        state.error = error.to_string();
                         state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
                     }
                 }
@@ -158,7 +158,7 @@ impl ZatoComponent<'_> {
         // starts again) with what it had.
         let never_started = !directory.join(PYTHON_DIR).join(STARTED).exists();
         if !running && never_started && !desired.is_empty() && !installed(directory, desired) {
-            return Err(state.error.clone());
+            return Err(StepError::Other(state.error.clone()));
         }
         let started = started_revision(directory);
         Ok(running
@@ -188,7 +188,7 @@ impl ZatoComponent<'_> {
 
     /// `pip install --target` of the desired revision into a new directory, checked against
     /// Zato's own packages, then moved into place whole.
-    async fn install_python(&self, directory: &Path) -> Result<(), String> {
+    async fn install_python(&self, directory: &Path) -> Result<(), StepError> {
         let component = self.component;
         let revision = &component.python_revision;
         let short = muster_proto::services::short(revision);
@@ -257,7 +257,7 @@ impl ZatoComponent<'_> {
 
     /// The cluster's wheels, copied from the host's cache (where the daemon fetched them, by
     /// hash) under their own names, readable by the user Zato runs as.
-    fn wheelhouse(&self, base: &Path) -> Result<PathBuf, String> {
+    fn wheelhouse(&self, base: &Path) -> Result<PathBuf, StepError> {
         let component = self.component;
         let wheelhouse = base.join("wheelhouse");
         let _ = std::fs::remove_dir_all(&wheelhouse);
@@ -266,17 +266,17 @@ impl ZatoComponent<'_> {
         self.host.chown(&wheelhouse)?;
         for wheel in &component.python_wheels {
             if !muster_proto::python::valid_wheel_name(&wheel.name) {
-                return Err(format!(
+                return Err(StepError::Other(format!(
                     "refused: wheel {:?} is not a wheel's name",
                     wheel.name
-                ));
+                )));
             }
             let cached = self.host.wheel_cache.join(format!("{}.whl", wheel.sha256));
             if !cached.exists() {
-                return Err(format!(
+                return Err(StepError::Other(format!(
                     "waiting for wheel {} to be fetched from the coordinator",
                     wheel.name
-                ));
+                )));
             }
             let copy = wheelhouse.join(&wheel.name);
             std::fs::copy(&cached, &copy)
@@ -287,7 +287,7 @@ impl ZatoComponent<'_> {
     }
 
     /// Refuses a distribution in `target` that Zato's environment also has in another version.
-    async fn check_against_zato(&self, target: &Path) -> Result<(), String> {
+    async fn check_against_zato(&self, target: &Path) -> Result<(), StepError> {
         const LIST: &str = "import importlib.metadata as m, json, sys\n\
             print(json.dumps({(d.metadata['Name'] or '').lower().replace('_', '-'): d.version \
             for d in m.distributions(**({'path': sys.argv[1:]} if sys.argv[1:] else {}))}))";
@@ -297,10 +297,10 @@ impl ZatoComponent<'_> {
             if let Some(zatos) = zato.get(name)
                 && zatos != version
             {
-                return Err(format!(
+                return Err(StepError::Other(format!(
                     "the requirements bring {name} {version}, but Zato runs {name} {zatos}: a second \
                      version would replace Zato's own; require {name}=={zatos}, or leave it out"
-                ));
+                )));
             }
         }
         Ok(())
@@ -311,7 +311,7 @@ impl ZatoComponent<'_> {
     /// dependency) is refused with Python's error and line, and the servers go on with what they
     /// had. A package named like a module Zato's Python already has is refused too: it would hide
     /// that module (or be hidden by it).
-    async fn check_packages(&self, target: &Path) -> Result<(), String> {
+    async fn check_packages(&self, target: &Path) -> Result<(), StepError> {
         let component = self.component;
         const CHECK: &str = r#"
 import importlib, importlib.util, json, os, pkgutil, sys, traceback
@@ -362,7 +362,9 @@ say('')
             .iter()
             .find(|name| !muster_proto::package::valid_name(name))
         {
-            return Err(format!("refused: package {name:?} is not a Python name"));
+            return Err(StepError::Refused(format!(
+                "package {name:?} is not a Python name"
+            )));
         }
         let mut args = vec![
             "-I".to_owned(),
@@ -377,7 +379,7 @@ say('')
         if verdict.is_empty() {
             Ok(())
         } else {
-            Err(verdict)
+            Err(StepError::Other(verdict))
         }
     }
 
@@ -385,19 +387,20 @@ say('')
         &self,
         script: &str,
         path: Option<&Path>,
-    ) -> Result<BTreeMap<String, String>, String> {
+    ) -> Result<BTreeMap<String, String>, StepError> {
         let mut args = vec!["-c".to_owned(), script.to_owned()];
         if let Some(path) = path {
             args.push(path.display().to_string());
         }
         let output = self.run_python(&args, Path::new("/")).await?;
-        serde_json::from_str(output.lines().last().unwrap_or_default())
-            .map_err(|error| format!("cannot read the list of Python packages: {error}"))
+        serde_json::from_str(output.lines().last().unwrap_or_default()).map_err(|error| {
+            StepError::Other(format!("cannot read the list of Python packages: {error}"))
+        })
     }
 
     /// Runs Zato's Python with `args`, as the user Zato runs as, with no `PYTHONPATH` of the
     /// agent's own; returns its standard output, or its last lines of output on failure.
-    async fn run_python(&self, args: &[String], directory: &Path) -> Result<String, String> {
+    async fn run_python(&self, args: &[String], directory: &Path) -> Result<String, StepError> {
         let python = self.python();
         let mut command = tokio::process::Command::new(&python);
         command
@@ -429,7 +432,7 @@ say('')
             Ok(stdout)
         } else {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            Err(tail(&format!("{stdout}\n{stderr}")))
+            Err(StepError::Other(tail(&format!("{stdout}\n{stderr}"))))
         }
     }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use muster_proto::v1::{Component, Role};
 
 use super::drivers::ZatoComponent;
+use super::error::StepError;
 use super::lifecycle::Local;
 use super::role_of;
 use crate::files;
@@ -44,13 +45,13 @@ pub(super) fn created_epoch(directory: &Path) -> Option<u64> {
 }
 
 /// Records in a finished create's directory the generation it was created under.
-pub(super) fn record_epoch(directory: &Path, epoch: u64) -> Result<(), String> {
+pub(super) fn record_epoch(directory: &Path, epoch: u64) -> Result<(), StepError> {
     files::write_atomic(
         &directory.join(EPOCH_RECORD),
         format!("{epoch}\n").as_bytes(),
         0o600,
     )
-    .map_err(|error| format!("cannot record the ODB generation: {error}"))
+    .map_err(StepError::from)
 }
 
 /// Whether the component in `directory` was created under an older ODB generation than the
@@ -66,7 +67,7 @@ impl ZatoComponent<'_> {
         &self,
         directory: &Path,
         local: &mut Local,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, StepError> {
         let component = self.component;
         if !older(component, directory) || !component.hold.is_empty() {
             return Ok(false);
@@ -79,11 +80,11 @@ impl ZatoComponent<'_> {
         )
         .await
         {
-            return Err(format!(
+            return Err(StepError::Other(format!(
                 "cannot stop and archive {} to create it again on the rebuilt ODB (see the \
                  agent's log)",
                 directory.display()
-            ));
+            )));
         }
         tracing::info!(component = %directory.display(), odb_epoch = component.odb_epoch, "creating the component again on the rebuilt ODB");
         *local = Local {

@@ -182,7 +182,7 @@ impl ZatoComponent<'_> {
     /// agent deletes them through its server (`zato.service.delete`: Zato removes each from the
     /// ODB and from every running server, with its file); the others only note the new set.
     /// Services Muster did not deploy (uploaded in the dashboard) are left alone.
-    async fn remove_left_modules(&self, odb: &zato::odb::Odb<'_>) -> Result<(), String> {
+    async fn remove_left_modules(&self, odb: &zato::odb::Odb<'_>) -> Result<(), StepError> {
         let component = self.component;
         let record = self.host.component_dirs(component).0.join(SERVICES_RECORD);
         let recorded: BTreeSet<String> = std::fs::read_to_string(&record)
@@ -220,8 +220,7 @@ impl ZatoComponent<'_> {
             }
         }
         let text = serde_json::to_string(&desired).unwrap_or_default();
-        files::write_atomic(&record, text.as_bytes(), 0o600)
-            .map_err(|error| format!("cannot record the deployed modules: {error}"))
+        files::write_atomic(&record, text.as_bytes(), 0o600).map_err(StepError::from)
     }
 
     /// Why `missing` did not deploy on the server, from Python's errors in its log; a module
@@ -263,7 +262,7 @@ impl ZatoComponent<'_> {
         cluster_id: i32,
         name: &str,
         content: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         let component = self.component;
         let password = admin_invoke_password(component);
         services::upload(
@@ -275,6 +274,7 @@ impl ZatoComponent<'_> {
             content,
         )
         .await
+        .map_err(StepError::Other)
     }
 }
 
@@ -358,7 +358,7 @@ impl ZatoComponent<'_> {
     /// definitions they may use. Only objects of the kinds Muster knows how to delete: REST
     /// channels and outgoing connections, scheduler jobs, basic-auth and API key definitions.
     /// Others are left, named in the agent's log. One already gone is no error.
-    async fn remove_left_objects(&self) -> Result<(), String> {
+    async fn remove_left_objects(&self) -> Result<(), StepError> {
         let component = self.component;
         let mut left: Vec<&v1::EnmasseObject> = component.config_removals.iter().collect();
         // What uses a security definition goes first.
@@ -398,8 +398,7 @@ impl ZatoComponent<'_> {
                 Some(table) => {
                     let id = odb
                         .object_id(&component.cluster, table, &object.name)
-                        .await
-                        .map_err(|error| error.to_string())?;
+                        .await?;
                     // Gone already (removed by hand): nothing to do.
                     let Some(id) = id else { continue };
                     serde_json::json!({ "id": id })
@@ -419,7 +418,7 @@ impl ZatoComponent<'_> {
         Ok(())
     }
 
-    async fn run_enmasse(&self, directory: &Path) -> Result<(), String> {
+    async fn run_enmasse(&self, directory: &Path) -> Result<(), StepError> {
         let component = self.component;
         let config_dir = directory.join("muster-config");
         private_dir(&config_dir)?;
@@ -437,7 +436,7 @@ impl ZatoComponent<'_> {
                 .fold(text, |text, value| text.replace(value.as_str(), "***"))
         };
         let written = files::write_atomic(&env_file, env_text.as_bytes(), 0o600)
-            .map_err(|error| error.to_string())
+            .map_err(StepError::from)
             .and_then(|()| self.host.chown(&env_file));
         let mut outcome = written;
         if outcome.is_ok() {
@@ -447,12 +446,15 @@ impl ZatoComponent<'_> {
                 if !file.name.ends_with(".yaml") && !file.name.ends_with(".yml")
                     || file.name.contains('/')
                 {
-                    outcome = Err(format!("refused enmasse file name {:?}", file.name));
+                    outcome = Err(StepError::Refused(format!(
+                        "enmasse file name {:?}",
+                        file.name
+                    )));
                     break;
                 }
                 let input = config_dir.join(&file.name);
                 if let Err(error) = files::write_atomic(&input, file.content.as_bytes(), 0o600)
-                    .map_err(|error| error.to_string())
+                    .map_err(StepError::from)
                     .and_then(|()| self.host.chown(&input))
                 {
                     outcome = Err(error);
@@ -460,11 +462,11 @@ impl ZatoComponent<'_> {
                 }
                 let args = command::enmasse_import(directory, &input, &env_file);
                 if let Err(error) = self.host.facilities.zato(&args, directory, &|_| {}).await {
-                    outcome = Err(format!(
+                    outcome = Err(StepError::Other(format!(
                         "{} did not import: {}",
                         file.name,
                         scrub(error.to_string())
-                    ));
+                    )));
                     break;
                 }
             }

@@ -50,7 +50,7 @@ impl ZatoComponent<'_> {
     /// Before the server in `directory` starts: its user-config files as the desired state has
     /// them, the files Muster wrote before and the revision lacks removed. Nothing to do when
     /// the revision is in place already.
-    pub(super) fn write_user_conf(&self, directory: &Path) -> Result<(), String> {
+    pub(super) fn write_user_conf(&self, directory: &Path) -> Result<(), StepError> {
         let component = self.component;
         let before = record(directory);
         if before.revision == component.user_conf_revision {
@@ -96,7 +96,7 @@ impl ZatoComponent<'_> {
         }
     }
 
-    async fn load_into_server(&self, directory: &Path, before: &Record) -> Result<(), String> {
+    async fn load_into_server(&self, directory: &Path, before: &Record) -> Result<(), StepError> {
         let component = self.component;
         let password = admin_invoke_password(component);
         let port = u16::try_from(component.port).unwrap_or_default();
@@ -134,7 +134,7 @@ impl ZatoComponent<'_> {
         self.write_record(directory)
     }
 
-    fn write_user_conf_files(&self, directory: &Path) -> Result<(), String> {
+    fn write_user_conf_files(&self, directory: &Path) -> Result<(), StepError> {
         let component = self.component;
         if component.user_conf.is_empty() {
             return Ok(());
@@ -148,17 +148,19 @@ impl ZatoComponent<'_> {
         for file in &component.user_conf {
             // Checked by the coordinator; checked again before the name becomes a path.
             if !muster_proto::user_conf::valid_name(&file.name) {
-                return Err(format!("refused user-config file name {:?}", file.name));
+                return Err(StepError::Refused(format!(
+                    "user-config file name {:?}",
+                    file.name
+                )));
             }
             let path = user_conf.join(&file.name);
-            files::write_atomic(&path, file.content.as_bytes(), 0o600)
-                .map_err(|error| error.to_string())?;
+            files::write_atomic(&path, file.content.as_bytes(), 0o600)?;
             self.host.chown(&path)?;
         }
         Ok(())
     }
 
-    fn write_record(&self, directory: &Path) -> Result<(), String> {
+    fn write_record(&self, directory: &Path) -> Result<(), StepError> {
         let component = self.component;
         let path = directory.join(RECORD);
         if component.user_conf_revision.is_empty() {
@@ -172,8 +174,9 @@ impl ZatoComponent<'_> {
                 .map(|file| file.name.clone())
                 .collect(),
         };
-        let text = serde_json::to_string(&now).map_err(|error| error.to_string())?;
-        files::write_atomic(&path, text.as_bytes(), 0o600).map_err(|error| error.to_string())
+        let text =
+            serde_json::to_string(&now).map_err(|error| StepError::Other(error.to_string()))?;
+        files::write_atomic(&path, text.as_bytes(), 0o600).map_err(StepError::from)
     }
 }
 
@@ -189,10 +192,10 @@ fn left<'a>(before: &'a Record, component: &Component) -> Vec<&'a str> {
         .collect()
 }
 
-fn remove_file(path: &Path) -> Result<(), String> {
+fn remove_file(path: &Path) -> Result<(), StepError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(format!("cannot remove {}: {error}", path.display())),
+        Err(error) => Err(StepError::file("remove", path)(error)),
     }
 }

@@ -67,7 +67,7 @@ impl ZatoComponent<'_> {
         args: &[zato::Arg],
         temporary: &Path,
         marker: &Path,
-    ) -> Result<String, String> {
+    ) -> Result<String, StepError> {
         let component = self.component;
         let cluster_dir = self.host.cluster_dir(&component.cluster);
         let record_pid = |pid: u32| {
@@ -85,7 +85,7 @@ impl ZatoComponent<'_> {
         if role_of(component) != Role::Server
             || !error.exited_with(zato::EXIT_SERVER_NAME_ALREADY_EXISTS)
         {
-            return Err(error.to_string());
+            return Err(error.into());
         }
         let (settings, password, default_sqlite) = self.host.odb_parts(component);
         let odb = zato::odb::Odb {
@@ -120,7 +120,7 @@ impl ZatoComponent<'_> {
             .facilities
             .zato(args, &cluster_dir, &record_pid)
             .await
-            .map_err(|error| error.to_string())
+            .map_err(StepError::from)
     }
 
     /// `Ok` when the row Zato's ODB holds for `component`'s name is provably stale: the server
@@ -128,7 +128,7 @@ impl ZatoComponent<'_> {
     /// at an address where nothing listens now (its host is gone or it died). `Err` with why not:
     /// something answers there, or nothing answers at all (a server cut off by a partition may
     /// still run there, and deleting its row would break it).
-    async fn stale_server_row(&self, row: &zato::odb::ServerRow) -> Result<(), String> {
+    async fn stale_server_row(&self, row: &zato::odb::ServerRow) -> Result<(), StepError> {
         let component = self.component;
         if row.up_status.as_deref() != Some("running") {
             return Ok(());
@@ -140,10 +140,10 @@ impl ZatoComponent<'_> {
                 .filter(|address| !address.is_empty()),
             row.bind_port.and_then(|port| u16::try_from(port).ok()),
         ) else {
-            return Err(format!(
+            return Err(StepError::Create(format!(
                 "Zato's ODB holds a row for {name} that says it runs, with no address to check: \
                  it is not removed; if no such server runs, stop it cleanly or remove the row"
-            ));
+            )));
         };
         let target = muster_proto::haproxy::address_text(address, u32::from(port));
         let probe = tokio::time::timeout(
@@ -162,22 +162,22 @@ impl ZatoComponent<'_> {
             {
                 Ok(())
             }
-            Ok(Ok(_)) => Err(format!(
+            Ok(Ok(_)) => Err(StepError::Create(format!(
                 "Zato's ODB holds a row for {name} that says it runs at {target}, and something \
                  answers there: another server of this name may still run (a host removed with \
                  --force while cut off?); its row is not removed. Stop that server (`zato stop`) \
                  and this one is created"
-            )),
-            Ok(Err(error)) => Err(format!(
+            ))),
+            Ok(Err(error)) => Err(StepError::Create(format!(
                 "Zato's ODB holds a row for {name} that says it runs at {target}, which cannot be \
                  checked ({error}); its row is not removed"
-            )),
-            Err(_) => Err(format!(
+            ))),
+            Err(_) => Err(StepError::Create(format!(
                 "Zato's ODB holds a row for {name} that says it runs at {target}, which does not \
                  answer within {STALE_ROW_PROBE:?}: the server may run behind a network \
                  partition, so its row is not removed. If its host is gone for good, stop its \
                  server or remove the row"
-            )),
+            ))),
         }
     }
 
@@ -189,7 +189,7 @@ impl ZatoComponent<'_> {
     /// unseen, the row must date from it (`last_join_mod_date` within minutes of `.zato-info`'s
     /// `created_ts`), not from an earlier server of that name. A dashboard's user `admin` must
     /// exist (Zato writes `.zato-info` before Django's migrations and the user).
-    async fn check_created(&self, temporary: &Path, output: Option<&str>) -> Result<(), String> {
+    async fn check_created(&self, temporary: &Path, output: Option<&str>) -> Result<(), StepError> {
         let component = self.component;
         let unseen = output.is_none();
         let output = output.unwrap_or_default();
@@ -212,10 +212,7 @@ impl ZatoComponent<'_> {
         };
         match role_of(component) {
             Role::Server => {
-                let row = odb
-                    .server_row(&component.cluster, &component.name)
-                    .await
-                    .map_err(|error| error.to_string())?;
+                let row = odb.server_row(&component.cluster, &component.name).await?;
                 let created_ts = || {
                     let text = std::fs::read_to_string(temporary.join(".zato-info")).ok()?;
                     let info: serde_json::Value = serde_json::from_str(&text).ok()?;
@@ -230,7 +227,7 @@ impl ZatoComponent<'_> {
                         .is_some_and(|(row_at, info_at)| (row_at - info_at).abs() <= 600.0),
                 };
                 if !this_create {
-                    return Err(format!(
+                    return Err(StepError::Create(format!(
                         "`zato create server` {} but Zato's ODB has no row of this create for \
                          server {} of cluster {} ({})",
                         if unseen {
@@ -241,42 +238,40 @@ impl ZatoComponent<'_> {
                         component.name,
                         component.cluster,
                         cause()
-                    ));
+                    )));
                 }
             }
             Role::WebAdmin => {
                 let exists = odb
                     .dashboard_user_exists(muster_proto::zato::DASHBOARD_USER)
-                    .await
-                    .map_err(|error| error.to_string())?;
+                    .await?;
                 if !exists {
-                    return Err(format!(
+                    return Err(StepError::Create(format!(
                         "`zato create web-admin` exited 0 but the dashboard's tables or its user \
                          {} are not in Zato's ODB ({})",
                         muster_proto::zato::DASHBOARD_USER,
                         cause()
-                    ));
+                    )));
                 }
             }
             _ => {}
         }
-        files::write_atomic(&temporary.join(CREATED_RECORD), b"", 0o600)
-            .map_err(|error| format!("cannot record the finished create: {error}"))
+        files::write_atomic(&temporary.join(CREATED_RECORD), b"", 0o600).map_err(StepError::from)
     }
 
     /// Makes sure the component's directory exists, creating it if needed. `Ok(false)` means it is
     /// not there yet (a create is in flight or must wait).
-    pub(super) async fn ensure_created(&self, local: &mut Local) -> Result<bool, String> {
+    pub(super) async fn ensure_created(&self, local: &mut Local) -> Result<bool, StepError> {
         let component = self.component;
         let (directory, temporary, marker) = self.host.component_dirs(component);
         if directory.join(".zato-info").exists() {
             return Ok(true);
         }
         if directory.exists() {
-            return Err(format!(
+            return Err(StepError::Other(format!(
                 "{} exists but is not a finished Zato component (no .zato-info); move it away",
                 directory.display()
-            ));
+            )));
         }
         if read_pid(&marker).is_some_and(|pid| self.host.facilities.alive(pid)) {
             local.state = ComponentState::Creating;
@@ -338,8 +333,7 @@ impl ZatoComponent<'_> {
                 &temporary,
                 &self.host.bind_address.to_string(),
                 component.port,
-            )
-            .map_err(|error| error.to_string())?;
+            )?;
         }
         self.finish_create(&temporary, &directory)?;
         let _ = std::fs::remove_file(&marker);
@@ -349,13 +343,17 @@ impl ZatoComponent<'_> {
 
     /// Moves a finished create into place: the directory renamed, the symlinks Zato made into the
     /// old path re-pointed.
-    pub(super) fn finish_create(&self, temporary: &Path, directory: &Path) -> Result<(), String> {
+    pub(super) fn finish_create(
+        &self,
+        temporary: &Path,
+        directory: &Path,
+    ) -> Result<(), StepError> {
         let component = self.component;
         rebuild::record_epoch(temporary, component.odb_epoch)?;
         std::fs::rename(temporary, directory)
             .map_err(|error| format!("cannot move {} into place: {error}", temporary.display()))?;
         if role_of(component) == Role::Server {
-            conf::repoint_symlinks(directory, temporary).map_err(|error| error.to_string())?;
+            conf::repoint_symlinks(directory, temporary)?;
         }
         Ok(())
     }
@@ -392,7 +390,7 @@ impl ZatoComponent<'_> {
 
     /// Rewrites the component's config where the desired port, peer or IPC range changed; says
     /// whether it did (the component must then restart).
-    pub(super) fn reconfigure(&self, directory: &Path) -> Result<bool, String> {
+    pub(super) fn reconfigure(&self, directory: &Path) -> Result<bool, StepError> {
         let component = self.component;
         let repo = directory.join("config/repo");
         let port = u16::try_from(component.port)
@@ -455,14 +453,13 @@ impl ZatoComponent<'_> {
                 component.port,
             ),
             _ => Ok(false),
-        }
-        .map_err(|error| error.to_string())?;
+        }?;
         if changed {
             tracing::info!(component = %directory.display(), "component reconfigured");
         }
         // Checked on every pass: Zato writes them 0644, and a file it (or a person) writes again
         // is closed again.
-        let closed = conf::close_config_files(directory).map_err(|error| error.to_string())?;
+        let closed = conf::close_config_files(directory)?;
         if !closed.is_empty() {
             tracing::info!(component = %directory.display(), files = ?closed, "config files closed to group and others (they hold the cluster's secrets)");
         }
@@ -541,21 +538,21 @@ impl ZatoComponent<'_> {
 
 /// Stops the component in `directory`: `zato stop` when it has a pidfile, signals to its
 /// processes when it has none yet.
-pub(super) async fn stop_zato_component(host: &Host, directory: &Path) -> Result<(), String> {
+pub(super) async fn stop_zato_component(host: &Host, directory: &Path) -> Result<(), StepError> {
     if read_pid(&directory.join("pidfile")).is_some_and(|pid| host.facilities.alive(pid)) {
         return host
             .facilities
             .zato(&command::stop(directory), directory, &|_| {})
             .await
             .map(|_| ())
-            .map_err(|error| error.to_string());
+            .map_err(StepError::from);
     }
     if host.facilities.terminate(directory, STOP_PATIENCE).await {
         Ok(())
     } else {
-        Err(format!(
+        Err(StepError::Other(format!(
             "the processes of {} did not end after SIGTERM and SIGKILL",
             directory.display()
-        ))
+        )))
     }
 }
