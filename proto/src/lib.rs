@@ -24,7 +24,7 @@ pub mod docs;
 pub mod files;
 pub mod haproxy;
 pub mod metrics;
-pub mod package;
+pub use python::package;
 pub mod python;
 pub mod services;
 pub mod sql;

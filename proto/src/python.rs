@@ -10,6 +10,8 @@
 use crate::services::sha256;
 use crate::v1::PythonWheel;
 
+pub mod package;
+
 /// The longest requirements text.
 pub const MAX_REQUIREMENTS_BYTES: usize = 64 * 1024;
 /// The most wheels of a cluster.
@@ -216,7 +218,7 @@ pub fn checked_wheels(
             return Err(Refused::NotAWheel(wheel.name.clone()));
         }
         if wheel.package {
-            let (name, _) = crate::package::files(wheel)?;
+            let (name, _) = package::files(wheel)?;
             if !packages.insert(name.clone()) {
                 return Err(Refused::PackageTwice(name));
             }

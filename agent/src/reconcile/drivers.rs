@@ -1,24 +1,17 @@
 //! The two kinds of component, as [`Driver`]s: Zato's (server, scheduler, web-admin), run with
 //! `zato` commands, and the load balancer, HAProxy run by the agent itself.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use muster_proto::v1::{self, Component, Role};
 
 use super::error::StepError;
 use super::host::{Host, private_dir};
 use super::lifecycle::{Driver, Health, Local, Prepared};
-pub(super) use super::zato_steps::stop_zato_component;
+use super::zato_steps::{ZatoComponent, stop_zato_component};
 use super::{python, rebuild, role_of, user_conf};
 use crate::haproxy::{self, HaProxy};
 use crate::zato::{command, health, process};
-
-/// A server, scheduler or web-admin.
-pub(super) struct ZatoComponent<'a> {
-    pub host: &'a Host,
-    pub component: &'a Component,
-    pub directory: PathBuf,
-}
 
 impl Driver for ZatoComponent<'_> {
     fn describe(&self) -> String {
@@ -286,92 +279,5 @@ impl Driver for LoadBalancer<'_> {
 
     fn clears_error_when_healthy(&self) -> bool {
         false
-    }
-}
-
-/// A component in the components directory, known by its directory's name (`ROLE-NAME`), as
-/// archiving finds it: without its desired state, its kind still says whether it is a finished
-/// one (only those are archived: a `.creating-` one is the create's) and how it stops.
-pub(super) struct Found {
-    pub role: Role,
-    pub name: String,
-}
-
-impl Found {
-    pub fn parse(base: &str) -> Option<Found> {
-        [
-            Role::WebAdmin,
-            Role::Scheduler,
-            Role::Server,
-            Role::LoadBalancer,
-        ]
-        .into_iter()
-        .find_map(|role| {
-            let name = base.strip_prefix(role.cli_name())?.strip_prefix('-')?;
-            Some(Found {
-                role,
-                name: name.to_owned(),
-            })
-        })
-    }
-
-    /// Whether its kind's last file of a finished component is there: Zato's `.zato-info`, or the
-    /// HAProxy config the agent writes.
-    pub fn finished(&self, directory: &Path) -> bool {
-        let marker = if self.role == Role::LoadBalancer {
-            "zato.config"
-        } else {
-            ".zato-info"
-        };
-        directory.join(marker).exists()
-    }
-
-    async fn stop(&self, host: &Host, directory: &Path) -> Result<(), StepError> {
-        if self.role == Role::LoadBalancer {
-            let paths = haproxy::Paths::new(directory);
-            let balancer = HaProxy {
-                paths: &paths,
-                run_as: host.zato.run_as.as_ref(),
-            };
-            return Ok(balancer.stop().await?);
-        }
-        if host.facilities.component_process(directory).is_none() {
-            return Ok(());
-        }
-        stop_zato_component(host, directory).await
-    }
-}
-
-/// Stops a component and moves it into `COMPONENTS_DIR/.archive`; says whether it did. `why` is
-/// for the log.
-pub(super) async fn archive(host: &Host, cluster: &str, directory: &Path, why: &str) -> bool {
-    let base = directory
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if let Some(found) = Found::parse(&base)
-        && let Err(error) = found.stop(host, directory).await
-    {
-        tracing::warn!(component = %directory.display(), why, error = %error, "cannot stop a component to archive it; will retry");
-        return false;
-    }
-    let archive_dir = host.components_dir.join(".archive");
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or_default();
-    let target = archive_dir.join(format!("{cluster}.{base}.{stamp}"));
-    let moved = private_dir(&archive_dir).and_then(|()| {
-        std::fs::rename(directory, &target).map_err(StepError::file("move", directory))
-    });
-    match moved {
-        Ok(()) => {
-            tracing::info!(component = %directory.display(), archive = %target.display(), why, "component stopped and archived");
-            true
-        }
-        Err(error) => {
-            tracing::warn!(component = %directory.display(), why, error = %error, "cannot archive a component; will retry");
-            false
-        }
     }
 }

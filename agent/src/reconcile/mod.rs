@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 use muster_proto::v1::{self, BootstrapKind, Component, DesiredState, Role};
 use muster_proto::validate;
 
+mod archive;
 mod drivers;
 mod error;
 pub mod facilities;
@@ -59,11 +60,12 @@ mod services;
 mod user_conf;
 mod zato_steps;
 
-use self::drivers::{Found, ZatoComponent};
+use self::archive::Found;
 use self::error::StepError;
 use self::facilities::Real;
 use self::host::{Host, admin_invoke_password, private_dir, resolve_program};
 use self::lifecycle::{ComponentState, Local};
+use self::zato_steps::ZatoComponent;
 use crate::files;
 use crate::haproxy;
 use crate::zato::{self, Zato, ZatoError, command, conf, health, jobs, process::read_pid};
@@ -544,7 +546,7 @@ impl Reconciler {
                 if !found.finished(&entry.path()) || wanted.contains(&key) {
                     continue;
                 }
-                if drivers::archive(&self.host, &cluster_name, &entry.path(), "unassigned").await
+                if archive::archive(&self.host, &cluster_name, &entry.path(), "unassigned").await
                     && found.role == Role::Server
                 {
                     self.remove_server_row(&key).await;

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use muster_proto::v1::{Component, Role};
 
-use super::drivers::ZatoComponent;
 use super::error::StepError;
 use super::lifecycle::Local;
 use super::role_of;
+use super::zato_steps::ZatoComponent;
 use crate::files;
 use crate::zato;
 
@@ -72,7 +72,7 @@ impl ZatoComponent<'_> {
         if !older(component, directory) || !component.hold.is_empty() {
             return Ok(false);
         }
-        if !super::drivers::archive(
+        if !super::archive::archive(
             self.host,
             &component.cluster,
             directory,

@@ -13,6 +13,13 @@ const CREATED_RECORD: &str = ".muster-created";
 /// How long the agent waits for the address of a server row that says it runs.
 const STALE_ROW_PROBE: Duration = Duration::from_secs(2);
 
+/// A server, scheduler or web-admin.
+pub(super) struct ZatoComponent<'a> {
+    pub host: &'a Host,
+    pub component: &'a Component,
+    pub directory: PathBuf,
+}
+
 impl ZatoComponent<'_> {
     /// The `zato create` arguments for a component in `path`; `Err` with a reason when it must
     /// wait (held by the coordinator, or the scheduler before any server has an address).

@@ -15,7 +15,7 @@ use std::io::{Read as _, Write as _};
 
 use base64::Engine as _;
 
-use crate::python::{MAX_WHEEL_BYTES, Refused, sha256_bytes};
+use super::{MAX_WHEEL_BYTES, Refused, sha256_bytes};
 use crate::v1::PythonWheel;
 
 /// The most files of one package.
