@@ -24,14 +24,16 @@ pub struct Plan {
 
 impl Plan {
     /// Checks every value that reaches the config file; the error names the offending one.
-    pub fn from_component(component: &v1::Component) -> Result<Plan, String> {
-        let refused = |error: validate::Invalid| format!("refused: {error}");
+    pub fn from_component(component: &v1::Component) -> Result<Plan, HaProxyError> {
+        let refused = |error: validate::Invalid| HaProxyError::Refused(error.to_string());
         validate::name("cluster name", &component.cluster).map_err(refused)?;
         validate::name("load balancer name", &component.name).map_err(refused)?;
         let port = u16::try_from(component.port)
             .ok()
             .filter(|port| *port > 0)
-            .ok_or_else(|| format!("refused: invalid frontend port {}", component.port))?;
+            .ok_or_else(|| {
+                HaProxyError::Refused(format!("invalid frontend port {}", component.port))
+            })?;
         let settings =
             muster_proto::haproxy::settings(&component.load_balancer.clone().unwrap_or_default())
                 .map_err(refused)?;
@@ -43,10 +45,10 @@ impl Plan {
                 .ok()
                 .filter(|port| *port > 0)
                 .ok_or_else(|| {
-                    format!(
-                        "refused: invalid port {} of backend server {}",
+                    HaProxyError::Refused(format!(
+                        "invalid port {} of backend server {}",
                         server.port, server.name
-                    )
+                    ))
                 })?;
             servers.push(Server {
                 name: server.name.clone(),

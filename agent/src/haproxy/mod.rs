@@ -26,8 +26,55 @@ use muster_proto::v1::{self, LoadBalancerSettings};
 use muster_proto::validate;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::files;
+use crate::files::{self, FileError};
 use crate::zato::RunAs;
+
+/// Why HAProxy could not be brought to its plan. Its words are what the load balancer reports
+/// (`muster status`): HAProxy's own wherever it said something.
+#[derive(Debug, thiserror::Error)]
+pub enum HaProxyError {
+    /// The plan, or where this host keeps the load balancer, cannot be written into HAProxy's
+    /// config or command line as it is.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// A file of the load balancer could not be written, opened or moved.
+    #[error("{file}: {}", file.source)]
+    File {
+        #[from]
+        file: FileError,
+    },
+    /// HAProxy could not be run, or did not finish in time.
+    #[error("cannot run `{command}`: {source}")]
+    Run {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("`{command}` did not finish within {COMMAND_TIMEOUT:?}")]
+    Timeout { command: String },
+    /// HAProxy's socket could not be reached, or did not answer in time.
+    #[error("{0}")]
+    Socket(String),
+    /// HAProxy said no: `haproxy -c` rejected a config, a start or a reload failed, the runtime
+    /// API refused a change; with what it logged or answered.
+    #[error("{0}")]
+    Refusal(String),
+    /// Its master could not be signalled, or did not end.
+    #[error("{0}")]
+    Process(String),
+}
+
+impl HaProxyError {
+    fn file(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HaProxyError {
+        let path = path.to_owned();
+        move |source| HaProxyError::File {
+            file: FileError {
+                action,
+                path,
+                source,
+            },
+        }
+    }
+}
 
 mod config;
 mod runtime;
@@ -77,24 +124,24 @@ impl Paths {
 
     /// Refuses a directory whose path could not be written into HAProxy's config or command line
     /// as it is, or is too long for a unix socket.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), HaProxyError> {
         let text = self.dir.display().to_string();
         if !text
             .chars()
             .all(|character| character.is_ascii_alphanumeric() || "._-+/".contains(character))
         {
-            return Err(format!(
+            return Err(HaProxyError::Refused(format!(
                 "the load balancer's directory {text:?} may hold only letters, digits and '._-+/' \
                  to be written into HAProxy's config; choose another components_dir"
-            ));
+            )));
         }
         let longest = self.stats_socket.display().to_string().len();
         if longest > SOCKET_PATH_MAX {
-            return Err(format!(
+            return Err(HaProxyError::Refused(format!(
                 "the load balancer's socket {} is {longest} bytes long, more than a unix socket \
                  can have ({SOCKET_PATH_MAX}); choose a shorter components_dir",
                 self.stats_socket.display()
-            ));
+            )));
         }
         Ok(())
     }
@@ -161,8 +208,10 @@ pub struct Applied {
 }
 
 impl HaProxy<'_> {
-    fn own(&self, path: &Path) -> Result<(), String> {
-        self.run_as.map_or(Ok(()), |user| user.give(path))
+    fn own(&self, path: &Path) -> Result<(), HaProxyError> {
+        self.run_as.map_or(Ok(()), |user| {
+            user.give(path).map_err(HaProxyError::Process)
+        })
     }
 
     fn log_length(&self) -> u64 {
@@ -189,15 +238,19 @@ impl HaProxy<'_> {
     }
 
     /// Runs HAProxy with `args`, its output appended to `haproxy.log`; returns its exit status.
-    async fn run(&self, bin: &str, args: &[&str]) -> Result<std::process::ExitStatus, String> {
+    async fn run(
+        &self,
+        bin: &str,
+        args: &[&str],
+    ) -> Result<std::process::ExitStatus, HaProxyError> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.paths.log)
-            .map_err(|error| format!("cannot open {}: {error}", self.paths.log.display()))?;
+            .map_err(HaProxyError::file("open", &self.paths.log))?;
         let errors = log
             .try_clone()
-            .map_err(|error| format!("cannot open {}: {error}", self.paths.log.display()))?;
+            .map_err(HaProxyError::file("open", &self.paths.log))?;
         let mut command = tokio::process::Command::new(bin);
         command
             .args(args)
@@ -210,26 +263,27 @@ impl HaProxy<'_> {
             command.uid(user.uid).gid(user.gid);
         }
         let shown = format!("{bin} {}", args.join(" "));
-        let mut child = command
-            .spawn()
-            .map_err(|error| format!("cannot run `{shown}`: {error}"))?;
+        let mut child = command.spawn().map_err(|source| HaProxyError::Run {
+            command: shown.clone(),
+            source,
+        })?;
         match tokio::time::timeout(COMMAND_TIMEOUT, child.wait()).await {
             Ok(Ok(status)) => Ok(status),
-            Ok(Err(error)) => Err(format!("cannot run `{shown}`: {error}")),
+            Ok(Err(source)) => Err(HaProxyError::Run {
+                command: shown,
+                source,
+            }),
             Err(_) => {
                 let _ = child.start_kill();
-                Err(format!(
-                    "`{shown}` did not finish within {COMMAND_TIMEOUT:?}"
-                ))
+                Err(HaProxyError::Timeout { command: shown })
             }
         }
     }
 
     /// Writes `text` as the candidate config and has HAProxy check it; on success the candidate
     /// is ready to be moved into place, on failure it is removed and HAProxy's words returned.
-    async fn check_candidate(&self, bin: &str, text: &str) -> Result<(), String> {
-        files::write_atomic(&self.paths.candidate, text.as_bytes(), 0o640)
-            .map_err(|error| error.to_string())?;
+    async fn check_candidate(&self, bin: &str, text: &str) -> Result<(), HaProxyError> {
+        files::write_atomic(&self.paths.candidate, text.as_bytes(), 0o640)?;
         self.own(&self.paths.candidate)?;
         let offset = self.log_length();
         let candidate = self.paths.candidate.display().to_string();
@@ -239,11 +293,11 @@ impl HaProxy<'_> {
             Ok(status) if status.success() => Ok(()),
             Ok(status) => {
                 let _ = std::fs::remove_file(&self.paths.candidate);
-                Err(format!(
+                Err(HaProxyError::Refusal(format!(
                     "`haproxy -c` rejected the new config ({status}); the running HAProxy and \
                      its file are left as they were: {}",
                     self.log_since(offset)
-                ))
+                )))
             }
             Err(error) => {
                 let _ = std::fs::remove_file(&self.paths.candidate);
@@ -252,17 +306,13 @@ impl HaProxy<'_> {
         }
     }
 
-    fn install_candidate(&self) -> Result<(), String> {
-        std::fs::rename(&self.paths.candidate, &self.paths.config).map_err(|error| {
-            format!(
-                "cannot move {} into place: {error}",
-                self.paths.candidate.display()
-            )
-        })
+    fn install_candidate(&self) -> Result<(), HaProxyError> {
+        std::fs::rename(&self.paths.candidate, &self.paths.config)
+            .map_err(HaProxyError::file("move into place", &self.paths.candidate))
     }
 
     /// Starts HAProxy (master-worker, daemon) with `plan`'s config, written and checked first.
-    pub async fn start(&self, plan: &Plan) -> Result<(), String> {
+    pub async fn start(&self, plan: &Plan) -> Result<(), HaProxyError> {
         self.paths.check()?;
         let text = plan.render(self.paths);
         let current = std::fs::read_to_string(&self.paths.config).ok();
@@ -282,10 +332,10 @@ impl HaProxy<'_> {
             )
             .await?;
         if !status.success() {
-            return Err(format!(
+            return Err(HaProxyError::Refusal(format!(
                 "HAProxy did not start ({status}): {}",
                 self.log_since(offset)
-            ));
+            )));
         }
         // Started means: its master runs and its runtime API answers.
         let deadline = Instant::now() + COMMAND_TIMEOUT;
@@ -296,11 +346,11 @@ impl HaProxy<'_> {
                 break;
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(HaProxyError::Refusal(format!(
                     "HAProxy started but its master or runtime API did not come up within \
                      {COMMAND_TIMEOUT:?}: {}",
                     self.log_since(offset)
-                ));
+                )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -310,13 +360,14 @@ impl HaProxy<'_> {
 
     /// Stops HAProxy softly: workers finish their requests (at most `hard-stop-after`), then the
     /// master leaves. Returns once it is gone.
-    pub async fn stop(&self) -> Result<(), String> {
+    pub async fn stop(&self) -> Result<(), HaProxyError> {
         let Some(pid) = master_pid(self.paths) else {
             return Ok(());
         };
         let process = nix::unistd::Pid::from_raw(pid);
-        nix::sys::signal::kill(process, nix::sys::signal::Signal::SIGUSR1)
-            .map_err(|error| format!("cannot stop HAProxy (pid {pid}): {error}"))?;
+        nix::sys::signal::kill(process, nix::sys::signal::Signal::SIGUSR1).map_err(|error| {
+            HaProxyError::Process(format!("cannot stop HAProxy (pid {pid}): {error}"))
+        })?;
         let deadline = Instant::now() + Duration::from_secs(35);
         while Instant::now() < deadline {
             if nix::sys::signal::kill(process, None).is_err() || master_pid(self.paths).is_none() {
@@ -326,15 +377,15 @@ impl HaProxy<'_> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = nix::sys::signal::kill(process, nix::sys::signal::Signal::SIGTERM);
-        Err(format!(
+        Err(HaProxyError::Process(format!(
             "HAProxy (pid {pid}) did not stop within 35s; sent SIGTERM"
-        ))
+        )))
     }
 
     /// Brings a running HAProxy to `plan`: a new config is checked first; backend changes go
     /// through the runtime API, other changes through a hitless reload (or a restart when the
     /// binary changed); then the live servers are compared with the plan and put right.
-    pub async fn converge(&self, plan: &Plan) -> Result<Applied, String> {
+    pub async fn converge(&self, plan: &Plan) -> Result<Applied, HaProxyError> {
         self.paths.check()?;
         let text = plan.render(self.paths);
         let current = std::fs::read_to_string(&self.paths.config).unwrap_or_default();
@@ -366,7 +417,7 @@ impl HaProxy<'_> {
         self.sync_servers(plan).await
     }
 
-    async fn workers(&self) -> Result<(Vec<i32>, u32), String> {
+    async fn workers(&self) -> Result<(Vec<i32>, u32), HaProxyError> {
         let answer = command(&self.paths.master_socket, "show proc").await?;
         let failed = answer
             .split("[failed: ")
@@ -393,7 +444,7 @@ impl HaProxy<'_> {
     }
 
     /// A hitless reload through the master socket; waits for the new worker.
-    pub async fn reload(&self) -> Result<(), String> {
+    pub async fn reload(&self) -> Result<(), HaProxyError> {
         let (before, failed_before) = self.workers().await?;
         let offset = self.log_length();
         // The master closes the connection as it re-executes itself.
@@ -405,10 +456,10 @@ impl HaProxy<'_> {
                 continue;
             };
             if failed > failed_before {
-                return Err(format!(
+                return Err(HaProxyError::Refusal(format!(
                     "HAProxy's reload failed; it runs on with the previous config: {}",
                     self.log_since(offset)
-                ));
+                )));
             }
             if !workers.is_empty() && workers.iter().all(|pid| !before.contains(pid)) {
                 tracing::info!(workers = ?workers, "HAProxy reloaded");
@@ -418,10 +469,10 @@ impl HaProxy<'_> {
                 return Ok(());
             }
         }
-        Err(format!(
+        Err(HaProxyError::Refusal(format!(
             "HAProxy did not start a new worker within {RELOAD_TIMEOUT:?} of a reload: {}",
             self.log_since(offset)
-        ))
+        )))
     }
 }
 
@@ -516,7 +567,9 @@ mod tests {
             ("server1", "10.0.0.1 backup"),
             ("server1", "10.0.0.1#"),
         ] {
-            let error = Plan::from_component(&component(name, address)).unwrap_err();
+            let error = Plan::from_component(&component(name, address))
+                .unwrap_err()
+                .to_string();
             assert!(
                 error.starts_with("refused: invalid backend server"),
                 "{error}"

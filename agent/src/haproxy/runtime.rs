@@ -128,7 +128,7 @@ pub fn parse_stat(text: &str) -> Vec<v1::BackendServerState> {
 }
 
 /// Sends one command to a HAProxy CLI socket and returns its answer.
-pub async fn command(socket: &Path, command: &str) -> Result<String, String> {
+pub async fn command(socket: &Path, command: &str) -> Result<String, HaProxyError> {
     let exchange = async {
         let mut stream = tokio::net::UnixStream::connect(socket).await?;
         stream.write_all(format!("{command}\n").as_bytes()).await?;
@@ -139,14 +139,14 @@ pub async fn command(socket: &Path, command: &str) -> Result<String, String> {
     };
     match tokio::time::timeout(COMMAND_TIMEOUT, exchange).await {
         Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(error)) => Err(format!(
+        Ok(Err(error)) => Err(HaProxyError::Socket(format!(
             "cannot reach HAProxy's socket {}: {error}",
             socket.display()
-        )),
-        Err(_) => Err(format!(
+        ))),
+        Err(_) => Err(HaProxyError::Socket(format!(
             "HAProxy's socket {} did not answer `{command}` within {COMMAND_TIMEOUT:?}",
             socket.display()
-        )),
+        ))),
     }
 }
 
@@ -157,7 +157,7 @@ pub(super) fn server_ref(name: &str) -> String {
 impl HaProxy<'_> {
     /// A runtime API command, through the stats socket or, should that not answer (its file
     /// removed or replaced), through the master socket to the current worker.
-    pub(super) async fn runtime(&self, text: &str) -> Result<String, String> {
+    pub(super) async fn runtime(&self, text: &str) -> Result<String, HaProxyError> {
         match command(&self.paths.stats_socket, text).await {
             Ok(answer) => Ok(answer),
             Err(error) => command(&self.paths.master_socket, &format!("@1 {text}"))
@@ -167,7 +167,7 @@ impl HaProxy<'_> {
     }
 
     /// Runs a runtime API command that changes something; HAProxy's refusal comes back verbatim.
-    pub(super) async fn change(&self, text: &str) -> Result<(), String> {
+    pub(super) async fn change(&self, text: &str) -> Result<(), HaProxyError> {
         let answer = self.runtime(text).await?;
         let answer = answer.trim();
         let accepted = answer.is_empty()
@@ -184,12 +184,14 @@ impl HaProxy<'_> {
             tracing::info!(command = %text, "HAProxy runtime change applied");
             Ok(())
         } else {
-            Err(format!("HAProxy refused `{text}`: {answer}"))
+            Err(HaProxyError::Refusal(format!(
+                "HAProxy refused `{text}`: {answer}"
+            )))
         }
     }
 
     /// Makes the live backend hold exactly the plan's servers, in the planned states.
-    pub(super) async fn sync_servers(&self, plan: &Plan) -> Result<Applied, String> {
+    pub(super) async fn sync_servers(&self, plan: &Plan) -> Result<Applied, HaProxyError> {
         let live = parse_servers_state(
             &self
                 .runtime(&format!("show servers state {BACKEND}"))
@@ -264,15 +266,14 @@ impl HaProxy<'_> {
     }
 
     /// Writes the live servers' states where the next worker reads them, so a reload keeps them.
-    pub(super) async fn save_server_state(&self) -> Result<(), String> {
+    pub(super) async fn save_server_state(&self) -> Result<(), HaProxyError> {
         let state = self.runtime("show servers state").await?;
-        files::write_atomic(&self.paths.state_file, state.as_bytes(), 0o640)
-            .map_err(|error| error.to_string())?;
+        files::write_atomic(&self.paths.state_file, state.as_bytes(), 0o640)?;
         self.own(&self.paths.state_file)
     }
 
     /// The backend's servers as HAProxy sees them.
-    pub async fn backend_states(&self) -> Result<Vec<v1::BackendServerState>, String> {
+    pub async fn backend_states(&self) -> Result<Vec<v1::BackendServerState>, HaProxyError> {
         Ok(parse_stat(&self.runtime("show stat -1 4 -1").await?))
     }
 }

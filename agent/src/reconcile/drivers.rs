@@ -225,7 +225,7 @@ impl Driver for LoadBalancer<'_> {
             }
             Err(error) => {
                 local.backends.clear();
-                Err(StepError::Other(error))
+                Err(error.into())
             }
         }
     }
@@ -236,7 +236,7 @@ impl Driver for LoadBalancer<'_> {
                 .converge(&self.plan)
                 .await
                 .map(|applied| applied.note)
-                .map_err(StepError::Other),
+                .map_err(StepError::from),
         )
     }
 

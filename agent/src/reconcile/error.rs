@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::files::FileError;
+use crate::haproxy::HaProxyError;
 use crate::zato::ZatoError;
 use crate::zato::conf::ConfError;
 use crate::zato::odb::OdbError;
@@ -23,6 +24,9 @@ pub enum StepError {
     /// or a row in Zato's ODB is in its way.
     #[error("{0}")]
     Create(String),
+    /// HAProxy could not be brought to its plan (a load balancer's steps).
+    #[error(transparent)]
+    HaProxy(#[from] HaProxyError),
     /// A config file Zato wrote could not be read or changed.
     #[error(transparent)]
     Conf(#[from] ConfError),
@@ -36,7 +40,7 @@ pub enum StepError {
     /// refused until one of them changes.
     #[error("refused: {0}")]
     Refused(String),
-    /// Anything else, in words: HAProxy, pip, a process that does not end, a component's answer.
+    /// Anything else, in words: pip, a process that does not end, an admin service's answer.
     #[error("{0}")]
     Other(String),
 }
