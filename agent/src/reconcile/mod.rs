@@ -4,10 +4,12 @@
 //! archiving what is no longer wanted); `host` is what every component of the host shares (the
 //! `zato` command, addresses, directories, what the host's config allows); `lifecycle` is one
 //! component's state machine and its `Driver` trait; `drivers` implements it for Zato's
-//! components and for HAProxy, and says how each kind is found, stopped and archived. A Zato
-//! component's steps are its driver's own: `zato_steps` (create, recover, configure, stop,
-//! probe), and a server's environment in `services` (services, configuration), `python`,
-//! `user_conf` and `rebuild` (the ODB it was created on).
+//! components and for HAProxy; `archive` says how each kind is found on disk, stopped and
+//! archived. A Zato component's steps are its driver's own: `zato_steps` (create, recover,
+//! configure, stop, probe), and a server's environment in `services` (services, configuration),
+//! `python`, `user_conf` and `rebuild` (the ODB it was created on). `facilities` is how a pass
+//! runs `zato` and finds, ends and probes processes (scripted in `pass_tests`); `error` is why a
+//! step failed, and how soon it is tried again.
 //!
 //! - Bootstrap tasks run in order, once, one a pass: `zato create odb --skip-if-exists`, then
 //!   `zato create cluster`, which is done when it creates the cluster row or finds it in the ODB.
@@ -49,7 +51,7 @@ use muster_proto::validate;
 mod archive;
 mod drivers;
 mod error;
-pub mod facilities;
+mod facilities;
 mod host;
 mod lifecycle;
 #[cfg(test)]
