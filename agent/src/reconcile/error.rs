@@ -27,6 +27,10 @@ pub enum StepError {
     /// HAProxy could not be brought to its plan (a load balancer's steps).
     #[error(transparent)]
     HaProxy(#[from] HaProxyError),
+    /// The component's process ended right after it was started, before it was ever seen alive
+    /// (a start that failed while its command said nothing).
+    #[error("{0}")]
+    EndedAtStart(String),
     /// A config file Zato wrote could not be read or changed.
     #[error(transparent)]
     Conf(#[from] ConfError),
@@ -61,9 +65,10 @@ impl StepError {
     /// The delay before the `attempt`-th try in a row after this failure.
     pub fn retry_after(&self, attempt: u32) -> Duration {
         match self {
-            StepError::Zato(_) | StepError::Odb(_) | StepError::Create(_) => {
-                super::step_backoff(attempt)
-            }
+            StepError::Zato(_)
+            | StepError::Odb(_)
+            | StepError::Create(_)
+            | StepError::EndedAtStart(_) => super::step_backoff(attempt),
             _ => super::backoff(attempt),
         }
     }

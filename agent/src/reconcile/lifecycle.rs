@@ -222,6 +222,17 @@ async fn step(driver: &impl Driver, local: &mut Local) {
             if let Some(cause) = driver.death_cause() {
                 local.last_error = format!("{}: {cause}", local.last_error);
             }
+        } else if local.state == ComponentState::Starting {
+            // Started, and gone before it was ever seen alive: its start failed, though the
+            // command that started it said nothing (`zato start` exits 0 and leaves the process
+            // to fail on its own). Started again at once, it would fail again every pass.
+            let why = driver.death_cause().map_or_else(
+                || format!("its logs in {} say nothing of why", driver.describe()),
+                |cause| format!("its log says: {cause}"),
+            );
+            return local.fail(&StepError::EndedAtStart(format!(
+                "the process ended right after it was started; {why}"
+            )));
         }
         if local.waiting() {
             local.state = ComponentState::Restarting;
@@ -444,6 +455,38 @@ mod tests {
             ["start"],
             "not again before the backoff"
         );
+    }
+
+    #[test]
+    fn a_process_that_ends_right_after_its_start_is_a_failed_start_with_its_cause_and_a_backoff() {
+        // `zato start` exits 0 and the process fails on its own: never seen alive.
+        let driver = Scripted::default();
+        let mut local = Local::default();
+        block_on(converge(&driver, &mut local));
+        assert_eq!(local.state, ComponentState::Starting);
+        block_on(converge(&driver, &mut local));
+        assert_eq!(local.state, ComponentState::Failed);
+        assert_eq!(
+            local.last_error,
+            "the process ended right after it was started; its log says: OperationalError"
+        );
+        assert_eq!(local.restarts, 0, "it never ran: not a restart");
+        let wait = local.retry_at.unwrap() - Instant::now();
+        assert!(
+            wait >= super::super::STEP_BACKOFF_FLOOR / 2 - Duration::from_millis(100),
+            "{wait:?}"
+        );
+        block_on(converge(&driver, &mut local));
+        assert_eq!(*driver.done.borrow(), ["start"], "not started again yet");
+        local.retry_at = None;
+        block_on(converge(&driver, &mut local));
+        assert_eq!(
+            *driver.done.borrow(),
+            ["start", "start"],
+            "after its backoff"
+        );
+        block_on(converge(&driver, &mut local));
+        assert_eq!(local.failures, 2, "and a longer one after the next");
     }
 
     #[test]

@@ -28,6 +28,9 @@ struct World {
     /// web-admin-dashboard`).
     commands: Vec<String>,
     next_pid: i32,
+    /// What a started component logs as it fails at once, its process never seen (Zato's
+    /// `zato start` exits 0 all the same); `None`: it runs.
+    start_fails_with: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -47,8 +50,17 @@ impl Scripted {
         self.0.lock().unwrap().running.remove(directory);
     }
 
+    fn fail_starts_with(&self, logged: Option<&str>) {
+        self.0.lock().unwrap().start_fails_with = logged.map(str::to_owned);
+    }
+
     fn run(&self, directory: &Path) {
         let mut world = self.0.lock().unwrap();
+        if let Some(logged) = &world.start_fails_with {
+            std::fs::create_dir_all(directory.join("logs")).unwrap();
+            std::fs::write(directory.join("logs/web-admin.log"), format!("{logged}\n")).unwrap();
+            return;
+        }
         world.next_pid += 1;
         let pid = 4_000_000 + world.next_pid;
         std::fs::write(directory.join("pidfile"), format!("{pid}\n")).unwrap();
@@ -393,4 +405,56 @@ fn a_scheduler_without_a_server_address_waits_and_runs_nothing() {
     );
     assert!(host.world.commands().is_empty());
     assert!(!host.components.join("prod/scheduler-scheduler1").exists());
+}
+
+#[test]
+fn a_dashboard_whose_process_ends_at_its_start_says_why_and_is_not_started_at_every_pass() {
+    let mut host = host();
+    let wanted = desired(1, vec![dashboard()]);
+    host.world.fail_starts_with(Some(
+        "Traceback (most recent call last): PermissionError: [Errno 13] Permission denied: \
+         '/opt/zato/code/bin/py'",
+    ));
+    let (status, _) = block_on(host.reconciler.pass(&wanted));
+    assert_eq!(state_of(&status).0, ComponentState::Starting);
+    let (status, _) = block_on(host.reconciler.pass(&wanted));
+    assert_eq!(
+        state_of(&status),
+        (
+            ComponentState::Failed,
+            false,
+            0,
+            "the process ended right after it was started; its log says: PermissionError: \
+             [Errno 13] Permission denied: '/opt/zato/code/bin/py'"
+                .to_owned()
+        )
+    );
+    let (status, _) = block_on(host.reconciler.pass(&wanted));
+    assert_eq!(state_of(&status).0, ComponentState::Restarting);
+    let starts = |world: &Scripted| {
+        world
+            .commands()
+            .iter()
+            .filter(|command| command.starts_with("start "))
+            .count()
+    };
+    assert_eq!(
+        starts(&host.world),
+        1,
+        "not started again within its backoff"
+    );
+
+    // The cause put right, it runs once its backoff is over.
+    host.world.fail_starts_with(None);
+    host.world.answer(true);
+    host.reconciler
+        .local
+        .values_mut()
+        .for_each(|local| local.retry_at = None);
+    let (status, _) = block_on(host.reconciler.pass(&wanted));
+    assert_eq!(
+        state_of(&status),
+        (ComponentState::Running, true, 0, String::new())
+    );
+    assert_eq!(starts(&host.world), 2);
 }

@@ -500,3 +500,65 @@ async fn servers_follow_the_scheduler_and_unassigned_components_are_archived() {
     assert_eq!(names, ["server1", "scheduler"]);
     assert!(ping(server_port).is_some(), "the others keep running");
 }
+
+/// `zato start` exits 0 and leaves the process to fail on its own, as Zato 3.2's does: here the
+/// server cannot bind its IPC port. It is reported with the cause from its own log and started
+/// again with a backoff, not at every pass; once the cause is gone it runs. (A process that ends
+/// before its agent ever sees it alive is the agent's `pass_tests`.)
+#[tokio::test]
+async fn a_server_that_ends_at_its_start_says_why_and_is_not_restarted_at_every_pass() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, agent) = cluster_with_agent(scratch.path(), &[]).await;
+    let config = std::fs::read_to_string(&agent.config).unwrap();
+    let ipc_start: u16 = config
+        .lines()
+        .find_map(|line| line.strip_prefix("zato_ipc_port_start = "))
+        .and_then(|port| port.trim().parse().ok())
+        .expect("the agent's IPC ports");
+    // Something else holds the first IPC port of the host's first server.
+    let holder = std::net::TcpListener::bind(("127.0.0.1", ipc_start)).unwrap();
+    let port = free_port();
+    coordinator.ok(&[
+        "create",
+        "server",
+        "--cluster",
+        "prod",
+        "--host",
+        "app-1",
+        "--port",
+        &port.to_string(),
+    ]);
+    let component = wait_for_component(
+        &coordinator,
+        "server1",
+        "server1 reported with why it does not start",
+        |c| {
+            c["last_error"]
+                .as_str()
+                .is_some_and(|error| error.contains("cannot bind the IPC port"))
+        },
+    )
+    .await;
+    println!("reported: {component}");
+    assert_eq!(component["healthy"], false);
+    let error = component["last_error"].as_str().unwrap();
+    assert!(error.contains(&format!("127.0.0.1:{ipc_start}")), "{error}");
+    let server_dir = agent.components_dir.join("prod/server-server1");
+    let starts = || {
+        std::fs::read_to_string(server_dir.join("mock-zato.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(" zato start "))
+            .count()
+    };
+    assert!(starts() <= 2, "started {} times", starts());
+
+    drop(holder);
+    wait_for_ping(port, "server1 once its IPC port is free").await;
+    wait_for_component(&coordinator, "server1", "server1 healthy", |c| {
+        c["healthy"] == true && c["last_error"] == ""
+    })
+    .await;
+    // The first death restarts at once, the next after a backoff.
+    assert!(starts() <= 3, "started {} times", starts());
+}
