@@ -127,7 +127,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     if let Some(user) = &run_as
         && config.zato_bin.exists()
     {
-        user.check_can_execute(&config.zato_bin)
+        user.check_can_run_zato(&config.zato_bin)
             .map_err(DaemonError::ZatoBin)?;
     }
     let Some(identity) = identity_for(&config, &shutdown).await? else {

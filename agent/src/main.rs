@@ -101,7 +101,8 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
-    /// Check a config file and name any bad key or value; exits non-zero if it is not valid.
+    /// Check a config file and name any bad key or value, and whether its run_as user may run
+    /// Zato's programs; exits non-zero if it is not valid.
     Validate {
         /// The config file to check.
         #[arg(long)]
@@ -198,9 +199,17 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Validate { config } => {
             let origin = config.display().to_string();
-            RawConfig::from_file(&config)?
-                .validate(&origin)?
-                .resolve_advertise_address(&origin)?;
+            let mut valid = RawConfig::from_file(&config)?.validate(&origin)?;
+            valid.resolve_advertise_address(&origin)?;
+            // What `run` refuses at its start, refused here too: the unit's ExecStartPre then
+            // fails once, with the reason, instead of the unit restarting for ever.
+            if let Some(name) = &valid.run_as
+                && valid.zato_bin.exists()
+            {
+                muster_agent::zato::RunAs::lookup(name)?
+                    .check_can_run_zato(&valid.zato_bin)
+                    .map_err(|error| anyhow::anyhow!("{origin}: zato_bin: {error}"))?;
+            }
             println!("{} is valid", config.display());
             Ok(())
         }

@@ -168,7 +168,7 @@ impl RunAs {
     }
 
     /// Says why this user cannot run `program`, from the permission bits of the program and of
-    /// every directory above it (Zato's installer makes `bin/zato` mode 0740, owned by root).
+    /// every directory above it.
     pub fn check_can_execute(&self, program: &Path) -> Result<(), String> {
         let name = std::ffi::CString::new(self.name.clone())
             .map_err(|_| format!("invalid user name {:?}", self.name))?;
@@ -182,14 +182,15 @@ impl RunAs {
             let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions());
             let owner = std::os::unix::fs::MetadataExt::uid(&metadata);
             let group = std::os::unix::fs::MetadataExt::gid(&metadata);
+            // Every one of `bit`'s permissions, from the class the user falls in.
             Ok(if self.uid == 0 {
                 !metadata.is_file() || mode & 0o111 != 0
             } else if owner == self.uid {
-                mode & (bit << 6) != 0
+                (mode >> 6) & bit == bit
             } else if groups.contains(&group) {
-                mode & (bit << 3) != 0
+                (mode >> 3) & bit == bit
             } else {
-                mode & bit != 0
+                mode & bit == bit
             })
         };
         let mut ancestors: Vec<&Path> = program.ancestors().skip(1).collect();
@@ -207,14 +208,39 @@ impl RunAs {
                 ));
             }
         }
-        if !allowed(program, 0o1)? {
+        // A script (`bin/zato`, `bin/py`) is read by its interpreter as well.
+        let bits = if shebang(program).is_some() { 0o5 } else { 0o1 };
+        if !allowed(program, bits)? {
             return Err(format!(
-                "run_as user {user} cannot run {program}: no execute permission for that user \
-                 (Zato's installer makes bin/zato mode 0740 owned by root: give the user's group \
-                 read and execute, e.g. chgrp {user} {program} && chmod 0750 {program})",
+                "run_as user {user} cannot run {program}: no read and execute permission for \
+                 that user (Zato's installer makes bin/zato and bin/py mode 0740 owned by root: \
+                 give the user's group read and execute, e.g. chgrp {user} {program} && chmod \
+                 0750 {program})",
                 user = self.name,
                 program = program.display()
             ));
+        }
+        Ok(())
+    }
+
+    /// Says why this user cannot run Zato: `zato_bin`, the interpreter its `#!` line names, and
+    /// `py` beside that interpreter, which Zato starts every component with
+    /// (`zato.common.util.proc.get_executable`). Zato's installer makes `bin/zato` and `bin/py`
+    /// mode 0740, owned by root: `zato start` exits 0 all the same, and the component dies.
+    pub fn check_can_run_zato(&self, zato_bin: &Path) -> Result<(), String> {
+        self.check_can_execute(zato_bin)?;
+        let Some(interpreter) = shebang(zato_bin) else {
+            return Ok(());
+        };
+        self.check_can_execute(&interpreter)?;
+        if let Ok(resolved) = std::fs::canonicalize(&interpreter)
+            && resolved != interpreter
+        {
+            self.check_can_execute(&resolved)?;
+        }
+        let py = interpreter.with_file_name("py");
+        if py.exists() {
+            self.check_can_execute(&py)?;
         }
         Ok(())
     }
@@ -230,6 +256,18 @@ impl RunAs {
             gid: user.gid.as_raw(),
         })
     }
+}
+
+/// The interpreter a script's `#!` line names (its first word), if it has one.
+fn shebang(script: &Path) -> Option<PathBuf> {
+    use std::io::Read as _;
+    let mut start = [0u8; 256];
+    let read = std::fs::File::open(script).ok()?.read(&mut start).ok()?;
+    let line = std::str::from_utf8(start[..read].strip_prefix(b"#!")?)
+        .ok()?
+        .lines()
+        .next()?;
+    line.split_whitespace().next().map(PathBuf::from)
 }
 
 #[derive(Debug, Clone)]
@@ -330,6 +368,61 @@ pub fn scrub(text: &str, args: &[Arg]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An install laid out as Zato's: `bin/zato` a script run by `bin/python`, `bin/py` beside it.
+    fn install(modes: [(&str, u32); 3]) -> (tempfile::TempDir, PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("code/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for directory in [root.path(), &root.path().join("code"), &bin] {
+            std::fs::set_permissions(directory, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::copy("/bin/true", bin.join("python")).unwrap();
+        std::fs::write(
+            bin.join("zato"),
+            format!("#!{}\nimport zato\n", bin.join("python").display()),
+        )
+        .unwrap();
+        std::fs::write(bin.join("py"), "#!/bin/sh\nexec python \"$@\"\n").unwrap();
+        for (name, mode) in modes {
+            std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(mode))
+                .unwrap();
+        }
+        let zato = bin.join("zato");
+        (root, zato)
+    }
+
+    #[test]
+    fn run_as_must_be_able_to_run_zato_its_interpreter_and_bin_py() {
+        let nobody = RunAs::lookup("nobody").unwrap();
+        let (_root, zato) = install([("zato", 0o755), ("python", 0o755), ("py", 0o755)]);
+        nobody.check_can_run_zato(&zato).unwrap();
+
+        // As Zato's installer leaves them.
+        let (_root, zato) = install([("zato", 0o740), ("python", 0o755), ("py", 0o740)]);
+        let said = nobody.check_can_run_zato(&zato).unwrap_err();
+        assert!(
+            said.starts_with(&format!("run_as user nobody cannot run {}", zato.display())),
+            "{said}"
+        );
+
+        let (_root, zato) = install([("zato", 0o755), ("python", 0o755), ("py", 0o740)]);
+        let py = zato.with_file_name("py");
+        let said = nobody.check_can_run_zato(&zato).unwrap_err();
+        assert!(
+            said.starts_with(&format!("run_as user nobody cannot run {}", py.display())),
+            "{said}"
+        );
+        assert!(
+            said.contains(&format!("chmod 0750 {}", py.display())),
+            "{said}"
+        );
+
+        // A script its interpreter cannot read does not run either.
+        let (_root, zato) = install([("zato", 0o711), ("python", 0o755), ("py", 0o755)]);
+        assert!(nobody.check_can_run_zato(&zato).is_err());
+    }
 
     #[test]
     fn secrets_are_masked_and_scrubbed() {

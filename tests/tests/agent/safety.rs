@@ -80,7 +80,7 @@ async fn zato_commands_and_components_run_as_the_configured_user() {
 }
 
 /// Zato's installer makes `bin/zato` mode 0740, owned by root: a `run_as` user outside root's group
-/// cannot run it, and the agent says so before it tries anything.
+/// cannot run it, and the agent says so before it tries anything, as does `muster-agent validate`.
 #[tokio::test]
 async fn an_agent_whose_run_as_cannot_run_zato_refuses_to_start_and_says_why() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -118,6 +118,21 @@ async fn an_agent_whose_run_as_cannot_run_zato_refuses_to_start_and_says_why() {
             .unwrap()
             .is_empty(),
         "it did not even enroll"
+    );
+    // The unit's ExecStartPre refuses it too, so systemd does not restart the agent for ever.
+    let validated = std::process::Command::new(workspace_binary("muster-agent"))
+        .args(["validate", "--config"])
+        .arg(&agent.config)
+        .output()
+        .unwrap();
+    let said = text_of(&validated);
+    assert!(!validated.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "zato_bin: run_as user nobody cannot run {}",
+            zato.display()
+        )),
+        "{said}"
     );
 }
 
