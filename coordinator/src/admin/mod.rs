@@ -13,12 +13,22 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+mod messages;
+mod python;
+
+pub use self::messages::assignment_message;
+use self::messages::{
+    cluster_message, event_message, host_message, join_token_message, odb_settings,
+    optional_cluster, roles_from_request,
+};
+use self::python::read_python_pieces;
+pub(crate) use self::python::wheel_pieces;
 use crate::audit::{Door, Refusals};
 use crate::condition::condition_seen_by_balancers;
 use crate::secrets;
 use crate::store::{
-    Actor, Assignment, Cluster, ClusterSecrets, ComponentStatus, Event, Host, JoinToken,
-    NewAssignment, NewCluster, NewJoinToken, OdbSettings, Store, now_ms,
+    Actor, Assignment, ClusterSecrets, Event, Host, NewAssignment, NewCluster, NewJoinToken, Store,
+    now_ms,
 };
 
 /// A join token's lifetime when the request names none.
@@ -138,160 +148,6 @@ impl AdminApi {
             )),
         }
     }
-}
-
-fn odb_settings(odb: Option<v1::OdbSettings>) -> Result<OdbSettings, ApiError> {
-    let odb = odb.unwrap_or_default();
-    let odb_type = match OdbType::try_from(odb.odb_type) {
-        Ok(OdbType::Unspecified) => OdbType::Sqlite,
-        Ok(odb_type) => odb_type,
-        Err(_) => {
-            return Err(ApiError::InvalidArgument(format!(
-                "unknown ODB type {}",
-                odb.odb_type
-            )));
-        }
-    };
-    let port = match (odb.port, odb_type) {
-        (0, OdbType::Postgresql) => 5432,
-        (0, OdbType::Mysql) => 3306,
-        (0, _) => 0,
-        (port, _) => u16::try_from(port).map_err(|_| {
-            ApiError::InvalidArgument(format!("invalid --odb-port {port}: must be 1 to 65535"))
-        })?,
-    };
-    match odb_type {
-        // An empty file name lets the agent choose the file in its components directory.
-        OdbType::Sqlite if odb.db_name.is_empty() => {}
-        OdbType::Sqlite => {
-            validate::odb_identifier("--odb-db-name (the SQLite file)", &odb.db_name)?;
-            if !odb.db_name.starts_with('/') {
-                return Err(ApiError::InvalidArgument(format!(
-                    "invalid --odb-db-name {:?}: the SQLite file must be an absolute path",
-                    odb.db_name
-                )));
-            }
-        }
-        _ => {
-            validate::host("--odb-host", &odb.host)?;
-            validate::odb_identifier("--odb-user", &odb.user)?;
-            validate::odb_identifier("--odb-db-name", &odb.db_name)?;
-        }
-    }
-    if !odb.postgresql_schema.is_empty() {
-        if odb_type != OdbType::Postgresql {
-            return Err(ApiError::InvalidArgument(
-                "--postgresql-schema applies only to --odb-type postgresql".to_owned(),
-            ));
-        }
-        validate::odb_identifier("--postgresql-schema", &odb.postgresql_schema)?;
-    }
-    Ok(OdbSettings {
-        odb_type,
-        host: odb.host,
-        port,
-        user: odb.user,
-        db_name: odb.db_name,
-        postgresql_schema: odb.postgresql_schema,
-    })
-}
-
-fn cluster_message(cluster: Cluster) -> v1::Cluster {
-    v1::Cluster {
-        name: cluster.name,
-        description: cluster.description,
-        odb: Some(v1::OdbSettings {
-            odb_type: cluster.odb.odb_type as i32,
-            host: cluster.odb.host,
-            port: u32::from(cluster.odb.port),
-            user: cluster.odb.user,
-            db_name: cluster.odb.db_name,
-            postgresql_schema: cluster.odb.postgresql_schema,
-        }),
-        has_odb_password: cluster.has_odb_password,
-        created_at_unix_ms: cluster.created_at_ms,
-        scheduler_target: cluster.scheduler_target,
-        services_revision: cluster.services_revision,
-        services: Vec::new(),
-        config_revision: cluster.config_revision,
-        config_files: Vec::new(),
-        config_env_names: Vec::new(),
-        python_revision: cluster.python_revision,
-        python_requirements: String::new(),
-        python_wheels: Vec::new(),
-        user_conf_revision: cluster.user_conf_revision,
-        user_conf_names: Vec::new(),
-        odb_empty: cluster.odb_empty,
-        odb_epoch: cluster.odb_epoch,
-    }
-}
-
-fn join_token_message(token: JoinToken) -> v1::JoinToken {
-    v1::JoinToken {
-        id: token.id,
-        cluster: token.cluster,
-        roles: token.roles.into_iter().map(|role| role as i32).collect(),
-        created_at_unix_ms: token.created_at_ms,
-        expires_at_unix_ms: token.expires_at_ms,
-        max_uses: token.max_uses,
-        uses: token.uses,
-        revoked_at_unix_ms: token.revoked_at_ms.unwrap_or(0),
-        description: token.description,
-        labels: token.labels.into_iter().collect(),
-    }
-}
-
-fn host_message(host: Host) -> v1::Host {
-    v1::Host {
-        id: host.id,
-        name: host.name,
-        advertise_address: host.advertise_address,
-        labels: host.labels.into_iter().collect(),
-        state: host.state.as_str().to_owned(),
-        enrolled_at_unix_ms: host.enrolled_at_ms,
-        last_seen_unix_ms: host.last_seen_ms.unwrap_or(0),
-        generation: host.generation,
-        applied_generation: host.applied_generation,
-        drained: host.drained,
-        cluster: host.cluster,
-        admitted: host.admitted,
-    }
-}
-
-fn event_message(event: Event, clusters: Vec<String>) -> v1::Event {
-    v1::Event {
-        clusters,
-        id: event.id,
-        at_unix_ms: event.at_ms,
-        kind: event.kind,
-        cluster: event.cluster,
-        host: event.host,
-        actor: event.actor,
-        message: event.message,
-    }
-}
-
-/// A token's roles; none means the host only enrolls and gets its roles through the API.
-fn roles_from_request(roles: &[i32]) -> Result<Vec<Role>, ApiError> {
-    let mut parsed = Vec::new();
-    for &value in roles {
-        match Role::try_from(value) {
-            Ok(Role::Unspecified) | Err(_) => {
-                return Err(ApiError::InvalidArgument(format!("unknown role {value}")));
-            }
-            Ok(role) if !parsed.contains(&role) => parsed.push(role),
-            Ok(_) => {}
-        }
-    }
-    Ok(parsed)
-}
-
-fn optional_cluster(name: &str) -> Result<Option<&str>, ApiError> {
-    if name.is_empty() {
-        return Ok(None);
-    }
-    validate::name("cluster name", name)?;
-    Ok(Some(name))
 }
 
 #[tonic::async_trait]
@@ -972,111 +828,6 @@ impl AdminService for AdminApi {
             })
             .collect();
         Ok(Response::new(v1::ListComponentsResponse { components }))
-    }
-}
-
-/// One of `cluster`'s wheels, by hash, in pieces of at most [`muster_proto::PIECE_BYTES`] (what
-/// `GetWheel` and the agents' `FetchWheel` send).
-pub(crate) async fn wheel_pieces(
-    store: &dyn Store,
-    cluster: &str,
-    sha256: &str,
-) -> Result<Vec<Vec<u8>>, ApiError> {
-    let wheel = store
-        .python_wheel(cluster, sha256)
-        .await?
-        .ok_or_else(|| ApiError::NotFound {
-            kind: "wheel",
-            name: sha256.to_owned(),
-        })?;
-    Ok(wheel
-        .content
-        .chunks(muster_proto::PIECE_BYTES)
-        .map(<[u8]>::to_vec)
-        .collect())
-}
-
-/// A SetPython call's cluster, requirements and wheels, from its pieces; stops reading at the
-/// limits of [`muster_proto::python`] (the first wheel past them is refused, named).
-async fn read_python_pieces(
-    mut pieces: tonic::Streaming<v1::SetPythonPiece>,
-) -> Result<(String, String, Vec<v1::PythonWheel>), ApiError> {
-    use muster_proto::python::{MAX_TOTAL_BYTES, MAX_WHEEL_BYTES, MAX_WHEELS};
-    let mut cluster = String::new();
-    let mut requirements = String::new();
-    let mut wheels: Vec<v1::PythonWheel> = Vec::new();
-    let mut total = 0usize;
-    let mut first = true;
-    while let Some(piece) = pieces.message().await.map_err(|status| {
-        ApiError::InvalidArgument(format!("reading the wheels: {}", status.message()))
-    })? {
-        if first {
-            cluster = piece.cluster;
-            requirements = piece.requirements;
-            first = false;
-        }
-        if piece.wheel_name.is_empty() {
-            continue;
-        }
-        if wheels
-            .last()
-            .is_none_or(|wheel| wheel.name != piece.wheel_name)
-        {
-            if wheels.len() == MAX_WHEELS {
-                return Err(ApiError::InvalidArgument(format!(
-                    "more than {MAX_WHEELS} wheels; at most {MAX_WHEELS} are taken"
-                )));
-            }
-            wheels.push(v1::PythonWheel {
-                name: piece.wheel_name.clone(),
-                package: piece.wheel_package,
-                ..Default::default()
-            });
-        }
-        total += piece.wheel_piece.len();
-        let wheel = wheels.last_mut().expect("a wheel was pushed above");
-        if wheel.content.len() + piece.wheel_piece.len() > MAX_WHEEL_BYTES {
-            return Err(ApiError::InvalidArgument(format!(
-                "wheel {:?} has more than {MAX_WHEEL_BYTES} bytes; at most {MAX_WHEEL_BYTES} are taken",
-                wheel.name
-            )));
-        }
-        if total > MAX_TOTAL_BYTES {
-            return Err(ApiError::InvalidArgument(format!(
-                "the wheels have more than {MAX_TOTAL_BYTES} bytes in all; at most {MAX_TOTAL_BYTES} are taken"
-            )));
-        }
-        wheel.content.extend_from_slice(&piece.wheel_piece);
-    }
-    Ok((cluster, requirements, wheels))
-}
-
-pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
-    let status = assignment.status.unwrap_or_else(|| ComponentStatus {
-        cluster: assignment.cluster.clone(),
-        role: assignment.role,
-        name: assignment.name.clone(),
-        ..ComponentStatus::default()
-    });
-    v1::ComponentAssignment {
-        cluster: assignment.cluster,
-        role: assignment.role as i32,
-        name: assignment.name,
-        host: assignment.host,
-        port: u32::from(assignment.port),
-        created_at_unix_ms: assignment.created_at_ms,
-        state: status.state.word().to_owned(),
-        healthy: status.healthy,
-        last_error: status.last_error,
-        restarts: status.restarts,
-        load_balancer: assignment.load_balancer,
-        backends: status.backends,
-        reason: String::new(),
-        services_revision: status.services_revision,
-        config_revision: status.config_revision,
-        python_revision: status.python_revision,
-        user_conf_revision: status.user_conf_revision,
-        odb_epoch: status.odb_epoch,
     }
 }
 
