@@ -403,6 +403,8 @@ async fn heartbeat(
             components: current.components,
             host_id: String::new(),
             bootstrap: current.bootstrap,
+            heartbeat_interval_ms: u32::try_from(config.heartbeat_interval.as_millis())
+                .unwrap_or(u32::MAX),
         };
         let mut client = AgentServiceClient::new(channel.borrow().clone());
         let sent = tokio::select! {

@@ -548,6 +548,7 @@ impl AgentService for AgentApi {
         let report = StatusReport {
             applied_generation: request.applied_generation,
             advertise_address: request.advertise_address,
+            heartbeat_interval_ms: request.heartbeat_interval_ms,
             components,
             bootstrap,
         };

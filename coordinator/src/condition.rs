@@ -17,8 +17,8 @@ use crate::domain::{Assignment, BootstrapState, BootstrapTask, Host, HostState};
 pub struct Condition {
     /// The state the host reported (`running`, `failed`, …), or what the coordinator says for
     /// what the host cannot: pending (not reported yet), down (its host stopped reporting),
-    /// drained (stopped because its host is drained), unreachable (out of its load balancers'
-    /// rotation).
+    /// unknown (its host has not reported lately), drained (stopped because its host is
+    /// drained), unreachable (out of its load balancers' rotation).
     pub state: Shown,
     pub healthy: bool,
     /// Why it is not healthy, in one line; for a healthy one, the error it still reports (a load
@@ -36,12 +36,28 @@ impl Condition {
     }
 }
 
+/// How often an agent that does not say reports (the agent's default `heartbeat_interval`).
+pub const DEFAULT_HEARTBEAT_MS: i64 = 5_000;
+
+/// How long `host` has gone without a report, in ms, when that is longer than its last report
+/// stands for: two of its heartbeat intervals and a second (coordinators write liveness once a
+/// second). `None` while it reports, or before its first report.
+pub fn silent_for(host: &Host, now_ms: i64) -> Option<i64> {
+    let interval = match i64::from(host.heartbeat_interval_ms) {
+        0 => DEFAULT_HEARTBEAT_MS,
+        interval => interval,
+    };
+    let silent = now_ms - host.last_seen_ms?;
+    (silent > 2 * interval + 1_000).then_some(silent)
+}
+
 /// The condition of `assignment`, whose host is `host` (`None`: no host of that name enrolled),
-/// in a cluster whose bootstrap stands at `bootstrap` (the cluster's tasks only).
+/// in a cluster whose bootstrap stands at `bootstrap` (the cluster's tasks only), at `now_ms`.
 pub fn condition(
     assignment: &Assignment,
     host: Option<&Host>,
     bootstrap: &[BootstrapState],
+    now_ms: i64,
 ) -> Condition {
     let Some(host) = host else {
         return Condition::new(
@@ -76,6 +92,20 @@ pub fn condition(
     let Some(status) = &assignment.status else {
         return Condition::new(Shown::Pending, not_reported(assignment, host, bootstrap));
     };
+    if let Some(silent) = silent_for(host, now_ms) {
+        // Not down yet (its heartbeat TTL has not run out), but what it last said may be from
+        // before a reboot, or from before this coordinator started.
+        return Condition::new(
+            Shown::Unknown,
+            format!(
+                "host {} has not reported for {}s: it last reported {}{}",
+                host.name,
+                silent / 1_000,
+                status.state.word(),
+                if status.healthy { ", healthy" } else { "" }
+            ),
+        );
+    }
     if host.drained && status.state == ComponentState::Stopped {
         return Condition::new(Shown::Drained, format!("host {} is drained", host.name));
     }
@@ -116,8 +146,9 @@ pub fn condition_seen_by_balancers(
     host: Option<&Host>,
     bootstrap: &[BootstrapState],
     balancers: &[Assignment],
+    now_ms: i64,
 ) -> Condition {
-    let shown = condition(assignment, host, bootstrap);
+    let shown = condition(assignment, host, bootstrap, now_ms);
     if !shown.healthy || assignment.role != Role::Server {
         return shown;
     }
@@ -200,8 +231,12 @@ mod tests {
             generation: 3,
             applied_generation: 3,
             drained: false,
+            heartbeat_interval_ms: 1_000,
         }
     }
+
+    /// Within a second of the hosts' last report (`last_seen_ms` 0).
+    const NOW: i64 = 1_000;
 
     fn server(status: Option<(&str, bool, &str)>) -> Assignment {
         Assignment {
@@ -259,6 +294,7 @@ mod tests {
             &server(None),
             Some(&host(HostState::Up)),
             &bootstrap(odb_error, false),
+            NOW,
         );
         assert_eq!(shown.state, Shown::Pending);
         assert_eq!(
@@ -270,6 +306,7 @@ mod tests {
             &server(None),
             Some(&host(HostState::Up)),
             &bootstrap("", false),
+            NOW,
         );
         assert_eq!(
             running.reason,
@@ -279,7 +316,7 @@ mod tests {
 
     #[test]
     fn a_host_that_never_enrolled_or_went_down_is_named() {
-        let never = condition(&server(None), None, &[]);
+        let never = condition(&server(None), None, &[], NOW);
         assert_eq!(
             (never.state.word(), never.reason.as_str()),
             (
@@ -291,6 +328,7 @@ mod tests {
             &server(Some(("running", true, ""))),
             Some(&host(HostState::Down)),
             &bootstrap("", true),
+            NOW,
         );
         assert_eq!(down.state, Shown::Down);
         assert!(!down.healthy);
@@ -304,6 +342,28 @@ mod tests {
     }
 
     #[test]
+    fn a_host_silent_for_two_of_its_intervals_is_not_believed_before_it_is_down() {
+        let healthy = server(Some(("running", true, "")));
+        let up = host(HostState::Up);
+        let at = |now| condition(&healthy, Some(&up), &bootstrap("", true), now);
+        // It reports every second; the coordinators write liveness once a second.
+        assert!(at(3_000).healthy);
+        let silent = at(3_001);
+        assert_eq!(silent.state, Shown::Unknown);
+        assert!(!silent.healthy, "what it last said may no longer hold");
+        assert_eq!(
+            silent.reason,
+            "host app-1 has not reported for 3s: it last reported running, healthy"
+        );
+        // An agent that does not say how often it reports: its default, 5 s.
+        let mut unsaid = host(HostState::Up);
+        unsaid.heartbeat_interval_ms = 0;
+        let unsaid_at = |now| condition(&healthy, Some(&unsaid), &bootstrap("", true), now);
+        assert!(unsaid_at(11_000).healthy);
+        assert_eq!(unsaid_at(11_001).state, Shown::Unknown);
+    }
+
+    #[test]
     fn a_stopped_component_of_a_drained_host_is_drained() {
         let mut drained = host(HostState::Up);
         drained.drained = true;
@@ -311,6 +371,7 @@ mod tests {
             &server(Some(("stopped", false, ""))),
             Some(&drained),
             &bootstrap("", true),
+            NOW,
         );
         assert_eq!(
             (shown.state.word(), shown.reason.as_str()),
@@ -329,6 +390,7 @@ mod tests {
             ))),
             Some(&host(HostState::Up)),
             &bootstrap("", true),
+            NOW,
         );
         assert_eq!(
             failed.reason,
@@ -338,6 +400,7 @@ mod tests {
             &server(Some(("running", true, ""))),
             Some(&host(HostState::Up)),
             &bootstrap("", true),
+            NOW,
         );
         assert!(healthy.healthy && healthy.reason.is_empty());
     }
@@ -367,6 +430,7 @@ mod tests {
             Some(&up),
             &bootstrap("", true),
             &[balancer(true, "DOWN", "L4TOUT in 1001ms")],
+            NOW,
         );
         assert_eq!(
             (shown.state.word(), shown.healthy, shown.reason.as_str()),
@@ -387,6 +451,7 @@ mod tests {
                 Some(&up),
                 &bootstrap("", true),
                 std::slice::from_ref(&seen),
+                NOW,
             );
             assert!(shown.healthy, "{seen:?}");
         }
@@ -397,14 +462,15 @@ mod tests {
         let mut applying = host(HostState::Up);
         applying.applied_generation = 2;
         assert_eq!(
-            condition(&server(None), Some(&applying), &bootstrap("", true)).reason,
+            condition(&server(None), Some(&applying), &bootstrap("", true), NOW).reason,
             "host app-1 is applying generation 3 (it applied 2)"
         );
         assert_eq!(
             condition(
                 &server(None),
                 Some(&host(HostState::New)),
-                &bootstrap("", true)
+                &bootstrap("", true),
+                NOW,
             )
             .reason,
             "host app-1 has enrolled and not reported yet"

@@ -180,6 +180,8 @@ pub struct Host {
     pub applied_generation: u64,
     /// A drained host keeps its components created but stopped, and serves in no backend.
     pub drained: bool,
+    /// How often its agent reports, as it last said; 0 when it did not say.
+    pub heartbeat_interval_ms: u32,
 }
 
 /// A request to run a component of a role on a host.
@@ -295,6 +297,8 @@ pub struct StatusRecorded {
 pub struct StatusReport {
     pub applied_generation: u64,
     pub advertise_address: String,
+    /// How often the agent reports; 0 when it does not say.
+    pub heartbeat_interval_ms: u32,
     pub components: Vec<ComponentStatus>,
     pub bootstrap: Vec<BootstrapReport>,
 }

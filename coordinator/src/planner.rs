@@ -572,6 +572,7 @@ mod tests {
             generation: 7,
             applied_generation: 7,
             drained: false,
+            heartbeat_interval_ms: 0,
         }
     }
 

@@ -52,18 +52,22 @@ pub enum Condition {
     Drained,
     /// A server a healthy load balancer of its cluster takes out of rotation for failed checks.
     Unreachable,
+    /// Its host is up but has not reported lately: what it last said may no longer hold (a host
+    /// rebooting, an agent stopped, a coordinator that has just started on old reports).
+    Unknown,
     /// What its host reported.
     Reported(crate::v1::ComponentState),
 }
 
 impl Condition {
-    /// Its word: `pending`, `down`, `drained`, `unreachable`, or the reported state's.
+    /// Its word: `pending`, `down`, `drained`, `unreachable`, `unknown`, or the reported state's.
     pub fn word(self) -> &'static str {
         match self {
             Condition::Pending => "pending",
             Condition::Down => "down",
             Condition::Drained => "drained",
             Condition::Unreachable => "unreachable",
+            Condition::Unknown => "unknown",
             Condition::Reported(state) => state.word(),
         }
     }
@@ -75,6 +79,7 @@ impl Condition {
             Condition::Down,
             Condition::Drained,
             Condition::Unreachable,
+            Condition::Unknown,
         ]
         .into_iter()
         .find(|condition| condition.word() == word)
@@ -147,6 +152,7 @@ mod tests {
             Condition::Down,
             Condition::Drained,
             Condition::Unreachable,
+            Condition::Unknown,
         ] {
             assert_eq!(Condition::from_word(condition.word()), Some(condition));
         }

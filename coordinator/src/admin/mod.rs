@@ -795,14 +795,16 @@ impl AdminService for AdminApi {
         let assignments = self.store.list_assignments(cluster).await?;
         let hosts = self.hosts_by_name().await?;
         let bootstrap = self.store.list_bootstrap(cluster).await?;
+        let now = now_ms();
         // What the load balancers of reporting hosts see of the servers.
         let balancers: Vec<Assignment> = assignments
             .iter()
             .filter(|assignment| assignment.role == Role::LoadBalancer)
             .filter(|assignment| {
-                hosts
-                    .get(&assignment.host)
-                    .is_some_and(|host| host.state == crate::store::HostState::Up)
+                hosts.get(&assignment.host).is_some_and(|host| {
+                    host.state == crate::store::HostState::Up
+                        && crate::condition::silent_for(host, now).is_none()
+                })
             })
             .cloned()
             .collect();
@@ -819,6 +821,7 @@ impl AdminService for AdminApi {
                     hosts.get(&assignment.host),
                     &tasks,
                     &balancers,
+                    now,
                 );
                 let mut message = assignment_message(assignment);
                 message.state = shown.state.word().to_owned();

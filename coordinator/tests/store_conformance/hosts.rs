@@ -697,6 +697,19 @@ pub(crate) async fn an_unchanged_heartbeat_is_only_read_and_its_liveness_batched
         .unwrap();
     assert!(changed.written, "a new applied generation is written");
     assert_eq!(store.get_host("app-1").await.unwrap().applied_generation, 2);
+    assert_eq!(
+        store.get_host("app-1").await.unwrap().heartbeat_interval_ms,
+        1_000,
+        "how often it reports, as it said"
+    );
+    let mut slower = report(2, "10.0.0.5", Vec::new());
+    slower.heartbeat_interval_ms = 5_000;
+    let changed = store.record_status(&host.id, slower).await.unwrap();
+    assert!(changed.written, "a new heartbeat interval is written");
+    assert_eq!(
+        store.get_host("app-1").await.unwrap().heartbeat_interval_ms,
+        5_000
+    );
 
     // Liveness in one batch: the up host is recorded; the one that never reported, and an id
     // that names no host, are handed back for the whole path.

@@ -132,6 +132,7 @@ fn report(generation: u64, address: &str, bootstrap: Vec<BootstrapReport>) -> St
     StatusReport {
         applied_generation: generation,
         advertise_address: address.to_owned(),
+        heartbeat_interval_ms: 1_000,
         components: Vec::new(),
         bootstrap,
     }

@@ -206,7 +206,8 @@ impl SimAgent {
     }
 
     /// The report of a host that runs its desired state exactly.
-    fn report(&self, address: &str) -> ReportStatusRequest {
+    fn report(&self, address: &str, interval: Duration) -> ReportStatusRequest {
+        let heartbeat_interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
         let latest = self
             .latest
             .lock()
@@ -214,6 +215,7 @@ impl SimAgent {
         let Some(state) = latest.as_ref() else {
             return ReportStatusRequest {
                 advertise_address: address.to_owned(),
+                heartbeat_interval_ms,
                 ..Default::default()
             };
         };
@@ -221,6 +223,7 @@ impl SimAgent {
             applied_generation: state.generation,
             advertise_address: address.to_owned(),
             host_id: String::new(),
+            heartbeat_interval_ms,
             components: state
                 .components
                 .iter()
@@ -354,7 +357,7 @@ pub async fn heartbeat(
         if fleet.paused.load(Ordering::Relaxed) {
             continue;
         }
-        let report = agent.report(&address);
+        let report = agent.report(&address, interval);
         let epoch = fleet.epoch.load(Ordering::Relaxed);
         let started = Instant::now();
         match client.report_status(report).await {

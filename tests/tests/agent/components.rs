@@ -562,3 +562,51 @@ async fn a_server_that_ends_at_its_start_says_why_and_is_not_restarted_at_every_
     // The first death restarts at once, the next after a backoff.
     assert!(starts() <= 3, "started {} times", starts());
 }
+
+/// A host that stops reporting is not believed for long: before its heartbeat TTL marks it down,
+/// its components are `unknown` once two of its heartbeat intervals pass in silence (what it
+/// last said may be from before a reboot), `muster wait` does not call the cluster converged,
+/// and all is as before once it reports again.
+#[tokio::test]
+async fn a_silent_host_is_unknown_before_it_is_down_and_wait_does_not_believe_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, agent) = cluster_with_agent(scratch.path(), &[]).await;
+    first_server(&coordinator).await;
+    wait_for_component(&coordinator, "server1", "server1 healthy", |c| {
+        c["healthy"] == true
+    })
+    .await;
+    let agent_pid = agent.pid().unwrap();
+    signal(agent_pid, Signal::SIGSTOP);
+    let silent = wait_for_component(&coordinator, "server1", "server1 unknown", |c| {
+        c["state"] == "unknown"
+    })
+    .await;
+    assert_eq!(silent["healthy"], false);
+    let reason = silent["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("host app-1 has not reported for ")
+            && reason.ends_with("it last reported running, healthy"),
+        "{reason}"
+    );
+    assert_eq!(
+        coordinator.json(&["host", "show", "app-1"])["state"],
+        "up",
+        "not down: its heartbeat TTL (15 s) has not run out"
+    );
+    let waited = coordinator.muster(&["wait", "--cluster", "prod", "--timeout", "2s"]);
+    let said = text_of(&waited);
+    assert!(!waited.status.success(), "{said}");
+    assert!(
+        said.contains("server server1 on app-1 (unknown: host app-1 has not reported"),
+        "{said}"
+    );
+
+    signal(agent_pid, Signal::SIGCONT);
+    wait_for_component(&coordinator, "server1", "server1 healthy again", |c| {
+        c["healthy"] == true && c["state"] == "running"
+    })
+    .await;
+    let waited = coordinator.muster(&["wait", "--cluster", "prod", "--timeout", "30s"]);
+    assert!(waited.status.success(), "{}", text_of(&waited));
+}

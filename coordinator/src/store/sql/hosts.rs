@@ -88,6 +88,7 @@ impl SqlStore {
             generation: 1,
             applied_generation: 0,
             drained: false,
+            heartbeat_interval_ms: 0,
         })
     }
 
