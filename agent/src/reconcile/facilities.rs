@@ -4,9 +4,9 @@
 //! creation, start, death and archiving are tested without Zato or mock-zato.
 //!
 //! Files are not behind it: a test gives the pass a temporary components directory, and what the
-//! pass writes there is what a user would find. Nor are a server's admin services and ODB (they
-//! are reached only once a server answers), nor HAProxy, which the load balancer's driver runs
-//! itself (`crate::haproxy`).
+//! pass writes there is what a user would find. Nor are a server's admin services, ODB and `pip`
+//! (reached only for a server, once it answers or has Python dependencies), nor HAProxy, which
+//! the load balancer's driver runs itself (`crate::haproxy`).
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -68,7 +68,7 @@ impl ZatoComponent<'_> {
 
     /// Runs `zato create` in `temporary` and returns what it said; for a server whose name
     /// Zato's ODB still holds, the row is removed when it is provably stale
-    /// ([`Reconciler::stale_server_row`]) and the create runs again.
+    /// ([`ZatoComponent::stale_server_row`]) and the create runs again.
     pub(super) async fn create_server_or_recover(
         &self,
         args: &[zato::Arg],
@@ -103,13 +103,15 @@ impl ZatoComponent<'_> {
         let row = odb
             .server_row(&component.cluster, &component.name)
             .await
-            .map_err(|odb_error| format!("{error}; and then: {odb_error}"))?;
+            .map_err(|odb_error| StepError::Create(format!("{error}; and then: {odb_error}")))?;
         if let Some(row) = row {
             self.stale_server_row(&row).await?;
             let removed = odb
                 .remove_server(&component.cluster, &component.name)
                 .await
-                .map_err(|odb_error| format!("{error}; and then: {odb_error}"))?;
+                .map_err(|odb_error| {
+                    StepError::Create(format!("{error}; and then: {odb_error}"))
+                })?;
             tracing::warn!(
                 cluster = %component.cluster,
                 server = %component.name,
