@@ -39,16 +39,21 @@ impl Condition {
 /// How often an agent that does not say reports (the agent's default `heartbeat_interval`).
 pub const DEFAULT_HEARTBEAT_MS: i64 = 5_000;
 
+/// The least silence that makes a host's last report doubtful: a busy coordinator writes liveness
+/// late, and an agent that reports every second is not doubted for a second or two of that.
+const LEAST_SILENCE_MS: i64 = 5_000;
+
 /// How long `host` has gone without a report, in ms, when that is longer than its last report
 /// stands for: two of its heartbeat intervals and a second (coordinators write liveness once a
-/// second). `None` while it reports, or before its first report.
+/// second), and at least [`LEAST_SILENCE_MS`]. `None` while it reports, or before its first
+/// report.
 pub fn silent_for(host: &Host, now_ms: i64) -> Option<i64> {
     let interval = match i64::from(host.heartbeat_interval_ms) {
         0 => DEFAULT_HEARTBEAT_MS,
         interval => interval,
     };
     let silent = now_ms - host.last_seen_ms?;
-    (silent > 2 * interval + 1_000).then_some(silent)
+    (silent > (2 * interval + 1_000).max(LEAST_SILENCE_MS)).then_some(silent)
 }
 
 /// The condition of `assignment`, whose host is `host` (`None`: no host of that name enrolled),
@@ -346,14 +351,14 @@ mod tests {
         let healthy = server(Some(("running", true, "")));
         let up = host(HostState::Up);
         let at = |now| condition(&healthy, Some(&up), &bootstrap("", true), now);
-        // It reports every second; the coordinators write liveness once a second.
-        assert!(at(3_000).healthy);
-        let silent = at(3_001);
+        // It reports every second: doubted after 5 s, the least silence that is.
+        assert!(at(5_000).healthy);
+        let silent = at(5_001);
         assert_eq!(silent.state, Shown::Unknown);
         assert!(!silent.healthy, "what it last said may no longer hold");
         assert_eq!(
             silent.reason,
-            "host app-1 has not reported for 3s: it last reported running, healthy"
+            "host app-1 has not reported for 5s: it last reported running, healthy"
         );
         // An agent that does not say how often it reports: its default, 5 s.
         let mut unsaid = host(HostState::Up);

@@ -564,9 +564,9 @@ async fn a_server_that_ends_at_its_start_says_why_and_is_not_restarted_at_every_
 }
 
 /// A host that stops reporting is not believed for long: before its heartbeat TTL marks it down,
-/// its components are `unknown` once two of its heartbeat intervals pass in silence (what it
-/// last said may be from before a reboot), `muster wait` does not call the cluster converged,
-/// and all is as before once it reports again.
+/// its components are `unknown` once its silence passes two heartbeat intervals, and at least
+/// 5 s (what it last said may be from before a reboot), `muster wait` does not call the cluster
+/// converged, and all is as before once it reports again.
 #[tokio::test]
 async fn a_silent_host_is_unknown_before_it_is_down_and_wait_does_not_believe_it() {
     let scratch = tempfile::tempdir().unwrap();
