@@ -94,6 +94,25 @@ async fn identity_for(
     }
 }
 
+/// Every `zato` command and component start compiles Zato's modules again when their bytecode is
+/// missing (`zato::bytecode`). Said once, at start.
+fn warn_without_bytecode(zato_bin: &std::path::Path) {
+    let Some(found) = zato::bytecode::Bytecode::of(zato_bin) else {
+        return;
+    };
+    if found.missing() {
+        tracing::warn!(
+            code = %found.code.display(),
+            uncompiled = found.uncompiled,
+            modules = found.modules,
+            "Zato's code has no compiled bytecode: every zato command and component start compiles \
+             its modules again (about a second more each on 2 cores); compile them once, as the \
+             user that owns the code: {}",
+            found.remedy()
+        );
+    }
+}
+
 /// Zato takes most secrets only as command-line options: without `hidepid` on `/proc`, any local
 /// user can read them while a `zato` command runs. Said once, at start.
 fn warn_without_hidepid() {
@@ -124,6 +143,7 @@ fn warn_without_hidepid() {
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let run_as = config.run_as.as_deref().map(RunAs::lookup).transpose()?;
     warn_without_hidepid();
+    warn_without_bytecode(&config.zato_bin);
     if let Some(user) = &run_as
         && config.zato_bin.exists()
     {

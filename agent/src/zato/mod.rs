@@ -1,5 +1,7 @@
 //! The `zato` command, as the agent runs it, and what the agent knows of Zato 3.2 (read from its
 //! source and checked against the real thing; `packaging/docs/zato.md` lists it):
+//! - [`bytecode`]: whether Zato's own code has its Python bytecode (each command is slower
+//!   without);
 //! - [`command`]: the argument lists of `zato create|start|stop|update password`;
 //! - [`conf`]: the files Zato writes that the agent edits afterwards (`server.conf`,
 //!   `scheduler.conf`, `web-admin.conf`) and the symlink a create leaves behind;
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+pub mod bytecode;
 pub mod command;
 pub mod conf;
 pub mod health;
