@@ -209,7 +209,8 @@ async fn step(driver: &impl Driver, local: &mut Local) {
         Err(error) => return local.fail(&error),
     };
     let mut running = driver.running();
-    if running && restart {
+    let stopped_to_restart = running && restart;
+    if stopped_to_restart {
         if let Err(error) = driver.stop().await {
             return local.fail(&error);
         }
@@ -222,7 +223,7 @@ async fn step(driver: &impl Driver, local: &mut Local) {
             if let Some(cause) = driver.death_cause() {
                 local.last_error = format!("{}: {cause}", local.last_error);
             }
-        } else if local.state == ComponentState::Starting {
+        } else if local.state == ComponentState::Starting && !stopped_to_restart {
             // Started, and gone before it was ever seen alive: its start failed, though the
             // command that started it said nothing (`zato start` exits 0 and leaves the process
             // to fail on its own). Started again at once, it would fail again every pass.
@@ -487,6 +488,26 @@ mod tests {
         );
         block_on(converge(&driver, &mut local));
         assert_eq!(local.failures, 2, "and a longer one after the next");
+    }
+
+    #[test]
+    fn a_component_still_starting_whose_config_changed_restarts_without_a_failure() {
+        let driver = Scripted {
+            prepared: RefCell::new(vec![Ok(Prepared::Ready { restart: true })]),
+            start_makes_it_run: true,
+            ..Default::default()
+        };
+        driver.running.set(true);
+        let mut local = Local {
+            state: ComponentState::Starting,
+            started_at: Some(Instant::now()),
+            ..Default::default()
+        };
+        block_on(converge(&driver, &mut local));
+        assert_eq!(*driver.done.borrow(), ["stop", "start"]);
+        assert_eq!(local.state, ComponentState::Starting);
+        assert!(local.last_error.is_empty(), "{}", local.last_error);
+        assert_eq!(local.failures, 0);
     }
 
     #[test]
