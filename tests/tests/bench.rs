@@ -16,6 +16,8 @@ fn bench(args: &[&str]) -> serde_json::Value {
         .output()
         .expect("run muster-bench");
     println!("{}", text(&output.stdout));
+    // Its progress, and why a call failed while it measured.
+    eprintln!("{}", text(&output.stderr));
     assert!(
         output.status.success(),
         "muster-bench {args:?} failed: {}",
