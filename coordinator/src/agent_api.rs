@@ -360,6 +360,11 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
         odb_epoch: status.odb_epoch.min(i64::MAX as u64),
         // Only a server's agent looks for the cluster's row.
         odb_empty: status.odb_empty && role == Role::Server,
+        restart_epoch: if role == Role::Server {
+            status.restart_epoch.min(i64::MAX as u64)
+        } else {
+            0
+        },
     })
 }
 

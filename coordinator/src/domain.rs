@@ -74,6 +74,8 @@ pub struct Cluster {
     /// A server created under the current generation reports that the ODB answers and holds no
     /// row of the cluster: it was replaced by an empty one.
     pub odb_empty: bool,
+    /// One more for each rolling restart of its servers ([`crate::store::Store::restart_servers`]).
+    pub restart_epoch: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +242,9 @@ pub struct ComponentStatus {
     pub odb_epoch: u64,
     /// A server's: its ODB answers and holds no row of the cluster.
     pub odb_empty: bool,
+    /// A server's: the restart epoch its running process was started under
+    /// ([`Cluster::restart_epoch`]).
+    pub restart_epoch: u64,
 }
 
 /// One of a cluster's once-only bootstrap tasks.

@@ -247,6 +247,7 @@ async fn call(
         "SetConfig" => set_config,
         "SetUserConf" => set_user_conf,
         "RebuildClusterOdb" => rebuild_cluster_odb,
+        "RestartServers" => restart_servers,
         "ListBackends" => list_backends,
         "DrainHost" => drain_host,
         "AdmitHost" => admit_host,

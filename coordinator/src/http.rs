@@ -263,6 +263,7 @@ mod tests {
                 user_conf_revision: String::new(),
                 odb_epoch: 0,
                 odb_empty: false,
+                restart_epoch: 0,
             }),
         }
     }

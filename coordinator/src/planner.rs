@@ -170,7 +170,7 @@ fn backends(inputs: &PlanInputs, assignment: &Assignment) -> Vec<v1::BackendServ
         .filter(|other| other.cluster == assignment.cluster && other.role == Role::Server)
         .collect();
     let mut gated = services_gate(inputs, &assignment.cluster, &cluster_servers);
-    gated.extend(python_restart(inputs, &assignment.cluster).map(|server| server.name.as_str()));
+    gated.extend(restart_turn(inputs, &assignment.cluster).map(|server| server.name.as_str()));
     let mut servers: Vec<v1::BackendServer> = cluster_servers
         .iter()
         .filter_map(|server| {
@@ -217,13 +217,13 @@ fn services_gate<'a>(
         .collect()
 }
 
-/// The server of `cluster` that may restart now to load the cluster's Python dependencies: the
-/// first by name whose running process was started with another revision, once that revision is
-/// installed beside it and every other
-/// server of the cluster on a host that is up (and not drained) is healthy and in its load
-/// balancers' rotation, so
-/// that one server at a time is out of rotation (its load balancers drain it meanwhile).
-fn python_restart<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assignment> {
+/// The server of `cluster` that may restart now, for the cluster's Python dependencies or its
+/// rolling restart: the first by name due to ([`policy::RestartGoal`]: its running process was
+/// started with another revision, or under an older restart epoch), once a new revision is
+/// installed beside it (a rolling restart does not wait for that) and every other server of the
+/// cluster on a host that is up (and not drained) is healthy and in its load balancers' rotation,
+/// so that one server at a time is out of rotation (its load balancers drain it meanwhile).
+fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assignment> {
     let (cluster, _) = inputs.clusters.get(cluster)?;
     let servers: Vec<&Assignment> = inputs
         .assignments
@@ -237,27 +237,31 @@ fn python_restart<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assig
                 .is_some_and(|host| host.state == HostState::Up && !host.drained)
         })
         .collect();
-    // Running with another revision. The turn goes by name, whatever order the servers install
-    // in, so that it never moves to another server before this one has restarted.
-    let stale = |server: &Assignment| {
-        server.status.as_ref().is_some_and(|status| {
-            status.state == v1::ComponentState::Running
-                && status.python_revision != cluster.python_revision
-        })
+    // Running with another revision, or under an older restart epoch. The turn goes by name,
+    // whatever order the servers install in, so that it never moves to another server before
+    // this one has restarted.
+    let goal = policy::RestartGoal {
+        python_revision: &cluster.python_revision,
+        restart_epoch: cluster.restart_epoch,
+    };
+    let due = |server: &Assignment| {
+        server
+            .status
+            .as_ref()
+            .is_some_and(|status| goal.due(&policy::ComponentReport::from(status)))
     };
     let first = servers
         .iter()
         .copied()
-        .filter(|server| stale(server))
+        .filter(|server| due(server))
         .min_by(|left, right| left.name.cmp(&right.name))?;
-    // It restarts once the desired revision is installed beside it: one that does not install
-    // keeps every server in rotation with what it has.
-    let installed = cluster.python_revision.is_empty()
-        || first
-            .status
-            .as_ref()
-            .is_some_and(|status| status.python_installed == cluster.python_revision);
-    if !installed {
+    let status = first.status.as_ref()?;
+    // For new Python dependencies it restarts once they are installed beside it: a revision that
+    // does not install keeps every server in rotation with what it has. For a rolling restart it
+    // restarts at once, with the dependencies it has.
+    let installed =
+        cluster.python_revision.is_empty() || status.python_installed == cluster.python_revision;
+    if !installed && status.restart_epoch >= cluster.restart_epoch {
         return None;
     }
     servers
@@ -523,8 +527,13 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 python_requirements: python.map(|(text, _)| text.clone()).unwrap_or_default(),
                 python_wheels: python.map(|(_, wheels)| wheels.clone()).unwrap_or_default(),
                 python_restart: assignment.role == Role::Server
-                    && python_restart(inputs, cluster_name)
+                    && restart_turn(inputs, cluster_name)
                         .is_some_and(|server| server.name == assignment.name),
+                restart_epoch: if assignment.role == Role::Server {
+                    cluster.restart_epoch
+                } else {
+                    0
+                },
                 // The user-config files, secrets, only to the servers that read them.
                 user_conf_revision: if assignment.role == Role::Server {
                     cluster.user_conf_revision.clone()
@@ -624,6 +633,7 @@ mod tests {
             user_conf_revision: "user-conf-1".to_owned(),
             odb_epoch: 0,
             odb_empty: false,
+            restart_epoch: 0,
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),
@@ -808,6 +818,7 @@ mod tests {
                 user_conf_revision: String::new(),
                 odb_epoch: 0,
                 odb_empty: false,
+                restart_epoch: 0,
             })
         };
         let mut balancer = inputs("lb");
@@ -986,6 +997,7 @@ mod tests {
             user_conf_revision: String::new(),
             odb_epoch: 0,
             odb_empty: false,
+            restart_epoch: 0,
         });
         assert!(!render(&drained).components[0].stopped);
         drained.assignments[1].status = None;
@@ -1008,10 +1020,12 @@ mod tests {
         /// The load balancer's report: healthy, and each server's backend status.
         balancer: Option<(bool, [usize; 2])>,
         odb_epoch: u64,
+        restart_epoch: u64,
     }
 
-    /// A server's report: state, healthy, services found, Python installed, ODB epoch.
-    type Reported = (i32, bool, bool, bool, u64);
+    /// A server's report: state, healthy, services found, Python installed, ODB epoch, restart
+    /// epoch.
+    type Reported = (i32, bool, bool, bool, u64, u64);
 
     /// A change of those facts, as the store meets it.
     #[derive(Debug, Clone)]
@@ -1029,6 +1043,7 @@ mod tests {
         BalancerReport(Option<(bool, [usize; 2])>),
         HostAddress,
         HostDown(usize),
+        RollingRestart,
     }
 
     const HOSTS: [&str; 4] = ["admin", "lb", "app-1", "app-2"];
@@ -1042,6 +1057,7 @@ mod tests {
             any::<bool>(),
             any::<bool>(),
             0..2u64,
+            0..3u64,
         ))
     }
 
@@ -1057,7 +1073,7 @@ mod tests {
             (0..2usize, 0..2usize, [any::<bool>(); 4], any::<bool>()),
             [report(), report()],
             balancer_report(),
-            0..2u64,
+            (0..2u64, 0..3u64),
         )
             .prop_map(
                 |(
@@ -1065,7 +1081,7 @@ mod tests {
                     (first_server, scheduler_target, drained, has_services),
                     servers,
                     balancer,
-                    odb_epoch,
+                    (odb_epoch, restart_epoch),
                 )| Facts {
                     bootstrapped,
                     has_services,
@@ -1078,6 +1094,7 @@ mod tests {
                     servers,
                     balancer,
                     odb_epoch,
+                    restart_epoch,
                 },
             )
     }
@@ -1098,6 +1115,7 @@ mod tests {
             balancer_report().prop_map(Fact::BalancerReport),
             Just(Fact::HostAddress),
             (0..4usize).prop_map(Fact::HostDown),
+            Just(Fact::RollingRestart),
         ]
     }
 
@@ -1109,6 +1127,7 @@ mod tests {
         cluster.first_server = ["server1", "server2"][facts.first_server].to_owned();
         cluster.scheduler_target = ["server1", "server2"][facts.scheduler_target].to_owned();
         cluster.odb_epoch = facts.odb_epoch;
+        cluster.restart_epoch = facts.restart_epoch;
         if !facts.has_services {
             cluster.services_revision.clear();
             world.services.clear();
@@ -1141,20 +1160,23 @@ mod tests {
         index: usize,
         reported: Option<Reported>,
     ) -> Option<crate::domain::ComponentStatus> {
-        reported.map(|(state, healthy, services, python, odb_epoch)| {
-            crate::domain::ComponentStatus {
-                cluster: "prod".to_owned(),
-                role: Role::Server,
-                name: format!("server{}", index + 1),
-                state: v1::ComponentState::try_from(state).unwrap(),
-                healthy,
-                services_revision: if services { "rev-1" } else { "" }.to_owned(),
-                python_revision: if python { "py-1" } else { "" }.to_owned(),
-                python_installed: if python { "py-1" } else { "" }.to_owned(),
-                odb_epoch,
-                ..Default::default()
-            }
-        })
+        reported.map(
+            |(state, healthy, services, python, odb_epoch, restart_epoch)| {
+                crate::domain::ComponentStatus {
+                    cluster: "prod".to_owned(),
+                    role: Role::Server,
+                    name: format!("server{}", index + 1),
+                    state: v1::ComponentState::try_from(state).unwrap(),
+                    healthy,
+                    services_revision: if services { "rev-1" } else { "" }.to_owned(),
+                    python_revision: if python { "py-1" } else { "" }.to_owned(),
+                    python_installed: if python { "py-1" } else { "" }.to_owned(),
+                    odb_epoch,
+                    restart_epoch,
+                    ..Default::default()
+                }
+            },
+        )
     }
 
     fn balancer_status(
@@ -1257,7 +1279,7 @@ mod tests {
                     .insert("prod".to_owned(), ("x==2\n".to_owned(), Vec::new()));
                 vec![
                     policy::Change::Servers,
-                    policy::Change::PythonRestarts { was_stale: false },
+                    policy::Change::Restarts { was_due: false },
                 ]
             }
             Fact::UserConf => {
@@ -1288,7 +1310,10 @@ mod tests {
                     before.as_ref(),
                     now.as_ref(),
                     false,
-                    &cluster.python_revision,
+                    policy::RestartGoal {
+                        python_revision: &cluster.python_revision,
+                        restart_epoch: cluster.restart_epoch,
+                    },
                 )
             }
             Fact::BalancerReport(reported) => {
@@ -1311,7 +1336,10 @@ mod tests {
                     before.map(policy::ComponentReport::from).as_ref(),
                     now.map(policy::ComponentReport::from).as_ref(),
                     backends(before) != backends(now),
-                    &cluster.python_revision,
+                    policy::RestartGoal {
+                        python_revision: &cluster.python_revision,
+                        restart_epoch: cluster.restart_epoch,
+                    },
                 )
             }
             Fact::HostAddress => {
@@ -1321,6 +1349,13 @@ mod tests {
             Fact::HostDown(index) => {
                 after.hosts.get_mut(HOSTS[*index]).unwrap().state = HostState::Down;
                 vec![policy::Change::HostState]
+            }
+            Fact::RollingRestart => {
+                cluster.restart_epoch += 1;
+                vec![
+                    policy::Change::Servers,
+                    policy::Change::Restarts { was_due: false },
+                ]
             }
         };
         (after, change)
@@ -1435,10 +1470,13 @@ mod tests {
                     role: assignment.role,
                     host: assignment.host.clone(),
                     host_drained: members_of.hosts[&assignment.host].drained,
-                    python_stale: assignment.status.as_ref().is_some_and(|status| {
-                        status.state == v1::ComponentState::Running
-                            && status.python_revision
-                                != members_of.clusters["prod"].0.python_revision
+                    restart_due: assignment.status.as_ref().is_some_and(|status| {
+                        let (cluster, _) = &members_of.clusters["prod"];
+                        policy::RestartGoal {
+                            python_revision: &cluster.python_revision,
+                            restart_epoch: cluster.restart_epoch,
+                        }
+                        .due(&policy::ComponentReport::from(status))
                     }),
                 })
                 .collect();

@@ -308,14 +308,15 @@ pub enum Change {
     Balancers,
     /// A load balancer's report: whether a server on a drained host may stop.
     DrainingServers,
-    /// What a rolling restart for Python dependencies goes by (the servers' revisions and
-    /// health, the load balancers' rotation): which server may restart, and which is out of
-    /// rotation for it. `was_stale`: the reporting server ran other dependencies than the
-    /// cluster's before this report (its restart may just have ended).
-    PythonRestarts { was_stale: bool },
+    /// What a rolling restart goes by (the servers' Python dependencies revisions, restart
+    /// epochs and health, the load balancers' rotation): which server may restart, and which is
+    /// out of rotation for it. `was_due`: the reporting server was due to restart before this
+    /// report (its restart may just have ended).
+    Restarts { was_due: bool },
     /// A member host went down or came up: servers read which other servers are on their way
-    /// (the importing one waits for those on hosts that are up) and which may restart for new
-    /// Python dependencies, load balancers which one is out of rotation for it, drained server
+    /// (the importing one waits for those on hosts that are up) and which may restart (for new
+    /// Python dependencies, or a rolling restart), load balancers which one is out of rotation
+    /// for it, drained server
     /// hosts whether a load balancer is still waited for.
     HostState,
 }
@@ -327,9 +328,9 @@ pub struct Member {
     pub host: String,
     /// Its host is drained.
     pub host_drained: bool,
-    /// A server's: it runs, with other Python dependencies than the cluster's (it restarts for
-    /// them when every other server is healthy).
-    pub python_stale: bool,
+    /// A server's: it runs, with other Python dependencies than the cluster's or under an older
+    /// restart epoch ([`RestartGoal::due`]; it restarts when every other server is healthy).
+    pub restart_due: bool,
 }
 
 /// A cluster as [`affected_hosts`] reads it: its components, whether its bootstrap is done,
@@ -348,10 +349,10 @@ pub struct ClusterShape {
 ///   after, a server's desired state names no other server but the scheduler, so only its host
 ///   and the hosts of the other roles (load balancers list the servers, the scheduler calls one,
 ///   dashboards call one) move, and the other servers' when they wait for servers: to import
-///   the configuration, or to restart one at a time for Python dependencies;
+///   the configuration, or to restart one at a time (Python dependencies, a rolling restart);
 /// - servers read the cluster's environment (services, configuration, Python dependencies,
 ///   user config), load balancers the rotation that follows from it (a server lacking the
-///   services is out while others have them; the one restarting for Python dependencies is
+///   services is out while others have them; the one restarting, one at a time, is
 ///   out); a drained server host reads whether the load balancers let it stop.
 pub fn affected_hosts(
     change: &Change,
@@ -365,7 +366,7 @@ pub fn affected_hosts(
             .map(|member| member.host.clone())
             .collect::<std::collections::BTreeSet<String>>()
     };
-    let restarting = cluster.has_python || cluster.members.iter().any(|member| member.python_stale);
+    let restarting = cluster.has_python || cluster.members.iter().any(|member| member.restart_due);
     let servers_and_balancers =
         || of(&|member| matches!(member.role, Role::Server | Role::LoadBalancer));
     match change {
@@ -383,26 +384,43 @@ pub fn affected_hosts(
         Change::HostState => servers_and_balancers(),
         Change::Balancers => of(&|member| member.role == Role::LoadBalancer),
         Change::DrainingServers => of(&|member| member.role == Role::Server && member.host_drained),
-        Change::PythonRestarts { was_stale } if restarting || *was_stale => servers_and_balancers(),
-        Change::PythonRestarts { .. } => std::collections::BTreeSet::new(),
+        Change::Restarts { was_due } if restarting || *was_due => servers_and_balancers(),
+        Change::Restarts { .. } => std::collections::BTreeSet::new(),
+    }
+}
+
+/// What a cluster's servers restart for, one at a time: the cluster's Python dependencies
+/// revision and its restart epoch (one more for each rolling restart an operator asks for).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestartGoal<'a> {
+    pub python_revision: &'a str,
+    pub restart_epoch: u64,
+}
+
+impl RestartGoal<'_> {
+    /// Whether a server that reports `report` is due to restart: it runs, with other Python
+    /// dependencies or under an older restart epoch.
+    pub fn due(&self, report: &ComponentReport) -> bool {
+        report.state == ComponentState::Running
+            && (report.python_revision != self.python_revision
+                || report.restart_epoch < self.restart_epoch)
     }
 }
 
 /// What a component's report changes for its cluster's other hosts: `before` and `now` (of a
 /// component of `role`; `now` `None`: its host reports it no more), whether a load balancer's
-/// backends changed (`backends_changed`), the cluster's desired Python dependencies revision
-/// (`python_revision`).
+/// backends changed (`backends_changed`), what the cluster's servers restart for (`goal`).
 pub fn report_changes(
     role: Role,
     before: Option<&ComponentReport>,
     now: Option<&ComponentReport>,
     backends_changed: bool,
-    python_revision: &str,
+    goal: RestartGoal<'_>,
 ) -> Vec<Change> {
     let Some(now) = now else {
         // What it was is gone: as if it changed every way.
         let gone = ComponentReport::default();
-        return report_changes(role, before, Some(&gone), true, python_revision)
+        return report_changes(role, before, Some(&gone), true, goal)
             .into_iter()
             .chain((role == Role::Server).then_some(Change::Balancers))
             .collect::<std::collections::BTreeSet<_>>()
@@ -426,18 +444,16 @@ pub fn report_changes(
             if lacked != now.services_revision.is_empty() {
                 changes.push(Change::Balancers);
             }
-            // A running server with other dependencies is the one that restarts.
+            // A running server due to restart is the one that restarts.
             if moved(&|before| {
                 before.python_revision != now.python_revision
                     || before.python_installed != now.python_installed
+                    || before.restart_epoch != now.restart_epoch
                     || before.healthy != now.healthy
                     || before.state != now.state
             }) {
-                let was_stale = before.is_some_and(|before| {
-                    before.state == ComponentState::Running
-                        && before.python_revision != python_revision
-                });
-                changes.push(Change::PythonRestarts { was_stale });
+                let was_due = before.is_some_and(|before| goal.due(before));
+                changes.push(Change::Restarts { was_due });
             }
         }
         Role::LoadBalancer => {
@@ -445,7 +461,7 @@ pub fn report_changes(
             if backends_changed || healthy_before != now.healthy {
                 changes.push(Change::DrainingServers);
                 // The next server's restart waits for the balancers to have the others back.
-                changes.push(Change::PythonRestarts { was_stale: false });
+                changes.push(Change::Restarts { was_due: false });
             }
         }
         _ => {}
@@ -473,6 +489,8 @@ pub struct ComponentReport {
     /// The ODB generation it was created under, and whether a server finds the ODB empty.
     pub odb_epoch: u64,
     pub odb_empty: bool,
+    /// A server's restart epoch, that of its running process.
+    pub restart_epoch: u64,
 }
 
 impl From<&crate::domain::ComponentStatus> for ComponentReport {
@@ -489,6 +507,7 @@ impl From<&crate::domain::ComponentStatus> for ComponentReport {
             user_conf_revision: status.user_conf_revision.clone(),
             odb_epoch: status.odb_epoch,
             odb_empty: status.odb_empty,
+            restart_epoch: status.restart_epoch,
         }
     }
 }

@@ -763,3 +763,92 @@ async fn new_check_settings_reload_haproxy_without_a_failed_request() {
     assert_eq!(balancer["load_balancer"]["check_inter_ms"], 3000);
     assert_eq!(balancer["last_error"], "", "{balancer}");
 }
+
+/// `muster rollout restart`: every server's process is replaced, one server at a time, each out
+/// of rotation while it restarts, while requests through the load balancer keep being answered,
+/// none failing; `muster wait` returns once all have restarted, and `muster rollout status` says
+/// so.
+#[tokio::test]
+async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_request() {
+    let site = Site::start(121, 3, &[]).await;
+    for host in 1..=3 {
+        site.assign_server(host, &format!("server{host}"));
+    }
+    let all_up = [("server1", "UP"), ("server2", "UP"), ("server3", "UP")];
+    site.backend_is(&all_up).await;
+    let pid = |host: usize| {
+        let (_, body) = traffic::get(site.server_address(host), "/zato/ping").unwrap();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["pid"]
+            .as_u64()
+            .unwrap()
+    };
+    let before: Vec<u64> = (1..=3).map(pid).collect();
+    let stream = RequestStream::start(site.frontend(), 4);
+
+    let started = Instant::now();
+    let said = site
+        .coordinator
+        .ok(&["rollout", "restart", "--cluster", "prod"]);
+    assert!(
+        said.contains("(restart epoch 1): server1, server2, server3; one at a time"),
+        "{said}"
+    );
+    // Watched through HAProxy until every server has restarted: never more than one out of
+    // rotation at once.
+    let mut most_out = 0;
+    wait_for("every server restarted", PATIENCE * 2, POLL, || {
+        let out = traffic::haproxy_servers(&site.stats_socket())
+            .values()
+            .filter(|status| !status.starts_with("UP"))
+            .count();
+        most_out = most_out.max(out);
+        let progress = site
+            .coordinator
+            .json(&["rollout", "status", "--cluster", "prod"]);
+        let done = progress["restarted"] == 3;
+        async move { done.then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|error| {
+        panic!(
+            "{error}\n{}\n{}",
+            site.coordinator
+                .ok(&["rollout", "status", "--cluster", "prod"]),
+            site.coordinator.ok(&["status"])
+        )
+    });
+    let waited = site
+        .coordinator
+        .muster(&["wait", "--cluster", "prod", "--timeout", "60s"]);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    println!(
+        "figure: 3 mock servers restarted one at a time in {:?}",
+        started.elapsed()
+    );
+    site.backend_is(&all_up).await;
+    let after: Vec<u64> = (1..=3).map(pid).collect();
+    for (index, (old, new)) in before.iter().zip(&after).enumerate() {
+        assert_ne!(old, new, "server{} was restarted", index + 1);
+    }
+    assert!(
+        most_out <= 1,
+        "{most_out} servers were out of rotation at once"
+    );
+    let tally = stream.stop();
+    println!(
+        "{} requests, {} failed, across a rolling restart",
+        tally.succeeded, tally.failed
+    );
+    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
+    let table = site
+        .coordinator
+        .ok(&["rollout", "status", "--cluster", "prod"]);
+    assert!(
+        table.starts_with("cluster prod: rolling restart 1: 3/3 servers restarted"),
+        "{table}"
+    );
+}

@@ -1157,6 +1157,52 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         "the user config's secret is in no log"
     );
 
+    // A rolling restart: both real servers' processes replaced, one at a time, while requests
+    // through the load balancer keep being answered, none failing.
+    let restart_sent = Instant::now();
+    let restarted = muster(&["rollout", "restart", "--cluster", "quickstart"]);
+    assert!(restarted.status.success(), "{}", text(&restarted.stderr));
+    let (mut answered, mut failed) = (0, Vec::new());
+    let deadline = Instant::now() + PATIENCE * 2;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the servers did not restart within {:?}",
+            PATIENCE * 2
+        );
+        for _ in 0..20 {
+            let (status, _, body) = call(Some(&format!("orders:{password}")));
+            if status == 200 {
+                answered += 1;
+            } else {
+                failed.push((status, body));
+            }
+        }
+        let progress = muster(&["-o", "json", "rollout", "status", "--cluster", "quickstart"]);
+        let progress: serde_json::Value =
+            serde_json::from_slice(&progress.stdout).unwrap_or_default();
+        if progress["restarted"] == 2 {
+            break;
+        }
+    }
+    let waited = muster(&["wait", "--cluster", "quickstart", "--timeout", "5m"]);
+    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    println!(
+        "figure: both real servers restarted one at a time {:?} after `muster rollout restart`; \
+         {answered} requests through the load balancer answered meanwhile",
+        restart_sent.elapsed()
+    );
+    assert_eq!(
+        failed.len(),
+        0,
+        "no request failed during the rolling restart: {:?}",
+        failed.first()
+    );
+    let after = pids();
+    for (index, (old, new)) in before.iter().zip(&after).enumerate() {
+        assert_ne!(old, new, "server{} was restarted", index + 1);
+    }
+
     let stopped = muster(&["quickstart", "stop", "--dir", dir.to_str().unwrap()]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
 }

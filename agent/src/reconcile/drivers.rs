@@ -8,7 +8,9 @@ use muster_proto::v1::{self, Component, Role};
 use super::error::StepError;
 use super::host::{Host, private_dir};
 use super::lifecycle::{Driver, Health, Local, Prepared};
-use super::zato_steps::{ZatoComponent, stop_zato_component};
+use super::zato_steps::{
+    ZatoComponent, record_restart_epoch, started_restart_epoch, stop_zato_component,
+};
 use super::{python, rebuild, role_of, user_conf};
 use crate::haproxy::{self, HaProxy};
 use crate::zato::{command, health, process};
@@ -39,6 +41,14 @@ impl Driver for ZatoComponent<'_> {
                 tracing::info!(component = %self.describe(), revision = %self.component.python_revision, "restarting to load new Python dependencies");
             }
             restart |= reload;
+            // A rolling restart: at its turn, a server started under an older restart epoch.
+            let rolling = self.component.python_restart
+                && self.running()
+                && started_restart_epoch(&self.directory) < self.component.restart_epoch;
+            if rolling {
+                tracing::info!(component = %self.describe(), restart_epoch = self.component.restart_epoch, "restarting for the cluster's rolling restart");
+            }
+            restart |= rolling;
             // Read by the server at start; a running one has them loaded once it is healthy.
             if !self.running() {
                 self.write_user_conf(&self.directory)?;
@@ -76,10 +86,11 @@ impl Driver for ZatoComponent<'_> {
             let _ = std::fs::remove_file(&pidfile);
         }
         let mut args = command::start(&self.directory);
-        if role_of(self.component) == Role::Server
-            && let Some(python) = self.python_for_start(&self.directory)
-        {
-            args.push(crate::zato::env("PYTHONPATH", python.display()));
+        if role_of(self.component) == Role::Server {
+            record_restart_epoch(&self.directory, self.component.restart_epoch)?;
+            if let Some(python) = self.python_for_start(&self.directory) {
+                args.push(crate::zato::env("PYTHONPATH", python.display()));
+            }
         }
         self.host
             .facilities
@@ -151,6 +162,7 @@ impl ZatoComponent<'_> {
             if local.seen_alive {
                 status.python_revision = python::started_revision(&self.directory);
                 status.user_conf_revision = user_conf::in_place(&self.directory);
+                status.restart_epoch = started_restart_epoch(&self.directory);
             }
             if python::installed(&self.directory, &self.component.python_revision) {
                 status.python_installed = self.component.python_revision.clone();

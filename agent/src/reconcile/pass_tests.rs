@@ -458,3 +458,55 @@ fn a_dashboard_whose_process_ends_at_its_start_says_why_and_is_not_started_at_ev
     );
     assert_eq!(starts(&host.world), 2);
 }
+
+#[test]
+fn a_running_server_restarts_for_a_rolling_restart_only_at_its_turn_and_once() {
+    let mut host = host();
+    // A server created and running, started before any rolling restart.
+    let directory = host.components.join("prod/server-server1");
+    std::fs::create_dir_all(directory.join("config/repo")).unwrap();
+    std::fs::write(directory.join(".zato-info"), "{}\n").unwrap();
+    std::fs::write(
+        directory.join("config/repo/server.conf"),
+        "[main]\ngunicorn_bind=0.0.0.0:17010\nipc_port_start=17050\n\n[preferred_address]\n\
+         address=\n\n[scheduler]\nscheduler_host=\n",
+    )
+    .unwrap();
+    host.world.run(&directory);
+    let server = |restart_epoch: u64, turn: bool| Component {
+        role: Role::Server as i32,
+        name: "server1".into(),
+        cluster: "prod".into(),
+        port: 17010,
+        restart_epoch,
+        python_restart: turn,
+        ..Default::default()
+    };
+    let reported_epoch = |status: &super::HostStatus| status.components[0].restart_epoch;
+
+    // Its first pass brings its config to the host's (a restart of its own, for that).
+    let (status, _) = block_on(host.reconciler.pass(&desired(1, vec![server(0, false)])));
+    assert_eq!(
+        reported_epoch(&status),
+        0,
+        "started before any rolling restart"
+    );
+    let before = host.world.commands().len();
+    let new_commands = |world: &Scripted| world.commands()[before..].to_vec();
+
+    block_on(host.reconciler.pass(&desired(2, vec![server(1, false)])));
+    assert!(
+        new_commands(&host.world).is_empty(),
+        "not its turn: it serves on: {:?}",
+        new_commands(&host.world)
+    );
+
+    let (status, _) = block_on(host.reconciler.pass(&desired(3, vec![server(1, true)])));
+    assert_eq!(
+        new_commands(&host.world),
+        ["stop server-server1", "start server-server1"]
+    );
+    assert_eq!(reported_epoch(&status), 1, "started under the new epoch");
+    block_on(host.reconciler.pass(&desired(3, vec![server(1, true)])));
+    assert_eq!(new_commands(&host.world).len(), 2, "restarted once");
+}

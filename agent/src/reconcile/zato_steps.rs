@@ -10,6 +10,28 @@ use super::*;
 /// and the dashboard's user (a web-admin), so a create killed in between leaves one.
 const CREATED_RECORD: &str = ".muster-created";
 
+/// The restart epoch (`Component.restart_epoch`) a server's running process was started under,
+/// written as it is started.
+const RESTART_EPOCH_RECORD: &str = ".muster-restart-epoch";
+
+/// The restart epoch the server in `directory` was last started under; 0 before any.
+pub(super) fn started_restart_epoch(directory: &Path) -> u64 {
+    std::fs::read_to_string(directory.join(RESTART_EPOCH_RECORD))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records that the server in `directory` is started under `epoch`.
+pub(super) fn record_restart_epoch(directory: &Path, epoch: u64) -> Result<(), StepError> {
+    files::write_atomic(
+        &directory.join(RESTART_EPOCH_RECORD),
+        format!("{epoch}\n").as_bytes(),
+        0o600,
+    )
+    .map_err(StepError::from)
+}
+
 /// How long the agent waits for the address of a server row that says it runs.
 const STALE_ROW_PROBE: Duration = Duration::from_secs(2);
 

@@ -89,6 +89,7 @@ pub(super) fn cluster_message(cluster: Cluster) -> v1::Cluster {
         user_conf_names: Vec::new(),
         odb_empty: cluster.odb_empty,
         odb_epoch: cluster.odb_epoch,
+        restart_epoch: cluster.restart_epoch,
     }
 }
 
@@ -186,5 +187,6 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         python_revision: status.python_revision,
         user_conf_revision: status.user_conf_revision,
         odb_epoch: status.odb_epoch,
+        restart_epoch: status.restart_epoch,
     }
 }

@@ -608,6 +608,21 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::RebuildClusterOdbResponse { odb_epoch }))
     }
 
+    async fn restart_servers(
+        &self,
+        request: Request<v1::RestartServersRequest>,
+    ) -> Result<Response<v1::RestartServersResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        let (restart_epoch, servers) = self.store.restart_servers(&request.cluster, &actor).await?;
+        tracing::info!(cluster = %request.cluster, restart_epoch, actor = %actor.0, "rolling restart of the cluster's servers");
+        Ok(Response::new(v1::RestartServersResponse {
+            restart_epoch,
+            servers,
+        }))
+    }
+
     type GetWheelStream = tokio_stream::Iter<std::vec::IntoIter<Result<v1::GetWheelPiece, Status>>>;
 
     async fn get_wheel(

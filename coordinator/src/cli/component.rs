@@ -305,6 +305,9 @@ pub(super) struct ComponentView {
     pub(super) user_conf_revision: String,
     /// The cluster's ODB generation it was created under.
     pub(super) odb_epoch: u64,
+    /// A server's: the restart epoch its running process was started under (the cluster's once
+    /// it has restarted for the last rolling restart).
+    pub(super) restart_epoch: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -368,6 +371,7 @@ impl From<v1::ComponentAssignment> for ComponentView {
             python_revision: component.python_revision,
             user_conf_revision: component.user_conf_revision,
             odb_epoch: component.odb_epoch,
+            restart_epoch: component.restart_epoch,
             load_balancer: component.load_balancer.map(|settings| LoadBalancerView {
                 haproxy_bin: settings.haproxy_bin,
                 frontend_address: settings.frontend_address,

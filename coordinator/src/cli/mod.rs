@@ -20,6 +20,7 @@ mod events;
 mod host;
 mod output;
 mod quickstart;
+mod rollout;
 mod services;
 mod status;
 mod tokens;
@@ -33,6 +34,7 @@ use events::*;
 
 use host::*;
 use output::*;
+use rollout::*;
 use services::*;
 use status::*;
 use tokens::*;
@@ -202,9 +204,10 @@ enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, requires = "watch")]
         interval: Duration,
     },
-    /// Wait until a cluster has converged: every component healthy and every load balancer
-    /// routing to every server (of hosts not drained). Progress on stderr; exit status 0 once
-    /// converged, 1 with what is still waiting when the timeout runs out.
+    /// Wait until a cluster has converged: every component healthy, every load balancer
+    /// routing to every server (of hosts not drained), and every server restarted for the
+    /// cluster's last rolling restart (`muster rollout restart`). Progress on stderr; exit status
+    /// 0 once converged, 1 with what is still waiting when the timeout runs out.
     Wait {
         /// The cluster.
         #[arg(long)]
@@ -215,6 +218,12 @@ enum Command {
         /// How long to wait at most, e.g. 5m.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
         timeout: Duration,
+    },
+    /// Change a running cluster's servers one at a time while the others serve: a rolling
+    /// restart, and where it stands.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
     },
     /// A cluster's servers for an external load balancer (hosts that are enrolled and not drained).
     Backends {
@@ -426,6 +435,7 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
         Command::Backends { cluster, format } => {
             backends(cluster, format, connection, json, out).await
         }
+        Command::Rollout { command } => rollout_command(command, connection, json, out).await,
         Command::Events {
             cluster,
             limit,

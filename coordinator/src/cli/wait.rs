@@ -62,8 +62,30 @@ pub(super) fn converged(
     !components.is_empty() && components.iter().all(settled) && balancers_route_every_server
 }
 
+/// The servers (of hosts not drained) that have not restarted yet for the cluster's rolling
+/// restart to `epoch`, each with where it stands: `server server2 on app-2 (restart epoch 0 of
+/// 1)`.
+fn not_restarted(
+    components: &[ComponentView],
+    drained: &std::collections::BTreeSet<String>,
+    epoch: u64,
+) -> Vec<String> {
+    components
+        .iter()
+        .filter(|component| component.role == Role::Server.cli_name())
+        .filter(|server| !drained.contains(&server.host) && server.restart_epoch < epoch)
+        .map(|server| {
+            format!(
+                "server {} on {} (restart epoch {} of {epoch})",
+                server.name, server.host, server.restart_epoch
+            )
+        })
+        .collect()
+}
+
 /// `muster wait --cluster NAME --for healthy [--timeout 5m]`: converged once every host of the
-/// cluster has applied its newest generation and [`converged`] holds for what they report.
+/// cluster has applied its newest generation, [`converged`] holds for what they report, and
+/// every server has restarted for the cluster's last rolling restart.
 pub(super) async fn wait_command(
     cluster: String,
     timeout: Duration,
@@ -73,14 +95,17 @@ pub(super) async fn wait_command(
 ) -> Result<(), CliError> {
     validate::name("cluster name", &cluster)?;
     let mut connection = connect(connection_args).await?;
-    connection
+    let restart_epoch = connection
         .client
         .get_cluster(v1::GetClusterRequest {
             name: cluster.clone(),
             with_content: false,
         })
         .await
-        .answer(&connection)?;
+        .answer(&connection)?
+        .cluster
+        .map(|cluster| cluster.restart_epoch)
+        .unwrap_or_default();
     let deadline = Instant::now() + timeout;
     let mut shown: std::collections::BTreeMap<String, String> = Default::default();
     let mut progress = std::io::stderr().lock();
@@ -125,7 +150,8 @@ pub(super) async fn wait_command(
                 shown.insert(label, state);
             }
         }
-        if applying.is_empty() && converged(&components, &drained) {
+        let restarting = not_restarted(&components, &drained, restart_epoch);
+        if applying.is_empty() && restarting.is_empty() && converged(&components, &drained) {
             if json {
                 write_json(out, &components)?;
             } else {
@@ -140,6 +166,7 @@ pub(super) async fn wait_command(
         if Instant::now() >= deadline {
             let mut waiting = not_healthy(&components);
             waiting.extend(applying);
+            waiting.extend(restarting);
             let what = if components.is_empty() {
                 "it has no components".to_owned()
             } else if waiting.is_empty() {

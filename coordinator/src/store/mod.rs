@@ -233,6 +233,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Rebuilds a cluster on its ODB after a server reported it empty; returns the new ODB
     /// generation ([`Cluster::odb_epoch`]). Refused (`Conflict`) when none reports it empty.
     async fn rebuild_odb(&self, cluster: &str, actor: &Actor) -> Result<u64, StoreError>;
+    /// Starts a rolling restart of a cluster's servers; returns its restart epoch
+    /// ([`Cluster::restart_epoch`]) and the servers, by name. Refused (`Conflict`) when it has
+    /// none.
+    async fn restart_servers(
+        &self,
+        cluster: &str,
+        actor: &Actor,
+    ) -> Result<(u64, Vec<String>), StoreError>;
     /// Replaces a cluster's user-config files (checked; sealed); bumps the hosts of its servers
     /// when the revision changed.
     async fn set_user_conf(

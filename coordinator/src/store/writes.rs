@@ -244,6 +244,15 @@ impl Store for Writes {
         self.inner.python_wheel(cluster, sha256).await
     }
 
+    async fn restart_servers(
+        &self,
+        cluster: &str,
+        actor: &Actor,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        self.write(|| self.inner.restart_servers(cluster, actor), always)
+            .await
+    }
+
     async fn rebuild_odb(&self, cluster: &str, actor: &Actor) -> Result<u64, StoreError> {
         self.write(|| self.inner.rebuild_odb(cluster, actor), always)
             .await

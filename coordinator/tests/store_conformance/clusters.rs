@@ -202,6 +202,7 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         user_conf_revision: String::new(),
         odb_epoch: 0,
         odb_empty: false,
+        restart_epoch: 0,
     }];
     let lb_before_report = generation(&lb).await;
     store.record_status(&app.id, reported).await.unwrap();
@@ -365,6 +366,7 @@ pub(crate) async fn configuration_and_user_config_are_sealed_and_reach_only_the_
         user_conf_revision: String::new(),
         odb_epoch: 0,
         odb_empty: false,
+        restart_epoch: 0,
     }];
     store.record_status(&first.id, imported).await.unwrap();
     let plan = planner::render(&store.plan_inputs(&first.id).await.unwrap())
@@ -595,6 +597,7 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         user_conf_revision: String::new(),
         odb_epoch: 0,
         odb_empty: false,
+        restart_epoch: 0,
     };
     let server_report = |host: &Host, status: ComponentStatus| {
         let mut reported = report(0, "10.0.0.5", Vec::new());
@@ -700,6 +703,143 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
     );
     assert!(
         events.iter().any(|event| event.kind == "component.python"),
+        "{events:?}"
+    );
+    store.delete_cluster("prod", &actor()).await.unwrap();
+    store.close().await;
+}
+
+pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let refused = store.restart_servers("prod", &actor()).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(message)) if message.contains("no server")),
+        "{refused:?}"
+    );
+    let first = enroll(&store, "prod", "app-1").await;
+    let second = enroll(&store, "prod", "app-2").await;
+    let lb = enroll(&store, "prod", "lb").await;
+    for (role, host) in [
+        (Role::Server, "app-1"),
+        (Role::Server, "app-2"),
+        (Role::LoadBalancer, "lb"),
+    ] {
+        store
+            .create_assignment(assign("prod", role, host, None, None), &actor())
+            .await
+            .unwrap();
+    }
+    finish_bootstrap(&store, &first.id, 1, "10.0.0.5").await;
+    let running = |name: &str, healthy: bool, restart_epoch: u64| ComponentStatus {
+        cluster: "prod".to_owned(),
+        role: Role::Server,
+        name: name.to_owned(),
+        state: if healthy {
+            v1::ComponentState::Running
+        } else {
+            v1::ComponentState::Starting
+        },
+        healthy,
+        restart_epoch,
+        ..ComponentStatus::default()
+    };
+    let server_report = |host: &Host, status: ComponentStatus| {
+        let mut reported = report(0, "10.0.0.5", Vec::new());
+        reported.components = vec![status];
+        let store = &store;
+        let id = host.id.clone();
+        async move { store.record_status(&id, reported).await.unwrap() }
+    };
+    let plan = |host: &Host| {
+        let store = &store;
+        let id = host.id.clone();
+        async move { planner::render(&store.plan_inputs(&id).await.unwrap()) }
+    };
+    // Which server may restart now, and which the load balancer keeps out of rotation.
+    let turns = || async {
+        let mut permitted = Vec::new();
+        for host in [&first, &second] {
+            let component = plan(host).await.components.remove(0);
+            if component.python_restart {
+                permitted.push((component.name, component.restart_epoch));
+            }
+        }
+        let drained: Vec<String> = plan(&lb).await.components[0]
+            .backends
+            .iter()
+            .filter(|backend| backend.drain)
+            .map(|backend| backend.name.clone())
+            .collect();
+        (permitted, drained)
+    };
+    server_report(&first, running("server1", true, 0)).await;
+    server_report(&second, running("server2", true, 0)).await;
+    let mut balancer = balancer_report("UP");
+    balancer.components[0]
+        .backends
+        .push(v1::BackendServerState {
+            name: "server2".into(),
+            state: "UP".into(),
+            status: v1::BackendStatus::Up as i32,
+            ..Default::default()
+        });
+    store.record_status(&lb.id, balancer.clone()).await.unwrap();
+    assert_eq!(turns().await, (vec![], vec![]), "nothing to restart");
+
+    let second_before = store.host_generation(&second.id).await.unwrap().unwrap();
+    let (epoch, servers) = store.restart_servers("prod", &actor()).await.unwrap();
+    assert_eq!(
+        (epoch, servers),
+        (1, vec!["server1".to_owned(), "server2".to_owned()])
+    );
+    assert_eq!(store.get_cluster("prod").await.unwrap().restart_epoch, 1);
+    assert!(
+        store.host_generation(&second.id).await.unwrap().unwrap() > second_before,
+        "every server's host has the new epoch"
+    );
+    assert_eq!(plan(&second).await.components[0].restart_epoch, 1);
+    assert_eq!(
+        turns().await,
+        (vec![("server1".to_owned(), 1)], vec!["server1".to_owned()]),
+        "one server at a time, out of rotation"
+    );
+    // server1 restarts under the new epoch: while it starts and until its load balancer has it
+    // back UP, server2 waits.
+    server_report(&first, running("server1", false, 1)).await;
+    assert_eq!(turns().await, (vec![], vec![]));
+    server_report(&first, running("server1", true, 1)).await;
+    balancer.components[0].backends[0].state = "DOWN".into();
+    balancer.components[0].backends[0].status = v1::BackendStatus::Down as i32;
+    store.record_status(&lb.id, balancer.clone()).await.unwrap();
+    assert_eq!(turns().await, (vec![], vec![]), "not back in rotation yet");
+    balancer.components[0].backends[0].state = "UP".into();
+    balancer.components[0].backends[0].status = v1::BackendStatus::Up as i32;
+    store.record_status(&lb.id, balancer).await.unwrap();
+    assert_eq!(
+        turns().await,
+        (vec![("server2".to_owned(), 1)], vec!["server2".to_owned()])
+    );
+    server_report(&second, running("server2", true, 1)).await;
+    assert_eq!(turns().await, (vec![], vec![]), "every server restarted");
+    let listed = store.list_assignments(Some("prod")).await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .filter(|assignment| assignment.role == Role::Server)
+            .all(|server| server.status.as_ref().unwrap().restart_epoch == 1),
+        "{listed:?}"
+    );
+    let events = store.list_events(Some("prod"), None, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.kind == "cluster.rolling-restart"
+                && event.message.contains("restart epoch 1): server1, server2")),
         "{events:?}"
     );
     store.delete_cluster("prod", &actor()).await.unwrap();

@@ -367,6 +367,7 @@ pub(crate) async fn a_host_reports_only_for_its_own_components(backend: Backend)
         user_conf_revision: String::new(),
         odb_epoch: 0,
         odb_empty: false,
+        restart_epoch: 0,
     };
     let mut hostile = report(1, "10.0.0.5", Vec::new());
     hostile.components = vec![
@@ -438,6 +439,7 @@ pub(crate) async fn a_hosts_events_are_limited_per_minute_and_old_events_pruned(
                 user_conf_revision: String::new(),
                 odb_epoch: 0,
                 odb_empty: false,
+                restart_epoch: 0,
             })
             .collect();
         store.record_status(&host.id, flapping).await.unwrap();

@@ -208,6 +208,7 @@ fn balancer_report(state: &str) -> StatusReport {
             sessions: 3,
             status: v1::BackendStatus::from_haproxy(state) as i32,
         }],
+        restart_epoch: 0,
     }];
     balancer
 }
@@ -232,6 +233,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn python_dependencies_reach_the_servers_one_restart_at_a_time() {
                 super::python_dependencies_reach_the_servers_one_restart_at_a_time($backend).await;
+            }
+            #[tokio::test]
+            async fn a_rolling_restart_takes_the_servers_one_at_a_time() {
+                super::a_rolling_restart_takes_the_servers_one_at_a_time($backend).await;
             }
             #[tokio::test]
             async fn duplicate_cluster_names_are_refused() {

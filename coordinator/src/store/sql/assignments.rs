@@ -187,7 +187,7 @@ impl SqlStore {
             "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port, a.created_at,
                  a.settings, s.state, s.healthy, s.last_error, s.restarts, s.services_revision,
                  s.config_revision, s.python_revision, s.python_installed, s.user_conf_revision,
-                 s.odb_epoch, s.odb_empty
+                 s.odb_epoch, s.odb_empty, s.restart_epoch
              FROM assignments a JOIN clusters c ON c.id = a.cluster_id
              LEFT JOIN hosts h ON h.name = a.host_name
              LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = c.name
@@ -525,8 +525,9 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let sql = self.sql(
             "SELECT a.role, a.host_name, h.drained,
-                 CASE WHEN s.state = 'running' AND s.python_revision <> c.python_revision
-                      THEN 1 ELSE 0 END AS python_stale
+                 CASE WHEN s.state = 'running' AND (s.python_revision <> c.python_revision
+                               OR s.restart_epoch < c.restart_epoch)
+                      THEN 1 ELSE 0 END AS restart_due
              FROM assignments a JOIN clusters c ON c.id = a.cluster_id
              LEFT JOIN hosts h ON h.name = a.host_name
              LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = c.name
@@ -543,7 +544,7 @@ impl SqlStore {
                 role: role_from(&row.value::<String>("role")?)?,
                 host: row.value("host_name")?,
                 host_drained: row.value::<Option<i64>>("drained")? == Some(1),
-                python_stale: row.value::<i64>("python_stale")? == 1,
+                restart_due: row.value::<i64>("restart_due")? == 1,
             });
         }
         let sql = self.sql(

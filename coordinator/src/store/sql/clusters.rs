@@ -81,6 +81,7 @@ impl SqlStore {
             user_conf_revision: String::new(),
             odb_epoch: 0,
             odb_empty: false,
+            restart_epoch: 0,
         })
     }
 
@@ -247,5 +248,60 @@ impl SqlStore {
         .await?;
         transaction.commit("commit a cluster's ODB rebuild").await?;
         Ok(epoch)
+    }
+
+    /// A rolling restart of cluster `name`'s servers: the next restart epoch, which every server
+    /// gets; each restarts at its turn ([`policy::RestartGoal`]). Returns the epoch and the
+    /// servers, by name. Refused when the cluster has no server.
+    pub(super) async fn restart_servers(
+        &self,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let cluster = self.cluster_in(&mut **transaction, name).await?;
+        let servers: Vec<String> = sqlx::query(&self.sql(
+            "SELECT name FROM assignments WHERE cluster_id = $1 AND role = 'server' ORDER BY name",
+        ))
+        .bind(&cluster.id)
+        .rows(&mut **transaction, "read a cluster's servers")
+        .await?
+        .iter()
+        .map(|row| row.value::<String>("name"))
+        .collect::<Result<_, _>>()?;
+        if servers.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "cluster {name} has no server to restart"
+            )));
+        }
+        let epoch = cluster.restart_epoch + 1;
+        sqlx::query(&self.sql("UPDATE clusters SET restart_epoch = $1 WHERE id = $2"))
+            .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+            .bind(&cluster.id)
+            .run(&mut **transaction, "start a rolling restart")
+            .await?;
+        self.bump(&mut transaction, &cluster.id, policy::Change::Servers)
+            .await?;
+        self.bump(
+            &mut transaction,
+            &cluster.id,
+            policy::Change::Restarts { was_due: false },
+        )
+        .await?;
+        self.insert_event(
+            &mut transaction,
+            "cluster.rolling-restart",
+            name,
+            "",
+            actor,
+            &format!(
+                "rolling restart of the cluster's servers (restart epoch {epoch}): {}, one at a \
+                 time, each out of rotation until its load balancers have it back",
+                servers.join(", ")
+            ),
+        )
+        .await?;
+        transaction.commit("commit a rolling restart").await?;
+        Ok((epoch, servers))
     }
 }

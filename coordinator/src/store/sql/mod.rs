@@ -512,6 +512,14 @@ impl Store for SqlStore {
         SqlStore::python_wheel(self, cluster, sha256).await
     }
 
+    async fn restart_servers(
+        &self,
+        cluster: &str,
+        actor: &Actor,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        SqlStore::restart_servers(self, cluster, actor).await
+    }
+
     async fn rebuild_odb(&self, cluster: &str, actor: &Actor) -> Result<u64, StoreError> {
         SqlStore::rebuild_odb(self, cluster, actor).await
     }

@@ -69,7 +69,7 @@ impl SqlStore {
             // Servers read them; which one restarts for them, out of rotation, follows.
             &[
                 policy::Change::Servers,
-                policy::Change::PythonRestarts { was_stale: false },
+                policy::Change::Restarts { was_due: false },
             ],
             ("cluster.python-changed", &message),
             "commit a cluster's Python dependencies",

@@ -55,6 +55,7 @@ pub(super) fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError
                 .unwrap_or_default(),
             odb_epoch: epoch_from(row.value::<Option<i64>>("odb_epoch")?.unwrap_or(0))?,
             odb_empty: row.value::<Option<i64>>("odb_empty")? == Some(1),
+            restart_epoch: epoch_from(row.value::<Option<i64>>("restart_epoch")?.unwrap_or(0))?,
         }),
         None => None,
     };
@@ -138,7 +139,7 @@ pub(super) fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings,
 
 pub(super) const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
      odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target, servers_started, first_server, services_revision, config_revision, \
-     python_revision, user_conf_revision, odb_epoch, \
+     python_revision, user_conf_revision, odb_epoch, restart_epoch, \
      (SELECT COUNT(*) FROM component_status s WHERE s.cluster_name = clusters.name \
       AND s.odb_empty = 1 AND s.odb_epoch = clusters.odb_epoch) AS odb_empty_reports";
 
@@ -181,6 +182,7 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
         user_conf_revision: row.value("user_conf_revision")?,
         odb_epoch: epoch_from(row.value("odb_epoch")?)?,
         odb_empty: row.value::<i64>("odb_empty_reports")? > 0,
+        restart_epoch: epoch_from(row.value("restart_epoch")?)?,
     })
 }
 

@@ -133,7 +133,7 @@ impl SqlStore {
         // (`policy::report_changes`), bumped once the whole report is recorded.
         let mut report_changes = std::collections::BTreeSet::new();
         // Each cluster's desired Python dependencies revision, read once per report.
-        let mut python_revisions = BTreeMap::new();
+        let mut restart_goals = BTreeMap::new();
         let previous_backends = self
             .replace_backend_states(&mut transaction, host_id, &report)
             .await?;
@@ -147,8 +147,10 @@ impl SqlStore {
             let insert = self.sql(
                 "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
                      last_error, restarts, updated_at, services_revision, config_revision,
-                     python_revision, python_installed, user_conf_revision, odb_epoch, odb_empty)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                     python_revision, python_installed, user_conf_revision, odb_epoch, odb_empty,
+                     restart_epoch)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                     $17)",
             );
             sqlx::query(&insert)
                 .bind(host_id)
@@ -167,6 +169,7 @@ impl SqlStore {
                 .bind(&component.user_conf_revision)
                 .bind(i64::try_from(component.odb_epoch).unwrap_or(i64::MAX))
                 .bind(i64::from(component.odb_empty))
+                .bind(i64::try_from(component.restart_epoch).unwrap_or(i64::MAX))
                 .run(&mut **transaction, "record component status")
                 .await?;
             let (key, now_report) = reported_component(component);
@@ -210,15 +213,19 @@ impl SqlStore {
                 backends_now.sort();
                 backends_before != backends_now
             };
-            let python_revision = self
-                .python_revision_of(&mut transaction, &mut python_revisions, &component.cluster)
+            let (python_revision, restart_epoch) = self
+                .restart_goal_of(&mut transaction, &mut restart_goals, &component.cluster)
                 .await;
+            let goal = policy::RestartGoal {
+                python_revision: &python_revision,
+                restart_epoch,
+            };
             for change in policy::report_changes(
                 component.role,
                 before,
                 Some(&now_report),
                 backends_changed,
-                &python_revision,
+                goal,
             ) {
                 report_changes.insert((component.cluster.clone(), change));
             }
@@ -371,12 +378,14 @@ impl SqlStore {
             if reported {
                 continue;
             }
-            let python_revision = self
-                .python_revision_of(&mut transaction, &mut python_revisions, cluster)
+            let (python_revision, restart_epoch) = self
+                .restart_goal_of(&mut transaction, &mut restart_goals, cluster)
                 .await;
-            for change in
-                policy::report_changes(role_from(role)?, Some(before), None, true, &python_revision)
-            {
+            let goal = policy::RestartGoal {
+                python_revision: &python_revision,
+                restart_epoch,
+            };
+            for change in policy::report_changes(role_from(role)?, Some(before), None, true, goal) {
                 report_changes.insert((cluster.clone(), change));
             }
         }
@@ -470,7 +479,7 @@ impl SqlStore {
         let sql = self.sql(
             "SELECT cluster_name, role, name, state, healthy, last_error, restarts,
                  services_revision, config_revision, python_revision, python_installed,
-                 user_conf_revision, odb_epoch, odb_empty
+                 user_conf_revision, odb_epoch, odb_empty, restart_epoch
              FROM component_status WHERE host_id = $1",
         );
         let mut stored = BTreeMap::new();
@@ -496,6 +505,7 @@ impl SqlStore {
                 user_conf_revision: row.value("user_conf_revision")?,
                 odb_epoch: epoch_from(row.value("odb_epoch")?)?,
                 odb_empty: row.value::<i64>("odb_empty")? != 0,
+                restart_epoch: epoch_from(row.value("restart_epoch")?)?,
             };
             stored.insert(key, value);
         }
@@ -853,24 +863,24 @@ impl SqlStore {
 }
 
 impl SqlStore {
-    /// The desired Python dependencies revision of cluster `name` (empty: none, or no such
-    /// cluster), from `known` or read once into it.
-    async fn python_revision_of(
+    /// What cluster `name`'s servers restart for: its desired Python dependencies revision and
+    /// restart epoch (empty and 0: none, or no such cluster), from `known` or read once into it.
+    async fn restart_goal_of(
         &self,
         transaction: &mut PoolConnection<Any>,
-        known: &mut BTreeMap<String, String>,
+        known: &mut BTreeMap<String, (String, u64)>,
         name: &str,
-    ) -> String {
-        if let Some(revision) = known.get(name) {
-            return revision.clone();
+    ) -> (String, u64) {
+        if let Some(goal) = known.get(name) {
+            return goal.clone();
         }
-        let revision = self
+        let goal = self
             .cluster_in(&mut **transaction, name)
             .await
-            .map(|cluster| cluster.python_revision)
+            .map(|cluster| (cluster.python_revision, cluster.restart_epoch))
             .unwrap_or_default();
-        known.insert(name.to_owned(), revision.clone());
-        revision
+        known.insert(name.to_owned(), goal.clone());
+        goal
     }
 }
 

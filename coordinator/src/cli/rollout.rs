@@ -1,0 +1,172 @@
+//! `muster rollout`: changing a running cluster's servers one at a time while the others serve.
+//! A rolling restart takes each server out of its load balancers' rotation, restarts it, and
+//! takes it back once it answers and they have it UP; then the next (the planner's restart turn,
+//! the same one new Python dependencies take).
+
+use super::*;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum RolloutCommand {
+    /// Restart the cluster's servers one at a time: each is taken out of its load balancers'
+    /// rotation, restarted, and taken back once it answers and they have it UP; then the next.
+    /// A server that restarts by itself meanwhile counts as restarted. `muster wait` returns
+    /// once every server has restarted.
+    Restart {
+        #[arg(long)]
+        cluster: String,
+    },
+    /// Where the cluster's last rolling restart stands: each server restarted, restarting, or
+    /// waiting for its turn.
+    Status {
+        #[arg(long)]
+        cluster: String,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct Started {
+    cluster: String,
+    restart_epoch: u64,
+    servers: Vec<String>,
+}
+
+/// A server in a rolling restart.
+#[derive(Debug, Serialize)]
+struct ServerProgress {
+    name: String,
+    host: String,
+    restart_epoch: u64,
+    /// `restarted`, `restarting` (its turn: out of rotation, or on its way back), or `waiting`.
+    progress: &'static str,
+    state: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Progress {
+    cluster: String,
+    restart_epoch: u64,
+    restarted: usize,
+    servers: Vec<ServerProgress>,
+}
+
+/// Where a server stands in the rolling restart to `epoch`.
+fn progress_of(server: &ComponentView, epoch: u64) -> &'static str {
+    if server.restart_epoch >= epoch {
+        "restarted"
+    } else if server.healthy {
+        "waiting"
+    } else {
+        "restarting"
+    }
+}
+
+pub(super) async fn rollout_command(
+    command: RolloutCommand,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    let mut connection = connect(connection_args).await?;
+    match command {
+        RolloutCommand::Restart { cluster } => {
+            validate::name("cluster name", &cluster)?;
+            let started = connection
+                .client
+                .restart_servers(v1::RestartServersRequest {
+                    cluster: cluster.clone(),
+                })
+                .await
+                .answer(&connection)?;
+            let started = Started {
+                cluster,
+                restart_epoch: started.restart_epoch,
+                servers: started.servers,
+            };
+            if json {
+                return write_json(out, &started);
+            }
+            writeln!(
+                out,
+                "rolling restart of cluster {}'s servers (restart epoch {}): {}; one at a time, \
+                 each out of rotation until its load balancers have it back UP. Follow it with \
+                 `muster rollout status --cluster {0}`, or `muster wait --cluster {0}`",
+                started.cluster,
+                started.restart_epoch,
+                started.servers.join(", ")
+            )?;
+            Ok(())
+        }
+        RolloutCommand::Status { cluster } => {
+            validate::name("cluster name", &cluster)?;
+            let epoch = connection
+                .client
+                .get_cluster(v1::GetClusterRequest {
+                    name: cluster.clone(),
+                    with_content: false,
+                })
+                .await
+                .answer(&connection)?
+                .cluster
+                .map(|cluster| cluster.restart_epoch)
+                .unwrap_or_default();
+            let servers: Vec<ServerProgress> = list_components(&mut connection, Some(&cluster))
+                .await?
+                .into_iter()
+                .filter(|component| component.role == Role::Server.cli_name())
+                .map(|server| ServerProgress {
+                    progress: progress_of(&server, epoch),
+                    name: server.name,
+                    host: server.host,
+                    restart_epoch: server.restart_epoch,
+                    state: server.state,
+                })
+                .collect();
+            let progress = Progress {
+                restarted: servers
+                    .iter()
+                    .filter(|server| server.progress == "restarted")
+                    .count(),
+                cluster,
+                restart_epoch: epoch,
+                servers,
+            };
+            if json {
+                return write_json(out, &progress);
+            }
+            if epoch == 0 {
+                writeln!(
+                    out,
+                    "cluster {}: no rolling restart yet (`muster rollout restart`)",
+                    progress.cluster
+                )?;
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "cluster {}: rolling restart {epoch}: {}/{} servers restarted",
+                progress.cluster,
+                progress.restarted,
+                progress.servers.len()
+            )?;
+            let rows: Vec<Vec<String>> = progress
+                .servers
+                .iter()
+                .map(|server| {
+                    vec![
+                        server.name.clone(),
+                        server.host.clone(),
+                        server.restart_epoch.to_string(),
+                        server.progress.to_owned(),
+                        server.state.clone(),
+                    ]
+                })
+                .collect();
+            write_table(
+                out,
+                &["SERVER", "HOST", "EPOCH", "PROGRESS", "STATE"],
+                &rows,
+            )?;
+            Ok(())
+        }
+    }
+}
