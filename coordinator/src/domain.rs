@@ -76,6 +76,8 @@ pub struct Cluster {
     pub odb_empty: bool,
     /// One more for each rolling restart of its servers ([`crate::store::Store::restart_servers`]).
     pub restart_epoch: u64,
+    /// An operator holds its restart turn ([`crate::store::Store::pause_rollout`]).
+    pub rollout_paused: bool,
 }
 
 #[derive(Debug, Clone)]

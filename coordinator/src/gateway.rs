@@ -248,6 +248,7 @@ async fn call(
         "SetUserConf" => set_user_conf,
         "RebuildClusterOdb" => rebuild_cluster_odb,
         "RestartServers" => restart_servers,
+        "PauseRollout" => pause_rollout,
         "ListBackends" => list_backends,
         "DrainHost" => drain_host,
         "AdmitHost" => admit_host,

@@ -223,8 +223,13 @@ fn services_gate<'a>(
 /// installed beside it (a rolling restart does not wait for that) and every other server of the
 /// cluster on a host that is up (and not drained) is healthy and in its load balancers' rotation,
 /// so that one server at a time is out of rotation (its load balancers drain it meanwhile).
+/// None while an operator holds the turn (`muster rollout pause`).
 fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assignment> {
     let (cluster, _) = inputs.clusters.get(cluster)?;
+    // An operator holds the turn: no server starts a restart.
+    if cluster.rollout_paused {
+        return None;
+    }
     let servers: Vec<&Assignment> = inputs
         .assignments
         .iter()
@@ -634,6 +639,7 @@ mod tests {
             odb_epoch: 0,
             odb_empty: false,
             restart_epoch: 0,
+            rollout_paused: false,
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),
@@ -1021,6 +1027,7 @@ mod tests {
         balancer: Option<(bool, [usize; 2])>,
         odb_epoch: u64,
         restart_epoch: u64,
+        rollout_paused: bool,
     }
 
     /// A server's report: state, healthy, services found, Python installed, ODB epoch, restart
@@ -1044,6 +1051,7 @@ mod tests {
         HostAddress,
         HostDown(usize),
         RollingRestart,
+        RolloutPaused,
     }
 
     const HOSTS: [&str; 4] = ["admin", "lb", "app-1", "app-2"];
@@ -1073,7 +1081,7 @@ mod tests {
             (0..2usize, 0..2usize, [any::<bool>(); 4], any::<bool>()),
             [report(), report()],
             balancer_report(),
-            (0..2u64, 0..3u64),
+            (0..2u64, 0..3u64, any::<bool>()),
         )
             .prop_map(
                 |(
@@ -1081,7 +1089,7 @@ mod tests {
                     (first_server, scheduler_target, drained, has_services),
                     servers,
                     balancer,
-                    (odb_epoch, restart_epoch),
+                    (odb_epoch, restart_epoch, rollout_paused),
                 )| Facts {
                     bootstrapped,
                     has_services,
@@ -1095,6 +1103,7 @@ mod tests {
                     balancer,
                     odb_epoch,
                     restart_epoch,
+                    rollout_paused,
                 },
             )
     }
@@ -1116,6 +1125,7 @@ mod tests {
             Just(Fact::HostAddress),
             (0..4usize).prop_map(Fact::HostDown),
             Just(Fact::RollingRestart),
+            Just(Fact::RolloutPaused),
         ]
     }
 
@@ -1128,6 +1138,7 @@ mod tests {
         cluster.scheduler_target = ["server1", "server2"][facts.scheduler_target].to_owned();
         cluster.odb_epoch = facts.odb_epoch;
         cluster.restart_epoch = facts.restart_epoch;
+        cluster.rollout_paused = facts.rollout_paused;
         if !facts.has_services {
             cluster.services_revision.clear();
             world.services.clear();
@@ -1349,6 +1360,10 @@ mod tests {
             Fact::HostDown(index) => {
                 after.hosts.get_mut(HOSTS[*index]).unwrap().state = HostState::Down;
                 vec![policy::Change::HostState]
+            }
+            Fact::RolloutPaused => {
+                cluster.rollout_paused = !cluster.rollout_paused;
+                vec![policy::Change::Restarts { was_due: false }]
             }
             Fact::RollingRestart => {
                 cluster.restart_epoch += 1;

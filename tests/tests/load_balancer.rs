@@ -767,9 +767,10 @@ async fn new_check_settings_reload_haproxy_without_a_failed_request() {
 /// `muster rollout restart`: every server's process is replaced, one server at a time, each out
 /// of rotation while it restarts, while requests through the load balancer keep being answered,
 /// none failing; `muster wait` returns once all have restarted, and `muster rollout status` says
-/// so.
+/// so. A paused turn holds the next one until it is resumed.
 #[tokio::test]
-async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_request() {
+async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_request_and_holds_while_paused()
+ {
     let site = Site::start(121, 3, &[]).await;
     for host in 1..=3 {
         site.assign_server(host, &format!("server{host}"));
@@ -850,5 +851,47 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
     assert!(
         table.starts_with("cluster prod: rolling restart 1: 3/3 servers restarted"),
         "{table}"
+    );
+
+    // Paused first, a rolling restart holds: once every host applied what it was given, every
+    // server still runs its process, all in rotation; resumed, it goes on.
+    let said = site
+        .coordinator
+        .ok(&["rollout", "pause", "--cluster", "prod"]);
+    assert!(said.contains("restart turn paused"), "{said}");
+    site.coordinator
+        .ok(&["rollout", "restart", "--cluster", "prod"]);
+    wait_for("every host to apply its plan", PATIENCE, POLL, || {
+        let hosts = site.coordinator.json(&["host", "list"]);
+        let applied = hosts.as_array().unwrap().iter().all(|host| {
+            host["generation"] == host["applied_generation"] && host["generation"].is_u64()
+        });
+        async move { applied.then_some(()) }
+    })
+    .await
+    .unwrap();
+    site.backend_is(&all_up).await;
+    assert_eq!((1..=3).map(pid).collect::<Vec<_>>(), after, "held");
+    let table = site
+        .coordinator
+        .ok(&["rollout", "status", "--cluster", "prod"]);
+    assert!(
+        table.starts_with("cluster prod: rolling restart 2: 0/3 servers restarted (paused"),
+        "{table}"
+    );
+    site.coordinator
+        .ok(&["rollout", "resume", "--cluster", "prod"]);
+    let waited = site
+        .coordinator
+        .muster(&["wait", "--cluster", "prod", "--timeout", "120s"]);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    let resumed: Vec<u64> = (1..=3).map(pid).collect();
+    assert!(
+        resumed.iter().zip(&after).all(|(new, old)| new != old),
+        "every server restarted once resumed"
     );
 }

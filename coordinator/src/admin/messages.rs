@@ -90,6 +90,7 @@ pub(super) fn cluster_message(cluster: Cluster) -> v1::Cluster {
         odb_empty: cluster.odb_empty,
         odb_epoch: cluster.odb_epoch,
         restart_epoch: cluster.restart_epoch,
+        rollout_paused: cluster.rollout_paused,
     }
 }
 

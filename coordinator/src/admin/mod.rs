@@ -623,6 +623,21 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn pause_rollout(
+        &self,
+        request: Request<v1::PauseRolloutRequest>,
+    ) -> Result<Response<v1::PauseRolloutResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        let changed = self
+            .store
+            .pause_rollout(&request.cluster, request.paused, &actor)
+            .await?;
+        tracing::info!(cluster = %request.cluster, paused = request.paused, changed, actor = %actor.0, "restart turn paused or resumed");
+        Ok(Response::new(v1::PauseRolloutResponse { changed }))
+    }
+
     type GetWheelStream = tokio_stream::Iter<std::vec::IntoIter<Result<v1::GetWheelPiece, Status>>>;
 
     async fn get_wheel(

@@ -16,11 +16,29 @@ pub(super) enum RolloutCommand {
         cluster: String,
     },
     /// Where the cluster's last rolling restart stands: each server restarted, restarting, or
-    /// waiting for its turn.
+    /// waiting for its turn; and whether the turn is paused.
     Status {
         #[arg(long)]
         cluster: String,
     },
+    /// Hold the cluster's restart turn: no server starts a restart (for a rolling restart or new
+    /// Python dependencies) until `muster rollout resume`; one already restarting finishes.
+    Pause {
+        #[arg(long)]
+        cluster: String,
+    },
+    /// Let the cluster's restart turn go on after `muster rollout pause`.
+    Resume {
+        #[arg(long)]
+        cluster: String,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct Paused {
+    cluster: String,
+    paused: bool,
+    changed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,8 +63,49 @@ struct ServerProgress {
 struct Progress {
     cluster: String,
     restart_epoch: u64,
+    paused: bool,
     restarted: usize,
     servers: Vec<ServerProgress>,
+}
+
+/// `muster rollout pause` (`paused`) and `resume`.
+async fn pause(
+    connection: &mut Connection,
+    cluster: String,
+    paused: bool,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    validate::name("cluster name", &cluster)?;
+    let changed = connection
+        .client
+        .pause_rollout(v1::PauseRolloutRequest {
+            cluster: cluster.clone(),
+            paused,
+        })
+        .await
+        .answer(connection)?
+        .changed;
+    if json {
+        return write_json(
+            out,
+            &Paused {
+                cluster,
+                paused,
+                changed,
+            },
+        );
+    }
+    let said = match (paused, changed) {
+        (true, true) => {
+            "restart turn paused: no server starts a restart until `muster rollout resume`"
+        }
+        (true, false) => "restart turn already paused",
+        (false, true) => "restart turn resumed",
+        (false, false) => "restart turn was not paused",
+    };
+    writeln!(out, "cluster {cluster}: {said}")?;
+    Ok(())
 }
 
 /// Where a server stands in the rolling restart to `epoch`.
@@ -96,9 +155,13 @@ pub(super) async fn rollout_command(
             )?;
             Ok(())
         }
+        RolloutCommand::Pause { cluster } => pause(&mut connection, cluster, true, json, out).await,
+        RolloutCommand::Resume { cluster } => {
+            pause(&mut connection, cluster, false, json, out).await
+        }
         RolloutCommand::Status { cluster } => {
             validate::name("cluster name", &cluster)?;
-            let epoch = connection
+            let (epoch, paused) = connection
                 .client
                 .get_cluster(v1::GetClusterRequest {
                     name: cluster.clone(),
@@ -107,7 +170,7 @@ pub(super) async fn rollout_command(
                 .await
                 .answer(&connection)?
                 .cluster
-                .map(|cluster| cluster.restart_epoch)
+                .map(|cluster| (cluster.restart_epoch, cluster.rollout_paused))
                 .unwrap_or_default();
             let servers: Vec<ServerProgress> = list_components(&mut connection, Some(&cluster))
                 .await?
@@ -128,6 +191,7 @@ pub(super) async fn rollout_command(
                     .count(),
                 cluster,
                 restart_epoch: epoch,
+                paused,
                 servers,
             };
             if json {
@@ -136,17 +200,27 @@ pub(super) async fn rollout_command(
             if epoch == 0 {
                 writeln!(
                     out,
-                    "cluster {}: no rolling restart yet (`muster rollout restart`)",
-                    progress.cluster
+                    "cluster {}: no rolling restart yet (`muster rollout restart`){}",
+                    progress.cluster,
+                    if paused {
+                        "; the restart turn is paused"
+                    } else {
+                        ""
+                    }
                 )?;
                 return Ok(());
             }
             writeln!(
                 out,
-                "cluster {}: rolling restart {epoch}: {}/{} servers restarted",
+                "cluster {}: rolling restart {epoch}: {}/{} servers restarted{}",
                 progress.cluster,
                 progress.restarted,
-                progress.servers.len()
+                progress.servers.len(),
+                if paused {
+                    " (paused: `muster rollout resume` goes on)"
+                } else {
+                    ""
+                }
             )?;
             let rows: Vec<Vec<String>> = progress
                 .servers

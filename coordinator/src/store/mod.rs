@@ -241,6 +241,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         cluster: &str,
         actor: &Actor,
     ) -> Result<(u64, Vec<String>), StoreError>;
+    /// Pauses (`paused`) or resumes a cluster's restart turn ([`Cluster::rollout_paused`]);
+    /// returns whether it changed.
+    async fn pause_rollout(
+        &self,
+        cluster: &str,
+        paused: bool,
+        actor: &Actor,
+    ) -> Result<bool, StoreError>;
     /// Replaces a cluster's user-config files (checked; sealed); bumps the hosts of its servers
     /// when the revision changed.
     async fn set_user_conf(

@@ -253,6 +253,19 @@ impl Store for Writes {
             .await
     }
 
+    async fn pause_rollout(
+        &self,
+        cluster: &str,
+        paused: bool,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
+        self.write(
+            || self.inner.pause_rollout(cluster, paused, actor),
+            |changed| *changed,
+        )
+        .await
+    }
+
     async fn rebuild_odb(&self, cluster: &str, actor: &Actor) -> Result<u64, StoreError> {
         self.write(|| self.inner.rebuild_odb(cluster, actor), always)
             .await

@@ -824,6 +824,16 @@ pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: B
         turns().await,
         (vec![("server2".to_owned(), 1)], vec!["server2".to_owned()])
     );
+    // Paused, the turn is held: server2 stays in rotation and does not restart, until resumed.
+    assert!(store.pause_rollout("prod", true, &actor()).await.unwrap());
+    assert!(!store.pause_rollout("prod", true, &actor()).await.unwrap());
+    assert!(store.get_cluster("prod").await.unwrap().rollout_paused);
+    assert_eq!(turns().await, (vec![], vec![]), "held while paused");
+    assert!(store.pause_rollout("prod", false, &actor()).await.unwrap());
+    assert_eq!(
+        turns().await,
+        (vec![("server2".to_owned(), 1)], vec!["server2".to_owned()])
+    );
     server_report(&second, running("server2", true, 1)).await;
     assert_eq!(turns().await, (vec![], vec![]), "every server restarted");
     let listed = store.list_assignments(Some("prod")).await.unwrap();
@@ -841,6 +851,11 @@ pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: B
             .any(|event| event.kind == "cluster.rolling-restart"
                 && event.message.contains("restart epoch 1): server1, server2")),
         "{events:?}"
+    );
+    let kinds: Vec<&str> = events.iter().map(|event| event.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"cluster.rollout-paused") && kinds.contains(&"cluster.rollout-resumed"),
+        "{kinds:?}"
     );
     store.delete_cluster("prod", &actor()).await.unwrap();
     store.close().await;

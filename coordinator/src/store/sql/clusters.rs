@@ -82,6 +82,7 @@ impl SqlStore {
             odb_epoch: 0,
             odb_empty: false,
             restart_epoch: 0,
+            rollout_paused: false,
         })
     }
 
@@ -303,5 +304,44 @@ impl SqlStore {
         .await?;
         transaction.commit("commit a rolling restart").await?;
         Ok((epoch, servers))
+    }
+
+    /// Pauses (or resumes) cluster `name`'s restart turn; says whether it changed.
+    pub(super) async fn pause_rollout(
+        &self,
+        name: &str,
+        paused: bool,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let cluster = self.cluster_in(&mut **transaction, name).await?;
+        if cluster.rollout_paused == paused {
+            return Ok(false);
+        }
+        sqlx::query(&self.sql("UPDATE clusters SET rollout_paused = $1 WHERE id = $2"))
+            .bind(i64::from(paused))
+            .bind(&cluster.id)
+            .run(&mut **transaction, "pause a cluster's restart turn")
+            .await?;
+        self.bump(
+            &mut transaction,
+            &cluster.id,
+            policy::Change::Restarts { was_due: false },
+        )
+        .await?;
+        let (kind, message) = if paused {
+            (
+                "cluster.rollout-paused",
+                "restart turn paused: no server starts a restart until it is resumed",
+            )
+        } else {
+            ("cluster.rollout-resumed", "restart turn resumed")
+        };
+        self.insert_event(&mut transaction, kind, name, "", actor, message)
+            .await?;
+        transaction
+            .commit("commit a cluster's restart turn")
+            .await?;
+        Ok(true)
     }
 }

@@ -520,6 +520,15 @@ impl Store for SqlStore {
         SqlStore::restart_servers(self, cluster, actor).await
     }
 
+    async fn pause_rollout(
+        &self,
+        cluster: &str,
+        paused: bool,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
+        SqlStore::pause_rollout(self, cluster, paused, actor).await
+    }
+
     async fn rebuild_odb(&self, cluster: &str, actor: &Actor) -> Result<u64, StoreError> {
         SqlStore::rebuild_odb(self, cluster, actor).await
     }
