@@ -322,45 +322,61 @@ const RESERVED_PORTS: std::ops::Range<u16> = 21000..31000;
 /// The size of one reservation; a block is at most this long.
 const RESERVED_BLOCK: u16 = 64;
 
-/// The lock files (one per block) that keep a block this test process's own.
+/// Where [`free_port`] takes its single ports: below the ephemeral range as well, apart from the
+/// blocks, and clear of Zato's defaults (8183, 11223, 17010 and up).
+const SINGLE_PORTS: std::ops::Range<u16> = 12000..17000;
+
+/// The lock files (one per reservation) that keep a port or a block this test process's own.
 static RESERVATIONS: std::sync::Mutex<Vec<nix::fcntl::Flock<std::fs::File>>> =
     std::sync::Mutex::new(Vec::new());
+
+/// An exclusive `flock` on the reservation file `name`, unless another test process (or this
+/// one) holds it; the kernel releases it when the process ends, however it ends.
+fn reserve(name: &str) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let directory = std::env::temp_dir().join("muster-test-ports");
+    std::fs::create_dir_all(&directory).expect("the port reservations' directory");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(directory.join(format!("{name}.lock")))
+        .expect("a port reservation file");
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+}
+
+/// Whether every port of `ports` can be bound on 127.0.0.1 now.
+fn bindable(mut ports: std::ops::Range<u16>) -> bool {
+    ports.all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// Where this process starts looking in a range of `count` places: test processes started side
+/// by side look in different places.
+fn start_of_search(count: u16) -> u16 {
+    u16::try_from(std::process::id().wrapping_mul(7919) % u32::from(count)).expect("below count")
+}
 
 /// The first of `count` consecutive ports on 127.0.0.1, free now and kept for this test process
 /// until it ends.
 ///
-/// A block handed out by the kernel's ephemeral range is not safe to hold for the length of a
+/// A port handed out by the kernel's ephemeral range is not safe to hold for the length of a
 /// test: every outgoing connection on the machine (a load test's requests, another test's
-/// coordinator) may be given one of its ports, and a server that binds it later then fails
-/// (CI saw a mock server's IPC port taken for a whole test this way). So blocks come from below
-/// that range, and each is reserved against the other test processes with an exclusive `flock`
-/// on a file of its own, which the kernel releases when the process ends, however it ends.
+/// coordinator) may be given it, and a server that binds it later then fails (CI saw a mock
+/// server's IPC port taken for a whole test this way). So blocks come from below that range,
+/// and each is reserved against the other test processes with an exclusive `flock`.
 pub fn free_port_block(count: u16) -> u16 {
     assert!(
         (1..=RESERVED_BLOCK).contains(&count),
         "a port block holds 1 to {RESERVED_BLOCK} ports, not {count}"
     );
-    let directory = std::env::temp_dir().join("muster-test-ports");
-    std::fs::create_dir_all(&directory).expect("the port reservations' directory");
     let blocks = (RESERVED_PORTS.end - RESERVED_PORTS.start) / RESERVED_BLOCK;
-    // Start where other processes are unlikely to be looking.
-    let offset = u16::try_from(std::process::id() % u32::from(blocks)).expect("below blocks");
+    let offset = start_of_search(blocks);
     for step in 0..blocks {
         let block = (offset + step) % blocks;
         let first = RESERVED_PORTS.start + block * RESERVED_BLOCK;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(directory.join(format!("{first}.lock")))
-            .expect("a port reservation file");
-        let Ok(lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        else {
+        let Some(lock) = reserve(&first.to_string()) else {
             continue;
         };
-        let all_free = (first..first + count)
-            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
-        if all_free {
+        if bindable(first..first + count) {
             RESERVATIONS.lock().expect("the reservations").push(lock);
             return first;
         }
@@ -368,10 +384,21 @@ pub fn free_port_block(count: u16) -> u16 {
     panic!("no block of {count} free ports in {RESERVED_PORTS:?}");
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1, free now and kept for this test process until it ends, for the same
+/// reason as [`free_port_block`]'s blocks (CI saw a coordinator's HTTP port, taken from the
+/// ephemeral range, bound by something else before the coordinator started).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("bind an ephemeral port")
+    let count = SINGLE_PORTS.end - SINGLE_PORTS.start;
+    let offset = start_of_search(count);
+    for step in 0..count {
+        let port = SINGLE_PORTS.start + (offset + step) % count;
+        let Some(lock) = reserve(&format!("port-{port}")) else {
+            continue;
+        };
+        if bindable(port..port + 1) {
+            RESERVATIONS.lock().expect("the reservations").push(lock);
+            return port;
+        }
+    }
+    panic!("no free port in {SINGLE_PORTS:?}");
 }
