@@ -250,10 +250,9 @@ fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assignm
         restart_epoch: cluster.restart_epoch,
     };
     let due = |server: &Assignment| {
-        server
-            .status
-            .as_ref()
-            .is_some_and(|status| goal.due(&policy::ComponentReport::from(status)))
+        server.status.as_ref().is_some_and(|status| {
+            goal.due_with(status.state, &status.python_revision, status.restart_epoch)
+        })
     };
     let first = servers
         .iter()

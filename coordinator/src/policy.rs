@@ -401,9 +401,18 @@ impl RestartGoal<'_> {
     /// Whether a server that reports `report` is due to restart: it runs, with other Python
     /// dependencies or under an older restart epoch.
     pub fn due(&self, report: &ComponentReport) -> bool {
-        report.state == ComponentState::Running
-            && (report.python_revision != self.python_revision
-                || report.restart_epoch < self.restart_epoch)
+        self.due_with(report.state, &report.python_revision, report.restart_epoch)
+    }
+
+    /// [`Self::due`], from a report's three fields (no copy of the rest on the planner's path).
+    pub fn due_with(
+        &self,
+        state: ComponentState,
+        python_revision: &str,
+        restart_epoch: u64,
+    ) -> bool {
+        state == ComponentState::Running
+            && (python_revision != self.python_revision || restart_epoch < self.restart_epoch)
     }
 }
 

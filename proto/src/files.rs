@@ -14,7 +14,8 @@ pub struct FileError {
     pub source: std::io::Error,
 }
 
-fn file_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
+/// A failed file operation's error: `action` says what was done to `path` ("create", "move").
+pub fn file_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
     let path = path.to_owned();
     move |source| FileError {
         action,

@@ -65,14 +65,8 @@ pub enum HaProxyError {
 
 impl HaProxyError {
     fn file(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HaProxyError {
-        let path = path.to_owned();
-        move |source| HaProxyError::File {
-            file: FileError {
-                action,
-                path,
-                source,
-            },
-        }
+        let error = files::file_error(action, path);
+        move |source| HaProxyError::from(error(source))
     }
 }
 

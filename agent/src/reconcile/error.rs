@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::files::FileError;
+use crate::files::{FileError, file_error};
 use crate::haproxy::HaProxyError;
 use crate::zato::ZatoError;
 use crate::zato::conf::ConfError;
@@ -52,14 +52,8 @@ pub enum StepError {
 impl StepError {
     /// A failed file operation: `action` says what was done to `path` ("create", "move").
     pub fn file(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StepError {
-        let path = path.to_owned();
-        move |source| StepError::File {
-            file: FileError {
-                action,
-                path,
-                source,
-            },
-        }
+        let error = file_error(action, path);
+        move |source| StepError::from(error(source))
     }
 
     /// The delay before the `attempt`-th try in a row after this failure.
