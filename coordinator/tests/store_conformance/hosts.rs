@@ -772,3 +772,129 @@ pub(crate) async fn recently_moved_generations_are_read_in_one_query(backend: Ba
     assert!(!recent.iter().any(|(id, _)| *id == still.id));
     store.close().await;
 }
+
+/// A heartbeat batch skips a host whose row another write holds (a status report, a bump) and
+/// records the others at once; the held one once that write ended. (SQLite has one writer: there
+/// is nothing to skip.)
+pub(crate) async fn a_heartbeat_batch_never_waits_for_a_host_another_write_holds(backend: Backend) {
+    if backend == Backend::Sqlite {
+        return;
+    }
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let held = enroll(&store, "prod", "app-1").await;
+    let free = enroll(&store, "prod", "app-2").await;
+    for host in [&held, &free] {
+        store
+            .record_status(&host.id, report(0, "10.0.0.5", Vec::new()))
+            .await
+            .unwrap();
+    }
+    use sqlx::Connection;
+    let mut other = sqlx::AnyConnection::connect(&database.url).await.unwrap();
+    let mut write = other.begin().await.unwrap();
+    // The id is hex: written into the statement, it reads the same in both dialects.
+    sqlx::query(&format!(
+        "SELECT id FROM hosts WHERE id = '{}' FOR UPDATE",
+        held.id
+    ))
+    .fetch_all(&mut *write)
+    .await
+    .unwrap();
+
+    let at = now_ms() + 5_000;
+    let batch = {
+        let store = store.clone();
+        let seen = [(held.id.clone(), at), (free.id.clone(), at)];
+        tokio::spawn(async move { store.record_liveness(&seen).await })
+    };
+    muster_testkit::wait_for(
+        "app-2's heartbeat, recorded while app-1 is held",
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(20),
+        || async {
+            (store.get_host("app-2").await.unwrap().last_seen_ms == Some(at)).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_ne!(
+        store.get_host("app-1").await.unwrap().last_seen_ms,
+        Some(at),
+        "the held host waits for the write that holds it"
+    );
+    write.rollback().await.unwrap();
+    let not_up = batch.await.unwrap().unwrap();
+    assert!(not_up.is_empty(), "both are up: {not_up:?}");
+    assert_eq!(
+        store.get_host("app-1").await.unwrap().last_seen_ms,
+        Some(at)
+    );
+    store.close().await;
+}
+
+/// Assignments, status reports, drains and heartbeats of one cluster's hosts, all at once, as two
+/// coordinators and a fleet send them: each write succeeds (none is failed to break a circle of
+/// writes waiting for each other's rows, a deadlock) and the last applies.
+pub(crate) async fn writes_to_one_cluster_at_once_all_succeed(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let mut hosts = Vec::new();
+    for index in 0..6 {
+        let host = enroll(&store, "prod", &format!("app-{index}")).await;
+        store
+            .record_status(&host.id, report(0, "10.0.0.5", Vec::new()))
+            .await
+            .unwrap();
+        hosts.push(host);
+    }
+    for round in 1..=4u64 {
+        let mut writes = tokio::task::JoinSet::new();
+        for (index, host) in hosts.iter().enumerate() {
+            let store = store.clone();
+            let host = host.clone();
+            writes.spawn(async move {
+                if round == 1 {
+                    store
+                        .create_assignment(
+                            assign("prod", Role::Server, &host.name, None, None),
+                            &actor(),
+                        )
+                        .await
+                        .map(|_| ())?;
+                }
+                if index == round as usize {
+                    store.set_host_drained(&host.name, true, &actor()).await?;
+                    store.set_host_drained(&host.name, false, &actor()).await?;
+                }
+                let address = format!("10.0.{round}.{index}");
+                store
+                    .record_status(&host.id, report(round, &address, Vec::new()))
+                    .await?;
+                let ids: Vec<(String, i64)> = vec![(host.id.clone(), now_ms())];
+                store.record_liveness(&ids).await.map(|_| ())
+            });
+        }
+        while let Some(done) = writes.join_next().await {
+            done.unwrap()
+                .unwrap_or_else(|error| panic!("round {round}: {error:?}"));
+        }
+    }
+    for (index, host) in hosts.iter().enumerate() {
+        let stored = store.get_host(&host.name).await.unwrap();
+        assert_eq!(
+            (stored.applied_generation, stored.advertise_address.as_str()),
+            (4, format!("10.0.4.{index}").as_str())
+        );
+    }
+    assert_eq!(store.list_assignments(Some("prod")).await.unwrap().len(), 6);
+    store.close().await;
+}

@@ -347,6 +347,14 @@ macro_rules! store_conformance_suite {
             async fn an_unchanged_heartbeat_is_only_read_and_its_liveness_batched() {
                 super::an_unchanged_heartbeat_is_only_read_and_its_liveness_batched($backend).await;
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_heartbeat_batch_never_waits_for_a_host_another_write_holds() {
+                super::a_heartbeat_batch_never_waits_for_a_host_another_write_holds($backend).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn writes_to_one_cluster_at_once_all_succeed() {
+                super::writes_to_one_cluster_at_once_all_succeed($backend).await;
+            }
             #[tokio::test]
             async fn recently_moved_generations_are_read_in_one_query() {
                 super::recently_moved_generations_are_read_in_one_query($backend).await;

@@ -166,6 +166,39 @@ impl Drop for CoordinatorProcess {
     }
 }
 
+/// Prints the coordinators' logs (their warnings and errors) to stderr when dropped before
+/// [`LogsOnFailure::passed`]: a run that fails says why the coordinator refused, not only that it
+/// did.
+pub struct LogsOnFailure {
+    logs: Vec<PathBuf>,
+}
+
+impl LogsOnFailure {
+    pub fn of(coordinators: &[CoordinatorProcess]) -> LogsOnFailure {
+        LogsOnFailure {
+            logs: coordinators.iter().map(|c| c.log.clone()).collect(),
+        }
+    }
+
+    pub fn passed(mut self) {
+        self.logs.clear();
+    }
+}
+
+impl Drop for LogsOnFailure {
+    fn drop(&mut self) {
+        for log in &self.logs {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("--- {} (last {} lines)", log.display(), tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Admin {
     pub client: AdminServiceClient<Channel>,

@@ -20,7 +20,7 @@ use muster_proto::v1::{self, OdbType, Role};
 use muster_testkit::{Backend, TestDatabase};
 use tokio_util::sync::CancellationToken;
 
-use coordinator::{Admin, CoordinatorProcess, CpuWindow};
+use coordinator::{Admin, CoordinatorProcess, CpuWindow, LogsOnFailure};
 use fleet::{Expected, Fleet};
 
 /// The coordinator's default `heartbeat_ttl`.
@@ -281,6 +281,7 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
     }
     coordinators_list.insert(0, first);
     let mut coordinators = coordinators_list;
+    let logs = LogsOnFailure::of(&coordinators);
     let admin = coordinators[0].admin().await?;
 
     // Clusters and their join tokens.
@@ -540,6 +541,7 @@ async fn run(args: &Args) -> anyhow::Result<Results> {
         results.storm = Some(storm(&mut coordinators[0], &fleet, agents).await?);
     }
     stop.cancel();
+    logs.passed();
     drop(coordinators);
     drop(database);
     Ok(results)

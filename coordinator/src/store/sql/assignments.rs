@@ -16,14 +16,9 @@ impl SqlStore {
         actor: &Actor,
     ) -> Result<Assignment, StoreError> {
         // Assignments to one cluster take turns, also across coordinators, so two of them never
-        // choose the same default name or port. (SQLite has one writer already.)
-        if self.dialect != Dialect::Sqlite {
-            let lock = self.sql("SELECT id FROM clusters WHERE id = $1 FOR UPDATE");
-            sqlx::query(&lock)
-                .bind(&cluster.id)
-                .optional_row(&mut **transaction, "lock a cluster for an assignment")
-                .await?;
-        }
+        // choose the same default name or port.
+        self.lock_clusters(transaction, [cluster.id.clone()])
+            .await?;
         // A host that belongs to another cluster (enrolled with its join token) gets this
         // cluster's components, and so their secrets, only once an admin admitted it here. A host
         // not enrolled yet may be named; it can then only enroll with this cluster's token.
@@ -514,15 +509,60 @@ impl SqlStore {
         Ok(claimed)
     }
 
+    /// Locks the rows of these clusters, in one order (by id) for every transaction, until the
+    /// transaction ends. (SQLite has one writer already.)
+    ///
+    /// The lock order of every write: the clusters it changes or bumps hosts of, then hosts. A
+    /// transaction that bumps hosts' generations takes its cluster first ([`Self::bump`] does),
+    /// and one that changes a host's own row before it bumps (a status report, a drain, a host
+    /// marked down) takes that host's clusters before the host's row
+    /// ([`Self::lock_clusters_of_host`]): two such writes to one cluster then take turns instead
+    /// of each holding a host the other waits for (a deadlock, which the database breaks by
+    /// failing one of them).
+    pub(super) async fn lock_clusters(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        ids: impl IntoIterator<Item = String>,
+    ) -> Result<(), StoreError> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(());
+        }
+        let ids: std::collections::BTreeSet<String> = ids.into_iter().collect();
+        let lock = self.sql("SELECT id FROM clusters WHERE id = $1 FOR UPDATE");
+        for id in &ids {
+            sqlx::query(&lock)
+                .bind(id)
+                .optional_row(&mut **transaction, "lock a cluster")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::lock_clusters`] of every cluster the host has a component in.
+    pub(super) async fn lock_clusters_of_host(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        host_name: &str,
+    ) -> Result<(), StoreError> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(());
+        }
+        let clusters = self.host_clusters(transaction, host_name, None).await?;
+        self.lock_clusters(transaction, clusters.into_iter().map(|(id, _)| id))
+            .await
+    }
+
     /// Bumps the generation of each host whose desired state `change` alters in the cluster with
     /// this id ([`policy::affected_hosts`], from the cluster's shape as the store holds it), one
-    /// host at a time.
+    /// host at a time, in order of name, under the cluster's lock ([`Self::lock_clusters`]).
     pub(super) async fn bump(
         &self,
         transaction: &mut PoolConnection<Any>,
         cluster_id: &str,
         change: policy::Change,
     ) -> Result<(), StoreError> {
+        self.lock_clusters(transaction, [cluster_id.to_owned()])
+            .await?;
         let sql = self.sql(
             "SELECT a.role, a.host_name, h.drained,
                  CASE WHEN s.state = 'running' AND (s.python_revision <> c.python_revision

@@ -390,78 +390,120 @@ impl SqlStore {
             .collect()
     }
 
-    /// Records liveness in chunks of one statement and one short transaction each: a commit (an
-    /// fsync on SQLite) for up to [`LIVENESS_CHUNK`] hosts, and row locks held only that long, so
-    /// an assignment that bumps the same hosts' generations never waits behind a whole batch.
+    /// Records liveness in chunks of one short transaction each: a commit (an fsync on SQLite)
+    /// for up to [`LIVENESS_CHUNK`] hosts. A chunk never waits for a row lock: it skips the hosts
+    /// another write holds (a status report, a bump of their generation) and records those one
+    /// statement each once it committed. A batch that held some hosts while it waited for others
+    /// could close a circle with a write that holds those and waits for these (a deadlock, which
+    /// the database breaks by failing one of them). Returns the hosts not up (not recorded).
     pub(super) async fn record_liveness(
         &self,
         seen: &[(String, i64)],
     ) -> Result<Vec<String>, StoreError> {
         let mut sorted = seen.to_vec();
-        // One lock order for every batch.
         sorted.sort();
         let mut not_up = Vec::new();
         for chunk in sorted.chunks(LIVENESS_CHUNK) {
             let mut transaction = self.begin_write().await?;
-            not_up.extend(self.record_liveness_chunk(&mut transaction, chunk).await?);
+            let recorded = self.record_liveness_chunk(&mut transaction, chunk).await?;
             transaction.commit("commit hosts' heartbeats").await?;
+            for (id, at) in chunk.iter().filter(|(id, _)| !recorded.contains(id)) {
+                let sql =
+                    self.sql("UPDATE hosts SET last_seen_at = $1 WHERE state = 'up' AND id = $2");
+                let updated = sqlx::query(&sql)
+                    .bind(at)
+                    .bind(id)
+                    .run(&self.pool, "record a host's heartbeat")
+                    .await?
+                    .rows_affected();
+                if updated == 0 {
+                    not_up.push(id.clone());
+                }
+            }
         }
         Ok(not_up)
     }
 
+    /// Records the chunk's hosts that are up and that no other transaction holds; returns their
+    /// ids.
     async fn record_liveness_chunk(
         &self,
         transaction: &mut PoolConnection<Any>,
         chunk: &[(String, i64)],
-    ) -> Result<Vec<String>, StoreError> {
-        let mut not_up = Vec::new();
-        {
-            // One time for the chunk: the latest heartbeat in it, at most one batch interval
-            // later than the earliest.
-            let at = chunk.iter().map(|(_, at)| *at).max().unwrap_or_default();
-            let placeholders = (0..chunk.len())
-                .map(|index| format!("${}", index + 2))
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        // One time for the chunk: the latest heartbeat in it, at most one batch interval later
+        // than the earliest.
+        let at = chunk.iter().map(|(_, at)| *at).max().unwrap_or_default();
+        let ids = |first: usize| {
+            (0..chunk.len())
+                .map(|index| format!("${}", index + first))
                 .collect::<Vec<_>>()
-                .join(", ");
-            let sql = self.sql(&format!(
-                "UPDATE hosts SET last_seen_at = $1 WHERE state = 'up' AND id IN ({placeholders})"
-            ));
-            let mut query = sqlx::query(&sql).bind(at);
-            for (id, _) in chunk {
-                query = query.bind(id);
+                .join(", ")
+        };
+        let ids_of = |rows: Vec<AnyRow>| -> Result<_, StoreError> {
+            rows.iter().map(|row| row.value("id")).collect()
+        };
+        match self.dialect {
+            Dialect::Sqlite | Dialect::Postgres => {
+                // SQLite has one writer: nothing to skip.
+                let sql = if self.dialect == Dialect::Sqlite {
+                    format!(
+                        "UPDATE hosts SET last_seen_at = $1 WHERE state = 'up' AND id IN ({})
+                         RETURNING id",
+                        ids(2)
+                    )
+                } else {
+                    format!(
+                        "UPDATE hosts SET last_seen_at = $1 WHERE id IN (SELECT id FROM hosts
+                             WHERE state = 'up' AND id IN ({}) FOR UPDATE SKIP LOCKED)
+                         RETURNING id",
+                        ids(2)
+                    )
+                };
+                let mut query = sqlx::query(&sql).bind(at);
+                for (id, _) in chunk {
+                    query = query.bind(id);
+                }
+                ids_of(
+                    query
+                        .rows(&mut **transaction, "record hosts' heartbeats")
+                        .await?,
+                )
             }
-            let updated = query
-                .run(&mut **transaction, "record hosts' heartbeats")
-                .await?
-                .rows_affected();
-            if usize::try_from(updated).unwrap_or(usize::MAX) >= chunk.len() {
-                return Ok(not_up);
+            // MySQL cannot read the table it updates in a subquery: the rows are locked first.
+            Dialect::MySql => {
+                let sql = self.sql(&format!(
+                    "SELECT id FROM hosts WHERE state = 'up' AND id IN ({}) FOR UPDATE SKIP LOCKED",
+                    ids(1)
+                ));
+                let mut query = sqlx::query(&sql);
+                for (id, _) in chunk {
+                    query = query.bind(id);
+                }
+                let locked: std::collections::BTreeSet<String> = ids_of(
+                    query
+                        .rows(&mut **transaction, "record hosts' heartbeats")
+                        .await?,
+                )?;
+                if !locked.is_empty() {
+                    let sql = self.sql(&format!(
+                        "UPDATE hosts SET last_seen_at = $1 WHERE id IN ({})",
+                        (0..locked.len())
+                            .map(|index| format!("${}", index + 2))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    let mut query = sqlx::query(&sql).bind(at);
+                    for id in &locked {
+                        query = query.bind(id);
+                    }
+                    query
+                        .run(&mut **transaction, "record hosts' heartbeats")
+                        .await?;
+                }
+                Ok(locked)
             }
-            let sql = self.sql(&format!(
-                "SELECT id FROM hosts WHERE state = 'up' AND id IN ({})",
-                (0..chunk.len())
-                    .map(|index| format!("${}", index + 1))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            let mut query = sqlx::query(&sql);
-            for (id, _) in chunk {
-                query = query.bind(id);
-            }
-            let up: std::collections::BTreeSet<String> = query
-                .rows(&mut **transaction, "record hosts' heartbeats")
-                .await?
-                .iter()
-                .map(|row| row.value("id"))
-                .collect::<Result<_, _>>()?;
-            not_up.extend(
-                chunk
-                    .iter()
-                    .filter(|(id, _)| !up.contains(id))
-                    .map(|(id, _)| id.clone()),
-            );
         }
-        Ok(not_up)
     }
 
     pub(super) async fn mark_stale_hosts_down(
@@ -483,6 +525,7 @@ impl SqlStore {
             let name: String = row.value("name")?;
             let last_seen: i64 = row.value("last_seen_at")?;
             let mut transaction = self.begin_write().await?;
+            self.lock_clusters_of_host(&mut transaction, &name).await?;
             let update = self.sql(
                 "UPDATE hosts SET state = 'down' WHERE id = $1 AND state = 'up' AND last_seen_at < $2",
             );
@@ -521,6 +564,7 @@ impl SqlStore {
         actor: &Actor,
     ) -> Result<Host, StoreError> {
         let mut transaction = self.begin_write().await?;
+        self.lock_clusters_of_host(&mut transaction, name).await?;
         let sql =
             self.sql("UPDATE hosts SET drained = $1, generation = generation + 1, generation_changed_at = $2 WHERE name = $3");
         let updated = sqlx::query(&sql)

@@ -77,6 +77,8 @@ impl SqlStore {
                 name: host_id.to_owned(),
             })?;
         let actor = Actor(format!("host:{}", host.name));
+        self.lock_clusters_of_host(&mut transaction, &host.name)
+            .await?;
         // Whether this report brings the host up is decided by the row it changes, not by the
         // read above: two reports in flight at once (an agent back from a partition) must not
         // both record `host.up`. The database's row lock makes the second wait and find it up.
