@@ -78,6 +78,21 @@ pub struct Cluster {
     pub restart_epoch: u64,
     /// An operator holds its restart turn ([`crate::store::Store::pause_rollout`]).
     pub rollout_paused: bool,
+    /// Its servers' settings ([`muster_proto::server_settings`]), as checked.
+    pub server_settings: BTreeMap<String, String>,
+}
+
+/// What [`crate::store::Store::configure_servers`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServersConfigured {
+    /// The cluster's server settings now.
+    pub settings: BTreeMap<String, String>,
+    /// Whether they changed (and so a rolling restart started, if the cluster has servers).
+    pub changed: bool,
+    /// The restart epoch the servers restart under (the current one when nothing changed).
+    pub restart_epoch: u64,
+    /// The servers that restart, by name.
+    pub servers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -249,6 +249,7 @@ async fn call(
         "RebuildClusterOdb" => rebuild_cluster_odb,
         "RestartServers" => restart_servers,
         "PauseRollout" => pause_rollout,
+        "ConfigureServers" => configure_servers,
         "ListBackends" => list_backends,
         "DrainHost" => drain_host,
         "AdmitHost" => admit_host,

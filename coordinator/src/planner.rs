@@ -538,6 +538,11 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 } else {
                     0
                 },
+                server_settings: if assignment.role == Role::Server {
+                    cluster.server_settings.clone().into_iter().collect()
+                } else {
+                    Default::default()
+                },
                 // The user-config files, secrets, only to the servers that read them.
                 user_conf_revision: if assignment.role == Role::Server {
                     cluster.user_conf_revision.clone()
@@ -639,6 +644,7 @@ mod tests {
             odb_empty: false,
             restart_epoch: 0,
             rollout_paused: false,
+            server_settings: Default::default(),
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),

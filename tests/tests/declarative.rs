@@ -321,5 +321,46 @@ async fn a_cluster_file_is_applied_changed_with_a_dry_run_first_and_written_back
         plan.contains("would make 0 change(s) to cluster prod"),
         "{plan}"
     );
+
+    // Server settings in the file: planned, rolled out to the servers, written back.
+    let third = scratch.path().join("prod-3.toml");
+    std::fs::write(
+        &third,
+        cluster_file(&odb, &["app-1", "app-2", "app-4"], "1s")
+            + "\n[server_settings.main]\ngunicorn_workers = 2\n\n[server_settings.env]\n\
+               APP_MODE = \"blue\"\n",
+    )
+    .unwrap();
+    let third_path = third.to_str().unwrap();
+    let plan = coordinator.ok(&["apply", "-f", third_path, "--dry-run"]);
+    assert!(
+        plan.contains(
+            "~ server settings: env.APP_MODE=blue, main.gunicorn_workers=2 (the servers restart \
+             one at a time)"
+        ) && plan.contains("would make 1 change(s) to cluster prod"),
+        "{plan}"
+    );
+    let applied = coordinator.ok(&["apply", "-f", third_path]);
+    assert!(
+        applied.contains(
+            "set server settings (2); servers server1, server2, server4 restart one at a time"
+        ),
+        "{applied}"
+    );
+    let waited = coordinator.muster(&["wait", "--cluster", "prod", "--timeout", "90s"]);
+    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    let written = coordinator.ok(&["get", "cluster", "prod"]);
+    assert!(
+        written.contains("[server_settings.main]\ngunicorn_workers = \"2\"")
+            && written.contains("[server_settings.env]\nAPP_MODE = \"blue\""),
+        "{written}"
+    );
+    std::fs::write(&round_trip, &written).unwrap();
+    let plan = coordinator.ok(&["apply", "-f", round_trip.to_str().unwrap(), "--dry-run"]);
+    assert!(
+        plan.contains("= server settings (2)")
+            && plan.contains("would make 0 change(s) to cluster prod"),
+        "{plan}"
+    );
     drop(agents);
 }

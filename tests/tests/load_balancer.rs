@@ -894,4 +894,67 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
         resumed.iter().zip(&after).all(|(new, old)| new != old),
         "every server restarted once resumed"
     );
+
+    // New server settings: a rolling restart under load, after which every server runs with
+    // them (in its server.conf, which Zato reads at start), none failing.
+    let stream = RequestStream::start(site.frontend(), 4);
+    let said = site.coordinator.ok(&[
+        "configure",
+        "server",
+        "--cluster",
+        "prod",
+        "--set",
+        "main.gunicorn_workers=2",
+        "--set",
+        "env.APP_MODE=blue",
+    ]);
+    assert!(
+        said.contains("main.gunicorn_workers  2")
+            && said.contains("rolling restart (restart epoch 3): server1, server2, server3"),
+        "{said}"
+    );
+    let waited = site
+        .coordinator
+        .muster(&["wait", "--cluster", "prod", "--timeout", "120s"]);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    site.backend_is(&all_up).await;
+    let tally = stream.stop();
+    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
+    let configured: Vec<u64> = (1..=3).map(pid).collect();
+    for host in 1..=3 {
+        assert_ne!(
+            configured[host - 1],
+            resumed[host - 1],
+            "server{host} restarted"
+        );
+        let server_conf = std::fs::read_to_string(
+            site.hosts[host - 1]
+                .components_dir
+                .join(format!("prod/server-server{host}/config/repo/server.conf")),
+        )
+        .unwrap();
+        assert!(
+            server_conf.contains("gunicorn_workers=2\n")
+                && server_conf.contains("[os_environ]\nAPP_MODE=blue\n"),
+            "server{host}: {server_conf}"
+        );
+    }
+    let refused = site.coordinator.muster(&[
+        "configure",
+        "server",
+        "--cluster",
+        "prod",
+        "--set",
+        "main.gunicorn_bind=0.0.0.0:1",
+    ]);
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("main.gunicorn_bind"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

@@ -474,6 +474,63 @@ async fn quickstart_servers_when(
     .unwrap()
 }
 
+/// Calls `call` through the load balancer, 20 at a time, until `muster rollout status` says both
+/// servers of cluster `quickstart` restarted (at most twice the patience); returns how many were
+/// answered and the failed ones.
+fn answered_until_both_restarted(
+    muster: &impl Fn(&[&str]) -> std::process::Output,
+    call: &dyn Fn() -> (u16, String, String),
+) -> (usize, Vec<(u16, String)>) {
+    let (mut answered, mut failed) = (0, Vec::new());
+    let deadline = Instant::now() + PATIENCE * 2;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the servers did not restart within {:?}",
+            PATIENCE * 2
+        );
+        for _ in 0..20 {
+            let (status, _, body) = call();
+            if status == 200 {
+                answered += 1;
+            } else {
+                failed.push((status, body));
+            }
+        }
+        let progress = muster(&["-o", "json", "rollout", "status", "--cluster", "quickstart"]);
+        let progress: serde_json::Value =
+            serde_json::from_slice(&progress.stdout).unwrap_or_default();
+        if progress["restarted"] == 2 {
+            return (answered, failed);
+        }
+    }
+}
+
+/// The pids in the pidfiles' texts.
+fn after_pids<const N: usize>(pidfiles: &[String; N]) -> [u32; N] {
+    pidfiles
+        .each_ref()
+        .map(|text| text.trim().parse().unwrap_or(0))
+}
+
+/// How many processes `pid` is the parent of (a Zato server's gunicorn workers are its children).
+fn children_of(pid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid ...: comm may hold spaces, so read after its last ')'.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|ppid| ppid.parse::<u32>().ok())
+                == Some(pid)
+        })
+        .count()
+}
+
 /// Ends every process in `host`'s network namespace, as a host that is switched off.
 fn kill_everything_in(host: &Host) {
     let output = std::process::Command::new("ip")
@@ -1162,29 +1219,8 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
     let restart_sent = Instant::now();
     let restarted = muster(&["rollout", "restart", "--cluster", "quickstart"]);
     assert!(restarted.status.success(), "{}", text(&restarted.stderr));
-    let (mut answered, mut failed) = (0, Vec::new());
-    let deadline = Instant::now() + PATIENCE * 2;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "the servers did not restart within {:?}",
-            PATIENCE * 2
-        );
-        for _ in 0..20 {
-            let (status, _, body) = call(Some(&format!("orders:{password}")));
-            if status == 200 {
-                answered += 1;
-            } else {
-                failed.push((status, body));
-            }
-        }
-        let progress = muster(&["-o", "json", "rollout", "status", "--cluster", "quickstart"]);
-        let progress: serde_json::Value =
-            serde_json::from_slice(&progress.stdout).unwrap_or_default();
-        if progress["restarted"] == 2 {
-            break;
-        }
-    }
+    let (answered, failed) =
+        answered_until_both_restarted(&muster, &|| call(Some(&format!("orders:{password}"))));
     let waited = muster(&["wait", "--cluster", "quickstart", "--timeout", "5m"]);
     assert!(waited.status.success(), "{}", text(&waited.stderr));
     println!(
@@ -1201,6 +1237,45 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
     let after = pids();
     for (index, (old, new)) in before.iter().zip(&after).enumerate() {
         assert_ne!(old, new, "server{} was restarted", index + 1);
+    }
+
+    // A server setting: two gunicorn workers on each server, rolled out one server at a time
+    // while requests keep being answered; each server then runs one more worker process.
+    let workers = || after_pids(&pids()).map(children_of);
+    let one_worker = workers();
+    let configured = muster(&[
+        "configure",
+        "server",
+        "--cluster",
+        "quickstart",
+        "--set",
+        "main.gunicorn_workers=2",
+    ]);
+    assert!(configured.status.success(), "{}", text(&configured.stderr));
+    let configure_sent = Instant::now();
+    let (answered, failed) =
+        answered_until_both_restarted(&muster, &|| call(Some(&format!("orders:{password}"))));
+    let waited = muster(&["wait", "--cluster", "quickstart", "--timeout", "5m"]);
+    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    println!(
+        "figure: gunicorn_workers 1 -> 2 rolled over both real servers in {:?}; {answered} \
+         requests answered meanwhile",
+        configure_sent.elapsed()
+    );
+    assert_eq!(
+        failed.len(),
+        0,
+        "no request failed while the setting rolled out: {:?}",
+        failed.first()
+    );
+    let two_workers = workers();
+    for (index, (one, two)) in one_worker.iter().zip(&two_workers).enumerate() {
+        assert_eq!(
+            *two,
+            one + 1,
+            "server{} runs one more worker process ({one} children before, {two} after)",
+            index + 1
+        );
     }
 
     let stopped = muster(&["quickstart", "stop", "--dir", dir.to_str().unwrap()]);

@@ -13,7 +13,7 @@ use super::zato_steps::{
 };
 use super::{python, rebuild, role_of, user_conf};
 use crate::haproxy::{self, HaProxy};
-use crate::zato::{command, health, process};
+use crate::zato::{command, conf, health, process};
 
 impl Driver for ZatoComponent<'_> {
     fn describe(&self) -> String {
@@ -87,6 +87,14 @@ impl Driver for ZatoComponent<'_> {
         }
         let mut args = command::start(&self.directory);
         if role_of(self.component) == Role::Server {
+            // The cluster's server settings, read by the server at start: written at each start
+            // (a change comes with a rolling restart, whose turn starts it again).
+            let settings: std::collections::BTreeMap<String, String> =
+                self.component.server_settings.clone().into_iter().collect();
+            let server_conf = self.directory.join("config/repo/server.conf");
+            if conf::apply_server_settings(&server_conf, &settings).map_err(StepError::from)? {
+                tracing::info!(component = %self.describe(), settings = ?settings.keys().collect::<Vec<_>>(), "server settings written to server.conf");
+            }
             record_restart_epoch(&self.directory, self.component.restart_epoch)?;
             if let Some(python) = self.python_for_start(&self.directory) {
                 args.push(crate::zato::env("PYTHONPATH", python.display()));

@@ -510,3 +510,79 @@ fn a_running_server_restarts_for_a_rolling_restart_only_at_its_turn_and_once() {
     block_on(host.reconciler.pass(&desired(3, vec![server(1, true)])));
     assert_eq!(new_commands(&host.world).len(), 2, "restarted once");
 }
+
+#[test]
+fn a_running_server_starts_with_new_server_settings_at_its_turn_and_not_before() {
+    let mut host = host();
+    let directory = host.components.join("prod/server-server1");
+    std::fs::create_dir_all(directory.join("config/repo")).unwrap();
+    std::fs::write(directory.join(".zato-info"), "{}\n").unwrap();
+    let server_conf = directory.join("config/repo/server.conf");
+    std::fs::write(
+        &server_conf,
+        "[main]\ngunicorn_bind=0.0.0.0:17010\ngunicorn_workers=1\nipc_port_start=17050\n\n\
+         [preferred_address]\naddress=\n\n[scheduler]\nscheduler_host=\n\n[os_environ]\n\
+         sample_key=sample_value\n",
+    )
+    .unwrap();
+    host.world.run(&directory);
+    let server = |restart_epoch: u64, turn: bool, workers: Option<&str>| Component {
+        role: Role::Server as i32,
+        name: "server1".into(),
+        cluster: "prod".into(),
+        port: 17010,
+        restart_epoch,
+        python_restart: turn,
+        server_settings: workers
+            .map(|workers| {
+                [
+                    ("main.gunicorn_workers".to_owned(), workers.to_owned()),
+                    ("env.APP_MODE".to_owned(), "blue".to_owned()),
+                ]
+                .into()
+            })
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    let read = |section: &str, key: &str| {
+        crate::zato::conf::get_ini(
+            &std::fs::read_to_string(&server_conf).unwrap(),
+            section,
+            key,
+        )
+    };
+    block_on(
+        host.reconciler
+            .pass(&desired(1, vec![server(0, false, None)])),
+    );
+    let before = host.world.commands().len();
+    let bind = read("main", "gunicorn_bind");
+
+    block_on(
+        host.reconciler
+            .pass(&desired(2, vec![server(1, false, Some("2"))])),
+    );
+    assert_eq!(
+        host.world.commands().len(),
+        before,
+        "not its turn: it serves on"
+    );
+    assert_eq!(read("main", "gunicorn_workers").as_deref(), Some("1"));
+
+    block_on(
+        host.reconciler
+            .pass(&desired(3, vec![server(1, true, Some("2"))])),
+    );
+    assert_eq!(
+        host.world.commands()[before..],
+        ["stop server-server1", "start server-server1"]
+    );
+    assert_eq!(read("main", "gunicorn_workers").as_deref(), Some("2"));
+    assert_eq!(read("os_environ", "APP_MODE").as_deref(), Some("blue"));
+    assert_eq!(read("os_environ", "sample_key"), None);
+    assert_eq!(
+        read("main", "gunicorn_bind"),
+        bind,
+        "what Muster sets otherwise stays"
+    );
+}

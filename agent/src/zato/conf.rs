@@ -89,6 +89,66 @@ pub fn get_ini(text: &str, section: &str, key: &str) -> Option<String> {
     None
 }
 
+/// Replaces the body of `[section]` with exactly `entries` (`key=value`, in order of key), adding
+/// the section if missing.
+pub fn replace_section(
+    text: &str,
+    section: &str,
+    entries: &std::collections::BTreeMap<String, String>,
+) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let header = format!("[{section}]");
+    let body: Vec<String> = entries
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    match lines.iter().position(|line| line.trim() == header) {
+        Some(start) => {
+            let end = lines[start + 1..]
+                .iter()
+                .position(|line| line.trim_start().starts_with('['))
+                .map_or(lines.len(), |offset| start + 1 + offset);
+            let mut replaced = body;
+            replaced.push(String::new());
+            lines.splice(start + 1..end, replaced);
+        }
+        None => {
+            lines.push(String::new());
+            lines.push(header);
+            lines.extend(body);
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Writes a cluster's server settings into a server's `server.conf`
+/// ([`muster_proto::server_settings::server_conf`]: every listed key, and `[os_environ]` as
+/// exactly the variables); says whether the file changed.
+pub fn apply_server_settings(
+    path: &Path,
+    settings: &std::collections::BTreeMap<String, String>,
+) -> Result<bool, ConfError> {
+    let muster_proto::server_settings::ServerConf { keys, environment } =
+        muster_proto::server_settings::server_conf(settings);
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    let mut updated = text.clone();
+    for (section, key, value) in &keys {
+        if get_ini(&updated, section, key).as_deref() != Some(value.as_str()) {
+            updated = set_ini(&updated, section, key, value);
+        }
+    }
+    updated = replace_section(
+        &updated,
+        muster_proto::server_settings::ENV_SECTION,
+        &environment,
+    );
+    if updated == text {
+        return Ok(false);
+    }
+    write_keeping_mode(path, updated.as_bytes())?;
+    Ok(true)
+}
+
 /// Sets every `(section, key, value)` of `settings` in the INI file at `path`; says whether the
 /// file changed.
 pub fn edit_ini(path: &Path, settings: &[(&str, &str, String)]) -> Result<bool, ConfError> {
@@ -236,6 +296,50 @@ pub fn python_bool(value: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_settings_set_listed_keys_and_own_the_environment_section() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("server.conf");
+        let zato = "[main]\ngunicorn_bind=0.0.0.0:17010\ngunicorn_workers=1\n\n[stats]\nexpire_after=168 # In hours\n\n[os_environ]\nsample_key=sample_value\n\n[command_set_scheduler]\n";
+        std::fs::write(&path, zato).unwrap();
+        let settings = std::collections::BTreeMap::from([
+            ("main.gunicorn_workers".to_owned(), "2".to_owned()),
+            ("env.APP_MODE".to_owned(), "blue".to_owned()),
+        ]);
+        assert!(apply_server_settings(&path, &settings).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            get_ini(&text, "main", "gunicorn_workers").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            get_ini(&text, "os_environ", "APP_MODE").as_deref(),
+            Some("blue")
+        );
+        assert_eq!(get_ini(&text, "os_environ", "sample_key"), None);
+        assert_eq!(
+            get_ini(&text, "main", "gunicorn_bind").as_deref(),
+            Some("0.0.0.0:17010")
+        );
+        assert!(text.contains("[command_set_scheduler]"));
+        assert!(
+            !apply_server_settings(&path, &settings).unwrap(),
+            "applied again, nothing changes"
+        );
+        // Unset: Zato's default again, and no variable.
+        assert!(apply_server_settings(&path, &Default::default()).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            get_ini(&text, "main", "gunicorn_workers").as_deref(),
+            Some("1")
+        );
+        assert_eq!(get_ini(&text, "os_environ", "APP_MODE"), None);
+        assert!(
+            text.contains("[os_environ]\n\n[command_set_scheduler]"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn ini_values_are_replaced_or_added_in_their_section() {

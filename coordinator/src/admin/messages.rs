@@ -91,6 +91,7 @@ pub(super) fn cluster_message(cluster: Cluster) -> v1::Cluster {
         odb_epoch: cluster.odb_epoch,
         restart_epoch: cluster.restart_epoch,
         rollout_paused: cluster.rollout_paused,
+        server_settings: cluster.server_settings.into_iter().collect(),
     }
 }
 

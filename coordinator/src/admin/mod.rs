@@ -2,6 +2,7 @@
 //! token, looked up by its SHA-256), its input validated before anything is stored, and every change
 //! recorded as an event by the store in the same transaction.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ impl AdminApi {
         let needs_clusters = events
             .iter()
             .any(|event| event.cluster.is_empty() && !event.host.is_empty());
-        let mut host_clusters: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let mut host_clusters: BTreeMap<String, Vec<String>> = Default::default();
         if needs_clusters {
             for assignment in self.store.list_assignments(None).await? {
                 let clusters = host_clusters.entry(assignment.host).or_default();
@@ -96,7 +97,7 @@ impl AdminApi {
     }
 
     /// Every host, by name.
-    async fn hosts_by_name(&self) -> Result<std::collections::BTreeMap<String, Host>, ApiError> {
+    async fn hosts_by_name(&self) -> Result<BTreeMap<String, Host>, ApiError> {
         Ok(self
             .store
             .list_hosts()
@@ -557,7 +558,7 @@ impl AdminService for AdminApi {
         let actor = self.authorize(&request).await?;
         let request = request.into_inner();
         validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
-        let env: std::collections::BTreeMap<String, String> = request.env.into_iter().collect();
+        let env: BTreeMap<String, String> = request.env.into_iter().collect();
         muster_proto::config::checked(&request.files, &env)
             .map_err(|refused| ApiError::InvalidArgument(refused.to_string()))?;
         let (revision, changed) = self
@@ -620,6 +621,27 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::RestartServersResponse {
             restart_epoch,
             servers,
+        }))
+    }
+
+    async fn configure_servers(
+        &self,
+        request: Request<v1::ConfigureServersRequest>,
+    ) -> Result<Response<v1::ConfigureServersResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        let set: BTreeMap<String, String> = request.set.into_iter().collect();
+        let configured = self
+            .store
+            .configure_servers(&request.cluster, &set, &request.unset, &actor)
+            .await?;
+        tracing::info!(cluster = %request.cluster, changed = configured.changed, restart_epoch = configured.restart_epoch, actor = %actor.0, "server settings");
+        Ok(Response::new(v1::ConfigureServersResponse {
+            settings: configured.settings.into_iter().collect(),
+            changed: configured.changed,
+            restart_epoch: configured.restart_epoch,
+            servers: configured.servers,
         }))
     }
 

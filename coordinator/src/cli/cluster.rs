@@ -94,6 +94,8 @@ pub(super) struct ClusterView {
     pub(super) odb_empty: bool,
     /// The ODB's generation: 0 for the one it was created on, one more for each rebuild.
     pub(super) odb_epoch: u64,
+    /// Its servers' settings (`muster configure server`).
+    pub(super) server_settings: std::collections::BTreeMap<String, String>,
 }
 
 impl From<v1::Cluster> for ClusterView {
@@ -141,6 +143,7 @@ impl From<v1::Cluster> for ClusterView {
             user_conf_files: cluster.user_conf_names,
             odb_empty: cluster.odb_empty,
             odb_epoch: cluster.odb_epoch,
+            server_settings: cluster.server_settings.into_iter().collect(),
         }
     }
 }
@@ -494,6 +497,19 @@ pub(super) async fn cluster_command(
                                 muster_proto::services::short(&cluster.user_conf_revision),
                                 cluster.user_conf_files.join(", ")
                             )
+                        },
+                    ),
+                    (
+                        "server settings",
+                        if cluster.server_settings.is_empty() {
+                            "none (Zato's defaults)".to_owned()
+                        } else {
+                            cluster
+                                .server_settings
+                                .iter()
+                                .map(|(name, value)| format!("{name}={value}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
                         },
                     ),
                     ("created", cluster.created_at.clone()),

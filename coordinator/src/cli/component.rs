@@ -1,12 +1,46 @@
 //! Components: `muster create server|scheduler|web-admin|load-balancer`, `remove`,
 //! `configure load-balancer`, `component list` and `backends`.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ConfigureCommand {
     /// Change the settings given; the others keep their values.
     LoadBalancer(ConfigureLoadBalancerArgs),
+    /// Set or unset the cluster's server settings; a change restarts its servers one at a time.
+    ///
+    /// Settings are server.conf keys from this list (an unset one is what `zato create server`
+    /// writes) and environment variables of the servers' processes (env.NAME, put into
+    /// server.conf's [os_environ]; not for secrets: settings are stored and shown in clear):
+    ///
+    ///   main.gunicorn_workers           worker processes of each server, 1-10 (default 1)
+    ///   main.gunicorn_graceful_timeout  seconds a stopping worker finishes its requests, 1-3600 (default 1)
+    ///   main.gunicorn_timeout           seconds a silent worker lives, 1-1234567890 (default 1234567890)
+    ///   misc.return_tracebacks          True or False (default True)
+    ///   misc.http_server_header         the HTTP Server header, a word (default Apache)
+    ///   stats.expire_after              hours statistics are kept, 1-87600 (default 168)
+    ///   env.NAME                        letters, digits, inner spaces and ._:/@+=-
+    ///
+    /// Anything else is refused before anything changes. A change starts a rolling restart
+    /// (`muster rollout status`): each server, at its turn, out of rotation, starts with the new
+    /// settings.
+    #[command(verbatim_doc_comment)]
+    Server(ConfigureServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ConfigureServerArgs {
+    /// The cluster.
+    #[arg(long)]
+    pub(super) cluster: String,
+    /// A setting to set, NAME=VALUE (repeat it).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub(super) set: Vec<String>,
+    /// A setting to unset (repeat it).
+    #[arg(long = "unset", value_name = "NAME")]
+    pub(super) unset: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -810,6 +844,90 @@ pub(super) async fn configure_load_balancer(
     Ok(())
 }
 
+/// What `muster configure server` did, for `--output json`.
+#[derive(Debug, Serialize)]
+struct ServersConfiguredView {
+    cluster: String,
+    settings: BTreeMap<String, String>,
+    changed: bool,
+    restart_epoch: u64,
+    servers: Vec<String>,
+}
+
+pub(super) async fn configure_servers(
+    args: ConfigureServerArgs,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    validate::name("cluster name", &args.cluster)?;
+    if args.set.is_empty() && args.unset.is_empty() {
+        return Err(CliError::Usage(
+            "nothing to change: give --set NAME=VALUE or --unset NAME".to_owned(),
+        ));
+    }
+    let mut set = BTreeMap::new();
+    for pair in &args.set {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(CliError::Usage(format!(
+                "--set {pair:?}: expected NAME=VALUE, such as main.gunicorn_workers=2"
+            )));
+        };
+        let value = muster_proto::server_settings::check(name, value)
+            .map_err(|error| CliError::Usage(error.to_string()))?;
+        set.insert(name.to_owned(), value);
+    }
+    let mut connection = connect(connection_args).await?;
+    let response = connection
+        .client
+        .configure_servers(v1::ConfigureServersRequest {
+            cluster: args.cluster.clone(),
+            set: set.into_iter().collect(),
+            unset: args.unset,
+        })
+        .await
+        .answer(&connection)?;
+    let view = ServersConfiguredView {
+        cluster: args.cluster,
+        settings: response.settings.into_iter().collect(),
+        changed: response.changed,
+        restart_epoch: response.restart_epoch,
+        servers: response.servers,
+    };
+    if json {
+        return write_json(out, &view);
+    }
+    let rows: Vec<Vec<String>> = view
+        .settings
+        .iter()
+        .map(|(name, value)| vec![name.clone(), value.clone()])
+        .collect();
+    if rows.is_empty() {
+        writeln!(
+            out,
+            "cluster {}'s servers run with Zato's defaults",
+            view.cluster
+        )?;
+    } else {
+        write_table(out, &["SETTING", "VALUE"], &rows)?;
+    }
+    if !view.changed {
+        writeln!(out, "unchanged: no server restarts")?;
+    } else if view.servers.is_empty() {
+        writeln!(out, "the cluster has no server yet: each starts with them")?;
+    } else {
+        writeln!(
+            out,
+            "rolling restart (restart epoch {}): {}; one at a time, each out of rotation until its \
+             load balancers have it back UP. Follow it with `muster rollout status --cluster {}`",
+            view.restart_epoch,
+            view.servers.join(", "),
+            view.cluster
+        )?;
+    }
+    Ok(())
+}
+
 /// `muster remove ROLE`.
 pub(super) async fn remove_component(
     role: Role,
@@ -966,4 +1084,34 @@ pub(super) async fn backends(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::super::Cli;
+
+    /// The help lists what the coordinator accepts: every listed key with its default.
+    #[test]
+    fn configure_server_help_lists_every_setting_muster_sets() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("configure")
+            .and_then(|configure| configure.find_subcommand_mut("server"))
+            .expect("muster configure server")
+            .render_long_help()
+            .to_string();
+        for setting in muster_proto::server_settings::SERVER_SETTINGS {
+            let line = help
+                .lines()
+                .find(|line| line.trim_start().starts_with(setting.name))
+                .unwrap_or_else(|| panic!("{} is not in the help:\n{help}", setting.name));
+            assert!(
+                line.ends_with(&format!("(default {})", setting.default)),
+                "{line}: its default is {}",
+                setting.default
+            );
+        }
+    }
 }

@@ -147,7 +147,8 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
-    /// Change a load balancer's settings; its agent applies them with a hitless HAProxy reload.
+    /// Change a load balancer's settings (applied with a hitless HAProxy reload) or the cluster's
+    /// server settings (applied by a rolling restart).
     Configure {
         #[command(subcommand)]
         what: ConfigureCommand,
@@ -403,6 +404,9 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
         Command::Configure {
             what: ConfigureCommand::LoadBalancer(args),
         } => configure_load_balancer(args, connection, json, out).await,
+        Command::Configure {
+            what: ConfigureCommand::Server(args),
+        } => configure_servers(args, connection, json, out).await,
         Command::Remove { role, target } => {
             remove_component(role, target, connection, json, out).await
         }

@@ -241,6 +241,17 @@ pub trait Store: Send + Sync + fmt::Debug {
         cluster: &str,
         actor: &Actor,
     ) -> Result<(u64, Vec<String>), StoreError>;
+    /// Sets (`set`) and unsets (`unset`) server settings of a cluster
+    /// ([`muster_proto::server_settings`]); a change starts a rolling restart of its servers
+    /// (none when it has no server yet). Refused (`Invalid`) for a key or value outside the
+    /// allowlist, before anything changes.
+    async fn configure_servers(
+        &self,
+        cluster: &str,
+        set: &BTreeMap<String, String>,
+        unset: &[String],
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError>;
     /// Pauses (`paused`) or resumes a cluster's restart turn ([`Cluster::rollout_paused`]);
     /// returns whether it changed.
     async fn pause_rollout(

@@ -253,6 +253,20 @@ impl Store for Writes {
             .await
     }
 
+    async fn configure_servers(
+        &self,
+        cluster: &str,
+        set: &BTreeMap<String, String>,
+        unset: &[String],
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError> {
+        self.write(
+            || self.inner.configure_servers(cluster, set, unset, actor),
+            |configured| configured.changed,
+        )
+        .await
+    }
+
     async fn pause_rollout(
         &self,
         cluster: &str,

@@ -94,15 +94,7 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         .create_cluster(new_cluster("prod"), &actor())
         .await
         .unwrap();
-    let app = enroll(&store, "prod", "app-1").await;
-    let lb = enroll(&store, "prod", "lb").await;
-    for (role, host) in [(Role::Server, "app-1"), (Role::LoadBalancer, "lb")] {
-        store
-            .create_assignment(assign("prod", role, host, None, None), &actor())
-            .await
-            .unwrap();
-    }
-    finish_bootstrap(&store, &app.id, 1, "10.0.0.5").await;
+    let (app, lb) = server_and_balancer(&store).await;
     let generation = |host: &Host| {
         let store = &store;
         let id = host.id.clone();
@@ -858,5 +850,145 @@ pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: B
         "{kinds:?}"
     );
     store.delete_cluster("prod", &actor()).await.unwrap();
+    store.close().await;
+}
+
+/// Server settings: checked before anything changes, stored, sent to the servers only, and a
+/// change starts a rolling restart (none without servers, none when nothing changed).
+pub(crate) async fn server_settings_are_checked_stored_and_rolled_to_the_servers(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    let set = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    };
+    // No server yet: stored, nothing restarts.
+    let configured = store
+        .configure_servers("prod", &set(&[("stats.expire_after", "24")]), &[], &actor())
+        .await
+        .unwrap();
+    assert!(configured.changed);
+    assert_eq!((configured.restart_epoch, configured.servers.len()), (0, 0));
+
+    let (server_host, lb) = server_and_balancer(&store).await;
+    let generation = |host: &Host| {
+        let store = &store;
+        let name = host.name.clone();
+        async move { store.get_host(&name).await.unwrap().generation }
+    };
+    let before = generation(&server_host).await;
+
+    let configured = store
+        .configure_servers(
+            "prod",
+            &set(&[
+                ("main.gunicorn_workers", "2"),
+                ("misc.return_tracebacks", "false"),
+            ]),
+            &["stats.expire_after".to_owned()],
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        configured.settings,
+        set(&[
+            ("main.gunicorn_workers", "2"),
+            ("misc.return_tracebacks", "False")
+        ]),
+        "stored as written, the unset one gone"
+    );
+    assert_eq!(
+        (
+            configured.changed,
+            configured.restart_epoch,
+            configured.servers
+        ),
+        (true, 1, vec!["server1".to_owned()])
+    );
+    assert!(
+        generation(&server_host).await > before,
+        "the server's host is told"
+    );
+    let plan = |host: &Host| {
+        let store = &store;
+        let id = host.id.clone();
+        async move { planner::render(&store.plan_inputs(&id).await.unwrap()) }
+    };
+    let server = plan(&server_host).await.components.remove(0);
+    assert_eq!(
+        (
+            server.server_settings.get("main.gunicorn_workers"),
+            server.restart_epoch
+        ),
+        (Some(&"2".to_owned()), 1)
+    );
+    assert!(
+        plan(&lb).await.components[0].server_settings.is_empty(),
+        "a load balancer gets no server settings"
+    );
+    let cluster = store.get_cluster("prod").await.unwrap();
+    assert_eq!(cluster.server_settings, configured.settings, "read back");
+
+    // The same again: nothing changes, nothing restarts.
+    let again = store
+        .configure_servers(
+            "prod",
+            &set(&[("main.gunicorn_workers", "2")]),
+            &[],
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.changed, again.restart_epoch), (false, 1));
+
+    // Refused, by name, before anything changes.
+    for (pairs, unset, named) in [
+        (
+            set(&[("main.gunicorn_bind", "0.0.0.0:1")]),
+            vec![],
+            "main.gunicorn_bind",
+        ),
+        (set(&[("main.gunicorn_workers", "11")]), vec![], "11"),
+        (set(&[("env.MODE", "a # b")]), vec![], "a # b"),
+        (
+            set(&[("main.gunicorn_workers", "3")]),
+            vec!["main.ipc_port_start".to_owned()],
+            "main.ipc_port_start",
+        ),
+        (
+            set(&[("main.gunicorn_workers", "3")]),
+            vec!["main.gunicorn_workers".to_owned()],
+            "both set and unset",
+        ),
+    ] {
+        let refused = store
+            .configure_servers("prod", &pairs, &unset, &actor())
+            .await;
+        assert!(
+            matches!(&refused, Err(StoreError::Invalid(message)) if message.contains(named)),
+            "{pairs:?} unset {unset:?}: {refused:?}"
+        );
+    }
+    let cluster = store.get_cluster("prod").await.unwrap();
+    assert_eq!(
+        (cluster.server_settings, cluster.restart_epoch),
+        (configured.settings, 1),
+        "a refused change changes nothing"
+    );
+    let events = store.list_events(Some("prod"), None, 50).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.kind == "cluster.servers-configured"
+                && event.message.contains("main.gunicorn_workers=2")),
+        "{events:?}"
+    );
     store.close().await;
 }

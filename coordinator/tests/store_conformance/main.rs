@@ -128,6 +128,20 @@ async fn enroll(store: &SqlStore, cluster: &str, host: &str) -> Host {
         .0
 }
 
+/// Hosts `app-1` with a server and `lb` with a load balancer of cluster `prod`, bootstrapped.
+async fn server_and_balancer(store: &SqlStore) -> (Host, Host) {
+    let app = enroll(store, "prod", "app-1").await;
+    let lb = enroll(store, "prod", "lb").await;
+    for (role, host) in [(Role::Server, "app-1"), (Role::LoadBalancer, "lb")] {
+        store
+            .create_assignment(assign("prod", role, host, None, None), &actor())
+            .await
+            .unwrap();
+    }
+    finish_bootstrap(store, &app.id, 1, "10.0.0.5").await;
+    (app, lb)
+}
+
 fn report(generation: u64, address: &str, bootstrap: Vec<BootstrapReport>) -> StatusReport {
     StatusReport {
         applied_generation: generation,
@@ -233,6 +247,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn python_dependencies_reach_the_servers_one_restart_at_a_time() {
                 super::python_dependencies_reach_the_servers_one_restart_at_a_time($backend).await;
+            }
+            #[tokio::test]
+            async fn server_settings_are_checked_stored_and_rolled_to_the_servers() {
+                super::server_settings_are_checked_stored_and_rolled_to_the_servers($backend).await;
             }
             #[tokio::test]
             async fn a_rolling_restart_takes_the_servers_one_at_a_time() {

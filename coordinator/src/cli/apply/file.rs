@@ -29,6 +29,43 @@ pub(super) struct ClusterFile {
     /// The cluster's user-config files; without the section, apply leaves them as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) user_conf: Option<UserConfSpec>,
+    /// The cluster's server settings, by section (`[server_settings.main]`,
+    /// `[server_settings.env]`); without the section, apply leaves them as they are; with it,
+    /// the whole set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) server_settings: Option<BTreeMap<String, BTreeMap<String, SettingValue>>>,
+}
+
+/// A server setting's value in the file: a string, a number or a boolean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(super) enum SettingValue {
+    Text(String),
+    Number(i64),
+    Flag(bool),
+}
+
+/// `[server_settings]` as the coordinator takes them (`section.key`, `env.NAME`), each checked
+/// ([`muster_proto::server_settings::check`]); a number or a boolean is written as Zato reads it.
+pub(super) fn server_settings_of(
+    sections: &BTreeMap<String, BTreeMap<String, SettingValue>>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut settings = BTreeMap::new();
+    for (section, keys) in sections {
+        for (key, value) in keys {
+            let name = format!("{section}.{key}");
+            let text = match value {
+                SettingValue::Text(text) => text.clone(),
+                SettingValue::Number(number) => number.to_string(),
+                SettingValue::Flag(true) => "True".to_owned(),
+                SettingValue::Flag(false) => "False".to_owned(),
+            };
+            let checked = muster_proto::server_settings::check(&name, &text)
+                .map_err(|error| format!("[server_settings] {error}"))?;
+            settings.insert(name, checked);
+        }
+    }
+    muster_proto::server_settings::check_all(&settings).map_err(|error| error.to_string())
 }
 
 /// `[user_conf]`: the files every server's services read as `self.config.NAME`.
@@ -404,6 +441,17 @@ pub(super) fn file_of(cluster: &v1::Cluster, components: &[ComponentView]) -> Cl
         config: None,
         python: None,
         user_conf: None,
+        server_settings: (!cluster.server_settings.is_empty()).then(|| {
+            let mut sections: BTreeMap<String, BTreeMap<String, SettingValue>> = BTreeMap::new();
+            for (name, value) in &cluster.server_settings {
+                let (section, key) = name.split_once('.').unwrap_or(("main", name));
+                sections
+                    .entry(section.to_owned())
+                    .or_default()
+                    .insert(key.to_owned(), SettingValue::Text(value.clone()));
+            }
+            sections
+        }),
     }
 }
 
@@ -566,6 +614,8 @@ check_inter = "5s"
         let (files, env) = config_of(&file, &example_env).unwrap();
         assert_eq!(files[0].name, "api.yaml");
         assert!(env.contains_key("ORDERS_PASSWORD"));
+        let settings = server_settings_of(example.server_settings.as_ref().unwrap()).unwrap();
+        assert_eq!(settings["main.gunicorn_workers"], "2");
         let (requirements, wheels) = python_of(&file, example.python.as_ref().unwrap()).unwrap();
         assert!(requirements.contains("inflection==0.5.1"), "{requirements}");
         assert_eq!(wheels[0].name, "inflection-0.5.1-py2.py3-none-any.whl");
@@ -605,5 +655,52 @@ check_inter = "5s"
         let read: ClusterFile = toml::from_str(&text).unwrap();
         check_file(&read).unwrap();
         assert_eq!(read, file);
+    }
+
+    #[test]
+    fn server_settings_read_by_section_as_numbers_booleans_or_strings_and_written_back() {
+        let text = format!(
+            "{FILE}\n[server_settings]\nstats.expire_after = 24\n\n[server_settings.main]\n\
+             gunicorn_workers = 2\n\n[server_settings.misc]\nreturn_tracebacks = false\n\n\
+             [server_settings.env]\nAPP_MODE = \"blue green\"\n"
+        );
+        let file: ClusterFile = toml::from_str(&text).unwrap();
+        let settings = server_settings_of(file.server_settings.as_ref().unwrap()).unwrap();
+        let expected: BTreeMap<String, String> = [
+            ("stats.expire_after", "24"),
+            ("main.gunicorn_workers", "2"),
+            ("misc.return_tracebacks", "False"),
+            ("env.APP_MODE", "blue green"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+        assert_eq!(settings, expected);
+
+        // Written back (`muster get`), read as the same settings.
+        let cluster = v1::Cluster {
+            name: "prod".to_owned(),
+            server_settings: expected.clone().into_iter().collect(),
+            ..Default::default()
+        };
+        let written = toml::to_string(&file_of(&cluster, &[])).unwrap();
+        let read: ClusterFile = toml::from_str(&written).unwrap();
+        assert_eq!(
+            server_settings_of(read.server_settings.as_ref().unwrap()).unwrap(),
+            expected
+        );
+
+        for (bad, named) in [
+            (
+                "[server_settings.main]\ngunicorn_bind = \"0.0.0.0:1\"\n",
+                "main.gunicorn_bind",
+            ),
+            ("[server_settings.main]\ngunicorn_workers = 0\n", "\"0\""),
+            ("[server_settings.env]\nA = \"x # y\"\n", "x # y"),
+        ] {
+            let file: ClusterFile = toml::from_str(&format!("{FILE}\n{bad}")).unwrap();
+            let refused = server_settings_of(file.server_settings.as_ref().unwrap()).unwrap_err();
+            assert!(refused.contains(named), "{refused} names {named}");
+        }
     }
 }

@@ -137,6 +137,29 @@ pub(super) async fn apply_command(
         Some(spec) => Some(user_conf_of(&path, spec)?),
         None => None,
     };
+    // The server settings: checked before anything changes; what differs is set, what the file
+    // no longer has unset.
+    let current_settings: std::collections::BTreeMap<String, String> = existing
+        .as_ref()
+        .map(|cluster| cluster.server_settings.clone().into_iter().collect())
+        .unwrap_or_default();
+    let settings_change = match &file.server_settings {
+        Some(sections) => {
+            let wanted = server_settings_of(sections).map_err(|error| invalid(&path, error))?;
+            let set: std::collections::BTreeMap<String, String> = wanted
+                .iter()
+                .filter(|(name, value)| current_settings.get(*name) != Some(*value))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            let unset: Vec<String> = current_settings
+                .keys()
+                .filter(|name| !wanted.contains_key(*name))
+                .cloned()
+                .collect();
+            (!set.is_empty() || !unset.is_empty()).then_some((set, unset))
+        }
+        None => None,
+    };
     // A server found the ODB empty: applying the file rebuilds the cluster on it.
     let rebuild = existing.as_ref().is_some_and(|cluster| cluster.odb_empty);
     let changes = usize::from(rebuild)
@@ -146,6 +169,7 @@ pub(super) async fn apply_command(
             .count()
         + usize::from(services_change.is_some())
         + usize::from(python_change.is_some())
+        + usize::from(settings_change.is_some())
         + usize::from(config.is_some())
         + usize::from(user_conf.is_some());
 
@@ -192,6 +216,22 @@ pub(super) async fn apply_command(
                 muster_proto::services::short(current)
             )
         });
+    }
+    if let Some((set, unset)) = &settings_change {
+        let mut changed: Vec<String> = set
+            .iter()
+            .map(|(name, value)| match current_settings.get(name) {
+                Some(before) => format!("{name} {before} -> {value}"),
+                None => format!("{name}={value}"),
+            })
+            .collect();
+        changed.extend(unset.iter().map(|name| format!("{name} unset")));
+        lines.push(format!(
+            "~ server settings: {} (the servers restart one at a time)",
+            changed.join(", ")
+        ));
+    } else if file.server_settings.is_some() {
+        lines.push(format!("= server settings ({})", current_settings.len()));
     }
     if let Some((files, revision, current)) = &services {
         let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
@@ -342,6 +382,33 @@ pub(super) async fn apply_command(
                     &muster_proto::python::checked_requirements(requirements).unwrap_or_default(),
                     wheels
                 )
+            ),
+            out,
+        )?;
+    }
+    if let Some((set, unset)) = settings_change {
+        let configured = connection
+            .client
+            .configure_servers(v1::ConfigureServersRequest {
+                cluster: name.clone(),
+                set: set.into_iter().collect(),
+                unset,
+            })
+            .await
+            .answer(&connection)?;
+        say(
+            format!(
+                "set server settings ({}); {}",
+                configured.settings.len(),
+                if configured.servers.is_empty() {
+                    "each server starts with them".to_owned()
+                } else {
+                    format!(
+                        "servers {} restart one at a time (restart epoch {})",
+                        configured.servers.join(", "),
+                        configured.restart_epoch
+                    )
+                }
             ),
             out,
         )?;

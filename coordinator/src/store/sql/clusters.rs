@@ -83,6 +83,7 @@ impl SqlStore {
             odb_empty: false,
             restart_epoch: 0,
             rollout_paused: false,
+            server_settings: BTreeMap::new(),
         })
     }
 
@@ -115,6 +116,19 @@ impl SqlStore {
                 name: name.to_owned(),
             })?;
         cluster_from_row(&row)
+    }
+
+    /// [`Self::cluster_in`] under the cluster's row lock ([`Self::lock_clusters`]): read again
+    /// once locked, so a change computed from it (a new restart epoch, merged settings) is not
+    /// lost to another made at once.
+    pub(super) async fn locked_cluster(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        name: &str,
+    ) -> Result<Cluster, StoreError> {
+        let cluster = self.cluster_in(&mut **transaction, name).await?;
+        self.lock_clusters(transaction, [cluster.id]).await?;
+        self.cluster_in(&mut **transaction, name).await
     }
 
     pub(super) async fn cluster_secrets(&self, name: &str) -> Result<ClusterSecrets, StoreError> {
@@ -202,7 +216,7 @@ impl SqlStore {
     /// dashboard again.
     pub(super) async fn rebuild_odb(&self, name: &str, actor: &Actor) -> Result<u64, StoreError> {
         let mut transaction = self.begin_write().await?;
-        let cluster = self.cluster_in(&mut **transaction, name).await?;
+        let cluster = self.locked_cluster(&mut transaction, name).await?;
         if !cluster.odb_empty {
             return Err(StoreError::Conflict(format!(
                 "no server of cluster {name} reports its ODB empty; a rebuild is only for an ODB \
@@ -260,7 +274,123 @@ impl SqlStore {
         actor: &Actor,
     ) -> Result<(u64, Vec<String>), StoreError> {
         let mut transaction = self.begin_write().await?;
-        let cluster = self.cluster_in(&mut **transaction, name).await?;
+        let cluster = self.locked_cluster(&mut transaction, name).await?;
+        let restart = self
+            .start_rolling_restart(&mut transaction, &cluster, actor, "rolling restart")
+            .await?;
+        if restart.1.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "cluster {name} has no server to restart"
+            )));
+        }
+        transaction.commit("commit a rolling restart").await?;
+        Ok(restart)
+    }
+
+    /// Sets and unsets server settings of cluster `name` ([`muster_proto::server_settings`],
+    /// checked before anything changes); a change starts a rolling restart of its servers.
+    pub(super) async fn configure_servers(
+        &self,
+        name: &str,
+        set: &BTreeMap<String, String>,
+        unset: &[String],
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError> {
+        use muster_proto::server_settings;
+        let invalid =
+            |error: muster_proto::validate::Invalid| StoreError::Invalid(error.to_string());
+        let set = server_settings::check_all(set).map_err(invalid)?;
+        for key in unset {
+            if set.contains_key(key) {
+                return Err(StoreError::Invalid(format!(
+                    "server setting {key:?} is both set and unset"
+                )));
+            }
+            match key.strip_prefix(server_settings::ENV_PREFIX) {
+                Some(variable) => {
+                    server_settings::check_variable_name(variable).map_err(invalid)?
+                }
+                None if server_settings::setting(key).is_none() => {
+                    return Err(StoreError::Invalid(format!(
+                        "invalid server setting {key:?}: not one Muster sets, nor env.NAME"
+                    )));
+                }
+                None => {}
+            }
+        }
+        let mut transaction = self.begin_write().await?;
+        let cluster = self.locked_cluster(&mut transaction, name).await?;
+        let mut settings = cluster.server_settings.clone();
+        settings.extend(set);
+        for key in unset {
+            settings.remove(key);
+        }
+        server_settings::check_all(&settings).map_err(invalid)?;
+        if settings == cluster.server_settings {
+            return Ok(ServersConfigured {
+                settings,
+                changed: false,
+                restart_epoch: cluster.restart_epoch,
+                servers: Vec::new(),
+            });
+        }
+        let json = serde_json::to_string(&settings)
+            .map_err(|error| StoreError::Invalid(format!("server settings: {error}")))?;
+        sqlx::query(&self.sql("UPDATE clusters SET server_settings = $1 WHERE id = $2"))
+            .bind(json)
+            .bind(&cluster.id)
+            .run(&mut **transaction, "store a cluster's server settings")
+            .await?;
+        let shown: Vec<String> = settings
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        self.insert_event(
+            &mut transaction,
+            "cluster.servers-configured",
+            name,
+            "",
+            actor,
+            &format!(
+                "server settings now: {}",
+                if shown.is_empty() {
+                    "none (Zato's defaults)".to_owned()
+                } else {
+                    shown.join(" ")
+                }
+            ),
+        )
+        .await?;
+        let (restart_epoch, servers) = self
+            .start_rolling_restart(
+                &mut transaction,
+                &cluster,
+                actor,
+                "rolling restart for new server settings",
+            )
+            .await?;
+        transaction
+            .commit("commit a cluster's server settings")
+            .await?;
+        Ok(ServersConfigured {
+            settings,
+            changed: true,
+            restart_epoch,
+            servers,
+        })
+    }
+
+    /// Starts a rolling restart of the cluster's servers inside `transaction`: a new restart
+    /// epoch, which every server of the cluster gets; each restarts at its turn
+    /// ([`policy::RestartGoal`]). Returns the epoch and the servers, by name (none: nothing
+    /// starts, the epoch stays).
+    async fn start_rolling_restart(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster: &Cluster,
+        actor: &Actor,
+        what: &str,
+    ) -> Result<(u64, Vec<String>), StoreError> {
         let servers: Vec<String> = sqlx::query(&self.sql(
             "SELECT name FROM assignments WHERE cluster_id = $1 AND role = 'server' ORDER BY name",
         ))
@@ -271,9 +401,7 @@ impl SqlStore {
         .map(|row| row.value::<String>("name"))
         .collect::<Result<_, _>>()?;
         if servers.is_empty() {
-            return Err(StoreError::Conflict(format!(
-                "cluster {name} has no server to restart"
-            )));
+            return Ok((cluster.restart_epoch, servers));
         }
         let epoch = cluster.restart_epoch + 1;
         sqlx::query(&self.sql("UPDATE clusters SET restart_epoch = $1 WHERE id = $2"))
@@ -281,28 +409,27 @@ impl SqlStore {
             .bind(&cluster.id)
             .run(&mut **transaction, "start a rolling restart")
             .await?;
-        self.bump(&mut transaction, &cluster.id, policy::Change::Servers)
+        self.bump(transaction, &cluster.id, policy::Change::Servers)
             .await?;
         self.bump(
-            &mut transaction,
+            transaction,
             &cluster.id,
             policy::Change::Restarts { was_due: false },
         )
         .await?;
         self.insert_event(
-            &mut transaction,
+            transaction,
             "cluster.rolling-restart",
-            name,
+            &cluster.name,
             "",
             actor,
             &format!(
-                "rolling restart of the cluster's servers (restart epoch {epoch}): {}, one at a \
-                 time, each out of rotation until its load balancers have it back",
+                "{what} of the cluster's servers (restart epoch {epoch}): {}, one at a time, \
+                 each out of rotation until its load balancers have it back",
                 servers.join(", ")
             ),
         )
         .await?;
-        transaction.commit("commit a rolling restart").await?;
         Ok((epoch, servers))
     }
 
@@ -314,7 +441,7 @@ impl SqlStore {
         actor: &Actor,
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
-        let cluster = self.cluster_in(&mut **transaction, name).await?;
+        let cluster = self.locked_cluster(&mut transaction, name).await?;
         if cluster.rollout_paused == paused {
             return Ok(false);
         }

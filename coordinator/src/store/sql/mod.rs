@@ -25,7 +25,8 @@ use sqlx::{Any, AnyPool, Executor};
 use super::{
     Actor, Assignment, BootstrapState, BootstrapTask, Cluster, ClusterSecrets, ComponentStatus,
     Event, Host, HostState, JoinToken, NewAssignment, NewCluster, NewHost, NewJoinToken,
-    OdbSettings, PlanInputs, StatusRecorded, StatusReport, Store, StoreError, TokenRefusal, now_ms,
+    OdbSettings, PlanInputs, ServersConfigured, StatusRecorded, StatusReport, Store, StoreError,
+    TokenRefusal, now_ms,
 };
 use crate::policy;
 use crate::secrets::{self, SecretBox};
@@ -518,6 +519,16 @@ impl Store for SqlStore {
         actor: &Actor,
     ) -> Result<(u64, Vec<String>), StoreError> {
         SqlStore::restart_servers(self, cluster, actor).await
+    }
+
+    async fn configure_servers(
+        &self,
+        cluster: &str,
+        set: &BTreeMap<String, String>,
+        unset: &[String],
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError> {
+        SqlStore::configure_servers(self, cluster, set, unset, actor).await
     }
 
     async fn pause_rollout(

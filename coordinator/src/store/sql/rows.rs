@@ -139,7 +139,7 @@ pub(super) fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings,
 
 pub(super) const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
      odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target, servers_started, first_server, services_revision, config_revision, \
-     python_revision, user_conf_revision, odb_epoch, restart_epoch, rollout_paused, \
+     python_revision, user_conf_revision, odb_epoch, restart_epoch, rollout_paused, server_settings, \
      (SELECT COUNT(*) FROM component_status s WHERE s.cluster_name = clusters.name \
       AND s.odb_empty = 1 AND s.odb_epoch = clusters.odb_epoch) AS odb_empty_reports";
 
@@ -184,6 +184,18 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
         odb_empty: row.value::<i64>("odb_empty_reports")? > 0,
         restart_epoch: epoch_from(row.value("restart_epoch")?)?,
         rollout_paused: row.value::<i64>("rollout_paused")? != 0,
+        // A TEXT column: MySQL hands it over as bytes.
+        server_settings: match row
+            .value::<Option<String>>("server_settings")
+            .or_else(|_| {
+                row.value::<Option<Vec<u8>>>("server_settings")
+                    .map(|bytes| bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+            })? {
+            Some(json) if !json.is_empty() => serde_json::from_str(&json).map_err(|error| {
+                StoreError::Corrupt(format!("a cluster's server settings: {error}"))
+            })?,
+            _ => Default::default(),
+        },
     })
 }
 

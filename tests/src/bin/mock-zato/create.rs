@@ -225,7 +225,7 @@ pub(crate) async fn create_server(parsed: &Parsed) -> Result<()> {
     }
     let token = random_token()?;
     let server_conf = format!(
-        "[main]\ngunicorn_bind=0.0.0.0:{http_port}\ngunicorn_workers={threads}\nipc_host=127.0.0.1\nipc_port_start=17050\ntoken={token}\n\n{}\n[scheduler]\nscheduler_host={scheduler_host}\nscheduler_port={scheduler_port}\nscheduler_use_tls={}\nscheduler_api_username={api_username}\nscheduler_api_password={api_password}\n\n[preferred_address]\naddress=\nip=10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, eth0\nboot_if_preferred_not_found=False\nallow_loopback=False\n",
+        "[main]\ngunicorn_bind=0.0.0.0:{http_port}\ngunicorn_workers={threads}\nipc_host=127.0.0.1\nipc_port_start=17050\ntoken={token}\n\n{}\n[scheduler]\nscheduler_host={scheduler_host}\nscheduler_port={scheduler_port}\nscheduler_use_tls={}\nscheduler_api_username={api_username}\nscheduler_api_password={api_password}\n\n[preferred_address]\naddress=\nip=10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, eth0\nboot_if_preferred_not_found=False\nallow_loopback=False\n\n[os_environ]\nsample_key=sample_value\n\n[command_set_scheduler]\n",
         odb.ini_section(),
         python_bool(scheduler_tls)
     );

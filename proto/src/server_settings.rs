@@ -1,0 +1,308 @@
+//! A cluster's server settings: the `server.conf` keys Muster sets on every server of a cluster, from
+//! an allowlist, and the environment variables of the servers' processes (`[os_environ]`, which a
+//! Zato server puts into its environment before its workers start: `zato/server/main.py`).
+//!
+//! The coordinator refuses a key outside the list and a value outside its grammar before anything
+//! is stored; the agent writes them into `server.conf` when a server starts (at its turn of the
+//! rolling restart a change starts), a listed key not set as Zato's `zato create server` writes it,
+//! and `[os_environ]` as exactly the variables set. Zato reads `server.conf` with ConfigObj: a `#`
+//! starts a comment, a comma makes a list, `%` and `$` interpolate; no value here can hold any of
+//! them.
+
+use std::collections::BTreeMap;
+
+use crate::validate::Invalid;
+
+/// What a setting's value may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A whole number in this range.
+    Number { min: u64, max: u64 },
+    /// `True` or `False` (Python's spelling; `true`/`false` are accepted and written so).
+    Bool,
+    /// A word: letters, digits and `._-/`, at most 64.
+    Word,
+}
+
+/// One `server.conf` key Muster may set.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// `section.key`, as the CLI and the cluster file name it.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// What `zato create server` writes (Zato 3.2's `create_server.py`): what an unset key is.
+    pub default: &'static str,
+    pub about: &'static str,
+}
+
+/// The worker processes a server may run: each binds one IPC port, and the agent keeps this many
+/// for each server of a host.
+pub const MAX_WORKERS: u64 = 10;
+
+/// The `server.conf` keys Muster sets.
+pub const SERVER_SETTINGS: &[Setting] = &[
+    Setting {
+        name: "main.gunicorn_workers",
+        kind: Kind::Number {
+            min: 1,
+            max: MAX_WORKERS,
+        },
+        default: "1",
+        about: "worker processes of each server (how a server uses more CPUs; `zato create server --threads`)",
+    },
+    Setting {
+        name: "main.gunicorn_graceful_timeout",
+        kind: Kind::Number { min: 1, max: 3600 },
+        default: "1",
+        about: "seconds a stopping worker has to finish its requests",
+    },
+    Setting {
+        name: "main.gunicorn_timeout",
+        kind: Kind::Number {
+            min: 1,
+            max: 1_234_567_890,
+        },
+        default: "1234567890",
+        about: "seconds a worker may stay silent before it is restarted",
+    },
+    Setting {
+        name: "misc.return_tracebacks",
+        kind: Kind::Bool,
+        default: "True",
+        about: "whether a failed service's traceback goes back to its caller",
+    },
+    Setting {
+        name: "misc.http_server_header",
+        kind: Kind::Word,
+        default: "Apache",
+        about: "the Server header of the servers' HTTP responses",
+    },
+    Setting {
+        name: "stats.expire_after",
+        kind: Kind::Number {
+            min: 1,
+            max: 87_600,
+        },
+        default: "168",
+        about: "hours the servers keep their statistics",
+    },
+];
+
+/// The prefix of an environment variable's name among the settings: `env.NAME`.
+pub const ENV_PREFIX: &str = "env.";
+/// The `server.conf` section the variables go to.
+pub const ENV_SECTION: &str = "os_environ";
+/// The longest value a setting may have.
+pub const VALUE_MAX: usize = 1024;
+/// The most settings (keys and variables) a cluster may have.
+pub const SETTINGS_MAX: usize = 64;
+
+/// The listed setting of this name.
+pub fn setting(name: &str) -> Option<&'static Setting> {
+    SERVER_SETTINGS.iter().find(|setting| setting.name == name)
+}
+
+/// Checks a setting's name and value; returns the value as it is written (`True`/`False` for a
+/// boolean).
+pub fn check(name: &str, value: &str) -> Result<String, Invalid> {
+    let invalid = |field: &'static str, value: &str, reason: &'static str| Invalid {
+        field,
+        value: value.to_owned(),
+        reason,
+    };
+    if let Some(variable) = name.strip_prefix(ENV_PREFIX) {
+        check_variable_name(variable)?;
+        return check_env_value(value).map(str::to_owned);
+    }
+    let Some(setting) = setting(name) else {
+        return Err(invalid(
+            "server setting",
+            name,
+            "not one Muster sets (see `muster configure server --help`), nor env.NAME",
+        ));
+    };
+    match setting.kind {
+        Kind::Number { min, max } => match value.parse::<u64>() {
+            Ok(number) if (min..=max).contains(&number) && !value.starts_with('0') => {
+                Ok(number.to_string())
+            }
+            _ => Err(Invalid {
+                field: setting.name,
+                value: value.to_owned(),
+                reason: "not a whole number in its range (see `muster configure server --help`)",
+            }),
+        },
+        Kind::Bool => match value {
+            "True" | "true" => Ok("True".to_owned()),
+            "False" | "false" => Ok("False".to_owned()),
+            _ => Err(invalid(setting.name, value, "not True or False")),
+        },
+        Kind::Word => {
+            let fits = !value.is_empty()
+                && value.len() <= 64
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+            if fits {
+                Ok(value.to_owned())
+            } else {
+                Err(invalid(
+                    setting.name,
+                    value,
+                    "not a word of letters, digits and ._-/ (at most 64)",
+                ))
+            }
+        }
+    }
+}
+
+/// An environment variable's name: a letter or `_`, then letters, digits and `_`, at most 128.
+pub fn check_variable_name(name: &str) -> Result<(), Invalid> {
+    let mut characters = name.chars();
+    let fits = name.len() <= 128
+        && characters
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && characters.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if fits {
+        Ok(())
+    } else {
+        Err(Invalid {
+            field: "environment variable",
+            value: name.to_owned(),
+            reason: "not a name of letters, digits and _ that starts with a letter or _",
+        })
+    }
+}
+
+/// An environment variable's value: letters, digits, spaces inside and `._:/@+=-`, at most
+/// [`VALUE_MAX`]. Not a secret: settings are stored and shown in clear (a secret goes into the
+/// cluster's configuration, which is sealed).
+fn check_env_value(value: &str) -> Result<&str, Invalid> {
+    let fits = value.len() <= VALUE_MAX
+        && value.trim() == value
+        && value.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, ' ' | '.' | '_' | ':' | '/' | '@' | '+' | '=' | '-')
+        });
+    if fits {
+        Ok(value)
+    } else {
+        Err(Invalid {
+            field: "environment variable's value",
+            value: value.to_owned(),
+            reason: "only letters, digits, inner spaces and ._:/@+=- (at most 1024; ConfigObj reads # , % $ and quotes otherwise)",
+        })
+    }
+}
+
+/// Checks every setting; returns them as they are written.
+pub fn check_all(settings: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Invalid> {
+    if settings.len() > SETTINGS_MAX {
+        return Err(Invalid {
+            field: "server settings",
+            value: format!("{} settings", settings.len()),
+            reason: "more than 64",
+        });
+    }
+    settings
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), check(name, value)?)))
+        .collect()
+}
+
+/// What a server's `server.conf` holds of the cluster's server settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConf {
+    /// Every listed key (its setting, or Zato's default), as `(section, key, value)`.
+    pub keys: Vec<(&'static str, &'static str, String)>,
+    /// The `[os_environ]` variables, by name.
+    pub environment: BTreeMap<String, String>,
+}
+
+/// The `server.conf` a server starts with ([`ServerConf`]).
+pub fn server_conf(settings: &BTreeMap<String, String>) -> ServerConf {
+    let keys = SERVER_SETTINGS
+        .iter()
+        .map(|listed| {
+            let (section, key) = listed.name.split_once('.').unwrap_or(("main", listed.name));
+            let value = settings
+                .get(listed.name)
+                .cloned()
+                .unwrap_or_else(|| listed.default.to_owned());
+            (section, key, value)
+        })
+        .collect();
+    let environment = settings
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.strip_prefix(ENV_PREFIX)?.to_owned(), value.clone()))
+        })
+        .collect();
+    ServerConf { keys, environment }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_keys_and_variables_pass_in_their_grammar() {
+        assert_eq!(check("main.gunicorn_workers", "2").unwrap(), "2");
+        assert_eq!(check("misc.return_tracebacks", "false").unwrap(), "False");
+        assert_eq!(
+            check("env.APP_MODE", "blue green:1").unwrap(),
+            "blue green:1"
+        );
+        assert_eq!(
+            check("misc.http_server_header", "Zato/3.2").unwrap(),
+            "Zato/3.2"
+        );
+    }
+
+    #[test]
+    fn a_value_that_could_change_the_file_or_its_reading_is_refused_by_name() {
+        for (name, value) in [
+            ("main.gunicorn_workers", "0"),
+            ("main.gunicorn_workers", "11"),
+            ("main.gunicorn_workers", "02"),
+            ("main.gunicorn_workers", "2\nipc_port_start=1"),
+            ("main.gunicorn_bind", "0.0.0.0:1"),
+            ("main.ipc_port_start", "17050"),
+            ("env.A", "x # comment"),
+            ("env.A", "a,b"),
+            ("env.A", "%(x)s"),
+            ("env.A", "$HOME"),
+            ("env.A", " padded"),
+            ("env.1A", "x"),
+            ("env.A-B", "x"),
+            ("misc.http_server_header", "Apache\r\nX: 1"),
+        ] {
+            let refused =
+                check(name, value).expect_err(&format!("{name}={value:?} must be refused"));
+            let message = refused.to_string();
+            assert!(
+                message.contains(&format!("{:?}", value.chars().take(64).collect::<String>()))
+                    || message.contains(&format!("{name:?}"))
+                    || message.contains(&format!("{:?}", name.trim_start_matches(ENV_PREFIX))),
+                "{message} names the offending value"
+            );
+        }
+    }
+
+    #[test]
+    fn a_server_starts_with_every_listed_key_and_exactly_its_variables() {
+        let settings = BTreeMap::from([
+            ("main.gunicorn_workers".to_owned(), "2".to_owned()),
+            ("env.APP_MODE".to_owned(), "blue".to_owned()),
+        ]);
+        let ServerConf { keys, environment } = server_conf(&settings);
+        assert_eq!(keys.len(), SERVER_SETTINGS.len());
+        assert!(keys.contains(&("main", "gunicorn_workers", "2".to_owned())));
+        assert!(keys.contains(&("stats", "expire_after", "168".to_owned())));
+        assert_eq!(
+            environment,
+            BTreeMap::from([("APP_MODE".to_owned(), "blue".to_owned())])
+        );
+    }
+}
