@@ -250,6 +250,7 @@ async fn call(
         "RestartServers" => restart_servers,
         "PauseRollout" => pause_rollout,
         "ConfigureServers" => configure_servers,
+        "UndoServerSettings" => undo_server_settings,
         "ListBackends" => list_backends,
         "DrainHost" => drain_host,
         "AdmitHost" => admit_host,

@@ -91,6 +91,28 @@ impl Site {
         site
     }
 
+    /// `muster wait --cluster prod`, which must succeed within `timeout`.
+    fn wait(&self, timeout: &str) {
+        let waited = self
+            .coordinator
+            .muster(&["wait", "--cluster", "prod", "--timeout", timeout]);
+        assert!(
+            waited.status.success(),
+            "{}",
+            String::from_utf8_lossy(&waited.stderr)
+        );
+    }
+
+    /// Server `server{host}`'s server.conf on host `app-{host}`.
+    fn server_conf(&self, host: usize) -> String {
+        std::fs::read_to_string(
+            self.hosts[host - 1]
+                .components_dir
+                .join(format!("prod/server-server{host}/config/repo/server.conf")),
+        )
+        .unwrap()
+    }
+
     fn frontend(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, self.base], 11223))
     }
@@ -818,14 +840,7 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
             site.coordinator.ok(&["status"])
         )
     });
-    let waited = site
-        .coordinator
-        .muster(&["wait", "--cluster", "prod", "--timeout", "60s"]);
-    assert!(
-        waited.status.success(),
-        "{}",
-        String::from_utf8_lossy(&waited.stderr)
-    );
+    site.wait("60s");
     println!(
         "figure: 3 mock servers restarted one at a time in {:?}",
         started.elapsed()
@@ -881,14 +896,7 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
     );
     site.coordinator
         .ok(&["rollout", "resume", "--cluster", "prod"]);
-    let waited = site
-        .coordinator
-        .muster(&["wait", "--cluster", "prod", "--timeout", "120s"]);
-    assert!(
-        waited.status.success(),
-        "{}",
-        String::from_utf8_lossy(&waited.stderr)
-    );
+    site.wait("120s");
     let resumed: Vec<u64> = (1..=3).map(pid).collect();
     assert!(
         resumed.iter().zip(&after).all(|(new, old)| new != old),
@@ -913,14 +921,7 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
             && said.contains("rolling restart (restart epoch 3): server1, server2, server3"),
         "{said}"
     );
-    let waited = site
-        .coordinator
-        .muster(&["wait", "--cluster", "prod", "--timeout", "120s"]);
-    assert!(
-        waited.status.success(),
-        "{}",
-        String::from_utf8_lossy(&waited.stderr)
-    );
+    site.wait("120s");
     site.backend_is(&all_up).await;
     let tally = stream.stop();
     assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
@@ -931,15 +932,27 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
             resumed[host - 1],
             "server{host} restarted"
         );
-        let server_conf = std::fs::read_to_string(
-            site.hosts[host - 1]
-                .components_dir
-                .join(format!("prod/server-server{host}/config/repo/server.conf")),
-        )
-        .unwrap();
+        let server_conf = site.server_conf(host);
         assert!(
             server_conf.contains("gunicorn_workers=2\n")
                 && server_conf.contains("[os_environ]\nAPP_MODE=blue\n"),
+            "server{host}: {server_conf}"
+        );
+    }
+    // Undone: the settings before, rolled out the same way.
+    let said = site
+        .coordinator
+        .ok(&["rollout", "undo", "--cluster", "prod"]);
+    assert!(
+        said.contains("cluster prod's servers run with Zato's defaults")
+            && said.contains("rolling restart (restart epoch 4)"),
+        "{said}"
+    );
+    site.wait("120s");
+    for host in 1..=3 {
+        let server_conf = site.server_conf(host);
+        assert!(
+            server_conf.contains("gunicorn_workers=1\n") && !server_conf.contains("APP_MODE"),
             "server{host}: {server_conf}"
         );
     }

@@ -4,7 +4,9 @@
 use muster_proto::v1::{self, OdbType, Role};
 use muster_proto::{ApiError, validate};
 
-use crate::store::{Assignment, Cluster, ComponentStatus, Event, Host, JoinToken, OdbSettings};
+use crate::store::{
+    Assignment, Cluster, ComponentStatus, Event, Host, JoinToken, OdbSettings, ServersConfigured,
+};
 
 pub(super) fn odb_settings(odb: Option<v1::OdbSettings>) -> Result<OdbSettings, ApiError> {
     let odb = odb.unwrap_or_default();
@@ -92,6 +94,15 @@ pub(super) fn cluster_message(cluster: Cluster) -> v1::Cluster {
         restart_epoch: cluster.restart_epoch,
         rollout_paused: cluster.rollout_paused,
         server_settings: cluster.server_settings.into_iter().collect(),
+    }
+}
+
+pub(super) fn configured_response(configured: ServersConfigured) -> v1::ConfigureServersResponse {
+    v1::ConfigureServersResponse {
+        settings: configured.settings.into_iter().collect(),
+        changed: configured.changed,
+        restart_epoch: configured.restart_epoch,
+        servers: configured.servers,
     }
 }
 

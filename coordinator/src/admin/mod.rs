@@ -19,8 +19,8 @@ mod python;
 
 pub use self::messages::assignment_message;
 use self::messages::{
-    cluster_message, event_message, host_message, join_token_message, odb_settings,
-    optional_cluster, roles_from_request,
+    cluster_message, configured_response, event_message, host_message, join_token_message,
+    odb_settings, optional_cluster, roles_from_request,
 };
 use self::python::read_python_pieces;
 pub(crate) use self::python::wheel_pieces;
@@ -637,12 +637,22 @@ impl AdminService for AdminApi {
             .configure_servers(&request.cluster, &set, &request.unset, &actor)
             .await?;
         tracing::info!(cluster = %request.cluster, changed = configured.changed, restart_epoch = configured.restart_epoch, actor = %actor.0, "server settings");
-        Ok(Response::new(v1::ConfigureServersResponse {
-            settings: configured.settings.into_iter().collect(),
-            changed: configured.changed,
-            restart_epoch: configured.restart_epoch,
-            servers: configured.servers,
-        }))
+        Ok(Response::new(configured_response(configured)))
+    }
+
+    async fn undo_server_settings(
+        &self,
+        request: Request<v1::UndoServerSettingsRequest>,
+    ) -> Result<Response<v1::ConfigureServersResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        let configured = self
+            .store
+            .undo_server_settings(&request.cluster, &actor)
+            .await?;
+        tracing::info!(cluster = %request.cluster, restart_epoch = configured.restart_epoch, actor = %actor.0, "server settings undone");
+        Ok(Response::new(configured_response(configured)))
     }
 
     async fn pause_rollout(

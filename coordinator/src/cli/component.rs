@@ -887,8 +887,19 @@ pub(super) async fn configure_servers(
         })
         .await
         .answer(&connection)?;
+    write_servers_configured(args.cluster, response, json, out)
+}
+
+/// Says what a change of server settings did: the settings as a table (or JSON), and the
+/// rolling restart it started.
+pub(super) fn write_servers_configured(
+    cluster: String,
+    response: v1::ConfigureServersResponse,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
     let view = ServersConfiguredView {
-        cluster: args.cluster,
+        cluster,
         settings: response.settings.into_iter().collect(),
         changed: response.changed,
         restart_epoch: response.restart_epoch,

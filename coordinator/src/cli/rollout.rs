@@ -32,6 +32,13 @@ pub(super) enum RolloutCommand {
         #[arg(long)]
         cluster: String,
     },
+    /// Bring back the cluster's server settings from before their last change (`muster configure
+    /// server`, a cluster file's [server_settings]), with a rolling restart; a second undo goes
+    /// back again. Refused when they never changed.
+    Undo {
+        #[arg(long)]
+        cluster: String,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -158,6 +165,17 @@ pub(super) async fn rollout_command(
         RolloutCommand::Pause { cluster } => pause(&mut connection, cluster, true, json, out).await,
         RolloutCommand::Resume { cluster } => {
             pause(&mut connection, cluster, false, json, out).await
+        }
+        RolloutCommand::Undo { cluster } => {
+            validate::name("cluster name", &cluster)?;
+            let response = connection
+                .client
+                .undo_server_settings(v1::UndoServerSettingsRequest {
+                    cluster: cluster.clone(),
+                })
+                .await
+                .answer(&connection)?;
+            write_servers_configured(cluster, response, json, out)
         }
         RolloutCommand::Status { cluster } => {
             validate::name("cluster name", &cluster)?;

@@ -252,6 +252,13 @@ pub trait Store: Send + Sync + fmt::Debug {
         unset: &[String],
         actor: &Actor,
     ) -> Result<ServersConfigured, StoreError>;
+    /// Brings back a cluster's server settings from before their last change, with a rolling
+    /// restart (`muster rollout undo`). Refused (`Conflict`) when they never changed.
+    async fn undo_server_settings(
+        &self,
+        cluster: &str,
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError>;
     /// Pauses (`paused`) or resumes a cluster's restart turn ([`Cluster::rollout_paused`]);
     /// returns whether it changed.
     async fn pause_rollout(

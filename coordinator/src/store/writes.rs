@@ -267,6 +267,15 @@ impl Store for Writes {
         .await
     }
 
+    async fn undo_server_settings(
+        &self,
+        cluster: &str,
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError> {
+        self.write(|| self.inner.undo_server_settings(cluster, actor), always)
+            .await
+    }
+
     async fn pause_rollout(
         &self,
         cluster: &str,

@@ -979,7 +979,7 @@ pub(crate) async fn server_settings_are_checked_stored_and_rolled_to_the_servers
     let cluster = store.get_cluster("prod").await.unwrap();
     assert_eq!(
         (cluster.server_settings, cluster.restart_epoch),
-        (configured.settings, 1),
+        (configured.settings.clone(), 1),
         "a refused change changes nothing"
     );
     let events = store.list_events(Some("prod"), None, 50).await.unwrap();
@@ -989,6 +989,35 @@ pub(crate) async fn server_settings_are_checked_stored_and_rolled_to_the_servers
             .any(|event| event.kind == "cluster.servers-configured"
                 && event.message.contains("main.gunicorn_workers=2")),
         "{events:?}"
+    );
+
+    // Undo: the settings before the last change, with a rolling restart; again: back.
+    let undone = store.undo_server_settings("prod", &actor()).await.unwrap();
+    assert_eq!(
+        (undone.settings, undone.restart_epoch, undone.servers),
+        (
+            set(&[("stats.expire_after", "24")]),
+            2,
+            vec!["server1".to_owned()]
+        )
+    );
+    let redone = store.undo_server_settings("prod", &actor()).await.unwrap();
+    assert_eq!(
+        (redone.settings, redone.restart_epoch),
+        (configured.settings.clone(), 3)
+    );
+    assert_eq!(
+        store.get_cluster("prod").await.unwrap().server_settings,
+        configured.settings
+    );
+    store
+        .create_cluster(new_cluster("fresh"), &actor())
+        .await
+        .unwrap();
+    let refused = store.undo_server_settings("fresh", &actor()).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(message)) if message.contains("nothing to undo")),
+        "{refused:?}"
     );
     store.close().await;
 }

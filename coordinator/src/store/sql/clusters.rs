@@ -334,25 +334,100 @@ impl SqlStore {
                 servers: Vec::new(),
             });
         }
-        let json = serde_json::to_string(&settings)
-            .map_err(|error| StoreError::Invalid(format!("server settings: {error}")))?;
-        sqlx::query(&self.sql("UPDATE clusters SET server_settings = $1 WHERE id = $2"))
-            .bind(json)
-            .bind(&cluster.id)
-            .run(&mut **transaction, "store a cluster's server settings")
+        let configured = self
+            .replace_server_settings(
+                &mut transaction,
+                &cluster,
+                settings,
+                actor,
+                "server settings now",
+            )
             .await?;
+        transaction
+            .commit("commit a cluster's server settings")
+            .await?;
+        Ok(configured)
+    }
+
+    /// Brings back cluster `name`'s server settings from before their last change (and keeps
+    /// those it replaces, so a second undo goes back again), with a rolling restart. Refused when
+    /// they never changed.
+    pub(super) async fn undo_server_settings(
+        &self,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError> {
+        let mut transaction = self.begin_write().await?;
+        let cluster = self.locked_cluster(&mut transaction, name).await?;
+        let row =
+            sqlx::query(&self.sql("SELECT previous_server_settings FROM clusters WHERE id = $1"))
+                .bind(&cluster.id)
+                .row(
+                    &mut **transaction,
+                    "read a cluster's previous server settings",
+                )
+                .await?;
+        let Some(previous) = settings_json_column(&row, "previous_server_settings")? else {
+            return Err(StoreError::Conflict(format!(
+                "cluster {name}'s server settings never changed: nothing to undo"
+            )));
+        };
+        // Stored by an earlier release, they pass today's checks too, or are not brought back.
+        muster_proto::server_settings::check_all(&previous).map_err(|error| {
+            StoreError::Conflict(format!(
+                "cluster {name}'s previous server settings are not valid any more ({error}); set \
+                 them with muster configure server"
+            ))
+        })?;
+        let configured = self
+            .replace_server_settings(
+                &mut transaction,
+                &cluster,
+                previous,
+                actor,
+                "server settings undone, now",
+            )
+            .await?;
+        transaction
+            .commit("commit an undo of server settings")
+            .await?;
+        Ok(configured)
+    }
+
+    /// Stores `settings` as the cluster's server settings, the current ones as the previous,
+    /// records it (`what` and the settings), and starts a rolling restart.
+    async fn replace_server_settings(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster: &Cluster,
+        settings: BTreeMap<String, String>,
+        actor: &Actor,
+        what: &str,
+    ) -> Result<ServersConfigured, StoreError> {
+        let json = |settings: &BTreeMap<String, String>| {
+            serde_json::to_string(settings)
+                .map_err(|error| StoreError::Invalid(format!("server settings: {error}")))
+        };
+        sqlx::query(&self.sql(
+            "UPDATE clusters SET server_settings = $1, previous_server_settings = $2 WHERE id = $3",
+        ))
+        .bind(json(&settings)?)
+        .bind(json(&cluster.server_settings)?)
+        .bind(&cluster.id)
+        .run(&mut **transaction, "store a cluster's server settings")
+        .await?;
         let shown: Vec<String> = settings
             .iter()
             .map(|(key, value)| format!("{key}={value}"))
             .collect();
         self.insert_event(
-            &mut transaction,
+            transaction,
             "cluster.servers-configured",
-            name,
+            &cluster.name,
             "",
             actor,
             &format!(
-                "server settings now: {}",
+                "{what}: {}",
                 if shown.is_empty() {
                     "none (Zato's defaults)".to_owned()
                 } else {
@@ -363,14 +438,11 @@ impl SqlStore {
         .await?;
         let (restart_epoch, servers) = self
             .start_rolling_restart(
-                &mut transaction,
-                &cluster,
+                transaction,
+                cluster,
                 actor,
                 "rolling restart for new server settings",
             )
-            .await?;
-        transaction
-            .commit("commit a cluster's server settings")
             .await?;
         Ok(ServersConfigured {
             settings,

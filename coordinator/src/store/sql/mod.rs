@@ -531,6 +531,14 @@ impl Store for SqlStore {
         SqlStore::configure_servers(self, cluster, set, unset, actor).await
     }
 
+    async fn undo_server_settings(
+        &self,
+        cluster: &str,
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError> {
+        SqlStore::undo_server_settings(self, cluster, actor).await
+    }
+
     async fn pause_rollout(
         &self,
         cluster: &str,

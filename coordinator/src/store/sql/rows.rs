@@ -184,19 +184,26 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
         odb_empty: row.value::<i64>("odb_empty_reports")? > 0,
         restart_epoch: epoch_from(row.value("restart_epoch")?)?,
         rollout_paused: row.value::<i64>("rollout_paused")? != 0,
-        // A TEXT column: MySQL hands it over as bytes.
-        server_settings: match row
-            .value::<Option<String>>("server_settings")
-            .or_else(|_| {
-                row.value::<Option<Vec<u8>>>("server_settings")
-                    .map(|bytes| bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
-            })? {
-            Some(json) if !json.is_empty() => serde_json::from_str(&json).map_err(|error| {
-                StoreError::Corrupt(format!("a cluster's server settings: {error}"))
-            })?,
-            _ => Default::default(),
-        },
+        server_settings: settings_json_column(row, "server_settings")?.unwrap_or_default(),
     })
+}
+
+/// A column of server settings (JSON; a TEXT column, which MySQL hands over as bytes); `None`
+/// for NULL or empty.
+pub(super) fn settings_json_column(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+    let text = row.value::<Option<String>>(column).or_else(|_| {
+        row.value::<Option<Vec<u8>>>(column)
+            .map(|bytes| bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    })?;
+    match text {
+        Some(json) if !json.is_empty() => serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt(format!("a cluster's {column}: {error}"))),
+        _ => Ok(None),
+    }
 }
 
 pub(super) fn roles_to_text(roles: &[Role]) -> String {
