@@ -2,7 +2,7 @@
 //! mock-zato servers (a stand-in for Zato, which cannot be installed here) and the real HAProxy
 //! the load-balancer host's agent runs. Requests go through HAProxy's frontend on port 11223.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -819,8 +819,21 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
     // Watched through HAProxy until every server has restarted: never more than one out of
     // rotation at once.
     let mut most_out = 0;
+    // How long each server was out of rotation (not UP in HAProxy), to the poll.
+    let mut out_since: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut out_for: BTreeMap<String, Duration> = BTreeMap::new();
     wait_for("every server restarted", PATIENCE * 2, POLL, || {
-        let out = traffic::haproxy_servers(&site.stats_socket())
+        let servers = traffic::haproxy_servers(&site.stats_socket());
+        for (name, status) in &servers {
+            if status.starts_with("UP") {
+                if let Some(since) = out_since.remove(name) {
+                    *out_for.entry(name.clone()).or_default() += since.elapsed();
+                }
+            } else {
+                out_since.entry(name.clone()).or_insert_with(Instant::now);
+            }
+        }
+        let out = servers
             .values()
             .filter(|status| !status.starts_with("UP"))
             .count();
@@ -841,9 +854,18 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
         )
     });
     site.wait("60s");
+    // Back in rotation by now (`muster wait` waits for that too).
+    for (name, since) in out_since {
+        *out_for.entry(name).or_default() += since.elapsed();
+    }
     println!(
-        "figure: 3 mock servers restarted one at a time in {:?}",
-        started.elapsed()
+        "figure: 3 mock servers restarted one at a time in {:?}; out of rotation: {}",
+        started.elapsed(),
+        out_for
+            .iter()
+            .map(|(name, out)| format!("{name} {out:.1?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     site.backend_is(&all_up).await;
     let after: Vec<u64> = (1..=3).map(pid).collect();

@@ -12,8 +12,9 @@ use crate::files;
 /// Zato's first IPC port of a server (`[main] ipc_port_start`); each of its worker processes binds
 /// the next one.
 pub const IPC_PORT_START: u16 = 17050;
-/// IPC ports kept for each server on a host: a server may run up to this many worker processes.
-pub const IPC_PORTS_PER_SERVER: u16 = 10;
+/// IPC ports kept for each server on a host: a server may run up to this many worker processes
+/// (the most `main.gunicorn_workers` may be).
+pub const IPC_PORTS_PER_SERVER: u16 = muster_proto::server_settings::MAX_WORKERS as u16;
 
 /// The error of one file operation, with the file.
 #[derive(Debug, thiserror::Error)]
