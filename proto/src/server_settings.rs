@@ -32,7 +32,6 @@ pub struct Setting {
     pub kind: Kind,
     /// What `zato create server` writes (Zato 3.2's `create_server.py`): what an unset key is.
     pub default: &'static str,
-    pub about: &'static str,
 }
 
 /// The worker processes a server may run: each binds one IPC port, and the agent keeps this many
@@ -48,13 +47,11 @@ pub const SERVER_SETTINGS: &[Setting] = &[
             max: MAX_WORKERS,
         },
         default: "1",
-        about: "worker processes of each server (how a server uses more CPUs; `zato create server --threads`)",
     },
     Setting {
         name: "main.gunicorn_graceful_timeout",
         kind: Kind::Number { min: 1, max: 3600 },
         default: "1",
-        about: "seconds a stopping worker has to finish its requests",
     },
     Setting {
         name: "main.gunicorn_timeout",
@@ -63,19 +60,16 @@ pub const SERVER_SETTINGS: &[Setting] = &[
             max: 1_234_567_890,
         },
         default: "1234567890",
-        about: "seconds a worker may stay silent before it is restarted",
     },
     Setting {
         name: "misc.return_tracebacks",
         kind: Kind::Bool,
         default: "True",
-        about: "whether a failed service's traceback goes back to its caller",
     },
     Setting {
         name: "misc.http_server_header",
         kind: Kind::Word,
         default: "Apache",
-        about: "the Server header of the servers' HTTP responses",
     },
     Setting {
         name: "stats.expire_after",
@@ -84,7 +78,6 @@ pub const SERVER_SETTINGS: &[Setting] = &[
             max: 87_600,
         },
         default: "168",
-        about: "hours the servers keep their statistics",
     },
 ];
 
@@ -194,6 +187,18 @@ fn check_env_value(value: &str) -> Result<&str, Invalid> {
             reason: "only letters, digits, inner spaces and ._:/@+=- (at most 1024; ConfigObj reads # , % $ and quotes otherwise)",
         })
     }
+}
+
+/// Settings as one line, `NAME=VALUE` apart by spaces; Zato's defaults when there are none.
+pub fn shown(settings: &BTreeMap<String, String>) -> String {
+    if settings.is_empty() {
+        return "none (Zato's defaults)".to_owned();
+    }
+    settings
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Checks every setting; returns them as they are written.

@@ -507,7 +507,7 @@ fn answered_until_both_restarted(
 }
 
 /// The pids in the pidfiles' texts.
-fn after_pids<const N: usize>(pidfiles: &[String; N]) -> [u32; N] {
+fn pids_in<const N: usize>(pidfiles: &[String; N]) -> [u32; N] {
     pidfiles
         .each_ref()
         .map(|text| text.trim().parse().unwrap_or(0))
@@ -1241,7 +1241,7 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
 
     // A server setting: two gunicorn workers on each server, rolled out one server at a time
     // while requests keep being answered; each server then runs one more worker process.
-    let workers = || after_pids(&pids()).map(children_of);
+    let workers = || pids_in(&pids()).map(children_of);
     let one_worker = workers();
     let configured = muster(&[
         "configure",

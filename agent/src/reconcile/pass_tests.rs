@@ -459,20 +459,28 @@ fn a_dashboard_whose_process_ends_at_its_start_says_why_and_is_not_started_at_ev
     assert_eq!(starts(&host.world), 2);
 }
 
-#[test]
-fn a_running_server_restarts_for_a_rolling_restart_only_at_its_turn_and_once() {
-    let mut host = host();
-    // A server created and running, started before any rolling restart.
+/// Server `server1` of cluster `prod`, created (its server.conf as `zato create server` writes
+/// the keys Muster reads) and running; its directory.
+fn running_server(host: &mut Host) -> PathBuf {
     let directory = host.components.join("prod/server-server1");
     std::fs::create_dir_all(directory.join("config/repo")).unwrap();
     std::fs::write(directory.join(".zato-info"), "{}\n").unwrap();
     std::fs::write(
         directory.join("config/repo/server.conf"),
-        "[main]\ngunicorn_bind=0.0.0.0:17010\nipc_port_start=17050\n\n[preferred_address]\n\
-         address=\n\n[scheduler]\nscheduler_host=\n",
+        "[main]\ngunicorn_bind=0.0.0.0:17010\ngunicorn_workers=1\nipc_port_start=17050\n\n\
+         [preferred_address]\naddress=\n\n[scheduler]\nscheduler_host=\n\n[os_environ]\n\
+         sample_key=sample_value\n",
     )
     .unwrap();
     host.world.run(&directory);
+    directory
+}
+
+#[test]
+fn a_running_server_restarts_for_a_rolling_restart_only_at_its_turn_and_once() {
+    let mut host = host();
+    // A server created and running, started before any rolling restart.
+    running_server(&mut host);
     let server = |restart_epoch: u64, turn: bool| Component {
         role: Role::Server as i32,
         name: "server1".into(),
@@ -514,18 +522,8 @@ fn a_running_server_restarts_for_a_rolling_restart_only_at_its_turn_and_once() {
 #[test]
 fn a_running_server_starts_with_new_server_settings_at_its_turn_and_not_before() {
     let mut host = host();
-    let directory = host.components.join("prod/server-server1");
-    std::fs::create_dir_all(directory.join("config/repo")).unwrap();
-    std::fs::write(directory.join(".zato-info"), "{}\n").unwrap();
+    let directory = running_server(&mut host);
     let server_conf = directory.join("config/repo/server.conf");
-    std::fs::write(
-        &server_conf,
-        "[main]\ngunicorn_bind=0.0.0.0:17010\ngunicorn_workers=1\nipc_port_start=17050\n\n\
-         [preferred_address]\naddress=\n\n[scheduler]\nscheduler_host=\n\n[os_environ]\n\
-         sample_key=sample_value\n",
-    )
-    .unwrap();
-    host.world.run(&directory);
     let server = |restart_epoch: u64, turn: bool, workers: Option<&str>| Component {
         role: Role::Server as i32,
         name: "server1".into(),

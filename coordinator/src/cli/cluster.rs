@@ -501,16 +501,7 @@ pub(super) async fn cluster_command(
                     ),
                     (
                         "server settings",
-                        if cluster.server_settings.is_empty() {
-                            "none (Zato's defaults)".to_owned()
-                        } else {
-                            cluster
-                                .server_settings
-                                .iter()
-                                .map(|(name, value)| format!("{name}={value}"))
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        },
+                        muster_proto::server_settings::shown(&cluster.server_settings),
                     ),
                     ("created", cluster.created_at.clone()),
                 ];

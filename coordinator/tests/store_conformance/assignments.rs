@@ -3,12 +3,7 @@
 use super::*;
 
 pub(crate) async fn assignments_get_names_and_ports_and_conflicts_are_refused(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     store
         .create_cluster(new_cluster("test"), &actor())
         .await
@@ -142,12 +137,7 @@ pub(crate) async fn assignments_get_names_and_ports_and_conflicts_are_refused(ba
 pub(crate) async fn enrollment_uses_the_token_and_one_host_bootstraps_each_cluster(
     backend: Backend,
 ) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     store
         .create_assignment(assign("prod", Role::Server, "app-1", None, None), &actor())
         .await
@@ -233,12 +223,7 @@ pub(crate) async fn enrollment_uses_the_token_and_one_host_bootstraps_each_clust
 pub(crate) async fn a_finished_bootstrap_releases_components_with_new_generations(
     backend: Backend,
 ) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     store
         .create_assignment(
             assign("prod", Role::Scheduler, "sched", None, None),
@@ -397,12 +382,7 @@ pub(crate) async fn a_finished_bootstrap_releases_components_with_new_generation
 pub(crate) async fn a_server_added_or_removed_moves_only_the_hosts_that_name_servers(
     backend: Backend,
 ) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     for (role, host) in [
         (Role::Server, "app-1"),
         (Role::Scheduler, "sched"),

@@ -20,12 +20,7 @@ pub(crate) async fn cluster_survives_a_coordinator_restart(backend: Backend) {
 }
 
 pub(crate) async fn duplicate_cluster_names_are_refused(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let duplicate = store.create_cluster(new_cluster("prod"), &actor()).await;
     assert!(
         matches!(&duplicate, Err(StoreError::AlreadyExists { kind: "cluster", name }) if name == "prod"),
@@ -88,12 +83,7 @@ pub(crate) async fn two_coordinators_see_each_others_writes(backend: Backend) {
 /// the hosts of its servers (only) get a new desired state with them, and a reported revision
 /// is read back.
 pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let (app, lb) = server_and_balancer(&store).await;
     let generation = |host: &Host| {
         let store = &store;
@@ -235,12 +225,7 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
 pub(crate) async fn configuration_and_user_config_are_sealed_and_reach_only_the_servers_needing_them(
     backend: Backend,
 ) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (database, store) = store_with_prod(backend).await;
     let first = enroll(&store, "prod", "app-1").await;
     let second = enroll(&store, "prod", "app-22").await;
     for host in ["app-1", "app-22"] {
@@ -474,12 +459,7 @@ pub(crate) async fn configuration_and_user_config_are_sealed_and_reach_only_the_
 /// restart to load them one at a time, the others healthy and in their load balancers' rotation,
 /// out of it meanwhile.
 pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let first = enroll(&store, "prod", "app-1").await;
     let second = enroll(&store, "prod", "app-2").await;
     let lb = enroll(&store, "prod", "lb").await;
@@ -702,12 +682,7 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
 }
 
 pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let refused = store.restart_servers("prod", &actor()).await;
     assert!(
         matches!(&refused, Err(StoreError::Conflict(message)) if message.contains("no server")),
@@ -856,12 +831,7 @@ pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: B
 /// Server settings: checked before anything changes, stored, sent to the servers only, and a
 /// change starts a rolling restart (none without servers, none when nothing changed).
 pub(crate) async fn server_settings_are_checked_stored_and_rolled_to_the_servers(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let set = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs
             .iter()

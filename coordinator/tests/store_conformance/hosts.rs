@@ -81,12 +81,7 @@ pub(crate) async fn hosts_are_listed_and_unique(backend: Backend) {
 }
 
 pub(crate) async fn silent_hosts_are_marked_down_once_and_up_again(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let host = enroll(&store, "prod", "app-1").await;
     store
         .record_status(&host.id, report(1, "10.0.0.5", Vec::new()))
@@ -133,12 +128,7 @@ pub(crate) async fn silent_hosts_are_marked_down_once_and_up_again(backend: Back
 }
 
 pub(crate) async fn token_roles_join_hosts_to_the_cluster(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let token = |roles: Vec<Role>| {
         let store = store.clone();
         async move {
@@ -402,12 +392,7 @@ pub(crate) async fn a_host_reports_only_for_its_own_components(backend: Backend)
 /// One host's reports record at most 60 events a minute, and one `host.events-limited` event
 /// (its status is still recorded whole); events are pruned by age and by count, oldest first.
 pub(crate) async fn a_hosts_events_are_limited_per_minute_and_old_events_pruned(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let host = enroll(&store, "prod", "flappy").await;
     for name in ["server1", "server2"] {
         store
@@ -479,12 +464,7 @@ pub(crate) async fn a_hosts_events_are_limited_per_minute_and_old_events_pruned(
 /// The labels selectors match come from the admin who made the join token: an agent may repeat
 /// them, and an agent that asks for another label (or another value) is refused.
 pub(crate) async fn a_hosts_labels_come_from_its_join_token(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let labelled = NewJoinToken {
         labels: BTreeMap::from([("tier".to_owned(), "app".to_owned())]),
         id: secrets::random_hex(8).unwrap(),
@@ -628,12 +608,7 @@ pub(crate) async fn enrollment_never_hands_a_host_what_its_token_does_not_allow(
 /// A load balancer needs no cluster secret: a host with only that role never bootstraps the
 /// cluster (the tasks carry the ODB password, the secret key and the admin.invoke password).
 pub(crate) async fn only_a_host_that_reaches_the_odb_bootstraps(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     store
         .create_assignment(
             assign("prod", Role::LoadBalancer, "lb-1", None, None),
@@ -665,12 +640,7 @@ pub(crate) async fn only_a_host_that_reaches_the_odb_bootstraps(backend: Backend
 }
 
 pub(crate) async fn an_unchanged_heartbeat_is_only_read_and_its_liveness_batched(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let host = enroll(&store, "prod", "app-1").await;
     let silent = enroll(&store, "prod", "app-2").await;
     let first = store
@@ -739,12 +709,7 @@ pub(crate) async fn an_unchanged_heartbeat_is_only_read_and_its_liveness_batched
 }
 
 pub(crate) async fn recently_moved_generations_are_read_in_one_query(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let moved = enroll(&store, "prod", "app-1").await;
     let still = enroll(&store, "prod", "app-2").await;
     let all = store.host_generations(None).await.unwrap();
@@ -780,12 +745,7 @@ pub(crate) async fn a_heartbeat_batch_never_waits_for_a_host_another_write_holds
     if backend == Backend::Sqlite {
         return;
     }
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (database, store) = store_with_prod(backend).await;
     let held = enroll(&store, "prod", "app-1").await;
     let free = enroll(&store, "prod", "app-2").await;
     for host in [&held, &free] {
@@ -841,12 +801,7 @@ pub(crate) async fn a_heartbeat_batch_never_waits_for_a_host_another_write_holds
 /// coordinators and a fleet send them: each write succeeds (none is failed to break a circle of
 /// writes waiting for each other's rows, a deadlock) and the last applies.
 pub(crate) async fn writes_to_one_cluster_at_once_all_succeed(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let mut hosts = Vec::new();
     for index in 0..6 {
         let host = enroll(&store, "prod", &format!("app-{index}")).await;

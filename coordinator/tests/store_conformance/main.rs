@@ -37,6 +37,17 @@ async fn open(database: &TestDatabase) -> SqlStore {
         .unwrap()
 }
 
+/// A new database with a store on it that has cluster `prod` ([`new_cluster`]).
+async fn store_with_prod(backend: Backend) -> (TestDatabase, SqlStore) {
+    let database = TestDatabase::create(backend).await;
+    let store = open(&database).await;
+    store
+        .create_cluster(new_cluster("prod"), &actor())
+        .await
+        .unwrap();
+    (database, store)
+}
+
 fn actor() -> Actor {
     Actor("test".to_owned())
 }

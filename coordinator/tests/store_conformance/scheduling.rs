@@ -3,12 +3,7 @@
 use super::*;
 
 pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     store
         .create_assignment(
             assign("prod", Role::Scheduler, "sched", None, None),
@@ -130,12 +125,7 @@ pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
 pub(crate) async fn a_drained_server_runs_until_load_balancers_stop_sending_to_it(
     backend: Backend,
 ) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     store
         .create_assignment(assign("prod", Role::Server, "app-b", None, None), &actor())
         .await
@@ -231,12 +221,7 @@ pub(crate) async fn a_drained_server_runs_until_load_balancers_stop_sending_to_i
 /// generation, the bootstrap again, every component held (running on) until then, then the
 /// servers one first again, counted healthy only once created under the new generation.
 pub(crate) async fn a_cluster_is_rebuilt_on_an_empty_odb_only_when_asked(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     for (role, host) in [
         (Role::Scheduler, "sched"),
         (Role::Server, "app-b"),
@@ -433,12 +418,7 @@ pub(crate) async fn a_cluster_is_rebuilt_on_an_empty_odb_only_when_asked(backend
 /// components (deleted, they left the cluster not bootstrapped, and every host dropped its
 /// components).
 pub(crate) async fn removing_the_bootstrap_host_keeps_the_cluster_bootstrapped(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     for host in ["app-b", "app-c"] {
         store
             .create_assignment(assign("prod", Role::Server, host, None, None), &actor())

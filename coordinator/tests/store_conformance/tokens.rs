@@ -50,12 +50,7 @@ pub(crate) async fn a_deleted_clusters_tokens_stop_working(backend: Backend) {
 }
 
 pub(crate) async fn join_tokens_are_refused_for_the_reason_that_applies(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
 
     let once = issue_token(&store, "prod", 1, 60_000).await;
     let wrong_hash = secrets::sha256_hex(b"wrong");
@@ -160,12 +155,7 @@ pub(crate) async fn the_last_use_of_a_token_goes_to_one_caller(backend: Backend)
 }
 
 pub(crate) async fn no_secret_is_stored_in_clear(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (database, store) = store_with_prod(backend).await;
     let token_secret = secrets::random_hex(16).unwrap();
     let admin_token = format!(
         "muster-admin.0123456789abcdef.{}",
@@ -237,12 +227,7 @@ pub(crate) async fn no_secret_is_stored_in_clear(backend: Backend) {
 /// together): each waits its turn for the token's row, and none fails.
 pub(crate) async fn many_hosts_enroll_at_once_with_one_token(backend: Backend) {
     const HOSTS: u32 = 32;
-    let database = TestDatabase::create(backend).await;
-    let store = open(&database).await;
-    store
-        .create_cluster(new_cluster("prod"), &actor())
-        .await
-        .unwrap();
+    let (_database, store) = store_with_prod(backend).await;
     let token = issue_token(&store, "prod", HOSTS, 60_000).await;
     let mut enrollments = Vec::new();
     for index in 0..HOSTS {

@@ -53,19 +53,17 @@ pub(super) fn server_settings_of(
     let mut settings = BTreeMap::new();
     for (section, keys) in sections {
         for (key, value) in keys {
-            let name = format!("{section}.{key}");
             let text = match value {
                 SettingValue::Text(text) => text.clone(),
                 SettingValue::Number(number) => number.to_string(),
                 SettingValue::Flag(true) => "True".to_owned(),
                 SettingValue::Flag(false) => "False".to_owned(),
             };
-            let checked = muster_proto::server_settings::check(&name, &text)
-                .map_err(|error| format!("[server_settings] {error}"))?;
-            settings.insert(name, checked);
+            settings.insert(format!("{section}.{key}"), text);
         }
     }
-    muster_proto::server_settings::check_all(&settings).map_err(|error| error.to_string())
+    muster_proto::server_settings::check_all(&settings)
+        .map_err(|error| format!("[server_settings] {error}"))
 }
 
 /// `[user_conf]`: the files every server's services read as `self.config.NAME`.

@@ -416,10 +416,6 @@ impl SqlStore {
         .bind(&cluster.id)
         .run(&mut **transaction, "store a cluster's server settings")
         .await?;
-        let shown: Vec<String> = settings
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
         self.insert_event(
             transaction,
             "cluster.servers-configured",
@@ -428,11 +424,7 @@ impl SqlStore {
             actor,
             &format!(
                 "{what}: {}",
-                if shown.is_empty() {
-                    "none (Zato's defaults)".to_owned()
-                } else {
-                    shown.join(" ")
-                }
+                muster_proto::server_settings::shown(&settings)
             ),
         )
         .await?;

@@ -434,12 +434,7 @@ impl SqlStore {
         // One time for the chunk: the latest heartbeat in it, at most one batch interval later
         // than the earliest.
         let at = chunk.iter().map(|(_, at)| *at).max().unwrap_or_default();
-        let ids = |first: usize| {
-            (0..chunk.len())
-                .map(|index| format!("${}", index + first))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let ids = |first: usize| placeholders(first, chunk.len());
         let ids_of = |rows: Vec<AnyRow>| -> Result<_, StoreError> {
             rows.iter().map(|row| row.value("id")).collect()
         };
@@ -488,10 +483,7 @@ impl SqlStore {
                 if !locked.is_empty() {
                     let sql = self.sql(&format!(
                         "UPDATE hosts SET last_seen_at = $1 WHERE id IN ({})",
-                        (0..locked.len())
-                            .map(|index| format!("${}", index + 2))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        placeholders(2, locked.len())
                     ));
                     let mut query = sqlx::query(&sql).bind(at);
                     for id in &locked {
@@ -680,4 +672,12 @@ impl SqlStore {
         transaction.commit("commit a host's removal").await?;
         Ok(())
     }
+}
+
+/// `count` placeholders from `$first` on, for an `IN (…)` list: `$2, $3, $4`.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

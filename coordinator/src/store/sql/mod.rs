@@ -263,13 +263,7 @@ impl SqlStore {
     /// A nullable long-text column of `row` (MySQL's MEDIUMTEXT reaches sqlx's Any driver as a
     /// BLOB); `None` for NULL or an empty text.
     fn long_text(&self, row: &AnyRow, column: &str) -> Result<Option<String>, StoreError> {
-        let text: Option<String> = match self.dialect {
-            Dialect::MySql => row
-                .value::<Option<Vec<u8>>>(column)?
-                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
-            _ => row.value(column)?,
-        };
-        Ok(text.filter(|text| !text.is_empty()))
+        long_text(row, column)
     }
 
     /// The SQL of `query` for this dialect: `$N` placeholders become `?` for MySQL.

@@ -188,22 +188,26 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
     })
 }
 
-/// A column of server settings (JSON; a TEXT column, which MySQL hands over as bytes); `None`
-/// for NULL or empty.
-pub(super) fn settings_json_column(
-    row: &AnyRow,
-    column: &str,
-) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+/// A TEXT column (MySQL hands it over as bytes); `None` for NULL or empty.
+pub(super) fn long_text(row: &AnyRow, column: &str) -> Result<Option<String>, StoreError> {
     let text = row.value::<Option<String>>(column).or_else(|_| {
         row.value::<Option<Vec<u8>>>(column)
             .map(|bytes| bytes.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
     })?;
-    match text {
-        Some(json) if !json.is_empty() => serde_json::from_str(&json)
-            .map(Some)
-            .map_err(|error| StoreError::Corrupt(format!("a cluster's {column}: {error}"))),
-        _ => Ok(None),
-    }
+    Ok(text.filter(|text| !text.is_empty()))
+}
+
+/// A column of server settings (JSON, [`long_text`]); `None` for NULL or empty.
+pub(super) fn settings_json_column(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+    long_text(row, column)?
+        .map(|json| {
+            serde_json::from_str(&json)
+                .map_err(|error| StoreError::Corrupt(format!("a cluster's {column}: {error}")))
+        })
+        .transpose()
 }
 
 pub(super) fn roles_to_text(roles: &[Role]) -> String {
