@@ -80,6 +80,34 @@ pub struct Cluster {
     pub rollout_paused: bool,
     /// Its servers' settings ([`muster_proto::server_settings`]), as checked.
     pub server_settings: BTreeMap<String, String>,
+    /// Why Muster paused its restart turn (a server missed its healthy deadline); empty when
+    /// an operator paused it, or it is not paused.
+    pub rollout_pause_reason: String,
+    /// Why `auto_revert` undid its last rollout of server settings; empty once another starts.
+    pub rollout_revert_reason: String,
+    /// What its rollouts do when a server fails them.
+    pub rollout_strategy: muster_proto::rollout::Strategy,
+    /// After an undo of server settings: servers started under this restart epoch already run
+    /// the current settings ([`crate::policy::RestartGoal::same_epoch`]).
+    pub restart_epoch_same: Option<u64>,
+}
+
+/// What [`crate::store::Store::configure_rollout`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutConfigured {
+    pub strategy: muster_proto::rollout::Strategy,
+    pub changed: bool,
+}
+
+/// A rollout Muster stopped because a server missed its healthy deadline
+/// ([`crate::store::Store::stop_failed_rollouts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoppedRollout {
+    pub cluster: String,
+    /// What happened to the server, as the event and status say it.
+    pub reason: String,
+    /// Its server settings were brought back (`auto_revert`) instead of the turn paused.
+    pub reverted: bool,
 }
 
 /// What [`crate::store::Store::configure_servers`] did.

@@ -245,10 +245,7 @@ fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assignm
     // Running with another revision, or under an older restart epoch. The turn goes by name,
     // whatever order the servers install in, so that it never moves to another server before
     // this one has restarted.
-    let goal = policy::RestartGoal {
-        python_revision: &cluster.python_revision,
-        restart_epoch: cluster.restart_epoch,
-    };
+    let goal = policy::RestartGoal::of(cluster);
     let due = |server: &Assignment| {
         server.status.as_ref().is_some_and(|status| {
             goal.due_with(status.state, &status.python_revision, status.restart_epoch)
@@ -645,6 +642,10 @@ mod tests {
             restart_epoch: 0,
             rollout_paused: false,
             server_settings: Default::default(),
+            rollout_pause_reason: String::new(),
+            rollout_revert_reason: String::new(),
+            rollout_strategy: Default::default(),
+            restart_epoch_same: None,
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),
@@ -1326,10 +1327,7 @@ mod tests {
                     before.as_ref(),
                     now.as_ref(),
                     false,
-                    policy::RestartGoal {
-                        python_revision: &cluster.python_revision,
-                        restart_epoch: cluster.restart_epoch,
-                    },
+                    policy::RestartGoal::of(cluster),
                 )
             }
             Fact::BalancerReport(reported) => {
@@ -1352,10 +1350,7 @@ mod tests {
                     before.map(policy::ComponentReport::from).as_ref(),
                     now.map(policy::ComponentReport::from).as_ref(),
                     backends(before) != backends(now),
-                    policy::RestartGoal {
-                        python_revision: &cluster.python_revision,
-                        restart_epoch: cluster.restart_epoch,
-                    },
+                    policy::RestartGoal::of(cluster),
                 )
             }
             Fact::HostAddress => {
@@ -1492,10 +1487,7 @@ mod tests {
                     host_drained: members_of.hosts[&assignment.host].drained,
                     restart_due: assignment.status.as_ref().is_some_and(|status| {
                         let (cluster, _) = &members_of.clusters["prod"];
-                        policy::RestartGoal {
-                            python_revision: &cluster.python_revision,
-                            restart_epoch: cluster.restart_epoch,
-                        }
+                        policy::RestartGoal::of(cluster)
                         .due(&policy::ComponentReport::from(status))
                     }),
                 })

@@ -390,16 +390,30 @@ pub fn affected_hosts(
 }
 
 /// What a cluster's servers restart for, one at a time: the cluster's Python dependencies
-/// revision and its restart epoch (one more for each rolling restart an operator asks for).
+/// revision and its restart epoch (one more for each rolling restart an operator asks for, and
+/// for each change of server settings).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RestartGoal<'a> {
     pub python_revision: &'a str,
     pub restart_epoch: u64,
+    /// After an undo of server settings: servers started under this epoch already run the
+    /// settings brought back, and are not due for it ([`crate::domain::Cluster::restart_epoch_same`]).
+    pub same_epoch: Option<u64>,
 }
 
-impl RestartGoal<'_> {
-    /// Whether a server that reports `report` is due to restart: it runs, with other Python
-    /// dependencies or under an older restart epoch.
+impl<'a> RestartGoal<'a> {
+    /// What `cluster`'s servers restart for now.
+    pub fn of(cluster: &'a crate::domain::Cluster) -> RestartGoal<'a> {
+        RestartGoal {
+            python_revision: &cluster.python_revision,
+            restart_epoch: cluster.restart_epoch,
+            same_epoch: cluster.restart_epoch_same,
+        }
+    }
+
+    /// Whether a server that reports `report` is due to restart: its process is up (running,
+    /// or started and not answering: a restart is what may mend it), with other Python
+    /// dependencies or under an older restart epoch that is not the same one.
     pub fn due(&self, report: &ComponentReport) -> bool {
         self.due_with(report.state, &report.python_revision, report.restart_epoch)
     }
@@ -411,8 +425,35 @@ impl RestartGoal<'_> {
         python_revision: &str,
         restart_epoch: u64,
     ) -> bool {
-        state == ComponentState::Running
-            && (python_revision != self.python_revision || restart_epoch < self.restart_epoch)
+        matches!(
+            state,
+            ComponentState::Running | ComponentState::Starting | ComponentState::Unhealthy
+        ) && (python_revision != self.python_revision
+            || (restart_epoch < self.restart_epoch && Some(restart_epoch) != self.same_epoch))
+    }
+}
+
+/// Since when (ms) a server has been failing the rollout it restarted into, for
+/// [`muster_proto::rollout::Strategy::healthy_deadline_seconds`]: from its first report under
+/// another restart epoch or Python revision than the report `before` (it restarted into a
+/// rollout) while it is not healthy; kept (`before_since`) while it reports the same ones and
+/// is still not healthy; `None` once it is healthy, for other roles, and for a server reported
+/// for the first time (a new one is no rollout's).
+pub fn rollout_pending_since(
+    role: Role,
+    before: Option<&ComponentReport>,
+    before_since: Option<i64>,
+    now: &ComponentReport,
+    now_ms: i64,
+) -> Option<i64> {
+    if role != Role::Server || now.healthy {
+        return None;
+    }
+    let before = before?;
+    if before.restart_epoch != now.restart_epoch || before.python_revision != now.python_revision {
+        Some(now_ms)
+    } else {
+        before_since
     }
 }
 

@@ -169,6 +169,7 @@ pub async fn run(config: CoordinatorConfig, shutdown: CancellationToken) -> Resu
         .client_ca_root(Certificate::from_pem(&ca_pem))
         .client_auth_optional(true);
     spawn_down_sweeper(writes.clone(), config.heartbeat_ttl, shutdown.clone());
+    spawn_rollout_watch(writes.clone(), shutdown.clone());
     spawn_event_pruner(
         store.clone(),
         config.event_retention,
@@ -255,6 +256,31 @@ fn spawn_event_pruner(
                 Ok(removed) => tracing::info!(removed, "old events removed"),
                 Err(error) => {
                     tracing::warn!(error = %crate::error_chain(&error), "cannot remove old events");
+                }
+            }
+        }
+    });
+}
+
+/// Stops the rollouts whose server missed its cluster's healthy deadline
+/// ([`Store::stop_failed_rollouts`]), checking every five seconds. Every coordinator runs one;
+/// each cluster is decided under its row lock, so exactly one stops it.
+fn spawn_rollout_watch(store: Arc<dyn Store>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            match store.stop_failed_rollouts(crate::store::now_ms()).await {
+                Ok(stopped) => {
+                    for rollout in stopped {
+                        tracing::warn!(cluster = %rollout.cluster, reverted = rollout.reverted, reason = %rollout.reason, "rollout stopped: a server missed its healthy deadline");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %crate::error_chain(&error), "cannot check rollouts for servers past their healthy deadline");
                 }
             }
         }

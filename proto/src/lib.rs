@@ -26,6 +26,7 @@ pub mod haproxy;
 pub mod metrics;
 pub use python::package;
 pub mod python;
+pub mod rollout;
 pub mod server_settings;
 pub mod services;
 pub mod sql;

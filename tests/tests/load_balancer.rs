@@ -993,3 +993,158 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// A server setting with which a server never becomes healthy (`main.gunicorn_timeout=1`: seen
+/// with the real Zato, every worker is killed before it boots): the rollout stops at the first
+/// server. Without auto_revert the restart turn is paused with the reason, `muster wait` says
+/// it at once and no other server restarts; with it, the settings before come back, only that
+/// server restarts again, and `muster wait` says what was undone. No request through the load
+/// balancer fails meanwhile.
+#[tokio::test]
+async fn a_setting_that_never_becomes_healthy_pauses_the_rollout_or_is_reverted_without_a_failed_request()
+ {
+    let site = Site::start(131, 3, &[]).await;
+    for host in 1..=3 {
+        site.assign_server(host, &format!("server{host}"));
+    }
+    let all_up = [("server1", "UP"), ("server2", "UP"), ("server3", "UP")];
+    site.backend_is(&all_up).await;
+    let pid = |host: usize| {
+        let (_, body) = traffic::get(site.server_address(host), "/zato/ping")?;
+        serde_json::from_str::<serde_json::Value>(&body).ok()?["pid"].as_u64()
+    };
+    let before: Vec<Option<u64>> = (1..=3).map(pid).collect();
+    let said = site.coordinator.ok(&[
+        "configure",
+        "rollout",
+        "--cluster",
+        "prod",
+        "--healthy-deadline",
+        "10s",
+    ]);
+    assert!(
+        said.contains("healthy_deadline 10s, auto_revert off"),
+        "{said}"
+    );
+    let stream = RequestStream::start(site.frontend(), 4);
+    site.coordinator.ok(&[
+        "configure",
+        "server",
+        "--cluster",
+        "prod",
+        "--set",
+        "main.gunicorn_timeout=1",
+    ]);
+    let waited = site
+        .coordinator
+        .muster(&["wait", "--cluster", "prod", "--timeout", "120s"]);
+    let stderr = String::from_utf8_lossy(&waited.stderr);
+    assert_eq!(waited.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("rollout is paused: server1 on app-1 not healthy")
+            && stderr.contains("(healthy_deadline 10s)"),
+        "{stderr}"
+    );
+    let status = site
+        .coordinator
+        .ok(&["rollout", "status", "--cluster", "prod"]);
+    assert!(
+        status.contains("(paused: `muster rollout resume` goes on)")
+            && status.contains("stopped: server1 on app-1"),
+        "{status}"
+    );
+    assert_eq!(
+        (pid(2), pid(3)),
+        (before[1], before[2]),
+        "the other servers were not restarted"
+    );
+    let log = std::fs::read_to_string(
+        site.hosts[0]
+            .components_dir
+            .join("prod/server-server1/logs/server.log"),
+    )
+    .unwrap();
+    assert!(log.contains("WORKER TIMEOUT (pid:"), "{log}");
+    let events = site
+        .coordinator
+        .json(&["events", "--cluster", "prod", "--limit", "50"]);
+    assert!(
+        events.as_array().unwrap().iter().any(|event| {
+            event["kind"] == "cluster.rollout-paused"
+                && event["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("server1 on app-1")
+        }),
+        "{events}"
+    );
+
+    // With auto_revert, resumed: the settings before come back; server1 alone restarts again.
+    site.coordinator.ok(&[
+        "configure",
+        "rollout",
+        "--cluster",
+        "prod",
+        "--auto-revert",
+        "true",
+    ]);
+    site.coordinator
+        .ok(&["rollout", "resume", "--cluster", "prod"]);
+    let waited = site
+        .coordinator
+        .muster(&["wait", "--cluster", "prod", "--timeout", "120s"]);
+    let stderr = String::from_utf8_lossy(&waited.stderr);
+    assert_eq!(waited.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("auto_revert undid the change, server1 on app-1 not healthy"),
+        "{stderr}"
+    );
+    site.backend_is(&all_up).await;
+    let cluster = site.coordinator.json(&["cluster", "show", "prod"]);
+    assert_eq!(
+        cluster["server_settings"],
+        serde_json::json!({}),
+        "{cluster}"
+    );
+    assert!(
+        !site.server_conf(1).contains("gunicorn_timeout=1\n"),
+        "{}",
+        site.server_conf(1)
+    );
+    assert_ne!(
+        pid(1),
+        before[0],
+        "server1 restarted with the settings before"
+    );
+    assert_eq!(
+        (pid(2), pid(3)),
+        (before[1], before[2]),
+        "the servers that never ran the change were never restarted"
+    );
+    let status = site
+        .coordinator
+        .ok(&["rollout", "status", "--cluster", "prod"]);
+    assert!(
+        status.starts_with("cluster prod: rolling restart 2: 3/3 servers restarted\n")
+            && status.contains("\nreverted: server1 on app-1 not healthy")
+            && status.contains("server2  app-2  0      unchanged"),
+        "{status}"
+    );
+    // `muster wait` goes on saying it until the revert is acknowledged.
+    assert_eq!(
+        site.coordinator
+            .muster(&["wait", "--cluster", "prod", "--timeout", "60s"])
+            .status
+            .code(),
+        Some(1)
+    );
+    site.coordinator
+        .ok(&["rollout", "resume", "--cluster", "prod"]);
+    site.wait("60s");
+    let tally = stream.stop();
+    println!(
+        "{} requests, {} failed, across a failed rollout and its revert",
+        tally.succeeded, tally.failed
+    );
+    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
+}

@@ -1278,6 +1278,73 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         );
     }
 
+    // A setting with which a real server never becomes healthy: `main.gunicorn_timeout=1`, and
+    // Zato's arbiter kills every worker before it has booted. The rollout stops at server1;
+    // with auto_revert the settings before come back and server1 alone restarts again, server2
+    // is never touched, and no request through the load balancer fails meanwhile.
+    let strategy = muster(&[
+        "configure",
+        "rollout",
+        "--cluster",
+        "quickstart",
+        "--healthy-deadline",
+        "60s",
+        "--auto-revert",
+        "true",
+    ]);
+    assert!(strategy.status.success(), "{}", text(&strategy.stderr));
+    let before_bad = pids();
+    let configured = muster(&[
+        "configure",
+        "server",
+        "--cluster",
+        "quickstart",
+        "--set",
+        "main.gunicorn_timeout=1",
+    ]);
+    assert!(configured.status.success(), "{}", text(&configured.stderr));
+    let bad_sent = Instant::now();
+    let (answered, failed) =
+        answered_until_both_restarted(&muster, &|| call(Some(&format!("orders:{password}"))));
+    let waited = muster(&["wait", "--cluster", "quickstart", "--timeout", "5m"]);
+    assert_eq!(waited.status.code(), Some(1), "{}", text(&waited.stderr));
+    assert!(
+        text(&waited.stderr).contains("auto_revert undid the change, server1 on local not healthy"),
+        "{}",
+        text(&waited.stderr)
+    );
+    println!(
+        "figure: a bad setting (gunicorn_timeout=1) stopped and reverted {:?} after `muster \
+         configure server` (healthy_deadline 60s); {answered} requests answered meanwhile",
+        bad_sent.elapsed()
+    );
+    assert_eq!(
+        failed.len(),
+        0,
+        "no request failed while the bad setting was tried and reverted: {:?}",
+        failed.first()
+    );
+    let after_bad = pids();
+    assert_ne!(after_bad[0], before_bad[0], "server1 restarted twice");
+    assert_eq!(after_bad[1], before_bad[1], "server2 was never restarted");
+    let log = std::fs::read_to_string(components.join("server-server1/logs/server.log")).unwrap();
+    assert!(
+        log.contains("WORKER TIMEOUT (pid:"),
+        "Zato's arbiter killed the workers"
+    );
+    let shown = muster(&["-o", "json", "cluster", "show", "quickstart"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        shown["server_settings"],
+        serde_json::json!({"main.gunicorn_workers": "2"}),
+        "the settings before the bad one"
+    );
+    assert_eq!(
+        workers(),
+        two_workers,
+        "each server runs its two workers again"
+    );
+
     let stopped = muster(&["quickstart", "stop", "--dir", dir.to_str().unwrap()]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
 }

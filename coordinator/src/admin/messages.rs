@@ -94,6 +94,17 @@ pub(super) fn cluster_message(cluster: Cluster) -> v1::Cluster {
         restart_epoch: cluster.restart_epoch,
         rollout_paused: cluster.rollout_paused,
         server_settings: cluster.server_settings.into_iter().collect(),
+        rollout_pause_reason: cluster.rollout_pause_reason,
+        rollout_revert_reason: cluster.rollout_revert_reason,
+        rollout_strategy: Some(strategy_message(cluster.rollout_strategy)),
+        restart_epoch_same: cluster.restart_epoch_same,
+    }
+}
+
+pub(super) fn strategy_message(strategy: muster_proto::rollout::Strategy) -> v1::RolloutStrategy {
+    v1::RolloutStrategy {
+        healthy_deadline_seconds: strategy.healthy_deadline_seconds,
+        auto_revert: strategy.auto_revert,
     }
 }
 

@@ -20,7 +20,7 @@ mod python;
 pub use self::messages::assignment_message;
 use self::messages::{
     cluster_message, configured_response, event_message, host_message, join_token_message,
-    odb_settings, optional_cluster, roles_from_request,
+    odb_settings, optional_cluster, roles_from_request, strategy_message,
 };
 use self::python::read_python_pieces;
 pub(crate) use self::python::wheel_pieces;
@@ -653,6 +653,29 @@ impl AdminService for AdminApi {
             .await?;
         tracing::info!(cluster = %request.cluster, restart_epoch = configured.restart_epoch, actor = %actor.0, "server settings undone");
         Ok(Response::new(configured_response(configured)))
+    }
+
+    async fn configure_rollout(
+        &self,
+        request: Request<v1::ConfigureRolloutRequest>,
+    ) -> Result<Response<v1::ConfigureRolloutResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        let configured = self
+            .store
+            .configure_rollout(
+                &request.cluster,
+                request.healthy_deadline_seconds,
+                request.auto_revert,
+                &actor,
+            )
+            .await?;
+        tracing::info!(cluster = %request.cluster, changed = configured.changed, strategy = %configured.strategy.shown(), actor = %actor.0, "rollout strategy");
+        Ok(Response::new(v1::ConfigureRolloutResponse {
+            strategy: Some(strategy_message(configured.strategy)),
+            changed: configured.changed,
+        }))
     }
 
     async fn pause_rollout(

@@ -96,6 +96,14 @@ pub(super) struct ClusterView {
     pub(super) odb_epoch: u64,
     /// Its servers' settings (`muster configure server`).
     pub(super) server_settings: std::collections::BTreeMap<String, String>,
+    /// What its rollouts do when a server fails them (`muster configure rollout`).
+    pub(super) healthy_deadline_seconds: u32,
+    pub(super) auto_revert: bool,
+    /// Its restart turn is paused; why, when Muster paused it.
+    pub(super) rollout_paused: bool,
+    pub(super) rollout_pause_reason: String,
+    /// Why auto_revert undid its last rollout of server settings.
+    pub(super) rollout_revert_reason: String,
 }
 
 impl From<v1::Cluster> for ClusterView {
@@ -144,6 +152,14 @@ impl From<v1::Cluster> for ClusterView {
             odb_empty: cluster.odb_empty,
             odb_epoch: cluster.odb_epoch,
             server_settings: cluster.server_settings.into_iter().collect(),
+            healthy_deadline_seconds: cluster
+                .rollout_strategy
+                .unwrap_or_default()
+                .healthy_deadline_seconds,
+            auto_revert: cluster.rollout_strategy.unwrap_or_default().auto_revert,
+            rollout_paused: cluster.rollout_paused,
+            rollout_pause_reason: cluster.rollout_pause_reason,
+            rollout_revert_reason: cluster.rollout_revert_reason,
         }
     }
 }
@@ -502,6 +518,23 @@ pub(super) async fn cluster_command(
                     (
                         "server settings",
                         muster_proto::server_settings::shown(&cluster.server_settings),
+                    ),
+                    (
+                        "rollouts",
+                        muster_proto::rollout::Strategy {
+                            healthy_deadline_seconds: cluster.healthy_deadline_seconds,
+                            auto_revert: cluster.auto_revert,
+                        }
+                        .shown()
+                            + &if !cluster.rollout_pause_reason.is_empty() {
+                                format!("; paused: {}", cluster.rollout_pause_reason)
+                            } else if cluster.rollout_paused {
+                                "; paused by an operator".to_owned()
+                            } else if !cluster.rollout_revert_reason.is_empty() {
+                                format!("; last one reverted: {}", cluster.rollout_revert_reason)
+                            } else {
+                                String::new()
+                            },
                     ),
                     ("created", cluster.created_at.clone()),
                 ];

@@ -28,6 +28,13 @@ pub(super) enum ConfigureCommand {
     /// settings.
     #[command(verbatim_doc_comment)]
     Server(ConfigureServerArgs),
+    /// Set what the cluster's rollouts do when a server fails them. A server that restarted
+    /// into a rollout (a rolling restart, new server settings, new Python dependencies) and is
+    /// not healthy within the healthy deadline stops it: the restart turn is paused with the
+    /// reason (`muster rollout status`), or, with auto-revert, a rollout of server settings is
+    /// undone (the settings before it come back; only the servers that run the new ones
+    /// restart again). Options left out keep their values.
+    Rollout(ConfigureRolloutArgs),
 }
 
 #[derive(Debug, Args)]

@@ -208,7 +208,9 @@ enum Command {
     /// Wait until a cluster has converged: every component healthy, every load balancer
     /// routing to every server (of hosts not drained), and every server restarted for the
     /// cluster's last rolling restart (`muster rollout restart`). Progress on stderr; exit status
-    /// 0 once converged, 1 with what is still waiting when the timeout runs out.
+    /// 0 once converged, 7 with what is still waiting when the timeout runs out, 1 with the
+    /// reason when a server failed a rollout (its turn paused, or the change undone by
+    /// auto_revert: `muster configure rollout`).
     Wait {
         /// The cluster.
         #[arg(long)]
@@ -407,6 +409,9 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
         Command::Configure {
             what: ConfigureCommand::Server(args),
         } => configure_servers(args, connection, json, out).await,
+        Command::Configure {
+            what: ConfigureCommand::Rollout(args),
+        } => configure_rollout(args, connection, json, out).await,
         Command::Remove { role, target } => {
             remove_component(role, target, connection, json, out).await
         }

@@ -15,8 +15,10 @@ pub(super) enum RolloutCommand {
         #[arg(long)]
         cluster: String,
     },
-    /// Where the cluster's last rolling restart stands: each server restarted, restarting, or
-    /// waiting for its turn; and whether the turn is paused.
+    /// Where the cluster's last rolling restart stands: each server restarted, unchanged (after
+    /// an undo: it runs those settings already), restarting, or waiting for its turn; whether
+    /// the turn is paused, why Muster paused it or undid the change (a server missed its healthy
+    /// deadline), and the strategy (`muster configure rollout`).
     Status {
         #[arg(long)]
         cluster: String,
@@ -27,7 +29,9 @@ pub(super) enum RolloutCommand {
         #[arg(long)]
         cluster: String,
     },
-    /// Let the cluster's restart turn go on after `muster rollout pause`.
+    /// Let the cluster's restart turn go on after `muster rollout pause`, or after Muster paused
+    /// it because a server missed its healthy deadline (each server still failing gets a new
+    /// deadline).
     Resume {
         #[arg(long)]
         cluster: String,
@@ -39,6 +43,114 @@ pub(super) enum RolloutCommand {
         #[arg(long)]
         cluster: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ConfigureRolloutArgs {
+    /// The cluster.
+    #[arg(long)]
+    cluster: String,
+    /// How long a server that restarted into a rollout may take to become healthy, 10s to 24h
+    /// [default: 5m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    healthy_deadline: Option<Duration>,
+    /// Undo a rollout of server settings that a server failed, instead of pausing it
+    /// [default: false].
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    auto_revert: Option<bool>,
+}
+
+/// The rollout strategy as the CLI shows it.
+#[derive(Debug, Serialize)]
+struct StrategyView {
+    cluster: String,
+    healthy_deadline_seconds: u32,
+    auto_revert: bool,
+    changed: bool,
+}
+
+/// `muster configure rollout`.
+pub(super) async fn configure_rollout(
+    args: ConfigureRolloutArgs,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    validate::name("cluster name", &args.cluster)?;
+    if args.healthy_deadline.is_none() && args.auto_revert.is_none() {
+        return Err(CliError::Usage(
+            "nothing to change: give --healthy-deadline DURATION or --auto-revert true|false"
+                .to_owned(),
+        ));
+    }
+    let healthy_deadline_seconds = args
+        .healthy_deadline
+        .map(|deadline| {
+            let strategy = muster_proto::rollout::Strategy {
+                healthy_deadline_seconds: u32::try_from(deadline.as_secs()).unwrap_or(u32::MAX),
+                auto_revert: false,
+            };
+            strategy
+                .check()
+                .map(|()| strategy.healthy_deadline_seconds)
+                .map_err(|error| CliError::Usage(error.to_string()))
+        })
+        .transpose()?;
+    let mut connection = connect(connection_args).await?;
+    let response = connection
+        .client
+        .configure_rollout(v1::ConfigureRolloutRequest {
+            cluster: args.cluster.clone(),
+            healthy_deadline_seconds,
+            auto_revert: args.auto_revert,
+        })
+        .await
+        .answer(&connection)?;
+    let strategy = response.strategy.unwrap_or_default();
+    let view = StrategyView {
+        cluster: args.cluster,
+        healthy_deadline_seconds: strategy.healthy_deadline_seconds,
+        auto_revert: strategy.auto_revert,
+        changed: response.changed,
+    };
+    if json {
+        return write_json(out, &view);
+    }
+    writeln!(
+        out,
+        "cluster {}: rollout strategy {}: {}",
+        view.cluster,
+        if view.changed { "now" } else { "unchanged" },
+        strategy_words(&strategy)
+    )?;
+    Ok(())
+}
+
+/// Cluster `name` as the coordinator has it now (its restart epoch, pause, strategy), without
+/// the content of its files.
+pub(super) async fn cluster_now(
+    connection: &mut Connection,
+    name: &str,
+) -> Result<v1::Cluster, CliError> {
+    Ok(connection
+        .client
+        .get_cluster(v1::GetClusterRequest {
+            name: name.to_owned(),
+            with_content: false,
+        })
+        .await
+        .answer(connection)?
+        .cluster
+        .unwrap_or_default())
+}
+
+/// `healthy_deadline 5m, auto_revert off`.
+fn strategy_words(strategy: &v1::RolloutStrategy) -> String {
+    muster_proto::rollout::Strategy {
+        healthy_deadline_seconds: strategy.healthy_deadline_seconds,
+        auto_revert: strategy.auto_revert,
+    }
+    .shown()
 }
 
 #[derive(Debug, Serialize)]
@@ -61,7 +173,8 @@ struct ServerProgress {
     name: String,
     host: String,
     restart_epoch: u64,
-    /// `restarted`, `restarting` (its turn: out of rotation, or on its way back), or `waiting`.
+    /// `restarted`, `unchanged` (it runs what the rollout asks already: after an undo),
+    /// `restarting` (its turn: out of rotation, or on its way back), or `waiting`.
     progress: &'static str,
     state: String,
 }
@@ -71,6 +184,13 @@ struct Progress {
     cluster: String,
     restart_epoch: u64,
     paused: bool,
+    /// Why Muster paused it (a server missed its healthy deadline); empty otherwise.
+    pause_reason: String,
+    /// Why auto_revert undid the last rollout of server settings; empty otherwise.
+    revert_reason: String,
+    healthy_deadline_seconds: u32,
+    auto_revert: bool,
+    /// Servers restarted or unchanged.
     restarted: usize,
     servers: Vec<ServerProgress>,
 }
@@ -115,10 +235,13 @@ async fn pause(
     Ok(())
 }
 
-/// Where a server stands in the rolling restart to `epoch`.
-fn progress_of(server: &ComponentView, epoch: u64) -> &'static str {
+/// Where a server stands in the rolling restart to `epoch` (`same`: the epoch whose servers
+/// run what it asks already).
+fn progress_of(server: &ComponentView, epoch: u64, same: Option<u64>) -> &'static str {
     if server.restart_epoch >= epoch {
         "restarted"
+    } else if Some(server.restart_epoch) == same {
+        "unchanged"
     } else if server.healthy {
         "waiting"
     } else {
@@ -179,23 +302,19 @@ pub(super) async fn rollout_command(
         }
         RolloutCommand::Status { cluster } => {
             validate::name("cluster name", &cluster)?;
-            let (epoch, paused) = connection
-                .client
-                .get_cluster(v1::GetClusterRequest {
-                    name: cluster.clone(),
-                    with_content: false,
-                })
-                .await
-                .answer(&connection)?
-                .cluster
-                .map(|cluster| (cluster.restart_epoch, cluster.rollout_paused))
-                .unwrap_or_default();
+            let found = cluster_now(&mut connection, &cluster).await?;
+            let (epoch, same, paused) = (
+                found.restart_epoch,
+                found.restart_epoch_same,
+                found.rollout_paused,
+            );
+            let strategy = found.rollout_strategy.unwrap_or_default();
             let servers: Vec<ServerProgress> = list_components(&mut connection, Some(&cluster))
                 .await?
                 .into_iter()
                 .filter(|component| component.role == Role::Server.cli_name())
                 .map(|server| ServerProgress {
-                    progress: progress_of(&server, epoch),
+                    progress: progress_of(&server, epoch, same),
                     name: server.name,
                     host: server.host,
                     restart_epoch: server.restart_epoch,
@@ -205,11 +324,15 @@ pub(super) async fn rollout_command(
             let progress = Progress {
                 restarted: servers
                     .iter()
-                    .filter(|server| server.progress == "restarted")
+                    .filter(|server| matches!(server.progress, "restarted" | "unchanged"))
                     .count(),
                 cluster,
                 restart_epoch: epoch,
                 paused,
+                pause_reason: found.rollout_pause_reason,
+                revert_reason: found.rollout_revert_reason,
+                healthy_deadline_seconds: strategy.healthy_deadline_seconds,
+                auto_revert: strategy.auto_revert,
                 servers,
             };
             if json {
@@ -240,6 +363,18 @@ pub(super) async fn rollout_command(
                     ""
                 }
             )?;
+            if !progress.pause_reason.is_empty() {
+                writeln!(out, "stopped: {}", progress.pause_reason)?;
+            }
+            if !progress.revert_reason.is_empty() {
+                writeln!(
+                    out,
+                    "reverted: {}; the servers that ran the change restart with the settings \
+                     before it",
+                    progress.revert_reason
+                )?;
+            }
+            writeln!(out, "strategy: {}", strategy_words(&strategy))?;
             let rows: Vec<Vec<String>> = progress
                 .servers
                 .iter()

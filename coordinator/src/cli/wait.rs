@@ -63,17 +63,22 @@ pub(super) fn converged(
 }
 
 /// The servers (of hosts not drained) that have not restarted yet for the cluster's rolling
-/// restart to `epoch`, each with where it stands: `server server2 on app-2 (restart epoch 0 of
-/// 1)`.
+/// restart to `epoch` (but those started under `same`, which run what it asks already), each
+/// with where it stands: `server server2 on app-2 (restart epoch 0 of 1)`.
 fn not_restarted(
     components: &[ComponentView],
     drained: &std::collections::BTreeSet<String>,
     epoch: u64,
+    same: Option<u64>,
 ) -> Vec<String> {
     components
         .iter()
         .filter(|component| component.role == Role::Server.cli_name())
-        .filter(|server| !drained.contains(&server.host) && server.restart_epoch < epoch)
+        .filter(|server| {
+            !drained.contains(&server.host)
+                && server.restart_epoch < epoch
+                && Some(server.restart_epoch) != same
+        })
         .map(|server| {
             format!(
                 "server {} on {} (restart epoch {} of {epoch})",
@@ -85,7 +90,10 @@ fn not_restarted(
 
 /// `muster wait --cluster NAME --for healthy [--timeout 5m]`: converged once every host of the
 /// cluster has applied its newest generation, [`converged`] holds for what they report, and
-/// every server has restarted for the cluster's last rolling restart.
+/// every server has restarted for the cluster's last rolling restart. A rollout Muster paused
+/// (a server missed its healthy deadline) ends the wait at once, with the reason; one that
+/// `auto_revert` undid ends it once converged, with the reason, until another rollout starts
+/// or `muster rollout resume` acknowledges it.
 pub(super) async fn wait_command(
     cluster: String,
     timeout: Duration,
@@ -95,21 +103,19 @@ pub(super) async fn wait_command(
 ) -> Result<(), CliError> {
     validate::name("cluster name", &cluster)?;
     let mut connection = connect(connection_args).await?;
-    let restart_epoch = connection
-        .client
-        .get_cluster(v1::GetClusterRequest {
-            name: cluster.clone(),
-            with_content: false,
-        })
-        .await
-        .answer(&connection)?
-        .cluster
-        .map(|cluster| cluster.restart_epoch)
-        .unwrap_or_default();
     let deadline = Instant::now() + timeout;
     let mut shown: std::collections::BTreeMap<String, String> = Default::default();
     let mut progress = std::io::stderr().lock();
     loop {
+        // Read each time: a revert (`auto_revert`) moves the epoch, a failure pauses the turn.
+        let rollout = cluster_now(&mut connection, &cluster).await?;
+        if !rollout.rollout_pause_reason.is_empty() {
+            return Err(CliError::Refused(format!(
+                "cluster {cluster}'s rollout is paused: {}; `muster rollout status --cluster \
+                 {cluster}` shows where it stands",
+                rollout.rollout_pause_reason
+            )));
+        }
         let components = list_components(&mut connection, Some(&cluster)).await?;
         let hosts = list_hosts(&mut connection).await?;
         let drained: std::collections::BTreeSet<String> = hosts
@@ -150,8 +156,21 @@ pub(super) async fn wait_command(
                 shown.insert(label, state);
             }
         }
-        let restarting = not_restarted(&components, &drained, restart_epoch);
+        let restarting = not_restarted(
+            &components,
+            &drained,
+            rollout.restart_epoch,
+            rollout.restart_epoch_same,
+        );
         if applying.is_empty() && restarting.is_empty() && converged(&components, &drained) {
+            if !rollout.rollout_revert_reason.is_empty() {
+                return Err(CliError::Refused(format!(
+                    "cluster {cluster} converged on the server settings from before its last \
+                     change: auto_revert undid the change, {} (`muster rollout resume --cluster \
+                     {cluster}` acknowledges it)",
+                    rollout.rollout_revert_reason
+                )));
+            }
             if json {
                 write_json(out, &components)?;
             } else {

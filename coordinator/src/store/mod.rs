@@ -259,6 +259,19 @@ pub trait Store: Send + Sync + fmt::Debug {
         cluster: &str,
         actor: &Actor,
     ) -> Result<ServersConfigured, StoreError>;
+    /// Sets a cluster's rollout strategy (`None`: as it was); refused (`Invalid`) out of range.
+    async fn configure_rollout(
+        &self,
+        cluster: &str,
+        healthy_deadline_seconds: Option<u32>,
+        auto_revert: Option<bool>,
+        actor: &Actor,
+    ) -> Result<RolloutConfigured, StoreError>;
+    /// Stops the rollouts in which a server missed its cluster's healthy deadline
+    /// ([`muster_proto::rollout::Strategy`]): the cluster's restart turn paused with the reason,
+    /// or with `auto_revert` its server settings brought back. The coordinators' rollout watch
+    /// calls it; a turn already paused is left.
+    async fn stop_failed_rollouts(&self, now_ms: i64) -> Result<Vec<StoppedRollout>, StoreError>;
     /// Pauses (`paused`) or resumes a cluster's restart turn ([`Cluster::rollout_paused`]);
     /// returns whether it changed.
     async fn pause_rollout(

@@ -276,6 +276,31 @@ impl Store for Writes {
             .await
     }
 
+    async fn configure_rollout(
+        &self,
+        cluster: &str,
+        healthy_deadline_seconds: Option<u32>,
+        auto_revert: Option<bool>,
+        actor: &Actor,
+    ) -> Result<RolloutConfigured, StoreError> {
+        self.write(
+            || {
+                self.inner
+                    .configure_rollout(cluster, healthy_deadline_seconds, auto_revert, actor)
+            },
+            |configured| configured.changed,
+        )
+        .await
+    }
+
+    async fn stop_failed_rollouts(&self, now_ms: i64) -> Result<Vec<StoppedRollout>, StoreError> {
+        self.write(
+            || self.inner.stop_failed_rollouts(now_ms),
+            |stopped| !stopped.is_empty(),
+        )
+        .await
+    }
+
     async fn pause_rollout(
         &self,
         cluster: &str,

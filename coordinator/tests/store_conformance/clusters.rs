@@ -571,13 +571,6 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         odb_empty: false,
         restart_epoch: 0,
     };
-    let server_report = |host: &Host, status: ComponentStatus| {
-        let mut reported = report(0, "10.0.0.5", Vec::new());
-        reported.components = vec![status];
-        let store = &store;
-        let id = host.id.clone();
-        async move { store.record_status(&id, reported).await.unwrap() }
-    };
     let plan = |host: &Host| {
         let store = &store;
         let id = host.id.clone();
@@ -614,14 +607,14 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         odb_empty: false,
         ..running(name, true, "")
     };
-    server_report(&first, not_installed("server1")).await;
-    server_report(&second, not_installed("server2")).await;
+    report_server(&store, &first, not_installed("server1")).await;
+    report_server(&store, &second, not_installed("server2")).await;
     assert_eq!(restarts().await, (vec![], vec![]));
     // server2 installs first: the turn stays with server1, by name, so that it never moves
     // before a server has restarted.
-    server_report(&second, running("server2", true, "")).await;
+    report_server(&store, &second, running("server2", true, "")).await;
     assert_eq!(restarts().await, (vec![], vec![]));
-    server_report(&first, running("server1", true, "")).await;
+    report_server(&store, &first, running("server1", true, "")).await;
     assert_eq!(
         restarts().await,
         (vec!["server1".to_owned()], vec!["server1".to_owned()]),
@@ -629,13 +622,13 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
     );
     // server1 restarts: while it starts, server2 waits.
     let lb_before = store.host_generation(&lb.id).await.unwrap().unwrap();
-    server_report(&first, running("server1", false, &revision)).await;
+    report_server(&store, &first, running("server1", false, &revision)).await;
     assert!(
         store.host_generation(&lb.id).await.unwrap().unwrap() > lb_before,
         "the load balancers follow"
     );
     assert_eq!(restarts().await, (vec![], vec![]));
-    server_report(&first, running("server1", true, &revision)).await;
+    report_server(&store, &first, running("server1", true, &revision)).await;
     // Healthy, but its load balancer has not taken it back yet (HAProxy's checks rise): server2
     // waits for that too.
     let mut balancer = balancer_report("DOWN");
@@ -661,7 +654,7 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         restarts().await,
         (vec!["server2".to_owned()], vec!["server2".to_owned()])
     );
-    server_report(&second, running("server2", true, &revision)).await;
+    report_server(&store, &second, running("server2", true, &revision)).await;
     assert_eq!(restarts().await, (vec![], vec![]));
     let events = store.list_events(Some("prod"), None, 100).await.unwrap();
     assert!(
@@ -681,16 +674,12 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
     store.close().await;
 }
 
-pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: Backend) {
-    let (_database, store) = store_with_prod(backend).await;
-    let refused = store.restart_servers("prod", &actor()).await;
-    assert!(
-        matches!(&refused, Err(StoreError::Conflict(message)) if message.contains("no server")),
-        "{refused:?}"
-    );
-    let first = enroll(&store, "prod", "app-1").await;
-    let second = enroll(&store, "prod", "app-2").await;
-    let lb = enroll(&store, "prod", "lb").await;
+/// Servers `server1` on `app-1` and `server2` on `app-2` and a load balancer on `lb` in
+/// `prod`, bootstrapped; returns the three hosts.
+async fn two_servers_and_a_balancer(store: &SqlStore) -> (Host, Host, Host) {
+    let first = enroll(store, "prod", "app-1").await;
+    let second = enroll(store, "prod", "app-2").await;
+    let lb = enroll(store, "prod", "lb").await;
     for (role, host) in [
         (Role::Server, "app-1"),
         (Role::Server, "app-2"),
@@ -701,26 +690,64 @@ pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: B
             .await
             .unwrap();
     }
-    finish_bootstrap(&store, &first.id, 1, "10.0.0.5").await;
-    let running = |name: &str, healthy: bool, restart_epoch: u64| ComponentStatus {
+    finish_bootstrap(store, &first.id, 1, "10.0.0.5").await;
+    (first, second, lb)
+}
+
+/// Server `name` of `prod` under `restart_epoch`: running and healthy, or `unwell` (starting,
+/// or unhealthy) and not.
+fn server_status(
+    name: &str,
+    unwell: Option<v1::ComponentState>,
+    restart_epoch: u64,
+) -> ComponentStatus {
+    ComponentStatus {
         cluster: "prod".to_owned(),
         role: Role::Server,
         name: name.to_owned(),
-        state: if healthy {
-            v1::ComponentState::Running
-        } else {
-            v1::ComponentState::Starting
-        },
-        healthy,
+        state: unwell.unwrap_or(v1::ComponentState::Running),
+        healthy: unwell.is_none(),
         restart_epoch,
         ..ComponentStatus::default()
-    };
-    let server_report = |host: &Host, status: ComponentStatus| {
-        let mut reported = report(0, "10.0.0.5", Vec::new());
-        reported.components = vec![status];
-        let store = &store;
-        let id = host.id.clone();
-        async move { store.record_status(&id, reported).await.unwrap() }
+    }
+}
+
+/// `host` reports `status` as its one component.
+async fn report_server(store: &SqlStore, host: &Host, status: ComponentStatus) {
+    let mut reported = report(0, "10.0.0.5", Vec::new());
+    reported.components = vec![status];
+    store.record_status(&host.id, reported).await.unwrap();
+}
+
+/// The load balancer on `lb` reports both servers UP.
+async fn both_servers_up(store: &SqlStore, lb: &Host) -> StatusReport {
+    let mut balancer = balancer_report("UP");
+    balancer.components[0]
+        .backends
+        .push(v1::BackendServerState {
+            name: "server2".into(),
+            state: "UP".into(),
+            status: v1::BackendStatus::Up as i32,
+            ..Default::default()
+        });
+    store.record_status(&lb.id, balancer.clone()).await.unwrap();
+    balancer
+}
+
+pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: Backend) {
+    let (_database, store) = store_with_prod(backend).await;
+    let refused = store.restart_servers("prod", &actor()).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(message)) if message.contains("no server")),
+        "{refused:?}"
+    );
+    let (first, second, lb) = two_servers_and_a_balancer(&store).await;
+    let running = |name: &str, healthy: bool, restart_epoch: u64| {
+        server_status(
+            name,
+            (!healthy).then_some(v1::ComponentState::Starting),
+            restart_epoch,
+        )
     };
     let plan = |host: &Host| {
         let store = &store;
@@ -744,18 +771,9 @@ pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: B
             .collect();
         (permitted, drained)
     };
-    server_report(&first, running("server1", true, 0)).await;
-    server_report(&second, running("server2", true, 0)).await;
-    let mut balancer = balancer_report("UP");
-    balancer.components[0]
-        .backends
-        .push(v1::BackendServerState {
-            name: "server2".into(),
-            state: "UP".into(),
-            status: v1::BackendStatus::Up as i32,
-            ..Default::default()
-        });
-    store.record_status(&lb.id, balancer.clone()).await.unwrap();
+    report_server(&store, &first, running("server1", true, 0)).await;
+    report_server(&store, &second, running("server2", true, 0)).await;
+    let mut balancer = both_servers_up(&store, &lb).await;
     assert_eq!(turns().await, (vec![], vec![]), "nothing to restart");
 
     let second_before = store.host_generation(&second.id).await.unwrap().unwrap();
@@ -777,9 +795,9 @@ pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: B
     );
     // server1 restarts under the new epoch: while it starts and until its load balancer has it
     // back UP, server2 waits.
-    server_report(&first, running("server1", false, 1)).await;
+    report_server(&store, &first, running("server1", false, 1)).await;
     assert_eq!(turns().await, (vec![], vec![]));
-    server_report(&first, running("server1", true, 1)).await;
+    report_server(&store, &first, running("server1", true, 1)).await;
     balancer.components[0].backends[0].state = "DOWN".into();
     balancer.components[0].backends[0].status = v1::BackendStatus::Down as i32;
     store.record_status(&lb.id, balancer.clone()).await.unwrap();
@@ -801,7 +819,7 @@ pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: B
         turns().await,
         (vec![("server2".to_owned(), 1)], vec!["server2".to_owned()])
     );
-    server_report(&second, running("server2", true, 1)).await;
+    report_server(&store, &second, running("server2", true, 1)).await;
     assert_eq!(turns().await, (vec![], vec![]), "every server restarted");
     let listed = store.list_assignments(Some("prod")).await.unwrap();
     assert!(
@@ -989,5 +1007,227 @@ pub(crate) async fn server_settings_are_checked_stored_and_rolled_to_the_servers
         matches!(&refused, Err(StoreError::Conflict(message)) if message.contains("nothing to undo")),
         "{refused:?}"
     );
+    store.close().await;
+}
+
+/// A server that restarted into a rollout and is not healthy within the cluster's healthy
+/// deadline stops it: the restart turn paused with the reason (no other server restarts); with
+/// auto_revert a rollout of server settings is undone instead, and only the server that ran the
+/// new settings restarts again; a failed revert is paused, never reverted again.
+pub(crate) async fn a_server_past_its_healthy_deadline_stops_the_rollout(backend: Backend) {
+    let (_database, store) = store_with_prod(backend).await;
+    let (first, second, lb) = two_servers_and_a_balancer(&store).await;
+    let server = |name: &str, healthy: bool, restart_epoch: u64| ComponentStatus {
+        last_error: if healthy {
+            String::new()
+        } else {
+            "GET /zato/ping: connection refused".to_owned()
+        },
+        ..server_status(
+            name,
+            (!healthy).then_some(v1::ComponentState::Unhealthy),
+            restart_epoch,
+        )
+    };
+    let turn = || async {
+        let mut permitted = Vec::new();
+        for host in [&first, &second] {
+            let inputs = store.plan_inputs(&host.id).await.unwrap();
+            let component = planner::render(&inputs).components.remove(0);
+            if component.python_restart {
+                permitted.push(component.name);
+            }
+        }
+        permitted
+    };
+    report_server(&store, &first, server("server1", true, 0)).await;
+    report_server(&store, &second, server("server2", true, 0)).await;
+    both_servers_up(&store, &lb).await;
+
+    // Out of range: refused, named, nothing changed.
+    let refused = store
+        .configure_rollout("prod", Some(5), None, &actor())
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(message)) if message.contains("healthy_deadline")),
+        "{refused:?}"
+    );
+    let configured = store
+        .configure_rollout("prod", Some(30), None, &actor())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            configured.strategy.healthy_deadline_seconds,
+            configured.changed
+        ),
+        (30, true)
+    );
+    assert!(
+        !store
+            .configure_rollout("prod", Some(30), Some(false), &actor())
+            .await
+            .unwrap()
+            .changed
+    );
+    let workers = BTreeMap::from([("main.gunicorn_workers".to_owned(), "2".to_owned())]);
+    store
+        .configure_servers("prod", &workers, &[], &actor())
+        .await
+        .unwrap();
+    assert_eq!(turn().await, vec!["server1".to_owned()]);
+
+    // server1 restarts with the new settings and does not become healthy.
+    let restarted = now_ms();
+    report_server(&store, &first, server("server1", false, 1)).await;
+    assert!(turn().await.is_empty(), "server2 waits for server1");
+    assert!(
+        store
+            .stop_failed_rollouts(restarted + 20_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "within its deadline"
+    );
+    let stopped = store
+        .stop_failed_rollouts(restarted + 31_000 + 5_000)
+        .await
+        .unwrap();
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    assert!(!stopped[0].reverted);
+    for expected in [
+        "server1 on app-1",
+        "healthy_deadline 30s",
+        "connection refused",
+    ] {
+        assert!(stopped[0].reason.contains(expected), "{stopped:?}");
+    }
+    let cluster = store.get_cluster("prod").await.unwrap();
+    assert!(cluster.rollout_paused);
+    assert_eq!(cluster.rollout_pause_reason, stopped[0].reason);
+    assert!(turn().await.is_empty());
+    assert!(
+        store
+            .stop_failed_rollouts(restarted + 60_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a paused turn is left"
+    );
+    let events = store.list_events(Some("prod"), None, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.kind == "cluster.rollout-paused"
+                && event.message.contains("server1 on app-1")),
+        "{events:?}"
+    );
+
+    // With auto_revert, resumed: the settings before come back; server2, which never ran the
+    // new ones, stays as it is.
+    store
+        .configure_rollout("prod", None, Some(true), &actor())
+        .await
+        .unwrap();
+    assert!(store.pause_rollout("prod", false, &actor()).await.unwrap());
+    assert!(
+        store
+            .get_cluster("prod")
+            .await
+            .unwrap()
+            .rollout_pause_reason
+            .is_empty(),
+        "a resume clears the reason"
+    );
+    let stopped = store
+        .stop_failed_rollouts(restarted + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    assert!(stopped[0].reverted);
+    let cluster = store.get_cluster("prod").await.unwrap();
+    assert_eq!(
+        (
+            cluster.server_settings.is_empty(),
+            cluster.restart_epoch,
+            cluster.restart_epoch_same,
+            cluster.rollout_paused
+        ),
+        (true, 2, Some(0), false)
+    );
+    assert_eq!(cluster.rollout_revert_reason, stopped[0].reason);
+    assert_eq!(
+        turn().await,
+        vec!["server1".to_owned()],
+        "only server1, unhealthy, restarts"
+    );
+    assert!(
+        store
+            .stop_failed_rollouts(restarted + 60_000 + 29_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the revert has a deadline of its own, from its start"
+    );
+    // A resume acknowledges it (the turn was not paused); again, nothing changes.
+    assert!(store.pause_rollout("prod", false, &actor()).await.unwrap());
+    assert!(!store.pause_rollout("prod", false, &actor()).await.unwrap());
+    assert!(
+        store
+            .get_cluster("prod")
+            .await
+            .unwrap()
+            .rollout_revert_reason
+            .is_empty()
+    );
+    let events = store.list_events(Some("prod"), None, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.kind == "cluster.rollout-reverted"),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|event| event.kind == "cluster.rolling-restart"
+                && event.message.contains("restart epoch 2): server1,")),
+        "only server1 is named: {events:?}"
+    );
+
+    // The revert brings server1 back: done; server2 is not due.
+    report_server(&store, &first, server("server1", true, 2)).await;
+    assert!(turn().await.is_empty());
+    assert!(
+        store
+            .stop_failed_rollouts(now_ms() + 3_600_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "healthy: nothing to stop"
+    );
+
+    // A revert that fails is paused, never reverted again.
+    let restarted = now_ms();
+    report_server(&store, &first, server("server1", true, 2)).await;
+    store
+        .configure_servers("prod", &workers, &[], &actor())
+        .await
+        .unwrap();
+    store.undo_server_settings("prod", &actor()).await.unwrap();
+    report_server(&store, &first, server("server1", false, 4)).await;
+    let stopped = store
+        .stop_failed_rollouts(restarted + 40_000 + 5_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            stopped.len(),
+            stopped.first().map(|stopped| stopped.reverted)
+        ),
+        (1, Some(false)),
+        "an operator's undo is not reverted: {stopped:?}"
+    );
+    store.delete_cluster("prod", &actor()).await.unwrap();
     store.close().await;
 }

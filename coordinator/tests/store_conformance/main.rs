@@ -264,6 +264,10 @@ macro_rules! store_conformance_suite {
                 super::server_settings_are_checked_stored_and_rolled_to_the_servers($backend).await;
             }
             #[tokio::test]
+            async fn a_server_past_its_healthy_deadline_stops_the_rollout() {
+                super::a_server_past_its_healthy_deadline_stops_the_rollout($backend).await;
+            }
+            #[tokio::test]
             async fn a_rolling_restart_takes_the_servers_one_at_a_time() {
                 super::a_rolling_restart_takes_the_servers_one_at_a_time($backend).await;
             }

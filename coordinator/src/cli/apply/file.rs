@@ -34,6 +34,36 @@ pub(super) struct ClusterFile {
     /// the whole set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) server_settings: Option<BTreeMap<String, BTreeMap<String, SettingValue>>>,
+    /// What the cluster's rollouts do when a server fails them; without the section, apply
+    /// leaves it as it is; with it, a key left out is the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) rollout: Option<RolloutSpec>,
+}
+
+/// `[rollout]`: `healthy_deadline = "5m"`, `auto_revert = true`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RolloutSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) healthy_deadline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) auto_revert: Option<bool>,
+}
+
+/// `[rollout]` as the strategy it sets (a key left out: the default), checked.
+pub(super) fn rollout_of(spec: &RolloutSpec) -> Result<muster_proto::rollout::Strategy, String> {
+    let mut strategy = muster_proto::rollout::Strategy::default();
+    if let Some(text) = &spec.healthy_deadline {
+        let deadline = humantime::parse_duration(text).map_err(|_| {
+            format!("[rollout] invalid healthy_deadline {text:?}: must be 10s to 24h")
+        })?;
+        strategy.healthy_deadline_seconds = u32::try_from(deadline.as_secs()).unwrap_or(u32::MAX);
+    }
+    strategy.auto_revert = spec.auto_revert.unwrap_or(false);
+    strategy
+        .check()
+        .map_err(|error| format!("[rollout] {error}"))?;
+    Ok(strategy)
 }
 
 /// A server setting's value in the file: a string, a number or a boolean.
@@ -439,6 +469,19 @@ pub(super) fn file_of(cluster: &v1::Cluster, components: &[ComponentView]) -> Cl
         config: None,
         python: None,
         user_conf: None,
+        rollout: cluster
+            .rollout_strategy
+            .map(|strategy| muster_proto::rollout::Strategy {
+                healthy_deadline_seconds: strategy.healthy_deadline_seconds,
+                auto_revert: strategy.auto_revert,
+            })
+            .filter(|strategy| *strategy != muster_proto::rollout::Strategy::default())
+            .map(|strategy| RolloutSpec {
+                healthy_deadline: Some(muster_proto::rollout::humanize(
+                    strategy.healthy_deadline_seconds,
+                )),
+                auto_revert: Some(strategy.auto_revert),
+            }),
         server_settings: (!cluster.server_settings.is_empty()).then(|| {
             let mut sections: BTreeMap<String, BTreeMap<String, SettingValue>> = BTreeMap::new();
             for (name, value) in &cluster.server_settings {
@@ -653,6 +696,68 @@ check_inter = "5s"
         let read: ClusterFile = toml::from_str(&text).unwrap();
         check_file(&read).unwrap();
         assert_eq!(read, file);
+    }
+
+    #[test]
+    fn the_rollout_section_sets_the_whole_strategy_and_is_written_back_unless_default() {
+        let file: ClusterFile = toml::from_str(&format!(
+            "{FILE}\n[rollout]\nhealthy_deadline = \"2m\"\nauto_revert = true\n"
+        ))
+        .unwrap();
+        let strategy = rollout_of(file.rollout.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            (strategy.healthy_deadline_seconds, strategy.auto_revert),
+            (120, true)
+        );
+        let alone: ClusterFile =
+            toml::from_str(&format!("{FILE}\n[rollout]\nauto_revert = true\n")).unwrap();
+        assert_eq!(
+            rollout_of(alone.rollout.as_ref().unwrap())
+                .unwrap()
+                .healthy_deadline_seconds,
+            muster_proto::rollout::DEFAULT_HEALTHY_DEADLINE_SECONDS,
+            "a key left out is the default"
+        );
+        for (text, named) in [
+            ("healthy_deadline = \"5s\"", "5s"),
+            ("healthy_deadline = \"soon\"", "soon"),
+        ] {
+            let refused: ClusterFile =
+                toml::from_str(&format!("{FILE}\n[rollout]\n{text}\n")).unwrap();
+            let error = rollout_of(refused.rollout.as_ref().unwrap()).unwrap_err();
+            assert!(
+                error.contains("healthy_deadline") && error.contains(named),
+                "{error}"
+            );
+        }
+        assert!(
+            toml::from_str::<ClusterFile>(&format!("{FILE}\n[rollout]\nmax_parallel = 2\n"))
+                .is_err(),
+            "an unknown key is refused"
+        );
+        let mut cluster = v1::Cluster {
+            name: "prod".to_owned(),
+            rollout_strategy: Some(v1::RolloutStrategy {
+                healthy_deadline_seconds: 120,
+                auto_revert: true,
+            }),
+            ..Default::default()
+        };
+        let written = toml::to_string(&file_of(&cluster, &[])).unwrap();
+        assert!(
+            written.contains("[rollout]\nhealthy_deadline = \"2m\"\nauto_revert = true\n"),
+            "{written}"
+        );
+        cluster.rollout_strategy = Some(v1::RolloutStrategy {
+            healthy_deadline_seconds: 300,
+            auto_revert: false,
+        });
+        assert!(
+            !toml::to_string(&file_of(&cluster, &[]))
+                .unwrap()
+                .contains("[rollout]"),
+            "the defaults are not written"
+        );
     }
 
     #[test]

@@ -160,6 +160,22 @@ pub(super) async fn apply_command(
         }
         None => None,
     };
+    // The rollout strategy: checked before anything changes; set when it differs.
+    let current_strategy = existing
+        .as_ref()
+        .and_then(|cluster| cluster.rollout_strategy)
+        .map(|strategy| muster_proto::rollout::Strategy {
+            healthy_deadline_seconds: strategy.healthy_deadline_seconds,
+            auto_revert: strategy.auto_revert,
+        })
+        .unwrap_or_default();
+    let rollout_change = match &file.rollout {
+        Some(spec) => {
+            let wanted = rollout_of(spec).map_err(|error| invalid(&path, error))?;
+            (wanted != current_strategy).then_some(wanted)
+        }
+        None => None,
+    };
     // A server found the ODB empty: applying the file rebuilds the cluster on it.
     let rebuild = existing.as_ref().is_some_and(|cluster| cluster.odb_empty);
     let changes = usize::from(rebuild)
@@ -170,6 +186,7 @@ pub(super) async fn apply_command(
         + usize::from(services_change.is_some())
         + usize::from(python_change.is_some())
         + usize::from(settings_change.is_some())
+        + usize::from(rollout_change.is_some())
         + usize::from(config.is_some())
         + usize::from(user_conf.is_some());
 
@@ -216,6 +233,15 @@ pub(super) async fn apply_command(
                 muster_proto::services::short(current)
             )
         });
+    }
+    if let Some(wanted) = &rollout_change {
+        lines.push(format!(
+            "~ rollout strategy: {} -> {}",
+            current_strategy.shown(),
+            wanted.shown()
+        ));
+    } else if file.rollout.is_some() {
+        lines.push(format!("= rollout strategy ({})", current_strategy.shown()));
     }
     if let Some((set, unset)) = &settings_change {
         let mut changed: Vec<String> = set
@@ -385,6 +411,19 @@ pub(super) async fn apply_command(
             ),
             out,
         )?;
+    }
+    // Before the server settings, so that their rollout follows the file's strategy.
+    if let Some(wanted) = rollout_change {
+        connection
+            .client
+            .configure_rollout(v1::ConfigureRolloutRequest {
+                cluster: name.clone(),
+                healthy_deadline_seconds: Some(wanted.healthy_deadline_seconds),
+                auto_revert: Some(wanted.auto_revert),
+            })
+            .await
+            .answer(&connection)?;
+        say(format!("set the rollout strategy: {}", wanted.shown()), out)?;
     }
     if let Some((set, unset)) = settings_change {
         let configured = connection

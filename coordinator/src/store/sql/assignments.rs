@@ -565,8 +565,11 @@ impl SqlStore {
             .await?;
         let sql = self.sql(
             "SELECT a.role, a.host_name, h.drained,
-                 CASE WHEN s.state = 'running' AND (s.python_revision <> c.python_revision
-                               OR s.restart_epoch < c.restart_epoch)
+                 CASE WHEN s.state IN ('running', 'starting', 'unhealthy')
+                           AND (s.python_revision <> c.python_revision
+                               OR (s.restart_epoch < c.restart_epoch
+                                   AND (c.restart_epoch_same IS NULL
+                                       OR s.restart_epoch <> c.restart_epoch_same)))
                       THEN 1 ELSE 0 END AS restart_due
              FROM assignments a JOIN clusters c ON c.id = a.cluster_id
              LEFT JOIN hosts h ON h.name = a.host_name

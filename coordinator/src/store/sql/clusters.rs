@@ -84,6 +84,10 @@ impl SqlStore {
             restart_epoch: 0,
             rollout_paused: false,
             server_settings: BTreeMap::new(),
+            rollout_pause_reason: String::new(),
+            rollout_revert_reason: String::new(),
+            rollout_strategy: Default::default(),
+            restart_epoch_same: None,
         })
     }
 
@@ -276,7 +280,14 @@ impl SqlStore {
         let mut transaction = self.begin_write().await?;
         let cluster = self.locked_cluster(&mut transaction, name).await?;
         let restart = self
-            .start_rolling_restart(&mut transaction, &cluster, actor, "rolling restart")
+            .start_rolling_restart(
+                &mut transaction,
+                &cluster,
+                actor,
+                "rolling restart",
+                RolloutStart::now(RolloutCause::Restart),
+                None,
+            )
             .await?;
         if restart.1.is_empty() {
             return Err(StoreError::Conflict(format!(
@@ -341,6 +352,7 @@ impl SqlStore {
                 settings,
                 actor,
                 "server settings now",
+                RolloutStart::now(RolloutCause::Settings),
             )
             .await?;
         transaction
@@ -359,6 +371,32 @@ impl SqlStore {
     ) -> Result<ServersConfigured, StoreError> {
         let mut transaction = self.begin_write().await?;
         let cluster = self.locked_cluster(&mut transaction, name).await?;
+        let previous = self
+            .previous_server_settings(&mut transaction, &cluster)
+            .await?;
+        let configured = self
+            .replace_server_settings(
+                &mut transaction,
+                &cluster,
+                previous,
+                actor,
+                "server settings undone, now",
+                RolloutStart::now(RolloutCause::Undo),
+            )
+            .await?;
+        transaction
+            .commit("commit an undo of server settings")
+            .await?;
+        Ok(configured)
+    }
+
+    /// The cluster's server settings from before their last change, as checked today; refused
+    /// (`Conflict`) when they never changed or are no longer valid.
+    pub(super) async fn previous_server_settings(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster: &Cluster,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
         let row =
             sqlx::query(&self.sql("SELECT previous_server_settings FROM clusters WHERE id = $1"))
                 .bind(&cluster.id)
@@ -367,6 +405,7 @@ impl SqlStore {
                     "read a cluster's previous server settings",
                 )
                 .await?;
+        let name = &cluster.name;
         let Some(previous) = settings_json_column(&row, "previous_server_settings")? else {
             return Err(StoreError::Conflict(format!(
                 "cluster {name}'s server settings never changed: nothing to undo"
@@ -379,40 +418,48 @@ impl SqlStore {
                  them with muster configure server"
             ))
         })?;
-        let configured = self
-            .replace_server_settings(
-                &mut transaction,
-                &cluster,
-                previous,
-                actor,
-                "server settings undone, now",
-            )
-            .await?;
-        transaction
-            .commit("commit an undo of server settings")
-            .await?;
-        Ok(configured)
+        Ok(previous)
     }
 
     /// Stores `settings` as the cluster's server settings, the current ones as the previous,
-    /// records it (`what` and the settings), and starts a rolling restart.
-    async fn replace_server_settings(
+    /// records it (`what` and the settings), and starts a rolling restart (`start`). For an
+    /// undo (or a revert) the servers started under the restart epoch before the last change
+    /// run the settings brought back, and do not restart again.
+    pub(super) async fn replace_server_settings(
         &self,
         transaction: &mut PoolConnection<Any>,
         cluster: &Cluster,
         settings: BTreeMap<String, String>,
         actor: &Actor,
         what: &str,
+        start: RolloutStart,
     ) -> Result<ServersConfigured, StoreError> {
         let json = |settings: &BTreeMap<String, String>| {
             serde_json::to_string(settings)
                 .map_err(|error| StoreError::Invalid(format!("server settings: {error}")))
         };
+        let same = match start.cause {
+            RolloutCause::Undo | RolloutCause::Revert => {
+                sqlx::query(&self.sql("SELECT previous_restart_epoch FROM clusters WHERE id = $1"))
+                    .bind(&cluster.id)
+                    .row(
+                        &mut **transaction,
+                        "read a cluster's previous restart epoch",
+                    )
+                    .await?
+                    .value::<Option<i64>>("previous_restart_epoch")?
+                    .map(epoch_from)
+                    .transpose()?
+            }
+            RolloutCause::Settings | RolloutCause::Restart => None,
+        };
         sqlx::query(&self.sql(
-            "UPDATE clusters SET server_settings = $1, previous_server_settings = $2 WHERE id = $3",
+            "UPDATE clusters SET server_settings = $1, previous_server_settings = $2,
+                 previous_restart_epoch = $3 WHERE id = $4",
         ))
         .bind(json(&settings)?)
         .bind(json(&cluster.server_settings)?)
+        .bind(i64::try_from(cluster.restart_epoch).unwrap_or(i64::MAX))
         .bind(&cluster.id)
         .run(&mut **transaction, "store a cluster's server settings")
         .await?;
@@ -434,6 +481,8 @@ impl SqlStore {
                 cluster,
                 actor,
                 "rolling restart for new server settings",
+                start,
+                same,
             )
             .await?;
         Ok(ServersConfigured {
@@ -444,34 +493,59 @@ impl SqlStore {
         })
     }
 
-    /// Starts a rolling restart of the cluster's servers inside `transaction`: a new restart
-    /// epoch, which every server of the cluster gets; each restarts at its turn
-    /// ([`policy::RestartGoal`]). Returns the epoch and the servers, by name (none: nothing
-    /// starts, the epoch stays).
+    /// Starts a rolling restart of the cluster's servers inside `transaction` (`start`: why, and when): a
+    /// new restart epoch, which every server of the cluster gets; each restarts at its turn
+    /// ([`policy::RestartGoal`]), but those started under epoch `same` (which already run what
+    /// it asks). Returns the epoch and the servers that restart, by name (none in the cluster:
+    /// nothing starts, the epoch stays).
     async fn start_rolling_restart(
         &self,
         transaction: &mut PoolConnection<Any>,
         cluster: &Cluster,
         actor: &Actor,
         what: &str,
+        start: RolloutStart,
+        same: Option<u64>,
     ) -> Result<(u64, Vec<String>), StoreError> {
-        let servers: Vec<String> = sqlx::query(&self.sql(
-            "SELECT name FROM assignments WHERE cluster_id = $1 AND role = 'server' ORDER BY name",
+        let mut servers = Vec::new();
+        for row in sqlx::query(&self.sql(
+            "SELECT a.name, s.restart_epoch FROM assignments a
+             LEFT JOIN hosts h ON h.name = a.host_name
+             LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = $1
+                 AND s.role = 'server' AND s.name = a.name
+             WHERE a.cluster_id = $2 AND a.role = 'server' ORDER BY a.name",
         ))
+        .bind(&cluster.name)
         .bind(&cluster.id)
         .rows(&mut **transaction, "read a cluster's servers")
         .await?
-        .iter()
-        .map(|row| row.value::<String>("name"))
-        .collect::<Result<_, _>>()?;
-        if servers.is_empty() {
-            return Ok((cluster.restart_epoch, servers));
+        {
+            let started: Option<i64> = row.value("restart_epoch")?;
+            let runs_it = started.is_some_and(|started| {
+                same.is_some_and(|same| u64::try_from(started).is_ok_and(|started| started == same))
+            });
+            servers.push((row.value::<String>("name")?, runs_it));
         }
+        if servers.is_empty() {
+            return Ok((cluster.restart_epoch, Vec::new()));
+        }
+        let servers: Vec<String> = servers
+            .into_iter()
+            .filter(|(_, runs_it)| !runs_it)
+            .map(|(name, _)| name)
+            .collect();
         let epoch = cluster.restart_epoch + 1;
-        sqlx::query(&self.sql("UPDATE clusters SET restart_epoch = $1 WHERE id = $2"))
-            .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
-            .bind(&cluster.id)
-            .run(&mut **transaction, "start a rolling restart")
+        sqlx::query(&self.sql(
+            "UPDATE clusters SET restart_epoch = $1, rollout_cause = $2, restart_epoch_same = $3,
+                 rollout_revert_reason = NULL WHERE id = $4",
+        ))
+        .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+        .bind(start.cause.word())
+        .bind(same.map(|same| i64::try_from(same).unwrap_or(i64::MAX)))
+        .bind(&cluster.id)
+        .run(&mut **transaction, "start a rolling restart")
+        .await?;
+        self.restart_deadline_clocks(transaction, &cluster.name, start.at_ms)
             .await?;
         self.bump(transaction, &cluster.id, policy::Change::Servers)
             .await?;
@@ -487,11 +561,15 @@ impl SqlStore {
             &cluster.name,
             "",
             actor,
-            &format!(
-                "{what} of the cluster's servers (restart epoch {epoch}): {}, one at a time, \
-                 each out of rotation until its load balancers have it back",
-                servers.join(", ")
-            ),
+            &if servers.is_empty() {
+                format!("{what} (restart epoch {epoch}): no server restarts, each runs it already")
+            } else {
+                format!(
+                    "{what} of the cluster's servers (restart epoch {epoch}): {}, one at a time, \
+                     each out of rotation until its load balancers have it back",
+                    servers.join(", ")
+                )
+            },
         )
         .await?;
         Ok((epoch, servers))
@@ -506,14 +584,27 @@ impl SqlStore {
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin_write().await?;
         let cluster = self.locked_cluster(&mut transaction, name).await?;
-        if cluster.rollout_paused == paused {
+        // A resume also acknowledges a revert (`muster wait` fails on one until then).
+        let acknowledged = !paused && !cluster.rollout_revert_reason.is_empty();
+        if cluster.rollout_paused == paused && !acknowledged {
             return Ok(false);
         }
-        sqlx::query(&self.sql("UPDATE clusters SET rollout_paused = $1 WHERE id = $2"))
-            .bind(i64::from(paused))
-            .bind(&cluster.id)
-            .run(&mut **transaction, "pause a cluster's restart turn")
-            .await?;
+        // An operator's pause has no reason of Muster's; a resume clears Muster's, and the
+        // reason of a revert.
+        sqlx::query(&self.sql(
+            "UPDATE clusters SET rollout_paused = $1, rollout_pause_reason = NULL,
+                 rollout_revert_reason = CASE WHEN $2 = 1 THEN NULL ELSE rollout_revert_reason END
+             WHERE id = $3",
+        ))
+        .bind(i64::from(paused))
+        .bind(i64::from(!paused))
+        .bind(&cluster.id)
+        .run(&mut **transaction, "pause a cluster's restart turn")
+        .await?;
+        if !paused {
+            self.restart_deadline_clocks(&mut transaction, name, now_ms())
+                .await?;
+        }
         self.bump(
             &mut transaction,
             &cluster.id,
@@ -525,8 +616,13 @@ impl SqlStore {
                 "cluster.rollout-paused",
                 "restart turn paused: no server starts a restart until it is resumed",
             )
-        } else {
+        } else if cluster.rollout_paused {
             ("cluster.rollout-resumed", "restart turn resumed")
+        } else {
+            (
+                "cluster.rollout-resumed",
+                "the revert of the last rollout acknowledged (auto_revert)",
+            )
         };
         self.insert_event(&mut transaction, kind, name, "", actor, message)
             .await?;

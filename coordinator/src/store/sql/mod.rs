@@ -25,11 +25,12 @@ use sqlx::{Any, AnyPool, Executor};
 use super::{
     Actor, Assignment, BootstrapState, BootstrapTask, Cluster, ClusterSecrets, ComponentStatus,
     Event, Host, HostState, JoinToken, NewAssignment, NewCluster, NewHost, NewJoinToken,
-    OdbSettings, PlanInputs, ServersConfigured, StatusRecorded, StatusReport, Store, StoreError,
-    TokenRefusal, now_ms,
+    OdbSettings, PlanInputs, RolloutConfigured, ServersConfigured, StatusRecorded, StatusReport,
+    StoppedRollout, Store, StoreError, TokenRefusal, now_ms,
 };
 use crate::policy;
 use crate::secrets::{self, SecretBox};
+use rollouts::{RolloutCause, RolloutStart};
 
 mod assignments;
 mod clusters;
@@ -37,6 +38,7 @@ mod events;
 mod hosts;
 mod python;
 mod query;
+mod rollouts;
 mod rows;
 mod services;
 mod status;
@@ -531,6 +533,21 @@ impl Store for SqlStore {
         actor: &Actor,
     ) -> Result<ServersConfigured, StoreError> {
         SqlStore::undo_server_settings(self, cluster, actor).await
+    }
+
+    async fn configure_rollout(
+        &self,
+        cluster: &str,
+        healthy_deadline_seconds: Option<u32>,
+        auto_revert: Option<bool>,
+        actor: &Actor,
+    ) -> Result<RolloutConfigured, StoreError> {
+        SqlStore::configure_rollout(self, cluster, healthy_deadline_seconds, auto_revert, actor)
+            .await
+    }
+
+    async fn stop_failed_rollouts(&self, now_ms: i64) -> Result<Vec<StoppedRollout>, StoreError> {
+        SqlStore::stop_failed_rollouts(self, now_ms).await
     }
 
     async fn pause_rollout(

@@ -140,6 +140,7 @@ pub(super) fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings,
 pub(super) const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
      odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target, servers_started, first_server, services_revision, config_revision, \
      python_revision, user_conf_revision, odb_epoch, restart_epoch, rollout_paused, server_settings, \
+     rollout_pause_reason, rollout_revert_reason, rollout_strategy, restart_epoch_same, \
      (SELECT COUNT(*) FROM component_status s WHERE s.cluster_name = clusters.name \
       AND s.odb_empty = 1 AND s.odb_epoch = clusters.odb_epoch) AS odb_empty_reports";
 
@@ -185,7 +186,25 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
         restart_epoch: epoch_from(row.value("restart_epoch")?)?,
         rollout_paused: row.value::<i64>("rollout_paused")? != 0,
         server_settings: settings_json_column(row, "server_settings")?.unwrap_or_default(),
+        rollout_pause_reason: long_text(row, "rollout_pause_reason")?.unwrap_or_default(),
+        rollout_revert_reason: long_text(row, "rollout_revert_reason")?.unwrap_or_default(),
+        rollout_strategy: rollout_strategy(row)?,
+        restart_epoch_same: row
+            .value::<Option<i64>>("restart_epoch_same")?
+            .map(epoch_from)
+            .transpose()?,
     })
+}
+
+/// A cluster's rollout strategy (JSON, [`long_text`]): the defaults for NULL.
+pub(super) fn rollout_strategy(
+    row: &AnyRow,
+) -> Result<muster_proto::rollout::Strategy, StoreError> {
+    match long_text(row, "rollout_strategy")? {
+        None => Ok(Default::default()),
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|error| StoreError::Corrupt(format!("a cluster's rollout strategy: {error}"))),
+    }
 }
 
 /// A TEXT column (MySQL hands it over as bytes); `None` for NULL or empty.

@@ -140,6 +140,7 @@ impl SqlStore {
             .replace_backend_states(&mut transaction, host_id, &report)
             .await?;
         let mut component_events = Vec::new();
+        let pending_before = self.rollout_pending(&mut transaction, host_id).await?;
         let delete = self.sql("DELETE FROM component_status WHERE host_id = $1");
         sqlx::query(&delete)
             .bind(host_id)
@@ -150,9 +151,18 @@ impl SqlStore {
                 "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
                      last_error, restarts, updated_at, services_revision, config_revision,
                      python_revision, python_installed, user_conf_revision, odb_epoch, odb_empty,
-                     restart_epoch)
+                     restart_epoch, rollout_pending_since)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     $17)",
+                     $17, $18)",
+            );
+            let (key, now_report) = reported_component(component);
+            let before = previous.get(&key);
+            let pending_since = policy::rollout_pending_since(
+                component.role,
+                before,
+                pending_before.get(&key).copied(),
+                &now_report,
+                now,
             );
             sqlx::query(&insert)
                 .bind(host_id)
@@ -172,10 +182,9 @@ impl SqlStore {
                 .bind(i64::try_from(component.odb_epoch).unwrap_or(i64::MAX))
                 .bind(i64::from(component.odb_empty))
                 .bind(i64::try_from(component.restart_epoch).unwrap_or(i64::MAX))
+                .bind(pending_since)
                 .run(&mut **transaction, "record component status")
                 .await?;
-            let (key, now_report) = reported_component(component);
-            let before = previous.get(&key);
             // The importing server imported the current configuration: what it was to delete
             // with it is deleted.
             if component.role == Role::Server
@@ -215,12 +224,13 @@ impl SqlStore {
                 backends_now.sort();
                 backends_before != backends_now
             };
-            let (python_revision, restart_epoch) = self
+            let (python_revision, restart_epoch, same_epoch) = self
                 .restart_goal_of(&mut transaction, &mut restart_goals, &component.cluster)
                 .await;
             let goal = policy::RestartGoal {
                 python_revision: &python_revision,
                 restart_epoch,
+                same_epoch,
             };
             for change in policy::report_changes(
                 component.role,
@@ -380,12 +390,13 @@ impl SqlStore {
             if reported {
                 continue;
             }
-            let (python_revision, restart_epoch) = self
+            let (python_revision, restart_epoch, same_epoch) = self
                 .restart_goal_of(&mut transaction, &mut restart_goals, cluster)
                 .await;
             let goal = policy::RestartGoal {
                 python_revision: &python_revision,
                 restart_epoch,
+                same_epoch,
             };
             for change in policy::report_changes(role_from(role)?, Some(before), None, true, goal) {
                 report_changes.insert((cluster.clone(), change));
@@ -470,6 +481,35 @@ impl SqlStore {
         stored.sort();
         reported.sort();
         Ok((stored == reported).then_some(host.generation))
+    }
+
+    /// Since when each of the host's servers that restarted into a rollout has not been healthy
+    /// ([`policy::rollout_pending_since`]), by (cluster, role, name).
+    async fn rollout_pending(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        host_id: &str,
+    ) -> Result<BTreeMap<(String, String, String), i64>, StoreError> {
+        let sql = self.sql(
+            "SELECT cluster_name, role, name, rollout_pending_since FROM component_status
+             WHERE host_id = $1 AND rollout_pending_since IS NOT NULL",
+        );
+        let mut pending = BTreeMap::new();
+        for row in sqlx::query(&sql)
+            .bind(host_id)
+            .rows(&mut **transaction, "read servers' rollout deadlines")
+            .await?
+        {
+            pending.insert(
+                (
+                    row.value("cluster_name")?,
+                    row.value("role")?,
+                    row.value("name")?,
+                ),
+                row.value::<i64>("rollout_pending_since")?,
+            );
+        }
+        Ok(pending)
     }
 
     /// The host's stored component status by (cluster, role, name).
@@ -870,16 +910,22 @@ impl SqlStore {
     async fn restart_goal_of(
         &self,
         transaction: &mut PoolConnection<Any>,
-        known: &mut BTreeMap<String, (String, u64)>,
+        known: &mut BTreeMap<String, (String, u64, Option<u64>)>,
         name: &str,
-    ) -> (String, u64) {
+    ) -> (String, u64, Option<u64>) {
         if let Some(goal) = known.get(name) {
             return goal.clone();
         }
         let goal = self
             .cluster_in(&mut **transaction, name)
             .await
-            .map(|cluster| (cluster.python_revision, cluster.restart_epoch))
+            .map(|cluster| {
+                (
+                    cluster.python_revision,
+                    cluster.restart_epoch,
+                    cluster.restart_epoch_same,
+                )
+            })
             .unwrap_or_default();
         known.insert(name.to_owned(), goal.clone());
         goal

@@ -55,6 +55,9 @@ pub(crate) fn read_component(path: &Path) -> Result<Component> {
                     "scheduler_port": conf.get("scheduler", "scheduler_port"),
                     "preferred_address": conf.get("preferred_address", "address"),
                     "preferred_ip": conf.get("preferred_address", "ip"),
+                    "gunicorn_timeout": conf
+                        .get("main", "gunicorn_timeout")
+                        .and_then(|seconds| seconds.parse::<u64>().ok()),
                 }),
                 ipc: Some((
                     conf.get("main", "ipc_host")

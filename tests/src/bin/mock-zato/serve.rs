@@ -336,6 +336,44 @@ async fn write_internal_services(path: &Path, component: &Component) -> Result<(
     Err(failed(error))
 }
 
+/// As Zato's gunicorn arbiter does with a `[main] gunicorn_timeout` shorter than a worker's boot
+/// (seen with the real Zato 3.2 and `gunicorn_timeout=1`: a worker loads Zato's services for
+/// seconds before it first notifies the arbiter): every worker is killed after the timeout and
+/// another booted, logging `WORKER TIMEOUT (pid:N)` as CRITICAL each time, forever; the port is
+/// bound (by the arbiter) but no request is ever answered. A worker boots in
+/// `MOCK_ZATO_WORKER_BOOT_MS` (default 3000). Returns false at once when the timeout is long
+/// enough; else true once SIGTERM stops it (as it does the real one).
+async fn workers_time_out(path: &Path, component: &Component) -> bool {
+    let boot = env_milliseconds("MOCK_ZATO_WORKER_BOOT_MS", 3000);
+    let Some(timeout) = component.detail["gunicorn_timeout"]
+        .as_u64()
+        .map(Duration::from_secs)
+        .filter(|timeout| *timeout < boot)
+    else {
+        return false;
+    };
+    let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return false;
+    };
+    let mut worker = std::process::id() + 1;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(timeout.max(Duration::from_millis(100))) => {}
+            _ = terminate.recv() => return true,
+        }
+        append_log(
+            &path.join("logs/server.log"),
+            &format!(
+                "2026-01-01 00:00:00,000 - CRITICAL - {}:MainThread - zato:0 - WORKER TIMEOUT (pid:{worker})",
+                std::process::id()
+            ),
+        );
+        worker += 1;
+    }
+}
+
 /// The component process. Like a real Zato component it writes its pidfile only seconds after
 /// `zato start` returned (`MOCK_ZATO_PIDFILE_DELAY_MS`, default 1000), then binds its port; if the
 /// port is taken it removes the pidfile (another process's, by then) and exits, as a second real
@@ -366,6 +404,11 @@ pub(crate) async fn serve(path: &Path) -> Result<()> {
         }
     }
     tokio::time::sleep(env_milliseconds("MOCK_ZATO_START_DELAY_MS", 0)).await;
+    if component.kind == "SERVER" && workers_time_out(path, &component).await {
+        let _ = std::fs::remove_file(&pidfile);
+        say("server stopped");
+        return Ok(());
+    }
     if component.kind == "SERVER"
         && let Err(error) = refuse_mariadb(path, &component).await
     {
