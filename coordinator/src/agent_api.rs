@@ -365,6 +365,8 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
         } else {
             0
         },
+        // The coordinator's own (`record_status`), never an agent's word.
+        rollout_held_since: None,
     })
 }
 

@@ -92,6 +92,14 @@ pub struct Cluster {
     pub restart_epoch_same: Option<u64>,
 }
 
+/// What [`crate::store::Store::configure_rollout`] changes: each `Some` field; the others stay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RolloutChange {
+    pub healthy_deadline_seconds: Option<u32>,
+    pub min_healthy_time_seconds: Option<u32>,
+    pub auto_revert: Option<bool>,
+}
+
 /// What [`crate::store::Store::configure_rollout`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolloutConfigured {
@@ -290,6 +298,10 @@ pub struct ComponentStatus {
     /// A server's: the restart epoch its running process was started under
     /// ([`Cluster::restart_epoch`]).
     pub restart_epoch: u64,
+    /// A server's that restarted into a rollout and is healthy: since when (ms) it has been
+    /// held so, out of rotation, for the cluster's `min_healthy_time`; the coordinator's own,
+    /// never reported. `None` when it is in no rollout or through it.
+    pub rollout_held_since: Option<i64>,
 }
 
 /// One of a cluster's once-only bootstrap tasks.

@@ -264,6 +264,7 @@ mod tests {
                 odb_epoch: 0,
                 odb_empty: false,
                 restart_epoch: 0,
+                rollout_held_since: None,
             }),
         }
     }

@@ -171,6 +171,13 @@ fn backends(inputs: &PlanInputs, assignment: &Assignment) -> Vec<v1::BackendServ
         .collect();
     let mut gated = services_gate(inputs, &assignment.cluster, &cluster_servers);
     gated.extend(restart_turn(inputs, &assignment.cluster).map(|server| server.name.as_str()));
+    // One that restarted into a rollout stays out while it is held healthy (min_healthy_time).
+    gated.extend(
+        cluster_servers
+            .iter()
+            .filter(|server| held(server))
+            .map(|server| server.name.as_str()),
+    );
     let mut servers: Vec<v1::BackendServer> = cluster_servers
         .iter()
         .filter_map(|server| {
@@ -221,8 +228,9 @@ fn services_gate<'a>(
 /// rolling restart: the first by name due to ([`policy::RestartGoal`]: its running process was
 /// started with another revision, or under an older restart epoch), once a new revision is
 /// installed beside it (a rolling restart does not wait for that) and every other server of the
-/// cluster on a host that is up (and not drained) is healthy and in its load balancers' rotation,
-/// so that one server at a time is out of rotation (its load balancers drain it meanwhile).
+/// cluster on a host that is up (and not drained) is healthy, through its own restart's
+/// `min_healthy_time`, and in its load balancers' rotation, so that one server at a time is out
+/// of rotation (its load balancers drain it meanwhile).
 /// None while an operator holds the turn (`muster rollout pause`).
 fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assignment> {
     let (cluster, _) = inputs.clusters.get(cluster)?;
@@ -270,9 +278,19 @@ fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assignm
         .filter(|other| other.name != first.name)
         .all(|other| {
             other.status.as_ref().is_some_and(|status| status.healthy)
+                && !held(other)
                 && routed_by_every_balancer(inputs, other)
         })
         .then_some(first)
+}
+
+/// Whether `server` restarted into a rollout and is still held healthy, out of rotation, for its
+/// cluster's `min_healthy_time` ([`crate::domain::ComponentStatus::rollout_held_since`]).
+fn held(server: &Assignment) -> bool {
+    server
+        .status
+        .as_ref()
+        .is_some_and(|status| status.rollout_held_since.is_some())
 }
 
 /// Whether every load balancer of `server`'s cluster that is up and healthy sends it new
@@ -831,6 +849,7 @@ mod tests {
                 odb_epoch: 0,
                 odb_empty: false,
                 restart_epoch: 0,
+                rollout_held_since: None,
             })
         };
         let mut balancer = inputs("lb");
@@ -1010,6 +1029,7 @@ mod tests {
             odb_epoch: 0,
             odb_empty: false,
             restart_epoch: 0,
+            rollout_held_since: None,
         });
         assert!(!render(&drained).components[0].stopped);
         drained.assignments[1].status = None;

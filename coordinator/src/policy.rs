@@ -433,28 +433,65 @@ impl<'a> RestartGoal<'a> {
     }
 }
 
-/// Since when (ms) a server has been failing the rollout it restarted into, for
-/// [`muster_proto::rollout::Strategy::healthy_deadline_seconds`]: from its first report under
-/// another restart epoch or Python revision than the report `before` (it restarted into a
-/// rollout) while it is not healthy; kept (`before_since`) while it reports the same ones and
-/// is still not healthy; `None` once it is healthy, for other roles, and for a server reported
-/// for the first time (a new one is no rollout's).
-pub fn rollout_pending_since(
+/// Where a server stands in the rollout it restarted into (both `None`: in none, or through
+/// it), for [`muster_proto::rollout::Strategy`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RolloutProgress {
+    /// Since when (ms) it has been in it: its healthy deadline runs from there.
+    pub pending_since: Option<i64>,
+    /// Since when it has been healthy without a break in it: once `min_healthy_time` has
+    /// passed, it is through ([`rollout_held`]: the rollout watch, or its next report).
+    pub healthy_since: Option<i64>,
+}
+
+/// A server's [`RolloutProgress`] after its report `now` at `now_ms`: it restarted into a
+/// rollout when it reports another restart epoch or Python revision than `before`, whose
+/// progress was `before_progress`. Through it once healthy without a break for
+/// `min_healthy_ms`. Other roles, and a server reported for the first time (a new one is no
+/// rollout's), are in none.
+pub fn rollout_progress(
     role: Role,
     before: Option<&ComponentReport>,
-    before_since: Option<i64>,
+    before_progress: RolloutProgress,
     now: &ComponentReport,
     now_ms: i64,
-) -> Option<i64> {
-    if role != Role::Server || now.healthy {
-        return None;
-    }
-    let before = before?;
-    if before.restart_epoch != now.restart_epoch || before.python_revision != now.python_revision {
+    min_healthy_ms: i64,
+) -> RolloutProgress {
+    let Some(before) = before.filter(|_| role == Role::Server) else {
+        return RolloutProgress::default();
+    };
+    let restarted =
+        before.restart_epoch != now.restart_epoch || before.python_revision != now.python_revision;
+    let pending_since = if restarted {
         Some(now_ms)
     } else {
-        before_since
+        before_progress.pending_since
+    };
+    if pending_since.is_none() {
+        return RolloutProgress::default();
     }
+    let healthy_since = match (now.healthy, restarted) {
+        (false, _) => None,
+        (true, true) => Some(now_ms),
+        (true, false) => before_progress.healthy_since.or(Some(now_ms)),
+    };
+    let progress = RolloutProgress {
+        pending_since,
+        healthy_since,
+    };
+    if rollout_held(progress, now_ms, min_healthy_ms) {
+        RolloutProgress::default()
+    } else {
+        progress
+    }
+}
+
+/// Whether a server in a rollout has been healthy without a break for `min_healthy_ms` at
+/// `now_ms`: it is through, and the next server's turn may come.
+pub fn rollout_held(progress: RolloutProgress, now_ms: i64, min_healthy_ms: i64) -> bool {
+    progress
+        .healthy_since
+        .is_some_and(|since| now_ms - since >= min_healthy_ms)
 }
 
 /// What a component's report changes for its cluster's other hosts: `before` and `now` (of a
@@ -677,6 +714,77 @@ pub fn bootstrap_report_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_is_in_a_rollout_from_its_restart_into_it_until_held_healthy_long_enough() {
+        let report = |restart_epoch: u64, healthy: bool| ComponentReport {
+            state: ComponentState::Running,
+            healthy,
+            restart_epoch,
+            ..ComponentReport::default()
+        };
+        let none = RolloutProgress::default();
+        let step = |before: &ComponentReport, was, now: &ComponentReport, at, min| {
+            rollout_progress(Role::Server, Some(before), was, now, at, min)
+        };
+        // Restarted into a rollout (another epoch), not healthy yet: in it since then.
+        let restarted = step(&report(0, true), none, &report(1, false), 1_000, 10_000);
+        assert_eq!(
+            restarted,
+            RolloutProgress {
+                pending_since: Some(1_000),
+                healthy_since: None
+            }
+        );
+        // Healthy: held from then; a break starts the hold again; through after 10 s healthy.
+        let healthy = step(
+            &report(1, false),
+            restarted,
+            &report(1, true),
+            4_000,
+            10_000,
+        );
+        assert_eq!(healthy.healthy_since, Some(4_000));
+        let broke = step(&report(1, true), healthy, &report(1, false), 6_000, 10_000);
+        assert_eq!(
+            (broke.pending_since, broke.healthy_since),
+            (Some(1_000), None)
+        );
+        let again = step(&report(1, false), broke, &report(1, true), 7_000, 10_000);
+        assert_eq!(again.healthy_since, Some(7_000));
+        assert!(!rollout_held(again, 16_999, 10_000));
+        assert!(rollout_held(again, 17_000, 10_000));
+        assert_eq!(
+            step(&report(1, true), again, &report(1, true), 17_000, 10_000),
+            none,
+            "through at its next report"
+        );
+        // Without min_healthy_time, through at its first healthy report.
+        assert_eq!(
+            step(&report(1, false), restarted, &report(1, true), 4_000, 0),
+            none
+        );
+        // A server that never restarted into one, a new one, another role: in none.
+        assert_eq!(
+            step(&report(1, true), none, &report(1, false), 5_000, 0),
+            none
+        );
+        assert_eq!(
+            rollout_progress(Role::Server, None, none, &report(1, false), 5_000, 0),
+            none
+        );
+        assert_eq!(
+            rollout_progress(
+                Role::Scheduler,
+                Some(&report(0, true)),
+                none,
+                &report(1, false),
+                5_000,
+                0
+            ),
+            none
+        );
+    }
 
     fn placed(cluster: &str, role: Role, name: &str, host: &str, port: u16) -> Placed {
         Placed {

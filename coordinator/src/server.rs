@@ -262,16 +262,28 @@ fn spawn_event_pruner(
     });
 }
 
-/// Stops the rollouts whose server missed its cluster's healthy deadline
-/// ([`Store::stop_failed_rollouts`]), checking every five seconds. Every coordinator runs one;
+/// Lets servers held healthy for `min_healthy_time` back into rotation
+/// ([`Store::release_held_servers`]) and stops the rollouts whose server missed its cluster's
+/// healthy deadline ([`Store::stop_failed_rollouts`]), checking every second (a hold ends
+/// within a second of its time). Every coordinator runs one;
 /// each cluster is decided under its row lock, so exactly one stops it.
 fn spawn_rollout_watch(store: Arc<dyn Store>, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(Duration::from_secs(5));
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
                 () = shutdown.cancelled() => return,
+            }
+            match store.release_held_servers(crate::store::now_ms()).await {
+                Ok(released) => {
+                    for server in released {
+                        tracing::info!(server = %server, "held healthy for min_healthy_time: back in rotation");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %crate::error_chain(&error), "cannot release servers held healthy");
+                }
             }
             match store.stop_failed_rollouts(crate::store::now_ms()).await {
                 Ok(stopped) => {

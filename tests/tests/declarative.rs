@@ -328,7 +328,7 @@ async fn a_cluster_file_is_applied_changed_with_a_dry_run_first_and_written_back
         &third,
         cluster_file(&odb, &["app-1", "app-2", "app-4"], "1s")
             + "\n[server_settings.main]\ngunicorn_workers = 2\n\n[server_settings.env]\n\
-               APP_MODE = \"blue\"\n\n[rollout]\nhealthy_deadline = \"2m\"\nauto_revert = true\n",
+               APP_MODE = \"blue\"\n\n[rollout]\nhealthy_deadline = \"2m\"\nmin_healthy_time = \"5s\"\nauto_revert = true\n",
     )
     .unwrap();
     let third_path = third.to_str().unwrap();
@@ -338,8 +338,8 @@ async fn a_cluster_file_is_applied_changed_with_a_dry_run_first_and_written_back
             "~ server settings: env.APP_MODE=blue, main.gunicorn_workers=2 (the servers restart \
              one at a time)"
         ) && plan.contains(
-            "~ rollout strategy: healthy_deadline 5m, auto_revert off -> healthy_deadline 2m, \
-             auto_revert on"
+            "~ rollout strategy: healthy_deadline 5m, min_healthy_time 0s, auto_revert off -> \
+             healthy_deadline 2m, min_healthy_time 5s, auto_revert on"
         ) && plan.contains("would make 2 change(s) to cluster prod"),
         "{plan}"
     );
@@ -356,14 +356,18 @@ async fn a_cluster_file_is_applied_changed_with_a_dry_run_first_and_written_back
     assert!(
         written.contains("[server_settings.main]\ngunicorn_workers = \"2\"")
             && written.contains("[server_settings.env]\nAPP_MODE = \"blue\"")
-            && written.contains("[rollout]\nhealthy_deadline = \"2m\"\nauto_revert = true\n"),
+            && written.contains(
+                "[rollout]\nhealthy_deadline = \"2m\"\nmin_healthy_time = \"5s\"\nauto_revert = true\n"
+            ),
         "{written}"
     );
     std::fs::write(&round_trip, &written).unwrap();
     let plan = coordinator.ok(&["apply", "-f", round_trip.to_str().unwrap(), "--dry-run"]);
     assert!(
         plan.contains("= server settings (2)")
-            && plan.contains("= rollout strategy (healthy_deadline 2m, auto_revert on)")
+            && plan.contains(
+                "= rollout strategy (healthy_deadline 2m, min_healthy_time 5s, auto_revert on)"
+            )
             && plan.contains("would make 0 change(s) to cluster prod"),
         "{plan}"
     );

@@ -998,8 +998,9 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
 /// with the real Zato, every worker is killed before it boots): the rollout stops at the first
 /// server. Without auto_revert the restart turn is paused with the reason, `muster wait` says
 /// it at once and no other server restarts; with it, the settings before come back, only that
-/// server restarts again, and `muster wait` says what was undone. No request through the load
-/// balancer fails meanwhile.
+/// server restarts again, and `muster wait` says what was undone. Then a rolling restart with
+/// `min_healthy_time` holds each restarted server out of rotation before the next. No request
+/// through the load balancer fails meanwhile.
 #[tokio::test]
 async fn a_setting_that_never_becomes_healthy_pauses_the_rollout_or_is_reverted_without_a_failed_request()
  {
@@ -1023,7 +1024,7 @@ async fn a_setting_that_never_becomes_healthy_pauses_the_rollout_or_is_reverted_
         "10s",
     ]);
     assert!(
-        said.contains("healthy_deadline 10s, auto_revert off"),
+        said.contains("healthy_deadline 10s, min_healthy_time 0s, auto_revert off"),
         "{said}"
     );
     let stream = RequestStream::start(site.frontend(), 4);
@@ -1141,9 +1142,48 @@ async fn a_setting_that_never_becomes_healthy_pauses_the_rollout_or_is_reverted_
     site.coordinator
         .ok(&["rollout", "resume", "--cluster", "prod"]);
     site.wait("60s");
+
+    // With min_healthy_time, a restarted server answers but stays drained in HAProxy, and the
+    // next server keeps its process, until it has been healthy that long; then the next goes.
+    site.coordinator.ok(&[
+        "configure",
+        "rollout",
+        "--cluster",
+        "prod",
+        "--min-healthy-time",
+        "3s",
+    ]);
+    let before_hold: Vec<Option<u64>> = (1..=3).map(pid).collect();
+    site.coordinator
+        .ok(&["rollout", "restart", "--cluster", "prod"]);
+    wait_for(
+        "server1 restarted, answering and held out of rotation while server2 waits",
+        PATIENCE,
+        POLL,
+        || {
+            let restarted = pid(1).is_some_and(|new| Some(new) != before_hold[0]);
+            let held = traffic::haproxy_servers(&site.stats_socket())
+                .get("server1")
+                .is_some_and(|status| status == "DRAIN");
+            let waiting = pid(2) == before_hold[1];
+            async move { (restarted && held && waiting).then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    site.wait("120s");
+    site.backend_is(&all_up).await;
+    let after_hold: Vec<Option<u64>> = (1..=3).map(pid).collect();
+    for host in 1..=3 {
+        assert_ne!(
+            after_hold[host - 1],
+            before_hold[host - 1],
+            "server{host} restarted"
+        );
+    }
     let tally = stream.stop();
     println!(
-        "{} requests, {} failed, across a failed rollout and its revert",
+        "{} requests, {} failed, across a failed rollout, its revert and a held rolling restart",
         tally.succeeded, tally.failed
     );
     assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);

@@ -102,10 +102,7 @@ pub(super) fn cluster_message(cluster: Cluster) -> v1::Cluster {
 }
 
 pub(super) fn strategy_message(strategy: muster_proto::rollout::Strategy) -> v1::RolloutStrategy {
-    v1::RolloutStrategy {
-        healthy_deadline_seconds: strategy.healthy_deadline_seconds,
-        auto_revert: strategy.auto_revert,
-    }
+    strategy.into()
 }
 
 pub(super) fn configured_response(configured: ServersConfigured) -> v1::ConfigureServersResponse {

@@ -28,8 +28,8 @@ use crate::audit::{Door, Refusals};
 use crate::condition::condition_seen_by_balancers;
 use crate::secrets;
 use crate::store::{
-    Actor, Assignment, ClusterSecrets, Event, Host, NewAssignment, NewCluster, NewJoinToken, Store,
-    now_ms,
+    Actor, Assignment, ClusterSecrets, Event, Host, NewAssignment, NewCluster, NewJoinToken,
+    RolloutChange, Store, now_ms,
 };
 
 /// A join token's lifetime when the request names none.
@@ -666,8 +666,11 @@ impl AdminService for AdminApi {
             .store
             .configure_rollout(
                 &request.cluster,
-                request.healthy_deadline_seconds,
-                request.auto_revert,
+                RolloutChange {
+                    healthy_deadline_seconds: request.healthy_deadline_seconds,
+                    min_healthy_time_seconds: request.min_healthy_time_seconds,
+                    auto_revert: request.auto_revert,
+                },
                 &actor,
             )
             .await?;

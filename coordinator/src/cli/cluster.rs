@@ -98,6 +98,7 @@ pub(super) struct ClusterView {
     pub(super) server_settings: std::collections::BTreeMap<String, String>,
     /// What its rollouts do when a server fails them (`muster configure rollout`).
     pub(super) healthy_deadline_seconds: u32,
+    pub(super) min_healthy_time_seconds: u32,
     pub(super) auto_revert: bool,
     /// Its restart turn is paused; why, when Muster paused it.
     pub(super) rollout_paused: bool,
@@ -156,6 +157,10 @@ impl From<v1::Cluster> for ClusterView {
                 .rollout_strategy
                 .unwrap_or_default()
                 .healthy_deadline_seconds,
+            min_healthy_time_seconds: cluster
+                .rollout_strategy
+                .unwrap_or_default()
+                .min_healthy_time_seconds,
             auto_revert: cluster.rollout_strategy.unwrap_or_default().auto_revert,
             rollout_paused: cluster.rollout_paused,
             rollout_pause_reason: cluster.rollout_pause_reason,
@@ -523,6 +528,7 @@ pub(super) async fn cluster_command(
                         "rollouts",
                         muster_proto::rollout::Strategy {
                             healthy_deadline_seconds: cluster.healthy_deadline_seconds,
+                            min_healthy_time_seconds: cluster.min_healthy_time_seconds,
                             auto_revert: cluster.auto_revert,
                         }
                         .shown()

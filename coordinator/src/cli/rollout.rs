@@ -54,6 +54,11 @@ pub(super) struct ConfigureRolloutArgs {
     /// [default: 5m].
     #[arg(long, value_parser = humantime::parse_duration)]
     healthy_deadline: Option<Duration>,
+    /// How long a server that restarted into a rollout stays out of rotation once healthy,
+    /// healthy without a break, before the next server's turn; 0s to 1h, shorter than the
+    /// healthy deadline [default: 0s: at its first healthy report].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    min_healthy_time: Option<Duration>,
     /// Undo a rollout of server settings that a server failed, instead of pausing it
     /// [default: false].
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
@@ -65,6 +70,7 @@ pub(super) struct ConfigureRolloutArgs {
 struct StrategyView {
     cluster: String,
     healthy_deadline_seconds: u32,
+    min_healthy_time_seconds: u32,
     auto_revert: bool,
     changed: bool,
 }
@@ -77,25 +83,39 @@ pub(super) async fn configure_rollout(
     out: &mut impl std::io::Write,
 ) -> Result<(), CliError> {
     validate::name("cluster name", &args.cluster)?;
-    if args.healthy_deadline.is_none() && args.auto_revert.is_none() {
+    if args.healthy_deadline.is_none()
+        && args.min_healthy_time.is_none()
+        && args.auto_revert.is_none()
+    {
         return Err(CliError::Usage(
-            "nothing to change: give --healthy-deadline DURATION or --auto-revert true|false"
+            "nothing to change: give --healthy-deadline DURATION, --min-healthy-time DURATION \
+             or --auto-revert true|false"
                 .to_owned(),
         ));
     }
-    let healthy_deadline_seconds = args
-        .healthy_deadline
-        .map(|deadline| {
-            let strategy = muster_proto::rollout::Strategy {
-                healthy_deadline_seconds: u32::try_from(deadline.as_secs()).unwrap_or(u32::MAX),
-                auto_revert: false,
-            };
-            strategy
-                .check()
-                .map(|()| strategy.healthy_deadline_seconds)
-                .map_err(|error| CliError::Usage(error.to_string()))
-        })
-        .transpose()?;
+    // Each checked alone here; together, against the cluster's, by the coordinator.
+    let seconds = |duration: Option<Duration>| {
+        duration.map(|duration| u32::try_from(duration.as_secs()).unwrap_or(u32::MAX))
+    };
+    let healthy_deadline_seconds = seconds(args.healthy_deadline);
+    let min_healthy_time_seconds = seconds(args.min_healthy_time);
+    if let Some(deadline) = healthy_deadline_seconds {
+        muster_proto::rollout::Strategy {
+            healthy_deadline_seconds: deadline,
+            ..Default::default()
+        }
+        .check()
+        .map_err(|error| CliError::Usage(error.to_string()))?;
+    }
+    if let Some(held) = min_healthy_time_seconds {
+        muster_proto::rollout::Strategy {
+            healthy_deadline_seconds: muster_proto::rollout::MAX_HEALTHY_DEADLINE_SECONDS,
+            min_healthy_time_seconds: held,
+            auto_revert: false,
+        }
+        .check()
+        .map_err(|error| CliError::Usage(error.to_string()))?;
+    }
     let mut connection = connect(connection_args).await?;
     let response = connection
         .client
@@ -103,6 +123,7 @@ pub(super) async fn configure_rollout(
             cluster: args.cluster.clone(),
             healthy_deadline_seconds,
             auto_revert: args.auto_revert,
+            min_healthy_time_seconds,
         })
         .await
         .answer(&connection)?;
@@ -110,6 +131,7 @@ pub(super) async fn configure_rollout(
     let view = StrategyView {
         cluster: args.cluster,
         healthy_deadline_seconds: strategy.healthy_deadline_seconds,
+        min_healthy_time_seconds: strategy.min_healthy_time_seconds,
         auto_revert: strategy.auto_revert,
         changed: response.changed,
     };
@@ -144,13 +166,9 @@ pub(super) async fn cluster_now(
         .unwrap_or_default())
 }
 
-/// `healthy_deadline 5m, auto_revert off`.
+/// `healthy_deadline 5m, min_healthy_time 0s, auto_revert off`.
 fn strategy_words(strategy: &v1::RolloutStrategy) -> String {
-    muster_proto::rollout::Strategy {
-        healthy_deadline_seconds: strategy.healthy_deadline_seconds,
-        auto_revert: strategy.auto_revert,
-    }
-    .shown()
+    muster_proto::rollout::Strategy::from(*strategy).shown()
 }
 
 #[derive(Debug, Serialize)]
@@ -189,6 +207,7 @@ struct Progress {
     /// Why auto_revert undid the last rollout of server settings; empty otherwise.
     revert_reason: String,
     healthy_deadline_seconds: u32,
+    min_healthy_time_seconds: u32,
     auto_revert: bool,
     /// Servers restarted or unchanged.
     restarted: usize,
@@ -332,6 +351,7 @@ pub(super) async fn rollout_command(
                 pause_reason: found.rollout_pause_reason,
                 revert_reason: found.rollout_revert_reason,
                 healthy_deadline_seconds: strategy.healthy_deadline_seconds,
+                min_healthy_time_seconds: strategy.min_healthy_time_seconds,
                 auto_revert: strategy.auto_revert,
                 servers,
             };

@@ -176,6 +176,7 @@ pub(super) fn status_view(
             .filter_map(|host| not_enrolled_warning(host, &enrolled))
             .collect();
         warnings.extend(odb_warning(cluster, &mine));
+        warnings.extend(rollout_warning(cluster));
         result.push(ClusterStatus {
             name: cluster.name.clone(),
             summary: Summary::of(&mine),
@@ -204,6 +205,22 @@ pub(super) fn status_view(
         clusters: result,
         idle_hosts,
     }
+}
+
+/// A rollout a server failed: paused (and how to go on), or undone by auto_revert.
+fn rollout_warning(cluster: &ClusterView) -> Option<String> {
+    if !cluster.rollout_pause_reason.is_empty() {
+        return Some(format!(
+            "rollout paused: {}; `muster rollout resume --cluster {}` goes on",
+            cluster.rollout_pause_reason, cluster.name
+        ));
+    }
+    (!cluster.rollout_revert_reason.is_empty()).then(|| {
+        format!(
+            "last rollout undone by auto_revert: {}",
+            cluster.rollout_revert_reason
+        )
+    })
 }
 
 /// What an operator must know of a cluster's ODB: a server finds it empty (and what to do), or

@@ -259,12 +259,12 @@ pub trait Store: Send + Sync + fmt::Debug {
         cluster: &str,
         actor: &Actor,
     ) -> Result<ServersConfigured, StoreError>;
-    /// Sets a cluster's rollout strategy (`None`: as it was); refused (`Invalid`) out of range.
+    /// Sets a cluster's rollout strategy (what `change` names; the rest as it was); refused
+    /// (`Invalid`) out of range.
     async fn configure_rollout(
         &self,
         cluster: &str,
-        healthy_deadline_seconds: Option<u32>,
-        auto_revert: Option<bool>,
+        change: RolloutChange,
         actor: &Actor,
     ) -> Result<RolloutConfigured, StoreError>;
     /// Stops the rollouts in which a server missed its cluster's healthy deadline
@@ -272,6 +272,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// or with `auto_revert` its server settings brought back. The coordinators' rollout watch
     /// calls it; a turn already paused is left.
     async fn stop_failed_rollouts(&self, now_ms: i64) -> Result<Vec<StoppedRollout>, StoreError>;
+    /// Lets the servers held healthy for their cluster's `min_healthy_time` since they restarted
+    /// into a rollout back into rotation (and the next server's turn come); returns them.
+    async fn release_held_servers(&self, now_ms: i64) -> Result<Vec<String>, StoreError>;
     /// Pauses (`paused`) or resumes a cluster's restart turn ([`Cluster::rollout_paused`]);
     /// returns whether it changed.
     async fn pause_rollout(

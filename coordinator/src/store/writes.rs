@@ -279,15 +279,11 @@ impl Store for Writes {
     async fn configure_rollout(
         &self,
         cluster: &str,
-        healthy_deadline_seconds: Option<u32>,
-        auto_revert: Option<bool>,
+        change: RolloutChange,
         actor: &Actor,
     ) -> Result<RolloutConfigured, StoreError> {
         self.write(
-            || {
-                self.inner
-                    .configure_rollout(cluster, healthy_deadline_seconds, auto_revert, actor)
-            },
+            || self.inner.configure_rollout(cluster, change, actor),
             |configured| configured.changed,
         )
         .await
@@ -297,6 +293,14 @@ impl Store for Writes {
         self.write(
             || self.inner.stop_failed_rollouts(now_ms),
             |stopped| !stopped.is_empty(),
+        )
+        .await
+    }
+
+    async fn release_held_servers(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        self.write(
+            || self.inner.release_held_servers(now_ms),
+            |released| !released.is_empty(),
         )
         .await
     }

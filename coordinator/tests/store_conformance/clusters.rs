@@ -185,6 +185,7 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         odb_epoch: 0,
         odb_empty: false,
         restart_epoch: 0,
+        rollout_held_since: None,
     }];
     let lb_before_report = generation(&lb).await;
     store.record_status(&app.id, reported).await.unwrap();
@@ -344,6 +345,7 @@ pub(crate) async fn configuration_and_user_config_are_sealed_and_reach_only_the_
         odb_epoch: 0,
         odb_empty: false,
         restart_epoch: 0,
+        rollout_held_since: None,
     }];
     store.record_status(&first.id, imported).await.unwrap();
     let plan = planner::render(&store.plan_inputs(&first.id).await.unwrap())
@@ -570,6 +572,7 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         odb_epoch: 0,
         odb_empty: false,
         restart_epoch: 0,
+        rollout_held_since: None,
     };
     let plan = |host: &Host| {
         let store = &store;
@@ -1046,14 +1049,30 @@ pub(crate) async fn a_server_past_its_healthy_deadline_stops_the_rollout(backend
 
     // Out of range: refused, named, nothing changed.
     let refused = store
-        .configure_rollout("prod", Some(5), None, &actor())
+        .configure_rollout(
+            "prod",
+            RolloutChange {
+                healthy_deadline_seconds: Some(5),
+                min_healthy_time_seconds: None,
+                auto_revert: None,
+            },
+            &actor(),
+        )
         .await;
     assert!(
         matches!(&refused, Err(StoreError::Invalid(message)) if message.contains("healthy_deadline")),
         "{refused:?}"
     );
     let configured = store
-        .configure_rollout("prod", Some(30), None, &actor())
+        .configure_rollout(
+            "prod",
+            RolloutChange {
+                healthy_deadline_seconds: Some(30),
+                min_healthy_time_seconds: None,
+                auto_revert: None,
+            },
+            &actor(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1065,7 +1084,15 @@ pub(crate) async fn a_server_past_its_healthy_deadline_stops_the_rollout(backend
     );
     assert!(
         !store
-            .configure_rollout("prod", Some(30), Some(false), &actor())
+            .configure_rollout(
+                "prod",
+                RolloutChange {
+                    healthy_deadline_seconds: Some(30),
+                    min_healthy_time_seconds: None,
+                    auto_revert: Some(false)
+                },
+                &actor()
+            )
             .await
             .unwrap()
             .changed
@@ -1126,7 +1153,15 @@ pub(crate) async fn a_server_past_its_healthy_deadline_stops_the_rollout(backend
     // With auto_revert, resumed: the settings before come back; server2, which never ran the
     // new ones, stays as it is.
     store
-        .configure_rollout("prod", None, Some(true), &actor())
+        .configure_rollout(
+            "prod",
+            RolloutChange {
+                healthy_deadline_seconds: None,
+                min_healthy_time_seconds: None,
+                auto_revert: Some(true),
+            },
+            &actor(),
+        )
         .await
         .unwrap();
     assert!(store.pause_rollout("prod", false, &actor()).await.unwrap());
@@ -1229,5 +1264,128 @@ pub(crate) async fn a_server_past_its_healthy_deadline_stops_the_rollout(backend
         "an operator's undo is not reverted: {stopped:?}"
     );
     store.delete_cluster("prod", &actor()).await.unwrap();
+    store.close().await;
+}
+
+/// With `min_healthy_time`, a server that restarted into a rollout stays out of its load
+/// balancers' rotation, and the next server's turn waits, until it has been healthy that long
+/// without a break (the coordinator's rollout watch lets it back).
+pub(crate) async fn a_restarted_server_is_held_out_of_rotation_for_min_healthy_time(
+    backend: Backend,
+) {
+    let (_database, store) = store_with_prod(backend).await;
+    let (first, second, lb) = two_servers_and_a_balancer(&store).await;
+    report_server(&store, &first, server_status("server1", None, 0)).await;
+    report_server(&store, &second, server_status("server2", None, 0)).await;
+    both_servers_up(&store, &lb).await;
+    let refused = store
+        .configure_rollout(
+            "prod",
+            RolloutChange {
+                min_healthy_time_seconds: Some(300),
+                ..RolloutChange::default()
+            },
+            &actor(),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(message)) if message.contains("min_healthy_time")),
+        "not within the healthy deadline: {refused:?}"
+    );
+    store
+        .configure_rollout(
+            "prod",
+            RolloutChange {
+                min_healthy_time_seconds: Some(20),
+                ..RolloutChange::default()
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    // Which server may restart now, and which the load balancer keeps out of rotation.
+    let turns = || async {
+        let mut permitted = Vec::new();
+        for host in [&first, &second] {
+            let inputs = store.plan_inputs(&host.id).await.unwrap();
+            let component = planner::render(&inputs).components.remove(0);
+            if component.python_restart {
+                permitted.push(component.name);
+            }
+        }
+        let inputs = store.plan_inputs(&lb.id).await.unwrap();
+        let drained: Vec<String> = planner::render(&inputs).components[0]
+            .backends
+            .iter()
+            .filter(|backend| backend.drain)
+            .map(|backend| backend.name.clone())
+            .collect();
+        (permitted, drained)
+    };
+    store.restart_servers("prod", &actor()).await.unwrap();
+    let server1 = vec!["server1".to_owned()];
+    assert_eq!(turns().await, (server1.clone(), server1.clone()));
+    report_server(
+        &store,
+        &first,
+        server_status("server1", Some(v1::ComponentState::Starting), 1),
+    )
+    .await;
+    let healthy_at = now_ms();
+    report_server(&store, &first, server_status("server1", None, 1)).await;
+    assert_eq!(
+        turns().await,
+        (vec![], server1.clone()),
+        "held out of rotation; server2 waits"
+    );
+    assert!(
+        store
+            .release_held_servers(healthy_at + 10_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(turns().await, (vec![], server1));
+    let released = store
+        .release_held_servers(healthy_at + 21_000 + 5_000)
+        .await
+        .unwrap();
+    assert_eq!(released, vec!["server1 on app-1 (prod)".to_owned()]);
+    let server2 = vec!["server2".to_owned()];
+    assert_eq!(
+        turns().await,
+        (server2.clone(), server2),
+        "server1 back in rotation, server2's turn"
+    );
+    assert!(
+        store
+            .stop_failed_rollouts(healthy_at + 3_600_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "server1 is through its rollout"
+    );
+
+    // server2, healthy but not for its min_healthy_time within the healthy deadline: failed.
+    report_server(
+        &store,
+        &second,
+        server_status("server2", Some(v1::ComponentState::Starting), 1),
+    )
+    .await;
+    let restarted = now_ms();
+    report_server(&store, &second, server_status("server2", None, 1)).await;
+    let stopped = store
+        .stop_failed_rollouts(restarted + 300_000 + 5_000)
+        .await
+        .unwrap();
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    assert!(
+        stopped[0]
+            .reason
+            .contains("server2 on app-2 healthy for only")
+            && stopped[0].reason.contains("of its min_healthy_time 20s"),
+        "{stopped:?}"
+    );
     store.close().await;
 }

@@ -14,8 +14,8 @@ use muster_coordinator::planner;
 use muster_coordinator::secrets::{self, SecretBox};
 use muster_coordinator::store::{
     Actor, BootstrapReport, BootstrapTask, ClusterSecrets, ComponentStatus, DatabaseUrl, Host,
-    NewAssignment, NewCluster, NewHost, NewJoinToken, OdbSettings, SqlStore, StatusReport, Store,
-    StoreError, TokenRefusal, now_ms,
+    NewAssignment, NewCluster, NewHost, NewJoinToken, OdbSettings, RolloutChange, SqlStore,
+    StatusReport, Store, StoreError, TokenRefusal, now_ms,
 };
 use muster_proto::v1::{self, BootstrapKind, OdbType, Role};
 use muster_testkit::{Backend, TestDatabase};
@@ -234,6 +234,7 @@ fn balancer_report(state: &str) -> StatusReport {
             status: v1::BackendStatus::from_haproxy(state) as i32,
         }],
         restart_epoch: 0,
+        rollout_held_since: None,
     }];
     balancer
 }
@@ -262,6 +263,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn server_settings_are_checked_stored_and_rolled_to_the_servers() {
                 super::server_settings_are_checked_stored_and_rolled_to_the_servers($backend).await;
+            }
+            #[tokio::test]
+            async fn a_restarted_server_is_held_out_of_rotation_for_min_healthy_time() {
+                super::a_restarted_server_is_held_out_of_rotation_for_min_healthy_time($backend).await;
             }
             #[tokio::test]
             async fn a_server_past_its_healthy_deadline_stops_the_rollout() {

@@ -40,12 +40,14 @@ pub(super) struct ClusterFile {
     pub(super) rollout: Option<RolloutSpec>,
 }
 
-/// `[rollout]`: `healthy_deadline = "5m"`, `auto_revert = true`.
+/// `[rollout]`: `healthy_deadline = "5m"`, `min_healthy_time = "10s"`, `auto_revert = true`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RolloutSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) healthy_deadline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) min_healthy_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) auto_revert: Option<bool>,
 }
@@ -58,6 +60,12 @@ pub(super) fn rollout_of(spec: &RolloutSpec) -> Result<muster_proto::rollout::St
             format!("[rollout] invalid healthy_deadline {text:?}: must be 10s to 24h")
         })?;
         strategy.healthy_deadline_seconds = u32::try_from(deadline.as_secs()).unwrap_or(u32::MAX);
+    }
+    if let Some(text) = &spec.min_healthy_time {
+        let held = humantime::parse_duration(text).map_err(|_| {
+            format!("[rollout] invalid min_healthy_time {text:?}: must be 0s to 1h")
+        })?;
+        strategy.min_healthy_time_seconds = u32::try_from(held.as_secs()).unwrap_or(u32::MAX);
     }
     strategy.auto_revert = spec.auto_revert.unwrap_or(false);
     strategy
@@ -471,14 +479,14 @@ pub(super) fn file_of(cluster: &v1::Cluster, components: &[ComponentView]) -> Cl
         user_conf: None,
         rollout: cluster
             .rollout_strategy
-            .map(|strategy| muster_proto::rollout::Strategy {
-                healthy_deadline_seconds: strategy.healthy_deadline_seconds,
-                auto_revert: strategy.auto_revert,
-            })
+            .map(muster_proto::rollout::Strategy::from)
             .filter(|strategy| *strategy != muster_proto::rollout::Strategy::default())
             .map(|strategy| RolloutSpec {
                 healthy_deadline: Some(muster_proto::rollout::humanize(
                     strategy.healthy_deadline_seconds,
+                )),
+                min_healthy_time: Some(muster_proto::rollout::humanize(
+                    strategy.min_healthy_time_seconds,
                 )),
                 auto_revert: Some(strategy.auto_revert),
             }),
@@ -739,17 +747,21 @@ check_inter = "5s"
             name: "prod".to_owned(),
             rollout_strategy: Some(v1::RolloutStrategy {
                 healthy_deadline_seconds: 120,
+                min_healthy_time_seconds: 0,
                 auto_revert: true,
             }),
             ..Default::default()
         };
         let written = toml::to_string(&file_of(&cluster, &[])).unwrap();
         assert!(
-            written.contains("[rollout]\nhealthy_deadline = \"2m\"\nauto_revert = true\n"),
+            written.contains(
+                "[rollout]\nhealthy_deadline = \"2m\"\nmin_healthy_time = \"0s\"\nauto_revert = true\n"
+            ),
             "{written}"
         );
         cluster.rollout_strategy = Some(v1::RolloutStrategy {
             healthy_deadline_seconds: 300,
+            min_healthy_time_seconds: 0,
             auto_revert: false,
         });
         assert!(

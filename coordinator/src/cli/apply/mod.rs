@@ -164,10 +164,7 @@ pub(super) async fn apply_command(
     let current_strategy = existing
         .as_ref()
         .and_then(|cluster| cluster.rollout_strategy)
-        .map(|strategy| muster_proto::rollout::Strategy {
-            healthy_deadline_seconds: strategy.healthy_deadline_seconds,
-            auto_revert: strategy.auto_revert,
-        })
+        .map(muster_proto::rollout::Strategy::from)
         .unwrap_or_default();
     let rollout_change = match &file.rollout {
         Some(spec) => {
@@ -420,6 +417,7 @@ pub(super) async fn apply_command(
                 cluster: name.clone(),
                 healthy_deadline_seconds: Some(wanted.healthy_deadline_seconds),
                 auto_revert: Some(wanted.auto_revert),
+                min_healthy_time_seconds: Some(wanted.min_healthy_time_seconds),
             })
             .await
             .answer(&connection)?;

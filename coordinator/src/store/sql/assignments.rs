@@ -182,7 +182,7 @@ impl SqlStore {
             "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port, a.created_at,
                  a.settings, s.state, s.healthy, s.last_error, s.restarts, s.services_revision,
                  s.config_revision, s.python_revision, s.python_installed, s.user_conf_revision,
-                 s.odb_epoch, s.odb_empty, s.restart_epoch
+                 s.odb_epoch, s.odb_empty, s.restart_epoch, s.rollout_healthy_since
              FROM assignments a JOIN clusters c ON c.id = a.cluster_id
              LEFT JOIN hosts h ON h.name = a.host_name
              LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = c.name

@@ -25,8 +25,8 @@ use sqlx::{Any, AnyPool, Executor};
 use super::{
     Actor, Assignment, BootstrapState, BootstrapTask, Cluster, ClusterSecrets, ComponentStatus,
     Event, Host, HostState, JoinToken, NewAssignment, NewCluster, NewHost, NewJoinToken,
-    OdbSettings, PlanInputs, RolloutConfigured, ServersConfigured, StatusRecorded, StatusReport,
-    StoppedRollout, Store, StoreError, TokenRefusal, now_ms,
+    OdbSettings, PlanInputs, RolloutChange, RolloutConfigured, ServersConfigured, StatusRecorded,
+    StatusReport, StoppedRollout, Store, StoreError, TokenRefusal, now_ms,
 };
 use crate::policy;
 use crate::secrets::{self, SecretBox};
@@ -538,16 +538,18 @@ impl Store for SqlStore {
     async fn configure_rollout(
         &self,
         cluster: &str,
-        healthy_deadline_seconds: Option<u32>,
-        auto_revert: Option<bool>,
+        change: RolloutChange,
         actor: &Actor,
     ) -> Result<RolloutConfigured, StoreError> {
-        SqlStore::configure_rollout(self, cluster, healthy_deadline_seconds, auto_revert, actor)
-            .await
+        SqlStore::configure_rollout(self, cluster, change, actor).await
     }
 
     async fn stop_failed_rollouts(&self, now_ms: i64) -> Result<Vec<StoppedRollout>, StoreError> {
         SqlStore::stop_failed_rollouts(self, now_ms).await
+    }
+
+    async fn release_held_servers(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        SqlStore::release_held_servers(self, now_ms).await
     }
 
     async fn pause_rollout(

@@ -52,8 +52,13 @@ struct Stalled {
     server: String,
     host: String,
     since_ms: i64,
-    /// Its cluster's healthy deadline.
+    /// Since when it has been healthy without a break (held for min_healthy_time).
+    healthy_since: Option<i64>,
+    /// Its cluster's healthy deadline and min_healthy_time.
     deadline_ms: i64,
+    min_healthy_ms: i64,
+    /// Its cluster's restart turn is paused.
+    paused: bool,
     restart_epoch: u64,
     last_error: String,
 }
@@ -63,17 +68,19 @@ impl SqlStore {
     pub(super) async fn configure_rollout(
         &self,
         name: &str,
-        healthy_deadline_seconds: Option<u32>,
-        auto_revert: Option<bool>,
+        change: RolloutChange,
         actor: &Actor,
     ) -> Result<RolloutConfigured, StoreError> {
         let mut transaction = self.begin_write().await?;
         let cluster = self.locked_cluster(&mut transaction, name).await?;
         let mut strategy = cluster.rollout_strategy;
-        if let Some(seconds) = healthy_deadline_seconds {
+        if let Some(seconds) = change.healthy_deadline_seconds {
             strategy.healthy_deadline_seconds = seconds;
         }
-        if let Some(revert) = auto_revert {
+        if let Some(seconds) = change.min_healthy_time_seconds {
+            strategy.min_healthy_time_seconds = seconds;
+        }
+        if let Some(revert) = change.auto_revert {
             strategy.auto_revert = revert;
         }
         strategy
@@ -124,7 +131,7 @@ impl SqlStore {
         let mut seen = std::collections::BTreeSet::new();
         let late = |stalled: &Stalled| now_ms - stalled.since_ms > stalled.deadline_ms;
         for candidate in self.stalled_servers(&self.pool, None).await? {
-            if !late(&candidate) || seen.contains(&candidate.cluster) {
+            if candidate.paused || !late(&candidate) || seen.contains(&candidate.cluster) {
                 continue;
             }
             seen.insert(candidate.cluster.clone());
@@ -154,11 +161,25 @@ impl SqlStore {
             let waited = muster_proto::rollout::humanize(
                 u32::try_from((now_ms - stalled.since_ms) / 1000).unwrap_or(u32::MAX),
             );
-            let mut reason = format!(
-                "{} on {} not healthy {waited} after it restarted into the rollout \
-                 (healthy_deadline {deadline})",
-                stalled.server, stalled.host
-            );
+            let mut reason = match stalled.healthy_since {
+                None => format!(
+                    "{} on {} not healthy {waited} after it restarted into the rollout \
+                     (healthy_deadline {deadline})",
+                    stalled.server, stalled.host
+                ),
+                Some(since) => format!(
+                    "{} on {} healthy for only {} of its min_healthy_time {} {waited} after it \
+                     restarted into the rollout (healthy_deadline {deadline})",
+                    stalled.server,
+                    stalled.host,
+                    muster_proto::rollout::humanize(
+                        u32::try_from((now_ms - since) / 1000).unwrap_or(0)
+                    ),
+                    muster_proto::rollout::humanize(
+                        u32::try_from(stalled.min_healthy_ms / 1000).unwrap_or(0)
+                    ),
+                ),
+            };
             if !stalled.last_error.is_empty() {
                 reason.push_str(&format!(": {}", stalled.last_error));
             }
@@ -239,6 +260,57 @@ impl SqlStore {
         Ok(stopped)
     }
 
+    /// Lets each server that has been held healthy for its cluster's `min_healthy_time` since it
+    /// restarted into a rollout back into rotation, and the next server's turn come. Returns
+    /// them as `server on host` (cluster). Each in its own transaction, under its cluster's lock.
+    pub(super) async fn release_held_servers(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut released = Vec::new();
+        for held in self.stalled_servers(&self.pool, None).await? {
+            let progress = policy::RolloutProgress {
+                pending_since: Some(held.since_ms),
+                healthy_since: held.healthy_since,
+            };
+            if !policy::rollout_held(progress, now_ms, held.min_healthy_ms) {
+                continue;
+            }
+            let mut transaction = self.begin_write().await?;
+            let cluster = self.locked_cluster(&mut transaction, &held.cluster).await?;
+            // Only while it is as it was read: a report since may have changed it.
+            let cleared = sqlx::query(&self.sql(
+                "UPDATE component_status SET rollout_pending_since = NULL,
+                     rollout_healthy_since = NULL
+                 WHERE cluster_name = $1 AND role = 'server' AND name = $2
+                     AND rollout_healthy_since = $3
+                     AND host_id = (SELECT id FROM hosts WHERE name = $4)",
+            ))
+            .bind(&cluster.name)
+            .bind(&held.server)
+            .bind(held.healthy_since)
+            .bind(&held.host)
+            .run(&mut **transaction, "release a server held healthy")
+            .await?
+            .rows_affected();
+            if cleared == 0 {
+                continue;
+            }
+            self.bump(
+                &mut transaction,
+                &cluster.id,
+                policy::Change::Restarts { was_due: true },
+            )
+            .await?;
+            transaction.commit("commit a server held healthy").await?;
+            released.push(format!(
+                "{} on {} ({})",
+                held.server, held.host, cluster.name
+            ));
+        }
+        Ok(released)
+    }
+
     /// Gives each server of `cluster` that has not been healthy since it restarted into a
     /// rollout a new healthy deadline from `now_ms`: a new rollout (a revert among them) or a
     /// resumed one is not failed for the time a server spent failing before it.
@@ -259,9 +331,9 @@ impl SqlStore {
         .map(|_| ())
     }
 
-    /// The servers (of `cluster`, or of every cluster whose turn is not paused) on hosts that
-    /// are up and not drained that restarted into a rollout and have not been healthy since,
-    /// the longest first.
+    /// The servers (of `cluster`, or of every cluster) on hosts that are up and not drained that
+    /// restarted into a rollout and are not through it (not healthy yet, or held healthy for
+    /// min_healthy_time), the longest first.
     async fn stalled_servers(
         &self,
         executor: impl Executor<'_, Database = Any>,
@@ -269,14 +341,15 @@ impl SqlStore {
     ) -> Result<Vec<Stalled>, StoreError> {
         let sql = self.sql(
             "SELECT c.name AS cluster_name, s.name, h.name AS host_name, s.rollout_pending_since,
-                 s.restart_epoch, s.last_error, c.rollout_strategy
+                 s.rollout_healthy_since, s.restart_epoch, s.last_error, c.rollout_strategy,
+                 c.rollout_paused
              FROM component_status s
              JOIN clusters c ON c.name = s.cluster_name
              JOIN hosts h ON h.id = s.host_id
              JOIN assignments a ON a.cluster_id = c.id AND a.host_name = h.name
                  AND a.role = 'server' AND a.name = s.name
              WHERE s.role = 'server' AND s.rollout_pending_since IS NOT NULL
-                 AND c.rollout_paused = 0 AND h.state = 'up' AND h.drained = 0
+                 AND h.state = 'up' AND h.drained = 0
                  AND ($1 = '' OR c.name = $2)
              ORDER BY s.rollout_pending_since, c.name, s.name",
         );
@@ -291,6 +364,9 @@ impl SqlStore {
                 let strategy = rollout_strategy(row)?;
                 Ok(Stalled {
                     deadline_ms: i64::from(strategy.healthy_deadline_seconds) * 1000,
+                    min_healthy_ms: i64::from(strategy.min_healthy_time_seconds) * 1000,
+                    paused: row.value::<i64>("rollout_paused")? != 0,
+                    healthy_since: row.value("rollout_healthy_since")?,
                     cluster: row.value("cluster_name")?,
                     server: row.value("name")?,
                     host: row.value("host_name")?,

@@ -56,6 +56,7 @@ pub(super) fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError
             odb_epoch: epoch_from(row.value::<Option<i64>>("odb_epoch")?.unwrap_or(0))?,
             odb_empty: row.value::<Option<i64>>("odb_empty")? == Some(1),
             restart_epoch: epoch_from(row.value::<Option<i64>>("restart_epoch")?.unwrap_or(0))?,
+            rollout_held_since: row.value("rollout_healthy_since")?,
         }),
         None => None,
     };

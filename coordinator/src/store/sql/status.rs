@@ -140,7 +140,7 @@ impl SqlStore {
             .replace_backend_states(&mut transaction, host_id, &report)
             .await?;
         let mut component_events = Vec::new();
-        let pending_before = self.rollout_pending(&mut transaction, host_id).await?;
+        let progress_before = self.rollout_progress(&mut transaction, host_id).await?;
         let delete = self.sql("DELETE FROM component_status WHERE host_id = $1");
         sqlx::query(&delete)
             .bind(host_id)
@@ -151,19 +151,32 @@ impl SqlStore {
                 "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
                      last_error, restarts, updated_at, services_revision, config_revision,
                      python_revision, python_installed, user_conf_revision, odb_epoch, odb_empty,
-                     restart_epoch, rollout_pending_since)
+                     restart_epoch, rollout_pending_since, rollout_healthy_since)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     $17, $18)",
+                     $17, $18, $19)",
             );
             let (key, now_report) = reported_component(component);
             let before = previous.get(&key);
-            let pending_since = policy::rollout_pending_since(
+            let goal = self
+                .restart_goal_of(&mut transaction, &mut restart_goals, &component.cluster)
+                .await;
+            let progress_was = progress_before.get(&key).copied().unwrap_or_default();
+            let progress = policy::rollout_progress(
                 component.role,
                 before,
-                pending_before.get(&key).copied(),
+                progress_was,
                 &now_report,
                 now,
+                goal.min_healthy_ms,
             );
+            // Held healthy (min_healthy_time), it is out of its load balancers' rotation, and
+            // the next server's turn waits.
+            if progress.healthy_since.is_some() != progress_was.healthy_since.is_some() {
+                report_changes.insert((
+                    component.cluster.clone(),
+                    policy::Change::Restarts { was_due: true },
+                ));
+            }
             sqlx::query(&insert)
                 .bind(host_id)
                 .bind(&component.cluster)
@@ -182,7 +195,8 @@ impl SqlStore {
                 .bind(i64::try_from(component.odb_epoch).unwrap_or(i64::MAX))
                 .bind(i64::from(component.odb_empty))
                 .bind(i64::try_from(component.restart_epoch).unwrap_or(i64::MAX))
-                .bind(pending_since)
+                .bind(progress.pending_since)
+                .bind(progress.healthy_since)
                 .run(&mut **transaction, "record component status")
                 .await?;
             // The importing server imported the current configuration: what it was to delete
@@ -224,13 +238,10 @@ impl SqlStore {
                 backends_now.sort();
                 backends_before != backends_now
             };
-            let (python_revision, restart_epoch, same_epoch) = self
-                .restart_goal_of(&mut transaction, &mut restart_goals, &component.cluster)
-                .await;
             let goal = policy::RestartGoal {
-                python_revision: &python_revision,
-                restart_epoch,
-                same_epoch,
+                python_revision: &goal.python_revision,
+                restart_epoch: goal.restart_epoch,
+                same_epoch: goal.same_epoch,
             };
             for change in policy::report_changes(
                 component.role,
@@ -390,13 +401,13 @@ impl SqlStore {
             if reported {
                 continue;
             }
-            let (python_revision, restart_epoch, same_epoch) = self
+            let goal = self
                 .restart_goal_of(&mut transaction, &mut restart_goals, cluster)
                 .await;
             let goal = policy::RestartGoal {
-                python_revision: &python_revision,
-                restart_epoch,
-                same_epoch,
+                python_revision: &goal.python_revision,
+                restart_epoch: goal.restart_epoch,
+                same_epoch: goal.same_epoch,
             };
             for change in policy::report_changes(role_from(role)?, Some(before), None, true, goal) {
                 report_changes.insert((cluster.clone(), change));
@@ -483,16 +494,16 @@ impl SqlStore {
         Ok((stored == reported).then_some(host.generation))
     }
 
-    /// Since when each of the host's servers that restarted into a rollout has not been healthy
-    /// ([`policy::rollout_pending_since`]), by (cluster, role, name).
-    async fn rollout_pending(
+    /// Where each of the host's servers in a rollout stands ([`policy::rollout_progress`]), by
+    /// (cluster, role, name).
+    async fn rollout_progress(
         &self,
         transaction: &mut PoolConnection<Any>,
         host_id: &str,
-    ) -> Result<BTreeMap<(String, String, String), i64>, StoreError> {
+    ) -> Result<BTreeMap<(String, String, String), policy::RolloutProgress>, StoreError> {
         let sql = self.sql(
-            "SELECT cluster_name, role, name, rollout_pending_since FROM component_status
-             WHERE host_id = $1 AND rollout_pending_since IS NOT NULL",
+            "SELECT cluster_name, role, name, rollout_pending_since, rollout_healthy_since
+             FROM component_status WHERE host_id = $1 AND rollout_pending_since IS NOT NULL",
         );
         let mut pending = BTreeMap::new();
         for row in sqlx::query(&sql)
@@ -506,7 +517,10 @@ impl SqlStore {
                     row.value("role")?,
                     row.value("name")?,
                 ),
-                row.value::<i64>("rollout_pending_since")?,
+                policy::RolloutProgress {
+                    pending_since: row.value("rollout_pending_since")?,
+                    healthy_since: row.value("rollout_healthy_since")?,
+                },
             );
         }
         Ok(pending)
@@ -910,26 +924,35 @@ impl SqlStore {
     async fn restart_goal_of(
         &self,
         transaction: &mut PoolConnection<Any>,
-        known: &mut BTreeMap<String, (String, u64, Option<u64>)>,
+        known: &mut BTreeMap<String, ClusterGoal>,
         name: &str,
-    ) -> (String, u64, Option<u64>) {
+    ) -> ClusterGoal {
         if let Some(goal) = known.get(name) {
             return goal.clone();
         }
         let goal = self
             .cluster_in(&mut **transaction, name)
             .await
-            .map(|cluster| {
-                (
-                    cluster.python_revision,
-                    cluster.restart_epoch,
-                    cluster.restart_epoch_same,
-                )
+            .map(|cluster| ClusterGoal {
+                min_healthy_ms: i64::from(cluster.rollout_strategy.min_healthy_time_seconds) * 1000,
+                python_revision: cluster.python_revision,
+                restart_epoch: cluster.restart_epoch,
+                same_epoch: cluster.restart_epoch_same,
             })
             .unwrap_or_default();
         known.insert(name.to_owned(), goal.clone());
         goal
     }
+}
+
+/// What a cluster's servers restart for ([`policy::RestartGoal`]), and how long one that did is
+/// held healthy before it is through, as a status report reads it.
+#[derive(Debug, Clone, Default)]
+struct ClusterGoal {
+    python_revision: String,
+    restart_epoch: u64,
+    same_epoch: Option<u64>,
+    min_healthy_ms: i64,
 }
 
 /// A reported component as the store keeps it: (cluster, role, name) and its status.
