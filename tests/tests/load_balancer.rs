@@ -999,19 +999,21 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
 /// server. Without auto_revert the restart turn is paused with the reason, `muster wait` says
 /// it at once and no other server restarts; with it, the settings before come back, only that
 /// server restarts again, and `muster wait` says what was undone. Then a rolling restart with
-/// `min_healthy_time` holds each restarted server out of rotation before the next. No request
-/// through the load balancer fails meanwhile.
+/// `min_healthy_time` holds each restarted server out of rotation before the next, and goes on
+/// after the coordinator is killed and started again. No request through the load balancer
+/// fails meanwhile.
 #[tokio::test]
 async fn a_setting_that_never_becomes_healthy_pauses_the_rollout_or_is_reverted_without_a_failed_request()
  {
-    let site = Site::start(131, 3, &[]).await;
+    let mut site = Site::start(131, 3, &[]).await;
     for host in 1..=3 {
         site.assign_server(host, &format!("server{host}"));
     }
     let all_up = [("server1", "UP"), ("server2", "UP"), ("server3", "UP")];
     site.backend_is(&all_up).await;
+    let addresses: Vec<SocketAddr> = (1..=3).map(|host| site.server_address(host)).collect();
     let pid = |host: usize| {
-        let (_, body) = traffic::get(site.server_address(host), "/zato/ping")?;
+        let (_, body) = traffic::get(addresses[host - 1], "/zato/ping")?;
         serde_json::from_str::<serde_json::Value>(&body).ok()?["pid"].as_u64()
     };
     let before: Vec<Option<u64>> = (1..=3).map(pid).collect();
@@ -1145,6 +1147,8 @@ async fn a_setting_that_never_becomes_healthy_pauses_the_rollout_or_is_reverted_
 
     // With min_healthy_time, a restarted server answers but stays drained in HAProxy, and the
     // next server keeps its process, until it has been healthy that long; then the next goes.
+    // The coordinator is killed during the hold and started again: the rollout, kept in its
+    // store, goes on where it was.
     site.coordinator.ok(&[
         "configure",
         "rollout",
@@ -1171,6 +1175,8 @@ async fn a_setting_that_never_becomes_healthy_pauses_the_rollout_or_is_reverted_
     )
     .await
     .unwrap();
+    site.coordinator.kill();
+    site.coordinator.restart().await;
     site.wait("120s");
     site.backend_is(&all_up).await;
     let after_hold: Vec<Option<u64>> = (1..=3).map(pid).collect();
@@ -1183,7 +1189,8 @@ async fn a_setting_that_never_becomes_healthy_pauses_the_rollout_or_is_reverted_
     }
     let tally = stream.stop();
     println!(
-        "{} requests, {} failed, across a failed rollout, its revert and a held rolling restart",
+        "{} requests, {} failed, across a failed rollout, its revert and a held rolling restart \
+         with the coordinator killed and started again",
         tally.succeeded, tally.failed
     );
     assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
