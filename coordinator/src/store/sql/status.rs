@@ -134,7 +134,7 @@ impl SqlStore {
         // What the reported components change for their clusters' other hosts
         // (`policy::report_changes`), bumped once the whole report is recorded.
         let mut report_changes = std::collections::BTreeSet::new();
-        // Each cluster's desired Python dependencies revision, read once per report.
+        // Each cluster's restart goal and min_healthy_time, read once per report.
         let mut restart_goals = BTreeMap::new();
         let previous_backends = self
             .replace_backend_states(&mut transaction, host_id, &report)
