@@ -97,9 +97,8 @@ pub(super) struct ClusterView {
     /// Its servers' settings (`muster configure server`).
     pub(super) server_settings: std::collections::BTreeMap<String, String>,
     /// What its rollouts do when a server fails them (`muster configure rollout`).
-    pub(super) healthy_deadline_seconds: u32,
-    pub(super) min_healthy_time_seconds: u32,
-    pub(super) auto_revert: bool,
+    #[serde(flatten)]
+    pub(super) rollout_strategy: muster_proto::rollout::Strategy,
     /// Its restart turn is paused; why, when Muster paused it.
     pub(super) rollout_paused: bool,
     pub(super) rollout_pause_reason: String,
@@ -153,15 +152,7 @@ impl From<v1::Cluster> for ClusterView {
             odb_empty: cluster.odb_empty,
             odb_epoch: cluster.odb_epoch,
             server_settings: cluster.server_settings.into_iter().collect(),
-            healthy_deadline_seconds: cluster
-                .rollout_strategy
-                .unwrap_or_default()
-                .healthy_deadline_seconds,
-            min_healthy_time_seconds: cluster
-                .rollout_strategy
-                .unwrap_or_default()
-                .min_healthy_time_seconds,
-            auto_revert: cluster.rollout_strategy.unwrap_or_default().auto_revert,
+            rollout_strategy: cluster.rollout_strategy.unwrap_or_default().into(),
             rollout_paused: cluster.rollout_paused,
             rollout_pause_reason: cluster.rollout_pause_reason,
             rollout_revert_reason: cluster.rollout_revert_reason,
@@ -526,12 +517,7 @@ pub(super) async fn cluster_command(
                     ),
                     (
                         "rollouts",
-                        muster_proto::rollout::Strategy {
-                            healthy_deadline_seconds: cluster.healthy_deadline_seconds,
-                            min_healthy_time_seconds: cluster.min_healthy_time_seconds,
-                            auto_revert: cluster.auto_revert,
-                        }
-                        .shown()
+                        cluster.rollout_strategy.shown()
                             + &if !cluster.rollout_pause_reason.is_empty() {
                                 format!("; paused: {}", cluster.rollout_pause_reason)
                             } else if cluster.rollout_paused {

@@ -69,9 +69,8 @@ pub(super) struct ConfigureRolloutArgs {
 #[derive(Debug, Serialize)]
 struct StrategyView {
     cluster: String,
-    healthy_deadline_seconds: u32,
-    min_healthy_time_seconds: u32,
-    auto_revert: bool,
+    #[serde(flatten)]
+    strategy: muster_proto::rollout::Strategy,
     changed: bool,
 }
 
@@ -127,12 +126,9 @@ pub(super) async fn configure_rollout(
         })
         .await
         .answer(&connection)?;
-    let strategy = response.strategy.unwrap_or_default();
     let view = StrategyView {
         cluster: args.cluster,
-        healthy_deadline_seconds: strategy.healthy_deadline_seconds,
-        min_healthy_time_seconds: strategy.min_healthy_time_seconds,
-        auto_revert: strategy.auto_revert,
+        strategy: response.strategy.unwrap_or_default().into(),
         changed: response.changed,
     };
     if json {
@@ -143,7 +139,7 @@ pub(super) async fn configure_rollout(
         "cluster {}: rollout strategy {}: {}",
         view.cluster,
         if view.changed { "now" } else { "unchanged" },
-        strategy_words(&strategy)
+        view.strategy.shown()
     )?;
     Ok(())
 }
@@ -164,11 +160,6 @@ pub(super) async fn cluster_now(
         .answer(connection)?
         .cluster
         .unwrap_or_default())
-}
-
-/// `healthy_deadline 5m, min_healthy_time 0s, auto_revert off`.
-fn strategy_words(strategy: &v1::RolloutStrategy) -> String {
-    muster_proto::rollout::Strategy::from(*strategy).shown()
 }
 
 #[derive(Debug, Serialize)]
@@ -206,9 +197,8 @@ struct Progress {
     pause_reason: String,
     /// Why auto_revert undid the last rollout of server settings; empty otherwise.
     revert_reason: String,
-    healthy_deadline_seconds: u32,
-    min_healthy_time_seconds: u32,
-    auto_revert: bool,
+    #[serde(flatten)]
+    strategy: muster_proto::rollout::Strategy,
     /// Servers restarted or unchanged.
     restarted: usize,
     servers: Vec<ServerProgress>,
@@ -327,7 +317,8 @@ pub(super) async fn rollout_command(
                 found.restart_epoch_same,
                 found.rollout_paused,
             );
-            let strategy = found.rollout_strategy.unwrap_or_default();
+            let strategy: muster_proto::rollout::Strategy =
+                found.rollout_strategy.unwrap_or_default().into();
             let servers: Vec<ServerProgress> = list_components(&mut connection, Some(&cluster))
                 .await?
                 .into_iter()
@@ -350,9 +341,7 @@ pub(super) async fn rollout_command(
                 paused,
                 pause_reason: found.rollout_pause_reason,
                 revert_reason: found.rollout_revert_reason,
-                healthy_deadline_seconds: strategy.healthy_deadline_seconds,
-                min_healthy_time_seconds: strategy.min_healthy_time_seconds,
-                auto_revert: strategy.auto_revert,
+                strategy,
                 servers,
             };
             if json {
@@ -394,7 +383,7 @@ pub(super) async fn rollout_command(
                     progress.revert_reason
                 )?;
             }
-            writeln!(out, "strategy: {}", strategy_words(&strategy))?;
+            writeln!(out, "strategy: {}", progress.strategy.shown())?;
             let rows: Vec<Vec<String>> = progress
                 .servers
                 .iter()

@@ -634,15 +634,7 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
     report_server(&store, &first, running("server1", true, &revision)).await;
     // Healthy, but its load balancer has not taken it back yet (HAProxy's checks rise): server2
     // waits for that too.
-    let mut balancer = balancer_report("DOWN");
-    balancer.components[0]
-        .backends
-        .push(v1::BackendServerState {
-            name: "server2".into(),
-            state: "UP".into(),
-            status: v1::BackendStatus::Up as i32,
-            ..Default::default()
-        });
+    let mut balancer = with_server2_up(balancer_report("DOWN"));
     store.record_status(&lb.id, balancer.clone()).await.unwrap();
     assert_eq!(restarts().await, (vec![], vec![]));
     let second_before = store.host_generation(&second.id).await.unwrap().unwrap();
@@ -722,9 +714,8 @@ async fn report_server(store: &SqlStore, host: &Host, status: ComponentStatus) {
     store.record_status(&host.id, reported).await.unwrap();
 }
 
-/// The load balancer on `lb` reports both servers UP.
-async fn both_servers_up(store: &SqlStore, lb: &Host) -> StatusReport {
-    let mut balancer = balancer_report("UP");
+/// `balancer` ([`balancer_report`]: server1) with server2 UP too.
+fn with_server2_up(mut balancer: StatusReport) -> StatusReport {
     balancer.components[0]
         .backends
         .push(v1::BackendServerState {
@@ -733,6 +724,12 @@ async fn both_servers_up(store: &SqlStore, lb: &Host) -> StatusReport {
             status: v1::BackendStatus::Up as i32,
             ..Default::default()
         });
+    balancer
+}
+
+/// The load balancer on `lb` reports both servers UP.
+async fn both_servers_up(store: &SqlStore, lb: &Host) -> StatusReport {
+    let balancer = with_server2_up(balancer_report("UP"));
     store.record_status(&lb.id, balancer.clone()).await.unwrap();
     balancer
 }

@@ -238,11 +238,7 @@ impl SqlStore {
                 backends_now.sort();
                 backends_before != backends_now
             };
-            let goal = policy::RestartGoal {
-                python_revision: &goal.python_revision,
-                restart_epoch: goal.restart_epoch,
-                same_epoch: goal.same_epoch,
-            };
+            let goal = goal.restart_goal();
             for change in policy::report_changes(
                 component.role,
                 before,
@@ -404,11 +400,7 @@ impl SqlStore {
             let goal = self
                 .restart_goal_of(&mut transaction, &mut restart_goals, cluster)
                 .await;
-            let goal = policy::RestartGoal {
-                python_revision: &goal.python_revision,
-                restart_epoch: goal.restart_epoch,
-                same_epoch: goal.same_epoch,
-            };
+            let goal = goal.restart_goal();
             for change in policy::report_changes(role_from(role)?, Some(before), None, true, goal) {
                 report_changes.insert((cluster.clone(), change));
             }
@@ -953,6 +945,16 @@ struct ClusterGoal {
     restart_epoch: u64,
     same_epoch: Option<u64>,
     min_healthy_ms: i64,
+}
+
+impl ClusterGoal {
+    fn restart_goal(&self) -> policy::RestartGoal<'_> {
+        policy::RestartGoal {
+            python_revision: &self.python_revision,
+            restart_epoch: self.restart_epoch,
+            same_epoch: self.same_epoch,
+        }
+    }
 }
 
 /// A reported component as the store keeps it: (cluster, role, name) and its status.
