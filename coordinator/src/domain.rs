@@ -98,6 +98,7 @@ pub struct RolloutChange {
     pub healthy_deadline_seconds: Option<u32>,
     pub min_healthy_time_seconds: Option<u32>,
     pub auto_revert: Option<bool>,
+    pub max_unavailable: Option<u32>,
 }
 
 /// What [`crate::store::Store::configure_rollout`] did.

@@ -170,7 +170,11 @@ fn backends(inputs: &PlanInputs, assignment: &Assignment) -> Vec<v1::BackendServ
         .filter(|other| other.cluster == assignment.cluster && other.role == Role::Server)
         .collect();
     let mut gated = services_gate(inputs, &assignment.cluster, &cluster_servers);
-    gated.extend(restart_turn(inputs, &assignment.cluster).map(|server| server.name.as_str()));
+    gated.extend(
+        restart_turn(inputs, &assignment.cluster)
+            .into_iter()
+            .map(|server| server.name.as_str()),
+    );
     // One that restarted into a rollout stays out while it is held healthy (min_healthy_time).
     gated.extend(
         cluster_servers
@@ -224,25 +228,32 @@ fn services_gate<'a>(
         .collect()
 }
 
-/// The server of `cluster` that may restart now, for the cluster's Python dependencies or its
-/// rolling restart: the first by name due to ([`policy::RestartGoal`]: its running process was
-/// started with another revision, or under an older restart epoch), once a new revision is
-/// installed beside it (a rolling restart does not wait for that) and every other server of the
-/// cluster on a host that is up (and not drained) is healthy, through its own restart's
-/// `min_healthy_time`, and in its load balancers' rotation, so that one server at a time is out
-/// of rotation (its load balancers drain it meanwhile).
+/// The servers of `cluster` that may restart now, for the cluster's Python dependencies or its
+/// rolling restart: those due to ([`policy::RestartGoal`]: a server whose running process was
+/// started with another revision, or under an older restart epoch), by name, as long as the
+/// servers out of rotation and those given the turn stay within the cluster's
+/// `max_unavailable`. Out of rotation: not healthy, held healthy for its own restart's
+/// `min_healthy_time`, or not in every load balancer's rotation (its load balancers drain the
+/// ones given the turn meanwhile). A due server out already restarts within that count (its
+/// restart takes no other one out: a server a bad setting broke can take the settings before
+/// back); while more are out than `max_unavailable` (reports from before they rose) nobody
+/// restarts. For new Python dependencies a server restarts once they are installed beside
+/// it (a rolling restart does not wait for that); the turn goes by name, whatever order they
+/// install in, so that it never moves past a server before this one has restarted. Servers on
+/// a host that is down or drained neither restart nor count: they are out on purpose.
 /// None while an operator holds the turn (`muster rollout pause`).
-fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assignment> {
-    let (cluster, _) = inputs.clusters.get(cluster)?;
+fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Vec<&'a Assignment> {
+    let Some((cluster, _)) = inputs.clusters.get(cluster) else {
+        return Vec::new();
+    };
     // An operator holds the turn: no server starts a restart.
     if cluster.rollout_paused {
-        return None;
+        return Vec::new();
     }
-    let servers: Vec<&Assignment> = inputs
+    let mut servers: Vec<&Assignment> = inputs
         .assignments
         .iter()
         .filter(|other| other.cluster == cluster.name && other.role == Role::Server)
-        // A drained host's server is out on purpose: it neither restarts nor holds others back.
         .filter(|other| {
             inputs
                 .hosts
@@ -250,38 +261,43 @@ fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Option<&'a Assignm
                 .is_some_and(|host| host.state == HostState::Up && !host.drained)
         })
         .collect();
-    // Running with another revision, or under an older restart epoch. The turn goes by name,
-    // whatever order the servers install in, so that it never moves to another server before
-    // this one has restarted.
+    servers.sort_by(|left, right| left.name.cmp(&right.name));
     let goal = policy::RestartGoal::of(cluster);
-    let due = |server: &Assignment| {
-        server.status.as_ref().is_some_and(|status| {
-            goal.due_with(status.state, &status.python_revision, status.restart_epoch)
-        })
+    let out_of_rotation = |server: &Assignment| {
+        !(server.status.as_ref().is_some_and(|status| status.healthy)
+            && !held(server)
+            && routed_by_every_balancer(inputs, server))
     };
-    let first = servers
+    let budget = usize::try_from(cluster.rollout_strategy.max_unavailable.max(1)).unwrap_or(1);
+    let mut unavailable = servers
         .iter()
-        .copied()
-        .filter(|server| due(server))
-        .min_by(|left, right| left.name.cmp(&right.name))?;
-    let status = first.status.as_ref()?;
-    // For new Python dependencies it restarts once they are installed beside it: a revision that
-    // does not install keeps every server in rotation with what it has. For a rolling restart it
-    // restarts at once, with the dependencies it has.
-    let installed =
-        cluster.python_revision.is_empty() || status.python_installed == cluster.python_revision;
-    if !installed && status.restart_epoch >= cluster.restart_epoch {
-        return None;
+        .filter(|server| out_of_rotation(server))
+        .count();
+    let mut turn = Vec::new();
+    for server in servers {
+        let Some(status) = server.status.as_ref().filter(|status| {
+            goal.due_with(status.state, &status.python_revision, status.restart_epoch)
+        }) else {
+            continue;
+        };
+        // New Python dependencies not installed beside it yet: it waits, and those after it.
+        let installed = cluster.python_revision.is_empty()
+            || status.python_installed == cluster.python_revision;
+        if !installed && status.restart_epoch >= cluster.restart_epoch {
+            break;
+        }
+        if out_of_rotation(server) {
+            // Counted already (drained for this very turn, or broken): its restart takes no
+            // other one out.
+            if unavailable <= budget {
+                turn.push(server);
+            }
+        } else if unavailable < budget {
+            unavailable += 1;
+            turn.push(server);
+        }
     }
-    servers
-        .iter()
-        .filter(|other| other.name != first.name)
-        .all(|other| {
-            other.status.as_ref().is_some_and(|status| status.healthy)
-                && !held(other)
-                && routed_by_every_balancer(inputs, other)
-        })
-        .then_some(first)
+    turn
 }
 
 /// Whether `server` restarted into a rollout and is still held healthy, out of rotation, for its
@@ -547,7 +563,8 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 python_wheels: python.map(|(_, wheels)| wheels.clone()).unwrap_or_default(),
                 python_restart: assignment.role == Role::Server
                     && restart_turn(inputs, cluster_name)
-                        .is_some_and(|server| server.name == assignment.name),
+                        .iter()
+                        .any(|server| server.name == assignment.name),
                 restart_epoch: if assignment.role == Role::Server {
                     cluster.restart_epoch
                 } else {
@@ -1036,6 +1053,151 @@ mod tests {
         assert!(render(&drained).components[0].stopped);
     }
 
+    /// [`inputs`] with a third server (on `app-3`), a rolling restart asked for (epoch 1) with
+    /// `max_unavailable` servers at once, and `reports` for server1-3 as (state, healthy), each
+    /// UP in the load balancer while healthy, running under epoch 0.
+    fn rolling_restart(
+        max_unavailable: u32,
+        reports: [(v1::ComponentState, bool); 3],
+        for_host: &str,
+    ) -> PlanInputs {
+        let mut world = inputs(for_host);
+        world
+            .hosts
+            .insert("app-3".to_owned(), host("app-3", "10.0.0.6"));
+        if for_host == "app-3" {
+            world.host = world.hosts["app-3"].clone();
+        }
+        world
+            .assignments
+            .push(assignment(Role::Server, "server3", "app-3", 17010));
+        let (cluster, _) = world.clusters.get_mut("prod").unwrap();
+        cluster.restart_epoch = 1;
+        cluster.rollout_strategy.max_unavailable = max_unavailable;
+        let mut backends = Vec::new();
+        for (index, (state, healthy)) in reports.into_iter().enumerate() {
+            let name = format!("server{}", index + 1);
+            let word = if healthy { "UP" } else { "DOWN" };
+            backends.push(v1::BackendServerState {
+                name: name.clone(),
+                state: word.to_owned(),
+                status: v1::BackendStatus::from_haproxy(word) as i32,
+                ..Default::default()
+            });
+            world.assignments[2 + index].status = Some(crate::domain::ComponentStatus {
+                cluster: "prod".to_owned(),
+                role: Role::Server,
+                name,
+                state,
+                healthy,
+                services_revision: "rev-1".to_owned(),
+                ..Default::default()
+            });
+        }
+        world.assignments[1].status = Some(crate::domain::ComponentStatus {
+            cluster: "prod".to_owned(),
+            role: Role::LoadBalancer,
+            name: "load-balancer".to_owned(),
+            state: v1::ComponentState::Running,
+            healthy: true,
+            backends,
+            ..Default::default()
+        });
+        world
+    }
+
+    /// The servers a rolling restart drains (those given the turn), and those told to restart.
+    fn turn_of(world: &PlanInputs) -> (Vec<String>, Vec<String>) {
+        let drained = render(&PlanInputs {
+            host: world.hosts["lb"].clone(),
+            ..world.clone()
+        })
+        .components[0]
+            .backends
+            .iter()
+            .filter(|backend| backend.drain)
+            .map(|backend| backend.name.clone())
+            .collect();
+        let restarting = ["app-1", "app-2", "app-3"]
+            .into_iter()
+            .flat_map(|host| {
+                render(&PlanInputs {
+                    host: world.hosts[host].clone(),
+                    ..world.clone()
+                })
+                .components
+            })
+            .filter(|server| server.python_restart)
+            .map(|server| server.name)
+            .collect();
+        (drained, restarting)
+    }
+
+    #[test]
+    fn servers_restart_by_name_while_those_out_stay_within_max_unavailable() {
+        use v1::ComponentState::{Running, Starting};
+        let names = |list: &[&str]| list.iter().map(|name| name.to_string()).collect::<Vec<_>>();
+        let both = |list: &[&str]| (names(list), names(list));
+        // One at a time (the default), two at a time: the first by name.
+        let all_up = [(Running, true); 3];
+        assert_eq!(
+            turn_of(&rolling_restart(1, all_up, "lb")),
+            both(&["server1"])
+        );
+        assert_eq!(
+            turn_of(&rolling_restart(2, all_up, "lb")),
+            both(&["server1", "server2"])
+        );
+        // server1 is on its way back (restarted, not healthy yet): it is out, and counts.
+        let mut first_back = rolling_restart(
+            2,
+            [(Starting, false), (Running, true), (Running, true)],
+            "lb",
+        );
+        first_back.assignments[2]
+            .status
+            .as_mut()
+            .unwrap()
+            .restart_epoch = 1;
+        assert_eq!(turn_of(&first_back), both(&["server2"]));
+        let (cluster, _) = first_back.clusters.get_mut("prod").unwrap();
+        cluster.rollout_strategy.max_unavailable = 1;
+        assert_eq!(turn_of(&first_back), both(&[]));
+        // server2 is due and not answering: it is out already, so its restart costs nothing,
+        // and it does not let server1 go too.
+        let broken = rolling_restart(
+            1,
+            [(Running, true), (Running, false), (Running, true)],
+            "lb",
+        );
+        assert_eq!(turn_of(&broken), both(&["server2"]));
+        let broken = rolling_restart(
+            2,
+            [(Running, true), (Running, false), (Running, true)],
+            "lb",
+        );
+        assert_eq!(turn_of(&broken), both(&["server1", "server2"]));
+        // Drained for its turn, server1 keeps it.
+        let mut drained = rolling_restart(1, all_up, "lb");
+        let backend_of = |world: &mut PlanInputs, index: usize, word: &str| {
+            let backend = &mut world.assignments[1].status.as_mut().unwrap().backends[index];
+            backend.state = word.to_owned();
+            backend.status = v1::BackendStatus::from_haproxy(word) as i32;
+        };
+        backend_of(&mut drained, 0, "DRAIN");
+        assert_eq!(turn_of(&drained), both(&["server1"]));
+        // Healthy, but the load balancer's last report has server2 and server3 still rising:
+        // they only look out, and count; nobody restarts until it has them back.
+        let mut rising = rolling_restart(1, all_up, "lb");
+        backend_of(&mut rising, 1, "DOWN 1/2");
+        backend_of(&mut rising, 2, "DOWN 1/2");
+        assert_eq!(turn_of(&rising), both(&[]));
+        // Paused: nobody.
+        let mut paused = rolling_restart(3, all_up, "lb");
+        paused.clusters.get_mut("prod").unwrap().0.rollout_paused = true;
+        assert_eq!(turn_of(&paused), both(&[]));
+    }
+
     /// The facts of the cluster of [`inputs`] that the property below varies.
     #[derive(Debug, Clone)]
     struct Facts {
@@ -1054,6 +1216,7 @@ mod tests {
         odb_epoch: u64,
         restart_epoch: u64,
         rollout_paused: bool,
+        max_unavailable: u32,
     }
 
     /// A server's report: state, healthy, services found, Python installed, ODB epoch, restart
@@ -1107,7 +1270,7 @@ mod tests {
             (0..2usize, 0..2usize, [any::<bool>(); 4], any::<bool>()),
             [report(), report()],
             balancer_report(),
-            (0..2u64, 0..3u64, any::<bool>()),
+            (0..2u64, 0..3u64, any::<bool>(), 1..3u32),
         )
             .prop_map(
                 |(
@@ -1115,7 +1278,7 @@ mod tests {
                     (first_server, scheduler_target, drained, has_services),
                     servers,
                     balancer,
-                    (odb_epoch, restart_epoch, rollout_paused),
+                    (odb_epoch, restart_epoch, rollout_paused, max_unavailable),
                 )| Facts {
                     bootstrapped,
                     has_services,
@@ -1130,6 +1293,7 @@ mod tests {
                     odb_epoch,
                     restart_epoch,
                     rollout_paused,
+                    max_unavailable,
                 },
             )
     }
@@ -1165,6 +1329,7 @@ mod tests {
         cluster.odb_epoch = facts.odb_epoch;
         cluster.restart_epoch = facts.restart_epoch;
         cluster.rollout_paused = facts.rollout_paused;
+        cluster.rollout_strategy.max_unavailable = facts.max_unavailable;
         if !facts.has_services {
             cluster.services_revision.clear();
             world.services.clear();

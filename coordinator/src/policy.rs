@@ -329,7 +329,8 @@ pub struct Member {
     /// Its host is drained.
     pub host_drained: bool,
     /// A server's: it runs, with other Python dependencies than the cluster's or under an older
-    /// restart epoch ([`RestartGoal::due`]; it restarts when every other server is healthy).
+    /// restart epoch ([`RestartGoal::due`]; it restarts at its turn, within the cluster's
+    /// `max_unavailable`).
     pub restart_due: bool,
 }
 
@@ -349,10 +350,10 @@ pub struct ClusterShape {
 ///   after, a server's desired state names no other server but the scheduler, so only its host
 ///   and the hosts of the other roles (load balancers list the servers, the scheduler calls one,
 ///   dashboards call one) move, and the other servers' when they wait for servers: to import
-///   the configuration, or to restart one at a time (Python dependencies, a rolling restart);
+///   the configuration, or to restart at their turn (Python dependencies, a rolling restart);
 /// - servers read the cluster's environment (services, configuration, Python dependencies,
 ///   user config), load balancers the rotation that follows from it (a server lacking the
-///   services is out while others have them; the one restarting, one at a time, is
+///   services is out while others have them; those restarting at their turn are
 ///   out); a drained server host reads whether the load balancers let it stop.
 pub fn affected_hosts(
     change: &Change,
@@ -389,7 +390,7 @@ pub fn affected_hosts(
     }
 }
 
-/// What a cluster's servers restart for, one at a time: the cluster's Python dependencies
+/// What a cluster's servers restart for, at their turn: the cluster's Python dependencies
 /// revision and its restart epoch (one more for each rolling restart an operator asks for, and
 /// for each change of server settings).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! A cluster's rollout strategy: how long a server that restarted into a rollout (a rolling
 //! restart, new server settings, new Python dependencies) is held healthy, out of rotation,
-//! before the next one's turn; how long it may take to get there before Muster stops the
-//! rollout; and whether the change is then undone (server settings only).
+//! before the next one's turn; how many may be out of rotation at once; how long one may take
+//! to get there before Muster stops the rollout; and whether the change is then undone (server
+//! settings only).
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,8 @@ pub const MIN_HEALTHY_DEADLINE_SECONDS: u32 = 10;
 pub const MAX_HEALTHY_DEADLINE_SECONDS: u32 = 86_400;
 /// The most `min_healthy_time`: an hour (and less than the healthy deadline).
 pub const MAX_MIN_HEALTHY_TIME_SECONDS: u32 = 3600;
+/// The most servers a rollout may have out of rotation at once.
+pub const MAX_MAX_UNAVAILABLE: u32 = 32;
 
 /// What a rollout does when a server fails it. Stored as JSON with the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +34,16 @@ pub struct Strategy {
     /// Instead of pausing, a rollout of new server settings is undone: the settings before it
     /// come back, and only the servers that run the new ones restart again.
     pub auto_revert: bool,
+    /// How many of the cluster's servers may be out of rotation at once for a rollout: those it
+    /// restarts, and those out already (down, starting, held, drained by a load balancer) count
+    /// alike, so a server already out restarts without taking another one out.
+    #[serde(default = "one")]
+    pub max_unavailable: u32,
+}
+
+/// A strategy stored before `max_unavailable` restarts one server at a time.
+fn one() -> u32 {
+    1
 }
 
 impl Default for Strategy {
@@ -39,6 +52,7 @@ impl Default for Strategy {
             healthy_deadline_seconds: DEFAULT_HEALTHY_DEADLINE_SECONDS,
             min_healthy_time_seconds: 0,
             auto_revert: false,
+            max_unavailable: 1,
         }
     }
 }
@@ -62,13 +76,22 @@ impl Strategy {
                 reason: "must be 0s to 1h, and shorter than healthy_deadline",
             });
         }
+        if !(1..=MAX_MAX_UNAVAILABLE).contains(&self.max_unavailable) {
+            return Err(Invalid {
+                field: "max_unavailable",
+                value: self.max_unavailable.to_string(),
+                reason: "must be 1 to 32 servers",
+            });
+        }
         Ok(())
     }
 
-    /// How people read it: `healthy_deadline 5m, min_healthy_time 0s, auto_revert off`.
+    /// How people read it: `max_unavailable 1, healthy_deadline 5m, min_healthy_time 0s,
+    /// auto_revert off`.
     pub fn shown(&self) -> String {
         format!(
-            "healthy_deadline {}, min_healthy_time {}, auto_revert {}",
+            "max_unavailable {}, healthy_deadline {}, min_healthy_time {}, auto_revert {}",
+            self.max_unavailable,
             humanize(self.healthy_deadline_seconds),
             humanize(self.min_healthy_time_seconds),
             if self.auto_revert { "on" } else { "off" }
@@ -82,6 +105,8 @@ impl From<crate::v1::RolloutStrategy> for Strategy {
             healthy_deadline_seconds: strategy.healthy_deadline_seconds,
             min_healthy_time_seconds: strategy.min_healthy_time_seconds,
             auto_revert: strategy.auto_revert,
+            // A coordinator before max_unavailable sends none: it restarts one at a time.
+            max_unavailable: strategy.max_unavailable.max(1),
         }
     }
 }
@@ -92,7 +117,17 @@ impl From<Strategy> for crate::v1::RolloutStrategy {
             healthy_deadline_seconds: strategy.healthy_deadline_seconds,
             min_healthy_time_seconds: strategy.min_healthy_time_seconds,
             auto_revert: strategy.auto_revert,
+            max_unavailable: strategy.max_unavailable,
         }
+    }
+}
+
+/// How many servers a rollout restarts at once, as messages say it: `one at a time`, `up to 2
+/// at a time` (`max_unavailable`; 0, from a coordinator before it: one).
+pub fn at_a_time(max_unavailable: u32) -> String {
+    match max_unavailable {
+        0 | 1 => "one at a time".to_owned(),
+        servers => format!("up to {servers} at a time"),
     }
 }
 
@@ -136,7 +171,7 @@ mod tests {
             let error = Strategy {
                 healthy_deadline_seconds: deadline,
                 min_healthy_time_seconds: held,
-                auto_revert: false,
+                ..Strategy::default()
             }
             .check()
             .unwrap_err()
@@ -150,8 +185,30 @@ mod tests {
             serde_json::from_str::<Strategy>(
                 r#"{"healthy_deadline_seconds":60,"auto_revert":true}"#
             )
-            .is_ok_and(|old| old.min_healthy_time_seconds == 0),
-            "a strategy stored before min_healthy_time reads as 0"
+            .is_ok_and(|old| old.min_healthy_time_seconds == 0 && old.max_unavailable == 1),
+            "a strategy stored before min_healthy_time and max_unavailable reads as 0s and 1"
+        );
+        for servers in [0, 33] {
+            let error = Strategy {
+                max_unavailable: servers,
+                ..Strategy::default()
+            }
+            .check()
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains("max_unavailable") && error.contains(&servers.to_string()),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            Strategy::from(crate::v1::RolloutStrategy {
+                healthy_deadline_seconds: 60,
+                ..Default::default()
+            })
+            .max_unavailable,
+            1,
+            "a coordinator before max_unavailable restarts one server at a time"
         );
     }
 
@@ -163,7 +220,7 @@ mod tests {
         assert_eq!(humanize(10), "10s");
         assert_eq!(
             Strategy::default().shown(),
-            "healthy_deadline 5m, min_healthy_time 0s, auto_revert off"
+            "max_unavailable 1, healthy_deadline 5m, min_healthy_time 0s, auto_revert off"
         );
     }
 }

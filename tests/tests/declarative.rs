@@ -328,7 +328,8 @@ async fn a_cluster_file_is_applied_changed_with_a_dry_run_first_and_written_back
         &third,
         cluster_file(&odb, &["app-1", "app-2", "app-4"], "1s")
             + "\n[server_settings.main]\ngunicorn_workers = 2\n\n[server_settings.env]\n\
-               APP_MODE = \"blue\"\n\n[rollout]\nhealthy_deadline = \"2m\"\nmin_healthy_time = \"5s\"\nauto_revert = true\n",
+               APP_MODE = \"blue\"\n\n[rollout]\nmax_unavailable = 2\nhealthy_deadline = \"2m\"\n\
+               min_healthy_time = \"5s\"\nauto_revert = true\n",
     )
     .unwrap();
     let third_path = third.to_str().unwrap();
@@ -336,17 +337,18 @@ async fn a_cluster_file_is_applied_changed_with_a_dry_run_first_and_written_back
     assert!(
         plan.contains(
             "~ server settings: env.APP_MODE=blue, main.gunicorn_workers=2 (the servers restart \
-             one at a time)"
+             up to 2 at a time)"
         ) && plan.contains(
-            "~ rollout strategy: healthy_deadline 5m, min_healthy_time 0s, auto_revert off -> \
-             healthy_deadline 2m, min_healthy_time 5s, auto_revert on"
+            "~ rollout strategy: max_unavailable 1, healthy_deadline 5m, min_healthy_time 0s, \
+             auto_revert off -> max_unavailable 2, healthy_deadline 2m, min_healthy_time 5s, \
+             auto_revert on"
         ) && plan.contains("would make 2 change(s) to cluster prod"),
         "{plan}"
     );
     let applied = coordinator.ok(&["apply", "-f", third_path]);
     assert!(
         applied.contains(
-            "set server settings (2); servers server1, server2, server4 restart one at a time"
+            "set server settings (2); servers server1, server2, server4 restart up to 2 at a time"
         ),
         "{applied}"
     );
@@ -357,7 +359,8 @@ async fn a_cluster_file_is_applied_changed_with_a_dry_run_first_and_written_back
         written.contains("[server_settings.main]\ngunicorn_workers = \"2\"")
             && written.contains("[server_settings.env]\nAPP_MODE = \"blue\"")
             && written.contains(
-                "[rollout]\nhealthy_deadline = \"2m\"\nmin_healthy_time = \"5s\"\nauto_revert = true\n"
+                "[rollout]\nmax_unavailable = 2\nhealthy_deadline = \"2m\"\nmin_healthy_time = \
+                 \"5s\"\nauto_revert = true\n"
             ),
         "{written}"
     );
@@ -366,7 +369,8 @@ async fn a_cluster_file_is_applied_changed_with_a_dry_run_first_and_written_back
     assert!(
         plan.contains("= server settings (2)")
             && plan.contains(
-                "= rollout strategy (healthy_deadline 2m, min_healthy_time 5s, auto_revert on)"
+                "= rollout strategy (max_unavailable 2, healthy_deadline 2m, min_healthy_time 5s, \
+                 auto_revert on)"
             )
             && plan.contains("would make 0 change(s) to cluster prod"),
         "{plan}"

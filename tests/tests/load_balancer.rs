@@ -121,6 +121,14 @@ impl Site {
         SocketAddr::from(([127, 0, 0, self.base + u8::try_from(host).unwrap()], 17010))
     }
 
+    /// The process id of the mock server on `host` (its ping says it).
+    fn server_pid(&self, host: usize) -> u64 {
+        let (_, body) = traffic::get(self.server_address(host), "/zato/ping").unwrap();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["pid"]
+            .as_u64()
+            .unwrap()
+    }
+
     fn balancer_dir(&self) -> PathBuf {
         self.edge
             .components_dir
@@ -786,40 +794,49 @@ async fn new_check_settings_reload_haproxy_without_a_failed_request() {
     assert_eq!(balancer["last_error"], "", "{balancer}");
 }
 
-/// `muster rollout restart`: every server's process is replaced, one server at a time, each out
-/// of rotation while it restarts, while requests through the load balancer keep being answered,
-/// none failing; `muster wait` returns once all have restarted, and `muster rollout status` says
-/// so. A paused turn holds the next one until it is resumed.
-#[tokio::test]
-async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_request_and_holds_while_paused()
- {
-    let site = Site::start(121, 3, &[]).await;
-    for host in 1..=3 {
-        site.assign_server(host, &format!("server{host}"));
-    }
-    let all_up = [("server1", "UP"), ("server2", "UP"), ("server3", "UP")];
-    site.backend_is(&all_up).await;
-    let pid = |host: usize| {
-        let (_, body) = traffic::get(site.server_address(host), "/zato/ping").unwrap();
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["pid"]
-            .as_u64()
-            .unwrap()
-    };
-    let before: Vec<u64> = (1..=3).map(pid).collect();
+/// `muster rollout restart` of `site`'s three servers (to restart epoch `epoch`, at `pace`: `one
+/// at a time`, ...) under a stream of requests through the load balancer: every server's
+/// process replaced, none of the requests failed. The most servers out of rotation at once.
+async fn rolled_under_load(site: &Site, epoch: u64, pace: &str) -> usize {
+    let before: Vec<u64> = (1..=3).map(|host| site.server_pid(host)).collect();
     let stream = RequestStream::start(site.frontend(), 4);
-
     let started = Instant::now();
     let said = site
         .coordinator
         .ok(&["rollout", "restart", "--cluster", "prod"]);
     assert!(
-        said.contains("(restart epoch 1): server1, server2, server3; one at a time"),
+        said.contains(&format!(
+            "(restart epoch {epoch}): server1, server2, server3; {pace}"
+        )),
         "{said}"
     );
-    // Watched through HAProxy until every server has restarted: never more than one out of
-    // rotation at once.
+    let (most_out, out_for) = out_of_rotation_until_restarted(site).await;
+    println!(
+        "figure: 3 mock servers restarted {pace} in {:?}; out of rotation: {out_for}",
+        started.elapsed(),
+    );
+    let tally = stream.stop();
+    println!(
+        "{} requests, {} failed, across a rolling restart {pace}",
+        tally.succeeded, tally.failed
+    );
+    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
+    for (index, old) in before.iter().enumerate() {
+        assert_ne!(
+            *old,
+            site.server_pid(index + 1),
+            "server{} was restarted",
+            index + 1
+        );
+    }
+    most_out
+}
+
+/// Watches `site`'s HAProxy until `muster rollout status` says its three servers restarted, and
+/// `muster wait` says they are back: the most servers out of rotation (not UP) at once, and how
+/// long each was out, to the poll.
+async fn out_of_rotation_until_restarted(site: &Site) -> (usize, String) {
     let mut most_out = 0;
-    // How long each server was out of rotation (not UP in HAProxy), to the poll.
     let mut out_since: BTreeMap<String, Instant> = BTreeMap::new();
     let mut out_for: BTreeMap<String, Duration> = BTreeMap::new();
     wait_for("every server restarted", PATIENCE * 2, POLL, || {
@@ -858,30 +875,38 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
     for (name, since) in out_since {
         *out_for.entry(name).or_default() += since.elapsed();
     }
-    println!(
-        "figure: 3 mock servers restarted one at a time in {:?}; out of rotation: {}",
-        started.elapsed(),
-        out_for
-            .iter()
-            .map(|(name, out)| format!("{name} {out:.1?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    site.backend_is(&all_up).await;
-    let after: Vec<u64> = (1..=3).map(pid).collect();
-    for (index, (old, new)) in before.iter().zip(&after).enumerate() {
-        assert_ne!(old, new, "server{} was restarted", index + 1);
+    let out_for = out_for
+        .iter()
+        .map(|(name, out)| format!("{name} {out:.1?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (most_out, out_for)
+}
+
+/// `muster rollout restart`: every server's process is replaced, one server at a time, each out
+/// of rotation while it restarts, while requests through the load balancer keep being answered,
+/// none failing; `muster wait` returns once all have restarted, and `muster rollout status` says
+/// so. A paused turn holds the next one until it is resumed. With `max_unavailable` 2, two
+/// servers are out at once, never three, and still no request fails.
+#[tokio::test]
+async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_request_and_holds_while_paused()
+ {
+    let site = Site::start(121, 3, &[]).await;
+    for host in 1..=3 {
+        site.assign_server(host, &format!("server{host}"));
     }
+    let all_up = [("server1", "UP"), ("server2", "UP"), ("server3", "UP")];
+    site.backend_is(&all_up).await;
+    let pid = |host: usize| site.server_pid(host);
+    // Watched through HAProxy until every server has restarted: never more than one out of
+    // rotation at once.
+    let most_out = rolled_under_load(&site, 1, "one at a time").await;
     assert!(
         most_out <= 1,
         "{most_out} servers were out of rotation at once"
     );
-    let tally = stream.stop();
-    println!(
-        "{} requests, {} failed, across a rolling restart",
-        tally.succeeded, tally.failed
-    );
-    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
+    site.backend_is(&all_up).await;
+    let after: Vec<u64> = (1..=3).map(pid).collect();
     let table = site
         .coordinator
         .ok(&["rollout", "status", "--cluster", "prod"]);
@@ -992,6 +1017,33 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+
+    // Two at a time: server1 and server2 out of rotation together, then server3; never all
+    // three, none failing. None at a time is refused, by name.
+    let refused = site.coordinator.muster(&[
+        "configure",
+        "rollout",
+        "--cluster",
+        "prod",
+        "--max-unavailable",
+        "0",
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("max_unavailable") && stderr.contains("\"0\""),
+        "{stderr}"
+    );
+    let said = site.coordinator.ok(&[
+        "configure",
+        "rollout",
+        "--cluster",
+        "prod",
+        "--max-unavailable",
+        "2",
+    ]);
+    assert!(said.contains("max_unavailable 2"), "{said}");
+    let most_out = rolled_under_load(&site, 5, "up to 2 at a time").await;
+    assert_eq!(most_out, 2, "servers out of rotation at once, at most");
 }
 
 /// A server setting with which a server never becomes healthy (`main.gunicorn_timeout=1`: seen

@@ -105,12 +105,17 @@ pub(super) fn strategy_message(strategy: muster_proto::rollout::Strategy) -> v1:
     strategy.into()
 }
 
-pub(super) fn configured_response(configured: ServersConfigured) -> v1::ConfigureServersResponse {
+/// What a change of server settings did, and how many servers its rollout takes out at once.
+pub(super) fn configured_response(
+    configured: ServersConfigured,
+    max_unavailable: u32,
+) -> v1::ConfigureServersResponse {
     v1::ConfigureServersResponse {
         settings: configured.settings.into_iter().collect(),
         changed: configured.changed,
         restart_epoch: configured.restart_epoch,
         servers: configured.servers,
+        max_unavailable,
     }
 }
 

@@ -149,6 +149,17 @@ impl AdminApi {
             )),
         }
     }
+
+    /// How many of `cluster`'s servers its rollouts take out of rotation at once, for the
+    /// answer to a change that starts one.
+    async fn max_unavailable(&self, cluster: &str) -> Result<u32, ApiError> {
+        Ok(self
+            .store
+            .get_cluster(cluster)
+            .await?
+            .rollout_strategy
+            .max_unavailable)
+    }
 }
 
 #[tonic::async_trait]
@@ -621,6 +632,7 @@ impl AdminService for AdminApi {
         Ok(Response::new(v1::RestartServersResponse {
             restart_epoch,
             servers,
+            max_unavailable: self.max_unavailable(&request.cluster).await?,
         }))
     }
 
@@ -637,7 +649,10 @@ impl AdminService for AdminApi {
             .configure_servers(&request.cluster, &set, &request.unset, &actor)
             .await?;
         tracing::info!(cluster = %request.cluster, changed = configured.changed, restart_epoch = configured.restart_epoch, actor = %actor.0, "server settings");
-        Ok(Response::new(configured_response(configured)))
+        Ok(Response::new(configured_response(
+            configured,
+            self.max_unavailable(&request.cluster).await?,
+        )))
     }
 
     async fn undo_server_settings(
@@ -652,7 +667,10 @@ impl AdminService for AdminApi {
             .undo_server_settings(&request.cluster, &actor)
             .await?;
         tracing::info!(cluster = %request.cluster, restart_epoch = configured.restart_epoch, actor = %actor.0, "server settings undone");
-        Ok(Response::new(configured_response(configured)))
+        Ok(Response::new(configured_response(
+            configured,
+            self.max_unavailable(&request.cluster).await?,
+        )))
     }
 
     async fn configure_rollout(
@@ -670,6 +688,7 @@ impl AdminService for AdminApi {
                     healthy_deadline_seconds: request.healthy_deadline_seconds,
                     min_healthy_time_seconds: request.min_healthy_time_seconds,
                     auto_revert: request.auto_revert,
+                    max_unavailable: request.max_unavailable,
                 },
                 &actor,
             )

@@ -9,7 +9,8 @@ use super::*;
 pub(super) enum ConfigureCommand {
     /// Change the settings given; the others keep their values.
     LoadBalancer(ConfigureLoadBalancerArgs),
-    /// Set or unset the cluster's server settings; a change restarts its servers one at a time.
+    /// Set or unset the cluster's server settings; a change restarts its servers at their turn
+    /// (one at a time, unless `muster configure rollout --max-unavailable` says more).
     ///
     /// Settings are server.conf keys from this list (an unset one is what `zato create server`
     /// writes) and environment variables of the servers' processes (env.NAME, put into
@@ -28,8 +29,9 @@ pub(super) enum ConfigureCommand {
     /// settings.
     #[command(verbatim_doc_comment)]
     Server(ConfigureServerArgs),
-    /// Set what the cluster's rollouts do when a server fails them. A server that restarted
-    /// into a rollout (a rolling restart, new server settings, new Python dependencies) and is
+    /// Set how the cluster's rollouts go and what they do when a server fails them. A rollout
+    /// (a rolling restart, new server settings, new Python dependencies) restarts servers while
+    /// no more than max-unavailable are out of rotation. A server that restarted into it and is
     /// not healthy within the healthy deadline stops it: the restart turn is paused with the
     /// reason (`muster rollout status`), or, with auto-revert, a rollout of server settings is
     /// undone (the settings before it come back; only the servers that run the new ones
@@ -859,6 +861,8 @@ struct ServersConfiguredView {
     changed: bool,
     restart_epoch: u64,
     servers: Vec<String>,
+    /// How many may be out of rotation at once.
+    max_unavailable: u32,
 }
 
 pub(super) async fn configure_servers(
@@ -911,6 +915,7 @@ pub(super) fn write_servers_configured(
         changed: response.changed,
         restart_epoch: response.restart_epoch,
         servers: response.servers,
+        max_unavailable: response.max_unavailable.max(1),
     };
     if json {
         return write_json(out, &view);
@@ -936,10 +941,11 @@ pub(super) fn write_servers_configured(
     } else {
         writeln!(
             out,
-            "rolling restart (restart epoch {}): {}; one at a time, each out of rotation until its \
-             load balancers have it back UP. Follow it with `muster rollout status --cluster {}`",
+            "rolling restart (restart epoch {}): {}; {}, each out of rotation until its load \
+             balancers have it back UP. Follow it with `muster rollout status --cluster {}`",
             view.restart_epoch,
             view.servers.join(", "),
+            at_a_time(view.max_unavailable),
             view.cluster
         )?;
     }

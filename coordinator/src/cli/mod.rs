@@ -113,7 +113,7 @@ enum Command {
         env_file: Option<PathBuf>,
         /// Set the cluster's Python dependencies instead: a pip requirements file (one
         /// `NAME[EXTRAS] SPECIFIERS` per line). Every server installs them beside itself before
-        /// it starts; running servers restart one at a time to load them. The whole set: with
+        /// it starts; running servers restart at their turn to load them. The whole set: with
         /// --wheelhouse and --package, what is left out is removed.
         #[arg(long)]
         requirements: Option<PathBuf>,
@@ -222,8 +222,8 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
         timeout: Duration,
     },
-    /// Change a running cluster's servers one at a time while the others serve: a rolling
-    /// restart, and where it stands.
+    /// Change a running cluster's servers a few at a time (max_unavailable, one unless set)
+    /// while the others serve: a rolling restart, and where it stands.
     Rollout {
         #[command(subcommand)]
         command: RolloutCommand,

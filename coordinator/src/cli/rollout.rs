@@ -1,16 +1,18 @@
-//! `muster rollout`: changing a running cluster's servers one at a time while the others serve.
-//! A rolling restart takes each server out of its load balancers' rotation, restarts it, and
-//! takes it back once it answers and they have it UP; then the next (the planner's restart turn,
-//! the same one new Python dependencies take).
+//! `muster rollout`: changing a running cluster's servers a few at a time (one unless the
+//! cluster's `max_unavailable` says more) while the others serve. A rolling restart takes each
+//! server out of its load balancers' rotation, restarts it, and takes it back once it answers
+//! and they have it UP; then the next (the planner's restart turn, the same one new Python
+//! dependencies take).
 
 use super::*;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum RolloutCommand {
-    /// Restart the cluster's servers one at a time: each is taken out of its load balancers'
-    /// rotation, restarted, and taken back once it answers and they have it UP; then the next.
-    /// A server that restarts by itself meanwhile counts as restarted. `muster wait` returns
-    /// once every server has restarted.
+    /// Restart the cluster's servers one at a time (up to the cluster's max_unavailable at
+    /// once, `muster configure rollout`): each is taken out of its load balancers' rotation,
+    /// restarted, and taken back once it answers and they have it UP; then the next. A server
+    /// that restarts by itself meanwhile counts as restarted. `muster wait` returns once every
+    /// server has restarted.
     Restart {
         #[arg(long)]
         cluster: String,
@@ -63,6 +65,11 @@ pub(super) struct ConfigureRolloutArgs {
     /// [default: false].
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     auto_revert: Option<bool>,
+    /// How many of the cluster's servers may be out of rotation at once for a rollout, 1 to
+    /// 32: those it restarts and those out already (down, starting, held, drained) count alike.
+    /// As many as the cluster has servers means an outage while they restart [default: 1].
+    #[arg(long, value_name = "SERVERS")]
+    max_unavailable: Option<u32>,
 }
 
 /// The rollout strategy as the CLI shows it.
@@ -85,10 +92,11 @@ pub(super) async fn configure_rollout(
     if args.healthy_deadline.is_none()
         && args.min_healthy_time.is_none()
         && args.auto_revert.is_none()
+        && args.max_unavailable.is_none()
     {
         return Err(CliError::Usage(
-            "nothing to change: give --healthy-deadline DURATION, --min-healthy-time DURATION \
-             or --auto-revert true|false"
+            "nothing to change: give --max-unavailable SERVERS, --healthy-deadline DURATION, \
+             --min-healthy-time DURATION or --auto-revert true|false"
                 .to_owned(),
         ));
     }
@@ -110,7 +118,15 @@ pub(super) async fn configure_rollout(
         muster_proto::rollout::Strategy {
             healthy_deadline_seconds: muster_proto::rollout::MAX_HEALTHY_DEADLINE_SECONDS,
             min_healthy_time_seconds: held,
-            auto_revert: false,
+            ..Default::default()
+        }
+        .check()
+        .map_err(|error| CliError::Usage(error.to_string()))?;
+    }
+    if let Some(servers) = args.max_unavailable {
+        muster_proto::rollout::Strategy {
+            max_unavailable: servers,
+            ..Default::default()
         }
         .check()
         .map_err(|error| CliError::Usage(error.to_string()))?;
@@ -123,6 +139,7 @@ pub(super) async fn configure_rollout(
             healthy_deadline_seconds,
             auto_revert: args.auto_revert,
             min_healthy_time_seconds,
+            max_unavailable: args.max_unavailable,
         })
         .await
         .answer(&connection)?;
@@ -174,6 +191,8 @@ struct Started {
     cluster: String,
     restart_epoch: u64,
     servers: Vec<String>,
+    /// How many may be out of rotation at once.
+    max_unavailable: u32,
 }
 
 /// A server in a rolling restart.
@@ -244,6 +263,9 @@ async fn pause(
     Ok(())
 }
 
+/// How many servers a rollout restarts at once, as its messages say it.
+pub(super) use muster_proto::rollout::at_a_time;
+
 /// Where a server stands in the rolling restart to `epoch` (`same`: the epoch whose servers
 /// run what it asks already).
 fn progress_of(server: &ComponentView, epoch: u64, same: Option<u64>) -> &'static str {
@@ -279,18 +301,20 @@ pub(super) async fn rollout_command(
                 cluster,
                 restart_epoch: started.restart_epoch,
                 servers: started.servers,
+                max_unavailable: started.max_unavailable.max(1),
             };
             if json {
                 return write_json(out, &started);
             }
             writeln!(
                 out,
-                "rolling restart of cluster {}'s servers (restart epoch {}): {}; one at a time, \
-                 each out of rotation until its load balancers have it back UP. Follow it with \
-                 `muster rollout status --cluster {0}`, or `muster wait --cluster {0}`",
+                "rolling restart of cluster {}'s servers (restart epoch {}): {}; {}, each out \
+                 of rotation until its load balancers have it back UP. Follow it with `muster \
+                 rollout status --cluster {0}`, or `muster wait --cluster {0}`",
                 started.cluster,
                 started.restart_epoch,
-                started.servers.join(", ")
+                started.servers.join(", "),
+                at_a_time(started.max_unavailable)
             )?;
             Ok(())
         }

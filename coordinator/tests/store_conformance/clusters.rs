@@ -708,6 +708,31 @@ fn server_status(
 }
 
 /// `host` reports `status` as its one component.
+/// Which servers on `servers`' hosts may restart now, and which the load balancer on `lb` keeps
+/// out of rotation, as the planner renders them from the store.
+async fn restart_turns(
+    store: &SqlStore,
+    servers: [&Host; 2],
+    lb: &Host,
+) -> (Vec<String>, Vec<String>) {
+    let mut permitted = Vec::new();
+    for host in servers {
+        let inputs = store.plan_inputs(&host.id).await.unwrap();
+        let component = planner::render(&inputs).components.remove(0);
+        if component.python_restart {
+            permitted.push(component.name);
+        }
+    }
+    let inputs = store.plan_inputs(&lb.id).await.unwrap();
+    let drained: Vec<String> = planner::render(&inputs).components[0]
+        .backends
+        .iter()
+        .filter(|backend| backend.drain)
+        .map(|backend| backend.name.clone())
+        .collect();
+    (permitted, drained)
+}
+
 async fn report_server(store: &SqlStore, host: &Host, status: ComponentStatus) {
     let mut reported = report(0, "10.0.0.5", Vec::new());
     reported.components = vec![status];
@@ -1029,17 +1054,7 @@ pub(crate) async fn a_server_past_its_healthy_deadline_stops_the_rollout(backend
             restart_epoch,
         )
     };
-    let turn = || async {
-        let mut permitted = Vec::new();
-        for host in [&first, &second] {
-            let inputs = store.plan_inputs(&host.id).await.unwrap();
-            let component = planner::render(&inputs).components.remove(0);
-            if component.python_restart {
-                permitted.push(component.name);
-            }
-        }
-        permitted
-    };
+    let turn = || async { restart_turns(&store, [&first, &second], &lb).await.0 };
     report_server(&store, &first, server("server1", true, 0)).await;
     report_server(&store, &second, server("server2", true, 0)).await;
     both_servers_up(&store, &lb).await;
@@ -1052,6 +1067,7 @@ pub(crate) async fn a_server_past_its_healthy_deadline_stops_the_rollout(backend
                 healthy_deadline_seconds: Some(5),
                 min_healthy_time_seconds: None,
                 auto_revert: None,
+                max_unavailable: None,
             },
             &actor(),
         )
@@ -1067,6 +1083,7 @@ pub(crate) async fn a_server_past_its_healthy_deadline_stops_the_rollout(backend
                 healthy_deadline_seconds: Some(30),
                 min_healthy_time_seconds: None,
                 auto_revert: None,
+                max_unavailable: None,
             },
             &actor(),
         )
@@ -1086,7 +1103,8 @@ pub(crate) async fn a_server_past_its_healthy_deadline_stops_the_rollout(backend
                 RolloutChange {
                     healthy_deadline_seconds: Some(30),
                     min_healthy_time_seconds: None,
-                    auto_revert: Some(false)
+                    auto_revert: Some(false),
+                    max_unavailable: None,
                 },
                 &actor()
             )
@@ -1156,6 +1174,7 @@ pub(crate) async fn a_server_past_its_healthy_deadline_stops_the_rollout(backend
                 healthy_deadline_seconds: None,
                 min_healthy_time_seconds: None,
                 auto_revert: Some(true),
+                max_unavailable: None,
             },
             &actor(),
         )
@@ -1300,25 +1319,7 @@ pub(crate) async fn a_restarted_server_is_held_out_of_rotation_for_min_healthy_t
         )
         .await
         .unwrap();
-    // Which server may restart now, and which the load balancer keeps out of rotation.
-    let turns = || async {
-        let mut permitted = Vec::new();
-        for host in [&first, &second] {
-            let inputs = store.plan_inputs(&host.id).await.unwrap();
-            let component = planner::render(&inputs).components.remove(0);
-            if component.python_restart {
-                permitted.push(component.name);
-            }
-        }
-        let inputs = store.plan_inputs(&lb.id).await.unwrap();
-        let drained: Vec<String> = planner::render(&inputs).components[0]
-            .backends
-            .iter()
-            .filter(|backend| backend.drain)
-            .map(|backend| backend.name.clone())
-            .collect();
-        (permitted, drained)
-    };
+    let turns = || restart_turns(&store, [&first, &second], &lb);
     store.restart_servers("prod", &actor()).await.unwrap();
     let server1 = vec!["server1".to_owned()];
     assert_eq!(turns().await, (server1.clone(), server1.clone()));
@@ -1383,6 +1384,72 @@ pub(crate) async fn a_restarted_server_is_held_out_of_rotation_for_min_healthy_t
             .contains("server2 on app-2 healthy for only")
             && stopped[0].reason.contains("of its min_healthy_time 20s"),
         "{stopped:?}"
+    );
+    store.close().await;
+}
+
+/// `max_unavailable`: how many servers a rollout takes out of rotation at once, stored with the
+/// cluster, refused out of range by name, and kept by the restart turn.
+pub(crate) async fn max_unavailable_servers_restart_at_once(backend: Backend) {
+    let (_database, store) = store_with_prod(backend).await;
+    let (first, second, lb) = two_servers_and_a_balancer(&store).await;
+    report_server(&store, &first, server_status("server1", None, 0)).await;
+    report_server(&store, &second, server_status("server2", None, 0)).await;
+    both_servers_up(&store, &lb).await;
+    let change = |servers: u32| RolloutChange {
+        max_unavailable: Some(servers),
+        ..RolloutChange::default()
+    };
+    for servers in [0, 33] {
+        let refused = store
+            .configure_rollout("prod", change(servers), &actor())
+            .await;
+        assert!(
+            matches!(&refused, Err(StoreError::Invalid(message))
+                if message.contains("max_unavailable") && message.contains(&servers.to_string())),
+            "{refused:?}"
+        );
+    }
+    let configured = store
+        .configure_rollout("prod", change(2), &actor())
+        .await
+        .unwrap();
+    assert!(configured.changed);
+    assert_eq!(
+        store
+            .get_cluster("prod")
+            .await
+            .unwrap()
+            .rollout_strategy
+            .max_unavailable,
+        2
+    );
+    store.restart_servers("prod", &actor()).await.unwrap();
+    let both = vec!["server1".to_owned(), "server2".to_owned()];
+    assert_eq!(
+        restart_turns(&store, [&first, &second], &lb).await,
+        (both.clone(), both),
+        "both restart at once, both drained"
+    );
+    let events = store.list_events(Some("prod"), None, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.kind == "cluster.rolling-restart"
+                && event
+                    .message
+                    .contains("server1, server2, up to 2 at a time")),
+        "{events:?}"
+    );
+    // One at a time again: server1 keeps its turn, server2 waits for it.
+    store
+        .configure_rollout("prod", change(1), &actor())
+        .await
+        .unwrap();
+    let server1 = vec!["server1".to_owned()];
+    assert_eq!(
+        restart_turns(&store, [&first, &second], &lb).await,
+        (server1.clone(), server1)
     );
     store.close().await;
 }

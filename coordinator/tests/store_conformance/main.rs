@@ -269,6 +269,10 @@ macro_rules! store_conformance_suite {
                 super::a_restarted_server_is_held_out_of_rotation_for_min_healthy_time($backend).await;
             }
             #[tokio::test]
+            async fn max_unavailable_servers_restart_at_once() {
+                super::max_unavailable_servers_restart_at_once($backend).await;
+            }
+            #[tokio::test]
             async fn a_server_past_its_healthy_deadline_stops_the_rollout() {
                 super::a_server_past_its_healthy_deadline_stops_the_rollout($backend).await;
             }

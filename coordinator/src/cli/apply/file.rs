@@ -40,10 +40,13 @@ pub(super) struct ClusterFile {
     pub(super) rollout: Option<RolloutSpec>,
 }
 
-/// `[rollout]`: `healthy_deadline = "5m"`, `min_healthy_time = "10s"`, `auto_revert = true`.
+/// `[rollout]`: `max_unavailable = 2`, `healthy_deadline = "5m"`, `min_healthy_time = "10s"`,
+/// `auto_revert = true`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RolloutSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) max_unavailable: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) healthy_deadline: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +71,7 @@ pub(super) fn rollout_of(spec: &RolloutSpec) -> Result<muster_proto::rollout::St
         strategy.min_healthy_time_seconds = u32::try_from(held.as_secs()).unwrap_or(u32::MAX);
     }
     strategy.auto_revert = spec.auto_revert.unwrap_or(false);
+    strategy.max_unavailable = spec.max_unavailable.unwrap_or(1);
     strategy
         .check()
         .map_err(|error| format!("[rollout] {error}"))?;
@@ -482,6 +486,7 @@ pub(super) fn file_of(cluster: &v1::Cluster, components: &[ComponentView]) -> Cl
             .map(muster_proto::rollout::Strategy::from)
             .filter(|strategy| *strategy != muster_proto::rollout::Strategy::default())
             .map(|strategy| RolloutSpec {
+                max_unavailable: Some(strategy.max_unavailable),
                 healthy_deadline: Some(muster_proto::rollout::humanize(
                     strategy.healthy_deadline_seconds,
                 )),
@@ -749,13 +754,14 @@ check_inter = "5s"
                 healthy_deadline_seconds: 120,
                 min_healthy_time_seconds: 0,
                 auto_revert: true,
+                max_unavailable: 2,
             }),
             ..Default::default()
         };
         let written = toml::to_string(&file_of(&cluster, &[])).unwrap();
         assert!(
             written.contains(
-                "[rollout]\nhealthy_deadline = \"2m\"\nmin_healthy_time = \"0s\"\nauto_revert = true\n"
+                "[rollout]\nmax_unavailable = 2\nhealthy_deadline = \"2m\"\nmin_healthy_time = \"0s\"\nauto_revert = true\n"
             ),
             "{written}"
         );
@@ -763,6 +769,7 @@ check_inter = "5s"
             healthy_deadline_seconds: 300,
             min_healthy_time_seconds: 0,
             auto_revert: false,
+            max_unavailable: 1,
         });
         assert!(
             !toml::to_string(&file_of(&cluster, &[]))

@@ -250,8 +250,9 @@ pub(super) async fn apply_command(
             .collect();
         changed.extend(unset.iter().map(|name| format!("{name} unset")));
         lines.push(format!(
-            "~ server settings: {} (the servers restart one at a time)",
-            changed.join(", ")
+            "~ server settings: {} (the servers restart {})",
+            changed.join(", "),
+            at_a_time(rollout_change.unwrap_or(current_strategy).max_unavailable)
         ));
     } else if file.server_settings.is_some() {
         lines.push(format!("= server settings ({})", current_settings.len()));
@@ -393,23 +394,8 @@ pub(super) async fn apply_command(
             )?;
         }
     }
-    // Before the services, which import them.
-    if let Some((requirements, wheels, revision, _)) = python_change {
-        send_python(&mut connection, &name, requirements, wheels).await?;
-        say(
-            format!(
-                "set Python dependencies {} ({}); running servers restart one at a time to \
-                 load them",
-                muster_proto::services::short(revision),
-                muster_proto::python::summary(
-                    &muster_proto::python::checked_requirements(requirements).unwrap_or_default(),
-                    wheels
-                )
-            ),
-            out,
-        )?;
-    }
-    // Before the server settings, so that their rollout follows the file's strategy.
+    // Before the Python dependencies and the server settings, so that their rollouts follow
+    // the file's strategy.
     if let Some(wanted) = rollout_change {
         connection
             .client
@@ -418,10 +404,27 @@ pub(super) async fn apply_command(
                 healthy_deadline_seconds: Some(wanted.healthy_deadline_seconds),
                 auto_revert: Some(wanted.auto_revert),
                 min_healthy_time_seconds: Some(wanted.min_healthy_time_seconds),
+                max_unavailable: Some(wanted.max_unavailable),
             })
             .await
             .answer(&connection)?;
         say(format!("set the rollout strategy: {}", wanted.shown()), out)?;
+    }
+    // Before the services, which import them.
+    if let Some((requirements, wheels, revision, _)) = python_change {
+        send_python(&mut connection, &name, requirements, wheels).await?;
+        say(
+            format!(
+                "set Python dependencies {} ({}); running servers restart {} to load them",
+                muster_proto::services::short(revision),
+                muster_proto::python::summary(
+                    &muster_proto::python::checked_requirements(requirements).unwrap_or_default(),
+                    wheels
+                ),
+                at_a_time(rollout_change.unwrap_or(current_strategy).max_unavailable)
+            ),
+            out,
+        )?;
     }
     if let Some((set, unset)) = settings_change {
         let configured = connection
@@ -441,8 +444,9 @@ pub(super) async fn apply_command(
                     "each server starts with them".to_owned()
                 } else {
                     format!(
-                        "servers {} restart one at a time (restart epoch {})",
+                        "servers {} restart {} (restart epoch {})",
                         configured.servers.join(", "),
+                        at_a_time(configured.max_unavailable),
                         configured.restart_epoch
                     )
                 }

@@ -565,9 +565,10 @@ impl SqlStore {
                 format!("{what} (restart epoch {epoch}): no server restarts, each runs it already")
             } else {
                 format!(
-                    "{what} of the cluster's servers (restart epoch {epoch}): {}, one at a time, \
-                     each out of rotation until its load balancers have it back",
-                    servers.join(", ")
+                    "{what} of the cluster's servers (restart epoch {epoch}): {}, {}, each out of \
+                     rotation until its load balancers have it back",
+                    servers.join(", "),
+                    muster_proto::rollout::at_a_time(cluster.rollout_strategy.max_unavailable)
                 )
             },
         )

@@ -83,6 +83,9 @@ impl SqlStore {
         if let Some(revert) = change.auto_revert {
             strategy.auto_revert = revert;
         }
+        if let Some(servers) = change.max_unavailable {
+            strategy.max_unavailable = servers;
+        }
         strategy
             .check()
             .map_err(|error| StoreError::Invalid(error.to_string()))?;
