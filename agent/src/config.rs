@@ -48,8 +48,12 @@ pub struct RawConfig {
     /// Where the identity (key, certificate) and the ledger live; `None` means
     /// `/var/lib/muster-agent`.
     pub state_dir: Option<PathBuf>,
-    /// The `zato` command; `None` means `zato` from `PATH`.
+    /// The `zato` command; `None` means `zato` from `PATH`. The installation named `default`.
     pub zato_bin: Option<PathBuf>,
+    /// Other Zato installations this host can run servers with, by name: each the absolute path
+    /// of its `zato` command (`next = "/opt/zato-3.2.1/code/bin/zato"`). A cluster's
+    /// `zato.install` server setting picks one by name; the coordinator never sends a path.
+    pub zato_installs: Option<BTreeMap<String, PathBuf>>,
     /// The Python that runs Zato, whose `pip` installs a cluster's Python dependencies beside its
     /// servers; `None` means the interpreter the `zato` command names on its first line (`#!`),
     /// else `python` beside it.
@@ -94,6 +98,7 @@ impl RawConfig {
             roles: other.roles.or(self.roles),
             state_dir: other.state_dir.or(self.state_dir),
             zato_bin: other.zato_bin.or(self.zato_bin),
+            zato_installs: other.zato_installs.or(self.zato_installs),
             zato_python: other.zato_python.or(self.zato_python),
             components_dir: other.components_dir.or(self.components_dir),
             run_as: other.run_as.or(self.run_as),
@@ -244,6 +249,29 @@ impl RawConfig {
                 "each must be an absolute path or a program name looked up in PATH".to_owned(),
             ));
         }
+        let zato_installs = self.zato_installs.clone().unwrap_or_default();
+        for (name, bin) in &zato_installs {
+            muster_proto::server_settings::check_install_name(name)
+                .map_err(|error| invalid("zato_installs", name, error.reason.to_owned()))?;
+            if name == muster_proto::server_settings::DEFAULT_INSTALL {
+                return Err(invalid(
+                    "zato_installs",
+                    name,
+                    "is zato_bin's name; give the others other names".to_owned(),
+                ));
+            }
+            if !bin.is_absolute()
+                || bin
+                    .components()
+                    .any(|part| part == std::path::Component::ParentDir)
+            {
+                return Err(invalid(
+                    "zato_installs",
+                    &bin.display().to_string(),
+                    format!("{name}: must be the absolute path of a zato command, without `..`"),
+                ));
+            }
+        }
         let sqlite_odb_dirs = self.sqlite_odb_dirs.clone().unwrap_or_default();
         if let Some(relative) = sqlite_odb_dirs.iter().find(|directory| {
             !directory.is_absolute()
@@ -270,6 +298,7 @@ impl RawConfig {
                 .zato_bin
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("zato")),
+            zato_installs,
             zato_python: self.zato_python.clone(),
             components_dir,
             run_as,
@@ -282,7 +311,31 @@ impl RawConfig {
     }
 }
 
+/// The agent.toml key that names installation `install`: `zato_bin` for `default`.
+pub fn install_key(install: &str) -> String {
+    if install == muster_proto::server_settings::DEFAULT_INSTALL {
+        "zato_bin".to_owned()
+    } else {
+        format!("zato_installs.{install}")
+    }
+}
+
 impl AgentConfig {
+    /// Every Zato installation this host can run servers with, by name: `default` (`zato_bin`)
+    /// first, then `zato_installs`.
+    pub fn installs(&self) -> Vec<(String, PathBuf)> {
+        std::iter::once((
+            muster_proto::server_settings::DEFAULT_INSTALL.to_owned(),
+            self.zato_bin.clone(),
+        ))
+        .chain(
+            self.zato_installs
+                .iter()
+                .map(|(name, bin)| (name.clone(), bin.clone())),
+        )
+        .collect()
+    }
+
     /// Replaces a DNS name in `advertise_address` (the default is the host name) with the address
     /// it resolves to on this host, once, at start: the coordinator and every load balancer get an
     /// address, never a name they may be unable to resolve (HAProxy refuses a whole config for one
@@ -358,6 +411,8 @@ pub struct AgentConfig {
     pub roles: Vec<muster_proto::v1::Role>,
     pub state_dir: PathBuf,
     pub zato_bin: PathBuf,
+    /// The other Zato installations, by name: each its `zato` command.
+    pub zato_installs: BTreeMap<String, PathBuf>,
     /// `None`: the one the `zato` command names.
     pub zato_python: Option<PathBuf>,
     pub components_dir: PathBuf,
@@ -384,6 +439,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("advertise_address", &self.advertise_address)
             .field("state_dir", &self.state_dir)
             .field("zato_bin", &self.zato_bin)
+            .field("zato_installs", &self.zato_installs)
             .field("zato_python", &self.zato_python)
             .field("components_dir", &self.components_dir)
             .field("run_as", &self.run_as)
@@ -447,6 +503,32 @@ mod tests {
     }
 
     #[test]
+    fn installations_are_named_default_first() {
+        let config = parse(
+            "coordinator = \"https://c\"\nhost_name = \"a\"\nzato_bin = \"/opt/zato-3.2/code/bin/zato\"\n\
+             [zato_installs]\nnext = \"/opt/zato-next/code/bin/zato\"\n",
+        )
+        .unwrap()
+        .validate("agent.toml")
+        .unwrap();
+        assert_eq!(
+            config.installs(),
+            [
+                (
+                    "default".to_owned(),
+                    PathBuf::from("/opt/zato-3.2/code/bin/zato")
+                ),
+                (
+                    "next".to_owned(),
+                    PathBuf::from("/opt/zato-next/code/bin/zato")
+                ),
+            ]
+        );
+        assert_eq!(install_key("next"), "zato_installs.next");
+        assert_eq!(install_key("default"), "zato_bin");
+    }
+
+    #[test]
     fn bad_keys_and_values_are_named() {
         let error = parse("coordinator = \"https://c\"\nhostname = \"x\"\n")
             .unwrap_err()
@@ -479,6 +561,18 @@ mod tests {
             (
                 "coordinator = \"https://c\"\nhost_name = \"a\"\ntoken = \"K10xyz::secret\"",
                 "token = \"<not shown>\"",
+            ),
+            (
+                "coordinator = \"https://c\"\nhost_name = \"a\"\n[zato_installs]\n\"a/b\" = \"/opt/z/zato\"",
+                "zato_installs = \"a/b\"",
+            ),
+            (
+                "coordinator = \"https://c\"\nhost_name = \"a\"\n[zato_installs]\ndefault = \"/opt/z/zato\"",
+                "zato_installs = \"default\": is zato_bin's name",
+            ),
+            (
+                "coordinator = \"https://c\"\nhost_name = \"a\"\n[zato_installs]\nnext = \"zato\"",
+                "zato_installs = \"zato\": next: must be the absolute path",
             ),
         ];
         for (text, expected) in bad {

@@ -25,8 +25,9 @@ pub enum DaemonError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Zato(#[from] zato::ZatoError),
-    #[error("zato_bin: {0}")]
-    ZatoBin(String),
+    /// Installation `install` cannot be run by `run_as` (`key`: the agent.toml key naming it).
+    #[error("{key}: {reason}")]
+    ZatoBin { key: String, reason: String },
 }
 
 /// The delay before the `attempt`-th reconnect in a row.
@@ -143,12 +144,17 @@ fn warn_without_hidepid() {
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let run_as = config.run_as.as_deref().map(RunAs::lookup).transpose()?;
     warn_without_hidepid();
-    warn_without_bytecode(&config.zato_bin);
-    if let Some(user) = &run_as
-        && config.zato_bin.exists()
-    {
-        user.check_can_run_zato(&config.zato_bin)
-            .map_err(DaemonError::ZatoBin)?;
+    for (install, bin) in config.installs() {
+        warn_without_bytecode(&bin);
+        if let Some(user) = &run_as
+            && bin.exists()
+        {
+            user.check_can_run_zato(&bin)
+                .map_err(|reason| DaemonError::ZatoBin {
+                    key: crate::config::install_key(&install),
+                    reason,
+                })?;
+        }
     }
     let Some(identity) = identity_for(&config, &shutdown).await? else {
         return Ok(());
@@ -225,7 +231,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     .with_ipc_port_start(config.zato_ipc_port_start)
     .with_haproxy_bins(config.haproxy_bins.clone())
     .with_sqlite_odb_dirs(config.sqlite_odb_dirs.clone())
-    .with_python_bin(config.zato_python.clone());
+    .with_python_bin(config.zato_python.clone())
+    .with_zato_installs(config.zato_installs.clone());
     if let Ok(advertise) = config.advertise_address.parse() {
         reconciler = reconciler.with_advertise_address(advertise);
     }
@@ -425,6 +432,11 @@ async fn heartbeat(
             bootstrap: current.bootstrap,
             heartbeat_interval_ms: u32::try_from(config.heartbeat_interval.as_millis())
                 .unwrap_or(u32::MAX),
+            zato_installs: config
+                .installs()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
         };
         let mut client = AgentServiceClient::new(channel.borrow().clone());
         let sent = tokio::select! {

@@ -127,6 +127,7 @@ fn resolve(settings: Settings) -> anyhow::Result<AgentConfig> {
         roles: (!settings.roles.is_empty()).then_some(settings.roles),
         state_dir: settings.state_dir,
         zato_bin: settings.zato_bin,
+        zato_installs: None,
         zato_python: settings.zato_python,
         components_dir: settings.components_dir,
         run_as: settings.run_as,
@@ -203,12 +204,18 @@ async fn main_inner(cli: Cli) -> anyhow::Result<()> {
             valid.resolve_advertise_address(&origin)?;
             // What `run` refuses at its start, refused here too: the unit's ExecStartPre then
             // fails once, with the reason, instead of the unit restarting for ever.
-            if let Some(name) = &valid.run_as
-                && valid.zato_bin.exists()
-            {
-                muster_agent::zato::RunAs::lookup(name)?
-                    .check_can_run_zato(&valid.zato_bin)
-                    .map_err(|error| anyhow::anyhow!("{origin}: zato_bin: {error}"))?;
+            if let Some(name) = &valid.run_as {
+                let user = muster_agent::zato::RunAs::lookup(name)?;
+                for (install, bin) in valid.installs() {
+                    if bin.exists() {
+                        user.check_can_run_zato(&bin).map_err(|error| {
+                            anyhow::anyhow!(
+                                "{origin}: {}: {error}",
+                                muster_agent::config::install_key(&install)
+                            )
+                        })?;
+                    }
+                }
             }
             println!("{} is valid", config.display());
             Ok(())

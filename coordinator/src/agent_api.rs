@@ -289,6 +289,8 @@ fn clean_error(text: &str) -> String {
 
 /// The most components one report may hold (a host runs a handful).
 const MAX_REPORTED_COMPONENTS: usize = 256;
+/// The most Zato installations an agent may report.
+const MAX_ZATO_INSTALLS: usize = 32;
 
 /// The most backend servers one load balancer may report.
 const MAX_BACKENDS: usize = 1000;
@@ -531,6 +533,17 @@ impl AgentService for AgentApi {
             .into_iter()
             .map(component_status)
             .collect::<Result<Vec<_>, _>>()?;
+        // Names the coordinator stores and shows, and checks a cluster's setting against.
+        if request.zato_installs.len() > MAX_ZATO_INSTALLS {
+            return Err(ApiError::InvalidArgument(format!(
+                "{} Zato installations reported; at most {MAX_ZATO_INSTALLS} are accepted",
+                request.zato_installs.len()
+            ))
+            .into());
+        }
+        for install in &request.zato_installs {
+            muster_proto::server_settings::check_install_name(install).map_err(ApiError::from)?;
+        }
         let mut bootstrap = Vec::new();
         for task in request.bootstrap {
             validate::name("cluster name", &task.cluster).map_err(ApiError::from)?;
@@ -556,6 +569,7 @@ impl AgentService for AgentApi {
             applied_generation: request.applied_generation,
             advertise_address: request.advertise_address,
             heartbeat_interval_ms: request.heartbeat_interval_ms,
+            zato_installs: request.zato_installs,
             components,
             bootstrap,
         };

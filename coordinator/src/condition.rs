@@ -237,6 +237,7 @@ mod tests {
             applied_generation: 3,
             drained: false,
             heartbeat_interval_ms: 1_000,
+            zato_installs: Vec::new(),
         }
     }
 

@@ -238,6 +238,9 @@ pub struct Host {
     pub drained: bool,
     /// How often its agent reports, as it last said; 0 when it did not say.
     pub heartbeat_interval_ms: u32,
+    /// The Zato installations its agent can run servers with, as it last said (`default`
+    /// first); empty when it did not say.
+    pub zato_installs: Vec<String>,
 }
 
 /// A request to run a component of a role on a host.
@@ -362,6 +365,8 @@ pub struct StatusReport {
     pub advertise_address: String,
     /// How often the agent reports; 0 when it does not say.
     pub heartbeat_interval_ms: u32,
+    /// The Zato installations the agent can run servers with; empty when it does not say.
+    pub zato_installs: Vec<String>,
     pub components: Vec<ComponentStatus>,
     pub bootstrap: Vec<BootstrapReport>,
 }

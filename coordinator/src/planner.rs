@@ -623,6 +623,7 @@ mod tests {
             applied_generation: 7,
             drained: false,
             heartbeat_interval_ms: 0,
+            zato_installs: Vec::new(),
         }
     }
 

@@ -8,6 +8,10 @@
 //! and `[os_environ]` as exactly the variables set. Zato reads `server.conf` with ConfigObj: a `#`
 //! starts a comment, a comma makes a list, `%` and `$` interpolate; no value here can hold any of
 //! them.
+//!
+//! One setting is not a `server.conf` key: `zato.install`, the Zato installation that runs the
+//! servers (a name an agent's `[zato_installs]` gives a `zato` command; unset: the agent's
+//! `zato_bin`). The coordinator never sends a path.
 
 use std::collections::BTreeMap;
 
@@ -81,6 +85,31 @@ pub const SERVER_SETTINGS: &[Setting] = &[
     },
 ];
 
+/// The setting that names the Zato installation the servers run (`zato start` with its `zato`
+/// command); not written into `server.conf`.
+pub const ZATO_INSTALL: &str = "zato.install";
+/// The installation an agent's `zato_bin` is: what a server runs unless `zato.install` names
+/// another.
+pub const DEFAULT_INSTALL: &str = "default";
+
+/// An installation's name (`zato.install`, a key of an agent's `[zato_installs]`): a letter or
+/// digit, then letters, digits and `._-`, at most 64.
+pub fn check_install_name(name: &str) -> Result<(), Invalid> {
+    let mut characters = name.chars();
+    let fits = name.len() <= 64
+        && characters.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && characters.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if fits {
+        Ok(())
+    } else {
+        Err(Invalid {
+            field: ZATO_INSTALL,
+            value: name.to_owned(),
+            reason: "not a name of letters, digits and ._- that starts with a letter or digit (at most 64)",
+        })
+    }
+}
+
 /// The prefix of an environment variable's name among the settings: `env.NAME`.
 pub const ENV_PREFIX: &str = "env.";
 /// The `server.conf` section the variables go to.
@@ -107,11 +136,15 @@ pub fn check(name: &str, value: &str) -> Result<String, Invalid> {
         check_variable_name(variable)?;
         return check_env_value(value).map(str::to_owned);
     }
+    if name == ZATO_INSTALL {
+        check_install_name(value)?;
+        return Ok(value.to_owned());
+    }
     let Some(setting) = setting(name) else {
         return Err(invalid(
             "server setting",
             name,
-            "not one Muster sets (see `muster configure server --help`), nor env.NAME",
+            "not one Muster sets (see `muster configure server --help`), nor env.NAME or zato.install",
         ));
     };
     match setting.kind {
@@ -263,6 +296,7 @@ mod tests {
             check("misc.http_server_header", "Zato/3.2").unwrap(),
             "Zato/3.2"
         );
+        assert_eq!(check("zato.install", "3.2.1-next").unwrap(), "3.2.1-next");
     }
 
     #[test]
@@ -282,6 +316,9 @@ mod tests {
             ("env.1A", "x"),
             ("env.A-B", "x"),
             ("misc.http_server_header", "Apache\r\nX: 1"),
+            ("zato.install", "/opt/zato-3.2/code/bin/zato"),
+            ("zato.install", "../other"),
+            ("zato.install", ""),
         ] {
             let refused =
                 check(name, value).expect_err(&format!("{name}={value:?} must be refused"));
@@ -308,6 +345,12 @@ mod tests {
         assert_eq!(
             environment,
             BTreeMap::from([("APP_MODE".to_owned(), "blue".to_owned())])
+        );
+        let with_install = BTreeMap::from([("zato.install".to_owned(), "next".to_owned())]);
+        assert_eq!(
+            server_conf(&with_install),
+            server_conf(&BTreeMap::new()),
+            "the installation is not a server.conf key"
         );
     }
 }

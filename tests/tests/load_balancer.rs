@@ -1247,3 +1247,105 @@ async fn a_setting_that_never_becomes_healthy_pauses_the_rollout_or_is_reverted_
     );
     assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
 }
+
+/// A switch of Zato installation (`zato.install`, a name each server host's agent.toml gives a
+/// `zato` command; here a copy of mock-zato at another path): refused while a server's host
+/// lacks it, naming the host; then rolled out like any server setting, each server started
+/// again by the named installation's command, while requests through the load balancer keep
+/// being answered, none failing; and back, by unsetting it.
+#[tokio::test]
+async fn a_switch_of_zato_installation_rolls_without_a_failed_request() {
+    let mut site = Site::start(141, 2, &[]).await;
+    // A second installation on app-1 only, at first.
+    let next = site._scratch.path().join("zato-next/code/bin/zato");
+    std::fs::create_dir_all(next.parent().unwrap()).unwrap();
+    std::fs::copy(
+        muster_testkit::harness::workspace_binary("mock-zato"),
+        &next,
+    )
+    .unwrap();
+    let with_next = |agent: &mut Agent| {
+        agent.stop();
+        let config = std::fs::read_to_string(&agent.config).unwrap()
+            + &format!("[zato_installs]\nnext = \"{}\"\n", next.display());
+        std::fs::write(&agent.config, config).unwrap();
+        agent.start();
+    };
+    with_next(&mut site.hosts[0]);
+    site.assign_server(1, "server1");
+    site.assign_server(2, "server2");
+    let both_up = [("server1", "UP"), ("server2", "UP")];
+    site.backend_is(&both_up).await;
+    let shown = site.coordinator.ok(&["host", "show", "app-1"]);
+    assert!(shown.contains("default, next"), "{shown}");
+
+    let switch = [
+        "configure",
+        "server",
+        "--cluster",
+        "prod",
+        "--set",
+        "zato.install=next",
+    ];
+    let refused = site.coordinator.muster(&switch);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains(
+                "zato.install \"next\": host app-2 (server server2) has no Zato installation of \
+                 that name; its agent has default"
+            ),
+        "{stderr}"
+    );
+    with_next(&mut site.hosts[1]);
+    wait_for("app-2 to report its installations", PATIENCE, POLL, || {
+        let host = site.coordinator.json(&["host", "show", "app-2"]);
+        let reported = host["zato_installs"] == serde_json::json!(["default", "next"]);
+        async move { reported.then_some(()) }
+    })
+    .await
+    .unwrap();
+
+    let program =
+        |host: usize| std::fs::read_link(format!("/proc/{}/exe", site.server_pid(host))).unwrap();
+    let stream = RequestStream::start(site.frontend(), 4);
+    let said = site.coordinator.ok(&switch);
+    assert!(
+        said.contains("zato.install  next")
+            && said.contains("rolling restart (restart epoch 1): server1, server2"),
+        "{said}"
+    );
+    site.wait("120s");
+    site.backend_is(&both_up).await;
+    for host in 1..=2 {
+        assert_eq!(
+            program(host),
+            next,
+            "server{host} runs the next installation"
+        );
+    }
+    // Back to each host's own, by unsetting it.
+    site.coordinator.ok(&[
+        "configure",
+        "server",
+        "--cluster",
+        "prod",
+        "--unset",
+        "zato.install",
+    ]);
+    site.wait("120s");
+    site.backend_is(&both_up).await;
+    let tally = stream.stop();
+    println!(
+        "{} requests, {} failed, across two switches of Zato installation",
+        tally.succeeded, tally.failed
+    );
+    assert_eq!(tally.failed, 0, "failed requests: {:?}", tally.failures);
+    for host in 1..=2 {
+        assert_eq!(
+            program(host),
+            muster_testkit::harness::workspace_binary("mock-zato"),
+            "server{host} runs the host's own installation again"
+        );
+    }
+}

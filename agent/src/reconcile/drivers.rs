@@ -34,6 +34,17 @@ impl Driver for ZatoComponent<'_> {
         }
         let mut restart = self.reconfigure(&self.directory)?;
         if role_of(self.component) == Role::Server {
+            // The Zato installation it must run: without it here, a server that runs is kept as
+            // it is (a restart could not bring it back; `tend` says why), one that does not
+            // cannot start.
+            let install_missing = match self.install() {
+                Ok(_) => false,
+                Err(error) if self.running() => {
+                    tracing::warn!(component = %self.describe(), error = %error, "not restarted");
+                    true
+                }
+                Err(error) => return Err(StepError::Other(error)),
+            };
             let reload = self
                 .prepare_python(&self.directory, self.running(), local)
                 .await?;
@@ -49,6 +60,7 @@ impl Driver for ZatoComponent<'_> {
                 tracing::info!(component = %self.describe(), restart_epoch = self.component.restart_epoch, "restarting for the cluster's rolling restart");
             }
             restart |= rolling;
+            restart &= !install_missing;
             // Read by the server at start; a running one has them loaded once it is healthy.
             if !self.running() {
                 self.write_user_conf(&self.directory)?;
@@ -86,7 +98,9 @@ impl Driver for ZatoComponent<'_> {
             let _ = std::fs::remove_file(&pidfile);
         }
         let mut args = command::start(&self.directory);
+        let mut install = None;
         if role_of(self.component) == Role::Server {
+            install = self.install().map_err(StepError::Other)?;
             // The cluster's server settings, read by the server at start: written at each start
             // (a change comes with a rolling restart, whose turn starts it again).
             let settings: std::collections::BTreeMap<String, String> =
@@ -102,7 +116,7 @@ impl Driver for ZatoComponent<'_> {
         }
         self.host
             .facilities
-            .zato(&args, &self.directory, &|_| {})
+            .zato_with(install, &args, &self.directory, &|_| {})
             .await
             .map(|_| ())
             .map_err(StepError::from)
@@ -144,6 +158,13 @@ impl Driver for ZatoComponent<'_> {
             // error until they are.
             local.last_error = local.python.error.clone();
         }
+        if role_of(self.component) == Role::Server
+            && local.healthy
+            && let Err(error) = self.install()
+        {
+            // It serves with the installation it was started with.
+            local.last_error = error;
+        }
         if rebuild::older(self.component, &self.directory) {
             // Held until it is created again on the rebuilt ODB: it serves what it loaded, and
             // nothing new is brought to it.
@@ -163,6 +184,18 @@ impl Driver for ZatoComponent<'_> {
 }
 
 impl ZatoComponent<'_> {
+    /// The `zato` command a server starts with: its cluster's `zato.install`, one of this host's
+    /// installations (`None`: the host's own).
+    pub(super) fn install(&self) -> Result<Option<&std::path::Path>, String> {
+        let name = self
+            .component
+            .server_settings
+            .get(muster_proto::server_settings::ZATO_INSTALL)
+            .map(String::as_str)
+            .unwrap_or_default();
+        self.host.zato_install(name)
+    }
+
     /// What the component's directory says of it: the Python dependencies a server started with
     /// and has installed, its user-config files, the ODB epoch it was created on.
     pub(super) fn report(&self, local: &Local, status: &mut v1::ComponentStatus) {

@@ -19,13 +19,26 @@ use crate::zato::{Arg, Zato, ZatoError, health, process};
 
 /// The host's processes, as a pass sees them.
 pub trait Facilities: Send + Sync {
-    /// Runs `zato ARGS` in `directory` ([`Zato::run`]); `on_spawn` gets the command's pid.
+    /// Runs `zato ARGS` in `directory` ([`Zato::run`]) with the `zato` command of another
+    /// installation (`install`: its path) or, `None`, the host's own; `on_spawn` gets the
+    /// command's pid.
+    fn zato_with<'a>(
+        &'a self,
+        install: Option<&'a Path>,
+        args: &'a [Arg],
+        directory: &'a Path,
+        on_spawn: &'a (dyn Fn(u32) + Sync),
+    ) -> BoxFuture<'a, Result<String, ZatoError>>;
+
+    /// Runs `zato ARGS` in `directory` with the host's own `zato` command.
     fn zato<'a>(
         &'a self,
         args: &'a [Arg],
         directory: &'a Path,
         on_spawn: &'a (dyn Fn(u32) + Sync),
-    ) -> BoxFuture<'a, Result<String, ZatoError>>;
+    ) -> BoxFuture<'a, Result<String, ZatoError>> {
+        self.zato_with(None, args, directory, on_spawn)
+    }
 
     /// The process that runs the component in `directory`, if one does ([`process::find`]).
     fn component_process(&self, directory: &Path) -> Option<i32>;
@@ -54,13 +67,23 @@ pub struct Real {
 }
 
 impl Facilities for Real {
-    fn zato<'a>(
+    fn zato_with<'a>(
         &'a self,
+        install: Option<&'a Path>,
         args: &'a [Arg],
         directory: &'a Path,
         on_spawn: &'a (dyn Fn(u32) + Sync),
     ) -> BoxFuture<'a, Result<String, ZatoError>> {
-        Box::pin(self.zato.run(args, directory, on_spawn))
+        match install {
+            None => Box::pin(self.zato.run(args, directory, on_spawn)),
+            Some(bin) => Box::pin(async move {
+                let zato = Zato {
+                    bin: bin.to_owned(),
+                    run_as: self.zato.run_as.clone(),
+                };
+                zato.run(args, directory, on_spawn).await
+            }),
+        }
     }
 
     fn component_process(&self, directory: &Path) -> Option<i32> {

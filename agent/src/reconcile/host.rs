@@ -37,6 +37,9 @@ pub(super) struct Host {
     pub sqlite_odb_dirs: Vec<PathBuf>,
     /// The Python that runs Zato, for `pip`; `None`: the one beside the `zato` command.
     pub python_bin: Option<PathBuf>,
+    /// The other Zato installations servers may run, by name: each its `zato` command (the
+    /// host's own config decides; a cluster's `zato.install` setting names one).
+    pub zato_installs: BTreeMap<String, PathBuf>,
     /// `STATE_DIR/wheels`: the clusters' wheels by SHA-256, as the daemon fetched them.
     pub wheel_cache: PathBuf,
     /// Held by a `zato` command that writes an SQLite ODB: components converge side by side, but
@@ -84,6 +87,28 @@ pub(super) fn private_dir(path: &Path) -> Result<(), StepError> {
 }
 
 impl Host {
+    /// The `zato` command of installation `name` (`zato.install`): `None` for the host's own
+    /// (`default`, or no name); refused, naming the ones it has, when the host has no such one.
+    pub(super) fn zato_install(&self, name: &str) -> Result<Option<&Path>, String> {
+        if name.is_empty() || name == muster_proto::server_settings::DEFAULT_INSTALL {
+            return Ok(None);
+        }
+        self.zato_installs
+            .get(name)
+            .map(|bin| Some(bin.as_path()))
+            .ok_or_else(|| {
+                let known: Vec<&str> =
+                    std::iter::once(muster_proto::server_settings::DEFAULT_INSTALL)
+                        .chain(self.zato_installs.keys().map(String::as_str))
+                        .collect();
+                format!(
+                    "Zato installation {name:?} (the cluster's zato.install) is not one of this \
+                     host's: its agent.toml names {} (zato_bin, [zato_installs])",
+                    known.join(", ")
+                )
+            })
+    }
+
     pub(super) fn cluster_dir(&self, cluster: &str) -> PathBuf {
         self.components_dir.join(cluster)
     }

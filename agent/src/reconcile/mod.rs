@@ -214,6 +214,7 @@ impl Reconciler {
                 haproxy_bins: vec![PathBuf::from("haproxy")],
                 sqlite_odb_dirs: Vec::new(),
                 python_bin: None,
+                zato_installs: BTreeMap::new(),
                 wheel_cache: state_dir.join(python::WHEEL_CACHE),
                 sqlite_writes: tokio::sync::Mutex::new(()),
             },
@@ -229,6 +230,12 @@ impl Reconciler {
     /// The Python that runs Zato, when it is not the one beside the `zato` command.
     pub fn with_python_bin(mut self, python: Option<PathBuf>) -> Reconciler {
         self.host.python_bin = python;
+        self
+    }
+
+    /// The other Zato installations this host can run servers with, by name.
+    pub fn with_zato_installs(mut self, installs: BTreeMap<String, PathBuf>) -> Reconciler {
+        self.host.zato_installs = installs;
         self
     }
 

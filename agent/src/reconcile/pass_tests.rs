@@ -102,8 +102,9 @@ async fn create_web_admin(texts: &[String], path: &Path) {
 }
 
 impl Facilities for Scripted {
-    fn zato<'a>(
+    fn zato_with<'a>(
         &'a self,
+        install: Option<&'a Path>,
         args: &'a [Arg],
         _directory: &'a Path,
         _on_spawn: &'a (dyn Fn(u32) + Sync),
@@ -122,11 +123,14 @@ impl Facilities for Scripted {
                 .collect();
             let path = Path::new(words[verb.len()]);
             let name = path.file_name().unwrap().to_string_lossy();
+            let with = install
+                .map(|bin| format!(" with {}", bin.display()))
+                .unwrap_or_default();
             self.0
                 .lock()
                 .unwrap()
                 .commands
-                .push(format!("{} {name}", verb.join(" ")));
+                .push(format!("{} {name}{with}", verb.join(" ")));
             match verb.as_slice() {
                 ["create", "web-admin"] => create_web_admin(&texts, path).await,
                 ["start"] => self.run(path),
@@ -517,6 +521,66 @@ fn a_running_server_restarts_for_a_rolling_restart_only_at_its_turn_and_once() {
     assert_eq!(reported_epoch(&status), 1, "started under the new epoch");
     block_on(host.reconciler.pass(&desired(3, vec![server(1, true)])));
     assert_eq!(new_commands(&host.world).len(), 2, "restarted once");
+}
+
+#[test]
+fn a_server_runs_the_installation_its_cluster_names_and_one_the_host_lacks_never_stops_it() {
+    let mut host = host();
+    host.reconciler.host.zato_installs = BTreeMap::from([(
+        "next".to_owned(),
+        PathBuf::from("/opt/zato-next/code/bin/zato"),
+    )]);
+    running_server(&mut host);
+    let server = |restart_epoch: u64, install: &str| Component {
+        role: Role::Server as i32,
+        name: "server1".into(),
+        cluster: "prod".into(),
+        port: 17010,
+        restart_epoch,
+        python_restart: true,
+        server_settings: [("zato.install".to_owned(), install.to_owned())].into(),
+        ..Default::default()
+    };
+    host.world.answer(true);
+    block_on(
+        host.reconciler
+            .pass(&desired(1, vec![server(0, "default")])),
+    );
+    let before = host.world.commands().len();
+
+    // At its turn, started again with the named installation's `zato` command.
+    block_on(host.reconciler.pass(&desired(2, vec![server(1, "next")])));
+    assert_eq!(
+        host.world.commands()[before..],
+        [
+            "stop server-server1",
+            "start server-server1 with /opt/zato-next/code/bin/zato"
+        ]
+    );
+
+    // One the host does not have: it serves on, not stopped, and says why.
+    let before = host.world.commands().len();
+    let (status, _) = block_on(host.reconciler.pass(&desired(3, vec![server(2, "3.3")])));
+    assert_eq!(host.world.commands()[before..], [] as [&str; 0]);
+    let reported = &status.components[0];
+    assert!(reported.healthy, "{reported:?}");
+    assert!(
+        reported
+            .last_error
+            .contains("Zato installation \"3.3\" (the cluster's zato.install) is not one of this host's: its agent.toml names default, next"),
+        "{reported:?}"
+    );
+
+    // Not running, it cannot start: it fails, saying why.
+    host.world
+        .kill(&host.components.join("prod/server-server1"));
+    let (status, _) = block_on(host.reconciler.pass(&desired(4, vec![server(2, "3.3")])));
+    assert_eq!(host.world.commands()[before..], [] as [&str; 0]);
+    let reported = &status.components[0];
+    assert!(
+        !reported.healthy && reported.last_error.contains("\"3.3\""),
+        "{reported:?}"
+    );
 }
 
 #[test]

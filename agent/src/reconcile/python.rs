@@ -78,14 +78,15 @@ fn tail(text: &str) -> String {
 
 impl ZatoComponent<'_> {
     /// The Python that runs Zato: the agent's config's, else the interpreter the `zato` command
-    /// names on its first line (Zato's installer writes `#!/opt/zato/.../bin/python`), else
+    /// of the server's installation (`zato.install`) names on its first line (Zato's installer writes `#!/opt/zato/.../bin/python`), else
     /// `python` beside it.
     fn python(&self) -> PathBuf {
         if let Some(python) = &self.host.python_bin {
             return python.clone();
         }
-        let zato =
-            resolve_program(&self.host.zato.bin).unwrap_or_else(|| self.host.zato.bin.clone());
+        // The installation the server runs: its Python is the one its packages must suit.
+        let bin = self.install().ok().flatten().unwrap_or(&self.host.zato.bin);
+        let zato = resolve_program(bin).unwrap_or_else(|| bin.to_owned());
         let named = std::fs::read(&zato).ok().and_then(|bytes| {
             let first = bytes.split(|byte| *byte == b'\n').next()?;
             let line = std::str::from_utf8(first).ok()?.strip_prefix("#!")?;

@@ -148,6 +148,7 @@ pub(super) fn host_message(host: Host) -> v1::Host {
         drained: host.drained,
         cluster: host.cluster,
         admitted: host.admitted,
+        zato_installs: host.zato_installs,
     }
 }
 

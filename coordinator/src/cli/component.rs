@@ -23,6 +23,10 @@ pub(super) enum ConfigureCommand {
     ///   misc.http_server_header         the HTTP Server header, a word (default Apache)
     ///   stats.expire_after              hours statistics are kept, 1-87600 (default 168)
     ///   env.NAME                        letters, digits, inner spaces and ._:/@+=-
+    ///   zato.install                    the Zato installation the servers run, by the name
+    ///                                   each agent's agent.toml gives it ([zato_installs];
+    ///                                   default: zato_bin); every host of the cluster's servers
+    ///                                   must have it (`muster host show` lists them)
     ///
     /// Anything else is refused before anything changes. A change starts a rolling restart
     /// (`muster rollout status`): each server, at its turn, out of rotation, starts with the new

@@ -59,6 +59,9 @@ pub(super) struct HostView {
     pub(super) generation: u64,
     pub(super) applied_generation: u64,
     pub(super) drained: bool,
+    /// The Zato installations its agent can run servers with (`default` first); empty from an
+    /// agent before them.
+    pub(super) zato_installs: Vec<String>,
 }
 
 impl From<v1::Host> for HostView {
@@ -68,6 +71,7 @@ impl From<v1::Host> for HostView {
             id: host.id,
             cluster: host.cluster,
             admitted: host.admitted,
+            zato_installs: host.zato_installs,
             state: host.state,
             advertise_address: host.advertise_address,
             labels: host.labels.into_iter().collect(),
@@ -156,6 +160,7 @@ fn write_host(
             ),
             ("address", host.advertise_address.clone()),
             ("labels", labels),
+            ("zato installs", host.zato_installs.join(", ")),
             ("enrolled", host.enrolled_at.clone()),
             (
                 "last seen",

@@ -1453,3 +1453,70 @@ pub(crate) async fn max_unavailable_servers_restart_at_once(backend: Backend) {
     );
     store.close().await;
 }
+
+/// `zato.install`: refused while a host of the cluster's servers reports its installations and
+/// names no such one (its server could not start with it); stored once every such host has it.
+/// A host that never said (an agent before installations) is not held against it.
+pub(crate) async fn zato_install_must_be_on_every_server_host(backend: Backend) {
+    let (_database, store) = store_with_prod(backend).await;
+    let (first, second, _lb) = two_servers_and_a_balancer(&store).await;
+    let installs = |host: &Host, names: &[&str]| {
+        let mut reported = report(0, "10.0.0.5", Vec::new());
+        reported.zato_installs = names.iter().map(|name| name.to_string()).collect();
+        reported.components = vec![server_status(
+            if host.name == "app-1" {
+                "server1"
+            } else {
+                "server2"
+            },
+            None,
+            0,
+        )];
+        let store = &store;
+        let id = host.id.clone();
+        async move { store.record_status(&id, reported).await.unwrap() }
+    };
+    installs(&first, &["default", "next"]).await;
+    installs(&second, &["default"]).await;
+    let next = BTreeMap::from([("zato.install".to_owned(), "next".to_owned())]);
+    let refused = store.configure_servers("prod", &next, &[], &actor()).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(message))
+            if message.contains("zato.install \"next\": host app-2 (server server2) has no Zato installation of that name; its agent has default")),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .get_cluster("prod")
+            .await
+            .unwrap()
+            .server_settings
+            .is_empty(),
+        "nothing changed"
+    );
+    assert_eq!(
+        store.get_host("app-1").await.unwrap().zato_installs,
+        ["default", "next"]
+    );
+    installs(&second, &["default", "next"]).await;
+    let configured = store
+        .configure_servers("prod", &next, &[], &actor())
+        .await
+        .unwrap();
+    assert!(
+        configured.changed && configured.servers.len() == 2,
+        "{configured:?}"
+    );
+    // Back to the host's own, by unsetting it.
+    let unset = store
+        .configure_servers(
+            "prod",
+            &BTreeMap::new(),
+            &["zato.install".to_owned()],
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert!(unset.changed && unset.settings.is_empty(), "{unset:?}");
+    store.close().await;
+}

@@ -158,6 +158,7 @@ fn report(generation: u64, address: &str, bootstrap: Vec<BootstrapReport>) -> St
         applied_generation: generation,
         advertise_address: address.to_owned(),
         heartbeat_interval_ms: 1_000,
+        zato_installs: Vec::new(),
         components: Vec::new(),
         bootstrap,
     }
@@ -267,6 +268,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn a_restarted_server_is_held_out_of_rotation_for_min_healthy_time() {
                 super::a_restarted_server_is_held_out_of_rotation_for_min_healthy_time($backend).await;
+            }
+            #[tokio::test]
+            async fn zato_install_must_be_on_every_server_host() {
+                super::zato_install_must_be_on_every_server_host($backend).await;
             }
             #[tokio::test]
             async fn max_unavailable_servers_restart_at_once() {

@@ -224,6 +224,7 @@ impl SimAgent {
             advertise_address: address.to_owned(),
             host_id: String::new(),
             heartbeat_interval_ms,
+            zato_installs: vec!["default".to_owned()],
             components: state
                 .components
                 .iter()

@@ -125,6 +125,43 @@ impl SqlStore {
     /// [`Self::cluster_in`] under the cluster's row lock ([`Self::lock_clusters`]): read again
     /// once locked, so a change computed from it (a new restart epoch, merged settings) is not
     /// lost to another made at once.
+    /// Refuses `install` (the `zato.install` server setting) when the host of one of the
+    /// cluster's servers reports its Zato installations and names no such one: the server
+    /// could not start with it (its agent would keep it running as it is, out of the turn). A
+    /// host that never said (an agent before installations) is not held against it.
+    async fn check_install_on_hosts(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster_id: &str,
+        install: &str,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "SELECT a.name, a.host_name, h.zato_installs FROM assignments a
+             JOIN hosts h ON h.name = a.host_name
+             WHERE a.cluster_id = $1 AND a.role = 'server' ORDER BY a.name",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(cluster_id)
+            .rows(
+                &mut **transaction,
+                "read the Zato installations of a cluster's hosts",
+            )
+            .await?;
+        for row in &rows {
+            let installs = long_text(row, "zato_installs")?.unwrap_or_default();
+            if !installs.is_empty() && !installs.split(',').any(|name| name == install) {
+                let server: String = row.value("name")?;
+                let host: String = row.value("host_name")?;
+                return Err(StoreError::Invalid(format!(
+                    "zato.install {install:?}: host {host} (server {server}) has no Zato \
+                     installation of that name; its agent has {} (agent.toml [zato_installs])",
+                    installs.replace(',', ", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn locked_cluster(
         &self,
         transaction: &mut PoolConnection<Any>,
@@ -321,9 +358,12 @@ impl SqlStore {
                 Some(variable) => {
                     server_settings::check_variable_name(variable).map_err(invalid)?
                 }
-                None if server_settings::setting(key).is_none() => {
+                None if key != server_settings::ZATO_INSTALL
+                    && server_settings::setting(key).is_none() =>
+                {
                     return Err(StoreError::Invalid(format!(
-                        "invalid server setting {key:?}: not one Muster sets, nor env.NAME"
+                        "invalid server setting {key:?}: not one Muster sets, nor env.NAME or \
+                         zato.install"
                     )));
                 }
                 None => {}
@@ -337,6 +377,14 @@ impl SqlStore {
             settings.remove(key);
         }
         server_settings::check_all(&settings).map_err(invalid)?;
+        let install = settings.get(server_settings::ZATO_INSTALL);
+        if let Some(install) = install.filter(|name| {
+            *name != server_settings::DEFAULT_INSTALL
+                && cluster.server_settings.get(server_settings::ZATO_INSTALL) != Some(*name)
+        }) {
+            self.check_install_on_hosts(&mut transaction, &cluster.id, install)
+                .await?;
+        }
         if settings == cluster.server_settings {
             return Ok(ServersConfigured {
                 settings,

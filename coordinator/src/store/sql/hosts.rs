@@ -89,6 +89,7 @@ impl SqlStore {
             applied_generation: 0,
             drained: false,
             heartbeat_interval_ms: 0,
+            zato_installs: Vec::new(),
         })
     }
 

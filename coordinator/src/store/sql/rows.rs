@@ -150,7 +150,7 @@ pub(super) const JOIN_TOKEN_SELECT: &str = "SELECT t.id, c.name AS cluster_name,
      FROM join_tokens t JOIN clusters c ON c.id = t.cluster_id";
 
 pub(super) const HOST_COLUMNS: &str = "id, name, advertise_address, labels, state, enrolled_at, \
-     last_seen_at, generation, applied_generation, drained, heartbeat_interval_ms, \
+     last_seen_at, generation, applied_generation, drained, heartbeat_interval_ms, zato_installs, \
      COALESCE((SELECT c.name FROM clusters c WHERE c.id = hosts.cluster_id), '') AS member_of";
 
 pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
@@ -300,6 +300,12 @@ pub(super) fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
         drained: row.value::<i64>("drained")? != 0,
         heartbeat_interval_ms: u32::try_from(row.value::<i64>("heartbeat_interval_ms")?)
             .unwrap_or(u32::MAX),
+        zato_installs: long_text(row, "zato_installs")?
+            .unwrap_or_default()
+            .split(',')
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 

@@ -91,13 +91,15 @@ impl SqlStore {
             == 1;
         let sql = self.sql(
             "UPDATE hosts SET last_seen_at = $1, applied_generation = $2,
-                 advertise_address = $3, heartbeat_interval_ms = $4 WHERE id = $5",
+                 advertise_address = $3, heartbeat_interval_ms = $4, zato_installs = $5
+                 WHERE id = $6",
         );
         sqlx::query(&sql)
             .bind(now)
             .bind(i64::try_from(report.applied_generation).unwrap_or(i64::MAX))
             .bind(&report.advertise_address)
             .bind(i64::from(report.heartbeat_interval_ms))
+            .bind(report.zato_installs.join(","))
             .bind(host_id)
             .run(&mut **transaction, "record a heartbeat")
             .await?;
@@ -440,6 +442,7 @@ impl SqlStore {
             || host.applied_generation != report.applied_generation
             || host.advertise_address != report.advertise_address
             || host.heartbeat_interval_ms != report.heartbeat_interval_ms
+            || host.zato_installs != report.zato_installs
         {
             return Ok(None);
         }
