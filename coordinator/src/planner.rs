@@ -241,7 +241,7 @@ fn services_gate<'a>(
 /// it (a rolling restart does not wait for that); the turn goes by name, whatever order they
 /// install in, so that it never moves past a server before this one has restarted. Servers on
 /// a host that is down or drained neither restart nor count: they are out on purpose.
-/// None while an operator holds the turn (`muster rollout pause`).
+/// Nobody while an operator holds the turn (`muster rollout pause`).
 fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Vec<&'a Assignment> {
     let Some((cluster, _)) = inputs.clusters.get(cluster) else {
         return Vec::new();

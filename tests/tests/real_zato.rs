@@ -506,6 +506,92 @@ fn answered_until_both_restarted(
     }
 }
 
+/// A second installation of the Zato whose `zato` command is `zato`, at `root`: the first's files
+/// (hard links where the file system allows), its `code/bin/zato` and `code/bin/py` new files
+/// that run `root`'s own `code/bin/python` (the first's name their own). Returns its `zato`.
+fn copy_installation(zato: &Path, root: &Path) -> PathBuf {
+    let original = zato.parent().unwrap().parent().unwrap().parent().unwrap();
+    let linked = std::process::Command::new("cp")
+        .arg("-al")
+        .arg(original)
+        .arg(root)
+        .status()
+        .unwrap();
+    if !linked.success() {
+        let _ = std::fs::remove_dir_all(root);
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(original)
+            .arg(root)
+            .status()
+            .unwrap();
+        assert!(
+            copied.success(),
+            "cp -a {} {}",
+            original.display(),
+            root.display()
+        );
+    }
+    let bin = root.join("code/bin");
+    let python = bin.join("python");
+    let script = std::fs::read_to_string(zato).unwrap();
+    let (_, rest) = script.split_once('\n').unwrap();
+    for (name, text) in [
+        ("zato", format!("#!{}\n{rest}", python.display())),
+        (
+            "py",
+            format!("#!/bin/sh\n\"{}\" \"$@\"\n", python.display()),
+        ),
+    ] {
+        use std::os::unix::fs::PermissionsExt as _;
+        // A new file: the original's hard link stays as it was.
+        std::fs::remove_file(bin.join(name)).unwrap();
+        std::fs::write(bin.join(name), text).unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin.join("zato")
+}
+
+/// Stops the agent of the quickstart in `dir` (its components run on), adds `config` to the end
+/// of its `agent.toml`, and starts it again on `host` as `muster quickstart` does.
+fn restart_quickstart_agent(host: &Host, dir: &Path, config: &str) {
+    use std::os::unix::process::CommandExt as _;
+    let pidfile = dir.join("agent.pid");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    for _ in 0..100 {
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let toml = dir.join("agent.toml");
+    let text = std::fs::read_to_string(&toml).unwrap() + config;
+    std::fs::write(&toml, text).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("agent.log"))
+        .unwrap();
+    let child = host
+        .command(&workspace_binary("muster-agent"))
+        .args(["run", "--config"])
+        .arg(&toml)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
+}
+
 /// The pids in the pidfiles' texts.
 fn pids_in<const N: usize>(pidfiles: &[String; N]) -> [u32; N] {
     pidfiles
@@ -1344,6 +1430,84 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         two_workers,
         "each server runs its two workers again"
     );
+
+    // A second Zato installation: a copy of the one in use at another path, named in the
+    // agent's [zato_installs] (the agent restarted with it; its components run on). The servers
+    // switch to it one at a time, each then run by the copy's `py`, while requests through the
+    // load balancer keep being answered, none failing.
+    let next = copy_installation(&zato, &scratch.path().join("zato-next"));
+    restart_quickstart_agent(
+        &host,
+        &dir,
+        &format!("[zato_installs]\nnext = \"{}\"\n", next.display()),
+    );
+    let installs = || {
+        let shown = muster(&["-o", "json", "host", "show", "local"]);
+        serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap_or_default()
+            ["zato_installs"]
+            .clone()
+    };
+    wait_for(
+        "the agent to report its installations",
+        PATIENCE,
+        POLL,
+        || {
+            let reported = installs() == serde_json::json!(["default", "next"]);
+            async move { reported.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    // A server's pidfile names its gunicorn master (which retitles itself); Zato's `py`
+    // script, which started it, is its parent.
+    let run_by = |pidfile_text: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pidfile_text.trim()))
+            .unwrap_or_default();
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .unwrap_or_default()
+            .to_owned();
+        std::fs::read(format!("/proc/{parent}/cmdline"))
+            .map(|cmdline| text(&cmdline).replace('\0', " "))
+            .unwrap_or_default()
+    };
+    let next_root = next
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let configured = muster(&[
+        "configure",
+        "server",
+        "--cluster",
+        "quickstart",
+        "--set",
+        "zato.install=next",
+    ]);
+    assert!(configured.status.success(), "{}", text(&configured.stderr));
+    let switch_sent = Instant::now();
+    let (answered, failed) =
+        answered_until_both_restarted(&muster, &|| call(Some(&format!("orders:{password}"))));
+    let waited = muster(&["wait", "--cluster", "quickstart", "--timeout", "5m"]);
+    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    println!(
+        "figure: both real servers switched to a second Zato installation in {:?}; {answered} \
+         requests answered meanwhile",
+        switch_sent.elapsed()
+    );
+    assert_eq!(
+        failed.len(),
+        0,
+        "no request failed while the servers switched installations: {:?}",
+        failed.first()
+    );
+    for pidfile in pids() {
+        let command = run_by(&pidfile);
+        assert!(command.contains(&next_root), "{command}");
+    }
 
     let stopped = muster(&["quickstart", "stop", "--dir", dir.to_str().unwrap()]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));

@@ -39,16 +39,13 @@ impl Driver for ZatoComponent<'_> {
             // cannot start.
             let install_missing = match self.install() {
                 Ok(_) => false,
-                Err(error) if self.running() => {
-                    tracing::warn!(component = %self.describe(), error = %error, "not restarted");
-                    true
-                }
+                Err(_) if self.running() => true,
                 Err(error) => return Err(StepError::Other(error)),
             };
             let reload = self
                 .prepare_python(&self.directory, self.running(), local)
                 .await?;
-            if reload {
+            if reload && !install_missing {
                 tracing::info!(component = %self.describe(), revision = %self.component.python_revision, "restarting to load new Python dependencies");
             }
             restart |= reload;
@@ -56,11 +53,15 @@ impl Driver for ZatoComponent<'_> {
             let rolling = self.component.python_restart
                 && self.running()
                 && started_restart_epoch(&self.directory) < self.component.restart_epoch;
-            if rolling {
+            if rolling && !install_missing {
                 tracing::info!(component = %self.describe(), restart_epoch = self.component.restart_epoch, "restarting for the cluster's rolling restart");
             }
             restart |= rolling;
-            restart &= !install_missing;
+            if restart && install_missing {
+                // Said in its status each pass (`tend`); logged here only at debug.
+                tracing::debug!(component = %self.describe(), "not restarted: its Zato installation is not on this host");
+                restart = false;
+            }
             // Read by the server at start; a running one has them loaded once it is healthy.
             if !self.running() {
                 self.write_user_conf(&self.directory)?;
