@@ -85,6 +85,76 @@ pub const SERVER_SETTINGS: &[Setting] = &[
     },
 ];
 
+/// The prefix of a logger's level among the settings: `logging.LOGGER`.
+pub const LOGGING_PREFIX: &str = "logging.";
+
+/// A logger of a server's `logging.conf` (the YAML Zato's `zato create server` writes, which the
+/// server reads at start) whose level Muster sets: `logging.NAME`, its key in the file, and the
+/// level Zato writes (what an unset one is).
+#[derive(Debug, Clone, Copy)]
+pub struct Logger {
+    pub name: &'static str,
+    pub key: &'static str,
+    pub default: &'static str,
+}
+
+/// The loggers whose levels Muster sets (`zato.common.util.logging_`, Zato 3.2).
+pub const LOGGERS: &[Logger] = &[
+    Logger {
+        name: "logging.root",
+        key: "''",
+        default: "INFO",
+    },
+    Logger {
+        name: "logging.zato",
+        key: "zato",
+        default: "INFO",
+    },
+    Logger {
+        name: "logging.zato_rest",
+        key: "zato_rest",
+        default: "INFO",
+    },
+    Logger {
+        name: "logging.zato_access_log",
+        key: "zato_access_log",
+        default: "INFO",
+    },
+    Logger {
+        name: "logging.zato_admin",
+        key: "zato_admin",
+        default: "INFO",
+    },
+    Logger {
+        name: "logging.zato_pubsub",
+        key: "zato_pubsub",
+        default: "INFO",
+    },
+    Logger {
+        name: "logging.gunicorn.main",
+        key: "'gunicorn.main'",
+        default: "INFO",
+    },
+];
+
+/// The levels a logger may have (Python's; `WARN` is written `WARNING`).
+pub const LEVELS: &[&str] = &["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
+
+/// Every listed logger's level a server starts with, as `(key in logging.conf, level)`: its
+/// setting, or Zato's default.
+pub fn logging_levels(settings: &BTreeMap<String, String>) -> Vec<(&'static str, String)> {
+    LOGGERS
+        .iter()
+        .map(|logger| {
+            let level = settings
+                .get(logger.name)
+                .cloned()
+                .unwrap_or_else(|| logger.default.to_owned());
+            (logger.key, level)
+        })
+        .collect()
+}
+
 /// The setting that names the Zato installation the servers run (`zato start` with its `zato`
 /// command); not written into `server.conf`.
 pub const ZATO_INSTALL: &str = "zato.install";
@@ -124,6 +194,32 @@ pub fn setting(name: &str) -> Option<&'static Setting> {
     SERVER_SETTINGS.iter().find(|setting| setting.name == name)
 }
 
+/// Checks a setting's name alone (one to unset): a listed key, `env.NAME`, a listed
+/// `logging.LOGGER`, or `zato.install`.
+pub fn check_name(name: &str) -> Result<(), Invalid> {
+    if let Some(variable) = name.strip_prefix(ENV_PREFIX) {
+        return check_variable_name(variable);
+    }
+    let known = name == ZATO_INSTALL
+        || setting(name).is_some()
+        || LOGGERS.iter().any(|logger| logger.name == name);
+    if known {
+        Ok(())
+    } else {
+        Err(unknown_setting(name))
+    }
+}
+
+/// The refusal of a setting Muster does not set.
+fn unknown_setting(name: &str) -> Invalid {
+    Invalid {
+        field: "server setting",
+        value: name.to_owned(),
+        reason: "not one Muster sets (see `muster configure server --help`), nor env.NAME, \
+                 logging.LOGGER or zato.install",
+    }
+}
+
 /// Checks a setting's name and value; returns the value as it is written (`True`/`False` for a
 /// boolean).
 pub fn check(name: &str, value: &str) -> Result<String, Invalid> {
@@ -140,12 +236,29 @@ pub fn check(name: &str, value: &str) -> Result<String, Invalid> {
         check_install_name(value)?;
         return Ok(value.to_owned());
     }
+    if name.starts_with(LOGGING_PREFIX) {
+        let Some(logger) = LOGGERS.iter().find(|logger| logger.name == name) else {
+            return Err(invalid(
+                "server setting",
+                name,
+                "not a logger Muster sets (see `muster configure server --help`)",
+            ));
+        };
+        let level = match value.to_ascii_uppercase().as_str() {
+            "WARN" => "WARNING".to_owned(),
+            upper => upper.to_owned(),
+        };
+        if !LEVELS.contains(&level.as_str()) {
+            return Err(invalid(
+                logger.name,
+                value,
+                "not a level: DEBUG, INFO, WARNING, ERROR or CRITICAL",
+            ));
+        }
+        return Ok(level);
+    }
     let Some(setting) = setting(name) else {
-        return Err(invalid(
-            "server setting",
-            name,
-            "not one Muster sets (see `muster configure server --help`), nor env.NAME or zato.install",
-        ));
+        return Err(unknown_setting(name));
     };
     match setting.kind {
         Kind::Number { min, max } => match value.parse::<u64>() {
@@ -297,6 +410,8 @@ mod tests {
             "Zato/3.2"
         );
         assert_eq!(check("zato.install", "3.2.1-next").unwrap(), "3.2.1-next");
+        assert_eq!(check("logging.zato", "debug").unwrap(), "DEBUG");
+        assert_eq!(check("logging.gunicorn.main", "WARN").unwrap(), "WARNING");
     }
 
     #[test]
@@ -319,6 +434,9 @@ mod tests {
             ("zato.install", "/opt/zato-3.2/code/bin/zato"),
             ("zato.install", "../other"),
             ("zato.install", ""),
+            ("logging.zato", "TRACE"),
+            ("logging.zato", "DEBUG\n"),
+            ("logging.zato_scheduler", "DEBUG"),
         ] {
             let refused =
                 check(name, value).expect_err(&format!("{name}={value:?} must be refused"));
@@ -352,5 +470,15 @@ mod tests {
             server_conf(&BTreeMap::new()),
             "the installation is not a server.conf key"
         );
+        let debug = BTreeMap::from([("logging.zato".to_owned(), "DEBUG".to_owned())]);
+        assert_eq!(
+            server_conf(&debug),
+            server_conf(&BTreeMap::new()),
+            "a logger's level is not a server.conf key"
+        );
+        let levels = logging_levels(&debug);
+        assert_eq!(levels.len(), LOGGERS.len());
+        assert!(levels.contains(&("zato", "DEBUG".to_owned())));
+        assert!(levels.contains(&("''", "INFO".to_owned())));
     }
 }

@@ -105,10 +105,15 @@ impl Site {
 
     /// Server `server{host}`'s server.conf on host `app-{host}`.
     fn server_conf(&self, host: usize) -> String {
+        self.server_file(host, "config/repo/server.conf")
+    }
+
+    /// A file of the server on `host`, by its path in the server's directory.
+    fn server_file(&self, host: usize, file: &str) -> String {
         std::fs::read_to_string(
             self.hosts[host - 1]
                 .components_dir
-                .join(format!("prod/server-server{host}/config/repo/server.conf")),
+                .join(format!("prod/server-server{host}/{file}")),
         )
         .unwrap()
     }
@@ -962,6 +967,8 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
         "main.gunicorn_workers=2",
         "--set",
         "env.APP_MODE=blue",
+        "--set",
+        "logging.zato=debug",
     ]);
     assert!(
         said.contains("main.gunicorn_workers  2")
@@ -985,6 +992,16 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
                 && server_conf.contains("[os_environ]\nAPP_MODE=blue\n"),
             "server{host}: {server_conf}"
         );
+        let logging = site.server_file(host, "config/repo/logging.conf");
+        assert!(
+            logging.contains("    zato:\n        level: DEBUG\n"),
+            "server{host}: {logging}"
+        );
+        let log = site.server_file(host, "logs/server.log");
+        assert!(
+            log.contains(" - DEBUG - "),
+            "server{host} logs at DEBUG: {log}"
+        );
     }
     // Undone: the settings before, rolled out the same way.
     let said = site
@@ -1001,6 +1018,11 @@ async fn a_rolling_restart_replaces_every_server_one_at_a_time_without_a_failed_
         assert!(
             server_conf.contains("gunicorn_workers=1\n") && !server_conf.contains("APP_MODE"),
             "server{host}: {server_conf}"
+        );
+        let logging = site.server_file(host, "config/repo/logging.conf");
+        assert!(
+            logging.contains("    zato:\n        level: INFO\n"),
+            "server{host}: {logging}"
         );
     }
     let refused = site.coordinator.muster(&[

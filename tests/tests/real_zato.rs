@@ -554,7 +554,7 @@ fn copy_installation(zato: &Path, root: &Path) -> PathBuf {
 
 /// Stops the agent of the quickstart in `dir` (its components run on), adds `config` to the end
 /// of its `agent.toml`, and starts it again on `host` as `muster quickstart` does.
-fn restart_quickstart_agent(host: &Host, dir: &Path, config: &str) {
+async fn restart_quickstart_agent(host: &Host, dir: &Path, config: &str) {
     use std::os::unix::process::CommandExt as _;
     let pidfile = dir.join("agent.pid");
     let pid: i32 = std::fs::read_to_string(&pidfile)
@@ -566,12 +566,12 @@ fn restart_quickstart_agent(host: &Host, dir: &Path, config: &str) {
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGTERM,
     );
-    for _ in 0..100 {
-        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for("the quickstart's agent to stop", PATIENCE, POLL, || {
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+        async move { gone.then_some(()) }
+    })
+    .await
+    .unwrap();
     let toml = dir.join("agent.toml");
     let text = std::fs::read_to_string(&toml).unwrap() + config;
     std::fs::write(&toml, text).unwrap();
@@ -579,6 +579,10 @@ fn restart_quickstart_agent(host: &Host, dir: &Path, config: &str) {
         .append(true)
         .open(dir.join("agent.log"))
         .unwrap();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "a daemon, as `muster quickstart` starts it: `muster quickstart stop` ends it"
+    )]
     let child = host
         .command(&workspace_binary("muster-agent"))
         .args(["run", "--config"])
@@ -1325,8 +1329,9 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         assert_ne!(old, new, "server{} was restarted", index + 1);
     }
 
-    // A server setting: two gunicorn workers on each server, rolled out one server at a time
-    // while requests keep being answered; each server then runs one more worker process.
+    // Server settings: two gunicorn workers on each server and the `zato` logger at DEBUG,
+    // rolled out one server at a time while requests keep being answered; each server then
+    // runs one more worker process and logs DEBUG lines.
     let workers = || pids_in(&pids()).map(children_of);
     let one_worker = workers();
     let configured = muster(&[
@@ -1336,6 +1341,8 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         "quickstart",
         "--set",
         "main.gunicorn_workers=2",
+        "--set",
+        "logging.zato=DEBUG",
     ]);
     assert!(configured.status.success(), "{}", text(&configured.stderr));
     let configure_sent = Instant::now();
@@ -1361,6 +1368,16 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
             one + 1,
             "server{} runs one more worker process ({one} children before, {two} after)",
             index + 1
+        );
+    }
+    for server in ["server1", "server2"] {
+        let log =
+            std::fs::read_to_string(components.join(format!("server-{server}/logs/server.log")))
+                .unwrap();
+        assert!(
+            log.lines()
+                .any(|line| line.contains("DEBUG") && line.contains(" - zato:")),
+            "{server} logs the zato logger's DEBUG lines"
         );
     }
 
@@ -1422,7 +1439,7 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(
         shown["server_settings"],
-        serde_json::json!({"main.gunicorn_workers": "2"}),
+        serde_json::json!({"main.gunicorn_workers": "2", "logging.zato": "DEBUG"}),
         "the settings before the bad one"
     );
     assert_eq!(
@@ -1440,7 +1457,8 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         &host,
         &dir,
         &format!("[zato_installs]\nnext = \"{}\"\n", next.display()),
-    );
+    )
+    .await;
     let installs = || {
         let shown = muster(&["-o", "json", "host", "show", "local"]);
         serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap_or_default()

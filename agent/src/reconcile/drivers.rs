@@ -110,6 +110,10 @@ impl Driver for ZatoComponent<'_> {
             if conf::apply_server_settings(&server_conf, &settings).map_err(StepError::from)? {
                 tracing::info!(component = %self.describe(), settings = ?settings.keys().collect::<Vec<_>>(), "server settings written to server.conf");
             }
+            let logging_conf = self.directory.join("config/repo/logging.conf");
+            if conf::apply_logging_levels(&logging_conf, &settings).map_err(StepError::from)? {
+                tracing::info!(component = %self.describe(), "loggers' levels written to logging.conf");
+            }
             record_restart_epoch(&self.directory, self.component.restart_epoch)?;
             if let Some(python) = self.python_for_start(&self.directory) {
                 args.push(crate::zato::env("PYTHONPATH", python.display()));

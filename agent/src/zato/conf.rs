@@ -150,6 +150,65 @@ pub fn apply_server_settings(
     Ok(true)
 }
 
+/// Sets the levels of the loggers Muster sets ([`muster_proto::server_settings::LOGGERS`]) in a
+/// server's `logging.conf` (the YAML Zato writes, read at start) to the cluster's `settings`,
+/// an unset one to Zato's default; says whether the file changed. Without the file, fine as long
+/// as no level is set (Zato's defaults are what it would hold).
+pub fn apply_logging_levels(
+    path: &Path,
+    settings: &std::collections::BTreeMap<String, String>,
+) -> Result<bool, ConfError> {
+    let levels = muster_proto::server_settings::logging_levels(settings);
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error)
+            if error.kind() == std::io::ErrorKind::NotFound
+                && !settings.keys().any(|name| {
+                    name.starts_with(muster_proto::server_settings::LOGGING_PREFIX)
+                }) =>
+        {
+            return Ok(false);
+        }
+        Err(error) => return Err(io_error(path)(error)),
+    };
+    let updated = with_logging_levels(&text, &levels);
+    if updated == text {
+        return Ok(false);
+    }
+    write_keeping_mode(path, updated.as_bytes())?;
+    Ok(true)
+}
+
+/// `logging.conf`'s text with the `level:` of each logger of `levels` (by its key under
+/// `loggers:`, as the file writes it: `zato`, `''`, `'gunicorn.main'`) replaced; the rest as it is.
+fn with_logging_levels(text: &str, levels: &[(&str, String)]) -> String {
+    let mut in_loggers = false;
+    let mut current: Option<&str> = None;
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if indent == 0 && !line.trim().is_empty() {
+            in_loggers = line.trim_end() == "loggers:";
+            current = None;
+        } else if in_loggers && indent == 4 {
+            current = line.trim().strip_suffix(':');
+        } else if in_loggers
+            && indent == 8
+            && line.trim_start().starts_with("level:")
+            && let Some((_, level)) = levels.iter().find(|(key, _)| Some(*key) == current)
+        {
+            lines.push(format!("        level: {level}"));
+            continue;
+        }
+        lines.push(line.to_owned());
+    }
+    let mut updated = lines.join("\n");
+    if text.ends_with('\n') {
+        updated.push('\n');
+    }
+    updated
+}
+
 /// Sets every `(section, key, value)` of `settings` in the INI file at `path`; says whether the
 /// file changed.
 pub fn edit_ini(path: &Path, settings: &[(&str, &str, String)]) -> Result<bool, ConfError> {
@@ -411,5 +470,51 @@ mod tests {
             new.join("pickup/incoming/user-conf")
         );
         assert!(new.join("config/repo/user-conf").is_dir());
+    }
+
+    #[test]
+    fn logging_levels_set_the_listed_loggers_and_nothing_else() {
+        // Zato 3.2's logging.conf (`zato.common.util.logging_`), abridged.
+        let zato = "loggers:\n    '':\n        level: INFO\n        handlers: [stdout, default]\n    \
+                    'gunicorn.main':\n        level: INFO\n        handlers: [stdout, default]\n    \
+                    'pytds':\n        level: WARN\n        handlers: [stdout, default]\n    zato:\n        \
+                    level: INFO\n        handlers: [stdout, default]\n        qualname: zato\n        \
+                    propagate: false\nhandlers:\n    zato:\n        level: INFO\n        formatter: default\n";
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("logging.conf");
+        std::fs::write(&path, zato).unwrap();
+        let settings = std::collections::BTreeMap::from([
+            ("logging.zato".to_owned(), "DEBUG".to_owned()),
+            ("logging.gunicorn.main".to_owned(), "WARNING".to_owned()),
+        ]);
+        assert!(apply_logging_levels(&path, &settings).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            zato.replace(
+                "    zato:\n        level: INFO\n        handlers",
+                "    zato:\n        level: DEBUG\n        handlers"
+            )
+            .replace(
+                "'gunicorn.main':\n        level: INFO",
+                "'gunicorn.main':\n        level: WARNING"
+            ),
+            "the handler named zato keeps its level, pytds is not Muster's"
+        );
+        assert!(
+            !apply_logging_levels(&path, &settings).unwrap(),
+            "unchanged"
+        );
+        assert!(apply_logging_levels(&path, &Default::default()).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            zato,
+            "Zato's defaults again"
+        );
+
+        // No file: fine without levels, refused with one.
+        let missing = directory.path().join("absent.conf");
+        assert!(!apply_logging_levels(&missing, &Default::default()).unwrap());
+        assert!(apply_logging_levels(&missing, &settings).is_err());
     }
 }

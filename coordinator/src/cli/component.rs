@@ -12,9 +12,10 @@ pub(super) enum ConfigureCommand {
     /// Set or unset the cluster's server settings; a change restarts its servers at their turn
     /// (one at a time, unless `muster configure rollout --max-unavailable` says more).
     ///
-    /// Settings are server.conf keys from this list (an unset one is what `zato create server`
-    /// writes) and environment variables of the servers' processes (env.NAME, put into
-    /// server.conf's [os_environ]; not for secrets: settings are stored and shown in clear):
+    /// Settings are server.conf keys and logging.conf levels from this list (an unset one is
+    /// what `zato create server` writes), environment variables of the servers' processes
+    /// (env.NAME, put into server.conf's [os_environ]; not for secrets: settings are stored and
+    /// shown in clear) and the Zato installation they run:
     ///
     ///   main.gunicorn_workers           worker processes of each server, 1-10 (default 1)
     ///   main.gunicorn_graceful_timeout  seconds a stopping worker finishes its requests, 1-3600 (default 1)
@@ -23,6 +24,10 @@ pub(super) enum ConfigureCommand {
     ///   misc.http_server_header         the HTTP Server header, a word (default Apache)
     ///   stats.expire_after              hours statistics are kept, 1-87600 (default 168)
     ///   env.NAME                        letters, digits, inner spaces and ._:/@+=-
+    ///   logging.LOGGER                  a logger's level in logging.conf: DEBUG, INFO, WARNING,
+    ///                                   ERROR or CRITICAL (default INFO); LOGGER is root, zato,
+    ///                                   zato_rest, zato_access_log, zato_admin, zato_pubsub or
+    ///                                   gunicorn.main
     ///   zato.install                    the Zato installation the servers run, by the name
     ///                                   each agent's agent.toml gives it ([zato_installs];
     ///                                   default: zato_bin); every host of the cluster's servers

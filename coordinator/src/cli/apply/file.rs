@@ -784,7 +784,9 @@ check_inter = "5s"
         let text = format!(
             "{FILE}\n[server_settings]\nstats.expire_after = 24\n\n[server_settings.main]\n\
              gunicorn_workers = 2\n\n[server_settings.misc]\nreturn_tracebacks = false\n\n\
-             [server_settings.env]\nAPP_MODE = \"blue green\"\n"
+             [server_settings.env]\nAPP_MODE = \"blue green\"\n\n[server_settings.logging]\n\
+             zato = \"debug\"\n\"gunicorn.main\" = \"WARN\"\n\n[server_settings.zato]\n\
+             install = \"next\"\n"
         );
         let file: ClusterFile = toml::from_str(&text).unwrap();
         let settings = server_settings_of(file.server_settings.as_ref().unwrap()).unwrap();
@@ -793,6 +795,9 @@ check_inter = "5s"
             ("main.gunicorn_workers", "2"),
             ("misc.return_tracebacks", "False"),
             ("env.APP_MODE", "blue green"),
+            ("logging.zato", "DEBUG"),
+            ("logging.gunicorn.main", "WARNING"),
+            ("zato.install", "next"),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.to_owned()))

@@ -354,20 +354,7 @@ impl SqlStore {
                     "server setting {key:?} is both set and unset"
                 )));
             }
-            match key.strip_prefix(server_settings::ENV_PREFIX) {
-                Some(variable) => {
-                    server_settings::check_variable_name(variable).map_err(invalid)?
-                }
-                None if key != server_settings::ZATO_INSTALL
-                    && server_settings::setting(key).is_none() =>
-                {
-                    return Err(StoreError::Invalid(format!(
-                        "invalid server setting {key:?}: not one Muster sets, nor env.NAME or \
-                         zato.install"
-                    )));
-                }
-                None => {}
-            }
+            server_settings::check_name(key).map_err(invalid)?;
         }
         let mut transaction = self.begin_write().await?;
         let cluster = self.locked_cluster(&mut transaction, name).await?;

@@ -230,6 +230,10 @@ pub(crate) async fn create_server(parsed: &Parsed) -> Result<()> {
         python_bool(scheduler_tls)
     );
     write(&path.join("config/repo/server.conf"), &server_conf)?;
+    write(
+        &path.join("config/repo/logging.conf"),
+        scheduler::SERVER_LOGGING_CONF,
+    )?;
     let secrets = format!(
         "[secret_keys]\nkey1={}\n\n[zato]\nserver_conf.kvdb.password=\n",
         conceal(parsed.get_or("--secret-key", ""))

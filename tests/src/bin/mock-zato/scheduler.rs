@@ -8,6 +8,8 @@
 //! logger's own when `logging.conf` names it, else the `zato` logger's (`logs/server.log`, INFO).
 //! A `SCHEDULER.DELETE` API call with a job's name stops it until the next start, as in Zato.
 //! Jobs in minutes (Zato's own: 3, 30, 60 minutes) are started but never due within a test.
+//! A server's `logging.conf` is here too (`SERVER_LOGGING_CONF`): the loggers whose levels
+//! Muster sets.
 
 use std::sync::{Arc, Mutex};
 
@@ -29,9 +31,44 @@ service=zato.pubsub.cleanup-service
 extra=
 ";
 
+/// Zato's `default` and `stdout` handlers (under `handlers:` in its `logging.conf`), a literal
+/// for `concat!`.
+macro_rules! zato_handlers {
+    () => {
+        "    default:
+        formatter: default
+        class: logging.handlers.ConcurrentRotatingFileHandler
+        filename: './logs/server.log'
+        mode: 'a'
+        maxBytes: 1000000000
+        backupCount: 2
+        encoding: 'utf8'
+    stdout:
+        formatter: colour
+        class: logging.StreamHandler
+        stream: ext://sys.stdout
+"
+    };
+}
+
+/// The end of Zato's `logging.conf`: its formatter and the schema version, a literal for
+/// `concat!`.
+macro_rules! zato_formatters {
+    () => {
+        "
+formatters:
+    default:
+        format: '%(asctime)s - %(levelname)s - %(process)d:%(threadName)s - %(name)s:%(lineno)d - %(message)s'
+
+version: 1
+"
+    };
+}
+
 /// Zato 3.2's `logging.conf` (`zato.common.util.logging_`), abridged: the loggers and handlers of
 /// the scheduler's job lines, in Zato's layout.
-pub(crate) const LOGGING_CONF: &str = "\
+pub(crate) const LOGGING_CONF: &str = concat!(
+    "\
 loggers:
     '':
         level: INFO
@@ -47,19 +84,9 @@ loggers:
         qualname: zato_scheduler
         propagate: false
 handlers:
-    default:
-        formatter: default
-        class: logging.handlers.ConcurrentRotatingFileHandler
-        filename: './logs/server.log'
-        mode: 'a'
-        maxBytes: 1000000000
-        backupCount: 2
-        encoding: 'utf8'
-    stdout:
-        formatter: colour
-        class: logging.StreamHandler
-        stream: ext://sys.stdout
-    scheduler:
+",
+    zato_handlers!(),
+    "    scheduler:
         formatter: default
         class: logging.handlers.ConcurrentRotatingFileHandler
         filename: './logs/scheduler.log'
@@ -67,18 +94,59 @@ handlers:
         maxBytes: 20000000
         backupCount: 10
         encoding: 'utf8'
+",
+    zato_formatters!()
+);
 
-formatters:
-    default:
-        format: '%(asctime)s - %(levelname)s - %(process)d:%(threadName)s - %(name)s:%(lineno)d - %(message)s'
+/// Zato 3.2's `logging.conf` of a server (`zato.common.util.logging_`), abridged: the loggers
+/// whose levels Muster sets, in Zato's layout, and the handlers they write through.
+pub(crate) const SERVER_LOGGING_CONF: &str = concat!(
+    "\
+loggers:
+    '':
+        level: INFO
+        handlers: [stdout, default]
+    'gunicorn.main':
+        level: INFO
+        handlers: [stdout, default]
+    'pytds':
+        level: WARN
+        handlers: [stdout, default]
+    zato:
+        level: INFO
+        handlers: [stdout, default]
+        qualname: zato
+        propagate: false
+    zato_rest:
+        level: INFO
+        handlers: [stdout, default]
+        qualname: zato
+        propagate: false
+    zato_access_log:
+        level: INFO
+        handlers: [http_access_log]
+        qualname: zato_access_log
+        propagate: false
+    zato_admin:
+        level: INFO
+        handlers: [admin]
+        qualname: zato_admin
+        propagate: false
+    zato_pubsub:
+        level: INFO
+        handlers: [stdout, pubsub]
+        qualname: zato_pubsub
+        propagate: false
+handlers:
+",
+    zato_handlers!(),
+    zato_formatters!()
+);
 
-version: 1
-";
-
-const DEBUG: u8 = 10;
+pub(crate) const DEBUG: u8 = 10;
 const INFO: u8 = 20;
 
-fn level(name: &str) -> u8 {
+pub(crate) fn level(name: &str) -> u8 {
     match name.trim() {
         "DEBUG" => DEBUG,
         "WARN" | "WARNING" => 30,
@@ -89,7 +157,7 @@ fn level(name: &str) -> u8 {
 
 /// The `key: value` settings of each entry of a top-level section (`loggers:`, `handlers:`) of
 /// the YAML Zato writes: entries indented 4, settings 8.
-fn entries(text: &str, section: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+pub(crate) fn entries(text: &str, section: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut found = BTreeMap::new();
     let mut in_section = false;
     let mut current: Option<String> = None;

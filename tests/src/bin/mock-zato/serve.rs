@@ -380,6 +380,27 @@ async fn workers_time_out(path: &Path, component: &Component) -> bool {
 /// server does. A server also binds Zato's IPC ports (`[main] ipc_port_start` and one more
 /// per worker) on `ipc_host`. Then it answers HTTP until SIGTERM, stops accepting and finishes
 /// the requests under way (as Zato's gunicorn does on a graceful stop).
+/// As the real server does with its `zato` logger at DEBUG in `logging.conf` (read at start;
+/// seen with Zato 3.2: `DEBUG - ... - zato:0 - Closing connection.` for each request), one DEBUG
+/// line in `logs/server.log` once it serves; none at INFO.
+fn log_debug_at_start(path: &Path) {
+    let text = std::fs::read_to_string(path.join("config/repo/logging.conf")).unwrap_or_default();
+    let loggers = scheduler::entries(&text, "loggers");
+    let at_debug = loggers
+        .get("zato")
+        .and_then(|logger| logger.get("level"))
+        .is_some_and(|name| scheduler::level(name) <= scheduler::DEBUG);
+    if at_debug {
+        append_log(
+            &path.join("logs/server.log"),
+            &format!(
+                "2026-01-01 00:00:00,000 - DEBUG - {}:MainThread - zato:0 - Closing connection.",
+                std::process::id()
+            ),
+        );
+    }
+}
+
 pub(crate) async fn serve(path: &Path) -> Result<()> {
     let component = read_component(path)?;
     tokio::time::sleep(env_milliseconds("MOCK_ZATO_PIDFILE_DELAY_MS", 1000)).await;
@@ -420,6 +441,9 @@ pub(crate) async fn serve(path: &Path) -> Result<()> {
     {
         let _ = std::fs::remove_file(&pidfile);
         return Err(error);
+    }
+    if component.kind == "SERVER" {
+        log_debug_at_start(path);
     }
     let (server_name, cluster_name) = set_up_status(&component, "running").await?;
     let kind = match component.kind.as_str() {
