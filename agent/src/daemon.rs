@@ -25,7 +25,7 @@ pub enum DaemonError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Zato(#[from] zato::ZatoError),
-    /// Installation `install` cannot be run by `run_as` (`key`: the agent.toml key naming it).
+    /// A Zato installation `run_as` cannot run (`key`: the agent.toml key that names it).
     #[error("{key}: {reason}")]
     ZatoBin { key: String, reason: String },
 }

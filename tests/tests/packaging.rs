@@ -660,6 +660,7 @@ async fn the_ansible_roles_deploy_the_distributed_cluster_on_test_hosts() {
             "muster_agent_advertise_address": agent_host.address.to_string(),
             "muster_agent_bind_address": agent_host.address.to_string(),
             "muster_agent_zato_bin": workspace_binary("mock-zato"),
+            "muster_agent_zato_installs": { "next": workspace_binary("mock-zato") },
             "muster_agent_run_as": "",
             "muster_agent_labels": { "deployed-by": "ansible" },
             // The cluster's SQLite ODB is in the scratch directory, which every test host sees.
@@ -736,6 +737,13 @@ async fn the_ansible_roles_deploy_the_distributed_cluster_on_test_hosts() {
         hosts_json.to_string().contains("deployed-by"),
         "the inventory's labels reached the hosts: {hosts_json}"
     );
+    for host in hosts_json.as_array().unwrap() {
+        assert_eq!(
+            host["zato_installs"],
+            serde_json::json!(["default", "next"]),
+            "the inventory's Zato installations reached agent.toml: {host}"
+        );
+    }
 
     // Run again on an enrolled host, the role takes the join token out of agent.toml.
     let app = scratch.join("app-1/etc/agent.toml");
