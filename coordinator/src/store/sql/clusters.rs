@@ -122,9 +122,6 @@ impl SqlStore {
         cluster_from_row(&row)
     }
 
-    /// [`Self::cluster_in`] under the cluster's row lock ([`Self::lock_clusters`]): read again
-    /// once locked, so a change computed from it (a new restart epoch, merged settings) is not
-    /// lost to another made at once.
     /// Refuses `install` (the `zato.install` server setting) when the host of one of the
     /// cluster's servers reports its Zato installations and names no such one: the server
     /// could not start with it (its agent would keep it running as it is, out of the turn). A
@@ -162,6 +159,9 @@ impl SqlStore {
         Ok(())
     }
 
+    /// [`Self::cluster_in`] under the cluster's row lock ([`Self::lock_clusters`]): read again
+    /// once locked, so a change computed from it (a new restart epoch, merged settings) is not
+    /// lost to another made at once.
     pub(super) async fn locked_cluster(
         &self,
         transaction: &mut PoolConnection<Any>,
