@@ -1334,22 +1334,25 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
     // runs one more worker process and logs DEBUG lines.
     let workers = || pids_in(&pids()).map(children_of);
     let one_worker = workers();
-    let configured = muster(&[
-        "configure",
-        "server",
-        "--cluster",
-        "quickstart",
-        "--set",
-        "main.gunicorn_workers=2",
-        "--set",
-        "logging.zato=DEBUG",
-    ]);
-    assert!(configured.status.success(), "{}", text(&configured.stderr));
-    let configure_sent = Instant::now();
-    let (answered, failed) =
-        answered_until_both_restarted(&muster, &|| call(Some(&format!("orders:{password}"))));
-    let waited = muster(&["wait", "--cluster", "quickstart", "--timeout", "5m"]);
-    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    // `muster configure server --set` of `settings`, rolled over both servers under requests
+    // through the load balancer, and `muster wait` after it: when it was sent, the requests
+    // answered meanwhile, and those that failed.
+    let rolled = |settings: &[&str]| {
+        let mut args = vec!["configure", "server", "--cluster", "quickstart"];
+        for setting in settings {
+            args.extend(["--set", setting]);
+        }
+        let configured = muster(&args);
+        assert!(configured.status.success(), "{}", text(&configured.stderr));
+        let sent = Instant::now();
+        let (answered, failed) =
+            answered_until_both_restarted(&muster, &|| call(Some(&format!("orders:{password}"))));
+        let waited = muster(&["wait", "--cluster", "quickstart", "--timeout", "5m"]);
+        assert!(waited.status.success(), "{}", text(&waited.stderr));
+        (sent, answered, failed)
+    };
+    let (configure_sent, answered, failed) =
+        rolled(&["main.gunicorn_workers=2", "logging.zato=DEBUG"]);
     println!(
         "figure: gunicorn_workers 1 -> 2 rolled over both real servers in {:?}; {answered} \
          requests answered meanwhile",
@@ -1497,20 +1500,7 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
         .unwrap()
         .display()
         .to_string();
-    let configured = muster(&[
-        "configure",
-        "server",
-        "--cluster",
-        "quickstart",
-        "--set",
-        "zato.install=next",
-    ]);
-    assert!(configured.status.success(), "{}", text(&configured.stderr));
-    let switch_sent = Instant::now();
-    let (answered, failed) =
-        answered_until_both_restarted(&muster, &|| call(Some(&format!("orders:{password}"))));
-    let waited = muster(&["wait", "--cluster", "quickstart", "--timeout", "5m"]);
-    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    let (switch_sent, answered, failed) = rolled(&["zato.install=next"]);
     println!(
         "figure: both real servers switched to a second Zato installation in {:?}; {answered} \
          requests answered meanwhile",
