@@ -14,6 +14,7 @@ pub mod disk;
 pub mod harness;
 pub mod netns;
 pub mod proxy;
+pub mod rollout_bench;
 pub mod scheduler_jobs;
 pub mod traffic;
 

@@ -2,6 +2,7 @@
 //! enroll, watch, report; assignments reach their hosts and load balancers; a coordinator restart
 //! brings every agent back; two coordinators over PostgreSQL deliver through each other). What it
 //! measures is printed, never held to a time: the figures are in packaging/docs/benchmarks.md.
+//! `muster-rollout-bench` likewise: a rolling restart of a quickstart under load.
 
 use muster_testkit::harness::{command, text, workspace_binary};
 
@@ -107,4 +108,18 @@ fn big_clusters_over_two_coordinators_on_postgres_deliver_through_each_other() {
     assert_eq!(results["agents"], 12);
     assert_eq!(results["coordinators"], 2);
     assert_delivered(&results, true);
+}
+
+/// `muster-rollout-bench` on mock-zato: three servers of a quickstart rolled under load, with its
+/// coordinator killed after the first (the real Zato's run is in the real-Zato suite).
+#[test]
+fn a_rolling_restart_under_load_survives_a_killed_coordinator() {
+    let mut network = muster_testkit::netns::Network::create();
+    let host = network.add_host("roll");
+    let results = muster_testkit::rollout_bench::run(
+        &host,
+        &["--demo", "--servers", "3", "--kill-coordinator"],
+    );
+    muster_testkit::rollout_bench::assert_rolled_one_at_a_time(&results, 3);
+    assert_eq!(results["zato"], "mock-zato");
 }

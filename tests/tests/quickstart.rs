@@ -220,6 +220,45 @@ fn one_command_makes_a_cluster_that_answers_through_its_load_balancer() {
     let (status, body) = traffic::get_from(&host.namespace, frontend, "/zato/ping")
         .unwrap_or_else(|| panic!("no answer after:\n{progress}"));
     assert_eq!(status, 200, "{body}");
+
+    // While both run, a start is refused, naming them.
+    let refused = muster(&host, &["quickstart", "start", "--dir", dir_text], None);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("that runs (coordinator pid "),
+        "{}",
+        text(&refused.stderr)
+    );
+    // Its coordinator killed: `quickstart start` starts the coordinator alone; the agent and
+    // the servers run on as they were.
+    let pid_of = |file: &Path| -> i32 {
+        std::fs::read_to_string(file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let agent_pid = pid_of(&dir.join("agent.pid"));
+    let server_pidfile = dir.join("zato/quickstart/server-server1/pidfile");
+    let server_pid = pid_of(&server_pidfile);
+    muster_testkit::harness::signal(
+        pid_of(&dir.join("coordinator.pid")) as u32,
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let again = muster(&host, &["quickstart", "start", "--dir", dir_text], None);
+    let said = text(&again.stdout);
+    assert!(again.status.success(), "{said}{}", text(&again.stderr));
+    assert!(
+        said.contains(&format!(
+            "starting the coordinator of the quickstart (its agent and components run, agent pid \
+             {agent_pid})"
+        )) && said.contains("[6/6]")
+            && !said.contains("agent started"),
+        "{said}"
+    );
+    assert_eq!(pid_of(&dir.join("agent.pid")), agent_pid);
+    assert_eq!(pid_of(&server_pidfile), server_pid);
+
     let stopped = muster(&host, &["quickstart", "stop", "--dir", dir_text], None);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
     assert_eq!(processes_in(&host), 0);

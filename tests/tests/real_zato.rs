@@ -1795,6 +1795,33 @@ async fn first_start_of_fresh_postgresql_clusters_never_deadlocks() {
     }
 }
 
+/// Three real servers of a quickstart behind its load balancer, rolled one at a time under a
+/// steady stream of requests, with the coordinator killed (SIGKILL) once the first has restarted
+/// and started again: `muster-rollout-bench`, whose table is the figures in benchmarks.md. No
+/// request fails, each server's process is replaced once (the rollout goes on where it was: none
+/// restarts again), never two out of rotation at once.
+#[test]
+fn three_real_servers_roll_under_load_through_a_killed_coordinator() {
+    let Some(zato) = real_zato() else { return };
+    netns::sweep_stale();
+    let mut network = Network::create();
+    let host = network.add_host("roll");
+    let results = muster_testkit::rollout_bench::run(
+        &host,
+        &[
+            "--zato-bin",
+            zato.to_str().unwrap(),
+            "--servers",
+            "3",
+            "--clients",
+            "2",
+            "--kill-coordinator",
+        ],
+    );
+    muster_testkit::rollout_bench::assert_rolled_one_at_a_time(&results, 3);
+    assert_eq!(results["zato"], "Zato");
+}
+
 /// Zato 3.2's servers cannot run on MariaDB 10.5 and later (Debian 12's is 10.11): at every start
 /// Zato's SQL lock calls `SELECT get_lock(<a number>, 0)`, which MariaDB refuses ("Illegal
 /// parameter data type bigint for operation 'get_lock'"), and the server exits. Muster refuses

@@ -43,7 +43,7 @@ pub(super) struct QuickstartArgs {
 #[derive(Debug, Subcommand)]
 enum QuickstartAction {
     /// Start the quickstart (the same as `muster quickstart` without a command): a new one, or a
-    /// stopped one again as it was.
+    /// stopped one again as it was (of one whose coordinator or agent alone stopped, that one).
     Start(StartArgs),
     /// Show whether the quickstart's coordinator and agent run, and the cluster's status.
     Status {
@@ -217,15 +217,22 @@ fn port_holder(port: u16) -> Option<String> {
     None
 }
 
-/// The ports the quickstart's processes will listen on, with what each is for.
-fn ports(servers: u16) -> Vec<(u16, String)> {
-    let mut ports = vec![
+/// The ports the quickstart's coordinator listens on, with what each is for.
+fn coordinator_ports() -> Vec<(u16, String)> {
+    vec![
         (GRPC_PORT, "the coordinator".to_owned()),
         (HTTP_PORT, "the coordinator's health endpoint".to_owned()),
+    ]
+}
+
+/// The ports the quickstart's processes will listen on, with what each is for.
+fn ports(servers: u16) -> Vec<(u16, String)> {
+    let mut ports = coordinator_ports();
+    ports.extend([
         (LOAD_BALANCER_PORT, "the load balancer".to_owned()),
         (DASHBOARD_PORT, "the dashboard".to_owned()),
         (SCHEDULER_PORT, "the scheduler".to_owned()),
-    ];
+    ]);
     for index in 0..servers {
         ports.push((FIRST_SERVER_PORT + index, format!("server{}", index + 1)));
     }
@@ -273,8 +280,14 @@ fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// Whether process `pid` runs: it exists and is not a zombie (one killed whose parent, gone, left
+/// it to an init that has not reaped it yet).
 fn alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    });
+    !zombie && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
 
 fn connection_args(dir: &Path) -> ConnectionArgs {
@@ -365,8 +378,13 @@ struct Tools {
     haproxy: PathBuf,
 }
 
-/// Finds the programs the quickstart runs and checks that its ports are free.
-fn tools(args: &StartArgs, servers: u16) -> Result<Tools, CliError> {
+/// How long a port held by no process (the socket of a process that was just killed, closing)
+/// may take to come free before it counts as in use.
+const PORT_SETTLE: Duration = Duration::from_secs(5);
+
+/// Finds the programs the quickstart runs and checks that `ports`, those of what it starts, are
+/// free.
+async fn tools(args: &StartArgs, ports: Vec<(u16, String)>) -> Result<Tools, CliError> {
     let coordinator_bin = sibling("muster-coordinator")?;
     let agent_bin = sibling("muster-agent")?;
     let zato_bin = if args.demo {
@@ -392,7 +410,15 @@ fn tools(args: &StartArgs, servers: u16) -> Result<Tools, CliError> {
             "no `haproxy` found for the load balancer: install it (Debian: apt-get install haproxy)",
         )
     })?;
-    let taken: Vec<String> = ports(servers)
+    let settled = Instant::now() + PORT_SETTLE;
+    while Instant::now() < settled
+        && ports
+            .iter()
+            .any(|(port, _)| !port_free(*port) && port_holder(*port).is_none())
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let taken: Vec<String> = ports
         .into_iter()
         .filter(|(port, _)| !port_free(*port))
         .map(|(port, what)| match port_holder(port) {
@@ -458,7 +484,7 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
             dir.display()
         )));
     }
-    let tools = tools(&args, servers)?;
+    let tools = tools(&args, ports(servers)).await?;
     if args.demo {
         progress(
             out,
@@ -606,7 +632,9 @@ async fn start(args: StartArgs, json: bool, out: &mut impl std::io::Write) -> Re
 }
 
 /// Starts a stopped quickstart again as it was: its coordinator with its database, its agent
-/// with its identity, and through it every component, then waits as a first start does.
+/// with its identity, and through it every component, then waits as a first start does. Of a
+/// quickstart whose coordinator or agent alone stopped (killed, crashed), it starts that one and
+/// leaves the other, and the components, running.
 async fn restart(
     args: StartArgs,
     json: bool,
@@ -614,15 +642,31 @@ async fn restart(
 ) -> Result<(), CliError> {
     let dir = existing(&args.dir)?;
     let recorded = recorded(&dir)?;
-    for name in ["coordinator", "agent"] {
-        if let Some(pid) = read_pid(&dir.join(format!("{name}.pid"))).filter(|pid| alive(*pid)) {
+    let running = |name: &str| read_pid(&dir.join(format!("{name}.pid"))).filter(|pid| alive(*pid));
+    let (coordinator_pid, agent_pid) = (running("coordinator"), running("agent"));
+    // What starts, and the ports it takes: the components of a quickstart whose agent alone
+    // stopped run on, holding theirs.
+    let (what, starting_ports) = match (coordinator_pid, agent_pid) {
+        (None, None) => ("the stopped quickstart".to_owned(), ports(recorded.servers)),
+        (Some(pid), None) => (
+            format!("the agent of the quickstart (its coordinator runs, pid {pid})"),
+            Vec::new(),
+        ),
+        (None, Some(pid)) => (
+            format!(
+                "the coordinator of the quickstart (its agent and components run, agent pid {pid})"
+            ),
+            coordinator_ports(),
+        ),
+        (Some(coordinator_pid), Some(agent_pid)) => {
             return Err(usage(format!(
-                "{} holds a quickstart whose {name} runs (pid {pid}): see `muster quickstart \
-                 status --dir {0}`; `muster quickstart stop --dir {0}` stops it",
+                "{} holds a quickstart that runs (coordinator pid {coordinator_pid}, agent pid \
+                 {agent_pid}): see `muster quickstart status --dir {0}`; `muster quickstart stop \
+                 --dir {0}` stops it",
                 dir.display()
             )));
         }
-    }
+    };
     let differs = |given: Option<String>, had: String, flag: &str| match given {
         Some(given) if given != had => Some(format!("{flag} {given} (it has {had})")),
         _ => None,
@@ -661,20 +705,25 @@ async fn restart(
         zato_bin: (!recorded.demo).then(|| recorded.zato_bin.clone()),
         wait: args.wait,
     };
-    let tools = tools(&as_recorded, recorded.servers)?;
+    let tools = tools(&as_recorded, starting_ports).await?;
     progress(
         out,
         json,
         &format!(
-            "starting the stopped quickstart in {} again: cluster {}, {} server(s)",
+            "starting {what} in {} again: cluster {}, {} server(s)",
             dir.display(),
             recorded.cluster,
             recorded.servers
         ),
     )?;
     let started_ms = crate::store::now_ms();
-    let mut connection = start_coordinator(&tools, &dir, json, out).await?;
-    start_agent(&tools, &dir, json, out)?;
+    let mut connection = match coordinator_pid {
+        Some(_) => connect(&connection_args(&dir)).await?,
+        None => start_coordinator(&tools, &dir, json, out).await?,
+    };
+    if agent_pid.is_none() {
+        start_agent(&tools, &dir, json, out)?;
+    }
     let plan = Plan {
         dir,
         cluster: recorded.cluster,

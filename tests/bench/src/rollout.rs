@@ -1,0 +1,522 @@
+//! `muster-rollout-bench`: a rolling restart of a quickstart's servers under load, as an operator
+//! runs one. It starts `muster quickstart` with N servers (the real Zato with `--zato-bin`,
+//! mock-zato with `--demo`), sends a steady stream of requests through its load balancer (HAProxy),
+//! runs `muster rollout restart`, and watches HAProxy's view of each server until `muster rollout
+//! status` says every server restarted and `muster wait` that they are back. With
+//! `--kill-coordinator` it kills the coordinator (SIGKILL) once the first server has restarted and
+//! starts it again (`muster quickstart start`): the rollout goes on where it was.
+//!
+//! It prints the rollout's time, the requests answered and failed, how long each server was out of
+//! the load balancer's rotation (not UP in HAProxy) and the most out at once, and how many
+//! servers' processes were replaced; `--json FILE` writes them too. It asserts nothing about
+//! speed: the figures go into `packaging/docs/benchmarks.md`. It fails only when the rollout does
+//! not finish within `--timeout`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use muster_testkit::traffic;
+
+/// The quickstart's cluster.
+const CLUSTER: &str = "quickstart";
+/// The quickstart's load balancer.
+const FRONTEND: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    muster_proto::haproxy::DEFAULT_FRONTEND_PORT,
+);
+/// How often HAProxy's view is read.
+const POLL: Duration = Duration::from_millis(50);
+/// How often the rollout's progress is read (every this many polls).
+const STATUS_EVERY: u32 = 10;
+/// The longest a request stream runs, even if nobody stops it.
+const LOAD_LIMIT: Duration = Duration::from_secs(1800);
+
+/// Roll a quickstart's servers under load and measure it.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The quickstart's servers.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
+    servers: u16,
+    /// The zato command of the real Zato.
+    #[arg(long, required_unless_present = "demo")]
+    zato_bin: Option<PathBuf>,
+    /// mock-zato instead of Zato.
+    #[arg(long, conflicts_with = "zato_bin")]
+    demo: bool,
+    /// Request streams through the load balancer (each one request at a time).
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// The cluster's `max_unavailable` (unset: the default, 1).
+    #[arg(long)]
+    max_unavailable: Option<u32>,
+    /// Kill the coordinator once the first server has restarted, and start it again.
+    #[arg(long)]
+    kill_coordinator: bool,
+    /// The longest the rollout may take.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// The quickstart's directory [default: a new temporary one].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Where muster is (default: beside this program).
+    #[arg(long)]
+    muster_bin: Option<PathBuf>,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// What a rollout measured.
+#[derive(Debug, serde::Serialize)]
+struct Results {
+    servers: u16,
+    zato: &'static str,
+    max_unavailable: u32,
+    quickstart_seconds: f64,
+    rollout_seconds: f64,
+    answered: u64,
+    failed: u64,
+    /// The first failures, described.
+    failures: Vec<String>,
+    most_out_at_once: usize,
+    out_of_rotation_seconds: BTreeMap<String, f64>,
+    processes_replaced: usize,
+    /// How many times each server's process changed (from its pidfile, read at every poll): 1 for
+    /// each in a rollout that went on where it was.
+    restarts: BTreeMap<String, u32>,
+    coordinator_killed: bool,
+    /// From the kill until `muster rollout status` answered again.
+    coordinator_down_seconds: Option<f64>,
+}
+
+/// Stops the quickstart however the benchmark ends.
+struct Quickstart {
+    muster: PathBuf,
+    dir: PathBuf,
+}
+
+impl Quickstart {
+    fn muster(&self, args: &[&str]) -> anyhow::Result<Output> {
+        Command::new(&self.muster)
+            .args(args)
+            .env("MUSTER_DATA_DIR", self.dir.join("coordinator"))
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("run {}", self.muster.display()))
+    }
+
+    /// `muster ARGS`, which must succeed: its standard output.
+    fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = self.muster(args)?;
+        if !output.status.success() {
+            bail!(
+                "muster {} failed: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// `muster quickstart start`, in the background, its progress on this program's stderr.
+    fn start_again(&self) -> anyhow::Result<Child> {
+        Command::new(&self.muster)
+            .args(["quickstart", "start", "--dir"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("run muster quickstart start")
+    }
+
+    fn stats_socket(&self) -> PathBuf {
+        self.dir
+            .join("zato")
+            .join(CLUSTER)
+            .join("load-balancer-load-balancer/stats.sock")
+    }
+
+    fn pid(&self, file: &Path) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn server_pids(&self, servers: u16) -> Vec<Option<u32>> {
+        (1..=servers)
+            .map(|index| {
+                self.pid(
+                    &Path::new("zato")
+                        .join(CLUSTER)
+                        .join(format!("server-server{index}/pidfile")),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        eprintln!("stopping the quickstart in {}", self.dir.display());
+        let _ = Command::new(&self.muster)
+            .args(["quickstart", "stop", "--dir"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+/// Requests `/zato/ping` through the load balancer from `clients` threads until stopped: an
+/// answer is a 200 that says `ZATO_OK` (the real Zato's and mock-zato's ping both do).
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    tally: Arc<Mutex<(u64, u64, Vec<String>)>>,
+}
+
+impl Load {
+    fn start(clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Mutex::new((0, 0, Vec::new())));
+        let threads = (0..clients)
+            .map(|_| {
+                let (stop, tally) = (stop.clone(), tally.clone());
+                std::thread::spawn(move || {
+                    let started = Instant::now();
+                    while !stop.load(Ordering::Relaxed) && started.elapsed() < LOAD_LIMIT {
+                        let answer = traffic::get(FRONTEND, "/zato/ping");
+                        let mut tally = tally.lock().expect("the tally");
+                        match &answer {
+                            Some((200, body)) if body.contains("ZATO_OK") => tally.0 += 1,
+                            _ => {
+                                tally.1 += 1;
+                                if tally.2.len() < 10 {
+                                    let after = started.elapsed().as_secs_f64();
+                                    tally.2.push(format!("after {after:.3} s: {answer:?}"));
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            threads,
+            tally,
+        }
+    }
+
+    /// Stops the clients: requests answered, failed, and the first failures.
+    fn finish(mut self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.tally.lock().expect("the tally").clone()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let muster = match &args.muster_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("this program's directory")?
+            .join("muster"),
+    };
+    let scratch = tempfile::tempdir()?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().join("qs"));
+    let results = run(&args, muster, dir).await?;
+    print_table(&results);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Results> {
+    let servers = args.servers.to_string();
+    let mut quickstart_args = vec![
+        "quickstart".to_owned(),
+        "--dir".to_owned(),
+        dir.display().to_string(),
+        "--servers".to_owned(),
+        servers,
+    ];
+    match &args.zato_bin {
+        Some(zato) => quickstart_args.extend(["--zato-bin".to_owned(), zato.display().to_string()]),
+        None => quickstart_args.push("--demo".to_owned()),
+    }
+    eprintln!("muster {}", quickstart_args.join(" "));
+    let started = Instant::now();
+    let status = Command::new(&muster)
+        .args(&quickstart_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("run {}", muster.display()))?;
+    let quickstart = Quickstart { muster, dir };
+    if !status.success() {
+        bail!("muster quickstart failed ({status})");
+    }
+    let quickstart_seconds = started.elapsed().as_secs_f64();
+    if let Some(max) = args.max_unavailable {
+        quickstart.ok(&[
+            "configure",
+            "rollout",
+            "--cluster",
+            CLUSTER,
+            "--max-unavailable",
+            &max.to_string(),
+        ])?;
+    }
+    let before = quickstart.server_pids(args.servers);
+
+    eprintln!(
+        "{} request streams through the load balancer; rolling restart of {} servers",
+        args.clients, args.servers
+    );
+    let load = Load::start(args.clients);
+    let started = Instant::now();
+    let rollout: serde_json::Value = serde_json::from_str(&quickstart.ok(&[
+        "-o",
+        "json",
+        "rollout",
+        "restart",
+        "--cluster",
+        CLUSTER,
+    ])?)?;
+    eprintln!("rolling restart: {rollout}");
+    let watched = watch(args, &quickstart, started).await?;
+    quickstart.ok(&["wait", "--cluster", CLUSTER, "--timeout", "5m"])?;
+    let rollout_seconds = started.elapsed().as_secs_f64();
+    let (answered, failed, failures) = load.finish();
+    let after = quickstart.server_pids(args.servers);
+    let processes_replaced = before
+        .iter()
+        .zip(&after)
+        .filter(|(before, after)| before.is_some() && after.is_some() && before != after)
+        .count();
+    let max_unavailable = rollout["max_unavailable"]
+        .as_u64()
+        .and_then(|max| u32::try_from(max).ok())
+        .context("the rollout's max_unavailable")?;
+    Ok(Results {
+        servers: args.servers,
+        zato: if args.demo { "mock-zato" } else { "Zato" },
+        max_unavailable,
+        quickstart_seconds,
+        rollout_seconds,
+        answered,
+        failed,
+        failures,
+        most_out_at_once: watched.most_out,
+        out_of_rotation_seconds: watched
+            .out_for
+            .into_iter()
+            .map(|(server, out)| (server, out.as_secs_f64()))
+            .collect(),
+        processes_replaced,
+        restarts: watched.restarts,
+        coordinator_killed: args.kill_coordinator,
+        coordinator_down_seconds: watched.coordinator_down.map(|down| down.as_secs_f64()),
+    })
+}
+
+/// What the watch of a rollout saw.
+struct Watched {
+    most_out: usize,
+    out_for: BTreeMap<String, Duration>,
+    restarts: BTreeMap<String, u32>,
+    coordinator_down: Option<Duration>,
+}
+
+/// Reads HAProxy's view of the servers every [`POLL`] until `muster rollout status` says every
+/// server restarted and HAProxy has them all UP again; kills and restarts the coordinator on the
+/// way when asked.
+async fn watch(args: &Args, quickstart: &Quickstart, started: Instant) -> anyhow::Result<Watched> {
+    let stats_socket = quickstart.stats_socket();
+    let mut most_out = 0;
+    let mut out_since: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut out_for: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut restarted = 0;
+    let mut killed_at: Option<Instant> = None;
+    let mut coordinator_down = None;
+    let mut starting_again: Option<Child> = None;
+    let mut polls: u32 = 0;
+    let mut pids = quickstart.server_pids(args.servers);
+    let mut restarts: BTreeMap<String, u32> = (1..=args.servers)
+        .map(|index| (format!("server{index}"), 0))
+        .collect();
+    loop {
+        if started.elapsed() > args.timeout {
+            bail!(
+                "the rollout did not finish within {:?}: {restarted}/{} restarted",
+                args.timeout,
+                args.servers
+            );
+        }
+        let view = traffic::haproxy_servers(&stats_socket);
+        for (name, status) in &view {
+            if status.starts_with("UP") {
+                if let Some(since) = out_since.remove(name) {
+                    *out_for.entry(name.clone()).or_default() += since.elapsed();
+                }
+            } else {
+                out_since.entry(name.clone()).or_insert_with(Instant::now);
+            }
+        }
+        for (index, pid) in quickstart.server_pids(args.servers).into_iter().enumerate() {
+            let seen = &mut pids[index];
+            if pid.is_some() && *seen != pid {
+                if seen.is_some() {
+                    *restarts.entry(format!("server{}", index + 1)).or_default() += 1;
+                }
+                *seen = pid;
+            }
+        }
+        let up = view
+            .values()
+            .filter(|status| status.starts_with("UP"))
+            .count();
+        most_out = most_out.max(view.len() - up);
+        if polls.is_multiple_of(STATUS_EVERY) {
+            let progress =
+                quickstart.muster(&["-o", "json", "rollout", "status", "--cluster", CLUSTER])?;
+            if progress.status.success() {
+                let progress: serde_json::Value = serde_json::from_slice(&progress.stdout)?;
+                restarted = progress["restarted"].as_u64().unwrap_or(0);
+                if let (Some(at), None) = (killed_at, coordinator_down) {
+                    coordinator_down = Some(at.elapsed());
+                    eprintln!("the coordinator answers again after {:?}", at.elapsed());
+                }
+            }
+        }
+        if args.kill_coordinator && killed_at.is_none() && restarted >= 1 {
+            let pid = quickstart
+                .pid(Path::new("coordinator.pid"))
+                .context("the coordinator's pid")?;
+            eprintln!("{restarted} restarted: killing the coordinator (pid {pid})");
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(pid)?),
+                nix::sys::signal::Signal::SIGKILL,
+            )?;
+            killed_at = Some(Instant::now());
+            starting_again = Some(quickstart.start_again()?);
+        }
+        if let Some(child) = &mut starting_again
+            && let Some(status) = child.try_wait()?
+        {
+            if !status.success() {
+                bail!("muster quickstart start failed ({status})");
+            }
+            starting_again = None;
+        }
+        if restarted == u64::from(args.servers)
+            && up == usize::from(args.servers)
+            && starting_again.is_none()
+        {
+            break;
+        }
+        polls += 1;
+        tokio::time::sleep(POLL).await;
+    }
+    for (name, since) in out_since {
+        *out_for.entry(name).or_default() += since.elapsed();
+    }
+    Ok(Watched {
+        most_out,
+        out_for,
+        restarts,
+        coordinator_down,
+    })
+}
+
+fn print_table(results: &Results) {
+    let rows: Vec<(String, String)> = [
+        (
+            "servers".to_owned(),
+            format!("{} ({})", results.servers, results.zato),
+        ),
+        (
+            "max_unavailable".to_owned(),
+            results.max_unavailable.to_string(),
+        ),
+        (
+            "quickstart".to_owned(),
+            format!("{:.1} s", results.quickstart_seconds),
+        ),
+        (
+            "rollout (until muster wait)".to_owned(),
+            format!("{:.1} s", results.rollout_seconds),
+        ),
+        ("requests answered".to_owned(), results.answered.to_string()),
+        ("requests failed".to_owned(), results.failed.to_string()),
+        (
+            "most out of rotation at once".to_owned(),
+            results.most_out_at_once.to_string(),
+        ),
+        (
+            "processes replaced".to_owned(),
+            format!("{}/{}", results.processes_replaced, results.servers),
+        ),
+    ]
+    .into_iter()
+    .chain(
+        results
+            .out_of_rotation_seconds
+            .iter()
+            .map(|(server, seconds)| {
+                (
+                    format!("{server} out of rotation"),
+                    format!("{seconds:.1} s"),
+                )
+            }),
+    )
+    .chain(
+        results
+            .restarts
+            .iter()
+            .map(|(server, restarts)| (format!("{server} restarts"), restarts.to_string())),
+    )
+    .chain(results.coordinator_down_seconds.map(|seconds| {
+        (
+            "coordinator killed, answered again after".to_owned(),
+            format!("{seconds:.1} s"),
+        )
+    }))
+    .collect();
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    println!("{:width$}  VALUE", "WHAT");
+    for (name, value) in rows {
+        println!("{name:width$}  {value}");
+    }
+    for failure in &results.failures {
+        println!("failed: {failure}");
+    }
+}

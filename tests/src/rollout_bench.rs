@@ -1,0 +1,60 @@
+//! `muster-rollout-bench` (tests/bench/src/rollout.rs) run on a test host of its own (its
+//! quickstart's fixed ports are its own there), and what every run of it must show.
+
+use crate::harness::{text, workspace_binary};
+use crate::netns::Host;
+
+/// Runs `muster-rollout-bench ARGS --json FILE` on `host` and returns the JSON, printing its
+/// table (the figures) and its progress.
+pub fn run(host: &Host, args: &[&str]) -> serde_json::Value {
+    let scratch = tempfile::tempdir().unwrap();
+    let json = scratch.path().join("results.json");
+    let output = host
+        .command(&workspace_binary("muster-rollout-bench"))
+        .args(args)
+        .arg("--dir")
+        .arg(scratch.path().join("qs"))
+        .arg("--json")
+        .arg(&json)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run muster-rollout-bench");
+    println!("{}", text(&output.stdout));
+    eprintln!("{}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "muster-rollout-bench {args:?} failed: {}",
+        text(&output.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+/// What an operator checks after a rolling restart of `servers` servers under load, one at a
+/// time: no request failed, every server's process was replaced once (none again after a killed
+/// coordinator came back), each was out of rotation for its turn and never two at once, and, when
+/// it was killed, the coordinator came back.
+pub fn assert_rolled_one_at_a_time(results: &serde_json::Value, servers: u64) {
+    assert_eq!(results["failed"], 0, "{results:#}");
+    assert!(results["answered"].as_u64().unwrap() > 0, "{results:#}");
+    assert_eq!(results["processes_replaced"], servers, "{results:#}");
+    let restarts = results["restarts"].as_object().unwrap();
+    assert!(
+        restarts.len() == usize::try_from(servers).unwrap() && restarts.values().all(|n| n == 1),
+        "each server restarted once, none again after the coordinator came back: {results:#}"
+    );
+    assert_eq!(results["most_out_at_once"], 1, "{results:#}");
+    let out = results["out_of_rotation_seconds"].as_object().unwrap();
+    assert_eq!(
+        out.keys().cloned().collect::<Vec<_>>(),
+        (1..=servers)
+            .map(|index| format!("server{index}"))
+            .collect::<Vec<_>>(),
+        "every server was out for its turn: {results:#}"
+    );
+    if results["coordinator_killed"] == true {
+        assert!(
+            results["coordinator_down_seconds"].as_f64().is_some(),
+            "{results:#}"
+        );
+    }
+}
