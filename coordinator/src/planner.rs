@@ -1579,6 +1579,11 @@ mod tests {
                     .get(&server.host)
                     .is_some_and(|host| host.state == HostState::Up),
                 host_drained: hosts.get(&server.host).is_some_and(|host| host.drained),
+                // As `replan_cluster` has it, of what these facts hold: one restarting.
+                rollout_restart: server
+                    .status
+                    .as_ref()
+                    .is_some_and(|status| status.state == v1::ComponentState::Restarting),
                 healthy: server.status.as_ref().is_some_and(|status| {
                     // As `replan_cluster` counts health: under the current ODB generation and,
                     // while a rebuild waits for its first server, with the cluster's services.

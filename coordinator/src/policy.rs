@@ -132,6 +132,9 @@ pub struct ServerCandidate {
     pub host_drained: bool,
     /// It reports healthy.
     pub healthy: bool,
+    /// It is out for its own restart in a rollout, within its cluster's `healthy_deadline`: it
+    /// reports being restarted, or restarted into the rollout and has not been through it yet.
+    pub rollout_restart: bool,
 }
 
 impl ServerCandidate {
@@ -161,9 +164,16 @@ impl SchedulerMove {
 /// Where the cluster's scheduler points: at `current` while its host is up and it reports healthy,
 /// otherwise at the first healthy server (by name) on an up host. `None` means no change: the
 /// current one is fine, or no server is healthy (a scheduler pointed at nothing better stays).
+/// A `current` out for its own restart in a rollout keeps it too, within the rollout's
+/// `healthy_deadline`: a move restarts the scheduler (its `scheduler.conf` names the server),
+/// and in a rolling restart every server takes its turn, so moving off each would restart the
+/// scheduler once per server (twice for three real servers, seen), each time longer than the
+/// server is out.
 pub fn scheduler_target(current: &str, servers: &[ServerCandidate]) -> Option<SchedulerMove> {
     let current_server = servers.iter().find(|server| server.name == current);
-    if current_server.is_some_and(ServerCandidate::eligible) {
+    if current_server.is_some_and(|server| {
+        server.eligible() || (server.host_up && !server.host_drained && server.rollout_restart)
+    }) {
         return None;
     }
     let chosen = servers
@@ -872,6 +882,7 @@ mod tests {
             host: host.to_owned(),
             host_up,
             host_drained: false,
+            rollout_restart: false,
             healthy,
         }
     }
@@ -975,6 +986,35 @@ mod tests {
         assert_eq!(
             scheduler_target("server1", &gone).unwrap().reason,
             "server server1 was unassigned"
+        );
+    }
+
+    #[test]
+    fn a_target_out_for_its_rollout_restart_keeps_the_scheduler_until_its_deadline() {
+        let mut servers = [
+            server("server1", "app-1", true, false),
+            server("server2", "app-2", true, true),
+        ];
+        servers[0].rollout_restart = true;
+        assert_eq!(scheduler_target("server1", &servers), None);
+        // Past its healthy deadline (or through the rollout and still not healthy): it moves.
+        servers[0].rollout_restart = false;
+        assert_eq!(
+            scheduler_target("server1", &servers).unwrap().reason,
+            "server server1 on host app-1 is not healthy"
+        );
+        // A rollout restart does not keep it on a host that is down or drained.
+        servers[0].rollout_restart = true;
+        servers[0].host_up = false;
+        assert_eq!(
+            scheduler_target("server1", &servers).unwrap().reason,
+            "host app-1 of server server1 is down"
+        );
+        servers[0].host_up = true;
+        servers[0].host_drained = true;
+        assert_eq!(
+            scheduler_target("server1", &servers).unwrap().reason,
+            "host app-1 of server server1 is drained"
         );
     }
 

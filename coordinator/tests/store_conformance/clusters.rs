@@ -691,7 +691,7 @@ async fn two_servers_and_a_balancer(store: &SqlStore) -> (Host, Host, Host) {
 
 /// Server `name` of `prod` under `restart_epoch`: running and healthy, or `unwell` (starting,
 /// or unhealthy) and not.
-fn server_status(
+pub(crate) fn server_status(
     name: &str,
     unwell: Option<v1::ComponentState>,
     restart_epoch: u64,

@@ -358,6 +358,10 @@ macro_rules! store_conformance_suite {
                 super::the_scheduler_follows_a_healthy_server($backend).await;
             }
             #[tokio::test]
+            async fn the_scheduler_stays_with_its_server_through_its_rollout_restart() {
+                super::the_scheduler_stays_with_its_server_through_its_rollout_restart($backend).await;
+            }
+            #[tokio::test]
             async fn a_drained_server_runs_until_load_balancers_stop_sending_to_it() {
                 super::a_drained_server_runs_until_load_balancers_stop_sending_to_it($backend).await;
             }

@@ -123,6 +123,123 @@ pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
     store.close().await;
 }
 
+/// A rolling restart takes the scheduler's server out for its turn: the scheduler stays with it
+/// (a move would restart the scheduler, once per server of the rollout) while it is within the
+/// cluster's healthy deadline, and moves to a healthy server once it is late.
+pub(crate) async fn the_scheduler_stays_with_its_server_through_its_rollout_restart(
+    backend: Backend,
+) {
+    let (_database, store) = store_with_prod(backend).await;
+    store
+        .create_assignment(
+            assign("prod", Role::Scheduler, "sched", None, None),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    for host in ["app-b", "app-c"] {
+        store
+            .create_assignment(assign("prod", Role::Server, host, None, None), &actor())
+            .await
+            .unwrap();
+    }
+    let scheduler_host = enroll(&store, "prod", "sched").await;
+    let server_b = enroll(&store, "prod", "app-b").await;
+    let server_c = enroll(&store, "prod", "app-c").await;
+    finish_bootstrap(&store, &scheduler_host.id, 1, "10.0.0.1").await;
+    let status = |name: &str, healthy: bool, restart_epoch: u64| ComponentStatus {
+        state: if healthy {
+            v1::ComponentState::Running
+        } else {
+            v1::ComponentState::Starting
+        },
+        healthy,
+        ..server_status(name, None, restart_epoch)
+    };
+    let report_from = |address: &str, component: ComponentStatus| {
+        let mut report = report(1, address, Vec::new());
+        report.components = vec![component];
+        report
+    };
+    store
+        .record_status(
+            &server_b.id,
+            report_from("10.0.0.2", status("server1", true, 0)),
+        )
+        .await
+        .unwrap();
+    store
+        .record_status(
+            &server_c.id,
+            report_from("10.0.0.3", status("server2", true, 0)),
+        )
+        .await
+        .unwrap();
+    let target = || async { store.get_cluster("prod").await.unwrap().scheduler_target };
+    assert_eq!(target().await, "server1");
+    store
+        .configure_rollout(
+            "prod",
+            RolloutChange {
+                healthy_deadline_seconds: Some(30),
+                min_healthy_time_seconds: None,
+                auto_revert: None,
+                max_unavailable: None,
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    store.restart_servers("prod", &actor()).await.unwrap();
+
+    // server1 restarted into the rollout and is starting: the scheduler stays with it.
+    let restarted = now_ms();
+    store
+        .record_status(
+            &server_b.id,
+            report_from("10.0.0.2", status("server1", false, 1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(target().await, "server1");
+    assert_eq!(
+        scheduler_peer(&store, &scheduler_host.id).await,
+        ["http://10.0.0.2:17010"]
+    );
+    store
+        .stop_failed_rollouts(restarted + 20_000)
+        .await
+        .unwrap();
+    assert_eq!(target().await, "server1", "within its healthy deadline");
+
+    // Late: the rollout stops, and the scheduler moves to the healthy server.
+    let stopped = store
+        .stop_failed_rollouts(restarted + 36_000)
+        .await
+        .unwrap();
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    assert_eq!(target().await, "server2");
+    assert_eq!(
+        scheduler_peer(&store, &scheduler_host.id).await,
+        ["http://10.0.0.3:17010"]
+    );
+    let moved = store
+        .list_events(Some("prod"), None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|event| event.kind == "scheduler.target")
+        .unwrap();
+    assert!(
+        moved
+            .message
+            .contains("server server1 on host app-b is not healthy"),
+        "{}",
+        moved.message
+    );
+    store.close().await;
+}
+
 pub(crate) async fn a_drained_server_runs_until_load_balancers_stop_sending_to_it(
     backend: Backend,
 ) {

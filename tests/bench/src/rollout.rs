@@ -89,8 +89,9 @@ struct Results {
     most_out_at_once: usize,
     out_of_rotation_seconds: BTreeMap<String, f64>,
     processes_replaced: usize,
-    /// How many times each server's process changed (from its pidfile, read at every poll): 1 for
-    /// each in a rollout that went on where it was.
+    /// How many times each Zato component's process changed (from its pidfile, read at every
+    /// poll): 1 for each server in a rollout that went on where it was; the scheduler and the
+    /// dashboard are not part of a rolling restart of the servers.
     restarts: BTreeMap<String, u32>,
     coordinator_killed: bool,
     /// From the kill until `muster rollout status` answered again.
@@ -153,14 +154,22 @@ impl Quickstart {
             .ok()
     }
 
-    fn server_pids(&self, servers: u16) -> Vec<Option<u32>> {
-        (1..=servers)
-            .map(|index| {
-                self.pid(
-                    &Path::new("zato")
-                        .join(CLUSTER)
-                        .join(format!("server-server{index}/pidfile")),
-                )
+    /// The pid of each Zato component's process, by name (`server1`…, `scheduler`, `web-admin`),
+    /// from its pidfile.
+    fn component_pids(&self, servers: u16) -> BTreeMap<String, Option<u32>> {
+        let names = (1..=servers)
+            .map(|index| (format!("server{index}"), format!("server-server{index}")))
+            .chain([
+                ("scheduler".to_owned(), "scheduler-scheduler".to_owned()),
+                ("web-admin".to_owned(), "web-admin-web-admin".to_owned()),
+            ]);
+        names
+            .map(|(name, directory)| {
+                let pidfile = Path::new("zato")
+                    .join(CLUSTER)
+                    .join(directory)
+                    .join("pidfile");
+                (name, self.pid(&pidfile))
             })
             .collect()
     }
@@ -295,7 +304,7 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
             &max.to_string(),
         ])?;
     }
-    let before = quickstart.server_pids(args.servers);
+    let before = quickstart.component_pids(args.servers);
 
     eprintln!(
         "{} request streams through the load balancer; rolling restart of {} servers",
@@ -316,11 +325,13 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
     quickstart.ok(&["wait", "--cluster", CLUSTER, "--timeout", "5m"])?;
     let rollout_seconds = started.elapsed().as_secs_f64();
     let (answered, failed, failures) = load.finish();
-    let after = quickstart.server_pids(args.servers);
+    let after = quickstart.component_pids(args.servers);
     let processes_replaced = before
         .iter()
-        .zip(&after)
-        .filter(|(before, after)| before.is_some() && after.is_some() && before != after)
+        .filter(|(name, before)| {
+            let after = after.get(*name).copied().flatten();
+            name.starts_with("server") && before.is_some() && after.is_some() && **before != after
+        })
         .count();
     let max_unavailable = rollout["max_unavailable"]
         .as_u64()
@@ -369,10 +380,8 @@ async fn watch(args: &Args, quickstart: &Quickstart, started: Instant) -> anyhow
     let mut coordinator_down = None;
     let mut starting_again: Option<Child> = None;
     let mut polls: u32 = 0;
-    let mut pids = quickstart.server_pids(args.servers);
-    let mut restarts: BTreeMap<String, u32> = (1..=args.servers)
-        .map(|index| (format!("server{index}"), 0))
-        .collect();
+    let mut pids = quickstart.component_pids(args.servers);
+    let mut restarts: BTreeMap<String, u32> = pids.keys().map(|name| (name.clone(), 0)).collect();
     loop {
         if started.elapsed() > args.timeout {
             bail!(
@@ -391,11 +400,11 @@ async fn watch(args: &Args, quickstart: &Quickstart, started: Instant) -> anyhow
                 out_since.entry(name.clone()).or_insert_with(Instant::now);
             }
         }
-        for (index, pid) in quickstart.server_pids(args.servers).into_iter().enumerate() {
-            let seen = &mut pids[index];
+        for (name, pid) in quickstart.component_pids(args.servers) {
+            let seen = pids.entry(name.clone()).or_default();
             if pid.is_some() && *seen != pid {
                 if seen.is_some() {
-                    *restarts.entry(format!("server{}", index + 1)).or_default() += 1;
+                    *restarts.entry(name).or_default() += 1;
                 }
                 *seen = pid;
             }

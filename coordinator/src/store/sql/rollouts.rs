@@ -61,6 +61,8 @@ struct Stalled {
     paused: bool,
     restart_epoch: u64,
     last_error: String,
+    /// The server its cluster's scheduler points at.
+    scheduler_target: String,
 }
 
 impl SqlStore {
@@ -133,7 +135,28 @@ impl SqlStore {
         let mut stopped = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         let late = |stalled: &Stalled| now_ms - stalled.since_ms > stalled.deadline_ms;
-        for candidate in self.stalled_servers(&self.pool, None).await? {
+        let candidates = self.stalled_servers(&self.pool, None).await?;
+        // A scheduler kept on its server while the server was out for its restart in the
+        // rollout (`policy::scheduler_target`) moves once the server is late, paused or not.
+        let mut replanned = std::collections::BTreeSet::new();
+        for late_target in candidates
+            .iter()
+            .filter(|stalled| late(stalled) && stalled.scheduler_target == stalled.server)
+        {
+            if !replanned.insert(late_target.cluster.clone()) {
+                continue;
+            }
+            let mut transaction = self.begin_write().await?;
+            let cluster = self
+                .locked_cluster(&mut transaction, &late_target.cluster)
+                .await?;
+            self.replan_cluster_at(&mut transaction, &cluster.id, &cluster.name, now_ms)
+                .await?;
+            transaction
+                .commit("commit a scheduler moved off a late server")
+                .await?;
+        }
+        for candidate in candidates {
             if candidate.paused || !late(&candidate) || seen.contains(&candidate.cluster) {
                 continue;
             }
@@ -345,7 +368,7 @@ impl SqlStore {
         let sql = self.sql(
             "SELECT c.name AS cluster_name, s.name, h.name AS host_name, s.rollout_pending_since,
                  s.rollout_healthy_since, s.restart_epoch, s.last_error, c.rollout_strategy,
-                 c.rollout_paused
+                 c.rollout_paused, c.scheduler_target
              FROM component_status s
              JOIN clusters c ON c.name = s.cluster_name
              JOIN hosts h ON h.id = s.host_id
@@ -376,6 +399,7 @@ impl SqlStore {
                     since_ms: row.value("rollout_pending_since")?,
                     restart_epoch: epoch_from(row.value("restart_epoch")?)?,
                     last_error: row.value("last_error")?,
+                    scheduler_target: row.value("scheduler_target")?,
                 })
             })
             .collect()

@@ -674,8 +674,22 @@ impl SqlStore {
         cluster_id: &str,
         cluster_name: &str,
     ) -> Result<(), StoreError> {
+        self.replan_cluster_at(transaction, cluster_id, cluster_name, now_ms())
+            .await
+    }
+
+    /// [`Self::replan_cluster`] at `now` (ms): whether a server restarting in a rollout is
+    /// still within its healthy deadline (the rollout watch's clock).
+    pub(super) async fn replan_cluster_at(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster_id: &str,
+        cluster_name: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let sql = self.sql(
             "SELECT a.role, a.name, a.host_name, h.state, h.drained,
+                 s.state AS component_state, s.rollout_pending_since, c.rollout_strategy,
                  CASE WHEN s.odb_epoch <> c.odb_epoch THEN 0
                       WHEN c.odb_epoch > 0 AND c.servers_started = 0
                           AND c.services_revision <> ''
@@ -702,12 +716,21 @@ impl SqlStore {
             } else if role == Role::Server.cli_name() {
                 let state: Option<String> = row.value("state")?;
                 let drained = row.value::<Option<i64>>("drained")? == Some(1);
+                // Out for its own restart in a rollout: being restarted, or restarted into it
+                // and not through it yet, within the cluster's healthy deadline.
+                let deadline_ms = i64::from(rollout_strategy(row)?.healthy_deadline_seconds) * 1000;
+                let pending_since: Option<i64> = row.value("rollout_pending_since")?;
+                let component_state: Option<String> = row.value("component_state")?;
+                let rollout_restart = component_state.as_deref()
+                    == Some(v1::ComponentState::Restarting.word())
+                    || pending_since.is_some_and(|since| now - since <= deadline_ms);
                 servers.push(policy::ServerCandidate {
                     name: row.value("name")?,
                     host: row.value("host_name")?,
                     host_up: state.as_deref() == Some(HostState::Up.as_str()),
                     host_drained: drained,
                     healthy: row.value::<Option<i64>>("healthy")? == Some(1),
+                    rollout_restart,
                 });
             }
         }
