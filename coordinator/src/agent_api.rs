@@ -362,11 +362,13 @@ fn component_status(status: v1::ComponentStatus) -> Result<ComponentStatus, ApiE
         odb_epoch: status.odb_epoch.min(i64::MAX as u64),
         // Only a server's agent looks for the cluster's row.
         odb_empty: status.odb_empty && role == Role::Server,
-        restart_epoch: if role == Role::Server {
+        // A dashboard's, scheduler's or load balancer's only from an agent that rolls it.
+        restart_epoch: if role == Role::Server || status.rolls {
             status.restart_epoch.min(i64::MAX as u64)
         } else {
             0
         },
+        rolls: role == Role::Server || status.rolls,
         // The coordinator's own (`record_status`), never an agent's word.
         rollout_held_since: None,
     })

@@ -271,6 +271,7 @@ mod tests {
                 odb_empty: false,
                 restart_epoch: 0,
                 rollout_held_since: None,
+                rolls: false,
             }),
         }
     }

@@ -90,6 +90,36 @@ pub struct Cluster {
     /// After an undo of server settings: servers started under this restart epoch already run
     /// the current settings ([`crate::policy::RestartGoal::same_epoch`]).
     pub restart_epoch_same: Option<u64>,
+    /// The restart epochs of its dashboards, load balancers and scheduler, by role
+    /// (`web-admin`, `load-balancer`, `scheduler`): one more for each rolling restart of the
+    /// role; a role left out: 0.
+    pub role_restart_epochs: BTreeMap<String, u64>,
+}
+
+impl Cluster {
+    /// The restart epoch of its components of `role`: the servers' [`Cluster::restart_epoch`],
+    /// the others' [`Cluster::role_restart_epochs`].
+    pub fn restart_epoch_of(&self, role: Role) -> u64 {
+        if role == Role::Server {
+            return self.restart_epoch;
+        }
+        self.role_restart_epochs
+            .get(role.cli_name())
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// A rolling restart [`crate::store::Store::restart_roles`] started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollingRestart {
+    /// The servers' restart epoch (unchanged when they do not restart).
+    pub restart_epoch: u64,
+    /// The servers that restart, by name.
+    pub servers: Vec<String>,
+    /// The dashboards, load balancers and scheduler that restart, in Zato's order, by role
+    /// then name.
+    pub others: Vec<(Role, String)>,
 }
 
 /// What [`crate::store::Store::configure_rollout`] changes: each `Some` field; the others stay.
@@ -299,9 +329,12 @@ pub struct ComponentStatus {
     pub odb_epoch: u64,
     /// A server's: its ODB answers and holds no row of the cluster.
     pub odb_empty: bool,
-    /// A server's: the restart epoch its running process was started under
-    /// ([`Cluster::restart_epoch`]).
+    /// The restart epoch its running process was started under (a load balancer's: HAProxy
+    /// reloaded under; [`Cluster::restart_epoch_of`]).
     pub restart_epoch: u64,
+    /// Its agent restarts it at its turn in a rolling restart of its role and reports its
+    /// `restart_epoch` (always true of a server's).
+    pub rolls: bool,
     /// A server's that restarted into a rollout and is healthy: since when (ms) it has been
     /// held so, out of rotation, for the cluster's `min_healthy_time`; the coordinator's own,
     /// never reported. `None` when it is in no rollout or through it.

@@ -246,8 +246,9 @@ fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Vec<&'a Assignment
     let Some((cluster, _)) = inputs.clusters.get(cluster) else {
         return Vec::new();
     };
-    // An operator holds the turn: no server starts a restart.
-    if cluster.rollout_paused {
+    // An operator holds the turn: no server starts a restart. A dashboard restarting first, in
+    // Zato's order, holds it too.
+    if cluster.rollout_paused || role_due(inputs, cluster, Role::WebAdmin) {
         return Vec::new();
     }
     let mut servers: Vec<&Assignment> = inputs
@@ -298,6 +299,61 @@ fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Vec<&'a Assignment
         }
     }
     turn
+}
+
+/// Whether a component of `role` in `cluster`, on a host that is up and not drained, is due to
+/// restart in a rolling restart of its role ([`policy::RestartGoal::due_as`]); for servers, also
+/// one held healthy for `min_healthy_time` after its restart.
+fn role_due(inputs: &PlanInputs, cluster: &Cluster, role: Role) -> bool {
+    let goal = policy::RestartGoal::of(cluster);
+    inputs
+        .assignments
+        .iter()
+        .filter(|other| other.cluster == cluster.name && other.role == role)
+        .filter(|other| {
+            inputs
+                .hosts
+                .get(&other.host)
+                .is_some_and(|host| host.state == HostState::Up && !host.drained)
+        })
+        .any(|other| {
+            other.status.as_ref().is_some_and(|status| {
+                let due = if role == Role::Server {
+                    goal.due_with(status.state, &status.python_revision, status.restart_epoch)
+                } else {
+                    status.rolls
+                        && matches!(
+                            status.state,
+                            v1::ComponentState::Running
+                                | v1::ComponentState::Starting
+                                | v1::ComponentState::Unhealthy
+                        )
+                        && status.restart_epoch < goal.others.get(role)
+                };
+                due || (role == Role::Server && held(other))
+            })
+        })
+}
+
+/// Whether `assignment`, a dashboard, load balancer or scheduler, restarts now in a rolling
+/// restart of its role: it is due, and no component of a role before it in Zato's order
+/// ([`policy::ROLLOUT_ORDER`]) is (servers: due, or held after their restart). Never while an
+/// operator holds the turn. A load balancer reloads HAProxy (hitless), all of a cluster's at
+/// once; there is one scheduler.
+fn role_turn(inputs: &PlanInputs, cluster: &Cluster, assignment: &Assignment) -> bool {
+    let role = assignment.role;
+    if cluster.rollout_paused || role == Role::Server {
+        return false;
+    }
+    let goal = policy::RestartGoal::of(cluster);
+    let due = assignment
+        .status
+        .as_ref()
+        .is_some_and(|status| status.rolls && status.restart_epoch < goal.others.get(role));
+    due && policy::ROLLOUT_ORDER
+        .iter()
+        .take_while(|earlier| **earlier != role)
+        .all(|earlier| !role_due(inputs, cluster, *earlier))
 }
 
 /// Whether `server` restarted into a rollout and is still held healthy, out of rotation, for its
@@ -561,15 +617,14 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 },
                 python_requirements: python.map(|(text, _)| text.clone()).unwrap_or_default(),
                 python_wheels: python.map(|(_, wheels)| wheels.clone()).unwrap_or_default(),
-                python_restart: assignment.role == Role::Server
-                    && restart_turn(inputs, cluster_name)
+                python_restart: if assignment.role == Role::Server {
+                    restart_turn(inputs, cluster_name)
                         .iter()
-                        .any(|server| server.name == assignment.name),
-                restart_epoch: if assignment.role == Role::Server {
-                    cluster.restart_epoch
+                        .any(|server| server.name == assignment.name)
                 } else {
-                    0
+                    role_turn(inputs, cluster, assignment)
                 },
+                restart_epoch: cluster.restart_epoch_of(assignment.role),
                 server_settings: if assignment.role == Role::Server {
                     cluster.server_settings.clone().into_iter().collect()
                 } else {
@@ -682,6 +737,7 @@ mod tests {
             rollout_revert_reason: String::new(),
             rollout_strategy: Default::default(),
             restart_epoch_same: None,
+            role_restart_epochs: BTreeMap::new(),
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),
@@ -868,6 +924,7 @@ mod tests {
                 odb_empty: false,
                 restart_epoch: 0,
                 rollout_held_since: None,
+                rolls: false,
             })
         };
         let mut balancer = inputs("lb");
@@ -1048,6 +1105,7 @@ mod tests {
             odb_empty: false,
             restart_epoch: 0,
             rollout_held_since: None,
+            rolls: false,
         });
         assert!(!render(&drained).components[0].stopped);
         drained.assignments[1].status = None;
@@ -1119,7 +1177,12 @@ mod tests {
             .filter(|backend| backend.drain)
             .map(|backend| backend.name.clone())
             .collect();
-        let restarting = ["app-1", "app-2", "app-3"]
+        (drained, restarting_now(world))
+    }
+
+    /// Every component told to restart now (`python_restart`), on every host.
+    fn restarting_now(world: &PlanInputs) -> Vec<String> {
+        ["admin", "lb", "app-1", "app-2", "app-3"]
             .into_iter()
             .flat_map(|host| {
                 render(&PlanInputs {
@@ -1128,10 +1191,103 @@ mod tests {
                 })
                 .components
             })
-            .filter(|server| server.python_restart)
-            .map(|server| server.name)
-            .collect();
-        (drained, restarting)
+            .filter(|component| component.python_restart)
+            .map(|component| component.name)
+            .collect()
+    }
+
+    #[test]
+    fn a_rolling_restart_of_every_role_goes_in_zatos_order() {
+        use v1::ComponentState::Running;
+        let mut world = rolling_restart(1, [(Running, true); 3], "admin");
+        world
+            .assignments
+            .push(assignment(Role::WebAdmin, "web-admin", "admin", 8183));
+        let (cluster, _) = world.clusters.get_mut("prod").unwrap();
+        cluster.role_restart_epochs = BTreeMap::from([
+            ("web-admin".to_owned(), 1),
+            ("load-balancer".to_owned(), 1),
+            ("scheduler".to_owned(), 1),
+        ]);
+        let running = |role: Role, name: &str, restart_epoch: u64| crate::domain::ComponentStatus {
+            cluster: "prod".to_owned(),
+            role,
+            name: name.to_owned(),
+            state: Running,
+            healthy: true,
+            restart_epoch,
+            rolls: true,
+            ..Default::default()
+        };
+        let at = |world: &PlanInputs, name: &str| {
+            world
+                .assignments
+                .iter()
+                .position(|assignment| assignment.name == name)
+                .unwrap()
+        };
+        let restarted = |world: &mut PlanInputs, name: &str| {
+            let index = at(world, name);
+            let status = world.assignments[index].status.as_mut().unwrap();
+            status.restart_epoch = 1;
+        };
+        for (role, name) in [
+            (Role::Scheduler, "scheduler"),
+            (Role::WebAdmin, "web-admin"),
+        ] {
+            let index = at(&world, name);
+            world.assignments[index].status = Some(running(role, name, 0));
+        }
+        let balancer = at(&world, "load-balancer");
+        world.assignments[balancer].status.as_mut().unwrap().rolls = true;
+
+        // The dashboard first; the servers wait for it.
+        assert_eq!(restarting_now(&world), ["web-admin"]);
+        let desired = render(&world);
+        let dashboard = desired
+            .components
+            .iter()
+            .find(|component| component.name == "web-admin")
+            .unwrap();
+        assert_eq!(dashboard.restart_epoch, 1, "its role's epoch");
+        // A paused turn holds every role.
+        world.clusters.get_mut("prod").unwrap().0.rollout_paused = true;
+        assert!(restarting_now(&world).is_empty());
+        world.clusters.get_mut("prod").unwrap().0.rollout_paused = false;
+
+        // Then the servers, one at a time; the load balancer and the scheduler wait for them.
+        restarted(&mut world, "web-admin");
+        assert_eq!(restarting_now(&world), ["server1"]);
+        for server in ["server1", "server2"] {
+            restarted(&mut world, server);
+        }
+        assert_eq!(restarting_now(&world), ["server3"]);
+        restarted(&mut world, "server3");
+
+        // Then the load balancer (HAProxy reloaded), then the scheduler, then nobody.
+        assert_eq!(restarting_now(&world), ["load-balancer"]);
+        restarted(&mut world, "load-balancer");
+        assert_eq!(restarting_now(&world), ["scheduler"]);
+        restarted(&mut world, "scheduler");
+        assert!(restarting_now(&world).is_empty());
+
+        // A dashboard whose agent does not roll it is left out: it holds nobody.
+        let mut older = rolling_restart(1, [(Running, true); 3], "admin");
+        older
+            .assignments
+            .push(assignment(Role::WebAdmin, "web-admin", "admin", 8183));
+        older
+            .clusters
+            .get_mut("prod")
+            .unwrap()
+            .0
+            .role_restart_epochs = BTreeMap::from([("web-admin".to_owned(), 1)]);
+        let index = at(&older, "web-admin");
+        older.assignments[index].status = Some(crate::domain::ComponentStatus {
+            rolls: false,
+            ..running(Role::WebAdmin, "web-admin", 0)
+        });
+        assert_eq!(restarting_now(&older), ["server1"]);
     }
 
     #[test]

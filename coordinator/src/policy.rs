@@ -395,14 +395,55 @@ pub fn affected_hosts(
         Change::HostState => servers_and_balancers(),
         Change::Balancers => of(&|member| member.role == Role::LoadBalancer),
         Change::DrainingServers => of(&|member| member.role == Role::Server && member.host_drained),
-        Change::Restarts { was_due } if restarting || *was_due => servers_and_balancers(),
+        // The turns of a rolling restart: its servers', and its other roles' in Zato's order.
+        Change::Restarts { was_due } if restarting || *was_due => of(&|_| true),
         Change::Restarts { .. } => std::collections::BTreeSet::new(),
     }
 }
 
-/// What a cluster's servers restart for, at their turn: the cluster's Python dependencies
+/// The restart epochs of a cluster's dashboards, load balancers and scheduler
+/// ([`crate::domain::Cluster::role_restart_epochs`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoleEpochs {
+    pub web_admin: u64,
+    pub load_balancer: u64,
+    pub scheduler: u64,
+}
+
+impl RoleEpochs {
+    /// From a cluster's `role_restart_epochs`, by role name.
+    pub fn of(epochs: &std::collections::BTreeMap<String, u64>) -> RoleEpochs {
+        let of = |role: Role| epochs.get(role.cli_name()).copied().unwrap_or(0);
+        RoleEpochs {
+            web_admin: of(Role::WebAdmin),
+            load_balancer: of(Role::LoadBalancer),
+            scheduler: of(Role::Scheduler),
+        }
+    }
+
+    /// The restart epoch of `role` (0 for a server's: that is [`RestartGoal::restart_epoch`]).
+    pub fn get(&self, role: Role) -> u64 {
+        match role {
+            Role::WebAdmin => self.web_admin,
+            Role::LoadBalancer => self.load_balancer,
+            Role::Scheduler => self.scheduler,
+            _ => 0,
+        }
+    }
+}
+
+/// The order in which a cluster's roles take their turns in a rolling restart, Zato's (its
+/// update guide: the dashboard, each server one at a time, the load balancer, the scheduler).
+pub const ROLLOUT_ORDER: [Role; 4] = [
+    Role::WebAdmin,
+    Role::Server,
+    Role::LoadBalancer,
+    Role::Scheduler,
+];
+
+/// What a cluster's components restart for, at their turn: the cluster's Python dependencies
 /// revision and its restart epoch (one more for each rolling restart an operator asks for, and
-/// for each change of server settings).
+/// for each change of server settings) for its servers, and each other role's restart epoch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RestartGoal<'a> {
     pub python_revision: &'a str,
@@ -410,16 +451,35 @@ pub struct RestartGoal<'a> {
     /// After an undo of server settings: servers started under this epoch already run the
     /// settings brought back, and are not due for it ([`crate::domain::Cluster::restart_epoch_same`]).
     pub same_epoch: Option<u64>,
+    /// The dashboards', load balancers' and scheduler's restart epochs.
+    pub others: RoleEpochs,
 }
 
 impl<'a> RestartGoal<'a> {
-    /// What `cluster`'s servers restart for now.
+    /// What `cluster`'s components restart for now.
     pub fn of(cluster: &'a crate::domain::Cluster) -> RestartGoal<'a> {
         RestartGoal {
             python_revision: &cluster.python_revision,
             restart_epoch: cluster.restart_epoch,
             same_epoch: cluster.restart_epoch_same,
+            others: RoleEpochs::of(&cluster.role_restart_epochs),
         }
+    }
+
+    /// Whether a component of `role` that reports `report` is due to restart: a server as
+    /// [`Self::due`] says; a dashboard, load balancer or scheduler whose agent rolls it, that
+    /// runs (or started and is not answering), started (reloaded) under an older epoch of its
+    /// role.
+    pub fn due_as(&self, role: Role, report: &ComponentReport) -> bool {
+        if role == Role::Server {
+            return self.due(report);
+        }
+        report.rolls
+            && matches!(
+                report.state,
+                ComponentState::Running | ComponentState::Starting | ComponentState::Unhealthy
+            )
+            && report.restart_epoch < self.others.get(role)
     }
 
     /// Whether a server that reports `report` is due to restart: its process is up (running,
@@ -564,6 +624,19 @@ pub fn report_changes(
         }
         _ => {}
     }
+    // A dashboard, load balancer or scheduler through its turn in a rolling restart of its
+    // role (or on its way back) moves the next role's turn.
+    if role != Role::Server
+        && goal.others.get(role) > 0
+        && before.is_none_or(|before| {
+            before.restart_epoch != now.restart_epoch
+                || before.healthy != now.healthy
+                || before.state != now.state
+        })
+    {
+        changes.retain(|change| !matches!(change, Change::Restarts { .. }));
+        changes.push(Change::Restarts { was_due: true });
+    }
     changes
 }
 
@@ -587,8 +660,10 @@ pub struct ComponentReport {
     /// The ODB generation it was created under, and whether a server finds the ODB empty.
     pub odb_epoch: u64,
     pub odb_empty: bool,
-    /// A server's restart epoch, that of its running process.
+    /// Its restart epoch, that of its running process (a load balancer's: HAProxy's reload).
     pub restart_epoch: u64,
+    /// Its agent rolls it ([`crate::domain::ComponentStatus::rolls`]).
+    pub rolls: bool,
 }
 
 impl From<&crate::domain::ComponentStatus> for ComponentReport {
@@ -606,6 +681,7 @@ impl From<&crate::domain::ComponentStatus> for ComponentReport {
             odb_epoch: status.odb_epoch,
             odb_empty: status.odb_empty,
             restart_epoch: status.restart_epoch,
+            rolls: status.rolls,
         }
     }
 }

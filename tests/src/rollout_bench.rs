@@ -31,20 +31,43 @@ pub fn run(host: &Host, args: &[&str]) -> serde_json::Value {
 
 /// What an operator checks after a rolling restart of `servers` servers under load, one at a
 /// time: no request failed, every server's process was replaced once (none again after a killed
-/// coordinator came back) and the scheduler's and dashboard's not at all, each server was out of
-/// rotation for its turn and never two at once, and, when it was killed, the coordinator came
-/// back.
+/// coordinator came back), each server was out of rotation for its turn and never two at once,
+/// and, when it was killed, the coordinator came back. Of the servers alone: the scheduler and
+/// the dashboard ran on. Of every role (`--role all`): each component restarted once, in Zato's
+/// order.
 pub fn assert_rolled_one_at_a_time(results: &serde_json::Value, servers: u64) {
     assert_eq!(results["failed"], 0, "{results:#}");
     assert!(results["answered"].as_u64().unwrap() > 0, "{results:#}");
     assert_eq!(results["processes_replaced"], servers, "{results:#}");
     let restarts = results["restarts"].as_object().unwrap();
-    for other in ["scheduler", "web-admin"] {
+    let roles: Vec<&str> = results["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|role| role.as_str().unwrap())
+        .collect();
+    if roles.contains(&"all") {
+        // Zato's order: the dashboard, the servers one at a time, the load balancer (HAProxy
+        // reloaded: a new worker), the scheduler; each once.
+        let mut order = vec!["web-admin".to_owned()];
+        order.extend((1..=servers).map(|index| format!("server{index}")));
+        order.extend(["load-balancer".to_owned(), "scheduler".to_owned()]);
         assert_eq!(
-            restarts[other], 0,
-            "the {other} runs on through a rolling restart of the servers (the scheduler stays \
-             with its server while that one restarts): {results:#}"
+            results["restart_order"],
+            serde_json::json!(order),
+            "{results:#}"
         );
+        for other in ["web-admin", "load-balancer", "scheduler"] {
+            assert_eq!(restarts[other], 1, "{other} restarted once: {results:#}");
+        }
+    } else if roles.is_empty() {
+        for other in ["scheduler", "web-admin"] {
+            assert_eq!(
+                restarts[other], 0,
+                "the {other} runs on through a rolling restart of the servers (the scheduler \
+                 stays with its server while that one restarts): {results:#}"
+            );
+        }
     }
     for index in 1..=servers {
         assert_eq!(

@@ -123,3 +123,14 @@ fn a_rolling_restart_under_load_survives_a_killed_coordinator() {
     muster_testkit::rollout_bench::assert_rolled_one_at_a_time(&results, 3);
     assert_eq!(results["zato"], "mock-zato");
 }
+
+/// `muster-rollout-bench --role all` on mock-zato: every component of a quickstart restarted
+/// under load in Zato's order, the load balancer reloaded without a failed request.
+#[test]
+fn a_rolling_restart_of_every_role_goes_in_zatos_order_under_load() {
+    let mut network = muster_testkit::netns::Network::create();
+    let host = network.add_host("roll");
+    let results =
+        muster_testkit::rollout_bench::run(&host, &["--demo", "--servers", "3", "--role", "all"]);
+    muster_testkit::rollout_bench::assert_rolled_one_at_a_time(&results, 3);
+}

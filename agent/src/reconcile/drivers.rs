@@ -49,10 +49,7 @@ impl Driver for ZatoComponent<'_> {
                 tracing::info!(component = %self.describe(), revision = %self.component.python_revision, "restarting to load new Python dependencies");
             }
             restart |= reload;
-            // A rolling restart: at its turn, a server started under an older restart epoch.
-            let rolling = self.component.python_restart
-                && self.running()
-                && started_restart_epoch(&self.directory) < self.component.restart_epoch;
+            let rolling = self.rolling();
             if rolling && !install_missing {
                 tracing::info!(component = %self.describe(), restart_epoch = self.component.restart_epoch, "restarting for the cluster's rolling restart");
             }
@@ -66,6 +63,9 @@ impl Driver for ZatoComponent<'_> {
             if !self.running() {
                 self.write_user_conf(&self.directory)?;
             }
+        } else if self.rolling() {
+            tracing::info!(component = %self.describe(), restart_epoch = self.component.restart_epoch, "restarting for the cluster's rolling restart of its role");
+            restart = true;
         }
         Ok(Prepared::Ready { restart })
     }
@@ -114,11 +114,11 @@ impl Driver for ZatoComponent<'_> {
             if conf::apply_logging_levels(&logging_conf, &settings).map_err(StepError::from)? {
                 tracing::info!(component = %self.describe(), "loggers' levels written to logging.conf");
             }
-            record_restart_epoch(&self.directory, self.component.restart_epoch)?;
             if let Some(python) = self.python_for_start(&self.directory) {
                 args.push(crate::zato::env("PYTHONPATH", python.display()));
             }
         }
+        record_restart_epoch(&self.directory, self.component.restart_epoch)?;
         self.host
             .facilities
             .zato_with(install, &args, &self.directory, &|_| {})
@@ -201,14 +201,25 @@ impl ZatoComponent<'_> {
         self.host.zato_install(name)
     }
 
+    /// Its turn in a rolling restart of its role has come, and its running process was started
+    /// under an older restart epoch.
+    fn rolling(&self) -> bool {
+        self.component.python_restart
+            && self.running()
+            && started_restart_epoch(&self.directory) < self.component.restart_epoch
+    }
+
     /// What the component's directory says of it: the Python dependencies a server started with
     /// and has installed, its user-config files, the ODB epoch it was created on.
     pub(super) fn report(&self, local: &Local, status: &mut v1::ComponentStatus) {
+        status.rolls = true;
+        if local.seen_alive {
+            status.restart_epoch = started_restart_epoch(&self.directory);
+        }
         if role_of(self.component) == Role::Server {
             if local.seen_alive {
                 status.python_revision = python::started_revision(&self.directory);
                 status.user_conf_revision = user_conf::in_place(&self.directory);
-                status.restart_epoch = started_restart_epoch(&self.directory);
             }
             if python::installed(&self.directory, &self.component.python_revision) {
                 status.python_installed = self.component.python_revision.clone();
@@ -235,6 +246,27 @@ impl LoadBalancer<'_> {
             paths: &self.paths,
             run_as: self.host.zato.run_as.as_ref(),
         }
+    }
+
+    /// The restart epoch its HAProxy was last started or reloaded under, for the coordinator.
+    pub(super) fn report(&self, status: &mut v1::ComponentStatus) {
+        status.rolls = true;
+        status.restart_epoch = started_restart_epoch(&self.directory);
+    }
+
+    /// At its turn in a rolling restart of the load balancers, and reloaded last under an older
+    /// restart epoch: HAProxy reloads (hitless: the master starts new workers, which read the
+    /// binary and the config again, and the old ones finish their requests), and the epoch is
+    /// recorded.
+    async fn roll(&self) -> Result<(), StepError> {
+        if !(self.component.python_restart
+            && started_restart_epoch(&self.directory) < self.component.restart_epoch)
+        {
+            return Ok(());
+        }
+        tracing::info!(component = %self.describe(), restart_epoch = self.component.restart_epoch, "reloading HAProxy for the cluster's rolling restart of its load balancers");
+        self.haproxy().reload().await?;
+        record_restart_epoch(&self.directory, self.component.restart_epoch)
     }
 }
 
@@ -279,7 +311,7 @@ impl Driver for LoadBalancer<'_> {
         match self.haproxy().start(&self.plan).await {
             Ok(()) => {
                 local.last_error.clear();
-                Ok(())
+                record_restart_epoch(&self.directory, self.component.restart_epoch)
             }
             Err(error) => {
                 local.backends.clear();
@@ -289,13 +321,16 @@ impl Driver for LoadBalancer<'_> {
     }
 
     async fn update(&self) -> Option<Result<String, StepError>> {
-        Some(
-            self.haproxy()
-                .converge(&self.plan)
-                .await
-                .map(|applied| applied.note)
-                .map_err(StepError::from),
-        )
+        let applied = self
+            .haproxy()
+            .converge(&self.plan)
+            .await
+            .map(|applied| applied.note)
+            .map_err(StepError::from);
+        Some(match applied {
+            Ok(note) => self.roll().await.map(|()| note),
+            Err(error) => Err(error),
+        })
     }
 
     async fn probe(&self, local: &mut Local) -> Health {

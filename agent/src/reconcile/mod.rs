@@ -470,7 +470,10 @@ impl Reconciler {
                 local.spec = Some(component.clone());
                 if role_of(component) == Role::LoadBalancer {
                     match self.load_balancer(component) {
-                        Ok(driver) => lifecycle::converge(&driver, local).await,
+                        Ok(driver) => {
+                            lifecycle::converge(&driver, local).await;
+                            driver.report(&mut status);
+                        }
                         Err(error) => local.fail(&error),
                     }
                 } else if let Err(error) = self.host.sqlite_odb_allowed(component.odb.as_ref()) {

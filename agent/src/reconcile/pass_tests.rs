@@ -524,6 +524,46 @@ fn a_running_server_restarts_for_a_rolling_restart_only_at_its_turn_and_once() {
 }
 
 #[test]
+fn a_running_dashboard_restarts_for_a_rolling_restart_of_its_role_only_at_its_turn_and_once() {
+    let mut host = host();
+    let at = |restart_epoch: u64, turn: bool| Component {
+        restart_epoch,
+        python_restart: turn,
+        ..dashboard()
+    };
+    let reported = |status: &super::HostStatus| {
+        let component = &status.components[0];
+        (component.restart_epoch, component.rolls)
+    };
+    block_on(host.reconciler.pass(&desired(1, vec![at(0, false)])));
+    host.world.answer(true);
+    let (status, _) = block_on(host.reconciler.pass(&desired(1, vec![at(0, false)])));
+    assert_eq!(
+        reported(&status),
+        (0, true),
+        "started before any rolling restart of its role; this agent rolls it"
+    );
+    let before = host.world.commands().len();
+    let new_commands = |world: &Scripted| world.commands()[before..].to_vec();
+
+    block_on(host.reconciler.pass(&desired(2, vec![at(1, false)])));
+    assert!(
+        new_commands(&host.world).is_empty(),
+        "not its turn: it runs on: {:?}",
+        new_commands(&host.world)
+    );
+    let (status, _) = block_on(host.reconciler.pass(&desired(3, vec![at(1, true)])));
+    assert_eq!(
+        new_commands(&host.world),
+        ["stop web-admin-dashboard", "start web-admin-dashboard"],
+        "its password is not set again"
+    );
+    assert_eq!(reported(&status), (1, true), "started under the new epoch");
+    block_on(host.reconciler.pass(&desired(3, vec![at(1, true)])));
+    assert_eq!(new_commands(&host.world).len(), 2, "restarted once");
+}
+
+#[test]
 fn a_server_runs_the_installation_its_cluster_names_and_one_the_host_lacks_never_stops_it() {
     let mut host = host();
     host.reconciler.host.zato_installs = BTreeMap::from([(

@@ -98,6 +98,7 @@ pub(super) fn cluster_message(cluster: Cluster) -> v1::Cluster {
         rollout_revert_reason: cluster.rollout_revert_reason,
         rollout_strategy: Some(strategy_message(cluster.rollout_strategy)),
         restart_epoch_same: cluster.restart_epoch_same,
+        restart_epochs: cluster.role_restart_epochs.into_iter().collect(),
     }
 }
 
@@ -215,5 +216,6 @@ pub fn assignment_message(assignment: Assignment) -> v1::ComponentAssignment {
         user_conf_revision: status.user_conf_revision,
         odb_epoch: status.odb_epoch,
         restart_epoch: status.restart_epoch,
+        rolls: assignment.role == Role::Server || status.rolls,
     }
 }

@@ -627,12 +627,36 @@ impl AdminService for AdminApi {
         let actor = self.authorize(&request).await?;
         let request = request.into_inner();
         validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
-        let (restart_epoch, servers) = self.store.restart_servers(&request.cluster, &actor).await?;
-        tracing::info!(cluster = %request.cluster, restart_epoch, actor = %actor.0, "rolling restart of the cluster's servers");
+        let mut roles = Vec::new();
+        for role in &request.roles {
+            let role = Role::try_from(*role)
+                .ok()
+                .filter(|role| *role != Role::Unspecified)
+                .ok_or_else(|| ApiError::InvalidArgument(format!("roles: {role} is not a role")))?;
+            roles.push(role);
+        }
+        if roles.is_empty() {
+            roles.push(Role::Server);
+        }
+        let restart = self
+            .store
+            .restart_roles(&request.cluster, &roles, &actor)
+            .await?;
+        tracing::info!(cluster = %request.cluster, restart_epoch = restart.restart_epoch, roles = ?roles, actor = %actor.0, "rolling restart");
         Ok(Response::new(v1::RestartServersResponse {
-            restart_epoch,
-            servers,
+            restart_epoch: restart.restart_epoch,
+            servers: restart.servers,
             max_unavailable: self.max_unavailable(&request.cluster).await?,
+            others: restart
+                .others
+                .into_iter()
+                .map(|(role, name)| v1::ComponentAssignment {
+                    cluster: request.cluster.clone(),
+                    role: role as i32,
+                    name,
+                    ..Default::default()
+                })
+                .collect(),
         }))
     }
 

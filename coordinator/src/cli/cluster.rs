@@ -104,6 +104,10 @@ pub(super) struct ClusterView {
     pub(super) rollout_pause_reason: String,
     /// Why auto_revert undid its last rollout of server settings.
     pub(super) rollout_revert_reason: String,
+    /// Its servers' restart epoch (`muster rollout restart`, server settings), and those of its
+    /// dashboards, load balancers and scheduler by role (`muster rollout restart --role`).
+    pub(super) restart_epoch: u64,
+    pub(super) restart_epochs: std::collections::BTreeMap<String, u64>,
 }
 
 impl From<v1::Cluster> for ClusterView {
@@ -156,6 +160,8 @@ impl From<v1::Cluster> for ClusterView {
             rollout_paused: cluster.rollout_paused,
             rollout_pause_reason: cluster.rollout_pause_reason,
             rollout_revert_reason: cluster.rollout_revert_reason,
+            restart_epoch: cluster.restart_epoch,
+            restart_epochs: cluster.restart_epochs.into_iter().collect(),
         }
     }
 }

@@ -357,9 +357,13 @@ pub(super) struct ComponentView {
     pub(super) user_conf_revision: String,
     /// The cluster's ODB generation it was created under.
     pub(super) odb_epoch: u64,
-    /// A server's: the restart epoch its running process was started under (the cluster's once
-    /// it has restarted for the last rolling restart).
+    /// The restart epoch its running process was started under (a load balancer's: HAProxy
+    /// reloaded under; its role's once it has restarted for the last rolling restart of it).
     pub(super) restart_epoch: u64,
+    /// Its agent restarts it in rolling restarts of its role (an agent before that: false, for
+    /// a dashboard, load balancer or scheduler).
+    #[serde(skip)]
+    pub(super) rolls: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -424,6 +428,7 @@ impl From<v1::ComponentAssignment> for ComponentView {
             user_conf_revision: component.user_conf_revision,
             odb_epoch: component.odb_epoch,
             restart_epoch: component.restart_epoch,
+            rolls: component.rolls,
             load_balancer: component.load_balancer.map(|settings| LoadBalancerView {
                 haproxy_bin: settings.haproxy_bin,
                 frontend_address: settings.frontend_address,

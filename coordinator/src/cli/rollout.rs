@@ -2,7 +2,8 @@
 //! cluster's `max_unavailable` says more) while the others serve. A rolling restart takes each
 //! server out of its load balancers' rotation, restarts it, and takes it back once it answers
 //! and they have it UP; then the next (the planner's restart turn, the same one new Python
-//! dependencies take).
+//! dependencies take). With `--role`, the dashboards, load balancers and scheduler too, in
+//! Zato's order.
 
 use super::*;
 
@@ -11,14 +12,22 @@ pub(super) enum RolloutCommand {
     /// Restart the cluster's servers one at a time (up to the cluster's max_unavailable at
     /// once, `muster configure rollout`): each is taken out of its load balancers' rotation,
     /// restarted, and taken back once it answers and they have it UP; then the next. A server
-    /// that restarts by itself meanwhile counts as restarted. `muster wait` returns once every
-    /// server has restarted.
+    /// that restarts by itself meanwhile counts as restarted. With --role, the components of
+    /// those roles, in Zato's order: dashboards, servers, load balancers (HAProxy reloaded,
+    /// hitless), the scheduler, each role once those before it have restarted. `muster wait`
+    /// returns once every one has restarted.
     Restart {
         #[arg(long)]
         cluster: String,
+        /// A role to restart: server, web-admin, load-balancer, scheduler, or all (repeat for
+        /// several) [default: server].
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
     },
     /// Where the cluster's last rolling restart stands: each server restarted, unchanged (after
-    /// an undo: it runs those settings already), restarting, or waiting for its turn; whether
+    /// an undo: it runs those settings already), restarting, or waiting for its turn; each
+    /// dashboard, load balancer and scheduler of a role restarted with --role (restarted,
+    /// restarting, waiting for the roles before it, or left out: its agent is older); whether
     /// the turn is paused, why Muster paused it or undid the change (a server missed its healthy
     /// deadline), and the strategy (`muster configure rollout`).
     Status {
@@ -193,6 +202,70 @@ struct Started {
     servers: Vec<String>,
     /// How many may be out of rotation at once.
     max_unavailable: u32,
+    /// The dashboards, load balancers and scheduler that restart, in Zato's order.
+    others: Vec<OtherComponent>,
+}
+
+/// A dashboard, load balancer or scheduler in a rolling restart of its role.
+#[derive(Debug, Serialize)]
+struct OtherComponent {
+    role: String,
+    name: String,
+}
+
+/// A dashboard, load balancer or scheduler in the last rolling restart of its role.
+#[derive(Debug, Serialize)]
+struct OtherProgress {
+    role: String,
+    name: String,
+    host: String,
+    restart_epoch: u64,
+    /// `restarted`, `restarting` (its turn), `waiting` (for the roles before it), or `left out`
+    /// (its agent is older than rolling restarts of its role).
+    progress: &'static str,
+    state: String,
+}
+
+/// The roles `--role` names (`all`: every one), in Zato's order; none: the servers.
+fn roles_from(given: &[String]) -> Result<Vec<Role>, CliError> {
+    let mut roles = Vec::new();
+    for word in given {
+        if word == "all" {
+            roles.extend(crate::policy::ROLLOUT_ORDER);
+            continue;
+        }
+        let role = word
+            .parse::<Role>()
+            .ok()
+            .filter(|role| crate::policy::ROLLOUT_ORDER.contains(role))
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--role {word}: not a role (server, web-admin, load-balancer, scheduler, or all)"
+                ))
+            })?;
+        roles.push(role);
+    }
+    if roles.is_empty() {
+        roles.push(Role::Server);
+    }
+    Ok(crate::policy::ROLLOUT_ORDER
+        .into_iter()
+        .filter(|role| roles.contains(role))
+        .collect())
+}
+
+/// Where a dashboard, load balancer or scheduler stands in the last rolling restart of its role
+/// (`epoch`), its turn coming once no component of a role before it is due.
+fn other_progress_of(component: &ComponentView, epoch: u64) -> &'static str {
+    if !component.rolls {
+        "left out"
+    } else if component.restart_epoch >= epoch {
+        "restarted"
+    } else if component.healthy {
+        "waiting"
+    } else {
+        "restarting"
+    }
 }
 
 /// A server in a rolling restart.
@@ -221,6 +294,9 @@ struct Progress {
     /// Servers restarted or unchanged.
     restarted: usize,
     servers: Vec<ServerProgress>,
+    /// The dashboards, load balancers and scheduler, once a rolling restart of their role was
+    /// asked for, in Zato's order.
+    others: Vec<OtherProgress>,
 }
 
 /// `muster rollout pause` (`paused`) and `resume`.
@@ -288,12 +364,14 @@ pub(super) async fn rollout_command(
 ) -> Result<(), CliError> {
     let mut connection = connect(connection_args).await?;
     match command {
-        RolloutCommand::Restart { cluster } => {
+        RolloutCommand::Restart { cluster, roles } => {
             validate::name("cluster name", &cluster)?;
+            let roles = roles_from(&roles)?;
             let started = connection
                 .client
                 .restart_servers(v1::RestartServersRequest {
                     cluster: cluster.clone(),
+                    roles: roles.iter().map(|role| *role as i32).collect(),
                 })
                 .await
                 .answer(&connection)?;
@@ -302,20 +380,71 @@ pub(super) async fn rollout_command(
                 restart_epoch: started.restart_epoch,
                 servers: started.servers,
                 max_unavailable: started.max_unavailable.max(1),
+                others: started
+                    .others
+                    .into_iter()
+                    .map(|component| OtherComponent {
+                        role: Role::try_from(component.role)
+                            .unwrap_or_default()
+                            .cli_name()
+                            .to_owned(),
+                        name: component.name,
+                    })
+                    .collect(),
             };
             if json {
                 return write_json(out, &started);
             }
-            writeln!(
-                out,
-                "rolling restart of cluster {}'s servers (restart epoch {}): {}; {}, each out \
-                 of rotation until its load balancers have it back UP. Follow it with `muster \
-                 rollout status --cluster {0}`, or `muster wait --cluster {0}`",
-                started.cluster,
-                started.restart_epoch,
-                started.servers.join(", "),
-                at_a_time(started.max_unavailable)
-            )?;
+            let servers = (!started.servers.is_empty()).then(|| {
+                format!(
+                    "servers (restart epoch {}): {}; {}, each out of rotation until its load \
+                     balancers have it back UP",
+                    started.restart_epoch,
+                    started.servers.join(", "),
+                    at_a_time(started.max_unavailable)
+                )
+            });
+            let of_role = |role: Role| {
+                let names: Vec<&str> = started
+                    .others
+                    .iter()
+                    .filter(|other| other.role == role.cli_name())
+                    .map(|other| other.name.as_str())
+                    .collect();
+                (!names.is_empty()).then(|| {
+                    let what = match role {
+                        Role::WebAdmin => "dashboard",
+                        Role::LoadBalancer => "load balancer (HAProxy reloaded, hitless)",
+                        _ => "scheduler",
+                    };
+                    format!("{what} {}", names.join(", "))
+                })
+            };
+            let steps: Vec<String> = [
+                of_role(Role::WebAdmin),
+                servers,
+                of_role(Role::LoadBalancer),
+                of_role(Role::Scheduler),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if started.others.is_empty() {
+                writeln!(
+                    out,
+                    "rolling restart of cluster {}'s {}. Follow it with `muster rollout status \
+                     --cluster {0}`, or `muster wait --cluster {0}`",
+                    started.cluster, steps[0]
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "rolling restart of cluster {} in Zato's order: {}. Follow it with `muster \
+                     rollout status --cluster {0}`, or `muster wait --cluster {0}`",
+                    started.cluster,
+                    steps.join("; then ")
+                )?;
+            }
             Ok(())
         }
         RolloutCommand::Pause { cluster } => pause(&mut connection, cluster, true, json, out).await,
@@ -343,8 +472,32 @@ pub(super) async fn rollout_command(
             );
             let strategy: muster_proto::rollout::Strategy =
                 found.rollout_strategy.unwrap_or_default().into();
-            let servers: Vec<ServerProgress> = list_components(&mut connection, Some(&cluster))
-                .await?
+            let components = list_components(&mut connection, Some(&cluster)).await?;
+            let mut others = Vec::new();
+            for role in crate::policy::ROLLOUT_ORDER {
+                let role_epoch = found
+                    .restart_epochs
+                    .get(role.cli_name())
+                    .copied()
+                    .unwrap_or(0);
+                if role == Role::Server || role_epoch == 0 {
+                    continue;
+                }
+                others.extend(
+                    components
+                        .iter()
+                        .filter(|component| component.role == role.cli_name())
+                        .map(|component| OtherProgress {
+                            role: component.role.clone(),
+                            name: component.name.clone(),
+                            host: component.host.clone(),
+                            restart_epoch: component.restart_epoch,
+                            progress: other_progress_of(component, role_epoch),
+                            state: component.state.clone(),
+                        }),
+                );
+            }
+            let servers: Vec<ServerProgress> = components
                 .into_iter()
                 .filter(|component| component.role == Role::Server.cli_name())
                 .map(|server| ServerProgress {
@@ -367,11 +520,12 @@ pub(super) async fn rollout_command(
                 revert_reason: found.rollout_revert_reason,
                 strategy,
                 servers,
+                others,
             };
             if json {
                 return write_json(out, &progress);
             }
-            if epoch == 0 {
+            if epoch == 0 && progress.others.is_empty() {
                 writeln!(
                     out,
                     "cluster {}: no rolling restart yet (`muster rollout restart`){}",
@@ -384,12 +538,19 @@ pub(super) async fn rollout_command(
                 )?;
                 return Ok(());
             }
+            let servers_said = if epoch == 0 {
+                "no rolling restart of its servers yet".to_owned()
+            } else {
+                format!(
+                    "rolling restart {epoch}: {}/{} servers restarted",
+                    progress.restarted,
+                    progress.servers.len()
+                )
+            };
             writeln!(
                 out,
-                "cluster {}: rolling restart {epoch}: {}/{} servers restarted{}",
+                "cluster {}: {servers_said}{}",
                 progress.cluster,
-                progress.restarted,
-                progress.servers.len(),
                 if paused {
                     " (paused: `muster rollout resume` goes on)"
                 } else {
@@ -426,6 +587,30 @@ pub(super) async fn rollout_command(
                 &["SERVER", "HOST", "EPOCH", "PROGRESS", "STATE"],
                 &rows,
             )?;
+            if !progress.others.is_empty() {
+                // Zato's order: dashboards before the servers, then load balancers and the
+                // scheduler; each waits for the roles before it.
+                writeln!(out)?;
+                let rows: Vec<Vec<String>> = progress
+                    .others
+                    .iter()
+                    .map(|other| {
+                        vec![
+                            other.role.clone(),
+                            other.name.clone(),
+                            other.host.clone(),
+                            other.restart_epoch.to_string(),
+                            other.progress.to_owned(),
+                            other.state.clone(),
+                        ]
+                    })
+                    .collect();
+                write_table(
+                    out,
+                    &["ROLE", "NAME", "HOST", "EPOCH", "PROGRESS", "STATE"],
+                    &rows,
+                )?;
+            }
             Ok(())
         }
     }

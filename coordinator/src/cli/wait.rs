@@ -62,28 +62,38 @@ pub(super) fn converged(
     !components.is_empty() && components.iter().all(settled) && balancers_route_every_server
 }
 
-/// The servers (of hosts not drained) that have not restarted yet for the cluster's rolling
-/// restart to `epoch` (but those started under `same`, which run what it asks already), each
-/// with where it stands: `server server2 on app-2 (restart epoch 0 of 1)`.
+/// The components (of hosts not drained) that have not restarted yet for the cluster's last
+/// rolling restart of their role: servers to `epoch` (but those started under `same`, which
+/// run what it asks already), the others to their role's in `role_epochs` (those whose agent
+/// does not roll them are left out of it), each with where it stands: `server server2 on app-2
+/// (restart epoch 0 of 1)`.
 fn not_restarted(
     components: &[ComponentView],
     drained: &std::collections::BTreeSet<String>,
     epoch: u64,
     same: Option<u64>,
+    role_epochs: &std::collections::HashMap<String, u64>,
 ) -> Vec<String> {
     components
         .iter()
-        .filter(|component| component.role == Role::Server.cli_name())
-        .filter(|server| {
-            !drained.contains(&server.host)
-                && server.restart_epoch < epoch
-                && Some(server.restart_epoch) != same
-        })
-        .map(|server| {
-            format!(
-                "server {} on {} (restart epoch {} of {epoch})",
-                server.name, server.host, server.restart_epoch
-            )
+        .filter(|component| !drained.contains(&component.host))
+        .filter_map(|component| {
+            let wanted = if component.role == Role::Server.cli_name() {
+                if Some(component.restart_epoch) == same {
+                    return None;
+                }
+                epoch
+            } else if component.rolls {
+                role_epochs.get(&component.role).copied().unwrap_or(0)
+            } else {
+                return None;
+            };
+            (component.restart_epoch < wanted).then(|| {
+                format!(
+                    "{} {} on {} (restart epoch {} of {wanted})",
+                    component.role, component.name, component.host, component.restart_epoch
+                )
+            })
         })
         .collect()
 }
@@ -161,6 +171,7 @@ pub(super) async fn wait_command(
             &drained,
             rollout.restart_epoch,
             rollout.restart_epoch_same,
+            &rollout.restart_epochs,
         );
         if applying.is_empty() && restarting.is_empty() && converged(&components, &drained) {
             if !rollout.rollout_revert_reason.is_empty() {

@@ -241,6 +241,17 @@ pub trait Store: Send + Sync + fmt::Debug {
         cluster: &str,
         actor: &Actor,
     ) -> Result<(u64, Vec<String>), StoreError>;
+    /// Starts a rolling restart of a cluster's components of `roles` (servers, dashboards, load
+    /// balancers, the scheduler), taken in Zato's order ([`crate::policy::ROLLOUT_ORDER`]): the
+    /// servers as [`Store::restart_servers`] does, each other role under its next restart epoch
+    /// ([`Cluster::role_restart_epochs`]). Refused (`Conflict`) for a role the cluster has no
+    /// component of, before anything changes.
+    async fn restart_roles(
+        &self,
+        cluster: &str,
+        roles: &[Role],
+        actor: &Actor,
+    ) -> Result<RollingRestart, StoreError>;
     /// Sets (`set`) and unsets (`unset`) server settings of a cluster
     /// ([`muster_proto::server_settings`]); a change starts a rolling restart of its servers
     /// (none when it has no server yet). Refused (`Invalid`) for a key or value outside the

@@ -253,6 +253,16 @@ impl Store for Writes {
             .await
     }
 
+    async fn restart_roles(
+        &self,
+        cluster: &str,
+        roles: &[Role],
+        actor: &Actor,
+    ) -> Result<RollingRestart, StoreError> {
+        self.write(|| self.inner.restart_roles(cluster, roles, actor), always)
+            .await
+    }
+
     async fn configure_servers(
         &self,
         cluster: &str,

@@ -186,6 +186,7 @@ pub(crate) async fn services_are_stored_by_revision_and_reach_the_servers(backen
         odb_empty: false,
         restart_epoch: 0,
         rollout_held_since: None,
+        rolls: false,
     }];
     let lb_before_report = generation(&lb).await;
     store.record_status(&app.id, reported).await.unwrap();
@@ -346,6 +347,7 @@ pub(crate) async fn configuration_and_user_config_are_sealed_and_reach_only_the_
         odb_empty: false,
         restart_epoch: 0,
         rollout_held_since: None,
+        rolls: false,
     }];
     store.record_status(&first.id, imported).await.unwrap();
     let plan = planner::render(&store.plan_inputs(&first.id).await.unwrap())
@@ -573,6 +575,7 @@ pub(crate) async fn python_dependencies_reach_the_servers_one_restart_at_a_time(
         odb_empty: false,
         restart_epoch: 0,
         rollout_held_since: None,
+        rolls: false,
     };
     let plan = |host: &Host| {
         let store = &store;
@@ -757,6 +760,117 @@ async fn both_servers_up(store: &SqlStore, lb: &Host) -> StatusReport {
     let balancer = with_server2_up(balancer_report("UP"));
     store.record_status(&lb.id, balancer.clone()).await.unwrap();
     balancer
+}
+
+/// `muster rollout restart --role`: each role's own restart epoch, stored; the dashboard's turn
+/// first, the servers' once it has restarted (the rolls column read back from the store); a
+/// role the cluster lacks refused before anything changes.
+pub(crate) async fn a_rolling_restart_of_roles_goes_in_zatos_order(backend: Backend) {
+    let (_database, store) = store_with_prod(backend).await;
+    let (first, second, lb) = two_servers_and_a_balancer(&store).await;
+    store
+        .create_assignment(
+            assign("prod", Role::WebAdmin, "admin", None, None),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    let admin = enroll(&store, "prod", "admin").await;
+    report_server(&store, &first, server_status("server1", None, 0)).await;
+    report_server(&store, &second, server_status("server2", None, 0)).await;
+    both_servers_up(&store, &lb).await;
+    let dashboard = |restart_epoch: u64, rolls: bool| ComponentStatus {
+        role: Role::WebAdmin,
+        name: "web-admin".to_owned(),
+        rolls,
+        ..server_status("web-admin", None, restart_epoch)
+    };
+    report_server(&store, &admin, dashboard(0, true)).await;
+
+    let refused = store
+        .restart_roles("prod", &[Role::Scheduler, Role::Server], &actor())
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(message)) if message.contains("no scheduler")),
+        "{refused:?}"
+    );
+    let unchanged = store.get_cluster("prod").await.unwrap();
+    assert_eq!(
+        (unchanged.restart_epoch, unchanged.role_restart_epochs.len()),
+        (0, 0)
+    );
+
+    let restart = store
+        .restart_roles("prod", &[Role::Server, Role::WebAdmin], &actor())
+        .await
+        .unwrap();
+    assert_eq!(
+        restart,
+        RollingRestart {
+            restart_epoch: 1,
+            servers: vec!["server1".to_owned(), "server2".to_owned()],
+            others: vec![(Role::WebAdmin, "web-admin".to_owned())],
+        }
+    );
+    let cluster = store.get_cluster("prod").await.unwrap();
+    assert_eq!(
+        (
+            cluster.restart_epoch,
+            cluster.restart_epoch_of(Role::WebAdmin)
+        ),
+        (1, 1)
+    );
+    let turn = |host: &Host| {
+        let store = &store;
+        let id = host.id.clone();
+        async move {
+            planner::render(&store.plan_inputs(&id).await.unwrap())
+                .components
+                .into_iter()
+                .filter(|component| component.python_restart)
+                .map(|component| (component.name, component.restart_epoch))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(turn(&admin).await, [("web-admin".to_owned(), 1)]);
+    assert!(turn(&first).await.is_empty(), "the servers wait for it");
+    report_server(&store, &admin, dashboard(1, true)).await;
+    assert!(turn(&admin).await.is_empty());
+    assert_eq!(turn(&first).await, [("server1".to_owned(), 1)]);
+
+    // The dashboard alone, again: its epoch moves, the servers' does not.
+    let again = store
+        .restart_roles("prod", &[Role::WebAdmin], &actor())
+        .await
+        .unwrap();
+    assert_eq!((again.restart_epoch, again.servers.len()), (1, 0));
+    assert_eq!(
+        store
+            .get_cluster("prod")
+            .await
+            .unwrap()
+            .restart_epoch_of(Role::WebAdmin),
+        2
+    );
+    // An agent that does not roll its dashboard leaves it out: it holds nobody.
+    report_server(&store, &admin, dashboard(1, false)).await;
+    assert!(turn(&admin).await.is_empty());
+    assert_eq!(turn(&first).await, [("server1".to_owned(), 1)]);
+    let event = store
+        .list_events(Some("prod"), None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|event| event.kind == "cluster.rolling-restart" && event.message.contains("Zato"))
+        .unwrap();
+    assert!(
+        event
+            .message
+            .contains("web-admin web-admin (restart epoch 2)"),
+        "{}",
+        event.message
+    );
+    store.close().await;
 }
 
 pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: Backend) {

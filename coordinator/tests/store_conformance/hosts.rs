@@ -359,6 +359,7 @@ pub(crate) async fn a_host_reports_only_for_its_own_components(backend: Backend)
         odb_empty: false,
         restart_epoch: 0,
         rollout_held_since: None,
+        rolls: false,
     };
     let mut hostile = report(1, "10.0.0.5", Vec::new());
     hostile.components = vec![
@@ -427,6 +428,7 @@ pub(crate) async fn a_hosts_events_are_limited_per_minute_and_old_events_pruned(
                 odb_empty: false,
                 restart_epoch: 0,
                 rollout_held_since: None,
+                rolls: false,
             })
             .collect();
         store.record_status(&host.id, flapping).await.unwrap();

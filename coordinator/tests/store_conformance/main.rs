@@ -14,8 +14,8 @@ use muster_coordinator::planner;
 use muster_coordinator::secrets::{self, SecretBox};
 use muster_coordinator::store::{
     Actor, BootstrapReport, BootstrapTask, ClusterSecrets, ComponentStatus, DatabaseUrl, Host,
-    NewAssignment, NewCluster, NewHost, NewJoinToken, OdbSettings, RolloutChange, SqlStore,
-    StatusReport, Store, StoreError, TokenRefusal, now_ms,
+    NewAssignment, NewCluster, NewHost, NewJoinToken, OdbSettings, RollingRestart, RolloutChange,
+    SqlStore, StatusReport, Store, StoreError, TokenRefusal, now_ms,
 };
 use muster_proto::v1::{self, BootstrapKind, OdbType, Role};
 use muster_testkit::{Backend, TestDatabase};
@@ -236,6 +236,7 @@ fn balancer_report(state: &str) -> StatusReport {
         }],
         restart_epoch: 0,
         rollout_held_since: None,
+        rolls: false,
     }];
     balancer
 }
@@ -356,6 +357,10 @@ macro_rules! store_conformance_suite {
             #[tokio::test]
             async fn the_scheduler_follows_a_healthy_server() {
                 super::the_scheduler_follows_a_healthy_server($backend).await;
+            }
+            #[tokio::test]
+            async fn a_rolling_restart_of_roles_goes_in_zatos_order() {
+                super::a_rolling_restart_of_roles_goes_in_zatos_order($backend).await;
             }
             #[tokio::test]
             async fn the_scheduler_stays_with_its_server_through_its_rollout_restart() {

@@ -41,6 +41,7 @@ pub(crate) async fn the_scheduler_follows_a_healthy_server(backend: Backend) {
         odb_empty: false,
         restart_epoch: 0,
         rollout_held_since: None,
+        rolls: false,
     };
     let mut report_b = report(1, "10.0.0.2", Vec::new());
     report_b.components = vec![healthy("server1")];

@@ -247,8 +247,9 @@ impl SimAgent {
                     python_installed: component.python_revision.clone(),
                     odb_epoch: component.odb_epoch,
                     odb_empty: false,
-                    // A simulated server runs the cluster's rolling restarts as they come.
+                    // A simulated component runs its role's rolling restarts as they come.
                     restart_epoch: component.restart_epoch,
+                    rolls: true,
                     backends: component
                         .backends
                         .iter()

@@ -60,6 +60,10 @@ struct Args {
     /// Kill the coordinator once the first server has restarted, and start it again.
     #[arg(long)]
     kill_coordinator: bool,
+    /// A role to restart (`muster rollout restart --role`: server, web-admin, load-balancer,
+    /// scheduler, all; repeat for several) [default: server].
+    #[arg(long = "role", value_name = "ROLE")]
+    roles: Vec<String>,
     /// The longest the rollout may take.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -78,6 +82,8 @@ struct Args {
 #[derive(Debug, serde::Serialize)]
 struct Results {
     servers: u16,
+    /// The roles restarted (`--role`; empty: the servers).
+    roles: Vec<String>,
     zato: &'static str,
     max_unavailable: u32,
     quickstart_seconds: f64,
@@ -93,6 +99,9 @@ struct Results {
     /// poll): 1 for each server in a rollout that went on where it was; the scheduler and the
     /// dashboard are not part of a rolling restart of the servers.
     restarts: BTreeMap<String, u32>,
+    /// The components in the order of their first restart (a load balancer's: its HAProxy's
+    /// reload, a new worker).
+    restart_order: Vec<String>,
     coordinator_killed: bool,
     /// From the kill until `muster rollout status` answered again.
     coordinator_down_seconds: Option<f64>,
@@ -146,6 +155,16 @@ impl Quickstart {
             .join("load-balancer-load-balancer/stats.sock")
     }
 
+    /// The current HAProxy worker of the load balancer (a reload starts another).
+    fn balancer_worker(&self) -> Option<u32> {
+        let master_socket = self
+            .dir
+            .join("zato")
+            .join(CLUSTER)
+            .join("load-balancer-load-balancer/master.sock");
+        traffic::haproxy_workers(&master_socket).first().copied()
+    }
+
     fn pid(&self, file: &Path) -> Option<u32> {
         std::fs::read_to_string(self.dir.join(file))
             .ok()?
@@ -155,7 +174,7 @@ impl Quickstart {
     }
 
     /// The pid of each Zato component's process, by name (`server1`…, `scheduler`, `web-admin`),
-    /// from its pidfile.
+    /// from its pidfile, and the load balancer's current HAProxy worker (`load-balancer`).
     fn component_pids(&self, servers: u16) -> BTreeMap<String, Option<u32>> {
         let names = (1..=servers)
             .map(|index| (format!("server{index}"), format!("server-server{index}")))
@@ -171,6 +190,7 @@ impl Quickstart {
                     .join("pidfile");
                 (name, self.pid(&pidfile))
             })
+            .chain([("load-balancer".to_owned(), self.balancer_worker())])
             .collect()
     }
 }
@@ -312,17 +332,18 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
     );
     let load = Load::start(args.clients);
     let started = Instant::now();
-    let rollout: serde_json::Value = serde_json::from_str(&quickstart.ok(&[
-        "-o",
-        "json",
-        "rollout",
-        "restart",
-        "--cluster",
-        CLUSTER,
-    ])?)?;
+    let mut restart_args = vec!["-o", "json", "rollout", "restart", "--cluster", CLUSTER];
+    for role in &args.roles {
+        restart_args.extend(["--role", role.as_str()]);
+    }
+    let rollout: serde_json::Value = serde_json::from_str(&quickstart.ok(&restart_args)?)?;
     eprintln!("rolling restart: {rollout}");
-    let watched = watch(args, &quickstart, started).await?;
+    let mut watched = watch(args, &quickstart, started).await?;
     quickstart.ok(&["wait", "--cluster", CLUSTER, "--timeout", "5m"])?;
+    // A process's pidfile may be written a while after it started: read them once more.
+    watched
+        .pids
+        .observe(quickstart.component_pids(args.servers), started.elapsed());
     let rollout_seconds = started.elapsed().as_secs_f64();
     let (answered, failed, failures) = load.finish();
     let after = quickstart.component_pids(args.servers);
@@ -339,6 +360,7 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
         .context("the rollout's max_unavailable")?;
     Ok(Results {
         servers: args.servers,
+        roles: args.roles.clone(),
         zato: if args.demo { "mock-zato" } else { "Zato" },
         max_unavailable,
         quickstart_seconds,
@@ -353,17 +375,71 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
             .map(|(server, out)| (server, out.as_secs_f64()))
             .collect(),
         processes_replaced,
-        restarts: watched.restarts,
+        restart_order: watched.pids.order(),
+        restarts: watched.pids.restarts,
         coordinator_killed: args.kill_coordinator,
         coordinator_down_seconds: watched.coordinator_down.map(|down| down.as_secs_f64()),
     })
+}
+
+/// Each component's process as its pidfile (a load balancer's: HAProxy's current worker) says,
+/// read again and again: how many times it changed, and the first new pid of each (pids grow, so
+/// their order is the order the new processes started in: a pidfile may be written a while after
+/// its process starts).
+struct PidWatch {
+    seen: BTreeMap<String, Option<u32>>,
+    restarts: BTreeMap<String, u32>,
+    first_new: BTreeMap<String, u32>,
+}
+
+impl PidWatch {
+    fn new(now: BTreeMap<String, Option<u32>>) -> PidWatch {
+        PidWatch {
+            restarts: now.keys().map(|name| (name.clone(), 0)).collect(),
+            seen: now,
+            first_new: BTreeMap::new(),
+        }
+    }
+
+    /// Takes in the pids read `after` the rollout started.
+    fn observe(&mut self, now: BTreeMap<String, Option<u32>>, after: Duration) {
+        for (name, pid) in now {
+            let seen = self.seen.entry(name.clone()).or_default();
+            let (Some(new), Some(old)) = (pid, *seen) else {
+                if pid.is_some() {
+                    *seen = pid;
+                }
+                continue;
+            };
+            if new != old {
+                eprintln!(
+                    "{:.1} s: {name} restarted (pid {old} -> {new})",
+                    after.as_secs_f64()
+                );
+                self.first_new.entry(name.clone()).or_insert(new);
+                *self.restarts.entry(name).or_default() += 1;
+                *seen = pid;
+            }
+        }
+    }
+
+    /// The components that restarted, in the order their new processes started.
+    fn order(&self) -> Vec<String> {
+        let mut order: Vec<(&u32, &String)> = self
+            .first_new
+            .iter()
+            .map(|(name, pid)| (pid, name))
+            .collect();
+        order.sort();
+        order.into_iter().map(|(_, name)| name.clone()).collect()
+    }
 }
 
 /// What the watch of a rollout saw.
 struct Watched {
     most_out: usize,
     out_for: BTreeMap<String, Duration>,
-    restarts: BTreeMap<String, u32>,
+    pids: PidWatch,
     coordinator_down: Option<Duration>,
 }
 
@@ -380,8 +456,15 @@ async fn watch(args: &Args, quickstart: &Quickstart, started: Instant) -> anyhow
     let mut coordinator_down = None;
     let mut starting_again: Option<Child> = None;
     let mut polls: u32 = 0;
-    let mut pids = quickstart.component_pids(args.servers);
-    let mut restarts: BTreeMap<String, u32> = pids.keys().map(|name| (name.clone(), 0)).collect();
+    let mut pids = PidWatch::new(quickstart.component_pids(args.servers));
+    // Servers restart unless --role leaves them out; the other roles are done once `rollout
+    // status` has none of theirs left to restart.
+    let servers_roll = args.roles.is_empty()
+        || args
+            .roles
+            .iter()
+            .any(|role| role == "server" || role == "all");
+    let mut others_done = args.roles.iter().all(|role| role == "server");
     loop {
         if started.elapsed() > args.timeout {
             bail!(
@@ -400,15 +483,7 @@ async fn watch(args: &Args, quickstart: &Quickstart, started: Instant) -> anyhow
                 out_since.entry(name.clone()).or_insert_with(Instant::now);
             }
         }
-        for (name, pid) in quickstart.component_pids(args.servers) {
-            let seen = pids.entry(name.clone()).or_default();
-            if pid.is_some() && *seen != pid {
-                if seen.is_some() {
-                    *restarts.entry(name).or_default() += 1;
-                }
-                *seen = pid;
-            }
-        }
+        pids.observe(quickstart.component_pids(args.servers), started.elapsed());
         let up = view
             .values()
             .filter(|status| status.starts_with("UP"))
@@ -420,13 +495,31 @@ async fn watch(args: &Args, quickstart: &Quickstart, started: Instant) -> anyhow
             if progress.status.success() {
                 let progress: serde_json::Value = serde_json::from_slice(&progress.stdout)?;
                 restarted = progress["restarted"].as_u64().unwrap_or(0);
+                let others_were_done = others_done;
+                others_done = progress["others"].as_array().is_some_and(|others| {
+                    others.iter().all(|other| {
+                        matches!(other["progress"].as_str(), Some("restarted" | "left out"))
+                    })
+                });
+                if others_done && !others_were_done {
+                    eprintln!(
+                        "{:.1} s: every other role restarted: {}",
+                        started.elapsed().as_secs_f64(),
+                        progress["others"]
+                    );
+                }
                 if let (Some(at), None) = (killed_at, coordinator_down) {
                     coordinator_down = Some(at.elapsed());
                     eprintln!("the coordinator answers again after {:?}", at.elapsed());
                 }
             }
         }
-        if args.kill_coordinator && killed_at.is_none() && restarted >= 1 {
+        let first_done = if servers_roll {
+            restarted >= 1
+        } else {
+            !pids.first_new.is_empty()
+        };
+        if args.kill_coordinator && killed_at.is_none() && first_done {
             let pid = quickstart
                 .pid(Path::new("coordinator.pid"))
                 .context("the coordinator's pid")?;
@@ -446,7 +539,8 @@ async fn watch(args: &Args, quickstart: &Quickstart, started: Instant) -> anyhow
             }
             starting_again = None;
         }
-        if restarted == u64::from(args.servers)
+        if (!servers_roll || restarted == u64::from(args.servers))
+            && others_done
             && up == usize::from(args.servers)
             && starting_again.is_none()
         {
@@ -461,7 +555,7 @@ async fn watch(args: &Args, quickstart: &Quickstart, started: Instant) -> anyhow
     Ok(Watched {
         most_out,
         out_for,
-        restarts,
+        pids,
         coordinator_down,
     })
 }
@@ -512,6 +606,10 @@ fn print_table(results: &Results) {
             .restarts
             .iter()
             .map(|(server, restarts)| (format!("{server} restarts"), restarts.to_string())),
+    )
+    .chain(
+        (!results.restart_order.is_empty())
+            .then(|| ("restart order".to_owned(), results.restart_order.join(", "))),
     )
     .chain(results.coordinator_down_seconds.map(|seconds| {
         (

@@ -182,7 +182,7 @@ impl SqlStore {
             "SELECT c.name AS cluster_name, a.role, a.name, a.host_name, a.port, a.created_at,
                  a.settings, s.state, s.healthy, s.last_error, s.restarts, s.services_revision,
                  s.config_revision, s.python_revision, s.python_installed, s.user_conf_revision,
-                 s.odb_epoch, s.odb_empty, s.restart_epoch, s.rollout_healthy_since
+                 s.odb_epoch, s.odb_empty, s.restart_epoch, s.rollout_healthy_since, s.rolls
              FROM assignments a JOIN clusters c ON c.id = a.cluster_id
              LEFT JOIN hosts h ON h.name = a.host_name
              LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = c.name
@@ -564,13 +564,9 @@ impl SqlStore {
         self.lock_clusters(transaction, [cluster_id.to_owned()])
             .await?;
         let sql = self.sql(
-            "SELECT a.role, a.host_name, h.drained,
-                 CASE WHEN s.state IN ('running', 'starting', 'unhealthy')
-                           AND (s.python_revision <> c.python_revision
-                               OR (s.restart_epoch < c.restart_epoch
-                                   AND (c.restart_epoch_same IS NULL
-                                       OR s.restart_epoch <> c.restart_epoch_same)))
-                      THEN 1 ELSE 0 END AS restart_due
+            "SELECT a.role, a.host_name, h.drained, s.state, s.python_revision, s.restart_epoch,
+                 s.rolls, c.python_revision AS cluster_python_revision,
+                 c.restart_epoch AS cluster_restart_epoch, c.restart_epoch_same, c.restart_epochs
              FROM assignments a JOIN clusters c ON c.id = a.cluster_id
              LEFT JOIN hosts h ON h.name = a.host_name
              LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = c.name
@@ -583,11 +579,42 @@ impl SqlStore {
             .rows(&mut **transaction, "read a cluster's members")
             .await?
         {
+            let role = role_from(&row.value::<String>("role")?)?;
+            let python_revision: String = row.value("cluster_python_revision")?;
+            let role_epochs: BTreeMap<String, u64> = long_text(&row, "restart_epochs")?
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default();
+            let goal = policy::RestartGoal {
+                python_revision: &python_revision,
+                restart_epoch: epoch_from(row.value("cluster_restart_epoch")?)?,
+                same_epoch: row
+                    .value::<Option<i64>>("restart_epoch_same")?
+                    .map(epoch_from)
+                    .transpose()?,
+                others: policy::RoleEpochs::of(&role_epochs),
+            };
+            let restart_due = match row.value::<Option<String>>("state")? {
+                None => false,
+                Some(state) => goal.due_as(
+                    role,
+                    &policy::ComponentReport {
+                        state: component_state_from(&state),
+                        python_revision: row
+                            .value::<Option<String>>("python_revision")?
+                            .unwrap_or_default(),
+                        restart_epoch: epoch_from(
+                            row.value::<Option<i64>>("restart_epoch")?.unwrap_or(0),
+                        )?,
+                        rolls: row.value::<Option<i64>>("rolls")? == Some(1),
+                        ..Default::default()
+                    },
+                ),
+            };
             members.push(policy::Member {
-                role: role_from(&row.value::<String>("role")?)?,
+                role,
                 host: row.value("host_name")?,
                 host_drained: row.value::<Option<i64>>("drained")? == Some(1),
-                restart_due: row.value::<i64>("restart_due")? == 1,
+                restart_due,
             });
         }
         let sql = self.sql(

@@ -88,6 +88,7 @@ impl SqlStore {
             rollout_revert_reason: String::new(),
             rollout_strategy: Default::default(),
             restart_epoch_same: None,
+            role_restart_epochs: BTreeMap::new(),
         })
     }
 
@@ -314,25 +315,119 @@ impl SqlStore {
         name: &str,
         actor: &Actor,
     ) -> Result<(u64, Vec<String>), StoreError> {
+        let restart = self.restart_roles(name, &[Role::Server], actor).await?;
+        Ok((restart.restart_epoch, restart.servers))
+    }
+
+    /// A rolling restart of cluster `name`'s components of `roles`, in Zato's order
+    /// ([`policy::ROLLOUT_ORDER`]): the servers under the next restart epoch
+    /// ([`Self::start_rolling_restart`]), each other role under its own next one, which its
+    /// components get; each restarts at its role's turn ([`policy::RestartGoal::due_as`]).
+    /// Refused for a role the cluster has no component of.
+    pub(super) async fn restart_roles(
+        &self,
+        name: &str,
+        roles: &[Role],
+        actor: &Actor,
+    ) -> Result<RollingRestart, StoreError> {
         let mut transaction = self.begin_write().await?;
         let cluster = self.locked_cluster(&mut transaction, name).await?;
-        let restart = self
-            .start_rolling_restart(
+        let mut others = Vec::new();
+        for role in policy::ROLLOUT_ORDER
+            .into_iter()
+            .filter(|role| roles.contains(role) && *role != Role::Server)
+        {
+            let names: Vec<String> = sqlx::query(&self.sql(
+                "SELECT name FROM assignments WHERE cluster_id = $1 AND role = $2 ORDER BY name",
+            ))
+            .bind(&cluster.id)
+            .bind(role.cli_name())
+            .rows(&mut **transaction, "read a cluster's components of a role")
+            .await?
+            .iter()
+            .map(|row| row.value("name"))
+            .collect::<Result<_, _>>()?;
+            if names.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "cluster {name} has no {} to restart",
+                    role.cli_name()
+                )));
+            }
+            others.extend(names.into_iter().map(|component| (role, component)));
+        }
+        let (restart_epoch, servers) = if roles.contains(&Role::Server) {
+            let restart = self
+                .start_rolling_restart(
+                    &mut transaction,
+                    &cluster,
+                    actor,
+                    "rolling restart",
+                    RolloutStart::now(RolloutCause::Restart),
+                    None,
+                )
+                .await?;
+            if restart.1.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "cluster {name} has no server to restart"
+                )));
+            }
+            restart
+        } else {
+            (cluster.restart_epoch, Vec::new())
+        };
+        if !others.is_empty() {
+            let mut epochs = cluster.role_restart_epochs.clone();
+            let mut described = Vec::new();
+            for role in policy::ROLLOUT_ORDER {
+                let of_role: Vec<&str> = others
+                    .iter()
+                    .filter(|(other, _)| *other == role)
+                    .map(|(_, component)| component.as_str())
+                    .collect();
+                if of_role.is_empty() {
+                    continue;
+                }
+                let epoch = epochs.entry(role.cli_name().to_owned()).or_insert(0);
+                *epoch += 1;
+                described.push(format!(
+                    "{} {} (restart epoch {epoch})",
+                    role.cli_name(),
+                    of_role.join(", ")
+                ));
+            }
+            sqlx::query(&self.sql("UPDATE clusters SET restart_epochs = $1 WHERE id = $2"))
+                .bind(serde_json::to_string(&epochs).map_err(|error| {
+                    StoreError::Corrupt(format!("a cluster's restart epochs: {error}"))
+                })?)
+                .bind(&cluster.id)
+                .run(&mut **transaction, "start a rolling restart of a role")
+                .await?;
+            self.bump(
                 &mut transaction,
-                &cluster,
-                actor,
-                "rolling restart",
-                RolloutStart::now(RolloutCause::Restart),
-                None,
+                &cluster.id,
+                policy::Change::Restarts { was_due: true },
             )
             .await?;
-        if restart.1.is_empty() {
-            return Err(StoreError::Conflict(format!(
-                "cluster {name} has no server to restart"
-            )));
+            self.insert_event(
+                &mut transaction,
+                "cluster.rolling-restart",
+                &cluster.name,
+                "",
+                actor,
+                &format!(
+                    "rolling restart in Zato's order (dashboards, servers, load balancers, the \
+                     scheduler), each role once those before it have restarted: {}",
+                    described.join("; ")
+                ),
+            )
+            .await?;
         }
         transaction.commit("commit a rolling restart").await?;
-        Ok(restart)
+        Ok(RollingRestart {
+            restart_epoch,
+            servers,
+            others,
+        })
     }
 
     /// Sets and unsets server settings of cluster `name` ([`muster_proto::server_settings`],

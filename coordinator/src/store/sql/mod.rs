@@ -25,8 +25,8 @@ use sqlx::{Any, AnyPool, Executor};
 use super::{
     Actor, Assignment, BootstrapState, BootstrapTask, Cluster, ClusterSecrets, ComponentStatus,
     Event, Host, HostState, JoinToken, NewAssignment, NewCluster, NewHost, NewJoinToken,
-    OdbSettings, PlanInputs, RolloutChange, RolloutConfigured, ServersConfigured, StatusRecorded,
-    StatusReport, StoppedRollout, Store, StoreError, TokenRefusal, now_ms,
+    OdbSettings, PlanInputs, RollingRestart, RolloutChange, RolloutConfigured, ServersConfigured,
+    StatusRecorded, StatusReport, StoppedRollout, Store, StoreError, TokenRefusal, now_ms,
 };
 use crate::policy;
 use crate::secrets::{self, SecretBox};
@@ -515,6 +515,15 @@ impl Store for SqlStore {
         actor: &Actor,
     ) -> Result<(u64, Vec<String>), StoreError> {
         SqlStore::restart_servers(self, cluster, actor).await
+    }
+
+    async fn restart_roles(
+        &self,
+        cluster: &str,
+        roles: &[Role],
+        actor: &Actor,
+    ) -> Result<RollingRestart, StoreError> {
+        SqlStore::restart_roles(self, cluster, roles, actor).await
     }
 
     async fn configure_servers(

@@ -56,6 +56,7 @@ pub(super) fn assignment_from_row(row: &AnyRow) -> Result<Assignment, StoreError
             odb_epoch: epoch_from(row.value::<Option<i64>>("odb_epoch")?.unwrap_or(0))?,
             odb_empty: row.value::<Option<i64>>("odb_empty")? == Some(1),
             restart_epoch: epoch_from(row.value::<Option<i64>>("restart_epoch")?.unwrap_or(0))?,
+            rolls: role == Role::Server || row.value::<Option<i64>>("rolls")? == Some(1),
             rollout_held_since: row.value("rollout_healthy_since")?,
         }),
         None => None,
@@ -141,7 +142,7 @@ pub(super) fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings,
 pub(super) const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
      odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target, servers_started, first_server, services_revision, config_revision, \
      python_revision, user_conf_revision, odb_epoch, restart_epoch, rollout_paused, server_settings, \
-     rollout_pause_reason, rollout_revert_reason, rollout_strategy, restart_epoch_same, \
+     rollout_pause_reason, rollout_revert_reason, rollout_strategy, restart_epoch_same, restart_epochs, \
      (SELECT COUNT(*) FROM component_status s WHERE s.cluster_name = clusters.name \
       AND s.odb_empty = 1 AND s.odb_epoch = clusters.odb_epoch) AS odb_empty_reports";
 
@@ -194,7 +195,20 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
             .value::<Option<i64>>("restart_epoch_same")?
             .map(epoch_from)
             .transpose()?,
+        role_restart_epochs: role_restart_epochs(row)?,
     })
+}
+
+/// A cluster's `restart_epochs` (JSON, [`long_text`]): empty for NULL.
+fn role_restart_epochs(row: &AnyRow) -> Result<BTreeMap<String, u64>, StoreError> {
+    long_text(row, "restart_epochs")?
+        .map(|json| {
+            serde_json::from_str(&json).map_err(|error| {
+                StoreError::Corrupt(format!("a cluster's restart_epochs: {error}"))
+            })
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 /// A cluster's rollout strategy (JSON, [`long_text`]): the defaults for NULL.

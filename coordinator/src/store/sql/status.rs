@@ -153,9 +153,9 @@ impl SqlStore {
                 "INSERT INTO component_status (host_id, cluster_name, role, name, state, healthy,
                      last_error, restarts, updated_at, services_revision, config_revision,
                      python_revision, python_installed, user_conf_revision, odb_epoch, odb_empty,
-                     restart_epoch, rollout_pending_since, rollout_healthy_since)
+                     restart_epoch, rollout_pending_since, rollout_healthy_since, rolls)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     $17, $18, $19)",
+                     $17, $18, $19, $20)",
             );
             let (key, now_report) = reported_component(component);
             let before = previous.get(&key);
@@ -199,6 +199,7 @@ impl SqlStore {
                 .bind(i64::try_from(component.restart_epoch).unwrap_or(i64::MAX))
                 .bind(progress.pending_since)
                 .bind(progress.healthy_since)
+                .bind(i64::from(component.rolls))
                 .run(&mut **transaction, "record component status")
                 .await?;
             // The importing server imported the current configuration: what it was to delete
@@ -530,7 +531,7 @@ impl SqlStore {
         let sql = self.sql(
             "SELECT cluster_name, role, name, state, healthy, last_error, restarts,
                  services_revision, config_revision, python_revision, python_installed,
-                 user_conf_revision, odb_epoch, odb_empty, restart_epoch
+                 user_conf_revision, odb_epoch, odb_empty, restart_epoch, rolls
              FROM component_status WHERE host_id = $1",
         );
         let mut stored = BTreeMap::new();
@@ -557,6 +558,7 @@ impl SqlStore {
                 odb_epoch: epoch_from(row.value("odb_epoch")?)?,
                 odb_empty: row.value::<i64>("odb_empty")? != 0,
                 restart_epoch: epoch_from(row.value("restart_epoch")?)?,
+                rolls: row.value::<i64>("rolls")? != 0,
             };
             stored.insert(key, value);
         }
@@ -956,6 +958,7 @@ impl SqlStore {
                 python_revision: cluster.python_revision,
                 restart_epoch: cluster.restart_epoch,
                 same_epoch: cluster.restart_epoch_same,
+                others: policy::RoleEpochs::of(&cluster.role_restart_epochs),
             })
             .unwrap_or_default();
         known.insert(name.to_owned(), goal.clone());
@@ -970,6 +973,7 @@ struct ClusterGoal {
     python_revision: String,
     restart_epoch: u64,
     same_epoch: Option<u64>,
+    others: policy::RoleEpochs,
     min_healthy_ms: i64,
 }
 
@@ -979,6 +983,7 @@ impl ClusterGoal {
             python_revision: &self.python_revision,
             restart_epoch: self.restart_epoch,
             same_epoch: self.same_epoch,
+            others: self.others,
         }
     }
 }
