@@ -303,7 +303,8 @@ fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Vec<&'a Assignment
 
 /// Whether a component of `role` in `cluster`, on a host that is up and not drained, is due to
 /// restart in a rolling restart of its role ([`policy::RestartGoal::due_as`]); for servers, also
-/// one held healthy for `min_healthy_time` after its restart.
+/// one its agent is restarting under an older epoch, and one held healthy for
+/// `min_healthy_time` after its restart.
 fn role_due(inputs: &PlanInputs, cluster: &Cluster, role: Role) -> bool {
     let goal = policy::RestartGoal::of(cluster);
     inputs
@@ -318,19 +319,13 @@ fn role_due(inputs: &PlanInputs, cluster: &Cluster, role: Role) -> bool {
         })
         .any(|other| {
             other.status.as_ref().is_some_and(|status| {
-                let due = if role == Role::Server {
-                    goal.due_with(status.state, &status.python_revision, status.restart_epoch)
-                } else {
-                    status.rolls
-                        && matches!(
-                            status.state,
-                            v1::ComponentState::Running
-                                | v1::ComponentState::Starting
-                                | v1::ComponentState::Unhealthy
-                        )
-                        && status.restart_epoch < goal.others.get(role)
-                };
-                due || (role == Role::Server && held(other))
+                if role != Role::Server {
+                    return goal.other_due(role, status.state, status.restart_epoch, status.rolls);
+                }
+                goal.due_with(status.state, &status.python_revision, status.restart_epoch)
+                    || (status.state == v1::ComponentState::Restarting
+                        && status.restart_epoch < goal.restart_epoch)
+                    || held(other)
             })
         })
 }

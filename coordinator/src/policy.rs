@@ -467,19 +467,33 @@ impl<'a> RestartGoal<'a> {
     }
 
     /// Whether a component of `role` that reports `report` is due to restart: a server as
-    /// [`Self::due`] says; a dashboard, load balancer or scheduler whose agent rolls it, that
-    /// runs (or started and is not answering), started (reloaded) under an older epoch of its
-    /// role.
+    /// [`Self::due`] says; a dashboard, load balancer or scheduler as [`Self::other_due`].
     pub fn due_as(&self, role: Role, report: &ComponentReport) -> bool {
         if role == Role::Server {
             return self.due(report);
         }
-        report.rolls
+        self.other_due(role, report.state, report.restart_epoch, report.rolls)
+    }
+
+    /// Whether a dashboard, load balancer or scheduler is due in a rolling restart of its
+    /// `role`: its agent rolls it, it runs (or started and is not answering, or its agent is
+    /// restarting it), started (reloaded) under an older epoch of its role.
+    pub fn other_due(
+        &self,
+        role: Role,
+        state: ComponentState,
+        restart_epoch: u64,
+        rolls: bool,
+    ) -> bool {
+        rolls
             && matches!(
-                report.state,
-                ComponentState::Running | ComponentState::Starting | ComponentState::Unhealthy
+                state,
+                ComponentState::Running
+                    | ComponentState::Starting
+                    | ComponentState::Unhealthy
+                    | ComponentState::Restarting
             )
-            && report.restart_epoch < self.others.get(role)
+            && restart_epoch < self.others.get(role)
     }
 
     /// Whether a server that reports `report` is due to restart: its process is up (running,
@@ -624,16 +638,10 @@ pub fn report_changes(
         }
         _ => {}
     }
-    // A dashboard, load balancer or scheduler through its turn in a rolling restart of its
-    // role (or on its way back) moves the next role's turn.
-    if role != Role::Server
-        && goal.others.get(role) > 0
-        && before.is_none_or(|before| {
-            before.restart_epoch != now.restart_epoch
-                || before.healthy != now.healthy
-                || before.state != now.state
-        })
-    {
+    // A dashboard, load balancer or scheduler due in a rolling restart of its role, or through
+    // it now, moves its own turn and the next role's.
+    let due_before = before.is_some_and(|before| goal.due_as(role, before));
+    if role != Role::Server && (due_before || goal.due_as(role, now)) {
         changes.retain(|change| !matches!(change, Change::Restarts { .. }));
         changes.push(Change::Restarts { was_due: true });
     }
