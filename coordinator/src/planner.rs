@@ -303,8 +303,10 @@ fn restart_turn<'a>(inputs: &'a PlanInputs, cluster: &str) -> Vec<&'a Assignment
 
 /// Whether a component of `role` in `cluster`, on a host that is up and not drained, is due to
 /// restart in a rolling restart of its role ([`policy::RestartGoal::due_as`]); for servers, also
-/// one its agent is restarting under an older epoch, and one held healthy for
-/// `min_healthy_time` after its restart.
+/// one its agent is restarting under an older epoch, one restarted into the current epoch and
+/// still on its way up (Zato's order waits for each server to boot), and one held healthy for
+/// `min_healthy_time` after its restart. (A server that never comes up stops the rollout at its
+/// healthy deadline.)
 fn role_due(inputs: &PlanInputs, cluster: &Cluster, role: Role) -> bool {
     let goal = policy::RestartGoal::of(cluster);
     inputs
@@ -322,9 +324,12 @@ fn role_due(inputs: &PlanInputs, cluster: &Cluster, role: Role) -> bool {
                 if role != Role::Server {
                     return goal.other_due(role, status.state, status.restart_epoch, status.rolls);
                 }
+                let on_its_way = matches!(
+                    status.state,
+                    v1::ComponentState::Restarting | v1::ComponentState::Starting
+                ) && !status.healthy;
                 goal.due_with(status.state, &status.python_revision, status.restart_epoch)
-                    || (status.state == v1::ComponentState::Restarting
-                        && status.restart_epoch < goal.restart_epoch)
+                    || (on_its_way && goal.restart_epoch > 0)
                     || held(other)
             })
         })
@@ -1258,6 +1263,13 @@ mod tests {
         }
         assert_eq!(restarting_now(&world), ["server3"]);
         restarted(&mut world, "server3");
+        // The last server on its way up: the load balancer waits for it to boot.
+        let last = at(&world, "server3");
+        let status = world.assignments[last].status.as_mut().unwrap();
+        (status.state, status.healthy) = (v1::ComponentState::Starting, false);
+        assert!(restarting_now(&world).is_empty());
+        let status = world.assignments[last].status.as_mut().unwrap();
+        (status.state, status.healthy) = (Running, true);
 
         // Then the load balancer (HAProxy reloaded), then the scheduler, then nobody.
         assert_eq!(restarting_now(&world), ["load-balancer"]);

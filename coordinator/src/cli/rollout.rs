@@ -255,13 +255,14 @@ fn roles_from(given: &[String]) -> Result<Vec<Role>, CliError> {
 }
 
 /// Where a dashboard, load balancer or scheduler stands in the last rolling restart of its role
-/// (`epoch`), its turn coming once no component of a role before it is due.
-fn other_progress_of(component: &ComponentView, epoch: u64) -> &'static str {
+/// (`epoch`): its turn has come (`restarting`) once no component of a role before it in Zato's
+/// order is still to restart (`earlier_pending`).
+fn other_progress_of(component: &ComponentView, epoch: u64, earlier_pending: bool) -> &'static str {
     if !component.rolls {
         "left out"
     } else if component.restart_epoch >= epoch {
         "restarted"
-    } else if component.healthy {
+    } else if earlier_pending {
         "waiting"
     } else {
         "restarting"
@@ -473,13 +474,34 @@ pub(super) async fn rollout_command(
             let strategy: muster_proto::rollout::Strategy =
                 found.rollout_strategy.unwrap_or_default().into();
             let components = list_components(&mut connection, Some(&cluster)).await?;
-            let mut others = Vec::new();
-            for role in crate::policy::ROLLOUT_ORDER {
-                let role_epoch = found
+            let role_epoch = |role: Role| {
+                found
                     .restart_epochs
                     .get(role.cli_name())
                     .copied()
-                    .unwrap_or(0);
+                    .unwrap_or(0)
+            };
+            // Whether a component of `role` (on a host that reports, not drained) is still to
+            // restart: the roles after it wait for it.
+            let pending = |role: Role| {
+                components
+                    .iter()
+                    .filter(|component| component.role == role.cli_name())
+                    .filter(|component| !matches!(component.state.as_str(), "drained" | "down"))
+                    .any(|component| {
+                        if role == Role::Server {
+                            component.restart_epoch < epoch && Some(component.restart_epoch) != same
+                        } else {
+                            component.rolls && component.restart_epoch < role_epoch(role)
+                        }
+                    })
+            };
+            let mut others = Vec::new();
+            let mut earlier_pending = false;
+            for role in crate::policy::ROLLOUT_ORDER {
+                let role_epoch = role_epoch(role);
+                let waits = earlier_pending;
+                earlier_pending |= pending(role);
                 if role == Role::Server || role_epoch == 0 {
                     continue;
                 }
@@ -492,7 +514,7 @@ pub(super) async fn rollout_command(
                             name: component.name.clone(),
                             host: component.host.clone(),
                             restart_epoch: component.restart_epoch,
-                            progress: other_progress_of(component, role_epoch),
+                            progress: other_progress_of(component, role_epoch, waits),
                             state: component.state.clone(),
                         }),
                 );
