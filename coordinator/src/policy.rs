@@ -639,9 +639,15 @@ pub fn report_changes(
         _ => {}
     }
     // A dashboard, load balancer or scheduler due in a rolling restart of its role, or through
-    // it now, moves its own turn and the next role's.
+    // it now, moves its own turn and the next role's when its report changes.
     let due_before = before.is_some_and(|before| goal.due_as(role, before));
-    if role != Role::Server && (due_before || goal.due_as(role, now)) {
+    let changed = before.is_none_or(|before| {
+        before.restart_epoch != now.restart_epoch
+            || before.state != now.state
+            || before.healthy != now.healthy
+            || before.rolls != now.rolls
+    });
+    if role != Role::Server && changed && (due_before || goal.due_as(role, now)) {
         changes.retain(|change| !matches!(change, Change::Restarts { .. }));
         changes.push(Change::Restarts { was_due: true });
     }
