@@ -346,10 +346,9 @@ fn role_turn(inputs: &PlanInputs, cluster: &Cluster, assignment: &Assignment) ->
         return false;
     }
     let goal = policy::RestartGoal::of(cluster);
-    let due = assignment
-        .status
-        .as_ref()
-        .is_some_and(|status| status.rolls && status.restart_epoch < goal.others.get(role));
+    let due = assignment.status.as_ref().is_some_and(|status| {
+        goal.other_due(role, status.state, status.restart_epoch, status.rolls)
+    });
     due && policy::ROLLOUT_ORDER
         .iter()
         .take_while(|earlier| **earlier != role)

@@ -254,6 +254,29 @@ fn roles_from(given: &[String]) -> Result<Vec<Role>, CliError> {
         .collect())
 }
 
+/// The restart epoch `component` is still to restart to in the last rolling restart of its role:
+/// a server to `epoch` (unless it was started under `same`, which runs what that asks already),
+/// a dashboard, load balancer or scheduler to its role's in `role_epochs` (unless its agent does
+/// not roll it); `None` once it has restarted, or when it is left out.
+pub(super) fn still_to_restart(
+    component: &ComponentView,
+    epoch: u64,
+    same: Option<u64>,
+    role_epochs: &std::collections::HashMap<String, u64>,
+) -> Option<u64> {
+    let wanted = if component.role == Role::Server.cli_name() {
+        if Some(component.restart_epoch) == same {
+            return None;
+        }
+        epoch
+    } else if component.rolls {
+        role_epochs.get(&component.role).copied().unwrap_or(0)
+    } else {
+        return None;
+    };
+    (component.restart_epoch < wanted).then_some(wanted)
+}
+
 /// Where a dashboard, load balancer or scheduler stands in the last rolling restart of its role
 /// (`epoch`): its turn has come (`restarting`) once no component of a role before it in Zato's
 /// order is still to restart (`earlier_pending`).
@@ -489,11 +512,7 @@ pub(super) async fn rollout_command(
                     .filter(|component| component.role == role.cli_name())
                     .filter(|component| !matches!(component.state.as_str(), "drained" | "down"))
                     .any(|component| {
-                        if role == Role::Server {
-                            component.restart_epoch < epoch && Some(component.restart_epoch) != same
-                        } else {
-                            component.rolls && component.restart_epoch < role_epoch(role)
-                        }
+                        still_to_restart(component, epoch, same, &found.restart_epochs).is_some()
                     })
             };
             let mut others = Vec::new();

@@ -78,22 +78,11 @@ fn not_restarted(
         .iter()
         .filter(|component| !drained.contains(&component.host))
         .filter_map(|component| {
-            let wanted = if component.role == Role::Server.cli_name() {
-                if Some(component.restart_epoch) == same {
-                    return None;
-                }
-                epoch
-            } else if component.rolls {
-                role_epochs.get(&component.role).copied().unwrap_or(0)
-            } else {
-                return None;
-            };
-            (component.restart_epoch < wanted).then(|| {
-                format!(
-                    "{} {} on {} (restart epoch {} of {wanted})",
-                    component.role, component.name, component.host, component.restart_epoch
-                )
-            })
+            let wanted = still_to_restart(component, epoch, same, role_epochs)?;
+            Some(format!(
+                "{} {} on {} (restart epoch {} of {wanted})",
+                component.role, component.name, component.host, component.restart_epoch
+            ))
         })
         .collect()
 }

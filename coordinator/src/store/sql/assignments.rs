@@ -564,9 +564,32 @@ impl SqlStore {
         self.lock_clusters(transaction, [cluster_id.to_owned()])
             .await?;
         let sql = self.sql(
+            "SELECT (SELECT COUNT(*) FROM bootstrap_tasks WHERE cluster_id = $1 AND done = 1)
+                 AS finished, config_revision, python_revision, restart_epoch,
+                 restart_epoch_same, restart_epochs FROM clusters WHERE id = $2",
+        );
+        let Some(cluster_row) = sqlx::query(&sql)
+            .bind(cluster_id)
+            .bind(cluster_id)
+            .optional_row(&mut **transaction, "read a cluster's bootstrap")
+            .await?
+        else {
+            return Ok(());
+        };
+        let python_revision: String = cluster_row.value("python_revision")?;
+        let role_epochs = role_restart_epochs(&cluster_row)?;
+        let goal = policy::RestartGoal {
+            python_revision: &python_revision,
+            restart_epoch: epoch_from(cluster_row.value("restart_epoch")?)?,
+            same_epoch: cluster_row
+                .value::<Option<i64>>("restart_epoch_same")?
+                .map(epoch_from)
+                .transpose()?,
+            others: policy::RoleEpochs::of(&role_epochs),
+        };
+        let sql = self.sql(
             "SELECT a.role, a.host_name, h.drained, s.state, s.python_revision, s.restart_epoch,
-                 s.rolls, c.python_revision AS cluster_python_revision,
-                 c.restart_epoch AS cluster_restart_epoch, c.restart_epoch_same, c.restart_epochs
+                 s.rolls
              FROM assignments a JOIN clusters c ON c.id = a.cluster_id
              LEFT JOIN hosts h ON h.name = a.host_name
              LEFT JOIN component_status s ON s.host_id = h.id AND s.cluster_name = c.name
@@ -580,19 +603,6 @@ impl SqlStore {
             .await?
         {
             let role = role_from(&row.value::<String>("role")?)?;
-            let python_revision: String = row.value("cluster_python_revision")?;
-            let role_epochs: BTreeMap<String, u64> = long_text(&row, "restart_epochs")?
-                .and_then(|json| serde_json::from_str(&json).ok())
-                .unwrap_or_default();
-            let goal = policy::RestartGoal {
-                python_revision: &python_revision,
-                restart_epoch: epoch_from(row.value("cluster_restart_epoch")?)?,
-                same_epoch: row
-                    .value::<Option<i64>>("restart_epoch_same")?
-                    .map(epoch_from)
-                    .transpose()?,
-                others: policy::RoleEpochs::of(&role_epochs),
-            };
             let restart_due = match row.value::<Option<String>>("state")? {
                 None => false,
                 Some(state) => goal.due_as(
@@ -617,24 +627,12 @@ impl SqlStore {
                 restart_due,
             });
         }
-        let sql = self.sql(
-            "SELECT (SELECT COUNT(*) FROM bootstrap_tasks WHERE cluster_id = $1 AND done = 1)
-                 AS finished, config_revision, python_revision FROM clusters WHERE id = $2",
-        );
-        let Some(row) = sqlx::query(&sql)
-            .bind(cluster_id)
-            .bind(cluster_id)
-            .optional_row(&mut **transaction, "read a cluster's bootstrap")
-            .await?
-        else {
-            return Ok(());
-        };
-        let finished: i64 = row.value("finished")?;
+        let finished: i64 = cluster_row.value("finished")?;
         let cluster = policy::ClusterShape {
             members,
             bootstrapped: usize::try_from(finished).unwrap_or(0) >= BootstrapTask::ALL.len(),
-            has_config: !row.value::<String>("config_revision")?.is_empty(),
-            has_python: !row.value::<String>("python_revision")?.is_empty(),
+            has_config: !cluster_row.value::<String>("config_revision")?.is_empty(),
+            has_python: !python_revision.is_empty(),
         };
         let hosts = policy::affected_hosts(&change, &cluster);
         let update = self.sql(

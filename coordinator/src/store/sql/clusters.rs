@@ -333,6 +333,8 @@ impl SqlStore {
         let mut transaction = self.begin_write().await?;
         let cluster = self.locked_cluster(&mut transaction, name).await?;
         let mut others = Vec::new();
+        let mut epochs = cluster.role_restart_epochs.clone();
+        let mut described = Vec::new();
         for role in policy::ROLLOUT_ORDER
             .into_iter()
             .filter(|role| roles.contains(role) && *role != Role::Server)
@@ -353,6 +355,13 @@ impl SqlStore {
                     role.cli_name()
                 )));
             }
+            let epoch = epochs.entry(role.cli_name().to_owned()).or_insert(0);
+            *epoch += 1;
+            described.push(format!(
+                "{} {} (restart epoch {epoch})",
+                role.cli_name(),
+                names.join(", ")
+            ));
             others.extend(names.into_iter().map(|component| (role, component)));
         }
         let (restart_epoch, servers) = if roles.contains(&Role::Server) {
@@ -376,25 +385,6 @@ impl SqlStore {
             (cluster.restart_epoch, Vec::new())
         };
         if !others.is_empty() {
-            let mut epochs = cluster.role_restart_epochs.clone();
-            let mut described = Vec::new();
-            for role in policy::ROLLOUT_ORDER {
-                let of_role: Vec<&str> = others
-                    .iter()
-                    .filter(|(other, _)| *other == role)
-                    .map(|(_, component)| component.as_str())
-                    .collect();
-                if of_role.is_empty() {
-                    continue;
-                }
-                let epoch = epochs.entry(role.cli_name().to_owned()).or_insert(0);
-                *epoch += 1;
-                described.push(format!(
-                    "{} {} (restart epoch {epoch})",
-                    role.cli_name(),
-                    of_role.join(", ")
-                ));
-            }
             sqlx::query(&self.sql("UPDATE clusters SET restart_epochs = $1 WHERE id = $2"))
                 .bind(serde_json::to_string(&epochs).map_err(|error| {
                     StoreError::Corrupt(format!("a cluster's restart epochs: {error}"))

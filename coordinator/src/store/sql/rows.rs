@@ -200,7 +200,7 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
 }
 
 /// A cluster's `restart_epochs` (JSON, [`long_text`]): empty for NULL.
-fn role_restart_epochs(row: &AnyRow) -> Result<BTreeMap<String, u64>, StoreError> {
+pub(super) fn role_restart_epochs(row: &AnyRow) -> Result<BTreeMap<String, u64>, StoreError> {
     long_text(row, "restart_epochs")?
         .map(|json| {
             serde_json::from_str(&json).map_err(|error| {
