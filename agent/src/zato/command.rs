@@ -182,8 +182,25 @@ pub fn set_dashboard_password(path: &Path, password: &str) -> Vec<Arg> {
     args
 }
 
+/// Where `zato start` sends the started process's stderr: `logs/` of the component, a file each
+/// start replaces. Without `--stderr-path`, Zato 3.2 makes a new file in /tmp at every start
+/// (`mkstemp`, never removed) and the reason a component died right after its start (a Python
+/// error before its logging is set up) is found nowhere else.
+pub const START_STDERR: &str = "zato-start-stderr.log";
+
+/// `zato start PATH`, its stderr into [`START_STDERR`] when the path can go into the shell
+/// command Zato builds with it (`2> PATH`, unquoted): letters, digits and `/._-` only.
 pub fn start(path: &Path) -> Vec<Arg> {
-    vec![Arg::plain("start"), path_arg(path)]
+    let mut args = vec![Arg::plain("start"), path_arg(path)];
+    let stderr = path.join("logs").join(START_STDERR);
+    let shell_safe = stderr.to_str().is_some_and(|text| {
+        text.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+    });
+    if shell_safe {
+        args.push(option("--stderr-path", stderr.display()));
+    }
+    args
 }
 
 pub fn stop(path: &Path) -> Vec<Arg> {
@@ -210,6 +227,27 @@ mod tests {
 
     fn texts(args: &[Arg]) -> Vec<String> {
         args.iter().filter_map(Arg::text).collect()
+    }
+
+    #[test]
+    fn start_sends_stderr_to_the_components_logs_only_where_a_shell_takes_the_path() {
+        assert_eq!(
+            texts(&start(Path::new(
+                "/var/lib/muster/zato/prod/web-admin-web-admin"
+            ))),
+            vec![
+                "start",
+                "/var/lib/muster/zato/prod/web-admin-web-admin",
+                "--stderr-path=/var/lib/muster/zato/prod/web-admin-web-admin/logs/zato-start-stderr.log",
+            ]
+        );
+        for unsafe_path in ["/srv/zato data/prod/server-a", "/srv/$(reboot)/server-a"] {
+            assert_eq!(
+                texts(&start(Path::new(unsafe_path))),
+                vec!["start", unsafe_path],
+                "Zato puts the path unquoted into `2> PATH`"
+            );
+        }
     }
 
     #[test]

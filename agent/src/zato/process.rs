@@ -105,10 +105,11 @@ pub async fn terminate(directory: &Path, patience: Duration) -> bool {
 }
 
 /// The logs a component writes its failures to, by the file names Zato uses (and mock-zato's).
-const COMPONENT_LOGS: [&str; 4] = [
+const COMPONENT_LOGS: [&str; 5] = [
     "server.log",
     "scheduler.log",
     "web-admin.log",
+    super::command::START_STDERR,
     "mock-component.log",
 ];
 

@@ -363,10 +363,15 @@ pub(crate) async fn create_web_admin(parsed: &Parsed) -> Result<()> {
         "DATABASE_HOST": odb.host,
         "DATABASE_PORT": odb.port,
         "DATABASE_USER": odb.user,
+        "TIME_ZONE": "America/New_York",
     });
     write(
         &path.join("config/repo/web-admin.conf"),
         &format!("{conf:#}\n"),
+    )?;
+    write(
+        &path.join("config/repo/logging.conf"),
+        scheduler::LOGGING_CONF,
     )?;
     write(&path.join("config/repo/odb.conf"), &odb.ini_section())?;
     // As Zato: `.zato-info` is written before Django's migrations and the user `admin`.

@@ -34,6 +34,12 @@
 //!   a second process fails on the port and removes the pidfile; a server binds its IPC ports
 //!   (`ipc_port_start` + workers) and fails on a taken one; a component that gives up logs
 //!   `Exception: ...`; `start` refuses a stale pidfile or a taken port, `stop` ends the pid;
+//!   `start --stderr-path PATH` sends the component's stderr there (replaced at each start, as
+//!   Zato's `2> PATH`); the process inherits `start`'s environment (`/proc/PID/environ`);
+//! - the dashboard, like Django's `setup()`, dies after writing its pidfile when web-admin.conf's
+//!   `TIME_ZONE` is not in the host's time zone database (`ValueError: Incorrect timezone
+//!   setting: NAME`, on its stderr only); `create web-admin` writes `TIME_ZONE` and a
+//!   `logging.conf`, as Zato's does;
 //! - a server's first start on a fresh PostgreSQL or MySQL ODB (no server of its cluster was up
 //!   before) writes Zato's internal services (`MOCK_ZATO_INTERNAL_SERVICES_MS`, default 3000):
 //!   when another server of the cluster with a smaller name does the same at once, this one dies
@@ -272,7 +278,7 @@ async fn dispatch(args: &[String]) -> Result<()> {
             let spec = Spec {
                 command: "start",
                 positionals: &["path"],
-                options: vec![],
+                options: vec!["--stderr-path"],
                 flags: &["--fg"],
             };
             start(&parse(&spec, &owned(rest))?).await

@@ -203,11 +203,17 @@ pub(crate) async fn start(parsed: &Parsed) -> Result<()> {
     if component.kind != "WEB_ADMIN" {
         launch.arg(&absolute);
     }
+    // As Zato's `2> PATH`: `--stderr-path` gets the process's stderr, replaced at each start.
+    let stderr = match parsed.get("--stderr-path") {
+        Some(stderr_path) => std::fs::File::create(stderr_path)
+            .map_err(|error| failed(format!("{stderr_path}: {error}")))?,
+        None => log.try_clone().map_err(|error| failed(error.to_string()))?,
+    };
     let child = launch
         .current_dir(&absolute)
         .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().map_err(|error| failed(error.to_string()))?)
-        .stderr(log)
+        .stdout(log)
+        .stderr(stderr)
         .process_group(0)
         .spawn()
         .map_err(|error| failed(format!("cannot launch the component: {error}")))?;

@@ -401,11 +401,34 @@ fn log_debug_at_start(path: &Path) {
     }
 }
 
+/// As the real dashboard does at `django.setup()`, after its pidfile (which it leaves behind): a
+/// `TIME_ZONE` in web-admin.conf the host's time zone database does not have ends it, the
+/// reason only on its stderr.
+fn refuse_unknown_time_zone(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path.join("config/repo/web-admin.conf")).unwrap_or_default();
+    let conf: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let Some(time_zone) = conf["TIME_ZONE"].as_str() else {
+        return Ok(());
+    };
+    let known =
+        !time_zone.contains("..") && Path::new("/usr/share/zoneinfo").join(time_zone).is_file();
+    if known {
+        return Ok(());
+    }
+    Err(MockError::Exit(
+        1,
+        format!("ValueError: Incorrect timezone setting: {time_zone}"),
+    ))
+}
+
 pub(crate) async fn serve(path: &Path) -> Result<()> {
     let component = read_component(path)?;
     tokio::time::sleep(env_milliseconds("MOCK_ZATO_PIDFILE_DELAY_MS", 1000)).await;
     let pidfile = path.join("pidfile");
     write(&pidfile, &format!("{}\n", std::process::id()))?;
+    if component.kind == "WEB_ADMIN" {
+        refuse_unknown_time_zone(path)?;
+    }
     let give_up = |message: String| {
         let _ = std::fs::remove_file(&pidfile);
         failed(message)
