@@ -94,6 +94,9 @@ pub struct Cluster {
     /// (`web-admin`, `load-balancer`, `scheduler`): one more for each rolling restart of the
     /// role; a role left out: 0.
     pub role_restart_epochs: BTreeMap<String, u64>,
+    /// The settings of its scheduler and dashboards, by role (`scheduler`, `web-admin`;
+    /// [`muster_proto::server_settings`]), as checked; a role left out: none.
+    pub role_settings: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Cluster {
@@ -107,6 +110,18 @@ impl Cluster {
             .get(role.cli_name())
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The settings of its components of `role`: the servers' [`Cluster::server_settings`], the
+    /// scheduler's and dashboards' [`Cluster::role_settings`]; none for a load balancer.
+    pub fn settings_of(&self, role: Role) -> BTreeMap<String, String> {
+        if role == Role::Server {
+            return self.server_settings.clone();
+        }
+        self.role_settings
+            .get(role.cli_name())
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -149,16 +164,19 @@ pub struct StoppedRollout {
     pub reverted: bool,
 }
 
-/// What [`crate::store::Store::configure_servers`] did.
+/// What [`crate::store::Store::configure_servers`] (or [`crate::store::Store::configure_role`])
+/// did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServersConfigured {
-    /// The cluster's server settings now.
+    /// The cluster's server settings (the role's) now.
     pub settings: BTreeMap<String, String>,
-    /// Whether they changed (and so a rolling restart started, if the cluster has servers).
+    /// Whether they changed (and so a rolling restart started, if the cluster has servers: its
+    /// components of the role).
     pub changed: bool,
-    /// The restart epoch the servers restart under (the current one when nothing changed).
+    /// The restart epoch the servers (the role's components) restart under (the current one
+    /// when nothing changed).
     pub restart_epoch: u64,
-    /// The servers that restart, by name.
+    /// The servers (the role's components) that restart, by name.
     pub servers: Vec<String>,
 }
 

@@ -251,6 +251,7 @@ async fn call(
         "PauseRollout" => pause_rollout,
         "ConfigureServers" => configure_servers,
         "UndoServerSettings" => undo_server_settings,
+        "ConfigureRole" => configure_role,
         "ConfigureRollout" => configure_rollout,
         "ListBackends" => list_backends,
         "DrainHost" => drain_host,

@@ -629,6 +629,12 @@ pub fn render(inputs: &PlanInputs) -> v1::DesiredState {
                 } else {
                     Default::default()
                 },
+                // The scheduler's and dashboards' own; a server's are `server_settings`.
+                settings: if assignment.role == Role::Server {
+                    Default::default()
+                } else {
+                    cluster.settings_of(assignment.role).into_iter().collect()
+                },
                 // The user-config files, secrets, only to the servers that read them.
                 user_conf_revision: if assignment.role == Role::Server {
                     cluster.user_conf_revision.clone()
@@ -737,6 +743,7 @@ mod tests {
             rollout_strategy: Default::default(),
             restart_epoch_same: None,
             role_restart_epochs: BTreeMap::new(),
+            role_settings: BTreeMap::new(),
         };
         let secrets = ClusterSecrets {
             odb_password: "odb-password".to_owned(),

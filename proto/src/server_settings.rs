@@ -12,9 +12,17 @@
 //! One setting is not a `server.conf` key: `zato.install`, the Zato installation that runs the
 //! servers (a name an agent's `[zato_installs]` gives a `zato` command; unset: the agent's
 //! `zato_bin`). The coordinator never sends a path.
+//!
+//! The scheduler and the dashboards have settings of the same kinds, each role its own
+//! ([`check`] with the role): `zato.install`, `env.NAME` (put into the environment of the
+//! `zato start` that starts them, which their process inherits: neither reads `[os_environ]`),
+//! the levels of the loggers their `logging.conf` names and they log through, and the
+//! dashboard's `web-admin.conf` key `TIME_ZONE`. A load balancer's are `muster configure
+//! load-balancer`'s.
 
 use std::collections::BTreeMap;
 
+use crate::v1::Role;
 use crate::validate::Invalid;
 
 /// What a setting's value may be.
@@ -98,18 +106,23 @@ pub struct Logger {
     pub default: &'static str,
 }
 
-/// The loggers whose levels Muster sets (`zato.common.util.logging_`, Zato 3.2).
+/// The root logger and `zato`, which every Zato component logs through (its modules' loggers,
+/// `zato.*`, go to `zato`'s handlers).
+const ROOT_LOGGER: Logger = Logger {
+    name: "logging.root",
+    key: "''",
+    default: "INFO",
+};
+const ZATO_LOGGER: Logger = Logger {
+    name: "logging.zato",
+    key: "zato",
+    default: "INFO",
+};
+
+/// The loggers of a server whose levels Muster sets (`zato.common.util.logging_`, Zato 3.2).
 pub const LOGGERS: &[Logger] = &[
-    Logger {
-        name: "logging.root",
-        key: "''",
-        default: "INFO",
-    },
-    Logger {
-        name: "logging.zato",
-        key: "zato",
-        default: "INFO",
-    },
+    ROOT_LOGGER,
+    ZATO_LOGGER,
     Logger {
         name: "logging.zato_rest",
         key: "zato_rest",
@@ -137,13 +150,64 @@ pub const LOGGERS: &[Logger] = &[
     },
 ];
 
+/// The loggers of the scheduler whose levels Muster sets: its jobs' lines (``Executing `NAME` ``,
+/// `zato.scheduler.backend`) are `zato`'s at DEBUG.
+pub const SCHEDULER_LOGGERS: &[Logger] = &[
+    ROOT_LOGGER,
+    ZATO_LOGGER,
+    Logger {
+        name: "logging.zato_scheduler",
+        key: "zato_scheduler",
+        default: "INFO",
+    },
+];
+
+/// The loggers of a dashboard whose levels Muster sets (Django's own go to the root logger).
+pub const WEB_ADMIN_LOGGERS: &[Logger] = &[ROOT_LOGGER, ZATO_LOGGER];
+
+/// The loggers of `role` whose levels Muster sets (none for a load balancer).
+pub fn loggers(role: Role) -> &'static [Logger] {
+    match role {
+        Role::Server => LOGGERS,
+        Role::Scheduler => SCHEDULER_LOGGERS,
+        Role::WebAdmin => WEB_ADMIN_LOGGERS,
+        Role::LoadBalancer | Role::Unspecified => &[],
+    }
+}
+
+/// The `web-admin.conf` key Muster sets: the dashboard's time zone (Django's `TIME_ZONE`), an
+/// IANA name (`Europe/Prague`, `UTC`; `zato create web-admin` writes `America/New_York`).
+/// A name the dashboard's host does not know stops it at start.
+pub const TIME_ZONE: Setting = Setting {
+    name: "TIME_ZONE",
+    kind: Kind::Word,
+    default: "America/New_York",
+};
+
+/// Variables Zato 3.2's dashboard reads that Muster does not set, and why (`settings.py`).
+pub const WEB_ADMIN_REFUSED_VARIABLES: &[(&str, &str)] = &[
+    (
+        "Zato_Dashboard_Session_Timeout",
+        "Zato 3.2 reads it as text, and then every login fails (Django adds it to a number: \
+         TypeError); a login lasts Zato's day",
+    ),
+    (
+        "Zato_Dashboard_Debug_Enabled",
+        "any value, even False, turns on Django's debug pages, which show tracebacks and \
+         settings to whoever reaches the dashboard",
+    ),
+];
+
 /// The levels a logger may have (Python's; `WARN` is written `WARNING`).
 pub const LEVELS: &[&str] = &["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 
-/// Every listed logger's level a server starts with, as `(key in logging.conf, level)`: its
-/// setting, or Zato's default.
-pub fn logging_levels(settings: &BTreeMap<String, String>) -> Vec<(&'static str, String)> {
-    LOGGERS
+/// Every listed logger's level a component of `role` starts with, as `(key in logging.conf,
+/// level)`: its setting, or Zato's default.
+pub fn logging_levels(
+    role: Role,
+    settings: &BTreeMap<String, String>,
+) -> Vec<(&'static str, String)> {
+    loggers(role)
         .iter()
         .map(|logger| {
             let level = settings
@@ -189,40 +253,117 @@ pub const VALUE_MAX: usize = 1024;
 /// The most settings (keys and variables) a cluster may have.
 pub const SETTINGS_MAX: usize = 64;
 
-/// The listed setting of this name.
-pub fn setting(name: &str) -> Option<&'static Setting> {
-    SERVER_SETTINGS.iter().find(|setting| setting.name == name)
+/// The listed setting of this name of `role`'s config file (a server's `server.conf`, a
+/// dashboard's `web-admin.conf`; the scheduler has none).
+pub fn setting(role: Role, name: &str) -> Option<&'static Setting> {
+    let listed: &'static [Setting] = match role {
+        Role::Server => SERVER_SETTINGS,
+        Role::WebAdmin => std::slice::from_ref(&TIME_ZONE),
+        Role::Scheduler | Role::LoadBalancer | Role::Unspecified => &[],
+    };
+    listed.iter().find(|setting| setting.name == name)
 }
 
-/// Checks a setting's name alone (one to unset): a listed key, `env.NAME`, a listed
+/// `role` has settings here (a server, the scheduler, a dashboard); a load balancer's are its
+/// own (`muster configure load-balancer`).
+fn refuse_role(role: Role) -> Result<(), Invalid> {
+    match role {
+        Role::Server | Role::Scheduler | Role::WebAdmin => Ok(()),
+        Role::LoadBalancer | Role::Unspecified => Err(Invalid {
+            field: "role",
+            value: role.cli_name().to_owned(),
+            reason: "has no such settings (a load balancer's are `muster configure load-balancer`)",
+        }),
+    }
+}
+
+/// Checks a setting's name alone (one to unset): a listed key of `role`, `env.NAME`, a listed
 /// `logging.LOGGER`, or `zato.install`.
-pub fn check_name(name: &str) -> Result<(), Invalid> {
+pub fn check_name(role: Role, name: &str) -> Result<(), Invalid> {
+    refuse_role(role)?;
     if let Some(variable) = name.strip_prefix(ENV_PREFIX) {
         return check_variable_name(variable);
     }
     let known = name == ZATO_INSTALL
-        || setting(name).is_some()
-        || LOGGERS.iter().any(|logger| logger.name == name);
+        || setting(role, name).is_some()
+        || loggers(role).iter().any(|logger| logger.name == name);
     if known {
         Ok(())
     } else {
-        Err(unknown_setting(name))
+        Err(unknown_setting(role, name))
+    }
+}
+
+/// Whether a variable changes what a program loads and runs: the dynamic linker's (`LD_*`),
+/// Python's (`PYTHON*`), the shell's (`PATH`, `ENV`, `BASH_ENV`, `IFS`). The scheduler's and
+/// dashboards' variables are the environment of the agent's own `zato start` (its interpreter,
+/// the shell it starts the component with), so these are refused for them.
+fn loads_programs(variable: &str) -> bool {
+    variable.starts_with("LD_")
+        || variable.starts_with("PYTHON")
+        || matches!(variable, "PATH" | "ENV" | "BASH_ENV" | "IFS")
+}
+
+/// A variable `role`'s Zato must not get ([`WEB_ADMIN_REFUSED_VARIABLES`], and for the
+/// scheduler and dashboards those that change what programs load).
+fn refuse_variable(role: Role, variable: &str) -> Result<(), Invalid> {
+    if matches!(role, Role::Scheduler | Role::WebAdmin) && loads_programs(variable) {
+        return Err(Invalid {
+            field: "environment variable",
+            value: variable.to_owned(),
+            reason: "changes what `zato start` and the interpreter it runs load (LD_*, PYTHON*, \
+                     PATH, ENV, BASH_ENV, IFS): not a setting of the scheduler or a dashboard",
+        });
+    }
+    let refused = match role {
+        Role::WebAdmin => WEB_ADMIN_REFUSED_VARIABLES,
+        _ => &[],
+    };
+    match refused.iter().find(|(name, _)| *name == variable) {
+        Some((_, why)) => Err(Invalid {
+            field: "environment variable",
+            value: variable.to_owned(),
+            reason: why,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// What a setting of `role` is called in a refusal.
+fn setting_field(role: Role) -> &'static str {
+    match role {
+        Role::Scheduler => "scheduler setting",
+        Role::WebAdmin => "web-admin setting",
+        _ => "server setting",
     }
 }
 
 /// The refusal of a setting Muster does not set.
-fn unknown_setting(name: &str) -> Invalid {
+fn unknown_setting(role: Role, name: &str) -> Invalid {
     Invalid {
-        field: "server setting",
+        field: setting_field(role),
         value: name.to_owned(),
-        reason: "not one Muster sets (see `muster configure server --help`), nor env.NAME, \
-                 logging.LOGGER or zato.install",
+        reason: match role {
+            Role::Scheduler => {
+                "not one Muster sets (see `muster configure scheduler --help`): env.NAME, \
+                 logging.LOGGER or zato.install"
+            }
+            Role::WebAdmin => {
+                "not one Muster sets (see `muster configure web-admin --help`): TIME_ZONE, \
+                 env.NAME, logging.LOGGER or zato.install"
+            }
+            _ => {
+                "not one Muster sets (see `muster configure server --help`), nor env.NAME, \
+                 logging.LOGGER or zato.install"
+            }
+        },
     }
 }
 
-/// Checks a setting's name and value; returns the value as it is written (`True`/`False` for a
-/// boolean).
-pub fn check(name: &str, value: &str) -> Result<String, Invalid> {
+/// Checks a setting of `role` (a server, the scheduler, a dashboard), its name and value;
+/// returns the value as it is written (`True`/`False` for a boolean).
+pub fn check(role: Role, name: &str, value: &str) -> Result<String, Invalid> {
+    refuse_role(role)?;
     let invalid = |field: &'static str, value: &str, reason: &'static str| Invalid {
         field,
         value: value.to_owned(),
@@ -230,6 +371,7 @@ pub fn check(name: &str, value: &str) -> Result<String, Invalid> {
     };
     if let Some(variable) = name.strip_prefix(ENV_PREFIX) {
         check_variable_name(variable)?;
+        refuse_variable(role, variable)?;
         return check_env_value(value).map(str::to_owned);
     }
     if name == ZATO_INSTALL {
@@ -237,11 +379,19 @@ pub fn check(name: &str, value: &str) -> Result<String, Invalid> {
         return Ok(value.to_owned());
     }
     if name.starts_with(LOGGING_PREFIX) {
-        let Some(logger) = LOGGERS.iter().find(|logger| logger.name == name) else {
+        let Some(logger) = loggers(role).iter().find(|logger| logger.name == name) else {
             return Err(invalid(
-                "server setting",
+                setting_field(role),
                 name,
-                "not a logger Muster sets (see `muster configure server --help`)",
+                match role {
+                    Role::Scheduler => {
+                        "not a logger Muster sets (see `muster configure scheduler --help`)"
+                    }
+                    Role::WebAdmin => {
+                        "not a logger Muster sets (see `muster configure web-admin --help`)"
+                    }
+                    _ => "not a logger Muster sets (see `muster configure server --help`)",
+                },
             ));
         };
         let level = match value.to_ascii_uppercase().as_str() {
@@ -257,9 +407,12 @@ pub fn check(name: &str, value: &str) -> Result<String, Invalid> {
         }
         return Ok(level);
     }
-    let Some(setting) = setting(name) else {
-        return Err(unknown_setting(name));
+    let Some(setting) = setting(role, name) else {
+        return Err(unknown_setting(role, name));
     };
+    if setting.name == TIME_ZONE.name {
+        return check_time_zone(value);
+    }
     match setting.kind {
         Kind::Number { min, max } => match value.parse::<u64>() {
             Ok(number) if (min..=max).contains(&number) && !value.starts_with('0') => {
@@ -292,6 +445,27 @@ pub fn check(name: &str, value: &str) -> Result<String, Invalid> {
                 ))
             }
         }
+    }
+}
+
+/// A time zone's IANA name: letters, digits and `/_+-`, parts apart by `/`, none empty nor `.`
+/// or `..`, at most 64 (it is written into `web-admin.conf`, a JSON file).
+fn check_time_zone(value: &str) -> Result<String, Invalid> {
+    let fits = value.len() <= 64
+        && value.split('/').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-'))
+        });
+    if fits {
+        Ok(value.to_owned())
+    } else {
+        Err(Invalid {
+            field: TIME_ZONE.name,
+            value: value.to_owned(),
+            reason: "not a time zone's name, such as Europe/Prague or UTC",
+        })
     }
 }
 
@@ -347,18 +521,21 @@ pub fn shown(settings: &BTreeMap<String, String>) -> String {
         .join(" ")
 }
 
-/// Checks every setting; returns them as they are written.
-pub fn check_all(settings: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Invalid> {
+/// Checks every setting of `role`; returns them as they are written.
+pub fn check_all(
+    role: Role,
+    settings: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, Invalid> {
     if settings.len() > SETTINGS_MAX {
         return Err(Invalid {
-            field: "server settings",
+            field: setting_field(role),
             value: format!("{} settings", settings.len()),
             reason: "more than 64",
         });
     }
     settings
         .iter()
-        .map(|(name, value)| Ok((name.clone(), check(name, value)?)))
+        .map(|(name, value)| Ok((name.clone(), check(role, name, value)?)))
         .collect()
 }
 
@@ -399,19 +576,34 @@ mod tests {
 
     #[test]
     fn listed_keys_and_variables_pass_in_their_grammar() {
-        assert_eq!(check("main.gunicorn_workers", "2").unwrap(), "2");
-        assert_eq!(check("misc.return_tracebacks", "false").unwrap(), "False");
         assert_eq!(
-            check("env.APP_MODE", "blue green:1").unwrap(),
+            check(Role::Server, "main.gunicorn_workers", "2").unwrap(),
+            "2"
+        );
+        assert_eq!(
+            check(Role::Server, "misc.return_tracebacks", "false").unwrap(),
+            "False"
+        );
+        assert_eq!(
+            check(Role::Server, "env.APP_MODE", "blue green:1").unwrap(),
             "blue green:1"
         );
         assert_eq!(
-            check("misc.http_server_header", "Zato/3.2").unwrap(),
+            check(Role::Server, "misc.http_server_header", "Zato/3.2").unwrap(),
             "Zato/3.2"
         );
-        assert_eq!(check("zato.install", "3.2.1-next").unwrap(), "3.2.1-next");
-        assert_eq!(check("logging.zato", "debug").unwrap(), "DEBUG");
-        assert_eq!(check("logging.gunicorn.main", "WARN").unwrap(), "WARNING");
+        assert_eq!(
+            check(Role::Server, "zato.install", "3.2.1-next").unwrap(),
+            "3.2.1-next"
+        );
+        assert_eq!(
+            check(Role::Server, "logging.zato", "debug").unwrap(),
+            "DEBUG"
+        );
+        assert_eq!(
+            check(Role::Server, "logging.gunicorn.main", "WARN").unwrap(),
+            "WARNING"
+        );
     }
 
     #[test]
@@ -438,8 +630,8 @@ mod tests {
             ("logging.zato", "DEBUG\n"),
             ("logging.zato_scheduler", "DEBUG"),
         ] {
-            let refused =
-                check(name, value).expect_err(&format!("{name}={value:?} must be refused"));
+            let refused = check(Role::Server, name, value)
+                .expect_err(&format!("{name}={value:?} must be refused"));
             let message = refused.to_string();
             assert!(
                 message.contains(&format!("{:?}", value.chars().take(64).collect::<String>()))
@@ -476,9 +668,75 @@ mod tests {
             server_conf(&BTreeMap::new()),
             "a logger's level is not a server.conf key"
         );
-        let levels = logging_levels(&debug);
+        let levels = logging_levels(Role::Server, &debug);
         assert_eq!(levels.len(), LOGGERS.len());
         assert!(levels.contains(&("zato", "DEBUG".to_owned())));
         assert!(levels.contains(&("''", "INFO".to_owned())));
+    }
+
+    #[test]
+    fn the_scheduler_and_dashboards_take_their_own_loggers_variables_and_installation() {
+        assert_eq!(
+            check(Role::Scheduler, "logging.zato_scheduler", "debug").unwrap(),
+            "DEBUG"
+        );
+        assert_eq!(
+            check(Role::WebAdmin, "TIME_ZONE", "Europe/Prague").unwrap(),
+            "Europe/Prague"
+        );
+        assert_eq!(
+            check(
+                Role::WebAdmin,
+                "env.Zato_Dashboard_CSRF_Trusted_Origins",
+                "https://dashboard.example.com"
+            )
+            .unwrap(),
+            "https://dashboard.example.com"
+        );
+        assert_eq!(
+            check(Role::Scheduler, "zato.install", "next").unwrap(),
+            "next"
+        );
+        for (role, name, value) in [
+            (Role::Scheduler, "main.gunicorn_workers", "2"),
+            (Role::Scheduler, "TIME_ZONE", "UTC"),
+            (Role::WebAdmin, "logging.zato_scheduler", "DEBUG"),
+            (Role::WebAdmin, "main.gunicorn_workers", "2"),
+            (Role::WebAdmin, "TIME_ZONE", "../../etc/passwd"),
+            (Role::WebAdmin, "TIME_ZONE", "Europe/Prague\", \"DEBUG\": 1"),
+            (Role::WebAdmin, "TIME_ZONE", ""),
+            (Role::LoadBalancer, "env.A", "1"),
+            (Role::WebAdmin, "env.Zato_Dashboard_Session_Timeout", "3600"),
+            (Role::WebAdmin, "env.Zato_Dashboard_Debug_Enabled", "False"),
+            (Role::Scheduler, "env.LD_PRELOAD", "/tmp/x.so"),
+            (Role::Scheduler, "env.PYTHONPATH", "/tmp"),
+            (Role::WebAdmin, "env.PATH", "/tmp"),
+            (Role::WebAdmin, "env.BASH_ENV", "/tmp/x"),
+        ] {
+            let refused = check(role, name, value)
+                .expect_err(&format!("{role} {name}={value:?} must be refused"));
+            let message = refused.to_string();
+            assert!(
+                message.contains(&format!("{value:?}"))
+                    || message.contains(&format!("{name:?}"))
+                    || message.contains(&format!("{:?}", name.trim_start_matches(ENV_PREFIX)))
+                    || message.contains(&format!("{:?}", role.cli_name())),
+                "{message} names the offending value"
+            );
+        }
+        assert!(check_name(Role::Scheduler, "logging.zato_scheduler").is_ok());
+        assert!(check_name(Role::Scheduler, "misc.return_tracebacks").is_err());
+        let levels = logging_levels(
+            Role::Scheduler,
+            &BTreeMap::from([("logging.zato".to_owned(), "DEBUG".to_owned())]),
+        );
+        assert_eq!(
+            levels,
+            vec![
+                ("''", "INFO".to_owned()),
+                ("zato", "DEBUG".to_owned()),
+                ("zato_scheduler", "INFO".to_owned())
+            ]
+        );
     }
 }

@@ -92,3 +92,21 @@ pub fn assert_rolled_one_at_a_time(results: &serde_json::Value, servers: u64) {
         );
     }
 }
+
+/// How many processes `pid` is the parent of (a Zato server's gunicorn workers are its children).
+pub fn children_of(pid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid ...: comm may hold spaces, so read after its last ')'.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|ppid| ppid.parse::<u32>().ok())
+                == Some(pid)
+        })
+        .count()
+}

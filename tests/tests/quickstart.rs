@@ -164,6 +164,143 @@ fn one_command_makes_a_cluster_that_answers_through_its_load_balancer() {
     let waited = waited.output().unwrap();
     assert!(waited.status.success(), "{}", text(&waited.stderr));
 
+    // The scheduler's and the dashboard's own settings: each restarts with them at its role's
+    // turn, and nothing else does. The scheduler's variable is in its process's environment,
+    // its logger's level and the dashboard's time zone in their files.
+    let cli = |args: &[&str]| {
+        let mut command = host.command(&workspace_binary("muster"));
+        command.args(args).stdin(std::process::Stdio::null());
+        coordinator_env(&mut command);
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    };
+    let components = dir.join("zato/quickstart");
+    let pid_of = |component: &str| {
+        std::fs::read_to_string(components.join(component).join("pidfile"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let pids = || {
+        [
+            "scheduler-scheduler",
+            "web-admin-web-admin",
+            "server-server1",
+        ]
+        .map(&pid_of)
+    };
+    let before = pids();
+    let said = cli(&[
+        "configure",
+        "scheduler",
+        "--cluster",
+        "quickstart",
+        "--set",
+        "env.APP_MODE=blue green",
+        "--set",
+        "logging.zato=debug",
+    ]);
+    assert!(
+        said.contains("rolling restart of the scheduler (restart epoch 1): scheduler"),
+        "{said}"
+    );
+    cli(&[
+        "configure",
+        "web-admin",
+        "--cluster",
+        "quickstart",
+        "--set",
+        "TIME_ZONE=Europe/Prague",
+    ]);
+    cli(&["wait", "--cluster", "quickstart", "--timeout", "60s"]);
+    let after = pids();
+    assert_ne!(after[0], before[0], "the scheduler restarted");
+    assert_ne!(after[1], before[1], "the dashboard restarted");
+    assert_eq!(after[2], before[2], "the server did not");
+    let environment = std::fs::read(format!("/proc/{}/environ", after[0])).unwrap();
+    assert!(
+        environment
+            .split(|byte| *byte == 0)
+            .any(|variable| variable == b"APP_MODE=blue green"),
+        "the scheduler's process has APP_MODE"
+    );
+    let conf = |component: &str, file: &str| {
+        std::fs::read_to_string(components.join(component).join("config/repo").join(file)).unwrap()
+    };
+    assert!(
+        conf("scheduler-scheduler", "logging.conf").contains("    zato:\n        level: DEBUG\n"),
+        "{}",
+        conf("scheduler-scheduler", "logging.conf")
+    );
+    assert!(
+        conf("web-admin-web-admin", "logging.conf").contains("    zato:\n        level: INFO\n"),
+        "each role's levels are its own"
+    );
+    let web_admin: serde_json::Value =
+        serde_json::from_str(&conf("web-admin-web-admin", "web-admin.conf")).unwrap();
+    assert_eq!(web_admin["TIME_ZONE"], "Europe/Prague");
+    // A time zone the dashboard's host does not know: it dies at its start, and `muster status`
+    // says why, in Zato's words from its stderr; unset, it comes back.
+    cli(&[
+        "configure",
+        "web-admin",
+        "--cluster",
+        "quickstart",
+        "--set",
+        "TIME_ZONE=Mars/Olympus",
+    ]);
+    let said_why = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(muster_testkit::wait_for(
+            "the dashboard's failure in muster status",
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_millis(300),
+            || {
+                let status = cli(&["status", "--cluster", "quickstart"]);
+                let said = status
+                    .contains("ValueError: Incorrect timezone setting: Mars/Olympus")
+                    .then_some(());
+                async move { said }
+            },
+        ));
+    assert!(
+        said_why.is_ok(),
+        "{}",
+        cli(&["status", "--cluster", "quickstart"])
+    );
+    cli(&[
+        "configure",
+        "web-admin",
+        "--cluster",
+        "quickstart",
+        "--unset",
+        "TIME_ZONE",
+    ]);
+    cli(&["wait", "--cluster", "quickstart", "--timeout", "60s"]);
+    let refused = muster(
+        &host,
+        &[
+            "configure",
+            "web-admin",
+            "--cluster",
+            "quickstart",
+            "--set",
+            "main.gunicorn_workers=2",
+        ],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("\"main.gunicorn_workers\": not one Muster sets"),
+        "{}",
+        text(&refused.stderr)
+    );
+
     // Stopped from the directory above it, with a relative --dir, as README has it.
     let mut stop = host.command(&workspace_binary("muster"));
     stop.args(["quickstart", "stop", "--dir", "qs"])

@@ -33,15 +33,15 @@ impl Driver for ZatoComponent<'_> {
             self.ensure_dashboard_password(&self.directory).await?;
         }
         let mut restart = self.reconfigure(&self.directory)?;
+        // The Zato installation it must run: without it here, a component that runs is kept as
+        // it is (a restart could not bring it back; `tend` says why), one that does not cannot
+        // start.
+        let install_missing = match self.install() {
+            Ok(_) => false,
+            Err(_) if self.running() => true,
+            Err(error) => return Err(StepError::Other(error)),
+        };
         if role_of(self.component) == Role::Server {
-            // The Zato installation it must run: without it here, a server that runs is kept as
-            // it is (a restart could not bring it back; `tend` says why), one that does not
-            // cannot start.
-            let install_missing = match self.install() {
-                Ok(_) => false,
-                Err(_) if self.running() => true,
-                Err(error) => return Err(StepError::Other(error)),
-            };
             let reload = self
                 .prepare_python(&self.directory, self.running(), local)
                 .await?;
@@ -49,23 +49,20 @@ impl Driver for ZatoComponent<'_> {
                 tracing::info!(component = %self.describe(), revision = %self.component.python_revision, "restarting to load new Python dependencies");
             }
             restart |= reload;
-            let rolling = self.rolling();
-            if rolling && !install_missing {
-                tracing::info!(component = %self.describe(), restart_epoch = self.component.restart_epoch, "restarting for the cluster's rolling restart");
-            }
-            restart |= rolling;
-            if restart && install_missing {
-                // Said in its status each pass (`tend`); logged here only at debug.
-                tracing::debug!(component = %self.describe(), "not restarted: its Zato installation is not on this host");
-                restart = false;
-            }
             // Read by the server at start; a running one has them loaded once it is healthy.
             if !self.running() {
                 self.write_user_conf(&self.directory)?;
             }
-        } else if self.rolling() {
+        }
+        let rolling = self.rolling();
+        if rolling && !install_missing {
             tracing::info!(component = %self.describe(), restart_epoch = self.component.restart_epoch, "restarting for the cluster's rolling restart of its role");
-            restart = true;
+        }
+        restart |= rolling;
+        if restart && install_missing {
+            // Said in its status each pass (`tend`); logged here only at debug.
+            tracing::debug!(component = %self.describe(), "not restarted: its Zato installation is not on this host");
+            restart = false;
         }
         Ok(Prepared::Ready { restart })
     }
@@ -99,24 +96,39 @@ impl Driver for ZatoComponent<'_> {
             let _ = std::fs::remove_file(&pidfile);
         }
         let mut args = command::start(&self.directory);
-        let mut install = None;
-        if role_of(self.component) == Role::Server {
-            install = self.install().map_err(StepError::Other)?;
-            // The cluster's server settings, read by the server at start: written at each start
-            // (a change comes with a rolling restart, whose turn starts it again).
-            let settings: std::collections::BTreeMap<String, String> =
-                self.component.server_settings.clone().into_iter().collect();
+        let install = self.install().map_err(StepError::Other)?;
+        // The cluster's settings of its role, read by the component at start: written at each
+        // start (a change comes with a rolling restart of the role, whose turn starts it again).
+        let role = role_of(self.component);
+        let settings = self.settings();
+        if role == Role::Server {
             let server_conf = self.directory.join("config/repo/server.conf");
             if conf::apply_server_settings(&server_conf, &settings).map_err(StepError::from)? {
                 tracing::info!(component = %self.describe(), settings = ?settings.keys().collect::<Vec<_>>(), "server settings written to server.conf");
             }
-            let logging_conf = self.directory.join("config/repo/logging.conf");
-            if conf::apply_logging_levels(&logging_conf, &settings).map_err(StepError::from)? {
-                tracing::info!(component = %self.describe(), "loggers' levels written to logging.conf");
-            }
             if let Some(python) = self.python_for_start(&self.directory) {
                 args.push(crate::zato::env("PYTHONPATH", python.display()));
             }
+        } else {
+            // Neither the scheduler nor a dashboard reads `[os_environ]`: the variables go into
+            // the environment of `zato start`, which the process it starts inherits.
+            args.extend(settings.iter().filter_map(|(name, value)| {
+                let variable = name.strip_prefix(muster_proto::server_settings::ENV_PREFIX)?;
+                Some(crate::zato::env(variable, value))
+            }));
+        }
+        if role == Role::WebAdmin {
+            let time_zone = settings
+                .get(muster_proto::server_settings::TIME_ZONE.name)
+                .map(String::as_str)
+                .unwrap_or(muster_proto::server_settings::TIME_ZONE.default);
+            if conf::set_web_admin_time_zone(&self.directory, time_zone).map_err(StepError::from)? {
+                tracing::info!(component = %self.describe(), time_zone, "time zone written to web-admin.conf");
+            }
+        }
+        let logging_conf = self.directory.join("config/repo/logging.conf");
+        if conf::apply_logging_levels(&logging_conf, role, &settings).map_err(StepError::from)? {
+            tracing::info!(component = %self.describe(), "loggers' levels written to logging.conf");
         }
         record_restart_epoch(&self.directory, self.component.restart_epoch)?;
         self.host
@@ -163,8 +175,7 @@ impl Driver for ZatoComponent<'_> {
             // error until they are.
             local.last_error = local.python.error.clone();
         }
-        if role_of(self.component) == Role::Server
-            && local.healthy
+        if local.healthy
             && let Err(error) = self.install()
         {
             // It serves with the installation it was started with.
@@ -189,12 +200,26 @@ impl Driver for ZatoComponent<'_> {
 }
 
 impl ZatoComponent<'_> {
-    /// The `zato` command a server starts with: its cluster's `zato.install`, one of this host's
-    /// installations (`None`: the host's own).
+    /// The cluster's settings of its role: a server's `server_settings`, the scheduler's and a
+    /// dashboard's `settings`.
+    fn role_settings(&self) -> &std::collections::HashMap<String, String> {
+        if role_of(self.component) == Role::Server {
+            &self.component.server_settings
+        } else {
+            &self.component.settings
+        }
+    }
+
+    /// [`Self::role_settings`], in order.
+    fn settings(&self) -> std::collections::BTreeMap<String, String> {
+        self.role_settings().clone().into_iter().collect()
+    }
+
+    /// The `zato` command the component starts with: its role's `zato.install`, one of this
+    /// host's installations (`None`: the host's own).
     pub(super) fn install(&self) -> Result<Option<&std::path::Path>, String> {
         let name = self
-            .component
-            .server_settings
+            .role_settings()
             .get(muster_proto::server_settings::ZATO_INSTALL)
             .map(String::as_str)
             .unwrap_or_default();

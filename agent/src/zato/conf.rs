@@ -150,15 +150,17 @@ pub fn apply_server_settings(
     Ok(true)
 }
 
-/// Sets the levels of the loggers Muster sets ([`muster_proto::server_settings::LOGGERS`]) in a
-/// server's `logging.conf` (the YAML Zato writes, read at start) to the cluster's `settings`,
-/// an unset one to Zato's default; says whether the file changed. Without the file, fine as long
-/// as no level is set (Zato's defaults are what it would hold).
+/// Sets the levels of the loggers Muster sets of a component of `role`
+/// ([`muster_proto::server_settings::loggers`]) in its `logging.conf` (the YAML Zato writes,
+/// read at start) to the cluster's `settings`, an unset one to Zato's default; says whether the
+/// file changed. Without the file, fine as long as no level is set (Zato's defaults are what it
+/// would hold).
 pub fn apply_logging_levels(
     path: &Path,
+    role: v1::Role,
     settings: &std::collections::BTreeMap<String, String>,
 ) -> Result<bool, ConfError> {
-    let levels = muster_proto::server_settings::logging_levels(settings);
+    let levels = muster_proto::server_settings::logging_levels(role, settings);
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error)
@@ -272,8 +274,24 @@ fn close_files_in(repo: &Path) -> Result<Vec<std::path::PathBuf>, ConfError> {
     Ok(closed)
 }
 
-/// `web-admin.conf`'s `host` and `port`; says whether they changed.
-pub fn set_web_admin_bind(directory: &Path, host: &str, port: u32) -> Result<bool, ConfError> {
+/// `web-admin.conf`'s `TIME_ZONE`: the cluster's setting, or what `zato create web-admin` writes
+/// ([`muster_proto::server_settings::TIME_ZONE`]); says whether it changed.
+pub fn set_web_admin_time_zone(directory: &Path, time_zone: &str) -> Result<bool, ConfError> {
+    edit_web_admin_conf(directory, |conf| {
+        if conf["TIME_ZONE"].as_str() == Some(time_zone) {
+            return false;
+        }
+        conf["TIME_ZONE"] = time_zone.into();
+        true
+    })
+}
+
+/// Changes `web-admin.conf` (JSON) with `change`, which says whether it changed anything;
+/// rewritten only then. Says whether it was.
+fn edit_web_admin_conf(
+    directory: &Path,
+    change: impl FnOnce(&mut serde_json::Value) -> bool,
+) -> Result<bool, ConfError> {
     let path = directory.join("config/repo/web-admin.conf");
     let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
     let mut conf: serde_json::Value =
@@ -281,13 +299,23 @@ pub fn set_web_admin_bind(directory: &Path, host: &str, port: u32) -> Result<boo
             path: path.display().to_string(),
             source,
         })?;
-    if conf["port"].as_u64() == Some(u64::from(port)) && conf["host"].as_str() == Some(host) {
+    if !change(&mut conf) {
         return Ok(false);
     }
-    conf["host"] = host.into();
-    conf["port"] = port.into();
     write_keeping_mode(&path, format!("{conf:#}\n").as_bytes())?;
     Ok(true)
+}
+
+/// `web-admin.conf`'s `host` and `port`; says whether they changed.
+pub fn set_web_admin_bind(directory: &Path, host: &str, port: u32) -> Result<bool, ConfError> {
+    edit_web_admin_conf(directory, |conf| {
+        if conf["port"].as_u64() == Some(u64::from(port)) && conf["host"].as_str() == Some(host) {
+            return false;
+        }
+        conf["host"] = host.into();
+        conf["port"] = port.into();
+        true
+    })
 }
 
 /// Points every symlink under `directory/config/repo` that leads into `old` (the directory the
@@ -487,7 +515,7 @@ mod tests {
             ("logging.zato".to_owned(), "DEBUG".to_owned()),
             ("logging.gunicorn.main".to_owned(), "WARNING".to_owned()),
         ]);
-        assert!(apply_logging_levels(&path, &settings).unwrap());
+        assert!(apply_logging_levels(&path, v1::Role::Server, &settings).unwrap());
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
@@ -502,10 +530,10 @@ mod tests {
             "the handler named zato keeps its level, pytds is not Muster's"
         );
         assert!(
-            !apply_logging_levels(&path, &settings).unwrap(),
+            !apply_logging_levels(&path, v1::Role::Server, &settings).unwrap(),
             "unchanged"
         );
-        assert!(apply_logging_levels(&path, &Default::default()).unwrap());
+        assert!(apply_logging_levels(&path, v1::Role::Server, &Default::default()).unwrap());
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             zato,
@@ -514,7 +542,7 @@ mod tests {
 
         // No file: fine without levels, refused with one.
         let missing = directory.path().join("absent.conf");
-        assert!(!apply_logging_levels(&missing, &Default::default()).unwrap());
-        assert!(apply_logging_levels(&missing, &settings).is_err());
+        assert!(!apply_logging_levels(&missing, v1::Role::Server, &Default::default()).unwrap());
+        assert!(apply_logging_levels(&missing, v1::Role::Server, &settings).is_err());
     }
 }

@@ -51,7 +51,7 @@ pub enum Arg {
     },
     /// An environment variable of the command (not secret: shown as it is).
     Env {
-        name: &'static str,
+        name: String,
         value: String,
     },
     /// An environment variable of the command, not an argument: the way to give Zato a secret
@@ -100,9 +100,9 @@ pub fn option(name: &str, value: impl std::fmt::Display) -> Arg {
 }
 
 /// An environment variable of a `zato` command.
-pub fn env(name: &'static str, value: impl std::fmt::Display) -> Arg {
+pub fn env(name: impl Into<String>, value: impl std::fmt::Display) -> Arg {
     Arg::Env {
-        name,
+        name: name.into(),
         value: value.to_string(),
     }
 }
@@ -311,9 +311,8 @@ impl Zato {
         command
             .args(args.iter().filter_map(Arg::text))
             .envs(args.iter().filter_map(|arg| match arg {
-                Arg::Env { name, value } | Arg::SecretEnv { name, value } => {
-                    Some((*name, value.as_str()))
-                }
+                Arg::Env { name, value } => Some((name.as_str(), value.as_str())),
+                Arg::SecretEnv { name, value } => Some((*name, value.as_str())),
                 _ => None,
             }))
             .current_dir(directory)

@@ -65,6 +65,11 @@ pub(super) fn odb_settings(odb: Option<v1::OdbSettings>) -> Result<OdbSettings, 
 }
 
 pub(super) fn cluster_message(cluster: Cluster) -> v1::Cluster {
+    let role_settings = |role: Role| cluster.settings_of(role).into_iter().collect();
+    let (scheduler_settings, web_admin_settings) = (
+        role_settings(Role::Scheduler),
+        role_settings(Role::WebAdmin),
+    );
     v1::Cluster {
         name: cluster.name,
         description: cluster.description,
@@ -93,6 +98,8 @@ pub(super) fn cluster_message(cluster: Cluster) -> v1::Cluster {
         odb_epoch: cluster.odb_epoch,
         restart_epoch: cluster.restart_epoch,
         rollout_paused: cluster.rollout_paused,
+        scheduler_settings,
+        web_admin_settings,
         server_settings: cluster.server_settings.into_iter().collect(),
         rollout_pause_reason: cluster.rollout_pause_reason,
         rollout_revert_reason: cluster.rollout_revert_reason,

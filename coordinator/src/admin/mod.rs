@@ -679,6 +679,28 @@ impl AdminService for AdminApi {
         )))
     }
 
+    async fn configure_role(
+        &self,
+        request: Request<v1::ConfigureRoleRequest>,
+    ) -> Result<Response<v1::ConfigureRoleResponse>, Status> {
+        let actor = self.authorize(&request).await?;
+        let request = request.into_inner();
+        validate::name("cluster name", &request.cluster).map_err(ApiError::from)?;
+        let role = Role::try_from(request.role).unwrap_or(Role::Unspecified);
+        let set: BTreeMap<String, String> = request.set.into_iter().collect();
+        let configured = self
+            .store
+            .configure_role(&request.cluster, role, &set, &request.unset, &actor)
+            .await?;
+        tracing::info!(cluster = %request.cluster, role = %role, changed = configured.changed, restart_epoch = configured.restart_epoch, actor = %actor.0, "settings of a role");
+        Ok(Response::new(v1::ConfigureRoleResponse {
+            settings: configured.settings.into_iter().collect(),
+            changed: configured.changed,
+            restart_epoch: configured.restart_epoch,
+            components: configured.servers,
+        }))
+    }
+
     async fn undo_server_settings(
         &self,
         request: Request<v1::UndoServerSettingsRequest>,

@@ -96,6 +96,10 @@ pub(super) struct ClusterView {
     pub(super) odb_epoch: u64,
     /// Its servers' settings (`muster configure server`).
     pub(super) server_settings: std::collections::BTreeMap<String, String>,
+    /// Its scheduler's settings (`muster configure scheduler`).
+    pub(super) scheduler_settings: std::collections::BTreeMap<String, String>,
+    /// Its dashboards' settings (`muster configure web-admin`).
+    pub(super) web_admin_settings: std::collections::BTreeMap<String, String>,
     /// What its rollouts do when a server fails them (`muster configure rollout`).
     #[serde(flatten)]
     pub(super) rollout_strategy: muster_proto::rollout::Strategy,
@@ -156,6 +160,8 @@ impl From<v1::Cluster> for ClusterView {
             odb_empty: cluster.odb_empty,
             odb_epoch: cluster.odb_epoch,
             server_settings: cluster.server_settings.into_iter().collect(),
+            scheduler_settings: cluster.scheduler_settings.into_iter().collect(),
+            web_admin_settings: cluster.web_admin_settings.into_iter().collect(),
             rollout_strategy: cluster.rollout_strategy.unwrap_or_default().into(),
             rollout_paused: cluster.rollout_paused,
             rollout_pause_reason: cluster.rollout_pause_reason,
@@ -520,6 +526,14 @@ pub(super) async fn cluster_command(
                     (
                         "server settings",
                         muster_proto::server_settings::shown(&cluster.server_settings),
+                    ),
+                    (
+                        "scheduler settings",
+                        muster_proto::server_settings::shown(&cluster.scheduler_settings),
+                    ),
+                    (
+                        "web-admin settings",
+                        muster_proto::server_settings::shown(&cluster.web_admin_settings),
                     ),
                     (
                         "rollouts",

@@ -38,6 +38,50 @@ pub(super) enum ConfigureCommand {
     /// settings.
     #[command(verbatim_doc_comment)]
     Server(ConfigureServerArgs),
+    /// Set or unset the settings of the cluster's scheduler; a change restarts it at the
+    /// scheduler's turn of a rolling restart (after the servers and load balancers due).
+    ///
+    /// Settings are logging.conf levels from this list (an unset one is what `zato create
+    /// scheduler` writes), environment variables of the scheduler's process (env.NAME; not
+    /// for secrets: settings are stored and shown in clear) and the Zato installation it runs:
+    ///
+    ///   logging.LOGGER                  a logger's level in logging.conf: DEBUG, INFO, WARNING,
+    ///                                   ERROR or CRITICAL (default INFO); LOGGER is root, zato
+    ///                                   (at DEBUG it logs each job it runs) or zato_scheduler
+    ///   env.NAME                        letters, digits, inner spaces and ._:/@+=- (not
+    ///                                   LD_*, PYTHON*, PATH, ENV, BASH_ENV or IFS)
+    ///   zato.install                    the Zato installation the scheduler runs, by the name
+    ///                                   its agent's agent.toml gives it ([zato_installs];
+    ///                                   default: zato_bin)
+    ///
+    /// Anything else is refused before anything changes.
+    #[command(verbatim_doc_comment)]
+    Scheduler(ConfigureServerArgs),
+    /// Set or unset the settings of the cluster's dashboards; a change restarts each at the
+    /// dashboards' turn of a rolling restart (first, before the servers).
+    ///
+    /// Settings are a web-admin.conf key and logging.conf levels from this list (an unset one is
+    /// what `zato create web-admin` writes), environment variables of the dashboard's process
+    /// (env.NAME, such as Zato's own Zato_Dashboard_CSRF_Trusted_Origins, the origin it is
+    /// reached at through a proxy, as https://dashboard.example.com; not for secrets: settings
+    /// are stored and shown in clear) and the Zato installation it runs. Two variables Zato
+    /// 3.2's dashboard reads are refused: Zato_Dashboard_Session_Timeout (read as text, it
+    /// makes every login fail) and Zato_Dashboard_Debug_Enabled (any value turns on Django's
+    /// debug pages for whoever reaches the dashboard):
+    ///
+    ///   TIME_ZONE                       the time zone it shows times in, an IANA name such as
+    ///                                   Europe/Prague or UTC (default America/New_York)
+    ///   logging.LOGGER                  a logger's level in logging.conf: DEBUG, INFO, WARNING,
+    ///                                   ERROR or CRITICAL (default INFO); LOGGER is root or zato
+    ///   env.NAME                        letters, digits, inner spaces and ._:/@+=- (not
+    ///                                   LD_*, PYTHON*, PATH, ENV, BASH_ENV or IFS)
+    ///   zato.install                    the Zato installation the dashboards run, by the name
+    ///                                   each agent's agent.toml gives it ([zato_installs];
+    ///                                   default: zato_bin)
+    ///
+    /// Anything else is refused before anything changes.
+    #[command(verbatim_doc_comment)]
+    WebAdmin(ConfigureServerArgs),
     /// Set how the cluster's rollouts go and what they do when a server fails them. A rollout
     /// (a rolling restart, new server settings, new Python dependencies) restarts servers while
     /// no more than max-unavailable are out of rotation. A server that restarted into it and is
@@ -885,23 +929,7 @@ pub(super) async fn configure_servers(
     json: bool,
     out: &mut impl std::io::Write,
 ) -> Result<(), CliError> {
-    validate::name("cluster name", &args.cluster)?;
-    if args.set.is_empty() && args.unset.is_empty() {
-        return Err(CliError::Usage(
-            "nothing to change: give --set NAME=VALUE or --unset NAME".to_owned(),
-        ));
-    }
-    let mut set = BTreeMap::new();
-    for pair in &args.set {
-        let Some((name, value)) = pair.split_once('=') else {
-            return Err(CliError::Usage(format!(
-                "--set {pair:?}: expected NAME=VALUE, such as main.gunicorn_workers=2"
-            )));
-        };
-        let value = muster_proto::server_settings::check(name, value)
-            .map_err(|error| CliError::Usage(error.to_string()))?;
-        set.insert(name.to_owned(), value);
-    }
+    let set = settings_to_set(Role::Server, &args)?;
     let mut connection = connect(connection_args).await?;
     let response = connection
         .client
@@ -913,6 +941,129 @@ pub(super) async fn configure_servers(
         .await
         .answer(&connection)?;
     write_servers_configured(args.cluster, response, json, out)
+}
+
+/// The settings `--set` gives, each checked as `role`'s; refused when there is nothing to
+/// change.
+fn settings_to_set(
+    role: Role,
+    args: &ConfigureServerArgs,
+) -> Result<BTreeMap<String, String>, CliError> {
+    validate::name("cluster name", &args.cluster)?;
+    if args.set.is_empty() && args.unset.is_empty() {
+        return Err(CliError::Usage(
+            "nothing to change: give --set NAME=VALUE or --unset NAME".to_owned(),
+        ));
+    }
+    let mut set = BTreeMap::new();
+    for pair in &args.set {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(CliError::Usage(format!(
+                "--set {pair:?}: expected NAME=VALUE, such as {}",
+                match role {
+                    Role::Server => "main.gunicorn_workers=2",
+                    _ => "logging.zato=DEBUG",
+                }
+            )));
+        };
+        let value = muster_proto::server_settings::check(role, name, value)
+            .map_err(|error| CliError::Usage(error.to_string()))?;
+        set.insert(name.to_owned(), value);
+    }
+    Ok(set)
+}
+
+/// Settings as a table of names and values; `none` said instead when there are none.
+fn write_settings(
+    out: &mut impl std::io::Write,
+    settings: &BTreeMap<String, String>,
+    none: &str,
+) -> Result<(), CliError> {
+    if settings.is_empty() {
+        writeln!(out, "{none}")?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = settings
+        .iter()
+        .map(|(name, value)| vec![name.clone(), value.clone()])
+        .collect();
+    write_table(out, &["SETTING", "VALUE"], &rows)?;
+    Ok(())
+}
+
+/// What `muster configure scheduler|web-admin` did, for `--output json`.
+#[derive(Debug, Serialize)]
+struct RoleConfiguredView {
+    cluster: String,
+    role: String,
+    settings: BTreeMap<String, String>,
+    changed: bool,
+    /// The role's restart epoch its components restart under.
+    restart_epoch: u64,
+    /// The components that restart, by name.
+    components: Vec<String>,
+}
+
+/// `muster configure scheduler|web-admin`: sets and unsets the role's settings; says what the
+/// change restarts.
+pub(super) async fn configure_role(
+    role: Role,
+    args: ConfigureServerArgs,
+    connection_args: &ConnectionArgs,
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    let set = settings_to_set(role, &args)?;
+    let mut connection = connect(connection_args).await?;
+    let response = connection
+        .client
+        .configure_role(v1::ConfigureRoleRequest {
+            cluster: args.cluster.clone(),
+            role: role as i32,
+            set: set.into_iter().collect(),
+            unset: args.unset,
+        })
+        .await
+        .answer(&connection)?;
+    let view = RoleConfiguredView {
+        cluster: args.cluster,
+        role: role.cli_name().to_owned(),
+        settings: response.settings.into_iter().collect(),
+        changed: response.changed,
+        restart_epoch: response.restart_epoch,
+        components: response.components,
+    };
+    if json {
+        return write_json(out, &view);
+    }
+    write_settings(
+        out,
+        &view.settings,
+        &format!(
+            "cluster {}'s {} runs with Zato's defaults",
+            view.cluster, view.role
+        ),
+    )?;
+    if !view.changed {
+        writeln!(out, "unchanged: nothing restarts")?;
+    } else if view.components.is_empty() {
+        writeln!(
+            out,
+            "the cluster has no {} yet: it starts with them",
+            view.role
+        )?;
+    } else {
+        writeln!(
+            out,
+            "rolling restart of the {} (restart epoch {}): {}, at the role's turn in Zato's \
+             order. Follow it with `muster rollout status --cluster {}`",
+            view.role,
+            view.restart_epoch,
+            view.components.join(", "),
+            view.cluster
+        )?;
+    }
+    Ok(())
 }
 
 /// Says what a change of server settings did: the settings as a table (or JSON), and the
@@ -934,20 +1085,14 @@ pub(super) fn write_servers_configured(
     if json {
         return write_json(out, &view);
     }
-    let rows: Vec<Vec<String>> = view
-        .settings
-        .iter()
-        .map(|(name, value)| vec![name.clone(), value.clone()])
-        .collect();
-    if rows.is_empty() {
-        writeln!(
-            out,
+    write_settings(
+        out,
+        &view.settings,
+        &format!(
             "cluster {}'s servers run with Zato's defaults",
             view.cluster
-        )?;
-    } else {
-        write_table(out, &["SETTING", "VALUE"], &rows)?;
-    }
+        ),
+    )?;
     if !view.changed {
         writeln!(out, "unchanged: no server restarts")?;
     } else if view.servers.is_empty() {
@@ -1129,6 +1274,7 @@ mod tests {
     use clap::CommandFactory as _;
 
     use super::super::Cli;
+    use muster_proto::v1::Role;
 
     /// The help lists what the coordinator accepts: every listed key with its default.
     #[test]
@@ -1150,6 +1296,37 @@ mod tests {
                 "{line}: its default is {}",
                 setting.default
             );
+        }
+    }
+
+    /// The scheduler's and dashboards' help lists their loggers and the dashboard's key, with
+    /// the defaults the coordinator knows.
+    #[test]
+    fn configure_scheduler_and_web_admin_help_list_their_settings() {
+        let mut cli = Cli::command();
+        let configure = cli.find_subcommand_mut("configure").unwrap();
+        for role in [Role::Scheduler, Role::WebAdmin] {
+            let help = configure
+                .find_subcommand_mut(role.cli_name())
+                .unwrap_or_else(|| panic!("muster configure {role}"))
+                .render_long_help()
+                .to_string();
+            for logger in muster_proto::server_settings::loggers(role) {
+                let name = logger.name.trim_start_matches("logging.");
+                assert!(
+                    help.contains(name),
+                    "{role}: {name} is not in the help:\n{help}"
+                );
+            }
+            if role == Role::WebAdmin {
+                let time_zone = muster_proto::server_settings::TIME_ZONE;
+                assert!(
+                    help.lines()
+                        .any(|line| line.trim_start().starts_with(time_zone.name))
+                        && help.contains(&format!("(default {})", time_zone.default)),
+                    "TIME_ZONE and its default are not in the help:\n{help}"
+                );
+            }
         }
     }
 }

@@ -410,6 +410,12 @@ pub async fn run(cli: Cli, out: &mut impl std::io::Write) -> Result<(), CliError
             what: ConfigureCommand::Server(args),
         } => configure_servers(args, connection, json, out).await,
         Command::Configure {
+            what: ConfigureCommand::Scheduler(args),
+        } => configure_role(Role::Scheduler, args, connection, json, out).await,
+        Command::Configure {
+            what: ConfigureCommand::WebAdmin(args),
+        } => configure_role(Role::WebAdmin, args, connection, json, out).await,
+        Command::Configure {
             what: ConfigureCommand::Rollout(args),
         } => configure_rollout(args, connection, json, out).await,
         Command::Remove { role, target } => {

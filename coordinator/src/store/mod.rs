@@ -263,6 +263,19 @@ pub trait Store: Send + Sync + fmt::Debug {
         unset: &[String],
         actor: &Actor,
     ) -> Result<ServersConfigured, StoreError>;
+    /// Sets (`set`) and unsets (`unset`) the settings of a cluster's scheduler or dashboards
+    /// (`role`, [`muster_proto::server_settings`]); a change moves the role's restart epoch on
+    /// (when the cluster has components of it), and each restarts with them at the role's turn.
+    /// Refused (`Invalid`) for another role, or a name or value outside the role's allowlist,
+    /// before anything changes.
+    async fn configure_role(
+        &self,
+        cluster: &str,
+        role: Role,
+        set: &BTreeMap<String, String>,
+        unset: &[String],
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError>;
     /// Brings back a cluster's server settings from before their last change, with a rolling
     /// restart (`muster rollout undo`). Refused (`Conflict`) when they never changed.
     async fn undo_server_settings(

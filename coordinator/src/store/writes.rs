@@ -277,6 +277,21 @@ impl Store for Writes {
         .await
     }
 
+    async fn configure_role(
+        &self,
+        cluster: &str,
+        role: Role,
+        set: &BTreeMap<String, String>,
+        unset: &[String],
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError> {
+        self.write(
+            || self.inner.configure_role(cluster, role, set, unset, actor),
+            |configured| configured.changed,
+        )
+        .await
+    }
+
     async fn undo_server_settings(
         &self,
         cluster: &str,

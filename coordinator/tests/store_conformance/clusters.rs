@@ -987,14 +987,222 @@ pub(crate) async fn a_rolling_restart_takes_the_servers_one_at_a_time(backend: B
 
 /// Server settings: checked before anything changes, stored, sent to the servers only, and a
 /// change starts a rolling restart (none without servers, none when nothing changed).
+/// Settings from `(name, value)` pairs.
+fn set(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+pub(crate) async fn scheduler_and_dashboard_settings_restart_only_their_role(backend: Backend) {
+    let (_database, store) = store_with_prod(backend).await;
+    // No scheduler yet: stored for the one the cluster gets, nothing restarts.
+    let configured = store
+        .configure_role(
+            "prod",
+            Role::Scheduler,
+            &set(&[("logging.zato", "debug")]),
+            &[],
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            configured.settings.clone(),
+            configured.changed,
+            configured.restart_epoch,
+            configured.servers.len()
+        ),
+        (set(&[("logging.zato", "DEBUG")]), true, 0, 0)
+    );
+    let (server_host, _lb) = server_and_balancer(&store).await;
+    for role in [Role::Scheduler, Role::WebAdmin] {
+        store
+            .create_assignment(assign("prod", role, "admin", None, None), &actor())
+            .await
+            .unwrap();
+    }
+    let admin = enroll(&store, "prod", "admin").await;
+    let plan = |host: &Host| {
+        let store = &store;
+        let id = host.id.clone();
+        async move { planner::render(&store.plan_inputs(&id).await.unwrap()).components }
+    };
+    let component = |components: &[v1::Component], name: &str| {
+        components
+            .iter()
+            .find(|component| component.name == name)
+            .cloned()
+            .unwrap()
+    };
+    let scheduler = component(&plan(&admin).await, "scheduler");
+    assert_eq!(
+        (
+            scheduler.settings.get("logging.zato"),
+            scheduler.restart_epoch
+        ),
+        (Some(&"DEBUG".to_owned()), 0),
+        "the scheduler created later starts with them"
+    );
+
+    // The dashboard's: its epoch moves on, the servers' and scheduler's do not.
+    let configured = store
+        .configure_role(
+            "prod",
+            Role::WebAdmin,
+            &set(&[
+                ("TIME_ZONE", "Europe/Prague"),
+                (
+                    "env.Zato_Dashboard_CSRF_Trusted_Origins",
+                    "https://dash.example.com",
+                ),
+            ]),
+            &[],
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (configured.restart_epoch, configured.servers),
+        (1, vec!["web-admin".to_owned()])
+    );
+    let cluster = store.get_cluster("prod").await.unwrap();
+    assert_eq!(
+        (
+            cluster.restart_epoch_of(Role::WebAdmin),
+            cluster.restart_epoch_of(Role::Scheduler),
+            cluster.restart_epoch
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!(cluster.settings_of(Role::WebAdmin), configured.settings);
+    assert!(
+        cluster.server_settings.is_empty(),
+        "the servers' settings are their own"
+    );
+    let components = plan(&admin).await;
+    let dashboard = component(&components, "web-admin");
+    assert_eq!(
+        (
+            dashboard.settings.get("TIME_ZONE"),
+            dashboard.restart_epoch,
+            dashboard.server_settings.len()
+        ),
+        (Some(&"Europe/Prague".to_owned()), 1, 0)
+    );
+    assert!(
+        !component(&components, "scheduler")
+            .settings
+            .contains_key("TIME_ZONE"),
+        "each role gets its own settings"
+    );
+    let server = component(&plan(&server_host).await, "server1");
+    assert!(server.settings.is_empty() && server.restart_epoch == 0);
+
+    // The same again: nothing changes, nothing restarts; unset: back to Zato's default.
+    let again = store
+        .configure_role(
+            "prod",
+            Role::WebAdmin,
+            &set(&[("TIME_ZONE", "Europe/Prague")]),
+            &[],
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.changed, again.restart_epoch), (false, 1));
+    let unset = store
+        .configure_role(
+            "prod",
+            Role::Scheduler,
+            &BTreeMap::new(),
+            &["logging.zato".to_owned()],
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (unset.settings.len(), unset.restart_epoch, unset.servers),
+        (0, 1, vec!["scheduler".to_owned()])
+    );
+
+    // Refused, by name, before anything changes.
+    for (role, pairs, unset, named) in [
+        (
+            Role::Scheduler,
+            set(&[("main.gunicorn_workers", "2")]),
+            vec![],
+            "main.gunicorn_workers",
+        ),
+        (
+            Role::WebAdmin,
+            set(&[("TIME_ZONE", "Europe/Prague\", \"DEBUG\": 1")]),
+            vec![],
+            "DEBUG",
+        ),
+        (
+            Role::WebAdmin,
+            set(&[("logging.zato_scheduler", "DEBUG")]),
+            vec![],
+            "logging.zato_scheduler",
+        ),
+        (
+            Role::WebAdmin,
+            set(&[("env.Zato_Dashboard_Session_Timeout", "600")]),
+            vec![],
+            "every login fails",
+        ),
+        (
+            Role::Scheduler,
+            set(&[]),
+            vec!["TIME_ZONE".to_owned()],
+            "TIME_ZONE",
+        ),
+        (
+            Role::Server,
+            set(&[("env.A", "1")]),
+            vec![],
+            "muster configure server",
+        ),
+        (
+            Role::LoadBalancer,
+            set(&[("env.A", "1")]),
+            vec![],
+            "load-balancer",
+        ),
+    ] {
+        let refused = store
+            .configure_role("prod", role, &pairs, &unset, &actor())
+            .await;
+        assert!(
+            matches!(&refused, Err(StoreError::Invalid(message)) if message.contains(named)),
+            "{role} {pairs:?} unset {unset:?}: {refused:?}"
+        );
+    }
+    let cluster = store.get_cluster("prod").await.unwrap();
+    assert_eq!(
+        (
+            cluster.settings_of(Role::Scheduler).len(),
+            cluster.restart_epoch_of(Role::Scheduler),
+            cluster.settings_of(Role::WebAdmin).len()
+        ),
+        (0, 1, 2),
+        "a refused change changes nothing"
+    );
+    let events = store.list_events(Some("prod"), None, 50).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|event| event.kind == "cluster.role-configured"
+                && event.message.contains("TIME_ZONE=Europe/Prague")),
+        "{events:?}"
+    );
+}
+
 pub(crate) async fn server_settings_are_checked_stored_and_rolled_to_the_servers(backend: Backend) {
     let (_database, store) = store_with_prod(backend).await;
-    let set = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect()
-    };
     // No server yet: stored, nothing restarts.
     let configured = store
         .configure_servers("prod", &set(&[("stats.expire_after", "24")]), &[], &actor())

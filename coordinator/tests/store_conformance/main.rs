@@ -263,6 +263,10 @@ macro_rules! store_conformance_suite {
                 super::python_dependencies_reach_the_servers_one_restart_at_a_time($backend).await;
             }
             #[tokio::test]
+            async fn scheduler_and_dashboard_settings_restart_only_their_role() {
+                super::scheduler_and_dashboard_settings_restart_only_their_role($backend).await;
+            }
+            #[tokio::test]
             async fn server_settings_are_checked_stored_and_rolled_to_the_servers() {
                 super::server_settings_are_checked_stored_and_rolled_to_the_servers($backend).await;
             }

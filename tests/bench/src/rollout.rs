@@ -4,7 +4,9 @@
 //! runs `muster rollout restart`, and watches HAProxy's view of each server until `muster rollout
 //! status` says every server restarted and `muster wait` that they are back. With
 //! `--kill-coordinator` it kills the coordinator (SIGKILL) once the first server has restarted and
-//! starts it again (`muster quickstart start`): the rollout goes on where it was.
+//! starts it again (`muster quickstart start`): the rollout goes on where it was. With `--set
+//! NAME=VALUE` the rollout is new server settings (`muster configure server --set`), and each
+//! server's worker processes are counted before and after it.
 //!
 //! It prints the rollout's time, the requests answered and failed, how long each server was out of
 //! the load balancer's rotation (not UP in HAProxy) and the most out at once, and how many
@@ -64,6 +66,10 @@ struct Args {
     /// scheduler, all; repeat for several) [default: server].
     #[arg(long = "role", value_name = "ROLE")]
     roles: Vec<String>,
+    /// Roll new server settings instead of a plain restart (`muster configure server --set`;
+    /// repeat for several), such as main.gunicorn_workers=2.
+    #[arg(long = "set", value_name = "NAME=VALUE", conflicts_with = "roles")]
+    settings: Vec<String>,
     /// The longest the rollout may take.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -84,6 +90,12 @@ struct Results {
     servers: u16,
     /// The roles restarted (`--role`; empty: the servers).
     roles: Vec<String>,
+    /// The server settings rolled out (`--set`; empty: a plain rolling restart).
+    settings: Vec<String>,
+    /// Each server's worker processes (its gunicorn master's children) before the rollout and
+    /// after it: one more for each `main.gunicorn_workers` added (mock-zato's servers fork none).
+    workers_before: BTreeMap<String, usize>,
+    workers_after: BTreeMap<String, usize>,
     zato: &'static str,
     max_unavailable: u32,
     quickstart_seconds: f64,
@@ -325,6 +337,7 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
         ])?;
     }
     let before = quickstart.component_pids(args.servers);
+    let workers_before = workers(&before);
 
     eprintln!(
         "{} request streams through the load balancer; rolling restart of {} servers",
@@ -335,6 +348,12 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
     let mut restart_args = vec!["-o", "json", "rollout", "restart", "--cluster", CLUSTER];
     for role in &args.roles {
         restart_args.extend(["--role", role.as_str()]);
+    }
+    if !args.settings.is_empty() {
+        restart_args = vec!["-o", "json", "configure", "server", "--cluster", CLUSTER];
+        for setting in &args.settings {
+            restart_args.extend(["--set", setting.as_str()]);
+        }
     }
     let rollout: serde_json::Value = serde_json::from_str(&quickstart.ok(&restart_args)?)?;
     eprintln!("rolling restart: {rollout}");
@@ -347,6 +366,7 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
     let rollout_seconds = started.elapsed().as_secs_f64();
     let (answered, failed, failures) = load.finish();
     let after = quickstart.component_pids(args.servers);
+    let workers_after = workers(&after);
     let processes_replaced = before
         .iter()
         .filter(|(name, before)| {
@@ -361,6 +381,9 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
     Ok(Results {
         servers: args.servers,
         roles: args.roles.clone(),
+        settings: args.settings.clone(),
+        workers_before,
+        workers_after,
         zato: if args.demo { "mock-zato" } else { "Zato" },
         max_unavailable,
         quickstart_seconds,
@@ -380,6 +403,17 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
         coordinator_killed: args.kill_coordinator,
         coordinator_down_seconds: watched.coordinator_down.map(|down| down.as_secs_f64()),
     })
+}
+
+/// Each server's worker processes: the children of the process its pidfile names.
+fn workers(pids: &BTreeMap<String, Option<u32>>) -> BTreeMap<String, usize> {
+    pids.iter()
+        .filter(|(name, _)| name.starts_with("server"))
+        .map(|(name, pid)| {
+            let children = pid.map_or(0, muster_testkit::rollout_bench::children_of);
+            (name.clone(), children)
+        })
+        .collect()
 }
 
 /// Each component's process as its pidfile (a load balancer's: HAProxy's current worker) says,
@@ -607,6 +641,14 @@ fn print_table(results: &Results) {
             .iter()
             .map(|(server, restarts)| (format!("{server} restarts"), restarts.to_string())),
     )
+    .chain(
+        (!results.settings.is_empty())
+            .then(|| ("settings rolled out".to_owned(), results.settings.join(" "))),
+    )
+    .chain(results.workers_after.iter().map(|(server, after)| {
+        let before = results.workers_before.get(server).copied().unwrap_or(0);
+        (format!("{server} workers"), format!("{before} -> {after}"))
+    }))
     .chain(
         (!results.restart_order.is_empty())
             .then(|| ("restart order".to_owned(), results.restart_order.join(", "))),

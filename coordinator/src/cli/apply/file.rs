@@ -33,7 +33,15 @@ pub(super) struct ClusterFile {
     /// `[server_settings.env]`); without the section, apply leaves them as they are; with it,
     /// the whole set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) server_settings: Option<BTreeMap<String, BTreeMap<String, SettingValue>>>,
+    pub(super) server_settings: Option<SettingsSpec>,
+    /// The scheduler's settings likewise (`[scheduler_settings.logging]`,
+    /// `[scheduler_settings.env]`, `[scheduler_settings.zato]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) scheduler_settings: Option<SettingsSpec>,
+    /// The dashboards' settings likewise (`TIME_ZONE` in `[web_admin_settings]`, its sections as
+    /// the scheduler's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) web_admin_settings: Option<SettingsSpec>,
     /// What the cluster's rollouts do when a server fails them; without the section, apply
     /// leaves it as it is; with it, a key left out is the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,25 +95,81 @@ pub(super) enum SettingValue {
     Flag(bool),
 }
 
-/// `[server_settings]` as the coordinator takes them (`section.key`, `env.NAME`), each checked
+/// A `[ROLE_settings]` table: sections of keys (`[server_settings.main]`), and keys of no
+/// section (a dashboard's `TIME_ZONE`).
+pub(super) type SettingsSpec = BTreeMap<String, SettingEntry>;
+
+/// An entry of a `[ROLE_settings]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(super) enum SettingEntry {
+    Value(SettingValue),
+    Section(BTreeMap<String, SettingValue>),
+}
+
+/// The table a role's settings are in, as errors name it.
+pub(super) fn settings_table(role: Role) -> &'static str {
+    match role {
+        Role::Scheduler => "[scheduler_settings]",
+        Role::WebAdmin => "[web_admin_settings]",
+        _ => "[server_settings]",
+    }
+}
+
+/// `[server_settings]` (`[scheduler_settings]`, `[web_admin_settings]`: `role`'s) as the
+/// coordinator takes them (`section.key`, `env.NAME`, `TIME_ZONE`), each checked
 /// ([`muster_proto::server_settings::check`]); a number or a boolean is written as Zato reads it.
-pub(super) fn server_settings_of(
-    sections: &BTreeMap<String, BTreeMap<String, SettingValue>>,
+pub(super) fn settings_of(
+    role: Role,
+    entries: &SettingsSpec,
 ) -> Result<BTreeMap<String, String>, String> {
+    let text = |value: &SettingValue| match value {
+        SettingValue::Text(text) => text.clone(),
+        SettingValue::Number(number) => number.to_string(),
+        SettingValue::Flag(true) => "True".to_owned(),
+        SettingValue::Flag(false) => "False".to_owned(),
+    };
     let mut settings = BTreeMap::new();
-    for (section, keys) in sections {
-        for (key, value) in keys {
-            let text = match value {
-                SettingValue::Text(text) => text.clone(),
-                SettingValue::Number(number) => number.to_string(),
-                SettingValue::Flag(true) => "True".to_owned(),
-                SettingValue::Flag(false) => "False".to_owned(),
-            };
-            settings.insert(format!("{section}.{key}"), text);
+    for (name, entry) in entries {
+        match entry {
+            SettingEntry::Value(value) => {
+                settings.insert(name.clone(), text(value));
+            }
+            SettingEntry::Section(keys) => {
+                for (key, value) in keys {
+                    settings.insert(format!("{name}.{key}"), text(value));
+                }
+            }
         }
     }
-    muster_proto::server_settings::check_all(&settings)
-        .map_err(|error| format!("[server_settings] {error}"))
+    muster_proto::server_settings::check_all(role, &settings)
+        .map_err(|error| format!("{} {error}", settings_table(role)))
+}
+
+/// Settings as a `[ROLE_settings]` table: `section.key` in its section, a name of no section
+/// as a key of its own.
+fn settings_spec(settings: &std::collections::HashMap<String, String>) -> Option<SettingsSpec> {
+    if settings.is_empty() {
+        return None;
+    }
+    let mut entries = SettingsSpec::new();
+    for (name, value) in settings {
+        let value = SettingValue::Text(value.clone());
+        match name.split_once('.') {
+            Some((section, key)) => {
+                if let SettingEntry::Section(keys) = entries
+                    .entry(section.to_owned())
+                    .or_insert_with(|| SettingEntry::Section(BTreeMap::new()))
+                {
+                    keys.insert(key.to_owned(), value);
+                }
+            }
+            None => {
+                entries.insert(name.clone(), SettingEntry::Value(value));
+            }
+        }
+    }
+    Some(entries)
 }
 
 /// `[user_conf]`: the files every server's services read as `self.config.NAME`.
@@ -495,17 +559,9 @@ pub(super) fn file_of(cluster: &v1::Cluster, components: &[ComponentView]) -> Cl
                 )),
                 auto_revert: Some(strategy.auto_revert),
             }),
-        server_settings: (!cluster.server_settings.is_empty()).then(|| {
-            let mut sections: BTreeMap<String, BTreeMap<String, SettingValue>> = BTreeMap::new();
-            for (name, value) in &cluster.server_settings {
-                let (section, key) = name.split_once('.').unwrap_or(("main", name));
-                sections
-                    .entry(section.to_owned())
-                    .or_default()
-                    .insert(key.to_owned(), SettingValue::Text(value.clone()));
-            }
-            sections
-        }),
+        server_settings: settings_spec(&cluster.server_settings),
+        scheduler_settings: settings_spec(&cluster.scheduler_settings),
+        web_admin_settings: settings_spec(&cluster.web_admin_settings),
     }
 }
 
@@ -668,7 +724,8 @@ check_inter = "5s"
         let (files, env) = config_of(&file, &example_env).unwrap();
         assert_eq!(files[0].name, "api.yaml");
         assert!(env.contains_key("ORDERS_PASSWORD"));
-        let settings = server_settings_of(example.server_settings.as_ref().unwrap()).unwrap();
+        let settings =
+            settings_of(Role::Server, example.server_settings.as_ref().unwrap()).unwrap();
         assert_eq!(settings["main.gunicorn_workers"], "2");
         let (requirements, wheels) = python_of(&file, example.python.as_ref().unwrap()).unwrap();
         assert!(requirements.contains("inflection==0.5.1"), "{requirements}");
@@ -789,7 +846,7 @@ check_inter = "5s"
              install = \"next\"\n"
         );
         let file: ClusterFile = toml::from_str(&text).unwrap();
-        let settings = server_settings_of(file.server_settings.as_ref().unwrap()).unwrap();
+        let settings = settings_of(Role::Server, file.server_settings.as_ref().unwrap()).unwrap();
         let expected: BTreeMap<String, String> = [
             ("stats.expire_after", "24"),
             ("main.gunicorn_workers", "2"),
@@ -813,7 +870,7 @@ check_inter = "5s"
         let written = toml::to_string(&file_of(&cluster, &[])).unwrap();
         let read: ClusterFile = toml::from_str(&written).unwrap();
         assert_eq!(
-            server_settings_of(read.server_settings.as_ref().unwrap()).unwrap(),
+            settings_of(Role::Server, read.server_settings.as_ref().unwrap()).unwrap(),
             expected
         );
 
@@ -826,7 +883,8 @@ check_inter = "5s"
             ("[server_settings.env]\nA = \"x # y\"\n", "x # y"),
         ] {
             let file: ClusterFile = toml::from_str(&format!("{FILE}\n{bad}")).unwrap();
-            let refused = server_settings_of(file.server_settings.as_ref().unwrap()).unwrap_err();
+            let refused =
+                settings_of(Role::Server, file.server_settings.as_ref().unwrap()).unwrap_err();
             assert!(refused.contains(named), "{refused} names {named}");
         }
     }

@@ -137,29 +137,30 @@ pub(super) async fn apply_command(
         Some(spec) => Some(user_conf_of(&path, spec)?),
         None => None,
     };
-    // The server settings: checked before anything changes; what differs is set, what the file
-    // no longer has unset.
-    let current_settings: std::collections::BTreeMap<String, String> = existing
-        .as_ref()
-        .map(|cluster| cluster.server_settings.clone().into_iter().collect())
-        .unwrap_or_default();
-    let settings_change = match &file.server_settings {
-        Some(sections) => {
-            let wanted = server_settings_of(sections).map_err(|error| invalid(&path, error))?;
-            let set: std::collections::BTreeMap<String, String> = wanted
-                .iter()
-                .filter(|(name, value)| current_settings.get(*name) != Some(*value))
-                .map(|(name, value)| (name.clone(), value.clone()))
-                .collect();
-            let unset: Vec<String> = current_settings
-                .keys()
-                .filter(|name| !wanted.contains_key(*name))
-                .cloned()
-                .collect();
-            (!set.is_empty() || !unset.is_empty()).then_some((set, unset))
-        }
-        None => None,
-    };
+    // The server, scheduler and dashboard settings: checked before anything changes; what
+    // differs is set, what the file no longer has unset.
+    let mut settings = Vec::new();
+    for (role, table) in [
+        (Role::Server, &file.server_settings),
+        (Role::Scheduler, &file.scheduler_settings),
+        (Role::WebAdmin, &file.web_admin_settings),
+    ] {
+        let Some(table) = table else { continue };
+        let current = existing
+            .as_ref()
+            .map(|cluster| match role {
+                Role::Server => &cluster.server_settings,
+                Role::Scheduler => &cluster.scheduler_settings,
+                _ => &cluster.web_admin_settings,
+            })
+            .map(|settings| settings.clone().into_iter().collect())
+            .unwrap_or_default();
+        let wanted = settings_of(role, table).map_err(|error| invalid(&path, error))?;
+        settings.push(SettingsChange::between(role, current, &wanted));
+    }
+    let settings_change = settings
+        .iter()
+        .find(|change| change.role == Role::Server && change.changes());
     // The rollout strategy: checked before anything changes; set when it differs.
     let current_strategy = existing
         .as_ref()
@@ -182,7 +183,7 @@ pub(super) async fn apply_command(
             .count()
         + usize::from(services_change.is_some())
         + usize::from(python_change.is_some())
-        + usize::from(settings_change.is_some())
+        + settings.iter().filter(|change| change.changes()).count()
         + usize::from(rollout_change.is_some())
         + usize::from(config.is_some())
         + usize::from(user_conf.is_some());
@@ -240,22 +241,8 @@ pub(super) async fn apply_command(
     } else if file.rollout.is_some() {
         lines.push(format!("= rollout strategy ({})", current_strategy.shown()));
     }
-    if let Some((set, unset)) = &settings_change {
-        let mut changed: Vec<String> = set
-            .iter()
-            .map(|(name, value)| match current_settings.get(name) {
-                Some(before) => format!("{name} {before} -> {value}"),
-                None => format!("{name}={value}"),
-            })
-            .collect();
-        changed.extend(unset.iter().map(|name| format!("{name} unset")));
-        lines.push(format!(
-            "~ server settings: {} (the servers restart {})",
-            changed.join(", "),
-            at_a_time(rollout_change.unwrap_or(current_strategy).max_unavailable)
-        ));
-    } else if file.server_settings.is_some() {
-        lines.push(format!("= server settings ({})", current_settings.len()));
+    for change in &settings {
+        lines.push(change.planned(rollout_change.unwrap_or(current_strategy).max_unavailable));
     }
     if let Some((files, revision, current)) = &services {
         let names: Vec<&str> = files.iter().map(|file| file.name.as_str()).collect();
@@ -426,13 +413,13 @@ pub(super) async fn apply_command(
             out,
         )?;
     }
-    if let Some((set, unset)) = settings_change {
+    if let Some(SettingsChange { set, unset, .. }) = settings_change {
         let configured = connection
             .client
             .configure_servers(v1::ConfigureServersRequest {
                 cluster: name.clone(),
-                set: set.into_iter().collect(),
-                unset,
+                set: set.clone().into_iter().collect(),
+                unset: unset.clone(),
             })
             .await
             .answer(&connection)?;
@@ -447,6 +434,43 @@ pub(super) async fn apply_command(
                         "servers {} restart {} (restart epoch {})",
                         configured.servers.join(", "),
                         at_a_time(configured.max_unavailable),
+                        configured.restart_epoch
+                    )
+                }
+            ),
+            out,
+        )?;
+    }
+    for change in settings
+        .iter()
+        .filter(|change| change.role != Role::Server && change.changes())
+    {
+        let configured = connection
+            .client
+            .configure_role(v1::ConfigureRoleRequest {
+                cluster: name.clone(),
+                role: change.role as i32,
+                set: change.set.clone().into_iter().collect(),
+                unset: change.unset.clone(),
+            })
+            .await
+            .answer(&connection)?;
+        say(
+            format!(
+                "set {} settings ({}); {}",
+                change.role,
+                configured.settings.len(),
+                if configured.components.is_empty() {
+                    format!("each {} starts with them", change.role)
+                } else {
+                    format!(
+                        "{} restart{} at the role's turn (restart epoch {})",
+                        configured.components.join(", "),
+                        if configured.components.len() == 1 {
+                            "s"
+                        } else {
+                            ""
+                        },
                         configured.restart_epoch
                     )
                 }

@@ -211,6 +211,74 @@ pub(super) fn plan(wanted: &[Wanted], current: &[Current]) -> Result<Vec<Step>, 
     Ok(steps)
 }
 
+/// What applying a `[ROLE_settings]` table changes of a role's settings.
+pub(super) struct SettingsChange {
+    pub(super) role: Role,
+    /// The role's settings now.
+    pub(super) current: std::collections::BTreeMap<String, String>,
+    /// What differs from them.
+    pub(super) set: std::collections::BTreeMap<String, String>,
+    /// What the table no longer has.
+    pub(super) unset: Vec<String>,
+}
+
+impl SettingsChange {
+    /// From the role's settings now to those `wanted`.
+    pub(super) fn between(
+        role: Role,
+        current: std::collections::BTreeMap<String, String>,
+        wanted: &std::collections::BTreeMap<String, String>,
+    ) -> SettingsChange {
+        let set = wanted
+            .iter()
+            .filter(|(name, value)| current.get(*name) != Some(*value))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let unset = current
+            .keys()
+            .filter(|name| !wanted.contains_key(*name))
+            .cloned()
+            .collect();
+        SettingsChange {
+            role,
+            current,
+            set,
+            unset,
+        }
+    }
+
+    pub(super) fn changes(&self) -> bool {
+        !self.set.is_empty() || !self.unset.is_empty()
+    }
+
+    /// Its line of the plan; a server's says how many restart at once (`max_unavailable`).
+    pub(super) fn planned(&self, max_unavailable: u32) -> String {
+        let what = match self.role {
+            Role::Server => "server settings",
+            Role::Scheduler => "scheduler settings",
+            _ => "web-admin settings",
+        };
+        if !self.changes() {
+            return format!("= {what} ({})", self.current.len());
+        }
+        let mut changed: Vec<String> = self
+            .set
+            .iter()
+            .map(|(name, value)| match self.current.get(name) {
+                Some(before) => format!("{name} {before} -> {value}"),
+                None => format!("{name}={value}"),
+            })
+            .collect();
+        changed.extend(self.unset.iter().map(|name| format!("{name} unset")));
+        let restarts = match self.role {
+            Role::Server => format!("the servers restart {}", at_a_time(max_unavailable)),
+            Role::Scheduler => "the scheduler restarts at its turn".to_owned(),
+            _ => "the dashboards restart at their turn".to_owned(),
+        };
+        format!("~ {what}: {} ({restarts})", changed.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

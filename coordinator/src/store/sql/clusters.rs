@@ -89,6 +89,7 @@ impl SqlStore {
             rollout_strategy: Default::default(),
             restart_epoch_same: None,
             role_restart_epochs: BTreeMap::new(),
+            role_settings: BTreeMap::new(),
         })
     }
 
@@ -131,15 +132,17 @@ impl SqlStore {
         &self,
         transaction: &mut PoolConnection<Any>,
         cluster_id: &str,
+        role: Role,
         install: &str,
     ) -> Result<(), StoreError> {
         let sql = self.sql(
             "SELECT a.name, a.host_name, h.zato_installs FROM assignments a
              JOIN hosts h ON h.name = a.host_name
-             WHERE a.cluster_id = $1 AND a.role = 'server' ORDER BY a.name",
+             WHERE a.cluster_id = $1 AND a.role = $2 ORDER BY a.name",
         );
         let rows = sqlx::query(&sql)
             .bind(cluster_id)
+            .bind(role.cli_name())
             .rows(
                 &mut **transaction,
                 "read the Zato installations of a cluster's hosts",
@@ -148,10 +151,10 @@ impl SqlStore {
         for row in &rows {
             let installs = long_text(row, "zato_installs")?.unwrap_or_default();
             if !installs.is_empty() && !installs.split(',').any(|name| name == install) {
-                let server: String = row.value("name")?;
+                let component: String = row.value("name")?;
                 let host: String = row.value("host_name")?;
                 return Err(StoreError::Invalid(format!(
-                    "zato.install {install:?}: host {host} (server {server}) has no Zato \
+                    "zato.install {install:?}: host {host} ({role} {component}) has no Zato \
                      installation of that name; its agent has {} (agent.toml [zato_installs])",
                     installs.replace(',', ", ")
                 )));
@@ -339,16 +342,9 @@ impl SqlStore {
             .into_iter()
             .filter(|role| roles.contains(role) && *role != Role::Server)
         {
-            let names: Vec<String> = sqlx::query(&self.sql(
-                "SELECT name FROM assignments WHERE cluster_id = $1 AND role = $2 ORDER BY name",
-            ))
-            .bind(&cluster.id)
-            .bind(role.cli_name())
-            .rows(&mut **transaction, "read a cluster's components of a role")
-            .await?
-            .iter()
-            .map(|row| row.value("name"))
-            .collect::<Result<_, _>>()?;
+            let names = self
+                .components_of_role(&mut transaction, &cluster, role)
+                .await?;
             if names.is_empty() {
                 return Err(StoreError::Conflict(format!(
                     "cluster {name} has no {} to restart",
@@ -385,19 +381,8 @@ impl SqlStore {
             (cluster.restart_epoch, Vec::new())
         };
         if !others.is_empty() {
-            sqlx::query(&self.sql("UPDATE clusters SET restart_epochs = $1 WHERE id = $2"))
-                .bind(serde_json::to_string(&epochs).map_err(|error| {
-                    StoreError::Corrupt(format!("a cluster's restart epochs: {error}"))
-                })?)
-                .bind(&cluster.id)
-                .run(&mut **transaction, "start a rolling restart of a role")
+            self.store_role_epochs(&mut transaction, &cluster, &epochs)
                 .await?;
-            self.bump(
-                &mut transaction,
-                &cluster.id,
-                policy::Change::Restarts { was_due: true },
-            )
-            .await?;
             self.insert_event(
                 &mut transaction,
                 "cluster.rolling-restart",
@@ -420,6 +405,165 @@ impl SqlStore {
         })
     }
 
+    /// The names of `cluster`'s components of `role`, in order.
+    async fn components_of_role(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster: &Cluster,
+        role: Role,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query(
+            &self.sql(
+                "SELECT name FROM assignments WHERE cluster_id = $1 AND role = $2 ORDER BY name",
+            ),
+        )
+        .bind(&cluster.id)
+        .bind(role.cli_name())
+        .rows(&mut **transaction, "read a cluster's components of a role")
+        .await?
+        .iter()
+        .map(|row| row.value("name"))
+        .collect()
+    }
+
+    /// Stores `epochs` as `cluster`'s restart epochs of its dashboards, load balancers and
+    /// scheduler, and re-renders its members: each component of a role whose epoch moved
+    /// restarts at the role's turn.
+    async fn store_role_epochs(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster: &Cluster,
+        epochs: &BTreeMap<String, u64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.sql("UPDATE clusters SET restart_epochs = $1 WHERE id = $2"))
+            .bind(serde_json::to_string(epochs).map_err(|error| {
+                StoreError::Corrupt(format!("a cluster's restart epochs: {error}"))
+            })?)
+            .bind(&cluster.id)
+            .run(&mut **transaction, "start a rolling restart of a role")
+            .await?;
+        self.bump(
+            transaction,
+            &cluster.id,
+            policy::Change::Restarts { was_due: true },
+        )
+        .await
+    }
+
+    /// Sets and unsets the settings of cluster `name`'s scheduler or dashboards (`role`;
+    /// [`muster_proto::server_settings`], checked before anything changes); a change moves the
+    /// role's restart epoch on, and each of its components restarts with them at the role's
+    /// turn. Settings of a role the cluster has no component of yet are kept for the ones it
+    /// gets.
+    pub(super) async fn configure_role(
+        &self,
+        name: &str,
+        role: Role,
+        set: &BTreeMap<String, String>,
+        unset: &[String],
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError> {
+        use muster_proto::server_settings;
+        if !matches!(role, Role::Scheduler | Role::WebAdmin) {
+            return Err(StoreError::Invalid(format!(
+                "role {role}: only the scheduler's and dashboards' settings are set so (a \
+                 server's are `muster configure server`, a load balancer's `muster configure \
+                 load-balancer`)"
+            )));
+        }
+        let invalid =
+            |error: muster_proto::validate::Invalid| StoreError::Invalid(error.to_string());
+        let set = server_settings::check_all(role, set).map_err(invalid)?;
+        for key in unset {
+            if set.contains_key(key) {
+                return Err(StoreError::Invalid(format!(
+                    "{role} setting {key:?} is both set and unset"
+                )));
+            }
+            server_settings::check_name(role, key).map_err(invalid)?;
+        }
+        let mut transaction = self.begin_write().await?;
+        let cluster = self.locked_cluster(&mut transaction, name).await?;
+        let before = cluster.settings_of(role);
+        let mut settings = before.clone();
+        settings.extend(set);
+        for key in unset {
+            settings.remove(key);
+        }
+        server_settings::check_all(role, &settings).map_err(invalid)?;
+        let install = settings.get(server_settings::ZATO_INSTALL);
+        if let Some(install) = install.filter(|name| {
+            *name != server_settings::DEFAULT_INSTALL
+                && before.get(server_settings::ZATO_INSTALL) != Some(*name)
+        }) {
+            self.check_install_on_hosts(&mut transaction, &cluster.id, role, install)
+                .await?;
+        }
+        let mut epochs = cluster.role_restart_epochs.clone();
+        let epoch = epochs.entry(role.cli_name().to_owned()).or_insert(0);
+        if settings == before {
+            return Ok(ServersConfigured {
+                settings,
+                changed: false,
+                restart_epoch: *epoch,
+                servers: Vec::new(),
+            });
+        }
+        let mut all = cluster.role_settings.clone();
+        if settings.is_empty() {
+            all.remove(role.cli_name());
+        } else {
+            all.insert(role.cli_name().to_owned(), settings.clone());
+        }
+        sqlx::query(&self.sql("UPDATE clusters SET role_settings = $1 WHERE id = $2"))
+            .bind(
+                serde_json::to_string(&all)
+                    .map_err(|error| StoreError::Invalid(format!("{role} settings: {error}")))?,
+            )
+            .bind(&cluster.id)
+            .run(&mut **transaction, "store a cluster's settings of a role")
+            .await?;
+        let components = self
+            .components_of_role(&mut transaction, &cluster, role)
+            .await?;
+        let restarts = if components.is_empty() {
+            "it has none yet".to_owned()
+        } else {
+            *epoch += 1;
+            format!(
+                "{} restart{} with them at the role's turn (restart epoch {epoch})",
+                components.join(", "),
+                if components.len() == 1 { "s" } else { "" }
+            )
+        };
+        let restart_epoch = *epoch;
+        if !components.is_empty() {
+            self.store_role_epochs(&mut transaction, &cluster, &epochs)
+                .await?;
+        }
+        self.insert_event(
+            &mut transaction,
+            "cluster.role-configured",
+            &cluster.name,
+            "",
+            actor,
+            &format!(
+                "{role} settings now: {}; {restarts}",
+                server_settings::shown(&settings)
+            ),
+        )
+        .await?;
+        transaction
+            .commit("commit a cluster's settings of a role")
+            .await?;
+        Ok(ServersConfigured {
+            settings,
+            changed: true,
+            restart_epoch,
+            servers: components,
+        })
+    }
+
     /// Sets and unsets server settings of cluster `name` ([`muster_proto::server_settings`],
     /// checked before anything changes); a change starts a rolling restart of its servers.
     pub(super) async fn configure_servers(
@@ -432,14 +576,14 @@ impl SqlStore {
         use muster_proto::server_settings;
         let invalid =
             |error: muster_proto::validate::Invalid| StoreError::Invalid(error.to_string());
-        let set = server_settings::check_all(set).map_err(invalid)?;
+        let set = server_settings::check_all(Role::Server, set).map_err(invalid)?;
         for key in unset {
             if set.contains_key(key) {
                 return Err(StoreError::Invalid(format!(
                     "server setting {key:?} is both set and unset"
                 )));
             }
-            server_settings::check_name(key).map_err(invalid)?;
+            server_settings::check_name(Role::Server, key).map_err(invalid)?;
         }
         let mut transaction = self.begin_write().await?;
         let cluster = self.locked_cluster(&mut transaction, name).await?;
@@ -448,13 +592,13 @@ impl SqlStore {
         for key in unset {
             settings.remove(key);
         }
-        server_settings::check_all(&settings).map_err(invalid)?;
+        server_settings::check_all(Role::Server, &settings).map_err(invalid)?;
         let install = settings.get(server_settings::ZATO_INSTALL);
         if let Some(install) = install.filter(|name| {
             *name != server_settings::DEFAULT_INSTALL
                 && cluster.server_settings.get(server_settings::ZATO_INSTALL) != Some(*name)
         }) {
-            self.check_install_on_hosts(&mut transaction, &cluster.id, install)
+            self.check_install_on_hosts(&mut transaction, &cluster.id, Role::Server, install)
                 .await?;
         }
         if settings == cluster.server_settings {
@@ -532,7 +676,7 @@ impl SqlStore {
             )));
         };
         // Stored by an earlier release, they pass today's checks too, or are not brought back.
-        muster_proto::server_settings::check_all(&previous).map_err(|error| {
+        muster_proto::server_settings::check_all(Role::Server, &previous).map_err(|error| {
             StoreError::Conflict(format!(
                 "cluster {name}'s previous server settings are not valid any more ({error}); set \
                  them with muster configure server"

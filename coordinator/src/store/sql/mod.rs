@@ -536,6 +536,17 @@ impl Store for SqlStore {
         SqlStore::configure_servers(self, cluster, set, unset, actor).await
     }
 
+    async fn configure_role(
+        &self,
+        cluster: &str,
+        role: Role,
+        set: &BTreeMap<String, String>,
+        unset: &[String],
+        actor: &Actor,
+    ) -> Result<ServersConfigured, StoreError> {
+        SqlStore::configure_role(self, cluster, role, set, unset, actor).await
+    }
+
     async fn undo_server_settings(
         &self,
         cluster: &str,

@@ -142,7 +142,7 @@ pub(super) fn settings_from_json(text: &str) -> Result<v1::LoadBalancerSettings,
 pub(super) const CLUSTER_COLUMNS: &str = "id, name, description, odb_type, odb_host, odb_port, odb_user, \
      odb_db_name, odb_schema, has_odb_password, created_at, scheduler_target, servers_started, first_server, services_revision, config_revision, \
      python_revision, user_conf_revision, odb_epoch, restart_epoch, rollout_paused, server_settings, \
-     rollout_pause_reason, rollout_revert_reason, rollout_strategy, restart_epoch_same, restart_epochs, \
+     rollout_pause_reason, rollout_revert_reason, rollout_strategy, restart_epoch_same, restart_epochs, role_settings, \
      (SELECT COUNT(*) FROM component_status s WHERE s.cluster_name = clusters.name \
       AND s.odb_empty = 1 AND s.odb_epoch = clusters.odb_epoch) AS odb_empty_reports";
 
@@ -196,19 +196,13 @@ pub(super) fn cluster_from_row(row: &AnyRow) -> Result<Cluster, StoreError> {
             .map(epoch_from)
             .transpose()?,
         role_restart_epochs: role_restart_epochs(row)?,
+        role_settings: json_column(row, "role_settings")?.unwrap_or_default(),
     })
 }
 
 /// A cluster's `restart_epochs` (JSON, [`long_text`]): empty for NULL.
 pub(super) fn role_restart_epochs(row: &AnyRow) -> Result<BTreeMap<String, u64>, StoreError> {
-    long_text(row, "restart_epochs")?
-        .map(|json| {
-            serde_json::from_str(&json).map_err(|error| {
-                StoreError::Corrupt(format!("a cluster's restart_epochs: {error}"))
-            })
-        })
-        .transpose()
-        .map(Option::unwrap_or_default)
+    json_column(row, "restart_epochs").map(Option::unwrap_or_default)
 }
 
 /// A cluster's rollout strategy (JSON, [`long_text`]): the defaults for NULL.
@@ -236,6 +230,14 @@ pub(super) fn settings_json_column(
     row: &AnyRow,
     column: &str,
 ) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+    json_column(row, column)
+}
+
+/// A cluster's column of JSON ([`long_text`]); `None` for NULL.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<T>, StoreError> {
     long_text(row, column)?
         .map(|json| {
             serde_json::from_str(&json)
