@@ -93,6 +93,37 @@ pub fn assert_rolled_one_at_a_time(results: &serde_json::Value, servers: u64) {
     }
 }
 
+/// What an operator checks after a setting no server becomes healthy with was rolled out with
+/// `auto_revert`: no request failed, the rollout stopped at server1 and was undone (the settings
+/// before are back), server1 alone restarted again, the others were never touched, and never two
+/// were out of rotation at once.
+pub fn assert_reverted_after_the_first(results: &serde_json::Value, servers: u64) {
+    assert_eq!(results["failed"], 0, "{results:#}");
+    assert!(
+        results["reverted"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("server1")),
+        "{results:#}"
+    );
+    assert_eq!(
+        results["settings_after"],
+        serde_json::json!({}),
+        "{results:#}"
+    );
+    assert_eq!(
+        results["restarts"]["server1"], 2,
+        "server1 restarted into the bad setting and out of it: {results:#}"
+    );
+    for index in 2..=servers {
+        let server = format!("server{index}");
+        assert_eq!(
+            results["restarts"][&server], 0,
+            "{server} untouched: {results:#}"
+        );
+    }
+    assert_eq!(results["most_out_at_once"], 1, "{results:#}");
+}
+
 /// How many processes `pid` is the parent of (a Zato server's gunicorn workers are its children).
 pub fn children_of(pid: u32) -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else {

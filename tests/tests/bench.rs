@@ -134,3 +134,26 @@ fn a_rolling_restart_of_every_role_goes_in_zatos_order_under_load() {
         muster_testkit::rollout_bench::run(&host, &["--demo", "--servers", "3", "--role", "all"]);
     muster_testkit::rollout_bench::assert_rolled_one_at_a_time(&results, 3);
 }
+
+/// `muster-rollout-bench --set --auto-revert` on mock-zato: a server setting with which no server
+/// becomes healthy (`main.gunicorn_timeout=1`: mock-zato's workers time out as Zato's do) stops
+/// at server1 and is undone under load, the other servers untouched.
+#[test]
+fn a_bad_setting_is_reverted_after_the_first_server_under_load() {
+    let mut network = muster_testkit::netns::Network::create();
+    let host = network.add_host("roll");
+    let results = muster_testkit::rollout_bench::run(
+        &host,
+        &[
+            "--demo",
+            "--servers",
+            "3",
+            "--set",
+            "main.gunicorn_timeout=1",
+            "--healthy-deadline",
+            "10s",
+            "--auto-revert",
+        ],
+    );
+    muster_testkit::rollout_bench::assert_reverted_after_the_first(&results, 3);
+}

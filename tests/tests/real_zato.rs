@@ -1963,6 +1963,55 @@ fn three_real_servers_roll_a_second_gunicorn_worker_without_a_failed_request() {
     }
 }
 
+/// A server setting with which a real server never becomes healthy (`main.gunicorn_timeout=1`:
+/// Zato's arbiter kills every worker before it has booted), rolled over three real servers under
+/// load with `auto_revert`: the rollout stops at server1, the settings before come back, server1
+/// alone restarts again, server2 and server3 are never touched, and no request fails.
+#[test]
+fn a_bad_setting_on_three_real_servers_is_reverted_after_the_first_without_a_failed_request() {
+    let Some(results) = bench_three_real_servers(&[
+        "--set",
+        "main.gunicorn_timeout=1",
+        "--healthy-deadline",
+        "60s",
+        "--auto-revert",
+    ]) else {
+        return;
+    };
+    muster_testkit::rollout_bench::assert_reverted_after_the_first(&results, 3);
+}
+
+/// Three real servers switched to a second Zato installation (a copy of the one in use at
+/// another path, named in the agent's [zato_installs]) under load: one at a time, none failing,
+/// each then started by the copy's `py`.
+#[test]
+fn three_real_servers_switch_zato_installations_without_a_failed_request() {
+    let Some(zato) = real_zato() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let next = copy_installation(&zato, &scratch.path().join("zato-next"));
+    let install = format!("next={}", next.display());
+    let Some(results) =
+        bench_three_real_servers(&["--zato-install", &install, "--set", "zato.install=next"])
+    else {
+        return;
+    };
+    muster_testkit::rollout_bench::assert_rolled_one_at_a_time(&results, 3);
+    let next_root = next
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    for server in ["server1", "server2", "server3"] {
+        let command = results["started_by"][server].as_str().unwrap_or_default();
+        assert!(
+            command.contains(&next_root),
+            "{server} is run by the copy: {command}"
+        );
+    }
+}
+
 /// Zato 3.2's servers cannot run on MariaDB 10.5 and later (Debian 12's is 10.11): at every start
 /// Zato's SQL lock calls `SELECT get_lock(<a number>, 0)`, which MariaDB refuses ("Illegal
 /// parameter data type bigint for operation 'get_lock'"), and the server exits. Muster refuses

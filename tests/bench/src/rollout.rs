@@ -6,7 +6,10 @@
 //! `--kill-coordinator` it kills the coordinator (SIGKILL) once the first server has restarted and
 //! starts it again (`muster quickstart start`): the rollout goes on where it was. With `--set
 //! NAME=VALUE` the rollout is new server settings (`muster configure server --set`), and each
-//! server's worker processes are counted before and after it.
+//! server's worker processes are counted before and after it; `--zato-install NAME=PATH` gives
+//! the agent a second installation first (for `--set zato.install=NAME`); with `--auto-revert`
+//! (and `--healthy-deadline`) a setting no server becomes healthy with is undone, and the
+//! benchmark ends once the settings before are back.
 //!
 //! It prints the rollout's time, the requests answered and failed, how long each server was out of
 //! the load balancer's rotation (not UP in HAProxy) and the most out at once, and how many
@@ -70,6 +73,18 @@ struct Args {
     /// repeat for several), such as main.gunicorn_workers=2.
     #[arg(long = "set", value_name = "NAME=VALUE", conflicts_with = "roles")]
     settings: Vec<String>,
+    /// The cluster's healthy deadline (unset: the default, 5m), such as 60s.
+    #[arg(long)]
+    healthy_deadline: Option<String>,
+    /// A rollout of settings that a server fails is undone (`auto_revert`): the benchmark then
+    /// ends once the settings before are back on every server.
+    #[arg(long)]
+    auto_revert: bool,
+    /// A second Zato installation for the agent, NAME=PATH of its `zato` ([zato_installs] in
+    /// agent.toml; the agent is restarted with it before the rollout, its components run on),
+    /// for `--set zato.install=NAME`.
+    #[arg(long, value_name = "NAME=PATH")]
+    zato_install: Option<String>,
     /// The longest the rollout may take.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -96,6 +111,14 @@ struct Results {
     /// after it: one more for each `main.gunicorn_workers` added (mock-zato's servers fork none).
     workers_before: BTreeMap<String, usize>,
     workers_after: BTreeMap<String, usize>,
+    /// The command lines of each server's process after the rollout and of its parent (a real
+    /// server's pidfile names its gunicorn master, which Zato's `py` of its installation
+    /// started; mock-zato's process names the installation itself).
+    started_by: BTreeMap<String, String>,
+    /// The cluster's server settings once the rollout is over.
+    settings_after: BTreeMap<String, String>,
+    /// Why `auto_revert` undid the rollout (`muster rollout status`), when it did.
+    reverted: Option<String>,
     zato: &'static str,
     max_unavailable: u32,
     quickstart_seconds: f64,
@@ -147,6 +170,53 @@ impl Quickstart {
             );
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Restarts the quickstart's agent with a second Zato installation, `NAME=PATH`, in its
+    /// agent.toml (its components run on), and waits until it reports it.
+    async fn add_install(&self, install: &str) -> anyhow::Result<()> {
+        let (name, path) = install
+            .split_once('=')
+            .with_context(|| format!("--zato-install {install:?}: expected NAME=PATH"))?;
+        let pid = self
+            .pid(Path::new("agent.pid"))
+            .context("the agent's pid")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid)?),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let gone = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists()
+            && gone.elapsed() < Duration::from_secs(30)
+            && !zombie(pid)
+        {
+            tokio::time::sleep(POLL).await;
+        }
+        let config = self.dir.join("agent.toml");
+        let mut text = std::fs::read_to_string(&config)?;
+        text.push_str(&format!("\n[zato_installs]\n{name} = {path:?}\n"));
+        std::fs::write(&config, text)?;
+        let status = self.start_again()?.wait()?;
+        if !status.success() {
+            bail!("muster quickstart start failed ({status})");
+        }
+        let reported = Instant::now();
+        loop {
+            let shown: serde_json::Value =
+                serde_json::from_str(&self.ok(&["-o", "json", "host", "show", "local"])?)?;
+            let installs = shown["zato_installs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if installs.iter().any(|known| known.as_str() == Some(name)) {
+                eprintln!("the agent runs with installation {name} ({path})");
+                return Ok(());
+            }
+            if reported.elapsed() > Duration::from_secs(60) {
+                bail!("the agent did not report installation {name} within 60 s");
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// `muster quickstart start`, in the background, its progress on this program's stderr.
@@ -326,15 +396,22 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
         bail!("muster quickstart failed ({status})");
     }
     let quickstart_seconds = started.elapsed().as_secs_f64();
-    if let Some(max) = args.max_unavailable {
-        quickstart.ok(&[
-            "configure",
-            "rollout",
-            "--cluster",
-            CLUSTER,
-            "--max-unavailable",
-            &max.to_string(),
-        ])?;
+    let mut strategy = vec!["configure", "rollout", "--cluster", CLUSTER];
+    let max_unavailable = args.max_unavailable.map(|max| max.to_string());
+    if let Some(max) = &max_unavailable {
+        strategy.extend(["--max-unavailable", max.as_str()]);
+    }
+    if let Some(deadline) = &args.healthy_deadline {
+        strategy.extend(["--healthy-deadline", deadline.as_str()]);
+    }
+    if args.auto_revert {
+        strategy.extend(["--auto-revert", "true"]);
+    }
+    if strategy.len() > 4 {
+        quickstart.ok(&strategy)?;
+    }
+    if let Some(install) = &args.zato_install {
+        quickstart.add_install(install).await?;
     }
     let before = quickstart.component_pids(args.servers);
     let workers_before = workers(&before);
@@ -358,7 +435,27 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
     let rollout: serde_json::Value = serde_json::from_str(&quickstart.ok(&restart_args)?)?;
     eprintln!("rolling restart: {rollout}");
     let mut watched = watch(args, &quickstart, started).await?;
-    quickstart.ok(&["wait", "--cluster", CLUSTER, "--timeout", "5m"])?;
+    let waited = quickstart.muster(&["wait", "--cluster", CLUSTER, "--timeout", "5m"])?;
+    let progress: serde_json::Value = serde_json::from_str(&quickstart.ok(&[
+        "-o",
+        "json",
+        "rollout",
+        "status",
+        "--cluster",
+        CLUSTER,
+    ])?)?;
+    let reverted = progress["revert_reason"]
+        .as_str()
+        .filter(|reason| !reason.is_empty())
+        .map(str::to_owned);
+    // After a revert `muster wait` says so and fails; otherwise it must succeed.
+    let undone = args.auto_revert && reverted.is_some();
+    if !(waited.status.success() || undone) {
+        bail!(
+            "muster wait failed: {}",
+            String::from_utf8_lossy(&waited.stderr)
+        );
+    }
     // A process's pidfile may be written a while after it started: read them once more.
     watched
         .pids
@@ -367,6 +464,14 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
     let (answered, failed, failures) = load.finish();
     let after = quickstart.component_pids(args.servers);
     let workers_after = workers(&after);
+    let started_by = after
+        .iter()
+        .filter(|(name, _)| name.starts_with("server"))
+        .filter_map(|(name, pid)| Some((name.clone(), parent_command(*pid)?)))
+        .collect();
+    let shown: serde_json::Value =
+        serde_json::from_str(&quickstart.ok(&["-o", "json", "cluster", "show", CLUSTER])?)?;
+    let settings_after = serde_json::from_value(shown["server_settings"].clone())?;
     let processes_replaced = before
         .iter()
         .filter(|(name, before)| {
@@ -384,6 +489,9 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
         settings: args.settings.clone(),
         workers_before,
         workers_after,
+        started_by,
+        settings_after,
+        reverted,
         zato: if args.demo { "mock-zato" } else { "Zato" },
         max_unavailable,
         quickstart_seconds,
@@ -403,6 +511,46 @@ async fn run(args: &Args, muster: PathBuf, dir: PathBuf) -> anyhow::Result<Resul
         coordinator_killed: args.kill_coordinator,
         coordinator_down_seconds: watched.coordinator_down.map(|down| down.as_secs_f64()),
     })
+}
+
+/// A process that ended and was not reaped (its parent, or this machine's PID 1, never waited).
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state == "Z")
+        })
+        .unwrap_or(true)
+}
+
+/// The command lines of `pid` and of its parent: `COMMAND; parent: COMMAND`.
+fn parent_command(pid: Option<u32>) -> Option<String> {
+    let pid = pid?;
+    let command = |pid: &str| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline)
+            .replace('\0', " ")
+            .trim()
+            .to_owned()
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let parent = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .to_owned();
+    Some(format!(
+        "{}; parent: {}",
+        command(&pid.to_string()),
+        command(&parent)
+    ))
 }
 
 /// Each server's worker processes: the children of the process its pidfile names.
@@ -645,6 +793,20 @@ fn print_table(results: &Results) {
         (!results.settings.is_empty())
             .then(|| ("settings rolled out".to_owned(), results.settings.join(" "))),
     )
+    .chain(
+        results
+            .reverted
+            .as_ref()
+            .map(|reason| ("undone by auto_revert".to_owned(), reason.clone())),
+    )
+    .chain((!results.settings.is_empty()).then(|| {
+        let after: Vec<String> = results
+            .settings_after
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        ("settings after".to_owned(), after.join(" "))
+    }))
     .chain(results.workers_after.iter().map(|(server, after)| {
         let before = results.workers_before.get(server).copied().unwrap_or(0);
         (format!("{server} workers"), format!("{before} -> {after}"))
