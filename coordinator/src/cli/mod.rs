@@ -147,8 +147,9 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
-    /// Change a load balancer's settings (applied with a hitless HAProxy reload) or the cluster's
-    /// server settings (applied by a rolling restart).
+    /// Change a load balancer's settings (applied with a hitless HAProxy reload), the cluster's
+    /// server, scheduler or dashboard settings (applied by a rolling restart of that role) or its
+    /// rollout strategy.
     Configure {
         #[command(subcommand)]
         what: ConfigureCommand,
