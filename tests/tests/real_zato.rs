@@ -557,6 +557,16 @@ fn copy_installation(zato: &Path, root: &Path) -> PathBuf {
     bin.join("zato")
 }
 
+/// The `code` directory of the Zato installation whose `zato` command is `zato`
+/// (`.../code/bin/zato`): in the command line of every process that installation runs.
+fn code_root(zato: &Path) -> String {
+    zato.parent()
+        .and_then(Path::parent)
+        .unwrap_or(zato)
+        .display()
+        .to_string()
+}
+
 /// Stops the agent of the quickstart in `dir` (its components run on), adds `config` to the end
 /// of its `agent.toml`, and starts it again on `host` as `muster quickstart` does.
 async fn restart_quickstart_agent(host: &Host, dir: &Path, config: &str) {
@@ -1481,13 +1491,7 @@ async fn quickstart_with_the_real_zato_makes_a_working_cluster() {
             .map(|cmdline| text(&cmdline).replace('\0', " "))
             .unwrap_or_default()
     };
-    let next_root = next
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .display()
-        .to_string();
+    let next_root = code_root(&next);
     let (switch_sent, answered, failed) = rolled(&["zato.install=next"]);
     println!(
         "figure: both real servers switched to a second Zato installation in {:?}; {answered} \
@@ -1996,13 +2000,7 @@ fn three_real_servers_switch_zato_installations_without_a_failed_request() {
         return;
     };
     muster_testkit::rollout_bench::assert_rolled_one_at_a_time(&results, 3);
-    let next_root = next
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .display()
-        .to_string();
+    let next_root = code_root(&next);
     for server in ["server1", "server2", "server3"] {
         let command = results["started_by"][server].as_str().unwrap_or_default();
         assert!(

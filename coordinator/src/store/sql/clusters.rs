@@ -450,6 +450,36 @@ impl SqlStore {
         .await
     }
 
+    /// `cluster`'s settings of `role` now, and with `set` (checked: [`checked_change`]) and
+    /// `unset`, checked as a whole; a newly named `zato.install` must be on every host of the
+    /// role's components.
+    async fn changed_settings(
+        &self,
+        transaction: &mut PoolConnection<Any>,
+        cluster: &Cluster,
+        role: Role,
+        set: BTreeMap<String, String>,
+        unset: &[String],
+    ) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), StoreError> {
+        use muster_proto::server_settings::{self, DEFAULT_INSTALL, ZATO_INSTALL};
+        let before = cluster.settings_of(role);
+        let mut settings = before.clone();
+        settings.extend(set);
+        for key in unset {
+            settings.remove(key);
+        }
+        server_settings::check_all(role, &settings)
+            .map_err(|error| StoreError::Invalid(error.to_string()))?;
+        let install = settings.get(ZATO_INSTALL);
+        if let Some(install) = install
+            .filter(|name| *name != DEFAULT_INSTALL && before.get(ZATO_INSTALL) != Some(*name))
+        {
+            self.check_install_on_hosts(transaction, &cluster.id, role, install)
+                .await?;
+        }
+        Ok((before, settings))
+    }
+
     /// Sets and unsets the settings of cluster `name`'s scheduler or dashboards (`role`;
     /// [`muster_proto::server_settings`], checked before anything changes); a change moves the
     /// role's restart epoch on, and each of its components restarts with them at the role's
@@ -471,34 +501,12 @@ impl SqlStore {
                  load-balancer`)"
             )));
         }
-        let invalid =
-            |error: muster_proto::validate::Invalid| StoreError::Invalid(error.to_string());
-        let set = server_settings::check_all(role, set).map_err(invalid)?;
-        for key in unset {
-            if set.contains_key(key) {
-                return Err(StoreError::Invalid(format!(
-                    "{role} setting {key:?} is both set and unset"
-                )));
-            }
-            server_settings::check_name(role, key).map_err(invalid)?;
-        }
+        let set = checked_change(role, set, unset)?;
         let mut transaction = self.begin_write().await?;
         let cluster = self.locked_cluster(&mut transaction, name).await?;
-        let before = cluster.settings_of(role);
-        let mut settings = before.clone();
-        settings.extend(set);
-        for key in unset {
-            settings.remove(key);
-        }
-        server_settings::check_all(role, &settings).map_err(invalid)?;
-        let install = settings.get(server_settings::ZATO_INSTALL);
-        if let Some(install) = install.filter(|name| {
-            *name != server_settings::DEFAULT_INSTALL
-                && before.get(server_settings::ZATO_INSTALL) != Some(*name)
-        }) {
-            self.check_install_on_hosts(&mut transaction, &cluster.id, role, install)
-                .await?;
-        }
+        let (before, settings) = self
+            .changed_settings(&mut transaction, &cluster, role, set, unset)
+            .await?;
         let mut epochs = cluster.role_restart_epochs.clone();
         let epoch = epochs.entry(role.cli_name().to_owned()).or_insert(0);
         if settings == before {
@@ -573,34 +581,12 @@ impl SqlStore {
         unset: &[String],
         actor: &Actor,
     ) -> Result<ServersConfigured, StoreError> {
-        use muster_proto::server_settings;
-        let invalid =
-            |error: muster_proto::validate::Invalid| StoreError::Invalid(error.to_string());
-        let set = server_settings::check_all(Role::Server, set).map_err(invalid)?;
-        for key in unset {
-            if set.contains_key(key) {
-                return Err(StoreError::Invalid(format!(
-                    "server setting {key:?} is both set and unset"
-                )));
-            }
-            server_settings::check_name(Role::Server, key).map_err(invalid)?;
-        }
+        let set = checked_change(Role::Server, set, unset)?;
         let mut transaction = self.begin_write().await?;
         let cluster = self.locked_cluster(&mut transaction, name).await?;
-        let mut settings = cluster.server_settings.clone();
-        settings.extend(set);
-        for key in unset {
-            settings.remove(key);
-        }
-        server_settings::check_all(Role::Server, &settings).map_err(invalid)?;
-        let install = settings.get(server_settings::ZATO_INSTALL);
-        if let Some(install) = install.filter(|name| {
-            *name != server_settings::DEFAULT_INSTALL
-                && cluster.server_settings.get(server_settings::ZATO_INSTALL) != Some(*name)
-        }) {
-            self.check_install_on_hosts(&mut transaction, &cluster.id, Role::Server, install)
-                .await?;
-        }
+        let (_, settings) = self
+            .changed_settings(&mut transaction, &cluster, Role::Server, set, unset)
+            .await?;
         if settings == cluster.server_settings {
             return Ok(ServersConfigured {
                 settings,
@@ -896,4 +882,25 @@ impl SqlStore {
             .await?;
         Ok(true)
     }
+}
+
+/// The settings of `role` to set, checked, and those to unset checked by name (none both),
+/// before anything is read or changed.
+fn checked_change(
+    role: Role,
+    set: &BTreeMap<String, String>,
+    unset: &[String],
+) -> Result<BTreeMap<String, String>, StoreError> {
+    use muster_proto::server_settings;
+    let invalid = |error: muster_proto::validate::Invalid| StoreError::Invalid(error.to_string());
+    let set = server_settings::check_all(role, set).map_err(invalid)?;
+    for key in unset {
+        if set.contains_key(key) {
+            return Err(StoreError::Invalid(format!(
+                "{role} setting {key:?} is both set and unset"
+            )));
+        }
+        server_settings::check_name(role, key).map_err(invalid)?;
+    }
+    Ok(set)
 }
