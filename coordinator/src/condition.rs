@@ -43,26 +43,49 @@ pub const DEFAULT_HEARTBEAT_MS: i64 = 5_000;
 /// late, and an agent that reports every second is not doubted for a second or two of that.
 const LEAST_SILENCE_MS: i64 = 5_000;
 
-/// How long `host` has gone without a report, in ms, when that is longer than its last report
-/// stands for: two of its heartbeat intervals and a second (coordinators write liveness once a
-/// second), and at least [`LEAST_SILENCE_MS`]. `None` while it reports, or before its first
-/// report.
-pub fn silent_for(host: &Host, now_ms: i64) -> Option<i64> {
+/// The moment a condition is judged at.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub ms: i64,
+    /// When this coordinator process started. What a host reported before that may be from before
+    /// a reboot (this coordinator's own host's among them: a reboot restarts both) and is not
+    /// believed until the host reports again.
+    pub coordinator_started_ms: i64,
+}
+
+/// Why a host's last report is not believed although its heartbeat TTL has not marked it down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doubt {
+    /// Silent for this many ms: longer than its last report stands for.
+    Silent(i64),
+    /// It last reported before this coordinator started.
+    BeforeStart,
+}
+
+/// Whether `host`'s last report is doubted at `now`: it was made before this coordinator started,
+/// or the host has been silent longer than that report stands for (two of its heartbeat intervals
+/// and a second, since coordinators write liveness once a second, and at least
+/// [`LEAST_SILENCE_MS`]). `None` while it reports, or before its first report.
+pub fn doubt(host: &Host, now: Now) -> Option<Doubt> {
+    let last_seen = host.last_seen_ms?;
+    if last_seen < now.coordinator_started_ms {
+        return Some(Doubt::BeforeStart);
+    }
     let interval = match i64::from(host.heartbeat_interval_ms) {
         0 => DEFAULT_HEARTBEAT_MS,
         interval => interval,
     };
-    let silent = now_ms - host.last_seen_ms?;
-    (silent > (2 * interval + 1_000).max(LEAST_SILENCE_MS)).then_some(silent)
+    let silent = now.ms - last_seen;
+    (silent > (2 * interval + 1_000).max(LEAST_SILENCE_MS)).then_some(Doubt::Silent(silent))
 }
 
 /// The condition of `assignment`, whose host is `host` (`None`: no host of that name enrolled),
-/// in a cluster whose bootstrap stands at `bootstrap` (the cluster's tasks only), at `now_ms`.
+/// in a cluster whose bootstrap stands at `bootstrap` (the cluster's tasks only), at `now`.
 pub fn condition(
     assignment: &Assignment,
     host: Option<&Host>,
     bootstrap: &[BootstrapState],
-    now_ms: i64,
+    now: Now,
 ) -> Condition {
     let Some(host) = host else {
         return Condition::new(
@@ -97,15 +120,18 @@ pub fn condition(
     let Some(status) = &assignment.status else {
         return Condition::new(Shown::Pending, not_reported(assignment, host, bootstrap));
     };
-    if let Some(silent) = silent_for(host, now_ms) {
+    if let Some(doubt) = doubt(host, now) {
         // Not down yet (its heartbeat TTL has not run out), but what it last said may be from
         // before a reboot, or from before this coordinator started.
+        let why = match doubt {
+            Doubt::Silent(silent) => format!("has not reported for {}s", silent / 1_000),
+            Doubt::BeforeStart => "has not reported since the coordinator started".to_owned(),
+        };
         return Condition::new(
             Shown::Unknown,
             format!(
-                "host {} has not reported for {}s: it last reported {}{}",
+                "host {} {why}: it last reported {}{}",
                 host.name,
-                silent / 1_000,
                 status.state.word(),
                 if status.healthy { ", healthy" } else { "" }
             ),
@@ -151,9 +177,9 @@ pub fn condition_seen_by_balancers(
     host: Option<&Host>,
     bootstrap: &[BootstrapState],
     balancers: &[Assignment],
-    now_ms: i64,
+    now: Now,
 ) -> Condition {
-    let shown = condition(assignment, host, bootstrap, now_ms);
+    let shown = condition(assignment, host, bootstrap, now);
     if !shown.healthy || assignment.role != Role::Server {
         return shown;
     }
@@ -241,8 +267,16 @@ mod tests {
         }
     }
 
-    /// Within a second of the hosts' last report (`last_seen_ms` 0).
-    const NOW: i64 = 1_000;
+    /// Within a second of the hosts' last report (`last_seen_ms` 0), at a coordinator that has
+    /// run since before it.
+    const NOW: Now = at(1_000);
+
+    const fn at(ms: i64) -> Now {
+        Now {
+            ms,
+            coordinator_started_ms: -1,
+        }
+    }
 
     fn server(status: Option<(&str, bool, &str)>) -> Assignment {
         Assignment {
@@ -354,10 +388,10 @@ mod tests {
     fn a_host_silent_for_two_of_its_intervals_is_not_believed_before_it_is_down() {
         let healthy = server(Some(("running", true, "")));
         let up = host(HostState::Up);
-        let at = |now| condition(&healthy, Some(&up), &bootstrap("", true), now);
+        let judged_at = |ms| condition(&healthy, Some(&up), &bootstrap("", true), at(ms));
         // It reports every second: doubted after 5 s, the least silence that is.
-        assert!(at(5_000).healthy);
-        let silent = at(5_001);
+        assert!(judged_at(5_000).healthy);
+        let silent = judged_at(5_001);
         assert_eq!(silent.state, Shown::Unknown);
         assert!(!silent.healthy, "what it last said may no longer hold");
         assert_eq!(
@@ -367,9 +401,41 @@ mod tests {
         // An agent that does not say how often it reports: its default, 5 s.
         let mut unsaid = host(HostState::Up);
         unsaid.heartbeat_interval_ms = 0;
-        let unsaid_at = |now| condition(&healthy, Some(&unsaid), &bootstrap("", true), now);
+        let unsaid_at = |ms| condition(&healthy, Some(&unsaid), &bootstrap("", true), at(ms));
         assert!(unsaid_at(11_000).healthy);
         assert_eq!(unsaid_at(11_001).state, Shown::Unknown);
+    }
+
+    /// A reboot of the coordinator's host (or any restart of the coordinator) is shorter than the
+    /// silence that raises doubt: what the hosts said before it is not believed until they report
+    /// to a coordinator that runs now.
+    #[test]
+    fn a_report_from_before_the_coordinator_started_is_not_believed() {
+        let healthy = server(Some(("running", true, "")));
+        let up = host(HostState::Up);
+        let started_after = Now {
+            ms: 1_000,
+            coordinator_started_ms: 500,
+        };
+        let shown = condition(&healthy, Some(&up), &bootstrap("", true), started_after);
+        assert_eq!(shown.state, Shown::Unknown);
+        assert!(!shown.healthy);
+        assert_eq!(
+            shown.reason,
+            "host app-1 has not reported since the coordinator started: it last reported running, healthy"
+        );
+        // Its next report, received after the start, is believed.
+        let mut reported = host(HostState::Up);
+        reported.last_seen_ms = Some(600);
+        assert!(
+            condition(
+                &healthy,
+                Some(&reported),
+                &bootstrap("", true),
+                started_after
+            )
+            .healthy
+        );
     }
 
     #[test]

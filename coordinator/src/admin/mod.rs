@@ -45,6 +45,8 @@ pub struct AdminApi {
     refusals: Arc<Refusals>,
     /// Ends the event watches when the coordinator stops.
     shutdown: CancellationToken,
+    /// When this process started: hosts' reports from before are doubted (`condition::Now`).
+    started_ms: i64,
 }
 
 /// How often an event watch reads the log for new events. Events of other coordinators over the
@@ -66,6 +68,7 @@ impl AdminApi {
             ca_sha256,
             refusals,
             shutdown,
+            started_ms: now_ms(),
         }
     }
 
@@ -948,7 +951,10 @@ impl AdminService for AdminApi {
         let assignments = self.store.list_assignments(cluster).await?;
         let hosts = self.hosts_by_name().await?;
         let bootstrap = self.store.list_bootstrap(cluster).await?;
-        let now = now_ms();
+        let now = crate::condition::Now {
+            ms: now_ms(),
+            coordinator_started_ms: self.started_ms,
+        };
         // What the load balancers of reporting hosts see of the servers.
         let balancers: Vec<Assignment> = assignments
             .iter()
@@ -956,7 +962,7 @@ impl AdminService for AdminApi {
             .filter(|assignment| {
                 hosts.get(&assignment.host).is_some_and(|host| {
                     host.state == crate::store::HostState::Up
-                        && crate::condition::silent_for(host, now).is_none()
+                        && crate::condition::doubt(host, now).is_none()
                 })
             })
             .cloned()
