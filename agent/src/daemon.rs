@@ -114,11 +114,9 @@ fn warn_without_bytecode(zato_bin: &std::path::Path) {
     }
 }
 
-/// Zato takes most secrets only as command-line options: without `hidepid` on `/proc`, any local
-/// user can read them while a `zato` command runs. Said once, at start.
-fn warn_without_hidepid() {
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let hidden = mounts
+/// Whether the `/proc` in a mount table (`/proc/PID/mounts`) hides other users' processes.
+fn hides_processes(mounts: &str) -> bool {
+    mounts
         .lines()
         .filter(|line| line.split_whitespace().nth(1) == Some("/proc"))
         .any(|line| {
@@ -130,12 +128,36 @@ fn warn_without_hidepid() {
                     )
                 })
             })
-        });
-    if !hidden {
+        })
+}
+
+/// Zato takes most secrets only as command-line options: without `hidepid` on `/proc`, other
+/// users can read them while a `zato` command runs. Two views count, and each is said once, at
+/// start: the system's (PID 1's, where local users log in: `hidepid=2` there is the operator's to
+/// set) and the agent's own, which its components inherit (under systemd a service gets a `/proc`
+/// of its own without hidepid, whatever the system's has: the packaged unit sets
+/// `ProtectProc=invisible` for it).
+fn warn_without_hidepid() {
+    let own = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let shared = |link: &str| std::fs::read_link(link).ok();
+    let system = (shared("/proc/self/ns/mnt") != shared("/proc/1/ns/mnt"))
+        .then(|| std::fs::read_to_string("/proc/1/mounts").ok())
+        .flatten();
+    if !hides_processes(&own) {
         tracing::warn!(
-            "/proc is mounted without hidepid: while a zato command runs, other local users can read \
-             the secrets Zato takes on its command line; mount /proc with hidepid=2 (see \
-             packaging/README.md)"
+            "this agent's /proc is mounted without hidepid: the Zato components it starts, and \
+             other local users, can read the secrets Zato takes on its command line while a zato \
+             command runs; mount /proc with hidepid=2 (see packaging/README.md), or, under \
+             systemd, keep ProtectProc=invisible in the agent's unit"
+        );
+    }
+    if let Some(system) = system
+        && !hides_processes(&system)
+    {
+        tracing::warn!(
+            "the system's /proc (PID 1's) is mounted without hidepid: while a zato command runs, \
+             other local users can read the secrets Zato takes on its command line; mount /proc \
+             with hidepid=2 (see packaging/README.md)"
         );
     }
 }
@@ -523,5 +545,26 @@ async fn renew_certificate(
                 tracing::warn!(code = ?status.code(), error = %identity::describe_failure(&status), attempt, "cannot renew the host certificate; will retry");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hides_processes;
+
+    #[test]
+    fn proc_hides_processes_only_with_hidepid() {
+        let plain =
+            "sysfs /sys sysfs rw,nosuid 0 0\nproc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n";
+        assert!(!hides_processes(plain));
+        // What systemd's ProtectProc=invisible mounts, and hidepid=2 as packaging/README.md says.
+        for option in ["hidepid=invisible", "hidepid=2"] {
+            let hidden = format!("proc /proc proc rw,nosuid,nodev,noexec,relatime,{option} 0 0\n");
+            assert!(hides_processes(&hidden), "{hidden}");
+        }
+        // Another mount with hidepid does not count for /proc.
+        assert!(!hides_processes(
+            "proc /run/other proc rw,hidepid=2 0 0\nproc /proc proc rw 0 0\n"
+        ));
     }
 }
