@@ -5,6 +5,9 @@
 # from [package.metadata.deb] and [package.metadata.generate-rpm] in coordinator/ and agent/
 # Cargo.toml. Needs cargo-deb and cargo-generate-rpm (`bash .ci/setup` installs both).
 # Usage: bash packaging/build.sh [deb|rpm]...   (default: both)
+# MUSTER_PACKAGE_OUT=DIR puts them in DIR instead (and stages in DIR.stage), so that two builds
+# can run side by side; MUSTER_PACKAGE_REVISION=N makes the .debs revision N (default 1), as the
+# next revision of the same version would be.
 # MUSTER_PACKAGE_PROFILE=dev packages the debug build, as it is, instead of making a release build
 # (the tests do, to reuse the build they run on); the packages are the same but for the binaries'
 # speed and size.
@@ -58,7 +61,11 @@ fi
 # stripped copies of the binaries (the build's own stay whole) and the man pages and shell
 # completions they make from their own --help. Both tools read it through CARGO_TARGET_DIR and
 # find the assets' target/release/ paths there.
-stage=target/package-bin
+out=${MUSTER_PACKAGE_OUT:-$PWD/target/packages}
+stage=${MUSTER_PACKAGE_OUT:+$out.stage}
+stage=${stage:-target/package-bin}
+revision=${MUSTER_PACKAGE_REVISION:-1}
+[[ $revision =~ ^[0-9]+$ ]] || { echo "build: MUSTER_PACKAGE_REVISION must be a number, not $revision" >&2; exit 2; }
 rm -rf "$stage"
 mkdir -p "$stage/release"
 for binary in muster-coordinator muster muster-agent; do
@@ -71,13 +78,12 @@ docs=$stage/release/package-docs
 "$stage"/release/muster-agent generate-docs --out "$docs/agent"
 gzip -9n "$docs"/*/man/*.1
 
-out=$PWD/target/packages
 rm -rf "$out"
 mkdir -p "$out"
 for format in "${formats[@]}"; do
     for package in coordinator agent; do
         case "$format" in
-            deb) CARGO_TARGET_DIR=$stage cargo deb --no-build --no-strip "${deb_fast[@]}" --locked -p "muster-$package" --output "$out/" ;;
+            deb) CARGO_TARGET_DIR=$stage cargo deb --no-build --no-strip "${deb_fast[@]}" --deb-revision "$revision" --locked -p "muster-$package" --output "$out/" ;;
             rpm) cargo generate-rpm --target-dir "$stage" "${rpm_fast[@]}" -p "$package" --output "$out/" ;;
             *) echo "build: unknown format $format (deb or rpm)" >&2; exit 2 ;;
         esac

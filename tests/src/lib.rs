@@ -13,13 +13,14 @@ pub mod browser;
 pub mod disk;
 pub mod harness;
 pub mod netns;
+pub mod nspawn;
 pub mod proxy;
 pub mod rollout_bench;
 pub mod scheduler_jobs;
 pub mod traffic;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
@@ -64,7 +65,7 @@ fn with_database(admin_url: &str, database: &str) -> String {
     format!("{base}/{database}")
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     let mut bytes = [0u8; 6];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .expect("system random");
@@ -178,7 +179,7 @@ impl TestDatabase {
     /// This database as Zato's `--odb-*` options take it, each `--name=value` (the password may
     /// start with `-`). SQLite's file is `sqlite_file`, since a Zato ODB is a separate database
     /// from Muster's own.
-    pub fn zato_odb_options(&self, sqlite_file: &std::path::Path) -> Vec<String> {
+    pub fn zato_odb_options(&self, sqlite_file: &Path) -> Vec<String> {
         let mut options = Vec::new();
         let mut push = |name: &str, value: String| options.push(format!("{name}={value}"));
         match self.backend {
@@ -209,10 +210,10 @@ impl TestDatabase {
 
     /// This database as `muster create cluster` takes it: the `--odb-*` options, with the password
     /// in a file written into `directory`.
-    pub fn muster_odb_options(&self, directory: &std::path::Path) -> Vec<String> {
+    pub fn muster_odb_options(&self, directory: &Path) -> Vec<String> {
         let password_file = directory.join(format!("{}.odb-password", self.name));
         std::fs::write(&password_file, &self.odb_password).expect("write the ODB password file");
-        self.zato_odb_options(std::path::Path::new("/unused"))
+        self.zato_odb_options(Path::new("/unused"))
             .into_iter()
             .map(|option| {
                 if option.starts_with("--odb-password=") {
@@ -229,7 +230,7 @@ impl TestDatabase {
     pub fn muster_odb_options_via(
         &self,
         host: std::net::Ipv4Addr,
-        directory: &std::path::Path,
+        directory: &Path,
     ) -> Vec<String> {
         self.muster_odb_options(directory)
             .into_iter()
@@ -313,6 +314,40 @@ where
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+const INSTALLED_ZATO: &str = "/opt/zato-3.2/code/bin/zato";
+
+/// The real `zato` (`MUSTER_TEST_ZATO_BIN`, or where `../shared/zato/install.sh` puts it); `None` only where there is none, this is not CI and skipping was asked for
+/// (`MUSTER_SKIP_REAL_ZATO=1`): a run without the real Zato is never green by accident.
+pub fn real_zato() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("MUSTER_TEST_ZATO_BIN").filter(|path| !path.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.exists(),
+            "MUSTER_TEST_ZATO_BIN={} does not exist",
+            path.display()
+        );
+        return Some(path);
+    }
+    if Path::new(INSTALLED_ZATO).exists() {
+        return Some(PathBuf::from(INSTALLED_ZATO));
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false");
+    assert!(
+        !in_ci,
+        "CI runs the real-Zato suite: no Zato at {INSTALLED_ZATO} and MUSTER_TEST_ZATO_BIN is not \
+         set (`.ci/setup` installs it with ../shared/zato/install.sh)"
+    );
+    let skip = std::env::var("MUSTER_SKIP_REAL_ZATO").is_ok_and(|value| value == "1");
+    assert!(
+        skip,
+        "no real Zato at {INSTALLED_ZATO} and MUSTER_TEST_ZATO_BIN is not set: install it with \
+         ../shared/zato/install.sh (`.ci/setup` does when ../shared is beside the checkout), or \
+         set MUSTER_SKIP_REAL_ZATO=1 to skip the real-Zato suite"
+    );
+    eprintln!("skipped: no real Zato, and MUSTER_SKIP_REAL_ZATO=1");
+    None
 }
 
 /// Where [`free_port_block`] reserves its blocks: below the kernel's ephemeral ports (32768 on

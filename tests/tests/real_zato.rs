@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use muster_testkit::harness::{Agent, Coordinator, text, workspace_binary};
 use muster_testkit::netns::{self, Host, Network};
 use muster_testkit::rollout_bench::children_of;
-use muster_testkit::{Backend, TestDatabase, wait_for};
+use muster_testkit::{Backend, TestDatabase, real_zato, wait_for};
 use muster_testkit::{scheduler_jobs, traffic};
 
 /// How long a real cluster may take to come up on a busy 2-core machine.
@@ -24,39 +24,6 @@ const PATIENCE: Duration = Duration::from_secs(420);
 const POLL: Duration = Duration::from_millis(500);
 /// The hosts of the distributed clusters' servers.
 const SERVER_HOSTS: [&str; 3] = ["app-1", "app-2", "app-3"];
-const INSTALLED_ZATO: &str = "/opt/zato-3.2/code/bin/zato";
-
-/// The real `zato`; `None` only where there is none, this is not CI and skipping was asked for
-/// (`MUSTER_SKIP_REAL_ZATO=1`): a run without the real Zato is never green by accident.
-fn real_zato() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("MUSTER_TEST_ZATO_BIN").filter(|path| !path.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(
-            path.exists(),
-            "MUSTER_TEST_ZATO_BIN={} does not exist",
-            path.display()
-        );
-        return Some(path);
-    }
-    if Path::new(INSTALLED_ZATO).exists() {
-        return Some(PathBuf::from(INSTALLED_ZATO));
-    }
-    let in_ci = std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false");
-    assert!(
-        !in_ci,
-        "CI runs the real-Zato suite: no Zato at {INSTALLED_ZATO} and MUSTER_TEST_ZATO_BIN is not \
-         set (`.ci/setup` installs it with ../shared/zato/install.sh)"
-    );
-    let skip = std::env::var("MUSTER_SKIP_REAL_ZATO").is_ok_and(|value| value == "1");
-    assert!(
-        skip,
-        "no real Zato at {INSTALLED_ZATO} and MUSTER_TEST_ZATO_BIN is not set: install it with \
-         ../shared/zato/install.sh (`.ci/setup` does when ../shared is beside the checkout), or \
-         set MUSTER_SKIP_REAL_ZATO=1 to skip the real-Zato suite"
-    );
-    eprintln!("skipped: no real Zato, and MUSTER_SKIP_REAL_ZATO=1");
-    None
-}
 
 /// Every Zato component log under `directory` that holds `needle`.
 fn logs_with(directory: &Path, needle: &str) -> Vec<PathBuf> {
