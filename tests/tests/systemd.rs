@@ -66,11 +66,12 @@ fn workspace() -> PathBuf {
         .to_owned()
 }
 
-/// `packaging/build.sh deb` of the build the tests run on, as revision `revision`, into `out`.
-fn build_debs(out: &Path, revision: u32) {
+/// `packaging/build.sh FORMAT` of the build the tests run on, as revision `revision`, into `out`;
+/// the packages made.
+fn build_packages(format: &str, out: &Path, revision: u32) -> Vec<PathBuf> {
     let output = Command::new("bash")
         .arg(workspace().join("packaging/build.sh"))
-        .arg("deb")
+        .arg(format)
         .env("MUSTER_PACKAGE_PROFILE", "dev")
         .env("MUSTER_PACKAGE_OUT", out)
         .env("MUSTER_PACKAGE_REVISION", revision.to_string())
@@ -79,11 +80,43 @@ fn build_debs(out: &Path, revision: u32) {
         .expect("run packaging/build.sh");
     assert!(
         output.status.success(),
-        "packaging/build.sh failed: {}{}",
+        "packaging/build.sh {format} failed: {}{}",
         text(&output.stdout),
         text(&output.stderr)
     );
+    std::fs::read_dir(out)
+        .expect("the packages")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == format)
+        })
+        .collect()
 }
+
+/// README's coordinator steps, on a container where its package is installed: `init` as the
+/// service user, the unit started (and checked running), a cluster `demo` made; a join token for
+/// `roles` of it.
+fn start_coordinator(container: &Container, roles: &[&str]) -> String {
+    container.sh(
+        "runuser -u muster -- muster-coordinator init --config /etc/muster/coordinator.toml \
+         --advertise muster-booted",
+    );
+    container.sh("systemctl start muster-coordinator");
+    // Type=notify: active only once the service said READY=1.
+    assert_running(container, "muster-coordinator");
+    container.sh(&format!("{ADMIN} muster create cluster demo"));
+    let roles: String = roles.iter().map(|role| format!(" --role {role}")).collect();
+    let token: serde_json::Value = serde_json::from_str(&container.sh(&format!(
+        "{ADMIN} muster token create --cluster demo{roles} -o json"
+    )))
+    .expect("the token as JSON");
+    token["secret_token"].as_str().expect("a token").to_owned()
+}
+
+/// `muster` as root on the coordinator's host, as README says.
+const ADMIN: &str = "MUSTER_DATA_DIR=/var/lib/muster";
 
 /// The directory Zato's virtualenv was made from (`home` in its pyvenv.cfg), without `bin`.
 fn python_home(code: &Path) -> PathBuf {
@@ -129,7 +162,7 @@ fn assert_running(container: &Container, unit: &str) -> String {
 fn wait_for_cluster(container: &Container) -> Duration {
     let started = Instant::now();
     container.sh(&format!(
-        "MUSTER_DATA_DIR=/var/lib/muster muster wait --cluster demo --timeout {CLUSTER_PATIENCE}"
+        "{ADMIN} muster wait --cluster demo --timeout {CLUSTER_PATIENCE}"
     ));
     started.elapsed()
 }
@@ -164,8 +197,8 @@ fn the_packages_run_a_real_zato_cluster_under_systemd() {
     let first = packages.path().join("first");
     let next = packages.path().join("next");
     let started = Instant::now();
-    build_debs(&first, 1);
-    build_debs(&next, 2);
+    build_packages("deb", &first, 1);
+    build_packages("deb", &next, 2);
     eprintln!("packages built in {:.0?}", started.elapsed());
 
     let root = debian12_root(ROOT_PACKAGES);
@@ -202,21 +235,10 @@ fn the_packages_run_a_real_zato_cluster_under_systemd() {
     // The coordinator, as README says.
     container
         .sh("dpkg -i /packages/first/muster-coordinator_*.deb /packages/first/muster-agent_*.deb");
-    container.sh(
-        "runuser -u muster -- muster-coordinator init --config /etc/muster/coordinator.toml \
-         --advertise muster-booted",
+    let token = start_coordinator(
+        &container,
+        &["server", "scheduler", "web-admin", "load-balancer"],
     );
-    container.sh("systemctl start muster-coordinator");
-    // Type=notify: active only once the service said READY=1.
-    assert_running(&container, "muster-coordinator");
-    let admin = "MUSTER_DATA_DIR=/var/lib/muster";
-    container.sh(&format!("{admin} muster create cluster demo"));
-    let token: serde_json::Value = serde_json::from_str(&container.sh(&format!(
-        "{admin} muster token create --cluster demo --role server --role scheduler \
-         --role web-admin --role load-balancer -o json"
-    )))
-    .expect("the token as JSON");
-    let token = token["secret_token"].as_str().expect("a token").to_owned();
 
     // The agent, run as a user of its own.
     container.sh("useradd --system --no-create-home --shell /usr/sbin/nologin zato");
@@ -360,4 +382,115 @@ fn the_packages_run_a_real_zato_cluster_under_systemd() {
 fn mode(path: &Path) -> u32 {
     let metadata = std::fs::metadata(path).expect("the file's metadata");
     std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777
+}
+
+/// The rpms, installed by rpm itself (this machine's, into the container's root: no rpm-based
+/// root can be made here, so the system under them is Debian 12 with a real systemd): their
+/// scriptlets make the `muster` user and the state directories and enable the units, the config
+/// files get their owners and modes, and both units start from where the rpms put them, the agent
+/// enrolling and running a server (mock-zato: this test is about the rpms, not Zato).
+#[test]
+fn the_rpms_install_and_their_units_start_under_systemd() {
+    let packages = tempfile::tempdir().expect("a directory for the packages");
+    let rpms = build_packages("rpm", packages.path(), 1);
+    assert_eq!(rpms.len(), 2, "{rpms:?}");
+    // What they need of the system: the shell, the C library, shadow-utils for the user; and no
+    // newer a C library than RHEL 9's (2.34): the binaries are built on Debian 12 (2.36).
+    for rpm in &rpms {
+        let requires = rpm_query(rpm, "-qpR");
+        for line in requires.lines() {
+            let known = [
+                "/bin/sh",
+                "config(muster-",
+                "ld-linux-x86-64.so.2",
+                "libc.so.6",
+                "libgcc_s.so.1",
+                "libm.so.6",
+                "rpmlib(",
+                "rtld(GNU_HASH)",
+                "shadow-utils",
+            ]
+            .iter()
+            .any(|prefix| line.starts_with(prefix));
+            assert!(
+                known,
+                "{}: an unexpected requirement {line:?}",
+                rpm.display()
+            );
+        }
+        let newest_glibc = requires
+            .lines()
+            .filter_map(|line| line.split("(GLIBC_").nth(1)?.split(')').next())
+            .filter_map(|version| {
+                let (major, minor) = version.split_once('.')?;
+                let minor = minor.split('.').next()?;
+                Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
+            })
+            .max()
+            .expect("a GLIBC requirement");
+        eprintln!("{}: needs glibc {newest_glibc:?}", rpm.display());
+        assert!(
+            newest_glibc <= (2, 34),
+            "{}: glibc {newest_glibc:?}",
+            rpm.display()
+        );
+    }
+
+    let root = debian12_root(ROOT_PACKAGES);
+    let container = Container::boot(
+        "muster-rpm",
+        &root,
+        &[Bind::ReadOnly {
+            source: muster_testkit::harness::workspace_binary("mock-zato"),
+            target: PathBuf::from("/usr/local/bin/mock-zato"),
+        }],
+    );
+    let installed = Command::new("rpm")
+        .arg("--root")
+        .arg(container.root())
+        .args(["-i", "--nodeps"])
+        .args(&rpms)
+        .output()
+        .expect("run rpm");
+    assert!(
+        installed.status.success(),
+        "rpm -i failed: {}{}",
+        text(&installed.stdout),
+        text(&installed.stderr)
+    );
+    assert_eq!(
+        container.sh("stat -c '%a %U:%G' /etc/muster/coordinator.toml /etc/muster/agent.toml /var/lib/muster /var/lib/muster-agent"),
+        "640 root:muster\n600 root:root\n700 muster:muster\n700 root:root\n"
+    );
+    assert_eq!(
+        container.sh("systemctl is-enabled muster-coordinator muster-agent"),
+        "enabled\nenabled\n"
+    );
+
+    let token = start_coordinator(&container, &["server"]);
+    container.sh(&format!(
+        "cat >> /etc/muster/agent.toml <<'EOF'\n\
+         coordinator = \"https://127.0.0.1:17300\"\n\
+         token = \"{token}\"\n\
+         advertise_address = \"127.0.0.1\"\n\
+         zato_bin = \"/usr/local/bin/mock-zato\"\n\
+         EOF"
+    ));
+    container.sh(
+        "muster-agent validate --config /etc/muster/agent.toml && systemctl start muster-agent",
+    );
+    assert_running(&container, "muster-agent");
+    wait_for_cluster(&container);
+    assert_running(&container, "muster-coordinator");
+    assert_running(&container, "muster-agent");
+}
+
+fn rpm_query(rpm: &Path, query: &str) -> String {
+    let output = Command::new("rpm")
+        .arg(query)
+        .arg(rpm)
+        .output()
+        .expect("run rpm");
+    assert!(output.status.success(), "rpm {query} failed");
+    text(&output.stdout)
 }

@@ -610,3 +610,39 @@ async fn a_silent_host_is_unknown_before_it_is_down_and_wait_does_not_believe_it
     let waited = coordinator.muster(&["wait", "--cluster", "prod", "--timeout", "30s"]);
     assert!(waited.status.success(), "{}", text_of(&waited));
 }
+
+/// A coordinator restarted (as on a reboot of its host, which restarts the agents there too) does
+/// not believe what the hosts said before it started: their components are `unknown`, and `muster
+/// wait` does not call the cluster converged, until each host reports to it.
+#[tokio::test]
+async fn reports_from_before_the_coordinator_started_are_not_believed() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (mut coordinator, agent) = cluster_with_agent(scratch.path(), &[]).await;
+    first_server(&coordinator).await;
+    wait_for_component(&coordinator, "server1", "server1 healthy", |c| {
+        c["healthy"] == true
+    })
+    .await;
+    let agent_pid = agent.pid().unwrap();
+    signal(agent_pid, Signal::SIGSTOP);
+    coordinator.terminate();
+    coordinator.restart().await;
+    let doubted = wait_for_component(&coordinator, "server1", "server1 listed", |_| true).await;
+    assert_eq!(doubted["state"], "unknown", "{doubted}");
+    assert_eq!(doubted["healthy"], false);
+    assert_eq!(
+        doubted["reason"],
+        "host app-1 has not reported since the coordinator started: it last reported running, \
+         healthy"
+    );
+    let waited = coordinator.muster(&["wait", "--cluster", "prod", "--timeout", "2s"]);
+    assert!(!waited.status.success(), "{}", text_of(&waited));
+
+    signal(agent_pid, Signal::SIGCONT);
+    wait_for_component(&coordinator, "server1", "server1 believed again", |c| {
+        c["healthy"] == true && c["state"] == "running"
+    })
+    .await;
+    let waited = coordinator.muster(&["wait", "--cluster", "prod", "--timeout", "30s"]);
+    assert!(waited.status.success(), "{}", text_of(&waited));
+}
