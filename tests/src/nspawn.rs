@@ -7,8 +7,9 @@
 //!   the first run on a machine pays for it (~40-60 s); later runs share it.
 //! - [`Container::boot`]: that root, copy-on-write (an overlay whose upper layer is the test's, so
 //!   the cached root is never changed), booted with `--private-network` (its own loopback and
-//!   nothing else: no test traffic leaves it) and the host paths the test binds in. Dropping it
-//!   powers it off (bounded), unmounts and removes what the test made.
+//!   nothing else: no test traffic leaves it), or in a test host's network namespace
+//!   ([`Container::boot_with`]), with the host paths the test binds in. Dropping it powers it off
+//!   (bounded), unmounts and removes what the test made.
 //!
 //! Commands run inside with [`Container::run`] (`nsenter` into every namespace of the container's
 //! init, with a clean environment, as an operator's root shell there would).
@@ -77,25 +78,54 @@ pub fn debian12_root(packages: &[&str]) -> PathBuf {
     let partial = root.with_extension(format!("partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&partial);
     let started = Instant::now();
+    // debootstrap takes the base; apt installs the rest, resolving their dependencies as
+    // debootstrap's --include does not (cloud-init's Python packages fail to configure there).
     let output = Command::new("debootstrap")
-        .args(["--variant=minbase", &format!("--include={list}"), SUITE])
+        .args([
+            "--variant=minbase",
+            "--include=systemd,systemd-sysv,dbus",
+            SUITE,
+        ])
         .arg(&partial)
         .arg(mirror())
         .stdin(Stdio::null())
         .output()
         .expect("run debootstrap (Debian's package; .ci/setup installs it)");
-    assert!(
-        output.status.success(),
-        "debootstrap of {} failed: {}{}",
-        partial.display(),
-        text(&output.stdout),
-        text(&output.stderr)
-    );
+    let failed = |what: &str, output: &Output| {
+        let _ = std::fs::remove_dir_all(&partial);
+        panic!(
+            "{what} for {} failed: {}{}",
+            partial.display(),
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    };
+    if !output.status.success() {
+        failed("debootstrap", &output);
+    }
+    let _ = std::fs::copy("/etc/resolv.conf", partial.join("etc/resolv.conf"));
+    let extra: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|package| !["systemd", "systemd-sysv", "dbus"].contains(package))
+        .collect();
+    let output = Command::new("chroot")
+        .arg(&partial)
+        .args(["apt-get", "install", "-y", "-q", "--no-install-recommends"])
+        .args(&extra)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run apt-get in the new root");
+    if !output.status.success() {
+        failed("apt-get install", &output);
+    }
     // apt's downloads are not needed again; the root is copied by every boot's overlay.
     let _ = Command::new("chroot")
         .arg(&partial)
         .args(["apt-get", "clean"])
         .status();
+    let _ = std::fs::remove_file(partial.join("etc/resolv.conf"));
     eprintln!(
         "debootstrap made {} in {:.0?} ({list})",
         root.display(),
@@ -158,6 +188,19 @@ impl Container {
     /// Boots `root` (from [`debian12_root`]) as host `name`, with `binds`, and waits until its
     /// systemd says the system is running.
     pub fn boot(name: &str, root: &Path, binds: &[Bind]) -> Container {
+        Container::boot_with(name, root, binds, None, |_| {})
+    }
+
+    /// [`Container::boot`], in the network namespace `network` (`ip netns` name: a test host of
+    /// [`crate::netns::Network`]) instead of a private network when given, after `prepare` has
+    /// set up the root's files (its path as the host sees it), e.g. what a first boot reads.
+    pub fn boot_with(
+        name: &str,
+        root: &Path,
+        binds: &[Bind],
+        network: Option<&str>,
+        prepare: impl FnOnce(&Path),
+    ) -> Container {
         let dir = std::env::temp_dir().join(format!(
             "muster-nspawn-{name}-{}-{}",
             std::process::id(),
@@ -179,13 +222,20 @@ impl Container {
                 .arg(&merged),
         );
         std::fs::write(merged.join("etc/hostname"), format!("{name}\n")).expect("etc/hostname");
+        prepare(&merged);
         let mut command = Command::new("systemd-nspawn");
         command
             .arg("-D")
             .arg(&merged)
             .args(["-b", "--register=no", "--keep-unit", "--console=passive"])
-            .args(["-M", name, "--private-network", "--system-call-filter=bpf"])
+            .args(["-M", name, "--system-call-filter=bpf"])
             .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1");
+        match network {
+            Some(namespace) => {
+                command.arg(format!("--network-namespace-path=/run/netns/{namespace}"))
+            }
+            None => command.arg("--private-network"),
+        };
         for (index, bind) in binds.iter().enumerate() {
             match bind {
                 Bind::ReadOnly { source, target } => {

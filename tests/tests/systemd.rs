@@ -494,3 +494,350 @@ fn rpm_query(rpm: &Path, query: &str) -> String {
     assert!(output.status.success(), "rpm {query} failed");
     text(&output.stdout)
 }
+
+/// A GPG key made for one test in `home` (a keyring of its own); its fingerprint.
+fn make_key(home: &Path, name: &str) -> String {
+    let gpg = |args: &[&str]| {
+        let output = Command::new("gpg")
+            .arg("--batch")
+            .args(args)
+            .env("GNUPGHOME", home)
+            .output()
+            .expect("run gpg");
+        assert!(
+            output.status.success(),
+            "gpg {args:?} failed: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    };
+    let user = format!("{name} <{name}@example.invalid>");
+    gpg(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        &user,
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    gpg(&["--with-colons", "--fingerprint", &user])
+        .lines()
+        .find_map(|line| line.strip_prefix("fpr:"))
+        .and_then(|rest| rest.split(':').find(|field| !field.is_empty()))
+        .expect("the key's fingerprint")
+        .to_owned()
+}
+
+/// What `packaging/build.sh repo` made in a scratch directory.
+struct SignedRepository {
+    /// OUT/repo: deb/, rpm/, the keyrings and source entries.
+    repo: PathBuf,
+    /// The public key of another key than the one that signed it.
+    other_keyring: PathBuf,
+}
+
+/// `packaging/build.sh repo` of the build the tests run on, signed with a key made for the test,
+/// in `scratch` (made readable to the containers' `_apt`).
+fn signed_repository(scratch: &Path) -> SignedRepository {
+    std::fs::set_permissions(scratch, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod the scratch directory");
+    let keys = scratch.join("gnupg");
+    std::fs::create_dir(&keys).expect("a keyring directory");
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod the keyring directory");
+    let signing = make_key(&keys, "muster-release");
+    let other = make_key(&keys, "somebody-else");
+    let out = scratch.join("packages");
+    let output = Command::new("bash")
+        .arg(workspace().join("packaging/build.sh"))
+        .arg("repo")
+        .env("MUSTER_PACKAGE_PROFILE", "dev")
+        .env("MUSTER_PACKAGE_OUT", &out)
+        .env("MUSTER_REPO_KEY", &signing)
+        .env("GNUPGHOME", &keys)
+        .current_dir(workspace())
+        .output()
+        .expect("run packaging/build.sh");
+    let said = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "packaging/build.sh repo failed: {said}{}",
+        text(&output.stderr)
+    );
+    assert!(said.contains(&format!("signed by {signing}")), "{said}");
+    let other_keyring = scratch.join("other.gpg");
+    let exported = Command::new("gpg")
+        .args(["--batch", "--export", &other])
+        .env("GNUPGHOME", &keys)
+        .output()
+        .expect("run gpg --export");
+    std::fs::write(&other_keyring, exported.stdout).expect("the other keyring");
+    SignedRepository {
+        repo: out.join("repo"),
+        other_keyring,
+    }
+}
+
+/// `packaging/build.sh repo` makes a signed apt repository (and a signed yum one): apt on a
+/// Debian 12 with nothing but that source installs both packages from it, with the key named by
+/// `signed-by=`, and refuses it (installs nothing) while the key it trusts is another one; the yum
+/// metadata's signature verifies with the published key and not with another.
+#[test]
+fn the_signed_repositories_install_the_packages_and_refuse_another_key() {
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let SignedRepository {
+        repo,
+        other_keyring,
+        ..
+    } = signed_repository(scratch.path());
+
+    // yum's metadata: signed by the published key, by no other.
+    let verify = |keyring: &Path| {
+        Command::new("gpgv")
+            .arg("--keyring")
+            .arg(keyring)
+            .arg(repo.join("rpm/repodata/repomd.xml.asc"))
+            .arg(repo.join("rpm/repodata/repomd.xml"))
+            .output()
+            .expect("run gpgv")
+            .status
+            .success()
+    };
+    assert!(verify(&repo.join("muster-archive-keyring.gpg")));
+    assert!(!verify(&other_keyring));
+
+    let root = debian12_root(ROOT_PACKAGES);
+    let container = Container::boot(
+        "muster-repo",
+        &root,
+        &[
+            Bind::ReadOnly {
+                source: repo.clone(),
+                target: PathBuf::from("/srv/muster-repo"),
+            },
+            Bind::ReadOnly {
+                source: other_keyring,
+                target: PathBuf::from("/srv/other.gpg"),
+            },
+        ],
+    );
+    // Only Muster's repository (the container has no network to reach Debian's).
+    container.sh("rm -f /etc/apt/sources.list /etc/apt/sources.list.d/* && \
+         sed 's|BASE_URL|file:/srv/muster-repo|' /srv/muster-repo/muster.list \
+         > /etc/apt/sources.list.d/muster.list");
+    container.sh("cp /srv/other.gpg /usr/share/keyrings/muster-archive-keyring.gpg");
+    let refused = container.run(&["apt-get", "update"]);
+    let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
+    assert!(
+        said.contains("NO_PUBKEY") || said.contains("not signed"),
+        "{said}"
+    );
+    let none = container.run(&["apt-get", "install", "-y", "muster-agent"]);
+    assert!(
+        !none.status.success(),
+        "installed from a repository signed by a key it does not trust"
+    );
+
+    container.sh(
+        "cp /srv/muster-repo/muster-archive-keyring.gpg /usr/share/keyrings/ && apt-get update",
+    );
+    container
+        .sh("DEBIAN_FRONTEND=noninteractive apt-get install -y muster-agent muster-coordinator");
+    let policy = container.sh("apt-cache policy muster-agent");
+    assert!(policy.contains("file:/srv/muster-repo/deb ./"), "{policy}");
+    assert_eq!(
+        container.sh("dpkg-query -W -f='${Status}' muster-agent muster-coordinator"),
+        "install ok installedinstall ok installed"
+    );
+}
+
+/// cloud-init itself, on two Debian 12 hosts booted with systemd (a NoCloud seed, test hosts of a
+/// network of their own): the coordinator's and the agent's user-data from `packaging/cloud-init/`,
+/// with only their CHANGE values set, install the packages from the signed repository (served as
+/// a `file:` URL: the same apt path as https), start the coordinator, and the agent joins it from
+/// the other host.
+#[test]
+fn cloud_init_installs_a_coordinator_and_an_agent_that_joins_it() {
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let SignedRepository { repo, .. } = signed_repository(scratch.path());
+    let key = std::fs::read_to_string(repo.join("muster-archive-keyring.asc")).expect("the key");
+    // What a Debian cloud image has besides: cloud-init with gnupg (it dearmours apt keys with it)
+    // and locales.
+    let root = debian12_root(&["cloud-init", "gnupg", "locales", "procps", "curl"]);
+    let mut network = muster_testkit::netns::Network::create();
+    let coordinator_host = network.add_host("cloud-coord");
+    let agent_host = network.add_host("cloud-agent");
+
+    let coordinator_url = format!("https://{}:17300", coordinator_host.address);
+    let coordinator = boot_cloud_instance(
+        "cloud-coord",
+        &root,
+        &repo,
+        &coordinator_host.namespace,
+        &user_data("coordinator.yaml", &key, &[]),
+    );
+    cloud_init_done(&coordinator);
+    assert_running(&coordinator, "muster-coordinator");
+    assert_eq!(
+        coordinator.sh("stat -c '%a %U:%G' /etc/muster/coordinator.toml"),
+        "640 root:muster\n"
+    );
+    coordinator.sh(&format!("{ADMIN} muster create cluster demo"));
+    let token: serde_json::Value = serde_json::from_str(&coordinator.sh(&format!(
+        "{ADMIN} muster token create --cluster demo --label source=cloud-init -o json"
+    )))
+    .expect("the token as JSON");
+    let token = token["secret_token"].as_str().expect("a token");
+
+    let agent = boot_cloud_instance(
+        "cloud-agent",
+        &root,
+        &repo,
+        &agent_host.namespace,
+        &user_data(
+            "agent.yaml",
+            &key,
+            &[
+                (
+                    "https://coordinator.example.internal:17300",
+                    &coordinator_url,
+                ),
+                ("MUSTER1-<ca-sha256>::<id>.<secret>", token),
+                ("/opt/zato/3.2/code/bin/zato", "/usr/local/bin/mock-zato"),
+            ],
+        ),
+    );
+    cloud_init_done(&agent);
+    assert_running(&agent, "muster-agent");
+    // hidepid=2, as the kernel shows it since 5.8.
+    let proc_mount = agent.sh("grep ' /proc ' /proc/mounts");
+    assert!(
+        proc_mount.contains("hidepid=2") || proc_mount.contains("hidepid=invisible"),
+        "the user-data's hidepid is not in effect: {proc_mount}"
+    );
+    assert_eq!(
+        agent.sh("stat -c '%a %U:%G' /etc/muster/agent.toml"),
+        "600 root:root\n"
+    );
+    let joined = tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(muster_testkit::wait_for(
+            "the agent's host up at the coordinator",
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            || {
+                let hosts = coordinator.sh(&format!("{ADMIN} muster host list -o json"));
+                let hosts: serde_json::Value =
+                    serde_json::from_str(&hosts).expect("the hosts as JSON");
+                let found = hosts.as_array().and_then(|hosts| {
+                    hosts
+                        .iter()
+                        .find(|host| host["name"] == "cloud-agent" && host["state"] == "up")
+                        .cloned()
+                });
+                async move { found }
+            },
+        ))
+        .unwrap();
+    assert_eq!(
+        joined["advertise_address"],
+        agent_host.address.to_string(),
+        "{joined}"
+    );
+    assert_eq!(joined["labels"]["source"], "cloud-init", "{joined}");
+    drop(agent);
+    drop(coordinator);
+    drop(network);
+}
+
+/// A user-data file of `packaging/cloud-init/`, with the repository's URL and key, and each
+/// `(placeholder, value)` replaced; every one must be there.
+fn user_data(file: &str, key: &str, values: &[(&str, &str)]) -> String {
+    let path = workspace().join("packaging/cloud-init").join(file);
+    let mut text = std::fs::read_to_string(&path).expect("the user-data");
+    let indented: String = key
+        .lines()
+        .map(|line| format!("        {line}\n"))
+        .collect();
+    let placeholder_key = "        -----BEGIN PGP PUBLIC KEY BLOCK-----\n        (the contents of \
+                           muster-archive-keyring.asc)\n        -----END PGP PUBLIC KEY BLOCK-----\n";
+    for (from, to) in [
+        (placeholder_key, indented.as_str()),
+        (
+            "https://packages.example.internal/muster",
+            "file:/srv/muster-repo",
+        ),
+    ]
+    .iter()
+    .chain(values)
+    {
+        assert!(text.contains(from), "{} has no {from:?}", path.display());
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// A first boot of `name` with a NoCloud seed holding `user_data`, in the test host `namespace`,
+/// the repository at /srv/muster-repo and mock-zato at /usr/local/bin/mock-zato.
+fn boot_cloud_instance(
+    name: &str,
+    root: &Path,
+    repo: &Path,
+    namespace: &str,
+    user_data: &str,
+) -> Container {
+    Container::boot_with(
+        name,
+        root,
+        &[
+            Bind::ReadOnly {
+                source: repo.to_owned(),
+                target: PathBuf::from("/srv/muster-repo"),
+            },
+            Bind::ReadOnly {
+                source: muster_testkit::harness::workspace_binary("mock-zato"),
+                target: PathBuf::from("/usr/local/bin/mock-zato"),
+            },
+        ],
+        Some(namespace),
+        |root| {
+            let seed = root.join("var/lib/cloud/seed/nocloud");
+            std::fs::create_dir_all(&seed).expect("the seed directory");
+            std::fs::write(
+                seed.join("meta-data"),
+                format!("instance-id: {name}\nlocal-hostname: {name}\n"),
+            )
+            .expect("meta-data");
+            std::fs::write(seed.join("user-data"), user_data).expect("user-data");
+            // Not the user-data's business: the container reaches no Debian mirror, so apt keeps
+            // the sources the test left (none but the repository's, which cloud-init adds).
+            std::fs::write(
+                root.join("etc/cloud/cloud.cfg.d/99-muster-test.cfg"),
+                "datasource_list: [NoCloud]\nlocale: C.UTF-8\napt:\n  preserve_sources_list: true\n",
+            )
+            .expect("the test's cloud.cfg");
+            let _ = std::fs::remove_file(root.join("etc/apt/sources.list"));
+            // The image's Zato user (the user-data's run_as): an image with Zato has one.
+            let added = Command::new("chroot")
+                .arg(root)
+                .args(["useradd", "--system", "--no-create-home", "zato"])
+                .status()
+                .expect("run chroot useradd");
+            assert!(added.success(), "useradd zato in {}", root.display());
+        },
+    )
+}
+
+/// Waits (bounded) for cloud-init to finish; fails with its own report unless it is done without
+/// an error.
+fn cloud_init_done(container: &Container) {
+    let status = container.run(&["timeout", "300", "cloud-init", "status", "--wait", "--long"]);
+    let said = text(&status.stdout);
+    assert!(
+        status.status.success() && said.contains("status: done"),
+        "cloud-init on {}: {said}\n{}",
+        container.name,
+        container.sh("grep -v '^ci-info' /var/log/cloud-init-output.log | tail -n 60; grep -E 'WARN|ERROR' /var/log/cloud-init.log | tail -n 20")
+    );
+}
