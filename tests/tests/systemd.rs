@@ -841,3 +841,103 @@ fn cloud_init_done(container: &Container) {
         container.sh("grep -v '^ci-info' /var/log/cloud-init-output.log | tail -n 60; grep -E 'WARN|ERROR' /var/log/cloud-init.log | tail -n 20")
     );
 }
+
+/// The Ansible roles' package path: README's example playbook (`packaging/ansible/examples/
+/// site.yml`), run by ansible-playbook on a booted Debian 12 against itself (one host is the
+/// coordinator and a server host), installs both packages by name from the signed repository and
+/// runs them as their units: the coordinator initialised and started, the cluster made, the agent
+/// enrolled with a token the role made, its server (mock-zato) healthy; run again, only the token
+/// leaves agent.toml; a third run changes nothing.
+#[test]
+fn the_ansible_roles_install_the_packages_from_the_repository_under_systemd() {
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let SignedRepository { repo, .. } = signed_repository(scratch.path());
+    // A managed Debian host as Ansible expects one: python3-apt for its apt module.
+    let root = debian12_root(&["ansible-core", "python3-apt", "procps", "curl"]);
+    let inventory = "all:\n  children:\n    coordinator:\n      hosts:\n        box:\n    agents:\n      \
+                     hosts:\n        box:\n      vars:\n        muster_agent_roles: [server]\n";
+    let variables = serde_json::json!({
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "muster_cluster": "prod",
+        "muster_database_url": "",
+        "muster_coordinator_clusters": [
+            { "name": "prod", "description": "made by ansible", "odb": { "type": "sqlite" } }
+        ],
+        "muster_agent_zato_bin": "/usr/local/bin/mock-zato",
+        "muster_agent_run_as": "",
+        "muster_agent_advertise_address": "127.0.0.1",
+    });
+    let container = Container::boot_with(
+        "box",
+        &root,
+        &[
+            Bind::ReadOnly {
+                source: repo.clone(),
+                target: PathBuf::from("/srv/muster-repo"),
+            },
+            Bind::ReadOnly {
+                source: workspace().join("packaging/ansible"),
+                target: PathBuf::from("/srv/ansible"),
+            },
+            Bind::ReadOnly {
+                source: muster_testkit::harness::workspace_binary("mock-zato"),
+                target: PathBuf::from("/usr/local/bin/mock-zato"),
+            },
+        ],
+        None,
+        |root| {
+            // The host's package sources: Muster's repository only (no network to Debian's).
+            let _ = std::fs::remove_file(root.join("etc/apt/sources.list"));
+            let list = std::fs::read_to_string(repo.join("muster.list")).expect("muster.list");
+            std::fs::write(
+                root.join("etc/apt/sources.list.d/muster.list"),
+                list.replace("BASE_URL", "file:/srv/muster-repo"),
+            )
+            .expect("muster.list");
+            std::fs::copy(
+                repo.join("muster-archive-keyring.gpg"),
+                root.join("usr/share/keyrings/muster-archive-keyring.gpg"),
+            )
+            .expect("the keyring");
+            std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost box\n").expect("hosts");
+            std::fs::write(root.join("srv/inventory.yml"), inventory).expect("the inventory");
+            std::fs::write(root.join("srv/vars.json"), variables.to_string()).expect("the vars");
+        },
+    );
+    container.sh("apt-get update -q");
+    let play = "ANSIBLE_ROLES_PATH=/srv/ansible/roles ANSIBLE_NOCOLOR=1 ansible-playbook \
+                -i /srv/inventory.yml -e @/srv/vars.json /srv/ansible/examples/site.yml";
+    container.sh(play);
+    assert_eq!(
+        container.sh("dpkg-query -W -f='${Status}\\n' muster-coordinator muster-agent"),
+        "install ok installed\ninstall ok installed\n"
+    );
+    assert_running(&container, "muster-coordinator");
+    assert_running(&container, "muster-agent");
+    container.sh(&format!(
+        "{ADMIN} muster wait --cluster prod --timeout {CLUSTER_PATIENCE}"
+    ));
+    // Run again: the host is enrolled, so the join token leaves agent.toml (the one change, and
+    // the agent restarted for it); a third run changes nothing.
+    let recap = |output: &str| {
+        output
+            .lines()
+            .find(|line| line.starts_with("box") && line.contains("changed="))
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .expect("a play recap")
+    };
+    let again = container.sh(play);
+    assert!(recap(&again).contains("changed=2"), "{again}");
+    assert!(
+        !container
+            .sh("cat /etc/muster/agent.toml")
+            .contains("token =")
+    );
+    assert_running(&container, "muster-agent");
+    let third = container.sh(play);
+    assert!(recap(&third).contains("changed=0"), "{third}");
+    container.sh(&format!(
+        "{ADMIN} muster wait --cluster prod --timeout {CLUSTER_PATIENCE}"
+    ));
+}
