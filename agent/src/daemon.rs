@@ -139,10 +139,12 @@ fn hides_processes(mounts: &str) -> bool {
 /// `ProtectProc=invisible` for it).
 fn warn_without_hidepid() {
     let own = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let shared = |link: &str| std::fs::read_link(link).ok();
-    let system = (shared("/proc/self/ns/mnt") != shared("/proc/1/ns/mnt"))
-        .then(|| std::fs::read_to_string("/proc/1/mounts").ok())
-        .flatten();
+    // PID 1's mount namespace, when the agent may see it (root) and it is not the agent's own.
+    let namespace = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let system = match (namespace("self"), namespace("1")) {
+        (Some(own), Some(first)) if own != first => std::fs::read_to_string("/proc/1/mounts").ok(),
+        _ => None,
+    };
     if !hides_processes(&own) {
         tracing::warn!(
             "this agent's /proc is mounted without hidepid: the Zato components it starts, and \

@@ -155,7 +155,6 @@ pub struct Container {
     nspawn: Option<Child>,
     command: Command,
     init: i32,
-    boots: u32,
 }
 
 fn run_checked(command: &mut Command) {
@@ -264,7 +263,6 @@ impl Container {
             nspawn: None,
             command,
             init: 0,
-            boots: 0,
         };
         container.spawn();
         container
@@ -273,7 +271,6 @@ impl Container {
     /// Starts nspawn (again, after a reboot: nspawn ends when its container reboots, and
     /// systemd-nspawn@.service would start it again) and waits for the boot.
     fn spawn(&mut self) {
-        self.boots += 1;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -318,7 +315,9 @@ impl Container {
             }
             if let Some(init) = init_of(pid) {
                 self.init = init;
-                let state = self.run(&["systemctl", "is-system-running", "--wait"]);
+                // --wait answers once the boot is over; `timeout` bounds a boot that hangs.
+                let state =
+                    self.run(&["timeout", "60", "systemctl", "is-system-running", "--wait"]);
                 let state = text(&state.stdout);
                 if matches!(state.trim(), "running" | "degraded") {
                     return;
@@ -332,11 +331,6 @@ impl Container {
             );
             std::thread::park_timeout(Duration::from_millis(100));
         }
-    }
-
-    /// How many times it has booted.
-    pub fn boots(&self) -> u32 {
-        self.boots
     }
 
     /// `args` run inside the container as root, in all its namespaces, with a clean environment.
@@ -447,8 +441,8 @@ impl Drop for Container {
     }
 }
 
-/// Removes the empty cgroup folders named `payload` or `supervisor` (and their empty parents
-/// left by nspawn) below `directory`, `depth` levels down at most.
+/// Removes the empty cgroup folders named `payload` or `supervisor` that nspawn leaves below
+/// `directory`, `depth` levels down at most.
 fn remove_empty_cgroups(directory: &Path, depth: u32) {
     let Ok(entries) = std::fs::read_dir(directory) else {
         return;
