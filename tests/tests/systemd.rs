@@ -66,32 +66,40 @@ fn workspace() -> PathBuf {
         .to_owned()
 }
 
-/// `packaging/build.sh FORMAT` of the build the tests run on, as revision `revision`, into `out`;
-/// the packages made.
-fn build_packages(format: &str, out: &Path, revision: u32) -> Vec<PathBuf> {
+/// `packaging/build.sh FORMAT` of the build the tests run on, as revision `revision`, into `out`,
+/// with `env` besides; what it said.
+fn build_packages(
+    format: &str,
+    out: &Path,
+    revision: u32,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> String {
     let output = Command::new("bash")
         .arg(workspace().join("packaging/build.sh"))
         .arg(format)
         .env("MUSTER_PACKAGE_PROFILE", "dev")
         .env("MUSTER_PACKAGE_OUT", out)
         .env("MUSTER_PACKAGE_REVISION", revision.to_string())
+        .envs(env.iter().copied())
         .current_dir(workspace())
         .output()
         .expect("run packaging/build.sh");
+    let said = text(&output.stdout);
     assert!(
         output.status.success(),
-        "packaging/build.sh {format} failed: {}{}",
-        text(&output.stdout),
+        "packaging/build.sh {format} failed: {said}{}",
         text(&output.stderr)
     );
+    said
+}
+
+/// The packages in `out` whose file name ends in `.EXTENSION`.
+fn packages_in(out: &Path, extension: &str) -> Vec<PathBuf> {
     std::fs::read_dir(out)
         .expect("the packages")
         .flatten()
         .map(|entry| entry.path())
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension == format)
-        })
+        .filter(|path| path.extension().is_some_and(|found| found == extension))
         .collect()
 }
 
@@ -197,8 +205,8 @@ fn the_packages_run_a_real_zato_cluster_under_systemd() {
     let first = packages.path().join("first");
     let next = packages.path().join("next");
     let started = Instant::now();
-    build_packages("deb", &first, 1);
-    build_packages("deb", &next, 2);
+    build_packages("deb", &first, 1, &[]);
+    build_packages("deb", &next, 2, &[]);
     eprintln!("packages built in {:.0?}", started.elapsed());
 
     let root = debian12_root(ROOT_PACKAGES);
@@ -392,7 +400,8 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn the_rpms_install_and_their_units_start_under_systemd() {
     let packages = tempfile::tempdir().expect("a directory for the packages");
-    let rpms = build_packages("rpm", packages.path(), 1);
+    build_packages("rpm", packages.path(), 1, &[]);
+    let rpms = packages_in(packages.path(), "rpm");
     assert_eq!(rpms.len(), 2, "{rpms:?}");
     // What they need of the system: the shell, the C library, shadow-utils for the user; and no
     // newer a C library than RHEL 9's (2.34): the binaries are built on Debian 12 (2.36).
@@ -549,21 +558,14 @@ fn signed_repository(scratch: &Path) -> SignedRepository {
     let signing = make_key(&keys, "muster-release");
     let other = make_key(&keys, "somebody-else");
     let out = scratch.join("packages");
-    let output = Command::new("bash")
-        .arg(workspace().join("packaging/build.sh"))
-        .arg("repo")
-        .env("MUSTER_PACKAGE_PROFILE", "dev")
-        .env("MUSTER_PACKAGE_OUT", &out)
-        .env("MUSTER_REPO_KEY", &signing)
-        .env("GNUPGHOME", &keys)
-        .current_dir(workspace())
-        .output()
-        .expect("run packaging/build.sh");
-    let said = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "packaging/build.sh repo failed: {said}{}",
-        text(&output.stderr)
+    let said = build_packages(
+        "repo",
+        &out,
+        1,
+        &[
+            ("MUSTER_REPO_KEY", signing.as_ref()),
+            ("GNUPGHOME", keys.as_os_str()),
+        ],
     );
     assert!(said.contains(&format!("signed by {signing}")), "{said}");
     let other_keyring = scratch.join("other.gpg");

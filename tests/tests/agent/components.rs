@@ -563,14 +563,10 @@ async fn a_server_that_ends_at_its_start_says_why_and_is_not_restarted_at_every_
     assert!(starts() <= 3, "started {} times", starts());
 }
 
-/// A host that stops reporting is not believed for long: before its heartbeat TTL marks it down,
-/// its components are `unknown` once its silence passes two heartbeat intervals, and at least
-/// 5 s (what it last said may be from before a reboot), `muster wait` does not call the cluster
-/// converged, and all is as before once it reports again.
-#[tokio::test]
-async fn a_silent_host_is_unknown_before_it_is_down_and_wait_does_not_believe_it() {
-    let scratch = tempfile::tempdir().unwrap();
-    let (coordinator, agent) = cluster_with_agent(scratch.path(), &[]).await;
+/// A cluster whose one agent runs a healthy server1, then that agent stopped (SIGSTOP: silent, its
+/// components running); the agent and its pid, to let it go on with SIGCONT.
+async fn healthy_server_with_its_agent_stopped(scratch: &Path) -> (Coordinator, Agent, u32) {
+    let (coordinator, agent) = cluster_with_agent(scratch, &[]).await;
     first_server(&coordinator).await;
     wait_for_component(&coordinator, "server1", "server1 healthy", |c| {
         c["healthy"] == true
@@ -578,6 +574,18 @@ async fn a_silent_host_is_unknown_before_it_is_down_and_wait_does_not_believe_it
     .await;
     let agent_pid = agent.pid().unwrap();
     signal(agent_pid, Signal::SIGSTOP);
+    (coordinator, agent, agent_pid)
+}
+
+/// A host that stops reporting is not believed for long: before its heartbeat TTL marks it down,
+/// its components are `unknown` once its silence passes two heartbeat intervals, and at least
+/// 5 s (what it last said may be from before a reboot), `muster wait` does not call the cluster
+/// converged, and all is as before once it reports again.
+#[tokio::test]
+async fn a_silent_host_is_unknown_before_it_is_down_and_wait_does_not_believe_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (coordinator, _agent, agent_pid) =
+        healthy_server_with_its_agent_stopped(scratch.path()).await;
     let silent = wait_for_component(&coordinator, "server1", "server1 unknown", |c| {
         c["state"] == "unknown"
     })
@@ -617,14 +625,8 @@ async fn a_silent_host_is_unknown_before_it_is_down_and_wait_does_not_believe_it
 #[tokio::test]
 async fn reports_from_before_the_coordinator_started_are_not_believed() {
     let scratch = tempfile::tempdir().unwrap();
-    let (mut coordinator, agent) = cluster_with_agent(scratch.path(), &[]).await;
-    first_server(&coordinator).await;
-    wait_for_component(&coordinator, "server1", "server1 healthy", |c| {
-        c["healthy"] == true
-    })
-    .await;
-    let agent_pid = agent.pid().unwrap();
-    signal(agent_pid, Signal::SIGSTOP);
+    let (mut coordinator, _agent, agent_pid) =
+        healthy_server_with_its_agent_stopped(scratch.path()).await;
     coordinator.terminate();
     coordinator.restart().await;
     let doubted = wait_for_component(&coordinator, "server1", "server1 listed", |_| true).await;
